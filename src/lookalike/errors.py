@@ -77,4 +77,5 @@ class Problem:
     message: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "stage": self.stage, "error": self.error, "message": self.message}
+        return {"path": self.path, "stage": self.stage, "error": self.error,
+                "message": self.message}

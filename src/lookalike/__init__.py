@@ -1,0 +1,133 @@
+"""lookalike: find exact and near-duplicate images, show them, and remove them safely.
+
+Quick start::
+
+    import lookalike
+
+    result = lookalike.scan(["photos/"], threshold=4)
+    for group in result.groups:
+        print(group.representative, [m.record.path for m in group.members[1:]])
+    lookalike.write_report(result, "report.json")
+
+``import lookalike`` is light: Pillow, SciPy, Jinja2 and Dask load only when needed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from .config import DEFAULT_HASH_SIZE, DEFAULT_METHOD, DEFAULT_THRESHOLD, ScanConfig
+from .errors import (
+    ConfigError,
+    DecodeError,
+    JournalError,
+    LookalikeError,
+    Problem,
+    ReportError,
+)
+from .events import NullReporter, Reporter
+from .model import Group, Hash, ImageRecord, Member
+from .pipeline import ScanResult
+from .report import Report, read_report, write_report
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from .cache import HashCache
+    from .executors.base import Executor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_HASH_SIZE",
+    "DEFAULT_METHOD",
+    "DEFAULT_THRESHOLD",
+    "ConfigError",
+    "DecodeError",
+    "Group",
+    "Hash",
+    "ImageRecord",
+    "JournalError",
+    "LookalikeError",
+    "Member",
+    "NullReporter",
+    "Problem",
+    "Report",
+    "ReportError",
+    "Reporter",
+    "ScanConfig",
+    "ScanResult",
+    "__version__",
+    "hash_image",
+    "methods",
+    "read_report",
+    "scan",
+    "write_report",
+]
+
+
+def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+         config: ScanConfig | None = None, reporter: Reporter | None = None,
+         executor: Executor | None = None, cache: HashCache | None = None,
+         **options: Any) -> ScanResult:
+    """Find duplicate groups among the images under ``paths`` (files or folders).
+
+    Args:
+        paths: one path or several; folders are walked recursively.
+        config: a full :class:`ScanConfig`; or pass its fields as keyword ``options``
+            (``method="dhash-z"``, ``hash_size=8``, ``threshold=0``, ``grouping=...``,
+            ``decode=...``, ``workers=...``).
+        reporter: receives progress and per-file problems (default: silent).
+        executor: the engine that hashes files (default: local processes).
+        cache: a :class:`lookalike.cache.HashCache`; unchanged files are not re-read.
+
+    Returns:
+        A :class:`ScanResult` with ``.groups`` (largest first), ``.errors`` (one
+        :class:`Problem` per unusable file), ``.records`` and ``.stats``.
+
+    Raises:
+        ConfigError: bad options or a path that does not exist (before any work).
+
+    Cost: each file is read and decoded once; search is exact and sub-quadratic.
+    """
+    from .pipeline import run_scan
+
+    if config is None:
+        config = ScanConfig(**options)
+    elif options:
+        raise ConfigError("pass either config= or keyword options, not both")
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    return run_scan(paths, config, reporter=reporter, executor=executor, cache=cache)
+
+
+def hash_image(image: str | os.PathLike[str] | Image, method: str = DEFAULT_METHOD,
+               hash_size: int | None = None, *, decode: str = "full") -> Hash:
+    """Hash one image file (or an in-memory PIL image) with ``method``.
+
+    ``str()`` of the result equals ImageHash's hex string for the methods ImageHash has
+    (``decode="full"``, the default here, reads every pixel exactly as ImageHash does).
+
+    Raises:
+        DecodeError: the file is not a readable image (``.reason`` says why).
+        ConfigError: unknown method.
+    """
+    from .decode import Picture, decode_bytes
+    from .hashes import get_method
+
+    m = get_method(method)
+    if isinstance(image, (str, os.PathLike)):
+        with open(image, "rb") as fh:
+            pic = decode_bytes(fh.read(), mode=decode)[0]  # type: ignore[arg-type]
+    else:
+        pic = Picture.from_pil(image)
+    return m.hash(pic, hash_size)
+
+
+def methods() -> dict[str, str]:
+    """Hash method names and one-line descriptions."""
+    from .hashes import METHODS
+
+    return {name: m.summary for name, m in METHODS.items()}

@@ -1,0 +1,94 @@
+"""Frozen, keyword-only configuration objects, validated on construction."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+__all__ = ["DEFAULT_HASH_SIZE", "DEFAULT_METHOD", "DEFAULT_THRESHOLD", "ScanConfig"]
+
+DEFAULT_METHOD = "dhash-z"
+DEFAULT_HASH_SIZE = 8
+DEFAULT_THRESHOLD = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanConfig:
+    """How a scan hashes and groups.
+
+    Attributes:
+        method: hash algorithm name (see ``lookalike.hashes.METHODS``).
+        hash_size: algorithm size parameter; ``None`` means the method's default.
+        threshold: max Hamming distance in bits for two images to match (0 = identical).
+        grouping: ``components`` (chaining) or ``star`` (all within threshold of the
+            representative).
+        decode: ``fast`` (reduced JPEG decoding) or ``full`` (bit-exact with ImageHash).
+        max_pixels: images declaring more pixels are refused before decoding.
+        pixel_digest: also compute a digest of decoded pixels (needs full decoding).
+        follow_symlinks: walk into symlinked files and folders.
+        workers: worker processes (``None`` = all cores, 1 = in-process).
+    """
+
+    method: str = DEFAULT_METHOD
+    hash_size: int | None = None
+    threshold: int = DEFAULT_THRESHOLD
+    grouping: Literal["components", "star"] = "components"
+    decode: Literal["fast", "full"] = "full"
+    max_pixels: int = 178_956_970
+    pixel_digest: bool = True
+    follow_symlinks: bool = False
+    workers: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from .hashes import get_method
+
+        method = get_method(self.method)  # raises ConfigError listing valid names
+        size = self.resolved_hash_size
+        if size < method.min_size:
+            raise ConfigError(f"--hash-size must be >= {method.min_size} for {self.method}")
+        if self.method == "whash" and size & (size - 1):
+            raise ConfigError("whash needs a power-of-two --hash-size (4, 8, 16, ...)")
+        if self.threshold < 0:
+            raise ConfigError("--threshold is a number of bits and must be >= 0")
+        nbits = method.nbits(size)
+        if self.threshold > nbits:
+            raise ConfigError(
+                f"--threshold {self.threshold} exceeds the {nbits} bits of {self.method} "
+                f"at hash size {size}; every image would match"
+            )
+        if self.grouping not in ("components", "star"):
+            raise ConfigError("--grouping must be 'components' or 'star'")
+        if self.decode not in ("fast", "full"):
+            raise ConfigError("decode must be 'fast' or 'full'")
+        if self.max_pixels < 1:
+            raise ConfigError("--max-pixels must be positive")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError("--workers must be >= 1")
+
+    @property
+    def resolved_hash_size(self) -> int:
+        from .hashes import get_method
+
+        if self.hash_size is not None:
+            return self.hash_size
+        return get_method(self.method).default_size
+
+    @property
+    def nbits(self) -> int:
+        from .hashes import get_method
+
+        return get_method(self.method).nbits(self.resolved_hash_size)
+
+    @property
+    def resolved_workers(self) -> int:
+        return self.workers if self.workers is not None else (os.cpu_count() or 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hash_size"] = self.resolved_hash_size
+        d["nbits"] = self.nbits
+        return d

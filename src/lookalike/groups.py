@@ -1,0 +1,167 @@
+"""Grouping: turn hashed images and near pairs into deterministic duplicate groups.
+
+Pure: no I/O. Candidates come from :mod:`lookalike.index` (exact Hamming search), plus
+exact-duplicate edges (same file digest or same pixel digest). Two modes:
+
+``components`` (default)
+    connected components of the "within threshold" graph: A~B and B~C put A, B, C in one
+    group even if A and C are further apart (chaining).
+``star``
+    no chaining: every member is within the threshold of its group's representative. Leaders
+    are taken greedily in a fixed quality order (most pixels, largest file, path).
+
+Results never depend on input order or worker count: records are sorted by path first.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from .index import find_pairs, pack_hashes
+from .model import Group, ImageRecord, Member
+
+__all__ = ["GroupMode", "build_groups", "near_pairs"]
+
+GroupMode = Literal["components", "star"]
+
+
+def _quality_key(rec: ImageRecord) -> tuple[int, int, str]:
+    # The copy a user most likely wants to keep comes first: most pixels, then largest file.
+    return (-rec.pixels, -rec.size_bytes, rec.path)
+
+
+def near_pairs(records: Sequence[ImageRecord], max_distance: int
+               ) -> dict[tuple[int, int], int]:
+    """All index pairs (i < j) whose hashes are within ``max_distance`` bits, with distance.
+
+    Multi-segment (crop-resistant) hashes match when any segment pair does; the distance is
+    the best segment match. Same file/pixel digest pairs are added with distance 0.
+    """
+    pairs: dict[tuple[int, int], int] = {}
+    if len(records) < 2:
+        return pairs
+    owners: list[int] = []
+    values: list[int] = []
+    for i, rec in enumerate(records):
+        for seg in rec.hash.segments:
+            owners.append(i)
+            values.append(seg)
+    nbits = records[0].hash.nbits
+    codes = pack_hashes(values, nbits)
+    ii, jj, dd = find_pairs(codes, max_distance)
+    own = np.asarray(owners, dtype=np.int64)
+    oi, oj = own[ii], own[jj]
+    for a, b, d in zip(oi.tolist(), oj.tolist(), dd.tolist(), strict=True):
+        if a == b:
+            continue
+        key = (a, b) if a < b else (b, a)
+        old = pairs.get(key)
+        if old is None or d < old:
+            pairs[key] = d
+    for attr in ("digest", "pixel_digest"):
+        by: dict[str, list[int]] = defaultdict(list)
+        for i, rec in enumerate(records):
+            value = getattr(rec, attr)
+            if value:
+                by[value].append(i)
+        for members in by.values():
+            first = members[0]
+            for other in members[1:]:
+                pairs[(first, other)] = 0
+    return pairs
+
+
+def _components(n: int, pairs: dict[tuple[int, int], int]) -> list[list[int]]:
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    comps: dict[int, list[int]] = defaultdict(list)
+    for i in range(n):
+        comps[find(i)].append(i)
+    return [c for c in comps.values() if len(c) > 1]
+
+
+def _stars(records: Sequence[ImageRecord], pairs: dict[tuple[int, int], int]
+           ) -> list[list[int]]:
+    adj: dict[int, set[int]] = defaultdict(set)
+    for a, b in pairs:
+        adj[a].add(b)
+        adj[b].add(a)
+    order = sorted(adj, key=lambda i: _quality_key(records[i]))
+    assigned: set[int] = set()
+    out = []
+    for leader in order:
+        if leader in assigned:
+            continue
+        members = [j for j in adj[leader] if j not in assigned]
+        if not members:
+            continue
+        assigned.add(leader)
+        assigned.update(members)
+        out.append([leader, *members])
+    return out
+
+
+def _distance(records: Sequence[ImageRecord], pairs: dict[tuple[int, int], int],
+              a: int, b: int) -> int:
+    if a == b:
+        return 0
+    known = pairs.get((a, b) if a < b else (b, a))
+    return known if known is not None else records[a].hash - records[b].hash
+
+
+def build_groups(records: Sequence[ImageRecord], max_distance: int,
+                 mode: GroupMode = "components") -> list[Group]:
+    """Group ``records`` whose hashes are within ``max_distance`` bits.
+
+    Returns groups of two or more members, largest first (ties: first path), numbered from 1.
+    In each group the representative comes first (most pixels, then largest file, then path),
+    then members by distance and path.
+
+    Cost: the pair search of :func:`lookalike.index.find_pairs` plus O(pairs) here.
+    """
+    if max_distance < 0:
+        raise ValueError("max_distance must be >= 0")
+    recs = sorted(records, key=lambda r: r.path)
+    pairs = near_pairs(recs, max_distance)
+    if mode == "components":
+        clusters = _components(len(recs), pairs)
+        reps = [min(c, key=lambda i: _quality_key(recs[i])) for c in clusters]
+    elif mode == "star":
+        clusters = _stars(recs, pairs)
+        reps = [c[0] for c in clusters]
+    else:
+        raise ValueError(f"unknown grouping mode {mode!r}; use 'components' or 'star'")
+    built = []
+    for cluster, rep in zip(clusters, reps, strict=True):
+        members = sorted(
+            (Member(recs[i], _distance(recs, pairs, rep, i)) for i in cluster),
+            key=lambda m: (m.record.path != recs[rep].path, m.distance, m.record.path),
+        )
+        built.append((members, recs[rep].path))
+    built.sort(key=lambda item: (-len(item[0]), min(m.record.path for m in item[0])))
+    return [
+        Group(id=k, members=tuple(members), representative=rep, kind=_kind(members))
+        for k, (members, rep) in enumerate(built, start=1)
+    ]
+
+
+def _kind(members: Sequence[Member]) -> str:
+    for attr in ("digest", "pixel_digest"):
+        values = {getattr(m.record, attr) for m in members}
+        if len(values) == 1 and None not in values:
+            return "exact"
+    return "near"

@@ -1,0 +1,241 @@
+"""The scan pipeline: walk -> read + decode + hash (on an executor) -> search -> group.
+
+Phases, cheapest first, numbered in progress output:
+
+1. walk: list candidate files (stat only);
+2. hash: read each file once, digest its bytes, decode once, compute the hash (workers);
+   files already in the hash cache with the same size and mtime are not read at all;
+3. group: exact Hamming search over the hashes, then grouping (on the driver).
+
+Errors: a bad file never stops a scan; it becomes a :class:`~lookalike.errors.Problem`.
+Bad parameters raise :class:`~lookalike.errors.ConfigError` before any work. Bugs propagate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .config import ScanConfig
+from .errors import DecodeError, Problem
+from .events import NullReporter, Reporter
+from .model import Group, ImageRecord
+from .sources import FileEntry, WalkStats, iter_files
+
+if TYPE_CHECKING:
+    from .cache import HashCache
+    from .executors.base import Executor
+
+__all__ = ["ChunkResult", "HashWorker", "ScanResult", "hash_file", "run_scan"]
+
+CHUNK_SIZE = 16  # files per work item: small enough for smooth progress, big enough for IPC
+RETRIES = 1  # a failed chunk is retried file by file this many times before files are errors
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    """What a worker returns for one chunk: records for good files, problems for bad ones."""
+
+    records: list[ImageRecord]
+    problems: list[Problem]
+
+
+def hash_file(entry: FileEntry, config: ScanConfig) -> ImageRecord | Problem:
+    """Read, digest, decode and hash one file. Never raises for a bad file."""
+    from .decode import decode_bytes
+    from .hashes import get_method
+
+    path = entry.path
+    try:
+        data, st = _read_regular(path)
+    except OSError as exc:
+        reason = {PermissionError: "permission-denied", FileNotFoundError: "vanished",
+                  IsADirectoryError: "not-a-regular-file"}.get(type(exc), "read-error")
+        return Problem(path=path, stage="read", error=reason,
+                       message=f"cannot read: {exc.strerror or exc}")
+    except _NotRegular:
+        return Problem(path=path, stage="read", error="not-a-regular-file",
+                       message="a FIFO, socket or device, not a regular file; not read")
+    try:
+        pic, fmt, pixel_digest = decode_bytes(
+            data, mode=config.decode, max_pixels=config.max_pixels,
+            want_pixel_digest=config.pixel_digest,
+        )
+    except DecodeError as exc:
+        return Problem(path=path, stage="decode", error=exc.reason, message=str(exc))
+    try:
+        h = get_method(config.method).hash(pic, config.resolved_hash_size)
+    except Exception as exc:
+        return Problem(path=path, stage="hash", error="hash-failed",
+                       message=f"{type(exc).__name__}: {exc}")
+    width, height = pic.full_size
+    return ImageRecord(
+        path=path, size_bytes=st.st_size, mtime_ns=st.st_mtime_ns, width=width, height=height,
+        format=fmt, hash=h, digest=hashlib.sha256(data).hexdigest(),
+        pixel_digest=pixel_digest, source=entry.source,
+    )
+
+
+class _NotRegular(Exception):
+    pass
+
+
+def _read_regular(path: str) -> tuple[bytes, os.stat_result]:
+    # O_NONBLOCK so a FIFO that slipped past the walk can never block a worker.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _NotRegular(path)
+        return fh.read(), st
+
+
+@dataclass(frozen=True, slots=True)
+class HashWorker:
+    """Picklable work function: hashes one chunk of files with a frozen config."""
+
+    config: ScanConfig
+
+    def __call__(self, chunk: Sequence[FileEntry]) -> ChunkResult:
+        records, problems = [], []
+        for entry in chunk:
+            out = hash_file(entry, self.config)
+            (problems if isinstance(out, Problem) else records).append(out)
+        return ChunkResult(records, problems)
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """Everything a scan found: groups, per-file problems, all hashed records and stats."""
+
+    groups: list[Group]
+    errors: list[Problem]
+    records: list[ImageRecord]
+    config: ScanConfig
+    roots: list[str]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duplicates(self) -> int:
+        """Files that are not the representative of their group."""
+        return sum(len(g) - 1 for g in self.groups)
+
+
+def _chunks(entries: Sequence[FileEntry], size: int) -> Iterator[list[FileEntry]]:
+    for i in range(0, len(entries), size):
+        yield list(entries[i:i + size])
+
+
+def _hash_all(entries: Sequence[FileEntry], config: ScanConfig, executor: Executor,
+              reporter: Reporter) -> tuple[list[ImageRecord], list[Problem]]:
+    worker = HashWorker(config)
+    records: list[ImageRecord] = []
+    problems: list[Problem] = []
+    pending: list[list[FileEntry]] = list(_chunks(entries, CHUNK_SIZE))
+    for attempt in range(RETRIES + 1):
+        failed: list[list[FileEntry]] = []
+        for chunk, outcome in executor.map_unordered(worker, pending):
+            if isinstance(outcome, BaseException):
+                failed.append(chunk)
+                continue
+            records.extend(outcome.records)
+            for p in outcome.problems:
+                reporter.problem(p)
+            problems.extend(outcome.problems)
+            reporter.advance(len(chunk))
+        if not failed:
+            break
+        if attempt < RETRIES:
+            # Retry file by file, so one poisonous file cannot take its neighbours with it.
+            pending = [[e] for chunk in failed for e in chunk]
+        else:
+            for chunk in failed:
+                for e in chunk:
+                    p = Problem(path=e.path, stage="decode", error="worker-crashed",
+                                message="the worker process died while decoding this file")
+                    reporter.problem(p)
+                    problems.append(p)
+                reporter.advance(len(chunk))
+    return records, problems
+
+
+def run_scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
+             reporter: Reporter | None = None, executor: Executor | None = None,
+             cache: HashCache | None = None) -> ScanResult:
+    """Run the whole pipeline; see :func:`lookalike.scan` for the friendly front end."""
+    from .executors import make_executor
+    from .groups import build_groups
+
+    reporter = reporter or NullReporter()
+    t0 = time.perf_counter()
+    paths = list(paths)
+    roots = [os.path.abspath(os.fspath(p)) for p in paths]
+    walk_stats = WalkStats()
+    reporter.phase(1, 3, "walking", None)
+    entries: list[FileEntry] = []
+    problems: list[Problem] = []
+    for item in iter_files(paths, follow_symlinks=config.follow_symlinks, stats=walk_stats):
+        if isinstance(item, Problem):
+            reporter.problem(item)
+            problems.append(item)
+        else:
+            entries.append(item)
+    # The same file named twice (overlapping roots) is one file.
+    unique: dict[str, FileEntry] = {}
+    for e in entries:
+        unique.setdefault(e.path, e)
+    entries = list(unique.values())
+    t_walk = time.perf_counter()
+
+    cached: list[ImageRecord] = []
+    todo = entries
+    if cache is not None:
+        cached, todo = cache.lookup(entries, config)
+    reporter.phase(2, 3, "hashing", len(entries))
+    reporter.advance(len(cached))
+    own_executor = executor is None
+    executor = executor or make_executor("local", config.resolved_workers)
+    try:
+        fresh, hash_problems = _hash_all(todo, config, executor, reporter)
+    finally:
+        if own_executor:
+            executor.close()
+    if cache is not None:
+        cache.store(fresh, config)
+    problems.extend(hash_problems)
+    records = sorted([*cached, *fresh], key=lambda r: r.path)
+    t_hash = time.perf_counter()
+
+    reporter.phase(3, 3, "grouping", None)
+    groups = build_groups(records, config.threshold, config.grouping)
+    t_group = time.perf_counter()
+    problems.sort(key=lambda p: p.path)
+    dup_bytes = sum(m.record.size_bytes for g in groups for m in g.members[1:])
+    stats = {
+        "files_seen": walk_stats.files_seen,
+        "candidates": len(entries),
+        "images": len(records),
+        "errors": len(problems),
+        "groups": len(groups),
+        "duplicates": sum(len(g) - 1 for g in groups),
+        "bytes_reclaimable": dup_bytes,
+        "hashed": len(fresh),
+        "from_cache": len(cached),
+        "skipped_non_image": walk_stats.skipped_non_image,
+        "skipped_symlinks": walk_stats.skipped_symlinks,
+        "workers": executor.workers,
+        "seconds": {
+            "walk": round(t_walk - t0, 3),
+            "hash": round(t_hash - t_walk, 3),
+            "group": round(t_group - t_hash, 3),
+            "total": round(t_group - t0, 3),
+        },
+    }
+    reporter.close()
+    return ScanResult(groups=groups, errors=problems, records=records, config=config,
+                      roots=roots, stats=stats)

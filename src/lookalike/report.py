@@ -1,0 +1,223 @@
+"""The scan report: a versioned JSON contract that later commands and other tools read.
+
+A report records how it was made (tool version, UTC time, argv, roots, resolved config) so
+actions take their defaults from it and never rescan. CSV (one row per group member) and a
+human text summary are views of the same data.
+
+Schema (``schema_version`` 1)::
+
+    {"schema_version": 1, "tool": {"name", "version"}, "created": ISO-8601 UTC,
+     "argv": [...], "config": {...}, "roots": [...],
+     "groups": [{"id", "kind", "representative", "members": [
+         {"path", "hash", "distance", "width", "height", "bytes", "format",
+          "mtime_ns", "digest", "pixel_digest", "source"}]}],
+     "errors": [{"path", "stage", "error", "message"}], "stats": {...}}
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+from .errors import Problem, ReportError
+from .model import Group, Hash, ImageRecord, Member
+
+if TYPE_CHECKING:
+    from .pipeline import ScanResult
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Report",
+    "read_report",
+    "render_text",
+    "report_to_dict",
+    "write_report",
+]
+
+SCHEMA_VERSION = 1
+CSV_FIELDS = ["group", "kind", "representative", "path", "hash", "distance", "width", "height",
+              "bytes", "format", "mtime_ns", "digest"]
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _member_dict(m: Member) -> dict[str, Any]:
+    r = m.record
+    return {
+        "path": r.path, "hash": str(r.hash), "distance": m.distance, "width": r.width,
+        "height": r.height, "bytes": r.size_bytes, "format": r.format, "mtime_ns": r.mtime_ns,
+        "digest": r.digest, "pixel_digest": r.pixel_digest, "source": r.source,
+    }
+
+
+def group_to_dict(g: Group) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": g.id, "kind": g.kind, "representative": g.representative,
+                         "members": [_member_dict(m) for m in g.members]}
+    d.update(g.extra)
+    return d
+
+
+def report_to_dict(result: ScanResult, argv: list[str] | None = None) -> dict[str, Any]:
+    """The JSON-ready report of a scan."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "lookalike", "version": _version()},
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "argv": list(argv) if argv is not None else [],
+        "config": result.config.to_dict(),
+        "roots": result.roots,
+        "groups": [group_to_dict(g) for g in result.groups],
+        "errors": [p.to_dict() for p in result.errors],
+        "stats": result.stats,
+    }
+
+
+def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
+                 format: str = "json", argv: list[str] | None = None) -> None:
+    """Write ``result`` as ``json``, ``csv`` or ``text`` to a path or an open text stream."""
+    if format == "json":
+        text = json.dumps(report_to_dict(result, argv), indent=1) + "\n"
+    elif format == "csv":
+        text = render_csv(result)
+    elif format == "text":
+        text = render_text(result)
+    else:
+        raise ValueError(f"unknown report format {format!r}; use json, csv or text")
+    if isinstance(out, (str, os.PathLike)):
+        tmp = f"{os.fspath(out)}.tmp"
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, out)  # a report is either complete or absent
+    else:
+        out.write(text)
+
+
+def render_csv(result: ScanResult) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for g in result.groups:
+        for m in g.members:
+            r = m.record
+            w.writerow([g.id, g.kind, int(r.path == g.representative), r.path, str(r.hash),
+                        m.distance, r.width, r.height, r.size_bytes, r.format or "",
+                        r.mtime_ns, r.digest])
+    return buf.getvalue()
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def render_text(result: ScanResult, *, max_groups: int | None = None) -> str:
+    """A human summary: one block per group, then the files that could not be read."""
+    s = result.stats
+    cfg = result.config
+    lines = [
+        f"{s.get('images', 0)} images scanned, {len(result.groups)} duplicate groups, "
+        f"{result.duplicates} duplicates ({_human_bytes(s.get('bytes_reclaimable', 0))} "
+        f"reclaimable), {len(result.errors)} errors",
+        f"method {cfg.method}, hash size {cfg.resolved_hash_size}, threshold {cfg.threshold} "
+        f"bits, grouping {cfg.grouping}",
+    ]
+    shown = result.groups if max_groups is None else result.groups[:max_groups]
+    for g in shown:
+        lines.append("")
+        lines.append(f"group {g.id} ({g.kind}, {len(g)} images)")
+        for m in g.members:
+            r = m.record
+            mark = "*" if r.path == g.representative else " "
+            lines.append(f" {mark} d={m.distance:<3} {r.width}x{r.height:<6} "
+                         f"{_human_bytes(r.size_bytes):>9}  {r.path}")
+    if max_groups is not None and len(result.groups) > max_groups:
+        lines.append(f"\n... {len(result.groups) - max_groups} more groups in the report")
+    if result.errors:
+        lines.append("")
+        lines.append(f"{len(result.errors)} files could not be used:")
+        for p in result.errors:
+            lines.append(f"  [{p.error}] {p.path}: {p.message}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(slots=True)
+class Report:
+    """A report read back from disk, with groups rebuilt as typed objects."""
+
+    path: str
+    data: dict[str, Any]
+    groups: list[Group] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+
+    @property
+    def roots(self) -> list[str]:
+        return list(self.data.get("roots", []))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.data.get("config", {}))
+
+
+def _record_from(m: dict[str, Any], method: str, nbits: int) -> ImageRecord:
+    return ImageRecord(
+        path=m["path"], size_bytes=int(m["bytes"]), mtime_ns=int(m.get("mtime_ns", 0)),
+        width=int(m.get("width") or 0), height=int(m.get("height") or 0),
+        format=m.get("format"), hash=Hash.from_hex(m["hash"], method=method, nbits=nbits),
+        digest=m.get("digest") or "", pixel_digest=m.get("pixel_digest"),
+        source=m.get("source") or "",
+    )
+
+
+def read_report(path: str | os.PathLike[str]) -> Report:
+    """Read and validate a JSON report written by :func:`write_report`.
+
+    Raises:
+        ReportError: the file is missing, not JSON, of another schema version, or has
+            malformed groups (relative paths, missing fields).
+    """
+    p = os.fspath(path)
+    try:
+        with open(p, encoding="utf-8", errors="surrogateescape") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise ReportError(f"report not found: {p}; run `lookalike scan ... -o {p}` first") from None
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read report {p}: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        found = data.get("schema_version") if isinstance(data, dict) else None
+        raise ReportError(
+            f"{p} is not a lookalike report of schema version {SCHEMA_VERSION} (found {found!r});"
+            " re-run the scan with this version of lookalike"
+        )
+    cfg = data.get("config") or {}
+    method, nbits = cfg.get("method", "?"), int(cfg.get("nbits", 64))
+    groups = []
+    try:
+        for g in data.get("groups", []):
+            members = []
+            for m in g["members"]:
+                if not os.path.isabs(m["path"]):
+                    raise ReportError(f"{p}: group {g.get('id')} has a relative path {m['path']!r}")
+                members.append(Member(_record_from(m, method, nbits), int(m.get("distance", 0))))
+            extra = {k: v for k, v in g.items()
+                     if k not in ("id", "kind", "representative", "members")}
+            groups.append(Group(id=int(g["id"]), members=tuple(members),
+                                representative=g["representative"], kind=g.get("kind", "near"),
+                                extra=extra))
+        errors = [Problem(path=e["path"], stage=e.get("stage", "?"), error=e.get("error", "?"),
+                          message=e.get("message", "")) for e in data.get("errors", [])]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(f"{p}: malformed report ({type(exc).__name__}: {exc})") from None
+    return Report(path=p, data=data, groups=groups, errors=errors)

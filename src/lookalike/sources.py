@@ -1,0 +1,159 @@
+"""Sources: turn the user's paths into a deterministic stream of candidate image files.
+
+Walking never opens image files; it only ``lstat``s entries and, for files whose extension
+says nothing, sniffs the first bytes for an image signature. Anything it cannot use is a
+:class:`~lookalike.errors.Problem` (stage ``walk``), never an exception, except a missing
+root, which is a :class:`~lookalike.errors.ConfigError` raised before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from .errors import ConfigError, Problem
+
+__all__ = ["IMAGE_EXTENSIONS", "FileEntry", "WalkStats", "iter_files", "looks_like_image"]
+
+#: Extensions treated as images without sniffing (lower case, with dot).
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .apng .gif .webp .bmp .dib .tif .tiff .ico .cur .ppm .pgm "
+    ".pbm .pnm .tga .psd .mpo .heic .heif .avif .jp2 .j2k .jpx .pcx .sgi .rgb .dds .icns "
+    ".qoi .im .msp .xbm .eps .fits .blp .ftex .gbr .dcx .wmf .emf".split()
+)
+
+# Leading bytes of the formats we decode; used only for files without an image extension.
+_MAGIC = (
+    b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
+    b"MM\x00*", b"\x00\x00\x01\x00", b"qoif", b"8BPS",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """A regular file found by the walk. ``source`` is the user root it was found under."""
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    source: str
+
+
+@dataclass(slots=True)
+class WalkStats:
+    files_seen: int = 0
+    skipped_non_image: int = 0
+    skipped_symlinks: int = 0
+
+
+def looks_like_image(path: str) -> bool:
+    """True if the extension is an image one, or the first bytes are an image signature."""
+    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"avif", b"msf1"):
+        return True
+    return head.startswith(_MAGIC)
+
+
+def _problem(path: str, error: str, message: str) -> Problem:
+    return Problem(path=path, stage="walk", error=error, message=message)
+
+
+def iter_files(paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool = False,
+               stats: WalkStats | None = None) -> Iterator[FileEntry | Problem]:
+    """Yield every candidate image under ``paths`` (files or folders, walked recursively).
+
+    Order is deterministic (sorted by name at every level). Symbolic links are skipped and
+    counted unless ``follow_symlinks``; followed links never loop (directories are tracked
+    by device and inode). FIFOs, sockets and devices are reported, never opened.
+
+    Raises:
+        ConfigError: if a root does not exist (nothing is walked then).
+    """
+    stats = stats if stats is not None else WalkStats()
+    roots = [os.path.abspath(os.fspath(p)) for p in paths]
+    for root in roots:
+        if not os.path.lexists(root):
+            raise ConfigError(f"path does not exist: {root}")
+    for root in roots:
+        yield from _walk_root(root, follow_symlinks, stats)
+
+
+def _walk_root(root: str, follow: bool, stats: WalkStats) -> Iterator[FileEntry | Problem]:
+    try:
+        st = os.stat(root) if follow or not os.path.islink(root) else os.lstat(root)
+    except OSError as exc:
+        yield _problem(root, _os_reason(exc), f"cannot stat: {exc.strerror or exc}")
+        return
+    if stat.S_ISDIR(st.st_mode):
+        yield from _walk_dir(root, root, follow, stats, {(st.st_dev, st.st_ino)})
+    else:
+        # A file named explicitly is always a candidate, whatever its extension.
+        yield from _file_entry(root, root, st, stats, explicit=True)
+
+
+def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
+              seen: set[tuple[int, int]]) -> Iterator[FileEntry | Problem]:
+    try:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        yield _problem(directory, _os_reason(exc), f"cannot list folder: {exc.strerror or exc}")
+        return
+    for entry in entries:
+        path = entry.path
+        try:
+            is_link = entry.is_symlink()
+            if is_link and not follow:
+                stats.skipped_symlinks += 1
+                continue
+            st = os.stat(path) if is_link else entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            if os.path.islink(path):
+                yield _problem(path, "broken-symlink", "symbolic link to a missing target")
+            continue  # vanished between listing and stat: nothing left to report on
+        except OSError as exc:
+            reason = "symlink-loop" if getattr(exc, "errno", None) == 40 else _os_reason(exc)
+            yield _problem(path, reason, f"cannot stat: {exc.strerror or exc}")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                yield _problem(path, "symlink-loop", "folder already visited (link loop)")
+                continue
+            yield from _walk_dir(path, root, follow, stats, seen | {key})
+        else:
+            yield from _file_entry(path, root, st, stats, explicit=False)
+
+
+def _file_entry(path: str, root: str, st: os.stat_result, stats: WalkStats,
+                explicit: bool) -> Iterator[FileEntry | Problem]:
+    stats.files_seen += 1
+    if not stat.S_ISREG(st.st_mode):
+        if explicit or os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
+            yield _problem(path, "not-a-regular-file",
+                           "a FIFO, socket or device, not a regular file; skipped unopened")
+        else:
+            stats.skipped_non_image += 1
+        return
+    if not explicit and not looks_like_image(path):
+        stats.skipped_non_image += 1
+        return
+    yield FileEntry(path, st.st_size, st.st_mtime_ns, root)
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission-denied"
+    if isinstance(exc, FileNotFoundError):
+        return "vanished"
+    return "os-error"

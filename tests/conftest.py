@@ -1,0 +1,58 @@
+"""Shared fixtures: real photos from package registries, generated images, a CLI runner."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import realdata  # noqa: E402  (benchmarks/ is not a package)
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Path]:
+    """Real photos (scikit-image's sample data, fetched from PyPI and cached in .cache/)."""
+    try:
+        paths = realdata.skimage_photos(photos_only=True)
+    except realdata.DataUnavailable as exc:  # pragma: no cover - depends on the registry
+        pytest.skip(f"real photos unavailable: {exc}")
+    return [p for p in paths if Image.open(p).mode in ("RGB", "L")]
+
+
+@pytest.fixture(scope="session")
+def rgb_photos(photos: list[Path]) -> list[Path]:
+    return [p for p in photos if Image.open(p).mode == "RGB"]
+
+
+def _scene(seed: int, size: tuple[int, int] = (160, 120)) -> Image.Image:
+    """A smooth random picture: structure at several scales, like a photo."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w] / max(w, h)
+    img = np.zeros((h, w, 3))
+    for _ in range(6):
+        fx, fy, ph = rng.uniform(1, 6), rng.uniform(1, 6), rng.uniform(0, 6.3)
+        amp = rng.uniform(0.2, 1.0, size=3)
+        img += amp * np.sin(2 * np.pi * (fx * x + fy * y) + ph)[..., None]
+    img = (img - img.min()) / (np.ptp(img) + 1e-9) * 255
+    return Image.fromarray(img.astype(np.uint8), "RGB")
+
+
+@pytest.fixture
+def scene() -> Callable[..., Image.Image]:
+    """Factory of generated photo-like RGB images: ``scene(seed, size=(w, h))``."""
+    return _scene
+
+
+@pytest.fixture
+def runner():
+    from click.testing import CliRunner
+
+    return CliRunner()

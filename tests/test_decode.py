@@ -1,0 +1,101 @@
+"""Decoding: content sniffing, EXIF orientation, transparency, frames, bad files."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.decode import Picture, decode_bytes
+from lookalike.errors import DecodeError
+
+
+def _bytes(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_format_is_detected_from_content_not_extension(scene, tmp_path):
+    data = _bytes(scene(1), "PNG")
+    path = tmp_path / "really_a_png.jpg"
+    path.write_bytes(data)
+    pic, fmt, _ = decode_bytes(path.read_bytes())
+    assert fmt == "PNG"
+    assert pic.size == (160, 120)
+
+
+def test_exif_orientation_is_applied(scene):
+    img = scene(2, (200, 100))
+    stored = img.transpose(Image.Transpose.ROTATE_90)  # what a camera writes, sideways
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display" undoes the stored ROTATE_90 (CCW)
+    pic, _, _ = decode_bytes(_bytes(stored, "PNG", exif=exif))
+    assert pic.size == (200, 100)
+    assert pic.full_size == (200, 100)
+    diff = np.abs(np.asarray(pic.grey(50, 25), float) - np.asarray(
+        Picture.from_pil(img).grey(50, 25), float))
+    assert diff.mean() < 2
+
+
+def test_transparency_is_composited_on_white():
+    rgba = Image.new("RGBA", (20, 20), (0, 0, 0, 0))  # fully transparent black
+    pic, _, _ = decode_bytes(_bytes(rgba, "PNG"))
+    assert pic.grey_full().min() == 255
+    la = Image.new("LA", (20, 20), (0, 0))
+    assert decode_bytes(_bytes(la, "PNG"))[0].grey_full().min() == 255
+
+
+def test_first_frame_of_animated_images_is_used(scene):
+    frames = [scene(10), scene(11), scene(12)]
+    data = _bytes(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    first = decode_bytes(_bytes(frames[0], "GIF"))[0]
+    pic = decode_bytes(data)[0]
+    assert np.array_equal(pic.grey(32, 32), first.grey(32, 32))
+
+
+def test_pixel_digest_is_the_same_for_png_and_lossless_webp(scene):
+    img = scene(3)
+    d_png = decode_bytes(_bytes(img, "PNG"), want_pixel_digest=True)[2]
+    d_webp = decode_bytes(_bytes(img, "WEBP", lossless=True), want_pixel_digest=True)[2]
+    d_other = decode_bytes(_bytes(scene(4), "PNG"), want_pixel_digest=True)[2]
+    assert d_png == d_webp
+    assert d_png != d_other
+
+
+def test_sixteen_bit_images_keep_their_contrast():
+    ramp = (np.linspace(0, 65535, 64 * 64).reshape(64, 64)).astype(np.uint16)
+    img = Image.fromarray(ramp)  # mode I;16
+    pic = decode_bytes(_bytes(img, "PNG"))[0]
+    grey = pic.grey_full()
+    assert grey.min() < 10 and grey.max() > 245
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty-file"),
+        (b"this is not an image at all", "unsupported-format"),
+    ],
+)
+def test_bad_bytes_raise_decode_error_with_reason(data, reason):
+    with pytest.raises(DecodeError) as info:
+        decode_bytes(data)
+    assert info.value.reason == reason
+
+
+def test_truncated_jpeg_is_reported_as_truncated(scene):
+    data = _bytes(scene(5, (400, 300)), "JPEG", quality=90)
+    with pytest.raises(DecodeError) as info:
+        decode_bytes(data[: len(data) // 2])
+    assert info.value.reason == "truncated"
+
+
+def test_pixel_limit_refuses_before_decoding(scene):
+    data = _bytes(scene(6, (300, 300)), "PNG")
+    with pytest.raises(DecodeError) as info:
+        decode_bytes(data, max_pixels=1000)
+    assert info.value.reason == "too-large"
+    assert "--max-pixels" in str(info.value)

@@ -1,0 +1,87 @@
+"""Grouping: exact search results turned into deterministic groups."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from lookalike.groups import build_groups
+from lookalike.model import Hash, ImageRecord
+
+
+def rec(path: str, value: int, *, nbits: int = 16, pixels: int = 100, size: int = 10,
+        digest: str | None = None) -> ImageRecord:
+    return ImageRecord(path=path, size_bytes=size, mtime_ns=0, width=pixels, height=1,
+                       format="PNG", hash=Hash("t", nbits, (value,)),
+                       digest=digest or f"d-{path}")
+
+
+def test_identical_hashes_group_at_threshold_zero():
+    recs = [rec("/a", 0b1010), rec("/b", 0b1010), rec("/c", 0b1011)]
+    groups = build_groups(recs, 0)
+    assert [g.paths for g in groups] == [["/a", "/b"]]
+    assert groups[0].kind == "near"
+
+
+def test_components_chain_but_star_keeps_every_member_within_threshold():
+    # a~b (1 bit), b~c (1 bit), a and c are 2 bits apart: chaining joins all three.
+    recs = [rec("/a", 0b000, pixels=300), rec("/b", 0b001, pixels=200),
+            rec("/c", 0b011, pixels=100)]
+    comp = build_groups(recs, 1, "components")
+    assert len(comp) == 1 and sorted(comp[0].paths) == ["/a", "/b", "/c"]
+    star = build_groups(recs, 1, "star")
+    for g in star:
+        rep = next(m for m in g.members if m.record.path == g.representative)
+        assert all(m.record.hash - rep.record.hash <= 1 for m in g.members)
+    assert sorted(p for g in star for p in g.paths) == ["/a", "/b"]
+
+
+def test_representative_is_largest_image_and_listed_first():
+    recs = [rec("/small", 5, pixels=10), rec("/big", 5, pixels=1000), rec("/mid", 5, pixels=50)]
+    (g,) = build_groups(recs, 0)
+    assert g.representative == "/big"
+    assert g.members[0].record.path == "/big"
+    assert [m.distance for m in g.members] == [0, 0, 0]
+
+
+def test_same_file_digest_is_an_exact_group_even_if_hashes_differ():
+    recs = [rec("/x", 0, digest="same"), rec("/y", 0xFFFF, digest="same")]
+    (g,) = build_groups(recs, 0)
+    assert g.kind == "exact"
+
+
+def test_groups_do_not_depend_on_input_order():
+    rng = random.Random(7)
+    base = [rng.getrandbits(16) for _ in range(40)]
+    recs = []
+    for i, v in enumerate(base):
+        recs.append(rec(f"/img{i:03d}", v))
+        if i % 3 == 0:
+            recs.append(rec(f"/copy{i:03d}", v ^ (1 << rng.randrange(16))))
+    expected = [(g.id, g.paths, g.representative) for g in build_groups(recs, 2)]
+    for _ in range(5):
+        rng.shuffle(recs)
+        got = [(g.id, g.paths, g.representative) for g in build_groups(recs, 2)]
+        assert got == expected
+
+
+def test_groups_are_ordered_largest_first_and_numbered_from_one():
+    recs = [rec("/a1", 1), rec("/a2", 1), rec("/b1", 7), rec("/b2", 7), rec("/b3", 7)]
+    groups = build_groups(recs, 0)
+    assert [g.id for g in groups] == [1, 2]
+    assert [len(g) for g in groups] == [3, 2]
+
+
+def test_multi_segment_hashes_match_on_their_best_segment():
+    a = ImageRecord(path="/a", size_bytes=1, mtime_ns=0, width=1, height=1, format=None,
+                    hash=Hash("cr", 16, (0x0F0F, 0x1234)), digest="a")
+    b = ImageRecord(path="/b", size_bytes=1, mtime_ns=0, width=1, height=1, format=None,
+                    hash=Hash("cr", 16, (0xFFFF, 0x1235)), digest="b")
+    (g,) = build_groups([a, b], 1)
+    assert g.members[1].distance == 1
+
+
+def test_negative_threshold_is_rejected():
+    with pytest.raises(ValueError):
+        build_groups([], -1)

@@ -1,0 +1,87 @@
+"""The JSON report contract, CSV and text views, and reading reports back."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+
+import lookalike
+from lookalike.report import SCHEMA_VERSION, read_report, write_report
+
+
+@pytest.fixture
+def result(tmp_path, scene):
+    img = scene(1, (200, 150))
+    img.save(tmp_path / "a.png")
+    img.resize((100, 75)).save(tmp_path / "b.png")
+    img.save(tmp_path / "c.jpg", quality=95)
+    scene(2).save(tmp_path / "other.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    return lookalike.scan(tmp_path, method="phash", threshold=6, workers=1)
+
+
+def test_json_report_follows_the_contract(result, tmp_path):
+    out = tmp_path / "r.json"
+    write_report(result, out, argv=["lookalike", "scan", "x"])
+    data = json.loads(out.read_text())
+    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["tool"]["name"] == "lookalike"
+    assert data["config"]["method"] == "phash" and data["config"]["threshold"] == 6
+    assert data["roots"] == [str(tmp_path)]
+    assert data["argv"] == ["lookalike", "scan", "x"]
+    (group,) = data["groups"]
+    assert group["representative"] == str(tmp_path / "a.png")
+    for m in group["members"]:
+        assert {"path", "hash", "distance", "width", "height", "bytes", "format"} <= set(m)
+        assert os.path.isabs(m["path"])
+    (err,) = data["errors"]
+    assert err["path"] == str(tmp_path / "broken.png")
+    assert {"path", "stage", "error", "message"} <= set(err)
+    assert data["stats"]["images"] == 4 and data["stats"]["errors"] == 1
+
+
+def test_report_reads_back_into_typed_groups(result, tmp_path):
+    out = tmp_path / "r.json"
+    write_report(result, out)
+    back = read_report(out)
+    assert [g.paths for g in back.groups] == [g.paths for g in result.groups]
+    assert [str(m.record.hash) for m in back.groups[0].members] == [
+        str(m.record.hash) for m in result.groups[0].members]
+    assert back.errors == result.errors
+
+
+def test_csv_has_one_row_per_member_with_group_id(result, tmp_path):
+    out = tmp_path / "r.csv"
+    write_report(result, out, format="csv")
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == sum(len(g) for g in result.groups)
+    assert {r["group"] for r in rows} == {"1"}
+    assert sum(int(r["representative"]) for r in rows) == 1
+
+
+def test_text_report_lists_groups_and_errors(result, tmp_path):
+    out = tmp_path / "r.txt"
+    write_report(result, out, format="text")
+    text = out.read_text()
+    assert "1 duplicate groups" in text and "broken.png" in text
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [("{", "cannot read"), ('{"schema_version": 99}', "schema version"),
+     ('{"schema_version": 1, "groups": [{"id": 1, "representative": "x", "members": '
+      '[{"path": "relative.jpg", "hash": "00", "bytes": 1}]}]}', "relative path")],
+)
+def test_bad_reports_are_rejected_with_a_clear_error(tmp_path, content, match):
+    p = tmp_path / "bad.json"
+    p.write_text(content)
+    with pytest.raises(lookalike.ReportError, match=match):
+        read_report(p)
+
+
+def test_missing_report_says_how_to_make_one(tmp_path):
+    with pytest.raises(lookalike.ReportError, match="lookalike scan"):
+        read_report(tmp_path / "none.json")
