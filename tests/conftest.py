@@ -16,6 +16,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import realdata  # noqa: E402  (benchmarks/ is not a package)
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Keep the CLI's default hash cache out of the user's home during tests."""
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path_factory.mktemp("cache") / "h.sqlite"))
+
+
 @pytest.fixture(scope="session")
 def photos() -> list[Path]:
     """Real photos (scikit-image's sample data, fetched from PyPI and cached in .cache/)."""

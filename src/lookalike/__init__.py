@@ -30,6 +30,7 @@ from .errors import (
 from .events import NullReporter, Reporter
 from .model import Group, Hash, ImageRecord, Member
 from .pipeline import ScanResult
+from .html import HtmlSummary, write_html
 from .report import Report, read_report, write_report
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ __all__ = [
     "DecodeError",
     "Group",
     "Hash",
+    "HtmlSummary",
     "ImageRecord",
     "JournalError",
     "LookalikeError",
@@ -64,6 +66,7 @@ __all__ = [
     "methods",
     "read_report",
     "scan",
+    "write_html",
     "write_report",
 ]
 

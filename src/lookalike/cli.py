@@ -132,35 +132,71 @@ def cli() -> None:
               help="Report format. Default: text on stdout, or from the -o file's extension.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Write the report to this file (and a summary to stdout).")
-@click.option("--decode", type=click.Choice(["fast", "full"]), default="full", show_default=True,
-              help="fast: reduced-scale JPEG decoding; full: bit-exact with ImageHash.")
+@click.option("--decode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
+              help="fast: reduced-scale decoding (hashes may drift a bit or two); full: every "
+              "pixel, bit-exact with ImageHash.")
+@click.option("--exact-decode", is_flag=True, help="Same as --decode full.")
 @click.option("--workers", "-j", type=int, default=None,
               help="Worker processes. Default: all cores; 1 = no subprocesses.")
 @click.option("--max-pixels", type=int, default=178_956_970, show_default=True,
               help="Refuse images declaring more pixels than this (decompression bombs).")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links while walking.")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=str),
+              default=None, help="Hash cache file. Default: $LOOKALIKE_CACHE or "
+              "~/.cache/lookalike/hashes.sqlite.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the hash cache.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=str), default=None,
+              callback=lambda _c, _p, v: _check_html_out(v),
+              help="Also write an HTML page to review the groups. It needs the JSON report: "
+              "-o FILE.json, else it is written beside the page as NAME.json.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or per-file error lines.")
 def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: int,
-         grouping: str, fmt: str | None, output: str | None, decode: str, workers: int | None,
-         max_pixels: int, follow_symlinks: bool, quiet: bool) -> None:
+         grouping: str, fmt: str | None, output: str | None, decode: str, exact_decode: bool,
+         workers: int | None, max_pixels: int, follow_symlinks: bool, cache_path: str | None, no_cache: bool,
+         html_out: str | None, quiet: bool) -> None:
     """Scan PATHS (folders, walked recursively, or files) and report duplicate groups."""
     from .pipeline import run_scan
     from .report import render_text, write_report
 
+    if exact_decode:
+        decode = "full"
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
                         grouping=grouping, decode=decode, workers=workers,  # type: ignore[arg-type]
                         max_pixels=max_pixels, follow_symlinks=follow_symlinks)
     reporter = ConsoleReporter(quiet=quiet)
-    result = run_scan(paths, config, reporter=reporter)
+    cache = None if no_cache else _open_cache(cache_path)
+    try:
+        result = run_scan(paths, config, reporter=reporter, cache=cache)
+    finally:
+        if cache is not None:
+            cache.close()
     argv = _argv()
+    json_path = None
     if output:
         fmt = fmt or {".csv": "csv", ".txt": "text"}.get(os.path.splitext(output)[1].lower(),
                                                           "json")
         write_report(result, output, format=fmt, argv=argv)
+        json_path = output if fmt == "json" else None
         click.echo(render_text(result, max_groups=20), nl=False)
         click.echo(f"report written to {os.path.abspath(output)}")
+    elif html_out:
+        click.echo(render_text(result, max_groups=20), nl=False)
     else:
         write_report(result, sys.stdout, format=fmt or "text", argv=argv)
+    if html_out:
+        if json_path is None:
+            # Exported decisions name the JSON report, so the page needs one on disk.
+            stem, ext = os.path.splitext(html_out)
+            json_path = f"{html_out}.json" if ext.lower() == ".json" else f"{stem}.json"
+            write_report(result, json_path, format="json", argv=argv)
+            click.echo(f"report written to {os.path.abspath(json_path)}")
+        _render_html(json_path, html_out, "auto", quiet)
+
+
+def _open_cache(path: str | None) -> Any:
+    from .cache import HashCache
+
+    return HashCache(path)
 
 
 @cli.command("hash")
@@ -199,6 +235,39 @@ def methods_cmd() -> None:
     for m in METHODS.values():
         compat = f" (= imagehash.{m.imagehash})" if m.imagehash else ""
         click.echo(f"{m.name:<15} size {m.default_size:<3} {m.summary}{compat}")
+
+
+@cli.command("report")
+@click.argument("report_path", metavar="REPORT", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--html", "html_out", required=True, type=click.Path(dir_okay=False, path_type=str),
+              callback=lambda _c, _p, v: _check_html_out(v),
+              help="Write the HTML review page here.")
+@click.option("--thumbnails", type=click.Choice(["auto", "inline", "files", "none"]),
+              default="auto", show_default=True,
+              help="inline: embedded in the page; files: in a NAME_files/ folder beside it; "
+              "auto: inline up to 2,000 images, else files.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+def report_cmd(report_path: str, html_out: str, thumbnails: str, quiet: bool) -> None:
+    """Render REPORT (JSON, from `scan -o`) as an HTML page to review groups and export
+    keep/remove decisions for `lookalike apply`. Works offline; nothing is changed."""
+    _render_html(report_path, html_out, thumbnails, quiet)
+
+
+def _check_html_out(path: str | None) -> str | None:
+    # Checked while parsing, so a typo fails before a long scan rather than after it.
+    if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise click.BadParameter(f"folder {os.path.dirname(os.path.abspath(path))} does not "
+                                 "exist; create it first", param_hint="--html")
+    return path
+
+
+def _render_html(report_path: str, html_out: str, thumbnails: str, quiet: bool) -> None:
+    from .html import write_html
+
+    summary = write_html(report_path, html_out, thumbnails=thumbnails,  # type: ignore[arg-type]
+                         reporter=ConsoleReporter(quiet=quiet))
+    where = f" (thumbnails in {summary.thumbnail_dir})" if summary.thumbnail_dir else ""
+    click.echo(f"HTML report written to {summary.path}{where}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,7 +25,8 @@ class ScanConfig:
         threshold: max Hamming distance in bits for two images to match (0 = identical).
         grouping: ``components`` (chaining) or ``star`` (all within threshold of the
             representative).
-        decode: ``fast`` (reduced JPEG decoding) or ``full`` (bit-exact with ImageHash).
+        decode: ``fast`` (default: JPEGs decoded at reduced scale, every hash computed from
+            one small working image) or ``full`` (every pixel; bit-exact with ImageHash).
         max_pixels: images declaring more pixels are refused before decoding.
         pixel_digest: also compute a digest of decoded pixels (needs full decoding).
         follow_symlinks: walk into symlinked files and folders.
@@ -36,7 +37,7 @@ class ScanConfig:
     hash_size: int | None = None
     threshold: int = DEFAULT_THRESHOLD
     grouping: Literal["components", "star"] = "components"
-    decode: Literal["fast", "full"] = "full"
+    decode: Literal["fast", "full"] = "fast"
     max_pixels: int = 178_956_970
     pixel_digest: bool = True
     follow_symlinks: bool = False

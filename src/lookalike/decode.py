@@ -29,7 +29,14 @@ from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .errors import DecodeError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DecodeMode", "Picture", "decode_bytes", "open_picture"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DecodeMode",
+    "Picture",
+    "decode_bytes",
+    "make_thumbnail",
+    "open_picture",
+]
 
 DecodeMode = Literal["fast", "full"]
 
@@ -245,6 +252,8 @@ def decode_bytes(data: bytes, *, mode: DecodeMode = "full",
 
 def _orient(img: Image.Image) -> Image.Image:
     try:
+        if img.getexif().get(0x0112, 1) in (1, None):
+            return img  # upright already: skip exif_transpose's full-size copy
         return ImageOps.exif_transpose(img) or img
     except Exception:
         # A broken EXIF block must not cost us the picture: keep it as stored.
@@ -287,3 +296,20 @@ def open_picture(path: str, *, mode: DecodeMode = "full",
 
 
 PictureFactory = Callable[[bytes], Picture]
+
+
+def make_thumbnail(path: str, max_side: int = 160, *, quality: int = 70,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """A small JPEG of ``path`` (oriented, alpha on white) for reports; decodes at reduced scale.
+
+    Raises:
+        DecodeError: the file is not a usable image.
+    """
+    with open(path, "rb") as fh:
+        data = fh.read()
+    pic = decode_bytes(data, mode="fast", max_pixels=max_pixels)[0]
+    img = pic._image.copy()
+    img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality, optimize=True)
+    return buf.getvalue()

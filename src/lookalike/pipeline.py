@@ -132,8 +132,10 @@ def _chunks(entries: Sequence[FileEntry], size: int) -> Iterator[list[FileEntry]
 
 
 def _hash_all(entries: Sequence[FileEntry], config: ScanConfig, executor: Executor,
-              reporter: Reporter) -> tuple[list[ImageRecord], list[Problem]]:
+              reporter: Reporter, cache: HashCache | None = None
+              ) -> tuple[list[ImageRecord], list[Problem]]:
     worker = HashWorker(config)
+    sizes = {e.path: (e.size_bytes, e.mtime_ns) for e in entries} if cache is not None else {}
     records: list[ImageRecord] = []
     problems: list[Problem] = []
     pending: list[list[FileEntry]] = list(_chunks(entries, CHUNK_SIZE))
@@ -144,6 +146,8 @@ def _hash_all(entries: Sequence[FileEntry], config: ScanConfig, executor: Execut
                 failed.append(chunk)
                 continue
             records.extend(outcome.records)
+            if cache is not None:
+                cache.add(outcome.records, outcome.problems, config, sizes)
             for p in outcome.problems:
                 reporter.problem(p)
             problems.extend(outcome.problems)
@@ -195,18 +199,24 @@ def run_scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     cached: list[ImageRecord] = []
     todo = entries
     if cache is not None:
-        cached, todo = cache.lookup(entries, config)
+        cached, cached_problems, todo = cache.lookup(entries, config)
+        for p in cached_problems:
+            reporter.problem(p)
+        problems.extend(cached_problems)
     reporter.phase(2, 3, "hashing", len(entries))
-    reporter.advance(len(cached))
+    reporter.advance(len(entries) - len(todo))
     own_executor = executor is None
-    executor = executor or make_executor("local", config.resolved_workers)
+    if executor is None:
+        # No pool to start when everything came from the cache (warm re-scans stay instant).
+        workers = min(config.resolved_workers, max(1, len(todo) // CHUNK_SIZE))
+        executor = make_executor("local", workers)
     try:
-        fresh, hash_problems = _hash_all(todo, config, executor, reporter)
+        fresh, hash_problems = _hash_all(todo, config, executor, reporter, cache)
     finally:
         if own_executor:
             executor.close()
-    if cache is not None:
-        cache.store(fresh, config)
+        if cache is not None:
+            cache.flush()  # keep every finished chunk, also when interrupted
     problems.extend(hash_problems)
     records = sorted([*cached, *fresh], key=lambda r: r.path)
     t_hash = time.perf_counter()
@@ -224,8 +234,8 @@ def run_scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         "groups": len(groups),
         "duplicates": sum(len(g) - 1 for g in groups),
         "bytes_reclaimable": dup_bytes,
-        "hashed": len(fresh),
-        "from_cache": len(cached),
+        "hashed": len(todo),
+        "from_cache": len(entries) - len(todo),
         "skipped_non_image": walk_stats.skipped_non_image,
         "skipped_symlinks": walk_stats.skipped_symlinks,
         "workers": executor.workers,

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up a virtualenv with every extra, then run the whole test suite (ruff included).
+# Used verbatim by CI (.ci/run). Safe to re-run: it reuses .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,dask,heif]'
+# Browser tests drive Debian's Chromium; install it when we may (CI runs as root).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+    >/dev/null 2>&1 || echo "warning: could not install chromium; browser tests will skip" >&2
+fi
+.venv/bin/ruff check src tests benchmarks scripts
+exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,394 @@
+"""The HTML review page: one self-contained file to look at groups and decide what to keep.
+
+The page is rendered with Jinja2 (autoescape on) from ``templates/report.html.j2``; its CSS
+and JS are inlined and allowed by SHA-256 hashes in a Content-Security-Policy ``<meta>`` tag
+that forbids every remote load (``default-src 'none'``), so the file works offline and a
+hostile file name can neither run script nor phone home.
+
+The report data travels as one JSON blob in ``<script type="application/json">`` (with ``<``,
+``>`` and ``&`` written as ``\\u003c`` etc., so no file name can end the tag) and the page
+script builds the DOM from it with ``textContent`` only, rendering groups lazily as the user
+scrolls, so a report of 10,000 groups opens in about a second.
+
+Thumbnails are small JPEGs from :func:`lookalike.decode.make_thumbnail`: embedded as
+``data:`` URIs, or, for reports of more than ``inline_limit`` images, written to a sibling
+folder ``<name>_files/`` and referenced relatively (keep the folder next to the page). A file
+that cannot be thumbnailed (gone, undecodable) gets a placeholder.
+
+The Export button downloads the user's keep/remove choices as a decisions file that
+``lookalike apply`` accepts::
+
+    {"kind": "lookalike-decisions", "schema_version": 1,
+     "report_path": "/abs/report.json", "report_created": "<report's created field>",
+     "groups": [{"id": 3, "keep": ["/abs/a.jpg"], "remove": ["/abs/b.jpg"]}]}
+
+Jinja2 is imported lazily: ``import lookalike`` stays light.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import ConfigError, DecodeError
+from .events import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from .pipeline import ScanResult
+    from .report import Report
+
+__all__ = [
+    "DECISIONS_KIND",
+    "DECISIONS_SCHEMA_VERSION",
+    "INLINE_LIMIT",
+    "HtmlSummary",
+    "render_html",
+    "write_html",
+]
+
+DECISIONS_KIND = "lookalike-decisions"
+DECISIONS_SCHEMA_VERSION = 1
+INLINE_LIMIT = 2000  # above this many images, thumbnails go to a sibling folder
+THUMB_SIZE = 160  # px, longest side; the page shows every thumbnail in a box this size
+
+_THUMB_NAME = re.compile(r"t\d{6}\.jpg")
+
+ThumbnailMode = Literal["auto", "inline", "files", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class HtmlSummary:
+    """What :func:`write_html` produced.
+
+    Attributes:
+        path: the HTML file.
+        groups: groups on the page.
+        images: group members on the page.
+        thumbnails: thumbnails made (the others show a placeholder).
+        thumbnail_dir: the sibling folder holding thumbnails, or ``None`` if they are inline.
+    """
+
+    path: str
+    groups: int
+    images: int
+    thumbnails: int
+    thumbnail_dir: str | None
+
+
+def _load_report(report: str | os.PathLike[str] | Report | Mapping[str, Any] | ScanResult,
+                 report_path: str | os.PathLike[str] | None
+                 ) -> tuple[dict[str, Any], str | None]:
+    """Normalise the accepted inputs to ``(report dict, absolute report path or None)``."""
+    from .pipeline import ScanResult
+    from .report import Report, read_report, report_to_dict
+
+    if isinstance(report, (str, os.PathLike)):
+        rep = read_report(report)
+        return rep.data, os.path.abspath(rep.path)
+    if isinstance(report, Report):
+        return report.data, os.path.abspath(report_path or report.path)
+    if isinstance(report, ScanResult):
+        data = report_to_dict(report)
+    elif isinstance(report, Mapping):
+        data = dict(report)
+    else:
+        raise TypeError(f"cannot render a report from {type(report).__name__}")
+    return data, os.path.abspath(report_path) if report_path is not None else None
+
+
+def _groups_largest_first(groups: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    # Largest first, then most bytes to reclaim, then id: stable and predictable for review.
+    def key(g: Mapping[str, Any]) -> tuple[int, int, int]:
+        members = g.get("members", [])
+        dup_bytes = sum(int(m.get("bytes") or 0) for m in members
+                        if m.get("path") != g.get("representative"))
+        return (-len(members), -dup_bytes, int(g.get("id", 0)))
+
+    return sorted(groups, key=key)
+
+
+def _file_state(member: Mapping[str, Any]) -> str | None:
+    """``"missing"`` or ``"changed"`` when the file is not what the scan saw, else ``None``."""
+    try:
+        st = os.stat(member["path"])
+    except OSError:
+        return "missing"
+    if st.st_size != member.get("bytes") or (
+        member.get("mtime_ns") and st.st_mtime_ns != member.get("mtime_ns")
+    ):
+        return "changed"
+    return None
+
+
+def _thumbnail(path: str, size: int) -> bytes | None:
+    from .decode import make_thumbnail
+
+    try:
+        return make_thumbnail(path, size)
+    except (DecodeError, OSError):
+        return None  # the page shows a placeholder instead
+
+
+def _make_thumbnails(paths: list[str], size: int, reporter: Reporter,
+                     workers: int | None) -> dict[str, bytes]:
+    """Thumbnail every path (in threads: Pillow releases the GIL while decoding/resizing)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out: dict[str, bytes] = {}
+    if not paths:
+        return out
+    workers = workers or min(16, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for path, jpeg in zip(paths, pool.map(lambda p: _thumbnail(p, size), paths),
+                              strict=True):
+            if jpeg is not None:
+                out[path] = jpeg
+            reporter.advance(1)
+    return out
+
+
+def _histogram(groups: Sequence[Mapping[str, Any]], threshold: int) -> dict[str, Any]:
+    """Counts of member-to-representative distances, and the SVG geometry to draw them."""
+    counts: dict[int, int] = {}
+    for g in groups:
+        for m in g.get("members", []):
+            if m.get("path") == g.get("representative"):
+                continue
+            d = int(m.get("distance") or 0)
+            counts[d] = counts.get(d, 0) + 1
+    top = max([threshold + 1, *counts])
+    nbins = top + 1
+    peak = max(counts.values(), default=0)
+    width, height, left, bottom, top_pad = 1100, 150, 40, 26, 14
+    plot_w, plot_h = width - left - 10, height - bottom - top_pad
+    bin_w = plot_w / nbins
+    bars = []
+    for d in range(nbins):
+        n = counts.get(d, 0)
+        h = (n / peak) * plot_h if peak else 0.0
+        bars.append({
+            "distance": d, "count": n, "x": round(left + d * bin_w + 1, 2),
+            "y": round(top_pad + plot_h - h, 2), "w": round(max(bin_w - 2, 1), 2),
+            "h": round(h, 2), "within": d <= threshold,
+        })
+    step = max(1, -(-nbins // 32))  # at most ~32 axis labels
+    ticks = [{"x": round(left + (d + 0.5) * bin_w, 2), "label": d}
+             for d in range(0, nbins, step)]
+    tx = round(left + (threshold + 1) * bin_w, 2)  # line just right of the last matching bin
+    return {"bars": bars, "ticks": ticks, "peak": peak, "pairs": sum(counts.values()),
+            "width": width, "height": height, "left": left, "base": top_pad + plot_h,
+            "top": top_pad, "threshold": threshold, "threshold_x": tx,
+            "plot_right": left + plot_w}
+
+
+def _json_for_script(value: Any) -> str:
+    """JSON that is safe inside ``<script type="application/json">``.
+
+    ``ensure_ascii`` keeps undecodable (surrogate-escaped) file names representable, and
+    ``<``, ``>``, ``&`` become ``\\u003c`` etc. so no string can close the tag or open a
+    comment; ``JSON.parse`` reads them back unchanged.
+    """
+    text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _csp_hash(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+def _asset(name: str) -> str:
+    from importlib import resources
+
+    return resources.files("lookalike").joinpath("templates", name).read_text("utf-8")
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
+               report_path: str | None, thumb_url: Mapping[str, str]) -> dict[str, Any]:
+    """The compact data the page script reads (short keys: 10,000 groups stay small)."""
+    out_groups = []
+    for g in groups:
+        members = g.get("members", [])
+        paths = [m["path"] for m in members]
+        rep = g.get("representative")
+        keep = g.get("keep")
+        if not isinstance(keep, list):  # no keep policy in the report: keep the representative
+            keep = [rep]
+        keep_set = set(keep)
+        out_members = []
+        for m in members:
+            mtime_ns = m.get("mtime_ns")
+            out_members.append({
+                "p": m["path"], "w": m.get("width"), "h": m.get("height"),
+                "b": m.get("bytes"), "f": m.get("format"),
+                "t": int(mtime_ns) // 1_000_000 if mtime_ns else None,  # ms, exact in JS
+                "d": m.get("distance"), "u": thumb_url.get(m["path"]),
+                "s": _file_state(m), "k": m["path"] in keep_set,
+            })
+        out_groups.append({"id": g.get("id"), "kind": g.get("kind", "near"),
+                           "rep": paths.index(rep) if rep in paths else 0,
+                           "m": out_members})
+    return {
+        "kind": DECISIONS_KIND, "schema_version": DECISIONS_SCHEMA_VERSION,
+        "report_path": report_path, "report_created": data.get("created"),
+        "threshold": (data.get("config") or {}).get("threshold"),
+        "groups": out_groups, "errors": list(data.get("errors", [])),
+    }
+
+
+def render_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | ScanResult, *,
+                report_path: str | os.PathLike[str] | None = None,
+                thumbnails: Mapping[str, str] | None = None) -> str:
+    """Render the review page as a string (no thumbnails are made here).
+
+    Args:
+        report: a JSON report path, a :class:`~lookalike.report.Report`, a report dict or a
+            :class:`~lookalike.pipeline.ScanResult`.
+        report_path: the saved JSON report this page reviews (exported decisions name it).
+            Taken from ``report`` when it is a path or ``Report``. Without one the page
+            works but its Export button is disabled: ``apply`` needs the report on disk.
+        thumbnails: path -> image URL (``data:`` URI or a relative URL); others get a
+            placeholder.
+    """
+    import jinja2
+    from markupsafe import Markup
+
+    data, abs_report = _load_report(report, report_path)
+    groups = _groups_largest_first(data.get("groups", []))
+    page = _page_data(data, groups, abs_report, thumbnails or {})
+    script, style = _asset("report.js"), _asset("report.css")
+    for name, text, tag in (("report.js", script, "</script"), ("report.css", style, "</style")):
+        if tag in text.lower():  # would end the inline element early
+            raise ValueError(f"templates/{name} must not contain {tag!r}")
+    csp = "; ".join([
+        "default-src 'none'", "img-src data: 'self'", f"style-src {_csp_hash(style)}",
+        f"script-src {_csp_hash(script)}", "base-uri 'none'", "form-action 'none'",
+    ])
+    stats = data.get("stats", {}) or {}
+    cfg = data.get("config", {}) or {}
+    threshold = int(cfg.get("threshold", 0) or 0)
+    n_images = sum(len(g.get("members", [])) for g in groups)
+    duplicates = stats.get("duplicates", n_images - len(groups))
+    summary = {
+        "images": stats.get("images", n_images), "groups": len(groups),
+        "duplicates": duplicates,
+        "reclaimable": _human_bytes(stats.get("bytes_reclaimable", 0) or 0),
+        "errors": len(data.get("errors", [])),
+    }
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("lookalike", "templates"),
+        autoescape=True,  # always: every value from a report is untrusted text
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+    )
+    template = env.get_template("report.html.j2")
+    return template.render(
+        csp=csp, style=Markup(style), script=Markup(script),
+        data_json=Markup(_json_for_script(page)),
+        summary=summary, hist=_histogram(groups, threshold), config=cfg,
+        tool=data.get("tool", {}) or {}, created=data.get("created") or "",
+        report_path=abs_report, roots=data.get("roots", []) or [],
+    )
+
+
+def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | ScanResult,
+               out: str | os.PathLike[str], *,
+               report_path: str | os.PathLike[str] | None = None,
+               thumbnails: ThumbnailMode = "auto", inline_limit: int = INLINE_LIMIT,
+               thumb_size: int = THUMB_SIZE, workers: int | None = None,
+               reporter: Reporter | None = None) -> HtmlSummary:
+    """Write the self-contained review page for ``report`` to ``out``.
+
+    Args:
+        report: a JSON report path (best: exported decisions then name it), a
+            :class:`~lookalike.report.Report`, a report dict or a ``ScanResult``.
+        out: the HTML file to write (atomically).
+        report_path: the saved JSON report, when ``report`` is a dict or ``ScanResult``.
+        thumbnails: ``"inline"`` (data: URIs in the page), ``"files"`` (a sibling folder
+            ``<out stem>_files/``), ``"none"`` (placeholders only) or ``"auto"``: inline up
+            to ``inline_limit`` images, else files.
+        inline_limit: the ``"auto"`` switch-over point, in images.
+        thumb_size: longest thumbnail side in pixels.
+        workers: threads making thumbnails (default: up to 16).
+        reporter: receives thumbnail progress.
+
+    Returns:
+        An :class:`HtmlSummary`.
+
+    Raises:
+        ReportError: ``report`` is a path that is not a readable report.
+        ConfigError: unknown ``thumbnails`` mode, or ``out``'s folder does not exist.
+
+    Cost: one decode per image (reduced-scale for JPEGs), in parallel threads. Files that
+    cannot be thumbnailed get a placeholder; they never stop the page.
+    """
+    if thumbnails not in ("auto", "inline", "files", "none"):
+        raise ConfigError(f"unknown thumbnails mode {thumbnails!r}; use auto, inline, files "
+                          "or none")
+    reporter = reporter or NullReporter()
+    out = os.path.abspath(os.fspath(out))
+    if not os.path.isdir(os.path.dirname(out)):
+        raise ConfigError(f"folder {os.path.dirname(out)} does not exist; create it first")
+    data, abs_report = _load_report(report, report_path)
+    paths = list(dict.fromkeys(m["path"] for g in data.get("groups", [])
+                               for m in g.get("members", [])))
+    mode = thumbnails
+    if mode == "auto":
+        mode = "inline" if len(paths) <= inline_limit else "files"
+    urls: dict[str, str] = {}
+    thumb_dir = None
+    if mode != "none":
+        reporter.phase(1, 1, "thumbnails", len(paths))
+        jpegs = _make_thumbnails(paths, thumb_size, reporter, workers)
+        reporter.close()
+        if mode == "inline":
+            for p, jpeg in jpegs.items():
+                urls[p] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+        else:
+            thumb_dir, urls = _write_thumbnail_dir(out, paths, jpegs)
+    html = render_html(data, report_path=abs_report, thumbnails=urls)
+    tmp = f"{out}.tmp"
+    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(html)
+    os.replace(tmp, out)  # a page is either complete or absent
+    return HtmlSummary(path=out, groups=len(data.get("groups", [])), images=len(paths),
+                       thumbnails=len(urls), thumbnail_dir=thumb_dir)
+
+
+def _write_thumbnail_dir(out: str, paths: list[str], jpegs: Mapping[str, bytes]
+                         ) -> tuple[str, dict[str, str]]:
+    """Write thumbnails to ``<out stem>_files/`` (replacing an old one); return their URLs."""
+    from urllib.parse import quote
+
+    stem = os.path.splitext(os.path.basename(out))[0]
+    folder = os.path.join(os.path.dirname(out), f"{stem}_files")
+    if os.path.isdir(folder):
+        # Stale thumbnails of an earlier page would be misleading; remove only files we name.
+        for old in os.listdir(folder):
+            if _THUMB_NAME.fullmatch(old):
+                os.remove(os.path.join(folder, old))
+    os.makedirs(folder, exist_ok=True)
+    urls = {}
+    prefix = quote(f"{stem}_files")  # the page's own name may hold spaces, '#', '?'
+    for i, p in enumerate(paths):
+        jpeg = jpegs.get(p)
+        if jpeg is None:
+            continue
+        name = f"t{i:06d}.jpg"  # our names, never the image's: nothing to escape or collide
+        with open(os.path.join(folder, name), "wb") as fh:
+            fh.write(jpeg)
+        urls[p] = f"{prefix}/{name}"
+    return folder, urls
