@@ -87,9 +87,21 @@ class ProcessExecutor:
         self._pool = self._new_pool()
 
     def close(self, cancel: bool = False) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=cancel)
-            self._pool = None
+        """Stop the pool. ``cancel`` (Ctrl-C, errors) kills workers at once instead of
+        letting queued chunks finish: workers only read files, the parent owns all writes."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if not cancel:
+            pool.shutdown(wait=True)
+            return
+        # Python 3.14 has terminate_workers(); before that the process table is private.
+        procs = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join(timeout=5)
 
     def __enter__(self) -> ProcessExecutor:
         return self

@@ -1,0 +1,87 @@
+"""End-to-end ``lookalike scan`` on >= 20k real small images, cold and warm hash cache.
+
+Images: Fashion-MNIST (Debian dataset-fashion-mnist, written out as PNGs) plus the Google
+and Twitter emoji sets (npm), all real pictures nobody on the team made. Each case runs the
+installed ``lookalike`` command in a subprocess, as a user would.
+
+    python benchmarks/bench_scan.py [--images 20000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import CACHE, print_table, write_json
+
+
+def build_tree(n: int) -> Path:
+    import realdata
+
+    root = CACHE / f"scan_tree_{n}"
+    marker = root / ".complete"
+    if marker.exists():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "emoji").mkdir(parents=True)
+    count = 0
+    for vendor in ("google", "twitter"):
+        try:
+            emoji = realdata.emoji_sets(vendor)
+        except realdata.DataUnavailable as exc:
+            print(f"skipping {vendor} emoji: {exc}", file=sys.stderr)
+            continue
+        singles = emoji["singles"] if isinstance(emoji, dict) and "singles" in emoji else emoji
+        for name, path in sorted(singles.items()):
+            os.link(path, root / "emoji" / f"{vendor}_{name}{Path(path).suffix}")
+            count += 1
+    (root / "fashion").mkdir()
+    for p in realdata.fashion_mnist(limit=max(0, n - count)):
+        os.link(p, root / "fashion" / p.name)
+        count += 1
+    marker.write_text(str(count))
+    return root
+
+
+def run(args: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=20000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args()
+    root = build_tree(args.images)
+    n = sum(1 for _ in root.rglob("*.png"))
+    exe = str(Path(sys.executable).with_name("lookalike"))
+    cold, warm = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(args.repeats):
+            db = Path(tmp) / f"cache{k}.sqlite"
+            cmd = [exe, "scan", str(root), "-q", "-j", str(args.workers), "--cache", str(db),
+                   "-o", str(Path(tmp) / "r.json")]
+            cold.append(run(cmd))
+            warm.append(run(cmd))
+    c, w = statistics.median(cold), statistics.median(warm)
+    rows = [("cold (empty cache)", c, n / c), ("warm (unchanged tree)", w, n / w)]
+    print(f"\n{n} images, {args.workers} workers, median of {args.repeats}\n")
+    table = print_table(["case", "seconds", "images/s"], rows)
+    print(f"\nwarm speed-up: {c / w:.1f}x")
+    write_json("scan", {"images": n, "workers": args.workers, "cold_s": cold, "warm_s": warm,
+                        "cold_median_s": c, "warm_median_s": w, "warm_speedup": c / w,
+                        "table": table})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The README's promises: its two opening commands, CI running the second, the demo."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from conftest import REPO
+
+import lookalike
+
+
+def _opening_commands() -> list[str]:
+    text = (REPO / "README.md").read_text()
+    m = re.match(r"```sh\n(.*?)```", text, re.S)
+    assert m, "README must start with a ```sh block"
+    return [line.split("#")[0].strip() for line in m.group(1).splitlines() if line.strip()]
+
+
+def test_readme_starts_with_exactly_two_commands():
+    cmds = _opening_commands()
+    assert cmds == ["bash scripts/demo.sh", "bash scripts/test.sh"]
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert _opening_commands()[1] in ci
+
+
+def test_demo_sample_has_real_duplicate_groups(tmp_path):
+    out = tmp_path / "sample"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "make_sample.py"), str(out)],
+                   check=True, capture_output=True)
+    originals = sorted(p.stem for p in (out / "originals").iterdir())
+    result = lookalike.scan(out, workers=1)
+    assert result.errors == []
+    assert len(result.groups) >= len(originals) // 2
+    for g in result.groups:  # every group holds one photo's copies (or the stereo pair)
+        stems = {p.rsplit("/", 1)[1].split(".")[0].split("__")[0] for p in g.paths}
+        assert len(stems) == 1 or stems <= {"motorcycle_left", "motorcycle_right"}, g.paths
