@@ -17,9 +17,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import transforms  # noqa: E402
-
 import realdata  # noqa: E402
+import transforms  # noqa: E402
 
 # Distinct photos; the motorcycle stereo pair is kept as a genuine near-duplicate pair.
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "ihc", "retina",

@@ -6,9 +6,8 @@ import re
 import subprocess
 import sys
 
-from conftest import REPO
-
 import lookalike
+from conftest import REPO
 
 
 def _opening_commands() -> list[str]:
