@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .cache import HashCache
     from .executors.base import Executor
 
-__all__ = ["ChunkResult", "HashWorker", "ScanResult", "hash_file", "run_scan"]
+__all__ = ["ChunkResult", "HashWorker", "ScanResult", "hash_data", "hash_file", "run_scan"]
 
 CHUNK_SIZE = 16  # files per work item: small enough for smooth progress, big enough for IPC
 RETRIES = 1  # a failed chunk is retried file by file this many times before files are errors
@@ -46,10 +46,7 @@ class ChunkResult:
 
 
 def hash_file(entry: FileEntry, config: ScanConfig) -> ImageRecord | Problem:
-    """Read, digest, decode and hash one file. Never raises for a bad file."""
-    from .decode import decode_bytes
-    from .hashes import get_method
-
+    """Read, digest, decode and hash one local file. Never raises for a bad file."""
     path = entry.path
     try:
         data, st = _read_regular(path)
@@ -61,6 +58,17 @@ def hash_file(entry: FileEntry, config: ScanConfig) -> ImageRecord | Problem:
     except _NotRegular:
         return Problem(path=path, stage="read", error="not-a-regular-file",
                        message="a FIFO, socket or device, not a regular file; not read")
+    return hash_data(data, path=path, size_bytes=st.st_size, mtime_ns=st.st_mtime_ns,
+                     source=entry.source, config=config)
+
+
+def hash_data(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, source: str,
+              config: ScanConfig) -> ImageRecord | Problem:
+    """Digest, decode and hash one image's bytes, wherever they came from (a local file,
+    an object store, a Parquet cell, a tar member). Never raises for bad data."""
+    from .decode import decode_bytes
+    from .hashes import get_method
+
     try:
         pic, fmt, pixel_digest = decode_bytes(
             data, mode=config.decode, max_pixels=config.max_pixels,
@@ -75,9 +83,9 @@ def hash_file(entry: FileEntry, config: ScanConfig) -> ImageRecord | Problem:
                        message=f"{type(exc).__name__}: {exc}")
     width, height = pic.full_size
     return ImageRecord(
-        path=path, size_bytes=st.st_size, mtime_ns=st.st_mtime_ns, width=width, height=height,
+        path=path, size_bytes=size_bytes, mtime_ns=mtime_ns, width=width, height=height,
         format=fmt, hash=h, digest=hashlib.sha256(data).hexdigest(),
-        pixel_digest=pixel_digest, source=entry.source,
+        pixel_digest=pixel_digest, source=source,
     )
 
 
