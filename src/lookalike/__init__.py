@@ -18,7 +18,9 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .act import ApplyResult, UndoResult, apply, undo
 from .config import DEFAULT_HASH_SIZE, DEFAULT_METHOD, DEFAULT_THRESHOLD, ScanConfig
+from .decide import KeepPolicy
 from .errors import (
     ConfigError,
     DecodeError,
@@ -28,9 +30,14 @@ from .errors import (
     ReportError,
 )
 from .events import NullReporter, Reporter
+from .html import HtmlSummary, write_html
+from .leakage import Leakage, find_leakage
 from .model import Group, Hash, ImageRecord, Member
 from .pipeline import ScanResult
-from .html import HtmlSummary, write_html
+
+# ``lookalike.plan`` is the function, not the module, once this runs (a from-import binds
+# after loading); ``from lookalike.plan import Decisions`` still reaches the module.
+from .plan import Operation, Plan, plan
 from .report import Report, read_report, write_report
 
 if TYPE_CHECKING:
@@ -45,6 +52,7 @@ __all__ = [
     "DEFAULT_HASH_SIZE",
     "DEFAULT_METHOD",
     "DEFAULT_THRESHOLD",
+    "ApplyResult",
     "ConfigError",
     "DecodeError",
     "Group",
@@ -52,20 +60,29 @@ __all__ = [
     "HtmlSummary",
     "ImageRecord",
     "JournalError",
+    "KeepPolicy",
+    "Leakage",
     "LookalikeError",
     "Member",
     "NullReporter",
+    "Operation",
+    "Plan",
     "Problem",
     "Report",
     "ReportError",
     "Reporter",
     "ScanConfig",
     "ScanResult",
+    "UndoResult",
     "__version__",
+    "apply",
+    "find_leakage",
     "hash_image",
     "methods",
+    "plan",
     "read_report",
     "scan",
+    "undo",
     "write_html",
     "write_report",
 ]

@@ -96,6 +96,14 @@ def _method_choices() -> list[str]:
     return list(METHODS)
 
 
+def _check_out_dir(_ctx: click.Context, param: click.Parameter, path: str | None) -> str | None:
+    # Checked while parsing, so a typo fails before a long scan rather than after it.
+    if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise click.BadParameter(f"folder {os.path.dirname(os.path.abspath(path))} does not "
+                                 "exist; create it first", param=param)
+    return path
+
+
 class _Cli(click.Group):
     """Remembers the raw arguments so reports can record the exact command that made them."""
 
@@ -118,7 +126,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--method", "-m", default=DEFAULT_METHOD, show_default=True,
               type=click.Choice(_method_choices()), help="Perceptual hash algorithm.")
 @click.option("--hash-size", type=int, default=None,
@@ -131,6 +139,7 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default=None,
               help="Report format. Default: text on stdout, or from the -o file's extension.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), default=None,
+              callback=_check_out_dir,
               help="Write the report to this file (and a summary to stdout).")
 @click.option("--decode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
               help="fast: reduced-scale decoding (hashes may drift a bit or two); full: every "
@@ -146,16 +155,57 @@ def cli() -> None:
               "~/.cache/lookalike/hashes.sqlite.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the hash cache.")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=str), default=None,
-              callback=lambda _c, _p, v: _check_html_out(v),
+              callback=_check_out_dir,
               help="Also write an HTML page to review the groups. It needs the JSON report: "
               "-o FILE.json, else it is written beside the page as NAME.json.")
+@click.option("--reference", "reference", multiple=True, type=click.Path(path_type=str),
+              help="Leakage mode: a reference set (e.g. train/), repeatable. Reports only the "
+              "images of PATHS (test/, val/, ...) with a near duplicate in the reference, a "
+              "split-overlap matrix and a purge list. `apply` never touches reference files.")
+@click.option("--keep", "keep", multiple=True,
+              help="Keep policy recorded in the report (see `apply --help`); `apply` uses it "
+              "by default.")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True, help="local: processes on this machine; dask: a Dask cluster "
+              "(a local one of --workers processes unless --scheduler). Needs "
+              "pip install 'lookalike[dask]'.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler to connect to, e.g. tcp://10.0.0.5:8786 (implies --engine "
+              "dask). Workers must reach the images by the same paths or URLs.")
+@click.option("--files-from", "files_from", default=None, metavar="FILE",
+              help="Also scan the paths/URLs listed in FILE: text, one per line, or .parquet "
+              "(--column names the column). Local path or URL.")
+@click.option("--input-format", "input_format",
+              type=click.Choice(["auto", "files", "tar", "parquet"]), default="auto",
+              show_default=True, help="How to read PATHS: image files (local paths, s3://, "
+              "gs://, file:// URLs or globs), WebDataset tar shards, or Parquet files with "
+              "image bytes. auto: .tar and .parquet by extension, anything else files.")
+@click.option("--column", default=None,
+              help="Parquet column of paths (--files-from) or of image bytes (parquet inputs). "
+              "Default: guessed from names and types.")
+@click.option("--name-column", "name_column", default=None,
+              help="Parquet column naming each image (parquet inputs). Default: path/name/"
+              "key/id, else the row number.")
+@click.option("--parquet-out", "parquet_out", default=None, metavar="PATH",
+              help="Also write every file's result (hashes, sizes, errors) to this Parquet "
+              "folder while scanning; a re-run with the same PATH skips what is there.")
+@click.option("--retries", type=int, default=None,
+              help="Times a failed batch (a crashed or lost worker) is retried, file by file, "
+              "before its files are reported as errors. Default: 1.")
+@click.option("--batch-size", "batch_size", type=int, default=None,
+              help="Images per work item sent to a worker. Default: 16.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or per-file error lines.")
 def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: int,
          grouping: str, fmt: str | None, output: str | None, decode: str, exact_decode: bool,
-         workers: int | None, max_pixels: int, follow_symlinks: bool, cache_path: str | None, no_cache: bool,
-         html_out: str | None, quiet: bool) -> None:
-    """Scan PATHS (folders, walked recursively, or files) and report duplicate groups."""
-    from .pipeline import run_scan
+         workers: int | None, max_pixels: int, follow_symlinks: bool, cache_path: str | None,
+         no_cache: bool, html_out: str | None, quiet: bool, reference: tuple[str, ...] = (),
+         keep: tuple[str, ...] = (), engine: str = "local", scheduler: str | None = None,
+         files_from: str | None = None, input_format: str = "auto", column: str | None = None,
+         name_column: str | None = None, parquet_out: str | None = None,
+         retries: int | None = None, batch_size: int | None = None) -> None:
+    """Scan PATHS (folders, walked recursively, or files; URLs, tar shards and Parquet files
+    with --input-format) and report duplicate groups."""
+    from .remote import scan_inputs
     from .report import render_text, write_report
 
     if exact_decode:
@@ -164,13 +214,43 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
                         grouping=grouping, decode=decode, workers=workers,  # type: ignore[arg-type]
                         max_pixels=max_pixels, follow_symlinks=follow_symlinks)
     reporter = ConsoleReporter(quiet=quiet)
-    cache = None if no_cache else _open_cache(cache_path)
+    if reference:
+        from .leakage import check_sets
+
+        check_sets(reference, paths)  # before any work: sets must be separate folders
+        paths = (*reference, *paths)
+    if keep:
+        from .decide import parse_keep
+
+        parse_keep(keep)  # a bad rule fails now, not after the scan
+    if scheduler is not None:
+        engine = "dask"
+    # A cluster scan resumes from --parquet-out; the client's SQLite cache is opt-in there.
+    use_cache = not no_cache and (engine == "local" or cache_path is not None)
+    cache = _open_cache(cache_path) if use_cache else None
     try:
-        result = run_scan(paths, config, reporter=reporter, cache=cache)
+        result = scan_inputs(
+            paths, config, files_from=files_from, reporter=reporter,
+            input_format=input_format,  # type: ignore[arg-type]
+            column=column, name_column=name_column, engine=engine,  # type: ignore[arg-type]
+            scheduler=scheduler, parquet_out=parquet_out, cache=cache, retries=retries,
+            batch_size=batch_size)
     finally:
         if cache is not None:
             cache.close()
     argv = _argv()
+    if reference or keep:
+        import functools
+
+        from .leakage import find_leakage, restrict_to_leakage
+
+        leakage = None
+        if reference:
+            leakage = find_leakage(result, reference)
+            result = restrict_to_leakage(result, leakage)
+        # Every view of this scan carries the keep policy and the leakage section.
+        write_report = functools.partial(write_report, keep=keep or None, leakage=leakage)
+        render_text = functools.partial(render_text, leakage=leakage)
     json_path = None
     if output:
         fmt = fmt or {".csv": "csv", ".txt": "text"}.get(os.path.splitext(output)[1].lower(),
@@ -240,7 +320,7 @@ def methods_cmd() -> None:
 @cli.command("report")
 @click.argument("report_path", metavar="REPORT", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--html", "html_out", required=True, type=click.Path(dir_okay=False, path_type=str),
-              callback=lambda _c, _p, v: _check_html_out(v),
+              callback=_check_out_dir,
               help="Write the HTML review page here.")
 @click.option("--thumbnails", type=click.Choice(["auto", "inline", "files", "none"]),
               default="auto", show_default=True,
@@ -253,12 +333,6 @@ def report_cmd(report_path: str, html_out: str, thumbnails: str, quiet: bool) ->
     _render_html(report_path, html_out, thumbnails, quiet)
 
 
-def _check_html_out(path: str | None) -> str | None:
-    # Checked while parsing, so a typo fails before a long scan rather than after it.
-    if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise click.BadParameter(f"folder {os.path.dirname(os.path.abspath(path))} does not "
-                                 "exist; create it first", param_hint="--html")
-    return path
 
 
 def _render_html(report_path: str, html_out: str, thumbnails: str, quiet: bool) -> None:
@@ -268,6 +342,101 @@ def _render_html(report_path: str, html_out: str, thumbnails: str, quiet: bool) 
                          reporter=ConsoleReporter(quiet=quiet))
     where = f" (thumbnails in {summary.thumbnail_dir})" if summary.thumbnail_dir else ""
     click.echo(f"HTML report written to {summary.path}{where}")
+
+
+_KEEP_HELP = ("Keep rule, applied in order (repeat the option or separate with commas): "
+              "largest-resolution, largest-file, smallest-file, oldest, newest, shortest-path, "
+              "prefer-lossless, match:GLOB (on the absolute path); or none to act on every "
+              "copy. Default: the report's policy, else largest-resolution,largest-file,oldest,"
+              "shortest-path.")
+
+
+@cli.command("apply")
+@click.argument("source", metavar="REPORT_OR_PLAN", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--action", "-a", required=True,
+              type=click.Choice(["move", "delete", "hardlink", "symlink"]),
+              help="move: into the --to folder (undoable); delete (NOT undoable); hardlink/"
+              "symlink: replace byte-identical copies by links to the file kept (undoable).")
+@click.option("--to", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Quarantine folder of --action move, outside the scanned folders; a file "
+              "goes to TO/<scanned folder's name>/<its path inside that folder>.")
+@click.option("--keep", "-k", multiple=True, help=_KEEP_HELP)
+@click.option("--protect", multiple=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder whose files are never touched and are kept first (repeatable).")
+@click.option("--yes", "-y", is_flag=True,
+              help="Really change files. Without it the plan is printed and nothing changes.")
+@click.option("--journal", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Undo journal to write, or to resume after an interrupted run. Default: in "
+              "the --to folder, else beside the report.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
+              protect: tuple[str, ...], yes: bool, journal: str | None, quiet: bool) -> None:
+    """Act on the duplicates in REPORT_OR_PLAN (a scan report, or decisions exported from the
+    HTML review page), keeping one file per group.
+
+    A dry run by default: prints one line per file and the totals, and changes nothing. With
+    --yes every change is first written to a journal; `lookalike undo JOURNAL` puts moved and
+    linked files back. Groups with a file changed since the scan are skipped. Exit code 1 if
+    any file operation failed.
+    """
+    from .act import apply, default_journal_path, recover
+    from .plan import human_bytes, plan, render_plan
+
+    reporter = ConsoleReporter(quiet=quiet)
+    resume = journal is not None and os.path.exists(journal)
+    if resume and yes:
+        assert journal is not None
+        rec = recover(journal, reporter=reporter)
+        if rec.rolled_back:
+            click.echo(f"rolled back {rec.rolled_back} unfinished operations of the interrupted "
+                       "run; resuming")
+    p = plan(source, action=action, keep=keep or None,  # type: ignore[arg-type]
+             protect=protect, to=to, journal=journal if resume else None)
+    click.echo(render_plan(p, dry_run=not yes), nl=False)
+    if not yes:
+        return
+    if not p.operations:
+        click.echo("nothing to do")
+        return
+    jpath = os.path.abspath(journal or default_journal_path(p))
+    click.echo(f"journal: {jpath}")
+    try:
+        result = apply(p, journal=jpath, reporter=reporter)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; `lookalike undo {jpath}` puts back what was done, or re-run "
+                   f"with --journal {jpath} to finish", err=True)
+        sys.exit(130)
+    verb = {"move": "moved", "delete": "deleted", "hardlink": "hard-linked",
+            "symlink": "symlinked"}[action]
+    click.echo(f"{verb} {len(result.done)} files ({human_bytes(result.bytes_done)}); "
+               f"{len(result.skipped)} skipped (changed since the scan); "
+               f"{len(result.failed)} failed")
+    if result.done and action != "delete":
+        click.echo(f"undo with: lookalike undo {jpath}")
+    if not result.ok:
+        sys.exit(1)
+
+
+@cli.command("undo")
+@click.argument("journal", metavar="JOURNAL", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+def undo_cmd(journal: str, quiet: bool) -> None:
+    """Put back every file that `apply` moved or linked, as recorded in JOURNAL (also after a
+    crash or kill). Safe to run again. Deleted files cannot come back. Exit code 1 if anything
+    could not be restored.
+    """
+    from .act import undo
+
+    result = undo(journal, reporter=ConsoleReporter(quiet=quiet))
+    click.echo(f"restored {len(result.restored)} files; rolled back {result.rolled_back} "
+               "unfinished or failed operations")
+    if result.not_undoable:
+        click.echo(f"{len(result.not_undoable)} deleted files cannot be restored "
+                   "(--action delete is not undoable)")
+    if not result.ok:
+        click.echo(f"{len(result.failed)} operations could not be undone (see the errors "
+                   "above); they stay in the journal, fix the cause and run undo again", err=True)
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

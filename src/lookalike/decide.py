@@ -84,7 +84,8 @@ def parse_keep(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     for rule in rules:
         if rule.startswith("match:"):
             if not rule[len("match:"):]:
-                raise ConfigError("--keep match: needs a pattern, e.g. --keep 'match:*/originals/*'")
+                raise ConfigError("--keep match: needs a pattern, "
+                                  "e.g. --keep 'match:*/originals/*'")
         elif rule not in KEEP_RULES or rule == "match:GLOB":
             raise ConfigError(
                 f"unknown keep rule {rule!r}; use one or more of: "

@@ -198,6 +198,11 @@ def _json_for_script(value: Any) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
+def _displayable(text: str) -> str:
+    # Undecodable file names arrive surrogate-escaped; show U+FFFD rather than fail to encode.
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _csp_hash(text: str) -> str:
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
@@ -300,7 +305,9 @@ def render_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sc
         data_json=Markup(_json_for_script(page)),
         summary=summary, hist=_histogram(groups, threshold), config=cfg,
         tool=data.get("tool", {}) or {}, created=data.get("created") or "",
-        report_path=abs_report, roots=data.get("roots", []) or [],
+        report_path=_displayable(abs_report) if abs_report else None,
+        roots=[_displayable(str(r)) for r in data.get("roots", []) or []],
+        keep_policy=data.get("keep_policy") or {},
     )
 
 

@@ -17,7 +17,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,15 @@ if TYPE_CHECKING:
     from .cache import HashCache
     from .executors.base import Executor
 
-__all__ = ["ChunkResult", "HashWorker", "ScanResult", "hash_data", "hash_file", "run_scan"]
+__all__ = [
+    "ChunkResult",
+    "HashWorker",
+    "ScanResult",
+    "hash_data",
+    "hash_file",
+    "run_scan",
+    "run_scan_items",
+]
 
 CHUNK_SIZE = 16  # files per work item: small enough for smooth progress, big enough for IPC
 RETRIES = 1  # a failed chunk is retried file by file this many times before files are errors
@@ -135,19 +143,32 @@ class ScanResult:
 
 
 def _chunks(entries: Sequence[FileEntry], size: int) -> Iterator[list[FileEntry]]:
-    for i in range(0, len(entries), size):
-        yield list(entries[i:i + size])
+    # Items sharing a non-empty ``batch`` key (the rows of one Parquet row group, which is
+    # read as a whole) form one chunk whatever its size; the others are cut every ``size``.
+    chunk: list[FileEntry] = []
+    key = None
+    for e in entries:
+        k = getattr(e, "batch", None) or None
+        if chunk and (k != key or (k is None and len(chunk) >= size)):
+            yield chunk
+            chunk = []
+        chunk.append(e)
+        key = k
+    if chunk:
+        yield chunk
 
 
 def _hash_all(entries: Sequence[FileEntry], config: ScanConfig, executor: Executor,
-              reporter: Reporter, cache: HashCache | None = None
+              reporter: Reporter, cache: HashCache | None = None, *,
+              worker: Callable[[Sequence[Any]], ChunkResult] | None = None,
+              chunk_size: int = CHUNK_SIZE, retries: int = RETRIES,
               ) -> tuple[list[ImageRecord], list[Problem]]:
-    worker = HashWorker(config)
+    worker = worker if worker is not None else HashWorker(config)
     sizes = {e.path: (e.size_bytes, e.mtime_ns) for e in entries} if cache is not None else {}
     records: list[ImageRecord] = []
     problems: list[Problem] = []
-    pending: list[list[FileEntry]] = list(_chunks(entries, CHUNK_SIZE))
-    for attempt in range(RETRIES + 1):
+    pending: list[list[FileEntry]] = list(_chunks(entries, chunk_size))
+    for attempt in range(retries + 1):
         failed: list[list[FileEntry]] = []
         for chunk, outcome in executor.map_unordered(worker, pending):
             if isinstance(outcome, BaseException):
@@ -162,16 +183,20 @@ def _hash_all(entries: Sequence[FileEntry], config: ScanConfig, executor: Execut
             reporter.advance(len(chunk))
         if not failed:
             break
-        if attempt < RETRIES:
+        if attempt < retries:
             # Retry file by file, so one poisonous file cannot take its neighbours with it.
             pending = [[e] for chunk in failed for e in chunk]
         else:
             for chunk in failed:
-                for e in chunk:
-                    p = Problem(path=e.path, stage="decode", error="worker-crashed",
-                                message="the worker process died while decoding this file")
+                crashed = [Problem(path=e.path, stage="decode", error="worker-crashed",
+                                   message="the worker process died while decoding this file")
+                           for e in chunk]
+                for p in crashed:
                     reporter.problem(p)
-                    problems.append(p)
+                problems.extend(crashed)
+                if cache is not None:
+                    # A results store (Parquet output) records them; a hash cache skips them.
+                    cache.add([], crashed, config, sizes)
                 reporter.advance(len(chunk))
     return records, problems
 
@@ -180,9 +205,6 @@ def run_scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
              reporter: Reporter | None = None, executor: Executor | None = None,
              cache: HashCache | None = None) -> ScanResult:
     """Run the whole pipeline; see :func:`lookalike.scan` for the friendly front end."""
-    from .executors import make_executor
-    from .groups import build_groups
-
     reporter = reporter or NullReporter()
     t0 = time.perf_counter()
     paths = list(paths)
@@ -202,7 +224,66 @@ def run_scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     for e in entries:
         unique.setdefault(e.path, e)
     entries = list(unique.values())
+    return run_scan_items(
+        entries, config, roots=roots, problems=problems, reporter=reporter,
+        executor=executor, cache=cache, started=t0,
+        listing={"files_seen": walk_stats.files_seen,
+                 "skipped_non_image": walk_stats.skipped_non_image,
+                 "skipped_symlinks": walk_stats.skipped_symlinks},
+    )
+
+
+def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
+                   worker: Callable[[Sequence[Any]], ChunkResult] | None = None,
+                   roots: Sequence[str] = (), problems: Iterable[Problem] = (),
+                   listing: dict[str, Any] | None = None, reporter: Reporter | None = None,
+                   executor: Executor | None = None, cache: HashCache | None = None,
+                   retries: int | None = None, chunk_size: int | None = None,
+                   started: float | None = None) -> ScanResult:
+    """Hash already-listed work items on an executor, then group them (phases 2 and 3).
+
+    :func:`run_scan` calls this after walking local folders; :mod:`lookalike.remote` calls it
+    with items listed from file lists, object stores, tar shards or Parquet files, and a
+    worker that can read them.
+
+    Args:
+        items: work items with ``path``, ``size_bytes``, ``mtime_ns`` and ``source``
+            (:class:`~lookalike.sources.FileEntry` or :class:`lookalike.remote.RemoteEntry`),
+            unique by path. They are hashed in batches of ``chunk_size``.
+        worker: picklable callable that turns a batch of items into a :class:`ChunkResult`
+            and never raises for a bad file (default: :class:`HashWorker`, local files).
+        roots: what the user asked to scan, as recorded in the result.
+        problems: problems already found while listing (kept in the result).
+        listing: extra stats from listing (e.g. ``files_seen``), merged into ``stats``.
+        executor: where batches run (default: local processes, closed at the end).
+        cache: a :class:`~lookalike.cache.HashCache` or a results store with the same
+            ``lookup``/``add``/``flush`` methods (:class:`lookalike.parquet.ParquetStore`).
+        retries: how often a failed batch is retried, file by file, before its files are
+            reported as ``worker-crashed`` (default :data:`RETRIES`).
+        chunk_size: items per batch (default :data:`CHUNK_SIZE`).
+        started: ``time.perf_counter()`` when listing began, for the ``walk`` timing.
+
+    Returns:
+        The :class:`ScanResult`; every item is either in ``records`` or in ``errors``.
+
+    Raises:
+        ConfigError: ``retries`` or ``chunk_size`` out of range (before any work).
+    """
+    from .errors import ConfigError
+    from .executors import make_executor
+    from .groups import build_groups
+
+    retries = RETRIES if retries is None else retries
+    chunk_size = CHUNK_SIZE if chunk_size is None else chunk_size
+    if retries < 0:
+        raise ConfigError("--retries must be >= 0")
+    if chunk_size < 1:
+        raise ConfigError("--batch-size must be >= 1")
+    reporter = reporter or NullReporter()
     t_walk = time.perf_counter()
+    t0 = started if started is not None else t_walk
+    entries = list(items)
+    problems = list(problems)
 
     cached: list[ImageRecord] = []
     todo = entries
@@ -216,10 +297,12 @@ def run_scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     own_executor = executor is None
     if executor is None:
         # No pool to start when everything came from the cache (warm re-scans stay instant).
-        workers = min(config.resolved_workers, max(1, len(todo) // CHUNK_SIZE))
+        workers = min(config.resolved_workers, max(1, len(todo) // chunk_size))
         executor = make_executor("local", workers)
     try:
-        fresh, hash_problems = _hash_all(todo, config, executor, reporter, cache)
+        fresh, hash_problems = _hash_all(todo, config, executor, reporter, cache,
+                                         worker=worker, chunk_size=chunk_size,
+                                         retries=retries)
     finally:
         if own_executor:
             executor.close()
@@ -234,8 +317,9 @@ def run_scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     t_group = time.perf_counter()
     problems.sort(key=lambda p: p.path)
     dup_bytes = sum(m.record.size_bytes for g in groups for m in g.members[1:])
+    listing = listing or {}
     stats = {
-        "files_seen": walk_stats.files_seen,
+        "files_seen": listing.get("files_seen", len(entries)),
         "candidates": len(entries),
         "images": len(records),
         "errors": len(problems),
@@ -244,8 +328,10 @@ def run_scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         "bytes_reclaimable": dup_bytes,
         "hashed": len(todo),
         "from_cache": len(entries) - len(todo),
-        "skipped_non_image": walk_stats.skipped_non_image,
-        "skipped_symlinks": walk_stats.skipped_symlinks,
+        "skipped_non_image": listing.get("skipped_non_image", 0),
+        "skipped_symlinks": listing.get("skipped_symlinks", 0),
+        **{k: v for k, v in listing.items()
+           if k not in ("files_seen", "skipped_non_image", "skipped_symlinks")},
         "workers": executor.workers,
         "seconds": {
             "walk": round(t_walk - t0, 3),
@@ -256,4 +342,4 @@ def run_scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     }
     reporter.close()
     return ScanResult(groups=groups, errors=problems, records=records, config=config,
-                      roots=roots, stats=stats)
+                      roots=list(roots), stats=stats)

@@ -7,11 +7,12 @@ human text summary are views of the same data.
 Schema (``schema_version`` 1)::
 
     {"schema_version": 1, "tool": {"name", "version"}, "created": ISO-8601 UTC,
-     "argv": [...], "config": {...}, "roots": [...],
-     "groups": [{"id", "kind", "representative", "members": [
+     "argv": [...], "config": {...}, "roots": [...], "keep_policy": {"rules", "protect"},
+     "groups": [{"id", "kind", "representative", "keep": [paths kept], "members": [
          {"path", "hash", "distance", "width", "height", "bytes", "format",
           "mtime_ns", "digest", "pixel_digest", "source"}]}],
-     "errors": [{"path", "stage", "error", "message"}], "stats": {...}}
+     "errors": [{"path", "stage", "error", "message"}], "stats": {...},
+     "leakage": {...}}  (only from `scan --reference`; see lookalike.leakage)
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from .errors import Problem, ReportError
 from .model import Group, Hash, ImageRecord, Member
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .decide import KeepPolicy
+    from .leakage import Leakage
     from .pipeline import ScanResult
 
 __all__ = [
@@ -59,15 +64,29 @@ def _member_dict(m: Member) -> dict[str, Any]:
     }
 
 
-def group_to_dict(g: Group) -> dict[str, Any]:
+def group_to_dict(g: Group, keep: Sequence[str] | None = None) -> dict[str, Any]:
     d: dict[str, Any] = {"id": g.id, "kind": g.kind, "representative": g.representative,
                          "members": [_member_dict(m) for m in g.members]}
     d.update(g.extra)
+    if keep is not None:
+        d["keep"] = list(keep)  # the keep policy's choice, recomputed at every write
     return d
 
 
-def report_to_dict(result: ScanResult, argv: list[str] | None = None) -> dict[str, Any]:
-    """The JSON-ready report of a scan."""
+def report_to_dict(result: ScanResult, argv: list[str] | None = None, *,
+                   keep: str | Sequence[str] | KeepPolicy | None = None,
+                   leakage: Leakage | None = None) -> dict[str, Any]:
+    """The JSON-ready report of a scan.
+
+    Each group gets a ``keep`` list: the members the keep policy ``keep`` (default
+    :data:`lookalike.decide.DEFAULT_KEEP`) keeps; the policy itself is recorded as
+    ``keep_policy`` so that ``lookalike apply`` uses it by default. With ``leakage``, the
+    report gets a ``leakage`` section and its reference sets are protected.
+    """
+    from .decide import KeepPolicy
+
+    policy = KeepPolicy.from_spec(keep, protect=leakage.reference if leakage else ())
+    extra: dict[str, Any] = {"leakage": leakage.to_dict()} if leakage is not None else {}
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "lookalike", "version": _version()},
@@ -75,21 +94,30 @@ def report_to_dict(result: ScanResult, argv: list[str] | None = None) -> dict[st
         "argv": list(argv) if argv is not None else [],
         "config": result.config.to_dict(),
         "roots": result.roots,
-        "groups": [group_to_dict(g) for g in result.groups],
+        "keep_policy": policy.to_dict(),
+        "groups": [group_to_dict(g, policy.decide(g).keep) for g in result.groups],
         "errors": [p.to_dict() for p in result.errors],
         "stats": result.stats,
+        **extra,
     }
 
 
 def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
-                 format: str = "json", argv: list[str] | None = None) -> None:
-    """Write ``result`` as ``json``, ``csv`` or ``text`` to a path or an open text stream."""
+                 format: str = "json", argv: list[str] | None = None,
+                 keep: str | Sequence[str] | KeepPolicy | None = None,
+                 leakage: Leakage | None = None) -> None:
+    """Write ``result`` as ``json``, ``csv`` or ``text`` to a path or an open text stream.
+
+    ``keep`` and ``leakage``: see :func:`report_to_dict` (``leakage`` also adds its summary to
+    the text format).
+    """
     if format == "json":
-        text = json.dumps(report_to_dict(result, argv), indent=1) + "\n"
+        text = json.dumps(report_to_dict(result, argv, keep=keep, leakage=leakage),
+                          indent=1) + "\n"
     elif format == "csv":
         text = render_csv(result)
     elif format == "text":
-        text = render_text(result)
+        text = render_text(result, leakage=leakage)
     else:
         raise ValueError(f"unknown report format {format!r}; use json, csv or text")
     if isinstance(out, (str, os.PathLike)):
@@ -122,7 +150,8 @@ def _human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def render_text(result: ScanResult, *, max_groups: int | None = None) -> str:
+def render_text(result: ScanResult, *, max_groups: int | None = None,
+                leakage: Leakage | None = None) -> str:
     """A human summary: one block per group, then the files that could not be read."""
     s = result.stats
     cfg = result.config
@@ -149,6 +178,9 @@ def render_text(result: ScanResult, *, max_groups: int | None = None) -> str:
         lines.append(f"{len(result.errors)} files could not be used:")
         for p in result.errors:
             lines.append(f"  [{p.error}] {p.path}: {p.message}")
+    if leakage is not None:
+        lines.append("")
+        lines.append(leakage.render_text(max_items=max_groups).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 

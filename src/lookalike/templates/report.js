@@ -108,7 +108,12 @@
 
     const path = el("div", "path");
     path.title = m.p;
-    path.appendChild(el("span", "dir", dir));
+    const dirNode = el("span", "dir");
+    for (const part of dir.split(/(?<=[/\\])/)) { // let long paths wrap after a separator
+      dirNode.appendChild(document.createTextNode(part));
+      dirNode.appendChild(document.createElement("wbr"));
+    }
+    path.appendChild(dirNode);
     path.appendChild(el("span", "name", name));
     card.appendChild(path);
     return card;

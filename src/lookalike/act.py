@@ -1,0 +1,658 @@
+"""Executing a plan, write-ahead journaled, and undoing it.
+
+:func:`apply` runs a :class:`~lookalike.plan.Plan` group by group. Before a group's first op it
+checks that every member still has the size, mtime and SHA-256 the report recorded (and still
+lies inside the scanned folders); if any does not, the whole group is skipped with a warning.
+Each op is then journaled (:mod:`lookalike.journal`) before it changes anything:
+
+``move``
+    ``link(src, dst)`` then ``unlink(src)`` (a link never overwrites an existing ``dst``); across
+    file systems: copy to ``dst.part``, verify the SHA-256, rename to ``dst``, then unlink ``src``.
+    Undo moves the file back and restores its mtime (``os.utime(ns=...)``).
+``delete``
+    ``unlink`` (never follows a symbolic link). **Not undoable**: the journal records what was
+    deleted, but the bytes are gone. Use ``move`` to a quarantine folder for an undo.
+``hardlink`` / ``symlink``
+    the duplicate is first preserved in ``<journal>.backup/<op>/`` (a hard link when it is on
+    the same file system, else a verified copy), then a link to the keeper is made under a
+    temporary name in the duplicate's folder and ``os.replace``\\ d over it (atomic). Undo puts
+    the preserved file back (same inode when possible) and restores its mtime. The backups hold
+    on to the replaced copies' space until you undo or delete the backup folder.
+
+Crash safety: the journal's intent line is fsync'd before the first change, and every op goes
+through states from which the original file is always recoverable (the source is removed only
+once the destination or backup is complete). After ``kill -9`` at any point, :func:`undo`
+restores everything, and :func:`recover` (run automatically by :func:`apply` on an existing
+journal) rolls back the one unfinished op so that re-running the same apply resumes.
+
+Errors: a failed op is rolled back, journaled as ``failed``, reported as a
+:class:`~lookalike.errors.Problem` (stage ``apply``), and the run goes on;
+:attr:`ApplyResult.ok` is then False (the CLI exits 1). Bugs propagate; the journal still
+describes a recoverable state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from .decide import is_under
+from .errors import JournalError, Problem
+from .events import NullReporter, Reporter
+from .journal import Journal, OpRecord, fsync_dir
+from .plan import FileState, Operation, Plan
+
+__all__ = ["ApplyResult", "UndoResult", "apply", "default_journal_path", "recover", "undo"]
+
+#: Test hook: called with a step name at every point where a crash could leave work half done
+#: (``intent``, ``move:linked``, ``move:unlinked``, ``link:backup``, ``link:tmp``,
+#: ``link:replaced``, ``delete:unlinked``, ``undo:...``). Tests set it to ``os._exit``.
+_crash_hook: Callable[[str], None] | None = None
+
+_CHUNK = 1 << 20
+
+
+def _crash_point(step: str) -> None:
+    if _crash_hook is not None:
+        _crash_hook(step)
+
+
+class _Refused(OSError):
+    """An op must not go ahead (the file changed, a destination exists, ...)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyResult:
+    """What :func:`apply` did.
+
+    Attributes:
+        journal: the journal path (pass it to :func:`undo`).
+        done: ops carried out.
+        skipped: ops not attempted because their group changed since the scan.
+        failed: ops that failed (rolled back), each with its problem.
+        already_done: ops an earlier, interrupted run had finished (resume).
+        recovered: unfinished ops of an earlier run that were rolled back first.
+    """
+
+    journal: str
+    done: tuple[Operation, ...] = ()
+    skipped: tuple[Operation, ...] = ()
+    failed: tuple[tuple[Operation, Problem], ...] = ()
+    already_done: int = 0
+    recovered: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def bytes_done(self) -> int:
+        return sum(op.size_bytes for op in self.done)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UndoResult:
+    """What :func:`undo` (or :func:`recover`) did.
+
+    Attributes:
+        journal: the journal replayed.
+        restored: paths put back as they were.
+        rolled_back: unfinished or failed ops checked and made consistent (nothing had to be
+            restored, or it was restored).
+        not_undoable: paths deleted by ``--action delete`` (their bytes are gone).
+        failed: ops that could not be undone; they stay in the journal for another try.
+    """
+
+    journal: str
+    restored: tuple[str, ...] = ()
+    rolled_back: int = 0
+    not_undoable: tuple[str, ...] = ()
+    failed: tuple[Problem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# --------------------------------------------------------------------------- small file helpers
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):  # a file where a folder was: no such path
+        return None
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        os.unlink(path)
+
+
+def _copy_verified(src: str, dst: str, size: int, digest: str | None) -> None:
+    """Copy ``src`` to a new file ``dst`` with its mode and times, fsync'd, checking the bytes."""
+    h = hashlib.sha256()
+    flags_in = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    flags_out = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    with os.fdopen(os.open(src, flags_in), "rb") as fin, \
+            os.fdopen(os.open(dst, flags_out, 0o600), "wb") as fout:
+        while chunk := fin.read(_CHUNK):
+            h.update(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    if os.path.getsize(dst) != size or (digest and h.hexdigest() != digest):
+        _remove(dst)
+        raise _Refused(errno.EIO, f"the copy of {src} does not match the report; not used")
+    shutil.copystat(src, dst, follow_symlinks=False)
+
+
+def _link_or_copy(src: str, dst: str, part: str, size: int, digest: str | None) -> None:
+    """Make ``dst`` (which must not exist) hold ``src``'s bytes; ``src`` stays in place."""
+    try:
+        os.link(src, dst, follow_symlinks=False)
+        return
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
+                             errno.EMLINK, errno.EACCES):
+            raise
+    # No hard link possible (another file system, or links unsupported): verified copy.
+    _remove(part)
+    _copy_verified(src, part, size, digest)
+    if os.path.lexists(dst):
+        _remove(part)
+        raise FileExistsError(errno.EEXIST, "exists", dst)
+    os.rename(part, dst)
+
+
+def _is_original(path: str, st: os.stat_result | None, rec: dict[str, Any]) -> bool:
+    """True if ``path`` holds the file the intent was about (same inode, or same bytes/mtime)."""
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return False
+    if (st.st_dev, st.st_ino) == (rec.get("dev"), rec.get("ino")):
+        return True
+    if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
+        return False
+    return not rec.get("digest") or _sha256(path) == rec["digest"]
+
+
+def _restore_mtime(path: str, mtime_ns: int) -> None:
+    st = os.lstat(path)
+    os.utime(path, ns=(st.st_atime_ns, mtime_ns))
+
+
+def _prune_dirs(start: str, stop: str | None) -> None:
+    """Remove now-empty folders from ``start`` up to (not including) ``stop``."""
+    if not stop:
+        return
+    d = start
+    while is_under(d, stop) and d != stop:
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
+        d = os.path.dirname(d)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _changed(state: FileState, real_roots: Iterable[str], verify: str) -> str | None:
+    """Why ``state.path`` no longer matches the report, or None if it is unchanged."""
+    st = _lstat(state.path)
+    if st is None:
+        return "is gone"
+    if stat.S_ISLNK(st.st_mode):
+        return "is now a symbolic link"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_size != state.size_bytes:
+        return f"changed size ({state.size_bytes} -> {st.st_size} bytes)"
+    if st.st_mtime_ns != state.mtime_ns:
+        return "was modified"
+    real = os.path.realpath(state.path)
+    if not any(is_under(real, r) for r in real_roots):
+        return f"now resolves to {real}, outside the scanned folders"
+    if verify == "digest" and state.digest:
+        try:
+            if _sha256(state.path) != state.digest:
+                return "has different content (SHA-256)"
+        except OSError as exc:
+            return f"cannot be read ({exc.strerror or exc})"
+    return None
+
+
+# --------------------------------------------------------------------------- executing ops
+
+
+def _paths(j: Journal, seq: int, op: Operation) -> dict[str, Any]:
+    """Deterministic helper paths of op ``seq``, recorded in its intent for recovery."""
+    tag = f"lookalike-{j.token}-{seq}"
+    d, name = os.path.split(op.path)
+    out: dict[str, Any] = {"tmp": os.path.join(d, f".{name}.{tag}.tmp"),
+                           "restore_tmp": os.path.join(d, f".{name}.{tag}.restore")}
+    if op.action == "move":
+        assert op.dst is not None
+        dd, dn = os.path.split(op.dst)
+        out["dst"] = op.dst
+        out["part"] = os.path.join(dd, f".{dn}.{tag}.part")
+    elif op.action in ("hardlink", "symlink"):
+        out["backup"] = os.path.join(j.backup_dir, str(seq), name)
+        out["backup_part"] = os.path.join(j.backup_dir, str(seq), f".{name}.part")
+    return out
+
+
+def _execute(rec: dict[str, Any]) -> None:
+    action, path = rec["action"], rec["path"]
+    if action == "delete":
+        os.unlink(path)  # unlink never follows a symbolic link
+        fsync_dir(os.path.dirname(path))
+        _crash_point("delete:unlinked")
+    elif action == "move":
+        dst, part = rec["dst"], rec["part"]
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        if os.path.lexists(dst):
+            raise _Refused(errno.EEXIST, f"{dst} already exists; not overwritten")
+        _link_or_copy(path, dst, part, rec["size"], rec.get("digest"))
+        fsync_dir(os.path.dirname(dst))
+        _crash_point("move:linked")
+        os.unlink(path)  # only now that dst holds the bytes
+        fsync_dir(os.path.dirname(path))
+        _crash_point("move:unlinked")
+    else:
+        backup, keeper, tmp = rec["backup"], rec["keeper"], rec["tmp"]
+        os.makedirs(os.path.dirname(backup), exist_ok=True)
+        _link_or_copy(path, backup, rec["backup_part"], rec["size"], rec.get("digest"))
+        fsync_dir(os.path.dirname(backup))
+        _crash_point("link:backup")
+        _remove(tmp)
+        if action == "hardlink":
+            os.link(keeper, tmp, follow_symlinks=False)
+        else:
+            os.symlink(keeper, tmp)
+        _crash_point("link:tmp")
+        os.replace(tmp, path)  # atomic: the path is always either the file or the link
+        fsync_dir(os.path.dirname(path))
+        _crash_point("link:replaced")
+
+
+def _restore(rec: dict[str, Any], top: str | None) -> Literal["restored", "untouched", "deleted"]:
+    """Bring op ``rec``'s file back to where and how it was, whatever step it reached.
+
+    Idempotent; works for finished ops (undo) and for ops a crash interrupted (recovery).
+    Returns ``untouched`` when the original was still in place (leftovers are cleaned up),
+    ``restored`` when it had to be put back, ``deleted`` for a completed delete.
+
+    Raises:
+        OSError: the file cannot be restored safely (something else took its place, or the
+            preserved copy is missing); nothing is overwritten.
+    """
+    action, path = rec["action"], rec["path"]
+    st = _lstat(path)
+    if action == "delete":
+        return "untouched" if _is_original(path, st, rec) else "deleted"
+    if action == "move":
+        return _restore_move(rec, st, top)
+    return _restore_link(rec, st)
+
+
+def _restore_move(rec: dict[str, Any], st: os.stat_result | None, top: str | None
+                  ) -> Literal["restored", "untouched"]:
+    path, dst = rec["path"], rec["dst"]
+    _remove(rec["part"])  # an unfinished copy; the source still exists whenever it does
+    _remove(rec["restore_tmp"])
+    d = _lstat(dst)
+    if _is_original(path, st, rec):
+        assert st is not None
+        if d is not None and stat.S_ISREG(d.st_mode) and (
+                (d.st_dev, d.st_ino) == (st.st_dev, st.st_ino)
+                or (d.st_size == rec["size"] and _is_original(dst, d, rec))):
+            os.unlink(dst)  # a second name or a finished copy of a file that is back in place
+            fsync_dir(os.path.dirname(dst))
+            _prune_dirs(os.path.dirname(dst), top)
+        return "untouched"
+    if st is not None:
+        raise _Refused(errno.EEXIST, f"{path} exists again but is another file; the moved "
+                       f"file stays at {dst}")
+    if d is None:
+        raise _Refused(errno.ENOENT, f"neither {path} nor its quarantined copy {dst} exists; "
+                       "something else moved or deleted it")
+    if not stat.S_ISREG(d.st_mode):
+        raise _Refused(errno.EINVAL, f"{dst} is no longer a regular file; not restored")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _link_or_copy(dst, path, rec["restore_tmp"], d.st_size, None)
+    _restore_mtime(path, rec["mtime_ns"])
+    fsync_dir(os.path.dirname(path))
+    _crash_point("undo:move:linked")
+    os.unlink(dst)
+    fsync_dir(os.path.dirname(dst))
+    _prune_dirs(os.path.dirname(dst), top)
+    return "restored"
+
+
+def _is_our_link(rec: dict[str, Any], st: os.stat_result | None) -> bool:
+    if st is None:
+        return False
+    if rec["action"] == "symlink":
+        return stat.S_ISLNK(st.st_mode) and os.readlink(rec["path"]) == rec["keeper"]
+    return stat.S_ISREG(st.st_mode) and \
+        (st.st_dev, st.st_ino) == (rec.get("keeper_dev"), rec.get("keeper_ino"))
+
+
+def _restore_link(rec: dict[str, Any], st: os.stat_result | None
+                  ) -> Literal["restored", "untouched"]:
+    path, backup = rec["path"], rec["backup"]
+    # Temp names are only ever extra names: the original is at ``path`` or ``backup``.
+    _remove(rec["tmp"])
+    _remove(rec["restore_tmp"])
+    _remove(rec["backup_part"])
+    original_here = st is not None and stat.S_ISREG(st.st_mode) and \
+        (st.st_dev, st.st_ino) == (rec.get("dev"), rec.get("ino"))
+    if not original_here and not _is_our_link(rec, st) and st is not None:
+        original_here = _is_original(path, st, rec)
+        if not original_here:
+            raise _Refused(errno.EEXIST, f"{path} was replaced by another file after the link; "
+                           f"not overwritten. The original is kept at {backup}")
+    if original_here:
+        _remove(backup)
+        _prune_dirs(os.path.dirname(backup), os.path.dirname(os.path.dirname(backup)))
+        return "untouched"
+    b = _lstat(backup)
+    if b is None or not stat.S_ISREG(b.st_mode):
+        raise _Refused(errno.ENOENT, f"the preserved copy {backup} of {path} is missing; "
+                       "cannot restore it")
+    tmp = rec["restore_tmp"]
+    _link_or_copy(backup, tmp, tmp + ".part", b.st_size, None)
+    _restore_mtime(tmp, rec["mtime_ns"])
+    _crash_point("undo:link:tmp")
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))
+    _crash_point("undo:link:replaced")
+    _remove(backup)
+    _prune_dirs(os.path.dirname(backup), os.path.dirname(os.path.dirname(backup)))
+    return "restored"
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def default_journal_path(p: Plan) -> str:
+    """Where ``lookalike apply --yes`` writes its journal when ``--journal`` is not given.
+
+    Inside the quarantine folder for ``move``; otherwise next to the report, unless that folder
+    is inside a scanned root (a backup found by the next scan would be a new duplicate), in
+    which case ``$XDG_STATE_HOME/lookalike/journals`` (default ``~/.local/state/...``).
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = p.to if p.to else os.path.dirname(p.report_path)
+    real = os.path.realpath(folder)
+    if any(is_under(folder, r) or is_under(real, os.path.realpath(r)) for r in p.roots):
+        state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        folder = os.path.join(state, "lookalike", "journals")
+    n = 1
+    while True:
+        suffix = "" if n == 1 else f"-{n}"
+        candidate = os.path.join(folder, f"lookalike-journal-{stamp}{suffix}.jsonl")
+        if not os.path.lexists(candidate):
+            return candidate
+        n += 1
+
+
+def _problem(path: str, error: str, message: str, stage: str = "apply") -> Problem:
+    return Problem(path=path, stage=stage, error=error, message=message)
+
+
+def _replay(j: Journal, records: list[OpRecord], reporter: Reporter, *, final: str
+            ) -> UndoResult:
+    top = j.header.get("to")
+    restored: list[str] = []
+    gone: list[str] = []
+    failed: list[Problem] = []
+    rolled = 0
+    for r in records:
+        try:
+            outcome = _restore(r.intent, top)
+        except OSError as exc:
+            msg = str(exc) if isinstance(exc, _Refused) else f"{exc.strerror or exc}"
+            p = _problem(r.path, "undo-failed", f"op {r.seq} ({r.action}): {msg}", "undo")
+            reporter.problem(p)
+            failed.append(p)
+            continue
+        was = r.status
+        if outcome == "deleted":
+            gone.append(r.path)
+            if was != "done":
+                j.mark(r, "done")  # the crash came after the unlink: the delete had happened
+            continue
+        if outcome == "restored":
+            restored.append(r.path)
+        if was == "done":
+            j.mark(r, final)
+        else:
+            j.mark(r, "rolled-back")
+            rolled += 1
+        reporter.advance()
+    return UndoResult(journal=j.path, restored=tuple(restored), rolled_back=rolled,
+                      not_undoable=tuple(gone), failed=tuple(failed))
+
+
+def recover(journal: str | os.PathLike[str], *, reporter: Reporter | None = None) -> UndoResult:
+    """Roll back the ops a crashed ``apply`` left unfinished, so the run can be resumed.
+
+    Finished ops stay done. Safe to call on any journal, any number of times.
+
+    Raises:
+        JournalError: the journal is missing or corrupt.
+    """
+    reporter = reporter or NullReporter()
+    with Journal.open(journal) as j:
+        return _replay(j, j.unfinished(), reporter, final="rolled-back")
+
+
+def undo(journal: str | os.PathLike[str], *, reporter: Reporter | None = None) -> UndoResult:
+    """Restore every file an ``apply`` changed, newest op first, from its journal.
+
+    Moved files go back to their paths, and linked duplicates get their preserved bytes back
+    (the same inode when possible), each with its recorded mtime. Unfinished ops (a crash) are
+    rolled back the same way. Deleted files cannot come back: they are listed in
+    :attr:`UndoResult.not_undoable`. Idempotent: undone ops are marked in the journal.
+
+    Errors: an op that cannot be undone safely (its path was taken by another file, or its
+    preserved copy is gone) is reported, left in the journal, and the rest goes on. Nothing is
+    ever overwritten.
+
+    Raises:
+        JournalError: the journal is missing or corrupt.
+
+    Cost: one ``rename``/``link`` per op; reads a file only to confirm which copy is which when
+    inodes cannot tell (copies across file systems).
+    """
+    reporter = reporter or NullReporter()
+    with Journal.open(journal) as j:
+        todo = sorted((r for r in j.ops.values()
+                       if r.status not in ("undone", "rolled-back")
+                       and not (r.status == "done" and r.action == "delete")),
+                      key=lambda r: -r.seq)
+        deleted = [r.path for r in j.ops.values() if r.status == "done" and r.action == "delete"]
+        reporter.phase(1, 1, "undoing", len(todo))
+        res = _replay(j, todo, reporter, final="undone")
+        with contextlib.suppress(OSError):
+            os.rmdir(j.backup_dir)  # only if every preserved copy went back
+    reporter.close()
+    return UndoResult(journal=res.journal, restored=res.restored, rolled_back=res.rolled_back,
+                      not_undoable=tuple(sorted({*deleted, *res.not_undoable})),
+                      failed=res.failed)
+
+
+def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | None = None,
+          verify: Literal["digest", "stat"] = "digest") -> ApplyResult:
+    """Carry out ``plan``, journaling every op before it happens.
+
+    Args:
+        plan: from :func:`lookalike.plan`.
+        journal: the journal file. A new path starts a new journal; an existing one (from an
+            interrupted run on the same report) is resumed: its unfinished op is rolled back
+            (:func:`recover`) and ops it records as done are not repeated.
+        reporter: receives progress and one problem per skipped group or failed op.
+        verify: ``digest`` (default) re-reads every member of a group and compares its
+            SHA-256 with the report before touching the group; ``stat`` checks size and mtime.
+
+    Returns:
+        An :class:`ApplyResult`; ``result.ok`` is False if any op failed.
+
+    Raises:
+        JournalError: the journal cannot be created, or belongs to another report.
+
+    Errors: a changed group is skipped whole; a failed op is rolled back, journaled and
+    reported, and the run goes on. Nothing is ever acted on outside ``plan.roots``, inside
+    ``plan.protect``, or in a group left without a keeper (except ``--keep none``).
+
+    Cost: with ``verify="digest"``, every member of every group with work is read once.
+    """
+    reporter = reporter or NullReporter()
+    jpath = os.path.abspath(os.fspath(journal))
+    recovered = 0
+    if os.path.exists(jpath):
+        j = Journal.open(jpath)
+        if j.header.get("report_created") != plan.report_created:
+            j.close()
+            raise JournalError(f"journal {jpath} belongs to another report; pass a new "
+                               "--journal path")
+        if j.unfinished():
+            res = _replay(j, j.unfinished(), reporter, final="rolled-back")
+            recovered = res.rolled_back
+        j.note({"event": "resume", "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "action": plan.action})
+    else:
+        j = Journal.create(jpath, {
+            "tool": _version(), "action": plan.action, "report_path": plan.report_path,
+            "report_created": plan.report_created, "roots": list(plan.roots), "to": plan.to,
+            "token": uuid.uuid4().hex[:8],
+        })
+    real_roots = [os.path.realpath(r) for r in plan.roots]
+    real_protect = [os.path.realpath(d) for d in plan.protect]
+    done_before = j.done_paths()
+    done: list[Operation] = []
+    skipped: list[Operation] = []
+    failed: list[tuple[Operation, Problem]] = []
+    already = plan.already_done
+    reporter.phase(1, 1, f"applying ({plan.action})", plan.files)
+    try:
+        for gp in plan.groups:
+            ops = [op for op in gp.operations if op.path not in done_before]
+            already += len(gp.operations) - len(ops)
+            if not ops:
+                continue
+            reason = _group_refusal(plan, gp.keep, ops, real_protect)
+            if reason is None:
+                for state in gp.members:
+                    if state.path in done_before:
+                        continue
+                    why = _changed(state, real_roots, verify)
+                    if why:
+                        reason = f"{state.path} {why} since the scan"
+                        break
+            if reason:
+                reporter.problem(_problem(ops[0].path, "changed", f"group {gp.group} skipped, "
+                                          f"nothing in it touched: {reason}. Rescan to act on it"))
+                skipped.extend(ops)
+                reporter.advance(len(ops))
+                continue
+            for op in ops:
+                problem = _run_op(j, op, real_roots)
+                if problem is None:
+                    done.append(op)
+                else:
+                    reporter.problem(problem)
+                    failed.append((op, problem))
+                reporter.advance()
+    finally:
+        j.close()
+        reporter.close()
+    return ApplyResult(journal=jpath, done=tuple(done), skipped=tuple(skipped),
+                       failed=tuple(failed), already_done=already, recovered=recovered)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _group_refusal(plan: Plan, keep: tuple[str, ...], ops: list[Operation],
+                   real_protect: list[str]) -> str | None:
+    """Defence in depth against hand-built plans: the rules :func:`plan` already enforces."""
+    if not keep and not plan.remove_all:
+        return "it would keep no file (only --keep none allows that)"
+    for op in ops:
+        if op.path in keep:
+            return f"{op.path} is both kept and acted on"
+        real = os.path.realpath(op.path)
+        if any(is_under(op.path, d) for d in plan.protect) or \
+                any(is_under(real, d) for d in real_protect):
+            return f"{op.path} is in a protected folder"
+        if op.action in ("hardlink", "symlink") and op.keeper not in keep:
+            return f"the link target {op.keeper} is not a kept file"
+    return None
+
+
+def _run_op(j: Journal, op: Operation, real_roots: list[str]) -> Problem | None:
+    seq = j.next_seq()
+    # Last look right before the intent: same size/mtime as just verified, and still inside.
+    st = _lstat(op.path)
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != op.size_bytes \
+            or st.st_mtime_ns != op.mtime_ns:
+        return _problem(op.path, "changed", "changed while the run was going on; not touched")
+    real = os.path.realpath(op.path)
+    if not any(is_under(real, r) for r in real_roots):
+        return _problem(op.path, "outside-roots", f"resolves to {real}, outside the scanned "
+                        "folders; not touched")
+    fields: dict[str, Any] = {
+        "action": op.action, "group": op.group, "path": op.path, "size": op.size_bytes,
+        "mtime_ns": op.mtime_ns, "digest": op.digest, "dev": st.st_dev, "ino": st.st_ino,
+        **_paths(j, seq, op),
+    }
+    if op.action in ("hardlink", "symlink"):
+        assert op.keeper is not None
+        kst = _lstat(op.keeper)
+        if kst is None or not stat.S_ISREG(kst.st_mode):
+            return _problem(op.path, "keeper-gone", f"the file kept, {op.keeper}, is gone; "
+                            "not linked")
+        fields.update(keeper=op.keeper, keeper_dev=kst.st_dev, keeper_ino=kst.st_ino)
+    rec = j.intent(seq, fields)
+    _crash_point("intent")
+    try:
+        _execute(rec.intent)
+    except OSError as exc:
+        msg = str(exc) if isinstance(exc, _Refused) else (
+            f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        try:
+            _restore(rec.intent, j.header.get("to"))
+        except OSError as exc2:
+            # Left unfinished in the journal on purpose: recover/undo will try again.
+            return _problem(op.path, "failed", f"{op.action} failed ({msg}) and rolling it back "
+                            f"failed too ({exc2}); run `lookalike undo {j.path}`")
+        j.mark(rec, "failed", msg)
+        return _problem(op.path, "failed", f"{op.action} failed, nothing changed: {msg}")
+    j.mark(rec, "done")
+    return None

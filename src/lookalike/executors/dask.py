@@ -1,0 +1,203 @@
+"""Run the hashing work on a Dask cluster (``pip install 'lookalike[dask]'``).
+
+The executor contract is the one of :class:`~lookalike.executors.base.Executor`: the pipeline
+submits picklable work items and gets ``(item, result_or_exception)`` back as they finish, so
+the scan code is the same on one laptop and on a few hundred cores.
+
+``distributed`` is imported when a :class:`DaskExecutor` is built, never at ``import
+lookalike``; a missing extra is a :class:`~lookalike.errors.ConfigError` that says what to
+install.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+
+__all__ = ["DaskExecutor"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+INSTALL_HINT = "pip install 'lookalike[dask]'"
+
+# Worker deaths Dask tolerates per task on a local cluster we start (see __init__).
+LOCAL_ALLOWED_FAILURES = 1
+# How often the in-flight limit follows the cluster's size (adaptive clusters grow and shrink).
+_RESIZE_SECONDS = 2.0
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ConfigError(
+            f"the dask engine needs dask.distributed ({exc.name} is missing); "
+            f"install it with: {INSTALL_HINT}"
+        ) from None
+    return distributed
+
+
+class DaskExecutor:
+    """Runs work items as Dask tasks; at most ``max_in_flight`` of them at a time.
+
+    Without ``address`` (and without ``client``) it starts a ``LocalCluster`` of ``workers``
+    single-threaded worker *processes* (decoders hold the GIL and may crash; a process is
+    the unit that can die alone). With ``address`` it connects to a running scheduler
+    (``tcp://host:8786``, or whatever ``dask-jobqueue``/``dask-kubernetes`` printed); the
+    workers there must have lookalike installed and be able to read the images (see
+    ``docs/cluster.md``).
+
+    Failure policy: when a worker process dies, Dask itself re-runs the tasks it held, up to
+    the scheduler's ``distributed.scheduler.allowed-failures`` (Dask's default 3; 1 on a
+    local cluster started here, see :data:`LOCAL_ALLOWED_FAILURES`). Past that, or
+    when a task raises, the item is yielded with its exception and the pipeline retries it
+    file by file, then reports its files as ``worker-crashed`` problems: a dead worker never
+    loses the scan.
+
+    Streaming: items are pulled lazily and at most ``max_in_flight`` futures exist at once
+    (default ``2 x`` the cluster's threads, at least 4), so neither the client nor the
+    scheduler holds the whole work list; results are released as soon as they are yielded.
+
+    Args:
+        address: scheduler address; ``None`` starts a local cluster.
+        workers: worker processes of the local cluster (default: all cores). Ignored with
+            ``address``/``client``: the cluster's own size counts there.
+        client: an existing ``distributed.Client`` to use (not closed by :meth:`close`).
+        max_in_flight: upper bound on submitted, unfinished tasks.
+        timeout: seconds to wait for the scheduler when connecting.
+
+    Raises:
+        ConfigError: dask.distributed is not installed, or the scheduler cannot be reached.
+    """
+
+    def __init__(self, address: str | None = None, workers: int | None = None, *,
+                 client: Any = None, max_in_flight: int | None = None,
+                 timeout: float = 30) -> None:
+        distributed = _import_distributed()
+        if workers is not None and workers < 1:
+            raise ConfigError("--workers must be >= 1")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ConfigError("max_in_flight must be >= 1")
+        self._max_in_flight = max_in_flight
+        self._cluster: Any = None
+        self._own_client = client is None
+        if client is not None:
+            self._client = client
+        elif address is not None:
+            try:
+                self._client = distributed.Client(address, timeout=timeout)
+            except (OSError, TimeoutError) as exc:
+                raise ConfigError(
+                    f"cannot reach the Dask scheduler at {address}: {exc}; check --scheduler "
+                    "(e.g. tcp://host:8786) and that the scheduler is running"
+                ) from None
+        else:
+            n = workers or os.cpu_count() or 1
+            # dashboard off: no port to collide with, no bokeh needed; errors only in the logs.
+            self._cluster = distributed.LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                silence_logs=logging.ERROR,
+                # One re-run by Dask, then the pipeline's file-by-file retry isolates a file
+                # that kills its worker (Dask's default of 3 would cost 4 deaths per batch).
+                scheduler_kwargs={"allowed_failures": LOCAL_ALLOWED_FAILURES},
+            )
+            self._client = distributed.Client(self._cluster)
+        self.workers = self._threads()
+        self._resized = time.monotonic()
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` in use (for dashboards, ``client.run``, tests)."""
+        return self._client
+
+    def _threads(self) -> int:
+        try:
+            return max(1, sum(self._client.nthreads().values()))
+        except Exception:  # a scheduler that is briefly unreachable keeps the last size
+            return max(1, getattr(self, "workers", 1))
+
+    def _limit(self) -> int:
+        if self._max_in_flight is not None:
+            return self._max_in_flight
+        now = time.monotonic()
+        if now - self._resized > _RESIZE_SECONDS:
+            self.workers = self._threads()
+            self._resized = now
+        return max(4, 2 * self.workers)
+
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]
+                      ) -> Iterator[tuple[T, R | BaseException]]:
+        """Run ``fn`` on every item on the cluster; yield ``(item, result_or_exception)``.
+
+        A task that raised, was cancelled or lost too many workers (``KilledWorker``) is
+        yielded with that exception; the caller decides what to retry.
+        """
+        distributed = _import_distributed()
+        client = self._client
+        it = iter(items)
+        inflight: dict[Any, T] = {}
+        done_q = distributed.as_completed()
+        exhausted = False
+        try:
+            while True:
+                limit = self._limit()
+                while not exhausted and len(inflight) < limit:
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    # pure=False: equal items (a retried chunk) are distinct tasks, never a
+                    # cached result of a failed one.
+                    fut = client.submit(fn, item, pure=False)
+                    inflight[fut] = item
+                    done_q.add(fut)
+                if not inflight:
+                    return
+                fut = next(done_q)
+                item = inflight.pop(fut)
+                yield item, _outcome(fut)
+                fut.release()  # the worker may drop the result now
+        except BaseException:
+            for fut in inflight:
+                fut.cancel()
+            raise
+
+    def close(self) -> None:
+        """Disconnect; a cluster or client this executor started is shut down too."""
+        client, self._client = self._client, None
+        if client is not None and self._own_client:
+            client.close()
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            cluster.close()
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = "local cluster" if self._cluster is not None else "scheduler"
+        return f"DaskExecutor({where}, workers={self.workers})"
+
+
+def _outcome(fut: Any) -> Any:
+    if fut.status == "finished":
+        return fut.result()
+    if fut.status == "error":
+        try:
+            return fut.exception()  # a raising task, or KilledWorker after repeated deaths
+        except Exception as exc:  # the exception itself could not be deserialised
+            return exc
+    from concurrent.futures import CancelledError
+
+    # cancelled (by us, or the scheduler restarted) or lost: the item failed as a whole.
+    return CancelledError(f"task {fut.key} ended as {fut.status!r}")

@@ -1,0 +1,224 @@
+"""The undo journal: an append-only, fsync'd JSON Lines file written ahead of every file change.
+
+Line 1 is a header; every later line is one event::
+
+    {"kind": "lookalike-journal", "schema_version": 1, "created", "tool", "action",
+     "report_path", "report_created", "roots", "to", "token"}
+    {"event": "intent", "op": 7, "action": "move", "path", "size", "mtime_ns", "digest",
+     "dev", "ino", ...action fields...}        written and fsync'd BEFORE the change
+    {"event": "done", "op": 7}                 after the change is durable
+    {"event": "failed", "op": 7, "error"}      the change failed and was rolled back
+    {"event": "rolled-back", "op": 7}          an unfinished change was undone by recovery
+    {"event": "undone", "op": 7}               ``lookalike undo`` restored it
+    {"event": "resume", "time"}                a later ``apply`` appended to this journal
+
+Op numbers grow across resumed runs. Because the intent is durable before anything on disk
+changes, every state a ``kill -9`` can leave behind is one the undo code recognises by looking
+at the files (see :mod:`lookalike.act`); the ``done`` line is a shortcut, not a requirement.
+
+A torn last line (the process died while writing it) is ignored; a broken line anywhere else
+makes the journal unusable (:class:`~lookalike.errors.JournalError`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import JournalError
+
+__all__ = ["JOURNAL_KIND", "JOURNAL_SCHEMA", "Journal", "OpRecord", "fsync_dir"]
+
+JOURNAL_KIND = "lookalike-journal"
+JOURNAL_SCHEMA = 1
+
+#: Final states of an op; anything else (only an ``intent``) is unfinished.
+_CLOSED = {"done", "failed", "rolled-back", "undone"}
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename/link/unlink in folder ``path`` durable (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems (and Windows) cannot fsync a folder; the file fsyncs still hold
+    finally:
+        os.close(fd)
+
+
+@dataclass(slots=True)
+class OpRecord:
+    """One journaled operation: its intent fields and the last event seen for it."""
+
+    seq: int
+    intent: dict[str, Any]
+    status: str = "unfinished"  # or done / failed / rolled-back / undone
+    error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in _CLOSED
+
+    @property
+    def action(self) -> str:
+        return str(self.intent["action"])
+
+    @property
+    def path(self) -> str:
+        return str(self.intent["path"])
+
+
+class Journal:
+    """An open journal file. Use :meth:`create` or :meth:`open`; every append is fsync'd."""
+
+    def __init__(self, path: str, header: dict[str, Any], ops: dict[int, OpRecord],
+                 fd: int) -> None:
+        self.path = path
+        self.header = header
+        self.ops = ops
+        self._fd = fd
+
+    @property
+    def backup_dir(self) -> str:
+        """Where replaced files are kept until undo (``<journal>.backup``)."""
+        return self.path + ".backup"
+
+    @property
+    def token(self) -> str:
+        return str(self.header.get("token", "j"))
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], header: dict[str, Any]) -> Journal:
+        """Create a new journal at ``path`` (which must not exist) and write its header.
+
+        Raises:
+            JournalError: the file exists or cannot be created.
+        """
+        p = os.path.abspath(os.fspath(path))
+        head = {"kind": JOURNAL_KIND, "schema_version": JOURNAL_SCHEMA,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"), **header}
+        try:
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        except FileExistsError:
+            raise JournalError(f"journal {p} already exists; pass another --journal path") from None
+        except OSError as exc:
+            raise JournalError(f"cannot create journal {p}: {exc.strerror or exc}; "
+                               "pass a writable --journal path") from None
+        j = cls(p, head, {}, fd)
+        j._write(head)
+        fsync_dir(os.path.dirname(p))  # the journal itself must survive a crash
+        return j
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, writable: bool = True) -> Journal:
+        """Read an existing journal (and keep it open for appending if ``writable``).
+
+        Raises:
+            JournalError: missing, not a lookalike journal, or corrupt before its last line.
+        """
+        p = os.path.abspath(os.fspath(path))
+        try:
+            with open(p, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            raise JournalError(f"journal not found: {p}; `lookalike apply --yes` prints the "
+                               "journal path it writes") from None
+        except OSError as exc:
+            raise JournalError(f"cannot read journal {p}: {exc.strerror or exc}") from None
+        lines = raw.split(b"\n")
+        events: list[dict[str, Any]] = []
+        for n, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                events.append(json.loads(line.decode("utf-8", "surrogateescape")))
+            except ValueError:
+                if n == len(lines) - 1:
+                    break  # torn final write: the process died mid-line; that event never was
+                raise JournalError(f"{p}: line {n + 1} is corrupt; the journal cannot be "
+                                   "replayed safely (restore files from it by hand)") from None
+        if (not events or events[0].get("kind") != JOURNAL_KIND
+                or events[0].get("schema_version") != JOURNAL_SCHEMA):
+            raise JournalError(f"{p} is not a lookalike journal of schema version "
+                               f"{JOURNAL_SCHEMA}")
+        ops: dict[int, OpRecord] = {}
+        for ev in events[1:]:
+            kind, seq = ev.get("event"), ev.get("op")
+            if kind == "intent":
+                ops[int(seq)] = OpRecord(int(seq), ev)
+            elif kind in _CLOSED and seq in ops:
+                ops[seq].status = str(kind)
+                ops[seq].error = ev.get("error")
+        fd = -1
+        if writable:
+            try:
+                fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+            except OSError as exc:
+                raise JournalError(f"cannot append to journal {p}: {exc.strerror or exc}") \
+                    from None
+            if raw and not raw.endswith(b"\n"):
+                os.write(fd, b"\n")  # seal a torn line so the next event starts cleanly
+        return cls(p, events[0], ops, fd)
+
+    def next_seq(self) -> int:
+        return max(self.ops, default=0) + 1
+
+    def intent(self, seq: int, fields: dict[str, Any]) -> OpRecord:
+        """Durably record that op ``seq`` is about to happen. Call BEFORE touching any file."""
+        ev = {"event": "intent", "op": seq, **fields}
+        self._write(ev)
+        rec = OpRecord(seq, ev)
+        self.ops[seq] = rec
+        return rec
+
+    def mark(self, rec: OpRecord, status: str, error: str | None = None) -> None:
+        """Record the outcome of an op (``done``, ``failed``, ``rolled-back``, ``undone``)."""
+        if status not in _CLOSED:
+            raise ValueError(f"unknown journal status {status!r}")
+        ev: dict[str, Any] = {"event": status, "op": rec.seq}
+        if error:
+            ev["error"] = error
+        self._write(ev)
+        rec.status = status
+        rec.error = error
+
+    def note(self, event: dict[str, Any]) -> None:
+        """Append an informational event (e.g. ``resume``)."""
+        self._write(event)
+
+    def done_paths(self, action: str | None = None) -> set[str]:
+        """Paths whose op finished (``done``), optionally only for ``action``."""
+        return {r.path for r in self.ops.values()
+                if r.status == "done" and (action is None or r.action == action)}
+
+    def unfinished(self) -> list[OpRecord]:
+        return [r for r in sorted(self.ops.values(), key=lambda r: r.seq) if not r.finished]
+
+    def _write(self, event: dict[str, Any]) -> None:
+        if self._fd < 0:
+            raise JournalError(f"journal {self.path} is open read-only")
+        line = (json.dumps(event, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape")
+        # One write() per event on an O_APPEND descriptor, then fsync: the event is either
+        # entirely on disk before we go on, or (crash mid-write) a torn last line we ignore.
+        while line:
+            line = line[os.write(self._fd, line):]
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

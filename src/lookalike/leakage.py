@@ -1,0 +1,266 @@
+"""Cross-set (train/test leakage) mode: which images of one split have near duplicates in another.
+
+Every scan root is a *set* (a split: ``train/``, ``val/``, ``test/``). One or more of them are
+the *reference* (usually the training set). :func:`find_leakage` keeps only the matches that
+cross sets:
+
+* ``leaks``: every image outside the reference with a near duplicate (within the scan's
+  threshold, or the same bytes/pixels) in the reference, with those matches;
+* ``overlap``: the split-overlap matrix, ``overlap[a][b]`` = images of set ``a`` with a match in
+  set ``b`` (the diagonal counts images with a duplicate in their own set);
+* ``purge``: the non-reference files to remove so that no evaluation image has a duplicate in
+  the reference (exactly the leaking images);
+* ``groups``: one group per leaking image (that image plus its reference matches), the form
+  ``lookalike apply`` acts on. Reference sets are recorded in the report and are protected:
+  actions never touch them, so ``lookalike apply report.json --action move --to Q`` moves
+  exactly the purge list.
+
+Uses the hashes of one scan, so it works with the hash cache: a large training set is read
+once and later scans only hash what changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from .decide import is_under
+from .errors import ConfigError
+from .model import Group, ImageRecord, Member
+
+if TYPE_CHECKING:
+    from .pipeline import ScanResult
+
+__all__ = ["Leak", "LeakMatch", "Leakage", "SplitSet", "check_sets", "find_leakage",
+           "restrict_to_leakage"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SplitSet:
+    """One scanned root. ``leaked`` counts its images with a match in the reference."""
+
+    name: str
+    root: str
+    reference: bool
+    images: int
+    leaked: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeakMatch:
+    """A reference image that matches a leaking image, ``distance`` bits away."""
+
+    path: str
+    set: str
+    distance: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Leak:
+    """An image outside the reference with near duplicates in it (closest first)."""
+
+    path: str
+    set: str
+    matches: tuple[LeakMatch, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Leakage:
+    """The cross-set result. See the module docs for the meaning of each field."""
+
+    threshold: int
+    sets: tuple[SplitSet, ...]
+    leaks: tuple[Leak, ...]
+    overlap: tuple[tuple[int, ...], ...]
+    groups: tuple[Group, ...]
+
+    @property
+    def reference(self) -> tuple[str, ...]:
+        """The reference roots (protected from every action)."""
+        return tuple(s.root for s in self.sets if s.reference)
+
+    @property
+    def purge(self) -> tuple[str, ...]:
+        """Non-reference files to remove: every leaking image, in path order."""
+        return tuple(leak.path for leak in self.leaks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``leakage`` section of the JSON report."""
+        return {
+            "reference": list(self.reference),
+            "threshold": self.threshold,
+            "sets": [{"name": s.name, "root": s.root, "reference": s.reference,
+                      "images": s.images, "leaked": s.leaked} for s in self.sets],
+            "overlap": {"sets": [s.name for s in self.sets],
+                        "matrix": [list(row) for row in self.overlap]},
+            "matches": [{"path": lk.path, "set": lk.set,
+                         "matches": [{"path": m.path, "set": m.set, "distance": m.distance}
+                                     for m in lk.matches]} for lk in self.leaks],
+            "purge": list(self.purge),
+        }
+
+    def render_text(self, *, max_items: int | None = 20) -> str:
+        """A human summary: leaks per set, the worst matches, and the overlap matrix (3+ sets)."""
+        ref = ", ".join(s.name for s in self.sets if s.reference)
+        lines = [f"leakage against the reference ({ref}), threshold {self.threshold} bits:"]
+        for s in self.sets:
+            if not s.reference:
+                lines.append(f"  {s.name}: {s.leaked} of {s.images} images have a near "
+                             f"duplicate in the reference")
+        shown = self.leaks if max_items is None else self.leaks[:max_items]
+        for lk in shown:
+            best = lk.matches[0]
+            more = f" (+{len(lk.matches) - 1} more)" if len(lk.matches) > 1 else ""
+            lines.append(f"  {lk.path}  ~  {best.path} (d={best.distance}){more}")
+        if max_items is not None and len(self.leaks) > max_items:
+            lines.append(f"  ... {len(self.leaks) - max_items} more in the report")
+        if len(self.sets) > 2:
+            names = [s.name for s in self.sets]
+            width = max(len(n) for n in names) + 2
+            lines.append("split overlap (images in ROW with a near duplicate in COLUMN):")
+            lines.append(" " * width + "".join(f"{n:>{width}}" for n in names))
+            for name, row in zip(names, self.overlap, strict=True):
+                lines.append(f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+        lines.append(f"purge list: {len(self.purge)} files "
+                     "(`lookalike apply REPORT --action move --to DIR` quarantines them)")
+        return "\n".join(lines) + "\n"
+
+
+def check_sets(reference: Iterable[str | os.PathLike[str]],
+               others: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[str]]:
+    """Validate the sets of a leakage scan before any work; return them as absolute paths.
+
+    Raises:
+        ConfigError: no reference, no other set, or two sets that overlap (one inside the
+            other), which would make "which split is this file in" ambiguous.
+    """
+    ref = [os.path.abspath(os.fspath(p)) for p in reference]
+    rest = [os.path.abspath(os.fspath(p)) for p in others]
+    if not ref:
+        raise ConfigError("leakage mode needs at least one --reference set (e.g. train/)")
+    if not rest:
+        raise ConfigError("give the sets to check against the reference, e.g. "
+                          "`lookalike scan --reference train/ test/ val/`")
+    every = [*ref, *rest]
+    for i, a in enumerate(every):
+        for b in every[i + 1:]:
+            if is_under(a, b) or is_under(b, a):
+                raise ConfigError(f"the sets {a} and {b} overlap; give separate folders "
+                                  "(one per split)")
+    return ref, rest
+
+
+def find_leakage(scan: ScanResult | Sequence[ImageRecord],
+                 reference: Iterable[str | os.PathLike[str]], *,
+                 threshold: int | None = None, roots: Sequence[str] | None = None) -> Leakage:
+    """Find the images outside ``reference`` that have near duplicates inside it.
+
+    Args:
+        scan: a :class:`~lookalike.pipeline.ScanResult` of all the sets scanned together, or
+            its records (each :class:`~lookalike.model.ImageRecord` knows its ``source`` root).
+        reference: the reference roots (as given to the scan).
+        threshold: max Hamming distance in bits; default: the scan's threshold (required
+            when passing records).
+        roots: every set's root, so empty sets are listed too; default: the scan's roots, or
+            the records' sources.
+
+    Returns:
+        A :class:`Leakage`.
+
+    Raises:
+        ConfigError: a reference root that was not scanned, no other set, or no threshold.
+
+    Cost: one exact Hamming search over all images (:func:`lookalike.groups.near_pairs`).
+    """
+    from .groups import near_pairs
+
+    if isinstance(scan, Sequence):
+        records = list(scan)
+        if threshold is None:
+            raise ConfigError("find_leakage(records, ...) needs threshold=")
+    else:
+        records = list(scan.records)
+        threshold = scan.config.threshold if threshold is None else threshold
+        roots = roots if roots is not None else scan.roots
+    if roots is None:
+        roots = list(dict.fromkeys(r.source for r in sorted(records, key=lambda r: r.path)))
+    roots = list(dict.fromkeys(os.path.abspath(r) for r in roots))
+    ref = [os.path.abspath(os.fspath(p)) for p in reference]
+    missing = [r for r in ref if r not in roots]
+    if missing:
+        raise ConfigError(f"the reference {missing[0]} was not scanned; scan it together with "
+                          "the other sets")
+    if not ref or len(ref) == len(roots):
+        raise ConfigError("leakage needs a reference set and at least one other set")
+    ref_set = set(ref)
+    from .plan import root_names
+
+    names = root_names(roots)
+    recs = sorted(records, key=lambda r: r.path)
+    index = {root: k for k, root in enumerate(roots)}
+    set_of = [index.get(r.source, -1) for r in recs]
+    if -1 in set_of:
+        bad = recs[set_of.index(-1)]
+        raise ConfigError(f"{bad.path} comes from {bad.source!r}, which is not a scanned set")
+    pairs = near_pairs(recs, threshold)
+
+    hits: dict[tuple[int, int], set[int]] = defaultdict(set)  # (set a, set b) -> images of a
+    leak_matches: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for (i, j), d in pairs.items():
+        a, b = set_of[i], set_of[j]
+        hits[(a, b)].add(i)
+        hits[(b, a)].add(j)
+        ra, rb = roots[a] in ref_set, roots[b] in ref_set
+        if rb and not ra:
+            leak_matches[i].append((j, d))
+        if ra and not rb:
+            leak_matches[j].append((i, d))
+    n = len(roots)
+    overlap = tuple(tuple(len(hits.get((a, b), ())) for b in range(n)) for a in range(n))
+    per_set = [0] * n
+    for i in leak_matches:
+        per_set[set_of[i]] += 1
+    sizes = [0] * n
+    for s in set_of:
+        sizes[s] += 1
+    sets = tuple(SplitSet(name=names[r], root=r, reference=r in ref_set, images=sizes[k],
+                          leaked=per_set[k]) for k, r in enumerate(roots))
+
+    leaks: list[Leak] = []
+    groups: list[Group] = []
+    for i in sorted(leak_matches, key=lambda i: recs[i].path):
+        found = sorted(leak_matches[i], key=lambda jd: (jd[1], recs[jd[0]].path))
+        matches = tuple(LeakMatch(path=recs[j].path, set=names[roots[set_of[j]]], distance=d)
+                        for j, d in found)
+        leaks.append(Leak(path=recs[i].path, set=names[roots[set_of[i]]], matches=matches))
+        # The leaking image is the representative, so every distance is a real match distance.
+        members = (Member(recs[i], 0), *(Member(recs[j], d) for j, d in found))
+        groups.append(Group(id=len(groups) + 1, members=members, representative=recs[i].path,
+                            kind=_kind(members)))
+    return Leakage(threshold=threshold, sets=sets, leaks=tuple(leaks), overlap=overlap,
+                   groups=tuple(groups))
+
+
+def _kind(members: Sequence[Member]) -> str:
+    for attr in ("digest", "pixel_digest"):
+        values = {getattr(m.record, attr) for m in members}
+        if len(values) == 1 and None not in values and "" not in values:
+            return "exact"
+    return "near"
+
+
+def restrict_to_leakage(result: ScanResult, leakage: Leakage) -> ScanResult:
+    """A copy of ``result`` whose groups are the cross-set groups of ``leakage`` only.
+
+    The statistics follow: ``groups``, ``duplicates`` (= the purge list) and
+    ``bytes_reclaimable`` (the purge list's bytes).
+    """
+    purge = set(leakage.purge)
+    size = {r.path: r.size_bytes for r in result.records}
+    stats = dict(result.stats)
+    stats.update(groups=len(leakage.groups), duplicates=len(purge),
+                 bytes_reclaimable=sum(size.get(p, 0) for p in purge))
+    return replace(result, groups=list(leakage.groups), stats=stats)

@@ -1,0 +1,321 @@
+"""Scan results as a Parquet dataset, written while the scan runs, and resumed from.
+
+Needs ``pyarrow`` and ``fsspec`` (``pip install 'lookalike[dask]'``), imported only when a
+:class:`ParquetStore` is built.
+
+Layout: ``PATH`` is a folder (local or an fsspec URL such as ``s3://bucket/scan.parquet``)
+of part files ``part-<time_ns>-<id>.parquet``, each written whole under a temporary name and
+then renamed, so a killed scan leaves only complete parts. One row per image or failed item:
+
+==============  ============  ===========================================================
+column          type          meaning
+==============  ============  ===========================================================
+path            string        file path, URL, ``shard.tar#member`` or ``file.parquet#name``
+status          string        ``ok`` (hashed) or ``error``
+size_bytes      int64         bytes read (null when unknown for an error)
+mtime_ns        int64         modification time (0 when the store has none)
+width, height   int32         pixels after EXIF orientation (ok rows)
+format          string        decoded format (``JPEG``, ``PNG``, ...)
+method, nbits   string, int32 hash algorithm and bits per hash segment
+hash            string        hex, exactly ``str(Hash)`` (segments joined by ``,``)
+hash_u64        uint64        the hash as an integer when it is one segment of <= 64 bits
+digest          string        SHA-256 of the bytes
+pixel_digest    string        SHA-256 of the decoded pixels (when computed)
+source          string        the input root, list, shard or Parquet file it came from
+stage, error    string        for errors: stage (``walk``/``read``/``decode``/``hash``)
+                              and reason code (``truncated``, ``worker-crashed``, ...)
+message         string        for errors: one human-readable line
+written_at      timestamp     when the row was written (UTC, ms)
+==============  ============  ===========================================================
+
+Every part's schema metadata holds ``lookalike`` JSON: ``schema_version``, the settings key
+(method, hash size, decoder) and the scan config.
+
+Reading it elsewhere::
+
+    duckdb -c "SELECT count(*), count(*) FILTER (status = 'error') FROM 'scan.parquet/*.parquet'"
+    pandas.read_parquet("scan.parquet")                       # pyarrow reads the folder
+
+A resumed run appends parts; a path hashed again (its file changed, or it had a transient
+error such as ``worker-crashed``) then has several rows and the newest ``written_at`` wins.
+
+Resume policy (:meth:`ParquetStore.lookup`): an item is skipped when the output has a row
+for its path written with the same settings and, if the item's size and mtime are known, the
+same size and mtime. Rows with transient errors (:data:`RETRY_ERRORS`) are hashed again.
+Output made with other settings is refused (:class:`~lookalike.errors.ConfigError`) rather
+than mixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, Problem
+from .model import Hash, ImageRecord
+
+if TYPE_CHECKING:
+    from .cache import HashCache
+    from .config import ScanConfig
+    from .sources import FileEntry
+
+__all__ = ["RETRY_ERRORS", "SCHEMA_VERSION", "ParquetStore", "read_results"]
+
+SCHEMA_VERSION = 1
+#: Error codes that a resumed scan tries again instead of trusting.
+RETRY_ERRORS = frozenset({"worker-crashed", "vanished", "permission-denied", "read-error",
+                          "os-error"})
+_META_KEY = b"lookalike"
+INSTALL_HINT = "pip install 'lookalike[dask]'"
+
+
+def _deps() -> tuple[Any, Any, Any]:
+    try:
+        import fsspec
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ConfigError(f"Parquet output needs pyarrow and fsspec ({exc.name} is missing); "
+                          f"install them with: {INSTALL_HINT}") from None
+    return fsspec, pa, pq
+
+
+def _schema(pa: Any) -> Any:
+    s, i64, i32 = pa.string(), pa.int64(), pa.int32()
+    return pa.schema([
+        ("path", s), ("status", s), ("size_bytes", i64), ("mtime_ns", i64),
+        ("width", i32), ("height", i32), ("format", s), ("method", s), ("nbits", i32),
+        ("hash", s), ("hash_u64", pa.uint64()), ("digest", s), ("pixel_digest", s),
+        ("source", s), ("stage", s), ("error", s), ("message", s),
+        ("written_at", pa.timestamp("ms", tz="UTC")),
+    ])
+
+
+def _settings_key(config: ScanConfig) -> str:
+    from .cache import settings_key
+
+    return settings_key(config)
+
+
+class ParquetStore:
+    """Writes scan results to a Parquet dataset as they arrive; resumes from it.
+
+    It has the hash cache's ``lookup``/``add``/``flush`` methods, so the pipeline treats it
+    as one (``run_scan_items(..., cache=store)``); ``inner`` is an optional
+    :class:`~lookalike.cache.HashCache` consulted for items the output lacks (its hits are
+    copied into the output, so the output always holds every item).
+
+    Args:
+        path: the output folder, local or an fsspec URL; created if missing.
+        inner: a hash cache behind the output (not closed unless ``close(close_inner=True)``).
+        rows_per_part: rows buffered before a part file is written.
+        flush_seconds: a part is also written when this long has passed since the last one,
+            so a killed client loses at most that much work.
+        storage_options: fsspec options for a URL ``path``.
+
+    Raises:
+        ConfigError: pyarrow/fsspec missing, or ``path`` is a file, not a folder.
+
+    Memory: the buffer (``rows_per_part`` rows) plus, during :meth:`lookup`, the existing
+    output's path/status/size/mtime columns and the matching rows.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, inner: HashCache | None = None,
+                 rows_per_part: int = 100_000, flush_seconds: float = 60.0,
+                 storage_options: dict[str, Any] | None = None) -> None:
+        fsspec, pa, pq = _deps()
+        self._pa, self._pq = pa, pq
+        self.path = os.fspath(path)
+        try:
+            self._fs, self._root = fsspec.core.url_to_fs(self.path, **(storage_options or {}))
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(f"cannot open {self.path}: {exc}") from None
+        if self._fs.exists(self._root) and not self._fs.isdir(self._root):
+            raise ConfigError(f"--parquet-out {self.path} is a file; it must be a folder (a "
+                              "Parquet dataset of part files). Pick a new name.")
+        self.inner = inner
+        self.rows_per_part = rows_per_part
+        self.flush_seconds = flush_seconds
+        self._schema = _schema(pa)
+        self._rows: list[tuple[Any, ...]] = []
+        self._meta: bytes | None = None
+        self._last_write = time.monotonic()
+        self.parts_written = 0
+        self.rows_written = 0
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _parts(self) -> list[str]:
+        if not self._fs.exists(self._root):
+            return []
+        return sorted(p for p in self._fs.ls(self._root, detail=False)
+                      if p.rsplit("/", 1)[-1].startswith("part-") and p.endswith(".parquet"))
+
+    def _check_settings(self, parts: Sequence[str], config: ScanConfig) -> None:
+        want = _settings_key(config)
+        for part in parts:
+            with self._fs.open(part, "rb") as fh:
+                meta = self._pq.read_schema(fh).metadata or {}
+            info = json.loads(meta.get(_META_KEY, b"{}"))
+            have = info.get("settings")
+            if have != want:
+                raise ConfigError(
+                    f"{self.path} holds results made with other settings ({have}, not {want}); "
+                    "use another --parquet-out folder, or delete it to start over")
+
+    def lookup(self, entries: Sequence[FileEntry], config: ScanConfig
+               ) -> tuple[list[ImageRecord], list[Problem], list[FileEntry]]:
+        """Split ``entries`` into results already in the output (or the inner cache) and
+        items still to hash. Cost: one read of the output's key columns."""
+        pa, pc = self._pa, __import__("pyarrow.compute").compute
+        parts = self._parts()
+        records: list[ImageRecord] = []
+        problems: list[Problem] = []
+        todo: list[FileEntry] = list(entries)
+        if parts and entries:
+            self._check_settings(parts, config)
+            table = self._read(parts)
+            wanted = pa.array([e.path for e in entries], pa.string())
+            table = table.filter(pc.is_in(table["path"], value_set=wanted))
+            rows = {r["path"]: r for r in table.to_pylist()}  # later parts win
+            todo = []
+            for e in entries:
+                r = rows.get(e.path)
+                if r is None or _stale(r, e):
+                    todo.append(e)
+                elif r["status"] == "ok":
+                    records.append(ImageRecord(
+                        path=e.path, size_bytes=r["size_bytes"], mtime_ns=r["mtime_ns"],
+                        width=r["width"], height=r["height"], format=r["format"],
+                        hash=Hash.from_hex(r["hash"], method=config.method, nbits=config.nbits),
+                        digest=r["digest"], pixel_digest=r["pixel_digest"], source=e.source))
+                else:
+                    problems.append(Problem(path=e.path, stage=r["stage"], error=r["error"],
+                                            message=r["message"]))
+        if self.inner is not None and todo:
+            more, more_problems, todo = self.inner.lookup(todo, config)
+            # Copy cache hits into the output: it must list every item, not only new ones.
+            self.add(more, more_problems, config, None, to_inner=False)
+            records.extend(more)
+            problems.extend(more_problems)
+        return records, problems, todo
+
+    def _read(self, parts: Sequence[str]) -> Any:
+        tables = []
+        for part in parts:
+            with self._fs.open(part, "rb") as fh:
+                tables.append(self._pq.read_table(fh, schema=self._schema))
+        return self._pa.concat_tables(tables) if tables else self._schema.empty_table()
+
+    def read(self) -> Any:
+        """The whole output as one ``pyarrow.Table`` (every part, duplicates included)."""
+        return self._read(self._parts())
+
+    # -- writing -----------------------------------------------------------------------
+
+    def add(self, records: Iterable[ImageRecord], problems: Iterable[Problem],
+            config: ScanConfig, sizes: dict[str, tuple[int, int]] | None = None, *,
+            to_inner: bool = True) -> None:
+        """Queue results; a part file is written every ``rows_per_part`` rows or
+        ``flush_seconds``. ``sizes`` (path -> size, mtime) fills in errors' file sizes."""
+        records, problems = list(records), list(problems)
+        if self._meta is None:
+            self._meta = json.dumps({
+                "schema_version": SCHEMA_VERSION, "settings": _settings_key(config),
+                "config": config.to_dict(),
+            }, default=str).encode()
+        now = time.time_ns() // 1_000_000
+        method = config.method
+        for r in records:
+            h = r.hash
+            as_int = h.value if len(h.segments) == 1 and h.nbits <= 64 else None
+            self._rows.append((r.path, "ok", r.size_bytes, r.mtime_ns, r.width, r.height,
+                               r.format, method, h.nbits, str(h), as_int, r.digest,
+                               r.pixel_digest, r.source, None, None, None, now))
+        for p in problems:
+            size, mtime = (sizes or {}).get(p.path, (None, None))
+            if size is not None and size < 0:
+                size = None
+            self._rows.append((p.path, "error", size, mtime or 0, None, None, None, method,
+                               config.nbits, None, None, None, None, None, p.stage, p.error,
+                               p.message, now))
+        if to_inner and self.inner is not None:
+            self.inner.add(records, problems, config, sizes)
+        if len(self._rows) >= self.rows_per_part or (
+                self._rows and time.monotonic() - self._last_write > self.flush_seconds):
+            self._write_part()
+
+    def _write_part(self) -> None:
+        rows, self._rows = self._rows, []
+        if not rows:
+            return
+        pa = self._pa
+        columns = list(zip(*rows, strict=True))
+        table = pa.Table.from_arrays(
+            [pa.array(col, type=f.type) for col, f in zip(columns, self._schema, strict=True)],
+            schema=self._schema.with_metadata({_META_KEY: self._meta or b"{}"}))
+        self._fs.makedirs(self._root, exist_ok=True)
+        name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        final = f"{self._root.rstrip('/')}/{name}"
+        tmp = f"{self._root.rstrip('/')}/.{name}.tmp"
+        with self._fs.open(tmp, "wb") as fh:
+            self._pq.write_table(table, fh, compression="zstd")
+        self._fs.mv(tmp, final)  # readers (and resume) only ever see whole parts
+        self._last_write = time.monotonic()
+        self.parts_written += 1
+        self.rows_written += len(rows)
+
+    def flush(self) -> None:
+        """Write buffered rows as a part file (and flush the inner cache)."""
+        self._write_part()
+        if self.inner is not None:
+            self.inner.flush()
+
+    def close(self, close_inner: bool = True) -> None:
+        try:
+            self.flush()
+        finally:
+            if close_inner and self.inner is not None:
+                self.inner.close()
+
+    def __enter__(self) -> ParquetStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _stale(row: dict[str, Any], entry: FileEntry) -> bool:
+    if row["status"] != "ok" and row["error"] in RETRY_ERRORS:
+        return True
+    if entry.size_bytes >= 0 and row["size_bytes"] is not None \
+            and row["size_bytes"] != entry.size_bytes:
+        return True
+    return bool(entry.mtime_ns and row["mtime_ns"] and row["mtime_ns"] != entry.mtime_ns)
+
+
+def read_results(path: str | os.PathLike[str], *, latest: bool = True,
+                 storage_options: dict[str, Any] | None = None) -> Any:
+    """Read a :class:`ParquetStore` output as a ``pyarrow.Table``.
+
+    Args:
+        path: the output folder (local or URL).
+        latest: keep only the newest row per path (what a resumed scan would use).
+
+    Returns:
+        A ``pyarrow.Table`` with the columns of the module doc; ``.to_pandas()`` for pandas.
+    """
+    store = ParquetStore(path, storage_options=storage_options)
+    table = store.read()
+    if not latest or table.num_rows == 0:
+        return table
+    pa = store._pa
+    # Rows are in part order (oldest first); keep each path's last row.
+    paths = table["path"].to_pylist()
+    last = {p: i for i, p in enumerate(paths)}
+    keep = sorted(last.values())
+    return table.take(pa.array(keep, pa.int64()))

@@ -1,0 +1,580 @@
+"""Planning: turn a scan report (or a decisions file) and a keep policy into a list of file ops.
+
+Planning is pure: it reads the report, ``lstat``s the files and resolves their paths, and may
+read the first bytes of WebP files (``prefer-lossless``) and an existing journal (to resume),
+but it never writes anything. :func:`lookalike.act.apply` executes a :class:`Plan`.
+
+Safety checks made here:
+
+* every path in the report must be a clean absolute path (no ``..``) inside one of the report's
+  roots, also once symbolic links are resolved; otherwise the report is rejected with
+  :class:`~lookalike.errors.ReportError` (it was tampered with, or the folders changed under it);
+* a group with a member that is gone, is now a symbolic link, or whose size or mtime differs
+  from the report is skipped whole (see :attr:`Plan.skipped`); ``apply`` checks again, with the
+  content digest, right before acting;
+* every group keeps at least one member unless the policy is ``--keep none``; files in protected
+  folders (``--protect`` and a leakage scan's reference sets) are never acted on;
+* ``hardlink``/``symlink`` only replace members whose bytes equal the keeper's (same SHA-256):
+  replacing a near duplicate by a link would change what that path shows.
+
+Quarantine layout (``--action move --to Q``): a file found under scan root ``/data/photos`` at
+``/data/photos/2020/a.jpg`` goes to ``Q/photos/2020/a.jpg``: the root's folder name, then the path
+relative to the root. Roots with the same folder name get ``~2``, ``~3``, ... in the order the
+report lists them; a root that is a single file goes to ``Q/<file name>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .decide import KeepDecision, KeepPolicy, is_under
+from .errors import ConfigError, ReportError
+from .model import Group, ImageRecord
+from .report import Report, read_report
+
+__all__ = [
+    "ACTIONS",
+    "DECISIONS_KIND",
+    "Action",
+    "Decisions",
+    "FileState",
+    "GroupPlan",
+    "Operation",
+    "Plan",
+    "SkippedGroup",
+    "human_bytes",
+    "load_decisions",
+    "load_source",
+    "plan",
+    "quarantine_path",
+    "render_plan",
+    "root_names",
+]
+
+Action = Literal["move", "delete", "hardlink", "symlink"]
+ACTIONS: tuple[str, ...] = ("move", "delete", "hardlink", "symlink")
+DECISIONS_KIND = "lookalike-decisions"
+DECISIONS_SCHEMA = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileState:
+    """What the report says a file looked like at scan time."""
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Operation:
+    """One file change. ``path`` is the duplicate acted on, with its state at scan time.
+
+    ``keeper`` is the file kept for this group (the link target of ``hardlink``/``symlink``;
+    ``None`` under ``--keep none``). ``dst`` is the quarantine path of a ``move``.
+    """
+
+    action: Action
+    group: int
+    path: str
+    size_bytes: int
+    mtime_ns: int
+    digest: str | None = None
+    keeper: str | None = None
+    dst: str | None = None
+
+    @property
+    def state(self) -> FileState:
+        return FileState(path=self.path, size_bytes=self.size_bytes, mtime_ns=self.mtime_ns,
+                         digest=self.digest)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupPlan:
+    """The ops of one group, and every member that must still be unchanged when they run."""
+
+    group: int
+    keep: tuple[str, ...]
+    members: tuple[FileState, ...]
+    operations: tuple[Operation, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SkippedGroup:
+    """A group that will not be touched, and why."""
+
+    group: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """Everything an ``apply`` will do. Build it with :func:`plan`; run it with ``apply``."""
+
+    action: Action
+    groups: tuple[GroupPlan, ...]
+    skipped: tuple[SkippedGroup, ...]
+    roots: tuple[str, ...]
+    protect: tuple[str, ...]
+    keep: tuple[str, ...]
+    to: str | None
+    report_path: str
+    report_created: str
+    already_done: int = 0
+    decisions_path: str | None = None
+
+    @property
+    def operations(self) -> tuple[Operation, ...]:
+        return tuple(op for g in self.groups for op in g.operations)
+
+    @property
+    def files(self) -> int:
+        return sum(len(g.operations) for g in self.groups)
+
+    @property
+    def bytes(self) -> int:
+        return sum(op.size_bytes for g in self.groups for op in g.operations)
+
+    @property
+    def remove_all(self) -> bool:
+        return self.keep == ("none",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decisions:
+    """A reviewed decisions file (exported by the HTML review page), checked against its report.
+
+    Format (``schema_version`` 1)::
+
+        {"kind": "lookalike-decisions", "schema_version": 1,
+         "report_path": "/abs/report.json", "report_created": "<the report's created>",
+         "groups": [{"id": 3, "keep": ["/abs/a.jpg"], "remove": ["/abs/b.jpg"]}]}
+
+    Groups that are absent are left alone; members listed in neither ``keep`` nor ``remove``
+    are left alone too.
+    """
+
+    path: str
+    report: Report
+    groups: tuple[KeepDecision, ...]
+
+
+# --------------------------------------------------------------------------- loading sources
+
+
+def load_decisions(path: str | os.PathLike[str], data: dict[str, Any] | None = None
+                   ) -> Decisions:
+    """Read a decisions file and the report it names; check one against the other.
+
+    Raises:
+        ReportError: the file is malformed, its report is missing or was re-written since
+            (``created`` differs), or it names a group or path the report does not have.
+    """
+    p = os.path.abspath(os.fspath(path))
+    if data is None:
+        data = _read_json(p)
+    if data.get("kind") != DECISIONS_KIND or data.get("schema_version") != DECISIONS_SCHEMA:
+        raise ReportError(f"{p} is not a lookalike decisions file of schema version "
+                          f"{DECISIONS_SCHEMA}")
+    rp = data.get("report_path")
+    if not isinstance(rp, str) or not rp:
+        raise ReportError(f"{p}: no report_path; export the decisions again from the review page")
+    if not os.path.isabs(rp):
+        rp = os.path.join(os.path.dirname(p), rp)
+    report = read_report(rp)
+    if report.data.get("created") != data.get("report_created"):
+        raise ReportError(
+            f"{p} was made for the report of {data.get('report_created')!r}, but {rp} is from "
+            f"{report.data.get('created')!r}; review the new report and export the decisions "
+            "again"
+        )
+    members = {g.id: {m.record.path for m in g.members} for g in report.groups}
+    seen: set[int] = set()
+    out: list[KeepDecision] = []
+    try:
+        for g in data.get("groups", []):
+            gid = int(g["id"])
+            keep = [str(x) for x in g.get("keep", [])]
+            remove = [str(x) for x in g.get("remove", [])]
+            if gid not in members:
+                raise ReportError(f"{p}: group {gid} is not in {rp} (tampered decisions?)")
+            if gid in seen:
+                raise ReportError(f"{p}: group {gid} is listed twice")
+            seen.add(gid)
+            for path in (*keep, *remove):
+                if path not in members[gid]:
+                    raise ReportError(f"{p}: {path!r} is not a member of group {gid} in {rp} "
+                                      "(tampered decisions?); export them again")
+            both = set(keep) & set(remove)
+            if both or len(set(keep)) != len(keep) or len(set(remove)) != len(remove):
+                raise ReportError(f"{p}: group {gid} lists a path twice "
+                                  f"({sorted(both)[0] if both else 'duplicate entry'})")
+            out.append(KeepDecision(group=gid, keep=tuple(keep), remove=tuple(sorted(remove))))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(f"{p}: malformed decisions ({type(exc).__name__}: {exc})") from None
+    return Decisions(path=p, report=report, groups=tuple(out))
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise ReportError(f"not found: {path}; pass a report written by "
+                          "`lookalike scan ... -o report.json` or an exported decisions file") \
+            from None
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path} is neither a lookalike report nor a decisions file")
+    return data
+
+
+def load_source(path: str | os.PathLike[str]) -> Report | Decisions:
+    """Open a report or a decisions file, telling them apart by the decisions ``kind`` key."""
+    p = os.path.abspath(os.fspath(path))
+    data = _read_json(p)
+    if data.get("kind") == DECISIONS_KIND:
+        return load_decisions(p, data)
+    return read_report(p)
+
+
+# --------------------------------------------------------------------------- path rules
+
+
+def root_names(roots: Sequence[str]) -> dict[str, str]:
+    """A short, unique name per root: its folder name, with ``~2``, ``~3``, ... on clashes."""
+    names: dict[str, str] = {}
+    used: dict[str, int] = {}
+    for root in roots:
+        base = os.path.basename(root.rstrip(os.sep)) or "root"
+        used[base] = used.get(base, 0) + 1
+        names[root] = base if used[base] == 1 else f"{base}~{used[base]}"
+    return names
+
+
+def _owning_root(path: str, roots: Sequence[str]) -> str | None:
+    inside = [r for r in roots if is_under(path, r)]
+    return max(inside, key=len) if inside else None
+
+
+def quarantine_path(path: str, roots: Sequence[str], to: str) -> str:
+    """Where ``move`` puts ``path``: ``to/<root name>/<path relative to its root>``."""
+    root = _owning_root(path, roots)
+    if root is None:
+        raise ReportError(f"{path} is not under any scanned root")
+    name = root_names(roots)[root]
+    if path == root:
+        return os.path.join(to, name)
+    return os.path.join(to, name, os.path.relpath(path, root))
+
+
+def _clean_abs(path: object) -> bool:
+    return (isinstance(path, str) and os.path.isabs(path) and os.path.normpath(path) == path
+            and ".." not in path.split(os.sep))
+
+
+def _check_roots(report: Report) -> tuple[str, ...]:
+    roots = report.roots
+    if not roots:
+        raise ReportError(f"{report.path} records no scan roots; re-run the scan")
+    for r in roots:
+        if not _clean_abs(r):
+            raise ReportError(f"{report.path}: root {r!r} is not a clean absolute path "
+                              "(tampered report?); re-run the scan")
+    return tuple(roots)
+
+
+def _check_member(report: Report, group: Group, rec: ImageRecord, roots: Sequence[str],
+                  real_roots: Sequence[str]) -> None:
+    where = f"{report.path}: group {group.id}"
+    if not _clean_abs(rec.path):
+        raise ReportError(f"{where}: {rec.path!r} is not a clean absolute path (it has '..' or "
+                          "is relative); the report was edited. Re-run the scan")
+    root = _owning_root(rec.path, roots)
+    if root is None:
+        raise ReportError(f"{where}: {rec.path} is outside the scanned folders "
+                          f"{', '.join(roots)}; the report was edited. Re-run the scan")
+    if rec.source and (rec.source not in roots or not is_under(rec.path, rec.source)):
+        raise ReportError(f"{where}: {rec.path} does not lie in its recorded scan root "
+                          f"{rec.source}; the report was edited. Re-run the scan")
+    real = os.path.realpath(rec.path)
+    if not any(is_under(real, r) for r in real_roots):
+        raise ReportError(f"{where}: {rec.path} resolves to {real}, outside the scanned folders "
+                          "(a symbolic link points out); lookalike never acts outside them. "
+                          "Remove the link or re-run the scan")
+
+
+def _state_problem(state: FileState) -> str | None:
+    """Why the file no longer matches the report (stat only), or None."""
+    try:
+        st = os.lstat(state.path)
+    except (FileNotFoundError, NotADirectoryError):
+        return f"{state.path} is gone"
+    except OSError as exc:
+        return f"{state.path} cannot be checked: {exc.strerror or exc}"
+    if stat.S_ISLNK(st.st_mode):
+        return f"{state.path} is a symbolic link; lookalike only acts on regular files"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{state.path} is not a regular file"
+    if st.st_size != state.size_bytes:
+        return (f"{state.path} changed since the scan (size {state.size_bytes} -> "
+                f"{st.st_size} bytes)")
+    if st.st_mtime_ns != state.mtime_ns:
+        return f"{state.path} was modified since the scan"
+    return None
+
+
+def _state(rec: ImageRecord) -> FileState:
+    return FileState(path=rec.path, size_bytes=rec.size_bytes, mtime_ns=rec.mtime_ns,
+                     digest=rec.digest or None)
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
+         keep: str | Iterable[str] | KeepPolicy | None = None,
+         protect: Iterable[str | os.PathLike[str]] = (),
+         to: str | os.PathLike[str] | None = None,
+         journal: str | os.PathLike[str] | None = None) -> Plan:
+    """Work out which files an action touches. Pure: nothing on disk changes.
+
+    Args:
+        source: a report (:class:`~lookalike.report.Report` or its path) or a decisions file
+            (:class:`Decisions` or its path; told apart by its ``kind`` key).
+        action: ``move`` (to the quarantine folder ``to``), ``delete``, ``hardlink`` or
+            ``symlink`` (replace each duplicate by a link to its group's keeper).
+        keep: keep rules (see :mod:`lookalike.decide`) or a :class:`KeepPolicy`. Default: the
+            policy recorded in the report, else ``largest-resolution, largest-file, oldest,
+            shortest-path``. With a decisions file only ``none`` is accepted (the file says
+            what to keep; ``none`` allows groups whose ``keep`` list is empty).
+        protect: folders never touched (added to the report's reference sets, if any).
+        to: the quarantine folder of ``move``; it must lie outside every scanned root.
+        journal: an existing journal of an interrupted ``apply``; ops it records as done are
+            left out (counted in :attr:`Plan.already_done`) and their files are not re-checked.
+
+    Returns:
+        A :class:`Plan`; groups that cannot be acted on safely are in ``plan.skipped``.
+
+    Raises:
+        ReportError: the report or decisions file is unusable or was tampered with (paths
+            outside the scanned roots, ``..``, symlinks that point out, unknown members).
+        ConfigError: bad options (unknown rule, missing ``--to``, ``--to`` inside a scanned
+            folder, ``--keep none`` with a link action, ``--protect`` folder missing).
+
+    Cost: one ``lstat`` and one ``realpath`` per member of every group; no file is read
+    except WebP headers under ``prefer-lossless``.
+    """
+    if action not in ACTIONS:
+        raise ConfigError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+    if isinstance(source, (str, os.PathLike)):
+        source = load_source(source)
+    decisions = source if isinstance(source, Decisions) else None
+    report = source.report if isinstance(source, Decisions) else source
+    roots = _check_roots(report)
+    real_roots = tuple(os.path.realpath(r) for r in roots)
+
+    leak = report.data.get("leakage") or {}
+    reference = [str(r) for r in leak.get("reference", [])]
+    for r in reference:
+        if r not in roots:
+            raise ReportError(f"{report.path}: reference set {r!r} is not a scanned root "
+                              "(tampered report?); re-run the scan")
+    recorded = report.data.get("keep_policy") or {}
+    protect_dirs = [os.path.abspath(os.fspath(p)) for p in protect]
+    for d in protect_dirs:
+        if not os.path.isdir(d):
+            raise ConfigError(f"--protect {d}: no such folder; check the path")
+    if decisions is not None:
+        if keep is not None and not isinstance(keep, KeepPolicy) and \
+                KeepPolicy.from_spec(keep).rules != ("none",):
+            raise ConfigError("a decisions file already says which files to keep; drop --keep "
+                              "(only --keep none is allowed, to accept groups that keep nothing)")
+        rules: Any = keep
+    else:
+        rules = keep if keep is not None else (recorded.get("rules") or None)
+    policy = KeepPolicy.from_spec(
+        rules, protect=[*(recorded.get("protect") or []), *reference, *protect_dirs])
+
+    to_dir: str | None = None
+    if action == "move":
+        if to is None:
+            raise ConfigError("--action move needs --to DIR: the quarantine folder that receives "
+                              "the duplicates (outside the scanned folders)")
+        to_dir = os.path.abspath(os.fspath(to))
+        real_to = os.path.realpath(to_dir)
+        for r, rr in zip(roots, real_roots, strict=True):
+            if is_under(to_dir, r) or is_under(real_to, rr):
+                raise ConfigError(f"--to {to_dir} is inside the scanned folder {r}; the next scan "
+                                  "would find the quarantined files again. Choose a folder "
+                                  "outside it")
+            if is_under(r, to_dir) or is_under(rr, real_to):
+                raise ConfigError(f"--to {to_dir} contains the scanned folder {r}; quarantined "
+                                  "files could land on scanned ones. Choose a separate folder")
+        for d in policy.protect:
+            if is_under(to_dir, d):
+                raise ConfigError(f"--to {to_dir} is inside the protected folder {d}")
+    elif to is not None:
+        raise ConfigError("--to only applies to --action move")
+    if action in ("hardlink", "symlink") and policy.remove_all:
+        raise ConfigError(f"--action {action} links duplicates to the file kept, so it cannot be "
+                          "combined with --keep none; use --action move or delete")
+
+    done: set[str] = set()
+    if journal is not None and os.path.exists(journal):
+        from .journal import Journal
+
+        j = Journal.open(journal, writable=False)
+        if j.header.get("report_created") != report.data.get("created"):
+            from .errors import JournalError
+
+            raise JournalError(f"journal {j.path} belongs to another report; pass a new "
+                               "--journal path")
+        done = j.done_paths(action)
+
+    by_id = {g.id: g for g in report.groups}
+    if decisions is not None:
+        chosen = [(by_id[d.group], d) for d in decisions.groups]
+    else:
+        chosen = [(g, policy.decide(g)) for g in report.groups]
+
+    for g, _ in chosen:
+        for m in g.members:
+            _check_member(report, g, m.record, roots, real_roots)
+
+    keepers = {p for _, d in chosen for p in d.keep}
+    groups: list[GroupPlan] = []
+    skipped: list[SkippedGroup] = []
+    already = 0
+    for g, decision in chosen:
+        recs = {m.record.path: m.record for m in g.members}
+        if decisions is not None:
+            bad = [p for p in decision.remove if policy.is_protected(p)]
+            if bad:
+                skipped.append(SkippedGroup(group=g.id, reason=f"{bad[0]} is in a protected "
+                                            "folder and is never touched"))
+                continue
+            if not decision.keep and decision.remove and not policy.remove_all:
+                skipped.append(SkippedGroup(group=g.id, reason="the decisions keep no file of "
+                                            "this group; pass --keep none to remove every copy"))
+                continue
+        if not decision.remove:
+            continue
+        clash = [p for p in decision.remove if p in keepers]
+        if clash:
+            skipped.append(SkippedGroup(group=g.id, reason=f"{clash[0]} is kept in another "
+                                        "group; acting on it could leave that group empty"))
+            continue
+        pending = [p for p in decision.remove if p not in done]
+        already += len(decision.remove) - len(pending)
+        if not pending:
+            continue
+        involved = [*decision.keep, *pending] if decisions is not None else \
+            [p for p in recs if p not in done]
+        states = tuple(_state(recs[p]) for p in sorted(involved))
+        reason = next((r for r in map(_state_problem, states) if r), None)
+        if reason:
+            skipped.append(SkippedGroup(group=g.id, reason=reason))
+            continue
+        keeper = decision.keep[0] if decision.keep else None
+        ops: list[Operation] = []
+        notes: list[str] = []
+        for path in pending:
+            rec = recs[path]
+            dst = None
+            if action == "move":
+                assert to_dir is not None
+                dst = quarantine_path(path, roots, to_dir)
+                if os.path.lexists(dst):
+                    reason = (f"the quarantine already holds {dst}; choose an empty --to "
+                              "folder")
+                    break
+            elif action in ("hardlink", "symlink"):
+                assert keeper is not None
+                krec = recs[keeper]
+                if not rec.digest or rec.digest != krec.digest:
+                    notes.append(f"{path} not linked: its bytes differ from {keeper} "
+                                 "(a near duplicate; use --action move to quarantine it)")
+                    continue
+                if action == "hardlink" and _same_file(path, keeper):
+                    notes.append(f"{path} is already a hard link of {keeper}")
+                    continue
+            ops.append(Operation(action=action, group=g.id, path=path,
+                                 size_bytes=rec.size_bytes, mtime_ns=rec.mtime_ns,
+                                 digest=rec.digest or None, keeper=keeper, dst=dst))
+        if reason:
+            skipped.append(SkippedGroup(group=g.id, reason=reason))
+            continue
+        groups.append(GroupPlan(group=g.id, keep=decision.keep, members=states,
+                                operations=tuple(ops), notes=tuple(notes)))
+    return Plan(action=action, groups=tuple(groups), skipped=tuple(skipped), roots=roots,
+                protect=policy.protect, keep=policy.rules, to=to_dir, report_path=report.path,
+                report_created=str(report.data.get("created", "")), already_done=already,
+                decisions_path=decisions.path if decisions is not None else None)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``"1.5 KB"``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def render_plan(p: Plan, *, dry_run: bool = True) -> str:
+    """The plan for humans: one line per operation under its group's keeper, then totals."""
+    verb = {"move": "move", "delete": "delete", "hardlink": "hardlink", "symlink": "symlink"}
+    how = (f"as decided in {p.decisions_path}" if p.decisions_path else ", ".join(p.keep))
+    lines = [f"plan: {p.action} duplicates from {p.report_path}"
+             + (f" into {p.to}" if p.to else "") + f" (keep: {how})"]
+    if p.protect:
+        lines.append(f"protected, never touched: {', '.join(p.protect)}")
+    for g in p.groups:
+        if not g.operations and not g.notes:
+            continue
+        kept = ", ".join(g.keep) if g.keep else "nothing (--keep none)"
+        lines.append(f"group {g.group}: keep {kept}")
+        for op in g.operations:
+            if op.action == "move":
+                target = f" -> {op.dst}"
+            elif op.action in ("hardlink", "symlink"):
+                target = f" -> {op.keeper}"
+            else:
+                target = ""
+            size = human_bytes(op.size_bytes)
+            lines.append(f"  {verb[op.action]:<8} {op.path}{target}  ({size})")
+        for note in g.notes:
+            lines.append(f"  note: {note}")
+    for s in p.skipped:
+        lines.append(f"skip group {s.group}: {s.reason}; nothing in it will be touched")
+    groups = sum(1 for g in p.groups if g.operations)
+    total = (f"total: {p.files} files, {human_bytes(p.bytes)} ({p.bytes} bytes) in "
+             f"{groups} groups; {len(p.skipped)} groups skipped")
+    if p.already_done:
+        total += f"; {p.already_done} files already done by the journal"
+    lines.append(total)
+    if p.action == "delete":
+        lines.append("note: delete cannot be undone; --action move --to DIR keeps an undo")
+    if dry_run:
+        lines.append("dry run: nothing was changed; add --yes to apply this plan")
+    return "\n".join(lines) + "\n"

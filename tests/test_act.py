@@ -1,0 +1,532 @@
+"""Applying plans and undoing them: byte-for-byte undo, journal, crashes at every step, safety."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import lookalike
+from lookalike import JournalError
+from lookalike.act import apply, recover, undo
+from lookalike.cli import cli
+from lookalike.plan import Plan, plan
+from lookalike.report import write_report
+
+BASE_NS = 1_600_000_000_000_000_000
+
+
+def snapshot(*folders: Path) -> dict[str, tuple]:
+    """Every path under ``folders`` with its kind, bytes, mtime, link count and mode."""
+    out: dict[str, tuple] = {}
+    for folder in folders:
+        if not folder.exists():
+            continue
+        for p in sorted(folder.rglob("*")):
+            st = p.lstat()
+            if p.is_symlink():
+                out[str(p)] = ("link", os.readlink(p))
+            elif p.is_file():
+                out[str(p)] = ("file", p.read_bytes(), st.st_mtime_ns, st.st_nlink, st.st_mode)
+            else:
+                out[str(p)] = ("dir",)
+    return out
+
+
+def files_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink()) \
+        if folder.exists() else []
+
+
+def make_library(root: Path, scene) -> None:
+    """Two groups: a, its byte copy and a resized copy (near); x and two byte copies (exact)."""
+    (root / "sub").mkdir(parents=True)
+    img = scene(1, (200, 150))
+    img.save(root / "a.png")
+    shutil.copyfile(root / "a.png", root / "sub" / "a_copy.png")
+    img.resize((100, 75)).save(root / "b_small.png")
+    scene(2).save(root / "other.png")
+    scene(7, (120, 90)).save(root / "x.png")
+    shutil.copyfile(root / "x.png", root / "sub" / "x2.png")
+    shutil.copyfile(root / "x.png", root / "sub" / "x3.png")
+    names = ["a.png", "sub/a_copy.png", "b_small.png", "other.png", "x.png", "sub/x2.png",
+             "sub/x3.png"]
+    for k, name in enumerate(names):
+        os.utime(root / name, ns=(BASE_NS + k, BASE_NS + k))
+
+
+@pytest.fixture
+def library(tmp_path, scene):
+    root = tmp_path / "photos"
+    make_library(root, scene)
+    report = tmp_path / "report.json"
+    write_report(lookalike.scan(root, method="phash", threshold=6, workers=1), report)
+    return root, report
+
+
+def make_plan(action: str, report: Path, tmp_path: Path, **kw) -> Plan:
+    to = tmp_path / "q" if action == "move" else None
+    return plan(report, action=action, to=to, **kw)  # type: ignore[arg-type]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.problems: list = []
+
+    def phase(self, *a) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def info(self, message: str) -> None: ...
+    def close(self) -> None: ...
+
+    def problem(self, problem) -> None:
+        self.problems.append(problem)
+
+
+# --------------------------------------------------------------------------- apply -> undo
+
+
+@pytest.mark.parametrize("action", ["move", "hardlink", "symlink"])
+def test_apply_then_undo_restores_the_tree_byte_for_byte(library, tmp_path, action):
+    root, report = library
+    before = snapshot(root)
+    p = make_plan(action, report, tmp_path)
+    # a_copy, b_small, x2, x3; links skip b_small (a near duplicate, other bytes)
+    assert p.files == (4 if action == "move" else 3)
+    journal = tmp_path / "j.jsonl"
+    res = apply(p, journal=journal)
+    assert res.ok and len(res.done) == p.files and not res.skipped
+    assert snapshot(root) != before
+    u = undo(journal)
+    assert u.ok and sorted(u.restored) == sorted(op.path for op in p.operations)
+    assert snapshot(root) == before
+    assert files_in(tmp_path / "q") == []
+    assert not Path(f"{journal}.backup").exists()
+
+
+def test_move_quarantines_with_bytes_mtime_and_layout(library, tmp_path):
+    root, report = library
+    before = snapshot(root)
+    p = make_plan("move", report, tmp_path)
+    res = apply(p, journal=tmp_path / "j.jsonl")
+    assert res.bytes_done == p.bytes
+    for op in p.operations:
+        assert not os.path.lexists(op.path)
+        dst = Path(op.dst)
+        assert dst.read_bytes() == before[op.path][1]
+        assert dst.stat().st_mtime_ns == op.mtime_ns
+        assert dst.is_relative_to(tmp_path / "q" / "photos")
+    for keeper in ("a.png", "x.png"):
+        assert snapshot(root)[str(root / keeper)] == before[str(root / keeper)]
+
+
+def test_hardlink_and_symlink_point_duplicates_at_the_keeper(library, tmp_path):
+    root, report = library
+    apply(make_plan("hardlink", report, tmp_path), journal=tmp_path / "h.jsonl")
+    assert os.path.samefile(root / "sub" / "x2.png", root / "x.png")
+    assert os.path.samefile(root / "sub" / "a_copy.png", root / "a.png")
+    assert not os.path.samefile(root / "b_small.png", root / "a.png")  # near dup: not linked
+    undo(tmp_path / "h.jsonl")
+    apply(make_plan("symlink", report, tmp_path), journal=tmp_path / "s.jsonl")
+    assert os.readlink(root / "sub" / "x3.png") == str(root / "x.png")
+    assert (root / "sub" / "x3.png").read_bytes() == (root / "x.png").read_bytes()
+
+
+def test_delete_removes_duplicates_and_undo_says_it_cannot_restore_them(library, tmp_path):
+    root, report = library
+    p = make_plan("delete", report, tmp_path)
+    res = apply(p, journal=tmp_path / "j.jsonl")
+    assert res.ok and {op.path for op in res.done} == {op.path for op in p.operations}
+    assert (root / "a.png").exists() and (root / "x.png").exists()
+    assert not any(os.path.lexists(op.path) for op in p.operations)
+    u = undo(tmp_path / "j.jsonl")
+    assert u.ok and u.restored == () and sorted(u.not_undoable) == sorted(
+        op.path for op in p.operations)
+
+
+def test_undo_twice_is_harmless(library, tmp_path):
+    root, report = library
+    before = snapshot(root)
+    apply(make_plan("move", report, tmp_path), journal=tmp_path / "j.jsonl")
+    undo(tmp_path / "j.jsonl")
+    again = undo(tmp_path / "j.jsonl")
+    assert again.ok and again.restored == () and snapshot(root) == before
+
+
+def test_journal_writes_intent_before_done_with_what_undo_needs(library, tmp_path):
+    _root, report = library
+    p = make_plan("move", report, tmp_path)
+    apply(p, journal=tmp_path / "j.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "j.jsonl").read_text().splitlines()]
+    assert lines[0]["kind"] == "lookalike-journal" and lines[0]["action"] == "move"
+    assert lines[0]["report_created"] == p.report_created
+    intents = {e["op"]: (i, e) for i, e in enumerate(lines) if e.get("event") == "intent"}
+    dones = {e["op"]: i for i, e in enumerate(lines) if e.get("event") == "done"}
+    assert set(intents) == set(dones) and len(intents) == p.files
+    for seq, (i, e) in intents.items():
+        assert i < dones[seq]
+        assert {"path", "dst", "size", "mtime_ns", "digest"} <= set(e)
+    assert {e["path"]: e["dst"] for _, e in intents.values()} == {
+        op.path: op.dst for op in p.operations}
+
+
+def test_a_torn_last_journal_line_is_ignored(library, tmp_path):
+    root, report = library
+    before = snapshot(root)
+    apply(make_plan("move", report, tmp_path), journal=tmp_path / "j.jsonl")
+    with open(tmp_path / "j.jsonl", "a") as fh:
+        fh.write('{"event": "intent", "op": 99, "act')
+    assert undo(tmp_path / "j.jsonl").ok
+    assert snapshot(root) == before
+
+
+def test_a_missing_or_foreign_journal_is_a_journal_error(library, tmp_path):
+    with pytest.raises(JournalError, match="not found"):
+        undo(tmp_path / "nope.jsonl")
+    (tmp_path / "x.jsonl").write_text('{"hello": 1}\n')
+    with pytest.raises(JournalError, match="not a lookalike journal"):
+        undo(tmp_path / "x.jsonl")
+    (tmp_path / "y.jsonl").write_text(
+        '{"kind": "lookalike-journal", "schema_version": 1}\n{broken\n{"event": "done"}\n')
+    with pytest.raises(JournalError, match="corrupt"):
+        undo(tmp_path / "y.jsonl")
+
+
+def test_a_journal_of_another_report_is_refused(library, tmp_path):
+    _root, report = library
+    apply(make_plan("move", report, tmp_path), journal=tmp_path / "j.jsonl")
+    undo(tmp_path / "j.jsonl")
+    other = dataclasses.replace(make_plan("move", report, tmp_path), report_created="other")
+    with pytest.raises(JournalError, match="another report"):
+        apply(other, journal=tmp_path / "j.jsonl")
+
+
+# --------------------------------------------------------------------------- safety at apply time
+
+
+def test_content_changed_after_plan_skips_the_whole_group(library, tmp_path):
+    root, report = library
+    p = make_plan("move", report, tmp_path)
+    victim = root / "sub" / "x2.png"
+    st = victim.stat()
+    data = bytearray(victim.read_bytes())
+    data[-20] ^= 0xFF  # same size, same mtime, other bytes: only the digest can tell
+    victim.write_bytes(bytes(data))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rec = Recorder()
+    res = apply(p, journal=tmp_path / "j.jsonl", reporter=rec)
+    group_x = {op.path for op in p.operations if op.group == 2}
+    assert {op.path for op in res.skipped} == group_x
+    assert all(os.path.exists(path) for path in group_x)
+    assert rec.problems and "different content" in rec.problems[0].message
+    assert res.ok  # a skip is a warning, not a failure
+    assert {op.group for op in res.done} == {1}
+
+
+def test_a_changed_keeper_skips_the_group_too(library, tmp_path):
+    root, report = library
+    p = make_plan("hardlink", report, tmp_path)
+    with open(root / "x.png", "ab") as fh:
+        fh.write(b"!")
+    res = apply(p, journal=tmp_path / "j.jsonl")
+    assert {op.group for op in res.skipped} == {2}
+    assert not os.path.samefile(root / "sub" / "x2.png", root / "x.png")
+
+
+def test_a_duplicate_swapped_for_a_symlink_is_never_followed(library, tmp_path):
+    root, report = library
+    p = make_plan("delete", report, tmp_path)
+    outside = tmp_path / "precious.png"
+    shutil.copyfile(root / "x.png", outside)
+    (root / "sub" / "x2.png").unlink()
+    (root / "sub" / "x2.png").symlink_to(outside)
+    res = apply(p, journal=tmp_path / "j.jsonl")
+    assert outside.read_bytes() == (root / "x.png").read_bytes()
+    assert (root / "sub" / "x2.png").is_symlink()
+    assert {op.group for op in res.skipped} == {2}
+
+
+def test_a_failed_operation_is_logged_and_the_run_goes_on(library, tmp_path):
+    root, report = library
+    before = snapshot(root)
+    p = make_plan("move", report, tmp_path)
+    blocked = next(op for op in p.operations if op.path.endswith("x2.png"))
+    Path(blocked.dst).parent.mkdir(parents=True, exist_ok=True)
+    Path(blocked.dst).write_bytes(b"someone else's file")
+    rec = Recorder()
+    res = apply(p, journal=tmp_path / "j.jsonl", reporter=rec)
+    assert not res.ok and [op.path for op, _ in res.failed] == [blocked.path]
+    assert "already exists" in res.failed[0][1].message
+    assert len(res.done) == p.files - 1
+    assert Path(blocked.path).read_bytes() == before[blocked.path][1]  # untouched
+    assert Path(blocked.dst).read_bytes() == b"someone else's file"  # not overwritten
+    assert rec.problems == [res.failed[0][1]]
+    undo(tmp_path / "j.jsonl")
+    assert snapshot(root) == before
+
+
+def test_hand_built_plans_cannot_empty_a_group_or_touch_protected_files(library, tmp_path):
+    root, report = library
+    p = make_plan("delete", report, tmp_path)
+    empty = dataclasses.replace(p, groups=tuple(dataclasses.replace(g, keep=())
+                                                 for g in p.groups))
+    res = apply(empty, journal=tmp_path / "j1.jsonl")
+    assert not res.done and len(res.skipped) == p.files
+    shielded = dataclasses.replace(p, protect=(str(root / "sub"),))
+    res = apply(shielded, journal=tmp_path / "j2.jsonl")
+    assert all(not op.path.startswith(str(root / "sub")) for op in res.done)
+    assert (root / "sub" / "x2.png").exists()
+
+
+def _other_filesystem() -> str | None:
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK) and \
+            os.stat(shm).st_dev != os.stat(tempfile.gettempdir()).st_dev:
+        return shm
+    return None
+
+
+@pytest.mark.skipif(_other_filesystem() is None, reason="needs a second file system (/dev/shm)")
+@pytest.mark.parametrize("action", ["move", "hardlink"])
+def test_across_file_systems_copies_are_verified_and_undo_still_works(library, tmp_path,
+                                                                      action):
+    root, report = library
+    before = snapshot(root)
+    elsewhere = Path(tempfile.mkdtemp(dir=_other_filesystem()))
+    try:
+        to = elsewhere / "q" if action == "move" else None
+        p = plan(report, action=action, to=to)  # type: ignore[arg-type]
+        journal = elsewhere / "j.jsonl"  # hardlink backups land on the other file system
+        res = apply(p, journal=journal)
+        assert res.ok and len(res.done) == p.files
+        if action == "move":
+            for op in p.operations:
+                assert Path(op.dst).read_bytes() == before[op.path][1]
+                assert Path(op.dst).stat().st_mtime_ns == op.mtime_ns
+        u = undo(journal)
+        assert u.ok and snapshot(root) == before
+    finally:
+        shutil.rmtree(elsewhere)
+
+
+# --------------------------------------------------------------------------- crashes
+
+
+CRASH = """
+import os, sys
+import lookalike.act as act
+from lookalike.plan import plan
+action, report, to, journal, step, nth = sys.argv[1:7]
+seen = 0
+def hook(name):
+    global seen
+    if name == step:
+        seen += 1
+        if seen == int(nth):
+            os._exit(9)  # like kill -9: no cleanup, no finally, no flush
+act._crash_hook = hook
+act.apply(plan(report, action=action, to=to or None), journal=journal)
+"""
+
+STEPS = [("move", "intent"), ("move", "move:linked"), ("move", "move:unlinked"),
+         ("hardlink", "intent"), ("hardlink", "link:backup"), ("hardlink", "link:tmp"),
+         ("hardlink", "link:replaced"), ("symlink", "link:tmp"), ("symlink", "link:replaced"),
+         ("delete", "intent"), ("delete", "delete:unlinked")]
+
+
+def crash_apply(action: str, report: Path, tmp_path: Path, step: str, nth: int) -> Path:
+    journal = tmp_path / "j.jsonl"
+    to = str(tmp_path / "q") if action == "move" else ""
+    proc = subprocess.run([sys.executable, "-c", CRASH, action, str(report), to, str(journal),
+                           step, str(nth)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    return journal
+
+
+def assert_fully_applied(p: Plan, before: dict, root: Path) -> None:
+    for op in p.operations:
+        original = before[op.path][1]
+        if op.action == "move":
+            assert not os.path.lexists(op.path)
+            assert Path(op.dst).read_bytes() == original
+            assert Path(op.dst).stat().st_mtime_ns == op.mtime_ns
+        elif op.action == "delete":
+            assert not os.path.lexists(op.path)
+        elif op.action == "hardlink":
+            assert os.path.samefile(op.path, op.keeper)
+        else:
+            assert os.readlink(op.path) == op.keeper
+    for g in p.groups:
+        for keeper in g.keep:
+            assert snapshot(root)[keeper][1] == before[keeper][1]
+    leftovers = [p for p in root.rglob("*") if ".lookalike-" in p.name]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("nth", [1, 2])
+@pytest.mark.parametrize(("action", "step"), STEPS)
+def test_crash_mid_apply_then_undo_restores_everything(library, tmp_path, action, step, nth):
+    root, report = library
+    before = snapshot(root)
+    make_plan(action, report, tmp_path)
+    journal = crash_apply(action, report, tmp_path, step, nth)
+    u = undo(journal)
+    assert u.ok, u.failed
+    after = snapshot(root)
+    if action == "delete":
+        # deleted files are gone by design; everything else is exactly as before
+        for path in u.not_undoable:
+            before.pop(path)
+        assert len(u.not_undoable) == nth - (step == "intent")
+    assert after == before
+    assert files_in(tmp_path / "q") == []
+    assert files_in(Path(f"{journal}.backup")) == []
+
+
+@pytest.mark.parametrize("nth", [1, 2])
+@pytest.mark.parametrize(("action", "step"), STEPS)
+def test_crash_mid_apply_then_rerun_resumes_and_finishes(runner, library, tmp_path, action,
+                                                          step, nth):
+    root, report = library
+    before = snapshot(root)
+    p = make_plan(action, report, tmp_path)
+    journal = crash_apply(action, report, tmp_path, step, nth)
+    args = ["apply", str(report), "-a", action, "--yes", "--journal", str(journal)]
+    if action == "move":
+        args += ["--to", str(tmp_path / "q")]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert_fully_applied(p, before, root)
+    finished = nth - 1 + (step in ("delete:unlinked",))  # ops the first run completed
+    assert f"{finished} files already done" in res.output or finished == 0
+    # and the whole thing can still be undone (deletes excepted)
+    u = undo(journal)
+    assert u.ok
+    if action != "delete":
+        assert snapshot(root) == before
+
+
+@pytest.mark.parametrize(("action", "step"), [("move", "undo:move:linked"),
+                                              ("hardlink", "undo:link:tmp"),
+                                              ("hardlink", "undo:link:replaced"),
+                                              ("symlink", "undo:link:replaced")])
+def test_crash_mid_undo_then_undo_again_restores_everything(library, tmp_path, action, step):
+    root, report = library
+    before = snapshot(root)
+    journal = tmp_path / "j.jsonl"
+    apply(make_plan(action, report, tmp_path), journal=journal)
+    script = ("import os, sys\nimport lookalike.act as act\n"
+              "act._crash_hook = lambda s: os._exit(9) if s == sys.argv[2] else None\n"
+              "act.undo(sys.argv[1])\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(journal), step],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 9, proc.stderr
+    assert undo(journal).ok
+    assert snapshot(root) == before
+
+
+def test_recover_rolls_back_only_the_unfinished_op(library, tmp_path):
+    _root, report = library
+    p = make_plan("move", report, tmp_path)
+    journal = crash_apply("move", report, tmp_path, "move:unlinked", 2)
+    r = recover(journal)
+    assert r.ok and r.rolled_back == 1
+    done = [op for op in p.operations if not os.path.exists(op.path)]
+    assert len(done) == 1 and Path(done[0].dst).exists()
+
+
+def test_real_sigkill_during_apply_leaves_an_undoable_journal(library, tmp_path):
+    root, report = library
+    before = snapshot(root)
+    journal = tmp_path / "j.jsonl"
+    script = """
+import sys, time
+import lookalike.act as act
+from lookalike.plan import plan
+def hook(step):
+    print(step, flush=True)
+    time.sleep(0.05)
+act._crash_hook = hook
+act.apply(plan(sys.argv[1], action="hardlink"), journal=sys.argv[2])
+print("finished", flush=True)
+time.sleep(60)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script, str(report), str(journal)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        seen = 0
+        for line in proc.stdout:  # kill right after the 2nd op made its backup
+            if line.strip() == "link:backup":
+                seen += 1
+                if seen == 2:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    u = undo(journal)
+    assert u.ok and snapshot(root) == before
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_apply_then_undo_and_exit_codes(runner, library, tmp_path):
+    root, report = library
+    before = snapshot(root)
+    journal = tmp_path / "j.jsonl"
+    res = runner.invoke(cli, ["apply", str(report), "-a", "move", "--to", str(tmp_path / "q"),
+                              "--yes", "--journal", str(journal), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "moved 4 files" in res.output and f"lookalike undo {journal}" in res.output
+    res = runner.invoke(cli, ["undo", str(journal), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "restored 4 files" in res.output
+    assert snapshot(root) == before
+    res = runner.invoke(cli, ["undo", str(tmp_path / "missing.jsonl")])
+    assert res.exit_code == 1
+
+
+def test_cli_exits_1_when_an_operation_failed(runner, library, tmp_path):
+    root, report = library
+    before = snapshot(root)
+    # A file where the quarantine needs the folder photos/sub: those moves fail at run time.
+    (tmp_path / "q" / "photos").mkdir(parents=True)
+    (tmp_path / "q" / "photos" / "sub").write_bytes(b"in the way")
+    res = runner.invoke(cli, ["apply", str(report), "-a", "move", "--to", str(tmp_path / "q"),
+                              "--yes", "--journal", str(tmp_path / "j.jsonl")])
+    assert res.exit_code == 1, res.output
+    assert "moved 1 files" in res.output and "3 failed" in res.output
+    assert (root / "sub" / "x2.png").read_bytes() == before[str(root / "sub" / "x2.png")][1]
+    assert not (root / "b_small.png").exists()  # the one that could go, went
+    assert runner.invoke(cli, ["undo", str(tmp_path / "j.jsonl")]).exit_code == 0
+    assert snapshot(root) == before
+
+
+def test_cli_default_journal_goes_to_the_quarantine_folder(runner, library, tmp_path):
+    _root, report = library
+    res = runner.invoke(cli, ["apply", str(report), "-a", "move", "--to", str(tmp_path / "q"),
+                              "--yes"])
+    assert res.exit_code == 0, res.output
+    journals = list((tmp_path / "q").glob("lookalike-journal-*.jsonl"))
+    assert len(journals) == 1 and f"journal: {journals[0]}" in res.output
+
+
+def test_cli_default_journal_avoids_scanned_folders(runner, tmp_path, scene, monkeypatch):
+    root = tmp_path / "photos"
+    make_library(root, scene)
+    report = root / "report.json"  # a report written inside the scanned folder
+    write_report(lookalike.scan(root, method="phash", threshold=6, workers=1), report)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    res = runner.invoke(cli, ["apply", str(report), "-a", "hardlink", "--yes"])
+    assert res.exit_code == 0, res.output
+    assert list((tmp_path / "state" / "lookalike" / "journals").glob("*.jsonl"))
+    assert not list(root.glob("lookalike-journal-*"))

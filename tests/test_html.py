@@ -1,0 +1,473 @@
+"""The HTML review page: rendering rules in Python, then the real page in headless Chromium.
+
+Browser tests need Debian's ``chromium`` (``/usr/bin/chromium``, or ``$LOOKALIKE_CHROMIUM``)
+and Playwright for Python; they skip with a reason when either is missing, or fail when
+``$LOOKALIKE_REQUIRE_BROWSER`` is set (CI). Playwright's own browser download is never used.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html as html_lib
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lookalike
+from lookalike.cli import cli
+from lookalike.html import render_html, write_html
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+HOSTILE = "<img src=x onerror=alert(1)>.jpg"
+HOSTILE_2 = "q\"uo'te & <!-- amp.png"
+SCRIPT_BREAKER = "/nowhere/</script><script>alert(2)</script>.jpg"
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _folder(root: Path, scene) -> Path:
+    """Two groups (3 and 2 images), one unique image and one unreadable file."""
+    root.mkdir(parents=True, exist_ok=True)
+    a = scene(1, (240, 180))
+    a.save(root / "a.png")
+    a.resize((120, 90)).save(root / "a_small.png")
+    a.save(root / "a.jpg", quality=90)
+    b = scene(2, (200, 150))
+    b.save(root / "b.png")
+    b.save(root / "b_copy.png")
+    scene(3).save(root / "c.png")
+    (root / "broken.jpg").write_bytes(b"not an image")
+    return root
+
+
+def _scan_to_report(folder: Path, out: Path) -> Path:
+    result = lookalike.scan(folder, method="phash", threshold=6, workers=1)
+    lookalike.write_report(result, out)
+    return out
+
+
+def _member(path: str, distance: int = 0, size: int = 1000) -> dict[str, Any]:
+    return {"path": path, "hash": "00", "distance": distance, "width": 640, "height": 480,
+            "bytes": size, "format": "JPEG", "mtime_ns": 1_700_000_000_000_000_000,
+            "digest": "d", "pixel_digest": None, "source": ""}
+
+
+def _synthetic(n_groups: int, per_group: int = 3, *, root: str = "/nowhere") -> dict[str, Any]:
+    """A schema-1 report dict of ``n_groups`` groups whose files do not exist."""
+    groups = []
+    for gid in range(1, n_groups + 1):
+        members = [_member(f"{root}/g{gid:05d}/img_{i}.jpg", distance=(gid + i) % 7 if i else 0,
+                           size=100_000 + i) for i in range(per_group)]
+        groups.append({"id": gid, "kind": "near", "representative": members[0]["path"],
+                       "members": members})
+    return {"schema_version": 1, "tool": {"name": "lookalike", "version": "test"},
+            "created": "2024-05-01T12:00:00+00:00", "argv": [], "roots": [root],
+            "config": {"method": "phash", "nbits": 64, "hash_size": 8, "threshold": 6,
+                       "grouping": "components"},
+            "groups": groups, "errors": [], "stats": {"images": n_groups * per_group}}
+
+
+def _blob(html: str) -> dict[str, Any]:
+    m = re.search(r'<script type="application/json" id="lookalike-data">(.*?)</script>', html,
+                  re.S)
+    assert m, "no data blob"
+    return json.loads(m.group(1))
+
+
+# --------------------------------------------------------------------------- pure rendering
+
+def test_page_has_a_csp_that_forbids_remote_loads_and_hashes_its_inline_code(tmp_path, scene):
+    report = _scan_to_report(_folder(tmp_path / "imgs", scene), tmp_path / "r.json")
+    html = render_html(report)
+    csp = html_lib.unescape(
+        re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1))
+    assert "default-src 'none'" in csp and "img-src data: 'self'" in csp
+    assert "unsafe-inline" not in csp and "http" not in csp
+    script = re.search(r"<script>(.*?)</script>", html, re.S).group(1)
+    style = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
+    for code in (script, style):
+        digest = base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in csp
+    assert "http://" not in html and "https://" not in html  # nothing to fetch
+
+
+def test_json_blob_escapes_markup_so_no_name_can_close_the_script_tag():
+    data = _synthetic(1)
+    data["groups"][0]["members"][1]["path"] = SCRIPT_BREAKER
+    data["groups"][0]["members"][2]["path"] = "/x/" + HOSTILE_2
+    data["errors"] = [{"path": "/x/</script>&.jpg", "stage": "decode", "error": "corrupt",
+                       "message": "<b>bad</b>"}]
+    html = render_html(data, report_path="/r.json")
+    blob_text = re.search(r'id="lookalike-data">(.*?)</script>', html, re.S).group(1)
+    assert not set(blob_text) & set("<>&")
+    blob = _blob(html)
+    assert [m["p"] for m in blob["groups"][0]["m"]][1:] == [SCRIPT_BREAKER, "/x/" + HOSTILE_2]
+    assert blob["errors"][0]["path"] == "/x/</script>&.jpg"
+    assert html.count("</script>") == 2  # the blob's and the page script's own
+
+
+def test_groups_come_largest_first_and_keepers_prefill_from_the_report():
+    data = _synthetic(3, per_group=2)
+    data["groups"][2]["members"].append(_member("/nowhere/g00003/extra.jpg", 2))
+    # A keep policy decided for group 1: keep the second member, not the representative.
+    data["groups"][0]["keep"] = [data["groups"][0]["members"][1]["path"]]
+    blob = _blob(render_html(data, report_path="/r.json"))
+    assert [g["id"] for g in blob["groups"]] == [3, 1, 2]
+    by_id = {g["id"]: g for g in blob["groups"]}
+    assert [m["k"] for m in by_id[1]["m"]] == [False, True]
+    assert [m["k"] for m in by_id[2]["m"]] == [True, False]  # no "keep": the representative
+    assert blob["report_path"] == os.path.abspath("/r.json")
+    assert blob["report_created"] == data["created"]
+
+
+def test_missing_files_get_placeholders_not_a_crash(tmp_path):
+    data = _synthetic(2)
+    summary = write_html(data, tmp_path / "r.html", report_path=tmp_path / "r.json")
+    assert (summary.groups, summary.images, summary.thumbnails) == (2, 6, 0)
+    blob = _blob((tmp_path / "r.html").read_text())
+    assert all(m["u"] is None and m["s"] == "missing" for g in blob["groups"] for m in g["m"])
+
+
+def test_inline_thumbnails_are_data_uris(tmp_path, scene):
+    report = _scan_to_report(_folder(tmp_path / "imgs", scene), tmp_path / "r.json")
+    summary = write_html(report, tmp_path / "r.html")
+    assert summary.thumbnails == summary.images == 5 and summary.thumbnail_dir is None
+    blob = _blob((tmp_path / "r.html").read_text())
+    assert all(m["u"].startswith("data:image/jpeg;base64,") for g in blob["groups"]
+               for m in g["m"])
+
+
+def test_large_reports_put_thumbnails_in_a_sibling_folder_and_spare_other_files(tmp_path,
+                                                                               scene):
+    report = _scan_to_report(_folder(tmp_path / "imgs", scene), tmp_path / "r.json")
+    folder = tmp_path / "my report_files"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")  # not ours: must survive
+    summary = write_html(report, tmp_path / "my report.html", inline_limit=2)
+    assert summary.thumbnail_dir == str(folder)
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert len(list(folder.glob("t*.jpg"))) == 5
+    urls = [m["u"] for g in _blob((tmp_path / "my report.html").read_text())["groups"]
+            for m in g["m"]]
+    assert all(u.startswith("my%20report_files/t") for u in urls)
+
+
+def test_undecodable_file_names_do_not_break_the_page(tmp_path, scene):
+    folder = os.fsdecode(os.fsencode(str(tmp_path)) + b"/lib\xff")
+    try:
+        os.mkdir(folder)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system only takes valid UTF-8 names")
+    img = scene(4, (200, 150))
+    img.save(os.path.join(folder, "a.png"))
+    img.save(os.fsdecode(os.fsencode(folder) + b"/caf\xe9.png"))
+    report = _scan_to_report(Path(folder), tmp_path / "r.json")
+    write_html(report, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    blob_paths = {m["p"] for g in _blob(page)["groups"] for m in g["m"]}
+    report_paths = {m["path"] for g in lookalike.read_report(report).data["groups"]
+                    for m in g["members"]}
+    assert blob_paths == report_paths and len(blob_paths) == 2
+
+
+def test_histogram_counts_member_distances_and_marks_the_threshold():
+    data = _synthetic(7)  # distances (gid + i) % 7 for i = 1, 2
+    html = render_html(data, report_path="/r.json")
+    svg = html[html.index('<figure class="hist'):html.index("</figure>")]
+    bars = re.findall(r"<title>distance (\d+): (\d+) images</title>", svg)
+    counts = {int(d): int(n) for d, n in bars}
+    assert sum(counts.values()) == 14 and counts[0] == 2
+    assert "threshold 6" in svg
+
+
+def test_scan_result_without_a_saved_report_disables_export(tmp_path, scene):
+    result = lookalike.scan(_folder(tmp_path / "imgs", scene), method="phash", threshold=6,
+                            workers=1)
+    html = render_html(result)
+    assert re.search(r'<button type="button" id="export"[^>]*disabled', html)
+    assert _blob(html)["report_path"] is None
+
+
+def test_unknown_thumbnail_mode_and_missing_folder_are_config_errors(tmp_path):
+    with pytest.raises(lookalike.ConfigError, match="thumbnails mode"):
+        write_html(_synthetic(1), tmp_path / "r.html", thumbnails="bogus")  # type: ignore[arg-type]
+    with pytest.raises(lookalike.ConfigError, match="does not exist"):
+        write_html(_synthetic(1), tmp_path / "no" / "r.html")
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_report_command_writes_the_page(runner, tmp_path, scene):
+    report = _scan_to_report(_folder(tmp_path / "imgs", scene), tmp_path / "r.json")
+    res = runner.invoke(cli, ["report", str(report), "--html", str(tmp_path / "r.html"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "HTML report written to" in res.output
+    assert _blob((tmp_path / "r.html").read_text())["report_path"] == str(report)
+
+
+def test_scan_html_writes_the_json_report_beside_the_page(runner, tmp_path, scene):
+    folder = _folder(tmp_path / "imgs", scene)
+    out = tmp_path / "out" / "page.html"
+    out.parent.mkdir()
+    res = runner.invoke(cli, ["scan", str(folder), "-m", "phash", "-t", "6", "-j", "1", "-q",
+                              "--no-cache", "--html", str(out)])
+    assert res.exit_code == 0, res.output
+    assert _blob(out.read_text())["report_path"] == str(out.with_suffix(".json"))
+    assert json.loads(out.with_suffix(".json").read_text())["schema_version"] == 1
+
+
+def test_scan_html_uses_the_json_output_when_given(runner, tmp_path, scene):
+    folder = _folder(tmp_path / "imgs", scene)
+    res = runner.invoke(cli, ["scan", str(folder), "-m", "phash", "-t", "6", "-j", "1", "-q",
+                              "--no-cache", "-o", str(tmp_path / "r.json"),
+                              "--html", str(tmp_path / "p.html")])
+    assert res.exit_code == 0, res.output
+    assert _blob((tmp_path / "p.html").read_text())["report_path"] == str(tmp_path / "r.json")
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_html_into_a_missing_folder_fails_before_scanning(runner, tmp_path):
+    res = runner.invoke(cli, ["scan", str(tmp_path), "--html", str(tmp_path / "no" / "p.html")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    res = runner.invoke(cli, ["report", str(tmp_path / "missing.json"), "--html",
+                              str(tmp_path / "p.html")])
+    assert res.exit_code != 0
+
+
+# --------------------------------------------------------------------------- the browser
+
+def _chromium() -> str | None:
+    path = os.environ.get("LOOKALIKE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    return path if os.path.exists(path) else None
+
+
+def _unavailable(reason: str) -> None:
+    # CI sets LOOKALIKE_REQUIRE_BROWSER=1: there a missing browser is a failure, not a skip.
+    if os.environ.get("LOOKALIKE_REQUIRE_BROWSER"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def chromium_browser():
+    try:
+        from playwright import sync_api
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright)")
+    exe = _chromium()
+    if exe is None:
+        _unavailable("chromium is not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class BrowserPage:
+    """A page plus everything it said: console messages, uncaught errors, dialogs."""
+
+    def __init__(self, browser) -> None:
+        self.context = browser.new_context(accept_downloads=True,
+                                           viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.console: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}")
+                     if m.type in ("error", "warning") else None)
+        self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+        self.page.on("dialog", self._dialog)
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def open(self, path: Path) -> None:
+        self.page.goto(path.resolve().as_uri())
+
+    def export(self, dest: Path) -> dict[str, Any]:
+        with self.page.expect_download() as info:
+            self.page.click("#export")
+        info.value.save_as(dest)
+        assert info.value.suggested_filename.endswith(".decisions.json")
+        return json.loads(dest.read_text())
+
+
+@pytest.fixture
+def web(chromium_browser):
+    p = BrowserPage(chromium_browser)
+    yield p
+    p.context.close()
+
+
+def _small_page(tmp_path: Path, scene, **options: Any) -> tuple[Path, Path]:
+    report = _scan_to_report(_folder(tmp_path / "imgs", scene), tmp_path / "r.json")
+    html = tmp_path / "r.html"
+    write_html(report, html, **options)
+    return report, html
+
+
+@pytest.mark.parametrize("mode", ["inline", "files"])
+def test_page_loads_cleanly_with_every_group_and_thumbnail(web, tmp_path, scene, mode):
+    _report, html = _small_page(tmp_path, scene, thumbnails=mode)
+    web.open(html)
+    pg = web.page
+    assert pg.locator("article.group").count() == 2
+    assert pg.locator("article.group").first.locator(".member").count() == 3  # largest first
+    assert pg.locator("img.thumb").count() == 5
+    pg.wait_for_function("() => [...document.images].every(i => i.complete)")
+    widths = pg.eval_on_selector_all("img.thumb", "els => els.map(e => e.naturalWidth)")
+    assert all(w > 0 for w in widths), widths  # decoded, i.e. not blocked by the CSP
+    assert pg.inner_text("[data-stat=groups]") == "2"
+    assert pg.inner_text("[data-stat=errors]") == "1"
+    assert pg.locator(".member.suggested").count() == 2
+    pg.click("#errors summary")
+    assert "broken.jpg" in pg.inner_text("#error-rows")
+    assert web.console == [] and web.dialogs == []
+
+
+def test_toggle_and_export_give_the_agreed_decisions_format(web, tmp_path, scene, runner):
+    report, html = _small_page(tmp_path, scene)
+    data = json.loads(report.read_text())
+    web.open(html)
+    pg = web.page
+    first = pg.locator("article.group").first
+    gid = int(first.get_attribute("data-id"))
+    group = next(g for g in data["groups"] if g["id"] == gid)
+    paths = [m["path"] for m in group["members"]]
+    suggested = set(group.get("keep", [group["representative"]]))
+    # A member suggested for removal; the user keeps it after all.
+    idx = next(i for i, p in enumerate(paths) if p not in suggested)
+    toggle = first.locator(".member").nth(idx).locator("button.toggle")
+    assert toggle.get_attribute("aria-pressed") == "false"
+    toggle.click()
+    assert toggle.get_attribute("aria-pressed") == "true"
+    dec = web.export(tmp_path / "decisions.json")
+    assert list(dec) == ["kind", "schema_version", "report_path", "report_created", "groups"]
+    assert dec["kind"] == "lookalike-decisions" and dec["schema_version"] == 1
+    assert dec["report_path"] == str(report) and os.path.isabs(dec["report_path"])
+    assert dec["report_created"] == data["created"]
+    assert len(dec["groups"]) == len(data["groups"]) == 2
+    for g in dec["groups"]:
+        assert list(g) == ["id", "keep", "remove"]
+        src = next(x for x in data["groups"] if x["id"] == g["id"])
+        assert sorted(g["keep"] + g["remove"]) == sorted(m["path"] for m in src["members"])
+    first_dec = next(g for g in dec["groups"] if g["id"] == gid)
+    assert set(first_dec["keep"]) == suggested | {paths[idx]}
+    assert web.console == []
+    try:  # the loader behind `lookalike apply`, where it exists
+        from lookalike.plan import load_decisions
+    except ImportError:
+        pass
+    else:
+        loaded = load_decisions(tmp_path / "decisions.json")
+        assert {g.group for g in loaded.groups} == {g["id"] for g in data["groups"]}
+
+    apply_cmd = cli.commands.get("apply")
+    if apply_cmd is None:
+        pytest.skip("`lookalike apply` is not registered yet")
+    params = {p.name for p in apply_cmd.params}
+    args = ["apply", str(tmp_path / "decisions.json")]
+    if "action" in params:
+        args += ["--action", "delete"]
+    if "dry_run" in params:
+        args.append("--dry-run")
+    elif "yes" not in params:  # neither a dry-run flag nor dry-run-unless---yes
+        pytest.skip("cannot tell how to dry-run `lookalike apply`")
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert all(os.path.exists(p) for p in paths)  # a dry run changes nothing
+    for p in first_dec["remove"]:
+        assert p in res.output
+    # The member the reviewer chose to keep is not on any line of the plan but a "keep" one.
+    assert all("keep" in line for line in res.output.splitlines() if paths[idx] in line)
+
+
+def test_filter_limits_what_is_shown_and_exported(web, tmp_path, scene):
+    _report, html = _small_page(tmp_path, scene)
+    web.open(html)
+    pg = web.page
+    pg.fill("#filter", "b_copy")
+    pg.wait_for_function("() => document.querySelectorAll('article.group').length === 1")
+    dec = web.export(tmp_path / "d.json")
+    assert len(dec["groups"]) == 1
+    assert any(p.endswith("b_copy.png") for p in dec["groups"][0]["keep"] +
+               dec["groups"][0]["remove"])
+    pg.fill("#filter", "")
+    pg.wait_for_function("() => document.querySelectorAll('article.group').length === 2")
+
+
+def test_hostile_file_names_render_as_text_and_run_nothing(web, tmp_path, scene):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    img = scene(7, (200, 150))
+    img.save(folder / "plain.png")
+    img.save(folder / HOSTILE, format="JPEG", quality=95)
+    img.save(folder / HOSTILE_2, format="PNG")
+    report = _scan_to_report(folder, tmp_path / "r.json")
+    data = json.loads(report.read_text())
+    assert len(data["groups"]) == 1 and len(data["groups"][0]["members"]) == 3
+    # And one name that could only come from a tampered report: it must not end the blob.
+    data["groups"].append({"id": 99, "kind": "exact", "representative": "/nowhere/a.jpg",
+                           "members": [_member("/nowhere/a.jpg"), _member(SCRIPT_BREAKER)]})
+    html = tmp_path / "r.html"
+    write_html(data, html, report_path=report)
+    web.open(html)
+    pg = web.page
+    pg.wait_for_timeout(300)  # give any injected handler a chance to fire
+    text = pg.inner_text("#groups")
+    for name in (HOSTILE, HOSTILE_2, "</script><script>alert(2)</script>.jpg"):
+        assert name in text
+    assert web.dialogs == []
+    assert pg.locator("img.thumb").count() == 3  # the real files' thumbnails, nothing more
+    assert pg.locator("img").count() == 3
+    assert pg.locator("img[src=x], script[src]").count() == 0
+    assert pg.locator("script").count() == 2
+    assert web.console == []
+
+
+def test_ten_thousand_groups_open_fast_and_render_lazily(web, tmp_path, capsys):
+    n = 10_000
+    data = _synthetic(n)
+    (tmp_path / "r_files").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (160, 120), (90, 140, 200)).save(tmp_path / "r_files" / "t.jpg")
+    thumbs = {m["path"]: "r_files/t.jpg" for g in data["groups"] for m in g["members"]}
+    html = tmp_path / "r.html"
+    html.write_text(render_html(data, report_path=tmp_path / "r.json", thumbnails=thumbs))
+    pg = web.page
+    t0 = time.perf_counter()
+    web.open(html)  # returns after the load event
+    wall = time.perf_counter() - t0
+    timing = pg.evaluate("""() => ({
+        first: window.lookalikeTiming.firstGroupMs,
+        load: performance.getEntriesByType('navigation')[0].loadEventEnd,
+        rendered: document.querySelectorAll('article.group').length})""")
+    # Scroll a long way down: more groups render, and scrolling stays responsive.
+    t1 = time.perf_counter()
+    for _ in range(40):
+        pg.mouse.wheel(0, 3000)
+        pg.wait_for_timeout(16)
+    pg.wait_for_function("n => document.querySelectorAll('article.group').length > n",
+                         arg=timing["rendered"])
+    scrolled = time.perf_counter() - t1
+    after = pg.locator("article.group").count()
+    dec = web.export(tmp_path / "d.json")
+    size_mb = html.stat().st_size / 1e6
+    with capsys.disabled():
+        print(f"\n[html 10k groups] {size_mb:.1f} MB page; first group rendered at "
+              f"{timing['first']:.0f} ms, load event at {timing['load']:.0f} ms "
+              f"(goto wall {wall:.2f} s); {timing['rendered']} groups rendered at load, "
+              f"{after} after 40 wheel steps ({scrolled:.2f} s)")
+    assert timing["first"] < 15_000 and timing["load"] < 15_000
+    assert timing["rendered"] < n  # lazy: not all 10,000 up front
+    assert len(dec["groups"]) == n  # but Export covers every group
+    assert web.console == []

@@ -1,0 +1,202 @@
+"""Cross-set (train/test leakage) mode on real photos split across folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import lookalike
+from lookalike import ConfigError, find_leakage
+from lookalike.act import apply, undo
+from lookalike.cli import cli
+from lookalike.leakage import check_sets, restrict_to_leakage
+from lookalike.plan import plan
+from lookalike.report import write_report
+
+THRESHOLD = 4  # dhash-z: re-encoded/resized copies are 0-1 bits away, the stereo pair 10
+
+TRAIN = ["astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
+         "motorcycle_left.png", "rocket.jpg", "camera.png", "moon.png"]
+
+
+def snapshot(folder: Path) -> dict[str, tuple]:
+    return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture
+def splits(tmp_path, photos):
+    """train/, test/ and val/ with known leaks (resized, re-encoded and exact copies)."""
+    by_name = {p.name: p for p in photos}
+    needed = {*TRAIN, "motorcycle_right.png", "retina.jpg", "brick.png", "coins.png",
+              "grass.png", "gravel.png"}
+    if not needed <= set(by_name):
+        pytest.skip(f"sample photos missing: {sorted(needed - set(by_name))}")
+    train, test, val = (tmp_path / n for n in ("train", "test", "val"))
+    for d in (train, test, val):
+        d.mkdir()
+    for name in TRAIN:
+        shutil.copyfile(by_name[name], train / name)
+    cat = Image.open(by_name["chelsea.png"])
+    cat.resize((cat.width * 6 // 10, cat.height * 6 // 10), Image.Resampling.LANCZOS).save(
+        test / "cat_small.jpg", quality=75)
+    Image.open(by_name["coffee.png"]).convert("RGB").save(test / "coffee_q60.jpg", quality=60)
+    shutil.copyfile(by_name["rocket.jpg"], test / "rocket_copy.jpg")
+    shutil.copyfile(by_name["rocket.jpg"], test / "sub_rocket.jpg")
+    for name in ("motorcycle_right.png", "retina.jpg", "brick.png", "coins.png"):
+        shutil.copyfile(by_name[name], test / name)
+    shutil.copyfile(by_name["brick.png"], test / "brick_again.png")  # a dup inside test only
+    Image.open(by_name["astronaut.png"]).resize((256, 256)).save(val / "astro_256.webp",
+                                                                 quality=80)
+    for name in ("grass.png", "gravel.png"):
+        shutil.copyfile(by_name[name], val / name)
+    shutil.copyfile(by_name["coins.png"], val / "coins_copy.png")  # test/val overlap, no train
+    return train, test, val
+
+
+@pytest.fixture
+def scanned(splits):
+    train, test, val = splits
+    result = lookalike.scan([train, test, val], threshold=THRESHOLD, workers=1)
+    return splits, result
+
+
+def test_finds_exactly_the_evaluation_images_with_a_copy_in_train(scanned):
+    (train, test, val), result = scanned
+    leak = find_leakage(result, [train])
+    assert set(leak.purge) == {str(test / "cat_small.jpg"), str(test / "coffee_q60.jpg"),
+                               str(test / "rocket_copy.jpg"), str(test / "sub_rocket.jpg"),
+                               str(val / "astro_256.webp")}
+    assert list(leak.purge) == sorted(leak.purge)
+    by_path = {lk.path: lk for lk in leak.leaks}
+    assert [m.path for m in by_path[str(test / "cat_small.jpg")].matches] == [
+        str(train / "chelsea.png")]
+    assert by_path[str(test / "rocket_copy.jpg")].matches[0].distance == 0
+    assert all(m.set == "train" and m.distance <= THRESHOLD
+               for lk in leak.leaks for m in lk.matches)
+    # the stereo pair (same scene, other viewpoint) and within-test copies are not leaks
+    assert str(test / "motorcycle_right.png") not in leak.purge
+    assert str(test / "brick_again.png") not in leak.purge
+    assert {s.name: (s.images, s.leaked, s.reference) for s in leak.sets} == {
+        "train": (9, 0, True), "test": (9, 4, False), "val": (4, 1, False)}
+    assert leak.reference == (str(train),)
+
+
+def test_split_overlap_matrix_counts_images_with_a_match_in_each_set(scanned):
+    (train, _test, _val), result = scanned
+    leak = find_leakage(result, [train])
+    assert [s.name for s in leak.sets] == ["train", "test", "val"]
+    assert leak.overlap == (
+        (0, 3, 1),  # train images copied into test (chelsea, coffee, rocket) / val (astronaut)
+        (4, 4, 1),  # test: 4 leak into train; 4 have a copy inside test; coins is also in val
+        (1, 1, 0),  # val: astro leaks into train; coins_copy overlaps test
+    )
+    text = leak.render_text()
+    assert "split overlap" in text and "purge list: 5 files" in text
+
+
+def test_leakage_groups_keep_the_reference_copy(scanned, tmp_path):
+    (train, _test, _val), result = scanned
+    leak = find_leakage(result, [train])
+    assert len(leak.groups) == len(leak.purge)
+    for g, path in zip(leak.groups, leak.purge, strict=True):
+        assert g.representative == path and g.members[0].record.path == path
+        assert all(Path(m.record.path).is_relative_to(train) for m in g.members[1:])
+    restricted = restrict_to_leakage(result, leak)
+    assert restricted.stats["duplicates"] == 5 and len(restricted.groups) == 5
+    out = tmp_path / "leak.json"
+    write_report(restricted, out, leakage=leak)
+    data = json.loads(out.read_text())
+    assert data["leakage"]["purge"] == list(leak.purge)
+    assert data["leakage"]["reference"] == [str(train)]
+    assert data["leakage"]["overlap"]["matrix"] == [list(r) for r in leak.overlap]
+    for g in data["groups"]:
+        assert all(Path(k).is_relative_to(train) for k in g["keep"])  # reference is kept
+
+
+def test_apply_on_a_leakage_report_moves_the_purge_list_and_never_the_reference(scanned,
+                                                                                tmp_path):
+    (train, test, val), result = scanned
+    leak = find_leakage(result, [train])
+    report = tmp_path / "leak.json"
+    write_report(restrict_to_leakage(result, leak), report, leakage=leak)
+    before = {d: snapshot(d) for d in (train, test, val)}
+    for keep in (None, "none", "smallest-file"):  # whatever the policy: train is protected
+        p = plan(report, action="move", to=tmp_path / "q", keep=keep)
+        assert sorted(op.path for op in p.operations) == sorted(leak.purge)
+    res = apply(plan(report, action="move", to=tmp_path / "q", keep="none"),
+                journal=tmp_path / "j.jsonl")
+    assert res.ok
+    assert snapshot(train) == before[train]
+    assert not any(os.path.exists(p) for p in leak.purge)
+    assert (tmp_path / "q" / "test" / "cat_small.jpg").exists()
+    undo(tmp_path / "j.jsonl")
+    assert {d: snapshot(d) for d in (train, test, val)} == before
+
+
+def test_cli_scan_with_reference_reports_leakage(runner, splits, tmp_path):
+    train, test, val = splits
+    out = tmp_path / "r.json"
+    res = runner.invoke(cli, ["scan", "--reference", str(train), str(test), str(val),
+                              "-t", str(THRESHOLD), "-j", "1", "-q", "--no-cache",
+                              "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "leakage against the reference (train)" in res.output
+    assert "test: 4 of 9 images" in res.output and "split overlap" in res.output
+    data = json.loads(out.read_text())
+    assert data["roots"] == [str(train), str(test), str(val)]
+    assert len(data["leakage"]["purge"]) == 5 and len(data["groups"]) == 5
+    res = runner.invoke(cli, ["apply", str(out), "-a", "delete"])
+    assert res.exit_code == 0 and "total: 5 files" in res.output
+    assert f"protected, never touched: {train}" in res.output
+
+
+def test_two_sets_print_no_matrix(runner, splits):
+    train, test, _ = splits
+    res = runner.invoke(cli, ["scan", "--reference", str(train), str(test), "-t",
+                              str(THRESHOLD), "-j", "1", "-q", "--no-cache"])
+    assert res.exit_code == 0, res.output
+    assert "split overlap" not in res.output and "purge list: 4 files" in res.output
+
+
+def test_find_leakage_takes_records_and_a_threshold(scanned):
+    (train, test, _val), result = scanned
+    from_records = find_leakage(result.records, [train], threshold=THRESHOLD)
+    assert from_records.purge == find_leakage(result, [train]).purge
+    with pytest.raises(ConfigError, match="threshold"):
+        find_leakage(result.records, [train])
+    assert find_leakage(result, [train], threshold=0).purge == (
+        str(test / "cat_small.jpg"), str(test / "coffee_q60.jpg"),
+        str(test / "rocket_copy.jpg"), str(test / "sub_rocket.jpg"))  # astro is 1 bit off
+
+
+def test_bad_sets_are_config_errors(tmp_path, scene):
+    (tmp_path / "train" / "inner").mkdir(parents=True)
+    (tmp_path / "test").mkdir()
+    with pytest.raises(ConfigError, match="overlap"):
+        check_sets([tmp_path / "train"], [tmp_path / "train" / "inner"])
+    with pytest.raises(ConfigError, match="overlap"):
+        check_sets([tmp_path / "train"], [tmp_path])
+    with pytest.raises(ConfigError, match="sets to check"):
+        check_sets([tmp_path / "train"], [])
+    scene(1).save(tmp_path / "test" / "a.png")
+    result = lookalike.scan([tmp_path / "test"], workers=1)
+    with pytest.raises(ConfigError, match="was not scanned"):
+        find_leakage(result, [tmp_path / "train"])
+    with pytest.raises(ConfigError, match="other set"):
+        find_leakage(result, [tmp_path / "test"])
+
+
+def test_cli_rejects_overlapping_sets_before_scanning(tmp_path):
+    from lookalike.cli import main
+
+    (tmp_path / "train" / "test").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", "--reference", str(tmp_path / "train"), str(tmp_path / "train" / "test"),
+              "-q", "--no-cache"])
+    assert exc.value.code == 2

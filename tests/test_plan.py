@@ -1,0 +1,382 @@
+"""Planning: purity, keepers, quarantine layout, tampered reports, decisions files, options."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import lookalike
+from lookalike import ConfigError, ReportError
+from lookalike.cli import cli
+from lookalike.plan import load_source, plan, quarantine_path, render_plan, root_names
+from lookalike.report import write_report
+
+
+def snapshot(*folders: Path) -> dict[str, tuple]:
+    """Every path under ``folders`` with its kind, bytes, mtime and link count."""
+    out: dict[str, tuple] = {}
+    for folder in folders:
+        if not folder.exists():
+            continue
+        for p in sorted(folder.rglob("*")):
+            st = p.lstat()
+            if p.is_symlink():
+                out[str(p)] = ("link", os.readlink(p))
+            elif p.is_file():
+                out[str(p)] = ("file", p.read_bytes(), st.st_mtime_ns, st.st_nlink, st.st_mode)
+            else:
+                out[str(p)] = ("dir",)
+    return out
+
+
+def make_library(root: Path, scene) -> None:
+    """Two groups: a, its byte copy and a resized copy (near); x and its byte copy (exact)."""
+    (root / "sub").mkdir(parents=True)
+    img = scene(1, (200, 150))
+    img.save(root / "a.png")
+    shutil.copyfile(root / "a.png", root / "sub" / "a_copy.png")
+    img.resize((100, 75)).save(root / "b_small.png")
+    scene(2).save(root / "other.png")
+    scene(7, (120, 90)).save(root / "x.png")
+    shutil.copyfile(root / "x.png", root / "sub" / "x2.png")
+    for k, name in enumerate(["a.png", "sub/a_copy.png", "b_small.png", "other.png", "x.png",
+                              "sub/x2.png"]):
+        os.utime(root / name, ns=(1_600_000_000_000_000_000 + k, 1_600_000_000_000_000_000 + k))
+
+
+def scan_to(report: Path, *roots: Path, **options) -> Path:
+    options = {"method": "phash", "threshold": 6, "workers": 1, **options}
+    write_report(lookalike.scan(list(roots), **options), report)
+    return report
+
+
+@pytest.fixture
+def library(tmp_path, scene):
+    root = tmp_path / "photos"
+    make_library(root, scene)
+    return root, scan_to(tmp_path / "report.json", root)
+
+
+def edit_report(path: Path, fn) -> None:
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data))
+
+
+def test_scan_finds_the_two_groups_the_tests_rely_on(library):
+    _root, report = library
+    data = json.loads(report.read_text())
+    assert sorted(sorted(Path(m["path"]).name for m in g["members"]) for g in data["groups"]) == [
+        ["a.png", "a_copy.png", "b_small.png"], ["x.png", "x2.png"]]
+
+
+@pytest.mark.parametrize("action", ["move", "delete", "hardlink", "symlink"])
+def test_plan_changes_nothing_on_disk(library, tmp_path, action):
+    before = snapshot(tmp_path)
+    p = plan(library[1], action=action, to=tmp_path / "q" if action == "move" else None)
+    assert p.files > 0
+    render_plan(p)
+    assert snapshot(tmp_path) == before
+    assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize("action", ["move", "delete", "hardlink", "symlink"])
+def test_dry_run_cli_prints_the_plan_and_changes_nothing(runner, library, tmp_path, action):
+    _root, report = library
+    before = snapshot(tmp_path)
+    args = ["apply", str(report), "--action", action]
+    if action == "move":
+        args += ["--to", str(tmp_path / "q")]
+    res = runner.invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert snapshot(tmp_path) == before
+    assert "dry run: nothing was changed" in res.output
+    assert "total: " in res.output
+    p = plan(report, action=action, to=tmp_path / "q" if action == "move" else None)
+    op_lines = [ln for ln in res.output.splitlines() if ln.startswith(f"  {action}")]
+    assert len(op_lines) == p.files  # one line per operation
+    assert f"total: {p.files} files" in res.output
+
+
+def test_every_group_keeps_one_file_and_the_keeper_is_the_reports(library):
+    root, report = library
+    data = json.loads(report.read_text())
+    assert data["keep_policy"]["rules"] == ["largest-resolution", "largest-file", "oldest",
+                                            "shortest-path"]
+    keep_in_report = {g["id"]: g["keep"] for g in data["groups"]}
+    assert keep_in_report == {1: [str(root / "a.png")], 2: [str(root / "x.png")]}
+    p = plan(report, action="delete")
+    for g in p.groups:
+        assert list(g.keep) == keep_in_report[g.group]
+        assert not {op.path for op in g.operations} & set(g.keep)
+    assert sorted(op.path for op in p.operations) == sorted(
+        str(root / n) for n in ["b_small.png", "sub/a_copy.png", "sub/x2.png"])
+    assert p.bytes == sum(op.size_bytes for op in p.operations)
+
+
+def test_keep_policy_from_scan_is_recorded_and_used_by_apply(runner, tmp_path, scene):
+    root = tmp_path / "photos"
+    make_library(root, scene)
+    report = tmp_path / "r.json"
+    res = runner.invoke(cli, ["scan", str(root), "-m", "phash", "-t", "6", "-j", "1", "-q",
+                              "--no-cache", "--keep", "smallest-file", "-o", str(report)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(report.read_text())
+    assert data["keep_policy"]["rules"] == ["smallest-file"]
+    small = str(root / "b_small.png")
+    assert any(g["keep"] == [small] for g in data["groups"])
+    p = plan(report, action="delete")
+    assert small not in {op.path for op in p.operations}
+    # an explicit --keep on apply overrides the recorded policy
+    p = plan(report, action="delete", keep="largest-resolution")
+    assert small in {op.path for op in p.operations}
+
+
+def test_move_mirrors_the_layout_under_the_root_name(library, tmp_path):
+    root, report = library
+    q = tmp_path / "quarantine"
+    p = plan(report, action="move", to=q)
+    dst = {op.path: op.dst for op in p.operations}
+    assert dst[str(root / "sub" / "a_copy.png")] == str(q / "photos" / "sub" / "a_copy.png")
+    assert dst[str(root / "b_small.png")] == str(q / "photos" / "b_small.png")
+
+
+def test_roots_with_the_same_folder_name_get_distinct_quarantine_folders():
+    roots = ["/a/photos", "/b/photos", "/c/other", "/"]
+    assert root_names(roots) == {"/a/photos": "photos", "/b/photos": "photos~2",
+                                 "/c/other": "other", "/": "root"}
+    assert quarantine_path("/b/photos/x/y.jpg", roots, "/q") == "/q/photos~2/x/y.jpg"
+    assert quarantine_path("/a/photos/z.jpg", roots, "/q") == "/q/photos/z.jpg"
+
+
+def test_links_are_planned_only_for_byte_identical_copies(library):
+    root, report = library
+    p = plan(report, action="hardlink")
+    assert sorted(op.path for op in p.operations) == [str(root / "sub" / "a_copy.png"),
+                                                      str(root / "sub" / "x2.png")]
+    notes = [n for g in p.groups for n in g.notes]
+    assert any("b_small.png not linked" in n for n in notes)
+    assert all(op.keeper in (str(root / "a.png"), str(root / "x.png")) for op in p.operations)
+
+
+# --------------------------------------------------------------------------- tampered reports
+
+
+def _first_member(data, fn):
+    fn(data["groups"][0]["members"][-1])
+
+
+@pytest.mark.parametrize(("tamper", "match"), [
+    (lambda d, t: _first_member(d, lambda m: m.update(path=str(t / "elsewhere" / "f.png"),
+                                                      source="")),
+     "outside the scanned folders"),
+    (lambda d, t: _first_member(d, lambda m: m.update(
+        path=str(t / "photos") + "/../elsewhere/f.png")), "clean absolute path"),
+    (lambda d, t: _first_member(d, lambda m: m.update(
+        path=str(t / "photos" / "sub") + "/../x.png")), "clean absolute path"),
+    (lambda d, t: _first_member(d, lambda m: m.update(source=str(t / "elsewhere"))),
+     "recorded scan root"),
+    (lambda d, t: d.update(roots=["photos"]), "not a clean absolute path"),
+    (lambda d, t: d.update(roots=[]), "no scan roots"),
+    (lambda d, t: d.update(leakage={"reference": [str(t)]}), "reference set"),
+])
+def test_tampered_reports_are_rejected(library, tmp_path, tamper, match):
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copyfile(library[0] / "a.png", tmp_path / "elsewhere" / "f.png")
+    edit_report(library[1], lambda d: tamper(d, tmp_path))
+    before = snapshot(tmp_path)
+    with pytest.raises(ReportError, match=match):
+        plan(library[1], action="delete")
+    assert snapshot(tmp_path) == before
+
+
+def test_tampered_report_exits_2_from_the_cli(runner, library, tmp_path):
+    edit_report(library[1], lambda d: d["groups"][0]["members"][-1].update(path="/etc/hosts",
+                                                                           source=""))
+    res = runner.invoke(cli, ["apply", str(library[1]), "-a", "delete", "--yes"],
+                        standalone_mode=False)
+    assert isinstance(res.exception, ReportError)
+    assert res.exception.exit_code == 2
+
+
+def test_a_folder_replaced_by_a_symlink_pointing_out_is_rejected(library, tmp_path):
+    root, report = library
+    outside = tmp_path / "outside"
+    shutil.copytree(root / "sub", outside)
+    shutil.rmtree(root / "sub")
+    (root / "sub").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ReportError, match="symbolic link points out"):
+        plan(report, action="delete")
+
+
+def test_a_followed_symlink_to_a_file_outside_the_roots_is_rejected(tmp_path, scene):
+    root = tmp_path / "photos"
+    make_library(root, scene)
+    (tmp_path / "outside").mkdir()
+    shutil.copyfile(root / "x.png", tmp_path / "outside" / "real.png")
+    (root / "link.png").symlink_to(tmp_path / "outside" / "real.png")
+    report = scan_to(tmp_path / "r.json", root, follow_symlinks=True)
+    assert any(m["path"].endswith("link.png") for g in json.loads(report.read_text())["groups"]
+               for m in g["members"])
+    with pytest.raises(ReportError, match="outside the scanned folders"):
+        plan(report, action="delete")
+
+
+@pytest.mark.parametrize("change", ["size", "mtime", "gone", "symlink"])
+def test_a_changed_member_skips_its_whole_group(library, change):
+    root, report = library
+    victim = root / "sub" / "a_copy.png"  # a member of group 1 only
+    if change == "size":
+        with victim.open("ab") as fh:
+            fh.write(b"x")
+    elif change == "mtime":
+        os.utime(victim, ns=(1, 1))
+    elif change == "gone":
+        victim.unlink()
+    else:
+        victim.unlink()
+        victim.symlink_to(root / "a.png")
+    p = plan(report, action="delete")
+    assert [s.group for s in p.skipped] == [1]
+    assert str(victim) in p.skipped[0].reason
+    assert {op.group for op in p.operations} == {2}  # the other group still goes ahead
+    assert f"skip group 1: {p.skipped[0].reason}" in render_plan(p)
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_option_errors_are_config_errors(library, tmp_path):
+    root, report = library
+    with pytest.raises(ConfigError, match="needs --to"):
+        plan(report, action="move")
+    with pytest.raises(ConfigError, match="inside the scanned folder"):
+        plan(report, action="move", to=root / "q")
+    with pytest.raises(ConfigError, match="contains the scanned folder"):
+        plan(report, action="move", to=tmp_path)
+    with pytest.raises(ConfigError, match="only applies to --action move"):
+        plan(report, action="delete", to=tmp_path / "q")
+    with pytest.raises(ConfigError, match="--keep none"):
+        plan(report, action="hardlink", keep="none")
+    with pytest.raises(ConfigError, match="no such folder"):
+        plan(report, action="delete", protect=[tmp_path / "nope"])
+    with pytest.raises(ConfigError, match="unknown keep rule"):
+        plan(report, action="delete", keep="best")
+    with pytest.raises(ConfigError, match="unknown action"):
+        plan(report, action="shred")  # type: ignore[arg-type]
+
+
+def test_cli_option_errors_exit_2(runner, library, tmp_path):
+    from lookalike.cli import main
+
+    for args in (["apply", str(library[1]), "-a", "move"],
+                 ["apply", str(library[1]), "-a", "delete", "--keep", "best"],
+                 ["apply", str(tmp_path / "missing.json"), "-a", "delete"]):
+        with pytest.raises(SystemExit) as exc:
+            main(args)
+        assert exc.value.code == 2
+
+
+def test_protected_folders_are_never_acted_on_and_keep_their_files(library):
+    root, report = library
+    p = plan(report, action="delete", protect=[root / "sub"])
+    paths = {op.path for op in p.operations}
+    assert not any(path.startswith(str(root / "sub")) for path in paths)
+    # group 1: the protected copy is kept, so a.png and b_small.png are duplicates of it
+    g1 = next(g for g in p.groups if g.group == 1)
+    assert g1.keep == (str(root / "sub" / "a_copy.png"),)
+    assert {op.path for op in g1.operations} == {str(root / "a.png"), str(root / "b_small.png")}
+
+
+def test_keep_none_acts_on_every_member(library):
+    _root, report = library
+    p = plan(report, action="delete", keep="none")
+    assert p.files == 5 and all(g.keep == () for g in p.groups)
+
+
+# --------------------------------------------------------------------------- decisions files
+
+
+def decisions_file(tmp_path: Path, report: Path, groups, **over) -> Path:
+    data = {"kind": "lookalike-decisions", "schema_version": 1,
+            "report_path": str(report),
+            "report_created": json.loads(report.read_text())["created"], "groups": groups}
+    data.update(over)
+    path = tmp_path / "decisions.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_decisions_file_drives_the_plan(library, tmp_path):
+    root, report = library
+    d = decisions_file(tmp_path, report, [
+        {"id": 1, "keep": [str(root / "b_small.png")],
+         "remove": [str(root / "a.png"), str(root / "sub" / "a_copy.png")]}])
+    assert type(load_source(d)).__name__ == "Decisions"
+    p = plan(d, action="move", to=tmp_path / "q")
+    assert {op.path for op in p.operations} == {str(root / "a.png"),
+                                                str(root / "sub" / "a_copy.png")}
+    assert p.groups[0].keep == (str(root / "b_small.png"),)  # group 2 absent: left alone
+    assert "as decided in" in render_plan(p)
+
+
+def test_decisions_leave_unlisted_members_alone(library, tmp_path):
+    root, report = library
+    d = decisions_file(tmp_path, report, [
+        {"id": 1, "keep": [str(root / "a.png")], "remove": [str(root / "b_small.png")]}])
+    assert [op.path for op in plan(d, action="delete").operations] == [str(root / "b_small.png")]
+
+
+@pytest.mark.parametrize(("groups", "over", "match"), [
+    ([{"id": 9, "keep": [], "remove": []}], {}, "group 9 is not in"),
+    ([{"id": 1, "keep": ["/etc/hosts"], "remove": []}], {}, "not a member of group 1"),
+    ([{"id": 2, "keep": [], "remove": ["{a}"]}], {}, "not a member of group 2"),
+    ([{"id": 1, "keep": ["{a}"], "remove": ["{a}"]}], {}, "lists a path twice"),
+    ([{"id": 1, "keep": [], "remove": []}] * 2, {}, "listed twice"),
+    ([], {"report_created": "1999-01-01T00:00:00+00:00"}, "export the decisions again"),
+    ([], {"report_path": "/nonexistent/report.json"}, "not found"),
+    ([], {"schema_version": 7}, "schema version"),
+    ([{"keep": []}], {}, "malformed"),
+])
+def test_bad_decisions_are_rejected(library, tmp_path, groups, over, match):
+    root, report = library
+    a = str(root / "a.png")
+    groups = json.loads(json.dumps(groups).replace("{a}", a))
+    d = decisions_file(tmp_path, report, groups, **over)
+    with pytest.raises(ReportError, match=match):
+        plan(d, action="delete")
+
+
+def test_decisions_that_keep_nothing_need_keep_none(library, tmp_path):
+    root, report = library
+    everything = [str(root / "x.png"), str(root / "sub" / "x2.png")]
+    d = decisions_file(tmp_path, report, [{"id": 2, "keep": [], "remove": everything}])
+    p = plan(d, action="delete")
+    assert p.files == 0 and "--keep none" in p.skipped[0].reason
+    p = plan(d, action="delete", keep="none")
+    assert sorted(op.path for op in p.operations) == sorted(everything)
+    with pytest.raises(ConfigError, match="already says which files to keep"):
+        plan(d, action="delete", keep="oldest")
+
+
+def test_decisions_never_touch_protected_files(library, tmp_path):
+    root, report = library
+    d = decisions_file(tmp_path, report, [
+        {"id": 2, "keep": [str(root / "x.png")], "remove": [str(root / "sub" / "x2.png")]}])
+    p = plan(d, action="delete", protect=[root / "sub"])
+    assert p.files == 0 and "protected" in p.skipped[0].reason
+
+
+def test_apply_cli_accepts_a_decisions_file(runner, library, tmp_path):
+    root, report = library
+    d = decisions_file(tmp_path, report, [
+        {"id": 2, "keep": [str(root / "x.png")], "remove": [str(root / "sub" / "x2.png")]}])
+    res = runner.invoke(cli, ["apply", str(d), "-a", "delete", "--yes",
+                              "--journal", str(tmp_path / "j.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert not (root / "sub" / "x2.png").exists() and (root / "x.png").exists()
+    assert (root / "sub" / "a_copy.png").exists()  # group 1 was not in the decisions

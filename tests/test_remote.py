@@ -1,0 +1,417 @@
+"""Inputs beyond local folders (file lists, URLs, tar shards, Parquet bytes) and Parquet output.
+
+Everything here runs in-process (``workers=1``); tests/test_dask.py runs the same inputs on
+a Dask cluster.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import lookalike
+from lookalike import ConfigError, ScanConfig
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+fsspec = pytest.importorskip("fsspec")
+
+from lookalike.parquet import ParquetStore, read_results  # noqa: E402
+from lookalike.remote import list_inputs, scan_inputs  # noqa: E402
+
+CONFIG = ScanConfig(method="phash", threshold=8, workers=1)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, request) -> Path:
+    """Five real photos with a half-size and a JPEG copy each, one singleton, one bad file."""
+    by_name = {p.stem: p for p in request.getfixturevalue("rgb_photos")}
+    names = ["astronaut", "chelsea", "coffee", "rocket", "retina", "ihc"]
+    root = tmp_path_factory.mktemp("photos")
+    for i, name in enumerate(names[:5]):
+        img = Image.open(by_name[name]).convert("RGB")
+        d = root / f"set{i}"
+        d.mkdir()
+        shutil.copy(by_name[name], d / f"orig{i}.png")
+        img.resize((img.width // 2, img.height // 2), Image.Resampling.BICUBIC).save(
+            d / f"half{i}.png")
+        img.save(d / f"q80_{i}.jpg", quality=80)
+    shutil.copy(by_name[names[5]], root / "alone.png")
+    data = (root / "set0" / "q80_0.jpg").read_bytes()
+    (root / "cut.jpg").write_bytes(data[: len(data) // 3])
+    return root
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def _rel(path: str, root: str = "") -> str:
+    """The image's name inside its container or tree, whatever the input kind."""
+    if "#" in path:
+        return path.split("#", 1)[1]
+    if root and root in path:
+        return path.split(root, 1)[1].lstrip("/")
+    return path
+
+
+def _groups(result, root: str = "") -> list[list[str]]:
+    return sorted(sorted(_rel(p, root) for p in g.paths) for g in result.groups)
+
+
+def _hashes(result, root: str = "") -> dict[str, str]:
+    return {_rel(r.path, root): str(r.hash) for r in result.records}
+
+
+@pytest.fixture(scope="module")
+def baseline(tree):
+    result = lookalike.scan(tree, config=CONFIG)
+    assert len(result.groups) == 5
+    assert [e.error for e in result.errors] == ["truncated"]
+    return result
+
+
+def _write_shards(tree: Path, out: Path, n: int = 2) -> list[Path]:
+    files = _files(tree)
+    out.mkdir(exist_ok=True)
+    shards = []
+    for k in range(n):
+        shard = out / f"shard-{k:05d}.tar"
+        with tarfile.open(shard, "w") as tf:
+            for p in files[k::n]:
+                tf.add(p, arcname=str(p.relative_to(tree)))
+                # WebDataset samples carry non-image members too; they are skipped.
+                meta = f'{{"file": "{p.name}"}}'.encode()
+                info = tarfile.TarInfo(str(p.relative_to(tree).with_suffix(".json")))
+                info.size = len(meta)
+                tf.addfile(info, io.BytesIO(meta))
+        shards.append(shard)
+    return shards
+
+
+def _write_parquet(tree: Path, path: Path, *, struct: bool = False, rows_per_group: int = 4
+                   ) -> Path:
+    files = _files(tree)
+    names = [str(p.relative_to(tree)) for p in files]
+    blobs = [p.read_bytes() for p in files]
+    if struct:  # the Hugging Face datasets layout: image = {bytes, path}
+        table = pa.table({"image": pa.array([{"bytes": b, "path": n}
+                                             for b, n in zip(blobs, names, strict=True)]),
+                          "label": list(range(len(files)))})
+    else:
+        table = pa.table({"key": names, "jpg": pa.array(blobs, pa.binary())})
+    pq.write_table(table, path, row_group_size=rows_per_group)
+    return path
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def test_local_folder_through_scan_inputs_matches_scan(tree, baseline):
+    result = scan_inputs([str(tree)], CONFIG)
+    assert _groups(result, str(tree)) == _groups(baseline, str(tree))
+    assert result.stats["files_seen"] == baseline.stats["files_seen"]
+    assert result.roots == [str(tree)]
+
+
+def test_tar_shards_give_the_same_groups_as_the_files(tree, baseline, tmp_path):
+    shards = _write_shards(tree, tmp_path / "shards")
+    result = scan_inputs([str(tmp_path / "shards")], CONFIG, input_format="tar")
+    assert _groups(result, "") == _groups(baseline, str(tree))
+    assert _hashes(result) == _hashes(baseline, str(tree))
+    assert [_rel(e.path) for e in result.errors] == ["cut.jpg"]
+    assert result.errors[0].path.split("#")[0] in {str(s) for s in shards}
+    assert all("#" in r.path and r.path.split("#")[0].endswith(".tar") for r in result.records)
+    assert result.stats["tar_shards"] == 2
+
+
+def test_tar_member_sizes_and_digests_match_the_files(tree, baseline, tmp_path):
+    _write_shards(tree, tmp_path / "s", n=1)
+    result = scan_inputs([str(tmp_path / "s" / "shard-00000.tar")], CONFIG)  # auto: .tar
+    by_name = {_rel(r.path): r for r in result.records}
+    for r in baseline.records:
+        other = by_name[_rel(r.path, str(tree))]
+        assert (other.size_bytes, other.digest, other.width) == (r.size_bytes, r.digest, r.width)
+
+
+@pytest.mark.parametrize("struct", [False, True], ids=["binary-column", "hf-struct"])
+def test_parquet_bytes_give_the_same_groups_as_the_files(tree, baseline, tmp_path, struct):
+    path = _write_parquet(tree, tmp_path / "images.parquet", struct=struct)
+    result = scan_inputs([str(path)], CONFIG)
+    assert _groups(result) == _groups(baseline, str(tree))
+    assert _hashes(result) == _hashes(baseline, str(tree))
+    assert [e.error for e in result.errors] == ["truncated"]
+    assert result.errors[0].path == f"{path}#cut.jpg"
+
+
+def test_parquet_without_a_name_column_names_rows_by_number(tree, tmp_path):
+    path = tmp_path / "anon.parquet"
+    blobs = [p.read_bytes() for p in _files(tree / "set0")] + [None, b"not an image"]
+    pq.write_table(pa.table({"blob": pa.array(blobs, pa.binary())}), path)
+    result = scan_inputs([str(path)], CONFIG)
+    assert sorted(_rel(r.path) for r in result.records) == ["row=0", "row=1", "row=2"]
+    assert {_rel(e.path): e.error for e in result.errors} == {
+        "row=3": "empty-file", "row=4": "unsupported-format"}
+
+
+def test_parquet_rows_of_one_row_group_are_one_batch(tree, tmp_path):
+    path = _write_parquet(tree, tmp_path / "images.parquet", rows_per_group=5)
+    items, _, _ = list_inputs([str(path)])
+    from lookalike.pipeline import _chunks
+
+    sizes = [len(c) for c in _chunks(items, 2)]
+    assert sizes == [5, 5, 5, 2]  # 17 rows in groups of 5, whatever the batch size
+
+
+def test_memory_urls_give_the_same_groups_as_the_files(tree, baseline):
+    fs = fsspec.filesystem("memory")
+    for p in _files(tree):
+        fs.pipe(f"/bucket/photos/{p.relative_to(tree)}", p.read_bytes())
+    fs.pipe("/bucket/photos/notes.txt", b"not listed: no image extension")
+    try:
+        result = scan_inputs(["memory://bucket/photos"], CONFIG)
+        assert _groups(result, "/bucket/photos") == _groups(baseline, str(tree))
+        assert _hashes(result, "/bucket/photos") == _hashes(baseline, str(tree))
+        assert all(r.path.startswith("memory://") for r in result.records)
+        assert result.errors[0].path.endswith("/bucket/photos/cut.jpg")
+        # A glob works too.
+        globbed = scan_inputs(["memory://bucket/photos/set*/*.png"], CONFIG)
+        assert len(globbed.records) == 10
+    finally:
+        fs.rm("/bucket", recursive=True)
+
+
+def test_file_list_mixes_local_paths_and_urls_and_reports_missing_ones(tree, tmp_path):
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/lists/a.png", (tree / "set1" / "orig1.png").read_bytes())
+    listing = tmp_path / "files.txt"
+    lines = ["# comment", "", str(tree / "set1" / "half1.png"), "memory://lists/a.png",
+             str(tree / "gone.png"), "memory://lists/gone.png",
+             f"file://{tree / 'set1' / 'q80_1.jpg'}"]
+    listing.write_text("\n".join(lines) + "\n")
+    try:
+        result = scan_inputs([], CONFIG, files_from=str(listing))
+    finally:
+        fs.rm("/lists", recursive=True)
+    assert len(result.records) == 3
+    assert len(result.groups) == 1 and len(result.groups[0]) == 3
+    assert sorted((e.path.rsplit("/", 1)[1], e.error) for e in result.errors) == [
+        ("gone.png", "vanished"), ("gone.png", "vanished")]
+    # Not stat'ed on the client, yet the records carry the real size and mtime.
+    half = next(r for r in result.records if r.path.endswith("half1.png"))
+    st = (tree / "set1" / "half1.png").stat()
+    assert (half.size_bytes, half.mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def test_parquet_file_list_column(tree, baseline, tmp_path):
+    listing = tmp_path / "list.parquet"
+    paths = [str(p) for p in _files(tree)]
+    pq.write_table(pa.table({"n": list(range(len(paths))), "url": paths}), listing)
+    result = scan_inputs([], CONFIG, files_from=str(listing))
+    assert _groups(result, str(tree)) == _groups(baseline, str(tree))
+    with pytest.raises(ConfigError, match="no column 'nope'"):
+        scan_inputs([], CONFIG, files_from=str(listing), column="nope")
+
+
+def test_bad_shards_are_problems_and_the_scan_goes_on(tree, tmp_path):
+    _write_shards(tree, tmp_path, n=1)
+    (tmp_path / "junk.tar").write_bytes(b"this is not a tar file" * 100)
+    with tarfile.open(tmp_path / "zipped.tar", "w:gz") as tf:
+        tf.add(tree / "alone.png", arcname="alone.png")
+    result = scan_inputs([str(tmp_path)], CONFIG, input_format="tar")
+    errors = {Path(e.path).name: (e.stage, e.error) for e in result.errors}
+    assert errors["junk.tar"] == ("walk", "not-tar")
+    assert errors["zipped.tar"] == ("walk", "compressed-tar")
+    assert len(result.records) == 16
+
+
+def test_missing_inputs_and_bad_options_fail_before_any_work(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        scan_inputs([str(tmp_path / "nope")], CONFIG)
+    with pytest.raises(ConfigError, match="does not exist"):
+        scan_inputs(["memory://no/such/prefix"], CONFIG)
+    with pytest.raises(ConfigError, match="nothing to scan"):
+        scan_inputs([], CONFIG)
+    with pytest.raises(ConfigError, match="input-format"):
+        scan_inputs([str(tmp_path)], CONFIG, input_format="zip")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="retries"):
+        scan_inputs([str(tmp_path)], CONFIG, retries=-1)
+    with pytest.raises(ConfigError, match="file list does not exist"):
+        scan_inputs([], CONFIG, files_from=str(tmp_path / "list.txt"))
+
+
+# ------------------------------------------------------------------------------ Parquet output
+
+
+def test_parquet_output_has_one_row_per_file_with_hashes_and_errors(tree, tmp_path):
+    out = tmp_path / "scan.parquet"
+    result = scan_inputs([str(tree)], CONFIG, parquet_out=str(out))
+    table = pq.read_table(out)  # pyarrow reads the folder as one dataset
+    assert table.num_rows == len(_files(tree)) == len(result.records) + len(result.errors)
+    rows = {r["path"]: r for r in table.to_pylist()}
+    for rec in result.records:
+        row = rows[rec.path]
+        assert (row["status"], row["hash"], row["hash_u64"], row["digest"], row["size_bytes"],
+                row["mtime_ns"], row["width"], row["method"], row["nbits"]) == (
+            "ok", str(rec.hash), rec.hash.value, rec.digest, rec.size_bytes, rec.mtime_ns,
+            rec.width, "phash", 64)
+    bad = rows[str(tree / "cut.jpg")]
+    assert (bad["status"], bad["stage"], bad["error"]) == ("error", "decode", "truncated")
+    assert bad["size_bytes"] == (tree / "cut.jpg").stat().st_size
+    assert all(n.startswith("part-") for n in os.listdir(out))
+
+
+def test_parquet_output_is_readable_by_duckdb(tree, tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    out = tmp_path / "scan.parquet"
+    scan_inputs([str(tree)], CONFIG, parquet_out=str(out))
+    ok, errors, bits = duckdb.connect().execute(
+        f"SELECT count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'error'), "
+        f"max(bit_count(hash_u64)) FROM read_parquet('{out}/*.parquet')").fetchall()[0]
+    assert (ok, errors) == (16, 1) and 0 < bits <= 64
+
+
+def test_rerun_resumes_from_the_parquet_output(tree, baseline, tmp_path):
+    out = tmp_path / "scan.parquet"
+    half = tmp_path / "half.txt"
+    files = _files(tree)
+    half.write_text("\n".join(str(p) for p in files[::2]))
+    first = scan_inputs([], CONFIG, files_from=str(half), parquet_out=str(out))
+    assert first.stats["hashed"] == len(files[::2])
+    second = scan_inputs([str(tree)], CONFIG, parquet_out=str(out))
+    assert second.stats["from_cache"] == len(files[::2])
+    assert second.stats["hashed"] == len(files) - len(files[::2])
+    assert _groups(second, str(tree)) == _groups(baseline, str(tree))
+    assert [(e.path, e.error) for e in second.errors] == [
+        (e.path, e.error) for e in baseline.errors]
+    third = scan_inputs([str(tree)], CONFIG, parquet_out=str(out))
+    assert third.stats["hashed"] == 0
+    assert _groups(third, str(tree)) == _groups(baseline, str(tree))
+    assert len(read_results(out)) == len(files)
+
+
+def test_resume_rehashes_changed_files_and_transient_errors(tree, tmp_path):
+    root = tmp_path / "t"
+    shutil.copytree(tree / "set2", root)
+    out = tmp_path / "scan.parquet"
+    store = ParquetStore(out)
+    crashed = lookalike.Problem(path=str(root / "half2.png"), stage="decode",
+                                error="worker-crashed", message="died")
+    store.add([], [crashed], CONFIG)
+    store.close()
+    first = scan_inputs([str(root)], CONFIG, parquet_out=str(out))
+    assert first.stats["hashed"] == 3 and first.errors == []  # the crash is retried
+    img = Image.open(root / "orig2.png")
+    img.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "orig2.png")
+    second = scan_inputs([str(root)], CONFIG, parquet_out=str(out))
+    assert second.stats["hashed"] == 1  # only the file whose size/mtime changed
+    latest = read_results(out).to_pylist()
+    assert len(latest) == 3 and all(r["status"] == "ok" for r in latest)
+
+
+def test_output_made_with_other_settings_is_refused(tree, tmp_path):
+    out = tmp_path / "scan.parquet"
+    scan_inputs([str(tree / "set0")], CONFIG, parquet_out=str(out))
+    other = ScanConfig(method="dhash", workers=1)
+    with pytest.raises(ConfigError, match="other settings"):
+        scan_inputs([str(tree / "set0")], other, parquet_out=str(out))
+    (tmp_path / "file.parquet").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="must be a folder"):
+        scan_inputs([str(tree)], CONFIG, parquet_out=str(tmp_path / "file.parquet"))
+
+
+def test_parquet_output_to_a_memory_url(tree):
+    scan_inputs([str(tree / "set3")], CONFIG, parquet_out="memory://out/scan.parquet")
+    try:
+        assert len(read_results("memory://out/scan.parquet")) == 3
+        again = scan_inputs([str(tree / "set3")], CONFIG, parquet_out="memory://out/scan.parquet")
+        assert again.stats["hashed"] == 0
+    finally:
+        fsspec.filesystem("memory").rm("/out", recursive=True)
+
+
+def test_parquet_output_copies_hash_cache_hits(tree, tmp_path):
+    from lookalike.cache import HashCache
+
+    with HashCache(tmp_path / "h.sqlite") as cache:
+        scan_inputs([str(tree / "set4")], CONFIG, cache=cache)
+        out = tmp_path / "scan.parquet"
+        result = scan_inputs([str(tree / "set4")], CONFIG, cache=cache, parquet_out=str(out))
+    assert result.stats["hashed"] == 0
+    assert len(read_results(out)) == 3  # the output lists every file, cached or not
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def test_cli_scans_tar_shards_into_parquet_and_resumes(runner, tree, tmp_path):
+    from lookalike.cli import cli
+
+    _write_shards(tree, tmp_path / "shards")
+    out = tmp_path / "out.parquet"
+    args = ["scan", str(tmp_path / "shards"), "--input-format", "tar", "--parquet-out",
+            str(out), "-q", "-o", str(tmp_path / "r.json"), "--no-cache"]
+    first = runner.invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert "16 images scanned, 5 duplicate groups" in first.output
+    report = lookalike.read_report(tmp_path / "r.json")
+    assert len(report.groups) == 5
+    assert pq.read_table(out).num_rows == 17
+    again = runner.invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert lookalike.read_report(tmp_path / "r.json").data["stats"]["hashed"] == 0
+
+
+def test_cli_files_from_without_paths(runner, tree, tmp_path):
+    from lookalike.cli import cli
+
+    listing = tmp_path / "l.txt"
+    listing.write_text("\n".join(str(p) for p in _files(tree / "set0")))
+    result = runner.invoke(cli, ["scan", "--files-from", str(listing), "-q", "-m", "phash",
+                                 "-t", "8", "-j", "1", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert '"groups"' in result.output
+
+
+def test_cli_without_inputs_is_a_usage_error(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "lookalike.cli", "scan"], capture_output=True,
+                         text=True)
+    assert out.returncode == 2
+    assert "nothing to scan" in out.stderr
+
+
+# ------------------------------------------------------------------------------ optional deps
+
+
+def test_optional_dependencies_are_not_imported_by_lookalike():
+    code = ("import sys, lookalike, lookalike.remote, lookalike.parquet, "
+            "lookalike.executors.dask; heavy = [m for m in ('dask', 'distributed', 'pyarrow', "
+            "'fsspec') if m in sys.modules]; print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ""
+
+
+@pytest.mark.parametrize("module", ["distributed", "pyarrow", "fsspec"])
+def test_a_missing_extra_says_what_to_install(module, monkeypatch, tree, tmp_path):
+    for name in list(sys.modules):
+        if name == module or name.startswith(module + "."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    with pytest.raises(ConfigError, match=r"pip install 'lookalike\[dask\]'"):
+        if module == "distributed":
+            from lookalike.executors.dask import DaskExecutor
+
+            DaskExecutor()
+        elif module == "pyarrow":
+            ParquetStore(tmp_path / "out")
+        else:
+            scan_inputs(["memory://x/y"], CONFIG)
