@@ -405,7 +405,8 @@ def test_crash_mid_apply_then_rerun_resumes_and_finishes(runner, library, tmp_pa
     assert res.exit_code == 0, res.output
     assert_fully_applied(p, before, root)
     finished = nth - 1 + (step in ("delete:unlinked",))  # ops the first run completed
-    assert f"{finished} files already done" in res.output or finished == 0
+    noun = "file" if finished == 1 else "files"
+    assert f"{finished} {noun} already done" in res.output or finished == 0
     # and the whole thing can still be undone (deletes excepted)
     u = undo(journal)
     assert u.ok
@@ -530,3 +531,33 @@ def test_cli_default_journal_avoids_scanned_folders(runner, tmp_path, scene, mon
     assert res.exit_code == 0, res.output
     assert list((tmp_path / "state" / "lookalike" / "journals").glob("*.jsonl"))
     assert not list(root.glob("lookalike-journal-*"))
+
+
+@pytest.mark.skipif(_other_filesystem() is None, reason="needs a second file system (/dev/shm)")
+@pytest.mark.parametrize(("action", "step"), [("move", "move:linked"), ("move", "move:unlinked"),
+                                              ("hardlink", "link:backup"),
+                                              ("hardlink", "link:replaced")])
+def test_crash_across_file_systems_then_undo_restores_everything(library, tmp_path, action,
+                                                                 step):
+    root, report = library
+    before = snapshot(root)
+    elsewhere = Path(tempfile.mkdtemp(dir=_other_filesystem()))
+    try:
+        journal = elsewhere / "j.jsonl"
+        to = str(elsewhere / "q") if action == "move" else ""
+        proc = subprocess.run([sys.executable, "-c", CRASH, action, str(report), to,
+                               str(journal), step, "2"], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 9, proc.stderr
+        # a second crash, in the middle of the undo that copies back across file systems
+        script = ("import os, sys\nimport lookalike.act as act\n"
+                  "act._crash_hook = lambda s: os._exit(9) if s.startswith('undo:') else None\n"
+                  "act.undo(sys.argv[1])\n")
+        proc = subprocess.run([sys.executable, "-c", script, str(journal)],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 9, proc.stderr
+        assert undo(journal).ok
+        assert snapshot(root) == before
+        assert files_in(elsewhere / "q") == [] and files_in(Path(f"{journal}.backup")) == []
+    finally:
+        shutil.rmtree(elsewhere)

@@ -200,3 +200,20 @@ def test_cli_rejects_overlapping_sets_before_scanning(tmp_path):
         main(["scan", "--reference", str(tmp_path / "train"), str(tmp_path / "train" / "test"),
               "-q", "--no-cache"])
     assert exc.value.code == 2
+
+
+def test_leakage_scan_reuses_the_hash_cache(runner, splits, tmp_path):
+    train, test, val = splits
+    cache = tmp_path / "hashes.sqlite"
+    outs = []
+    for n in (1, 2):
+        out = tmp_path / f"r{n}.json"
+        res = runner.invoke(cli, ["scan", "--reference", str(train), str(test), str(val),
+                                  "-t", str(THRESHOLD), "-j", "1", "-q", "--cache", str(cache),
+                                  "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        outs.append(json.loads(out.read_text()))
+    first, second = outs
+    assert first["stats"]["hashed"] == first["stats"]["images"] == 22
+    assert second["stats"]["from_cache"] == 22 and second["stats"]["hashed"] == 0
+    assert second["leakage"]["purge"] == first["leakage"]["purge"]

@@ -14,9 +14,10 @@ Each op is then journaled (:mod:`lookalike.journal`) before it changes anything:
     deleted, but the bytes are gone. Use ``move`` to a quarantine folder for an undo.
 ``hardlink`` / ``symlink``
     the duplicate is first preserved in ``<journal>.backup/<op>/`` (a hard link when it is on
-    the same file system, else a verified copy), then a link to the keeper is made under a
-    temporary name in the duplicate's folder and ``os.replace``\\ d over it (atomic). Undo puts
-    the preserved file back (same inode when possible) and restores its mtime. The backups hold
+    the same file system, else a verified copy); then a link to the keeper is made under a
+    temporary name in the duplicate's folder and moved over it with ``os.replace`` (atomic).
+    Symbolic links hold the keeper's absolute path. Undo puts the preserved file back (the same
+    inode when possible) and restores its mtime. The backups hold
     on to the replaced copies' space until you undo or delete the backup folder.
 
 Crash safety: the journal's intent line is fsync'd before the first change, and every op goes
@@ -165,10 +166,18 @@ def _copy_verified(src: str, dst: str, size: int, digest: str | None) -> None:
     shutil.copystat(src, dst, follow_symlinks=False)
 
 
+def _hardlink(src: str, dst: str) -> None:
+    """``link(src, dst)`` on ``src`` itself, never a symlink's target; fails if ``dst`` exists."""
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except NotImplementedError:  # platforms without linkat(); src was checked to be regular
+        os.link(src, dst)
+
+
 def _link_or_copy(src: str, dst: str, part: str, size: int, digest: str | None) -> None:
     """Make ``dst`` (which must not exist) hold ``src``'s bytes; ``src`` stays in place."""
     try:
-        os.link(src, dst, follow_symlinks=False)
+        _hardlink(src, dst)
         return
     except FileExistsError:
         raise
@@ -287,7 +296,7 @@ def _execute(rec: dict[str, Any]) -> None:
         _crash_point("link:backup")
         _remove(tmp)
         if action == "hardlink":
-            os.link(keeper, tmp, follow_symlinks=False)
+            _hardlink(keeper, tmp)
         else:
             os.symlink(keeper, tmp)
         _crash_point("link:tmp")
@@ -365,6 +374,7 @@ def _restore_link(rec: dict[str, Any], st: os.stat_result | None
     # Temp names are only ever extra names: the original is at ``path`` or ``backup``.
     _remove(rec["tmp"])
     _remove(rec["restore_tmp"])
+    _remove(rec["restore_tmp"] + ".part")
     _remove(rec["backup_part"])
     original_here = st is not None and stat.S_ISREG(st.st_mode) and \
         (st.st_dev, st.st_ino) == (rec.get("dev"), rec.get("ino"))

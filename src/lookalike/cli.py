@@ -250,7 +250,7 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
             result = restrict_to_leakage(result, leakage)
         # Every view of this scan carries the keep policy and the leakage section.
         write_report = functools.partial(write_report, keep=keep or None, leakage=leakage)
-        render_text = functools.partial(render_text, leakage=leakage)
+        render_text = functools.partial(render_text, leakage=leakage, keep=keep or None)
     json_path = None
     if output:
         fmt = fmt or {".csv": "csv", ".txt": "text"}.get(os.path.splitext(output)[1].lower(),
@@ -437,6 +437,49 @@ def undo_cmd(journal: str, quiet: bool) -> None:
         click.echo(f"{len(result.failed)} operations could not be undone (see the errors "
                    "above); they stay in the journal, fix the cause and run undo again", err=True)
         sys.exit(1)
+
+
+@cli.command("query")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--method", "-m", default=DEFAULT_METHOD, show_default=True,
+              type=click.Choice(_method_choices()), help="Hash method of the cached scan.")
+@click.option("--hash-size", type=int, default=None, help="Hash size of the cached scan.")
+@click.option("--threshold", "-t", type=int, default=DEFAULT_THRESHOLD, show_default=True,
+              help="Max Hamming distance in bits for a match.")
+@click.option("--decode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
+              help="Decode mode of the cached scan.")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=str),
+              default=None, help="Hash cache filled by earlier scans (default as for scan).")
+@click.option("--in", "under", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Only match cached images under this folder.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None, threshold: int,
+              decode: str, cache_path: str | None, under: str | None, fmt: str) -> None:
+    """Find matches of IMAGES among everything earlier scans put in the hash cache.
+
+    Only IMAGES are decoded; the collection is not rescanned. Use the same --method,
+    --hash-size and --decode as the scan that filled the cache.
+    """
+    import json
+
+    from .query import find_matches, render_matches
+
+    config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
+                        decode=decode)  # type: ignore[arg-type]
+    cache = _open_cache(cache_path)
+    try:
+        results, problems = find_matches(images, cache, config, under=under)
+    finally:
+        cache.close()
+    if fmt == "json":
+        click.echo(json.dumps({
+            "queries": [{"path": r.query.path, "hash": str(r.query.hash),
+                         "matches": [{"path": m.path, "distance": d, "hash": str(m.hash)}
+                                     for m, d in r.matches]} for r in results],
+            "errors": [p.to_dict() for p in problems]}, indent=1))
+    else:
+        click.echo(render_matches(results, problems), nl=False)
 
 
 def main(argv: list[str] | None = None) -> None:

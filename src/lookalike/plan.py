@@ -541,6 +541,10 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def render_plan(p: Plan, *, dry_run: bool = True) -> str:
     """The plan for humans: one line per operation under its group's keeper, then totals."""
     verb = {"move": "move", "delete": "delete", "hardlink": "hardlink", "symlink": "symlink"}
@@ -568,10 +572,10 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
     for s in p.skipped:
         lines.append(f"skip group {s.group}: {s.reason}; nothing in it will be touched")
     groups = sum(1 for g in p.groups if g.operations)
-    total = (f"total: {p.files} files, {human_bytes(p.bytes)} ({p.bytes} bytes) in "
-             f"{groups} groups; {len(p.skipped)} groups skipped")
+    total = (f"total: {_n(p.files, 'file')}, {human_bytes(p.bytes)} ({p.bytes} bytes) in "
+             f"{_n(groups, 'group')}; {_n(len(p.skipped), 'group')} skipped")
     if p.already_done:
-        total += f"; {p.already_done} files already done by the journal"
+        total += f"; {_n(p.already_done, 'file')} already done by the journal"
     lines.append(total)
     if p.action == "delete":
         lines.append("note: delete cannot be undone; --action move --to DIR keeps an undo")

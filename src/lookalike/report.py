@@ -117,7 +117,7 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
     elif format == "csv":
         text = render_csv(result)
     elif format == "text":
-        text = render_text(result, leakage=leakage)
+        text = render_text(result, leakage=leakage, keep=keep)
     else:
         raise ValueError(f"unknown report format {format!r}; use json, csv or text")
     if isinstance(out, (str, os.PathLike)):
@@ -151,24 +151,33 @@ def _human_bytes(n: float) -> str:
 
 
 def render_text(result: ScanResult, *, max_groups: int | None = None,
-                leakage: Leakage | None = None) -> str:
-    """A human summary: one block per group, then the files that could not be read."""
+                leakage: Leakage | None = None,
+                keep: str | Sequence[str] | KeepPolicy | None = None) -> str:
+    """A human summary: one block per group, then the files that could not be read.
+
+    ``*`` marks the member(s) the keep policy ``keep`` (default: the report's) would keep.
+    """
+    from .decide import KeepPolicy
+
+    policy = KeepPolicy.from_spec(keep, protect=leakage.reference if leakage else ())
     s = result.stats
     cfg = result.config
     lines = [
         f"{s.get('images', 0)} images scanned, {len(result.groups)} duplicate groups, "
-        f"{result.duplicates} duplicates ({_human_bytes(s.get('bytes_reclaimable', 0))} "
+        f"{s.get('duplicates', result.duplicates)} duplicates "
+        f"({_human_bytes(s.get('bytes_reclaimable', 0))} "
         f"reclaimable), {len(result.errors)} errors",
         f"method {cfg.method}, hash size {cfg.resolved_hash_size}, threshold {cfg.threshold} "
-        f"bits, grouping {cfg.grouping}",
+        f"bits, grouping {cfg.grouping}; * = kept by the keep policy, d = bits from the first",
     ]
     shown = result.groups if max_groups is None else result.groups[:max_groups]
     for g in shown:
         lines.append("")
         lines.append(f"group {g.id} ({g.kind}, {len(g)} images)")
+        kept = set(policy.decide(g).keep)
         for m in g.members:
             r = m.record
-            mark = "*" if r.path == g.representative else " "
+            mark = "*" if r.path in kept else " "
             lines.append(f" {mark} d={m.distance:<3} {r.width}x{r.height:<6} "
                          f"{_human_bytes(r.size_bytes):>9}  {r.path}")
     if max_groups is not None and len(result.groups) > max_groups:
