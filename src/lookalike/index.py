@@ -34,9 +34,18 @@ How the self-join works
    not enumerated quadratically: its codes already agree on the key, so the join recurses on
    the remaining bits for that run only.
 
-Time is about ``tables * N * 40 ns`` plus the candidate pairs (a few ns each); memory is a few
-arrays of ``N`` words plus the output, whatever the data. Dense clusters of *distinct* codes
-within ``T`` of each other cost their output size times the number of tables they collide in.
+Time is about ``tables * N * 25-45 ns`` plus ~20 ns per candidate pair (``_plan_join`` has
+the cost model); memory is a few arrays of ``N`` words plus the output, whatever the data.
+Dense clusters of *distinct* codes within ``T`` of each other cost their output size times
+the number of tables they collide in. Measured on a shared 2-core machine (CPU seconds,
+64-bit codes): 1M codes at T=8 in 9 s, 10M at T=4 in 23 s and at T=8 in 5 min, under 1 GB.
+
+Which pair API to use
+---------------------
+Grouping should call :func:`find_pairs_collapsed` and union the groups it returns: its output
+is linear in the input plus the pairs between *distinct* codes, so 100,000 identical blank
+images cost one group, not 5e9 pairs. :func:`find_pairs` keeps the row-pair contract (it is
+``find_pairs_collapsed(...).expand()``) for callers that really want every row pair.
 """
 
 from __future__ import annotations
@@ -82,11 +91,13 @@ _MAX_PROBES = 1 << 16
 # benchmarks/bench_search.py). Only ratios matter: they pick the plan.
 _NS_TABLE = 3e5  # fixed overhead per table (Python, allocations)
 _NS_ROW_NARROW = 25.0  # per code per table, 64-bit codes: permute + sort + run scan
-_NS_ROW_WIDE = 70.0  # per code per table, wider codes: key + sort + unpack (+ per word)
-_NS_ROW_WORD = 8.0
 _NS_PAIR_NARROW = 20.0  # per candidate pair, 64-bit codes (no gather: codes are in the sort)
-_NS_PAIR_WIDE = 30.0  # per candidate pair, wider codes (gathers rows)
-_NS_BRUTE = 1.0  # per pair and word, brute force
+_NS_ROW_WIDE = 45.0  # per code per table, wider codes: key + sort + unpack
+_NS_ROW_PROBE = 10.0  # ... plus gathering each probe word into table order
+_NS_PAIR_PROBE = 8.0  # per candidate pair and probe word, wider codes
+_NS_PAIR_WIDE = 60.0  # per candidate pair passing the probe words (gathers whole rows)
+_NS_BRUTE = 2.0  # per pair, brute force ...
+_NS_BRUTE_WORD = 4.0  # ... plus this per word
 _NS_PROBE = 150.0  # per probe in a query (binary search)
 _NS_CANDIDATE = 40.0  # per query candidate (gather + verify)
 
@@ -235,7 +246,9 @@ def _split_even(start: int, length: int, parts: int) -> list[tuple[int, int]]:
     return out
 
 
-def _mask_pieces(start: int, length: int, nbits: int, words: int) -> tuple[tuple[int, np.uint64], ...]:
+def _mask_pieces(
+    start: int, length: int, nbits: int, words: int
+) -> tuple[tuple[int, np.uint64], ...]:
     """A bit range as (word, mask) pieces of the packed layout."""
     g = 64 * words - nbits + start
     pieces = []
@@ -275,6 +288,24 @@ class _Plan:
                 yield j, subset
 
 
+def _brute_cost(n: int, words: int) -> float:
+    return (_NS_BRUTE + _NS_BRUTE_WORD * words) * n * (n - 1) / 2
+
+
+@lru_cache(maxsize=1024)
+def _binom_cdf(bits: int, t: int) -> float:
+    """Probability that two random ``bits``-bit strings are within ``t`` of each other."""
+    return sum(math.comb(bits, i) for i in range(min(t, bits) + 1)) / 2.0**bits
+
+
+def _probe_words(t: int, words: int) -> int:
+    """Words checked during the scan of a wide table: enough that random pairs rarely pass."""
+    probes = 1
+    while probes < words and _binom_cdf(64 * probes, t) > 0.01:
+        probes += 1
+    return probes
+
+
 def _plan_join(n: int, nbits: int, t: int, words: int, brute: bool = True) -> _Plan:
     """Choose chunks, radii and blocks for a self-join of ``n`` unique codes (0 < t < nbits).
 
@@ -285,12 +316,14 @@ def _plan_join(n: int, nbits: int, t: int, words: int, brute: bool = True) -> _P
     ``n^2 / 2^(key bits + 1)``.
     """
     pairs = n * (n - 1) / 2
-    best = _Plan((), _NS_BRUTE * words * pairs if brute else math.inf)
+    best = _Plan((), _brute_cost(n, words) if brute else math.inf)
     if words == 1:
         keycap, row_ns, pair_ns = 64, _NS_ROW_NARROW, _NS_PAIR_NARROW
     else:
         keycap = 64 - max(1, (n - 1).bit_length())
-        row_ns, pair_ns = _NS_ROW_WIDE + _NS_ROW_WORD * words, _NS_PAIR_WIDE
+        probes = _probe_words(t, words)
+        row_ns = _NS_ROW_WIDE + _NS_ROW_PROBE * probes
+        pair_ns = _NS_PAIR_PROBE * probes + _NS_PAIR_WIDE * _binom_cdf(64 * probes, t)
     for c in range(1, min(t + 1, nbits) + 1):
         r, a = divmod(t, c)
         chunks: list[_Chunk] = []
@@ -463,6 +496,10 @@ def _scan_sorted(
             if found.size:
                 buf_p.append(p[found])
                 buf_q.append(p[found] + off[found])
+                held += found.size
+                if held > _PAIR_BATCH // 4:
+                    emit(np.concatenate(buf_p), np.concatenate(buf_q))
+                    buf_p, buf_q, held = [], [], 0
             p, off = p[same], off[same] + 1
     if buf_p:
         emit(np.concatenate(buf_p), np.concatenate(buf_q))
@@ -472,17 +509,20 @@ def _scan_sorted(
 def _brute_join(codes: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs a < b within ``t``, by blocked all-against-all popcounts (O(n^2) time)."""
     n, words = codes.shape
+    cols = [np.ascontiguousarray(codes[:, w]) for w in range(words)]
     out_a, out_b, out_d = [], [], []
-    step = max(1, (1 << 21) // max(1, n * words))
+    step = max(1, min(n, (1 << 18) // max(1, n)))  # ~256k distances at a time stay in cache
+    upper = np.triu(np.ones((step, step), dtype=bool))
     for lo in range(0, n - 1, step):
         hi = min(n - 1, lo + step)
-        rest = codes[lo + 1 :]
-        dist = np.zeros((hi - lo, rest.shape[0]), dtype=np.uint16)
-        for w in range(words):
-            dist += np.bitwise_count(codes[lo:hi, w, None] ^ rest[None, :, w])
+        # rows lo..hi-1 against rows lo+1..n-1: column c is row lo + 1 + c
+        dist = np.bitwise_count(cols[0][lo:hi, None] ^ cols[0][None, lo + 1 :])
+        if words > 1:
+            dist = dist.astype(np.uint16)
+            for col in cols[1:]:
+                dist += np.bitwise_count(col[lo:hi, None] ^ col[None, lo + 1 :])
         ok = dist <= t
-        # column c is row lo + 1 + c; keep it only when it is after row lo + r
-        ok &= np.arange(rest.shape[0])[None, :] >= np.arange(hi - lo)[:, None]
+        ok[:, : hi - lo] &= upper[: hi - lo, : hi - lo]  # keep column rows after the row
         r, c = np.nonzero(ok)
         out_a.append(r + lo)
         out_b.append(c + lo + 1)
@@ -525,10 +565,9 @@ def _table_layout(plan: _Plan, j: int, subset: tuple[int, ...]) -> tuple[Ranges,
     """(key ranges, the other ranges in bit order) of one table."""
     blocks = plan.chunks[j].blocks
     key = tuple(blocks[b] for b in subset)
+    # blocks are disjoint bit ranges, so "not a key block" is a plain set test
     keyset = set(key)
-    rest = tuple(
-        blk for ch in plan.chunks for blk in ch.blocks if not (ch is plan.chunks[j] and blk in keyset)
-    )
+    rest = (blk for ch in plan.chunks for blk in ch.blocks if blk not in keyset)
     return key, _merge_ranges(rest)
 
 
@@ -692,11 +731,25 @@ def _wide_table(
     keys.sort()
     order = (keys & _U64((1 << idx_bits) - 1)).astype(np.intp)
     keys >>= _U64(idx_bits)
+    # A word or two of every code, in table order: their popcount bounds the distance from
+    # below, so the scan drops most candidates without gathering whole rows. Take the words
+    # with the fewest key bits (key bits of a candidate pair are equal and add nothing).
+    in_key = [0] * words
+    for s, length in used:
+        for w, m in _mask_pieces(s, length, nbits, words):
+            in_key[w] += int(m).bit_count()
+    ranked = sorted(range(words), key=in_key.__getitem__)
+    probes = [cols[w][order] for w in ranked[: _probe_words(t, words)]]
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def compare(a: slice | np.ndarray, b: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         same = keys[a] == keys[b]
-        return same, same
+        d = np.bitwise_count(probes[0][a] ^ probes[0][b])
+        if len(probes) > 1:
+            d = d.astype(np.uint16)  # four words can differ in 256 bits
+        for probe in probes[1:]:
+            d += np.bitwise_count(probe[a] ^ probe[b])
+        return same, same & (d <= t)
 
     def run_of(p: int) -> tuple[int, int]:
         return (int(np.searchsorted(keys, keys[p], side="left")),
@@ -704,11 +757,16 @@ def _wide_table(
 
     def emit(p: np.ndarray, q: np.ndarray) -> None:
         ra, rb = order[p], order[q]
-        x = codes[ra] ^ codes[rb]
-        d = np.bitwise_count(x).sum(axis=1, dtype=np.int64)
-        hit = np.flatnonzero(d <= t)
-        if hit.size:
-            hit = hit[_owned(x[hit], rule)]
+        # word by word, dropping pairs as soon as they are too far apart
+        d = np.zeros(ra.size, dtype=np.int64)
+        for col in cols:
+            d += np.bitwise_count(col[ra] ^ col[rb])
+            near = np.flatnonzero(d <= t)
+            if near.size < d.size:
+                ra, rb, d = ra[near], rb[near], d[near]
+        if d.size:
+            x = np.stack([col[ra] ^ col[rb] for col in cols], axis=1)
+            hit = _owned(x, rule)
             found.append((ra[hit], rb[hit], d[hit]))
 
     rest = _merge_ranges(_complement(used, nbits))
@@ -739,7 +797,7 @@ def _complement(ranges: Iterable[tuple[int, int]], nbits: int) -> list[tuple[int
 class CollapsedPairs(NamedTuple):
     """Pairs among *distinct* codes; identical codes are collapsed into groups.
 
-    Rows ``r`` and ``s`` of the input are within the distance exactly when
+    Rows ``r != s`` of the input are within ``max_distance`` exactly when
     ``groups[r] == groups[s]`` (distance 0) or ``(groups[r], groups[s])`` is a listed pair.
     Groups are numbered by first occurrence, so without duplicates ``groups[r] == r`` and the
     pairs are the row pairs.
@@ -831,10 +889,10 @@ def find_pairs_collapsed(
 
     Note:
         Exact: the same pairs a brute-force scan finds. Time is roughly
-        ``N log N + tables * N * 40 ns``, with 10-500 tables for 64-bit codes and radii up
-        to 10 (chosen by a cost model), plus a few ns per random candidate pair and per
-        output pair; memory is ``O(N)`` words plus the output. 1M 64-bit codes at
-        ``max_distance=8`` take about 10 s on 2 cores.
+        ``N log N + tables * N * 25-45 ns`` plus ~20 ns per candidate pair, with 10-600
+        tables for 64-bit codes and radii up to 10 (chosen by a cost model); memory is
+        ``O(N)`` words plus the output. For 64-bit codes: 1M at ``max_distance=8`` takes
+        about 9 CPU-seconds, 10M at 4 about 23 and 10M at 8 about 300, in under 1 GB.
 
     Examples:
         >>> res = find_pairs_collapsed(pack_hashes([5, 5, 7, 1 << 40], 64), 1)
@@ -973,26 +1031,33 @@ def _plan_query(n: int, nbits: int, t: int, idx_bits: int) -> _QueryPlan:
 class HammingIndex:
     """Exact Hamming-distance index over hashes of ``nbits`` bits, with ids.
 
-    Add hashes (and ids), then ask which stored hashes lie within ``max_distance`` of a new
-    hash, without rescanning everything. Results are exact (verified with a popcount), so
-    unlike LSH indexes nothing needs re-ranking; the grouper can still re-check them.
+    Add hashes (and ids), then ask which stored hashes lie within ``max_distance`` of new
+    ones, without rescanning everything. Results are exact (verified with a popcount), so
+    unlike LSH indexes they need no re-ranking; the grouper may still re-check them.
 
-    Internally this is multi-index hashing: per query radius a cost model picks ``c`` chunks;
-    each chunk has one sorted table (8 bytes per hash) built lazily on the first query and
-    kept until the index changes. Recent single adds sit in a small unsorted buffer scanned
-    by brute force, and are merged into the tables when it grows past 1/8 of the index.
+    Internally this is multi-index hashing: for a query radius a cost model picks ``c``
+    chunks with radii ``r_j`` (``sum(r_j + 1) > max_distance``); each chunk has one sorted
+    table of ``key << idx_bits | row`` (8 bytes per hash), built on first use and kept until
+    the index changes, and a query probes every key within ``r_j`` of its own chunk key.
+    Hashes added one call at a time sit in a small unsorted buffer scanned by brute force,
+    merged into the tables once it exceeds 1/8 of the index.
+
+    Memory: ``8 * W + 25`` bytes per hash, plus 8 bytes per hash per chunk table (3 tables
+    for 64-bit hashes and radius 8 at 1M hashes).
 
     Args:
         nbits: Bits per hash (e.g. 64 for an 8x8 dHash).
-        max_distance: The radius you usually query with. Optional; when set, :meth:`bulk`
-            builds that radius's tables on exit instead of on the first query.
+        max_distance: The radius you usually query with (optional). When set, it is the
+            default for :meth:`query`, and :meth:`bulk` builds its tables on exit instead of
+            on the first query.
 
     Raises:
         ConfigError: ``nbits`` or ``max_distance`` is invalid (a ``ValueError``).
 
     Examples:
         >>> index = HammingIndex(64)
-        >>> index.add([0b1111, 0b1110, 1 << 63], ids=[10, 11, 12])
+        >>> index.add([0b1111, 0b1110, 1 << 63], ids=[10, 11, 12]).tolist()
+        [10, 11, 12]
         >>> index.query(0b0111, max_distance=2)
         [(10, 1), (11, 2)]
         >>> index.remove(11)
@@ -1007,21 +1072,35 @@ class HammingIndex:
             _check_distance(max_distance)
             if max_distance > self.nbits:
                 raise ConfigError(
-                    f"max_distance={max_distance} exceeds nbits={self.nbits}; every hash would"
-                    " match. Use a radius below the hash size."
+                    f"max_distance={max_distance} exceeds nbits={self.nbits}, so every hash"
+                    " would match; use a radius of at most nbits"
                 )
         self.max_distance = max_distance
-        self._codes = np.zeros((0, self._words), dtype=_U64)
-        self._ids = _EMPTY_I64
-        self._alive = np.zeros(0, dtype=bool)
-        self._n_main = 0  # rows [0, n_main) are in the tables, the rest is the buffer
-        self._sorted_ids = _EMPTY_I64  # main ids, sorted, and their rows
+        # rows [0, size) of growable arrays; rows [0, n_main) are in the tables
+        self._codes_buf = np.zeros((0, self._words), dtype=_U64)
+        self._ids_buf = _EMPTY_I64
+        self._alive_buf = np.zeros(0, dtype=bool)
+        self._size = 0
+        self._n_main = 0
+        self._live = 0
+        self._sorted_ids = _EMPTY_I64  # ids of the main rows, sorted, and their rows
         self._sorted_rows = _EMPTY_I64
-        self._buffer_rows: dict[int, int] = {}  # id -> row for buffered rows
+        self._buffer_rows: dict[int, int] = {}  # id -> row, for rows after n_main
         self._tables: dict[tuple, list[np.ndarray]] = {}
         self._next_id = 0
-        self._live = 0
         self._bulk: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    @property
+    def _codes(self) -> np.ndarray:
+        return self._codes_buf[: self._size]
+
+    @property
+    def _ids(self) -> np.ndarray:
+        return self._ids_buf[: self._size]
+
+    @property
+    def _alive(self) -> np.ndarray:
+        return self._alive_buf[: self._size]
 
     # -- size and membership
 
@@ -1044,7 +1123,7 @@ class HammingIndex:
         at = int(np.searchsorted(self._sorted_ids, item_id))
         if at < self._sorted_ids.size and self._sorted_ids[at] == item_id:
             row = int(self._sorted_rows[at])
-            if self._alive[row]:
+            if self._alive_buf[row]:
                 return row
         return None
 
@@ -1067,50 +1146,59 @@ class HammingIndex:
                 is already stored (or repeated).
 
         Note:
-            Cost: ``O(n)`` plus, now and then, a rebuild of the tables (amortised ``O(log N)``
-            per hash). Inside :meth:`bulk` the hashes are only queued.
+            Cost: ``O(n)`` amortised, plus now and then a rebuild of the tables when the
+            buffer outgrows 1/8 of the index (amortised ``O(log N)`` per hash). Inside
+            :meth:`bulk` the hashes are only queued.
         """
         codes = self._to_codes(hashes)
         n = codes.shape[0]
         if ids is None:
             new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         else:
-            new_ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids)
-            if new_ids.shape != (n,) or (n and not np.issubdtype(new_ids.dtype, np.integer)):
-                raise ValueError(f"ids must be {n} ints, one per hash; got shape {new_ids.shape}")
-            new_ids = new_ids.astype(np.int64)
+            raw = ids if isinstance(ids, np.ndarray) else np.array(list(ids))
+            if raw.shape != (n,) or (n and not np.issubdtype(raw.dtype, np.integer)):
+                raise ValueError(f"ids must be {n} ints, one per hash; got shape {raw.shape}")
+            new_ids = raw.astype(np.int64)
             if np.unique(new_ids).size != n:
                 raise ValueError("ids must be unique within one add() call")
+        self._check_new_ids(new_ids, buffered=self._bulk is None)
         if n:
             self._next_id = max(self._next_id, int(new_ids.max()) + 1)
         if self._bulk is not None:
-            self._check_new_ids(new_ids, main_only=True)
             self._bulk.append((codes, new_ids))
             return new_ids
-        self._check_new_ids(new_ids)
         self._append(codes, new_ids)
-        if self._codes.shape[0] - self._n_main > max(1024, self._n_main // 8):
+        if self._size - self._n_main > max(1024, self._n_main // 8):
             self._consolidate()
         return new_ids
 
-    def _check_new_ids(self, new_ids: np.ndarray, main_only: bool = False) -> None:
-        at = np.searchsorted(self._sorted_ids, new_ids)
-        at = np.minimum(at, max(self._sorted_ids.size - 1, 0))
+    def _check_new_ids(self, new_ids: np.ndarray, buffered: bool = True) -> None:
         clash = np.zeros(new_ids.size, dtype=bool)
         if self._sorted_ids.size:
-            clash = (self._sorted_ids[at] == new_ids) & self._alive[self._sorted_rows[at]]
-        if not main_only and self._buffer_rows:
-            clash |= np.fromiter((int(i) in self._buffer_rows for i in new_ids), bool, new_ids.size)
+            at = np.minimum(np.searchsorted(self._sorted_ids, new_ids), self._sorted_ids.size - 1)
+            clash = (self._sorted_ids[at] == new_ids) & self._alive_buf[self._sorted_rows[at]]
+        if buffered and self._buffer_rows:
+            clash |= np.array([i in self._buffer_rows for i in new_ids.tolist()], dtype=bool)
         if clash.any():
-            raise ValueError(f"id {int(new_ids[clash][0])} is already in the index; remove() it first")
+            raise ValueError(
+                f"id {int(new_ids[clash][0])} is already in the index; remove() it first"
+            )
 
     def _append(self, codes: np.ndarray, new_ids: np.ndarray) -> None:
-        base = self._codes.shape[0]
-        self._codes = np.concatenate([self._codes, codes])
-        self._ids = np.concatenate([self._ids, new_ids])
-        self._alive = np.concatenate([self._alive, np.ones(codes.shape[0], dtype=bool)])
-        self._buffer_rows.update(zip(new_ids.tolist(), range(base, base + codes.shape[0]), strict=True))
-        self._live += codes.shape[0]
+        n, size = codes.shape[0], self._size
+        if size + n > self._ids_buf.size:  # grow geometrically: O(1) amortised per row
+            cap = max(size + n, 2 * self._ids_buf.size, 1024)
+            self._codes_buf = np.concatenate(
+                [self._codes, np.zeros((cap - size, self._words), dtype=_U64)]
+            )
+            self._ids_buf = np.concatenate([self._ids, np.zeros(cap - size, dtype=np.int64)])
+            self._alive_buf = np.concatenate([self._alive, np.zeros(cap - size, dtype=bool)])
+        self._codes_buf[size : size + n] = codes
+        self._ids_buf[size : size + n] = new_ids
+        self._alive_buf[size : size + n] = True
+        self._buffer_rows.update(zip(new_ids.tolist(), range(size, size + n), strict=True))
+        self._size += n
+        self._live += n
 
     def remove(self, item_id: int) -> None:
         """Remove the hash stored under ``item_id``.
@@ -1119,23 +1207,24 @@ class HammingIndex:
             KeyError: No hash is stored under that id.
 
         Note:
-            ``O(log N)``; removed rows are dropped from the tables at the next rebuild.
+            ``O(log N)``; removed rows leave the tables at the next rebuild, which happens
+            once a quarter of the rows are removed ones.
         """
         row = self._row_of(int(item_id))
         if row is None:
             raise KeyError(item_id)
-        self._alive[row] = False
+        self._alive_buf[row] = False
         self._buffer_rows.pop(int(item_id), None)
         self._live -= 1
-        if self._live < 0.75 * self._codes.shape[0] and self._codes.shape[0] > 1024:
+        if self._size > 1024 and self._live < 0.75 * self._size:
             self._consolidate()
 
     @contextmanager
     def bulk(self) -> Iterator[HammingIndex]:
         """Queue :meth:`add` calls and build the tables once, at exit.
 
-        Hashes added inside the block are not visible to queries until it ends; if the block
-        raises, none of them is added.
+        Hashes added inside the block become visible when it ends; if the block raises
+        (or two queued hashes share an id), none of them is added.
 
         Examples:
             >>> index = HammingIndex(64, max_distance=4)
@@ -1147,39 +1236,38 @@ class HammingIndex:
         """
         if self._bulk is not None:
             raise RuntimeError("bulk() sessions cannot be nested")
-        self._bulk = []
-        next_id = self._next_id
+        self._bulk, next_id = [], self._next_id
         try:
             yield self
+            queued = self._bulk
+            if queued:
+                ids = np.concatenate([i for _, i in queued])
+                if np.unique(ids).size != ids.size:
+                    raise ValueError("ids repeated inside one bulk() session; nothing was added")
+                self._check_new_ids(ids)
         except BaseException:
-            self._bulk = None
             self._next_id = next_id
             raise
-        queued, self._bulk = self._bulk, None
+        finally:
+            self._bulk = None
         if not queued:
             return
-        ids = np.concatenate([i for _, i in queued])
-        if np.unique(ids).size != ids.size:
-            self._next_id = next_id
-            raise ValueError("ids repeated inside one bulk() session; nothing was added")
-        try:
-            self._check_new_ids(ids)
-        except ValueError:
-            self._next_id = next_id
-            raise
         self._append(np.concatenate([c for c, _ in queued]), ids)
         self._consolidate()
         if self.max_distance is not None and self._n_main:
-            self._tables_for(_plan_query(self._n_main, self.nbits, self.max_distance,
-                                         self._idx_bits()))
+            self._tables_for(
+                _plan_query(self._n_main, self.nbits, self.max_distance, self._idx_bits())
+            )
 
     def _consolidate(self) -> None:
-        """Drop removed rows, move the buffer into the main part; tables rebuild lazily."""
+        """Drop removed rows and move the buffer into the main part; tables rebuild lazily."""
         if not self._alive.all():
-            keep = self._alive
-            self._codes, self._ids = self._codes[keep], self._ids[keep]
-            self._alive = np.ones(self._codes.shape[0], dtype=bool)
-        self._n_main = self._codes.shape[0]
+            keep = np.flatnonzero(self._alive)
+            self._size = keep.size
+            self._codes_buf = self._codes_buf[keep]
+            self._ids_buf = self._ids_buf[keep]
+            self._alive_buf = np.ones(keep.size, dtype=bool)
+        self._n_main = self._size
         self._sorted_rows = np.argsort(self._ids, kind="stable")
         self._sorted_ids = self._ids[self._sorted_rows]
         self._buffer_rows = {}
@@ -1188,16 +1276,14 @@ class HammingIndex:
     def _to_codes(self, hashes: object) -> np.ndarray:
         words, nbits = self._words, self.nbits
         if isinstance(hashes, np.ndarray) and hashes.dtype != object:
-            arr = hashes
-            if arr.ndim == 1 and words == 1:
-                arr = arr.reshape(-1, 1)
+            arr = hashes.reshape(-1, 1) if hashes.ndim == 1 and words == 1 else hashes
             if arr.ndim != 2 or arr.shape[1] != words:
                 raise ValueError(
                     f"hashes must be ints or an (n, {words}) uint64 array from pack_hashes();"
                     f" got shape {arr.shape}"
                 )
             arr = _as_code_array(arr)
-            top = nbits - 64 * (words - 1)
+            top = nbits - 64 * (words - 1)  # bits used in word 0
             if arr.size and top < 64 and int(arr[:, 0].max()) >> top:
                 raise ValueError(f"a hash does not fit in nbits={nbits} bits")
             return arr
@@ -1238,13 +1324,17 @@ class HammingIndex:
         Returns:
             ``[(id, distance), ...]`` sorted by distance, then id. Exact.
 
+        Raises:
+            ConfigError: No radius given here or in the constructor (a ``ValueError``).
+
         Note:
-            Cost: about ``sum_j V(bits_j, r_j)`` binary searches (the neighbour keys of each
-            chunk, e.g. ~700 for 64-bit hashes, radius 8, 1M hashes) plus the candidates;
-            the first query at a new radius builds that radius's tables (``O(N log N)``).
+            Cost: ``sum_j V(bits_j, r_j)`` binary searches (every key within ``r_j`` of the
+            query's chunk keys: ~700 for 64-bit hashes, radius 8 and 1M hashes) plus the
+            candidates found. The first query at a new radius builds that radius's tables
+            (``O(N log N)``). For many hashes use :meth:`query_many`.
         """
         if isinstance(h, np.ndarray) and h.dtype != object:
-            codes = h.reshape(1, -1)
+            codes: object = h.reshape(1, -1)
         else:
             codes = [h]
         _, ids, dist = self.query_many(codes, max_distance)
@@ -1260,32 +1350,27 @@ class HammingIndex:
             max_distance: Radius in bits; defaults to the constructor's ``max_distance``.
 
         Returns:
-            ``(query, id, distance)`` int64 arrays: ``query`` indexes ``hashes``; sorted by
+            ``(query, id, distance)`` int64 arrays, ``query`` indexing ``hashes``; sorted by
             query, distance, id.
         """
         if max_distance is None:
             if self.max_distance is None:
                 raise ConfigError(
-                    "pass max_distance=... to query(), or set it in HammingIndex(nbits,"
-                    " max_distance=...)"
+                    "pass max_distance=... to query(), or set it once with"
+                    " HammingIndex(nbits, max_distance=...)"
                 )
             max_distance = self.max_distance
         t = _check_distance(max_distance)
         q = self._to_codes(hashes)
-        out_q, out_r, out_d = [], [], []
+        out_q: list[np.ndarray] = []
+        out_r: list[np.ndarray] = []
+        out_d: list[np.ndarray] = []
         if self._n_main and q.shape[0]:
             self._query_main(q, t, out_q, out_r, out_d)
-        buffered = np.arange(self._n_main, self._codes.shape[0])
+        buffered = np.arange(self._n_main, self._size)
         buffered = buffered[self._alive[buffered]]
         if buffered.size and q.shape[0]:
-            step = max(1, (1 << 20) // buffered.size)
-            for lo in range(0, q.shape[0], step):
-                x = q[lo : lo + step, None, :] ^ self._codes[buffered][None, :, :]
-                d = np.bitwise_count(x).sum(axis=2, dtype=np.int64)
-                qi, ci = np.nonzero(d <= t)
-                out_q.append(qi + lo)
-                out_r.append(buffered[ci])
-                out_d.append(d[qi, ci])
+            _brute_query(q, self._codes[buffered], buffered, t, out_q, out_r, out_d)
         qi, rows, d = _cat3(out_q, out_r, out_d)
         ids = self._ids[rows]
         order = np.lexsort((ids, d, qi))
@@ -1295,15 +1380,9 @@ class HammingIndex:
         n, words = self._n_main, self._words
         codes = self._codes[:n]
         plan = _plan_query(n, self.nbits, t, self._idx_bits())
-        if not plan.chunks:  # brute force is cheaper (small index or huge radius)
-            step = max(1, (1 << 20) // max(n, 1))
-            for lo in range(0, q.shape[0], step):
-                d = np.bitwise_count(q[lo : lo + step, None, :] ^ codes[None]).sum(2, dtype=np.int64)
-                qi, ri = np.nonzero(d <= t)
-                keep = self._alive[ri]
-                out_q.append(qi[keep] + lo)
-                out_r.append(ri[keep])
-                out_d.append(d[qi, ri][keep])
+        if not plan.chunks:  # brute force is cheaper (a small index or a huge radius)
+            rows = np.flatnonzero(self._alive[:n])
+            _brute_query(q, codes[rows], rows, t, out_q, out_r, out_d)
             return
         tables = self._tables_for(plan)
         idx_bits = self._idx_bits()
@@ -1327,17 +1406,17 @@ class HammingIndex:
                     x = codes[rows] ^ q[qi]
                     d = np.bitwise_count(x).sum(axis=1, dtype=np.int64)
                     ok = (d <= t) & self._alive[rows]
-                    # report a match only from the first chunk within its radius
+                    # a match is reported by the first chunk it is within the radius of
                     for prev in range(jj):
-                        ok &= (
-                            np.bitwise_count(_masked(x, chunk_masks[prev])).sum(axis=1)
-                            > plan.chunks[prev][2]
-                        )
+                        within = np.bitwise_count(_masked(x, chunk_masks[prev])).sum(axis=1)
+                        ok &= within > plan.chunks[prev][2]
                     out_q.append(qi[ok])
                     out_r.append(rows[ok])
                     out_d.append(d[ok])
 
-    def pairs(self, max_distance: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def pairs(
+        self, max_distance: int, *, workers: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All pairs of stored hashes within ``max_distance``, by id.
 
         Returns:
@@ -1345,20 +1424,35 @@ class HammingIndex:
             ``(id_a, id_b)``.
 
         Note:
-            Runs :func:`find_pairs` over the stored hashes (same cost). The output is
-            quadratic in the number of identical hashes; for grouping, prefer
-            :func:`find_pairs_collapsed` on the codes.
+            Runs :func:`find_pairs` over the stored hashes (same cost; the tables of this
+            index are not used). The output is quadratic in the number of identical
+            hashes; for grouping, prefer :func:`find_pairs_collapsed`.
         """
         t = _check_distance(max_distance)
         rows = np.flatnonzero(self._alive)
-        a, b, d = find_pairs(self._codes[rows], t)
+        a, b, d = find_pairs(self._codes[rows], t, workers=workers)
         ia, ib = self._ids[rows[a]], self._ids[rows[b]]
         lo, hi = np.minimum(ia, ib), np.maximum(ia, ib)
         order = np.lexsort((hi, lo))
         return lo[order], hi[order], d[order]
 
 
+def _brute_query(
+    q: np.ndarray, codes: np.ndarray, rows: np.ndarray, t: int, out_q: list, out_r: list,
+    out_d: list,
+) -> None:
+    """Every query against every given row, in blocks of about a million comparisons."""
+    step = max(1, (1 << 20) // max(rows.size, 1))
+    for lo in range(0, q.shape[0], step):
+        d = np.bitwise_count(q[lo : lo + step, None, :] ^ codes[None]).sum(2, dtype=np.int64)
+        qi, ci = np.nonzero(d <= t)
+        out_q.append(qi + lo)
+        out_r.append(rows[ci])
+        out_d.append(d[qi, ci])
+
+
 def _masked(x: np.ndarray, pieces: tuple[tuple[int, np.uint64], ...]) -> np.ndarray:
+    """``x`` with only the bits inside the mask pieces kept."""
     out = np.zeros_like(x)
     for w, m in pieces:
         out[:, w] |= x[:, w] & m
