@@ -45,10 +45,19 @@ def test_representative_is_largest_image_and_listed_first():
     assert [m.distance for m in g.members] == [0, 0, 0]
 
 
-def test_same_file_digest_is_an_exact_group_even_if_hashes_differ():
-    recs = [rec("/x", 0, digest="same"), rec("/y", 0xFFFF, digest="same")]
-    (g,) = build_groups(recs, 0)
-    assert g.kind == "exact"
+def test_groups_of_identical_files_are_exact_and_others_near():
+    recs = [rec("/x", 7, digest="same"), rec("/y", 7, digest="same"),
+            rec("/p", 9, digest="p"), rec("/q", 9, digest="q")]
+    kinds = {tuple(g.paths): g.kind for g in build_groups(recs, 0)}
+    assert kinds == {("/x", "/y"): "exact", ("/p", "/q"): "near"}
+
+
+def test_many_identical_hashes_group_without_quadratic_work():
+    recs = [rec(f"/blank{i:05d}", 0) for i in range(20000)] + [rec("/other", 0xFFFF)]
+    (g,) = build_groups(recs, 3, "star")
+    assert len(g) == 20000 and "/other" not in g.paths
+    (g,) = build_groups(recs, 3)
+    assert len(g) == 20000
 
 
 def test_groups_do_not_depend_on_input_order():

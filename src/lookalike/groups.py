@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from .index import find_pairs, pack_hashes
+from .index import find_pairs, find_pairs_collapsed, pack_hashes
 from .model import Group, ImageRecord, Member
 
 __all__ = ["GroupMode", "build_groups", "near_pairs"]
@@ -75,38 +75,89 @@ def near_pairs(records: Sequence[ImageRecord], max_distance: int
     return pairs
 
 
-def _components(n: int, pairs: dict[tuple[int, int], int]) -> list[list[int]]:
-    parent = list(range(n))
+class _Graph:
+    """The "within threshold" graph over records, kept collapsed.
 
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    Identical codes form one node (a *code group*); edges join code groups within the
+    threshold. A record may own several code groups (multi-segment hashes). Nothing here is
+    quadratic in the size of a group of identical hashes (100k blank images cost O(100k)).
+    """
 
-    for a, b in pairs:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    comps: dict[int, list[int]] = defaultdict(list)
-    for i in range(n):
-        comps[find(i)].append(i)
-    return [c for c in comps.values() if len(c) > 1]
+    def __init__(self, records: Sequence[ImageRecord], max_distance: int) -> None:
+        owners: list[int] = []
+        values: list[int] = []
+        for i, rec in enumerate(records):
+            for seg in rec.hash.segments:
+                owners.append(i)
+                values.append(seg)
+        self.n = len(records)
+        if not values:
+            self.owners_of: list[list[int]] = []
+            self.groups_of: list[list[int]] = [[] for _ in range(self.n)]
+            self.adj: list[list[int]] = []
+            return
+        cp = find_pairs_collapsed(pack_hashes(values, records[0].hash.nbits), max_distance)
+        n_groups = len(cp.representatives)
+        owners_of: list[list[int]] = [[] for _ in range(n_groups)]
+        groups_of: list[list[int]] = [[] for _ in range(self.n)]
+        for owner, g in zip(owners, cp.groups.tolist(), strict=True):
+            if not owners_of[g] or owners_of[g][-1] != owner:
+                owners_of[g].append(owner)
+            if not groups_of[owner] or groups_of[owner][-1] != g:
+                groups_of[owner].append(g)
+        adj: list[list[int]] = [[] for _ in range(n_groups)]
+        for a, b in zip(cp.i.tolist(), cp.j.tolist(), strict=True):
+            adj[a].append(b)
+            adj[b].append(a)
+        self.owners_of, self.groups_of, self.adj = owners_of, groups_of, adj
+
+    def components(self) -> list[list[int]]:
+        parent = list(range(self.n))
+
+        def find(x: int) -> int:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        def union(a: int, b: int) -> None:
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+
+        for g, owners in enumerate(self.owners_of):
+            for o in owners[1:]:
+                union(owners[0], o)
+            for h in self.adj[g]:
+                if h > g:
+                    union(owners[0], self.owners_of[h][0])
+        comps: dict[int, list[int]] = defaultdict(list)
+        for i in range(self.n):
+            comps[find(i)].append(i)
+        return [c for c in comps.values() if len(c) > 1]
+
+    def neighbours(self, i: int) -> set[int]:
+        out: set[int] = set()
+        for g in self.groups_of[i]:
+            out.update(self.owners_of[g])
+            for h in self.adj[g]:
+                out.update(self.owners_of[h])
+        out.discard(i)
+        return out
+
+    def has_neighbours(self, i: int) -> bool:
+        return any(len(self.owners_of[g]) > 1 or self.adj[g] for g in self.groups_of[i])
 
 
-def _stars(records: Sequence[ImageRecord], pairs: dict[tuple[int, int], int]
-           ) -> list[list[int]]:
-    adj: dict[int, set[int]] = defaultdict(set)
-    for a, b in pairs:
-        adj[a].add(b)
-        adj[b].add(a)
-    order = sorted(adj, key=lambda i: _quality_key(records[i]))
+def _stars(records: Sequence[ImageRecord], graph: _Graph) -> list[list[int]]:
+    order = sorted((i for i in range(len(records)) if graph.has_neighbours(i)),
+                   key=lambda i: _quality_key(records[i]))
     assigned: set[int] = set()
     out = []
     for leader in order:
         if leader in assigned:
             continue
-        members = [j for j in adj[leader] if j not in assigned]
+        members = sorted(j for j in graph.neighbours(leader) if j not in assigned)
         if not members:
             continue
         assigned.add(leader)
@@ -115,40 +166,35 @@ def _stars(records: Sequence[ImageRecord], pairs: dict[tuple[int, int], int]
     return out
 
 
-def _distance(records: Sequence[ImageRecord], pairs: dict[tuple[int, int], int],
-              a: int, b: int) -> int:
-    if a == b:
-        return 0
-    known = pairs.get((a, b) if a < b else (b, a))
-    return known if known is not None else records[a].hash - records[b].hash
-
-
 def build_groups(records: Sequence[ImageRecord], max_distance: int,
                  mode: GroupMode = "components") -> list[Group]:
     """Group ``records`` whose hashes are within ``max_distance`` bits.
 
     Returns groups of two or more members, largest first (ties: first path), numbered from 1.
     In each group the representative comes first (most pixels, then largest file, then path),
-    then members by distance and path.
+    then members by distance and path. Records with the same file digest have the same
+    hash, so exact duplicates always land in one group.
 
-    Cost: the pair search of :func:`lookalike.index.find_pairs` plus O(pairs) here.
+    Cost: the pair search of :func:`lookalike.index.find_pairs_collapsed` plus time linear
+    in records and pairs between *distinct* hashes (identical hashes are never expanded).
     """
     if max_distance < 0:
         raise ValueError("max_distance must be >= 0")
     recs = sorted(records, key=lambda r: r.path)
-    pairs = near_pairs(recs, max_distance)
+    graph = _Graph(recs, max_distance)
     if mode == "components":
-        clusters = _components(len(recs), pairs)
+        clusters = graph.components()
         reps = [min(c, key=lambda i: _quality_key(recs[i])) for c in clusters]
     elif mode == "star":
-        clusters = _stars(recs, pairs)
+        clusters = _stars(recs, graph)
         reps = [c[0] for c in clusters]
     else:
         raise ValueError(f"unknown grouping mode {mode!r}; use 'components' or 'star'")
     built = []
     for cluster, rep in zip(clusters, reps, strict=True):
+        rep_hash = recs[rep].hash
         members = sorted(
-            (Member(recs[i], _distance(recs, pairs, rep, i)) for i in cluster),
+            (Member(recs[i], 0 if i == rep else rep_hash - recs[i].hash) for i in cluster),
             key=lambda m: (m.record.path != recs[rep].path, m.distance, m.record.path),
         )
         built.append((members, recs[rep].path))
