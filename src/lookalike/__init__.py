@@ -19,6 +19,9 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .act import ApplyResult, UndoResult, apply, undo
+
+# ``lookalike.calibrate`` is the function, not the module (as with ``plan`` below).
+from .calibrate import Calibration, calibrate
 from .config import DEFAULT_HASH_SIZE, DEFAULT_METHOD, DEFAULT_THRESHOLD, ScanConfig
 from .decide import KeepPolicy
 from .errors import (
@@ -33,11 +36,13 @@ from .events import NullReporter, Reporter
 from .html import HtmlSummary, write_html
 from .leakage import Leakage, find_leakage
 from .model import Group, Hash, ImageRecord, Member
+from .parquet import ParquetStore, read_results
 from .pipeline import ScanResult
 
 # ``lookalike.plan`` is the function, not the module, once this runs (a from-import binds
 # after loading); ``from lookalike.plan import Decisions`` still reaches the module.
 from .plan import Operation, Plan, plan
+from .remote import scan_inputs
 from .report import Report, read_report, write_report
 
 if TYPE_CHECKING:
@@ -45,6 +50,7 @@ if TYPE_CHECKING:
 
     from .cache import HashCache
     from .executors.base import Executor
+    from .pdq import PdqHash
 
 __version__ = "0.1.0"
 
@@ -53,6 +59,7 @@ __all__ = [
     "DEFAULT_METHOD",
     "DEFAULT_THRESHOLD",
     "ApplyResult",
+    "Calibration",
     "ConfigError",
     "DecodeError",
     "Group",
@@ -66,6 +73,7 @@ __all__ = [
     "Member",
     "NullReporter",
     "Operation",
+    "ParquetStore",
     "Plan",
     "Problem",
     "Report",
@@ -76,12 +84,16 @@ __all__ = [
     "UndoResult",
     "__version__",
     "apply",
+    "calibrate",
     "find_leakage",
     "hash_image",
     "methods",
+    "pdq_hash",
     "plan",
     "read_report",
+    "read_results",
     "scan",
+    "scan_inputs",
     "undo",
     "write_html",
     "write_report",
@@ -151,3 +163,27 @@ def methods() -> dict[str, str]:
     from .hashes import METHODS
 
     return {name: m.summary for name, m in METHODS.items()}
+
+
+def pdq_hash(image: str | os.PathLike[str] | Image, *, decode: str = "full") -> PdqHash:
+    """PDQ hash (method ``pdq``, 256 bits) of one image file or PIL image, with its quality.
+
+    ``.quality`` (0..100) measures how much detail the hash rests on: Meta advises
+    ignoring matches on hashes below 50 (flat, blank or tiny images). With
+    ``decode="full"`` the bits equal the reference implementation's (and the ``pdqhash``
+    package's) on the same pixels.
+
+    Raises:
+        DecodeError: the file is not a readable image.
+    """
+    from .decode import Picture, decode_bytes
+    from .hashes import compute_pdq
+    from .pdq import PdqHash
+
+    if isinstance(image, (str, os.PathLike)):
+        with open(image, "rb") as fh:
+            pic = decode_bytes(fh.read(), mode=decode)[0]  # type: ignore[arg-type]
+    else:
+        pic = Picture.from_pil(image)
+    return PdqHash(*compute_pdq(pic))
+

@@ -133,6 +133,10 @@ def cli() -> None:
               help="Hash size (grid side; bits per bin for colorhash). Default: the method's.")
 @click.option("--threshold", "-t", type=int, default=DEFAULT_THRESHOLD, show_default=True,
               help="Max Hamming distance in bits for a match; 0 = identical hashes.")
+@click.option("--invariant", type=click.Choice(["none", "flips", "rotations", "dihedral"]),
+              default="none", show_default=True,
+              help="Also match mirrored (flips), 90/180/270-degree rotated (rotations) or all "
+              "eight flipped/rotated (dihedral) copies.")
 @click.option("--grouping", type=click.Choice(["components", "star"]), default="components",
               show_default=True,
               help="components: chain matches; star: all within threshold of the representative.")
@@ -149,6 +153,10 @@ def cli() -> None:
               help="Worker processes. Default: all cores; 1 = no subprocesses.")
 @click.option("--max-pixels", type=int, default=178_956_970, show_default=True,
               help="Refuse images declaring more pixels than this (decompression bombs).")
+@click.option("--decode-timeout", "decode_timeout", type=float, default=60.0,
+              show_default=True, metavar="SECONDS",
+              help="Stop a worker stuck this long on one file and report the file as "
+              "`timeout`; 0 = no limit. Not enforced with --workers 1 (in-process).")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links while walking.")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=str),
               default=None, help="Hash cache file. Default: $LOOKALIKE_CACHE or "
@@ -193,7 +201,8 @@ def cli() -> None:
               help="Times a failed batch (a crashed or lost worker) is retried, file by file, "
               "before its files are reported as errors. Default: 1.")
 @click.option("--batch-size", "batch_size", type=int, default=None,
-              help="Images per work item sent to a worker. Default: 16.")
+              help="Images per work item sent to a worker. Default: 16 (64 with --engine "
+              "dask, where each task costs milliseconds of scheduling).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or per-file error lines.")
 def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: int,
          grouping: str, fmt: str | None, output: str | None, decode: str, exact_decode: bool,
@@ -202,7 +211,8 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
          keep: tuple[str, ...] = (), engine: str = "local", scheduler: str | None = None,
          files_from: str | None = None, input_format: str = "auto", column: str | None = None,
          name_column: str | None = None, parquet_out: str | None = None,
-         retries: int | None = None, batch_size: int | None = None) -> None:
+         retries: int | None = None, batch_size: int | None = None,
+         decode_timeout: float = 60.0, invariant: str = "none") -> None:
     """Scan PATHS (folders, walked recursively, or files; URLs, tar shards and Parquet files
     with --input-format) and report duplicate groups."""
     from .remote import scan_inputs
@@ -211,8 +221,10 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
     if exact_decode:
         decode = "full"
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
+                        invariant=invariant,  # type: ignore[arg-type]
                         grouping=grouping, decode=decode, workers=workers,  # type: ignore[arg-type]
-                        max_pixels=max_pixels, follow_symlinks=follow_symlinks)
+                        max_pixels=max_pixels, follow_symlinks=follow_symlinks,
+                        decode_timeout=decode_timeout or None)
     reporter = ConsoleReporter(quiet=quiet)
     if reference:
         from .leakage import check_sets
@@ -259,10 +271,17 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
         json_path = output if fmt == "json" else None
         click.echo(render_text(result, max_groups=20), nl=False)
         click.echo(f"report written to {os.path.abspath(output)}")
+        if fmt == "csv" and result.errors:
+            # The CSV has one row per group member; the files that failed go beside it.
+            errors_csv = _write_errors_csv(result.errors, output)
+            click.echo(f"{len(result.errors)} errors written to {os.path.abspath(errors_csv)}")
     elif html_out:
         click.echo(render_text(result, max_groups=20), nl=False)
     else:
         write_report(result, sys.stdout, format=fmt or "text", argv=argv)
+        if fmt == "csv" and result.errors:
+            click.echo(f"{len(result.errors)} files could not be used (listed above unless "
+                       "-q); -o FILE.csv also writes them to FILE.errors.csv", err=True)
     if html_out:
         if json_path is None:
             # Exported decisions name the JSON report, so the page needs one on disk.
@@ -271,6 +290,20 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
             write_report(result, json_path, format="json", argv=argv)
             click.echo(f"report written to {os.path.abspath(json_path)}")
         _render_html(json_path, html_out, "auto", quiet)
+
+
+def _write_errors_csv(errors: list[Problem], output: str) -> str:
+    """Write ``errors`` as CSV (path, stage, error, message) next to ``output``."""
+    import csv
+
+    stem, ext = os.path.splitext(output)
+    path = f"{stem}.errors{ext or '.csv'}"
+    with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["path", "stage", "error", "message"])
+        for p in errors:
+            w.writerow([p.path, p.stage, p.error, p.message])
+    return path
 
 
 def _open_cache(path: str | None) -> Any:
@@ -482,8 +515,55 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None, thres
         click.echo(render_matches(results, problems), nl=False)
 
 
+@cli.command("calibrate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--target-precision", type=float, default=0.999, show_default=True,
+              help="Pair precision the recommended threshold must reach.")
+@click.option("--sample", type=int, default=500, show_default=True,
+              help="How many of the images to sample (at random, seeded).")
+@click.option("--method", "-m", default=DEFAULT_METHOD, show_default=True,
+              type=click.Choice(_method_choices()), help="Perceptual hash algorithm.")
+@click.option("--hash-size", type=int, default=None, help="Hash size. Default: as scan's.")
+@click.option("--invariant", type=click.Choice(["none", "flips", "rotations", "dihedral"]),
+              default="none", show_default=True,
+              help="Calibrate flip/rotation invariance too (adds mirrored/rotated copies).")
+@click.option("--decode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
+              help="Decode mode, as for scan.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option("--workers", "-j", type=int, default=None,
+              help="Worker processes. Default: all cores; 1 = no subprocesses.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str),
+              default=None, help="Also write the whole curve and recommendation as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or per-file error lines.")
+def calibrate_cmd(paths: tuple[str, ...], target_precision: float, sample: int, method: str,
+                  hash_size: int | None, invariant: str, decode: str, seed: int,
+                  workers: int | None, json_out: str | None, quiet: bool) -> None:
+    """Recommend a --threshold for your own images: hash a sample of PATHS and transformed
+    copies of them (resized, re-encoded, brightened, blurred, slightly cropped; made in
+    memory), count true and false pairs per threshold, and print the precision/recall curve.
+    Nothing is written except --json."""
+    import json
+
+    from .calibrate import calibrate, render_calibration
+
+    cal = calibrate(paths, target_precision=target_precision, sample=sample, method=method,
+                    hash_size=hash_size, invariant=invariant, decode=decode, seed=seed,
+                    workers=workers, reporter=ConsoleReporter(quiet=quiet))
+    click.echo(render_calibration(cal), nl=False)
+    click.echo(f"({cal.seconds:.1f} s)")
+    if json_out:
+        with open(json_out, "w", encoding="utf-8") as fh:
+            json.dump(cal.to_dict(), fh, indent=1)
+            fh.write("\n")
+        click.echo(f"calibration written to {os.path.abspath(json_out)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: map library errors to messages and exit codes."""
+    # File names that are not UTF-8 arrive as surrogate escapes; print them as their original
+    # bytes (as ls does) rather than crash on a strict UTF-8 stdout.
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
     try:
         cli.main(args=argv, prog_name="lookalike", standalone_mode=False)
     except click.exceptions.Abort:

@@ -23,11 +23,17 @@ class ScanConfig:
         method: hash algorithm name (see ``lookalike.hashes.METHODS``).
         hash_size: algorithm size parameter; ``None`` means the method's default.
         threshold: max Hamming distance in bits for two images to match (0 = identical).
+        invariant: also match mirrored and/or 90-degree-rotated copies: ``none``,
+            ``flips`` (left-right mirror), ``rotations`` (90/180/270) or ``dihedral`` (all
+            eight); each hash then also stores those versions' hashes.
         grouping: ``components`` (chaining) or ``star`` (all within threshold of the
             representative).
         decode: ``fast`` (default: JPEGs decoded at reduced scale, every hash computed from
             one small working image) or ``full`` (every pixel; bit-exact with ImageHash).
         max_pixels: images declaring more pixels are refused before decoding.
+        decode_timeout: seconds one file may take to read, decode and hash before its
+            worker process is stopped and the file reported as ``timeout`` (``None``: no
+            limit). Enforced by the process executor; ``workers=1`` runs in-process, unguarded.
         pixel_digest: also compute a digest of decoded pixels (needs full decoding).
         follow_symlinks: walk into symlinked files and folders.
         workers: worker processes (``None`` = all cores, 1 = in-process).
@@ -36,9 +42,11 @@ class ScanConfig:
     method: str = DEFAULT_METHOD
     hash_size: int | None = None
     threshold: int = DEFAULT_THRESHOLD
+    invariant: Literal["none", "flips", "rotations", "dihedral"] = "none"
     grouping: Literal["components", "star"] = "components"
     decode: Literal["fast", "full"] = "fast"
     max_pixels: int = 178_956_970
+    decode_timeout: float | None = 60.0
     pixel_digest: bool = True
     follow_symlinks: bool = False
     workers: int | None = None
@@ -51,6 +59,11 @@ class ScanConfig:
         size = self.resolved_hash_size
         if size < method.min_size:
             raise ConfigError(f"--hash-size must be >= {method.min_size} for {self.method}")
+        if method.sizes is not None and size not in method.sizes:
+            raise ConfigError(f"{self.method} supports --hash-size "
+                              f"{' or '.join(map(str, method.sizes))} only")
+        if self.invariant not in ("none", "flips", "rotations", "dihedral"):
+            raise ConfigError("--invariant must be none, flips, rotations or dihedral")
         if self.method == "whash" and size & (size - 1):
             raise ConfigError("whash needs a power-of-two --hash-size (4, 8, 16, ...)")
         if self.threshold < 0:
@@ -67,6 +80,8 @@ class ScanConfig:
             raise ConfigError("decode must be 'fast' or 'full'")
         if self.max_pixels < 1:
             raise ConfigError("--max-pixels must be positive")
+        if self.decode_timeout is not None and not self.decode_timeout > 0:
+            raise ConfigError("--decode-timeout must be a positive number of seconds")
         if self.workers is not None and self.workers < 1:
             raise ConfigError("--workers must be >= 1")
 
@@ -76,6 +91,8 @@ class ScanConfig:
 
         if self.hash_size is not None:
             return self.hash_size
+        if self.method == DEFAULT_METHOD:  # the default pair, chosen together on evidence
+            return DEFAULT_HASH_SIZE
         return get_method(self.method).default_size
 
     @property

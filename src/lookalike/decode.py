@@ -14,18 +14,38 @@ Two decode modes:
     ``Image.draft``) and every format is then shrunk to a small working image from which all
     hashes are computed. Much faster on large photos; hashes may drift by a bit or two from
     full decoding (measured in ``benchmarks/bench_drift.py``).
+
+Formats: everything Pillow reads (JPEG incl. progressive and CMYK/YCCK, PNG/APNG at every bit
+depth, GIF, WebP, AVIF, TIFF, BMP, ICO, MPO, PSD, QOI, JPEG 2000, ...) plus HEIC/HEIF when the
+optional ``pillow-heif`` package is installed (``pip install 'lookalike[heif]'``).
+
+Multi-frame files (animated GIF/PNG/WebP, multi-page TIFF, MPO, layered PSD, HEIF sequences)
+are hashed by their *first* frame: the one Pillow presents on open (PSD: the merged image;
+MPO and HEIF: the primary image). Later frames are never read, so a huge or broken later frame
+cannot hurt.
+
+Bad input never escapes as anything but :class:`~lookalike.errors.DecodeError`, whose
+``reason`` is one of ``empty-file``, ``unsupported-format``, ``truncated``, ``corrupt`` or
+``too-large`` (see :data:`lookalike.errors.REASONS`). Images declaring more than
+``max_pixels`` are refused from their header, before any pixel memory is allocated; Pillow's
+own bomb guards (also applied to frames whose size is only known while loading) are aligned
+with the same limit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import re
+import struct
+import warnings
 from collections.abc import Callable
 from functools import lru_cache
+from importlib.util import find_spec
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError, features
 
 from .errors import DecodeError
 
@@ -48,7 +68,14 @@ DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own warning limit x 2 would be ~179
 #: Lanczos down-sampling from the working image close to down-sampling from the original.
 FAST_MIN_SIDE = 256
 
-DECODER_VERSION = "1"  # bump when decoding changes hash values (invalidates caches)
+# Bump when decoding changes hash values (invalidates caches). Whether HEIF decoding is
+# available is part of it, so installing pillow-heif re-tries files cached as unsupported.
+DECODER_VERSION = "2" + ("+heif" if find_spec("pillow_heif") is not None else "")
+
+#: ISO-BMFF brands of HEIF/HEIC and AVIF files (bytes 8..12 after ``ftyp``).
+HEIF_BRANDS = frozenset((b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1",
+                         b"msf1"))
+AVIF_BRANDS = frozenset((b"avif", b"avis"))
 
 # Truncated files must fail loudly, never be half-decoded silently.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -159,72 +186,195 @@ def normalize(image: Image.Image) -> Image.Image:
 
 def _scale_to_8bit(image: Image.Image) -> Image.Image:
     # Pillow's convert("L") clips 16-bit and float data at 255, turning most 16-bit photos white.
-    arr = np.asarray(image, dtype=np.float64)
+    arr = np.asarray(image)
     if image.mode.startswith("I;16"):
-        scaled = arr / 257.0
-    else:
-        lo, hi = (float(np.nanmin(arr)), float(np.nanmax(arr))) if arr.size else (0.0, 0.0)
-        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        # v * 255 / 65535 == v / 257, rounded; integers keep a 16-bit image at 4 bytes/pixel.
+        scaled = (arr.astype(np.uint32) * 255 + 32767) // 65535
+        return Image.fromarray(scaled.astype(np.uint8), "L")
+    # 32-bit int and float images have no fixed range: stretch the finite values to 0..255.
+    arr = arr.astype(np.float32 if image.mode == "F" else np.float64)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        arr = np.where(finite, arr, np.nan)
+    lo, hi = (float(np.nanmin(arr)), float(np.nanmax(arr))) if finite.any() else (0.0, 0.0)
+    scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
     return Image.fromarray(np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8), "L")
 
 
 @lru_cache(maxsize=1)
-def _register_plugins() -> bool:
-    """Register optional format plugins (HEIC/AVIF via pillow-heif) once, if installed."""
+def _setup() -> bool:
+    """Once per process: register optional format plugins; returns whether HEIF is available.
+
+    Also silences Pillow's per-file warnings (bomb warnings for large-but-allowed images,
+    "corrupt EXIF", "malformed MPO", ...): in a scan of 200k files they would flood the
+    terminal, and every file that really fails is reported as a problem anyway.
+    """
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
     try:
         import pillow_heif  # type: ignore[import-not-found]
     except ImportError:
         return False
     pillow_heif.register_heif_opener()
-    if hasattr(pillow_heif, "register_avif_opener"):
+    # Pillow >= 11.3 decodes AVIF itself; older pillow-heif releases can stand in for it.
+    if not features.check("avif") and hasattr(pillow_heif, "register_avif_opener"):
         pillow_heif.register_avif_opener()
     return True
 
 
-def _reason_for(exc: BaseException) -> tuple[str, str]:
+# Pillow messages that mean "a valid file in a variant we cannot decode", not damage.
+_UNSUPPORTED_RE = re.compile(
+    r"unsupported|not supported|unimplemented|not implemented|not available|cannot find "
+    r"loader|ghostscript|cannot handle|unknown pixel mode|conversion from .* not supported",
+    re.IGNORECASE,
+)
+_TRUNCATED_RE = re.compile(
+    r"truncated|premature end|unexpected end|end of file|not enough (image )?data|incomplete|"
+    r"unpack(_from)? requires a buffer|buffer is not large enough",
+    re.IGNORECASE,
+)
+
+
+def _too_large(pixels: int, max_pixels: int, what: str = "declares") -> DecodeError:
+    return DecodeError(
+        "too-large",
+        f"{what} {pixels:,} pixels, above the limit of {max_pixels:,} (a decompression bomb?); "
+        "raise --max-pixels if you trust this file",
+    )
+
+
+def _reason_for(exc: BaseException, max_pixels: int) -> tuple[str, str]:
+    """Map any exception a decoder raised to a stable reason code and a message."""
     text = str(exc) or type(exc).__name__
-    low = text.lower()
     if isinstance(exc, Image.DecompressionBombError):
-        return "too-large", text
-    if isinstance(exc, UnidentifiedImageError):
-        return "unsupported-format", "not an image, or a format Pillow cannot read"
-    if "truncated" in low or "premature end" in low or "image file is truncated" in low:
-        return "truncated", text
+        found = re.search(r"\((\d+) pixels\)", text)
+        err = _too_large(int(found.group(1)), max_pixels) if found else None
+        return "too-large", str(err) if err else text
     if isinstance(exc, MemoryError):
-        return "too-large", "out of memory while decoding"
-    return "corrupt", f"{type(exc).__name__}: {text}"
+        return "too-large", "out of memory while decoding; lower --workers or --max-pixels"
+    if "decompressed data too large" in text.lower():  # a zTXt/iCCP bomb in a PNG
+        return "too-large", f"compressed metadata expands too much: {text}"
+    if isinstance(exc, NotImplementedError) or _UNSUPPORTED_RE.search(text):
+        return "unsupported-format", f"a format variant lookalike cannot decode: {text}"
+    if _TRUNCATED_RE.search(text):
+        return "truncated", f"the file ends early: {text}"
+    return "corrupt", f"damaged image data: {type(exc).__name__}: {text}"
+
+
+def _cut_short(data: bytes) -> bool:
+    """Whether a container's own length fields say the data ends early (RIFF: WebP;
+    ISO-BMFF: HEIF, AVIF), for decoders that report a cut file as generic damage."""
+    if data[:4] == b"RIFF" and len(data) >= 8:
+        return int.from_bytes(data[4:8], "little") + 8 > len(data)
+    if data[4:8] == b"ftyp":
+        pos = 0
+        while pos + 8 <= len(data):
+            size = int.from_bytes(data[pos:pos + 4], "big")
+            if size == 1 and pos + 16 <= len(data):
+                size = int.from_bytes(data[pos + 8:pos + 16], "big")
+            if size == 0:  # "to the end of the file"
+                return False
+            if size < 8:
+                return False  # damaged, not cut
+            pos += size
+        return pos > len(data)
+    return False
+
+
+def _jpeg_precision(data: bytes) -> int | None:
+    """Sample precision from a JPEG's frame header (SOFn), or None if none is found."""
+    pos = 2
+    while pos + 4 < len(data) and pos < 1 << 20:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return data[pos + 4] if pos + 4 < len(data) else None
+        pos += 2 + length
+    return None
+
+
+def _unidentified(data: bytes, max_pixels: int) -> tuple[str, str]:
+    """Explain a file Pillow could not identify: not an image, an unsupported variant, a
+    missing plugin, or a recognisable image whose header is damaged or cut short."""
+    head = data[:16]
+    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS and not _setup():
+        return ("unsupported-format", "a HEIC/HEIF image; decoding it needs the pillow-heif "
+                "package: pip install 'lookalike[heif]'")
+    if head[4:8] == b"ftyp" and head[8:12] in AVIF_BRANDS and not features.check("avif"):
+        return ("unsupported-format", "an AVIF image; decoding it needs Pillow >= 11.3 built "
+                "with libavif")
+    if head.startswith(b"\xff\xd8"):
+        bits = _jpeg_precision(data)
+        if bits is not None and bits != 8:
+            return ("unsupported-format",
+                    f"a {bits}-bit JPEG; Pillow decodes 8-bit JPEGs only")
+    # Ask the plugins that claim this signature what is wrong (Image.open hides it).
+    for fid in list(Image.ID):
+        factory, accept = Image.OPEN[fid]
+        try:
+            claimed = accept(head) if accept else False
+        except Exception:
+            continue
+        if isinstance(claimed, str):  # "possibly X, but support is not installed"
+            return "unsupported-format", claimed
+        if not claimed:
+            continue
+        try:
+            factory(io.BytesIO(data), "")
+        except Exception as exc:
+            reason, message = _reason_for(exc, max_pixels)
+            if reason == "corrupt" and _cut_short(data):
+                reason, message = "truncated", f"the file is shorter than its header says: {exc}"
+            return reason, f"{fid}: {message}"
+        return "corrupt", f"a {fid} file Pillow could not open"
+    return "unsupported-format", "not an image, or a format lookalike cannot read"
 
 
 def decode_bytes(data: bytes, *, mode: DecodeMode = "full",
                  max_pixels: int = DEFAULT_MAX_PIXELS, want_pixel_digest: bool = False
                  ) -> tuple[Picture, str | None, str | None]:
-    """Decode ``data`` into a :class:`Picture`.
+    """Decode ``data`` into a :class:`Picture` (first frame, oriented, ``L`` or ``RGB``).
 
     Returns ``(picture, format, pixel_digest)``; ``pixel_digest`` is the SHA-256 of the RGB
     pixels when ``want_pixel_digest`` and the image was fully decoded, else ``None``.
 
+    Images declaring more than ``max_pixels`` pixels are refused from their header, before
+    pixel memory is allocated.
+
     Raises:
-        DecodeError: with a stable ``reason`` code for any file that is not a usable image.
+        DecodeError: with a stable ``reason`` code for any data that is not a usable image;
+            no other exception escapes for bad data (``KeyboardInterrupt`` does).
     """
     if not data:
         raise DecodeError("empty-file", "the file is empty (0 bytes)")
-    _register_plugins()
+    _setup()
+    # Pillow refuses at 2 x MAX_IMAGE_PIXELS, on open and in plugins that learn a frame's size
+    # only while loading (GIF, ICO, ICNS, ...): make that limit ours while we decode (with
+    # the default, it is Pillow's own), and put back the caller's afterwards.
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = (max_pixels + 1) // 2
     try:
-        img = Image.open(io.BytesIO(data))
+        try:
+            img = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            raise DecodeError(*_unidentified(data, max_pixels)) from None
         fmt = img.format
         width, height = img.size
         if width * height > max_pixels:
-            raise DecodeError(
-                "too-large",
-                f"{width}x{height} = {width * height:,} pixels exceeds the limit of "
-                f"{max_pixels:,}; raise --max-pixels if you trust this file",
-            )
-        if getattr(img, "n_frames", 1) > 1:
-            img.seek(0)
+            raise _too_large(width * height, max_pixels, f"{width}x{height} declares")
+        # No seek: Image.open presents the first frame (PSD: the merged image), and asking
+        # for n_frames would make GIF and APNG read every frame.
         reduced = False
         if mode == "fast":
             reduced = _reduce_for_fast(img)
         img.load()
+        if img.width * img.height > max_pixels:  # a plugin (ICO, ICNS) picked a larger size
+            raise _too_large(img.width * img.height, max_pixels, "decoded to")
         swap = _orientation_swaps_axes(img)
         img = _orient(img)
         full_size = (height, width) if swap else (width, height)
@@ -239,8 +389,12 @@ def decode_bytes(data: bytes, *, mode: DecodeMode = "full",
     except DecodeError:
         raise
     except (Exception, MemoryError) as exc:  # any decoder failure is this file's problem only
-        reason, message = _reason_for(exc)
+        reason, message = _reason_for(exc, max_pixels)
+        if reason == "corrupt" and _cut_short(data):
+            reason, message = "truncated", f"the file is shorter than its header says: {exc}"
         raise DecodeError(reason, message) from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     digest = None
     if want_pixel_digest and not pic.reduced:
         h = hashlib.sha256()
@@ -269,7 +423,7 @@ def _orientation_swaps_axes(img: Image.Image) -> bool:
 
 def _reduce_for_fast(img: Image.Image) -> bool:
     """Ask libjpeg to decode at 1/2, 1/4 or 1/8 scale when that stays >= FAST_MIN_SIDE."""
-    if img.format != "JPEG":
+    if img.format not in ("JPEG", "MPO"):  # MPO: a JPEG with more frames after the first
         return False
     w, h = img.size
     target = (max(1, w * FAST_MIN_SIDE // min(w, h)), max(1, h * FAST_MIN_SIDE // min(w, h)))

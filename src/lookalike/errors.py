@@ -9,7 +9,8 @@
      └── DecodeError               one file could not be read as an image (``reason`` is a code)
 
 Per-file failures during a scan never raise out of :func:`lookalike.scan`: they become
-:class:`Problem` records in the result and the report, and the scan goes on.
+:class:`Problem` records in the result and the report, and the scan goes on. Each carries one
+stable reason code from :data:`REASONS` (``Problem.error``, ``DecodeError.reason``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "REASONS",
     "ConfigError",
     "DecodeError",
     "JournalError",
@@ -24,6 +26,34 @@ __all__ = [
     "Problem",
     "ReportError",
 ]
+
+#: Every reason code a :class:`Problem` can carry, with what it means. Codes are stable:
+#: scripts may match on them. (``remote`` and ``parquet`` sources add their own listing codes.)
+REASONS: dict[str, str] = {
+    # walk: listing folders (never opens image files)
+    "broken-symlink": "a followed symbolic link whose target does not exist",
+    "symlink-loop": "a symbolic link loop, or a folder reached twice through links",
+    "not-a-regular-file": "a FIFO, socket or device named like an image; never opened",
+    "permission-denied": "the file or folder may not be read (EACCES/EPERM)",
+    "vanished": "the file disappeared between listing and reading",
+    "name-too-long": "the OS refuses the path as too long (ENAMETOOLONG)",
+    "os-error": "any other OS error while listing a folder or stat-ing a file",
+    # read: one file's bytes
+    "read-error": "an OS error while reading (EIO, a stale network mount, ...)",
+    "changed-during-scan": "size or mtime changed while the file was read (being written?)",
+    # decode: bytes to pixels
+    "empty-file": "the file has 0 bytes",
+    "unsupported-format": "not an image, or a format or variant lookalike cannot decode "
+    "(12-bit JPEG, EPS without Ghostscript, HEIC without pillow-heif, ...)",
+    "truncated": "the image data ends early (a partial download or copy)",
+    "corrupt": "the image data is damaged",
+    "too-large": "more pixels than --max-pixels (a decompression bomb?), refused before "
+    "decoding; or a file bigger than any image within the limit",
+    "timeout": "reading and decoding took longer than --decode-timeout; the worker was stopped",
+    "worker-crashed": "the worker process died on this file (a crash in a decoder)",
+    # hash
+    "hash-failed": "the decoded picture could not be hashed",
+}
 
 
 class LookalikeError(Exception):

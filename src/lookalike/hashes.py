@@ -4,6 +4,13 @@ Every algorithm ImageHash 4.3 also has reproduces it bit for bit on the same ima
 Pillow resize, same arithmetic), so hex strings interoperate. ``dhash-z`` is the folklore
 "z-transform" recipe: grey, Lanczos to ``hash_size`` x ``hash_size``, map pixels through
 their own percentiles 0..99, then ImageHash's dHash (which resizes that to 9x8 again).
+``dhash-zg`` applies the same percentile mapping on the 9x8 grid dHash compares instead.
+``pdq`` is Meta's 256-bit PDQ (see :mod:`lookalike.pdq`), equal to the reference's bits.
+
+Flip/rotation invariance (``invariant=`` of :meth:`HashMethod.hash`) stores the hashes of the
+image's mirrored and rotated versions as extra segments; two multi-segment hashes match when
+any pair of segments does (:meth:`lookalike.model.Hash.__sub__`). The versions are made from
+the small grey grid each hash reads (or, for PDQ, from its DCT block), not from the image.
 
 Hashes are returned as :class:`~lookalike.model.Hash`: integers, not boolean arrays, so
 distances are a popcount and storage is compact.
@@ -11,15 +18,38 @@ distances are a popcount and storage is compact.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import numpy as np
 
 from .decode import Picture, resize_grey_array
 from .model import Hash
 
-__all__ = ["METHODS", "HashMethod", "bits_to_int", "compute_hash", "get_method"]
+__all__ = [
+    "INVARIANCES",
+    "METHODS",
+    "ORIENTATIONS",
+    "GreyGrid",
+    "HashMethod",
+    "Invariance",
+    "bits_to_int",
+    "compute_hash",
+    "compute_pdq",
+    "get_method",
+]
+
+Invariance = Literal["none", "flips", "rotations", "dihedral"]
+
+
+class GreyGrid(Protocol):
+    """What the grid-based hashes read: the pixel size and small grey resizes."""
+
+    @property
+    def size(self) -> tuple[int, int]: ...
+
+    def grey(self, width: int, height: int) -> np.ndarray: ...
 
 
 def bits_to_int(bits: np.ndarray) -> int:
@@ -34,12 +64,12 @@ def _check_size(hash_size: int, minimum: int = 2) -> None:
         raise ValueError(f"hash_size must be >= {minimum}, got {hash_size}")
 
 
-def ahash_bits(pic: Picture, hash_size: int) -> np.ndarray:
+def ahash_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
     pixels = pic.grey(hash_size, hash_size)
     return pixels > np.mean(pixels)
 
 
-def phash_bits(pic: Picture, hash_size: int, highfreq_factor: int = 4) -> np.ndarray:
+def phash_bits(pic: GreyGrid, hash_size: int, highfreq_factor: int = 4) -> np.ndarray:
     import scipy.fftpack  # ImageHash's DCT; scipy.fft rounds differently in the last ulp
 
     n = hash_size * highfreq_factor
@@ -53,11 +83,11 @@ def _dhash_of(pixels: np.ndarray) -> np.ndarray:
     return pixels[:, 1:] > pixels[:, :-1]
 
 
-def dhash_bits(pic: Picture, hash_size: int) -> np.ndarray:
+def dhash_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
     return _dhash_of(pic.grey(hash_size + 1, hash_size))
 
 
-def dhash_vertical_bits(pic: Picture, hash_size: int) -> np.ndarray:
+def dhash_vertical_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
     pixels = pic.grey(hash_size, hash_size + 1)
     return pixels[1:, :] > pixels[:-1, :]
 
@@ -71,13 +101,23 @@ def ztransform(pixels: np.ndarray) -> np.ndarray:
     return z.reshape(pixels.shape)
 
 
-def dhash_z_bits(pic: Picture, hash_size: int) -> np.ndarray:
+def dhash_z_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
     small = ztransform(pic.grey(hash_size, hash_size))
     # The recipe hands the 8x8 image to imagehash.dhash, which resizes it to 9x8: keep that.
     return _dhash_of(resize_grey_array(small, hash_size + 1, hash_size))
 
 
-def whash_bits(pic: Picture, hash_size: int) -> np.ndarray:
+def dhash_zg_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
+    """The z-transform on the (hash_size + 1) x hash_size grid dHash compares, no second resize.
+
+    The percentile map is monotonic, so on this grid it keeps every comparison except where
+    it merges close values (the top percent, and quantisation to 0..255): the hash is plain
+    dHash with a few "greater" bits turned into "equal" ones.
+    """
+    return _dhash_of(ztransform(pic.grey(hash_size + 1, hash_size)))
+
+
+def whash_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
     import pywt
 
     if hash_size & (hash_size - 1):
@@ -170,28 +210,188 @@ def crop_resistant_segments(pic: Picture, hash_size: int) -> list[np.ndarray]:
     return out
 
 
+# --- PDQ ------------------------------------------------------------------------------------
+
+PDQ_SIZE = 16  # PDQ is defined on a 16 x 16 DCT block: 256 bits, no other size
+
+
+def _pdq_dct(pic: Picture) -> tuple[np.ndarray | None, int]:
+    from .pdq import pdq_from_luma, rgb_to_luma
+
+    w, h = pic.size
+    # Float luminance from RGB as the reference computes it (Pillow's "L" rounds to integers).
+    rgb = np.frombuffer(pic.rgb_bytes(), dtype=np.uint8).reshape(h, w, 3)
+    return pdq_from_luma(rgb_to_luma(rgb))
+
+
+def _check_pdq_size(hash_size: int) -> None:
+    if hash_size != PDQ_SIZE:
+        raise ValueError(f"pdq is always 256 bits (hash_size {PDQ_SIZE}), got {hash_size}")
+
+
+def pdq_hash_bits(pic: Picture, hash_size: int) -> np.ndarray:
+    from .pdq import pdq_bits
+
+    _check_pdq_size(hash_size)
+    return pdq_bits(_pdq_dct(pic)[0])
+
+
+def _pdq_variants(pic: Picture, hash_size: int, ops: Sequence[str]) -> list[np.ndarray]:
+    from .pdq import pdq_bits, transform_dct
+
+    _check_pdq_size(hash_size)
+    dct, _ = _pdq_dct(pic)
+    if dct is None:
+        return [pdq_bits(None)]
+    return [pdq_bits(transform_dct(dct, op)) for op in ops]
+
+
+def compute_pdq(pic: Picture) -> tuple[Hash, int]:
+    """PDQ hash and quality score (0..100; below 50 the hash is unreliable) of a picture."""
+    from .pdq import pdq_bits
+
+    dct, quality = _pdq_dct(pic)
+    return Hash("pdq", 256, (bits_to_int(pdq_bits(dct)),)), quality
+
+
+# --- flips and rotations ------------------------------------------------------------------
+
+#: Orientation name -> ``PIL.Image.Transpose`` value (for ``Picture.transformed``).
+ORIENTATIONS: dict[str, int] = {
+    "identity": -1, "mirror": 0, "flip": 1, "rotate_90": 2, "rotate_180": 3,
+    "rotate_270": 4, "transpose": 5, "transverse": 6,
+}  # fmt: skip
+
+#: ``--invariant`` choice -> the orientations whose hashes are stored as segments.
+#: "flips" is the left-right mirror only (mirrored selfies, augmentation); use "dihedral"
+#: for upside-down mirrors too. Since both sides of a comparison store their versions, the
+#: relative transforms matched are these sets' products: "rotations" and "dihedral" are
+#: groups, and {identity, mirror} is one as well.
+INVARIANCES: dict[str, tuple[str, ...]] = {
+    "none": ("identity",),
+    "flips": ("identity", "mirror"),
+    "rotations": ("identity", "rotate_90", "rotate_180", "rotate_270"),
+    "dihedral": ("identity", "mirror", "flip", "rotate_90", "rotate_180", "rotate_270",
+                 "transpose", "transverse"),
+}
+
+# The same transforms on a [row, column] array, as PIL applies them to an image.
+_ARRAY_OPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "identity": lambda a: a,
+    "mirror": lambda a: a[:, ::-1],
+    "flip": lambda a: a[::-1, :],
+    "rotate_90": lambda a: np.rot90(a, 1),  # counter-clockwise, as PIL's ROTATE_90
+    "rotate_180": lambda a: a[::-1, ::-1],
+    "rotate_270": lambda a: np.rot90(a, -1),
+    "transpose": lambda a: a.T,
+    "transverse": lambda a: a[::-1, ::-1].T,
+}
+_SWAPS_AXES = frozenset({"rotate_90", "rotate_270", "transpose", "transverse"})
+
+
+class _OrientedGrid:
+    """A picture seen flipped or rotated, for hashes that read only small grey grids.
+
+    ``grey(w, h)`` of the rotated image is the original's ``grey(h, w)`` rotated: only the
+    tiny resized grid is transformed. Pillow resizes width and height in two passes, each
+    rounded to 8 bits, so a swapped grid can differ from resizing the rotated image by one
+    grey level in a few pixels; hashes of exact rotations stay within a bit or two.
+    """
+
+    __slots__ = ("_op", "_pic", "_swap")
+
+    def __init__(self, pic: Picture, op: str) -> None:
+        self._pic, self._op, self._swap = pic, op, op in _SWAPS_AXES
+
+    @property
+    def size(self) -> tuple[int, int]:
+        w, h = self._pic.size
+        return (h, w) if self._swap else (w, h)
+
+    def grey(self, width: int, height: int) -> np.ndarray:
+        arr = self._pic.grey(height, width) if self._swap else self._pic.grey(width, height)
+        return np.ascontiguousarray(_ARRAY_OPS[self._op](arr))
+
+
+def invariance_ops(invariant: str) -> tuple[str, ...]:
+    """The orientations of an ``--invariant`` choice; the error lists the valid ones."""
+    try:
+        return INVARIANCES[invariant]
+    except KeyError:
+        from .errors import ConfigError
+
+        raise ConfigError(
+            f"unknown invariance {invariant!r}; choose one of: {', '.join(INVARIANCES)}"
+        ) from None
+
+
 # --- registry -------------------------------------------------------------------------------
+
+
+Orientation = Literal["grid", "picture", "invariant", "custom"]
 
 
 @dataclass(frozen=True, slots=True)
 class HashMethod:
-    """One algorithm: how to compute it and what its ``hash_size`` means."""
+    """One algorithm: how to compute it and what its ``hash_size`` means.
+
+    ``orientation`` says how flipped/rotated versions are hashed for invariance: ``grid``
+    methods read pixels only through ``pic.grey(w, h)`` and ``pic.size`` (the small grid is
+    transformed), ``picture`` ones get the transformed picture, ``invariant`` ones do not
+    change under flips and rotations, ``custom`` ones provide ``variants``.
+    """
 
     name: str
-    compute: Callable[[Picture, int], np.ndarray | list[np.ndarray]]
+    compute: Callable[..., np.ndarray | list[np.ndarray]]
     default_size: int
     nbits: Callable[[int], int]
     summary: str
     size_meaning: str = "grid side: the hash has hash_size**2 bits"
     imagehash: str | None = None  # the ImageHash function it equals bit for bit
     min_size: int = 2
+    sizes: tuple[int, ...] | None = None  # the only sizes allowed, when not any >= min_size
+    orientation: Orientation = "grid"
+    variants: Callable[[Picture, int, Sequence[str]], list[np.ndarray]] | None = None
 
-    def hash(self, pic: Picture, hash_size: int | None = None) -> Hash:
-        size = self.default_size if hash_size is None else hash_size
-        _check_size(size, self.min_size)
+    def _segments(self, pic: GreyGrid | Picture, size: int) -> tuple[int, ...]:
         bits = self.compute(pic, size)
         arrays = bits if isinstance(bits, list) else [bits]
-        return Hash(self.name, self.nbits(size), tuple(bits_to_int(b) for b in arrays))
+        return tuple(bits_to_int(b) for b in arrays)
+
+    def oriented(self, pic: Picture, hash_size: int | None = None,
+                 ops: Sequence[str] = ("identity",)) -> list[tuple[int, ...]]:
+        """For each orientation in ``ops`` (names of :data:`ORIENTATIONS`), the segments of
+        the hash of ``pic`` flipped/rotated that way, computed from the small working grid."""
+        size = self.default_size if hash_size is None else hash_size
+        _check_size(size, self.min_size)
+        if self.orientation == "invariant":
+            return [self._segments(pic, size)] * len(ops)
+        if self.orientation == "custom" and tuple(ops) != ("identity",):
+            assert self.variants is not None
+            return [(bits_to_int(b),) for b in self.variants(pic, size, ops)]
+        out = []
+        for op in ops:
+            if op == "identity":
+                view: GreyGrid | Picture = pic
+            elif self.orientation == "grid":
+                view = _OrientedGrid(pic, op)
+            else:
+                view = pic.transformed(ORIENTATIONS[op])
+            out.append(self._segments(view, size))
+        return out
+
+    def hash(self, pic: Picture, hash_size: int | None = None,
+             invariant: str = "none") -> Hash:
+        """Hash ``pic``; with ``invariant`` other than ``"none"`` the hash also holds, as
+        extra segments, the hashes of the picture's flipped/rotated versions (first segment:
+        the plain hash; repeats dropped)."""
+        size = self.default_size if hash_size is None else hash_size
+        per_op = self.oriented(pic, size, invariance_ops(invariant))
+        if len(per_op) == 1:
+            segments = per_op[0]  # as computed: crop-resistant repeats stay, as in ImageHash
+        else:
+            segments = tuple(dict.fromkeys(seg for segs in per_op for seg in segs))
+        return Hash(self.name, self.nbits(size), segments)
 
 
 def _square(size: int) -> int:
@@ -213,16 +413,23 @@ METHODS: dict[str, HashMethod] = {
                    "difference hash on vertical gradients", imagehash="dhash_vertical"),
         HashMethod("dhash-z", dhash_z_bits, 8, _square,
                    "folklore recipe: dhash after a percentile (z) transform"),
+        HashMethod("dhash-zg", dhash_zg_bits, 8, _square,
+                   "dhash-z with the percentile map on dhash's own grid (no double resize)"),
         HashMethod("whash", whash_bits, 8, _square,
                    "wavelet hash (Haar); hash_size must be a power of two",
                    imagehash="whash"),
         HashMethod("colorhash", colorhash_bits, 3, lambda b: 14 * b,
                    "HSV colour histogram; ignores layout (hash_size = bits per bin)",
                    size_meaning="bits per colour bin: the hash has 14 * hash_size bits",
-                   imagehash="colorhash", min_size=1),
+                   imagehash="colorhash", min_size=1, orientation="invariant"),
         HashMethod("crop-resistant", crop_resistant_segments, 8, _square,
                    "dhash of each bright/dark region; matches crops (slow)",
-                   size_meaning="dhash size of each region hash", imagehash="crop_resistant_hash"),
+                   size_meaning="dhash size of each region hash", imagehash="crop_resistant_hash",
+                   orientation="picture"),
+        HashMethod("pdq", pdq_hash_bits, PDQ_SIZE, lambda _: 256,
+                   "Meta's PDQ: 256-bit DCT hash used in trust and safety (quality: pdq_hash)",
+                   size_meaning="fixed: always 256 bits (hash size 16)", min_size=PDQ_SIZE,
+                   sizes=(PDQ_SIZE,), orientation="custom", variants=_pdq_variants),
     ]
 }
 
@@ -239,6 +446,7 @@ def get_method(name: str) -> HashMethod:
         ) from None
 
 
-def compute_hash(pic: Picture, method: str = "dhash-z", hash_size: int | None = None) -> Hash:
+def compute_hash(pic: Picture, method: str = "dhash-z", hash_size: int | None = None,
+                 invariant: str = "none") -> Hash:
     """Hash a decoded picture with ``method`` (see :data:`METHODS`)."""
-    return get_method(method).hash(pic, hash_size)
+    return get_method(method).hash(pic, hash_size, invariant)

@@ -171,7 +171,9 @@ class ParquetStore:
                ) -> tuple[list[ImageRecord], list[Problem], list[FileEntry]]:
         """Split ``entries`` into results already in the output (or the inner cache) and
         items still to hash. Cost: one read of the output's key columns."""
-        pa, pc = self._pa, __import__("pyarrow.compute").compute
+        import pyarrow.compute as pc
+
+        pa = self._pa
         parts = self._parts()
         records: list[ImageRecord] = []
         problems: list[Problem] = []

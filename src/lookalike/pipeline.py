@@ -17,6 +17,7 @@ import hashlib
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from .config import ScanConfig
 from .errors import DecodeError, Problem
 from .events import NullReporter, Reporter
 from .model import Group, ImageRecord
-from .sources import FileEntry, WalkStats, iter_files
+from .sources import FileEntry, WalkStats, iter_files, os_error_reason
 
 if TYPE_CHECKING:
     from .cache import HashCache
@@ -37,6 +38,7 @@ __all__ = [
     "ScanResult",
     "hash_data",
     "hash_file",
+    "max_file_bytes",
     "run_scan",
     "run_scan_items",
 ]
@@ -54,20 +56,29 @@ class ChunkResult:
 
 
 def hash_file(entry: FileEntry, config: ScanConfig) -> ImageRecord | Problem:
-    """Read, digest, decode and hash one local file. Never raises for a bad file."""
+    """Read, digest, decode and hash one local file. Never raises for a bad file.
+
+    The file is opened without following it into a FIFO or device (never blocks), refused
+    unread when it is larger than any image within ``config.max_pixels`` could be, and
+    reported as ``changed-during-scan`` when its size or mtime moved while it was read.
+    """
     path = entry.path
     try:
-        data, st = _read_regular(path)
+        data, st = _read_regular(path, max_file_bytes(config.max_pixels))
     except OSError as exc:
-        reason = {PermissionError: "permission-denied", FileNotFoundError: "vanished",
-                  IsADirectoryError: "not-a-regular-file"}.get(type(exc), "read-error")
-        return Problem(path=path, stage="read", error=reason,
+        return Problem(path=path, stage="read", error=os_error_reason(exc, "read-error"),
                        message=f"cannot read: {exc.strerror or exc}")
-    except _NotRegular:
-        return Problem(path=path, stage="read", error="not-a-regular-file",
-                       message="a FIFO, socket or device, not a regular file; not read")
+    except _Refused as exc:
+        return Problem(path=path, stage="read", error=exc.reason, message=exc.message)
     return hash_data(data, path=path, size_bytes=st.st_size, mtime_ns=st.st_mtime_ns,
                      source=entry.source, config=config)
+
+
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest file :func:`hash_file` reads: 8 bytes per allowed pixel (16-bit RGBA,
+    uncompressed), at least 64 MiB. Bigger files are refused unread as ``too-large``, so
+    one huge file named like an image cannot exhaust a worker's memory."""
+    return max(64 << 20, 8 * max_pixels)
 
 
 def hash_data(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, source: str,
@@ -97,30 +108,73 @@ def hash_data(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, source:
     )
 
 
-class _NotRegular(Exception):
-    pass
+class _Refused(Exception):
+    """A file :func:`_read_regular` will not (or could not consistently) read."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
-def _read_regular(path: str) -> tuple[bytes, os.stat_result]:
-    # O_NONBLOCK so a FIFO that slipped past the walk can never block a worker.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    with os.fdopen(fd, "rb") as fh:
+# O_NONBLOCK: a FIFO swapped in after the walk must not block a worker (regular files ignore
+# it); O_NOCTTY: opening a terminal device must not make it ours.
+_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+               | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+
+
+def _read_regular(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise _NotRegular(path)
-        return fh.read(), st
+            raise _Refused("not-a-regular-file",
+                           "a FIFO, socket or device, not a regular file; not read")
+        if st.st_size > max_bytes:
+            raise _Refused("too-large", f"{st.st_size:,} bytes, more than any image within "
+                           f"--max-pixels needs ({max_bytes:,}); not read")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read()
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    # One fstat more per file: a torn read (a download still being written, a sync tool
+    # replacing the file) must not be hashed as if it were the file.
+    if len(data) != st.st_size or (after.st_size, after.st_mtime_ns) != (
+            st.st_size, st.st_mtime_ns):
+        raise _Refused("changed-during-scan",
+                       f"the file changed while it was read ({st.st_size:,} bytes before, "
+                       f"{len(data):,} read, {after.st_size:,} after); scan it again")
+    return data, st
 
 
 @dataclass(frozen=True, slots=True)
 class HashWorker:
-    """Picklable work function: hashes one chunk of files with a frozen config."""
+    """Picklable work function: hashes one chunk of files with a frozen config.
+
+    Before each file it calls :func:`lookalike.executors.local.heartbeat`, so the process
+    executor can stop a worker stuck on one file for longer than :attr:`timeout` and the
+    file is reported as ``timeout``. Subclasses may override :meth:`hash_one`.
+    """
 
     config: ScanConfig
 
+    @property
+    def timeout(self) -> float | None:
+        """Seconds one file may take (``config.decode_timeout``); read by the executor."""
+        return self.config.decode_timeout
+
+    def hash_one(self, entry: FileEntry) -> ImageRecord | Problem:
+        """Hash one file; never raises for a bad file."""
+        return hash_file(entry, self.config)
+
     def __call__(self, chunk: Sequence[FileEntry]) -> ChunkResult:
+        from .executors.local import heartbeat
+
         records, problems = [], []
         for entry in chunk:
-            out = hash_file(entry, self.config)
+            heartbeat()
+            out = self.hash_one(entry)
             (problems if isinstance(out, Problem) else records).append(out)
         return ChunkResult(records, problems)
 
@@ -163,42 +217,86 @@ def _hash_all(entries: Sequence[FileEntry], config: ScanConfig, executor: Execut
               worker: Callable[[Sequence[Any]], ChunkResult] | None = None,
               chunk_size: int = CHUNK_SIZE, retries: int = RETRIES,
               ) -> tuple[list[ImageRecord], list[Problem]]:
+    """Hash ``entries`` in chunks on ``executor``; retry failed chunks file by file.
+
+    A chunk fails as a whole when its worker dies or times out. Its files are retried one
+    per work item (``retries`` rounds). Files that still fail then run once more *alone*,
+    one at a time: a dying worker can take other items running beside it (several threads
+    of one Dask worker process), and only a file that fails on its own is the culprit.
+    Timeouts skip that last step (a stuck worker harms no neighbour, and each try costs
+    the whole time limit).
+    """
     worker = worker if worker is not None else HashWorker(config)
     sizes = {e.path: (e.size_bytes, e.mtime_ns) for e in entries} if cache is not None else {}
     records: list[ImageRecord] = []
     problems: list[Problem] = []
+
+    def done(chunk: Sequence[FileEntry], outcome: ChunkResult) -> None:
+        records.extend(outcome.records)
+        if cache is not None:
+            cache.add(outcome.records, outcome.problems, config, sizes)
+        for p in outcome.problems:
+            reporter.problem(p)
+        problems.extend(outcome.problems)
+        reporter.advance(len(chunk))
+
     pending: list[list[FileEntry]] = list(_chunks(entries, chunk_size))
     for attempt in range(retries + 1):
-        failed: list[list[FileEntry]] = []
+        failed: list[tuple[list[FileEntry], BaseException]] = []
         for chunk, outcome in executor.map_unordered(worker, pending):
             if isinstance(outcome, BaseException):
-                failed.append(chunk)
-                continue
-            records.extend(outcome.records)
-            if cache is not None:
-                cache.add(outcome.records, outcome.problems, config, sizes)
-            for p in outcome.problems:
-                reporter.problem(p)
-            problems.extend(outcome.problems)
-            reporter.advance(len(chunk))
+                failed.append((chunk, outcome))
+            else:
+                done(chunk, outcome)
         if not failed:
             break
         if attempt < retries:
             # Retry file by file, so one poisonous file cannot take its neighbours with it.
-            pending = [[e] for chunk in failed for e in chunk]
-        else:
-            for chunk in failed:
-                crashed = [Problem(path=e.path, stage="decode", error="worker-crashed",
-                                   message="the worker process died while decoding this file")
-                           for e in chunk]
-                for p in crashed:
-                    reporter.problem(p)
-                problems.extend(crashed)
-                if cache is not None:
-                    # A results store (Parquet output) records them; a hash cache skips them.
-                    cache.add([], crashed, config, sizes)
-                reporter.advance(len(chunk))
+            pending = [[e] for chunk, _ in failed for e in chunk]
+            continue
+        if retries > 0:
+            failed = _alone(failed, worker, executor, done)
+        for chunk, exc in failed:
+            crashed = [_lost(e.path, exc) for e in chunk]
+            for p in crashed:
+                reporter.problem(p)
+            problems.extend(crashed)
+            if cache is not None:
+                # A results store (Parquet output) records them; a hash cache skips them.
+                cache.add([], crashed, config, sizes)
+            reporter.advance(len(chunk))
     return records, problems
+
+
+def _alone(failed: list[tuple[list[FileEntry], BaseException]],
+           worker: Callable[[Sequence[Any]], ChunkResult], executor: Executor,
+           done: Callable[[Sequence[FileEntry], ChunkResult], None],
+           ) -> list[tuple[list[FileEntry], BaseException]]:
+    """Run each failed file once more with nothing else in flight; return what still fails."""
+    still: list[tuple[list[FileEntry], BaseException]] = []
+    for chunk, exc in failed:
+        if isinstance(exc, TimeoutError) or getattr(exc, "reason", None) == "timeout":
+            still.append((chunk, exc))
+            continue
+        for entry in chunk:
+            for item, outcome in executor.map_unordered(worker, [[entry]]):
+                if isinstance(outcome, BaseException):
+                    still.append((item, outcome))
+                else:
+                    done(item, outcome)
+    return still
+
+
+def _lost(path: str, exc: BaseException) -> Problem:
+    """The problem of a file whose chunk never came back, after the last retry."""
+    reason = getattr(exc, "reason", None)
+    if not isinstance(reason, str):
+        reason = "timeout" if isinstance(exc, TimeoutError) else "worker-crashed"
+    if reason == "timeout":
+        message = f"gave up on this file: {exc}; raise --decode-timeout if it is just big"
+    else:
+        message = f"the worker process died while handling this file ({exc})"
+    return Problem(path=path, stage="decode", error=reason, message=message)
 
 
 def run_scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
@@ -298,7 +396,14 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     if executor is None:
         # No pool to start when everything came from the cache (warm re-scans stay instant).
         workers = min(config.resolved_workers, max(1, len(todo) // chunk_size))
-        executor = make_executor("local", workers)
+        if workers == 1 and config.workers != 1:
+            # One worker still runs in a subprocess (started only if there is work): a
+            # decoder that crashes or hangs then costs one file, not the whole scan.
+            from .executors import ProcessExecutor
+
+            executor = ProcessExecutor(1)
+        else:
+            executor = make_executor("local", workers)
     try:
         fresh, hash_problems = _hash_all(todo, config, executor, reporter, cache,
                                          worker=worker, chunk_size=chunk_size,
@@ -323,6 +428,7 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
         "candidates": len(entries),
         "images": len(records),
         "errors": len(problems),
+        "errors_by_reason": dict(sorted(Counter(p.error for p in problems).items())),
         "groups": len(groups),
         "duplicates": sum(len(g) - 1 for g in groups),
         "bytes_reclaimable": dup_bytes,

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tarfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -208,10 +207,12 @@ class RemoteWorker:
         for entry, data in self._read(chunk):
             if isinstance(entry, FileEntry):
                 out = hash_file(entry, self.config)
-            elif isinstance(data, BaseException):
-                out = Problem(path=entry.path, stage="read", error=_read_reason(data),
-                              message=f"cannot read: {type(data).__name__}: {data}")
+            elif data is None or isinstance(data, BaseException):
+                exc = data if data is not None else OSError("no data was read")
+                out = Problem(path=entry.path, stage="read", error=_read_reason(exc),
+                              message=f"cannot read: {type(exc).__name__}: {exc}")
             else:
+                data = bytes(data)  # some stores hand back bytearray or memoryview
                 out = hash_data(data, path=entry.path, size_bytes=len(data),
                                 mtime_ns=entry.mtime_ns, source=entry.source,
                                 config=self.config)
@@ -372,6 +373,7 @@ class _ContainerLister:
 
 
 def _list_tar(fs: Any, path: str, shown: str, url: str) -> list[RemoteEntry] | Problem:
+    import tarfile
     with fs.open(path, "rb") as fh:
         if fh.read(2) == b"\x1f\x8b":
             return Problem(path=shown, stage="walk", error="compressed-tar",
@@ -617,7 +619,9 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
             else:
                 items.append(RemoteEntry(path=line, size_bytes=-1, mtime_ns=0, source=source,
                                          url=line))
-    listed = {"tar_shards": len(containers["tar"]), "parquet_files": len(containers["parquet"])}
+    # Only when used, so a plain folder scan's stats are what they always were.
+    listed = {{"tar": "tar_shards", "parquet": "parquet_files"}[fmt]: len(urls)
+              for fmt, urls in containers.items() if urls}
     for fmt, urls in containers.items():
         if not urls:
             continue
@@ -704,7 +708,8 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         retries: how often a failed batch is retried file by file before its files are
             reported as ``worker-crashed`` (default 1; Dask also re-runs tasks of a dead
             worker up to its ``allowed-failures``).
-        batch_size: images per work item (default 16; a Parquet row group is one item).
+        batch_size: images per work item (default 16, or the executor's
+            ``batch_size_hint``: 64 on Dask; a Parquet row group is always one item).
         reporter: progress and problems.
 
     Returns:
@@ -751,6 +756,8 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         roots = [os.path.abspath(p) if _local_path(p) == p else p for p in paths]
         if files_from is not None:
             roots.append(files_from)
+        if batch_size is None:
+            batch_size = getattr(executor, "batch_size_hint", None)
         # Plain local files need nothing but the local worker (and stay picklable cheaply).
         worker = None if only_local else RemoteWorker(config, dict(storage_options or {}))
         return run_scan_items(items, config, worker=worker, roots=roots, problems=problems,

@@ -1,13 +1,30 @@
 """Sources: turn the user's paths into a deterministic stream of candidate image files.
 
-Walking never opens image files; it only ``lstat``s entries and, for files whose extension
-says nothing, sniffs the first bytes for an image signature. Anything it cannot use is a
-:class:`~lookalike.errors.Problem` (stage ``walk``), never an exception, except a missing
+Walking never opens image files; it only ``lstat``s entries and, for regular files whose
+extension says nothing, sniffs the first bytes for an image signature. Anything it cannot use
+is a :class:`~lookalike.errors.Problem` (stage ``walk``), never an exception, except a missing
 root, which is a :class:`~lookalike.errors.ConfigError` raised before any work starts.
+
+What becomes of odd entries (reason codes: :data:`lookalike.errors.REASONS`):
+
+- symbolic links inside the tree: skipped and counted (``skipped_symlinks``) unless
+  ``follow_symlinks``; then a dangling one is ``broken-symlink`` and a loop ``symlink-loop``.
+  Roots named by the user are always followed (like ``find -H``);
+- FIFOs, sockets and devices: ``not-a-regular-file`` when named like an image (or named
+  explicitly), never opened, so a scan can never block on them;
+- folders named like images (``holiday.jpg/``): walked like any folder;
+- a folder that cannot be listed: ``permission-denied`` (or another OS reason), the rest of
+  the tree goes on;
+- an entry that disappears between listing and ``stat``: ``vanished`` if named like an image;
+- paths the OS refuses as too long: ``name-too-long``.
+
+Paths are ``str`` as :func:`os.fsdecode` makes them: names that are not valid UTF-8 carry
+surrogate escapes (U+DC80..U+DCFF), which round-trip to the original bytes.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -15,7 +32,14 @@ from dataclasses import dataclass
 
 from .errors import ConfigError, Problem
 
-__all__ = ["IMAGE_EXTENSIONS", "FileEntry", "WalkStats", "iter_files", "looks_like_image"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "FileEntry",
+    "WalkStats",
+    "iter_files",
+    "looks_like_image",
+    "os_error_reason",
+]
 
 #: Extensions treated as images without sniffing (lower case, with dot).
 IMAGE_EXTENSIONS = frozenset(
@@ -27,8 +51,11 @@ IMAGE_EXTENSIONS = frozenset(
 # Leading bytes of the formats we decode; used only for files without an image extension.
 _MAGIC = (
     b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
-    b"MM\x00*", b"\x00\x00\x01\x00", b"qoif", b"8BPS",
+    b"MM\x00*", b"II+\x00", b"MM\x00+", b"\x00\x00\x01\x00", b"\x00\x00\x02\x00", b"qoif",
+    b"8BPS", b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xffO\xffQ",
 )
+_FTYP_BRANDS = frozenset((b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1",
+                          b"msf1", b"avif", b"avis"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +80,21 @@ def looks_like_image(path: str) -> bool:
     if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
         return True
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
+        # Non-blocking: this is only ever called for regular files, but one may have been
+        # swapped for a FIFO since the stat.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
     except OSError:
         return False
+    try:
+        head = os.read(fd, 16)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return True
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"avif", b"msf1"):
+    if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
         return True
     return head.startswith(_MAGIC)
 
@@ -72,9 +107,10 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool
                stats: WalkStats | None = None) -> Iterator[FileEntry | Problem]:
     """Yield every candidate image under ``paths`` (files or folders, walked recursively).
 
-    Order is deterministic (sorted by name at every level). Symbolic links are skipped and
-    counted unless ``follow_symlinks``; followed links never loop (directories are tracked
-    by device and inode). FIFOs, sockets and devices are reported, never opened.
+    Order is deterministic (sorted by name at every level). Symbolic links inside the tree
+    are skipped and counted unless ``follow_symlinks``; followed links never loop
+    (directories are tracked by device and inode). Roots are always followed. FIFOs, sockets
+    and devices are reported, never opened. See the module docstring for every odd case.
 
     Raises:
         ConfigError: if a root does not exist (nothing is walked then).
@@ -89,10 +125,15 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool
 
 
 def _walk_root(root: str, follow: bool, stats: WalkStats) -> Iterator[FileEntry | Problem]:
+    # A root the user named is followed even when it is a link (as ``find -H`` does): naming
+    # a link on the command line means "scan what it points to".
     try:
-        st = os.stat(root) if follow or not os.path.islink(root) else os.lstat(root)
+        st = os.stat(root)
     except OSError as exc:
-        yield _problem(root, _os_reason(exc), f"cannot stat: {exc.strerror or exc}")
+        if isinstance(exc, FileNotFoundError) and os.path.islink(root):
+            yield _problem(root, "broken-symlink", "symbolic link to a missing target")
+        else:
+            yield _problem(root, os_error_reason(exc), f"cannot stat: {exc.strerror or exc}")
         return
     if stat.S_ISDIR(st.st_mode):
         yield from _walk_dir(root, root, follow, stats, {(st.st_dev, st.st_ino)})
@@ -107,7 +148,8 @@ def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
         with os.scandir(directory) as it:
             entries = sorted(it, key=lambda e: e.name)
     except OSError as exc:
-        yield _problem(directory, _os_reason(exc), f"cannot list folder: {exc.strerror or exc}")
+        yield _problem(directory, os_error_reason(exc),
+                       f"cannot list folder: {exc.strerror or exc}")
         return
     for entry in entries:
         path = entry.path
@@ -120,10 +162,11 @@ def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
         except FileNotFoundError:
             if os.path.islink(path):
                 yield _problem(path, "broken-symlink", "symbolic link to a missing target")
-            continue  # vanished between listing and stat: nothing left to report on
+            elif _image_name(path):
+                yield _problem(path, "vanished", "deleted while the folder was being listed")
+            continue
         except OSError as exc:
-            reason = "symlink-loop" if getattr(exc, "errno", None) == 40 else _os_reason(exc)
-            yield _problem(path, reason, f"cannot stat: {exc.strerror or exc}")
+            yield _problem(path, os_error_reason(exc), f"cannot stat: {exc.strerror or exc}")
             continue
         if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)
@@ -135,11 +178,15 @@ def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
             yield from _file_entry(path, root, st, stats, explicit=False)
 
 
+def _image_name(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
 def _file_entry(path: str, root: str, st: os.stat_result, stats: WalkStats,
                 explicit: bool) -> Iterator[FileEntry | Problem]:
     stats.files_seen += 1
     if not stat.S_ISREG(st.st_mode):
-        if explicit or os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
+        if explicit or _image_name(path):
             yield _problem(path, "not-a-regular-file",
                            "a FIFO, socket or device, not a regular file; skipped unopened")
         else:
@@ -151,9 +198,16 @@ def _file_entry(path: str, root: str, st: os.stat_result, stats: WalkStats,
     yield FileEntry(path, st.st_size, st.st_mtime_ns, root)
 
 
-def _os_reason(exc: OSError) -> str:
-    if isinstance(exc, PermissionError):
-        return "permission-denied"
-    if isinstance(exc, FileNotFoundError):
-        return "vanished"
-    return "os-error"
+_ERRNO_REASONS = {
+    errno.EACCES: "permission-denied",
+    errno.EPERM: "permission-denied",
+    errno.ENOENT: "vanished",
+    errno.ELOOP: "symlink-loop",
+    errno.ENAMETOOLONG: "name-too-long",
+    errno.EISDIR: "not-a-regular-file",
+}
+
+
+def os_error_reason(exc: OSError, default: str = "os-error") -> str:
+    """The stable reason code of an ``OSError`` met while walking or reading a file."""
+    return _ERRNO_REASONS.get(exc.errno or -1, default)

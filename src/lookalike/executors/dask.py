@@ -99,17 +99,35 @@ class DaskExecutor:
                 ) from None
         else:
             n = workers or os.cpu_count() or 1
-            # dashboard off: no port to collide with, no bokeh needed; errors only in the logs.
-            self._cluster = distributed.LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR,
-                # One re-run by Dask, then the pipeline's file-by-file retry isolates a file
-                # that kills its worker (Dask's default of 3 would cost 4 deaths per batch).
-                scheduler_kwargs={"allowed_failures": LOCAL_ALLOWED_FAILURES},
-            )
+            import dask
+
+            # Saturation 1.0: the scheduler hands a single-threaded worker one task at a time,
+            # so a worker that dies takes only the batch it was running with it, not the
+            # next one it had queued (Dask's default 1.1 queues a second task per thread).
+            with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+                self._cluster = self._local_cluster(distributed, n)
             self._client = distributed.Client(self._cluster)
         self.workers = self._threads()
         self._resized = time.monotonic()
+
+    #: Images per work item that :func:`lookalike.scan_inputs` uses unless told otherwise:
+    #: a Dask task costs milliseconds of scheduling, so batches are larger than locally.
+    batch_size_hint = 64
+
+    @staticmethod
+    def _local_cluster(distributed: Any, n: int) -> Any:
+        return distributed.LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+            silence_logs=logging.ERROR,
+            scheduler_kwargs={
+                # One re-run by Dask, then the pipeline's file-by-file retry isolates a file
+                # that kills its worker (Dask's default 3 costs 4 deaths a batch).
+                "allowed_failures": LOCAL_ALLOWED_FAILURES,
+                # No dashboard (no bokeh needed), and the scheduler's HTTP endpoint on a free
+                # port: the default 8787 may belong to another cluster (a warning).
+                "dashboard": False, "dashboard_address": "127.0.0.1:0",
+            },
+        )
 
     @property
     def client(self) -> Any:
@@ -191,7 +209,14 @@ class DaskExecutor:
 
 def _outcome(fut: Any) -> Any:
     if fut.status == "finished":
-        return fut.result()
+        try:
+            return fut.result()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            # The result lived on a worker that died before we fetched it; the recomputation
+            # failed too (KilledWorker) or was cancelled. The item failed as a whole.
+            return exc
     if fut.status == "error":
         try:
             return fut.exception()  # a raising task, or KilledWorker after repeated deaths

@@ -1,0 +1,346 @@
+"""Accuracy benchmark: every hash method and size, and the baselines users run today.
+
+Builds (once, cached in ``.cache/bench/``) a set of real images with known duplicates (see
+``dataset.py``), hashes each image with every configuration, and evaluates all pairs:
+
+- precision / recall / F1 at every threshold, recall at precision >= 0.999 and at 1.0;
+- recall per transform (and for the natural sets: icon sizes, emoji renderings, copies);
+- false-positive pairs at the operating threshold, by kind of hard negative;
+- flip/rotation invariance: recall on mirrored/rotated copies and what it costs;
+- CPU time per image: fast decode + hash (a scan's cost), and for baselines open + hash.
+
+Prints tables; writes ``benchmarks/results/accuracy.json`` and ``accuracy.md`` (``--quick``:
+``accuracy-quick.*``).
+
+    python benchmarks/accuracy/run.py            # full: ~3,300 images
+    python benchmarks/accuracy/run.py --quick    # ~700 images, about a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import numpy as np  # noqa: E402
+
+from accuracy import dataset, metrics  # noqa: E402
+from accuracy.hashing import BASELINES, CONFIGS, DIHEDRAL, Config, HashJob, ItemHashes  # noqa: E402
+from common import RESULTS, print_table, write_json  # noqa: E402
+
+TARGET = 0.999
+SPEED_BUDGET = 1.20  # a default may cost at most this much scan time per image vs dhash-z 8
+REFERENCE = "dhash-z/8"
+INVARIANCE_OPS = {inv: [DIHEDRAL.index(op) for op in ops] for inv, ops in {
+    "none": ("identity",), "flips": ("identity", "mirror"),
+    "rotations": ("identity", "rotate_90", "rotate_180", "rotate_270"),
+    "dihedral": DIHEDRAL}.items()}
+
+
+def _chunks(seq: Sequence[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
+    for i in range(0, len(seq), size):
+        yield list(seq[i:i + size])
+
+
+def hash_all(items: list[dataset.Item], configs: tuple[Config, ...], baselines: tuple,
+             workers: int) -> list[ItemHashes]:
+    job = HashJob(configs, baselines)
+    paths = [(k, it.path) for k, it in enumerate(items)]
+    out: list[ItemHashes] = []
+    t0 = time.monotonic()
+    chunks = list(_chunks(paths, 8))
+    if workers == 1:
+        results: Any = map(job, chunks)
+    else:
+        pool = ProcessPoolExecutor(workers)
+        results = pool.map(job, chunks)
+    for k, res in enumerate(results, 1):
+        out.extend(res)
+        if k % 25 == 0 or k == len(chunks):
+            print(f"  hashed {len(out)}/{len(paths)} images ({time.monotonic() - t0:.0f} s)",
+                  flush=True)
+    if workers != 1:
+        pool.shutdown()
+    return out
+
+
+def merged_groups(items: list[dataset.Item], hashes: list[ItemHashes]) -> tuple[list[str], int]:
+    """Ground-truth groups, with images of identical decoded pixels joined (same picture)."""
+    parent = list(range(len(items)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    first: dict[str, int] = {}
+    merges = 0
+    for i, (it, h) in enumerate(zip(items, hashes, strict=True)):
+        for key in (f"g:{it.group}", f"p:{h.pixels}"):
+            j = first.setdefault(key, i)
+            ri, rj = find(i), find(j)
+            if ri != rj:
+                merges += key.startswith("p:") and items[j].group != it.group
+                parent[max(ri, rj)] = min(ri, rj)
+    return [str(find(i)) for i in range(len(items))], merges
+
+
+def named_pairs(items: list[dataset.Item]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Positive pairs to report recall on: one set per transform, plus the natural sets."""
+    originals = {it.label: i for i, it in enumerate(items)
+                 if it.source == "photo" and it.variant == "original"}
+    sets: dict[str, list[tuple[int, int]]] = {}
+    for i, it in enumerate(items):
+        if it.source == "photo" and it.variant != "original":
+            sets.setdefault(it.variant, []).append((originals[it.label], i))
+    natural = {"icon": "icon sizes", "emoji": "emoji renderings", "texture": "exact copies"}
+    by_group: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        if it.source in natural and not it.group.startswith("emoji:twitter"):
+            by_group.setdefault(it.group, []).append(i)
+    for members in by_group.values():
+        name = natural[items[members[0]].source]
+        sets.setdefault(name, []).extend(
+            (a, b) for k, a in enumerate(members) for b in members[k + 1:])
+    return {k: (np.array([a for a, _ in v], dtype=np.intp), np.array([b for _, b in v],
+                                                                       dtype=np.intp))
+            for k, v in sets.items()}
+
+
+def evaluate(key: str, dist: np.ndarray, nbits: int, truth: metrics.Truth,
+             items: list[dataset.Item], pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+             extra_threshold: int | None = None) -> dict[str, Any]:
+    c = metrics.curve(dist, truth, nbits)
+    at999, at1 = metrics.at_precision(c, TARGET), metrics.at_precision(c, 1.0)
+    t = at999["threshold"]
+    recall = metrics.variant_recall(dist, t, pairs)
+    benign = [k for k in recall if k in dataset.transforms.BENIGN]
+    hard = [k for k in recall if k in dataset.transforms.HARD]
+
+    def kind(i: int, j: int) -> str:
+        return dataset.negative_kind(items[i], items[j])
+
+    kinds, examples = metrics.false_pairs(dist, truth, t, kind)
+    # The worst of the false pairs, for reading: distance and the two files.
+    out = {
+        "key": key, "nbits": nbits,
+        "at_precision_0.999": at999, "at_precision_1": at1, "best_f1": metrics.best_f1(c),
+        "recall_by_variant": recall,
+        "recall_benign": float(np.mean([recall[k] for k in benign])) if benign else None,
+        "recall_hard": float(np.mean([recall[k] for k in hard])) if hard else None,
+        "false_pairs_by_kind": kinds,
+        "false_pair_examples": [(items[i].path, items[j].path, d) for i, j, d in examples],
+        "curve": {k: [round(float(x), 6) for x in v] for k, v in c.items()},
+    }
+    if extra_threshold is not None:
+        te = extra_threshold
+        out["at_threshold"] = {
+            "threshold": te, "precision": float(c["precision"][te]),
+            "recall": float(c["recall"][te]), "fp": int(c["fp"][te]),
+            "recall_by_variant": metrics.variant_recall(dist, te, pairs)}
+    return out
+
+
+def _mean(values: Iterable[float | None]) -> float:
+    """Mean of the timed images' values (only a sample of images is timed)."""
+    return float(np.mean([v for v in values if v is not None]))
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _ms(x: float) -> str:
+    return f"{1000 * x:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="a ~700-image subset, fewer methods (no whash, crop-resistant)")
+    ap.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--no-baselines", action="store_true", help="skip ImageHash baselines")
+    ap.add_argument("--reuse-hashes", action="store_true",
+                    help="evaluate the hashes of the previous run again (develop the metrics)")
+    args = ap.parse_args(argv)
+    started = time.monotonic()
+
+    spec = dataset.QUICK if args.quick else dataset.FULL
+    print(f"building the {spec.name} set (cached after the first run)", flush=True)
+    items = dataset.build(spec)
+    info = dataset.describe(items)
+    print(f"{info['images']} images in {info['groups']} pictures: {info['by_source']}")
+    configs = tuple(c for c in CONFIGS if c.quick or not args.quick)
+    baselines = () if args.no_baselines else tuple(
+        b for b in BASELINES if b.quick or not args.quick)
+    store = dataset.cache_dir(spec) / "hashes.pickle"
+    if args.reuse_hashes and store.is_file():
+        hashes = pickle.loads(store.read_bytes())
+    else:
+        print(f"hashing with {len(configs)} lookalike configurations and {len(baselines)} "
+              f"baselines on {args.workers} workers", flush=True)
+        hashes = hash_all(items, configs, baselines, args.workers)
+        store.write_bytes(pickle.dumps(hashes))
+    t_hashed = time.monotonic()
+    failed = [(it.path, h.error) for it, h in zip(items, hashes, strict=True) if h.error]
+    keep = [k for k, h in enumerate(hashes) if not h.error]
+    items = [items[k] for k in keep]
+    hashes = [hashes[k] for k in keep]
+    groups, merges = merged_groups(items, hashes)
+    truth = metrics.make_truth(groups)
+    pairs = named_pairs(items)
+    print(f"{len(items)} images ({len(failed)} unreadable), {truth.n_pos:,} positive and "
+          f"{truth.n_neg:,} negative pairs; {merges} groups joined for identical pixels")
+
+    decode_s = _mean(h.decode_s for h in hashes)
+    results: dict[str, dict[str, Any]] = {}
+    for cfg in configs:
+        per_op = [h.ours[cfg.key] for h in hashes]
+        invs = ["none", "flips", "rotations", "dihedral"] if cfg.invariant else ["none"]
+        base_t = None
+        for inv in invs:
+            idx = INVARIANCE_OPS[inv]
+            segs = [tuple(s for k in idx for s in ops[k]) for ops in per_op]
+            dist = metrics.min_distance_matrix(segs, cfg.nbits)
+            key = cfg.key if inv == "none" else f"{cfg.key}+{inv}"
+            r = evaluate(key, dist, cfg.nbits, truth, items, pairs, extra_threshold=base_t)
+            if inv == "none":
+                base_t = r["at_precision_0.999"]["threshold"]
+                hash_s = _mean(h.ours_s.get(cfg.key) for h in hashes)
+            else:
+                hash_s = _mean(h.invariant_s.get(cfg.key, {}).get(inv) for h in hashes)
+            r.update(method=cfg.method, size=cfg.size, invariant=inv, hash_s=hash_s,
+                     scan_s=decode_s + hash_s)
+            results[key] = r
+        print(f"  evaluated {cfg.key:<18} ({time.monotonic() - t_hashed:.0f} s)", flush=True)
+    for b in baselines:
+        values = [h.base[b.key] for h in hashes]
+        dist = metrics.min_distance_matrix([(v,) for v in values], b.nbits)
+        r = evaluate(b.key, dist, b.nbits, truth, items, pairs,
+                     extra_threshold=0 if b.name == "folklore-dhash-z" else None)
+        open_s = _mean(h.base_s.get(b.key) for h in hashes)
+        r.update(method=b.key, size=b.size, invariant="none", hash_s=open_s, scan_s=open_s)
+        results[b.key] = r
+
+    ref_scan = results[REFERENCE]["scan_s"]
+    eligible = [r for r in results.values() if r["invariant"] == "none"
+                and r["key"] in {c.key for c in configs}
+                and r["scan_s"] <= SPEED_BUDGET * ref_scan]
+    best = max(eligible, key=lambda r: (r["at_precision_0.999"]["recall"], -r["scan_s"]))
+    tables = render(results, configs, baselines, decode_s, ref_scan, best, info, truth)
+    elapsed = time.monotonic() - started
+    footer = (f"\n{len(items)} images, {truth.n_pos:,} positive / {truth.n_neg:,} negative "
+              f"pairs, {args.workers} workers, {elapsed:.0f} s in all. Recommended default: "
+              f"{best['method']} size {best['size']} threshold "
+              f"{best['at_precision_0.999']['threshold']}.")
+    print(footer)
+    name = "accuracy-quick" if args.quick else "accuracy"
+    write_json(name, {
+        "command": " ".join(["python", "benchmarks/accuracy/run.py", *(argv or sys.argv[1:])]),
+        "dataset": info, "spec": spec.__dict__, "seed": dataset.SEED, "target": TARGET,
+        "pairs": {"positive": truth.n_pos, "negative": truth.n_neg},
+        "identical_pixel_merges": merges, "unreadable": failed,
+        "decode_fast_s": decode_s, "reference": REFERENCE, "speed_budget": SPEED_BUDGET,
+        "recommended": {"method": best["method"], "size": best["size"],
+                        "threshold": best["at_precision_0.999"]["threshold"]},
+        "seconds": round(elapsed, 1), "results": results})
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.md").write_text(tables + footer + "\n")
+    print(f"markdown tables written to {RESULTS / (name + '.md')}")
+    return 0
+
+
+def render(results: dict[str, dict[str, Any]], configs: tuple[Config, ...], baselines: tuple,
+           decode_s: float, ref_scan: float, best: dict[str, Any], info: dict[str, Any],
+           truth: metrics.Truth) -> str:
+    """Print the tables and return them as markdown."""
+    parts: list[str] = []
+
+    def table(title: str, headers: list[str], rows: list[list[Any]]) -> None:
+        print(f"\n{title}\n")
+        parts.append(f"\n{title}\n\n" + print_table(headers, rows) + "\n")
+
+    plain = [r for r in results.values() if r["invariant"] == "none"]
+    plain.sort(key=lambda r: (-r["at_precision_0.999"]["recall"], r["scan_s"]))
+    rows = []
+    for r in plain:
+        a, p1, f = r["at_precision_0.999"], r["at_precision_1"], r["best_f1"]
+        name = r["key"].replace("/", " ")
+        if r is best:
+            name = f"**{name}** (default)"
+        rows.append([name, r["nbits"], a["threshold"] if a["threshold"] is not None else "-",
+                     _pct(a["recall"]), _pct(r["recall_benign"]), _pct(r["recall_hard"]),
+                     a["fp"] if a["fp"] is not None else "-",
+                     f"{_pct(p1['recall'])} (t={p1['threshold']})",
+                     f"{f['f1']:.3f} (t={f['threshold']})",
+                     _ms(r["hash_s"]), f"{r['scan_s'] / ref_scan:.2f}x"])
+    table(f"Recall at precision >= {TARGET} ({info['images']} images, {truth.n_pos:,} "
+          f"positive / {truth.n_neg:,} negative pairs; threshold tuned per row)",
+          ["method size", "bits", "threshold", "recall", "benign", "hard", "false pairs",
+           "recall @P=1", "best F1", "hash ms", "scan time vs dhash-z 8"], rows)
+
+    folk = results.get("folklore dhash-z/8")
+    if folk is not None and "at_threshold" in folk:
+        a = folk["at_threshold"]
+        print(f"\nfolklore recipe as used (dhash-z 8, threshold 0): precision "
+              f"{_pct(a['precision'])}, recall {_pct(a['recall'])}, {a['fp']} false pairs")
+        parts.append(f"\nFolklore recipe as used (dhash-z, 8x8, identical hashes only): "
+                     f"precision {_pct(a['precision'])}, recall {_pct(a['recall'])}, "
+                     f"{a['fp']} false pairs.\n")
+
+    shown = [best["key"]] + [k for k in ("pdq/16", "phash/16", "dhash/16", "dhash/8",
+                                         "dhash-z/8", "dhash-zg/8", "imagehash.phash/16",
+                                         "imagehash.dhash/8") if k in results]
+    shown = list(dict.fromkeys(shown))
+    variants = list(results[shown[0]]["recall_by_variant"])
+    rows = [[v, dataset.transforms.CATEGORY.get(v, "natural")]
+            + [_pct(results[k]["recall_by_variant"][v]) for k in shown] for v in variants]
+    if folk is not None and "at_threshold" in folk:
+        for row, v in zip(rows, variants, strict=True):
+            row.append(_pct(folk["at_threshold"]["recall_by_variant"][v]))
+    table("Recall per transform at each method's precision >= 0.999 threshold",
+          ["transform", "kind", *[k.replace("/", " ") for k in shown],
+           *(["folklore t=0"] if folk is not None else [])], rows)
+
+    rows = []
+    for cfg in configs:
+        if not cfg.invariant:
+            continue
+        base = results[cfg.key]
+        for inv in ("none", "flips", "rotations", "dihedral"):
+            r = results[cfg.key if inv == "none" else f"{cfg.key}+{inv}"]
+            same = r.get("at_threshold", {"recall_by_variant": r["recall_by_variant"],
+                                          "fp": r["at_precision_0.999"]["fp"]})
+            a = r["at_precision_0.999"]
+            rows.append([cfg.key.replace("/", " "), inv, base["at_precision_0.999"]["threshold"],
+                         _pct(same["recall_by_variant"].get("hflip")),
+                         _pct(same["recall_by_variant"].get("rotate_90")), same["fp"],
+                         a["threshold"], _pct(a["recall"]), _ms(r["hash_s"])])
+    table("Flip/rotation invariance: at the plain method's threshold (hflip, rotate_90 "
+          "recall; false pairs), then re-tuned for precision >= 0.999",
+          ["method", "invariant", "threshold", "hflip", "rotate_90", "false pairs",
+           "re-tuned threshold", "recall", "hash ms"], rows)
+
+    rows = [[k.replace("/", " "), ", ".join(f"{n} {c}" for n, c in
+                                            results[k]["false_pairs_by_kind"].items()) or "-"]
+            for k in shown]
+    table("False pairs at the precision >= 0.999 threshold, by kind of negative",
+          ["method", "false pairs"], rows)
+    parts.append(f"\nCPU time per image: fast decode {_ms(decode_s)} ms; hash times above "
+                 f"exclude it; scan time = decode + hash, relative to dhash-z 8 "
+                 f"({_ms(ref_scan)} ms). Baselines' times include their own full decode.\n")
+    return "".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The accuracy benchmark's parts: exact pair distances, curves, ground truth, the worker.
+
+The whole benchmark (``python benchmarks/accuracy/run.py --quick``) takes about a minute, too
+long for the suite; these tests check the pieces it is made of on small inputs.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from accuracy import dataset, metrics
+from accuracy.hashing import BASELINES, CONFIGS, HashJob, folklore_dhash_z
+from lookalike.decode import decode_bytes
+from lookalike.hashes import bits_to_int, compute_hash
+
+
+def _brute(segments, nbits):
+    return np.array([[min((a ^ b).bit_count() for a in s for b in t) for t in segments]
+                     for s in segments])
+
+
+@pytest.mark.parametrize("nbits", [42, 64, 256])
+@pytest.mark.parametrize("variable", [False, True])
+def test_min_distance_matrix_equals_brute_force(nbits, variable):
+    rng = random.Random(nbits)
+    segs = [tuple(rng.getrandbits(nbits) for _ in range(rng.randint(1, 4) if variable else 3))
+            for _ in range(40)]
+    assert np.array_equal(metrics.min_distance_matrix(segs, nbits), _brute(segs, nbits))
+
+
+def test_curve_and_operating_points_on_a_toy_example():
+    # Images 0-1-2 are one picture, 3 and 4 others. Distances chosen by hand.
+    d = np.array([[0, 2, 5, 9, 3],
+                  [2, 0, 6, 9, 9],
+                  [5, 6, 0, 9, 9],
+                  [9, 9, 9, 0, 1],
+                  [3, 9, 9, 1, 0]], dtype=np.uint16)
+    truth = metrics.make_truth(["a", "a", "a", "b", "c"])
+    assert (truth.n_pos, truth.n_neg) == (3, 7)
+    c = metrics.curve(d, truth, 9)
+    assert c["tp"].tolist()[:7] == [0, 0, 1, 1, 1, 2, 3]
+    assert c["fp"].tolist()[:4] == [0, 1, 1, 2]
+    assert metrics.at_precision(c, 1.0) == {"threshold": 0, "recall": 0.0, "precision": 1.0,
+                                            "fp": 0}
+    half = metrics.at_precision(c, 0.5)
+    assert half["threshold"] == 6 and half["recall"] == 1.0
+    kinds, examples = metrics.false_pairs(d, truth, 3, lambda i, j: f"{i}{j}")
+    assert kinds == {"34": 1, "04": 1} and examples[0] == (3, 4, 1)
+
+
+def test_negative_kinds_name_the_hard_cases():
+    def item(source, label, variant="original"):
+        return dataset.Item("p", f"{source}:{label}:{variant}", source, label, variant, True)
+
+    assert dataset.negative_kind(item("photo", "aloeL"), item("photo", "aloeR")) == "same-scene"
+    assert dataset.negative_kind(item("photo", "left01"),
+                                 item("photo", "right07")) == "chessboard-series"
+    assert dataset.negative_kind(item("emoji", "1f600", "single-64"),
+                                 item("emoji", "1f600", "twitter-64")) == "emoji-vendor"
+    assert dataset.negative_kind(item("emoji", "1f44d", "single-64"),
+                                 item("emoji", "1f44d", "skin-1f3fb")) == "skin-tone"
+    assert dataset.negative_kind(item("icon", "a"), item("texture", "b")) == "cross-source"
+
+
+def test_worker_hashes_as_a_scan_and_baselines_as_users_do(photos):
+    path = str(photos[0])
+    job = HashJob(tuple(c for c in CONFIGS if c.method in ("dhash", "pdq")), BASELINES[:1],
+                  timing_every=1)
+    (out,) = job([(0, path)])
+    assert out.error is None and out.decode_s > 0
+    pic = decode_bytes(photos[0].read_bytes(), mode="fast")[0]
+    assert out.ours["dhash/8"][0] == compute_hash(pic, "dhash", 8).segments
+    assert len(out.ours["dhash/8"]) == 8  # all orientations, for the invariance table
+    assert set(out.invariant_s["pdq/16"]) == {"flips", "rotations", "dihedral"}
+    import imagehash
+
+    assert out.base["imagehash.average_hash/8"] == bits_to_int(
+        imagehash.average_hash(Image.open(path)).hash)
+
+
+def test_folklore_baseline_equals_lookalike_dhash_z_with_full_decoding(photos):
+    for path in photos[:4]:
+        pic = decode_bytes(path.read_bytes(), mode="full")[0]
+        ours = compute_hash(pic, "dhash-z", 8)
+        assert bits_to_int(folklore_dhash_z(Image.open(path)).hash) == ours.value
