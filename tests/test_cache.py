@@ -56,6 +56,7 @@ def test_changing_method_or_size_or_decode_misses_the_cache(tree, tmp_path):
         assert scan(tree, cache, hash_size=16).stats["hashed"] == 8
         assert scan(tree, cache, method="dhash").stats["hashed"] == 8
         assert scan(tree, cache, decode="full").stats["hashed"] == 8
+        assert scan(tree, cache, invariant="flips").stats["hashed"] == 8
         assert scan(tree, cache).stats["hashed"] == 0
 
 

@@ -2,7 +2,8 @@
 
 Rows are keyed by (settings key, path) and valid while the file's size and mtime (ns) are
 unchanged. The settings key covers everything that changes a hash value: method, hash size,
-decode mode, pixel-digest flag and :data:`~lookalike.decode.DECODER_VERSION`, so changing any
+decode mode, pixel-digest flag, flip/rotation invariance and
+:data:`~lookalike.decode.DECODER_VERSION`, so changing any
 of them simply misses the cache. Unreadable files are cached too (as their problem), so a
 re-scan of an unchanged tree decodes nothing at all.
 
@@ -50,7 +51,7 @@ def settings_key(config: ScanConfig) -> str:
     from .decode import DECODER_VERSION
 
     return (f"{config.method}/{config.resolved_hash_size}/{config.decode}/"
-            f"pd{int(config.pixel_digest)}/dec{DECODER_VERSION}")
+            f"pd{int(config.pixel_digest)}/inv-{config.invariant}/dec{DECODER_VERSION}")
 
 
 class HashCache:

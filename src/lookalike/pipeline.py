@@ -96,7 +96,7 @@ def hash_data(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, source:
     except DecodeError as exc:
         return Problem(path=path, stage="decode", error=exc.reason, message=str(exc))
     try:
-        h = get_method(config.method).hash(pic, config.resolved_hash_size)
+        h = get_method(config.method).hash(pic, config.resolved_hash_size, config.invariant)
     except Exception as exc:
         return Problem(path=path, stage="hash", error="hash-failed",
                        message=f"{type(exc).__name__}: {exc}")
