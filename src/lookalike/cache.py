@@ -35,6 +35,8 @@ __all__ = ["HashCache", "default_cache_path", "settings_key"]
 
 SCHEMA = 1
 BATCH = 500  # rows per transaction: cheap commits, little work lost on a kill
+_RETRY_CODES = frozenset({"vanished", "worker-crashed", "permission-denied", "timeout",
+                          "too-large", "changed-during-scan", "read-error", "os-error"})
 
 
 def default_cache_path() -> Path:
@@ -168,7 +170,9 @@ class HashCache:
                                   None, None, None, now))
         for p in problems:
             st = (sizes or {}).get(p.path)
-            if st is None or p.error in ("vanished", "worker-crashed", "permission-denied"):
+            # Only verdicts about the bytes themselves are cached; failures that a retry, a
+            # higher --max-pixels or --decode-timeout could change are retried next scan.
+            if st is None or p.error in _RETRY_CODES:
                 continue
             self._pending.append((key, p.path, st[0], st[1], 0, None, None, None, None, None,
                                   None, None, p.error, p.stage, p.message, now))
