@@ -96,3 +96,14 @@ def test_cli_uses_the_cache_by_default_and_no_cache_skips_it(runner, tree, tmp_p
     assert len(HashCache(db)) == 8
     res = runner.invoke(cli, [*args, "--no-cache"])
     assert res.exit_code == 0 and '"from_cache": 0' in res.output
+
+
+def test_files_refused_by_a_limit_are_retried_when_the_limit_is_raised(tmp_path, scene):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    scene(1, (300, 200)).save(root / "big.png")
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        low = lookalike.scan(root, cache=cache, workers=1, max_pixels=1000)
+        assert [e.error for e in low.errors] == ["too-large"]
+        high = lookalike.scan(root, cache=cache, workers=1)
+    assert high.errors == [] and high.stats["hashed"] == 1
