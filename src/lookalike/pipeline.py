@@ -395,7 +395,7 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     own_executor = executor is None
     if executor is None:
         # No pool to start when everything came from the cache (warm re-scans stay instant).
-        workers = min(config.resolved_workers, max(1, len(todo) // chunk_size))
+        workers = min(config.resolved_workers, max(1, len(todo)))
         if workers == 1 and config.workers != 1:
             # One worker still runs in a subprocess (started only if there is work): a
             # decoder that crashes or hangs then costs one file, not the whole scan.
@@ -404,6 +404,8 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
             executor = ProcessExecutor(1)
         else:
             executor = make_executor("local", workers)
+    # At least ~4 chunks per worker, so a short scan still keeps every worker busy to the end.
+    chunk_size = max(1, min(chunk_size, -(-len(todo) // (4 * executor.workers))))
     try:
         fresh, hash_problems = _hash_all(todo, config, executor, reporter, cache,
                                          worker=worker, chunk_size=chunk_size,
