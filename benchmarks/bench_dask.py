@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import collections
 import gc
-import logging
 import os
 import pickle
 import shutil
@@ -177,8 +176,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--serial", action="store_true", help="also time the in-process executor")
     args = ap.parse_args()
-    # Dask logs every cluster's shutdown at INFO once the first cluster restored the levels.
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    # Dask logs every cluster's shutdown at INFO once the first one restored the log levels.
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     root = build_tree(args.images)
     n = sum(1 for _ in root.rglob("*.png"))
     print(f"{n} images in {root}, {args.workers} workers, median of {args.repeats}\n")

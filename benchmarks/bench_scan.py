@@ -38,8 +38,7 @@ def build_tree(n: int) -> Path:
         except realdata.DataUnavailable as exc:
             print(f"skipping {vendor} emoji: {exc}", file=sys.stderr)
             continue
-        singles = emoji["singles"] if isinstance(emoji, dict) and "singles" in emoji else emoji
-        for name, path in sorted(singles.items()):
+        for name, path in sorted(emoji.singles.items()):
             os.link(path, root / "emoji" / f"{vendor}_{name}{Path(path).suffix}")
             count += 1
     (root / "fashion").mkdir()

@@ -171,13 +171,16 @@ def test_parquet_rows_of_one_row_group_are_one_batch(tree, tmp_path):
     assert sizes == [5, 5, 5, 2]  # 17 rows in groups of 5, whatever the batch size
 
 
-def test_memory_urls_give_the_same_groups_as_the_files(tree, baseline):
+def test_memory_urls_give_the_same_groups_as_the_files(tree, baseline, monkeypatch):
+    import lookalike.remote
+
+    monkeypatch.setattr(lookalike.remote, "_READ_AHEAD", 3)  # a batch is read in slices
     fs = fsspec.filesystem("memory")
     for p in _files(tree):
         fs.pipe(f"/bucket/photos/{p.relative_to(tree)}", p.read_bytes())
     fs.pipe("/bucket/photos/notes.txt", b"not listed: no image extension")
     try:
-        result = scan_inputs(["memory://bucket/photos"], CONFIG)
+        result = scan_inputs(["memory://bucket/photos"], CONFIG, batch_size=100)
         assert _groups(result, "/bucket/photos") == _groups(baseline, str(tree))
         assert _hashes(result, "/bucket/photos") == _hashes(baseline, str(tree))
         assert all(r.path.startswith("memory://") for r in result.records)

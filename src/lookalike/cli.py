@@ -201,8 +201,8 @@ def cli() -> None:
               help="Times a failed batch (a crashed or lost worker) is retried, file by file, "
               "before its files are reported as errors. Default: 1.")
 @click.option("--batch-size", "batch_size", type=int, default=None,
-              help="Images per work item sent to a worker. Default: 16 (64 with --engine "
-              "dask, where each task costs milliseconds of scheduling).")
+              help="Images per work item sent to a worker. Default: 16; with --engine dask "
+              "up to 256 (each task costs milliseconds), at least 4 items per worker.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or per-file error lines.")
 def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: int,
          grouping: str, fmt: str | None, output: str | None, decode: str, exact_decode: bool,

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .config import ScanConfig
 from .errors import ConfigError, Problem
-from .pipeline import ChunkResult, hash_data, hash_file
+from .pipeline import CHUNK_SIZE, ChunkResult, hash_data, hash_file
 from .sources import IMAGE_EXTENSIONS, FileEntry, WalkStats, iter_files
 
 if TYPE_CHECKING:
@@ -71,6 +71,8 @@ INSTALL_HINT = "pip install 'lookalike[dask]'"
 
 # Tar members closer than this are fetched in one ranged read (one request beats two).
 _MAX_GAP = 1 << 20
+# Images whose bytes a worker fetches at once (concurrently, on async object stores).
+_READ_AHEAD = 32
 # Columns tried, in order, when the user names none.
 _PATH_COLUMNS = ("path", "url", "uri", "file", "filename", "file_name", "image_path", "key")
 _NAME_COLUMNS = ("path", "name", "key", "__key__", "filename", "file_name", "url", "id")
@@ -204,7 +206,10 @@ class RemoteWorker:
 
     def __call__(self, chunk: Sequence[FileEntry | RemoteEntry]) -> ChunkResult:
         records, problems = [], []
-        for entry, data in self._read(chunk):
+        # Read a few images ahead, not the whole batch: batches may be hundreds of images.
+        reads = (pair for i in range(0, len(chunk), _READ_AHEAD)
+                 for pair in self._read(chunk[i:i + _READ_AHEAD]))
+        for entry, data in reads:
             if isinstance(entry, FileEntry):
                 out = hash_file(entry, self.config)
             elif data is None or isinstance(data, BaseException):
@@ -668,7 +673,9 @@ class _KnownSizes:
                ) -> tuple[list[Any], list[Problem], list[Any]]:
         known = [e for e in entries if e.size_bytes >= 0]
         records, problems, todo = self.inner.lookup(known, config)
-        return records, problems, [*todo, *(e for e in entries if e.size_bytes < 0)]
+        again = {id(e) for e in todo}
+        # Listing order kept: a Parquet row group's rows must stay next to each other.
+        return records, problems, [e for e in entries if e.size_bytes < 0 or id(e) in again]
 
     def add(self, records: Iterable[Any], problems: Iterable[Problem], config: ScanConfig,
             sizes: dict[str, tuple[int, int]] | None = None) -> None:
@@ -708,8 +715,8 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         retries: how often a failed batch is retried file by file before its files are
             reported as ``worker-crashed`` (default 1; Dask also re-runs tasks of a dead
             worker up to its ``allowed-failures``).
-        batch_size: images per work item (default 16, or the executor's
-            ``batch_size_hint``: 64 on Dask; a Parquet row group is always one item).
+        batch_size: images per work item (default 16; on Dask up to 256, with at least 4
+            items per worker; a Parquet row group is always one item).
         reporter: progress and problems.
 
     Returns:
@@ -756,8 +763,11 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         roots = [os.path.abspath(p) if _local_path(p) == p else p for p in paths]
         if files_from is not None:
             roots.append(files_from)
-        if batch_size is None:
-            batch_size = getattr(executor, "batch_size_hint", None)
+        hint = getattr(executor, "batch_size_hint", None)
+        if batch_size is None and hint is not None and executor is not None:
+            # Big batches amortise the engine's per-task cost; at least 4 batches per worker
+            # keep them all busy until the end.
+            batch_size = max(CHUNK_SIZE, min(hint, len(items) // (4 * max(1, executor.workers))))
         # Plain local files need nothing but the local worker (and stay picklable cheaply).
         worker = None if only_local else RemoteWorker(config, dict(storage_options or {}))
         return run_scan_items(items, config, worker=worker, roots=roots, problems=problems,

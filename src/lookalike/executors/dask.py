@@ -110,9 +110,10 @@ class DaskExecutor:
         self.workers = self._threads()
         self._resized = time.monotonic()
 
-    #: Images per work item that :func:`lookalike.scan_inputs` uses unless told otherwise:
-    #: a Dask task costs milliseconds of scheduling, so batches are larger than locally.
-    batch_size_hint = 64
+    #: Largest batch :func:`lookalike.scan_inputs` picks unless told otherwise: a Dask task
+    #: costs milliseconds of scheduling and transfer (benchmarks/bench_dask.py: 2.2x the
+    #: local pool's time at 16 tiny images a task, 1.3x at 64, 1.0x at 256).
+    batch_size_hint = 256
 
     @staticmethod
     def _local_cluster(distributed: Any, n: int) -> Any:
