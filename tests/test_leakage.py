@@ -19,6 +19,7 @@ from lookalike.plan import plan
 from lookalike.report import write_report
 
 THRESHOLD = 4  # dhash-z: re-encoded/resized copies are 0-1 bits away, the stereo pair 10
+PIN = ["-m", "dhash-z", "--hash-size", "8"]  # the hash THRESHOLD was measured with
 
 TRAIN = ["astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
          "motorcycle_left.png", "rocket.jpg", "camera.png", "moon.png"]
@@ -62,7 +63,8 @@ def splits(tmp_path, photos):
 @pytest.fixture
 def scanned(splits):
     train, test, val = splits
-    result = lookalike.scan([train, test, val], threshold=THRESHOLD, workers=1)
+    result = lookalike.scan([train, test, val], method="dhash-z", hash_size=8,
+                            threshold=THRESHOLD, workers=1)
     return splits, result
 
 
@@ -143,7 +145,7 @@ def test_cli_scan_with_reference_reports_leakage(runner, splits, tmp_path):
     train, test, val = splits
     out = tmp_path / "r.json"
     res = runner.invoke(cli, ["scan", "--reference", str(train), str(test), str(val),
-                              "-t", str(THRESHOLD), "-j", "1", "-q", "--no-cache",
+                              "-t", str(THRESHOLD), *PIN, "-j", "1", "-q", "--no-cache",
                               "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "leakage against the reference (train)" in res.output
@@ -159,7 +161,7 @@ def test_cli_scan_with_reference_reports_leakage(runner, splits, tmp_path):
 def test_two_sets_print_no_matrix(runner, splits):
     train, test, _ = splits
     res = runner.invoke(cli, ["scan", "--reference", str(train), str(test), "-t",
-                              str(THRESHOLD), "-j", "1", "-q", "--no-cache"])
+                              str(THRESHOLD), *PIN, "-j", "1", "-q", "--no-cache"])
     assert res.exit_code == 0, res.output
     assert "split overlap" not in res.output and "purge list: 4 files" in res.output
 
@@ -209,7 +211,7 @@ def test_leakage_scan_reuses_the_hash_cache(runner, splits, tmp_path):
     for n in (1, 2):
         out = tmp_path / f"r{n}.json"
         res = runner.invoke(cli, ["scan", "--reference", str(train), str(test), str(val),
-                                  "-t", str(THRESHOLD), "-j", "1", "-q", "--cache", str(cache),
+                                  "-t", str(THRESHOLD), *PIN, "-j", "1", "-q", "--cache", str(cache),
                                   "-o", str(out)])
         assert res.exit_code == 0, res.output
         outs.append(json.loads(out.read_text()))
