@@ -112,8 +112,8 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
     the text format).
     """
     if format == "json":
-        text = json.dumps(report_to_dict(result, argv, keep=keep, leakage=leakage),
-                          indent=1) + "\n"
+        # No indent: json's C encoder only runs without one (10x faster on big reports).
+        text = json.dumps(report_to_dict(result, argv, keep=keep, leakage=leakage)) + "\n"
     elif format == "csv":
         text = render_csv(result)
     elif format == "text":
