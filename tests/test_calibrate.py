@@ -39,8 +39,15 @@ def test_calibrate_recommends_a_threshold_that_reaches_the_target(sample_dir):
     assert [p.threshold for p in cal.curve] == list(range(65))
     tps = [p.true_pairs for p in cal.curve]
     assert tps == sorted(tps) and cal.curve[-1].recall == 1.0
+    # Projected onto the whole folder: a zero count becomes the 95% bound 3 / negatives.
+    fp = cal.point(cal.threshold).false_pairs
+    n = cal.images_found
+    assert cal.expected_false_pairs == pytest.approx(
+        max(fp, 3) / cal.negative_pairs * n * (n - 1) / 2 if fp == 0
+        else fp / cal.negative_pairs * n * (n - 1) / 2)
     text = render_calibration(cal)
     assert f"--threshold {cal.threshold}" in text and "<- recommended" in text
+    assert f"a scan of all {n:,} images found" in text
     json.dumps(cal.to_dict())  # JSON-ready
 
 

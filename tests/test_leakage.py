@@ -211,8 +211,8 @@ def test_leakage_scan_reuses_the_hash_cache(runner, splits, tmp_path):
     for n in (1, 2):
         out = tmp_path / f"r{n}.json"
         res = runner.invoke(cli, ["scan", "--reference", str(train), str(test), str(val),
-                                  "-t", str(THRESHOLD), *PIN, "-j", "1", "-q", "--cache", str(cache),
-                                  "-o", str(out)])
+                                  "-t", str(THRESHOLD), *PIN, "-j", "1", "-q",
+                                  "--cache", str(cache), "-o", str(out)])
         assert res.exit_code == 0, res.output
         outs.append(json.loads(out.read_text()))
     first, second = outs

@@ -47,7 +47,7 @@ def test_scan_groups_each_photo_with_its_copies(copies_tree):
 
 def test_default_folklore_scan_finds_the_resized_copies(copies_tree):
     root, truth = copies_tree
-    result = lookalike.scan(root, workers=1)  # dhash-z, 8, threshold 0
+    result = lookalike.scan(root, method="dhash-z", hash_size=8, threshold=0, workers=1)
     grouped = {p for g in result.groups for p in g.paths}
     hits = sum(1 for orig in truth if orig in grouped)
     assert hits >= 4  # the folklore recipe is weak, but finds most resized copies

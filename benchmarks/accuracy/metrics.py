@@ -1,10 +1,11 @@
 """Exact pairwise evaluation: every pair of images, every threshold.
 
 A pair is positive when both images show the same picture (same ``group``, or identical
-decoded pixels), negative otherwise. A pair is predicted a match when the hash distance is
-at most the threshold; for multi-segment hashes (crop-resistant, flip/rotation invariance)
-the distance is the smallest over all segment pairs, as :meth:`lookalike.model.Hash.__sub__`
-computes it.
+decoded pixels), negative otherwise; hard negatives (same scene, other emoji vendor, skin
+tone) are counted apart and left out of precision. A pair is predicted a match when the
+hash distance is at most the threshold; for multi-segment hashes (crop-resistant,
+flip/rotation invariance) the distance is the smallest over all segment pairs, as
+:meth:`lookalike.model.Hash.__sub__` computes it.
 """
 
 from __future__ import annotations
@@ -88,32 +89,58 @@ def min_distance_matrix(segments: Sequence[Sequence[int]], nbits: int) -> np.nda
 
 @dataclass
 class Truth:
-    """Ground truth over the upper triangle of the pair matrix."""
+    """Ground truth over the upper triangle of the pair matrix.
+
+    ``hard`` marks hard negatives (same scene, other vendor, skin tone): different pictures
+    that are reported on their own and left out of the precision.
+    """
 
     iu: tuple[np.ndarray, np.ndarray]
     positive: np.ndarray  # bool per pair
+    hard: np.ndarray  # bool per pair
     n_pos: int
-    n_neg: int
+    n_neg: int  # ordinary negatives: neither positive nor hard
 
 
-def make_truth(groups: Sequence[str]) -> Truth:
+def make_truth(groups: Sequence[str], hard_keys: Sequence[str | None] | None = None) -> Truth:
     g = np.unique(np.asarray(groups), return_inverse=True)[1]
     iu = np.triu_indices(len(groups), 1)
     pos = g[iu[0]] == g[iu[1]]
-    return Truth(iu, pos, int(pos.sum()), int((~pos).sum()))
+    hard = np.zeros_like(pos)
+    if hard_keys is not None:
+        keys = ["" if k is None else k for k in hard_keys]
+        h = np.unique(np.asarray(keys), return_inverse=True)[1]
+        has = np.asarray([k != "" for k in keys])
+        hard = (h[iu[0]] == h[iu[1]]) & has[iu[0]] & ~pos
+    return Truth(iu, pos, hard, int(pos.sum()), int((~pos & ~hard).sum()))
 
 
 def curve(dist: np.ndarray, truth: Truth, nbits: int) -> dict[str, np.ndarray]:
-    """TP, FP, precision, recall and F1 at every threshold 0..nbits."""
+    """TP, FP, precision, recall and F1 at every threshold 0..nbits (FP: ordinary negatives)."""
     d = dist[truth.iu]
     tp = np.cumsum(np.bincount(d[truth.positive], minlength=nbits + 1))[: nbits + 1]
-    fp = np.cumsum(np.bincount(d[~truth.positive], minlength=nbits + 1))[: nbits + 1]
+    fp = np.cumsum(np.bincount(d[~truth.positive & ~truth.hard],
+                               minlength=nbits + 1))[: nbits + 1]
     predicted = tp + fp
     precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 1.0)
     recall = tp / max(truth.n_pos, 1)
     f1 = np.where(precision + recall > 0,
                   2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
     return {"tp": tp, "fp": fp, "precision": precision, "recall": recall, "f1": f1}
+
+
+def hard_matched(dist: np.ndarray, truth: Truth, threshold: int | None, kind_of: Any
+                 ) -> dict[str, list[int]]:
+    """Per kind of hard negative: [pairs within threshold, pairs in all]."""
+    idx = np.flatnonzero(truth.hard)
+    d = dist[truth.iu[0][idx], truth.iu[1][idx]]
+    out: dict[str, list[int]] = {}
+    for k, dd in zip(idx.tolist(), d.tolist(), strict=True):
+        kind = kind_of(int(truth.iu[0][k]), int(truth.iu[1][k]))
+        entry = out.setdefault(kind, [0, 0])
+        entry[1] += 1
+        entry[0] += threshold is not None and dd <= threshold
+    return out
 
 
 def at_precision(c: dict[str, np.ndarray], target: float) -> dict[str, Any]:
@@ -133,12 +160,13 @@ def best_f1(c: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def variant_recall(dist: np.ndarray, threshold: int | None,
-                   pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """Per named set of positive pairs (a transform, icon sizes...), recall at threshold."""
-    out = {}
+                   pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float | None]:
+    """Per named set of positive pairs (a transform, icon sizes...), recall at threshold
+    (``None`` when there is no threshold: the precision target is never reached)."""
+    out: dict[str, float | None] = {}
     for name, (i, j) in pairs.items():
         if threshold is None or i.size == 0:
-            out[name] = 0.0
+            out[name] = None
         else:
             out[name] = float((dist[i, j] <= threshold).mean())
     return out
@@ -146,11 +174,11 @@ def variant_recall(dist: np.ndarray, threshold: int | None,
 
 def false_pairs(dist: np.ndarray, truth: Truth, threshold: int | None,
                 kind_of: Any, limit: int = 12) -> tuple[dict[str, int], list[tuple[int, int, int]]]:
-    """Kinds of the negative pairs within threshold, and the closest few of them."""
+    """Kinds of the (ordinary) negative pairs within threshold, and the closest few."""
     if threshold is None:
         return {}, []
     d = dist[truth.iu]
-    hit = np.flatnonzero((~truth.positive) & (d <= threshold))
+    hit = np.flatnonzero(~truth.positive & ~truth.hard & (d <= threshold))
     kinds = Counter(kind_of(int(truth.iu[0][h]), int(truth.iu[1][h])) for h in hit)
     order = hit[np.argsort(d[hit], kind="stable")][:limit]
     examples = [(int(truth.iu[0][h]), int(truth.iu[1][h]), int(d[h])) for h in order]

@@ -142,6 +142,10 @@ class Calibration:
     ``threshold`` is the recommended ``--threshold``: the best recall among thresholds
     whose precision reaches ``target_precision``; when even 0 bits does not reach it,
     ``threshold`` is 0 and ``target_reached`` is False.
+
+    ``expected_false_pairs`` projects the measured false-pair rate at ``threshold`` onto a
+    scan of all ``images_found`` images (pairs grow with the square of the count); when no
+    false pair was seen it uses the 95% upper bound 3 / ``negative_pairs`` instead of 0.
     """
 
     method: str
@@ -163,6 +167,8 @@ class Calibration:
     recall_by_transform: dict[str, float]
     closest_negatives: tuple[tuple[str, str, int], ...]
     duplicates_in_sample: tuple[tuple[str, str, int], ...] = ()
+    images_found: int = 0
+    expected_false_pairs: float = 0.0
     problems: tuple[Problem, ...] = ()
     seed: int = 0
     seconds: float = 0.0
@@ -456,6 +462,10 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     best = int(ok[np.argmax(recall[ok])]) if reached else 0
     by_transform = {name: float(np.mean(np.asarray(v) <= best)) if v else 0.0
                     for name, v in by_transform_d.items()}
+    # A sample of n images has n^2/2 negative pairs, the whole collection N^2/2: rates that
+    # look like zero on the sample can still mean false pairs in the full scan.
+    rate = (3.0 if fp[best] == 0 else float(fp[best])) / max(n_neg, 1)
+    expected = rate * found * (found - 1) / 2
     # The closest remaining negatives: missed duplicates, or what this method confuses.
     keep = np.flatnonzero(~dup)
     order = keep[np.argsort(dist[iu][keep], kind="stable")[:10]]
@@ -469,7 +479,7 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
         recall=float(recall[best]), curve=curve, images=len(sampled),
         copies=n_pos, positive_pairs=n_pos, negative_pairs=n_neg,
         transforms=names, recall_by_transform=by_transform, closest_negatives=closest,
-        duplicates_in_sample=already,
+        duplicates_in_sample=already, images_found=found, expected_false_pairs=expected,
         problems=tuple(sorted(problems, key=lambda p: p.path)), seed=seed,
         seconds=round(time.perf_counter() - t0, 2),
         stats={"images_found": found, "hash_seconds": round(t_hashed - t0, 2),
@@ -509,6 +519,10 @@ def render_calibration(cal: Calibration, *, rows: int = 12) -> str:
         lines.append(f"precision {cal.target_precision} is not reached even at threshold 0 "
                      f"(identical hashes): these images collide; try another --method or a "
                      f"larger --hash-size")
+    bound = " at most (95% bound; none seen)" if cal.point(cal.threshold).false_pairs == 0 \
+        else ""
+    lines.append(f"a scan of all {cal.images_found:,} images found would give about "
+                 f"{cal.expected_false_pairs:,.1f} false pairs{bound} at this threshold")
     size = "" if cal.method == DEFAULT_METHOD and cal.hash_size == DEFAULT_HASH_SIZE \
         else f" --hash-size {cal.hash_size}"
     inv = "" if cal.invariant == "none" else f" --invariant {cal.invariant}"
