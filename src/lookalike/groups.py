@@ -34,6 +34,17 @@ def _quality_key(rec: ImageRecord) -> tuple[int, int, str]:
     return (-rec.pixels, -rec.size_bytes, rec.path)
 
 
+def _segment_rows(records: Sequence[ImageRecord]) -> tuple[list[int], list[int]]:
+    """One search row per hash segment: (owning record index, segment value)."""
+    owners: list[int] = []
+    values: list[int] = []
+    for i, rec in enumerate(records):
+        for seg in rec.hash.segments:
+            owners.append(i)
+            values.append(seg)
+    return owners, values
+
+
 def near_pairs(records: Sequence[ImageRecord], max_distance: int
                ) -> dict[tuple[int, int], int]:
     """All index pairs (i < j) whose hashes are within ``max_distance`` bits, with distance.
@@ -44,12 +55,7 @@ def near_pairs(records: Sequence[ImageRecord], max_distance: int
     pairs: dict[tuple[int, int], int] = {}
     if len(records) < 2:
         return pairs
-    owners: list[int] = []
-    values: list[int] = []
-    for i, rec in enumerate(records):
-        for seg in rec.hash.segments:
-            owners.append(i)
-            values.append(seg)
+    owners, values = _segment_rows(records)
     nbits = records[0].hash.nbits
     codes = pack_hashes(values, nbits)
     ii, jj, dd = find_pairs(codes, max_distance)
@@ -84,12 +90,7 @@ class _Graph:
     """
 
     def __init__(self, records: Sequence[ImageRecord], max_distance: int) -> None:
-        owners: list[int] = []
-        values: list[int] = []
-        for i, rec in enumerate(records):
-            for seg in rec.hash.segments:
-                owners.append(i)
-                values.append(seg)
+        owners, values = _segment_rows(records)
         self.n = len(records)
         if not values:
             self.owners_of: list[list[int]] = []
