@@ -21,7 +21,6 @@ import collections
 import gc
 import os
 import pickle
-import shutil
 import statistics
 import sys
 import time
@@ -30,36 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import CACHE, print_table, write_json
-
-
-def build_tree(n: int) -> Path:
-    """``n`` real images as hard links: both emoji sets, then Fashion-MNIST to fill up."""
-    import realdata
-
-    root = CACHE / f"dask_tree_{n}"
-    if (root / ".complete").exists():
-        return root
-    shutil.rmtree(root, ignore_errors=True)
-    (root / "emoji").mkdir(parents=True)
-    count = 0
-    for vendor in ("google", "twitter"):
-        try:
-            singles = realdata.emoji_sets(vendor).singles
-        except realdata.DataUnavailable as exc:
-            print(f"skipping {vendor} emoji: {exc}", file=sys.stderr)
-            continue
-        for code, path in sorted(singles.items()):
-            if count >= n:
-                break
-            os.link(path, root / "emoji" / f"{vendor}_{code}.png")
-            count += 1
-    (root / "fashion").mkdir()
-    for p in realdata.fashion_mnist(limit=max(0, n - count)):
-        os.link(p, root / "fashion" / p.name)
-        count += 1
-    (root / ".complete").write_text(str(count))
-    return root
+from common import print_table, small_image_tree, write_json
 
 
 def engines(args: argparse.Namespace, root: Path) -> tuple[list[list[Any]], dict[str, Any]]:
@@ -178,7 +148,7 @@ def main() -> None:
     args = ap.parse_args()
     # Dask logs every cluster's shutdown at INFO once the first one restored the log levels.
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
-    root = build_tree(args.images)
+    root = small_image_tree(args.images)
     n = sum(1 for _ in root.rglob("*.png"))
     print(f"{n} images in {root}, {args.workers} workers, median of {args.repeats}\n")
     rows, raw = engines(args, root)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -19,34 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import CACHE, print_table, write_json
-
-
-def build_tree(n: int) -> Path:
-    import realdata
-
-    root = CACHE / f"scan_tree_{n}"
-    marker = root / ".complete"
-    if marker.exists():
-        return root
-    shutil.rmtree(root, ignore_errors=True)
-    (root / "emoji").mkdir(parents=True)
-    count = 0
-    for vendor in ("google", "twitter"):
-        try:
-            emoji = realdata.emoji_sets(vendor)
-        except realdata.DataUnavailable as exc:
-            print(f"skipping {vendor} emoji: {exc}", file=sys.stderr)
-            continue
-        for name, path in sorted(emoji.singles.items()):
-            os.link(path, root / "emoji" / f"{vendor}_{name}{Path(path).suffix}")
-            count += 1
-    (root / "fashion").mkdir()
-    for p in realdata.fashion_mnist(limit=max(0, n - count)):
-        os.link(p, root / "fashion" / p.name)
-        count += 1
-    marker.write_text(str(count))
-    return root
+from common import print_table, small_image_tree, write_json
 
 
 def run(args: list[str]) -> float:
@@ -61,7 +33,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
-    root = build_tree(args.images)
+    root = small_image_tree(args.images)
     n = sum(1 for _ in root.rglob("*.png"))
     exe = str(Path(sys.executable).with_name("lookalike"))
     cold, warm = [], []

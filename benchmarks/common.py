@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -52,3 +54,32 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     path.write_text(json.dumps(payload, indent=1) + "\n")
     print(f"\nresults written to {path}")
     return path
+
+
+def small_image_tree(n: int) -> Path:
+    """``n`` real images as hard links: both emoji sets, then Fashion-MNIST to fill up."""
+    import realdata
+
+    root = CACHE / f"small_tree_{n}"
+    if (root / ".complete").exists():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "emoji").mkdir(parents=True)
+    count = 0
+    for vendor in ("google", "twitter"):
+        try:
+            singles = realdata.emoji_sets(vendor).singles
+        except realdata.DataUnavailable as exc:
+            print(f"skipping {vendor} emoji: {exc}", file=sys.stderr)
+            continue
+        for code, path in sorted(singles.items()):
+            if count >= n:
+                break
+            os.link(path, root / "emoji" / f"{vendor}_{code}.png")
+            count += 1
+    (root / "fashion").mkdir()
+    for p in realdata.fashion_mnist(limit=max(0, n - count)):
+        os.link(p, root / "fashion" / p.name)
+        count += 1
+    (root / ".complete").write_text(str(count))
+    return root
