@@ -413,7 +413,8 @@ def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
     any file operation failed.
     """
     from .act import apply, default_journal_path, recover
-    from .plan import human_bytes, plan, render_plan
+    from .plan import plan, render_plan
+    from .report import human_bytes
 
     reporter = ConsoleReporter(quiet=quiet)
     resume = journal is not None and os.path.exists(journal)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError, DecodeError
 from .events import NullReporter, Reporter
+from .report import human_bytes
 
 if TYPE_CHECKING:
     from .pipeline import ScanResult
@@ -214,14 +215,6 @@ def _asset(name: str) -> str:
     return resources.files("lookalike").joinpath("templates", name).read_text("utf-8")
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
 def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                report_path: str | None, thumb_url: Mapping[str, str]) -> dict[str, Any]:
     """The compact data the page script reads (short keys: 10,000 groups stay small)."""
@@ -291,7 +284,7 @@ def render_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sc
     summary = {
         "images": stats.get("images", n_images), "groups": len(groups),
         "duplicates": duplicates,
-        "reclaimable": _human_bytes(stats.get("bytes_reclaimable", 0) or 0),
+        "reclaimable": human_bytes(stats.get("bytes_reclaimable", 0) or 0),
         "errors": len(data.get("errors", [])),
     }
     env = jinja2.Environment(

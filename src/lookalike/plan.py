@@ -35,7 +35,7 @@ from typing import Any, Literal
 from .decide import KeepDecision, KeepPolicy, is_under
 from .errors import ConfigError, ReportError
 from .model import Group, ImageRecord
-from .report import Report, read_report
+from .report import Report, human_bytes, read_report
 
 __all__ = [
     "ACTIONS",
@@ -47,7 +47,6 @@ __all__ = [
     "Operation",
     "Plan",
     "SkippedGroup",
-    "human_bytes",
     "load_decisions",
     "load_source",
     "plan",
@@ -530,15 +529,6 @@ def _same_file(a: str, b: str) -> bool:
 
 
 # --------------------------------------------------------------------------- rendering
-
-
-def human_bytes(n: float) -> str:
-    """``1536`` -> ``"1.5 KB"``."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def _n(count: int, noun: str) -> str:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEMA_VERSION",
     "Report",
+    "human_bytes",
     "read_report",
     "render_text",
     "report_to_dict",
@@ -142,7 +143,8 @@ def render_csv(result: ScanResult) -> str:
     return buf.getvalue()
 
 
-def _human_bytes(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``"1.5 KB"``."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -165,7 +167,7 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
     lines = [
         f"{s.get('images', 0)} images scanned, {len(result.groups)} duplicate groups, "
         f"{s.get('duplicates', result.duplicates)} duplicates "
-        f"({_human_bytes(s.get('bytes_reclaimable', 0))} "
+        f"({human_bytes(s.get('bytes_reclaimable', 0))} "
         f"reclaimable), {len(result.errors)} errors",
         f"method {cfg.method}, hash size {cfg.resolved_hash_size}, threshold {cfg.threshold} "
         f"bits, grouping {cfg.grouping}; * = kept by the keep policy, d = bits from the first",
@@ -179,7 +181,7 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
             r = m.record
             mark = "*" if r.path in kept else " "
             lines.append(f" {mark} d={m.distance:<3} {r.width}x{r.height:<6} "
-                         f"{_human_bytes(r.size_bytes):>9}  {r.path}")
+                         f"{human_bytes(r.size_bytes):>9}  {r.path}")
     if max_groups is not None and len(result.groups) > max_groups:
         lines.append(f"\n... {len(result.groups) - max_groups} more groups in the report")
     if result.errors:
