@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -62,3 +64,40 @@ def runner():
     from click.testing import CliRunner
 
     return CliRunner()
+
+
+def snapshot(*folders: Path) -> dict[str, tuple]:
+    """Every path under ``folders`` with its kind, bytes, mtime, link count and mode."""
+    out: dict[str, tuple] = {}
+    for folder in folders:
+        if not folder.exists():
+            continue
+        for p in sorted(folder.rglob("*")):
+            st = p.lstat()
+            if p.is_symlink():
+                out[str(p)] = ("link", os.readlink(p))
+            elif p.is_file():
+                out[str(p)] = ("file", p.read_bytes(), st.st_mtime_ns, st.st_nlink, st.st_mode)
+            else:
+                out[str(p)] = ("dir",)
+    return out
+
+
+@pytest.fixture(scope="module")
+def photo_tree(tmp_path_factory, rgb_photos) -> Path:
+    """Five real photos with a half-size and a JPEG copy each, one singleton, one bad file."""
+    by_name = {p.stem: p for p in rgb_photos}
+    names = ["astronaut", "chelsea", "coffee", "rocket", "retina", "ihc"]
+    root = tmp_path_factory.mktemp("photos")
+    for i, name in enumerate(names[:5]):
+        img = Image.open(by_name[name]).convert("RGB")
+        d = root / f"set{i}"
+        d.mkdir()
+        shutil.copy(by_name[name], d / f"orig{i}.png")
+        img.resize((img.width // 2, img.height // 2), Image.Resampling.BICUBIC).save(
+            d / f"half{i}.png")
+        img.save(d / f"q80_{i}.jpg", quality=80)
+    shutil.copy(by_name[names[5]], root / "alone.png")
+    data = (root / "set0" / "q80_0.jpg").read_bytes()
+    (root / "cut.jpg").write_bytes(data[: len(data) // 3])
+    return root

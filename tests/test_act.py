@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import lookalike
+from conftest import snapshot
 from lookalike import JournalError
 from lookalike.act import apply, recover, undo
 from lookalike.cli import cli
@@ -22,23 +23,6 @@ from lookalike.plan import Plan, plan
 from lookalike.report import write_report
 
 BASE_NS = 1_600_000_000_000_000_000
-
-
-def snapshot(*folders: Path) -> dict[str, tuple]:
-    """Every path under ``folders`` with its kind, bytes, mtime, link count and mode."""
-    out: dict[str, tuple] = {}
-    for folder in folders:
-        if not folder.exists():
-            continue
-        for p in sorted(folder.rglob("*")):
-            st = p.lstat()
-            if p.is_symlink():
-                out[str(p)] = ("link", os.readlink(p))
-            elif p.is_file():
-                out[str(p)] = ("file", p.read_bytes(), st.st_mtime_ns, st.st_nlink, st.st_mode)
-            else:
-                out[str(p)] = ("dir",)
-    return out
 
 
 def files_in(folder: Path) -> list[Path]:

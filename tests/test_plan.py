@@ -10,27 +10,11 @@ from pathlib import Path
 import pytest
 
 import lookalike
+from conftest import snapshot
 from lookalike import ConfigError, ReportError
 from lookalike.cli import cli
 from lookalike.plan import load_source, plan, quarantine_path, render_plan, root_names
 from lookalike.report import write_report
-
-
-def snapshot(*folders: Path) -> dict[str, tuple]:
-    """Every path under ``folders`` with its kind, bytes, mtime and link count."""
-    out: dict[str, tuple] = {}
-    for folder in folders:
-        if not folder.exists():
-            continue
-        for p in sorted(folder.rglob("*")):
-            st = p.lstat()
-            if p.is_symlink():
-                out[str(p)] = ("link", os.readlink(p))
-            elif p.is_file():
-                out[str(p)] = ("file", p.read_bytes(), st.st_mtime_ns, st.st_nlink, st.st_mode)
-            else:
-                out[str(p)] = ("dir",)
-    return out
 
 
 def make_library(root: Path, scene) -> None:

@@ -31,23 +31,8 @@ CONFIG = ScanConfig(method="phash", threshold=8, workers=1)
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory, request) -> Path:
-    """Five real photos with a half-size and a JPEG copy each, one singleton, one bad file."""
-    by_name = {p.stem: p for p in request.getfixturevalue("rgb_photos")}
-    names = ["astronaut", "chelsea", "coffee", "rocket", "retina", "ihc"]
-    root = tmp_path_factory.mktemp("photos")
-    for i, name in enumerate(names[:5]):
-        img = Image.open(by_name[name]).convert("RGB")
-        d = root / f"set{i}"
-        d.mkdir()
-        shutil.copy(by_name[name], d / f"orig{i}.png")
-        img.resize((img.width // 2, img.height // 2), Image.Resampling.BICUBIC).save(
-            d / f"half{i}.png")
-        img.save(d / f"q80_{i}.jpg", quality=80)
-    shutil.copy(by_name[names[5]], root / "alone.png")
-    data = (root / "set0" / "q80_0.jpg").read_bytes()
-    (root / "cut.jpg").write_bytes(data[: len(data) // 3])
-    return root
+def tree(photo_tree: Path) -> Path:
+    return photo_tree
 
 
 def _files(root: Path) -> list[Path]:
