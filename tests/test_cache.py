@@ -107,3 +107,85 @@ def test_files_refused_by_a_limit_are_retried_when_the_limit_is_raised(tmp_path,
         assert [e.error for e in low.errors] == ["too-large"]
         high = lookalike.scan(root, cache=cache, workers=1)
     assert high.errors == [] and high.stats["hashed"] == 1
+
+
+def _split(cache, entries, config):
+    records, problems, todo = cache.lookup(entries, config)
+    return ({r.path: r for r in records}, {p.path: p for p in problems},
+            [e.path for e in todo])
+
+
+@pytest.mark.parametrize("many_others", [False, True])
+def test_lookup_matches_what_was_stored_by_range_scan_or_join(tree, tmp_path, scene,
+                                                              many_others, monkeypatch):
+    # lookup() reads the wanted paths' rows with one range scan when the cache holds about
+    # the scanned files, else through a join; both must give the same split.
+    from lookalike import cache as cache_mod
+    from lookalike.config import ScanConfig
+    from lookalike.sources import FileEntry, iter_files
+
+    config = ScanConfig(method="phash", threshold=6, workers=1)
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        cold = scan(tree, cache)
+        # Rows of other folders sorting before, inside and after the tree's path range.
+        fake = cold.records[0]
+        others = [os.path.join(str(tmp_path), name, "x.png")
+                  for name in ("a", "imgs0", "imgs/0.png.d", "zz")]
+        if many_others:
+            others += [os.path.join(str(tree), f"gone{i:03d}.png") for i in range(300)]
+        cache.add([lookalike.ImageRecord(
+            path=p, size_bytes=1, mtime_ns=2, width=3, height=4, format="PNG", hash=fake.hash,
+            digest="d", pixel_digest=None) for p in others], [], config)
+        cache.flush()
+        entries = [e for e in iter_files([tree]) if isinstance(e, FileEntry)]
+        scene(9).save(tree / "new.png")  # not in the cache
+        entries.append(FileEntry(str(tree / "new.png"), 1, 1, str(tree)))
+        used: list[str] = []
+        db = cache._db
+        monkeypatch.setattr(cache, "_db", _Spy(db, used))
+        records, problems, todo = _split(cache, entries, config)
+        monkeypatch.setattr(cache, "_db", db)
+    assert any("JOIN" in sql for sql in used) == many_others
+    assert list(records.values()) == sorted(cold.records, key=lambda r: r.path)
+    assert list(problems.values()) == cold.errors
+    assert todo == [str(tree / "new.png")]
+    assert cache_mod._COLUMNS.startswith("path, size, mtime_ns, ok")
+
+
+class _Spy:
+    """A sqlite3 connection that records the SQL it runs."""
+
+    def __init__(self, db: sqlite3.Connection, log: list[str]) -> None:
+        self._db, self._log = db, log
+
+    def execute(self, sql: str, *args):
+        self._log.append(sql)
+        return self._db.execute(sql, *args)
+
+    def executemany(self, sql: str, *args):
+        self._log.append(sql)
+        return self._db.executemany(sql, *args)
+
+
+def test_lookup_rebuilds_records_equal_to_the_hashed_ones(tree, tmp_path):
+    # The fast record rebuild gives records equal field by field, with the entry's source.
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        cold = scan(tree, cache)
+        warm = scan(tree, cache)
+    assert warm.stats["from_cache"] == 8
+    for a, b in zip(cold.records, warm.records, strict=True):
+        assert a == b and type(b.hash) is type(a.hash) and b.source == str(tree)
+
+
+def test_lookup_of_nothing_and_of_changed_rows(tree, tmp_path):
+    from lookalike.config import ScanConfig
+    from lookalike.sources import FileEntry
+
+    config = ScanConfig(method="phash", threshold=6, workers=1)
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        assert cache.lookup([], config) == ([], [], [])
+        cold = scan(tree, cache)
+        r = cold.records[0]
+        stale = [FileEntry(r.path, r.size_bytes + 1, r.mtime_ns, ""),
+                 FileEntry(r.path + "x", r.size_bytes, r.mtime_ns, "")]
+        assert cache.lookup(stale, config) == ([], [], stale)

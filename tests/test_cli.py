@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import imagehash
 from PIL import Image
@@ -86,3 +87,77 @@ def test_every_command_has_help(runner):
         res = runner.invoke(cli, args)
         assert res.exit_code == 0 and res.output.strip()
     assert "--threshold" in runner.invoke(cli, ["scan", "--help"]).output
+
+
+def test_warm_scan_writes_the_same_report_and_summary_as_the_cold_one(runner, tmp_path, scene):
+    import gc
+
+    (tmp_path / "imgs" / "sub").mkdir(parents=True)
+    folder = _folder(tmp_path / "imgs", scene)
+    scene(3).save(folder / "sub" / "three.png")
+    scene(3).save(folder / "sub" / "three_copy.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    db = tmp_path / "c.sqlite"
+    thresholds = gc.get_threshold()
+    outputs, reports = [], []
+    for run in ("cold", "warm"):
+        out = tmp_path / f"{run}.json"
+        res = runner.invoke(cli, ["scan", str(folder), "-m", "phash", "-t", "6", "-j", "1",
+                                  "-q", "--cache", str(db), "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        outputs.append(res.output.replace(str(out), "OUT"))
+        data = json.loads(out.read_text())
+        for key in ("created", "argv"):
+            data.pop(key)
+        seconds = data["stats"].pop("seconds")
+        assert set(seconds) == {"walk", "hash", "group", "total"}
+        reports.append(data)
+        assert gc.get_threshold() == thresholds  # the scan's GC settings are undone
+        assert not gc.get_freeze_count()
+    cold, warm = reports
+    assert (cold["stats"].pop("hashed"), warm["stats"].pop("hashed")) == (6, 0)
+    assert (cold["stats"].pop("from_cache"), warm["stats"].pop("from_cache")) == (0, 6)
+    assert warm == cold and len(cold["groups"]) == 2 and len(cold["errors"]) == 1
+    assert outputs[0] == outputs[1]
+
+
+def test_method_choices_come_from_the_constant():
+    from lookalike.cli import _method_choices
+    from lookalike.hashes import METHODS
+
+    assert _method_choices() == list(METHODS)
+
+
+def test_quiet_reporter_never_creates_a_console():
+    from lookalike.cli import ConsoleReporter
+
+    rep = ConsoleReporter(quiet=True)
+    assert not rep.show_progress and rep._console is None
+    rep.phase(1, 3, "walking", None)
+    rep.info("hello")
+    rep.close()
+    assert rep._console is None
+    assert ConsoleReporter(quiet=False, progress=False).console is not None
+
+
+def test_main_defaults_openblas_to_one_thread_but_keeps_a_users_choice(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert _exit_code(["methods"]) == 0
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    assert _exit_code(["methods"]) == 0
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
+
+
+def test_scan_leaves_objects_frozen_by_the_host_process_frozen(runner, tmp_path, scene):
+    import gc
+
+    folder = _folder(tmp_path, scene)
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        res = runner.invoke(cli, ["scan", str(folder), "-m", "phash", "-j", "1", "-q"])
+        assert res.exit_code == 0, res.output
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()

@@ -37,3 +37,69 @@ def test_every_public_class_and_function_is_exported():
               if not n.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))
               and getattr(v, "__module__", "").startswith("lookalike")}
     assert public <= set(lookalike.__all__)
+
+
+def _fresh(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_lazy_names_resolve_to_their_submodules_objects_in_a_fresh_process():
+    # Each name of __all__, first touched through the package (PEP 562 __getattr__), is the
+    # very object its submodule defines, and then sits in the package namespace.
+    code = ("import importlib, lookalike\n"
+            "bad = []\n"
+            "for name, mod in lookalike._LAZY.items():\n"
+            "    value = getattr(lookalike, name)\n"
+            "    sub = importlib.import_module('lookalike.' + mod)\n"
+            "    if value is not getattr(sub, name) or vars(lookalike)[name] is not value:\n"
+            "        bad.append(name)\n"
+            "missing = [n for n in lookalike.__all__ if not hasattr(lookalike, n)]\n"
+            "print(bad, missing)")
+    assert _fresh(code) == "[] []"
+    assert set(lookalike._LAZY) <= set(lookalike.__all__)
+    assert set(lookalike.__all__) <= set(dir(lookalike))
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    import pytest
+
+    with pytest.raises(AttributeError, match="no_such_name"):
+        lookalike.no_such_name  # noqa: B018
+
+
+def test_import_lookalike_loads_only_its_small_core():
+    out = _fresh("import sys, lookalike; "
+                 "print(sorted(m for m in sys.modules if m.startswith('lookalike')))")
+    assert out == str(["lookalike", "lookalike.config", "lookalike.errors", "lookalike.events",
+                       "lookalike.model"])
+
+
+def test_plan_and_calibrate_are_the_functions_whatever_is_imported_first():
+    # The submodules share the functions' names; importing a submodule sets it as a
+    # package attribute, which must not replace the function (lazy or not).
+    firsts = ["", "import lookalike.plan", "import lookalike.calibrate", "import lookalike.act",
+              "from lookalike.plan import Decisions", "from lookalike import plan, calibrate",
+              "import lookalike.cli", "import lookalike.plan as p; assert callable(p)"]
+    for first in firsts:
+        code = (f"{first}\n"
+                "import sys, lookalike, lookalike.plan, lookalike.calibrate, lookalike.act\n"
+                "import lookalike.html, lookalike.leakage, lookalike.pipeline\n"
+                "p, c = sys.modules['lookalike.plan'], sys.modules['lookalike.calibrate']\n"
+                "print(lookalike.plan is p.plan and lookalike.calibrate is c.calibrate)")
+        assert _fresh(code) == "True", first
+    assert callable(lookalike.plan) and callable(lookalike.calibrate)
+
+
+def test_cli_import_loads_neither_numpy_nor_pillow_nor_rich():
+    out = _fresh("import sys, lookalike.cli; heavy = [m for m in ('numpy', 'PIL', 'rich', "
+                 "'lookalike.hashes', 'lookalike.pipeline') if m in sys.modules]; "
+                 "print(','.join(heavy))")
+    assert out == ""
+
+
+def test_method_names_constant_equals_the_registry():
+    from lookalike.config import METHOD_NAMES
+    from lookalike.hashes import METHODS
+
+    assert list(METHOD_NAMES) == list(METHODS)

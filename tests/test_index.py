@@ -38,9 +38,13 @@ def assert_same_pairs(got: tuple, expected: tuple) -> None:
 
 
 @contextmanager
-def tables_everywhere(giant_run: int = 4096):
-    """Make small inputs go through the tables (and tiny giant runs through recursion)."""
+def tables_everywhere(giant_run: int = 4096, long_run: int | None = None):
+    """Make small inputs go through the tables (and tiny giant runs through recursion).
+
+    ``long_run``: runs longer than this are joined as matrix blocks in the sparse phase.
+    """
     with (
+        mock.patch.object(ix, "_LONG_RUN", ix._LONG_RUN if long_run is None else long_run),
         mock.patch.object(ix, "_TOP_LEVEL_BRUTE", False),
         mock.patch.object(ix, "_GIANT_RUN", giant_run),
         mock.patch.object(ix, "_GIANT_CHECK", min(64, max(2, giant_run // 4))),
@@ -104,6 +108,33 @@ def test_skewed_inputs_match_brute_force(nbits: int, t: int, seed: int):
     codes = pack_hashes(values, nbits)
     with tables_everywhere(giant_run=8):
         got = find_pairs(codes, t)
+    assert_same_pairs(got, brute_pairs(codes, t))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    nbits=st.sampled_from(NBITS),
+    t=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+    long_run=st.sampled_from([0, 1, 3, 10_000]),
+    giant_run=st.sampled_from([8, 40, 4096]),
+    block_words=st.sampled_from([1, 2, 4]),
+)
+def test_long_runs_as_matrix_blocks_match_brute_force(nbits: int, t: int, seed: int,
+                                                      long_run: int, giant_run: int,
+                                                      block_words: int):
+    # Buckets of many codes sharing most bits: the sparse phase meets long runs, which are
+    # joined as matrix blocks (long_run small) or as pair lists (long_run huge).
+    rng = random.Random(seed)
+    values = planted(rng, 80, nbits, t)
+    for _ in range(3):
+        top = rng.getrandbits(nbits - nbits // 4) << (nbits // 4)
+        values += [top | rng.getrandbits(nbits // 4) for _ in range(rng.randint(5, 70))]
+    rng.shuffle(values)
+    codes = pack_hashes(values, nbits)
+    with (tables_everywhere(giant_run=giant_run, long_run=long_run),
+          mock.patch.object(ix, "_BLOCK_WORDS", block_words)):
+        got = find_pairs(codes, t, workers=1 + seed % 2)
     assert_same_pairs(got, brute_pairs(codes, t))
 
 

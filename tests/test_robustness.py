@@ -633,3 +633,24 @@ def test_mutated_images_only_ever_raise_decode_error(seeds, kind, mutations, mod
             assert str(exc)
         else:
             assert pic.size[0] > 0 and pic.size[1] > 0
+
+
+def test_undecodable_names_scan_with_the_hash_cache(tmp_path, scene):
+    from lookalike.cache import HashCache
+
+    d = tmp_path / "names"
+    d.mkdir()
+    odd = os.fsdecode(b"caf\xe9 \xff.png")
+    bad = os.fsdecode(b"\xfe\xfe-broken.jpg")
+    for name in (odd, "plain.png"):
+        scene(3).save(d / name)
+    (d / bad).write_bytes(b"not an image")
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        first = lookalike.scan(d, workers=1, cache=cache)
+        again = lookalike.scan(d, workers=1, cache=cache)
+    for result in (first, again):
+        assert [sorted(g.paths) for g in result.groups] == [sorted([str(d / odd),
+                                                                   str(d / "plain.png")])]
+        assert [p.path for p in result.errors] == [str(d / bad)]
+    # Names SQLite cannot store are hashed every time; the others come from the cache.
+    assert (again.stats["hashed"], again.stats["from_cache"]) == (2, 1)

@@ -15,15 +15,12 @@ Quick start::
 from __future__ import annotations
 
 import os
+import sys
+import types
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .act import ApplyResult, UndoResult, apply, undo
-
-# ``lookalike.calibrate`` is the function, not the module (as with ``plan`` below).
-from .calibrate import Calibration, calibrate
 from .config import DEFAULT_HASH_SIZE, DEFAULT_METHOD, DEFAULT_THRESHOLD, ScanConfig
-from .decide import KeepPolicy
 from .errors import (
     ConfigError,
     DecodeError,
@@ -33,24 +30,88 @@ from .errors import (
     ReportError,
 )
 from .events import NullReporter, Reporter
-from .html import HtmlSummary, write_html
-from .leakage import Leakage, find_leakage
 from .model import Group, Hash, ImageRecord, Member
-from .parquet import ParquetStore, read_results
-from .pipeline import ScanResult
-
-# ``lookalike.plan`` is the function, not the module, once this runs (a from-import binds
-# after loading); ``from lookalike.plan import Decisions`` still reaches the module.
-from .plan import Operation, Plan, plan
-from .remote import scan_inputs
-from .report import Report, read_report, write_report
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from .act import ApplyResult, UndoResult, apply, undo
     from .cache import HashCache
+    from .calibrate import Calibration, calibrate
+    from .decide import KeepPolicy
     from .executors.base import Executor
+    from .html import HtmlSummary, write_html
+    from .leakage import Leakage, find_leakage
+    from .parquet import ParquetStore, read_results
     from .pdq import PdqHash
+    from .pipeline import ScanResult
+    from .plan import Operation, Plan, plan
+    from .remote import scan_inputs
+    from .report import Report, read_report, write_report
+
+# Public names whose modules load on first use (PEP 562), so ``import lookalike`` and the
+# ``lookalike`` command start fast: name -> submodule that defines it.
+_LAZY = {
+    "ApplyResult": "act",
+    "UndoResult": "act",
+    "apply": "act",
+    "undo": "act",
+    "Calibration": "calibrate",
+    "calibrate": "calibrate",
+    "KeepPolicy": "decide",
+    "HtmlSummary": "html",
+    "write_html": "html",
+    "Leakage": "leakage",
+    "find_leakage": "leakage",
+    "ParquetStore": "parquet",
+    "read_results": "parquet",
+    "ScanResult": "pipeline",
+    "Operation": "plan",
+    "Plan": "plan",
+    "plan": "plan",
+    "scan_inputs": "remote",
+    "Report": "report",
+    "read_report": "report",
+    "write_report": "report",
+}
+
+# ``lookalike.calibrate`` and ``lookalike.plan`` are the functions, not the same-named
+# submodules (``from lookalike.plan import Decisions`` still reaches the module).
+_SHADOWED = frozenset({"calibrate", "plan"})
+
+
+class _Package(types.ModuleType):
+    """This package's module type: keeps ``calibrate`` and ``plan`` bound to the functions.
+
+    Loading a submodule sets it as an attribute of its package (``setattr``), whoever
+    imports it and whenever; for the two shadowed names the function is bound instead.
+    That is what lets them load lazily like the rest.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    """Load a lazily exported name (see ``_LAZY``) from its submodule on first access."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError, Problem
-from .model import Hash, ImageRecord
+from .model import Hash, ImageRecord, hash_from_hex, make_record
 
 if TYPE_CHECKING:
     from .config import ScanConfig
@@ -35,8 +35,22 @@ __all__ = ["HashCache", "default_cache_path", "settings_key"]
 
 SCHEMA = 1
 BATCH = 500  # rows per transaction: cheap commits, little work lost on a kill
+# Columns read back by lookup(), in the order its row indexes assume.
+_COLUMNS = ("path, size, mtime_ns, ok, width, height, format, hash, nbits, digest, pixel_digest, "
+            "error, stage, message")
 _RETRY_CODES = frozenset({"vanished", "worker-crashed", "permission-denied", "timeout",
                           "too-large", "changed-during-scan", "read-error", "os-error"})
+
+
+def _storable(path: str) -> bool:
+    """Whether ``path`` can be a cache key (SQLite text must be valid UTF-8)."""
+    if path.isascii():
+        return True
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def default_cache_path() -> Path:
@@ -108,34 +122,63 @@ class HashCache:
         """Split ``entries`` into cached records, cached problems, and files still to hash."""
         key = settings_key(config)
         method, nbits = config.method, config.nbits
-        db = self._db
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS want (path TEXT PRIMARY KEY)")
-        db.execute("DELETE FROM want")
-        db.execute("BEGIN")
-        db.executemany("INSERT OR IGNORE INTO want VALUES (?)", ((e.path,) for e in entries))
-        db.execute("COMMIT")
-        rows = db.execute(
-            "SELECT f.path, f.size, f.mtime_ns, f.ok, f.width, f.height, f.format, f.hash, "
-            "f.nbits, f.digest, f.pixel_digest, f.error, f.stage, f.message "
-            "FROM want JOIN files f ON f.key = ? AND f.path = want.path", (key,)
-        )
-        by_path = {r[0]: r for r in rows}
-        db.execute("DELETE FROM want")
         records: list[ImageRecord] = []
         problems: list[Problem] = []
         todo: list[FileEntry] = []
+        if not all(_storable(e.path) for e in entries):
+            # SQLite text is UTF-8: a name that is not (undecodable bytes, kept by Python as
+            # surrogates) cannot be a key, so such files are simply hashed every time.
+            todo = [e for e in entries if not _storable(e.path)]
+            entries = [e for e in entries if _storable(e.path)]
+        get = self._rows(key, [e.path for e in entries]).get
+        # This loop runs once per file of every warm re-scan: rows are unpacked at once and
+        # records rebuilt by the fast constructors (same values and checks as the dataclass
+        # ones).
+        add_record, new_record, parse = records.append, make_record, hash_from_hex
         for e in entries:
-            r = by_path.get(e.path)
-            if r is None or r[1] != e.size_bytes or r[2] != e.mtime_ns or (r[3] and r[8] != nbits):
+            path = e.path
+            r = get(path)
+            if r is None:
                 todo.append(e)
-            elif r[3]:
-                records.append(ImageRecord(
-                    path=e.path, size_bytes=r[1], mtime_ns=r[2], width=r[4], height=r[5],
-                    format=r[6], hash=Hash.from_hex(r[7], method=method, nbits=nbits),
-                    digest=r[9], pixel_digest=r[10], source=e.source))
+                continue
+            (_, size, mtime_ns, ok, width, height, fmt, hx, bits, digest, pdigest, error, stage,
+             message) = r
+            if size != e.size_bytes or mtime_ns != e.mtime_ns or (ok and bits != nbits):
+                todo.append(e)
+            elif ok:
+                add_record(new_record(path, size, mtime_ns, width, height, fmt,
+                                      parse(hx, method, nbits), digest, pdigest, e.source))
             else:
-                problems.append(Problem(path=e.path, stage=r[12], error=r[11], message=r[13]))
+                problems.append(Problem(path=path, stage=stage, error=error, message=message))
         return records, problems, todo
+
+    def _rows(self, key: str, paths: list[str]) -> dict[str, tuple]:
+        """The stored rows of ``paths`` under ``key``, by path (missing paths absent)."""
+        if not paths:
+            return {}
+        db = self._db
+        # Usually the cache holds about the files of this scan: then one range scan of the
+        # primary key over [min path, max path] beats loading a table of wanted paths and
+        # joining it. Bounded: past 2x the wanted rows (caches of many other folders, or a
+        # scan of scattered files) fall back to the join.
+        limit = 2 * len(paths) + 256
+        cur = db.execute(f"SELECT {_COLUMNS} FROM files WHERE key = ? AND path BETWEEN ? AND ?",
+                         (key, min(paths), max(paths)))
+        rows = cur.fetchmany(limit)
+        if len(rows) < limit:
+            return {r[0]: r for r in rows}
+        cur.close()
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS want (path TEXT PRIMARY KEY)")
+        db.execute("DELETE FROM want")
+        db.execute("BEGIN")
+        db.executemany("INSERT OR IGNORE INTO want VALUES (?)", ((p,) for p in paths))
+        db.execute("COMMIT")
+        cols = ", ".join(f"f.{c}" for c in _COLUMNS.split(", "))
+        rows = db.execute(
+            f"SELECT {cols} FROM want JOIN files f ON f.key = ? AND f.path = want.path", (key,)
+        ).fetchall()
+        db.execute("DELETE FROM want")
+        return {r[0]: r for r in rows}
 
     def records(self, config: ScanConfig, under: str | None = None) -> Iterator[ImageRecord]:
         """Every cached record for ``config`` (optionally only paths under a folder)."""
@@ -164,6 +207,8 @@ class HashCache:
         """
         key = settings_key(config)
         now = time.time()
+        records = [r for r in records if _storable(r.path)]
+        problems = [p for p in problems if _storable(p.path)]
         for r in records:
             self._pending.append((key, r.path, r.size_bytes, r.mtime_ns, 1, r.width, r.height,
                                   r.format, str(r.hash), r.hash.nbits, r.digest, r.pixel_digest,

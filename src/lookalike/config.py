@@ -17,6 +17,13 @@ DEFAULT_METHOD = "dhash-z"
 DEFAULT_HASH_SIZE = 16
 DEFAULT_THRESHOLD = 10
 
+#: Names of the hash methods, in ``lookalike.hashes.METHODS`` order (a test keeps them equal),
+#: so the command line can offer them without importing NumPy and Pillow.
+METHOD_NAMES: tuple[str, ...] = (
+    "ahash", "phash", "dhash", "dhash-v", "dhash-z", "whash", "colorhash", "crop-resistant",
+    "pdq",
+)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScanConfig:
@@ -31,8 +38,10 @@ class ScanConfig:
             eight); each hash then also stores those versions' hashes.
         grouping: ``components`` (chaining) or ``star`` (all within threshold of the
             representative).
-        decode: ``fast`` (default: JPEGs decoded at reduced scale, every hash computed from
-            one small working image) or ``full`` (every pixel; bit-exact with ImageHash).
+        decode: ``fast`` (default: large JPEGs decoded at reduced scale, every hash computed
+            from one small working image; those that may have a match are hashed again in
+            full before grouping, see :mod:`lookalike.confirm`) or ``full`` (every pixel of
+            every image; bit-exact with ImageHash).
         max_pixels: images declaring more pixels are refused before decoding.
         decode_timeout: seconds one file may take to read, decode and hash before its
             worker process is stopped and the file reported as ``timeout`` (``None``: no

@@ -57,7 +57,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import combinations
+from itertools import combinations, repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -75,6 +75,12 @@ _SLAB = 1 << 16
 # The slab scan hands over to per-position scanning after _GIANT_CHECK offsets.
 _GIANT_RUN = 4096
 _GIANT_CHECK = 64
+# Sparse-phase positions whose run is longer than this are joined with their run as matrix
+# blocks (contiguous broadcasting), shorter ones as explicit pair lists (gathers).
+_LONG_RUN = 64
+# Words of a wide code that such a block checks: two cut most false candidates of
+# correlated hashes at half the cost of all four (256-bit codes); emit() checks the rest.
+_BLOCK_WORDS = 2
 # Offsets are scanned on whole slabs while at least this fraction of positions still
 # shares a key with the position d ahead; below it, gathers on the survivors are cheaper.
 _DENSE_MIN = 0.125
@@ -127,12 +133,15 @@ def pack_hashes(values: Iterable[int], nbits: int) -> np.ndarray:
         [[0, 255], [64, 0]]
     """
     words = _words_for(nbits)
-    vals = [int(v) for v in values]
+    vals = list(map(int, values))
     if not vals:
         return np.zeros((0, words), dtype=_U64)
     if min(vals) < 0 or max(vals) >> nbits:
         raise ValueError(f"hash values must be in [0, 2**{nbits}); got one outside that range")
-    raw = b"".join(v.to_bytes(8 * words, "big") for v in vals)
+    if words == 1:
+        return np.array(vals, dtype=_U64).reshape(-1, 1)
+    # map() keeps the per-value loop in C (no generator frame per hash)
+    raw = b"".join(map(int.to_bytes, vals, repeat(8 * words), repeat("big")))
     return np.frombuffer(raw, dtype=">u8").astype(_U64).reshape(len(vals), words)
 
 
@@ -420,21 +429,25 @@ def _expand(
 def _scan_sorted(
     n: int,
     compare: Callable[[slice | np.ndarray, slice | np.ndarray], tuple[np.ndarray, np.ndarray]],
-    run_of: Callable[[int], tuple[int, int]],
+    run_of: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     emit: Callable[[np.ndarray, np.ndarray], None],
+    block: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> list[tuple[int, int]]:
     """Find candidate pairs ``(p, q)``, ``p < q``, in runs of equal keys of a sorted table.
 
     ``compare(a, b)`` compares positions ``a`` and ``b`` (slices or index arrays) and returns
     ``(same, hit)``: same key, and worth verifying (``hit`` may pre-filter by distance).
-    ``run_of(p)`` is the ``[start, stop)`` of the run holding ``p``. Hits go to ``emit``.
+    ``run_of(p)`` is the ``[start, stop)`` of the run holding each position of the int
+    array ``p``, as two arrays. Hits go to ``emit``. ``block(rows, cols)``, if given, is
+    ``hit`` for every position of ``rows`` against every one of ``cols`` (all in one run)
+    as a matrix; it may filter harder than ``compare`` (see :func:`_run_tails`).
 
-    Offsets ``d = q - p`` are scanned one by one. While many positions still share a key at
-    offset ``d`` this is done on contiguous L2-sized slabs (no gathers, ~1 ns per code and
-    offset); the sparse remainder continues on index arrays, so the total work is about the
-    number of candidate pairs. Runs longer than ``_GIANT_RUN`` (found because ``p`` and
-    ``p + _GIANT_RUN`` share a key) are skipped and returned as ``(start, stop)`` for the
-    caller to join recursively, so one huge bucket never costs its size squared here.
+    Offsets ``d = q - p`` are scanned one by one while many positions still share a key at
+    offset ``d``, on contiguous L2-sized slabs (no gathers, ~1 ns per code and offset); the
+    sparse remainder goes to :func:`_run_tails`, which lists it whole. The total work is
+    about the number of candidate pairs. Runs longer than ``_GIANT_RUN`` (found because
+    ``p`` and ``p + _GIANT_RUN`` share a key) are skipped and returned as ``(start, stop)``
+    for the caller to join recursively, so one huge bucket never costs its size squared.
     """
     giants: list[tuple[int, int]] = []
     buf_p: list[np.ndarray] = []
@@ -450,7 +463,8 @@ def _scan_sorted(
             same, _ = compare(slice(lo, lo + m), slice(lo + big, lo + big + m))
             found = np.flatnonzero(same)
             while found.size:
-                start, stop = run_of(int(found[0]) + lo)
+                starts, stops = run_of(found[:1] + lo)
+                start, stop = int(starts[0]), int(stops[0])
                 if not giants or giants[-1] != (start, stop):
                     giants.append((start, stop))
                 found = found[found + lo >= stop]
@@ -487,23 +501,66 @@ def _scan_sorted(
             buf_p, buf_q, held = [], [], 0
     if alive_p:
         p, off = np.concatenate(alive_p), np.concatenate(alive_d)
-        while p.size:
-            ok = p + off < n
-            if not ok.all():
-                p, off = p[ok], off[ok]
-            same, hit = compare(p, p + off)
-            found = np.flatnonzero(hit)
-            if found.size:
-                buf_p.append(p[found])
-                buf_q.append(p[found] + off[found])
-                held += found.size
-                if held > _PAIR_BATCH // 4:
-                    emit(np.concatenate(buf_p), np.concatenate(buf_q))
-                    buf_p, buf_q, held = [], [], 0
-            p, off = p[same], off[same] + 1
+        for hp, hq in _run_tails(p, p + off, run_of, compare, block):
+            buf_p.append(hp)
+            buf_q.append(hq)
+            held += hp.size
+            if held > _PAIR_BATCH // 4:
+                emit(np.concatenate(buf_p), np.concatenate(buf_q))
+                buf_p, buf_q, held = [], [], 0
     if buf_p:
         emit(np.concatenate(buf_p), np.concatenate(buf_q))
     return giants
+
+
+def _run_tails(
+    p: np.ndarray,
+    first: np.ndarray,
+    run_of: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    compare: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    block: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Hits among the pairs ``(p[i], q)``, ``first[i] <= q < end of p[i]'s run``.
+
+    ``p`` is ascending. All candidates are listed at once rather than one offset per
+    step (that cost a Python round per offset of the longest run: hundreds on real photo
+    collections). Positions in runs longer than ``_LONG_RUN`` are tested against their
+    run as blocks of a matrix (``block``, default a broadcast ``compare``: no pair index
+    arrays, a few ns per pair); the others as explicit pair lists built by :func:`_expand`.
+    Long runs are where most candidates of real (correlated) hashes are, so a ``block``
+    that checks more of the code than ``compare`` keeps millions of false candidates from
+    ``emit``.
+    """
+    starts, stops = (np.asarray(v, dtype=np.int64) for v in run_of(p))
+    long = stops - starts > _LONG_RUN
+    short = ~long
+    for pp, qq in _expand(p[short], first[short], stops[short] - first[short]):
+        _, hit = compare(pp, qq)
+        found = np.flatnonzero(hit)
+        if found.size:
+            yield pp[found], qq[found]
+    if not long.any():
+        return
+    p, first, starts, stops = p[long], first[long], starts[long], stops[long]
+    # p ascending and runs contiguous: each run's positions are one slice of p
+    cuts = np.flatnonzero(starts[1:] != starts[:-1]) + 1
+    for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), p.size], strict=True):
+        stop = int(stops[lo])
+        step = max(1, (1 << 18) // max(1, stop - int(first[lo])))  # ~256k cells a block
+        for b in range(lo, hi, step):
+            rows, firsts = p[b : b + step], first[b : b + step]
+            cols = np.arange(int(firsts[0]), stop)  # firsts ascend: row 0 needs the most
+            if block is None:
+                _, hit = compare(rows[:, None], cols[None, :])
+            else:
+                hit = block(rows, cols)
+            # Hits are few: find them in the flat matrix (much faster than a 2-D nonzero),
+            # then drop those before their row's first offset.
+            flat = np.flatnonzero(hit)
+            if flat.size:
+                r, c = np.divmod(flat, cols.size)
+                keep = cols[c] >= firsts[r]
+                yield rows[r[keep]], cols[c[keep]]
 
 
 def _brute_join(codes: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -650,10 +707,11 @@ def _narrow_table(
         same = x < limit
         return same, same & (np.bitwise_count(x) <= t)
 
-    def run_of(p: int) -> tuple[int, int]:
-        key = int(y[p]) >> low << low
-        return (int(np.searchsorted(y, _U64(key), side="left")),
-                int(np.searchsorted(y, _U64(key | ((1 << low) - 1)), side="right")))
+    low_mask = _U64((1 << low) - 1)
+
+    def run_of(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (np.searchsorted(y, y[p] & ~low_mask, side="left"),
+                np.searchsorted(y, y[p] | low_mask, side="right"))
 
     def emit(p: np.ndarray, q: np.ndarray) -> None:
         x = y[p] ^ y[q]
@@ -739,7 +797,10 @@ def _wide_table(
         for w, m in _mask_pieces(s, length, nbits, words):
             in_key[w] += int(m).bit_count()
     ranked = sorted(range(words), key=in_key.__getitem__)
-    probes = [cols[w][order] for w in ranked[: _probe_words(t, words)]]
+    n_probes = _probe_words(t, words)
+    probes = [cols[w][order] for w in ranked[:n_probes]]
+    # emit() checks the probed words last: every candidate already passed them
+    check = [cols[w] for w in (*ranked[n_probes:], *ranked[:n_probes])]
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def compare(a: slice | np.ndarray, b: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -751,15 +812,15 @@ def _wide_table(
             d += np.bitwise_count(probe[a] ^ probe[b])
         return same, same & (d <= t)
 
-    def run_of(p: int) -> tuple[int, int]:
-        return (int(np.searchsorted(keys, keys[p], side="left")),
-                int(np.searchsorted(keys, keys[p], side="right")))
+    def run_of(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (np.searchsorted(keys, keys[p], side="left"),
+                np.searchsorted(keys, keys[p], side="right"))
 
     def emit(p: np.ndarray, q: np.ndarray) -> None:
         ra, rb = order[p], order[q]
         # word by word, dropping pairs as soon as they are too far apart
         d = np.zeros(ra.size, dtype=np.int64)
-        for col in cols:
+        for col in check:
             d += np.bitwise_count(col[ra] ^ col[rb])
             near = np.flatnonzero(d <= t)
             if near.size < d.size:
@@ -769,8 +830,20 @@ def _wide_table(
             hit = _owned(x, rule)
             found.append((ra[hit], rb[hit], d[hit]))
 
+    def block(rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+        # Distance on _BLOCK_WORDS words of every pair, as a matrix (the words gathered once
+        # per block): in long runs of correlated codes one probe word passes many pairs
+        # (a third of 2.6M in one table of real photos), which emit() would then gather.
+        ra, rb = order[rows], order[others]
+        d = np.bitwise_count(check[0][ra][:, None] ^ check[0][rb][None, :])  # uint8
+        if _BLOCK_WORDS > 3:
+            d = d.astype(np.uint16)  # four words can differ in 256 bits
+        for col in check[1:_BLOCK_WORDS]:
+            d += np.bitwise_count(col[ra][:, None] ^ col[rb][None, :])
+        return d <= t
+
     rest = _merge_ranges(_complement(used, nbits))
-    for s, e in _scan_sorted(n, compare, run_of, emit):
+    for s, e in _scan_sorted(n, compare, run_of, emit, block):
         # the run's codes share the used key bits: join them on the other bits only
         members = order[s:e]
         sub = np.stack(_shuffle([c[members] for c in cols], nbits, rest), axis=1)

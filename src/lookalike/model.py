@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Group", "Hash", "ImageRecord", "Member"]
+__all__ = ["Group", "Hash", "ImageRecord", "Member", "hash_from_hex", "make_record"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +39,11 @@ class Hash:
         return self.segments[0]
 
     def __str__(self) -> str:
-        width = (self.nbits + 3) // 4
-        return ",".join(format(s, f"0{width}x") for s in self.segments)
+        spec = f"0{(self.nbits + 3) // 4}x"
+        segments = self.segments
+        if len(segments) == 1:  # every method but crop-resistant: no join needed
+            return format(segments[0], spec)
+        return ",".join([format(s, spec) for s in segments])
 
     @property
     def hex(self) -> str:
@@ -61,12 +64,49 @@ class Hash:
 
     @classmethod
     def from_hex(cls, text: str, *, method: str, nbits: int) -> Hash:
-        """Parse ``str(h)`` (or an ImageHash hex string) back into a :class:`Hash`."""
-        try:
-            segments = tuple(int(part, 16) for part in text.split(","))
-        except ValueError:
-            raise ValueError(f"not a hex hash string: {text!r}") from None
-        return cls(method, nbits, segments)
+        """Parse ``str(h)`` (or an ImageHash hex string) back into a :class:`Hash`.
+
+        Raises:
+            ValueError: not hex, or a segment does not fit in ``nbits`` bits.
+        """
+        if cls is not Hash:  # a subclass may validate more in __post_init__
+            return cls(method, nbits, _parse_segments(text))
+        return hash_from_hex(text, method, nbits)
+
+
+def _parse_segments(text: str) -> tuple[int, ...]:
+    try:
+        if "," not in text:
+            return (int(text, 16),)
+        return tuple(int(part, 16) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"not a hex hash string: {text!r}") from None
+
+
+# Slot descriptors of the frozen dataclasses: setting through them skips the frozen
+# ``__setattr__`` guard and the generated keyword ``__init__``, about 3x faster per object.
+# That matters when 100k+ records are rebuilt from the hash cache on a warm re-scan.
+_new = object.__new__
+_SET_METHOD, _SET_NBITS, _SET_SEGMENTS = (
+    Hash.__dict__[name].__set__ for name in ("method", "nbits", "segments"))
+
+
+def hash_from_hex(text: str, method: str, nbits: int) -> Hash:
+    """:meth:`Hash.from_hex`, positional and fast: the same checks and result, without the
+    dataclass ``__init__``/``__post_init__`` (the segment range check is done here).
+
+    Raises:
+        ValueError: not hex, or a segment does not fit in ``nbits`` bits.
+    """
+    segments = _parse_segments(text)
+    for s in segments:
+        if s >> nbits:  # also true for negative values ("-ff" parses)
+            raise ValueError(f"segment value {s:#x} does not fit in {nbits} bits")
+    h = _new(Hash)
+    _SET_METHOD(h, method)
+    _SET_NBITS(h, nbits)
+    _SET_SEGMENTS(h, segments)
+    return h
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +131,31 @@ class ImageRecord:
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+
+_RECORD_SETTERS = tuple(ImageRecord.__dict__[name].__set__ for name in (
+    "path", "size_bytes", "mtime_ns", "width", "height", "format", "hash", "digest",
+    "pixel_digest", "source"))
+
+
+def make_record(path: str, size_bytes: int, mtime_ns: int, width: int, height: int,
+                format: str | None, hash: Hash, digest: str, pixel_digest: str | None,
+                source: str) -> ImageRecord:
+    """``ImageRecord(path=..., ...)`` with every field positional, in field order; equal
+    to it, about 2x faster (for rebuilding many records from the hash cache)."""
+    r = _new(ImageRecord)
+    sp, ss, sm, sw, sh, sf, shash, sd, spd, ssrc = _RECORD_SETTERS
+    sp(r, path)
+    ss(r, size_bytes)
+    sm(r, mtime_ns)
+    sw(r, width)
+    sh(r, height)
+    sf(r, format)
+    shash(r, hash)
+    sd(r, digest)
+    spd(r, pixel_digest)
+    ssrc(r, source)
+    return r
 
 
 @dataclass(frozen=True, slots=True)

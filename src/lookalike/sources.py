@@ -25,6 +25,7 @@ surrogate escapes (U+DC80..U+DCFF), which round-trip to the original bytes.
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -77,8 +78,23 @@ class WalkStats:
 
 def looks_like_image(path: str) -> bool:
     """True if the extension is an image one, or the first bytes are an image signature."""
-    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
-        return True
+    return _image_name(path) or _sniff(path)
+
+
+def _image_name_of(name: str) -> bool:
+    """``_image_name`` for a bare file name (no separator): the walk's per-file test.
+
+    Same answer as ``os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS`` at a fraction
+    of the cost: the extension starts at the last dot, unless only dots precede it.
+    """
+    dot = name.rfind(".")
+    if dot <= 0 or name[dot:].lower() not in IMAGE_EXTENSIONS:
+        return False
+    return name[0] != "." or name[:dot].strip(".") != ""
+
+
+def _sniff(path: str) -> bool:
+    """True if the file's first bytes are an image signature (never blocks)."""
     try:
         # Non-blocking: this is only ever called for regular files, but one may have been
         # swapped for a FIFO since the stat.
@@ -146,7 +162,7 @@ def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
               seen: set[tuple[int, int]]) -> Iterator[FileEntry | Problem]:
     try:
         with os.scandir(directory) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            entries = sorted(it, key=_by_name)
     except OSError as exc:
         yield _problem(directory, os_error_reason(exc),
                        f"cannot list folder: {exc.strerror or exc}")
@@ -168,7 +184,13 @@ def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
         except OSError as exc:
             yield _problem(path, os_error_reason(exc), f"cannot stat: {exc.strerror or exc}")
             continue
-        if stat.S_ISDIR(st.st_mode):
+        mode = st.st_mode
+        if _S_ISREG(mode) and _image_name_of(entry.name):
+            # The common case, inline (what _file_entry does for it, without a generator
+            # and a splitext per file: this loop runs once per file of every scan).
+            stats.files_seen += 1
+            yield _new_entry(path, st.st_size, st.st_mtime_ns, root)
+        elif stat.S_ISDIR(mode):
             key = (st.st_dev, st.st_ino)
             if key in seen:
                 yield _problem(path, "symlink-loop", "folder already visited (link loop)")
@@ -176,6 +198,24 @@ def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
             yield from _walk_dir(path, root, follow, stats, seen | {key})
         else:
             yield from _file_entry(path, root, st, stats, explicit=False)
+
+
+_by_name = operator.attrgetter("name")
+_S_ISREG = stat.S_ISREG
+_SET_ENTRY = tuple(FileEntry.__dict__[name].__set__
+                   for name in ("path", "size_bytes", "mtime_ns", "source"))
+
+
+def _new_entry(path: str, size_bytes: int, mtime_ns: int, source: str) -> FileEntry:
+    """``FileEntry(path, size_bytes, mtime_ns, source)``, equal to it and about 2x faster
+    (sets the slots directly instead of through the frozen dataclass ``__init__``)."""
+    e = object.__new__(FileEntry)
+    set_path, set_size, set_mtime, set_source = _SET_ENTRY
+    set_path(e, path)
+    set_size(e, size_bytes)
+    set_mtime(e, mtime_ns)
+    set_source(e, source)
+    return e
 
 
 def _image_name(path: str) -> bool:
