@@ -1,13 +1,21 @@
-"""How far fast (reduced) decoding moves hashes from full decoding, on real photos.
+"""How far fast (reduced) decoding moves hashes from full decoding, and whether it splits groups.
 
-For each method: the Hamming distance between the hash of every image decoded in full and
-decoded fast (mean, max, share identical), and whether fast decoding ever splits a group that
-full decoding finds at the same threshold. Images: scikit-image and OpenCV sample photos,
-the same photos upscaled to >= 2 MP JPEGs (where reduced JPEG decoding really kicks in), and
-benign transformed copies of them (resize, re-encode, brightness, ...), so that true groups
-exist.
+Two measurements per method:
 
-    python benchmarks/bench_drift.py [--limit 40]
+- *raw drift*: the Hamming distance between the hash of each image decoded in full and
+  decoded fast (``lookalike.hash_image(decode=...)``), over the images fast mode really
+  reduces (large JPEGs; every other image decodes identically): mean, max, share identical;
+- *groups*: a full-decode scan and a default (fast) scan at the same threshold. The fast
+  scan re-hashes exactly every reduced image that may have a match (``lookalike.confirm``).
+  Reported: full-decode groups that the fast scan splits, true duplicate pairs (same
+  original) joined by the full scan but not by the fast one, extra true pairs joined, and
+  how many images the fast scan re-hashed with full decoding.
+
+Sets: ``--set drift`` (default): scikit-image and OpenCV photos upscaled to >= 2 MP JPEGs
+plus 4 benign copies each; ``--set accuracy``: the accuracy benchmark's full set
+(``benchmarks/accuracy``, 3,439 images), the set issue 3 names.
+
+    python benchmarks/bench_drift.py [--set drift|accuracy] [--limit 40]
 """
 
 from __future__ import annotations
@@ -16,16 +24,20 @@ import argparse
 import contextlib
 import random
 import statistics
+import sys
+import tempfile
+from collections import defaultdict
 from pathlib import Path
 
-from common import CACHE, print_table, write_json
+from common import CACHE, REPO, print_table, write_json
 
-METHODS = [("dhash-z", 8, 0), ("dhash-z", 16, 10), ("dhash", 8, 4), ("dhash", 16, 20),
-           ("phash", 8, 6), ("phash", 16, 30), ("ahash", 8, 2), ("whash", 8, 4)]
+METHODS = [("dhash-z", 16, 10), ("dhash-z", 8, 0), ("dhash-z", 8, 4), ("dhash-z", 16, 6),
+           ("dhash", 8, 4), ("dhash", 16, 20), ("phash", 8, 6), ("phash", 16, 30),
+           ("ahash", 8, 2), ("whash", 8, 4)]
 
 
-def build(limit: int) -> tuple[list[Path], dict[str, str]]:
-    """Photos + benign copies; returns the files and each file's original (ground truth)."""
+def drift_set(limit: int) -> dict[str, str]:
+    """Photos + benign copies; returns each file's original (ground truth)."""
     from PIL import Image
 
     import realdata
@@ -36,7 +48,6 @@ def build(limit: int) -> tuple[list[Path], dict[str, str]]:
     with contextlib.suppress(realdata.DataUnavailable):
         photos += realdata.opencv_photos(photos_only=True)
     photos = sorted(photos, key=lambda p: p.name)[:limit]
-    origin: dict[str, str] = {}
     if not (out / ".complete").exists():
         (out / "orig").mkdir(parents=True, exist_ok=True)
         for p in photos:  # upscaled JPEG originals: the case where draft decoding matters
@@ -49,53 +60,106 @@ def build(limit: int) -> tuple[list[Path], dict[str, str]]:
         for p in sorted((out / "orig").iterdir()):
             transforms.make_variants([p], out / "copies", names=rng.sample(names, 4), seed=0)
         (out / ".complete").write_text("ok")
-    for p in (out / "orig").iterdir():
-        origin[str(p)] = p.stem
-    for p in (out / "copies").iterdir():
-        origin[str(p)] = p.name.split("__")[0]
-    return sorted(Path(k) for k in origin), origin
+    origin = {str(p): p.stem for p in (out / "orig").iterdir()}
+    origin.update({str(p): p.name.split("__")[0] for p in (out / "copies").iterdir()})
+    return origin
+
+
+def accuracy_set() -> dict[str, str]:
+    """The accuracy benchmark's full set; returns each file's ground-truth group."""
+    sys.path.insert(0, str(REPO / "benchmarks" / "accuracy"))
+    import dataset
+
+    return {item.path: item.group for item in dataset.build(dataset.FULL)}
+
+
+def raw_drift(files: list[str]) -> dict[tuple[str, int], list[int]]:
+    """Per method and size, the full-vs-fast distance of every image fast mode reduces."""
+    from lookalike.decode import decode_bytes
+    from lookalike.hashes import get_method
+
+    out: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for path in files:
+        data = Path(path).read_bytes()
+        try:
+            full, fast = (decode_bytes(data, mode=m)[0] for m in ("full", "fast"))  # type: ignore[arg-type]
+        except Exception:  # not an image: scans report it; nothing to compare here
+            continue
+        if not fast.reduced:
+            continue
+        for method, size in {(m, s) for m, s, _ in METHODS}:
+            m = get_method(method)
+            out[(method, size)].append(m.hash(full, size) - m.hash(fast, size))
+    return out
+
+
+def components(result) -> dict[str, int]:
+    return {m.record.path: g.id for g in result.groups for m in g.members}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--limit", type=int, default=40, help="number of source photos")
+    ap.add_argument("--set", choices=("drift", "accuracy"), default="drift")
+    ap.add_argument("--limit", type=int, default=40, help="source photos (--set drift)")
+    ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
 
     import lookalike
-    from lookalike.groups import build_groups
+    from lookalike.cache import HashCache
 
-    files, origin = build(args.limit)
+    truth = drift_set(args.limit) if args.set == "drift" else accuracy_set()
+    files = sorted(truth)
+    drift = raw_drift(files)
+    by_truth: dict[str, list[str]] = defaultdict(list)
+    for path, group in truth.items():
+        by_truth[group].append(path)
+    true_pairs = [(a, b) for members in by_truth.values()
+                  for i, a in enumerate(members) for b in members[i + 1:]]
     rows, out = [], {}
-    for method, size, threshold in METHODS:
-        recs = {}
-        for mode in ("full", "fast"):
-            res = lookalike.scan([f.parent for f in {f.parent: f for f in files}.values()],
-                                 method=method, hash_size=size, threshold=threshold,
-                                 decode=mode, workers=2)
-            recs[mode] = {r.path: r for r in res.records}
-        d = [recs["full"][p].hash - recs["fast"][p].hash for p in recs["full"]]
-        groups = {m: build_groups(list(recs[m].values()), threshold) for m in ("full", "fast")}
-        fast_comp = {p: g.id for g in groups["fast"] for p in g.paths}
-        split = sum(1 for g in groups["full"]
-                    if len({fast_comp.get(p, ("alone", p)) for p in g.paths}) > 1)
-        true_pairs = lambda gs: sum(  # noqa: E731
-            1 for g in gs for i, a in enumerate(g.paths) for b in g.paths[i + 1:]
-            if origin[a] == origin[b])
-        row = {"method": f"{method} {size}", "threshold": threshold, "images": len(d),
-               "mean_bits": statistics.mean(d), "max_bits": max(d),
-               "identical": sum(x == 0 for x in d) / len(d),
-               "full_groups": len(groups["full"]), "full_groups_split_by_fast": split,
-               "true_pairs_full": true_pairs(groups["full"]),
-               "true_pairs_fast": true_pairs(groups["fast"])}
-        out[row["method"]] = row
-        rows.append((row["method"], threshold, row["mean_bits"], row["max_bits"],
-                     f"{row['identical']:.0%}", row["full_groups"], split,
-                     row["true_pairs_full"], row["true_pairs_fast"]))
-        print(f"{row['method']}: done", flush=True)
-    print(f"\n{len(files)} images: {args.limit} photos as >= 2 MP JPEGs + 4 benign copies each\n")
-    table = print_table(["method", "T", "mean drift", "max drift", "identical", "groups (full)",
-                         "split by fast", "true pairs full", "true pairs fast"], rows)
-    write_json("drift", {"images": len(files), "results": out, "table": table})
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = HashCache(Path(tmp) / "cache.sqlite")
+        for method, size, threshold in METHODS:
+            scans = {}
+            for mode in ("fast", "full"):  # fast first: it pays for its own exact hashes
+                scans[mode] = lookalike.scan(files, method=method, hash_size=size,
+                                             threshold=threshold, decode=mode,
+                                             workers=args.workers, cache=cache)
+            comp = {mode: components(r) for mode, r in scans.items()}
+            split = sum(1 for g in scans["full"].groups
+                        if len({comp["fast"].get(m.record.path, m.record.path)
+                                for m in g.members}) > 1)
+
+            def joined(mode: str, a: str, b: str, comp=comp) -> bool:
+                ca, cb = comp[mode].get(a), comp[mode].get(b)
+                return ca is not None and ca == cb
+
+            lost = sum(1 for a, b in true_pairs
+                       if joined("full", a, b) and not joined("fast", a, b))
+            gained = sum(1 for a, b in true_pairs
+                         if joined("fast", a, b) and not joined("full", a, b))
+            d = drift[(method, size)]
+            stats = scans["fast"].stats
+            row = {"method": f"{method} {size}", "threshold": threshold, "reduced_images": len(d),
+                   "mean_bits": statistics.mean(d) if d else 0.0, "max_bits": max(d, default=0),
+                   "identical": sum(x == 0 for x in d) / len(d) if d else 1.0,
+                   "full_groups": len(scans["full"].groups), "full_groups_split_by_fast": split,
+                   "true_pairs_full": sum(1 for a, b in true_pairs if joined("full", a, b)),
+                   "true_pairs_lost_by_fast": lost, "true_pairs_gained_by_fast": gained,
+                   "exact_rehashed": stats.get("exact_needed", 0)}
+            out[row["method"] + f" @{threshold}"] = row
+            rows.append((row["method"], threshold, row["mean_bits"], row["max_bits"],
+                         f"{row['identical']:.0%}", row["full_groups"], split,
+                         row["true_pairs_full"], lost, gained, row["exact_rehashed"]))
+            print(f"{row['method']} @{threshold}: done", flush=True)
+        cache.close()
+    reduced = len(drift[(METHODS[0][0], METHODS[0][1])])
+    print(f"\n{len(files)} images ({args.set} set), {reduced} of them reduced by fast "
+          "decoding; drift columns over those\n")
+    table = print_table(["method", "T", "mean drift", "max drift", "identical",
+                         "groups (full)", "split by fast", "true pairs (full)",
+                         "lost by fast", "gained by fast", "re-hashed exactly"], rows)
+    write_json(f"drift-{args.set}", {"images": len(files), "reduced_images": reduced,
+                                     "results": out, "table": table})
 
 
 if __name__ == "__main__":

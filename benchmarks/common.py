@@ -9,7 +9,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,69 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), times
+
+
+def round_robin_times(cases: Mapping[str, Callable[[], Any]], rounds: int, *,
+                      per_round: Mapping[str, int] | None = None) -> dict[str, list[list[float]]]:
+    """Wall times of every case, measured round-robin: ``times[name][r]`` lists the times
+    of ``name`` in round ``r``.
+
+    Each round runs every case once (``per_round[name]`` times for cheap cases, spread
+    through the round), starting one slot later than the round before and reversed every
+    other round. On a shared machine a slow spell then hits all cases alike instead of
+    whichever case ran its repeats back to back at that moment, and cases timed in the same
+    round can be compared pairwise (see :func:`paired_ratio`). One untimed warm-up call of
+    each case comes first.
+    """
+    per_round = per_round or {}
+    left = {name: per_round.get(name, 1) for name in cases}
+    schedule: list[str] = []
+    while any(left.values()):  # one of each case per pass: repeats spread through the round
+        for name in cases:
+            if left[name]:
+                schedule.append(name)
+                left[name] -= 1
+    for fn in cases.values():
+        fn()
+    times: dict[str, list[list[float]]] = {name: [] for name in cases}
+    for r in range(rounds):
+        shift = r % len(schedule)
+        order = schedule[shift:] + schedule[:shift]
+        if r % 2:
+            order.reverse()
+        for name in cases:
+            times[name].append([])
+        for name in order:
+            t0 = time.perf_counter()
+            cases[name]()
+            times[name][-1].append(time.perf_counter() - t0)
+    return times
+
+
+def interleaved_items(fns: Mapping[str, Callable[[Any], Any]], items: Sequence[Any], *,
+                      flip: bool = False) -> dict[str, float]:
+    """Total wall time of each function over ``items``, the functions interleaved item by
+    item (their order reversed from one item to the next, and on every other call with
+    ``flip``): load changes on a shared machine then hit all of them alike at the scale of
+    one item (milliseconds), and whichever runs second on an item (warm caches) is not
+    always the same one."""
+    totals = dict.fromkeys(fns, 0.0)
+    order = list(fns.items())
+    for i, item in enumerate(items):
+        for name, fn in (order if (i + flip) % 2 == 0 else order[::-1]):
+            t0 = time.perf_counter()
+            fn(item)
+            totals[name] += time.perf_counter() - t0
+    return totals
+
+
+def paired_ratio(times: Mapping[str, list[list[float]]], num: str, den: str
+                 ) -> tuple[float, list[float]]:
+    """Median over rounds of ``median(num's times) / median(den's times)`` within a round,
+    and the per-round ratios: robust to load that changes between rounds."""
+    ratios = [statistics.median(a) / statistics.median(b)
+              for a, b in zip(times[num], times[den], strict=True)]
+    return statistics.median(ratios), ratios
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -85,3 +85,20 @@ def test_scan_rejects_bad_options_before_any_work(tmp_path):
         lookalike.scan(tmp_path, threshold=-1)
     with pytest.raises(lookalike.ConfigError, match="choose one of"):
         lookalike.scan(tmp_path, method="nope")
+
+
+def test_files_are_read_whole_through_short_reads(tmp_path, monkeypatch):
+    import os
+
+    from lookalike.pipeline import _read_regular
+
+    data = os.urandom(300_000)
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(data)
+    assert _read_regular(str(path), 1 << 20)[0] == data
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: real_read(fd, min(n, 4096)))
+    got, st = _read_regular(str(path), 1 << 20)
+    assert got == data and st.st_size == len(data)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert _read_regular(str(tmp_path / "empty.jpg"), 1 << 20)[0] == b""

@@ -24,7 +24,7 @@ import numpy as np
 from .index import find_pairs, find_pairs_collapsed, pack_hashes
 from .model import Group, ImageRecord, Member
 
-__all__ = ["GroupMode", "build_groups", "near_pairs"]
+__all__ = ["GroupMode", "build_groups", "near_pairs", "neighbour_mask"]
 
 GroupMode = Literal["components", "star"]
 
@@ -148,6 +148,13 @@ class _Graph:
 
     def has_neighbours(self, i: int) -> bool:
         return any(len(self.owners_of[g]) > 1 or self.adj[g] for g in self.groups_of[i])
+
+
+def neighbour_mask(records: Sequence[ImageRecord], max_distance: int) -> list[bool]:
+    """For each record (in the given order), whether any other record is within
+    ``max_distance`` bits of it (an identical hash counts). Same search as grouping."""
+    graph = _Graph(records, max_distance)
+    return [graph.has_neighbours(i) for i in range(len(records))]
 
 
 def _stars(records: Sequence[ImageRecord], graph: _Graph) -> list[list[int]]:

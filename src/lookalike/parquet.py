@@ -28,6 +28,10 @@ message         string        for errors: one human-readable line
 written_at      timestamp     when the row was written (UTC, ms)
 ==============  ============  ===========================================================
 
+Hashes are each file's hash at the scan's own settings. In the default fast decode mode
+the scan groups large JPEGs that may have a match by their exact (full-decode) hash instead
+(:mod:`lookalike.confirm`); those exact hashes go to the hash cache, not to this output.
+
 Every part's schema metadata holds ``lookalike`` JSON: ``schema_version``, the settings key
 (method, hash size, decoder) and the scan config.
 
@@ -123,6 +127,10 @@ class ParquetStore:
     Memory: the buffer (``rows_per_part`` rows) plus, during :meth:`lookup`, the existing
     output's path/status/size/mtime columns and the matching rows.
     """
+
+    #: It stores this scan's results, not any settings' hashes: extra hashes a scan makes
+    #: (exact confirmation hashes, :mod:`lookalike.confirm`) go to ``inner`` only.
+    holds_results = True
 
     def __init__(self, path: str | os.PathLike[str], *, inner: HashCache | None = None,
                  rows_per_part: int = 100_000, flush_seconds: float = 60.0,

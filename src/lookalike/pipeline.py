@@ -133,8 +133,15 @@ def _read_regular(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
         if st.st_size > max_bytes:
             raise _Refused("too-large", f"{st.st_size:,} bytes, more than any image within "
                            f"--max-pixels needs ({max_bytes:,}); not read")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read()
+        # os.read into one bytes object: half the time of a buffered fh.read(). At most one
+        # byte more than fstat said, so a file that grows is torn, not read to its end.
+        data = os.read(fd, st.st_size + 1)
+        if 0 < len(data) < st.st_size:  # a short read (FUSE, NFS, > 2 GiB)? read on
+            parts, got = [data], len(data)
+            while got <= st.st_size and (more := os.read(fd, st.st_size + 1 - got)):
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts) if len(parts) > 1 else data
         after = os.fstat(fd)
     finally:
         os.close(fd)
@@ -368,7 +375,6 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
         ConfigError: ``retries`` or ``chunk_size`` out of range (before any work).
     """
     from .errors import ConfigError
-    from .executors import make_executor
     from .groups import build_groups
 
     retries = RETRIES if retries is None else retries
@@ -394,21 +400,11 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     reporter.advance(len(entries) - len(todo))
     own_executor = executor is None
     if executor is None:
-        # No pool to start when everything came from the cache (warm re-scans stay instant).
-        workers = min(config.resolved_workers, max(1, len(todo)))
-        if workers == 1 and config.workers != 1:
-            # One worker still runs in a subprocess (started only if there is work): a
-            # decoder that crashes or hangs then costs one file, not the whole scan.
-            from .executors import ProcessExecutor
-
-            executor = ProcessExecutor(1)
-        else:
-            executor = make_executor("local", workers)
-    # At least ~4 chunks per worker, so a short scan still keeps every worker busy to the end.
-    chunk_size = max(1, min(chunk_size, -(-len(todo) // (4 * executor.workers))))
+        executor = _local_executor(config, len(todo))
     try:
         fresh, hash_problems = _hash_all(todo, config, executor, reporter, cache,
-                                         worker=worker, chunk_size=chunk_size,
+                                         worker=worker,
+                                         chunk_size=_fit_chunk(chunk_size, len(todo), executor),
                                          retries=retries)
     finally:
         if own_executor:
@@ -420,6 +416,9 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     t_hash = time.perf_counter()
 
     reporter.phase(3, 3, "grouping", None)
+    confirm_stats = _confirm(records, entries, config, executor=None if own_executor
+                             else executor, cache=cache, worker=worker, reporter=reporter,
+                             retries=retries, chunk_size=chunk_size)
     groups = build_groups(records, config.threshold, config.grouping)
     t_group = time.perf_counter()
     problems.sort(key=lambda p: p.path)
@@ -441,6 +440,7 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
         **{k: v for k, v in listing.items()
            if k not in ("files_seen", "skipped_non_image", "skipped_symlinks")},
         "workers": executor.workers,
+        **confirm_stats,
         "seconds": {
             "walk": round(t_walk - t0, 3),
             "hash": round(t_hash - t_walk, 3),
@@ -451,3 +451,103 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     reporter.close()
     return ScanResult(groups=groups, errors=problems, records=records, config=config,
                       roots=list(roots), stats=stats)
+
+
+def _local_executor(config: ScanConfig, jobs: int) -> Executor:
+    """The local pool for ``jobs`` files (no process starts until there is work)."""
+    from .executors import make_executor
+
+    # No pool to start when everything came from the cache (warm re-scans stay instant).
+    workers = min(config.resolved_workers, max(1, jobs))
+    if workers == 1 and config.workers != 1:
+        # One worker still runs in a subprocess (started only if there is work): a
+        # decoder that crashes or hangs then costs one file, not the whole scan.
+        from .executors import ProcessExecutor
+
+        return ProcessExecutor(1)
+    return make_executor("local", workers)
+
+
+def _fit_chunk(chunk_size: int, jobs: int, executor: Executor) -> int:
+    # At least ~4 chunks per worker, so a short scan still keeps every worker busy to the end.
+    return max(1, min(chunk_size, -(-jobs // (4 * executor.workers))))
+
+
+class _CountOnly:
+    """Reporter for the confirmation pass: progress only. A file that fails there keeps its
+    fast hash, so its failure is counted in the stats, not reported as the file's error."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.failed = 0
+
+    def phase(self, number: int, total: int, name: str, size: int | None) -> None:
+        self.inner.phase(number, total, name, size)
+
+    def advance(self, n: int = 1) -> None:
+        self.inner.advance(n)
+
+    def problem(self, problem: Problem) -> None:
+        self.failed += 1
+
+    def info(self, message: str) -> None:
+        self.inner.info(message)
+
+    def close(self) -> None:
+        pass
+
+
+def _confirm(records: list[ImageRecord], entries: Sequence[Any], config: ScanConfig, *,
+             executor: Executor | None, cache: Any, worker: Any, reporter: Reporter,
+             retries: int, chunk_size: int) -> dict[str, int]:
+    """Replace, in place, the fast hash of every reduced image that may have a match by its
+    exact (full-decode) hash (:mod:`lookalike.confirm`). Returns stats.
+
+    ``executor`` is the caller's (kept open) or None for a local pool made here. Exact
+    hashes are looked up in and added to the hash cache under the full-decode settings; a
+    results store (Parquet output) is bypassed, since it holds this scan's settings only.
+    """
+    import dataclasses
+
+    from .confirm import full_config, needs_exact_hash
+
+    picked = needs_exact_hash(records, config)
+    if not picked:
+        return {"exact_needed": 0, "exact_hashed": 0, "exact_failed": 0}
+    exact = full_config(config)
+    if worker is None:
+        full_worker: Any = HashWorker(exact)
+    elif dataclasses.is_dataclass(worker) and hasattr(worker, "config"):
+        full_worker = dataclasses.replace(worker, config=exact)
+    else:  # a custom worker we cannot re-configure: keep the fast hashes
+        return {"exact_needed": len(picked), "exact_hashed": 0, "exact_failed": len(picked)}
+    store = cache.inner if getattr(cache, "holds_results", False) else cache
+    by_path = {e.path: e for e in entries}
+    want = [by_path[records[i].path] for i in picked]
+    found: list[ImageRecord] = []
+    todo = want
+    if store is not None:
+        found, _, todo = store.lookup(want, exact)  # a cached failure is tried again
+    counting = _CountOnly(reporter)
+    fresh: list[ImageRecord] = []
+    if todo:
+        counting.phase(3, 3, f"grouping: exact hashes for {len(todo)} near matches",
+                       len(todo))
+        own = executor is None
+        run_on = _local_executor(config, len(todo)) if executor is None else executor
+        try:
+            fresh, _ = _hash_all(todo, exact, run_on, counting, store, worker=full_worker,
+                                 chunk_size=_fit_chunk(chunk_size, len(todo), run_on),
+                                 retries=retries)
+        finally:
+            if own:
+                run_on.close()
+            if store is not None:
+                store.flush()
+    by_exact = {r.path: r for r in (*found, *fresh)}
+    for i in picked:
+        rec = by_exact.get(records[i].path)
+        if rec is not None:
+            records[i] = dataclasses.replace(rec, source=records[i].source)
+    return {"exact_needed": len(picked), "exact_hashed": len(todo),
+            "exact_failed": len(picked) - sum(1 for i in picked if records[i].path in by_exact)}

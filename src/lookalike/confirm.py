@@ -1,0 +1,83 @@
+"""Confirmation: exact hashes for every fast-decoded image that may have a match.
+
+Fast mode decodes large JPEGs at reduced scale in the DCT domain (see
+:mod:`lookalike.decode`). That moves hashes a little away from full decoding, and the
+default ``dhash-z`` amplifies small pixel changes in flat or low-contrast pictures: on the
+accuracy benchmark's 361 reduced JPEGs, a 256-bit ``dhash-z`` moves by a median of 4 bits
+and at most 52. Left alone, that drift splits groups that full decoding finds.
+
+So a fast scan does not trust a reduced image's hash near a decision. After hashing, every
+image that *may* have been reduced and has any other image within ``threshold +``
+:func:`margin` bits (fast hashes) is hashed again with full decoding, and grouping uses
+those exact hashes. Images of other formats are never reduced, so their fast hash already is
+the exact one. Images with no neighbour within the widened radius keep their fast hash:
+drift would have to exceed the margin for them to matter. On the accuracy benchmark (3,439
+images, 361 reduced; ``benchmarks/bench_drift.py --set accuracy``) this gives exactly the
+groups of a full-decode scan for every method and threshold measured (dhash-z 8 at 0 and 4,
+dhash-z 16 at 6 and 10, dhash, phash, ahash, whash): no group split, no true pair lost,
+while re-decoding 191-249 images (those with near matches; few in a typical photo library,
+most in a folder of bursts). Exact hashes are cached under the full-decode settings, so a
+warm re-scan decodes nothing.
+
+This module is pure (no I/O): it picks the images; :mod:`lookalike.pipeline` re-hashes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from .config import ScanConfig
+from .model import ImageRecord
+
+__all__ = ["REDUCIBLE_FORMATS", "full_config", "margin", "may_be_reduced", "needs_exact_hash"]
+
+#: Formats fast mode decodes at reduced scale (libjpeg DCT scaling); every other format is
+#: decoded in full in both modes.
+REDUCIBLE_FORMATS = frozenset({"JPEG", "MPO"})
+
+# decode._reduce_for_fast asks libjpeg for a scale whose shorter side stays >= 256 pixels,
+# so only images with a shorter side of at least 2 x 256 can come out reduced.
+_MIN_REDUCIBLE_SIDE = 512
+
+
+def margin(nbits: int) -> int:
+    """Extra bits of search radius within which a reduced image's hash is re-checked.
+
+    1/16 of the hash, at least 4 bits (4 of 64, 16 of 256): twice the smallest margin that
+    reproduced the full-decode groups exactly on the accuracy benchmark (1/32 did, in a
+    simulation; 0 did not), so that rarer, larger drifts are covered too. A wider radius
+    costs search time (radius 26 of 256 bits: ~5x radius 10 on random hashes).
+    """
+    return max(4, nbits // 16)
+
+
+def may_be_reduced(record: ImageRecord) -> bool:
+    """Whether fast mode may have decoded this image at reduced scale (a safe over-estimate:
+    a ``True`` for an image decoded in full only costs one needless re-hash)."""
+    return (record.format in REDUCIBLE_FORMATS
+            and min(record.width, record.height) >= _MIN_REDUCIBLE_SIDE)
+
+
+def full_config(config: ScanConfig) -> ScanConfig:
+    """``config`` with exact (full) decoding: the settings the confirming hashes are made
+    (and cached) with."""
+    return dataclasses.replace(config, decode="full")
+
+
+def needs_exact_hash(records: Sequence[ImageRecord], config: ScanConfig) -> list[int]:
+    """Indices of ``records`` (fast-mode hashes) to re-hash with full decoding.
+
+    Those that may be reduced and have another record within ``threshold + margin`` bits.
+    Nothing when the scan already decodes in full, or no image may be reduced.
+    """
+    if config.decode != "fast":
+        return []
+    maybe = [i for i, r in enumerate(records) if may_be_reduced(r)]
+    if not maybe:
+        return []
+    from .groups import neighbour_mask
+
+    radius = config.threshold + margin(records[maybe[0]].hash.nbits)
+    near = neighbour_mask(records, radius)
+    return [i for i in maybe if near[i]]

@@ -1,0 +1,67 @@
+"""Value types: the fast constructors used on warm re-scans equal the dataclass ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lookalike.model import Hash, ImageRecord, hash_from_hex, make_record
+
+
+@given(nbits=st.sampled_from([1, 7, 64, 72, 256]), data=st.data())
+def test_hash_from_hex_round_trips_and_equals_the_constructor(nbits: int, data):
+    segments = tuple(data.draw(st.lists(st.integers(0, (1 << nbits) - 1), min_size=1,
+                                        max_size=4)))
+    h = Hash("dhash-z", nbits, segments)
+    for parsed in (hash_from_hex(str(h), "dhash-z", nbits),
+                   Hash.from_hex(str(h), method="dhash-z", nbits=nbits)):
+        assert type(parsed) is Hash
+        assert parsed == h and hash(parsed) == hash(h)
+        assert parsed.segments == segments and str(parsed) == str(h)
+        assert pickle.loads(pickle.dumps(parsed)) == h
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            parsed.nbits = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text", ["", "xyz", "12,", "1,,2", "0x"])
+def test_hash_from_hex_rejects_what_is_not_hex(text: str):
+    for parse in (lambda: hash_from_hex(text, "m", 64),
+                  lambda: Hash.from_hex(text, method="m", nbits=64)):
+        with pytest.raises(ValueError, match="not a hex hash string"):
+            parse()
+
+
+@pytest.mark.parametrize("text", ["1ff", "-1", "ff,100"])
+def test_hash_from_hex_checks_the_range_like_the_constructor(text: str):
+    with pytest.raises(ValueError, match="does not fit in 8 bits"):
+        hash_from_hex(text, "m", 8)
+    with pytest.raises(ValueError, match="does not fit in 8 bits"):
+        Hash.from_hex(text, method="m", nbits=8)
+
+
+def test_from_hex_on_a_subclass_builds_the_subclass():
+    class Tagged(Hash):
+        __slots__ = ()
+
+    h = Tagged.from_hex("0a", method="m", nbits=8)
+    assert type(h) is Tagged and h.segments == (10,)
+
+
+def test_make_record_equals_the_keyword_constructor():
+    h = Hash("pdq", 256, (12345,))
+    fields = dict(path="/a/b.png", size_bytes=10, mtime_ns=123456789012345678, width=3,
+                  height=4, format="PNG", hash=h, digest="d" * 64, pixel_digest=None,
+                  source="/a")
+    fast = make_record(*fields.values())
+    slow = ImageRecord(**fields)
+    assert [f.name for f in dataclasses.fields(ImageRecord)] == list(fields)
+    assert type(fast) is ImageRecord
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert fast.pixels == 12
+    assert pickle.loads(pickle.dumps(fast)) == slow
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.path = "x"  # type: ignore[misc]
