@@ -103,3 +103,20 @@ def test_method_names_constant_equals_the_registry():
     from lookalike.hashes import METHODS
 
     assert list(METHOD_NAMES) == list(METHODS)
+
+
+def test_reading_the_cache_needs_neither_pillow_nor_a_process_pool():
+    # A warm re-scan answers from the hash cache: validating the config, keying the cache
+    # and importing the executors must not load Pillow or multiprocessing (tens of ms).
+    code = ("import sys, lookalike.executors; from lookalike.config import ScanConfig; "
+            "from lookalike.cache import settings_key; c = ScanConfig(); settings_key(c); "
+            "c.nbits; print(','.join(m for m in ('PIL', 'multiprocessing') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ""
+    from lookalike.config import DECODER_VERSION
+    from lookalike.decode import DECODER_VERSION as decode_version
+    from lookalike.executors import ProcessExecutor
+    from lookalike.executors.local import ProcessExecutor as local_pool
+
+    assert decode_version == DECODER_VERSION and ProcessExecutor is local_pool

@@ -3,7 +3,7 @@
 Rows are keyed by (settings key, path) and valid while the file's size and mtime (ns) are
 unchanged. The settings key covers everything that changes a hash value: method, hash size,
 decode mode, pixel-digest flag, flip/rotation invariance and
-:data:`~lookalike.decode.DECODER_VERSION`, so changing any
+:data:`~lookalike.config.DECODER_VERSION`, so changing any
 of them simply misses the cache. Unreadable files are cached too (as their problem), so a
 re-scan of an unchanged tree decodes nothing at all.
 
@@ -64,7 +64,7 @@ def default_cache_path() -> Path:
 
 def settings_key(config: ScanConfig) -> str:
     """Everything that changes a stored value, as one string."""
-    from .decode import DECODER_VERSION
+    from .config import DECODER_VERSION
 
     return (f"{config.method}/{config.resolved_hash_size}/{config.decode}/"
             f"pd{int(config.pixel_digest)}/inv-{config.invariant}/dec{DECODER_VERSION}")

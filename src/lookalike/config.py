@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from importlib.util import find_spec
 from typing import Any, Literal
 
 from .errors import ConfigError
@@ -16,6 +17,11 @@ __all__ = ["DEFAULT_HASH_SIZE", "DEFAULT_METHOD", "DEFAULT_THRESHOLD", "ScanConf
 DEFAULT_METHOD = "dhash-z"
 DEFAULT_HASH_SIZE = 16
 DEFAULT_THRESHOLD = 10
+
+#: Version of the decoding rules (lookalike.decode): bump when decoding changes hash values,
+#: which invalidates caches. Whether HEIF decoding is available is part of it, so installing
+#: pillow-heif re-tries files cached as unsupported.
+DECODER_VERSION = "3" + ("+heif" if find_spec("pillow_heif") is not None else "")
 
 #: Names of the hash methods, in ``lookalike.hashes.METHODS`` order (a test keeps them equal),
 #: so the command line can offer them without importing NumPy and Pillow.

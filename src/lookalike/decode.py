@@ -44,12 +44,12 @@ import struct
 import warnings
 from collections.abc import Callable
 from functools import lru_cache
-from importlib.util import find_spec
 from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError, features
 
+from .config import DECODER_VERSION as _DECODER_VERSION
 from .errors import DecodeError
 
 __all__ = [
@@ -71,9 +71,8 @@ DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own warning limit x 2 would be ~179
 #: Lanczos down-sampling from the working image close to down-sampling from the original.
 FAST_MIN_SIDE = 256
 
-# Bump when decoding changes hash values (invalidates caches). Whether HEIF decoding is
-# available is part of it, so installing pillow-heif re-tries files cached as unsupported.
-DECODER_VERSION = "3" + ("+heif" if find_spec("pillow_heif") is not None else "")
+# Defined in config (the hash cache reads it without loading Pillow); bumped there.
+DECODER_VERSION = _DECODER_VERSION
 
 #: ISO-BMFF brands of HEIF/HEIC and AVIF files (bytes 8..12 after ``ftyp``).
 HEIF_BRANDS = frozenset((b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1",

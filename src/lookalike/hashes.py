@@ -22,12 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
-from .decode import Picture, resize_grey_array
 from .model import Hash
+
+if TYPE_CHECKING:  # decode imports Pillow: not needed to validate a config or read a cache
+    from .decode import Picture
 
 __all__ = [
     "INVARIANCES",
@@ -106,6 +108,8 @@ def ztransform(pixels: np.ndarray) -> np.ndarray:
 def dhash_z_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
     small = ztransform(pic.grey(hash_size, hash_size))
     # The recipe hands the 8x8 image to imagehash.dhash, which resizes it to 9x8: keep that.
+    from .decode import resize_grey_array
+
     return _dhash_of(resize_grey_array(small, hash_size + 1, hash_size))
 
 
@@ -309,6 +313,8 @@ def _dhash_z_variants(pic: Picture, hash_size: int, ops: Sequence[str]) -> list[
     # The percentile map only looks at the multiset of values, so it commutes with moving
     # pixels: z-transform the square grid once, then flip/rotate it. Same bits as hashing
     # each oriented grid (see _OrientedGrid), without 7 of the 8 percentile computations.
+    from .decode import resize_grey_array
+
     z = ztransform(pic.grey(hash_size, hash_size))
     return [_dhash_of(resize_grey_array(np.ascontiguousarray(_ARRAY_OPS[op](z)),
                                         hash_size + 1, hash_size)) for op in ops]

@@ -399,18 +399,23 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     reporter.phase(2, 3, "hashing", len(entries))
     reporter.advance(len(entries) - len(todo))
     own_executor = executor is None
-    if executor is None:
-        executor = _local_executor(config, len(todo))
-    try:
-        fresh, hash_problems = _hash_all(todo, config, executor, reporter, cache,
-                                         worker=worker,
-                                         chunk_size=_fit_chunk(chunk_size, len(todo), executor),
-                                         retries=retries)
-    finally:
-        if own_executor:
-            executor.close()
-        if cache is not None:
-            cache.flush()  # keep every finished chunk, also when interrupted
+    fresh: list[ImageRecord] = []
+    hash_problems: list[Problem] = []
+    # Everything came from the cache: no pool (nor the multiprocessing import) at all.
+    workers = min(config.resolved_workers, max(1, len(todo)))
+    if todo or executor is not None:
+        if executor is None:
+            executor = _local_executor(config, len(todo))
+        workers = executor.workers
+        try:
+            fresh, hash_problems = _hash_all(
+                todo, config, executor, reporter, cache, worker=worker,
+                chunk_size=_fit_chunk(chunk_size, len(todo), executor), retries=retries)
+        finally:
+            if own_executor:
+                executor.close()
+            if cache is not None:
+                cache.flush()  # keep every finished chunk, also when interrupted
     problems.extend(hash_problems)
     records = sorted([*cached, *fresh], key=lambda r: r.path)
     t_hash = time.perf_counter()
@@ -439,7 +444,7 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
         "skipped_symlinks": listing.get("skipped_symlinks", 0),
         **{k: v for k, v in listing.items()
            if k not in ("files_seen", "skipped_non_image", "skipped_symlinks")},
-        "workers": executor.workers,
+        "workers": workers,
         **confirm_stats,
         "seconds": {
             "walk": round(t_walk - t0, 3),

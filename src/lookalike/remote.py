@@ -727,7 +727,6 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
             an unreachable scheduler, or Parquet output made with other settings.
     """
     from .events import NullReporter
-    from .executors import make_executor
     from .pipeline import run_scan_items
 
     paths = [os.fspath(p) for p in paths]
@@ -751,6 +750,8 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     own_executor = executor is None and engine == "dask"
     try:
         if own_executor:
+            from .executors import make_executor
+
             executor = make_executor("dask", config.workers, scheduler)
         t0 = time.perf_counter()
         only_local = files_from is None and all(

@@ -4,10 +4,26 @@ All share one contract (:class:`~lookalike.executors.base.Executor`), so the pip
 knows which engine runs it.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .base import Executor, SerialExecutor
-from .local import ProcessExecutor
+
+if TYPE_CHECKING:
+    from .local import ProcessExecutor
 
 __all__ = ["Executor", "ProcessExecutor", "SerialExecutor", "make_executor"]
+
+
+def __getattr__(name: str) -> Any:
+    # The process pool (multiprocessing) loads on first use: a scan answered from the hash
+    # cache never needs it.
+    if name == "ProcessExecutor":
+        from .local import ProcessExecutor
+
+        return ProcessExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_executor(engine: str = "local", workers: int | None = None,
@@ -23,4 +39,6 @@ def make_executor(engine: str = "local", workers: int | None = None,
         raise ConfigError(f"unknown engine {engine!r}; use 'local' or 'dask'")
     if workers == 1:
         return SerialExecutor()
+    from .local import ProcessExecutor
+
     return ProcessExecutor(workers)
