@@ -125,7 +125,8 @@ class HashCache:
         records: list[ImageRecord] = []
         problems: list[Problem] = []
         todo: list[FileEntry] = []
-        if not all(_storable(e.path) for e in entries):
+        if not all(map(str.isascii, [e.path for e in entries])) and not all(
+                _storable(e.path) for e in entries):
             # SQLite text is UTF-8: a name that is not (undecodable bytes, kept by Python as
             # surrogates) cannot be a key, so such files are simply hashed every time.
             todo = [e for e in entries if not _storable(e.path)]
