@@ -20,7 +20,8 @@ target, are timed together ``--cheap-repeats`` times a round, interleaved file b
 milliseconds hits both alike. Throughputs are medians over all timings; ratios are medians
 of paired ratios (per pass for fast vs floor, per round for the others).
 
-Photos are scikit-image's samples upscaled to 2400 px on the long side (2.4 to 5.8 MP) and
+Photos are scikit-image's samples upscaled to 2400 px on the long side (2.4 to 5.8 MP;
+``--long-side 4000`` for phone-camera sizes, 6.7 to 16 MP) and
 saved as JPEG q90, since the registries carry few large photos.
 
     python benchmarks/bench_hashing.py [--repeats 5] [--cheap-repeats 4] [--copies 2]
@@ -45,18 +46,19 @@ from common import (
 )
 
 
-def make_photos(copies: int) -> list[Path]:
+def make_photos(copies: int, long_side: int = 2400) -> list[Path]:
     from PIL import Image, ImageEnhance
 
     import realdata
 
-    out = CACHE / f"big_jpegs_{copies}"
+    name = f"big_jpegs_{copies}" + ("" if long_side == 2400 else f"_{long_side}")
+    out = CACHE / name
     if out.exists() and any(out.iterdir()):
         return sorted(out.glob("*.jpg"))
     out.mkdir(parents=True, exist_ok=True)
     for src in realdata.skimage_photos(photos_only=True):
         img = Image.open(src).convert("RGB")
-        scale = 2400 / max(img.size)
+        scale = long_side / max(img.size)
         big = img.resize((round(img.width * scale), round(img.height * scale)),
                          Image.Resampling.BICUBIC)
         if big.width * big.height < 2_000_000:
@@ -82,6 +84,7 @@ def main() -> None:
     ap.add_argument("--cheap-repeats", type=int, default=4,
                     help="timings per round of the floor and lookalike-fast cases")
     ap.add_argument("--copies", type=int, default=2)
+    ap.add_argument("--long-side", type=int, default=2400, help="pixels, after upscaling")
     args = ap.parse_args()
 
     import imagehash
@@ -93,7 +96,7 @@ def main() -> None:
     from lookalike.pipeline import hash_file
     from lookalike.sources import FileEntry
 
-    files = make_photos(args.copies)
+    files = make_photos(args.copies, args.long_side)
     folder = files[0].parent
     megapixels = sum(Image.open(f).width * Image.open(f).height for f in files) / len(files) / 1e6
     entries = [FileEntry(str(f), f.stat().st_size, 0, str(folder)) for f in files]
@@ -164,10 +167,11 @@ def main() -> None:
     print("\n" + "\n".join(
         f"{key}: {v:.2f}  (each pass or round: {' '.join(f'{r:.2f}' for r in ratio_rounds[key])})"
         for key, v in ratios.items()))
-    write_json("hashing", {"files": len(files), "mean_megapixels": megapixels,
-                           "repeats": args.repeats, "cheap_repeats": args.cheap_repeats,
-                           "results": results, "ratios": ratios,
-                           "ratio_rounds": ratio_rounds, "table": table})
+    name = "hashing" if args.long_side == 2400 else f"hashing-{args.long_side}"
+    write_json(name, {"files": len(files), "mean_megapixels": megapixels,
+                      "repeats": args.repeats, "cheap_repeats": args.cheap_repeats,
+                      "results": results, "ratios": ratios,
+                      "ratio_rounds": ratio_rounds, "table": table})
 
 
 if __name__ == "__main__":
