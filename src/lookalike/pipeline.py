@@ -536,8 +536,7 @@ def _confirm(records: list[ImageRecord], entries: Sequence[Any], config: ScanCon
     counting = _CountOnly(reporter)
     fresh: list[ImageRecord] = []
     if todo:
-        counting.phase(3, 3, f"grouping: exact hashes for {len(todo)} near matches",
-                       len(todo))
+        counting.phase(3, 3, "grouping: exact re-hash of near matches", len(todo))
         own = executor is None
         run_on = _local_executor(config, len(todo)) if executor is None else executor
         try:
