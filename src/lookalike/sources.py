@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import ConfigError, Problem
+from .model import positional_constructor
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -202,20 +203,8 @@ def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
 
 _by_name = operator.attrgetter("name")
 _S_ISREG = stat.S_ISREG
-_SET_ENTRY = tuple(FileEntry.__dict__[name].__set__
-                   for name in ("path", "size_bytes", "mtime_ns", "source"))
-
-
-def _new_entry(path: str, size_bytes: int, mtime_ns: int, source: str) -> FileEntry:
-    """``FileEntry(path, size_bytes, mtime_ns, source)``, equal to it and about 2x faster
-    (sets the slots directly instead of through the frozen dataclass ``__init__``)."""
-    e = object.__new__(FileEntry)
-    set_path, set_size, set_mtime, set_source = _SET_ENTRY
-    set_path(e, path)
-    set_size(e, size_bytes)
-    set_mtime(e, mtime_ns)
-    set_source(e, source)
-    return e
+#: ``FileEntry(path, size_bytes, mtime_ns, source)``, equal to it and about 2x faster.
+_new_entry = positional_constructor(FileEntry, ("path", "size_bytes", "mtime_ns", "source"))
 
 
 def _image_name(path: str) -> bool:
