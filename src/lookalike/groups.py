@@ -24,7 +24,7 @@ import numpy as np
 from .index import find_pairs, find_pairs_collapsed, pack_hashes
 from .model import Group, ImageRecord, Member
 
-__all__ = ["GroupMode", "build_groups", "near_pairs", "neighbour_mask"]
+__all__ = ["GroupMode", "build_groups", "near_pairs", "neighbour_mask", "segment_rows"]
 
 GroupMode = Literal["components", "star"]
 
@@ -34,7 +34,7 @@ def _quality_key(rec: ImageRecord) -> tuple[int, int, str]:
     return (-rec.pixels, -rec.size_bytes, rec.path)
 
 
-def _segment_rows(records: Sequence[ImageRecord]) -> tuple[list[int], list[int]]:
+def segment_rows(records: Sequence[ImageRecord]) -> tuple[list[int], list[int]]:
     """One search row per hash segment: (owning record index, segment value)."""
     owners: list[int] = []
     values: list[int] = []
@@ -55,7 +55,7 @@ def near_pairs(records: Sequence[ImageRecord], max_distance: int
     pairs: dict[tuple[int, int], int] = {}
     if len(records) < 2:
         return pairs
-    owners, values = _segment_rows(records)
+    owners, values = segment_rows(records)
     nbits = records[0].hash.nbits
     codes = pack_hashes(values, nbits)
     ii, jj, dd = find_pairs(codes, max_distance)
@@ -90,7 +90,7 @@ class _Graph:
     """
 
     def __init__(self, records: Sequence[ImageRecord], max_distance: int) -> None:
-        owners, values = _segment_rows(records)
+        owners, values = segment_rows(records)
         self.n = len(records)
         self._owners = np.asarray(owners, dtype=np.int64)
         self._lists: tuple[list[list[int]], list[list[int]], list[list[int]]] | None = None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from .cache import HashCache
 from .config import ScanConfig
 from .errors import Problem
+from .groups import segment_rows
 from .index import HammingIndex
 from .model import ImageRecord
 from .pipeline import hash_file
@@ -49,12 +50,7 @@ def find_matches(images: Iterable[str | os.PathLike[str]], cache: HashCache,
     """
     config = config or ScanConfig()
     stored: list[ImageRecord] = list(cache.records(config, under=under))
-    owners: list[int] = []
-    values: list[int] = []
-    for i, rec in enumerate(stored):
-        for seg in rec.hash.segments:
-            owners.append(i)
-            values.append(seg)
+    owners, values = segment_rows(stored)
     index = HammingIndex(config.nbits)
     with index.bulk():
         index.add(values, ids=range(len(values)))
