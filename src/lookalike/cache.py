@@ -125,13 +125,15 @@ class HashCache:
         records: list[ImageRecord] = []
         problems: list[Problem] = []
         todo: list[FileEntry] = []
-        if not all(map(str.isascii, [e.path for e in entries])) and not all(
-                _storable(e.path) for e in entries):
+        paths = [e.path for e in entries]
+        if not all(map(str.isascii, paths)):
             # SQLite text is UTF-8: a name that is not (undecodable bytes, kept by Python as
             # surrogates) cannot be a key, so such files are simply hashed every time.
             todo = [e for e in entries if not _storable(e.path)]
-            entries = [e for e in entries if _storable(e.path)]
-        get = self._rows(key, [e.path for e in entries]).get
+            if todo:
+                entries = [e for e in entries if _storable(e.path)]
+                paths = [e.path for e in entries]
+        get = self._rows(key, paths).get
         # This loop runs once per file of every warm re-scan: rows are unpacked at once and
         # records rebuilt by the fast constructors (same values and checks as the dataclass
         # ones).

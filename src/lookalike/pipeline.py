@@ -402,7 +402,7 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     fresh: list[ImageRecord] = []
     hash_problems: list[Problem] = []
     # Everything came from the cache: no pool (nor the multiprocessing import) at all.
-    workers = min(config.resolved_workers, max(1, len(todo)))
+    workers = 1
     if todo or executor is not None:
         if executor is None:
             executor = _local_executor(config, len(todo))
