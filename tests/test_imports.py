@@ -6,14 +6,12 @@ import subprocess
 import sys
 
 import lookalike
+from conftest import loaded_by
 
 
 def test_import_lookalike_loads_no_heavy_dependencies():
-    code = ("import sys, lookalike; heavy = [m for m in ('PIL', 'dask', 'jinja2', 'scipy', "
-            "'pywt', 'rich', 'click') if m in sys.modules]; print(','.join(heavy))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == ""
+    assert loaded_by("import lookalike", ("PIL", "dask", "jinja2", "scipy", "pywt", "rich",
+                                          "click")) == []
 
 
 def _isort_key(name: str) -> tuple[int, str]:
@@ -92,10 +90,8 @@ def test_plan_and_calibrate_are_the_functions_whatever_is_imported_first():
 
 
 def test_cli_import_loads_neither_numpy_nor_pillow_nor_rich():
-    out = _fresh("import sys, lookalike.cli; heavy = [m for m in ('numpy', 'PIL', 'rich', "
-                 "'lookalike.hashes', 'lookalike.pipeline') if m in sys.modules]; "
-                 "print(','.join(heavy))")
-    assert out == ""
+    assert loaded_by("import lookalike.cli", ("numpy", "PIL", "rich", "lookalike.hashes",
+                                              "lookalike.pipeline")) == []
 
 
 def test_method_names_constant_equals_the_registry():
@@ -108,12 +104,9 @@ def test_method_names_constant_equals_the_registry():
 def test_reading_the_cache_needs_neither_pillow_nor_a_process_pool():
     # A warm re-scan answers from the hash cache: validating the config, keying the cache
     # and importing the executors must not load Pillow or multiprocessing (tens of ms).
-    code = ("import sys, lookalike.executors; from lookalike.config import ScanConfig; "
-            "from lookalike.cache import settings_key; c = ScanConfig(); settings_key(c); "
-            "c.nbits; print(','.join(m for m in ('PIL', 'multiprocessing') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == ""
+    code = ("import lookalike.executors; from lookalike.config import ScanConfig; "
+            "from lookalike.cache import settings_key; c = ScanConfig(); settings_key(c); c.nbits")
+    assert loaded_by(code, ("PIL", "multiprocessing")) == []
     from lookalike.config import DECODER_VERSION
     from lookalike.decode import DECODER_VERSION as decode_version
     from lookalike.executors import ProcessExecutor

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 import lookalike
+from conftest import loaded_by
 from lookalike import ConfigError, ScanConfig
 
 pa = pytest.importorskip("pyarrow")
@@ -384,12 +385,8 @@ def test_cli_without_inputs_is_a_usage_error(tmp_path):
 
 
 def test_optional_dependencies_are_not_imported_by_lookalike():
-    code = ("import sys, lookalike, lookalike.remote, lookalike.parquet, "
-            "lookalike.executors.dask; heavy = [m for m in ('dask', 'distributed', 'pyarrow', "
-            "'fsspec') if m in sys.modules]; print(','.join(heavy))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == ""
+    code = "import lookalike, lookalike.remote, lookalike.parquet, lookalike.executors.dask"
+    assert loaded_by(code, ("dask", "distributed", "pyarrow", "fsspec")) == []
 
 
 @pytest.mark.parametrize("module", ["distributed", "pyarrow", "fsspec"])
