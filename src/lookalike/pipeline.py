@@ -484,7 +484,6 @@ class _CountOnly:
 
     def __init__(self, inner: Reporter) -> None:
         self.inner = inner
-        self.failed = 0
 
     def phase(self, number: int, total: int, name: str, size: int | None) -> None:
         self.inner.phase(number, total, name, size)
@@ -493,7 +492,7 @@ class _CountOnly:
         self.inner.advance(n)
 
     def problem(self, problem: Problem) -> None:
-        self.failed += 1
+        pass  # counted by _confirm as exact_failed
 
     def info(self, message: str) -> None:
         self.inner.info(message)
@@ -532,7 +531,8 @@ def _confirm(records: list[ImageRecord], entries: Sequence[Any], config: ScanCon
     found: list[ImageRecord] = []
     todo = want
     if store is not None:
-        found, _, todo = store.lookup(want, exact)  # a cached failure is tried again
+        # A failure cached for these settings is not retried: that image keeps its fast hash.
+        found, _, todo = store.lookup(want, exact)
     counting = _CountOnly(reporter)
     fresh: list[ImageRecord] = []
     if todo:
