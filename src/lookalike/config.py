@@ -18,6 +18,12 @@ DEFAULT_METHOD = "dhash-z"
 DEFAULT_HASH_SIZE = 16
 DEFAULT_THRESHOLD = 10
 
+#: In fast mode a JPEG is decoded at reduced scale only while its shorter side stays at least
+#: this many pixels (lookalike.decode). 4 x the largest default working grid (64 for whash
+#: on tiny inputs, 32 for phash) keeps Lanczos down-sampling from the working image close
+#: to down-sampling from the original.
+FAST_MIN_SIDE = 256
+
 #: Version of the decoding rules (lookalike.decode): bump when decoding changes hash values,
 #: which invalidates caches. Whether HEIF decoding is available is part of it, so installing
 #: pillow-heif re-tries files cached as unsupported.

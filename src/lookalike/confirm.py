@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from .config import ScanConfig
+from .config import FAST_MIN_SIDE, ScanConfig
 from .model import ImageRecord
 
 __all__ = ["REDUCIBLE_FORMATS", "full_config", "margin", "may_be_reduced", "needs_exact_hash"]
@@ -36,9 +36,9 @@ __all__ = ["REDUCIBLE_FORMATS", "full_config", "margin", "may_be_reduced", "need
 #: decoded in full in both modes.
 REDUCIBLE_FORMATS = frozenset({"JPEG", "MPO"})
 
-# decode._reduce_for_fast asks libjpeg for a scale whose shorter side stays >= 256 pixels,
-# so only images with a shorter side of at least 2 x 256 can come out reduced.
-_MIN_REDUCIBLE_SIDE = 512
+# decode._reduce_for_fast asks libjpeg for a scale whose shorter side stays >= FAST_MIN_SIDE,
+# so only images with a shorter side of at least twice that can come out reduced.
+_MIN_REDUCIBLE_SIDE = 2 * FAST_MIN_SIDE
 
 
 def margin(nbits: int) -> int:

@@ -50,6 +50,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError, features
 
 from .config import DECODER_VERSION as _DECODER_VERSION
+from .config import FAST_MIN_SIDE as _FAST_MIN_SIDE
 from .errors import DecodeError
 
 __all__ = [
@@ -66,10 +67,9 @@ DecodeMode = Literal["fast", "full"]
 #: Refuse images that declare more pixels than this (decompression bombs), before decoding.
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own warning limit x 2 would be ~179M; we error at it.
 
-#: In fast mode every image is shrunk so its shorter side is at least this many pixels.
-#: 4 x the largest default working grid (64 for whash on tiny inputs, 32 for phash) keeps
-#: Lanczos down-sampling from the working image close to down-sampling from the original.
-FAST_MIN_SIDE = 256
+#: Fast mode's working-image floor (defined in config, where lookalike.confirm reads it
+#: without loading Pillow).
+FAST_MIN_SIDE = _FAST_MIN_SIDE
 
 # Defined in config (the hash cache reads it without loading Pillow); bumped there.
 DECODER_VERSION = _DECODER_VERSION
