@@ -546,10 +546,13 @@ def _run_tails(
     cuts = np.flatnonzero(starts[1:] != starts[:-1]) + 1
     for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), p.size], strict=True):
         stop = int(stops[lo])
-        step = max(1, (1 << 18) // max(1, stop - int(first[lo])))  # ~256k cells a block
+        # Rows of one run can come from different slabs of the dense phase, which stopped
+        # at different offsets: their first columns need not ascend with the row (that
+        # assumption once lost pairs), so each block starts at its smallest.
+        step = max(1, (1 << 18) // max(1, stop - int(first[lo:hi].min())))  # ~256k cells
         for b in range(lo, hi, step):
             rows, firsts = p[b : b + step], first[b : b + step]
-            cols = np.arange(int(firsts[0]), stop)  # firsts ascend: row 0 needs the most
+            cols = np.arange(int(firsts.min()), stop)
             if block is None:
                 _, hit = compare(rows[:, None], cols[None, :])
             else:
