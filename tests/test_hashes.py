@@ -131,3 +131,17 @@ def test_bad_hash_sizes_are_rejected_with_a_hint():
         compute_hash(img, "dhash", 1)
     with pytest.raises(lookalike.ConfigError, match="choose one of"):
         compute_hash(img, "md5")
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 9, 64, 81, 256, 289, 1024])
+def test_ztransform_percentiles_equal_numpy_bit_for_bit(n):
+    # dhash-z's percentiles are computed without np.percentile (see hashes._percentiles):
+    # every float must still be NumPy's, on random, few-valued (many ties) and constant grids.
+    from lookalike.hashes import _percentiles
+
+    rng = np.random.default_rng(n)
+    grids = [rng.integers(0, 256, n), rng.integers(0, 3, n), np.full(n, 77),
+             rng.integers(120, 126, n), np.sort(rng.integers(0, 256, n))[::-1]]
+    for grid in grids:
+        data = grid.astype(np.float64)
+        assert np.array_equal(_percentiles(data), np.percentile(data, np.arange(100)))

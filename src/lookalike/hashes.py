@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
@@ -96,13 +97,50 @@ def dhash_vertical_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
     return pixels[1:, :] > pixels[:-1, :]
 
 
+_PERCENTS = np.arange(100)
+
+
 def ztransform(pixels: np.ndarray) -> np.ndarray:
     """Map grey pixels through their own percentiles 0..99 onto 0..255 (folklore recipe)."""
     data = pixels.ravel().astype(np.float64)
-    quantiles = np.arange(100)
-    values = np.percentile(data, quantiles)
-    z = (np.interp(data, values, quantiles) / 100 * 255).astype(np.uint8)
+    values = _percentiles(data)
+    z = (np.interp(data, values, _PERCENTS) / 100 * 255).astype(np.uint8)
     return z.reshape(pixels.shape)
+
+
+def _percentiles(data: np.ndarray) -> np.ndarray:
+    """``np.percentile(data, np.arange(100))`` ("linear" method), bit for bit.
+
+    NumPy's own call spends ~0.25 ms in argument handling and a 100-way partition, as much
+    as the rest of a small photo's hash; the grid has only ``hash_size**2`` values, so one
+    sort and NumPy's interpolation formula (``_lerp``, replayed operation for operation with
+    its per-size constants cached) give the same floats ~15x faster. Equality with
+    ``np.percentile`` is tested on random, tied and constant grids of many sizes.
+    """
+    prev, nxt, gamma, one_minus, upper = _percentile_plan(len(data))
+    ordered = np.sort(data)
+    low, high = ordered[prev], ordered[nxt]
+    diff = high - low
+    out = low + diff * gamma
+    out[upper] = (high - diff * one_minus)[upper]
+    return out
+
+
+@lru_cache(maxsize=16)
+def _percentile_plan(n: int) -> tuple[np.ndarray, ...]:
+    # numpy.lib._function_base_impl: _quantile with method "linear" (virtual index
+    # (n - 1) * q), _get_indexes (indexes at or past the last value read the last value),
+    # _get_gamma (virtual - previous index, after that fix) and _lerp (a + d*t, except
+    # b - d*(1 - t) where t >= 0.5).
+    q = np.true_divide(_PERCENTS, 100)
+    virtual = (n - 1) * q
+    prev = np.floor(virtual)
+    nxt = prev + 1
+    past_end = virtual >= n - 1
+    prev[past_end] = -1
+    nxt[past_end] = -1
+    gamma = virtual - prev
+    return (prev.astype(np.intp), nxt.astype(np.intp), gamma, 1 - gamma, gamma >= 0.5)
 
 
 def dhash_z_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
