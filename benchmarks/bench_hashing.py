@@ -9,8 +9,9 @@ Cases, measured in the same run:
   (``decode._reduce_for_fast``) and hands the decoder all the bytes in one call
   (``decode._decode_in_one_call``, ~2% faster than Pillow's 64 KiB blocks), calling
   lookalike's own helpers so that it follows any change to them;
-- ``lookalike fast`` / ``lookalike full``: one worker, ``pipeline.hash_file`` per file: read +
-  SHA-256 of the bytes + decode + dhash;
+- ``lookalike fast`` / ``lookalike full``: one worker, ``pipeline.hash_file`` per file as the
+  scan's workers call it: read + decode + dhash (a scan takes the SHA-256 of group members'
+  bytes afterwards, not of every file: see ``lookalike.pipeline``);
 - ``scan, N workers``: the whole ``lookalike.scan`` pipeline on the folder, no cache.
 
 The machine may be shared, so timings are interleaved. Each round times every case once, in
@@ -86,6 +87,10 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=2)
     ap.add_argument("--long-side", type=int, default=2400, help="pixels, after upscaling")
     args = ap.parse_args()
+    # One OpenBLAS thread, as ``lookalike`` sets for itself and its worker processes
+    # (cli.main): "1 worker" is then one core, also where decode's small products would
+    # otherwise start BLAS threads. Set before NumPy loads.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
     import imagehash
     from PIL import Image
@@ -116,7 +121,7 @@ def main() -> None:
         img.load()
 
     def fast_one(f: Path) -> None:
-        hash_file(by_path[f], fast)
+        hash_file(by_path[f], fast, digest=False)
 
     pairs: list[dict[str, float]] = []  # floor and fast totals of each interleaved pass
 
@@ -126,7 +131,7 @@ def main() -> None:
                                        files, flip=len(pairs) % 2 == 1))
 
     def ours(config: ScanConfig) -> Callable[[], object]:
-        return lambda: [hash_file(e, config) for e in entries]
+        return lambda: [hash_file(e, config, digest=False) for e in entries]
 
     def scan(workers: int) -> Callable[[], object]:
         return lambda: lookalike.scan(folder, method="dhash", workers=workers)

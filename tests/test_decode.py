@@ -125,9 +125,14 @@ def _lanczos_cases() -> list[tuple[np.ndarray, int, int]]:
     return cases
 
 
-def test_numpy_lanczos_replays_pillows_resize_exactly():
+@pytest.mark.parametrize("budget", ["shared-blas", "one-thread-blas"])
+def test_numpy_lanczos_replays_pillows_resize_exactly(budget, monkeypatch):
+    from lookalike import decode
     from lookalike.decode import _pillow_pass_order, lanczos_grey
 
+    block = {"shared-blas": decode._BLAS_BLOCK,
+             "one-thread-blas": decode._BLAS_BLOCK_ONE_THREAD}[budget]
+    monkeypatch.setattr(decode, "_blas_block", lambda: block)
     # None would mean this Pillow's arithmetic is unknown: fast mode would quietly fall back
     # to Pillow's (slower) resize.
     assert _pillow_pass_order() is not None
@@ -136,6 +141,26 @@ def test_numpy_lanczos_replays_pillows_resize_exactly():
         got = lanczos_grey(arr, width, height)
         assert got.dtype == np.uint8 and got.flags.c_contiguous
         assert np.array_equal(got, want), (arr.shape, width, height)
+
+
+@pytest.mark.parametrize(("env", "one_thread"), [
+    ({}, False), ({"OPENBLAS_NUM_THREADS": "1"}, True), ({"OMP_NUM_THREADS": "1"}, True),
+    ({"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, False),
+    ({"GOTO_NUM_THREADS": "1", "OMP_NUM_THREADS": "4"}, True)])
+def test_blas_row_blocks_grow_only_when_openblas_runs_one_thread(env, one_thread, monkeypatch):
+    # Larger products would make a multi-threaded OpenBLAS start threads inside each worker.
+    from lookalike import decode
+
+    for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    decode._blas_block.cache_clear()
+    try:
+        want = decode._BLAS_BLOCK_ONE_THREAD if one_thread else decode._BLAS_BLOCK
+        assert decode._blas_block() == want
+    finally:
+        decode._blas_block.cache_clear()
 
 
 def test_reduced_picture_grids_equal_pillows(scene, monkeypatch):
