@@ -117,6 +117,9 @@ def test_warm_scan_writes_the_same_report_and_summary_as_the_cold_one(runner, tm
     cold, warm = reports
     assert (cold["stats"].pop("hashed"), warm["stats"].pop("hashed")) == (6, 0)
     assert (cold["stats"].pop("from_cache"), warm["stats"].pop("from_cache")) == (0, 6)
+    # Group members are digested once, then their digests come from the cache.
+    digested = (cold["stats"].pop("digested"), warm["stats"].pop("digested"))
+    assert digested[0] == sum(len(g["members"]) for g in cold["groups"]) and not digested[1]
     assert warm == cold and len(cold["groups"]) == 2 and len(cold["errors"]) == 1
     assert outputs[0] == outputs[1]
 

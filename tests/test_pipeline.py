@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageEnhance
@@ -102,3 +103,73 @@ def test_files_are_read_whole_through_short_reads(tmp_path, monkeypatch):
     assert got == data and st.st_size == len(data)
     (tmp_path / "empty.jpg").write_bytes(b"")
     assert _read_regular(str(tmp_path / "empty.jpg"), 1 << 20)[0] == b""
+
+
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_only_group_members_are_digested(copies_tree, tmp_path):
+    root, _ = copies_tree
+    tree = tmp_path / "t"
+    shutil.copytree(root, tree)
+    shutil.copy(tree / "set0" / "orig0.png", tree / "set0" / "copy0.png")  # same bytes
+    result = lookalike.scan(tree, method="phash", threshold=8, workers=1)
+    members = {p for g in result.groups for p in g.paths}
+    assert str(tree / "alone.png") not in members
+    for r in result.records:
+        # Members carry the SHA-256 of their bytes; the lone photo was never digested.
+        assert r.digest == (_sha(r.path) if r.path in members else None), r.path
+    # Members re-hashed from full decodes (lookalike.confirm) got theirs from those reads.
+    assert 0 < result.stats["digested"] <= len(members)
+    by_path = {r.path: r for r in result.records}
+    twins = [str(tree / "set0" / "copy0.png"), str(tree / "set0" / "orig0.png")]
+    assert by_path[twins[0]].digest == by_path[twins[1]].digest
+    assert any(set(twins) <= set(g.paths) for g in result.groups)
+
+
+def test_member_digests_come_from_the_cache_and_follow_a_new_member(copies_tree, tmp_path):
+    root, _ = copies_tree
+    tree = tmp_path / "t"
+    shutil.copytree(root, tree)
+    # A true PNG (the fixture's alone.png holds JPEG bytes, re-hashed by confirmation).
+    Image.open(tree / "alone.png").convert("RGB").save(tree / "solo.png")
+    (tree / "alone.png").unlink()
+    from lookalike.cache import HashCache
+
+    db = HashCache(tmp_path / "cache.sqlite")
+    first = lookalike.scan(tree, method="phash", threshold=8, workers=1, cache=db)
+    again = lookalike.scan(tree, method="phash", threshold=8, workers=1, cache=db)
+    assert first.stats["digested"] > 0 and again.stats["digested"] == 0
+    assert [g.paths for g in again.groups] == [g.paths for g in first.groups]
+    assert {r.path: r.digest for r in again.records} == {r.path: r.digest for r in first.records}
+    # A copy of the lone photo makes it a member: only those two are read for a digest.
+    shutil.copy(tree / "solo.png", tree / "solo_copy.png")
+    third = lookalike.scan(tree, method="phash", threshold=8, workers=1, cache=db)
+    assert third.stats["digested"] == 2
+    pair = [g for g in third.groups if str(tree / "solo.png") in g.paths]
+    assert len(pair) == 1 and pair[0].kind == "exact"
+    assert all(m.record.digest == _sha(m.record.path) for m in pair[0].members)
+
+
+def test_a_member_changed_after_hashing_becomes_an_error(copies_tree, tmp_path, monkeypatch):
+    from lookalike import pipeline
+
+    root, _ = copies_tree
+    tree = tmp_path / "t"
+    shutil.copytree(root, tree)
+    victim = tree / "set1" / "half1.png"
+    real = pipeline._digest_members
+
+    def edit_then_digest(*args, **kwargs):
+        victim.write_bytes(victim.read_bytes() + b"\0")  # changed between hash and digest
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_digest_members", edit_then_digest)
+    result = lookalike.scan(tree, method="phash", threshold=8, workers=1)
+    assert [(e.path, e.error) for e in result.errors] == [(str(victim), "changed-during-scan")]
+    assert str(victim) not in {r.path for r in result.records}
+    group = next(g for g in result.groups if str(tree / "set1" / "orig1.png") in g.paths)
+    assert str(victim) not in group.paths and len(group) == 3

@@ -227,6 +227,29 @@ class HashCache:
         if len(self._pending) >= BATCH:
             self.flush()
 
+    def set_digests(self, rows: Iterable[tuple[str, int, int, str]],
+                    configs: Sequence[ScanConfig]) -> None:
+        """Store file digests computed after hashing: ``(path, size, mtime_ns, digest)``.
+
+        Each goes to the path's row under every one of ``configs`` whose size and mtime
+        still match (a row replaced meanwhile is left alone). Committed at once.
+        """
+        self.flush()
+        keys = [settings_key(c) for c in configs]
+        args = [(digest, key, path, size, mtime_ns) for path, size, mtime_ns, digest in rows
+                if _storable(path) for key in keys]
+        if not args:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "UPDATE files SET digest = ? WHERE key = ? AND path = ? AND size = ? "
+                "AND mtime_ns = ? AND ok = 1", args)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def flush(self) -> None:
         """Commit queued rows in one transaction."""
         if not self._pending:

@@ -127,7 +127,10 @@ class ImageRecord:
     """What the scan learned about one readable image.
 
     ``width``/``height`` are after EXIF orientation. ``digest`` is the SHA-256 of the file's
-    bytes; ``pixel_digest`` (when computed) the SHA-256 of its decoded RGB pixels.
+    bytes: always set for the members of a scan's groups (and for every image read from an
+    object store, archive or Parquet file); None for other local images, which a scan does
+    not digest (see :mod:`lookalike.pipeline`). ``pixel_digest`` (when computed) is the
+    SHA-256 of the decoded RGB pixels.
     """
 
     path: str
@@ -137,7 +140,7 @@ class ImageRecord:
     height: int
     format: str | None
     hash: Hash
-    digest: str
+    digest: str | None
     pixel_digest: str | None = None
     source: str = ""
 

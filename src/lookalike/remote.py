@@ -682,6 +682,10 @@ class _KnownSizes:
         known = {p: st for p, st in (sizes or {}).items() if st[0] >= 0}
         self.inner.add(records, problems, config, known)
 
+    def set_digests(self, rows: Iterable[tuple[str, int, int, str]],
+                    configs: Sequence[ScanConfig]) -> None:
+        self.inner.set_digests(rows, configs)
+
     def flush(self) -> None:
         self.inner.flush()
 
