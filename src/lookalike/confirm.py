@@ -74,7 +74,10 @@ def needs_exact_hash(records: Sequence[ImageRecord], config: ScanConfig) -> list
     """
     if config.decode != "fast":
         return []
-    maybe = [i for i, r in enumerate(records) if may_be_reduced(r)]
+    # may_be_reduced, inline: this runs over every record of every fast scan, warm ones too.
+    formats, side = REDUCIBLE_FORMATS, _MIN_REDUCIBLE_SIDE
+    maybe = [i for i, r in enumerate(records)
+             if r.format in formats and r.width >= side and r.height >= side]
     if not maybe:
         return []
     from .groups import neighbour_mask

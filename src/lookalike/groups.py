@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Literal
 
 import numpy as np
@@ -212,7 +213,7 @@ def build_groups(records: Sequence[ImageRecord], max_distance: int,
     """
     if max_distance < 0:
         raise ValueError("max_distance must be >= 0")
-    recs = sorted(records, key=lambda r: r.path)
+    recs = sorted(records, key=attrgetter("path"))
     graph = _Graph(recs, max_distance)
     if mode == "components":
         clusters = graph.components()

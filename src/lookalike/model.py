@@ -92,15 +92,15 @@ def positional_constructor(cls: type[Any], fields: tuple[str, ...]) -> Callable[
     per object. That matters where 100k+ objects are built in a loop (walking a tree,
     rebuilding records from the hash cache on a warm re-scan). Callers check what
     ``__post_init__`` would."""
-    setters = tuple(cls.__dict__[name].__set__ for name in fields)
-    new = object.__new__
-
-    def build(*values: Any) -> Any:
-        obj = new(cls)
-        for setter, value in zip(setters, values, strict=True):
-            setter(obj, value)
-        return obj
-
+    # Generated with one setter call per field, as dataclasses generates its __init__: about
+    # twice as fast as looping over the setters (1.6 us against 3.0 us for ImageRecord's 10
+    # fields). Only a0.. and s0.. names reach the source, never the field names.
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    namespace.update((f"s{i}", cls.__dict__[name].__set__) for i, name in enumerate(fields))
+    args = ", ".join(f"a{i}" for i in range(len(fields)))
+    body = "".join(f"    s{i}(obj, a{i})\n" for i in range(len(fields)))
+    exec(f"def build({args}):\n    obj = new(cls)\n{body}    return obj\n", namespace)
+    build = namespace["build"]
     build.__doc__ = f"``{cls.__name__}({', '.join(fields)})``, positional and fast."
     return build
 
@@ -115,7 +115,13 @@ def hash_from_hex(text: str, method: str, nbits: int) -> Hash:
     Raises:
         ValueError: not hex, or a segment does not fit in ``nbits`` bits.
     """
-    segments = _parse_segments(text)
+    if "," in text:
+        segments = _parse_segments(text)
+    else:  # every method but crop-resistant: one segment, parsed inline (once per cached row)
+        try:
+            segments = (int(text, 16),)
+        except ValueError:
+            raise ValueError(f"not a hex hash string: {text!r}") from None
     for s in segments:
         if s >> nbits:  # also true for negative values ("-ff" parses)
             raise ValueError(f"segment value {s:#x} does not fit in {nbits} bits")

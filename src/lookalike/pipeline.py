@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from .config import ScanConfig
@@ -471,7 +472,7 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
             if cache is not None:
                 cache.flush()  # keep every finished chunk, also when interrupted
     problems.extend(hash_problems)
-    records = sorted([*cached, *fresh], key=lambda r: r.path)
+    records = sorted([*cached, *fresh], key=attrgetter("path"))
     t_hash = time.perf_counter()
 
     reporter.phase(3, 3, "grouping", None)
