@@ -120,6 +120,9 @@ def test_warm_scan_writes_the_same_report_and_summary_as_the_cold_one(runner, tm
     # Group members are digested once, then their digests come from the cache.
     digested = (cold["stats"].pop("digested"), warm["stats"].pop("digested"))
     assert digested[0] == sum(len(g["members"]) for g in cold["groups"]) and not digested[1]
+    # The cold scan stored its grouping; the warm one, reading only cached rows, reused it.
+    reused = (cold["stats"].pop("grouping_from_cache"), warm["stats"].pop("grouping_from_cache"))
+    assert reused == (False, True)
     assert warm == cold and len(cold["groups"]) == 2 and len(cold["errors"]) == 1
     assert outputs[0] == outputs[1]
 

@@ -173,3 +173,66 @@ def test_a_member_changed_after_hashing_becomes_an_error(copies_tree, tmp_path, 
     assert str(victim) not in {r.path for r in result.records}
     group = next(g for g in result.groups if str(tree / "set1" / "orig1.png") in g.paths)
     assert str(victim) not in group.paths and len(group) == 3
+
+
+def test_a_warm_rescan_reuses_the_grouping_only_while_the_cache_is_unchanged(copies_tree,
+                                                                             tmp_path):
+    import sqlite3
+
+    from lookalike.cache import HashCache
+
+    root, _ = copies_tree
+    tree = tmp_path / "t"
+    shutil.copytree(root, tree)
+    db = tmp_path / "cache.sqlite"
+
+    def scan(**kw):
+        with HashCache(db) as cache:
+            return lookalike.scan(tree, method="phash", workers=1, cache=cache,
+                                  **{"threshold": 8, **kw})
+
+    def shape(result):
+        return [(g.kind, g.representative, [(m.record.path, m.distance) for m in g.members])
+                for g in result.groups]
+
+    cold, warm = scan(), scan()
+    assert (cold.stats["grouping_from_cache"], warm.stats["grouping_from_cache"]) == (
+        False, True)
+    assert shape(warm) == shape(cold) == shape(lookalike.scan(tree, method="phash",
+                                                              threshold=8, workers=1))
+    assert not scan(threshold=4).stats["grouping_from_cache"]  # other settings: recomputed
+    # Another program writes a row (an older lookalike, sqlite3 by hand): triggers bump the
+    # generation, so no grouping computed before is trusted.
+    with sqlite3.connect(db) as raw:
+        raw.execute("UPDATE files SET updated = updated + 1 WHERE path = ?",
+                    (str(tree / "alone.png"),))
+    assert not scan().stats["grouping_from_cache"]
+    assert scan().stats["grouping_from_cache"]
+    # A changed file is hashed again: grouping is recomputed, and the new copy joins.
+    shutil.copy(tree / "set2" / "orig2.png", tree / "alone.png")
+    changed = scan()
+    assert not changed.stats["grouping_from_cache"] and changed.stats["hashed"] == 1
+    assert any(str(tree / "alone.png") in g.paths and str(tree / "set2" / "orig2.png") in g.paths
+               for g in changed.groups)
+    assert scan().stats["grouping_from_cache"]
+
+
+def test_a_second_writer_during_a_scan_turns_the_grouping_memo_off(copies_tree, tmp_path):
+    from lookalike.cache import HashCache
+
+    root, _ = copies_tree
+    db = tmp_path / "cache.sqlite"
+    with HashCache(db) as cache:
+        lookalike.scan(root, method="phash", threshold=8, workers=1, cache=cache)
+    with HashCache(db) as cache, HashCache(db) as other:
+        paths = sorted(str(p) for p in root.rglob("*") if p.is_file())
+        config = lookalike.ScanConfig(method="phash", threshold=8)
+        assert cache.grouping_key(config, paths) is not None
+        first = lookalike.scan(root, method="phash", threshold=8, workers=1, cache=cache)
+        rec = first.records[0]
+        other.add([rec], [], config)  # the same row again, written by someone else
+        other.flush()
+        assert cache.grouping_key(config, paths) is None
+        again = lookalike.scan(root, method="phash", threshold=8, workers=1, cache=cache)
+        assert not again.stats["grouping_from_cache"]
+        assert [g.paths for g in again.groups] == [g.paths for g in first.groups]

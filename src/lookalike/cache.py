@@ -96,6 +96,11 @@ class HashCache:
                 "--no-cache, or delete the file"
             ) from None
         self._pending: list[tuple] = []
+        # Grouping memo bookkeeping (see grouping_key): the generation first seen, minus the
+        # rows this object wrote since; False once another writer was seen.
+        self._base_generation: int | None = None
+        self._own_writes = 0
+        self._unshared = True
 
     def _create(self) -> None:
         self._db.executescript(
@@ -109,6 +114,19 @@ class HashCache:
                 updated REAL NOT NULL,
                 PRIMARY KEY (key, path)
             ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS groupings (
+                fingerprint TEXT PRIMARY KEY, clusters TEXT NOT NULL, updated REAL NOT NULL
+            );
+            INSERT OR IGNORE INTO meta VALUES ('generation', '0');
+            CREATE TRIGGER IF NOT EXISTS files_inserted AFTER INSERT ON files BEGIN
+                UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'generation';
+            END;
+            CREATE TRIGGER IF NOT EXISTS files_updated AFTER UPDATE ON files BEGIN
+                UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'generation';
+            END;
+            CREATE TRIGGER IF NOT EXISTS files_deleted AFTER DELETE ON files BEGIN
+                UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'generation';
+            END;
             """
         )
         row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
@@ -135,7 +153,9 @@ class HashCache:
             if todo:
                 entries = [e for e in entries if _storable(e.path)]
                 paths = [e.path for e in entries]
+        self._observe()
         get = self._rows(key, paths).get
+        self._observe()  # a write between the two would make these rows a mixed state
         # This loop runs once per file of every warm re-scan: rows are unpacked at once and
         # records rebuilt by the fast constructors (same values and checks as the dataclass
         # ones).
@@ -261,13 +281,14 @@ class HashCache:
             return
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany(
+            changed = self._db.executemany(
                 "UPDATE files SET digest = ? WHERE key = ? AND path = ? AND size = ? "
-                "AND mtime_ns = ? AND ok = 1", args)
+                "AND mtime_ns = ? AND ok = 1", args).rowcount
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        self._own_writes += changed
 
     def flush(self) -> None:
         """Commit queued rows in one transaction."""
@@ -278,6 +299,65 @@ class HashCache:
         try:
             self._db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        self._own_writes += len(rows)  # one trigger run per row (a replace is one insert)
+
+    # -- grouping memo ---------------------------------------------------------------------
+    # Grouping is a pure function of the records, the threshold and the mode. A scan's
+    # records are those the cache holds for its paths once its own writes are in: its rows
+    # were read or written by it. SQL triggers bump a ``generation`` counter once per row
+    # written to ``files`` (by any program or version of lookalike). While the counter moved
+    # only by this object's own writes, no one else changed a row this scan used, and the
+    # records are a function of (paths, generation): a re-scan of an unchanged tree then
+    # reuses the previous clusters instead of searching again.
+
+    def _generation(self) -> int:
+        return int(self._db.execute(
+            "SELECT value FROM meta WHERE name = 'generation'").fetchone()[0])
+
+    def _observe(self) -> None:
+        now = self._generation() - self._own_writes
+        if self._base_generation is None:
+            self._base_generation = now
+        elif now != self._base_generation:
+            self._unshared = False  # another writer: this scan's memo keys are off
+
+    def grouping_key(self, config: ScanConfig, paths: Sequence[str]) -> str | None:
+        """The memo key of grouping this scan's records of ``paths`` (in order), or None
+        when another writer changed the cache since this object first read it."""
+        import hashlib
+
+        self._observe()
+        if not self._unshared:
+            return None
+        generation = self._base_generation + self._own_writes  # type: ignore[operator]
+        h = hashlib.sha256(f"{settings_key(config)}|{config.threshold}|{config.grouping}|"
+                           f"{generation}|".encode())
+        h.update("\0".join(paths).encode("utf-8", "surrogateescape"))
+        return h.hexdigest()
+
+    def load_grouping(self, key: str) -> list[list[int]] | None:
+        """Clusters stored under ``key`` (see :meth:`save_grouping`), or None."""
+        import json
+
+        row = self._db.execute("SELECT clusters FROM groupings WHERE fingerprint = ?",
+                               (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_grouping(self, key: str, clusters: list[list[int]]) -> None:
+        """Store clusters (record indices, representative first) under ``key``; the 16
+        most recent are kept."""
+        import json
+
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("INSERT OR REPLACE INTO groupings VALUES (?, ?, ?)",
+                             (key, json.dumps(clusters, separators=(",", ":")), time.time()))
+            self._db.execute("DELETE FROM groupings WHERE fingerprint NOT IN (SELECT "
+                             "fingerprint FROM groupings ORDER BY updated DESC LIMIT 16)")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise

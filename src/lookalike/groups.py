@@ -211,9 +211,17 @@ def build_groups(records: Sequence[ImageRecord], max_distance: int,
     Cost: the pair search of :func:`lookalike.index.find_pairs_collapsed` plus time linear
     in records and pairs between *distinct* hashes (identical hashes are never expanded).
     """
+    recs = sorted(records, key=attrgetter("path"))
+    return assemble_groups(recs, cluster_records(recs, max_distance, mode))
+
+
+def cluster_records(recs: Sequence[ImageRecord], max_distance: int,
+                    mode: GroupMode = "components") -> list[list[int]]:
+    """The clusters :func:`build_groups` makes of ``recs`` (sorted by path), as lists of
+    indices into ``recs``, the representative first: the search and graph part of grouping,
+    which :func:`assemble_groups` turns into groups (the hash cache can memoise it)."""
     if max_distance < 0:
         raise ValueError("max_distance must be >= 0")
-    recs = sorted(records, key=attrgetter("path"))
     graph = _Graph(recs, max_distance)
     if mode == "components":
         clusters = graph.components()
@@ -223,8 +231,15 @@ def build_groups(records: Sequence[ImageRecord], max_distance: int,
         reps = [c[0] for c in clusters]
     else:
         raise ValueError(f"unknown grouping mode {mode!r}; use 'components' or 'star'")
+    return [[rep, *(i for i in c if i != rep)] for c, rep in zip(clusters, reps, strict=True)]
+
+
+def assemble_groups(recs: Sequence[ImageRecord], clusters: Sequence[Sequence[int]]
+                    ) -> list[Group]:
+    """Groups from :func:`cluster_records` output: members ordered, numbered, typed."""
     built = []
-    for cluster, rep in zip(clusters, reps, strict=True):
+    for cluster in clusters:
+        rep = cluster[0]
         rep_hash = recs[rep].hash
         members = sorted(
             (Member(recs[i], 0 if i == rep else rep_hash - recs[i].hash) for i in cluster),

@@ -426,7 +426,7 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
         ConfigError: ``retries`` or ``chunk_size`` out of range (before any work).
     """
     from .errors import ConfigError
-    from .groups import build_groups
+    from .groups import assemble_groups, cluster_records
 
     retries = RETRIES if retries is None else retries
     chunk_size = CHUNK_SIZE if chunk_size is None else chunk_size
@@ -479,7 +479,16 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     confirm_stats = _confirm(records, entries, config, executor=None if own_executor
                              else executor, cache=cache, worker=worker, reporter=reporter,
                              retries=retries, chunk_size=chunk_size)
-    groups = build_groups(records, config.threshold, config.grouping)
+    # Every record from the hash cache (nothing hashed now): the cache may hold this very
+    # grouping (HashCache.grouping_key says when that is sure).
+    clusters = None
+    if not todo and not confirm_stats["exact_hashed"] and hasattr(cache, "grouping_key"):
+        key = cache.grouping_key(config, [r.path for r in records])
+        clusters = cache.load_grouping(key) if key is not None else None
+    reused = clusters is not None
+    if clusters is None:
+        clusters = cluster_records(records, config.threshold, config.grouping)
+    groups = assemble_groups(records, clusters)
     digested = 0
     if lazy_digests and any(m.record.digest is None for g in groups for m in g.members):
         groups, records, digest_problems, digested = _digest_members(
@@ -487,6 +496,12 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
         for p in digest_problems:
             reporter.problem(p)
         problems.extend(digest_problems)
+    if not reused and hasattr(cache, "grouping_key"):
+        key = cache.grouping_key(config, [r.path for r in records])
+        if key is not None:
+            index = {r.path: i for i, r in enumerate(records)}
+            cache.save_grouping(key, [[index[m.record.path] for m in g.members]
+                                      for g in groups])
     t_group = time.perf_counter()
     problems.sort(key=lambda p: p.path)
     dup_bytes = sum(m.record.size_bytes for g in groups for m in g.members[1:])
@@ -509,6 +524,7 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
         "workers": workers,
         **confirm_stats,
         "digested": digested,
+        "grouping_from_cache": reused,
         "seconds": {
             "walk": round(t_walk - t0, 3),
             "hash": round(t_hash - t_walk, 3),

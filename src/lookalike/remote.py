@@ -686,6 +686,17 @@ class _KnownSizes:
                     configs: Sequence[ScanConfig]) -> None:
         self.inner.set_digests(rows, configs)
 
+    # Items of unknown size were hashed (never looked up), so a scan with any has a
+    # non-empty hashing list and never asks for a memo; the keys are the inner cache's.
+    def grouping_key(self, config: ScanConfig, paths: Sequence[str]) -> str | None:
+        return self.inner.grouping_key(config, paths)
+
+    def load_grouping(self, key: str) -> list[list[int]] | None:
+        return self.inner.load_grouping(key)
+
+    def save_grouping(self, key: str, clusters: list[list[int]]) -> None:
+        self.inner.save_grouping(key, clusters)
+
     def flush(self) -> None:
         self.inner.flush()
 
