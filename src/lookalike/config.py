@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
 from typing import Any, Literal
@@ -29,12 +30,46 @@ FAST_MIN_SIDE = 256
 #: pillow-heif re-tries files cached as unsupported.
 DECODER_VERSION = "3" + ("+heif" if find_spec("pillow_heif") is not None else "")
 
-#: Names of the hash methods, in ``lookalike.hashes.METHODS`` order (a test keeps them equal),
-#: so the command line can offer them without importing NumPy and Pillow.
-METHOD_NAMES: tuple[str, ...] = (
-    "ahash", "phash", "dhash", "dhash-v", "dhash-z", "whash", "colorhash", "crop-resistant",
-    "pdq",
-)
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """What a hash method's ``hash_size`` means: its default, the sizes allowed and the bits
+    it gives. ``lookalike.hashes.METHODS`` takes these from here, so that validating a
+    config, keying the cache or reading one (a warm re-scan) needs no NumPy."""
+
+    default_size: int
+    nbits: Callable[[int], int] = lambda size: size * size
+    min_size: int = 2
+    sizes: tuple[int, ...] | None = None  # the only sizes allowed, when not any >= min_size
+
+
+#: PDQ's fixed grid side (its 256 bits are a 16 x 16 DCT block).
+PDQ_SIZE = 16
+
+#: Every hash method, in ``lookalike.hashes.METHODS`` order.
+METHOD_SPECS: dict[str, MethodSpec] = {
+    "ahash": MethodSpec(8),
+    "phash": MethodSpec(8),
+    "dhash": MethodSpec(8),
+    "dhash-v": MethodSpec(8),
+    "dhash-z": MethodSpec(DEFAULT_HASH_SIZE),
+    "whash": MethodSpec(8),
+    "colorhash": MethodSpec(3, lambda bins: 14 * bins, min_size=1),
+    "crop-resistant": MethodSpec(8),
+    "pdq": MethodSpec(PDQ_SIZE, lambda _: 256, min_size=PDQ_SIZE, sizes=(PDQ_SIZE,)),
+}
+
+#: Names of the hash methods, so the command line can offer them without NumPy and Pillow.
+METHOD_NAMES: tuple[str, ...] = tuple(METHOD_SPECS)
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The :class:`MethodSpec` of ``name``; the error lists the valid names."""
+    try:
+        return METHOD_SPECS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown hash method {name!r}; choose one of: {', '.join(METHOD_SPECS)}"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,9 +112,7 @@ class ScanConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from .hashes import get_method
-
-        method = get_method(self.method)  # raises ConfigError listing valid names
+        method = method_spec(self.method)  # raises ConfigError listing valid names
         size = self.resolved_hash_size
         if size < method.min_size:
             raise ConfigError(f"--hash-size must be >= {method.min_size} for {self.method}")
@@ -111,17 +144,13 @@ class ScanConfig:
 
     @property
     def resolved_hash_size(self) -> int:
-        from .hashes import get_method
-
         if self.hash_size is not None:
             return self.hash_size
-        return get_method(self.method).default_size
+        return method_spec(self.method).default_size
 
     @property
     def nbits(self) -> int:
-        from .hashes import get_method
-
-        return get_method(self.method).nbits(self.resolved_hash_size)
+        return method_spec(self.method).nbits(self.resolved_hash_size)
 
     @property
     def resolved_workers(self) -> int:

@@ -23,10 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from .config import METHOD_SPECS, PDQ_SIZE
 from .model import Hash
 
 if TYPE_CHECKING:  # decode imports Pillow: not needed to validate a config or read a cache
@@ -246,7 +247,6 @@ def crop_resistant_segments(pic: Picture, hash_size: int) -> list[np.ndarray]:
 
 # --- PDQ ------------------------------------------------------------------------------------
 
-PDQ_SIZE = 16  # PDQ is defined on a 16 x 16 DCT block: 256 bits, no other size
 
 
 def _pdq_dct(pic: Picture) -> tuple[np.ndarray | None, int]:
@@ -439,44 +439,48 @@ class HashMethod:
         return Hash(self.name, self.nbits(size), segments)
 
 
-def _square(size: int) -> int:
-    return size * size
+def _method(name: str, compute: Callable[..., Any], summary: str, **kw: Any) -> HashMethod:
+    """A :class:`HashMethod` with its sizes and bit count from config.METHOD_SPECS
+    (one source: validating a config needs no NumPy)."""
+    spec = METHOD_SPECS[name]
+    return HashMethod(name, compute, spec.default_size, spec.nbits, summary,
+                      min_size=spec.min_size, sizes=spec.sizes, **kw)
 
 
 METHODS: dict[str, HashMethod] = {
     m.name: m
     for m in [
-        HashMethod("ahash", ahash_bits, 8, _square,
-                   "average hash: each pixel above the mean; fastest, weakest",
-                   imagehash="average_hash"),
-        HashMethod("phash", phash_bits, 8, _square,
-                   "perceptual hash: signs of low DCT frequencies; robust to re-encoding",
-                   imagehash="phash"),
-        HashMethod("dhash", dhash_bits, 8, _square,
-                   "difference hash: horizontal gradients; fast and good", imagehash="dhash"),
-        HashMethod("dhash-v", dhash_vertical_bits, 8, _square,
-                   "difference hash on vertical gradients", imagehash="dhash_vertical"),
+        _method("ahash", ahash_bits,
+                "average hash: each pixel above the mean; fastest, weakest",
+                imagehash="average_hash"),
+        _method("phash", phash_bits,
+                "perceptual hash: signs of low DCT frequencies; robust to re-encoding",
+                imagehash="phash"),
+        _method("dhash", dhash_bits,
+                "difference hash: horizontal gradients; fast and good", imagehash="dhash"),
+        _method("dhash-v", dhash_vertical_bits,
+                "difference hash on vertical gradients", imagehash="dhash_vertical"),
         # Default size 16, not the folklore's 8: at 16 it has the best recall at precision
         # >= 0.999 of every method on benchmarks/accuracy (the default method). The recipe
         # itself is unchanged: hash size 8 equals the folklore code bit for bit.
-        HashMethod("dhash-z", dhash_z_bits, 16, _square,
-                   "percentile (z) transform, then dhash; the default (16; 8 = folklore)",
-                   orientation="custom", variants=_dhash_z_variants),
-        HashMethod("whash", whash_bits, 8, _square,
-                   "wavelet hash (Haar); hash_size must be a power of two",
-                   imagehash="whash"),
-        HashMethod("colorhash", colorhash_bits, 3, lambda b: 14 * b,
-                   "HSV colour histogram; ignores layout (hash_size = bits per bin)",
-                   size_meaning="bits per colour bin: the hash has 14 * hash_size bits",
-                   imagehash="colorhash", min_size=1, orientation="invariant"),
-        HashMethod("crop-resistant", crop_resistant_segments, 8, _square,
-                   "dhash of each bright/dark region; matches crops (slow)",
-                   size_meaning="dhash size of each region hash", imagehash="crop_resistant_hash",
-                   orientation="picture"),
-        HashMethod("pdq", pdq_hash_bits, PDQ_SIZE, lambda _: 256,
-                   "Meta's PDQ: 256-bit DCT hash used in trust and safety (quality: pdq_hash)",
-                   size_meaning="fixed: always 256 bits (hash size 16)", min_size=PDQ_SIZE,
-                   sizes=(PDQ_SIZE,), orientation="custom", variants=_pdq_variants),
+        _method("dhash-z", dhash_z_bits,
+                "percentile (z) transform, then dhash; the default (16; 8 = folklore)",
+                orientation="custom", variants=_dhash_z_variants),
+        _method("whash", whash_bits,
+                "wavelet hash (Haar); hash_size must be a power of two",
+                imagehash="whash"),
+        _method("colorhash", colorhash_bits,
+                "HSV colour histogram; ignores layout (hash_size = bits per bin)",
+                size_meaning="bits per colour bin: the hash has 14 * hash_size bits",
+                imagehash="colorhash", orientation="invariant"),
+        _method("crop-resistant", crop_resistant_segments,
+                "dhash of each bright/dark region; matches crops (slow)",
+                size_meaning="dhash size of each region hash", imagehash="crop_resistant_hash",
+                orientation="picture"),
+        _method("pdq", pdq_hash_bits,
+                "Meta's PDQ: 256-bit DCT hash used in trust and safety (quality: pdq_hash)",
+                size_meaning="fixed: always 256 bits (hash size 16)", orientation="custom",
+                variants=_pdq_variants),
     ]
 }
 
