@@ -75,6 +75,15 @@ def loaded_by(code: str, modules: tuple[str, ...]) -> list[str]:
     return out.split(",") if out else []
 
 
+def loaded_by_command(argv: list[str], modules: tuple[str, ...]) -> list[str]:
+    """:func:`loaded_by` for the ``lookalike`` command ``argv`` (its output muted)."""
+    code = ("import io, sys\nfrom lookalike.cli import main\n"
+            "real, sys.stdout = sys.stdout, io.StringIO()\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "sys.stdout = real")
+    return loaded_by(code, modules)
+
+
 def snapshot(*folders: Path) -> dict[str, tuple]:
     """Every path under ``folders`` with its kind, bytes, mtime, link count and mode."""
     out: dict[str, tuple] = {}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 import lookalike
+from conftest import loaded_by_command
 from lookalike.cache import HashCache
 from lookalike.config import ScanConfig
 from lookalike.confirm import full_config, margin, may_be_reduced, needs_exact_hash
@@ -126,6 +128,22 @@ def test_fast_scan_finds_exactly_the_full_decode_groups(twins, tmp_path):
     exact = {r.path: r.hash for r in fast.records}
     for jpg in drifted:
         assert exact[str(jpg)] == lookalike.hash_image(jpg, hash_size=8, decode="full")
+    # ...and reuses the stored grouping, with the same images confirmed: no search at all.
+    assert again.stats["grouping_from_cache"] and not fast.stats["grouping_from_cache"]
+    assert again.stats["exact_needed"] == fast.stats["exact_needed"]
+    assert {r.path: r.hash for r in again.records} == exact
+
+
+def test_a_warm_rescan_of_confirmed_jpegs_imports_no_numpy(twins, tmp_path):
+    # The confirmation search (threshold + margin) is part of the stored grouping too.
+    root, _ = twins
+    db, out = tmp_path / "c.sqlite", tmp_path / "r.json"
+    argv = ["scan", str(root), "-q", "-j", "1", "--hash-size", "8", "-t", "0", "--cache",
+            str(db), "-o", str(out)]
+    for _ in range(2):  # cold, then a warm run in a fresh interpreter
+        loaded = loaded_by_command(argv, ("numpy", "PIL"))
+    stats = json.loads(out.read_text())["stats"]
+    assert loaded == [] and stats["grouping_from_cache"] and stats["exact_needed"] > 0
 
 
 def test_full_decode_scans_and_small_images_skip_confirmation(photo_tree, scene, tmp_path):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import lookalike
-from conftest import loaded_by
+from conftest import loaded_by, loaded_by_command
 
 
 def test_import_lookalike_loads_no_heavy_dependencies():
@@ -117,11 +117,7 @@ def test_a_warm_rescan_that_reuses_its_grouping_loads_neither_numpy_nor_pillow(t
     db, out = tmp_path / "c.sqlite", tmp_path / "r.json"
     argv = ["scan", str(tmp_path), "-q", "-j", "1", "--cache", str(db), "-o", str(out)]
     for _ in range(2):  # cold, then a warm run in a fresh interpreter
-        code = ("import io, sys\nfrom lookalike.cli import main\n"
-                "real, sys.stdout = sys.stdout, io.StringIO()\n"
-                f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
-                "sys.stdout = real")
-        loaded = loaded_by(code, ("numpy", "PIL", "lookalike.index"))
+        loaded = loaded_by_command(argv, ("numpy", "PIL", "lookalike.index"))
     assert loaded == []
     assert json.loads(out.read_text())["stats"]["grouping_from_cache"]
     assert json.loads(out.read_text())["groups"]

@@ -339,23 +339,25 @@ class HashCache:
         h.update("\0".join(paths).encode("utf-8", "surrogateescape"))
         return h.hexdigest()
 
-    def load_grouping(self, key: str) -> list[list[int]] | None:
-        """Clusters stored under ``key`` (see :meth:`save_grouping`), or None."""
+    def load_grouping(self, key: str) -> dict[str, list] | None:
+        """The grouping stored under ``key`` (see :meth:`save_grouping`), or None."""
         import json
 
         row = self._db.execute("SELECT clusters FROM groupings WHERE fingerprint = ?",
                                (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        memo = json.loads(row[0]) if row else None
+        return memo if isinstance(memo, dict) and {"picked", "clusters"} <= memo.keys() else None
 
-    def save_grouping(self, key: str, clusters: list[list[int]]) -> None:
-        """Store clusters (record indices, representative first) under ``key``; the 16
-        most recent are kept."""
+    def save_grouping(self, key: str, memo: dict[str, list]) -> None:
+        """Store a scan's grouping under ``key``: ``clusters`` (lists of indices into its
+        records sorted by path, representative first) and ``picked`` (the indices whose
+        exact hash was used, lookalike.confirm). The 16 most recent are kept."""
         import json
 
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute("INSERT OR REPLACE INTO groupings VALUES (?, ?, ?)",
-                             (key, json.dumps(clusters, separators=(",", ":")), time.time()))
+                             (key, json.dumps(memo, separators=(",", ":")), time.time()))
             self._db.execute("DELETE FROM groupings WHERE fingerprint NOT IN (SELECT "
                              "fingerprint FROM groupings ORDER BY updated DESC LIMIT 16)")
         except BaseException:

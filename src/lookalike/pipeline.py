@@ -476,18 +476,24 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     t_hash = time.perf_counter()
 
     reporter.phase(3, 3, "grouping", None)
-    confirm_stats = _confirm(records, entries, config, executor=None if own_executor
-                             else executor, cache=cache, worker=worker, reporter=reporter,
-                             retries=retries, chunk_size=chunk_size)
     # Every record from the hash cache (nothing hashed now): the cache may hold this very
-    # grouping (HashCache.grouping_key says when that is sure).
-    clusters = None
-    if not todo and not confirm_stats["exact_hashed"] and hasattr(cache, "grouping_key"):
+    # grouping, and which images it confirmed (HashCache.grouping_key says when that is
+    # sure); then neither search runs.
+    memo = key = None
+    if not todo and hasattr(cache, "grouping_key"):
         key = cache.grouping_key(config, [r.path for r in records])
-        clusters = cache.load_grouping(key) if key is not None else None
-    reused = clusters is not None
-    if clusters is None:
-        clusters = cluster_records(records, config.threshold, config.grouping)
+        memo = cache.load_grouping(key) if key is not None else None
+    confirm_stats, picked = _confirm(
+        records, entries, config, executor=None if own_executor else executor, cache=cache,
+        worker=worker, reporter=reporter, retries=retries, chunk_size=chunk_size,
+        picked=memo["picked"] if memo is not None else None)
+    # An exact hash missing from the cache (hashed just now), or another writer meanwhile,
+    # means other records than the memo's: group afresh.
+    reused = memo is not None and not confirm_stats["exact_hashed"] and cache.grouping_key(
+        config, [r.path for r in records]) == key
+    clusters = memo["clusters"] if reused else cluster_records(
+        records, config.threshold, config.grouping)
+    picked_paths = {records[i].path for i in picked}
     groups = assemble_groups(records, clusters)
     digested = 0
     if lazy_digests and any(m.record.digest is None for g in groups for m in g.members):
@@ -500,8 +506,9 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
         key = cache.grouping_key(config, [r.path for r in records])
         if key is not None:
             index = {r.path: i for i, r in enumerate(records)}
-            cache.save_grouping(key, [[index[m.record.path] for m in g.members]
-                                      for g in groups])
+            cache.save_grouping(key, {
+                "picked": [i for i, r in enumerate(records) if r.path in picked_paths],
+                "clusters": [[index[m.record.path] for m in g.members] for g in groups]})
     t_group = time.perf_counter()
     problems.sort(key=lambda p: p.path)
     dup_bytes = sum(m.record.size_bytes for g in groups for m in g.members[1:])
@@ -626,9 +633,11 @@ class _CountOnly:
 
 def _confirm(records: list[ImageRecord], entries: Sequence[Any], config: ScanConfig, *,
              executor: Executor | None, cache: Any, worker: Any, reporter: Reporter,
-             retries: int, chunk_size: int) -> dict[str, int]:
+             retries: int, chunk_size: int, picked: list[int] | None = None
+             ) -> tuple[dict[str, int], list[int]]:
     """Replace, in place, the fast hash of every reduced image that may have a match by its
-    exact (full-decode) hash (:mod:`lookalike.confirm`). Returns stats.
+    exact (full-decode) hash (:mod:`lookalike.confirm`). Returns stats and the indices of
+    the images picked (``picked``: those of a stored grouping, instead of searching).
 
     ``executor`` is the caller's (kept open) or None for a local pool made here. Exact
     hashes are looked up in and added to the hash cache under the full-decode settings; a
@@ -638,16 +647,18 @@ def _confirm(records: list[ImageRecord], entries: Sequence[Any], config: ScanCon
 
     from .confirm import full_config, needs_exact_hash
 
-    picked = needs_exact_hash(records, config)
+    if picked is None:
+        picked = needs_exact_hash(records, config)
     if not picked:
-        return {"exact_needed": 0, "exact_hashed": 0, "exact_failed": 0}
+        return {"exact_needed": 0, "exact_hashed": 0, "exact_failed": 0}, picked
     exact = full_config(config)
     if worker is None:
         full_worker: Any = HashWorker(exact)
     elif dataclasses.is_dataclass(worker) and hasattr(worker, "config"):
         full_worker = dataclasses.replace(worker, config=exact)
     else:  # a custom worker we cannot re-configure: keep the fast hashes
-        return {"exact_needed": len(picked), "exact_hashed": 0, "exact_failed": len(picked)}
+        return ({"exact_needed": len(picked), "exact_hashed": 0,
+                 "exact_failed": len(picked)}, picked)
     store = cache.inner if getattr(cache, "holds_results", False) else cache
     by_path = {e.path: e for e in entries}
     want = [by_path[records[i].path] for i in picked]
@@ -680,4 +691,5 @@ def _confirm(records: list[ImageRecord], entries: Sequence[Any], config: ScanCon
             records[i] = dataclasses.replace(rec, source=records[i].source,
                                              digest=rec.digest or records[i].digest)
     return {"exact_needed": len(picked), "exact_hashed": len(todo),
-            "exact_failed": len(picked) - sum(1 for i in picked if records[i].path in by_exact)}
+            "exact_failed": len(picked) - sum(1 for i in picked if records[i].path in by_exact)
+            }, picked

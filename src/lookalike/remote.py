@@ -691,11 +691,11 @@ class _KnownSizes:
     def grouping_key(self, config: ScanConfig, paths: Sequence[str]) -> str | None:
         return self.inner.grouping_key(config, paths)
 
-    def load_grouping(self, key: str) -> list[list[int]] | None:
+    def load_grouping(self, key: str) -> dict[str, list] | None:
         return self.inner.load_grouping(key)
 
-    def save_grouping(self, key: str, clusters: list[list[int]]) -> None:
-        self.inner.save_grouping(key, clusters)
+    def save_grouping(self, key: str, memo: dict[str, list]) -> None:
+        self.inner.save_grouping(key, memo)
 
     def flush(self) -> None:
         self.inner.flush()
