@@ -236,3 +236,54 @@ def test_a_second_writer_during_a_scan_turns_the_grouping_memo_off(copies_tree, 
         again = lookalike.scan(root, method="phash", threshold=8, workers=1, cache=cache)
         assert not again.stats["grouping_from_cache"]
         assert [g.paths for g in again.groups] == [g.paths for g in first.groups]
+
+
+def test_a_custom_worker_never_uses_the_grouping_memo(copies_tree, tmp_path):
+    # What another worker hashes (and whether it can confirm) is not in the memo's key.
+    from lookalike.cache import HashCache
+    from lookalike.config import ScanConfig
+    from lookalike.pipeline import HashWorker, run_scan_items
+    from lookalike.sources import FileEntry, iter_files
+
+    root, _ = copies_tree
+    config = ScanConfig(method="phash", threshold=8, workers=1)
+    entries = [e for e in iter_files([root]) if isinstance(e, FileEntry)]
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        lookalike.scan(root, config=config, cache=cache)  # stores a memo
+        for _ in range(2):
+            result = run_scan_items(entries, config, worker=HashWorker(config), cache=cache,
+                                    executor=SerialExecutor())
+            assert not result.stats["grouping_from_cache"]
+
+
+def test_star_groups_are_rebuilt_from_every_record_when_a_leader_changed(tmp_path):
+    # L-M and M-X are within the threshold, L-X is not: star grouping puts M with L and
+    # leaves X alone. If L changed after hashing, M and X must form a group.
+    import os
+
+    from lookalike import pipeline
+    from lookalike.config import ScanConfig
+    from lookalike.groups import assemble_groups, cluster_records
+    from lookalike.model import Hash, ImageRecord
+
+    config = ScanConfig(method="dhash", hash_size=8, threshold=3, grouping="star")
+
+    def record(name, hex_hash, side):
+        path = tmp_path / name
+        path.write_bytes(name.encode() * 10)
+        st = path.stat()
+        return ImageRecord(path=str(path), size_bytes=st.st_size, mtime_ns=st.st_mtime_ns,
+                           width=side, height=side, format="PNG", digest=None,
+                           hash=Hash.from_hex(hex_hash, method="dhash", nbits=64))
+
+    recs = [record("L.png", "00", 900), record("M.png", "07", 500), record("X.png", "3f", 400)]
+    clusters = cluster_records(recs, config.threshold, config.grouping)
+    groups = assemble_groups(recs, clusters)
+    assert [[os.path.basename(p) for p in g.paths] for g in groups] == [["L.png", "M.png"]]
+    os.utime(recs[0].path, ns=(recs[0].mtime_ns + 10**9,) * 2)  # L is edited
+    groups, _, kept, problems, _ = pipeline._digest_members(
+        groups, clusters, recs, lambda p: True, config, None, workers=1)
+    assert [(os.path.basename(p.path), p.error) for p in problems] == [
+        ("L.png", "changed-during-scan")]
+    assert [[os.path.basename(p) for p in g.paths] for g in groups] == [["M.png", "X.png"]]
+    assert [os.path.basename(r.path) for r in kept] == ["M.png", "X.png"]

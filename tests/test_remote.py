@@ -409,3 +409,29 @@ def test_a_missing_extra_says_what_to_install(module, monkeypatch, tree, tmp_pat
             ParquetStore(tmp_path / "out")
         else:
             scan_inputs(["memory://x/y"], CONFIG)
+
+
+def test_cache_rows_without_digests_get_them_in_every_kind_of_scan(tmp_path, scene):
+    # A local scan digests group members only and caches the rest without a digest. Scans
+    # that hash with another worker (file:// roots) or write every row (Parquet output)
+    # must still give members, and Parquet rows, their digests.
+    from lookalike.cache import HashCache
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    scene(1).save(tree / "a.png")
+    scene(2).save(tree / "b.png")
+    db = tmp_path / "c.sqlite"
+    with HashCache(db) as cache:
+        first = lookalike.scan(tree, config=CONFIG, cache=cache)
+    assert not first.groups and all(r.digest is None for r in first.records)
+    shutil.copy(tree / "a.png", tree / "a_copy.png")  # a byte-identical copy appears
+    want = hashlib.sha256((tree / "a.png").read_bytes()).hexdigest()
+    with HashCache(db) as cache:
+        for result in (scan_inputs(["file://" + str(tree)], CONFIG, cache=cache),
+                       scan_inputs([str(tree)], CONFIG, cache=cache,
+                                   parquet_out=str(tmp_path / "out"))):
+            assert [g.kind for g in result.groups] == ["exact"]
+            assert {m.record.digest for g in result.groups for m in g.members} == {want}
+    rows = read_results(str(tmp_path / "out"))
+    assert all(r["digest"] for r in rows.to_pylist())

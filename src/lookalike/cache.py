@@ -36,10 +36,10 @@ __all__ = ["HashCache", "default_cache_path", "settings_key"]
 SCHEMA = 1
 BATCH = 500  # rows per transaction: cheap commits, little work lost on a kill
 # Columns read back by lookup(), in the order its row indexes assume.
-# What a warm re-scan reads per file. A failed row is told by its error (ok rows have none);
-# its stage and message are fetched separately (_failures): few rows, and two fewer columns
-# for every good one.
-_COLUMNS = "path, size, mtime_ns, width, height, format, hash, nbits, digest, pixel_digest, error"
+# What a warm re-scan reads per file, failures included: in one statement, so that a row
+# and its problem's details come from one state of the cache.
+_COLUMNS = ("path, size, mtime_ns, ok, width, height, format, hash, nbits, digest, pixel_digest, "
+            "error, stage, message")
 _RETRY_CODES = frozenset({"vanished", "worker-crashed", "permission-denied", "timeout",
                           "too-large", "changed-during-scan", "read-error", "os-error"})
 
@@ -160,39 +160,22 @@ class HashCache:
         # records rebuilt by the fast constructors (same values and checks as the dataclass
         # ones).
         add_record, new_record, parse = records.append, make_record, hash_from_hex
-        failed: list[str] = []
         for e in entries:
             path = e.path
             r = get(path)
             if r is None:
                 todo.append(e)
                 continue
-            _, size, mtime_ns, width, height, fmt, hx, bits, digest, pdigest, error = r
-            if size != e.size_bytes or mtime_ns != e.mtime_ns or (
-                    error is None and bits != nbits):
+            (_, size, mtime_ns, ok, width, height, fmt, hx, bits, digest, pdigest, error, stage,
+             message) = r
+            if size != e.size_bytes or mtime_ns != e.mtime_ns or (ok and bits != nbits):
                 todo.append(e)
-            elif error is None:
+            elif ok:
                 add_record(new_record(path, size, mtime_ns, width, height, fmt,
                                       parse(hx, method, nbits), digest, pdigest, e.source))
             else:
-                failed.append(path)
-        if failed:
-            problems = self._failures(key, failed)
+                problems.append(Problem(path=path, stage=stage, error=error, message=message))
         return records, problems, todo
-
-    def _failures(self, key: str, paths: list[str]) -> list[Problem]:
-        """The cached problems of ``paths`` (rows known to hold one), in that order."""
-        db = self._db
-        found: dict[str, tuple] = {}
-        for i in range(0, len(paths), 500):  # stay below SQLite's bound-parameter limit
-            part = paths[i:i + 500]
-            marks = ",".join("?" * len(part))
-            for path, error, stage, message in db.execute(
-                    f"SELECT path, error, stage, message FROM files WHERE key = ? AND "
-                    f"path IN ({marks})", (key, *part)):
-                found[path] = (error, stage, message)
-        return [Problem(path=p, stage=found[p][1], error=found[p][0], message=found[p][2])
-                for p in paths]
 
     def _rows(self, key: str, paths: list[str]) -> dict[str, tuple]:
         """The stored rows of ``paths`` under ``key``, by path (missing paths absent)."""

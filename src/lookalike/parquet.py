@@ -207,7 +207,10 @@ class ParquetStore:
                     problems.append(Problem(path=e.path, stage=r["stage"], error=r["error"],
                                             message=r["message"]))
         if self.inner is not None and todo:
+            by_path = {e.path: e for e in todo}
             more, more_problems, todo = self.inner.lookup(todo, config)
+            more, changed = _with_digests(more, by_path, config)
+            todo.extend(changed)
             # Copy cache hits into the output: it must list every item, not only new ones.
             self.add(more, more_problems, config, None, to_inner=False)
             records.extend(more)
@@ -329,3 +332,32 @@ def read_results(path: str | os.PathLike[str], *, latest: bool = True,
     last = {p: i for i, p in enumerate(paths)}
     keep = sorted(last.values())
     return table.take(pa.array(keep, pa.int64()))
+
+
+def _with_digests(records: list[ImageRecord], entries: dict[str, Any], config: ScanConfig
+                  ) -> tuple[list[ImageRecord], list[Any]]:
+    """Every row of the output carries its file's digest, but a scan that digests group
+    members only (lookalike.pipeline) leaves cache rows of local files without one: digest
+    those now. Returns the records, and the entries of files changed since they were
+    cached (to hash again)."""
+    import dataclasses
+
+    from .pipeline import digest_files
+    from .sources import FileEntry
+
+    missing = [r for r in records
+               if r.digest is None and type(entries.get(r.path)) is FileEntry]
+    if not missing:
+        return records, []
+    outcomes = dict(zip((r.path for r in missing),
+                        digest_files(missing, config.resolved_workers), strict=True))
+    kept, changed = [], []
+    for r in records:
+        d = outcomes.get(r.path)
+        if d is None:
+            kept.append(r)
+        elif isinstance(d, str):
+            kept.append(dataclasses.replace(r, digest=d))
+        else:
+            changed.append(entries[r.path])
+    return kept, changed

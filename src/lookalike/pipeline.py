@@ -201,6 +201,17 @@ def file_digest(path: str, size_bytes: int, mtime_ns: int) -> str | Problem:
     return h.hexdigest()
 
 
+def digest_files(records: Sequence[ImageRecord], workers: int) -> list[str | Problem]:
+    """:func:`file_digest` of each record's local file, in order, on ``workers`` threads."""
+    if not records:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, min(workers, len(records)))) as pool:
+        return list(pool.map(lambda r: file_digest(r.path, r.size_bytes, r.mtime_ns),
+                             records))
+
+
 @dataclass(frozen=True, slots=True)
 class HashWorker:
     """Picklable work function: hashes one chunk of files with a frozen config.
@@ -479,8 +490,11 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     # Every record from the hash cache (nothing hashed now): the cache may hold this very
     # grouping, and which images it confirmed (HashCache.grouping_key says when that is
     # sure); then neither search runs.
+    # Only with the default worker: what another worker hashes (and whether it can confirm)
+    # is not part of the memo's key.
+    memoise = worker is None and hasattr(cache, "grouping_key")
     memo = key = None
-    if not todo and hasattr(cache, "grouping_key"):
+    if not todo and memoise:
         key = cache.grouping_key(config, [r.path for r in records])
         memo = cache.load_grouping(key) if key is not None else None
     confirm_stats, picked = _confirm(
@@ -496,13 +510,16 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     picked_paths = {records[i].path for i in picked}
     groups = assemble_groups(records, clusters)
     digested = 0
-    if lazy_digests and any(m.record.digest is None for g in groups for m in g.members):
-        groups, records, digest_problems, digested = _digest_members(
-            groups, records, config, cache, workers=config.resolved_workers)
+    if any(m.record.digest is None for g in groups for m in g.members):
+        # Members hashed lazily, or read from a cache that lazy scans filled.
+        local = {e.path for e in entries if type(e) is FileEntry}.__contains__
+        groups, clusters, records, digest_problems, digested = _digest_members(
+            groups, clusters, records, local, config, cache,
+            workers=config.resolved_workers)
         for p in digest_problems:
             reporter.problem(p)
         problems.extend(digest_problems)
-    if not reused and hasattr(cache, "grouping_key"):
+    if not reused and memoise:
         key = cache.grouping_key(config, [r.path for r in records])
         if key is not None:
             index = {r.path: i for i, r in enumerate(records)}
@@ -544,26 +561,28 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
                       roots=list(roots), stats=stats)
 
 
-def _digest_members(groups: list[Group], records: list[ImageRecord], config: ScanConfig,
-                    cache: Any, *, workers: int
-                    ) -> tuple[list[Group], list[ImageRecord], list[Problem], int]:
-    """Digest the group members that have no digest yet, on ``workers`` threads.
+def _digest_members(groups: list[Group], clusters: list[list[int]],
+                    records: list[ImageRecord], local: Callable[[str], bool],
+                    config: ScanConfig, cache: Any, *, workers: int
+                    ) -> tuple[list[Group], list[list[int]], list[ImageRecord], list[Problem],
+                               int]:
+    """Digest the group members that have no digest yet and are ``local`` files, on
+    ``workers`` threads (members read from elsewhere were digested when read).
 
-    Returns the groups rebuilt with those digests (exact-duplicate groups are told by them),
-    the records with the digests, the problems of members whose file changed since it was
-    hashed (dropped from records and groups), and how many files were read. The digests go
-    to the hash cache (``cache.set_digests``), so a re-scan reads none of them again.
-    Only the members are regrouped: every other record has no link to anyone.
+    Returns the groups and clusters with those digests (exact-duplicate groups are told by
+    them), the records, the problems of members whose file changed since it was hashed
+    (dropped from records and groups), and how many files were read. The digests go to the
+    hash cache (``cache.set_digests``), so a re-scan reads none of them again.
     """
     import dataclasses
-    from concurrent.futures import ThreadPoolExecutor
 
-    from .groups import build_groups
+    from .groups import assemble_groups, cluster_records
 
-    members = {m.record.path: m.record for g in groups for m in g.members}
-    want = [r for r in members.values() if r.digest is None]
-    with ThreadPoolExecutor(max(1, min(workers, len(want)))) as pool:
-        outcomes = list(pool.map(lambda r: file_digest(r.path, r.size_bytes, r.mtime_ns), want))
+    want = [m.record for g in groups for m in g.members
+            if m.record.digest is None and local(m.record.path)]
+    if not want:
+        return groups, clusters, records, [], 0
+    outcomes = digest_files(want, workers)
     digests = {r.path: d for r, d in zip(want, outcomes, strict=True) if isinstance(d, str)}
     problems = [p for p in outcomes if isinstance(p, Problem)]
     if digests and hasattr(cache, "set_digests"):
@@ -574,18 +593,14 @@ def _digest_members(groups: list[Group], records: list[ImageRecord], config: Sca
         cache.set_digests([(r.path, r.size_bytes, r.mtime_ns, digests[r.path])
                            for r in want if r.path in digests], configs)
     gone = {p.path for p in problems}
-    kept = []
-    for r in records:
-        d = digests.get(r.path)
-        if d is not None:
-            r = dataclasses.replace(r, digest=d)
-            members[r.path] = r
-        elif r.path in gone:
-            continue
-        kept.append(r)
-    regrouped = build_groups([r for p, r in members.items() if p not in gone],
-                             config.threshold, config.grouping)
-    return regrouped, kept, problems, len(want)
+    records = [dataclasses.replace(r, digest=digests[r.path]) if r.path in digests else r
+               for r in records if r.path not in gone]
+    if gone:
+        # A member left: its group may split, and in star grouping a record it had taken
+        # may now join another leader, so everything is grouped again.
+        clusters = cluster_records(records, config.threshold, config.grouping)
+    # Otherwise the same records in the same order, now with digests: the same clusters.
+    return assemble_groups(records, clusters), clusters, records, problems, len(want)
 
 
 def _local_executor(config: ScanConfig, jobs: int) -> Executor:
@@ -685,6 +700,12 @@ def _confirm(records: list[ImageRecord], entries: Sequence[Any], config: ScanCon
     by_exact = {r.path: r for r in (*found, *fresh)}
     for i in picked:
         rec = by_exact.get(records[i].path)
+        # The exact hash must describe the file version the fast one does (a file that
+        # changed between the walk and its read was hashed as it is now).
+        if rec is not None and (rec.size_bytes, rec.mtime_ns) != (records[i].size_bytes,
+                                                                   records[i].mtime_ns):
+            del by_exact[records[i].path]
+            rec = None
         if rec is not None:
             # Either hash's record may carry the file's digest (same bytes: size and mtime
             # match); keep it, or the member would be read again for it on every re-scan.
