@@ -348,13 +348,6 @@ def _convert_into_works() -> bool:
     return np.array_equal(pixels, want) and np.array_equal(np.asarray(grey), want)
 
 
-def resize_grey_array(arr: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Lanczos-resize a uint8 grey array as Pillow does (for recipes that resize twice):
-    :func:`lanczos_grey`, whose few-pixel grids take half the time of a round trip through
-    a Pillow image."""
-    return lanczos_grey(arr, width, height)
-
-
 def _composite_on_white(image: Image.Image) -> Image.Image:
     # paste-with-mask onto an opaque white RGBA canvas, then RGB: the exact operation the
     # folklore dhash-z recipe uses, so its hashes stay bit-identical for RGBA inputs.

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from .config import METHOD_SPECS, PDQ_SIZE
+from .config import METHOD_SPECS, PDQ_SIZE, method_spec
 from .model import Hash
 
 if TYPE_CHECKING:  # decode imports Pillow: not needed to validate a config or read a cache
@@ -147,9 +147,9 @@ def _percentile_plan(n: int) -> tuple[np.ndarray, ...]:
 def dhash_z_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
     small = ztransform(pic.grey(hash_size, hash_size))
     # The recipe hands the 8x8 image to imagehash.dhash, which resizes it to 9x8: keep that.
-    from .decode import resize_grey_array
+    from .decode import lanczos_grey
 
-    return _dhash_of(resize_grey_array(small, hash_size + 1, hash_size))
+    return _dhash_of(lanczos_grey(small, hash_size + 1, hash_size))
 
 
 def whash_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
@@ -351,11 +351,11 @@ def _dhash_z_variants(pic: Picture, hash_size: int, ops: Sequence[str]) -> list[
     # The percentile map only looks at the multiset of values, so it commutes with moving
     # pixels: z-transform the square grid once, then flip/rotate it. Same bits as hashing
     # each oriented grid (see _OrientedGrid), without 7 of the 8 percentile computations.
-    from .decode import resize_grey_array
+    from .decode import lanczos_grey
 
     z = ztransform(pic.grey(hash_size, hash_size))
-    return [_dhash_of(resize_grey_array(np.ascontiguousarray(_ARRAY_OPS[op](z)),
-                                        hash_size + 1, hash_size)) for op in ops]
+    return [_dhash_of(lanczos_grey(np.ascontiguousarray(_ARRAY_OPS[op](z)),
+                                   hash_size + 1, hash_size)) for op in ops]
 
 
 def invariance_ops(invariant: str) -> tuple[str, ...]:
@@ -487,14 +487,8 @@ METHODS: dict[str, HashMethod] = {
 
 def get_method(name: str) -> HashMethod:
     """Look a method up by name; the error lists the valid names."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        from .errors import ConfigError
-
-        raise ConfigError(
-            f"unknown hash method {name!r}; choose one of: {', '.join(METHODS)}"
-        ) from None
+    method_spec(name)  # raises the ConfigError (METHODS and METHOD_SPECS share their names)
+    return METHODS[name]
 
 
 def compute_hash(pic: Picture, method: str = "dhash-z", hash_size: int | None = None,

@@ -115,13 +115,7 @@ def hash_from_hex(text: str, method: str, nbits: int) -> Hash:
     Raises:
         ValueError: not hex, or a segment does not fit in ``nbits`` bits.
     """
-    if "," in text:
-        segments = _parse_segments(text)
-    else:  # every method but crop-resistant: one segment, parsed inline (once per cached row)
-        try:
-            segments = (int(text, 16),)
-        except ValueError:
-            raise ValueError(f"not a hex hash string: {text!r}") from None
+    segments = _parse_segments(text)
     for s in segments:
         if s >> nbits:  # also true for negative values ("-ff" parses)
             raise ValueError(f"segment value {s:#x} does not fit in {nbits} bits")
