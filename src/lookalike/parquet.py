@@ -347,17 +347,8 @@ def _with_digests(records: list[ImageRecord], entries: dict[str, Any], config: S
 
     missing = [r for r in records
                if r.digest is None and type(entries.get(r.path)) is FileEntry]
-    if not missing:
-        return records, []
-    outcomes = dict(zip((r.path for r in missing),
-                        digest_files(missing, config.resolved_workers), strict=True))
-    kept, changed = [], []
-    for r in records:
-        d = outcomes.get(r.path)
-        if d is None:
-            kept.append(r)
-        elif isinstance(d, str):
-            kept.append(dataclasses.replace(r, digest=d))
-        else:
-            changed.append(entries[r.path])
-    return kept, changed
+    digests, problems = digest_files(missing, config.resolved_workers)
+    gone = {p.path for p in problems}
+    kept = [dataclasses.replace(r, digest=digests[r.path]) if r.path in digests else r
+            for r in records if r.path not in gone]
+    return kept, [entries[p.path] for p in problems]

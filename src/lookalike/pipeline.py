@@ -171,45 +171,41 @@ def _read_regular(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
 def file_digest(path: str, size_bytes: int, mtime_ns: int) -> str | Problem:
     """The SHA-256 of a local file's bytes, if it still is the file that was hashed.
 
-    A file whose size or mtime differs from ``size_bytes``/``mtime_ns`` (the values its
-    hash was made from), or changes while it is read, is reported ``changed-during-scan``:
-    its hash may no longer describe it. Never raises for a bad file. Reads in blocks
-    (``hashlib.file_digest``), releasing the GIL, so threads digest in parallel.
+    Read as :func:`hash_file` reads (same refusals). A file whose size or mtime differs from
+    ``size_bytes``/``mtime_ns`` (the values its hash was made from), or changes while it is
+    read, is reported ``changed-during-scan``: its hash may no longer describe it. Never
+    raises for a bad file. Reading and hashing release the GIL, so threads digest in
+    parallel.
     """
     try:
-        fd = os.open(path, _OPEN_FLAGS)
-        try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                return Problem(path=path, stage="read", error="not-a-regular-file",
-                               message="no longer a regular file; not read")
-            h = None
-            if (before.st_size, before.st_mtime_ns) == (size_bytes, mtime_ns):
-                with open(fd, "rb", buffering=0, closefd=False) as fh:
-                    h = hashlib.file_digest(fh, "sha256")
-                after = os.fstat(fd)
-                if (after.st_size, after.st_mtime_ns) != (size_bytes, mtime_ns):
-                    h = None
-        finally:
-            os.close(fd)
+        # Nothing longer than the hashed version is read: a file that grew has changed.
+        data, st = _read_regular(path, size_bytes)
     except OSError as exc:
         return Problem(path=path, stage="read", error=os_error_reason(exc, "read-error"),
                        message=f"cannot read: {exc.strerror or exc}")
-    if h is None:
+    except _Refused as exc:
+        if exc.reason != "too-large":
+            return Problem(path=path, stage="read", error=exc.reason, message=exc.message)
+        st = None
+    if st is None or (st.st_size, st.st_mtime_ns) != (size_bytes, mtime_ns):
         return Problem(path=path, stage="read", error="changed-during-scan",
                        message="the file changed after it was hashed; scan it again")
-    return h.hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
-def digest_files(records: Sequence[ImageRecord], workers: int) -> list[str | Problem]:
-    """:func:`file_digest` of each record's local file, in order, on ``workers`` threads."""
+def digest_files(records: Sequence[ImageRecord], workers: int
+                 ) -> tuple[dict[str, str], list[Problem]]:
+    """:func:`file_digest` of each record's local file on ``workers`` threads: the digests
+    by path, and the problems of files that could not be digested."""
     if not records:
-        return []
+        return {}, []
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max(1, min(workers, len(records)))) as pool:
-        return list(pool.map(lambda r: file_digest(r.path, r.size_bytes, r.mtime_ns),
-                             records))
+        outcomes = list(pool.map(lambda r: file_digest(r.path, r.size_bytes, r.mtime_ns),
+                                 records))
+    digests = {r.path: d for r, d in zip(records, outcomes, strict=True) if isinstance(d, str)}
+    return digests, [p for p in outcomes if isinstance(p, Problem)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,8 +490,9 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     # is not part of the memo's key.
     memoise = worker is None and hasattr(cache, "grouping_key")
     memo = key = None
+    paths = [r.path for r in records]
     if not todo and memoise:
-        key = cache.grouping_key(config, [r.path for r in records])
+        key = cache.grouping_key(config, paths)
         memo = cache.load_grouping(key) if key is not None else None
     confirm_stats, picked = _confirm(
         records, entries, config, executor=None if own_executor else executor, cache=cache,
@@ -503,8 +500,8 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
         picked=memo["picked"] if memo is not None else None)
     # An exact hash missing from the cache (hashed just now), or another writer meanwhile,
     # means other records than the memo's: group afresh.
-    reused = memo is not None and not confirm_stats["exact_hashed"] and cache.grouping_key(
-        config, [r.path for r in records]) == key
+    reused = (memo is not None and not confirm_stats["exact_hashed"]
+              and cache.grouping_key(config, paths) == key)
     clusters = memo["clusters"] if reused else cluster_records(
         records, config.threshold, config.grouping)
     picked_paths = {records[i].path for i in picked}
@@ -582,9 +579,7 @@ def _digest_members(groups: list[Group], clusters: list[list[int]],
             if m.record.digest is None and local(m.record.path)]
     if not want:
         return groups, clusters, records, [], 0
-    outcomes = digest_files(want, workers)
-    digests = {r.path: d for r, d in zip(want, outcomes, strict=True) if isinstance(d, str)}
-    problems = [p for p in outcomes if isinstance(p, Problem)]
+    digests, problems = digest_files(want, workers)
     if digests and hasattr(cache, "set_digests"):
         from .confirm import full_config
 
