@@ -21,6 +21,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,9 +36,8 @@ __all__ = ["HashCache", "default_cache_path", "settings_key"]
 
 SCHEMA = 1
 BATCH = 500  # rows per transaction: cheap commits, little work lost on a kill
-# Columns read back by lookup(), in the order its row indexes assume.
-# What a warm re-scan reads per file, failures included: in one statement, so that a row
-# and its problem's details come from one state of the cache.
+# Columns read back by lookup(), in the order it unpacks them: failures' details included,
+# so that a row and its problem come from one state of the cache (one statement).
 _COLUMNS = ("path, size, mtime_ns, ok, width, height, format, hash, nbits, digest, pixel_digest, "
             "error, stage, message")
 _RETRY_CODES = frozenset({"vanished", "worker-crashed", "permission-denied", "timeout",
@@ -262,30 +262,31 @@ class HashCache:
                 if _storable(path) for key in keys]
         if not args:
             return
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            changed = self._db.executemany(
+        with self._writing() as db:
+            changed = db.executemany(
                 "UPDATE files SET digest = ? WHERE key = ? AND path = ? AND size = ? "
                 "AND mtime_ns = ? AND ok = 1", args).rowcount
+        self._own_writes += changed
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (``BEGIN IMMEDIATE``), rolled back on error."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-        self._own_writes += changed
 
     def flush(self) -> None:
         """Commit queued rows in one transaction."""
         if not self._pending:
             return
         rows, self._pending = self._pending, []
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany(
+        with self._writing() as db:
+            db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
         self._own_writes += len(rows)  # one trigger run per row (a replace is one insert)
 
     # -- grouping memo ---------------------------------------------------------------------
@@ -337,16 +338,11 @@ class HashCache:
         exact hash was used, lookalike.confirm). The 16 most recent are kept."""
         import json
 
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.execute("INSERT OR REPLACE INTO groupings VALUES (?, ?, ?)",
-                             (key, json.dumps(memo, separators=(",", ":")), time.time()))
-            self._db.execute("DELETE FROM groupings WHERE fingerprint NOT IN (SELECT "
-                             "fingerprint FROM groupings ORDER BY updated DESC LIMIT 16)")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._writing() as db:
+            db.execute("INSERT OR REPLACE INTO groupings VALUES (?, ?, ?)",
+                       (key, json.dumps(memo, separators=(",", ":")), time.time()))
+            db.execute("DELETE FROM groupings WHERE fingerprint NOT IN (SELECT "
+                       "fingerprint FROM groupings ORDER BY updated DESC LIMIT 16)")
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM files").fetchone()[0])
