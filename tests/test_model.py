@@ -55,7 +55,7 @@ def test_make_record_equals_the_keyword_constructor():
     h = Hash("pdq", 256, (12345,))
     fields = dict(path="/a/b.png", size_bytes=10, mtime_ns=123456789012345678, width=3,
                   height=4, format="PNG", hash=h, digest="d" * 64, pixel_digest=None,
-                  source="/a")
+                  source="/a", aliases=("/a/c.png",))
     fast = make_record(*fields.values())
     slow = ImageRecord(**fields)
     assert [f.name for f in dataclasses.fields(ImageRecord)] == list(fields)

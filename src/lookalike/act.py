@@ -50,7 +50,7 @@ from .decide import is_under
 from .errors import JournalError, Problem
 from .events import NullReporter, Reporter
 from .journal import Journal, OpRecord, fsync_dir
-from .plan import FileState, Operation, Plan
+from .plan import FileState, GroupPlan, Operation, Plan, entry_key
 
 __all__ = ["ApplyResult", "UndoResult", "apply", "default_journal_path", "recover", "undo"]
 
@@ -97,7 +97,7 @@ class ApplyResult:
 
     @property
     def bytes_done(self) -> int:
-        return sum(op.size_bytes for op in self.done)
+        return sum(op.size_bytes for op in self.done if op.frees)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -573,23 +573,27 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
             already += len(gp.operations) - len(ops)
             if not ops:
                 continue
-            reason = _group_refusal(plan, gp.keep, ops, real_protect)
+            code, reason = "changed", _group_refusal(plan, gp.keep, ops, real_protect)
+            kept: dict[str, tuple[int, int]] = {}
             if reason is None:
+                code, reason, kept = _check_survivors(gp, ops, real_roots)
+            if reason is None:
+                code = "changed"
                 for state in gp.members:
-                    if state.path in done_before:
+                    if state.path in done_before or state.path in kept:
                         continue
                     why = _changed(state, real_roots, verify)
                     if why:
                         reason = f"{state.path} {why} since the scan"
                         break
             if reason:
-                reporter.problem(_problem(ops[0].path, "changed", f"group {gp.group} skipped, "
+                reporter.problem(_problem(ops[0].path, code, f"group {gp.group} skipped, "
                                           f"nothing in it touched: {reason}. Rescan to act on it"))
                 skipped.extend(ops)
                 reporter.advance(len(ops))
                 continue
             for op in ops:
-                problem = _run_op(j, op, real_roots)
+                problem = _run_op(j, op, real_roots, kept)
                 if problem is None:
                     done.append(op)
                 else:
@@ -626,7 +630,60 @@ def _group_refusal(plan: Plan, keep: tuple[str, ...], ops: list[Operation],
     return None
 
 
-def _run_op(j: Journal, op: Operation, real_roots: list[str]) -> Problem | None:
+def _check_survivors(gp: GroupPlan, ops: list[Operation], real_roots: list[str]
+                     ) -> tuple[str, str | None, dict[str, tuple[int, int]]]:
+    """Check the files a group keeps before anything in it is touched.
+
+    Every kept file must still be the file the scan recorded: there, a regular file inside
+    the roots, readable, with the recorded SHA-256 (always read, whatever ``verify`` says),
+    and a different file (identity) from each one acted on. Returns ``(code, reason, kept)``:
+    a reason code and why the group must be skipped (None if it may go on), and the
+    identity of each kept file, which :func:`_run_op` checks again right before each op.
+    """
+    states = {s.path: s for s in gp.members}
+    kept: dict[str, tuple[int, int]] = {}
+    for path in gp.keep:
+        state = states.get(path)
+        if state is None or not state.digest:
+            return ("keeper-changed", f"the report recorded no SHA-256 of the file kept, {path},"
+                    " so it cannot be checked", kept)
+        why = _changed(state, real_roots, "digest")
+        if why:
+            return "keeper-changed", f"the file kept, {path}, {why} since the scan", kept
+        st = _lstat(path)
+        if st is None:
+            return "keeper-changed", f"the file kept, {path}, is gone", kept
+        kept[path] = (st.st_dev, st.st_ino)
+    for op in ops:
+        why = _same_file_problem(op, _lstat(op.path), kept)
+        if why:
+            return "same-file", why, kept
+    return "changed", None, kept
+
+
+def _same_file_problem(op: Operation, st: os.stat_result | None,
+                       kept: dict[str, tuple[int, int]]) -> str | None:
+    """Why acting on ``op`` could remove a kept file, or None.
+
+    An op never touches a kept file's identity, except one that collapses links: it then
+    must name another directory entry (a hard link) of its kept file, which stays.
+    """
+    ident = (st.st_dev, st.st_ino) if st is not None else None
+    if op.name_of is not None:
+        if kept.get(op.name_of) != ident or entry_key(op.path) == entry_key(op.name_of) \
+                or entry_key(op.path) is None:
+            return (f"{op.path} is no longer a separate hard link of the kept {op.name_of}; "
+                    "not touched")
+        return None
+    same = next((k for k, i in kept.items() if i == ident), None)
+    if same is not None:
+        return (f"{op.path} is the same file as the kept {same} (a hard link, or another "
+                "path to it): removing it would remove the kept copy")
+    return None
+
+
+def _run_op(j: Journal, op: Operation, real_roots: list[str],
+            kept: dict[str, tuple[int, int]]) -> Problem | None:
     seq = j.next_seq()
     # Last look right before the intent: same size/mtime as just verified, and still inside.
     st = _lstat(op.path)
@@ -637,18 +694,24 @@ def _run_op(j: Journal, op: Operation, real_roots: list[str]) -> Problem | None:
     if not any(is_under(real, r) for r in real_roots):
         return _problem(op.path, "outside-roots", f"resolves to {real}, outside the scanned "
                         "folders; not touched")
+    # The kept files too: still there, still the files checked, and not this one.
+    for path, ident in kept.items():
+        kst = _lstat(path)
+        if kst is None or not stat.S_ISREG(kst.st_mode) or (kst.st_dev, kst.st_ino) != ident:
+            return _problem(op.path, "keeper-changed", f"the file kept, {path}, is gone or was "
+                            "replaced while the run was going on; not touched")
+    why = _same_file_problem(op, st, kept)
+    if why:
+        return _problem(op.path, "same-file", why)
     fields: dict[str, Any] = {
         "action": op.action, "group": op.group, "path": op.path, "size": op.size_bytes,
         "mtime_ns": op.mtime_ns, "digest": op.digest, "dev": st.st_dev, "ino": st.st_ino,
         **_paths(j, seq, op),
     }
     if op.action in ("hardlink", "symlink"):
-        assert op.keeper is not None
-        kst = _lstat(op.keeper)
-        if kst is None or not stat.S_ISREG(kst.st_mode):
-            return _problem(op.path, "keeper-gone", f"the file kept, {op.keeper}, is gone; "
-                            "not linked")
-        fields.update(keeper=op.keeper, keeper_dev=kst.st_dev, keeper_ino=kst.st_ino)
+        assert op.keeper is not None  # a kept file (_group_refusal), checked just above
+        dev, ino = kept[op.keeper]
+        fields.update(keeper=op.keeper, keeper_dev=dev, keeper_ino=ino)
     rec = j.intent(seq, fields)
     _crash_point("intent")
     try:

@@ -172,7 +172,7 @@ class HashCache:
                 todo.append(e)
             elif ok:
                 add_record(new_record(path, size, mtime_ns, width, height, fmt,
-                                      parse(hx, method, nbits), digest, pdigest, e.source))
+                                      parse(hx, method, nbits), digest, pdigest, e.source, ()))
             else:
                 problems.append(Problem(path=path, stage=stage, error=error, message=message))
         return records, problems, todo

@@ -217,14 +217,18 @@ class KeepPolicy:
         keys = [] if self.remove_all else [_rule_key(r) for r in self.rules]
 
         def key(rec: ImageRecord) -> tuple[Any, ...]:
-            return (not self.is_protected(rec.path), *(k(rec) for k in keys), rec.path)
+            return (not self._protects(rec), *(k(rec) for k in keys), rec.path)
 
         return sorted(records, key=key)
+
+    def _protects(self, rec: ImageRecord) -> bool:
+        """True if any name of the file (its path or an alias) is protected."""
+        return any(self.is_protected(p) for p in (rec.path, *rec.aliases))
 
     def decide(self, group: Group) -> KeepDecision:
         """Choose the keepers of ``group``. Never leaves a group empty unless ``--keep none``."""
         ranked = self.rank([m.record for m in group.members])
-        protected = tuple(r.path for r in ranked if self.is_protected(r.path))
+        protected = tuple(r.path for r in ranked if self._protects(r))
         if protected:
             keep = protected
         elif self.remove_all:

@@ -236,6 +236,7 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                 "t": int(mtime_ns) // 1_000_000 if mtime_ns else None,  # ms, exact in JS
                 "d": m.get("distance"), "u": thumb_url.get(m["path"]),
                 "s": _file_state(m), "k": m["path"] in keep_set,
+                "a": list(m.get("aliases") or []),  # the same file's other paths
             })
         out_groups.append({"id": g.get("id"), "kind": g.get("kind", "near"),
                            "rep": paths.index(rep) if rep in paths else 0,

@@ -130,7 +130,9 @@ class ImageRecord:
     bytes: always set for the members of a scan's groups (and for every image read from an
     object store, archive or Parquet file); None for other local images, which a scan does
     not digest (see :mod:`lookalike.pipeline`). ``pixel_digest`` (when computed) is the
-    SHA-256 of the decoded RGB pixels.
+    SHA-256 of the decoded RGB pixels. ``aliases`` are the file's other paths found by the
+    scan (hard links, paths through symbolic links or overlapping roots): one file, one
+    record, never a duplicate of itself.
     """
 
     path: str
@@ -143,6 +145,7 @@ class ImageRecord:
     digest: str | None
     pixel_digest: str | None = None
     source: str = ""
+    aliases: tuple[str, ...] = ()
 
     @property
     def pixels(self) -> int:
@@ -153,7 +156,7 @@ class ImageRecord:
 #: about 2x faster (for rebuilding many records from the hash cache).
 make_record: Callable[..., ImageRecord] = positional_constructor(ImageRecord, (
     "path", "size_bytes", "mtime_ns", "width", "height", "format", "hash", "digest",
-    "pixel_digest", "source"))
+    "pixel_digest", "source", "aliases"))
 
 
 @dataclass(frozen=True, slots=True)

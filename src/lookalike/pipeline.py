@@ -20,6 +20,7 @@ Bad parameters raise :class:`~lookalike.errors.ConfigError` before any work. Bug
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -34,7 +35,7 @@ from .config import ScanConfig
 from .errors import DecodeError, Problem
 from .events import NullReporter, Reporter
 from .model import Group, ImageRecord
-from .sources import FileEntry, WalkStats, iter_files, os_error_reason
+from .sources import FileEntry, WalkStats, iter_files, os_error_reason, unique_files
 
 if TYPE_CHECKING:
     from .cache import HashCache
@@ -380,11 +381,8 @@ def run_scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
             problems.append(item)
         else:
             entries.append(item)
-    # The same file named twice (overlapping roots) is one file.
-    unique: dict[str, FileEntry] = {}
-    for e in entries:
-        unique.setdefault(e.path, e)
-    entries = list(unique.values())
+    # One file reached by several paths (overlapping roots, links) is one file.
+    entries = unique_files(entries)
     return run_scan_items(
         entries, config, roots=roots, problems=problems, reporter=reporter,
         executor=executor, cache=cache, started=t0,
@@ -480,6 +478,10 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
                 cache.flush()  # keep every finished chunk, also when interrupted
     problems.extend(hash_problems)
     records = sorted([*cached, *fresh], key=attrgetter("path"))
+    aliases = {e.path: e.aliases for e in entries if type(e) is FileEntry and e.aliases}
+    if aliases:  # the file's other paths, found by the walk (unique_files)
+        records = [dataclasses.replace(r, aliases=aliases[r.path]) if r.path in aliases else r
+                   for r in records]
     t_hash = time.perf_counter()
 
     reporter.phase(3, 3, "grouping", None)
@@ -540,6 +542,9 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
         "from_cache": len(entries) - len(todo),
         "skipped_non_image": listing.get("skipped_non_image", 0),
         "skipped_symlinks": listing.get("skipped_symlinks", 0),
+        # Other paths of files already listed (hard links, symlinked folders, overlapping
+        # roots): each file was hashed and counted once.
+        "aliases": sum(len(r.aliases) for r in records),
         **{k: v for k, v in listing.items()
            if k not in ("files_seen", "skipped_non_image", "skipped_symlinks")},
         "workers": workers,
@@ -571,7 +576,6 @@ def _digest_members(groups: list[Group], clusters: list[list[int]],
     (dropped from records and groups), and how many files were read. The digests go to the
     hash cache (``cache.set_digests``), so a re-scan reads none of them again.
     """
-    import dataclasses
 
     from .groups import assemble_groups, cluster_records
 
@@ -653,7 +657,6 @@ def _confirm(records: list[ImageRecord], entries: Sequence[Any], config: ScanCon
     hashes are looked up in and added to the hash cache under the full-decode settings; a
     results store (Parquet output) is bypassed, since it holds this scan's settings only.
     """
-    import dataclasses
 
     from .confirm import full_config, needs_exact_hash
 
@@ -705,6 +708,7 @@ def _confirm(records: list[ImageRecord], entries: Sequence[Any], config: ScanCon
             # Either hash's record may carry the file's digest (same bytes: size and mtime
             # match); keep it, or the member would be read again for it on every re-scan.
             records[i] = dataclasses.replace(rec, source=records[i].source,
+                                             aliases=records[i].aliases,
                                              digest=rec.digest or records[i].digest)
     return {"exact_needed": len(picked), "exact_hashed": len(todo),
             "exact_failed": len(picked) - sum(1 for i in picked if records[i].path in by_exact)

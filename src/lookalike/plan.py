@@ -12,6 +12,11 @@ Safety checks made here:
 * a group with a member that is gone, is now a symbolic link, or whose size or mtime differs
   from the report is skipped whole (see :attr:`Plan.skipped`); ``apply`` checks again, with the
   content digest, right before acting;
+* a file is its identity (device and inode), not its path: a member that is the same file as a
+  kept one (a hard link, or another path to it through a symbolic link or an overlapping root,
+  as reports of earlier versions list them) is never acted on; acting on a file acts on all its
+  names found by the scan (its hard links), and bytes count once per file, and only where every
+  name of it is acted on;
 * every group keeps at least one member unless the policy is ``--keep none``; files in protected
   folders (``--protect`` and a leakage scan's reference sets) are never acted on;
 * ``hardlink``/``symlink`` only replace members whose bytes equal the keeper's (same SHA-256):
@@ -47,6 +52,8 @@ __all__ = [
     "Operation",
     "Plan",
     "SkippedGroup",
+    "entry_key",
+    "file_identity",
     "load_decisions",
     "load_source",
     "plan",
@@ -76,7 +83,11 @@ class Operation:
     """One file change. ``path`` is the duplicate acted on, with its state at scan time.
 
     ``keeper`` is the file kept for this group (the link target of ``hardlink``/``symlink``;
-    ``None`` under ``--keep none``). ``dst`` is the quarantine path of a ``move``.
+    ``None`` under ``--keep none``). ``dst`` is the quarantine path of a ``move``. ``frees`` is
+    False for all but one name of a file with several (hard links: its bytes count once) and
+    for a file with names outside the scanned folders (acting on it frees no space).
+    ``name_of`` is set only when collapsing links: the op removes another name (a hard link)
+    of that kept file, which stays under its own name.
     """
 
     action: Action
@@ -87,6 +98,8 @@ class Operation:
     digest: str | None = None
     keeper: str | None = None
     dst: str | None = None
+    frees: bool = True
+    name_of: str | None = None
 
     @property
     def state(self) -> FileState:
@@ -139,7 +152,8 @@ class Plan:
 
     @property
     def bytes(self) -> int:
-        return sum(op.size_bytes for g in self.groups for op in g.operations)
+        """Bytes the plan frees: each file once, and only if all its names go."""
+        return sum(op.size_bytes for g in self.groups for op in g.operations if op.frees)
 
     @property
     def remove_all(self) -> bool:
@@ -294,21 +308,42 @@ def _check_roots(report: Report) -> tuple[str, ...]:
 def _check_member(report: Report, group: Group, rec: ImageRecord, roots: Sequence[str],
                   real_roots: Sequence[str]) -> None:
     where = f"{report.path}: group {group.id}"
-    if not _clean_abs(rec.path):
-        raise ReportError(f"{where}: {rec.path!r} is not a clean absolute path (it has '..' or "
-                          "is relative); the report was edited. Re-run the scan")
-    root = _owning_root(rec.path, roots)
-    if root is None:
-        raise ReportError(f"{where}: {rec.path} is outside the scanned folders "
-                          f"{', '.join(roots)}; the report was edited. Re-run the scan")
+    for path in (rec.path, *rec.aliases):
+        if not _clean_abs(path):
+            raise ReportError(f"{where}: {path!r} is not a clean absolute path (it has '..' or "
+                              "is relative); the report was edited. Re-run the scan")
+        if _owning_root(path, roots) is None:
+            raise ReportError(f"{where}: {path} is outside the scanned folders "
+                              f"{', '.join(roots)}; the report was edited. Re-run the scan")
+        real = os.path.realpath(path)
+        if not any(is_under(real, r) for r in real_roots):
+            raise ReportError(f"{where}: {path} resolves to {real}, outside the scanned "
+                              "folders (a symbolic link points out); lookalike never acts "
+                              "outside them. Remove the link or re-run the scan")
     if rec.source and (rec.source not in roots or not is_under(rec.path, rec.source)):
         raise ReportError(f"{where}: {rec.path} does not lie in its recorded scan root "
                           f"{rec.source}; the report was edited. Re-run the scan")
-    real = os.path.realpath(rec.path)
-    if not any(is_under(real, r) for r in real_roots):
-        raise ReportError(f"{where}: {rec.path} resolves to {real}, outside the scanned folders "
-                          "(a symbolic link points out); lookalike never acts outside them. "
-                          "Remove the link or re-run the scan")
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file at ``path`` (not following a final symbolic link), or
+    None if it cannot be stat'ed. Two paths with one identity are one file."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def entry_key(path: str) -> tuple[int, int, str] | None:
+    """The directory entry ``path`` names: its folder's identity and its name, or None. Two paths
+    through symbolic links to one folder name one entry; two hard links are two entries."""
+    folder, name = os.path.split(path)
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, name)
 
 
 def _state_problem(state: FileState) -> str | None:
@@ -331,9 +366,10 @@ def _state_problem(state: FileState) -> str | None:
     return None
 
 
-def _state(rec: ImageRecord) -> FileState:
-    return FileState(path=rec.path, size_bytes=rec.size_bytes, mtime_ns=rec.mtime_ns,
-                     digest=rec.digest or None)
+def _state(rec: ImageRecord, path: str | None = None) -> FileState:
+    """``rec``'s state at scan time, under ``path`` (one of its names; default its own)."""
+    return FileState(path=rec.path if path is None else path, size_bytes=rec.size_bytes,
+                     mtime_ns=rec.mtime_ns, digest=rec.digest or None)
 
 
 # --------------------------------------------------------------------------- plan
@@ -343,7 +379,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
          keep: str | Iterable[str] | KeepPolicy | None = None,
          protect: Iterable[str | os.PathLike[str]] = (),
          to: str | os.PathLike[str] | None = None,
-         journal: str | os.PathLike[str] | None = None) -> Plan:
+         journal: str | os.PathLike[str] | None = None,
+         collapse_links: bool = False) -> Plan:
     """Work out which files an action touches. Pure: nothing on disk changes.
 
     Args:
@@ -359,6 +396,9 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         to: the quarantine folder of ``move``; it must lie outside every scanned root.
         journal: an existing journal of an interrupted ``apply``; ops it records as done are
             left out (counted in :attr:`Plan.already_done`) and their files are not re-checked.
+        collapse_links: also act on the other names (hard links) of each file kept, so that
+            one name of it remains (``move``, ``delete`` or ``symlink``). Off by default: two
+            names of one file are never duplicates of each other.
 
     Returns:
         A :class:`Plan`; groups that cannot be acted on safely are in ``plan.skipped``.
@@ -423,6 +463,9 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                 raise ConfigError(f"--to {to_dir} is inside the protected folder {d}")
     elif to is not None:
         raise ConfigError("--to only applies to --action move")
+    if collapse_links and action == "hardlink":
+        raise ConfigError("collapsing links removes extra names of kept files; use it with "
+                          "the move, delete or symlink action")
     if action in ("hardlink", "symlink") and policy.remove_all:
         raise ConfigError(f"--action {action} links duplicates to the file kept, so it cannot be "
                           "combined with --keep none; use --action move or delete")
@@ -449,7 +492,9 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         for m in g.members:
             _check_member(report, g, m.record, roots, real_roots)
 
-    keepers = {p for _, d in chosen for p in d.keep}
+    # Identities of every kept file: a file kept in one group is never acted on in another,
+    # under whatever path the other group lists it.
+    kept_ids = {i for _, d in chosen for i in map(file_identity, d.keep) if i is not None}
     groups: list[GroupPlan] = []
     skipped: list[SkippedGroup] = []
     already = 0
@@ -465,29 +510,33 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                 skipped.append(SkippedGroup(group=g.id, reason="the decisions keep no file of "
                                             "this group; pass --keep none to remove every copy"))
                 continue
-        if not decision.remove:
-            continue
-        clash = [p for p in decision.remove if p in keepers]
-        if clash:
-            skipped.append(SkippedGroup(group=g.id, reason=f"{clash[0]} is kept in another "
-                                        "group; acting on it could leave that group empty"))
+        if not decision.remove and not collapse_links:
             continue
         pending = [p for p in decision.remove if p not in done]
         already += len(decision.remove) - len(pending)
-        if not pending:
+        if not pending and not collapse_links:
             continue
-        involved = [*decision.keep, *pending] if decisions is not None else \
-            [p for p in recs if p not in done]
-        states = tuple(_state(recs[p]) for p in sorted(involved))
-        reason = next((r for r in map(_state_problem, states) if r), None)
+        targets, notes, reason = _targets(pending, decision.keep, recs, done, kept_ids, policy,
+                                          collapse_links)
+        if reason is None and not targets:
+            if notes:
+                groups.append(GroupPlan(group=g.id, keep=decision.keep, members=(),
+                                        operations=(), notes=tuple(notes)))
+            continue
+        involved = [*decision.keep, *targets] if decisions is not None else \
+            [*(p for p in recs if p not in done), *(t for t in targets if t not in recs)]
+        states = tuple(_state(recs[targets[p][0]] if p in targets else recs[p], p)
+                       for p in sorted(set(involved)))
+        if not states:
+            continue
+        reason = reason or next((r for r in map(_state_problem, states) if r), None)
         if reason:
             skipped.append(SkippedGroup(group=g.id, reason=reason))
             continue
         keeper = decision.keep[0] if decision.keep else None
         ops: list[Operation] = []
-        notes: list[str] = []
-        for path in pending:
-            rec = recs[path]
+        for path, (owner, frees, name_of) in targets.items():
+            rec = recs[owner]
             dst = None
             if action == "move":
                 assert to_dir is not None
@@ -500,15 +549,14 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                 assert keeper is not None
                 krec = recs[keeper]
                 if not rec.digest or rec.digest != krec.digest:
-                    notes.append(f"{path} not linked: its bytes differ from {keeper} "
-                                 "(a near duplicate; use --action move to quarantine it)")
-                    continue
-                if action == "hardlink" and _same_file(path, keeper):
-                    notes.append(f"{path} is already a hard link of {keeper}")
+                    if path == owner:
+                        notes.append(f"{path} not linked: its bytes differ from {keeper} "
+                                     "(a near duplicate; use --action move to quarantine it)")
                     continue
             ops.append(Operation(action=action, group=g.id, path=path,
                                  size_bytes=rec.size_bytes, mtime_ns=rec.mtime_ns,
-                                 digest=rec.digest or None, keeper=keeper, dst=dst))
+                                 digest=rec.digest or None, keeper=keeper, dst=dst,
+                                 frees=frees, name_of=name_of))
         if reason:
             skipped.append(SkippedGroup(group=g.id, reason=reason))
             continue
@@ -520,12 +568,75 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                 decisions_path=decisions.path if decisions is not None else None)
 
 
-def _same_file(a: str, b: str) -> bool:
-    try:
-        sa, sb = os.lstat(a), os.lstat(b)
-    except OSError:
-        return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageRecord],
+             done: set[str], kept_ids: set[tuple[int, int]], policy: KeepPolicy,
+             collapse: bool = False
+             ) -> tuple[dict[str, tuple[str, bool, str | None]], list[str], str | None]:
+    """Every name to act on for the members ``pending`` of one group.
+
+    Returns ``(targets, notes, reason)``: ``targets`` maps each path to act on to the member
+    it belongs to, whether its op frees the file's bytes, and (collapsing links only) the
+    kept file it is another name of; ``reason`` says why the whole group must be skipped. A
+    member that is the same file as a kept one is dropped with a note; a member's other
+    names (hard links) are acted on with it, once per directory entry (a path through a
+    symbolic link to the same folder names the same entry).
+    """
+    targets: dict[str, tuple[str, bool, str | None]] = {}
+    notes: list[str] = []
+    entries: set[object] = set()
+    names_of: dict[tuple[int, int], list[str]] = {}
+    own_kept = {i: k for k in keep if (i := file_identity(k)) is not None}
+    for k in keep:
+        entries.add(entry_key(k) or k)
+    if collapse:
+        for k in keep:
+            for name in (a for a in recs[k].aliases if a not in done):
+                if file_identity(name) == file_identity(k) and not policy.is_protected(name):
+                    entry = entry_key(name) or name
+                    if entry not in entries:
+                        entries.add(entry)
+                        targets[name] = (k, False, k)
+    for path in pending:
+        ident = file_identity(path)
+        if ident is None:
+            targets[path] = (path, True, None)  # gone or unreadable: the state check skips it
+            continue
+        if ident in own_kept:
+            entry = entry_key(path) or path
+            if collapse and entry not in entries:
+                entries.add(entry)
+                targets[path] = (own_kept[ident], False, own_kept[ident])
+            elif not collapse:
+                notes.append(f"{path} is the same file as one kept (a hard link, or another "
+                             "path to it); not touched")
+            continue
+        if ident in kept_ids:
+            return {}, notes, (f"{path} is kept in another group (or is the same file as a "
+                               "file kept there); acting on it could leave that group empty")
+        for name in (path, *(a for a in recs[path].aliases if a not in done)):
+            if name != path and file_identity(name) != ident:
+                return {}, notes, (f"{name}, recorded as another name of {path}, is now a "
+                                   "different file")
+            if policy.is_protected(name):
+                return {}, notes, (f"{name}, a name of {path}, is in a protected folder and "
+                                   "is never touched")
+            entry = entry_key(name) or name
+            if entry in entries:
+                continue  # the same directory entry, reached through a symbolic link
+            entries.add(entry)
+            names_of.setdefault(ident, []).append(name)
+            targets[name] = (path, False, None)
+    for names in names_of.values():
+        try:
+            links = os.lstat(names[0]).st_nlink
+        except OSError:
+            continue  # the state check skips the group
+        if links > len(names):
+            notes.append(f"{names[0]} has {links - len(names)} more hard link(s) outside what "
+                         "is acted on: its bytes are not freed")
+        else:
+            targets[names[0]] = (targets[names[0]][0], True, None)
+    return targets, notes, None
 
 
 # --------------------------------------------------------------------------- rendering
@@ -555,7 +666,10 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
                 target = f" -> {op.keeper}"
             else:
                 target = ""
-            size = human_bytes(op.size_bytes)
+            if op.name_of:
+                size = f"another name of the kept {op.name_of}"
+            else:
+                size = human_bytes(op.size_bytes) if op.frees else "another name: counted once"
             lines.append(f"  {verb[op.action]:<8} {op.path}{target}  ({size})")
         for note in g.notes:
             lines.append(f"  note: {note}")

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .config import ScanConfig
 from .errors import ConfigError, Problem
 from .pipeline import CHUNK_SIZE, ChunkResult, hash_data, hash_file
-from .sources import IMAGE_EXTENSIONS, FileEntry, WalkStats, iter_files
+from .sources import IMAGE_EXTENSIONS, FileEntry, WalkStats, iter_files, iter_listed, unique_files
 
 if TYPE_CHECKING:
     from .cache import HashCache
@@ -494,6 +494,17 @@ def _expand(target: str, fmt: str, options: Mapping[str, Any]
 
 
 def _read_list(list_path: str, column: str | None, options: Mapping[str, Any]) -> list[str]:
+    local = _local_path(list_path)
+    if local is not None and not local.lower().endswith((".parquet", ".pq")):
+        # A local text list needs no fsspec (no extra installed).
+        try:
+            with open(local, encoding="utf-8", errors="surrogateescape") as fh:
+                lines = [line.strip() for line in fh]
+        except FileNotFoundError:
+            raise ConfigError(f"file list does not exist: {list_path}") from None
+        except (OSError, UnicodeError) as exc:
+            raise ConfigError(f"cannot read the file list {list_path}: {exc}") from None
+        return [line for line in lines if line and not line.startswith("#")]
     fs, path = _url_to_fs(list_path, options)
     if not fs.exists(path):
         raise ConfigError(f"file list does not exist: {list_path}")
@@ -542,8 +553,8 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
                 input_format: InputFormat = "auto", column: str | None = None,
                 name_column: str | None = None,
                 storage_options: Mapping[str, Any] | None = None,
-                follow_symlinks: bool = False, executor: Executor | None = None,
-                reporter: Reporter | None = None,
+                follow_symlinks: bool = False, stat_listed: bool = True,
+                executor: Executor | None = None, reporter: Reporter | None = None,
                 ) -> tuple[list[FileEntry | RemoteEntry], list[Problem], dict[str, Any]]:
     """List every image of ``paths`` (and ``files_from``) as work items, unique by path.
 
@@ -557,6 +568,10 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         name_column: Parquet column naming each image (``parquet`` inputs).
         storage_options: passed to fsspec for every URL (e.g. ``{"anon": True}``).
         follow_symlinks: for local folders, as in :func:`lookalike.sources.iter_files`.
+        stat_listed: stat the local paths of ``files_from`` here, as paths named on the
+            command line (identity, size and mtime known: hard links and other paths of one
+            file are one item, the hash cache applies). False on a cluster, where that would be
+            a round trip per file: the worker's read learns size and mtime instead.
         executor: runs the per-container listing tasks (tar headers, Parquet name columns)
             next to the data; default: in this process.
         reporter: receives listing problems.
@@ -615,8 +630,19 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         source = files_from
         for line in _read_list(files_from, column if input_format != "parquet" else None,
                                options):
-            walk.files_seen += 1
             local = _local_path(line)
+            if local is not None and stat_listed:
+                # Like a path on the command line (followed if a link), but a missing one is
+                # that file's problem, not the whole scan's.
+                for item in iter_listed(local, source, follow_symlinks=follow_symlinks,
+                                        stats=walk):
+                    if isinstance(item, Problem):
+                        reporter.problem(item)
+                        problems.append(item)
+                    else:
+                        items.append(item)
+                continue
+            walk.files_seen += 1
             if local is not None:
                 # Not stat'ed here: on a cluster that is a round trip per file; the worker's
                 # read learns size and mtime, and a missing file becomes its problem.
@@ -648,9 +674,13 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
                 continue
             walk.files_seen += len(out)
             items.extend(out)
-    unique: dict[str, FileEntry | RemoteEntry] = {}
+    # One entry per file: local files by identity (hard links, symlinked folders and
+    # overlapping roots are one file; see unique_files), anything else by path.
+    local_files = unique_files([e for e in items if isinstance(e, FileEntry)])
+    unique: dict[str, FileEntry | RemoteEntry] = {e.path: e for e in local_files}
     for e in items:
-        unique.setdefault(e.path, e)
+        if isinstance(e, RemoteEntry):
+            unique.setdefault(e.path, e)
     stats = {"files_seen": walk.files_seen, "skipped_non_image": walk.skipped_non_image,
              "skipped_symlinks": walk.skipped_symlinks, **listed}
     return list(unique.values()), problems, stats
@@ -769,13 +799,15 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
 
             executor = make_executor("dask", config.workers, scheduler)
         t0 = time.perf_counter()
-        only_local = files_from is None and all(
+        walking = files_from is None and all(
             _format_of(p, input_format) == "files" and not is_url(p) for p in paths)
-        reporter.phase(1, 3, "walking" if only_local else "listing", None)
+        reporter.phase(1, 3, "walking" if walking else "listing", None)
         items, problems, listing = list_inputs(
             paths, files_from=files_from, input_format=input_format, column=column,
             name_column=name_column, storage_options=storage_options,
-            follow_symlinks=config.follow_symlinks, executor=executor, reporter=reporter)
+            follow_symlinks=config.follow_symlinks, stat_listed=engine == "local",
+            executor=executor, reporter=reporter)
+        only_local = all(type(i) is FileEntry and i.size_bytes >= 0 for i in items)
         roots = [os.path.abspath(p) if _local_path(p) == p else p for p in paths]
         if files_from is not None:
             roots.append(files_from)

@@ -10,9 +10,12 @@ Schema (``schema_version`` 1)::
      "argv": [...], "config": {...}, "roots": [...], "keep_policy": {"rules", "protect"},
      "groups": [{"id", "kind", "representative", "keep": [paths kept], "members": [
          {"path", "hash", "distance", "width", "height", "bytes", "format",
-          "mtime_ns", "digest", "pixel_digest", "source"}]}],
+          "mtime_ns", "digest", "pixel_digest", "source", "aliases"}]}],
      "errors": [{"path", "stage", "error", "message"}], "stats": {...},
      "leakage": {...}}  (only from `scan --reference`; see lookalike.leakage)
+
+``aliases`` are the member file's other paths (hard links, paths through symbolic links or
+overlapping roots): one file, listed once; reports of earlier versions lack the key.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def _member_dict(m: Member) -> dict[str, Any]:
         "path": r.path, "hash": str(r.hash), "distance": m.distance, "width": r.width,
         "height": r.height, "bytes": r.size_bytes, "format": r.format, "mtime_ns": r.mtime_ns,
         "digest": r.digest, "pixel_digest": r.pixel_digest, "source": r.source,
+        "aliases": list(r.aliases),
     }
 
 
@@ -172,6 +176,12 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
         f"method {cfg.method}, hash size {cfg.resolved_hash_size}, threshold {cfg.threshold} "
         f"bits, grouping {cfg.grouping}; * = kept by the keep policy, d = bits from the first",
     ]
+    if s.get("aliases"):
+        n = s["aliases"]
+        lines.append(f"{n} other path{'s' if n != 1 else ''} led to "
+                     f"{'files' if n != 1 else 'a file'} already found (hard links, symbolic "
+                     "links, overlapping folders): each file is listed once, never as a "
+                     "duplicate of itself")
     shown = result.groups if max_groups is None else result.groups[:max_groups]
     for g in shown:
         lines.append("")
@@ -182,6 +192,7 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
             mark = "*" if r.path in kept else " "
             lines.append(f" {mark} d={m.distance:<3} {r.width}x{r.height:<6} "
                          f"{human_bytes(r.size_bytes):>9}  {r.path}")
+            lines.extend(f"{'':>28}= {a}  (same file)" for a in r.aliases)
     if max_groups is not None and len(result.groups) > max_groups:
         lines.append(f"\n... {len(result.groups) - max_groups} more groups in the report")
     if result.errors:
@@ -219,7 +230,7 @@ def _record_from(m: dict[str, Any], method: str, nbits: int) -> ImageRecord:
         width=int(m.get("width") or 0), height=int(m.get("height") or 0),
         format=m.get("format"), hash=Hash.from_hex(m["hash"], method=method, nbits=nbits),
         digest=m.get("digest") or "", pixel_digest=m.get("pixel_digest"),
-        source=m.get("source") or "",
+        source=m.get("source") or "", aliases=tuple(m.get("aliases") or ()),
     )
 
 

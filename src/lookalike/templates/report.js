@@ -116,6 +116,12 @@
     path.appendChild(dirNode);
     path.appendChild(el("span", "name", name));
     card.appendChild(path);
+    for (const alias of m.a || []) { // hard links and other paths of this one file
+      const same = el("div", "path alias", "same file: " + alias);
+      same.title = "another name of this file (a hard link, or a path through a link); " +
+        "it is not a duplicate and is kept or removed with it";
+      card.appendChild(same);
+    }
     return card;
   }
 

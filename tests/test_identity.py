@@ -1,0 +1,179 @@
+"""A file is its identity, not its path: walk, report, file lists, review page, collapsing links.
+
+(The end-to-end safety property over random trees is in ``test_identity_safety.py``.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import lookalike
+from lookalike import remote
+from lookalike.act import apply, undo
+from lookalike.config import ScanConfig
+from lookalike.errors import ConfigError
+from lookalike.html import _page_data
+from lookalike.plan import plan, render_plan
+from lookalike.report import read_report, render_text
+from lookalike.sources import FileEntry, iter_files, unique_files
+
+
+def _tree(root: Path, scene) -> Path:
+    """photos/{a,b}.png, a hard link a_hl.png of a.png, a byte copy a_copy.png (older)."""
+    photos = root / "photos"
+    photos.mkdir(parents=True)
+    scene(1).save(photos / "a.png")
+    scene(2).save(photos / "b.png")
+    os.link(photos / "a.png", photos / "a_hl.png")
+    (photos / "a_copy.png").write_bytes((photos / "a.png").read_bytes())
+    os.utime(photos / "a_copy.png", ns=(10**18, 10**18))
+    return photos
+
+
+def _inodes(folder: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_ino, p.read_bytes()) for p in sorted(folder.iterdir())}
+
+
+def test_unique_files_keeps_one_entry_per_identity_and_the_path_without_links(tmp_path, scene):
+    photos = _tree(tmp_path, scene)
+    (tmp_path / "alias").symlink_to(photos)
+    found = [e for e in iter_files([tmp_path / "alias", photos, photos / "a.png"])
+             if isinstance(e, FileEntry)]
+    assert len(found) == 9  # 4 names under each root, plus a.png named again
+    one = {e.path: e for e in unique_files(found)}
+    a = str(photos / "a.png")
+    # The linked root was walked first, but the primary path is the one without a link.
+    assert sorted(one) == [a, str(photos / "a_copy.png"), str(photos / "b.png")]
+    assert set(one[a].aliases) == {str(tmp_path / "alias" / "a.png"),
+                                   str(tmp_path / "alias" / "a_hl.png"),
+                                   str(photos / "a_hl.png")}
+    assert one[str(photos / "b.png")].aliases == (str(tmp_path / "alias" / "b.png"),)
+
+
+def test_unstatted_entries_are_told_apart_by_path():
+    a = FileEntry("/x/a.png", -1, 0, "/list.txt")
+    b = FileEntry("/x/b.png", -1, 0, "/list.txt")
+    assert unique_files([a, b, a]) == [a, b]
+
+
+def test_hard_links_are_one_record_shown_as_links_of_one_file(tmp_path, scene):
+    photos = _tree(tmp_path, scene)
+    result = lookalike.scan([photos], workers=1, cache=None)
+    assert len(result.records) == 3 and result.stats["aliases"] == 1
+    (group,) = result.groups
+    assert sorted(p.rsplit("/", 1)[1] for p in group.paths) == ["a.png", "a_copy.png"]
+    rec = next(m.record for m in group.members if m.record.path.endswith("/a.png"))
+    assert rec.aliases == (str(photos / "a_hl.png"),)
+    # One copy's bytes are reclaimable, not two: the hard link takes no space.
+    assert result.stats["bytes_reclaimable"] == rec.size_bytes
+
+    out = tmp_path / "r.json"
+    lookalike.write_report(result, out)
+    back = read_report(out)
+    (g,) = back.groups
+    assert {m.record.path: m.record.aliases for m in g.members}[rec.path] == rec.aliases
+    text = render_text(result)
+    assert f"= {photos / 'a_hl.png'}  (same file)" in text
+    assert "1 other path led to a file already found" in text
+    page = _page_data(json.loads(out.read_text()), json.loads(out.read_text())["groups"],
+                      str(out), {})
+    assert [m["a"] for m in page["groups"][0]["m"] if m["p"] == rec.path] == [
+        [str(photos / "a_hl.png")]]
+
+
+def test_removing_a_file_with_hard_links_acts_on_every_name_and_counts_bytes_once(
+        tmp_path, scene):
+    photos = _tree(tmp_path, scene)
+    result = lookalike.scan([photos], workers=1, cache=None)
+    lookalike.write_report(result, tmp_path / "r.json")
+    before = _inodes(photos)
+    p = plan(tmp_path / "r.json", action="move", keep="oldest", to=tmp_path / "Q")
+    assert sorted(Path(op.path).name for op in p.operations) == ["a.png", "a_hl.png"]
+    assert p.bytes == (photos / "a.png").stat().st_size
+    assert "another name: counted once" in render_plan(p)
+    res = apply(p, journal=tmp_path / "j.jsonl")
+    assert res.ok and sorted(os.listdir(photos)) == ["a_copy.png", "b.png"]
+    assert res.bytes_done == p.bytes
+    undo(tmp_path / "j.jsonl")
+    assert _inodes(photos) == before  # both names back, still one inode
+
+
+def test_collapse_links_removes_extra_names_of_kept_files_only_when_asked(tmp_path, scene):
+    photos = _tree(tmp_path, scene)
+    lookalike.write_report(lookalike.scan([photos], workers=1, cache=None), tmp_path / "r.json")
+    before = _inodes(photos)
+    plain = plan(tmp_path / "r.json", action="move", keep="newest", to=tmp_path / "Q")
+    assert [Path(op.path).name for op in plain.operations] == ["a_copy.png"]
+    p = plan(tmp_path / "r.json", action="move", keep="newest", to=tmp_path / "Q",
+             collapse_links=True)
+    names = {Path(op.path).name: op for op in p.operations}
+    assert sorted(names) == ["a_copy.png", "a_hl.png"]
+    assert names["a_hl.png"].name_of == str(photos / "a.png") and not names["a_hl.png"].frees
+    assert p.bytes == (photos / "a.png").stat().st_size  # the extra name frees nothing
+    assert apply(p, journal=tmp_path / "j.jsonl").ok
+    assert sorted(os.listdir(photos)) == ["a.png", "b.png"]
+    # The quarantine holds the extra name (still the same file, so undo can put it back).
+    assert (tmp_path / "Q" / "photos" / "a_hl.png").stat().st_ino == (photos / "a.png").stat(
+    ).st_ino
+    undo(tmp_path / "j.jsonl")
+    assert _inodes(photos) == before
+    with pytest.raises(ConfigError, match="collapsing links"):
+        plan(tmp_path / "r.json", action="hardlink", collapse_links=True)
+
+
+def test_collapse_never_removes_the_kept_name_through_a_linked_folder(tmp_path, scene):
+    # An old-style report lists photos/a.png and alias/a.png (one directory entry) as two
+    # members; collapsing must see they are one name, not two links.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    scene(1).save(photos / "a.png")
+    (photos / "a2.png").write_bytes((photos / "a.png").read_bytes())
+    (tmp_path / "alias").symlink_to(photos)
+    out = tmp_path / "r.json"
+    lookalike.write_report(lookalike.scan([photos], workers=1, cache=None), out)
+    data = json.loads(out.read_text())
+    data["roots"].append(str(tmp_path / "alias"))
+    (group,) = data["groups"]
+    a = next(m for m in group["members"] if m["path"].endswith("/a.png"))
+    group["members"].append({**a, "path": str(tmp_path / "alias" / "a.png"),
+                             "source": str(tmp_path / "alias")})
+    out.write_text(json.dumps(data))
+    for collapse in (False, True):
+        p = plan(out, action="delete", keep=f"match:{photos}/a.png", collapse_links=collapse)
+        assert [op.path for op in p.operations] == [str(photos / "a2.png")]
+    assert apply(p, journal=tmp_path / "j.jsonl").ok
+    assert sorted(os.listdir(photos)) == ["a.png"]
+
+
+def test_files_from_a_local_list_needs_no_extra_and_treats_links_as_one_file(
+        tmp_path, scene, monkeypatch):
+    photos = _tree(tmp_path, scene)
+
+    def no_fsspec():
+        raise ConfigError("fsspec is not installed")
+
+    monkeypatch.setattr(remote, "_fsspec", no_fsspec)  # as without the dask extra
+    listing = tmp_path / "list.txt"
+    names = ["a.png", "a_hl.png", "a_copy.png", "b.png", "missing.png"]
+    listing.write_text("".join(f"{photos / n}\n" for n in names))
+    result = remote.scan_inputs([], ScanConfig(workers=1), files_from=str(listing))
+    assert len(result.records) == 3
+    assert [(p.error, Path(p.path).name) for p in result.errors] == [("vanished", "missing.png")]
+    (group,) = result.groups
+    assert sorted(Path(p).name for p in group.paths) == ["a.png", "a_copy.png"]
+
+
+def test_protected_alias_protects_the_file(tmp_path, scene):
+    photos = _tree(tmp_path, scene)
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    os.link(photos / "a_copy.png", safe / "a_copy.png")
+    result = lookalike.scan([photos, safe], workers=1, cache=None)
+    lookalike.write_report(result, tmp_path / "r.json")
+    # The newest keep rule would keep a.png, but a_copy.png has a name in a protected folder.
+    p = plan(tmp_path / "r.json", action="delete", keep="newest", protect=[safe])
+    assert [Path(op.path).name for op in p.operations] == ["a.png", "a_hl.png"]
