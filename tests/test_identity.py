@@ -22,6 +22,15 @@ from lookalike.report import read_report, render_text
 from lookalike.sources import FileEntry, iter_files, unique_files
 
 
+class _Problems:
+    def phase(self, *a) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def info(self, message: str) -> None: ...
+    def close(self) -> None: ...
+    def problem(self, problem) -> None:
+        print(problem)
+
+
 def _tree(root: Path, scene) -> Path:
     """photos/{a,b}.png, a hard link a_hl.png of a.png, a byte copy a_copy.png (older)."""
     photos = root / "photos"
@@ -177,3 +186,28 @@ def test_protected_alias_protects_the_file(tmp_path, scene):
     # The newest keep rule would keep a.png, but a_copy.png has a name in a protected folder.
     p = plan(tmp_path / "r.json", action="delete", keep="newest", protect=[safe])
     assert [Path(op.path).name for op in p.operations] == ["a.png", "a_hl.png"]
+
+
+def test_a_file_linked_into_two_sets_is_a_leak_and_is_purged_only_by_collapsing(
+        tmp_path, scene):
+    from lookalike.leakage import find_leakage, restrict_to_leakage
+
+    train, test = tmp_path / "train", tmp_path / "test"
+    train.mkdir()
+    test.mkdir()
+    scene(1).save(train / "a.png")
+    scene(2).save(train / "b.png")
+    os.link(train / "a.png", test / "a.png")
+    scene(3).save(test / "c.png")
+    result = lookalike.scan([train, test], workers=1, cache=None)
+    leakage = find_leakage(result, [train])
+    assert leakage.purge == (str(test / "a.png"),)
+    out = tmp_path / "leak.json"
+    lookalike.write_report(restrict_to_leakage(result, leakage), out, leakage=leakage)
+    p = plan(out, action="move", to=tmp_path / "Q")
+    assert p.operations == () and "hard link of the kept" in render_plan(p)
+    p = plan(out, action="move", to=tmp_path / "Q", collapse_links=True)
+    assert [op.path for op in p.operations] == [str(test / "a.png")]
+    res = apply(p, journal=tmp_path / "j.jsonl", reporter=_Problems())
+    assert res.ok and not res.skipped, res
+    assert sorted(os.listdir(test)) == ["c.png"] and (train / "a.png").stat().st_nlink == 2

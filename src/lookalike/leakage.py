@@ -196,6 +196,18 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     if not ref or len(ref) == len(roots):
         raise ConfigError("leakage needs a reference set and at least one other set")
     ref_set = set(ref)
+    # A file with names in several sets (hard links, or a path through a link) is in each of
+    # them: it gets one record per set, so the leak it is shows (at distance 0).
+    expanded: list[ImageRecord] = []
+    for r in records:
+        expanded.append(r)
+        sets_seen = {r.source}
+        for alias in r.aliases:
+            root = next((x for x in roots if is_under(alias, x)), None)
+            if root is not None and root not in sets_seen:
+                sets_seen.add(root)
+                expanded.append(replace(r, path=alias, source=root, aliases=()))
+    records = expanded
     from .plan import root_names
 
     names = root_names(roots)

@@ -509,7 +509,8 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     picked_paths = {records[i].path for i in picked}
     groups = assemble_groups(records, clusters)
     digested = 0
-    if any(m.record.digest is None for g in groups for m in g.members):
+    if any(m.record.digest is None for g in groups for m in g.members) or \
+            any(r.aliases and r.digest is None for r in records):
         # Members hashed lazily, or read from a cache that lazy scans filled.
         local = {e.path for e in entries if type(e) is FileEntry}.__contains__
         groups, clusters, records, digest_problems, digested = _digest_members(
@@ -568,7 +569,8 @@ def _digest_members(groups: list[Group], clusters: list[list[int]],
                     config: ScanConfig, cache: Any, *, workers: int
                     ) -> tuple[list[Group], list[list[int]], list[ImageRecord], list[Problem],
                                int]:
-    """Digest the group members that have no digest yet and are ``local`` files, on
+    """Digest the group members (and files with aliases) that have no digest yet and are
+    ``local`` files, on
     ``workers`` threads (members read from elsewhere were digested when read).
 
     Returns the groups and clusters with those digests (exact-duplicate groups are told by
@@ -579,8 +581,12 @@ def _digest_members(groups: list[Group], clusters: list[list[int]],
 
     from .groups import assemble_groups, cluster_records
 
-    want = [m.record for g in groups for m in g.members
-            if m.record.digest is None and local(m.record.path)]
+    # Files with several names too: a leakage check can pair a file's names in two sets,
+    # and apply checks a kept file against its digest.
+    members = [m.record for g in groups for m in g.members]
+    grouped = {r.path for r in members}
+    want = [r for r in (*members, *(r for r in records if r.aliases and r.path not in grouped))
+            if r.digest is None and local(r.path)]
     if not want:
         return groups, clusters, records, [], 0
     digests, problems = digest_files(want, workers)

@@ -606,9 +606,12 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
             if collapse and entry not in entries:
                 entries.add(entry)
                 targets[path] = (own_kept[ident], False, own_kept[ident])
+            elif entry in entries:
+                notes.append(f"{path} is a kept file reached through a symbolic link; not "
+                             "touched")
             elif not collapse:
-                notes.append(f"{path} is the same file as one kept (a hard link, or another "
-                             "path to it); not touched")
+                notes.append(f"{path} is a hard link of the kept {own_kept[ident]} (one file, "
+                             "two names); not touched. To remove this name, collapse links")
             continue
         if ident in kept_ids:
             return {}, notes, (f"{path} is kept in another group (or is the same file as a "
