@@ -477,7 +477,7 @@ def test_cli_apply_then_undo_and_exit_codes(runner, library, tmp_path):
     assert "restored 4 files" in res.output
     assert snapshot(root) == before
     res = runner.invoke(cli, ["undo", str(tmp_path / "missing.jsonl")])
-    assert res.exit_code == 1
+    assert isinstance(res.exception, JournalError) and res.exception.exit_code == 2
 
 
 def test_cli_exits_1_when_an_operation_failed(runner, library, tmp_path):

@@ -9,6 +9,7 @@ import imagehash
 from PIL import Image
 
 from lookalike.cli import cli, main
+from lookalike.config import ScanConfig
 
 
 def _folder(tmp_path, scene):
@@ -167,3 +168,122 @@ def test_scan_leaves_objects_frozen_by_the_host_process_frozen(runner, tmp_path,
         assert gc.get_freeze_count() >= frozen
     finally:
         gc.unfreeze()
+
+
+# --------------------------------------------------------------- bad usage: one line, exit 2
+
+
+def _usage_error(argv, capsys):
+    """Run ``lookalike argv``; it must exit 2 with exactly one line, on stderr."""
+    code = _exit_code(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, (code, out, err)
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert "Traceback" not in err and not out
+    return err
+
+
+def test_an_unwritable_output_path_fails_before_the_scan(tmp_path, scene, capsys):
+    folder = _folder(tmp_path, scene)
+    cache = tmp_path / "c.sqlite"
+    (tmp_path / "a_file").write_text("x")
+    scan = ["scan", str(folder), "-q", "-j", "1", "--cache", str(cache)]
+    for option in ("-o", "--html"):
+        for path, why in ((tmp_path / "no" / "such" / "r.json", "does not exist"),
+                          (tmp_path / "a_file" / "r.json", "is a file, not a folder"),
+                          (tmp_path, "is a folder")):
+            err = _usage_error([*scan, option, str(path)], capsys)
+            assert why in err and str(path) in err
+    assert not cache.exists()  # nothing was scanned
+
+
+def test_check_writable_refuses_a_folder_without_write_permission(tmp_path, monkeypatch):
+    import pytest
+
+    from lookalike.config import check_writable
+    from lookalike.errors import ConfigError
+
+    assert check_writable(tmp_path / "r.json") == str(tmp_path / "r.json")
+    # Tests run as root, which may write anywhere: ask the permission check to say no.
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    with pytest.raises(ConfigError, match="permission denied"):
+        check_writable(tmp_path / "r.json", "report")
+
+
+def test_hash_size_out_of_the_methods_range_fails_before_hashing(tmp_path, scene, capsys):
+    folder = _folder(tmp_path, scene)
+    cache = tmp_path / "c.sqlite"
+    err = _usage_error(["scan", str(folder), "-m", "dhash", "--hash-size", "128", "-q", "-j",
+                        "1", "--cache", str(cache)], capsys)
+    assert "hash_size 128" in err and "dhash" in err and "2..32" in err
+    err = _usage_error(["scan", str(folder), "-m", "whash", "--hash-size", "12"], capsys)
+    assert "power of two" in err
+    assert not cache.exists()
+
+
+def test_a_threshold_above_the_bit_count_fails_before_hashing(tmp_path, scene, capsys):
+    folder = _folder(tmp_path, scene)
+    err = _usage_error(["scan", str(folder), "-m", "dhash", "-t", "120", "-q", "-j", "1"],
+                       capsys)
+    assert "120" in err and "64 bits" in err
+    # The library's own message names the setting, not a command-line flag.
+    import pytest
+
+    from lookalike.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="threshold 120 exceeds the 64 bits") as info:
+        ScanConfig(method="dhash", threshold=120)
+    assert "--" not in str(info.value)
+
+
+def test_an_unknown_output_extension_is_refused_unless_format_is_given(tmp_path, scene,
+                                                                       capsys):
+    folder = _folder(tmp_path, scene)
+    out = tmp_path / "r.xml"
+    err = _usage_error(["scan", str(folder), "-q", "-j", "1", "-m", "phash", "-o", str(out)],
+                       capsys)
+    assert ".json, .csv or .txt" in err and "--format" in err and not out.exists()
+    assert _exit_code(["scan", str(folder), "-q", "-j", "1", "-m", "phash", "-o", str(out),
+                       "--format", "json"]) == 0
+    assert json.loads(out.read_text())["schema_version"] == 1
+
+
+def test_undo_of_a_file_that_is_not_a_journal_is_one_line_exit_2(tmp_path, scene, capsys):
+    scene(1).save(tmp_path / "image.png")
+    (tmp_path / "report.json").write_text('{"schema_version": 1, "groups": []}\n')
+    (tmp_path / "list.json").write_text("[1, 2, 3]\n")
+    (tmp_path / "notes.txt").write_text("hello\nworld\n")
+    (tmp_path / "folder").mkdir()
+    for name, why in (("image.png", "not a lookalike journal"),
+                      ("report.json", "not a lookalike journal"),
+                      ("list.json", "not a lookalike journal"),
+                      ("notes.txt", "not a lookalike journal"),
+                      ("missing.jsonl", "not found"),
+                      ("folder", "is a folder")):
+        err = _usage_error(["undo", str(tmp_path / name)], capsys)
+        assert why in err and "lookalike apply --yes" in err, err
+    assert (tmp_path / "image.png").exists() and (tmp_path / "folder").is_dir()
+
+
+def test_a_reader_that_closes_stdout_early_costs_no_file(tmp_path, scene):
+    import subprocess
+    import sys
+
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    html, report, listing = tmp_path / "r.html", tmp_path / "r.json", tmp_path / "r.csv"
+    read, write = os.pipe()
+    os.close(read)  # like `| head -1` that has already exited: every write to stdout fails
+    try:
+        for extra in (["--html", str(html), "-o", str(report)], ["-o", str(listing)]):
+            proc = subprocess.run(
+                [sys.executable, "-c", "from lookalike.cli import main; main()", "scan",
+                 str(folder), "-m", "phash", "-t", "6", "-q", "-j", "1", "--no-cache", *extra],
+                stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+            assert "Traceback" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
+            assert proc.returncode == 1  # quietly: stdout failed, every file is written
+    finally:
+        os.close(write)
+    assert json.loads(report.read_text())["schema_version"] == 1
+    assert "<html" in html.read_text().lower()
+    assert listing.read_text().startswith("group,")

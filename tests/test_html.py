@@ -22,6 +22,7 @@ import pytest
 
 import lookalike
 from lookalike.cli import cli
+from lookalike.errors import ConfigError
 from lookalike.html import render_html, write_html
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -236,7 +237,9 @@ def test_scan_html_uses_the_json_output_when_given(runner, tmp_path, scene):
 
 def test_html_into_a_missing_folder_fails_before_scanning(runner, tmp_path):
     res = runner.invoke(cli, ["scan", str(tmp_path), "--html", str(tmp_path / "no" / "p.html")])
-    assert res.exit_code == 2 and "does not exist" in res.output
+    # CliRunner bypasses main (which maps errors to exit codes): check the error itself.
+    assert isinstance(res.exception, ConfigError) and res.exception.exit_code == 2
+    assert "does not exist" in str(res.exception)
     res = runner.invoke(cli, ["report", str(tmp_path / "missing.json"), "--html",
                               str(tmp_path / "p.html")])
     assert res.exit_code != 0

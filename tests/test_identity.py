@@ -211,3 +211,20 @@ def test_a_file_linked_into_two_sets_is_a_leak_and_is_purged_only_by_collapsing(
     res = apply(p, journal=tmp_path / "j.jsonl", reporter=_Problems())
     assert res.ok and not res.skipped, res
     assert sorted(os.listdir(test)) == ["c.png"] and (train / "a.png").stat().st_nlink == 2
+
+
+def test_files_from_runs_with_the_dask_extra_absent(tmp_path, scene):
+    import subprocess
+    import sys
+
+    photos = _tree(tmp_path, scene)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{photos / 'a.png'}\n{photos / 'a_copy.png'}\n")
+    # As on an install without the extra: importing fsspec, pyarrow or dask fails.
+    code = ("import sys\nfor m in ('fsspec', 'pyarrow', 'dask', 'distributed'):\n"
+            "    sys.modules[m] = None\nfrom lookalike.cli import main\n"
+            f"sys.argv = ['lookalike', 'scan', '--files-from', {str(listing)!r}, '--no-cache',"
+            " '-q']\nmain()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "1 duplicate group" in out.stdout and str(photos / "a_copy.png") in out.stdout

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import lookalike
 from lookalike.cache import HashCache
 from lookalike.config import ScanConfig
+from lookalike.errors import ConfigError
 from lookalike.query import find_matches
 
 
@@ -60,3 +63,106 @@ def test_query_cli_prints_matches(runner, tmp_path, scene):
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert data["queries"][0]["matches"][0]["path"] == str(lib / "five.png")
+
+
+# ------------------------------------------------------- never "0 matches" when it cannot answer
+
+
+def _scanned(tmp_path, scene, method="phash", **kw):
+    """A library of 4 images scanned into a cache; returns (library, cache path)."""
+    lib = tmp_path / "library"
+    lib.mkdir()
+    for i in range(4):
+        scene(i, (160, 120)).save(lib / f"{i}.png")
+    db = tmp_path / "c.sqlite"
+    with HashCache(db) as cache:
+        lookalike.scan(lib, config=ScanConfig(method=method, workers=1, **kw), cache=cache)
+    return lib, db
+
+
+def _cli_error(argv, capsys):
+    from lookalike.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert info.value.code == 2, (out, err)
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and not out, err
+    return err
+
+
+def test_a_cache_of_other_settings_is_an_error_that_lists_what_it_holds(tmp_path, scene,
+                                                                          capsys):
+    lib, db = _scanned(tmp_path, scene, method="phash")
+    for config in (ScanConfig(method="dhash"), ScanConfig(method="phash", hash_size=16),
+                   ScanConfig(method="phash", decode="full")):
+        with pytest.raises(ConfigError, match="has no hashes made with") as info:
+            find_matches([lib / "0.png"], db, config)
+        assert "phash 8, fast decode (4 files)" in str(info.value)
+    err = _cli_error(["query", str(lib / "0.png"), "-m", "dhash", "--cache", str(db)], capsys)
+    assert "dhash 8" in err and "phash 8, fast decode" in err
+
+
+def test_an_empty_or_missing_cache_is_an_error_and_is_not_created(tmp_path, scene, capsys):
+    scene(1).save(tmp_path / "q.png")
+    HashCache(tmp_path / "empty.sqlite").close()
+    with pytest.raises(ConfigError, match="holds no hashes"):
+        find_matches([tmp_path / "q.png"], tmp_path / "empty.sqlite")
+    missing = tmp_path / "nope.sqlite"
+    err = _cli_error(["query", str(tmp_path / "q.png"), "--cache", str(missing)], capsys)
+    assert "does not exist" in err and not missing.exists()
+
+
+def test_missing_or_folder_query_images_and_a_missing_folder_are_errors(tmp_path, scene,
+                                                                        capsys):
+    lib, db = _scanned(tmp_path, scene)
+    base = ["query", "-m", "phash", "--cache", str(db)]
+    err = _cli_error([*base, str(tmp_path / "gone.png")], capsys)
+    assert "gone.png does not exist" in err
+    err = _cli_error([*base, str(lib)], capsys)
+    assert "is a folder" in err
+    err = _cli_error([*base, str(lib / "0.png"), "--in", str(tmp_path / "elsewhere")], capsys)
+    assert "elsewhere" in err and "does not exist" in err
+    (tmp_path / "other").mkdir()
+    err = _cli_error([*base, str(lib / "0.png"), "--in", str(tmp_path / "other")], capsys)
+    assert "no hashes of images under" in err
+
+
+def test_matches_gone_since_the_scan_are_marked(tmp_path, scene, runner):
+    from lookalike.cli import cli
+    from lookalike.query import render_matches
+
+    lib, db = _scanned(tmp_path, scene)
+    scene(2, (160, 120)).save(lib / "2_copy.png")
+    with HashCache(db) as cache:
+        lookalike.scan(lib, config=ScanConfig(method="phash", workers=1), cache=cache)
+    (lib / "2_copy.png").unlink()
+    (result,), problems = find_matches([lib / "2.png"], db, ScanConfig(method="phash"))
+    assert not problems
+    assert [r.path for r, _ in result.matches] == [str(lib / "2_copy.png")]
+    assert result.missing == {str(lib / "2_copy.png")} and result.is_missing(result.matches[0][0])
+    assert "(gone since the scan)" in render_matches([result], [])
+    res = runner.invoke(cli, ["query", str(lib / "2.png"), "-m", "phash", "--cache", str(db),
+                              "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["queries"][0]["matches"][0]["missing"] is True
+
+
+def test_a_cache_filled_without_pixel_digests_answers_too(tmp_path, scene):
+    # Hashes do not depend on the pixel digest: a cache without them holds the same hashes.
+    lib, db = _scanned(tmp_path, scene, pixel_digest=False)
+    scene(1, (160, 120)).save(tmp_path / "q.png")
+    with HashCache(db) as cache:
+        (result,), _ = find_matches([tmp_path / "q.png"], cache,
+                                    ScanConfig(method="phash", threshold=0))
+    assert [r.path for r, _ in result.matches] == [str(lib / "1.png")]
+
+
+def test_an_unreadable_query_image_makes_the_cli_exit_1(tmp_path, scene, runner):
+    from lookalike.cli import cli
+
+    lib, db = _scanned(tmp_path, scene)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    res = runner.invoke(cli, ["query", str(tmp_path / "bad.png"), str(lib / "0.png"), "-m",
+                              "phash", "--cache", str(db)])
+    assert res.exit_code == 1 and "error [unsupported-format]" in res.output

@@ -16,8 +16,14 @@ from typing import Any
 import click
 
 from . import __version__
-from .config import DEFAULT_METHOD, DEFAULT_THRESHOLD, METHOD_NAMES, ScanConfig
-from .errors import LookalikeError, Problem
+from .config import (
+    DEFAULT_METHOD,
+    DEFAULT_THRESHOLD,
+    METHOD_NAMES,
+    ScanConfig,
+    check_writable,
+)
+from .errors import ConfigError, LookalikeError, Problem
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -107,12 +113,25 @@ def _method_choices() -> list[str]:
     return list(METHOD_NAMES)
 
 
-def _check_out_dir(_ctx: click.Context, param: click.Parameter, path: str | None) -> str | None:
-    # Checked while parsing, so a typo fails before a long scan rather than after it.
-    if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise click.BadParameter(f"folder {os.path.dirname(os.path.abspath(path))} does not "
-                                 "exist; create it first", param=param)
-    return path
+#: Report formats by the -o file's extension (no extension: JSON).
+_FORMATS = {".json": "json", ".csv": "csv", ".txt": "text", "": "json"}
+
+
+def _report_format(output: str, fmt: str | None) -> str:
+    """The format of the -o file: --format, else its extension; an unknown one is refused."""
+    if fmt is not None:
+        return fmt
+    ext = os.path.splitext(output)[1]
+    if ext.lower() not in _FORMATS:
+        raise ConfigError(f"cannot tell the report format from the extension {ext!r} of "
+                          f"{output}: use .json, .csv or .txt, or pass --format json|csv|text")
+    return _FORMATS[ext.lower()]
+
+
+def _html_json(html_out: str) -> str:
+    """The JSON report written beside an HTML page when -o is not a JSON file."""
+    stem, ext = os.path.splitext(html_out)
+    return f"{html_out}.json" if ext.lower() == ".json" else f"{stem}.json"
 
 
 @contextlib.contextmanager
@@ -185,8 +204,7 @@ def cli() -> None:
               help="components: chain matches; star: all within threshold of the representative.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default=None,
               help="Report format. Default: text on stdout, or from the -o file's extension.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=str), default=None,
-              callback=_check_out_dir,
+@click.option("--output", "-o", type=click.Path(path_type=str), default=None,
               help="Write the report to this file (and a summary to stdout).")
 @click.option("--decode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
               help="fast: large JPEGs decoded at reduced scale, and hashed again from every "
@@ -206,8 +224,7 @@ def cli() -> None:
               default=None, help="Hash cache file. Default: $LOOKALIKE_CACHE or "
               "~/.cache/lookalike/hashes.sqlite.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the hash cache.")
-@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=str), default=None,
-              callback=_check_out_dir,
+@click.option("--html", "html_out", type=click.Path(path_type=str), default=None,
               help="Also write an HTML page to review the groups. It needs the JSON report: "
               "-o FILE.json, else it is written beside the page as NAME.json.")
 @click.option("--reference", "reference", multiple=True, type=click.Path(path_type=str),
@@ -270,6 +287,17 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
                         grouping=grouping, decode=decode, workers=workers,  # type: ignore[arg-type]
                         max_pixels=max_pixels, follow_symlinks=follow_symlinks,
                         decode_timeout=decode_timeout or None)
+    # Every file asked for must be writable, in a known format, before any work.
+    if output:
+        fmt = _report_format(output, fmt)
+        check_writable(output, "report")
+        if fmt == "csv":
+            stem, ext = os.path.splitext(output)
+            check_writable(f"{stem}.errors{ext or '.csv'}", "error list")
+    if html_out:
+        check_writable(html_out, "HTML page")
+        if fmt != "json" or not output:
+            check_writable(_html_json(html_out), "JSON report for the HTML page")
     reporter = ConsoleReporter(quiet=quiet)
     if reference:
         from .leakage import check_sets
@@ -308,33 +336,35 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
         # Every view of this scan carries the keep policy and the leakage section.
         write_report = functools.partial(write_report, keep=keep or None, leakage=leakage)
         render_text = functools.partial(render_text, leakage=leakage, keep=keep or None)
-    json_path = None
-    if output:
-        fmt = fmt or {".csv": "csv", ".txt": "text"}.get(os.path.splitext(output)[1].lower(),
-                                                          "json")
-        write_report(result, output, format=fmt, argv=argv)
-        json_path = output if fmt == "json" else None
-        click.echo(render_text(result, max_groups=20), nl=False)
-        click.echo(f"report written to {os.path.abspath(output)}")
-        if fmt == "csv" and result.errors:
-            # The CSV has one row per group member; the files that failed go beside it.
-            errors_csv = _write_errors_csv(result.errors, output)
-            click.echo(f"{len(result.errors)} errors written to {os.path.abspath(errors_csv)}")
-    elif html_out:
-        click.echo(render_text(result, max_groups=20), nl=False)
-    else:
+    if not (output or html_out):
         write_report(result, sys.stdout, format=fmt or "text", argv=argv)
         if fmt == "csv" and result.errors:
             click.echo(f"{len(result.errors)} files could not be used (listed above unless "
                        "-q); -o FILE.csv also writes them to FILE.errors.csv", err=True)
+        return
+    # Every file first, stdout last: a reader that stops early (`| head`) costs no file.
+    written: list[str] = []
+    json_path = None
+    if output:
+        assert fmt is not None
+        write_report(result, output, format=fmt, argv=argv)
+        json_path = output if fmt == "json" else None
+        written.append(f"report written to {os.path.abspath(output)}")
+        if fmt == "csv" and result.errors:
+            # The CSV has one row per group member; the files that failed go beside it.
+            errors_csv = _write_errors_csv(result.errors, output)
+            written.append(f"{len(result.errors)} errors written to "
+                           f"{os.path.abspath(errors_csv)}")
     if html_out:
         if json_path is None:
             # Exported decisions name the JSON report, so the page needs one on disk.
-            stem, ext = os.path.splitext(html_out)
-            json_path = f"{html_out}.json" if ext.lower() == ".json" else f"{stem}.json"
+            json_path = _html_json(html_out)
             write_report(result, json_path, format="json", argv=argv)
-            click.echo(f"report written to {os.path.abspath(json_path)}")
-        _render_html(json_path, html_out, "auto", quiet)
+            written.append(f"report written to {os.path.abspath(json_path)}")
+        written.append(_render_html(json_path, html_out, "auto", quiet))
+    click.echo(render_text(result, max_groups=20), nl=False)
+    for line in written:
+        click.echo(line)
 
 
 def _write_errors_csv(errors: list[Problem], output: str) -> str:
@@ -397,8 +427,7 @@ def methods_cmd() -> None:
 
 @cli.command("report")
 @click.argument("report_path", metavar="REPORT", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--html", "html_out", required=True, type=click.Path(dir_okay=False, path_type=str),
-              callback=_check_out_dir,
+@click.option("--html", "html_out", required=True, type=click.Path(path_type=str),
               help="Write the HTML review page here.")
 @click.option("--thumbnails", type=click.Choice(["auto", "inline", "files", "none"]),
               default="auto", show_default=True,
@@ -408,18 +437,18 @@ def methods_cmd() -> None:
 def report_cmd(report_path: str, html_out: str, thumbnails: str, quiet: bool) -> None:
     """Render REPORT (JSON, from `scan -o`) as an HTML page to review groups and export
     keep/remove decisions for `lookalike apply`. Works offline; nothing is changed."""
-    _render_html(report_path, html_out, thumbnails, quiet)
+    check_writable(html_out, "HTML page")
+    click.echo(_render_html(report_path, html_out, thumbnails, quiet))
 
 
-
-
-def _render_html(report_path: str, html_out: str, thumbnails: str, quiet: bool) -> None:
+def _render_html(report_path: str, html_out: str, thumbnails: str, quiet: bool) -> str:
+    """Write the page; return the line that says where it is."""
     from .html import write_html
 
     summary = write_html(report_path, html_out, thumbnails=thumbnails,  # type: ignore[arg-type]
                          reporter=ConsoleReporter(quiet=quiet))
     where = f" (thumbnails in {summary.thumbnail_dir})" if summary.thumbnail_dir else ""
-    click.echo(f"HTML report written to {summary.path}{where}")
+    return f"HTML report written to {summary.path}{where}"
 
 
 _KEEP_HELP = ("Keep rule, applied in order (repeat the option or separate with commas): "
@@ -446,9 +475,13 @@ _KEEP_HELP = ("Keep rule, applied in order (repeat the option or separate with c
 @click.option("--journal", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Undo journal to write, or to resume after an interrupted run. Default: in "
               "the --to folder, else beside the report.")
+@click.option("--collapse-links", is_flag=True,
+              help="Also act on the other names (hard links) of each file kept, so one name "
+              "of it remains. Off by default: two names of one file are never duplicates.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
-              protect: tuple[str, ...], yes: bool, journal: str | None, quiet: bool) -> None:
+              protect: tuple[str, ...], yes: bool, journal: str | None, quiet: bool,
+              collapse_links: bool = False) -> None:
     """Act on the duplicates in REPORT_OR_PLAN (a scan report, or decisions exported from the
     HTML review page), keeping one file per group.
 
@@ -470,7 +503,8 @@ def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
             click.echo(f"rolled back {rec.rolled_back} unfinished operations of the interrupted "
                        "run; resuming")
     p = plan(source, action=action, keep=keep or None,  # type: ignore[arg-type]
-             protect=protect, to=to, journal=journal if resume else None)
+             protect=protect, to=to, journal=journal if resume else None,
+             collapse_links=collapse_links)
     click.echo(render_plan(p, dry_run=not yes), nl=False)
     if not yes:
         return
@@ -497,7 +531,7 @@ def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
 
 
 @cli.command("undo")
-@click.argument("journal", metavar="JOURNAL", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("journal", metavar="JOURNAL", type=click.Path(path_type=str))
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def undo_cmd(journal: str, quiet: bool) -> None:
     """Put back every file that `apply` moved or linked, as recorded in JOURNAL (also after a
@@ -527,9 +561,10 @@ def undo_cmd(journal: str, quiet: bool) -> None:
               help="Max Hamming distance in bits for a match.")
 @click.option("--decode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
               help="Decode mode of the cached scan.")
-@click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=str),
-              default=None, help="Hash cache filled by earlier scans (default as for scan).")
-@click.option("--in", "under", type=click.Path(file_okay=False, path_type=str), default=None,
+@click.option("--cache", "cache_path", type=click.Path(path_type=str),
+              default=None, help="Hash cache filled by earlier scans (default as for scan); "
+              "it must exist.")
+@click.option("--in", "under", type=click.Path(path_type=str), default=None,
               help="Only match cached images under this folder.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
@@ -537,28 +572,31 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None, thres
               decode: str, cache_path: str | None, under: str | None, fmt: str) -> None:
     """Find matches of IMAGES among everything earlier scans put in the hash cache.
 
-    Only IMAGES are decoded; the collection is not rescanned. Use the same --method,
-    --hash-size and --decode as the scan that filled the cache.
+    Only IMAGES (files, not folders) are decoded; the collection is not rescanned. Use the
+    same --method, --hash-size and --decode as the scan that filled the cache: a cache
+    without such hashes is an error that lists the settings it has. Matches whose file is
+    gone since the scan are marked. Exit code 1 if a query image could not be read.
     """
     import json
 
+    from .cache import default_cache_path
     from .query import find_matches, render_matches
 
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
                         decode=decode)  # type: ignore[arg-type]
-    cache = _open_cache(cache_path)
-    try:
-        results, problems = find_matches(images, cache, config, under=under)
-    finally:
-        cache.close()
+    results, problems = find_matches(images, cache_path or default_cache_path(), config,
+                                     under=under)
     if fmt == "json":
         click.echo(json.dumps({
             "queries": [{"path": r.query.path, "hash": str(r.query.hash),
-                         "matches": [{"path": m.path, "distance": d, "hash": str(m.hash)}
+                         "matches": [{"path": m.path, "distance": d, "hash": str(m.hash),
+                                      "missing": r.is_missing(m)}
                                      for m, d in r.matches]} for r in results],
             "errors": [p.to_dict() for p in problems]}, indent=1))
     else:
         click.echo(render_matches(results, problems), nl=False)
+    if problems:
+        sys.exit(1)
 
 
 @cli.command("calibrate")
@@ -592,6 +630,8 @@ def calibrate_cmd(paths: tuple[str, ...], target_precision: float, sample: int, 
 
     from .calibrate import calibrate, render_calibration
 
+    if json_out:
+        check_writable(json_out, "calibration file")
     cal = calibrate(paths, target_precision=target_precision, sample=sample, method=method,
                     hash_size=hash_size, invariant=invariant, decode=decode, seed=seed,
                     workers=workers, reporter=ConsoleReporter(quiet=quiet))

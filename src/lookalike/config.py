@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_HASH_SIZE", "DEFAULT_METHOD", "DEFAULT_THRESHOLD", "ScanConfig"]
+__all__ = ["DEFAULT_HASH_SIZE", "DEFAULT_METHOD", "DEFAULT_THRESHOLD", "ScanConfig",
+           "check_writable"]
 
 # Chosen on benchmarks/accuracy: the best recall at pair precision >= 0.999 of every method
 # and size, within 20% of the folklore dhash-z 8's scan time (see README, "Accuracy").
@@ -40,6 +41,28 @@ class MethodSpec:
     nbits: Callable[[int], int] = lambda size: size * size
     min_size: int = 2
     sizes: tuple[int, ...] | None = None  # the only sizes allowed, when not any >= min_size
+    #: The largest size. Grids stop at 32 (1,024 bits): phash's 4x grid (128 px) still comes
+    #: from fast mode's working image (short side >= FAST_MIN_SIDE), and the search's cost
+    #: model works on hashes of up to 1,024 bits. colorhash: 32 bits per bin already resolve
+    #: a single pixel of the largest image allowed (its values overflow from 63 on).
+    max_size: int = 32
+    power_of_two: bool = False  # whash: the Haar transform halves the grid per level
+
+    def allowed(self) -> str:
+        """The sizes allowed, for messages: ``2..32``, ``16`` or ``2, 4, 8, 16 or 32``."""
+        if self.sizes is not None:
+            return " or ".join(map(str, self.sizes))
+        if self.power_of_two:
+            powers = [str(1 << k) for k in range(self.max_size.bit_length())
+                      if self.min_size <= 1 << k <= self.max_size]
+            return f"a power of two: {', '.join(powers[:-1])} or {powers[-1]}"
+        return f"{self.min_size}..{self.max_size}"
+
+    def accepts(self, size: int) -> bool:
+        if self.sizes is not None:
+            return size in self.sizes
+        return (self.min_size <= size <= self.max_size
+                and not (self.power_of_two and size & (size - 1)))
 
 
 #: PDQ's fixed grid side (its 256 bits are a 16 x 16 DCT block).
@@ -52,7 +75,7 @@ METHOD_SPECS: dict[str, MethodSpec] = {
     "dhash": MethodSpec(8),
     "dhash-v": MethodSpec(8),
     "dhash-z": MethodSpec(DEFAULT_HASH_SIZE),
-    "whash": MethodSpec(8),
+    "whash": MethodSpec(8, power_of_two=True),
     "colorhash": MethodSpec(3, lambda bins: 14 * bins, min_size=1),
     "crop-resistant": MethodSpec(8),
     "pdq": MethodSpec(PDQ_SIZE, lambda _: 256, min_size=PDQ_SIZE, sizes=(PDQ_SIZE,)),
@@ -70,6 +93,32 @@ def method_spec(name: str) -> MethodSpec:
         raise ConfigError(
             f"unknown hash method {name!r}; choose one of: {', '.join(METHOD_SPECS)}"
         ) from None
+
+
+def check_writable(path: str | os.PathLike[str], what: str = "output file") -> str:
+    """Raise :class:`ConfigError` unless a file can be written at ``path``; return it absolute.
+
+    Checked before any work, so that a typo fails at once rather than after a long scan:
+    the folder must exist and be writable, and ``path`` must not be a folder or a read-only
+    file. Nothing is created.
+    """
+    p = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(p)
+    if os.path.isdir(p):
+        raise ConfigError(f"cannot write the {what} {p}: it is a folder; name a file")
+    if not os.path.isdir(parent):
+        # The nearest existing ancestor says whether the folder is missing or is a file.
+        up = parent
+        while up != os.path.dirname(up) and not os.path.lexists(up):
+            up = os.path.dirname(up)
+        why = (f"{up} is a file, not a folder" if os.path.lexists(up) and not os.path.isdir(up)
+               else f"folder {parent} does not exist; create it first")
+        raise ConfigError(f"cannot write the {what} {p}: {why}")
+    if not os.access(parent, os.W_OK | os.X_OK) or (os.path.exists(p)
+                                                   and not os.access(p, os.W_OK)):
+        raise ConfigError(f"cannot write the {what} {p}: permission denied; choose another "
+                          "path")
+    return p
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,22 +163,19 @@ class ScanConfig:
     def __post_init__(self) -> None:
         method = method_spec(self.method)  # raises ConfigError listing valid names
         size = self.resolved_hash_size
-        if size < method.min_size:
-            raise ConfigError(f"--hash-size must be >= {method.min_size} for {self.method}")
-        if method.sizes is not None and size not in method.sizes:
-            raise ConfigError(f"{self.method} supports --hash-size "
-                              f"{' or '.join(map(str, method.sizes))} only")
+        if not isinstance(size, int) or isinstance(size, bool) or not method.accepts(size):
+            raise ConfigError(f"hash_size {size!r} is out of range for {self.method} "
+                              f"({method.allowed()}); its default is {method.default_size}")
         if self.invariant not in ("none", "flips", "rotations", "dihedral"):
             raise ConfigError("--invariant must be none, flips, rotations or dihedral")
-        if self.method == "whash" and size & (size - 1):
-            raise ConfigError("whash needs a power-of-two --hash-size (4, 8, 16, ...)")
         if self.threshold < 0:
-            raise ConfigError("--threshold is a number of bits and must be >= 0")
+            raise ConfigError(f"threshold {self.threshold} is negative; it is a number of "
+                              "bits (0 = identical hashes)")
         nbits = method.nbits(size)
         if self.threshold > nbits:
             raise ConfigError(
-                f"--threshold {self.threshold} exceeds the {nbits} bits of {self.method} "
-                f"at hash size {size}; every image would match"
+                f"threshold {self.threshold} exceeds the {nbits} bits of {self.method} "
+                f"at hash_size {size}; every image would match (use 0..{nbits})"
             )
         if self.grouping not in ("components", "star"):
             raise ConfigError("--grouping must be 'components' or 'star'")

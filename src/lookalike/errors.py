@@ -5,7 +5,7 @@
     LookalikeError                 base; ``exit_code`` says how the CLI exits
      ├── ConfigError               bad parameters or paths, found before any work (exit 2)
      ├── ReportError               a report/plan file that is missing, corrupt or tampered with
-     ├── JournalError              an undo journal that cannot be read or replayed
+     ├── JournalError              an undo journal that cannot be read or replayed (exit 2)
      └── DecodeError               one file could not be read as an image (``reason`` is a code)
 
 Per-file failures during a scan never raise out of :func:`lookalike.scan`: they become
@@ -28,7 +28,8 @@ __all__ = [
 ]
 
 #: Every reason code a :class:`Problem` can carry, with what it means. Codes are stable:
-#: scripts may match on them. (``remote`` and ``parquet`` sources add their own listing codes.)
+#: scripts may match on them. Every code any module emits is listed (tests/test_errors.py
+#: checks the sources).
 REASONS: dict[str, str] = {
     # walk: listing folders (never opens image files)
     "broken-symlink": "a followed symbolic link whose target does not exist",
@@ -53,6 +54,28 @@ REASONS: dict[str, str] = {
     "worker-crashed": "the worker process died on this file (a crash in a decoder)",
     # hash
     "hash-failed": "the decoded picture could not be hashed",
+    # remote inputs (lookalike.remote): object stores, file lists, tar shards, Parquet
+    "list-failed": "listing an input (a folder URL, a tar shard, a Parquet file) failed on its "
+    "worker; its files were not scanned",
+    "compressed-tar": "a gzip-compressed tar shard; its members cannot be read by range (use "
+    "plain .tar shards)",
+    "not-tar": "an input read as a tar shard is not a tar file",
+    "not-parquet": "an input read as Parquet is not a Parquet file (or lacks the column)",
+    # apply: the group is skipped or the file left untouched; nothing is lost
+    "changed": "the file (or another member of its group) changed since the scan: size, mtime "
+    "or digest differ, or it is gone; its group is skipped, rescan to act on it",
+    "outside-roots": "the path resolves outside the scanned folders (a tampered report or an "
+    "escaping symbolic link); not touched",
+    "keeper-gone": "the file kept for a link is gone or no longer a regular file; not linked",
+    "keeper-changed": "the file kept is gone, unreadable, has another digest than the report "
+    "recorded, or is the same file as the one to remove; the group is skipped",
+    "same-file": "two paths of one file (a hard link, a symbolic link or an overlapping "
+    "root), not two copies; nothing done",
+    "failed": "the file operation failed; it was rolled back (or undo will finish that) and "
+    "the run went on",
+    # undo
+    "undo-failed": "an operation could not be undone; it stays in the journal: fix the cause "
+    "and run undo again",
 }
 
 
@@ -75,7 +98,10 @@ class ReportError(LookalikeError):
 
 
 class JournalError(LookalikeError):
-    """An undo journal cannot be read or replayed."""
+    """An undo journal cannot be created, read or replayed (not a journal, missing, corrupt);
+    nothing was changed."""
+
+    exit_code = 2
 
 
 class DecodeError(LookalikeError):

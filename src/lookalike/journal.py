@@ -125,30 +125,48 @@ class Journal:
             JournalError: missing, not a lookalike journal, or corrupt before its last line.
         """
         p = os.path.abspath(os.fspath(path))
+        hint = "name the .jsonl file that `lookalike apply --yes` printed (\"journal: ...\")"
+        if os.path.isdir(p):
+            raise JournalError(f"{p} is a folder, not an undo journal; {hint}")
         try:
             with open(p, "rb") as fh:
                 raw = fh.read()
         except FileNotFoundError:
-            raise JournalError(f"journal not found: {p}; `lookalike apply --yes` prints the "
-                               "journal path it writes") from None
+            raise JournalError(f"journal not found: {p}; {hint}") from None
         except OSError as exc:
             raise JournalError(f"cannot read journal {p}: {exc.strerror or exc}") from None
         lines = raw.split(b"\n")
-        events: list[dict[str, Any]] = []
-        for n, line in enumerate(lines):
+        # The header first: anything else (a report, an image, a text file) is not a journal,
+        # whatever its later lines look like.
+        first = next((n for n, line in enumerate(lines) if line.strip()), len(lines))
+        head: Any = None
+        if first < len(lines):
+            try:
+                head = json.loads(lines[first].decode("utf-8", "surrogateescape"))
+            except ValueError:
+                head = None
+        if not isinstance(head, dict) or head.get("kind") != JOURNAL_KIND:
+            raise JournalError(f"{p} is not a lookalike journal (no journal header); {hint}")
+        if head.get("schema_version") != JOURNAL_SCHEMA:
+            raise JournalError(f"{p} is a lookalike journal of schema version "
+                               f"{head.get('schema_version')!r}; this version reads "
+                               f"{JOURNAL_SCHEMA} only")
+        events: list[dict[str, Any]] = [head]
+        for n in range(first + 1, len(lines)):
+            line = lines[n]
             if not line.strip():
                 continue
             try:
-                events.append(json.loads(line.decode("utf-8", "surrogateescape")))
+                ev = json.loads(line.decode("utf-8", "surrogateescape"))
             except ValueError:
                 if n == len(lines) - 1:
                     break  # torn final write: the process died mid-line; that event never was
+                ev = None
+            if not isinstance(ev, dict) or (ev.get("event") == "intent"
+                                            and not isinstance(ev.get("op"), int)):
                 raise JournalError(f"{p}: line {n + 1} is corrupt; the journal cannot be "
-                                   "replayed safely (restore files from it by hand)") from None
-        if (not events or events[0].get("kind") != JOURNAL_KIND
-                or events[0].get("schema_version") != JOURNAL_SCHEMA):
-            raise JournalError(f"{p} is not a lookalike journal of schema version "
-                               f"{JOURNAL_SCHEMA}")
+                                   "replayed safely (restore files from it by hand)")
+            events.append(ev)
         ops: dict[int, OpRecord] = {}
         for ev in events[1:]:
             kind, seq = ev.get("event"), ev.get("op")

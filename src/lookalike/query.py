@@ -5,17 +5,24 @@ hashes only the query images, loads the cached hashes of the same settings (opti
 those under one folder) into a :class:`~lookalike.index.HammingIndex`, and asks it for every
 stored image within the threshold. Cost: one decode per query image, plus reading the
 cached rows (about 1 s per million) and building the index once.
+
+A query that cannot be answered is an error, never "0 matches": a query image that is
+missing or a folder, a cache file that does not exist, a cache without hashes of these
+settings (the error lists those it has). Matches whose file is gone since the scan are
+marked (:attr:`QueryResult.missing`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from .cache import HashCache
-from .config import ScanConfig
-from .errors import Problem
+from .cache import HashCache, settings_key
+from .config import DECODER_VERSION, ScanConfig
+from .errors import ConfigError, Problem
 from .groups import segment_rows
 from .index import HammingIndex
 from .model import ImageRecord
@@ -27,37 +34,58 @@ __all__ = ["QueryResult", "find_matches"]
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:
-    """One query image and the cached images within the threshold, nearest first."""
+    """One query image and the cached images within the threshold, nearest first.
+
+    ``missing`` holds the paths of matches whose file is gone since the scan that cached
+    them (their hash is still in the cache); :meth:`is_missing` asks for one match.
+    """
 
     query: ImageRecord
     matches: tuple[tuple[ImageRecord, int], ...]
+    missing: frozenset[str] = frozenset()
+
+    def is_missing(self, record: ImageRecord | str) -> bool:
+        return (record if isinstance(record, str) else record.path) in self.missing
 
 
-def find_matches(images: Iterable[str | os.PathLike[str]], cache: HashCache,
-                 config: ScanConfig | None = None, *, under: str | None = None,
+def find_matches(images: Iterable[str | os.PathLike[str]],
+                 cache: HashCache | str | os.PathLike[str],
+                 config: ScanConfig | None = None, *, under: str | os.PathLike[str] | None = None,
                  ) -> tuple[list[QueryResult], list[Problem]]:
     """Match ``images`` against every cached record hashed with the same settings.
 
     Args:
-        images: query image files.
-        cache: the hash cache that earlier scans filled (same method, size and decode).
+        images: query image files (not folders).
+        cache: the hash cache that earlier scans filled, or the path of its file (which must
+            exist: a query never creates an empty cache).
         config: the settings (``threshold`` is the match radius); default ``ScanConfig()``.
-        under: only consider cached files below this folder.
+            Method, hash size and decode must be those of the scan that filled the cache.
+        under: only consider cached files below this folder (which must exist).
 
     Returns:
         One :class:`QueryResult` per readable query image (a query file that is itself in
         the cache is not reported as its own match), and the problems of unreadable ones.
+
+    Raises:
+        ConfigError: before any image is decoded, when the query cannot be answered: a query
+            image that does not exist or is a folder, ``under`` that is not a folder, a cache
+            path that does not exist, or a cache with no hashes for these settings (the
+            message lists the settings it has hashes for) or none under ``under``.
     """
     config = config or ScanConfig()
-    stored: list[ImageRecord] = list(cache.records(config, under=under))
+    paths = [_query_path(image) for image in images]
+    if not paths:
+        raise ConfigError("no query images given")
+    folder = None if under is None else _folder(under)
+    with _opened(cache) as db:
+        config, stored = _stored_records(db, config, folder)
     owners, values = segment_rows(stored)
     index = HammingIndex(config.nbits)
     with index.bulk():
         index.add(values, ids=range(len(values)))
     results: list[QueryResult] = []
     problems: list[Problem] = []
-    for image in images:
-        path = os.path.abspath(os.fspath(image))
+    for path in paths:
         out = hash_file(FileEntry(path, 0, 0, os.path.dirname(path)), config)
         if isinstance(out, Problem):
             problems.append(out)
@@ -69,15 +97,108 @@ def find_matches(images: Iterable[str | os.PathLike[str]], cache: HashCache,
                 if stored[owner].path != path and dist < best.get(owner, dist + 1):
                     best[owner] = dist
         ranked = sorted(best.items(), key=lambda kv: (kv[1], stored[kv[0]].path))
-        results.append(QueryResult(out, tuple((stored[i], d) for i, d in ranked)))
+        matches = tuple((stored[i], d) for i, d in ranked)
+        gone = frozenset(rec.path for rec, _ in matches if not os.path.exists(rec.path))
+        results.append(QueryResult(out, matches, gone))
     return results, problems
 
 
+def _query_path(image: str | os.PathLike[str]) -> str:
+    path = os.path.abspath(os.fspath(image))
+    if os.path.isdir(path):
+        raise ConfigError(f"query image {path} is a folder; name its image files (e.g. "
+                          f"{os.path.join(path, '*.jpg')}), or scan the folder to compare "
+                          "everything in it")
+    if not os.path.exists(path):
+        raise ConfigError(f"query image {path} does not exist")
+    return path
+
+
+def _folder(under: str | os.PathLike[str]) -> str:
+    path = os.path.abspath(os.fspath(under))
+    if not os.path.isdir(path):
+        what = "is not a folder" if os.path.exists(path) else "does not exist"
+        raise ConfigError(f"folder {path} (to match only cached images under it) {what}")
+    return path
+
+
+@contextlib.contextmanager
+def _opened(cache: HashCache | str | os.PathLike[str]) -> Iterator[HashCache]:
+    if isinstance(cache, HashCache):
+        yield cache
+        return
+    path = os.path.abspath(os.fspath(cache))
+    if not os.path.isfile(path):
+        what = "is a folder, not a cache file" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"hash cache {path} {what}; name the cache the scan used (scans "
+                          "fill the cache; a query only reads it)")
+    with HashCache(path) as db:
+        yield db
+
+
+def _describe(method: str, size: str | int, decode: str, invariant: str = "none",
+              decoder: str = DECODER_VERSION) -> str:
+    text = f"{method} {size}, {decode} decode"
+    if invariant != "none":
+        text += f", invariant {invariant}"
+    if decoder != DECODER_VERSION:
+        text += f", decoder version {decoder} (this one: {DECODER_VERSION})"
+    return text
+
+
+def _cached_settings(cache: HashCache) -> dict[str, int]:
+    """Settings keys of the cache's hashed files, with how many files each has."""
+    # The cache offers no listing of its keys; this read-only query is the query's own.
+    rows = cache._db.execute("SELECT key, count(*) FROM files WHERE ok = 1 GROUP BY key")
+    return {str(k): int(n) for k, n in rows}
+
+
+def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
+                    ) -> tuple[ScanConfig, list[ImageRecord]]:
+    """The cached records to match against, and the config they were hashed with.
+
+    A cache filled without pixel digests holds the same hashes: those rows serve too.
+    """
+    have = _cached_settings(cache)
+    wanted = _describe(config.method, config.resolved_hash_size, config.decode,
+                       config.invariant)
+    usable = [c for c in (config, dataclasses.replace(config, pixel_digest=not config.pixel_digest))
+              if settings_key(c) in have]
+    for c in usable:
+        stored = list(cache.records(c, under=under))
+        if stored:
+            return c, stored
+    if usable:  # hashes with these settings, but none under the folder
+        raise ConfigError(f"the hash cache {cache.path} has no hashes of images under {under} "
+                          f"({wanted}); scan that folder first, or query without the folder")
+    if not have:
+        raise ConfigError(f"the hash cache {cache.path} holds no hashes; scan the collection "
+                          "with it first (a query only reads the cache)")
+    held = {}
+    for key, n in have.items():
+        parts = key.split("/")
+        if len(parts) == 6:
+            method, size, decode, _pd, inv, dec = parts
+            text = _describe(method, size, decode, inv.removeprefix("inv-"),
+                             dec.removeprefix("dec"))
+        else:
+            text = key
+        held[text] = held.get(text, 0) + n
+    listing = "; ".join(f"{t} ({n} files)" for t, n in sorted(held.items()))
+    raise ConfigError(f"the hash cache {cache.path} has no hashes made with {wanted}; it has "
+                      f"hashes made with: {listing}. Query with the method, hash size and "
+                      "decode of the scan, or scan the collection with these settings first")
+
+
 def render_matches(results: Sequence[QueryResult], problems: Sequence[Problem]) -> str:
-    """Text view: each query, then its matches with their distances."""
+    """Text view: each query, then its matches with their distances; a match whose file is
+    gone since the scan is marked ``(gone since the scan)``."""
     lines = []
     for r in results:
-        lines.append(f"{r.query.path}: {len(r.matches)} match(es)")
-        lines.extend(f"  d={d:<3} {rec.path}" for rec, d in r.matches)
+        gone = f", {len(r.missing)} gone since the scan" if r.missing else ""
+        lines.append(f"{r.query.path}: {len(r.matches)} match(es){gone}")
+        lines.extend(f"  d={d:<3} {rec.path}"
+                     + ("  (gone since the scan)" if rec.path in r.missing else "")
+                     for rec, d in r.matches)
     lines.extend(f"error [{p.error}] {p.path}: {p.message}" for p in problems)
     return "\n".join(lines) + ("\n" if lines else "")

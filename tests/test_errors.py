@@ -1,0 +1,150 @@
+"""The one reason table: every code any module can emit is listed in ``errors.REASONS``."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from lookalike.errors import REASONS, ConfigError, JournalError, LookalikeError, ReportError
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "lookalike"
+
+#: Codes built with an f-string, and every value each can take. A new f-string code fails
+#: the test until it is listed here (and its expansions in REASONS).
+TEMPLATES = {
+    "not-{}": ("not-tar", "not-parquet"),  # remote.py: an input that is not a tar/Parquet file
+}
+
+#: Calls whose first positional argument is a reason code.
+_CODE_FIRST = {"DecodeError", "_Refused"}
+
+
+def _name(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ""
+
+
+def _template(node: ast.JoinedStr) -> str:
+    return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+
+
+def _codes_in(node: ast.AST | None, out: dict[str, str], where: str) -> None:
+    """Record ``node`` as a code if it is a string literal or an f-string template."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        out.setdefault(node.value, where)
+    elif isinstance(node, ast.JoinedStr) and not re.search(r"\s", _template(node)):
+        out.setdefault("template:" + _template(node), where)  # (with spaces: a message)
+    elif isinstance(node, ast.IfExp):
+        _codes_in(node.body, out, where)
+        _codes_in(node.orelse, out, where)
+
+
+def _first(node: ast.AST | None) -> ast.AST | None:
+    return node.elts[0] if isinstance(node, ast.Tuple) and node.elts else node
+
+
+def emitted_codes(root: Path = SRC) -> dict[str, str]:
+    """Every reason code the sources under ``root`` can emit, with where one is emitted.
+
+    Found statically: ``Problem(error=...)``; the code argument of a ``_problem(path, code,
+    ...)`` helper, of ``DecodeError(code, ...)`` and of a scan's ``_Refused(code, ...)``;
+    the values of ``*_REASONS`` tables; what functions named ``*reason*`` (or decode's
+    ``_unidentified``) return, as a code or a ``(code, message)`` pair, and their default
+    arguments; literals assigned to a variable ``reason`` (alone, first of a pair, or either
+    branch of ``x if c else y``). An f-string counts as a code template unless it has spaces.
+    """
+    out: dict[str, str] = {}
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            where = f"{path.relative_to(root)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Call):
+                fn = _name(node.func)
+                kw = {k.arg: k.value for k in node.keywords}
+                if fn in ("Problem", "_problem"):
+                    _codes_in(kw.get("error"), out, where)
+                if fn == "_problem" and len(node.args) >= 2:
+                    _codes_in(node.args[1], out, where)
+                if fn in _CODE_FIRST and node.args:
+                    _codes_in(node.args[0], out, where)
+                if fn.endswith("_reason"):
+                    for arg in node.args[1:]:
+                        _codes_in(arg, out, where)
+            elif isinstance(node, ast.Assign):
+                names = [_name(_first(t)) for t in node.targets]
+                if any(n.endswith("_REASONS") for n in names) and isinstance(node.value, ast.Dict):
+                    for v in node.value.values:
+                        _codes_in(v, out, where)
+                if "reason" in names:
+                    _codes_in(_first(node.value), out, where)
+            elif isinstance(node, ast.AnnAssign) and _name(node.target).endswith("_REASONS"):
+                if isinstance(node.value, ast.Dict):
+                    for v in node.value.values:
+                        _codes_in(v, out, where)
+            elif isinstance(node, ast.FunctionDef) and (
+                    "reason" in node.name or node.name == "_unidentified"):
+                for d in node.args.defaults + node.args.kw_defaults:
+                    _codes_in(d, out, where)
+                for sub in ast.walk(node):
+                    if isinstance(sub, ast.Return):
+                        _codes_in(_first(sub.value), out, f"{where} ({node.name})")
+    return out
+
+
+def test_the_scanner_finds_codes_of_every_kind(tmp_path):
+    (tmp_path / "m.py").write_text(
+        "_ERRNO_REASONS = {1: 'a-dict'}\n"
+        "def f(p, fmt):\n"
+        "    Problem(path=p, stage='x', error='a-kw', message='')\n"
+        "    _problem(p, 'a-helper', 'message')\n"
+        "    raise DecodeError('a-decode', 'message')\n"
+        "    reason, message = 'an-assign', 'text'\n"
+        "    reason = f'{p} changed since the scan'\n"
+        "    reason = 'an-if' if p else f'an-{fmt}'\n"
+        "    Problem(path=p, stage='x', error=f'not-{fmt}', message='')\n"
+        "def _read_reason(exc, default='a-default'):\n"
+        "    return 'a-return'\n"
+        "def g():\n"
+        "    return 'not-a-code'\n"
+        "SkippedGroup(reason='free text, not a code')\n")
+    assert set(emitted_codes(tmp_path)) == {
+        "a-dict", "a-kw", "a-helper", "a-decode", "an-assign", "template:not-{}",
+        "an-if", "template:an-{}", "a-default",
+        "a-return"}
+
+
+def test_every_emitted_reason_code_is_in_the_reason_table():
+    found = emitted_codes()
+    # The scan sees the codes of every stage (sanity: not an empty pass).
+    assert {"truncated", "permission-denied", "undo-failed", "compressed-tar"} <= set(found)
+    codes = set()
+    for code in found:
+        if code.startswith("template:"):
+            template = code.removeprefix("template:")
+            assert template in TEMPLATES, f"{found[code]}: list the values of {template!r}"
+            codes.update(TEMPLATES[template])
+        else:
+            codes.add(code)
+    missing = {c: found.get(c, "template") for c in sorted(codes - set(REASONS))}
+    assert not missing, f"reason codes missing from errors.REASONS: {missing}"
+
+
+def test_reason_codes_are_lowercase_words_with_a_meaning():
+    for code, meaning in REASONS.items():
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", code), code
+        assert meaning.strip(), code
+
+
+def test_apply_safety_codes_are_documented():
+    # apply skips a group whose kept file is not what the report says, and never acts on
+    # one file through two of its paths.
+    assert "keeper-changed" in REASONS and "same-file" in REASONS
+
+
+def test_usage_errors_exit_2():
+    assert ConfigError.exit_code == ReportError.exit_code == JournalError.exit_code == 2
+    assert issubclass(JournalError, LookalikeError)
