@@ -679,7 +679,7 @@ PROPERTY = settings(deadline=None, derandomize=True, database=None, print_blob=T
 
 
 @pytest.mark.slow
-@settings(PROPERTY, max_examples=1200)
+@settings(PROPERTY, max_examples=1500)
 @given(case=cases())
 def test_no_content_is_ever_lost_and_undo_restores_the_tree(case):
     """Random trees x every action, keep policy, --follow-symlinks on and off (slow lane)."""

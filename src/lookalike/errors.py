@@ -66,11 +66,11 @@ REASONS: dict[str, str] = {
     "or digest differ, or it is gone; its group is skipped, rescan to act on it",
     "outside-roots": "the path resolves outside the scanned folders (a tampered report or an "
     "escaping symbolic link); not touched",
-    "keeper-gone": "the file kept for a link is gone or no longer a regular file; not linked",
-    "keeper-changed": "the file kept is gone, unreadable, has another digest than the report "
-    "recorded, or is the same file as the one to remove; the group is skipped",
-    "same-file": "two paths of one file (a hard link, a symbolic link or an overlapping "
-    "root), not two copies; nothing done",
+    "keeper-changed": "the file kept is gone, unreadable, not a regular file, has another digest "
+    "than the report recorded, or was replaced during the run; the group (or that file) is "
+    "left untouched",
+    "same-file": "the file to remove is the kept file under another path (a hard link, a "
+    "symbolic link or an overlapping root), not a copy; the group is skipped",
     "failed": "the file operation failed; it was rolled back (or undo will finish that) and "
     "the run went on",
     # undo
