@@ -204,10 +204,16 @@ def test_check_writable_refuses_a_folder_without_write_permission(tmp_path, monk
     from lookalike.errors import ConfigError
 
     assert check_writable(tmp_path / "r.json") == str(tmp_path / "r.json")
-    # Tests run as root, which may write anywhere: ask the permission check to say no.
-    monkeypatch.setattr(os, "access", lambda *a, **k: False)
-    with pytest.raises(ConfigError, match="permission denied"):
+    # Tests run as root, which may write anywhere: make the probe write fail as it would.
+    import tempfile
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
+    with pytest.raises(ConfigError, match="Permission denied"):
         check_writable(tmp_path / "r.json", "report")
+    assert not list(tmp_path.iterdir())  # the probe leaves nothing behind
 
 
 def test_hash_size_out_of_the_methods_range_fails_before_hashing(tmp_path, scene, capsys):
@@ -287,3 +293,25 @@ def test_a_reader_that_closes_stdout_early_costs_no_file(tmp_path, scene):
     assert json.loads(report.read_text())["schema_version"] == 1
     assert "<html" in html.read_text().lower()
     assert listing.read_text().startswith("group,")
+
+
+def test_a_reader_that_closes_stderr_early_costs_no_file(tmp_path, scene):
+    # `lookalike scan ... 2>&1 | head -1`: progress lines go to stderr from the first phase.
+    import subprocess
+    import sys
+
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    html, report = tmp_path / "r.html", tmp_path / "r.json"
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", "from lookalike.cli import main; main()", "scan",
+             str(folder), "-j", "1", "--no-cache", "--html", str(html), "-o", str(report)],
+            stdout=subprocess.DEVNULL, stderr=write, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 0
+    assert json.loads(report.read_text())["schema_version"] == 1
+    assert "<html" in html.read_text().lower()

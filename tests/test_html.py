@@ -332,6 +332,8 @@ def test_page_loads_cleanly_with_every_group_and_thumbnail(web, tmp_path, scene,
     assert pg.inner_text("[data-stat=errors]") == "1"
     assert pg.locator(".member.suggested").count() == 2
     pg.click("#errors summary")
+    # The rows are built on the details' toggle event, which fires after the click returns.
+    pg.wait_for_function("() => document.getElementById('error-rows').childElementCount > 0")
     assert "broken.jpg" in pg.inner_text("#error-rows")
     assert web.console == [] and web.dialogs == []
 

@@ -205,9 +205,10 @@ def test_a_file_linked_into_two_sets_is_a_leak_and_is_purged_only_by_collapsing(
     out = tmp_path / "leak.json"
     lookalike.write_report(restrict_to_leakage(result, leakage), out, leakage=leakage)
     p = plan(out, action="move", to=tmp_path / "Q")
-    assert p.operations == () and "hard link of the kept" in render_plan(p)
+    assert p.operations == () and "one file reached by several paths" in render_plan(p)
     p = plan(out, action="move", to=tmp_path / "Q", collapse_links=True)
     assert [op.path for op in p.operations] == [str(test / "a.png")]
+    assert "not touched" not in render_plan(p)  # acted on, and said so once
     res = apply(p, journal=tmp_path / "j.jsonl", reporter=_Problems())
     assert res.ok and not res.skipped, res
     assert sorted(os.listdir(test)) == ["c.png"] and (train / "a.png").stat().st_nlink == 2
@@ -228,3 +229,53 @@ def test_files_from_runs_with_the_dask_extra_absent(tmp_path, scene):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "1 duplicate group" in out.stdout and str(photos / "a_copy.png") in out.stdout
+
+
+def test_keep_none_never_acts_on_an_old_group_that_is_one_file(tmp_path, scene):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    scene(1).save(photos / "a.png")
+    (tmp_path / "alias").symlink_to(photos)
+    out = tmp_path / "r.json"
+    lookalike.write_report(lookalike.scan([photos], workers=1, cache=None), out)
+    data = json.loads(out.read_text())
+    rec = {"path": str(photos / "a.png"), "hash": "00" * 32, "distance": 0, "width": 160,
+           "height": 120, "bytes": (photos / "a.png").stat().st_size, "format": "PNG",
+           "mtime_ns": (photos / "a.png").stat().st_mtime_ns, "digest": "d" * 64,
+           "source": str(photos)}
+    alias = {**rec, "path": str(tmp_path / "alias" / "a.png"), "source": str(tmp_path / "alias")}
+    data["roots"].append(str(tmp_path / "alias"))
+    data["groups"] = [{"id": 1, "kind": "exact", "representative": rec["path"],
+                       "members": [rec, alias]}]  # as an earlier version wrote it
+    out.write_text(json.dumps(data))
+    for action in ("delete", "move"):
+        p = plan(out, action=action, keep="none", to=tmp_path / "Q" if action == "move" else None)
+        assert p.operations == () and "one file reached by several paths" in render_plan(p)
+
+
+def test_a_resumed_journal_whose_run_moved_the_new_keeper_skips_the_group(tmp_path, scene):
+    photos = _tree(tmp_path, scene)
+    lookalike.write_report(lookalike.scan([photos], workers=1, cache=None), tmp_path / "r.json")
+    j = tmp_path / "j.jsonl"
+    first = plan(tmp_path / "r.json", action="move", keep="newest", to=tmp_path / "Q")
+    assert apply(first, journal=j).ok  # moved a_copy.png, kept a.png
+    again = plan(tmp_path / "r.json", action="move", keep="oldest", to=tmp_path / "Q",
+                 journal=j)  # would keep a_copy.png, which that run moved
+    assert again.operations == ()
+    assert "already acted on by this journal" in render_plan(again)
+
+
+def test_a_followed_symlink_to_a_file_is_left_alone_not_acted_on_as_a_name(tmp_path, scene):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    scene(1).save(lib / "a.png")
+    (lib / "zz_copy.png").write_bytes((lib / "a.png").read_bytes())
+    os.utime(lib / "zz_copy.png", ns=(10**18, 10**18))
+    (lib / "b_link.png").symlink_to("zz_copy.png")
+    lookalike.write_report(lookalike.scan([lib], workers=1, cache=None, follow_symlinks=True),
+                           tmp_path / "r.json")
+    p = plan(tmp_path / "r.json", action="delete", keep="newest")
+    assert [op.path for op in p.operations] == [str(lib / "zz_copy.png")]
+    assert "b_link.png is a symbolic link" in render_plan(p)
+    assert apply(p, journal=tmp_path / "j.jsonl").ok
+    assert (lib / "a.png").exists() and (lib / "b_link.png").is_symlink()

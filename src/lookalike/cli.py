@@ -49,14 +49,21 @@ class ConsoleReporter:
             from rich.console import Console
 
             self._console = Console(stderr=True, highlight=False)
+            # Rich exits on a closed stderr (`... 2>&1 | head -1`); stop talking instead and
+            # keep working, so that every file asked for is still written.
+            self._console.on_broken_pipe = self._stop_talking
         return self._console
+
+    def _stop_talking(self) -> None:
+        self.quiet = True
+        self._console.quiet = True
 
     def phase(self, number: int, total: int, name: str, size: int | None) -> None:
         self._stop()
         if not self.show_progress:
             if not self.quiet:
                 suffix = f" ({size} files)" if size else ""
-                self.console.print(f"{number}/{total}: {name}{suffix}", soft_wrap=True)
+                self._print(f"{number}/{total}: {name}{suffix}")
             return
         from rich.progress import (
             BarColumn,
@@ -90,13 +97,15 @@ class ConsoleReporter:
         if not self.quiet:
             from rich.markup import escape
 
-            self.console.print(f"[red]error[/red] {escape(f'[{problem.error}]')} "
-                               f"{escape(problem.path)}: {escape(problem.message)}",
-                               soft_wrap=True)
+            self._print(f"[red]error[/red] {escape(f'[{problem.error}]')} "
+                        f"{escape(problem.path)}: {escape(problem.message)}")
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, markup=False, soft_wrap=True)
+            self._print(message, markup=False)
+
+    def _print(self, text: str, **kw: Any) -> None:
+        self.console.print(text, soft_wrap=True, **kw)
 
     def close(self) -> None:
         self._stop()
@@ -476,8 +485,9 @@ _KEEP_HELP = ("Keep rule, applied in order (repeat the option or separate with c
               help="Undo journal to write, or to resume after an interrupted run. Default: in "
               "the --to folder, else beside the report.")
 @click.option("--collapse-links", is_flag=True,
-              help="Also act on the other names (hard links) of each file kept, so one name "
-              "of it remains. Off by default: two names of one file are never duplicates.")
+              help="Also act on the other names (hard links) of each file kept in a duplicate "
+              "group, so one name of it remains (files in no group keep all their names). Off "
+              "by default: two names of one file are never duplicates.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
               protect: tuple[str, ...], yes: bool, journal: str | None, quiet: bool,

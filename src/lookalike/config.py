@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
@@ -99,8 +100,8 @@ def check_writable(path: str | os.PathLike[str], what: str = "output file") -> s
     """Raise :class:`ConfigError` unless a file can be written at ``path``; return it absolute.
 
     Checked before any work, so that a typo fails at once rather than after a long scan:
-    the folder must exist and be writable, and ``path`` must not be a folder or a read-only
-    file. Nothing is created.
+    the folder must exist and be writable (a file is created there and removed again), and
+    ``path`` must not be a folder or a read-only file.
     """
     p = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(p)
@@ -114,10 +115,17 @@ def check_writable(path: str | os.PathLike[str], what: str = "output file") -> s
         why = (f"{up} is a file, not a folder" if os.path.lexists(up) and not os.path.isdir(up)
                else f"folder {parent} does not exist; create it first")
         raise ConfigError(f"cannot write the {what} {p}: {why}")
-    if not os.access(parent, os.W_OK | os.X_OK) or (os.path.exists(p)
-                                                   and not os.access(p, os.W_OK)):
+    if os.path.exists(p) and not os.access(p, os.W_OK):
         raise ConfigError(f"cannot write the {what} {p}: permission denied; choose another "
                           "path")
+    try:
+        # A real write, not os.access: root passes every permission test, and read-only or
+        # special file systems (a full disk, /proc) only fail when written.
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".lookalike-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write the {what} {p}: {exc.strerror or exc}; choose "
+                          "another path") from None
     return p
 
 

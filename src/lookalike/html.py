@@ -36,7 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ConfigError, DecodeError
+from .config import check_writable
+from .errors import ConfigError, DecodeError, LookalikeError
 from .events import NullReporter, Reporter
 from .report import human_bytes
 
@@ -340,9 +341,7 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
         raise ConfigError(f"unknown thumbnails mode {thumbnails!r}; use auto, inline, files "
                           "or none")
     reporter = reporter or NullReporter()
-    out = os.path.abspath(os.fspath(out))
-    if not os.path.isdir(os.path.dirname(out)):
-        raise ConfigError(f"folder {os.path.dirname(out)} does not exist; create it first")
+    out = check_writable(out, "HTML page")
     data, abs_report = _load_report(report, report_path)
     paths = list(dict.fromkeys(m["path"] for g in data.get("groups", [])
                                for m in g.get("members", [])))
@@ -362,9 +361,13 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
             thumb_dir, urls = _write_thumbnail_dir(out, paths, jpegs)
     html = render_html(data, report_path=abs_report, thumbnails=urls)
     tmp = f"{out}.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(html)
-    os.replace(tmp, out)  # a page is either complete or absent
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(html)
+        os.replace(tmp, out)  # a page is either complete or absent
+    except OSError as exc:
+        raise LookalikeError(f"cannot write the HTML page {out}: {exc.strerror or exc}; "
+                             "choose another path") from None
     return HtmlSummary(path=out, groups=len(data.get("groups", [])), images=len(paths),
                        thumbnails=len(urls), thumbnail_dir=thumb_dir)
 

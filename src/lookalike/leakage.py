@@ -200,13 +200,16 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     # them: it gets one record per set, so the leak it is shows (at distance 0).
     expanded: list[ImageRecord] = []
     for r in records:
-        expanded.append(r)
-        sets_seen = {r.source}
+        sets_seen, own, elsewhere = {r.source}, [], []
         for alias in r.aliases:
-            root = next((x for x in roots if is_under(alias, x)), None)
-            if root is not None and root not in sets_seen:
+            root = next((x for x in roots if is_under(alias, x)), r.source)
+            if root in sets_seen:
+                own.append(alias)
+            else:
                 sets_seen.add(root)
-                expanded.append(replace(r, path=alias, source=root, aliases=()))
+                elsewhere.append(replace(r, path=alias, source=root, aliases=()))
+        expanded.append(replace(r, aliases=tuple(own)) if elsewhere else r)
+        expanded.extend(elsewhere)
     records = expanded
     from .plan import root_names
 

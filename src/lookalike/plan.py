@@ -516,6 +516,21 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         already += len(decision.remove) - len(pending)
         if not pending and not collapse_links:
             continue
+        files = {file_identity(m.record.path) for m in g.members}
+        if None not in files and len(files) == 1 and not (collapse_links and decision.keep):
+            # One file under several paths (a report of an earlier version, or a leakage
+            # check's file linked into two sets): not duplicates. Only collapsing links,
+            # which keeps the kept name, may act on such a group.
+            skipped.append(SkippedGroup(group=g.id, reason="its members are one file reached "
+                                        "by several paths (hard links, symbolic links or "
+                                        "overlapping folders), not duplicates"))
+            continue
+        gone = next((k for k in decision.keep if k in done), None)
+        if gone is not None:
+            skipped.append(SkippedGroup(group=g.id, reason=f"the file it keeps, {gone}, was "
+                                        "already acted on by this journal (resumed with another "
+                                        "keep policy?)"))
+            continue
         targets, notes, reason = _targets(pending, decision.keep, recs, done, kept_ids, policy,
                                           collapse_links)
         if reason is None and not targets:
@@ -597,6 +612,8 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
                         entries.add(entry)
                         targets[name] = (k, False, k)
     for path in pending:
+        if path in targets:
+            continue  # already a name to collapse
         ident = file_identity(path)
         if ident is None:
             targets[path] = (path, True, None)  # gone or unreadable: the state check skips it
@@ -617,9 +634,13 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
             return {}, notes, (f"{path} is kept in another group (or is the same file as a "
                                "file kept there); acting on it could leave that group empty")
         for name in (path, *(a for a in recs[path].aliases if a not in done)):
+            if name != path and os.path.islink(name):
+                notes.append(f"{name} is a symbolic link to {path}; it is left as it is "
+                             "and will point to a missing file")
+                continue
             if name != path and file_identity(name) != ident:
-                return {}, notes, (f"{name}, recorded as another name of {path}, is now a "
-                                   "different file")
+                now = "is gone" if file_identity(name) is None else "is now a different file"
+                return {}, notes, f"{name}, recorded as another name of {path}, {now}"
             if policy.is_protected(name):
                 return {}, notes, (f"{name}, a name of {path}, is in a protected folder and "
                                    "is never touched")

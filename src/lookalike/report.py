@@ -20,6 +20,7 @@ overlapping roots): one file, listed once; reports of earlier versions lack the 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import Problem, ReportError
+from .errors import LookalikeError, Problem, ReportError
 from .model import Group, Hash, ImageRecord, Member
 
 if TYPE_CHECKING:
@@ -127,9 +128,15 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
         raise ValueError(f"unknown report format {format!r}; use json, csv or text")
     if isinstance(out, (str, os.PathLike)):
         tmp = f"{os.fspath(out)}.tmp"
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, out)  # a report is either complete or absent
+        try:
+            with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+                fh.write(text)
+            os.replace(tmp, out)  # a report is either complete or absent
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise LookalikeError(f"cannot write the report {os.fspath(out)}: "
+                                 f"{exc.strerror or exc}; choose another path") from None
     else:
         out.write(text)
 
