@@ -264,17 +264,20 @@ def unique_files(entries: Iterable[FileEntry]) -> list[FileEntry]:
     link in it, else the first seen. Entries that were not stat'ed (``ino`` 0) are told
     apart by path only.
     """
-    names: dict[object, list[FileEntry]] = {}
-    for e in entries:
-        names.setdefault((e.dev, e.ino) if e.ino else e.path, []).append(e)
+    first: dict[object, int] = {}
     out: list[FileEntry] = []
-    for same in names.values():
+    more: dict[int, list[FileEntry]] = {}  # other paths of out[i]: rare, kept apart
+    for e in entries:
+        i = first.setdefault((e.dev, e.ino) if e.ino else e.path, len(out))
+        if i == len(out):
+            out.append(e)
+        elif e.path != out[i].path:
+            more.setdefault(i, []).append(e)
+    for i, others in more.items():
+        same = [out[i], *others]
         paths = list(dict.fromkeys(e.path for e in same))
-        if len(paths) == 1:
-            out.append(same[0])
-            continue
         main = next((e for e in same if os.path.realpath(e.path) == e.path), same[0])
-        out.append(replace(main, aliases=tuple(p for p in paths if p != main.path)))
+        out[i] = replace(main, aliases=tuple(p for p in paths if p != main.path))
     return out
 
 
