@@ -526,6 +526,8 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
         reporter: receives progress and one problem per skipped group or failed op.
         verify: ``digest`` (default) re-reads every member of a group and compares its
             SHA-256 with the report before touching the group; ``stat`` checks size and mtime.
+            The files a group keeps are always read and digest-checked, and must be other
+            files (identity) than the ones acted on.
 
     Returns:
         An :class:`ApplyResult`; ``result.ok`` is False if any op failed.
