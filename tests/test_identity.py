@@ -279,3 +279,24 @@ def test_a_followed_symlink_to_a_file_is_left_alone_not_acted_on_as_a_name(tmp_p
     assert "b_link.png is a symbolic link" in render_plan(p)
     assert apply(p, journal=tmp_path / "j.jsonl").ok
     assert (lib / "a.png").exists() and (lib / "b_link.png").is_symlink()
+
+
+def test_a_skip_reason_is_reported_even_when_the_decisions_keep_nothing(tmp_path, scene):
+    # --keep none with decisions that keep nothing, removing a file with a protected name:
+    # the group is skipped and the plan says why (it must not vanish from the plan).
+    photos = _tree(tmp_path, scene)
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    os.link(photos / "a.png", safe / "a.png")
+    out = tmp_path / "r.json"
+    lookalike.write_report(lookalike.scan([photos, safe], workers=1, cache=None), out)
+    (group,) = json.loads(out.read_text())["groups"]
+    decisions = tmp_path / "d.json"
+    decisions.write_text(json.dumps({
+        "kind": "lookalike-decisions", "schema_version": 1, "report_path": str(out),
+        "report_created": json.loads(out.read_text())["created"],
+        "groups": [{"id": group["id"], "keep": [], "remove": [str(photos / "a.png")]}]}))
+    p = plan(decisions, action="delete", keep="none", protect=[safe])
+    assert p.operations == ()
+    assert [s.group for s in p.skipped] == [group["id"]]
+    assert "protected folder" in p.skipped[0].reason

@@ -672,8 +672,8 @@ def _same_file_problem(op: Operation, st: os.stat_result | None,
     """
     ident = (st.st_dev, st.st_ino) if st is not None else None
     if op.name_of is not None:
-        if kept.get(op.name_of) != ident or entry_key(op.path) == entry_key(op.name_of) \
-                or entry_key(op.path) is None:
+        entry = entry_key(op.path)
+        if kept.get(op.name_of) != ident or entry is None or entry == entry_key(op.name_of):
             return (f"{op.path} is no longer a separate hard link of the kept {op.name_of}; "
                     "not touched")
         return None

@@ -63,7 +63,7 @@ class ConsoleReporter:
         if not self.show_progress:
             if not self.quiet:
                 suffix = f" ({size} files)" if size else ""
-                self._print(f"{number}/{total}: {name}{suffix}")
+                self.console.print(f"{number}/{total}: {name}{suffix}", soft_wrap=True)
             return
         from rich.progress import (
             BarColumn,
@@ -97,15 +97,13 @@ class ConsoleReporter:
         if not self.quiet:
             from rich.markup import escape
 
-            self._print(f"[red]error[/red] {escape(f'[{problem.error}]')} "
-                        f"{escape(problem.path)}: {escape(problem.message)}")
+            self.console.print(f"[red]error[/red] {escape(f'[{problem.error}]')} "
+                               f"{escape(problem.path)}: {escape(problem.message)}",
+                               soft_wrap=True)
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self._print(message, markup=False)
-
-    def _print(self, text: str, **kw: Any) -> None:
-        self.console.print(text, soft_wrap=True, **kw)
+            self.console.print(message, markup=False, soft_wrap=True)
 
     def close(self) -> None:
         self._stop()
@@ -446,8 +444,7 @@ def methods_cmd() -> None:
 def report_cmd(report_path: str, html_out: str, thumbnails: str, quiet: bool) -> None:
     """Render REPORT (JSON, from `scan -o`) as an HTML page to review groups and export
     keep/remove decisions for `lookalike apply`. Works offline; nothing is changed."""
-    check_writable(html_out, "HTML page")
-    click.echo(_render_html(report_path, html_out, thumbnails, quiet))
+    click.echo(_render_html(report_path, html_out, thumbnails, quiet))  # checks html_out first
 
 
 def _render_html(report_path: str, html_out: str, thumbnails: str, quiet: bool) -> str:

@@ -409,8 +409,10 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         ConfigError: bad options (unknown rule, missing ``--to``, ``--to`` inside a scanned
             folder, ``--keep none`` with a link action, ``--protect`` folder missing).
 
-    Cost: one ``lstat`` and one ``realpath`` per member of every group; no file is read
-    except WebP headers under ``prefer-lossless``.
+    Cost: per name of every group member, two ``lstat`` calls (identity, then state) and one
+    ``realpath``, plus a ``stat`` of the folder of each name kept or acted on (to tell hard
+    links from one entry reached through a link); no file is read except WebP headers under
+    ``prefer-lossless``.
     """
     if action not in ACTIONS:
         raise ConfigError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
@@ -492,9 +494,12 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         for m in g.members:
             _check_member(report, g, m.record, roots, real_roots)
 
-    # Identities of every kept file: a file kept in one group is never acted on in another,
-    # under whatever path the other group lists it.
-    kept_ids = {i for _, d in chosen for i in map(file_identity, d.keep) if i is not None}
+    # Every name's identity, looked up once: what the report calls one file may be one (an
+    # earlier version listed a file's paths as members), and a file kept in one group is never
+    # acted on in another, under whatever path the other group lists it.
+    ids = {p: file_identity(p) for g, _ in chosen for m in g.members
+           for p in (m.record.path, *m.record.aliases)}
+    kept_ids = {i for _, d in chosen for k in d.keep if (i := ids[k]) is not None}
     groups: list[GroupPlan] = []
     skipped: list[SkippedGroup] = []
     already = 0
@@ -516,7 +521,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         already += len(decision.remove) - len(pending)
         if not pending and not collapse_links:
             continue
-        files = {file_identity(m.record.path) for m in g.members}
+        files = {ids[m.record.path] for m in g.members}
         if None not in files and len(files) == 1 and not (collapse_links and decision.keep):
             # One file under several paths (a report of an earlier version, or a leakage
             # check's file linked into two sets): not duplicates. Only collapsing links,
@@ -531,8 +536,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                                         "already acted on by this journal (resumed with another "
                                         "keep policy?)"))
             continue
-        targets, notes, reason = _targets(pending, decision.keep, recs, done, kept_ids, policy,
-                                          collapse_links)
+        targets, notes, reason = _targets(pending, decision.keep, recs, done, ids, kept_ids,
+                                          policy, collapse_links)
         if reason is None and not targets:
             if notes:
                 groups.append(GroupPlan(group=g.id, keep=decision.keep, members=(),
@@ -542,8 +547,6 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             [*(p for p in recs if p not in done), *(t for t in targets if t not in recs)]
         states = tuple(_state(recs[targets[p][0]] if p in targets else recs[p], p)
                        for p in sorted(set(involved)))
-        if not states:
-            continue
         reason = reason or next((r for r in map(_state_problem, states) if r), None)
         if reason:
             skipped.append(SkippedGroup(group=g.id, reason=reason))
@@ -584,11 +587,12 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
 
 
 def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageRecord],
-             done: set[str], kept_ids: set[tuple[int, int]], policy: KeepPolicy,
-             collapse: bool = False
+             done: set[str], ids: dict[str, tuple[int, int] | None],
+             kept_ids: set[tuple[int, int]], policy: KeepPolicy, collapse: bool = False
              ) -> tuple[dict[str, tuple[str, bool, str | None]], list[str], str | None]:
     """Every name to act on for the members ``pending`` of one group.
 
+    ``ids`` holds the identity of every name of the group (:func:`file_identity`).
     Returns ``(targets, notes, reason)``: ``targets`` maps each path to act on to the member
     it belongs to, whether its op frees the file's bytes, and (collapsing links only) the
     kept file it is another name of; ``reason`` says why the whole group must be skipped. A
@@ -600,13 +604,13 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
     notes: list[str] = []
     entries: set[object] = set()
     names_of: dict[tuple[int, int], list[str]] = {}
-    own_kept = {i: k for k in keep if (i := file_identity(k)) is not None}
+    own_kept = {i: k for k in keep if (i := ids[k]) is not None}
     for k in keep:
         entries.add(entry_key(k) or k)
     if collapse:
         for k in keep:
             for name in (a for a in recs[k].aliases if a not in done):
-                if file_identity(name) == file_identity(k) and not policy.is_protected(name):
+                if ids[name] == ids[k] and not policy.is_protected(name):
                     entry = entry_key(name) or name
                     if entry not in entries:
                         entries.add(entry)
@@ -614,7 +618,7 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
     for path in pending:
         if path in targets:
             continue  # already a name to collapse
-        ident = file_identity(path)
+        ident = ids[path]
         if ident is None:
             targets[path] = (path, True, None)  # gone or unreadable: the state check skips it
             continue
@@ -638,8 +642,8 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
                 notes.append(f"{name} is a symbolic link to {path}; it is left as it is "
                              "and will point to a missing file")
                 continue
-            if name != path and file_identity(name) != ident:
-                now = "is gone" if file_identity(name) is None else "is now a different file"
+            if name != path and ids[name] != ident:
+                now = "is gone" if ids[name] is None else "is now a different file"
                 return {}, notes, f"{name}, recorded as another name of {path}, {now}"
             if policy.is_protected(name):
                 return {}, notes, (f"{name}, a name of {path}, is in a protected folder and "

@@ -37,6 +37,7 @@ stops the scan.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import time
 from collections import defaultdict
@@ -620,36 +621,34 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
                                      url=fs.unstrip_protocol(p)))
         if not found and not explicit:
             reporter.info(f"no image files under {raw}")
-    for item in iter_files(local_roots, follow_symlinks=follow_symlinks, stats=walk):
+    lines = [] if files_from is None else _read_list(
+        files_from, column if input_format != "parquet" else None, options)
+    # Local paths of the list are stat'ed here, like paths on the command line (followed if a
+    # link), but a missing one is that file's problem, not the whole scan's.
+    listed = {line: local for line in lines
+              if stat_listed and (local := _local_path(line)) is not None}
+    walked = itertools.chain(
+        iter_files(local_roots, follow_symlinks=follow_symlinks, stats=walk),
+        *(iter_listed(local, str(files_from), follow_symlinks=follow_symlinks, stats=walk)
+          for local in listed.values()))
+    for item in walked:
         if isinstance(item, Problem):
             reporter.problem(item)
             problems.append(item)
         else:
             items.append(item)
-    if files_from is not None:
-        source = files_from
-        for line in _read_list(files_from, column if input_format != "parquet" else None,
-                               options):
-            local = _local_path(line)
-            if local is not None and stat_listed:
-                # Like a path on the command line (followed if a link), but a missing one is
-                # that file's problem, not the whole scan's.
-                for item in iter_listed(local, source, follow_symlinks=follow_symlinks,
-                                        stats=walk):
-                    if isinstance(item, Problem):
-                        reporter.problem(item)
-                        problems.append(item)
-                    else:
-                        items.append(item)
-                continue
-            walk.files_seen += 1
-            if local is not None:
-                # Not stat'ed here: on a cluster that is a round trip per file; the worker's
-                # read learns size and mtime, and a missing file becomes its problem.
-                items.append(FileEntry(os.path.abspath(local), -1, 0, source))
-            else:
-                items.append(RemoteEntry(path=line, size_bytes=-1, mtime_ns=0, source=source,
-                                         url=line))
+    for line in lines:
+        if line in listed:
+            continue
+        walk.files_seen += 1
+        local = _local_path(line)
+        if local is not None:
+            # Not stat'ed here: on a cluster that is a round trip per file; the worker's
+            # read learns size and mtime, and a missing file becomes its problem.
+            items.append(FileEntry(os.path.abspath(local), -1, 0, str(files_from)))
+        else:
+            items.append(RemoteEntry(path=line, size_bytes=-1, mtime_ns=0,
+                                     source=str(files_from), url=line))
     # Only when used, so a plain folder scan's stats are what they always were.
     listed = {{"tar": "tar_shards", "parquet": "parquet_files"}[fmt]: len(urls)
               for fmt, urls in containers.items() if urls}
