@@ -9,7 +9,7 @@ so compare ratios, not absolute times across runs.
 
 The second table measures what the client needs per image: the Python records the scan
 returns today, and the compact form a 100M-image search would use (one uint64 per hash plus
-an int64 row id), with the peak of :func:`lookalike.index.find_pairs` over random codes.
+an int64 row id), with the peak of :func:`lookalike.search.index.find_pairs` over random codes.
 
     python benchmarks/bench_dask.py [--images 10000] [--repeats 3] [--workers 2]
 """
@@ -36,7 +36,7 @@ def engines(args: argparse.Namespace, root: Path) -> tuple[list[list[Any]], dict
     import lookalike
     from lookalike.executors import ProcessExecutor, SerialExecutor
     from lookalike.executors.dask import DaskExecutor
-    from lookalike.remote import scan_inputs
+    from lookalike.inputs.remote import scan_inputs
 
     config = lookalike.ScanConfig(method="dhash", threshold=4)
     cases: list[tuple[str, Callable[[], Any], int]] = [
@@ -100,7 +100,7 @@ def record_bytes(root: Path) -> dict[str, float]:
     import numpy as np
 
     import lookalike
-    from lookalike.index import find_pairs
+    from lookalike.search.index import find_pairs
 
     records = lookalike.scan(root, method="dhash", workers=1).records
     n = len(records)

@@ -6,7 +6,7 @@ Two measurements per method:
   decoded fast (``lookalike.hash_image(decode=...)``), over the images fast mode really
   reduces (large JPEGs; every other image decodes identically): mean, max, share identical;
 - *groups*: a full-decode scan and a default (fast) scan at the same threshold. The fast
-  scan re-hashes exactly every reduced image that may have a match (``lookalike.confirm``).
+  scan re-hashes exactly every reduced image that may have a match (``lookalike.grouping.confirm``).
   Reported: full-decode groups that the fast scan splits, true duplicate pairs (same
   original) joined by the full scan but not by the fast one, extra true pairs joined, and
   how many images the fast scan re-hashed with full decoding.
@@ -75,8 +75,8 @@ def accuracy_set() -> dict[str, str]:
 
 def raw_drift(files: list[str]) -> dict[tuple[str, int], list[int]]:
     """Per method and size, the full-vs-fast distance of every image fast mode reduces."""
-    from lookalike.decode import decode_bytes
-    from lookalike.hashes import get_method
+    from lookalike.imaging.decode import decode_bytes
+    from lookalike.imaging.hashes import get_method
 
     out: dict[tuple[str, int], list[int]] = defaultdict(list)
     for path in files:
@@ -105,7 +105,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import lookalike
-    from lookalike.cache import HashCache
+    from lookalike.store.cache import HashCache
 
     truth = drift_set(args.limit) if args.set == "drift" else accuracy_set()
     files = sorted(truth)

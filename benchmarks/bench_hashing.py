@@ -97,9 +97,9 @@ def main() -> None:
 
     import lookalike
     from lookalike.config import ScanConfig
-    from lookalike.decode import _decode_in_one_call, _reduce_for_fast
+    from lookalike.imaging.decode import _decode_in_one_call, _reduce_for_fast
+    from lookalike.inputs.walk import FileEntry
     from lookalike.pipeline import hash_file
-    from lookalike.sources import FileEntry
 
     files = make_photos(args.copies, args.long_side)
     folder = files[0].parent

@@ -1,4 +1,4 @@
-"""Benchmark the exact Hamming self-join (lookalike.index.find_pairs) on synthetic hashes.
+"""Benchmark the exact Hamming self-join (lookalike.search.index.find_pairs) on synthetic hashes.
 
 Each case runs in a fresh subprocess so its peak memory is its own. Data: random 64-bit
 hashes where 10% of rows are copies of other rows with 1-10 random bits flipped (planted
@@ -89,7 +89,7 @@ def neighbours_from_pairs(i: np.ndarray, j: np.ndarray, d: np.ndarray, q: int) -
 
 def run_case(n: int, t: int, skew: bool, workers: int | None, queries: int) -> dict:
     """One measurement, in this (fresh) process."""
-    from lookalike.index import _plan_join, find_pairs, find_pairs_collapsed
+    from lookalike.search.index import _plan_join, find_pairs, find_pairs_collapsed
 
     codes = make_codes(n, skew)
     input_mb = peak_rss_mb()

@@ -15,8 +15,8 @@ from PIL import Image
 import lookalike
 from accuracy import dataset, metrics
 from accuracy.hashing import BASELINES, CONFIGS, HashJob, folklore_dhash_z
-from lookalike.decode import decode_bytes
-from lookalike.hashes import bits_to_int, compute_hash
+from lookalike.imaging.decode import decode_bytes
+from lookalike.imaging.hashes import bits_to_int, compute_hash
 
 
 def _brute(segments, nbits):
@@ -92,7 +92,7 @@ def test_folklore_baseline_equals_lookalike_dhash_z_with_full_decoding(photos):
 
 def test_the_default_is_dhash_z_at_its_own_default_size():
     from lookalike.config import DEFAULT_HASH_SIZE, DEFAULT_METHOD, DEFAULT_THRESHOLD
-    from lookalike.hashes import METHODS
+    from lookalike.imaging.hashes import METHODS
 
     assert METHODS[DEFAULT_METHOD].default_size == DEFAULT_HASH_SIZE
     config = lookalike.ScanConfig()

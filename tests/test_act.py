@@ -17,10 +17,10 @@ import pytest
 import lookalike
 from conftest import snapshot
 from lookalike import JournalError
-from lookalike.act import apply, recover, undo
+from lookalike.actions.apply import apply, recover, undo
+from lookalike.actions.plan import Plan, plan
 from lookalike.cli import cli
-from lookalike.plan import Plan, plan
-from lookalike.report import write_report
+from lookalike.report.schema import write_report
 
 BASE_NS = 1_600_000_000_000_000_000
 
@@ -305,8 +305,8 @@ def test_across_file_systems_copies_are_verified_and_undo_still_works(library, t
 
 CRASH = """
 import os, sys
-import lookalike.act as act
-from lookalike.plan import plan
+import lookalike.actions.apply as act
+from lookalike.actions.plan import plan
 action, report, to, journal, step, nth = sys.argv[1:7]
 seen = 0
 def hook(name):
@@ -407,7 +407,7 @@ def test_crash_mid_undo_then_undo_again_restores_everything(library, tmp_path, a
     before = snapshot(root)
     journal = tmp_path / "j.jsonl"
     apply(make_plan(action, report, tmp_path), journal=journal)
-    script = ("import os, sys\nimport lookalike.act as act\n"
+    script = ("import os, sys\nimport lookalike.actions.apply as act\n"
               "act._crash_hook = lambda s: os._exit(9) if s == sys.argv[2] else None\n"
               "act.undo(sys.argv[1])\n")
     proc = subprocess.run([sys.executable, "-c", script, str(journal), step],
@@ -433,8 +433,8 @@ def test_real_sigkill_during_apply_leaves_an_undoable_journal(library, tmp_path)
     journal = tmp_path / "j.jsonl"
     script = """
 import sys, time
-import lookalike.act as act
-from lookalike.plan import plan
+import lookalike.actions.apply as act
+from lookalike.actions.plan import plan
 def hook(step):
     print(step, flush=True)
     time.sleep(0.05)
@@ -534,7 +534,7 @@ def test_crash_across_file_systems_then_undo_restores_everything(library, tmp_pa
                               timeout=120)
         assert proc.returncode == 9, proc.stderr
         # a second crash, in the middle of the undo that copies back across file systems
-        script = ("import os, sys\nimport lookalike.act as act\n"
+        script = ("import os, sys\nimport lookalike.actions.apply as act\n"
                   "act._crash_hook = lambda s: os._exit(9) if s.startswith('undo:') else None\n"
                   "act.undo(sys.argv[1])\n")
         proc = subprocess.run([sys.executable, "-c", script, str(journal)],

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 import lookalike
-from lookalike.cache import HashCache
+from lookalike.store.cache import HashCache
 
 
 @pytest.fixture
@@ -120,9 +120,9 @@ def test_lookup_matches_what_was_stored_by_range_scan_or_join(tree, tmp_path, sc
                                                               many_others, monkeypatch):
     # lookup() reads the wanted paths' rows with one range scan when the cache holds about
     # the scanned files, else through a join; both must give the same split.
-    from lookalike import cache as cache_mod
     from lookalike.config import ScanConfig
-    from lookalike.sources import FileEntry, iter_files
+    from lookalike.inputs.walk import FileEntry, iter_files
+    from lookalike.store import cache as cache_mod
 
     config = ScanConfig(method="phash", threshold=6, workers=1)
     with HashCache(tmp_path / "c.sqlite") as cache:
@@ -180,7 +180,7 @@ def test_lookup_rebuilds_records_equal_to_the_hashed_ones(tree, tmp_path):
 
 def test_lookup_of_nothing_and_of_changed_rows(tree, tmp_path):
     from lookalike.config import ScanConfig
-    from lookalike.sources import FileEntry
+    from lookalike.inputs.walk import FileEntry
 
     config = ScanConfig(method="phash", threshold=6, workers=1)
     with HashCache(tmp_path / "c.sqlite") as cache:

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 import lookalike
-from lookalike.calibrate import TRANSFORMS, calibrate, render_calibration
+from lookalike.analysis.calibrate import TRANSFORMS, calibrate, render_calibration
 from lookalike.cli import cli, main
 
 

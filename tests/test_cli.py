@@ -130,7 +130,7 @@ def test_warm_scan_writes_the_same_report_and_summary_as_the_cold_one(runner, tm
 
 def test_method_choices_come_from_the_constant():
     from lookalike.cli import _method_choices
-    from lookalike.hashes import METHODS
+    from lookalike.imaging.hashes import METHODS
 
     assert _method_choices() == list(METHODS)
 

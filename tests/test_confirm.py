@@ -1,4 +1,4 @@
-"""Exact confirmation of fast-decoded images that may have a match (lookalike.confirm)."""
+"""Exact confirmation of fast-decoded images that may have a match (lookalike.grouping.confirm)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from PIL import Image
 
 import lookalike
 from conftest import loaded_by_command
-from lookalike.cache import HashCache
 from lookalike.config import ScanConfig
-from lookalike.confirm import full_config, margin, may_be_reduced, needs_exact_hash
-from lookalike.decode import decode_bytes
-from lookalike.hashes import get_method
+from lookalike.grouping.confirm import full_config, margin, may_be_reduced, needs_exact_hash
+from lookalike.imaging.decode import decode_bytes
+from lookalike.imaging.hashes import get_method
 from lookalike.model import Hash, ImageRecord
 from lookalike.pipeline import hash_data
+from lookalike.store.cache import HashCache
 
 
 def _record(path: str, hex_hash: str, fmt: str = "JPEG", size: tuple[int, int] = (1200, 800)

@@ -31,8 +31,8 @@ pq = pytest.importorskip("pyarrow.parquet")
 import cloudpickle  # noqa: E402  (comes with distributed)
 
 from lookalike.executors.dask import DaskExecutor  # noqa: E402
+from lookalike.inputs.remote import list_inputs, scan_inputs  # noqa: E402
 from lookalike.pipeline import HashWorker, run_scan_items  # noqa: E402
-from lookalike.remote import list_inputs, scan_inputs  # noqa: E402
 
 # Worker processes cannot import this test module: ship its classes by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from lookalike import ConfigError, KeepPolicy
-from lookalike.decide import DEFAULT_KEEP, parse_keep, webp_is_lossless
+from lookalike.grouping.keep import DEFAULT_KEEP, parse_keep, webp_is_lossless
 from lookalike.model import Group, Hash, ImageRecord, Member
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.decode import Picture, decode_bytes
 from lookalike.errors import DecodeError
+from lookalike.imaging.decode import Picture, decode_bytes
 
 
 def _bytes(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -127,8 +127,8 @@ def _lanczos_cases() -> list[tuple[np.ndarray, int, int]]:
 
 @pytest.mark.parametrize("budget", ["shared-blas", "one-thread-blas"])
 def test_numpy_lanczos_replays_pillows_resize_exactly(budget, monkeypatch):
-    from lookalike import decode
-    from lookalike.decode import _pillow_pass_order, lanczos_grey
+    from lookalike.imaging import decode
+    from lookalike.imaging.decode import _pillow_pass_order, lanczos_grey
 
     block = {"shared-blas": decode._BLAS_BLOCK,
              "one-thread-blas": decode._BLAS_BLOCK_ONE_THREAD}[budget]
@@ -149,7 +149,7 @@ def test_numpy_lanczos_replays_pillows_resize_exactly(budget, monkeypatch):
     ({"GOTO_NUM_THREADS": "1", "OMP_NUM_THREADS": "4"}, True)])
 def test_blas_row_blocks_grow_only_when_openblas_runs_one_thread(env, one_thread, monkeypatch):
     # Larger products would make a multi-threaded OpenBLAS start threads inside each worker.
-    from lookalike import decode
+    from lookalike.imaging import decode
 
     for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
@@ -164,7 +164,7 @@ def test_blas_row_blocks_grow_only_when_openblas_runs_one_thread(env, one_thread
 
 
 def test_reduced_picture_grids_equal_pillows(scene, monkeypatch):
-    from lookalike import decode
+    from lookalike.imaging import decode
 
     calls = []
     numpy_resize = decode.lanczos_grey
@@ -186,7 +186,7 @@ def test_reduced_picture_grids_equal_pillows(scene, monkeypatch):
 
 @pytest.mark.parametrize("into", [True, False])
 def test_grey_pixels_are_pillows_l_conversion(scene, monkeypatch, into):
-    from lookalike import decode
+    from lookalike.imaging import decode
 
     assert decode._convert_into_works()  # else every grey conversion takes the slow path
     monkeypatch.setattr(decode, "_convert_into_works", lambda: into)

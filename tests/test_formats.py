@@ -21,9 +21,9 @@ from PIL import Image, features
 import badfiles as bf
 import lookalike
 import realdata
-from lookalike.decode import DEFAULT_MAX_PIXELS, decode_bytes
 from lookalike.errors import REASONS, DecodeError
-from lookalike.hashes import get_method
+from lookalike.imaging.decode import DEFAULT_MAX_PIXELS, decode_bytes
+from lookalike.imaging.hashes import get_method
 
 HAS_HEIF = find_spec("pillow_heif") is not None
 SIZE = (240, 180)
@@ -206,7 +206,7 @@ def test_heic_without_the_plugin_says_how_to_install_it(photo, tmp_path):
     code = textwrap.dedent(f"""
         import sys
         sys.modules["pillow_heif"] = None  # as if not installed
-        from lookalike.decode import decode_bytes
+        from lookalike.imaging.decode import decode_bytes
         from lookalike.errors import DecodeError
         try:
             decode_bytes(open({str(tmp_path / "x.heic")!r}, "rb").read())
@@ -292,7 +292,7 @@ def test_decoding_never_prints_pillow_warnings(pillow_images):
     files = [pillow_images / n for n in ("hopper_bad_exif.jpg", "sugarshack_bad_mpo_header.jpg",
                                          "png_decompression_dos.png")]
     code = textwrap.dedent(f"""
-        from lookalike.decode import decode_bytes
+        from lookalike.imaging.decode import decode_bytes
         from lookalike.errors import DecodeError
         for p in {[str(f) for f in files if f.exists()]!r}:
             try:

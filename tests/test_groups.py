@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from lookalike.groups import build_groups
+from lookalike.grouping.groups import build_groups
 from lookalike.model import Hash, ImageRecord
 
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 import lookalike
-from lookalike.decode import Picture, decode_bytes
-from lookalike.hashes import METHODS, compute_hash
+from lookalike.imaging.decode import Picture, decode_bytes
+from lookalike.imaging.hashes import METHODS, compute_hash
 from lookalike.model import Hash
 
 IMAGEHASH_FUNCS = {
@@ -137,7 +137,7 @@ def test_bad_hash_sizes_are_rejected_with_a_hint():
 def test_ztransform_percentiles_equal_numpy_bit_for_bit(n):
     # dhash-z's percentiles are computed without np.percentile (see hashes._percentiles):
     # every float must still be NumPy's, on random, few-valued (many ties) and constant grids.
-    from lookalike.hashes import _percentiles
+    from lookalike.imaging.hashes import _percentiles
 
     rng = np.random.default_rng(n)
     grids = [rng.integers(0, 256, n), rng.integers(0, 3, n), np.full(n, 77),

@@ -23,7 +23,7 @@ import pytest
 import lookalike
 from lookalike.cli import cli
 from lookalike.errors import ConfigError
-from lookalike.html import render_html, write_html
+from lookalike.report.html import render_html, write_html
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -368,7 +368,7 @@ def test_toggle_and_export_give_the_agreed_decisions_format(web, tmp_path, scene
     assert set(first_dec["keep"]) == suggested | {paths[idx]}
     assert web.console == []
     try:  # the loader behind `lookalike apply`, where it exists
-        from lookalike.plan import load_decisions
+        from lookalike.actions.plan import load_decisions
     except ImportError:
         pass
     else:

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 import lookalike
-from lookalike import remote
-from lookalike.act import apply, undo
+from lookalike.actions.apply import apply, undo
+from lookalike.actions.plan import plan, render_plan
 from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError
-from lookalike.html import _page_data
-from lookalike.plan import plan, render_plan
-from lookalike.report import read_report, render_text
-from lookalike.sources import FileEntry, iter_files, unique_files
+from lookalike.inputs import remote
+from lookalike.inputs.walk import FileEntry, iter_files, unique_files
+from lookalike.report.html import _page_data
+from lookalike.report.schema import read_report, render_text
 
 
 class _Problems:
@@ -190,7 +190,7 @@ def test_protected_alias_protects_the_file(tmp_path, scene):
 
 def test_a_file_linked_into_two_sets_is_a_leak_and_is_purged_only_by_collapsing(
         tmp_path, scene):
-    from lookalike.leakage import find_leakage, restrict_to_leakage
+    from lookalike.analysis.leakage import find_leakage, restrict_to_leakage
 
     train, test = tmp_path / "train", tmp_path / "test"
     train.mkdir()

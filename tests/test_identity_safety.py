@@ -37,10 +37,10 @@ from PIL import Image
 
 import lookalike
 from conftest import snapshot
-from lookalike.act import apply, undo
+from lookalike.actions.apply import apply, undo
+from lookalike.actions.plan import plan
 from lookalike.cli import cli
-from lookalike.plan import plan
-from lookalike.report import read_report, write_report
+from lookalike.report.schema import read_report, write_report
 from test_act import files_in
 from test_plan import decisions_file, edit_report
 

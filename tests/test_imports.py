@@ -74,30 +74,14 @@ def test_import_lookalike_loads_only_its_small_core():
                        "lookalike.model"])
 
 
-def test_plan_and_calibrate_are_the_functions_whatever_is_imported_first():
-    # The submodules share the functions' names; importing a submodule sets it as a
-    # package attribute, which must not replace the function (lazy or not).
-    firsts = ["", "import lookalike.plan", "import lookalike.calibrate", "import lookalike.act",
-              "from lookalike.plan import Decisions", "from lookalike import plan, calibrate",
-              "import lookalike.cli", "import lookalike.plan as p; assert callable(p)"]
-    for first in firsts:
-        code = (f"{first}\n"
-                "import sys, lookalike, lookalike.plan, lookalike.calibrate, lookalike.act\n"
-                "import lookalike.html, lookalike.leakage, lookalike.pipeline\n"
-                "p, c = sys.modules['lookalike.plan'], sys.modules['lookalike.calibrate']\n"
-                "print(lookalike.plan is p.plan and lookalike.calibrate is c.calibrate)")
-        assert _fresh(code) == "True", first
-    assert callable(lookalike.plan) and callable(lookalike.calibrate)
-
-
 def test_cli_import_loads_neither_numpy_nor_pillow_nor_rich():
-    assert loaded_by("import lookalike.cli", ("numpy", "PIL", "rich", "lookalike.hashes",
+    assert loaded_by("import lookalike.cli", ("numpy", "PIL", "rich", "lookalike.imaging.hashes",
                                               "lookalike.pipeline")) == []
 
 
 def test_method_specs_are_the_registry_sizes():
     from lookalike.config import METHOD_NAMES, METHOD_SPECS
-    from lookalike.hashes import METHODS
+    from lookalike.imaging.hashes import METHODS
 
     assert list(METHOD_NAMES) == list(METHODS) == list(METHOD_SPECS)
     for name, m in METHODS.items():
@@ -117,7 +101,7 @@ def test_a_warm_rescan_that_reuses_its_grouping_loads_neither_numpy_nor_pillow(t
     db, out = tmp_path / "c.sqlite", tmp_path / "r.json"
     argv = ["scan", str(tmp_path), "-q", "-j", "1", "--cache", str(db), "-o", str(out)]
     for _ in range(2):  # cold, then a warm run in a fresh interpreter
-        loaded = loaded_by_command(argv, ("numpy", "PIL", "lookalike.index"))
+        loaded = loaded_by_command(argv, ("numpy", "PIL", "lookalike.search.index"))
     assert loaded == []
     assert json.loads(out.read_text())["stats"]["grouping_from_cache"]
     assert json.loads(out.read_text())["groups"]
@@ -127,11 +111,12 @@ def test_reading_the_cache_needs_neither_pillow_nor_a_process_pool():
     # A warm re-scan answers from the hash cache: validating the config, keying the cache
     # and importing the executors must not load Pillow or multiprocessing (tens of ms).
     code = ("import lookalike.executors; from lookalike.config import ScanConfig; "
-            "from lookalike.cache import settings_key; c = ScanConfig(); settings_key(c); c.nbits")
+            "from lookalike.store.cache import settings_key; "
+            "c = ScanConfig(); settings_key(c); c.nbits")
     assert loaded_by(code, ("PIL", "multiprocessing")) == []
     from lookalike.config import DECODER_VERSION
-    from lookalike.decode import DECODER_VERSION as decode_version
     from lookalike.executors import ProcessExecutor
     from lookalike.executors.local import ProcessExecutor as local_pool
+    from lookalike.imaging.decode import DECODER_VERSION as decode_version
 
     assert decode_version == DECODER_VERSION and ProcessExecutor is local_pool

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lookalike import index as ix
-from lookalike.index import HammingIndex, find_pairs, find_pairs_collapsed, pack_hashes
+from lookalike.search import index as ix
+from lookalike.search.index import HammingIndex, find_pairs, find_pairs_collapsed, pack_hashes
 
 NBITS = (16, 64, 128, 256)
 

@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 import lookalike
-from lookalike.decode import Picture, decode_bytes
-from lookalike.groups import build_groups
-from lookalike.hashes import INVARIANCES, METHODS, ORIENTATIONS, bits_to_int, compute_hash
+from lookalike.grouping.groups import build_groups
+from lookalike.imaging.decode import Picture, decode_bytes
+from lookalike.imaging.hashes import INVARIANCES, METHODS, ORIENTATIONS, bits_to_int, compute_hash
 from lookalike.model import ImageRecord
 
 GRID_METHODS = ["ahash", "phash", "dhash", "dhash-v", "dhash-z", "whash"]
@@ -65,7 +65,7 @@ def test_grid_versions_equal_hashing_the_transformed_image(rgb_photos, method):
 
 
 def test_dhash_z_shortcut_equals_hashing_each_oriented_grid(photos):
-    from lookalike.hashes import _OrientedGrid, dhash_z_bits
+    from lookalike.imaging.hashes import _OrientedGrid, dhash_z_bits
 
     ops = INVARIANCES["dihedral"]
     for path in photos[:5]:

@@ -12,11 +12,11 @@ from PIL import Image
 
 import lookalike
 from lookalike import ConfigError, find_leakage
-from lookalike.act import apply, undo
+from lookalike.actions.apply import apply, undo
+from lookalike.actions.plan import plan
+from lookalike.analysis.leakage import check_sets, restrict_to_leakage
 from lookalike.cli import cli
-from lookalike.leakage import check_sets, restrict_to_leakage
-from lookalike.plan import plan
-from lookalike.report import write_report
+from lookalike.report.schema import write_report
 
 THRESHOLD = 4  # dhash-z: re-encoded/resized copies are 0-1 bits away, the stereo pair 10
 PIN = ["-m", "dhash-z", "--hash-size", "8"]  # the hash THRESHOLD was measured with

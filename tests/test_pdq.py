@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 import lookalike
-from lookalike import pdq
-from lookalike.decode import Picture
-from lookalike.hashes import ORIENTATIONS, bits_to_int, compute_hash
+from lookalike.imaging import pdq
+from lookalike.imaging.decode import Picture
+from lookalike.imaging.hashes import ORIENTATIONS, bits_to_int, compute_hash
 
 pdqhash = pytest.importorskip("pdqhash", reason="the pdqhash package is not installed")
 

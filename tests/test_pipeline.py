@@ -122,7 +122,7 @@ def test_only_group_members_are_digested(copies_tree, tmp_path):
     for r in result.records:
         # Members carry the SHA-256 of their bytes; the lone photo was never digested.
         assert r.digest == (_sha(r.path) if r.path in members else None), r.path
-    # Members re-hashed from full decodes (lookalike.confirm) got theirs from those reads.
+    # Members re-hashed from full decodes (lookalike.grouping.confirm) got theirs from those reads.
     assert 0 < result.stats["digested"] <= len(members)
     by_path = {r.path: r for r in result.records}
     twins = [str(tree / "set0" / "copy0.png"), str(tree / "set0" / "orig0.png")]
@@ -137,7 +137,7 @@ def test_member_digests_come_from_the_cache_and_follow_a_new_member(copies_tree,
     # A true PNG (the fixture's alone.png holds JPEG bytes, re-hashed by confirmation).
     Image.open(tree / "alone.png").convert("RGB").save(tree / "solo.png")
     (tree / "alone.png").unlink()
-    from lookalike.cache import HashCache
+    from lookalike.store.cache import HashCache
 
     db = HashCache(tmp_path / "cache.sqlite")
     first = lookalike.scan(tree, method="phash", threshold=8, workers=1, cache=db)
@@ -179,7 +179,7 @@ def test_a_warm_rescan_reuses_the_grouping_only_while_the_cache_is_unchanged(cop
                                                                              tmp_path):
     import sqlite3
 
-    from lookalike.cache import HashCache
+    from lookalike.store.cache import HashCache
 
     root, _ = copies_tree
     tree = tmp_path / "t"
@@ -218,7 +218,7 @@ def test_a_warm_rescan_reuses_the_grouping_only_while_the_cache_is_unchanged(cop
 
 
 def test_a_second_writer_during_a_scan_turns_the_grouping_memo_off(copies_tree, tmp_path):
-    from lookalike.cache import HashCache
+    from lookalike.store.cache import HashCache
 
     root, _ = copies_tree
     db = tmp_path / "cache.sqlite"
@@ -240,10 +240,10 @@ def test_a_second_writer_during_a_scan_turns_the_grouping_memo_off(copies_tree, 
 
 def test_a_custom_worker_never_uses_the_grouping_memo(copies_tree, tmp_path):
     # What another worker hashes (and whether it can confirm) is not in the memo's key.
-    from lookalike.cache import HashCache
     from lookalike.config import ScanConfig
+    from lookalike.inputs.walk import FileEntry, iter_files
     from lookalike.pipeline import HashWorker, run_scan_items
-    from lookalike.sources import FileEntry, iter_files
+    from lookalike.store.cache import HashCache
 
     root, _ = copies_tree
     config = ScanConfig(method="phash", threshold=8, workers=1)
@@ -263,7 +263,7 @@ def test_star_groups_are_rebuilt_from_every_record_when_a_leader_changed(tmp_pat
 
     from lookalike import pipeline
     from lookalike.config import ScanConfig
-    from lookalike.groups import assemble_groups, cluster_records
+    from lookalike.grouping.groups import assemble_groups, cluster_records
     from lookalike.model import Hash, ImageRecord
 
     config = ScanConfig(method="dhash", hash_size=8, threshold=3, grouping="star")

@@ -12,9 +12,9 @@ import pytest
 import lookalike
 from conftest import snapshot
 from lookalike import ConfigError, ReportError
+from lookalike.actions.plan import load_source, plan, quarantine_path, render_plan, root_names
 from lookalike.cli import cli
-from lookalike.plan import load_source, plan, quarantine_path, render_plan, root_names
-from lookalike.report import write_report
+from lookalike.report.schema import write_report
 
 
 def make_library(root: Path, scene) -> None:

@@ -7,10 +7,10 @@ import json
 import pytest
 
 import lookalike
-from lookalike.cache import HashCache
+from lookalike.analysis.query import find_matches
 from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError
-from lookalike.query import find_matches
+from lookalike.store.cache import HashCache
 
 
 def test_new_images_find_their_cached_originals(tmp_path, scene):
@@ -129,8 +129,8 @@ def test_missing_or_folder_query_images_and_a_missing_folder_are_errors(tmp_path
 
 
 def test_matches_gone_since_the_scan_are_marked(tmp_path, scene, runner):
+    from lookalike.analysis.query import render_matches
     from lookalike.cli import cli
-    from lookalike.query import render_matches
 
     lib, db = _scanned(tmp_path, scene)
     scene(2, (160, 120)).save(lib / "2_copy.png")

@@ -26,8 +26,8 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 fsspec = pytest.importorskip("fsspec")
 
-from lookalike.parquet import ParquetStore, read_results  # noqa: E402
-from lookalike.remote import list_inputs, scan_inputs  # noqa: E402
+from lookalike.inputs.remote import list_inputs, scan_inputs  # noqa: E402
+from lookalike.store.parquet import ParquetStore, read_results  # noqa: E402
 
 CONFIG = ScanConfig(method="phash", threshold=8, workers=1)
 
@@ -163,9 +163,9 @@ def test_parquet_rows_of_one_row_group_are_one_batch(tree, tmp_path):
 
 
 def test_memory_urls_give_the_same_groups_as_the_files(tree, baseline, monkeypatch):
-    import lookalike.remote
+    import lookalike.inputs.remote
 
-    monkeypatch.setattr(lookalike.remote, "_READ_AHEAD", 3)  # a batch is read in slices
+    monkeypatch.setattr(lookalike.inputs.remote, "_READ_AHEAD", 3)  # a batch is read in slices
     fs = fsspec.filesystem("memory")
     for p in _files(tree):
         fs.pipe(f"/bucket/photos/{p.relative_to(tree)}", p.read_bytes())
@@ -255,7 +255,7 @@ def test_parquet_output_has_one_row_per_file_with_hashes_and_errors(tree, tmp_pa
     for rec in result.records:
         row = rows[rec.path]
         # Rows hold each file's hash at the scan's settings (fast decoding); the scan itself
-        # grouped reduced JPEGs that may match by their exact hash (lookalike.confirm).
+        # grouped reduced JPEGs that may match by their exact hash (lookalike.grouping.confirm).
         h = lookalike.hash_image(rec.path, "phash", decode="fast")
         assert (row["status"], row["hash"], row["hash_u64"], row["digest"], row["size_bytes"],
                 row["mtime_ns"], row["width"], row["method"], row["nbits"]) == (
@@ -337,7 +337,7 @@ def test_parquet_output_to_a_memory_url(tree):
 
 
 def test_parquet_output_copies_hash_cache_hits(tree, tmp_path):
-    from lookalike.cache import HashCache
+    from lookalike.store.cache import HashCache
 
     with HashCache(tmp_path / "h.sqlite") as cache:
         scan_inputs([str(tree / "set4")], CONFIG, cache=cache)
@@ -390,7 +390,8 @@ def test_cli_without_inputs_is_a_usage_error(tmp_path):
 
 
 def test_optional_dependencies_are_not_imported_by_lookalike():
-    code = "import lookalike, lookalike.remote, lookalike.parquet, lookalike.executors.dask"
+    code = ("import lookalike, lookalike.inputs.remote, lookalike.store.parquet, "
+            "lookalike.executors.dask")
     assert loaded_by(code, ("dask", "distributed", "pyarrow", "fsspec")) == []
 
 
@@ -415,7 +416,7 @@ def test_cache_rows_without_digests_get_them_in_every_kind_of_scan(tmp_path, sce
     # A local scan digests group members only and caches the rest without a digest. Scans
     # that hash with another worker (file:// roots) or write every row (Parquet output)
     # must still give members, and Parquet rows, their digests.
-    from lookalike.cache import HashCache
+    from lookalike.store.cache import HashCache
 
     tree = tmp_path / "tree"
     tree.mkdir()

@@ -9,7 +9,7 @@ import os
 import pytest
 
 import lookalike
-from lookalike.report import SCHEMA_VERSION, read_report, write_report
+from lookalike.report.schema import SCHEMA_VERSION, read_report, write_report
 
 
 @pytest.fixture

@@ -34,13 +34,13 @@ from PIL import Image
 import badfiles as bf
 import lookalike
 from lookalike.config import ScanConfig
-from lookalike.decode import decode_bytes
 from lookalike.errors import REASONS, DecodeError
 from lookalike.executors import ProcessExecutor
 from lookalike.executors.local import WorkerCrashed, WorkerTimeout, heartbeat
+from lookalike.imaging.decode import decode_bytes
+from lookalike.inputs.walk import FileEntry, iter_files
 from lookalike.pipeline import HashWorker, run_scan_items
-from lookalike.report import read_report, write_report
-from lookalike.sources import FileEntry, iter_files
+from lookalike.report.schema import read_report, write_report
 
 SCAN = {"method": "phash", "threshold": 8}
 
@@ -230,7 +230,7 @@ def test_bombs_need_no_memory_and_a_lifted_limit_fails_cleanly(clean):
         import resource, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import badfiles as bf
-        from lookalike.decode import decode_bytes
+        from lookalike.imaging.decode import decode_bytes
         from lookalike.errors import DecodeError
         jpg = open({jpg!r}, "rb").read()
         bombs = [bf.png_bomb(100_000, 100_000), bf.jpeg_bomb(jpg), bf.gif_bomb(),
@@ -418,8 +418,8 @@ def test_errors_appear_in_every_report_format(runner, tmp_path, scene):
 
 
 def test_decode_timeout_option_reaches_the_config(runner, tmp_path, scene, monkeypatch):
-    from lookalike import remote
     from lookalike.cli import cli
+    from lookalike.inputs import remote
 
     seen = []
     real = remote.scan_inputs
@@ -636,7 +636,7 @@ def test_mutated_images_only_ever_raise_decode_error(seeds, kind, mutations, mod
 
 
 def test_undecodable_names_scan_with_the_hash_cache(tmp_path, scene):
-    from lookalike.cache import HashCache
+    from lookalike.store.cache import HashCache
 
     d = tmp_path / "names"
     d.mkdir()

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lookalike.errors import ConfigError, Problem
-from lookalike.sources import (
+from lookalike.inputs.walk import (
     IMAGE_EXTENSIONS,
     FileEntry,
     WalkStats,

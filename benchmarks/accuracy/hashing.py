@@ -1,7 +1,7 @@
 """Hash every benchmark image with every configuration, timing each (runs in workers).
 
 lookalike's methods run as a scan runs them: one fast-mode decode per file, then the hash;
-each configuration gets a fresh :class:`~lookalike.decode.Picture` so no cached resize of
+each configuration gets a fresh :class:`~lookalike.imaging.decode.Picture` so no cached resize of
 another method flatters its time. Baselines run as their users run them: ``Image.open``
 then ``imagehash.<func>`` (no EXIF orientation, alpha dropped by ``convert("L")``), and
 the folklore z-transform recipe, each timed including its own decode.
@@ -19,8 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.decode import Picture, decode_bytes
-from lookalike.hashes import INVARIANCES, METHODS, GreyGrid, HashMethod, bits_to_int, ztransform
+from lookalike.imaging.decode import Picture, decode_bytes
+from lookalike.imaging.hashes import (
+    INVARIANCES,
+    METHODS,
+    GreyGrid,
+    HashMethod,
+    bits_to_int,
+    ztransform,
+)
 
 DIHEDRAL = INVARIANCES["dihedral"]
 

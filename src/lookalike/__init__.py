@@ -15,13 +15,11 @@ Quick start::
 from __future__ import annotations
 
 import os
-import sys
-import types
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .config import DEFAULT_HASH_SIZE, DEFAULT_METHOD, DEFAULT_THRESHOLD, ScanConfig
-from .errors import (
+from lookalike.config import DEFAULT_HASH_SIZE, DEFAULT_METHOD, DEFAULT_THRESHOLD, ScanConfig
+from lookalike.errors import (
     ConfigError,
     DecodeError,
     JournalError,
@@ -29,73 +27,51 @@ from .errors import (
     Problem,
     ReportError,
 )
-from .events import NullReporter, Reporter
-from .model import Group, Hash, ImageRecord, Member
+from lookalike.events import NullReporter, Reporter
+from lookalike.model import Group, Hash, ImageRecord, Member
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from .act import ApplyResult, UndoResult, apply, undo
-    from .cache import HashCache
-    from .calibrate import Calibration, calibrate
-    from .decide import KeepPolicy
-    from .executors.base import Executor
-    from .html import HtmlSummary, write_html
-    from .leakage import Leakage, find_leakage
-    from .parquet import ParquetStore, read_results
-    from .pdq import PdqHash
-    from .pipeline import ScanResult
-    from .plan import Operation, Plan, plan
-    from .remote import scan_inputs
-    from .report import Report, read_report, write_report
+    from lookalike.actions.apply import ApplyResult, UndoResult, apply, undo
+    from lookalike.actions.plan import Operation, Plan, plan
+    from lookalike.analysis.calibrate import Calibration, calibrate
+    from lookalike.analysis.leakage import Leakage, find_leakage
+    from lookalike.executors.base import Executor
+    from lookalike.grouping.keep import KeepPolicy
+    from lookalike.imaging.pdq import PdqHash
+    from lookalike.inputs.remote import scan_inputs
+    from lookalike.pipeline import ScanResult
+    from lookalike.report.html import HtmlSummary, write_html
+    from lookalike.report.schema import Report, read_report, write_report
+    from lookalike.store.cache import HashCache
+    from lookalike.store.parquet import ParquetStore, read_results
 
 # Public names whose modules load on first use (PEP 562), so ``import lookalike`` and the
 # ``lookalike`` command start fast: name -> submodule that defines it.
 _LAZY = {
-    "ApplyResult": "act",
-    "UndoResult": "act",
-    "apply": "act",
-    "undo": "act",
-    "Calibration": "calibrate",
-    "calibrate": "calibrate",
-    "KeepPolicy": "decide",
-    "HtmlSummary": "html",
-    "write_html": "html",
-    "Leakage": "leakage",
-    "find_leakage": "leakage",
-    "ParquetStore": "parquet",
-    "read_results": "parquet",
+    "ApplyResult": "actions.apply",
+    "UndoResult": "actions.apply",
+    "apply": "actions.apply",
+    "undo": "actions.apply",
+    "Calibration": "analysis.calibrate",
+    "calibrate": "analysis.calibrate",
+    "KeepPolicy": "grouping.keep",
+    "HtmlSummary": "report.html",
+    "write_html": "report.html",
+    "Leakage": "analysis.leakage",
+    "find_leakage": "analysis.leakage",
+    "ParquetStore": "store.parquet",
+    "read_results": "store.parquet",
     "ScanResult": "pipeline",
-    "Operation": "plan",
-    "Plan": "plan",
-    "plan": "plan",
-    "scan_inputs": "remote",
-    "Report": "report",
-    "read_report": "report",
-    "write_report": "report",
+    "Operation": "actions.plan",
+    "Plan": "actions.plan",
+    "plan": "actions.plan",
+    "scan_inputs": "inputs.remote",
+    "Report": "report.schema",
+    "read_report": "report.schema",
+    "write_report": "report.schema",
 }
-
-# ``lookalike.calibrate`` and ``lookalike.plan`` are the functions, not the same-named
-# submodules (``from lookalike.plan import Decisions`` still reaches the module).
-_SHADOWED = frozenset({"calibrate", "plan"})
-
-
-class _Package(types.ModuleType):
-    """This package's module type: keeps ``calibrate`` and ``plan`` bound to the functions.
-
-    Loading a submodule sets it as an attribute of its package (``setattr``), whoever
-    imports it and whenever; for the two shadowed names the function is bound instead.
-    That is what lets them load lazily like the rest.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _SHADOWED and isinstance(value, types.ModuleType):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
 
 def __getattr__(name: str) -> Any:
     """Load a lazily exported name (see ``_LAZY``) from its submodule on first access."""
@@ -174,7 +150,7 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
             ``decode=...``, ``workers=...``).
         reporter: receives progress and per-file problems (default: silent).
         executor: the engine that hashes files (default: local processes).
-        cache: a :class:`lookalike.cache.HashCache`; unchanged files are not re-read.
+        cache: a :class:`lookalike.store.cache.HashCache`; unchanged files are not re-read.
 
     Returns:
         A :class:`ScanResult` with ``.groups`` (largest first), ``.errors`` (one
@@ -185,7 +161,7 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
 
     Cost: each file is read and decoded once; search is exact and sub-quadratic.
     """
-    from .pipeline import run_scan
+    from lookalike.pipeline import run_scan
 
     if config is None:
         config = ScanConfig(**options)
@@ -207,8 +183,8 @@ def hash_image(image: str | os.PathLike[str] | Image, method: str = DEFAULT_METH
         DecodeError: the file is not a readable image (``.reason`` says why).
         ConfigError: unknown method.
     """
-    from .decode import Picture, decode_bytes
-    from .hashes import get_method
+    from lookalike.imaging.decode import Picture, decode_bytes
+    from lookalike.imaging.hashes import get_method
 
     m = get_method(method)
     if isinstance(image, (str, os.PathLike)):
@@ -221,7 +197,7 @@ def hash_image(image: str | os.PathLike[str] | Image, method: str = DEFAULT_METH
 
 def methods() -> dict[str, str]:
     """Hash method names and one-line descriptions."""
-    from .hashes import METHODS
+    from lookalike.imaging.hashes import METHODS
 
     return {name: m.summary for name, m in METHODS.items()}
 
@@ -237,9 +213,9 @@ def pdq_hash(image: str | os.PathLike[str] | Image, *, decode: str = "full") -> 
     Raises:
         DecodeError: the file is not a readable image.
     """
-    from .decode import Picture, decode_bytes
-    from .hashes import compute_pdq
-    from .pdq import PdqHash
+    from lookalike.imaging.decode import Picture, decode_bytes
+    from lookalike.imaging.hashes import compute_pdq
+    from lookalike.imaging.pdq import PdqHash
 
     if isinstance(image, (str, os.PathLike)):
         with open(image, "rb") as fh:

@@ -15,15 +15,15 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .config import (
+from lookalike import __version__
+from lookalike.config import (
     DEFAULT_METHOD,
     DEFAULT_THRESHOLD,
     METHOD_NAMES,
     ScanConfig,
     check_writable,
 )
-from .errors import ConfigError, LookalikeError, Problem
+from lookalike.errors import ConfigError, LookalikeError, Problem
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -115,7 +115,7 @@ class ConsoleReporter:
 
 
 def _method_choices() -> list[str]:
-    # A constant, not lookalike.hashes.METHODS: importing hashes (NumPy, Pillow) just to
+    # A constant, not lookalike.imaging.hashes.METHODS: importing hashes (NumPy, Pillow) just to
     # build the option parser would slow every command down.
     return list(METHOD_NAMES)
 
@@ -284,8 +284,8 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
          decode_timeout: float = 60.0, invariant: str = "none") -> None:
     """Scan PATHS (folders, walked recursively, or files; URLs, tar shards and Parquet files
     with --input-format) and report duplicate groups."""
-    from .remote import scan_inputs
-    from .report import render_text, write_report
+    from lookalike.inputs.remote import scan_inputs
+    from lookalike.report.schema import render_text, write_report
 
     if exact_decode:
         decode = "full"
@@ -307,12 +307,12 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
             check_writable(_html_json(html_out), "JSON report for the HTML page")
     reporter = ConsoleReporter(quiet=quiet)
     if reference:
-        from .leakage import check_sets
+        from lookalike.analysis.leakage import check_sets
 
         check_sets(reference, paths)  # before any work: sets must be separate folders
         paths = (*reference, *paths)
     if keep:
-        from .decide import parse_keep
+        from lookalike.grouping.keep import parse_keep
 
         parse_keep(keep)  # a bad rule fails now, not after the scan
     if scheduler is not None:
@@ -334,7 +334,7 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
     if reference or keep:
         import functools
 
-        from .leakage import find_leakage, restrict_to_leakage
+        from lookalike.analysis.leakage import find_leakage, restrict_to_leakage
 
         leakage = None
         if reference:
@@ -389,7 +389,7 @@ def _write_errors_csv(errors: list[Problem], output: str) -> str:
 
 
 def _open_cache(path: str | None) -> Any:
-    from .cache import HashCache
+    from lookalike.store.cache import HashCache
 
     return HashCache(path)
 
@@ -403,9 +403,9 @@ def _open_cache(path: str | None) -> Any:
               help="fast: reduced-scale JPEG decoding; full: bit-exact with ImageHash.")
 def hash_cmd(files: tuple[str, ...], method: str, hash_size: int | None, decode: str) -> None:
     """Print `HEX  PATH` for each of FILES (hex strings match ImageHash's)."""
-    from .config import ScanConfig as _Cfg
-    from .pipeline import hash_file
-    from .sources import FileEntry
+    from lookalike.config import ScanConfig as _Cfg
+    from lookalike.inputs.walk import FileEntry
+    from lookalike.pipeline import hash_file
 
     config = _Cfg(method=method, hash_size=hash_size, decode=decode,  # type: ignore[arg-type]
                   pixel_digest=False)
@@ -425,7 +425,7 @@ def hash_cmd(files: tuple[str, ...], method: str, hash_size: int | None, decode:
 @cli.command("methods")
 def methods_cmd() -> None:
     """List hash methods, their default sizes and what they are good at."""
-    from .hashes import METHODS
+    from lookalike.imaging.hashes import METHODS
 
     for m in METHODS.values():
         compat = f" (= imagehash.{m.imagehash})" if m.imagehash else ""
@@ -449,7 +449,7 @@ def report_cmd(report_path: str, html_out: str, thumbnails: str, quiet: bool) ->
 
 def _render_html(report_path: str, html_out: str, thumbnails: str, quiet: bool) -> str:
     """Write the page; return the line that says where it is."""
-    from .html import write_html
+    from lookalike.report.html import write_html
 
     summary = write_html(report_path, html_out, thumbnails=thumbnails,  # type: ignore[arg-type]
                          reporter=ConsoleReporter(quiet=quiet))
@@ -497,9 +497,9 @@ def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
     linked files back. Groups with a file changed since the scan are skipped. Exit code 1 if
     any file operation failed.
     """
-    from .act import apply, default_journal_path, recover
-    from .plan import plan, render_plan
-    from .report import human_bytes
+    from lookalike.actions.apply import apply, default_journal_path, recover
+    from lookalike.actions.plan import plan, render_plan
+    from lookalike.report.schema import human_bytes
 
     reporter = ConsoleReporter(quiet=quiet)
     resume = journal is not None and os.path.exists(journal)
@@ -545,7 +545,7 @@ def undo_cmd(journal: str, quiet: bool) -> None:
     crash or kill). Safe to run again. Deleted files cannot come back. Exit code 1 if anything
     could not be restored.
     """
-    from .act import undo
+    from lookalike.actions.apply import undo
 
     result = undo(journal, reporter=ConsoleReporter(quiet=quiet))
     click.echo(f"restored {len(result.restored)} files; rolled back {result.rolled_back} "
@@ -586,8 +586,8 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None, thres
     """
     import json
 
-    from .cache import default_cache_path
-    from .query import find_matches, render_matches
+    from lookalike.analysis.query import find_matches, render_matches
+    from lookalike.store.cache import default_cache_path
 
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
                         decode=decode)  # type: ignore[arg-type]
@@ -635,7 +635,7 @@ def calibrate_cmd(paths: tuple[str, ...], target_precision: float, sample: int, 
     Nothing is written except --json."""
     import json
 
-    from .calibrate import calibrate, render_calibration
+    from lookalike.analysis.calibrate import calibrate, render_calibration
 
     if json_out:
         check_writable(json_out, "calibration file")

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
 from typing import Any, Literal
 
-from .errors import ConfigError
+from lookalike.errors import ConfigError
 
 __all__ = ["DEFAULT_HASH_SIZE", "DEFAULT_METHOD", "DEFAULT_THRESHOLD", "ScanConfig",
            "check_writable"]
@@ -21,12 +21,12 @@ DEFAULT_HASH_SIZE = 16
 DEFAULT_THRESHOLD = 10
 
 #: In fast mode a JPEG is decoded at reduced scale only while its shorter side stays at least
-#: this many pixels (lookalike.decode). 4 x the largest default working grid (64 for whash
+#: this many pixels (lookalike.imaging.decode). 4 x the largest default working grid (64 for whash
 #: on tiny inputs, 32 for phash) keeps Lanczos down-sampling from the working image close
 #: to down-sampling from the original.
 FAST_MIN_SIDE = 256
 
-#: Version of the decoding rules (lookalike.decode): bump when decoding changes hash values,
+#: Version of the decoding rules (lookalike.imaging.decode): bump when decoding changes hash values,
 #: which invalidates caches. Whether HEIF decoding is available is part of it, so installing
 #: pillow-heif re-tries files cached as unsupported.
 DECODER_VERSION = "3" + ("+heif" if find_spec("pillow_heif") is not None else "")
@@ -34,7 +34,7 @@ DECODER_VERSION = "3" + ("+heif" if find_spec("pillow_heif") is not None else ""
 @dataclass(frozen=True, slots=True)
 class MethodSpec:
     """What a hash method's ``hash_size`` means: its default, the sizes allowed and the bits
-    it gives. ``lookalike.hashes.METHODS`` takes these from here, so that validating a
+    it gives. ``lookalike.imaging.hashes.METHODS`` takes these from here, so that validating a
     config, keying the cache or reading one (a warm re-scan) needs no NumPy."""
 
     default_size: int
@@ -68,7 +68,7 @@ class MethodSpec:
 #: PDQ's fixed grid side (its 256 bits are a 16 x 16 DCT block).
 PDQ_SIZE = 16
 
-#: Every hash method, in ``lookalike.hashes.METHODS`` order.
+#: Every hash method, in ``lookalike.imaging.hashes.METHODS`` order.
 METHOD_SPECS: dict[str, MethodSpec] = {
     "ahash": MethodSpec(8),
     "phash": MethodSpec(8),
@@ -135,7 +135,7 @@ class ScanConfig:
     """How a scan hashes and groups.
 
     Attributes:
-        method: hash algorithm name (see ``lookalike.hashes.METHODS``).
+        method: hash algorithm name (see ``lookalike.imaging.hashes.METHODS``).
         hash_size: algorithm size parameter; ``None`` means the method's default.
         threshold: max Hamming distance in bits for two images to match (0 = identical).
         invariant: also match mirrored and/or 90-degree-rotated copies: ``none``,
@@ -145,7 +145,7 @@ class ScanConfig:
             representative).
         decode: ``fast`` (default: large JPEGs decoded at reduced scale, every hash computed
             from one small working image; those that may have a match are hashed again in
-            full before grouping, see :mod:`lookalike.confirm`) or ``full`` (every pixel of
+            full before grouping, see :mod:`lookalike.grouping.confirm`) or ``full`` (every pixel of
             every image; bit-exact with ImageHash).
         max_pixels: images declaring more pixels are refused before decoding.
         decode_timeout: seconds one file may take to read, decode and hash before its

@@ -54,7 +54,7 @@ REASONS: dict[str, str] = {
     "worker-crashed": "the worker process died on this file (a crash in a decoder)",
     # hash
     "hash-failed": "the decoded picture could not be hashed",
-    # remote inputs (lookalike.remote): object stores, file lists, tar shards, Parquet
+    # remote inputs (lookalike.inputs.remote): object stores, file lists, tar shards, Parquet
     "list-failed": "listing an input (a folder URL, a tar shard, a Parquet file) failed on its "
     "worker; its files were not scanned",
     "compressed-tar": "a gzip-compressed tar shard; its members cannot be read by range (use "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .errors import Problem
+from lookalike.errors import Problem
 
 __all__ = ["NullReporter", "Reporter"]
 

@@ -31,15 +31,15 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-from .config import ScanConfig
-from .errors import DecodeError, Problem
-from .events import NullReporter, Reporter
-from .model import Group, ImageRecord
-from .sources import FileEntry, WalkStats, iter_files, os_error_reason, unique_files
+from lookalike.config import ScanConfig
+from lookalike.errors import DecodeError, Problem
+from lookalike.events import NullReporter, Reporter
+from lookalike.inputs.walk import FileEntry, WalkStats, iter_files, os_error_reason, unique_files
+from lookalike.model import Group, ImageRecord
 
 if TYPE_CHECKING:
-    from .cache import HashCache
-    from .executors.base import Executor
+    from lookalike.executors.base import Executor
+    from lookalike.store.cache import HashCache
 
 __all__ = [
     "ChunkResult",
@@ -99,8 +99,8 @@ def hash_data(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, source:
     an object store, a Parquet cell, a tar member). Never raises for bad data.
 
     ``digest=False`` leaves the record's ``digest`` None."""
-    from .decode import decode_bytes
-    from .hashes import get_method
+    from lookalike.imaging.decode import decode_bytes
+    from lookalike.imaging.hashes import get_method
 
     try:
         pic, fmt, pixel_digest = decode_bytes(
@@ -233,7 +233,7 @@ class HashWorker:
         return hash_file(entry, self.config, digest=self.file_digest)
 
     def __call__(self, chunk: Sequence[FileEntry]) -> ChunkResult:
-        from .executors.local import heartbeat
+        from lookalike.executors.local import heartbeat
 
         records, problems = [], []
         for entry in chunk:
@@ -401,13 +401,14 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
                    started: float | None = None) -> ScanResult:
     """Hash already-listed work items on an executor, then group them (phases 2 and 3).
 
-    :func:`run_scan` calls this after walking local folders; :mod:`lookalike.remote` calls it
+    :func:`run_scan` calls this after walking local folders; :mod:`lookalike.inputs.remote` calls it
     with items listed from file lists, object stores, tar shards or Parquet files, and a
     worker that can read them.
 
     Args:
         items: work items with ``path``, ``size_bytes``, ``mtime_ns`` and ``source``
-            (:class:`~lookalike.sources.FileEntry` or :class:`lookalike.remote.RemoteEntry`),
+            (:class:`~lookalike.inputs.walk.FileEntry` or
+            :class:`lookalike.inputs.remote.RemoteEntry`),
             unique by path. They are hashed in batches of ``chunk_size``.
         worker: picklable callable that turns a batch of items into a :class:`ChunkResult`
             and never raises for a bad file (default: :class:`HashWorker`, local files).
@@ -415,8 +416,8 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
         problems: problems already found while listing (kept in the result).
         listing: extra stats from listing (e.g. ``files_seen``), merged into ``stats``.
         executor: where batches run (default: local processes, closed at the end).
-        cache: a :class:`~lookalike.cache.HashCache` or a results store with the same
-            ``lookup``/``add``/``flush`` methods (:class:`lookalike.parquet.ParquetStore`).
+        cache: a :class:`~lookalike.store.cache.HashCache` or a results store with the same
+            ``lookup``/``add``/``flush`` methods (:class:`lookalike.store.parquet.ParquetStore`).
         retries: how often a failed batch is retried, file by file, before its files are
             reported as ``worker-crashed`` (default :data:`RETRIES`).
         chunk_size: items per batch (default :data:`CHUNK_SIZE`).
@@ -430,8 +431,8 @@ def run_scan_items(items: Sequence[FileEntry], config: ScanConfig, *,
     Raises:
         ConfigError: ``retries`` or ``chunk_size`` out of range (before any work).
     """
-    from .errors import ConfigError
-    from .groups import assemble_groups, cluster_records
+    from lookalike.errors import ConfigError
+    from lookalike.grouping.groups import assemble_groups, cluster_records
 
     retries = RETRIES if retries is None else retries
     chunk_size = CHUNK_SIZE if chunk_size is None else chunk_size
@@ -579,7 +580,7 @@ def _digest_members(groups: list[Group], clusters: list[list[int]],
     hash cache (``cache.set_digests``), so a re-scan reads none of them again.
     """
 
-    from .groups import assemble_groups, cluster_records
+    from lookalike.grouping.groups import assemble_groups, cluster_records
 
     # Files with several names too: a leakage check can pair a file's names in two sets,
     # and apply checks a kept file against its digest.
@@ -591,7 +592,7 @@ def _digest_members(groups: list[Group], clusters: list[list[int]],
         return groups, clusters, records, [], 0
     digests, problems = digest_files(want, workers)
     if digests and hasattr(cache, "set_digests"):
-        from .confirm import full_config
+        from lookalike.grouping.confirm import full_config
 
         # Also under the full-decode settings: a confirmed member's record comes from there.
         configs = [config] if config.decode == "full" else [config, full_config(config)]
@@ -610,14 +611,14 @@ def _digest_members(groups: list[Group], clusters: list[list[int]],
 
 def _local_executor(config: ScanConfig, jobs: int) -> Executor:
     """The local pool for ``jobs`` files (no process starts until there is work)."""
-    from .executors import make_executor
+    from lookalike.executors import make_executor
 
     # No pool to start when everything came from the cache (warm re-scans stay instant).
     workers = min(config.resolved_workers, max(1, jobs))
     if workers == 1 and config.workers != 1:
         # One worker still runs in a subprocess (started only if there is work): a
         # decoder that crashes or hangs then costs one file, not the whole scan.
-        from .executors import ProcessExecutor
+        from lookalike.executors import ProcessExecutor
 
         return ProcessExecutor(1)
     return make_executor("local", workers)
@@ -656,7 +657,7 @@ def _confirm(records: list[ImageRecord], entries: Sequence[Any], config: ScanCon
              retries: int, chunk_size: int, picked: list[int] | None = None
              ) -> tuple[dict[str, int], list[int]]:
     """Replace, in place, the fast hash of every reduced image that may have a match by its
-    exact (full-decode) hash (:mod:`lookalike.confirm`). Returns stats and the indices of
+    exact (full-decode) hash (:mod:`lookalike.grouping.confirm`). Returns stats and the indices of
     the images picked (``picked``: those of a stored grouping, instead of searching).
 
     ``executor`` is the caller's (kept open) or None for a local pool made here. Exact
@@ -664,7 +665,7 @@ def _confirm(records: list[ImageRecord], entries: Sequence[Any], config: ScanCon
     results store (Parquet output) is bypassed, since it holds this scan's settings only.
     """
 
-    from .confirm import full_config, needs_exact_hash
+    from lookalike.grouping.confirm import full_config, needs_exact_hash
 
     if picked is None:
         picked = needs_exact_hash(records, config)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import Executor, SerialExecutor
+from lookalike.executors.base import Executor, SerialExecutor
 
 if TYPE_CHECKING:
-    from .local import ProcessExecutor
+    from lookalike.executors.local import ProcessExecutor
 
 __all__ = ["Executor", "ProcessExecutor", "SerialExecutor", "make_executor"]
 
@@ -20,7 +20,7 @@ def __getattr__(name: str) -> Any:
     # The process pool (multiprocessing) loads on first use: a scan answered from the hash
     # cache never needs it.
     if name == "ProcessExecutor":
-        from .local import ProcessExecutor
+        from lookalike.executors.local import ProcessExecutor
 
         return ProcessExecutor
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -30,15 +30,15 @@ def make_executor(engine: str = "local", workers: int | None = None,
                   scheduler: str | None = None) -> Executor:
     """Build the executor for ``engine`` (``local`` or ``dask``); ``workers=1`` is in-process."""
     if engine == "dask":
-        from .dask import DaskExecutor
+        from lookalike.executors.dask import DaskExecutor
 
         return DaskExecutor(address=scheduler, workers=workers)
     if engine != "local":
-        from ..errors import ConfigError
+        from lookalike.errors import ConfigError
 
         raise ConfigError(f"unknown engine {engine!r}; use 'local' or 'dask'")
     if workers == 1:
         return SerialExecutor()
-    from .local import ProcessExecutor
+    from lookalike.executors.local import ProcessExecutor
 
     return ProcessExecutor(workers)

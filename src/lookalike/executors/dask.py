@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from ..errors import ConfigError
+from lookalike.errors import ConfigError
 
 __all__ = ["DaskExecutor"]
 

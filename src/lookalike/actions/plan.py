@@ -2,7 +2,7 @@
 
 Planning is pure: it reads the report, ``lstat``s the files and resolves their paths, and may
 read the first bytes of WebP files (``prefer-lossless``) and an existing journal (to resume),
-but it never writes anything. :func:`lookalike.act.apply` executes a :class:`Plan`.
+but it never writes anything. :func:`lookalike.actions.apply.apply` executes a :class:`Plan`.
 
 Safety checks made here:
 
@@ -37,10 +37,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .decide import KeepDecision, KeepPolicy, is_under
-from .errors import ConfigError, ReportError
-from .model import Group, ImageRecord
-from .report import Report, human_bytes, read_report
+from lookalike.errors import ConfigError, ReportError
+from lookalike.grouping.keep import KeepDecision, KeepPolicy, is_under
+from lookalike.model import Group, ImageRecord
+from lookalike.report.schema import Report, human_bytes, read_report
 
 __all__ = [
     "ACTIONS",
@@ -384,11 +384,11 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     """Work out which files an action touches. Pure: nothing on disk changes.
 
     Args:
-        source: a report (:class:`~lookalike.report.Report` or its path) or a decisions file
+        source: a report (:class:`~lookalike.report.schema.Report` or its path) or a decisions file
             (:class:`Decisions` or its path; told apart by its ``kind`` key).
         action: ``move`` (to the quarantine folder ``to``), ``delete``, ``hardlink`` or
             ``symlink`` (replace each duplicate by a link to its group's keeper).
-        keep: keep rules (see :mod:`lookalike.decide`) or a :class:`KeepPolicy`. Default: the
+        keep: keep rules (see :mod:`lookalike.grouping.keep`) or a :class:`KeepPolicy`. Default: the
             policy recorded in the report, else ``largest-resolution, largest-file, oldest,
             shortest-path``. With a decisions file only ``none`` is accepted (the file says
             what to keep; ``none`` allows groups whose ``keep`` list is empty).
@@ -474,11 +474,11 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
 
     done: set[str] = set()
     if journal is not None and os.path.exists(journal):
-        from .journal import Journal
+        from lookalike.actions.journal import Journal
 
         j = Journal.open(journal, writable=False)
         if j.header.get("report_created") != report.data.get("created"):
-            from .errors import JournalError
+            from lookalike.errors import JournalError
 
             raise JournalError(f"journal {j.path} belongs to another report; pass a new "
                                "--journal path")

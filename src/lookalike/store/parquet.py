@@ -30,7 +30,7 @@ written_at      timestamp     when the row was written (UTC, ms)
 
 Hashes are each file's hash at the scan's own settings. In the default fast decode mode
 the scan groups large JPEGs that may have a match by their exact (full-decode) hash instead
-(:mod:`lookalike.confirm`); those exact hashes go to the hash cache, not to this output.
+(:mod:`lookalike.grouping.confirm`); those exact hashes go to the hash cache, not to this output.
 
 Every part's schema metadata holds ``lookalike`` JSON: ``schema_version``, the settings key
 (method, hash size, decoder) and the scan config.
@@ -59,13 +59,13 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, Problem
-from .model import Hash, ImageRecord
+from lookalike.errors import ConfigError, Problem
+from lookalike.model import Hash, ImageRecord
 
 if TYPE_CHECKING:
-    from .cache import HashCache
-    from .config import ScanConfig
-    from .sources import FileEntry
+    from lookalike.config import ScanConfig
+    from lookalike.inputs.walk import FileEntry
+    from lookalike.store.cache import HashCache
 
 __all__ = ["RETRY_ERRORS", "SCHEMA_VERSION", "ParquetStore", "read_results"]
 
@@ -100,7 +100,7 @@ def _schema(pa: Any) -> Any:
 
 
 def _settings_key(config: ScanConfig) -> str:
-    from .cache import settings_key
+    from lookalike.store.cache import settings_key
 
     return settings_key(config)
 
@@ -110,7 +110,7 @@ class ParquetStore:
 
     It has the hash cache's ``lookup``/``add``/``flush`` methods, so the pipeline treats it
     as one (``run_scan_items(..., cache=store)``); ``inner`` is an optional
-    :class:`~lookalike.cache.HashCache` consulted for items the output lacks (its hits are
+    :class:`~lookalike.store.cache.HashCache` consulted for items the output lacks (its hits are
     copied into the output, so the output always holds every item).
 
     Args:
@@ -129,7 +129,7 @@ class ParquetStore:
     """
 
     #: It stores this scan's results, not any settings' hashes: extra hashes a scan makes
-    #: (exact confirmation hashes, :mod:`lookalike.confirm`) go to ``inner`` only.
+    #: (exact confirmation hashes, :mod:`lookalike.grouping.confirm`) go to ``inner`` only.
     holds_results = True
 
     def __init__(self, path: str | os.PathLike[str], *, inner: HashCache | None = None,
@@ -342,8 +342,8 @@ def _with_digests(records: list[ImageRecord], entries: dict[str, Any], config: S
     cached (to hash again)."""
     import dataclasses
 
-    from .pipeline import digest_files
-    from .sources import FileEntry
+    from lookalike.inputs.walk import FileEntry
+    from lookalike.pipeline import digest_files
 
     missing = [r for r in records
                if r.digest is None and type(entries.get(r.path)) is FileEntry]

@@ -1,7 +1,7 @@
 """Confirmation: exact hashes for every fast-decoded image that may have a match.
 
 Fast mode decodes large JPEGs at reduced scale in the DCT domain (see
-:mod:`lookalike.decode`). That moves hashes a little away from full decoding, and the
+:mod:`lookalike.imaging.decode`). That moves hashes a little away from full decoding, and the
 default ``dhash-z`` amplifies small pixel changes in flat or low-contrast pictures: on the
 accuracy benchmark's 361 reduced JPEGs, a 256-bit ``dhash-z`` moves by a median of 4 bits
 and at most 52. Left alone, that drift splits groups that full decoding finds.
@@ -27,8 +27,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from .config import FAST_MIN_SIDE, ScanConfig
-from .model import ImageRecord
+from lookalike.config import FAST_MIN_SIDE, ScanConfig
+from lookalike.model import ImageRecord
 
 __all__ = ["REDUCIBLE_FORMATS", "full_config", "margin", "may_be_reduced", "needs_exact_hash"]
 
@@ -80,7 +80,7 @@ def needs_exact_hash(records: Sequence[ImageRecord], config: ScanConfig) -> list
              if r.format in formats and r.width >= side and r.height >= side]
     if not maybe:
         return []
-    from .groups import neighbour_mask
+    from lookalike.grouping.groups import neighbour_mask
 
     radius = config.threshold + margin(records[maybe[0]].hash.nbits)
     near = neighbour_mask(records, radius)

@@ -27,12 +27,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .decide import is_under
-from .errors import ConfigError
-from .model import Group, ImageRecord, Member
+from lookalike.errors import ConfigError
+from lookalike.grouping.keep import is_under
+from lookalike.model import Group, ImageRecord, Member
 
 if TYPE_CHECKING:
-    from .pipeline import ScanResult
+    from lookalike.pipeline import ScanResult
 
 __all__ = ["Leak", "LeakMatch", "Leakage", "SplitSet", "check_sets", "find_leakage",
            "restrict_to_leakage"]
@@ -173,9 +173,9 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     Raises:
         ConfigError: a reference root that was not scanned, no other set, or no threshold.
 
-    Cost: one exact Hamming search over all images (:func:`lookalike.groups.near_pairs`).
+    Cost: one exact Hamming search over all images (:func:`lookalike.grouping.groups.near_pairs`).
     """
-    from .groups import near_pairs
+    from lookalike.grouping.groups import near_pairs
 
     if isinstance(scan, Sequence):
         records = list(scan)
@@ -211,7 +211,7 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
         expanded.append(replace(r, aliases=tuple(own)) if elsewhere else r)
         expanded.extend(elsewhere)
     records = expanded
-    from .plan import root_names
+    from lookalike.actions.plan import root_names
 
     names = root_names(roots)
     recs = sorted(records, key=lambda r: r.path)

@@ -36,8 +36,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
-from .model import Group, ImageRecord
+from lookalike.errors import ConfigError
+from lookalike.model import Group, ImageRecord
 
 __all__ = ["DEFAULT_KEEP", "KEEP_RULES", "KeepDecision", "KeepPolicy", "parse_keep"]
 

@@ -1,6 +1,6 @@
 """Grouping: turn hashed images and near pairs into deterministic duplicate groups.
 
-Pure: no I/O. Candidates come from :mod:`lookalike.index` (exact Hamming search), plus
+Pure: no I/O. Candidates come from :mod:`lookalike.search.index` (exact Hamming search), plus
 exact-duplicate edges (same file digest or same pixel digest). Two modes:
 
 ``components`` (default)
@@ -20,13 +20,13 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Literal
 
-from .model import Group, ImageRecord, Member
+from lookalike.model import Group, ImageRecord, Member
 
 if TYPE_CHECKING:
     import numpy as np
 
 # NumPy and the index load only where a search runs: a warm re-scan that reuses its grouping
-# (lookalike.cache, grouping memo) only assembles groups, and then never imports NumPy
+# (lookalike.store.cache, grouping memo) only assembles groups, and then never imports NumPy
 # (~0.12 s, a fifth of such a scan).
 
 __all__ = ["GroupMode", "assemble_groups", "build_groups", "cluster_records", "near_pairs",
@@ -60,7 +60,7 @@ def near_pairs(records: Sequence[ImageRecord], max_distance: int
     """
     import numpy as np
 
-    from .index import find_pairs, pack_hashes
+    from lookalike.search.index import find_pairs, pack_hashes
 
     pairs: dict[tuple[int, int], int] = {}
     if len(records) < 2:
@@ -102,7 +102,7 @@ class _Graph:
     def __init__(self, records: Sequence[ImageRecord], max_distance: int) -> None:
         import numpy as np
 
-        from .index import find_pairs_collapsed, pack_hashes
+        from lookalike.search.index import find_pairs_collapsed, pack_hashes
 
         owners, values = segment_rows(records)
         self.n = len(records)
@@ -223,7 +223,7 @@ def build_groups(records: Sequence[ImageRecord], max_distance: int,
     then members by distance and path. Records with the same file digest have the same
     hash, so exact duplicates always land in one group.
 
-    Cost: the pair search of :func:`lookalike.index.find_pairs_collapsed` plus time linear
+    Cost: the pair search of :func:`lookalike.search.index.find_pairs_collapsed` plus time linear
     in records and pairs between *distinct* hashes (identical hashes are never expanded).
     """
     recs = sorted(records, key=attrgetter("path"))

@@ -12,7 +12,7 @@ Schema (``schema_version`` 1)::
          {"path", "hash", "distance", "width", "height", "bytes", "format",
           "mtime_ns", "digest", "pixel_digest", "source", "aliases"}]}],
      "errors": [{"path", "stage", "error", "message"}], "stats": {...},
-     "leakage": {...}}  (only from `scan --reference`; see lookalike.leakage)
+     "leakage": {...}}  (only from `scan --reference`; see lookalike.analysis.leakage)
 
 ``aliases`` are the member file's other paths (hard links, paths through symbolic links or
 overlapping roots): one file, listed once; reports of earlier versions lack the key.
@@ -29,15 +29,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import LookalikeError, Problem, ReportError
-from .model import Group, Hash, ImageRecord, Member
+from lookalike.errors import LookalikeError, Problem, ReportError
+from lookalike.model import Group, Hash, ImageRecord, Member
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .decide import KeepPolicy
-    from .leakage import Leakage
-    from .pipeline import ScanResult
+    from lookalike.analysis.leakage import Leakage
+    from lookalike.grouping.keep import KeepPolicy
+    from lookalike.pipeline import ScanResult
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -55,7 +55,7 @@ CSV_FIELDS = ["group", "kind", "representative", "path", "hash", "distance", "wi
 
 
 def _version() -> str:
-    from . import __version__
+    from lookalike import __version__
 
     return __version__
 
@@ -85,11 +85,11 @@ def report_to_dict(result: ScanResult, argv: list[str] | None = None, *,
     """The JSON-ready report of a scan.
 
     Each group gets a ``keep`` list: the members the keep policy ``keep`` (default
-    :data:`lookalike.decide.DEFAULT_KEEP`) keeps; the policy itself is recorded as
+    :data:`lookalike.grouping.keep.DEFAULT_KEEP`) keeps; the policy itself is recorded as
     ``keep_policy`` so that ``lookalike apply`` uses it by default. With ``leakage``, the
     report gets a ``leakage`` section and its reference sets are protected.
     """
-    from .decide import KeepPolicy
+    from lookalike.grouping.keep import KeepPolicy
 
     policy = KeepPolicy.from_spec(keep, protect=leakage.reference if leakage else ())
     extra: dict[str, Any] = {"leakage": leakage.to_dict()} if leakage is not None else {}
@@ -170,7 +170,7 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
 
     ``*`` marks the member(s) the keep policy ``keep`` (default: the report's) would keep.
     """
-    from .decide import KeepPolicy
+    from lookalike.grouping.keep import KeepPolicy
 
     policy = KeepPolicy.from_spec(keep, protect=leakage.reference if leakage else ())
     s = result.stats

@@ -62,7 +62,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ConfigError
+from lookalike.errors import ConfigError
 
 __all__ = ["CollapsedPairs", "HammingIndex", "find_pairs", "find_pairs_collapsed", "pack_hashes"]
 

@@ -31,8 +31,8 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
-from .errors import ConfigError, Problem
-from .model import positional_constructor
+from lookalike.errors import ConfigError, Problem
+from lookalike.model import positional_constructor
 
 __all__ = [
     "IMAGE_EXTENSIONS",

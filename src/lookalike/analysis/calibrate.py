@@ -34,17 +34,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .config import DEFAULT_HASH_SIZE, DEFAULT_METHOD, ScanConfig
-from .errors import ConfigError, DecodeError, Problem
-from .events import NullReporter, Reporter
+from lookalike.config import DEFAULT_HASH_SIZE, DEFAULT_METHOD, ScanConfig
+from lookalike.errors import ConfigError, DecodeError, Problem
+from lookalike.events import NullReporter, Reporter
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL.Image import Image
 
-    from .decode import Picture
-    from .executors.base import Executor
-    from .sources import FileEntry
+    from lookalike.executors.base import Executor
+    from lookalike.imaging.decode import Picture
+    from lookalike.inputs.walk import FileEntry
 
 __all__ = [
     "INVARIANT_TRANSFORMS",
@@ -229,8 +229,8 @@ class _Worker:
     transform_names: tuple[str, ...]
 
     def _hash(self, data: bytes) -> tuple[Picture, tuple[int, ...]]:
-        from .decode import decode_bytes
-        from .hashes import get_method
+        from lookalike.imaging.decode import decode_bytes
+        from lookalike.imaging.hashes import get_method
 
         pic = decode_bytes(data, mode=self.config.decode, max_pixels=self.config.max_pixels)[0]
         h = get_method(self.config.method).hash(pic, self.config.resolved_hash_size,
@@ -328,7 +328,7 @@ def _probable_duplicates(thumbs: np.ndarray, candidates: np.ndarray) -> np.ndarr
 
 def _sample(paths: Iterable[str | os.PathLike[str]], sample: int, seed: int,
             follow_symlinks: bool) -> tuple[list[FileEntry], int]:
-    from .sources import iter_files
+    from lookalike.inputs.walk import iter_files
 
     entries = [e for e in iter_files(paths, follow_symlinks=follow_symlinks)
                if not isinstance(e, Problem)]
@@ -367,8 +367,8 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     """
     import numpy as np
 
-    from .executors import make_executor
-    from .hashes import INVARIANCES
+    from lookalike.executors import make_executor
+    from lookalike.imaging.hashes import INVARIANCES
 
     if not 0 < target_precision <= 1:
         raise ConfigError("--target-precision must be in (0, 1]")

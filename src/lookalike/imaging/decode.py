@@ -15,7 +15,7 @@ Two decode modes:
     whose shorter side is 256-511 pixels, from which all hashes are computed. Much faster
     on large photos; their hashes drift a few bits from full decoding (measured in
     ``benchmarks/bench_drift.py``), so a scan re-hashes exactly every reduced image that
-    may have a match (:mod:`lookalike.confirm`). Every other image is decoded exactly as in
+    may have a match (:mod:`lookalike.grouping.confirm`). Every other image is decoded exactly as in
     ``"full"`` mode.
 
 Formats: everything Pillow reads (JPEG incl. progressive and CMYK/YCCK, PNG/APNG at every bit
@@ -50,9 +50,9 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError, features
 
-from .config import DECODER_VERSION as _DECODER_VERSION
-from .config import FAST_MIN_SIDE as _FAST_MIN_SIDE
-from .errors import DecodeError
+from lookalike.config import DECODER_VERSION as _DECODER_VERSION
+from lookalike.config import FAST_MIN_SIDE as _FAST_MIN_SIDE
+from lookalike.errors import DecodeError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -68,7 +68,7 @@ DecodeMode = Literal["fast", "full"]
 #: Refuse images that declare more pixels than this (decompression bombs), before decoding.
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own warning limit x 2 would be ~179M; we error at it.
 
-#: Fast mode's working-image floor (defined in config, where lookalike.confirm reads it
+#: Fast mode's working-image floor (defined in config, where lookalike.grouping.confirm reads it
 #: without loading Pillow).
 FAST_MIN_SIDE = _FAST_MIN_SIDE
 
@@ -571,7 +571,7 @@ def decode_bytes(data: bytes, *, mode: DecodeMode = "full",
         if reduced:
             # Only JPEGs are reduced: libjpeg's DCT scaling saves most of their decode time.
             # Other formats decode in full anyway, and shrinking them would only move their
-            # hashes away from full decoding (lookalike.confirm relies on that).
+            # hashes away from full decoding (lookalike.grouping.confirm relies on that).
             img = _shrink(img)
         pic_image = normalize(img)
         if reduced:

@@ -46,16 +46,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from .config import ScanConfig
-from .errors import ConfigError, Problem
-from .pipeline import CHUNK_SIZE, ChunkResult, hash_data, hash_file
-from .sources import IMAGE_EXTENSIONS, FileEntry, WalkStats, iter_files, iter_listed, unique_files
+from lookalike.config import ScanConfig
+from lookalike.errors import ConfigError, Problem
+from lookalike.inputs.walk import (
+    IMAGE_EXTENSIONS,
+    FileEntry,
+    WalkStats,
+    iter_files,
+    iter_listed,
+    unique_files,
+)
+from lookalike.pipeline import CHUNK_SIZE, ChunkResult, hash_data, hash_file
 
 if TYPE_CHECKING:
-    from .cache import HashCache
-    from .events import Reporter
-    from .executors.base import Executor
-    from .pipeline import ScanResult
+    from lookalike.events import Reporter
+    from lookalike.executors.base import Executor
+    from lookalike.pipeline import ScanResult
+    from lookalike.store.cache import HashCache
 
 __all__ = [
     "INPUT_FORMATS",
@@ -568,7 +575,7 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         column: Parquet column of paths (``files_from``) or of image bytes (``parquet``).
         name_column: Parquet column naming each image (``parquet`` inputs).
         storage_options: passed to fsspec for every URL (e.g. ``{"anon": True}``).
-        follow_symlinks: for local folders, as in :func:`lookalike.sources.iter_files`.
+        follow_symlinks: for local folders, as in :func:`lookalike.inputs.walk.iter_files`.
         stat_listed: stat the local paths of ``files_from`` here, as paths named on the
             command line (identity, size and mtime known: hard links and other paths of one
             file are one item, the hash cache applies). False on a cluster, where that would be
@@ -578,7 +585,7 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         reporter: receives listing problems.
 
     Returns:
-        ``(items, problems, stats)``: local :class:`~lookalike.sources.FileEntry` and
+        ``(items, problems, stats)``: local :class:`~lookalike.inputs.walk.FileEntry` and
         :class:`RemoteEntry` items; ``walk`` problems; listing counts.
 
     Raises:
@@ -587,8 +594,8 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
     Cost: one listing call per prefix; one header pass per tar shard and one name-column
     read per Parquet file (both on the executor); file lists are read, never stat'ed.
     """
-    from .events import NullReporter
-    from .executors.base import SerialExecutor
+    from lookalike.events import NullReporter
+    from lookalike.executors.base import SerialExecutor
 
     if input_format not in INPUT_FORMATS:
         raise ConfigError(f"--input-format must be one of {', '.join(INPUT_FORMATS)}")
@@ -755,7 +762,7 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         executor: an executor to use instead (not closed here).
         parquet_out: write every item's result to this Parquet dataset (a folder of part
             files, local or URL) as the scan runs; items already there are not hashed again.
-        cache: a :class:`~lookalike.cache.HashCache` (behind ``parquet_out`` if both).
+        cache: a :class:`~lookalike.store.cache.HashCache` (behind ``parquet_out`` if both).
         retries: how often a failed batch is retried file by file before its files are
             reported as ``worker-crashed`` (default 1; Dask also re-runs tasks of a dead
             worker up to its ``allowed-failures``).
@@ -770,8 +777,8 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         ConfigError: bad options, missing inputs, a missing extra (with the pip command),
             an unreachable scheduler, or Parquet output made with other settings.
     """
-    from .events import NullReporter
-    from .pipeline import run_scan_items
+    from lookalike.events import NullReporter
+    from lookalike.pipeline import run_scan_items
 
     paths = [os.fspath(p) for p in paths]
     if not paths and files_from is None:
@@ -786,7 +793,7 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     store: Any = _KnownSizes(cache) if cache is not None else None
     own_store = False
     if parquet_out is not None:
-        from .parquet import ParquetStore
+        from lookalike.store.parquet import ParquetStore
 
         store = ParquetStore(parquet_out, inner=store,  # type: ignore[arg-type]
                              storage_options=dict(storage_options or {}))
@@ -794,7 +801,7 @@ def scan_inputs(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     own_executor = executor is None and engine == "dask"
     try:
         if own_executor:
-            from .executors import make_executor
+            from lookalike.executors import make_executor
 
             executor = make_executor("dask", config.workers, scheduler)
         t0 = time.perf_counter()

@@ -10,7 +10,7 @@ The report data travels as one JSON blob in ``<script type="application/json">``
 script builds the DOM from it with ``textContent`` only, rendering groups lazily as the user
 scrolls, so a report of 10,000 groups opens in about a second.
 
-Thumbnails are small JPEGs from :func:`lookalike.decode.make_thumbnail`: embedded as
+Thumbnails are small JPEGs from :func:`lookalike.imaging.decode.make_thumbnail`: embedded as
 ``data:`` URIs, or, for reports of more than ``inline_limit`` images, written to a sibling
 folder ``<name>_files/`` and referenced relatively (keep the folder next to the page). A file
 that cannot be thumbnailed (gone, undecodable) gets a placeholder.
@@ -36,14 +36,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .config import check_writable
-from .errors import ConfigError, DecodeError, LookalikeError
-from .events import NullReporter, Reporter
-from .report import human_bytes
+from lookalike.config import check_writable
+from lookalike.errors import ConfigError, DecodeError, LookalikeError
+from lookalike.events import NullReporter, Reporter
+from lookalike.report.schema import human_bytes
 
 if TYPE_CHECKING:
-    from .pipeline import ScanResult
-    from .report import Report
+    from lookalike.pipeline import ScanResult
+    from lookalike.report.schema import Report
 
 __all__ = [
     "DECISIONS_KIND",
@@ -87,8 +87,8 @@ def _load_report(report: str | os.PathLike[str] | Report | Mapping[str, Any] | S
                  report_path: str | os.PathLike[str] | None
                  ) -> tuple[dict[str, Any], str | None]:
     """Normalise the accepted inputs to ``(report dict, absolute report path or None)``."""
-    from .pipeline import ScanResult
-    from .report import Report, read_report, report_to_dict
+    from lookalike.pipeline import ScanResult
+    from lookalike.report.schema import Report, read_report, report_to_dict
 
     if isinstance(report, (str, os.PathLike)):
         rep = read_report(report)
@@ -129,7 +129,7 @@ def _file_state(member: Mapping[str, Any]) -> str | None:
 
 
 def _thumbnail(path: str, size: int) -> bytes | None:
-    from .decode import make_thumbnail
+    from lookalike.imaging.decode import make_thumbnail
 
     try:
         return make_thumbnail(path, size)
@@ -256,7 +256,7 @@ def render_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sc
     """Render the review page as a string (no thumbnails are made here).
 
     Args:
-        report: a JSON report path, a :class:`~lookalike.report.Report`, a report dict or a
+        report: a JSON report path, a :class:`~lookalike.report.schema.Report`, a report dict or a
             :class:`~lookalike.pipeline.ScanResult`.
         report_path: the saved JSON report this page reviews (exported decisions name it).
             Taken from ``report`` when it is a path or ``Report``. Without one the page
@@ -316,7 +316,7 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
 
     Args:
         report: a JSON report path (best: exported decisions then name it), a
-            :class:`~lookalike.report.Report`, a report dict or a ``ScanResult``.
+            :class:`~lookalike.report.schema.Report`, a report dict or a ``ScanResult``.
         out: the HTML file to write (atomically).
         report_path: the saved JSON report, when ``report`` is a dict or ``ScanResult``.
         thumbnails: ``"inline"`` (data: URIs in the page), ``"files"`` (a sibling folder

@@ -1,9 +1,10 @@
 """Executing a plan, write-ahead journaled, and undoing it.
 
-:func:`apply` runs a :class:`~lookalike.plan.Plan` group by group. Before a group's first op it
+:func:`apply` runs a :class:`~lookalike.actions.plan.Plan` group by group. Before a
+group's first op it
 checks that every member still has the size, mtime and SHA-256 the report recorded (and still
 lies inside the scanned folders); if any does not, the whole group is skipped with a warning.
-Each op is then journaled (:mod:`lookalike.journal`) before it changes anything:
+Each op is then journaled (:mod:`lookalike.actions.journal`) before it changes anything:
 
 ``move``
     ``link(src, dst)`` then ``unlink(src)`` (a link never overwrites an existing ``dst``); across
@@ -46,11 +47,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from .decide import is_under
-from .errors import JournalError, Problem
-from .events import NullReporter, Reporter
-from .journal import Journal, OpRecord, fsync_dir
-from .plan import FileState, GroupPlan, Operation, Plan, entry_key
+from lookalike.actions.journal import Journal, OpRecord, fsync_dir
+from lookalike.actions.plan import FileState, GroupPlan, Operation, Plan, entry_key
+from lookalike.errors import JournalError, Problem
+from lookalike.events import NullReporter, Reporter
+from lookalike.grouping.keep import is_under
 
 __all__ = ["ApplyResult", "UndoResult", "apply", "default_journal_path", "recover", "undo"]
 
@@ -519,7 +520,7 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
     """Carry out ``plan``, journaling every op before it happens.
 
     Args:
-        plan: from :func:`lookalike.plan`.
+        plan: from :func:`lookalike.actions.plan`.
         journal: the journal file. A new path starts a new journal; an existing one (from an
             interrupted run on the same report) is resumed: its unfinished op is rolled back
             (:func:`recover`) and ops it records as done are not repeated.
@@ -610,7 +611,7 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
 
 
 def _version() -> str:
-    from . import __version__
+    from lookalike import __version__
 
     return __version__
 

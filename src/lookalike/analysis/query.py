@@ -2,7 +2,7 @@
 
 The hash cache holds every hashed file of earlier scans (per settings). :func:`find_matches`
 hashes only the query images, loads the cached hashes of the same settings (optionally only
-those under one folder) into a :class:`~lookalike.index.HammingIndex`, and asks it for every
+those under one folder) into a :class:`~lookalike.search.index.HammingIndex`, and asks it for every
 stored image within the threshold. Cost: one decode per query image, plus reading the
 cached rows (about 1 s per million) and building the index once.
 
@@ -20,14 +20,14 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from .cache import HashCache, settings_key
-from .config import DECODER_VERSION, ScanConfig
-from .errors import ConfigError, Problem
-from .groups import segment_rows
-from .index import HammingIndex
-from .model import ImageRecord
-from .pipeline import hash_file
-from .sources import FileEntry
+from lookalike.config import DECODER_VERSION, ScanConfig
+from lookalike.errors import ConfigError, Problem
+from lookalike.grouping.groups import segment_rows
+from lookalike.inputs.walk import FileEntry
+from lookalike.model import ImageRecord
+from lookalike.pipeline import hash_file
+from lookalike.search.index import HammingIndex
+from lookalike.store.cache import HashCache, settings_key
 
 __all__ = ["QueryResult", "find_matches"]
 

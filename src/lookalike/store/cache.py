@@ -25,12 +25,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError, Problem
-from .model import Hash, ImageRecord, hash_from_hex, make_record
+from lookalike.errors import ConfigError, Problem
+from lookalike.model import Hash, ImageRecord, hash_from_hex, make_record
 
 if TYPE_CHECKING:
-    from .config import ScanConfig
-    from .sources import FileEntry
+    from lookalike.config import ScanConfig
+    from lookalike.inputs.walk import FileEntry
 
 __all__ = ["HashCache", "default_cache_path", "settings_key"]
 
@@ -66,7 +66,7 @@ def default_cache_path() -> Path:
 
 def settings_key(config: ScanConfig) -> str:
     """Everything that changes a stored value, as one string."""
-    from .config import DECODER_VERSION
+    from lookalike.config import DECODER_VERSION
 
     return (f"{config.method}/{config.resolved_hash_size}/{config.decode}/"
             f"pd{int(config.pixel_digest)}/inv-{config.invariant}/dec{DECODER_VERSION}")
@@ -335,7 +335,7 @@ class HashCache:
     def save_grouping(self, key: str, memo: dict[str, list]) -> None:
         """Store a scan's grouping under ``key``: ``clusters`` (lists of indices into its
         records sorted by path, representative first) and ``picked`` (the indices whose
-        exact hash was used, lookalike.confirm). The 16 most recent are kept."""
+        exact hash was used, lookalike.grouping.confirm). The 16 most recent are kept."""
         import json
 
         with self._writing() as db:

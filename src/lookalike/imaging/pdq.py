@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .model import Hash
+    from lookalike.model import Hash
 
 __all__ = [
     "MIN_HASHABLE_DIM",
@@ -230,7 +230,7 @@ def pdq_dct(buffer64: np.ndarray) -> np.ndarray:
 
 
 def _bits_of(dct16: np.ndarray) -> np.ndarray:
-    """Bits above the median, ordered for :func:`~lookalike.hashes.bits_to_int` (MSB first).
+    """Bits above the median, ordered for :func:`~lookalike.imaging.hashes.bits_to_int` (MSB first).
 
     The reference's median (Torben's algorithm) is the 128th smallest of the 256 values.
     """

@@ -14,7 +14,8 @@ Line 1 is a header; every later line is one event::
 
 Op numbers grow across resumed runs. Because the intent is durable before anything on disk
 changes, every state a ``kill -9`` can leave behind is one the undo code recognises by looking
-at the files (see :mod:`lookalike.act`); the ``done`` line is a shortcut, not a requirement.
+at the files (see :mod:`lookalike.actions.apply`); the ``done`` line is a shortcut, not a
+requirement.
 
 A torn last line (the process died while writing it) is ignored; a broken line anywhere else
 makes the journal unusable (:class:`~lookalike.errors.JournalError`).
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import JournalError
+from lookalike.errors import JournalError
 
 __all__ = ["JOURNAL_KIND", "JOURNAL_SCHEMA", "Journal", "OpRecord", "fsync_dir"]
 

@@ -1,4 +1,5 @@
-"""Perceptual hash algorithms: pure functions of a decoded :class:`~lookalike.decode.Picture`.
+"""Perceptual hash algorithms: pure functions of a decoded
+:class:`~lookalike.imaging.decode.Picture`.
 
 Every algorithm ImageHash 4.3 also has reproduces it bit for bit on the same image (same
 Pillow resize, same arithmetic), so hex strings interoperate. ``dhash-z`` is the folklore
@@ -7,7 +8,7 @@ their own percentiles 0..99, then ImageHash's dHash (which resizes that to 9x8 a
 (The "corrected" variant that maps percentiles on the 9x8 grid dHash compares was measured
 in ``benchmarks/accuracy``: the map is monotonic there, so it equals plain dHash bar ties,
 and the folklore double resize turned out to help, not hurt; it is not shipped.)
-``pdq`` is Meta's 256-bit PDQ (see :mod:`lookalike.pdq`), equal to the reference's bits.
+``pdq`` is Meta's 256-bit PDQ (see :mod:`lookalike.imaging.pdq`), equal to the reference's bits.
 
 Flip/rotation invariance (``invariant=`` of :meth:`HashMethod.hash`) stores the hashes of the
 image's mirrored and rotated versions as extra segments; two multi-segment hashes match when
@@ -27,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from .config import METHOD_SPECS, PDQ_SIZE, method_spec
-from .model import Hash
+from lookalike.config import METHOD_SPECS, PDQ_SIZE, method_spec
+from lookalike.model import Hash
 
 if TYPE_CHECKING:  # decode imports Pillow: not needed to validate a config or read a cache
-    from .decode import Picture
+    from lookalike.imaging.decode import Picture
 
 __all__ = [
     "INVARIANCES",
@@ -147,7 +148,7 @@ def _percentile_plan(n: int) -> tuple[np.ndarray, ...]:
 def dhash_z_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
     small = ztransform(pic.grey(hash_size, hash_size))
     # The recipe hands the 8x8 image to imagehash.dhash, which resizes it to 9x8: keep that.
-    from .decode import lanczos_grey
+    from lookalike.imaging.decode import lanczos_grey
 
     return _dhash_of(lanczos_grey(small, hash_size + 1, hash_size))
 
@@ -250,7 +251,7 @@ def crop_resistant_segments(pic: Picture, hash_size: int) -> list[np.ndarray]:
 
 
 def _pdq_dct(pic: Picture) -> tuple[np.ndarray | None, int]:
-    from .pdq import pdq_from_luma, rgb_to_luma
+    from lookalike.imaging.pdq import pdq_from_luma, rgb_to_luma
 
     w, h = pic.size
     # Float luminance from RGB as the reference computes it (Pillow's "L" rounds to integers).
@@ -264,14 +265,14 @@ def _check_pdq_size(hash_size: int) -> None:
 
 
 def pdq_hash_bits(pic: Picture, hash_size: int) -> np.ndarray:
-    from .pdq import pdq_bits
+    from lookalike.imaging.pdq import pdq_bits
 
     _check_pdq_size(hash_size)
     return pdq_bits(_pdq_dct(pic)[0])
 
 
 def _pdq_variants(pic: Picture, hash_size: int, ops: Sequence[str]) -> list[np.ndarray]:
-    from .pdq import pdq_bits, transform_dct
+    from lookalike.imaging.pdq import pdq_bits, transform_dct
 
     _check_pdq_size(hash_size)
     dct, _ = _pdq_dct(pic)
@@ -282,7 +283,7 @@ def _pdq_variants(pic: Picture, hash_size: int, ops: Sequence[str]) -> list[np.n
 
 def compute_pdq(pic: Picture) -> tuple[Hash, int]:
     """PDQ hash and quality score (0..100; below 50 the hash is unreliable) of a picture."""
-    from .pdq import pdq_bits
+    from lookalike.imaging.pdq import pdq_bits
 
     dct, quality = _pdq_dct(pic)
     return Hash("pdq", 256, (bits_to_int(pdq_bits(dct)),)), quality
@@ -351,7 +352,7 @@ def _dhash_z_variants(pic: Picture, hash_size: int, ops: Sequence[str]) -> list[
     # The percentile map only looks at the multiset of values, so it commutes with moving
     # pixels: z-transform the square grid once, then flip/rotate it. Same bits as hashing
     # each oriented grid (see _OrientedGrid), without 7 of the 8 percentile computations.
-    from .decode import lanczos_grey
+    from lookalike.imaging.decode import lanczos_grey
 
     z = ztransform(pic.grey(hash_size, hash_size))
     return [_dhash_of(lanczos_grey(np.ascontiguousarray(_ARRAY_OPS[op](z)),
@@ -363,7 +364,7 @@ def invariance_ops(invariant: str) -> tuple[str, ...]:
     try:
         return INVARIANCES[invariant]
     except KeyError:
-        from .errors import ConfigError
+        from lookalike.errors import ConfigError
 
         raise ConfigError(
             f"unknown invariance {invariant!r}; choose one of: {', '.join(INVARIANCES)}"
