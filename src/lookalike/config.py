@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from lookalike.errors import ConfigError
 
-__all__ = ["DEFAULT_HASH_SIZE", "DEFAULT_METHOD", "DEFAULT_THRESHOLD", "ScanConfig",
-           "check_writable"]
+__all__ = ["DEFAULT_HASH_SIZE", "DEFAULT_MAX_PIXELS", "DEFAULT_METHOD", "DEFAULT_THRESHOLD",
+           "INSTALL_HINTS", "ScanConfig", "check_writable"]
 
 # Chosen on benchmarks/accuracy: the best recall at pair precision >= 0.999 of every method
 # and size, within 20% of the folklore dhash-z 8's scan time (see README, "Accuracy").
@@ -29,6 +29,16 @@ FAST_MIN_SIDE = 256
 #: Version of the decoding rules (lookalike.imaging.decode): bump when decoding changes hash values,
 #: which invalidates caches. Whether HEIF decoding is available is part of it, so installing
 #: pillow-heif re-tries files cached as unsupported.
+#: Images declaring more pixels are refused before decoding (a decompression bomb?): Pillow's
+#: own error limit (2 x its 89.5M warning limit).
+DEFAULT_MAX_PIXELS = 178_956_970
+
+#: How to install each optional extra; messages about a missing package end with these.
+INSTALL_HINTS = {
+    "dask": "pip install 'lookalike[dask]'",
+    "heif": "pip install 'lookalike[heif]'",
+}
+
 DECODER_VERSION = "3" + ("+heif" if find_spec("pillow_heif") is not None else "")
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +172,7 @@ class ScanConfig:
     invariant: Literal["none", "flips", "rotations", "dihedral"] = "none"
     grouping: Literal["components", "star"] = "components"
     decode: Literal["fast", "full"] = "fast"
-    max_pixels: int = 178_956_970
+    max_pixels: int = DEFAULT_MAX_PIXELS
     decode_timeout: float | None = 60.0
     pixel_digest: bool = True
     follow_symlinks: bool = False

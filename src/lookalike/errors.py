@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "REASONS",
+    "RETRYABLE",
     "ConfigError",
     "DecodeError",
     "JournalError",
@@ -77,6 +78,13 @@ REASONS: dict[str, str] = {
     "undo-failed": "an operation could not be undone; it stays in the journal: fix the cause "
     "and run undo again",
 }
+
+#: Reason codes that are not remembered for a file (hash cache, resumed Parquet output): the
+#: next scan tries the file again, because the cause is passing (a crash, a file being
+#: written, an unreadable mount) or depends on this run's options (``max_pixels``, timeout).
+RETRYABLE: frozenset[str] = frozenset({
+    "vanished", "permission-denied", "os-error", "read-error", "changed-during-scan",
+    "too-large", "timeout", "worker-crashed"})
 
 
 class LookalikeError(Exception):
