@@ -1,7 +1,7 @@
 """Local process pool vs Dask LocalCluster on >= 10k real small images; client memory.
 
 Images: Google and Twitter emoji (npm) plus Fashion-MNIST (Debian), as in bench_scan.py.
-Each engine scans the same folder through the same pipeline (``scan_inputs`` with an
+Each engine scans the same folder through the same pipeline (``lookalike.scan`` with an
 executor, no hash cache); every engine is started once (start-up reported on its own), warmed
 up, then the engines take turns, ``--repeats`` rounds, and the median counts. The ratio
 column is scan time over the local pool's (batch 16) in the same run: the machine is shared,
@@ -9,7 +9,7 @@ so compare ratios, not absolute times across runs.
 
 The second table measures what the client needs per image: the Python records the scan
 returns today, and the compact form a 100M-image search would use (one uint64 per hash plus
-an int64 row id), with the peak of :func:`lookalike.search.index.find_pairs` over random codes.
+an int64 row id), with the peak of :func:`lookalike.search.find_pairs` over random codes.
 
     python benchmarks/bench_dask.py [--images 10000] [--repeats 3] [--workers 2]
 """
@@ -36,7 +36,6 @@ def engines(args: argparse.Namespace, root: Path) -> tuple[list[list[Any]], dict
     import lookalike
     from lookalike.executors import ProcessExecutor, SerialExecutor
     from lookalike.executors.dask import DaskExecutor
-    from lookalike.inputs.remote import scan_inputs
 
     config = lookalike.ScanConfig(method="dhash", threshold=4)
     cases: list[tuple[str, Callable[[], Any], int]] = [
@@ -56,7 +55,7 @@ def engines(args: argparse.Namespace, root: Path) -> tuple[list[list[Any]], dict
         started.append((name, batch, ex, startup))
 
     def run(ex: Any, batch: int) -> Any:
-        return scan_inputs([str(root)], config, executor=ex, batch_size=batch)
+        return lookalike.scan([str(root)], config=config, executor=ex, batch_size=batch)
 
     results: dict[int, Any] = {}
     times: dict[int, list[float]] = {i: [] for i in range(len(started))}
@@ -100,7 +99,7 @@ def record_bytes(root: Path) -> dict[str, float]:
     import numpy as np
 
     import lookalike
-    from lookalike.search.index import find_pairs
+    from lookalike.search import find_pairs
 
     records = lookalike.scan(root, method="dhash", workers=1).records
     n = len(records)

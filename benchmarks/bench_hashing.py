@@ -6,10 +6,8 @@ Cases, measured in the same run:
 - ``decode floor``: read the file and decode it at reduced scale, and nothing else: the part
   of fast mode no hashing code can avoid, done the way lookalike's fast path does it. It
   reads the bytes with one ``os.read``, asks libjpeg for the same reduced size and mode
-  (``decode._reduce_for_fast``) and hands the decoder all the bytes in one call
-  (``decode._decode_in_one_call``, ~2% faster than Pillow's 64 KiB blocks), calling
-  lookalike's own helpers so that it follows any change to them;
-- ``lookalike fast`` / ``lookalike full``: one worker, ``pipeline.hash_file`` per file as the
+  (``decode._reduce_for_fast``, so that it follows any change to it) and loads;
+- ``lookalike fast`` / ``lookalike full``: one worker, ``worker.hash_file`` per file as the
   scan's workers call it: read + decode + dhash (a scan takes the SHA-256 of group members'
   bytes afterwards, not of every file: see ``lookalike.pipeline``);
 - ``scan, N workers``: the whole ``lookalike.scan`` pipeline on the folder, no cache.
@@ -87,19 +85,14 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=2)
     ap.add_argument("--long-side", type=int, default=2400, help="pixels, after upscaling")
     args = ap.parse_args()
-    # One OpenBLAS thread, as ``lookalike`` sets for itself and its worker processes
-    # (cli.main): "1 worker" is then one core, also where decode's small products would
-    # otherwise start BLAS threads. Set before NumPy loads.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
     import imagehash
     from PIL import Image
 
     import lookalike
     from lookalike.config import ScanConfig
-    from lookalike.imaging.decode import _decode_in_one_call, _reduce_for_fast
+    from lookalike.imaging.decode import _reduce_for_fast
     from lookalike.inputs.walk import FileEntry
-    from lookalike.pipeline import hash_file
+    from lookalike.worker import hash_file
 
     files = make_photos(args.copies, args.long_side)
     folder = files[0].parent
@@ -116,8 +109,7 @@ def main() -> None:
     def floor_one(f: Path) -> None:
         data = read_bytes(f)
         img = Image.open(io.BytesIO(data))
-        _reduce_for_fast(img)  # decode.py's fast path: its draft request...
-        _decode_in_one_call(img, len(data))  # ...and its way of feeding the decoder
+        _reduce_for_fast(img)  # decode.py's fast path: its draft request
         img.load()
 
     def fast_one(f: Path) -> None:

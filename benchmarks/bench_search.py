@@ -1,4 +1,4 @@
-"""Benchmark the exact Hamming self-join (lookalike.search.index.find_pairs) on synthetic hashes.
+"""Benchmark the exact Hamming self-join (lookalike.search.find_pairs) on synthetic hashes.
 
 Each case runs in a fresh subprocess so its peak memory is its own. Data: random 64-bit
 hashes where 10% of rows are copies of other rows with 1-10 random bits flipped (planted
@@ -7,10 +7,14 @@ plus 0-2 bits of noise and uses find_pairs_collapsed, as the grouper would (expa
 output is quadratic in the cluster sizes). Every case is checked against brute force on a
 random sample of query rows: their neighbour sets from the output must equal a direct scan.
 
+``--nbits 256`` (any multiple of 64) makes the codes that wide (PDQ hashes are 256 bits),
+with the same shape of data; the 64-bit data does not change with this option.
+
 Usage:
     python benchmarks/bench_search.py                      # 100k and 1M, T in 4, 8, 10
     python benchmarks/bench_search.py --sizes 10M --distances 4,8
     python benchmarks/bench_search.py --sizes 100k --distances 8 --no-skew --workers 1
+    python benchmarks/bench_search.py --sizes 200k --distances 16,32 --nbits 256
 
 Writes benchmarks/results/search.json (git-ignored) and prints a table. The machine is
 shared and noisy, so CPU time and the load average are recorded next to wall time.
@@ -39,8 +43,10 @@ def parse_size(text: str) -> int:
     return int(float(text.rstrip("km")) * scale)
 
 
-def make_codes(n: int, skew: bool) -> np.ndarray:
-    """Random 64-bit hashes with planted near-duplicates (and blank-image clusters if skew)."""
+def make_codes(n: int, skew: bool, nbits: int = 64) -> np.ndarray:
+    """Random hashes with planted near-duplicates (and blank-image clusters if skew)."""
+    if nbits != 64:
+        return make_wide_codes(n, skew, nbits)
     rng = np.random.default_rng(SEED + n)
     codes = rng.integers(0, 2**64 - 1, n, dtype=np.uint64, endpoint=True)
     k = n // 10
@@ -52,6 +58,33 @@ def make_codes(n: int, skew: bool) -> np.ndarray:
         noise = random_flips(rng, rows.size, rng.integers(0, 3, rows.size))
         codes[rows] = blanks[rng.integers(0, 50, rows.size)] ^ noise
     return codes.reshape(-1, 1)
+
+
+def make_wide_codes(n: int, skew: bool, nbits: int) -> np.ndarray:
+    """:func:`make_codes` for ``nbits`` a multiple of 64: ``(n, nbits // 64)`` words."""
+    words = nbits // 64
+    rng = np.random.default_rng(SEED + n + nbits)
+    codes = rng.integers(0, 2**64 - 1, (n, words), dtype=np.uint64, endpoint=True)
+    k = n // 10
+    src, dst = rng.integers(0, n, k), rng.integers(0, n, k)
+    codes[dst] = codes[src] ^ random_wide_flips(rng, rng.integers(1, 11, k), words)
+    if skew:
+        blanks = rng.integers(0, 2**64 - 1, (50, words), dtype=np.uint64, endpoint=True)
+        rows = rng.choice(n, n // 10, replace=False)
+        noise = random_wide_flips(rng, rng.integers(0, 3, rows.size), words)
+        codes[rows] = blanks[rng.integers(0, 50, rows.size)] ^ noise
+    return codes
+
+
+def random_wide_flips(rng: np.random.Generator, counts: np.ndarray, words: int) -> np.ndarray:
+    """Rows of ``words`` words with up to ``counts`` random bits set."""
+    flips = np.zeros((counts.size, words), dtype=np.uint64)
+    rows = np.arange(counts.size)
+    for b in range(int(counts.max(initial=0))):
+        bit = rng.integers(0, 64 * words, counts.size)
+        on = b < counts
+        flips[rows[on], bit[on] // 64] |= np.uint64(1) << (bit[on] % 64).astype(np.uint64)
+    return flips
 
 
 def random_flips(rng: np.random.Generator, k: int, counts: np.ndarray) -> np.ndarray:
@@ -87,11 +120,14 @@ def neighbours_from_pairs(i: np.ndarray, j: np.ndarray, d: np.ndarray, q: int) -
     return out
 
 
-def run_case(n: int, t: int, skew: bool, workers: int | None, queries: int) -> dict:
+def run_case(n: int, t: int, skew: bool, workers: int | None, queries: int,
+             nbits: int = 64) -> dict:
     """One measurement, in this (fresh) process."""
-    from lookalike.search.index import _plan_join, find_pairs, find_pairs_collapsed
+    from lookalike.search import find_pairs, find_pairs_collapsed
+    from lookalike.search.codes import DEFAULT_TUNING
+    from lookalike.search.join import _plan_join
 
-    codes = make_codes(n, skew)
+    codes = make_codes(n, skew, nbits)
     input_mb = peak_rss_mb()
     reset = reset_peak_rss()
     load_before = os.getloadavg()[0]
@@ -103,9 +139,10 @@ def run_case(n: int, t: int, skew: bool, workers: int | None, queries: int) -> d
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak = peak_rss_mb()
     load_after = os.getloadavg()[0]
-    plan = _plan_join(n, 64, t, 1)
+    plan = _plan_join(n, nbits, t, nbits // 64, DEFAULT_TUNING)
     out = {
         "n": n,
+        "nbits": nbits,
         "max_distance": t,
         "case": "skewed (collapsed)" if skew else "planted",
         "seconds": round(wall, 2),
@@ -121,7 +158,6 @@ def run_case(n: int, t: int, skew: bool, workers: int | None, queries: int) -> d
     # verification against brute force on sampled query rows
     rng = np.random.default_rng(SEED)
     sample = rng.choice(n, min(queries, n), replace=False)
-    flat = codes[:, 0]
     if skew:
         counts = np.bincount(res.groups, minlength=res.representatives.size)
         out["pairs"] = int(res.i.size)
@@ -133,7 +169,7 @@ def run_case(n: int, t: int, skew: bool, workers: int | None, queries: int) -> d
             partners = np.concatenate([[g], res.j[res.i == g], res.i[res.j == g]])
             rows = np.flatnonzero(np.isin(res.groups, partners))
             got = set(rows[rows != q].tolist())
-            dist = np.bitwise_count(flat ^ flat[q])
+            dist = np.bitwise_count(codes ^ codes[q]).sum(axis=1)
             want = set(np.flatnonzero(dist <= t).tolist()) - {q}
             if got != want:
                 out["verified"] = f"MISMATCH at row {q}"
@@ -143,7 +179,7 @@ def run_case(n: int, t: int, skew: bool, workers: int | None, queries: int) -> d
     else:
         out["pairs"] = int(i.size)
         for q in sample.tolist():
-            dist = np.bitwise_count(flat ^ flat[q])
+            dist = np.bitwise_count(codes ^ codes[q]).sum(axis=1)
             near = np.flatnonzero(dist <= t)
             want = {(r, int(dist[r])) for r in near.tolist() if r != q}
             if neighbours_from_pairs(i, j, d, q) != want:
@@ -161,11 +197,14 @@ def main() -> None:
     ap.add_argument("--skew", action=argparse.BooleanOptionalAction, default=True,
                     help="also run the skewed case at max_distance 8 for each size")
     ap.add_argument("--workers", type=int, default=None, help="threads (default: CPUs, <= 4)")
+    ap.add_argument("--nbits", type=int, default=64, help="bits per hash, a multiple of 64")
     ap.add_argument("--queries", type=int, default=200, help="rows checked by brute force")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per case")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--run-case", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.nbits < 64 or args.nbits % 64:
+        ap.error(f"--nbits must be a positive multiple of 64; got {args.nbits}")
     if args.run_case:
         spec = json.loads(args.run_case)
         print(json.dumps(run_case(**spec)))
@@ -183,7 +222,8 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for n, t, skew in cases:
-        spec = {"n": n, "t": t, "skew": skew, "workers": args.workers, "queries": args.queries}
+        spec = {"n": n, "t": t, "skew": skew, "workers": args.workers, "queries": args.queries,
+                "nbits": args.nbits}
         try:
             proc = subprocess.run(
                 [sys.executable, __file__, "--run-case", json.dumps(spec)],

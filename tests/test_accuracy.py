@@ -100,6 +100,7 @@ def test_the_default_is_dhash_z_at_its_own_default_size():
         DEFAULT_METHOD, DEFAULT_HASH_SIZE, DEFAULT_THRESHOLD)
 
 
+@pytest.mark.slow
 def test_default_scan_finds_more_copies_than_the_folklore_recipe(rgb_photos, tmp_path):
     from PIL import ImageEnhance
 

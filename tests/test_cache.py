@@ -83,7 +83,7 @@ def test_cache_uses_wal_and_survives_an_uncommitted_writer(tree, tmp_path):
 def test_a_corrupt_cache_file_is_a_config_error_with_a_hint(tmp_path):
     bad = tmp_path / "c.sqlite"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(lookalike.ConfigError, match="--no-cache"):
+    with pytest.raises(lookalike.ConfigError, match="use another cache file"):
         HashCache(bad)
 
 

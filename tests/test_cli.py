@@ -6,6 +6,7 @@ import json
 import os
 
 import imagehash
+import pytest
 from PIL import Image
 
 from lookalike.cli import cli, main
@@ -121,18 +122,20 @@ def test_warm_scan_writes_the_same_report_and_summary_as_the_cold_one(runner, tm
     # Group members are digested once, then their digests come from the cache.
     digested = (cold["stats"].pop("digested"), warm["stats"].pop("digested"))
     assert digested[0] == sum(len(g["members"]) for g in cold["groups"]) and not digested[1]
-    # The cold scan stored its grouping; the warm one, reading only cached rows, reused it.
-    reused = (cold["stats"].pop("grouping_from_cache"), warm["stats"].pop("grouping_from_cache"))
-    assert reused == (False, True)
+    # The cold scan searched every hash value; the warm one kept its edges: no search.
+    new = (cold["stats"].pop("codes_new"), warm["stats"].pop("codes_new"))
+    assert new[0] > 0 and new[1] == 0
     assert warm == cold and len(cold["groups"]) == 2 and len(cold["errors"]) == 1
     assert outputs[0] == outputs[1]
 
 
-def test_method_choices_come_from_the_constant():
-    from lookalike.cli import _method_choices
+def test_every_method_option_offers_the_registrys_methods():
     from lookalike.imaging.hashes import METHODS
 
-    assert _method_choices() == list(METHODS)
+    offered = {name: list(p.type.choices) for name, cmd in cli.commands.items()
+               for p in cmd.params if p.name == "method"}
+    assert set(offered) == {"scan", "hash", "query", "calibrate"}
+    assert all(choices == list(METHODS) for choices in offered.values()), offered
 
 
 def test_quiet_reporter_never_creates_a_console():
@@ -145,15 +148,6 @@ def test_quiet_reporter_never_creates_a_console():
     rep.close()
     assert rep._console is None
     assert ConsoleReporter(quiet=False, progress=False).console is not None
-
-
-def test_main_defaults_openblas_to_one_thread_but_keeps_a_users_choice(monkeypatch):
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
-    assert _exit_code(["methods"]) == 0
-    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
-    assert _exit_code(["methods"]) == 0
-    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
 
 
 def test_scan_leaves_objects_frozen_by_the_host_process_frozen(runner, tmp_path, scene):
@@ -271,6 +265,7 @@ def test_undo_of_a_file_that_is_not_a_journal_is_one_line_exit_2(tmp_path, scene
     assert (tmp_path / "image.png").exists() and (tmp_path / "folder").is_dir()
 
 
+@pytest.mark.slow
 def test_a_reader_that_closes_stdout_early_costs_no_file(tmp_path, scene):
     import subprocess
     import sys
@@ -315,3 +310,111 @@ def test_a_reader_that_closes_stderr_early_costs_no_file(tmp_path, scene):
     assert proc.returncode == 0
     assert json.loads(report.read_text())["schema_version"] == 1
     assert "<html" in html.read_text().lower()
+
+
+# ------------------------------------------------- thin commands: main alone maps exit codes
+
+
+def test_only_main_exits():
+    # Commands raise; main is the one place that turns outcomes into exit codes.
+    import ast
+    from pathlib import Path
+
+    import lookalike.cli
+    import lookalike.jobs
+
+    for module in (lookalike.cli, lookalike.jobs):
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        exits = [f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+                 for n in ast.walk(f) if isinstance(n, ast.Attribute) and n.attr == "exit"]
+        assert exits == (["main"] if module is lookalike.cli else []), module.__name__
+
+
+def test_a_file_that_cannot_be_hashed_exits_1_after_the_others(tmp_path, scene, capsys):
+    scene(5).save(tmp_path / "x.png")
+    (tmp_path / "bad.jpg").write_bytes(b"nope")
+    code = _exit_code(["hash", str(tmp_path / "bad.jpg"), str(tmp_path / "x.png")])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out.endswith(f"  {tmp_path / 'x.png'}\n")  # the good file is still hashed
+    assert "[unsupported-format]" in err and "error: 1 of 2 files could not be hashed" in err
+
+
+def test_bad_numbers_are_refused_with_the_flag_name_before_any_work(tmp_path, scene, capsys):
+    folder = _folder(tmp_path, scene)
+    cache = tmp_path / "c.sqlite"
+    scan = ["scan", str(folder), "-q", "--cache", str(cache)]
+    for flag, value in (("--workers", "0"), ("--retries", "-1"), ("--batch-size", "0"),
+                        ("--max-pixels", "0"), ("--decode-timeout", "-1")):
+        assert _exit_code([*scan, flag, value]) == 2, flag
+        err = capsys.readouterr().err
+        assert f"Invalid value for '{flag}'" in err and value in err, err
+    assert _exit_code(["calibrate", str(folder), "--sample", "1"]) == 2
+    assert "'--sample'" in capsys.readouterr().err
+    assert not cache.exists()  # nothing was scanned
+
+
+def test_config_messages_name_settings_not_flags():
+    import pytest
+
+    from lookalike.errors import ConfigError
+
+    for bad in ({"workers": 0}, {"max_pixels": 0}, {"decode_timeout": -1.0},
+                {"invariant": "sideways"}, {"grouping": "rings"}, {"decode": "some"}):
+        with pytest.raises(ConfigError) as info:
+            ScanConfig(**bad)
+        assert next(iter(bad)) in str(info.value) and "--" not in str(info.value), bad
+
+
+def test_scan_to_files_writes_every_view_and_prints_only_to_its_stream(tmp_path, scene, capsys):
+    # The scan command's steps, called from Python: every file, then the summary on `out`.
+    import io
+
+    from lookalike.jobs import errors_csv_path, scan_to_files
+
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    (folder / "broken.png").write_bytes(b"not a png")
+    out, listing, page = io.StringIO(), tmp_path / "r.csv", tmp_path / "r.html"
+    result = scan_to_files([str(folder)], ScanConfig(method="phash", threshold=6, workers=1),
+                           output=str(listing), format="csv", html=str(page),
+                           use_cache=False, out=out)
+    assert len(result.groups) == 1 and len(result.errors) == 1
+    assert listing.read_text().startswith("group,") and "<html" in page.read_text().lower()
+    assert "broken.png" in (tmp_path / errors_csv_path("r.csv")).read_text()
+    assert json.loads((tmp_path / "r.json").read_text())["schema_version"] == 1  # for the page
+    text = out.getvalue()
+    assert text.startswith("3 images scanned, 1 duplicate groups"), text
+    assert text.rstrip().endswith(f"HTML report written to {page}")
+    assert capsys.readouterr() == ("", "")
+
+
+def test_interrupted_apply_exits_130_and_says_how_to_undo_or_finish(tmp_path, scene, capsys,
+                                                                    monkeypatch):
+    import lookalike.actions.apply
+    from lookalike.actions.apply import apply
+
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    before = sorted(p.name for p in folder.iterdir())
+    report, journal = tmp_path / "r.json", tmp_path / "j.jsonl"
+    assert _exit_code(["scan", str(folder), "-m", "phash", "-t", "6", "-q", "-j", "1",
+                       "--no-cache", "-o", str(report)]) == 0
+
+    class CtrlC:  # a reporter that is interrupted at the first file operation
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+        def advance(self, n=1):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(lookalike.actions.apply, "apply",
+                        lambda plan, **kw: apply(plan, **{**kw, "reporter": CtrlC()}))
+    capsys.readouterr()
+    code = _exit_code(["apply", str(report), "-a", "move", "--to", str(tmp_path / "q"),
+                       "--yes", "--journal", str(journal), "-q"])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert f"`lookalike undo {journal}`" in err and f"--journal {journal}" in err
+    assert _exit_code(["undo", str(journal), "-q"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == before

@@ -16,8 +16,8 @@ from lookalike.grouping.confirm import full_config, margin, may_be_reduced, need
 from lookalike.imaging.decode import decode_bytes
 from lookalike.imaging.hashes import get_method
 from lookalike.model import Hash, ImageRecord
-from lookalike.pipeline import hash_data
 from lookalike.store.cache import HashCache
+from lookalike.worker import hash_data
 
 
 def _record(path: str, hex_hash: str, fmt: str = "JPEG", size: tuple[int, int] = (1200, 800)
@@ -41,6 +41,7 @@ def test_margin_grows_with_the_hash():
 
 @pytest.mark.parametrize("size", [(300, 200), (511, 900), (512, 512), (700, 1400),
                                   (2000, 1500), (4000, 600)])
+@pytest.mark.slow
 def test_may_be_reduced_covers_every_image_fast_decoding_reduces(scene, size):
     data = _jpeg(scene(1, size))
     pic = decode_bytes(data, mode="fast")[0]
@@ -52,6 +53,7 @@ def test_may_be_reduced_covers_every_image_fast_decoding_reduces(scene, size):
     assert pic.reduced == (min(size) >= 512)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "BMP"])
 def test_other_formats_decode_the_same_in_both_modes(scene, fmt):
     img = scene(2, (1600, 1200))
@@ -128,14 +130,15 @@ def test_fast_scan_finds_exactly_the_full_decode_groups(twins, tmp_path):
     exact = {r.path: r.hash for r in fast.records}
     for jpg in drifted:
         assert exact[str(jpg)] == lookalike.hash_image(jpg, hash_size=8, decode="full")
-    # ...and reuses the stored grouping, with the same images confirmed: no search at all.
-    assert again.stats["grouping_from_cache"] and not fast.stats["grouping_from_cache"]
+    # ...and the edges of the last scan, with the same images confirmed: no search at all.
+    assert again.stats["codes_new"] == 0 and fast.stats["codes_new"] > 0
     assert again.stats["exact_needed"] == fast.stats["exact_needed"]
     assert {r.path: r.hash for r in again.records} == exact
 
 
+@pytest.mark.slow
 def test_a_warm_rescan_of_confirmed_jpegs_imports_no_numpy(twins, tmp_path):
-    # The confirmation search (threshold + margin) is part of the stored grouping too.
+    # The confirmation search (threshold + margin) starts from the stored edges too.
     root, _ = twins
     db, out = tmp_path / "c.sqlite", tmp_path / "r.json"
     argv = ["scan", str(root), "-q", "-j", "1", "--hash-size", "8", "-t", "0", "--cache",
@@ -143,7 +146,7 @@ def test_a_warm_rescan_of_confirmed_jpegs_imports_no_numpy(twins, tmp_path):
     for _ in range(2):  # cold, then a warm run in a fresh interpreter
         loaded = loaded_by_command(argv, ("numpy", "PIL"))
     stats = json.loads(out.read_text())["stats"]
-    assert loaded == [] and stats["grouping_from_cache"] and stats["exact_needed"] > 0
+    assert loaded == [] and stats["codes_new"] == 0 and stats["exact_needed"] > 0
 
 
 def test_full_decode_scans_and_small_images_skip_confirmation(photo_tree, scene, tmp_path):

@@ -30,9 +30,9 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 import cloudpickle  # noqa: E402  (comes with distributed)
 
+from conftest import WrappedExecutor  # noqa: E402
 from lookalike.executors.dask import DaskExecutor  # noqa: E402
-from lookalike.inputs.remote import list_inputs, scan_inputs  # noqa: E402
-from lookalike.pipeline import HashWorker, run_scan_items  # noqa: E402
+from lookalike.pipeline import scan as scan_inputs  # noqa: E402
 
 # Worker processes cannot import this test module: ship its classes by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -207,17 +207,11 @@ class CrashAlways:
         return self.inner(chunk)
 
 
-def _entries(tree: Path):
-    items, problems, _ = list_inputs([str(tree)])
-    assert problems == []
-    return items
-
-
 def test_a_worker_killed_mid_scan_loses_no_file(tree, baseline, dask_executor, tmp_path):
     marker = tmp_path / "crashed"
-    worker = CrashOnce(HashWorker(CONFIG), "set2/half2.png", str(marker))
-    result = run_scan_items(_entries(tree), CONFIG, worker=worker, executor=dask_executor,
-                            chunk_size=4)
+    evil = WrappedExecutor(dask_executor,
+                           lambda fn: CrashOnce(fn, "set2/half2.png", str(marker)))
+    result = scan_inputs([str(tree)], CONFIG, executor=evil, batch_size=4)
     assert marker.exists()  # a worker really died
     assert _view(result, tree) == _view(baseline, tree)
     assert [e.error for e in result.errors] == ["truncated"]
@@ -225,9 +219,8 @@ def test_a_worker_killed_mid_scan_loses_no_file(tree, baseline, dask_executor, t
 
 def test_a_file_that_always_kills_its_worker_is_reported_and_the_rest_hashed(
         tree, baseline, dask_executor):
-    worker = CrashAlways(HashWorker(CONFIG), "set1/q80_1.jpg")
-    result = run_scan_items(_entries(tree), CONFIG, worker=worker, executor=dask_executor,
-                            chunk_size=4, retries=1)
+    evil = WrappedExecutor(dask_executor, lambda fn: CrashAlways(fn, "set1/q80_1.jpg"))
+    result = scan_inputs([str(tree)], CONFIG, executor=evil, batch_size=4, retries=1)
     errors = {Path(e.path).name: e.error for e in result.errors}
     assert errors == {"q80_1.jpg": "worker-crashed", "cut.jpg": "truncated"}
     assert len(result.records) == len(baseline.records) - 1

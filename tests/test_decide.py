@@ -1,4 +1,5 @@
-"""Keep policies: each rule, their composition, protected folders, --keep none, determinism."""
+"""Keep policies: each rule, their composition, protected folders, --keep none, determinism,
+and the split between reading facts from disk and deciding purely."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import itertools
 import pytest
 
 from lookalike import ConfigError, KeepPolicy
-from lookalike.grouping.keep import DEFAULT_KEEP, parse_keep, webp_is_lossless
+from lookalike.grouping.keep import (
+    DEFAULT_KEEP,
+    KeepDecision,
+    KeepFacts,
+    parse_keep,
+    webp_is_lossless,
+)
 from lookalike.model import Group, Hash, ImageRecord, Member
 
 
@@ -22,8 +29,13 @@ def group(*records: ImageRecord, gid: int = 1) -> Group:
                  representative=records[0].path, kind="near")
 
 
+def decide(policy: KeepPolicy, *records: ImageRecord) -> KeepDecision:
+    """What a caller does: read the facts once, then decide."""
+    return policy.decide_all([group(*records)]).decisions[1]
+
+
 def kept(policy: KeepPolicy, *records: ImageRecord) -> tuple[str, ...]:
-    return policy.decide(group(*records)).keep
+    return decide(policy, *records).keep
 
 
 @pytest.mark.parametrize(("rule", "winner"), [
@@ -47,7 +59,7 @@ def test_each_rule_picks_its_keeper(rule, winner):
         rec("/d/png", size=500, mtime=50, fmt="PNG"),
         rec("/d/keepme/x", size=500, mtime=50, fmt="JPEG"),
     ]
-    decision = KeepPolicy(rules=(rule,)).decide(group(*records))
+    decision = decide(KeepPolicy(rules=(rule,)), *records)
     assert decision.keep == (winner,)
     assert set(decision.remove) == {r.path for r in records} - {winner}
 
@@ -107,7 +119,7 @@ def test_protected_members_are_always_kept_and_win_over_every_rule(tmp_path):
     big = rec(str(tmp_path / "other" / "big"), w=999, h=999, size=99999)
     p1 = rec(str(ref / "p1"), w=10, h=10)
     p2 = rec(str(ref / "p2"), w=20, h=20)
-    d = policy.decide(group(big, p1, p2))
+    d = decide(policy, big, p1, p2)
     assert d.keep == (str(ref / "p2"), str(ref / "p1"))  # protected, then by the rules
     assert d.remove == (big.path,)
     assert d.protected == d.keep
@@ -115,16 +127,16 @@ def test_protected_members_are_always_kept_and_win_over_every_rule(tmp_path):
 
 def test_group_of_only_protected_files_is_left_alone(tmp_path):
     policy = KeepPolicy(protect=(str(tmp_path),))
-    d = policy.decide(group(rec(str(tmp_path / "a")), rec(str(tmp_path / "b"))))
+    d = decide(policy, rec(str(tmp_path / "a")), rec(str(tmp_path / "b")))
     assert d.remove == ()
 
 
 def test_keep_none_removes_every_unprotected_member(tmp_path):
     policy = KeepPolicy(rules=("none",))
-    d = policy.decide(group(rec("/z/a"), rec("/z/b")))
+    d = decide(policy, rec("/z/a"), rec("/z/b"))
     assert d.keep == () and d.remove == ("/z/a", "/z/b")
     shielded = KeepPolicy(rules=("none",), protect=(str(tmp_path),))
-    d = shielded.decide(group(rec("/z/a"), rec(str(tmp_path / "b"))))
+    d = decide(shielded, rec("/z/a"), rec(str(tmp_path / "b")))
     assert d.keep == (str(tmp_path / "b"),) and d.remove == ("/z/a",)
 
 
@@ -132,7 +144,7 @@ def test_every_policy_but_none_keeps_exactly_one_member():
     records = [rec(f"/g/{i}", w=i % 3 + 1, size=i % 2, mtime=i % 4) for i in range(7)]
     for rule in ["largest-resolution", "largest-file", "smallest-file", "oldest", "newest",
                  "shortest-path", "prefer-lossless", "match:*/3"]:
-        d = KeepPolicy(rules=(rule,)).decide(group(*records))
+        d = decide(KeepPolicy(rules=(rule,)), *records)
         assert len(d.keep) == 1 and len(d.remove) == 6
 
 
@@ -148,3 +160,33 @@ def test_webp_lossless_is_told_apart_from_lossy(tmp_path, scene):
     lossy = rec(str(tmp_path / "lossy.webp"), size=99, fmt="WEBP")
     lossless = rec(str(tmp_path / "lossless.webp"), size=1, fmt="WEBP")
     assert kept(KeepPolicy(rules=("prefer-lossless",)), lossy, lossless) == (lossless.path,)
+
+
+def test_deciding_reads_no_file_the_facts_say_what_records_do_not(tmp_path):
+    # decide() is a pure function of the records and the facts: paths that do not exist
+    # decide the same, and only what read_facts found on disk changes the outcome.
+    lossy = rec("/nowhere/a.webp", size=99, fmt="WEBP")
+    lossless = rec("/nowhere/b.webp", size=1, fmt="WEBP")
+    policy = KeepPolicy(rules=("prefer-lossless", "largest-file"))
+    g = group(lossy, lossless)
+    assert policy.decide(g, KeepFacts()).keep == (lossy.path,)  # both lossy: the larger
+    told = KeepFacts(lossless=frozenset({lossless.path}))
+    assert policy.decide(g, told).keep == (lossless.path,)
+    assert policy.read_facts([lossy, lossless]) == KeepFacts()  # unreadable: not lossless
+
+
+def test_read_facts_protects_a_name_that_reaches_a_protected_folder_through_a_link(tmp_path):
+    ref, other = tmp_path / "ref", tmp_path / "other"
+    ref.mkdir()
+    other.mkdir()
+    (ref / "a.png").write_bytes(b"x")
+    (other / "link").symlink_to(ref)
+    through = rec(str(other / "link" / "a.png"), size=1)
+    plain = rec(str(other / "b.png"), size=2)
+    policy = KeepPolicy(protect=(str(ref),))
+    facts = policy.read_facts([through, plain])
+    assert facts.protected == {through.path}
+    g = group(plain, through)
+    assert policy.decide(g, facts).keep == (through.path,)
+    assert policy.decide(g, KeepFacts()).keep == (plain.path,)  # nothing read, nothing known
+    assert KeepPolicy().read_facts([through, plain]) == KeepFacts()  # no folder: no I/O needed

@@ -6,7 +6,16 @@ import ast
 import re
 from pathlib import Path
 
-from lookalike.errors import REASONS, ConfigError, JournalError, LookalikeError, ReportError
+from lookalike.errors import (
+    REASONS,
+    RETRYABLE,
+    ConfigError,
+    Interrupted,
+    JournalError,
+    LookalikeError,
+    PartialFailure,
+    ReportError,
+)
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "lookalike"
 
@@ -145,6 +154,67 @@ def test_apply_safety_codes_are_documented():
     assert "keeper-changed" in REASONS and "same-file" in REASONS
 
 
-def test_usage_errors_exit_2():
+def test_retryable_codes_are_reason_codes():
+    assert RETRYABLE and RETRYABLE.issubset(REASONS)
+    # Passing causes are retried; a file that is simply bad is remembered as bad.
+    assert {"timeout", "worker-crashed", "too-large"} <= RETRYABLE
+    assert not {"corrupt", "truncated", "unsupported-format"} & RETRYABLE
+
+
+def test_exit_codes_of_the_error_tree():
     assert ConfigError.exit_code == ReportError.exit_code == JournalError.exit_code == 2
-    assert issubclass(JournalError, LookalikeError)
+    assert LookalikeError.exit_code == PartialFailure.exit_code == 1
+    assert Interrupted("j.jsonl").exit_code == 130 and Interrupted("j.jsonl").journal == "j.jsonl"
+    for cls in (ConfigError, ReportError, JournalError, PartialFailure, Interrupted):
+        assert issubclass(cls, LookalikeError)
+
+
+#: A command-line flag in a message: ``--max-pixels``, not a word with a hyphen.
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+
+#: Calls whose string arguments are messages for the user.
+_MESSAGE_CALLS = {"ConfigError", "ReportError", "JournalError", "DecodeError", "LookalikeError",
+                  "PartialFailure", "Problem", "_problem", "_Refused", "SkippedGroup"}
+
+
+def flag_messages(root: Path = SRC) -> list[str]:
+    """``file:line: text`` of every message that names a command-line flag, outside
+    ``cli.py``: the string literals in :data:`_MESSAGE_CALLS` calls and in what ``*reason*``
+    functions return."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            parts: list[ast.AST] = []
+            if isinstance(node, ast.Call) and _name(node.func) in _MESSAGE_CALLS:
+                parts = [node]
+            elif isinstance(node, ast.FunctionDef) and "reason" in node.name:
+                parts = [r for r in ast.walk(node) if isinstance(r, ast.Return)]
+            for part in parts:
+                for s in ast.walk(part):
+                    if (isinstance(s, ast.Constant) and isinstance(s.value, str)
+                            and _FLAG.search(s.value)):
+                        found.append(f"{rel}:{s.lineno}: {s.value!r}")
+    return found
+
+
+def test_the_flag_finder_sees_messages_and_ignores_prose(tmp_path):
+    (tmp_path / "m.py").write_text(
+        '"""Docs may say --workers."""\n'
+        "def f(n):\n"
+        "    raise ConfigError(f'{n} is too many; lower --workers')\n"
+        "def _read_reason(exc):\n"
+        "    return 'too-large', 'raise --max-pixels'\n"
+        "def g():\n"
+        "    return 'a well-known --- separator'\n"
+        "    raise ConfigError('workers must be >= 1')\n")
+    assert sorted(f.split(":")[1] for f in flag_messages(tmp_path)) == ["3", "5"]
+
+
+def test_library_messages_name_settings_not_command_line_flags():
+    # The command line adds flag names where it validates its options (click types);
+    # the library is also called from Python, where no flag exists.
+    offenders = flag_messages()
+    assert not offenders, "\n".join(offenders)

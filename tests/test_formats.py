@@ -21,8 +21,9 @@ from PIL import Image, features
 import badfiles as bf
 import lookalike
 import realdata
+from lookalike.config import DEFAULT_MAX_PIXELS
 from lookalike.errors import REASONS, DecodeError
-from lookalike.imaging.decode import DEFAULT_MAX_PIXELS, decode_bytes
+from lookalike.imaging.decode import decode_bytes
 from lookalike.imaging.hashes import get_method
 
 HAS_HEIF = find_spec("pillow_heif") is not None

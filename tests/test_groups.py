@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from lookalike.grouping.groups import build_groups
+from lookalike.grouping.groups import build_groups, find_edges
 from lookalike.model import Hash, ImageRecord
 
 
@@ -94,3 +97,46 @@ def test_multi_segment_hashes_match_on_their_best_segment():
 def test_negative_threshold_is_rejected():
     with pytest.raises(ValueError):
         build_groups([], -1)
+
+
+# ------------------------------------------------------------------ incremental edges
+
+def _brute_edges(codes, radius):
+    ordered = sorted(codes)
+    return {(a, b) for i, a in enumerate(ordered) for b in ordered[i + 1:]
+            if (a ^ b).bit_count() <= radius}
+
+
+@settings(max_examples=150, deadline=None)
+@given(nbits=st.sampled_from([8, 16, 64, 100]), radius=st.integers(0, 12), data=st.data())
+def test_edges_kept_from_earlier_code_sets_are_exactly_a_fresh_search(nbits, radius, data):
+    # A re-scan starts from the edges of the last one: any history of added and removed
+    # hash values must give exactly the pairs a brute-force search of the current values
+    # gives. Values cluster around a few centres so that pairs exist.
+    centres = data.draw(st.lists(st.integers(0, 2**nbits - 1), min_size=1, max_size=4))
+    value = st.builds(lambda c, flips: functools.reduce(lambda v, f: v ^ (1 << f), flips, c),
+                      st.sampled_from(centres), st.lists(st.integers(0, nbits - 1),
+                                                         max_size=radius + 3))
+    known = None
+    for _ in range(data.draw(st.integers(1, 4))):
+        codes = data.draw(st.sets(value, max_size=40))
+        edges = find_edges(codes, nbits, radius, known)
+        assert edges.codes == codes
+        assert set(edges.pairs) == _brute_edges(codes, radius)
+        assert list(edges.pairs) == sorted(edges.pairs)
+        known = edges
+
+
+def test_unchanged_codes_give_back_the_known_edges_without_a_search(monkeypatch):
+    from lookalike.grouping import groups
+
+    codes = {1, 3, 7, 255, 1 << 40}
+    known = find_edges(codes, 64, 2)
+    searches = []
+    real = groups._search
+    monkeypatch.setattr(groups, "_search", lambda *a: searches.append(a) or real(*a))
+    assert find_edges(set(codes), 64, 2, known) is known
+    fewer = find_edges(codes - {3}, 64, 2, known)  # removed: pairs dropped, no search
+    assert set(fewer.pairs) == _brute_edges(codes - {3}, 2) and searches == []
+    other = find_edges(codes, 64, 3, known)  # another radius: searched afresh
+    assert set(other.pairs) == _brute_edges(codes, 3) and len(searches) == 1

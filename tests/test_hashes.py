@@ -56,6 +56,7 @@ def test_colorhash_equals_imagehash_on_real_photos(photos, binbits):
         assert str(ours) == str(imagehash.colorhash(Image.open(path), binbits)), path.name
 
 
+@pytest.mark.slow
 def test_crop_resistant_equals_imagehash_on_real_photos(rgb_photos):
     for path in rgb_photos[:6]:
         ours = compute_hash(_pic(path), "crop-resistant", 8)

@@ -23,7 +23,7 @@ import pytest
 import lookalike
 from lookalike.cli import cli
 from lookalike.errors import ConfigError
-from lookalike.report.html import render_html, write_html
+from lookalike.report.html import file_states, render_html, write_html
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -87,7 +87,7 @@ def _blob(html: str) -> dict[str, Any]:
 
 def test_page_has_a_csp_that_forbids_remote_loads_and_hashes_its_inline_code(tmp_path, scene):
     report = _scan_to_report(_folder(tmp_path / "imgs", scene), tmp_path / "r.json")
-    html = render_html(report)
+    html = render_html(lookalike.read_report(report))
     csp = html_lib.unescape(
         re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1))
     assert "default-src 'none'" in csp and "img-src data: 'self'" in csp
@@ -135,6 +135,23 @@ def test_missing_files_get_placeholders_not_a_crash(tmp_path):
     assert (summary.groups, summary.images, summary.thumbnails) == (2, 6, 0)
     blob = _blob((tmp_path / "r.html").read_text())
     assert all(m["u"] is None and m["s"] == "missing" for g in blob["groups"] for m in g["m"])
+
+
+def test_file_states_are_read_by_the_writer_and_rendered_as_given(tmp_path, scene):
+    report = _scan_to_report(_folder(tmp_path / "imgs", scene), tmp_path / "r.json")
+    data = lookalike.read_report(report).data
+    first, second = (m["path"] for m in data["groups"][0]["members"][:2])
+    assert file_states(data) == {}  # every file as the scan saw it
+    with open(first, "ab") as fh:
+        fh.write(b"more")
+    os.remove(second)
+    assert file_states(data) == {first: "changed", second: "missing"}
+    # Rendering looks at no file: the states are data, and absent ones mean unchanged.
+    states = {m["p"]: m["s"] for g in _blob(render_html(data))["groups"] for m in g["m"]}
+    assert set(states.values()) == {None}
+    told = _blob(render_html(data, states={first: "changed"}))
+    states = {m["p"]: m["s"] for g in told["groups"] for m in g["m"]}
+    assert states[first] == "changed" and states[second] is None
 
 
 def test_inline_thumbnails_are_data_uris(tmp_path, scene):
@@ -192,7 +209,8 @@ def test_histogram_counts_member_distances_and_marks_the_threshold():
 def test_scan_result_without_a_saved_report_disables_export(tmp_path, scene):
     result = lookalike.scan(_folder(tmp_path / "imgs", scene), method="phash", threshold=6,
                             workers=1)
-    html = render_html(result)
+    write_html(result, tmp_path / "r.html", thumbnails="none")
+    html = (tmp_path / "r.html").read_text()
     assert re.search(r'<button type="button" id="export"[^>]*disabled', html)
     assert _blob(html)["report_path"] is None
 
@@ -317,6 +335,7 @@ def _small_page(tmp_path: Path, scene, **options: Any) -> tuple[Path, Path]:
     return report, html
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["inline", "files"])
 def test_page_loads_cleanly_with_every_group_and_thumbnail(web, tmp_path, scene, mode):
     _report, html = _small_page(tmp_path, scene, thumbnails=mode)
@@ -395,6 +414,7 @@ def test_toggle_and_export_give_the_agreed_decisions_format(web, tmp_path, scene
     assert all("keep" in line for line in res.output.splitlines() if paths[idx] in line)
 
 
+@pytest.mark.slow
 def test_filter_limits_what_is_shown_and_exported(web, tmp_path, scene):
     _report, html = _small_page(tmp_path, scene)
     web.open(html)
@@ -438,6 +458,7 @@ def test_hostile_file_names_render_as_text_and_run_nothing(web, tmp_path, scene)
     assert web.console == []
 
 
+@pytest.mark.slow
 def test_ten_thousand_groups_open_fast_and_render_lazily(web, tmp_path, capsys):
     n = 10_000
     data = _synthetic(n)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import lookalike
+from lookalike import pipeline
 from lookalike.actions.apply import apply, undo
 from lookalike.actions.plan import plan, render_plan
 from lookalike.config import ScanConfig
@@ -169,7 +170,7 @@ def test_files_from_a_local_list_needs_no_extra_and_treats_links_as_one_file(
     listing = tmp_path / "list.txt"
     names = ["a.png", "a_hl.png", "a_copy.png", "b.png", "missing.png"]
     listing.write_text("".join(f"{photos / n}\n" for n in names))
-    result = remote.scan_inputs([], ScanConfig(workers=1), files_from=str(listing))
+    result = pipeline.scan([], ScanConfig(workers=1), files_from=str(listing))
     assert len(result.records) == 3
     assert [(p.error, Path(p.path).name) for p in result.errors] == [("vanished", "missing.png")]
     (group,) = result.groups

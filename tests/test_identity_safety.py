@@ -201,6 +201,7 @@ def assert_bytes_kept(before: dict[str, tuple], folder: Path) -> None:
 # --------------------------------------------------------------------------- the reproductions
 
 
+@pytest.mark.slow
 def test_issue_reproduction_folder_and_a_symlink_to_it(tmp_path):
     """``scan photos photos_alias`` then ``apply -a delete --yes`` deleted the only copies."""
     make_photos(tmp_path / "photos")
@@ -217,6 +218,7 @@ def test_issue_reproduction_folder_and_a_symlink_to_it(tmp_path):
     assert report["groups"] == [] and report["stats"]["images"] == 3
 
 
+@pytest.mark.slow
 def test_issue_reproduction_symlinked_folder_inside_one_root(tmp_path):
     """``Exports/linkdir -> ../2020`` with ``--follow-symlinks``: the keeper went by its alias."""
     lib = tmp_path / "lib"
@@ -686,6 +688,7 @@ def test_no_content_is_ever_lost_and_undo_restores_the_tree(case):
     check_case(case)
 
 
+@pytest.mark.slow
 @settings(PROPERTY, max_examples=25)
 @given(case=cases())
 def test_no_content_is_ever_lost_and_undo_restores_the_tree_quick(case):

@@ -27,6 +27,7 @@ def _processes_mentioning(marker: str) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").exists(), reason="needs /proc to look for orphans")
 def test_ctrl_c_stops_workers_and_leaves_a_consistent_cache(tmp_path, scene):
     root = tmp_path / f"imgs-{uuid.uuid4().hex}"  # unique marker in every worker's argv

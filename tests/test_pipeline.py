@@ -91,18 +91,18 @@ def test_scan_rejects_bad_options_before_any_work(tmp_path):
 def test_files_are_read_whole_through_short_reads(tmp_path, monkeypatch):
     import os
 
-    from lookalike.pipeline import _read_regular
+    from lookalike.inputs.read import read_regular
 
     data = os.urandom(300_000)
     path = tmp_path / "photo.jpg"
     path.write_bytes(data)
-    assert _read_regular(str(path), 1 << 20)[0] == data
+    assert read_regular(str(path), 1 << 20)[0] == data
     real_read = os.read
     monkeypatch.setattr(os, "read", lambda fd, n: real_read(fd, min(n, 4096)))
-    got, st = _read_regular(str(path), 1 << 20)
+    got, st = read_regular(str(path), 1 << 20)
     assert got == data and st.st_size == len(data)
     (tmp_path / "empty.jpg").write_bytes(b"")
-    assert _read_regular(str(tmp_path / "empty.jpg"), 1 << 20)[0] == b""
+    assert read_regular(str(tmp_path / "empty.jpg"), 1 << 20)[0] == b""
 
 
 def _sha(path) -> str:
@@ -175,10 +175,8 @@ def test_a_member_changed_after_hashing_becomes_an_error(copies_tree, tmp_path, 
     assert str(victim) not in group.paths and len(group) == 3
 
 
-def test_a_warm_rescan_reuses_the_grouping_only_while_the_cache_is_unchanged(copies_tree,
-                                                                             tmp_path):
-    import sqlite3
-
+def test_a_rescan_searches_only_new_hash_values_and_groups_like_a_fresh_scan(copies_tree,
+                                                                              tmp_path, scene):
     from lookalike.store.cache import HashCache
 
     root, _ = copies_tree
@@ -195,65 +193,52 @@ def test_a_warm_rescan_reuses_the_grouping_only_while_the_cache_is_unchanged(cop
         return [(g.kind, g.representative, [(m.record.path, m.distance) for m in g.members])
                 for g in result.groups]
 
-    cold, warm = scan(), scan()
-    assert (cold.stats["grouping_from_cache"], warm.stats["grouping_from_cache"]) == (
-        False, True)
-    assert shape(warm) == shape(cold) == shape(lookalike.scan(tree, method="phash",
-                                                              threshold=8, workers=1))
-    assert not scan(threshold=4).stats["grouping_from_cache"]  # other settings: recomputed
-    # Another program writes a row (an older lookalike, sqlite3 by hand): triggers bump the
-    # generation, so no grouping computed before is trusted.
-    with sqlite3.connect(db) as raw:
-        raw.execute("UPDATE files SET updated = updated + 1 WHERE path = ?",
-                    (str(tree / "alone.png"),))
-    assert not scan().stats["grouping_from_cache"]
-    assert scan().stats["grouping_from_cache"]
-    # A changed file is hashed again: grouping is recomputed, and the new copy joins.
+    def fresh(**kw):  # no cache: every hash value searched
+        return shape(lookalike.scan(tree, method="phash", workers=1, **{"threshold": 8, **kw}))
+
+    cold = scan()
+    values = {r.hash.value for r in cold.records}
+    assert cold.stats["codes_new"] == len(values) and shape(cold) == fresh()
+    warm = scan()
+    assert warm.stats["codes_new"] == 0 and shape(warm) == shape(cold)
+    # Other settings (another radius) start from nothing.
+    assert scan(threshold=4).stats["codes_new"] == len(values)
+    # A changed file and a new one: only their hash values are searched.
     shutil.copy(tree / "set2" / "orig2.png", tree / "alone.png")
+    scene(40).save(tree / "new.png")
     changed = scan()
-    assert not changed.stats["grouping_from_cache"] and changed.stats["hashed"] == 1
-    assert any(str(tree / "alone.png") in g.paths and str(tree / "set2" / "orig2.png") in g.paths
+    assert changed.stats["hashed"] == 2
+    assert changed.stats["codes_new"] == 1  # alone.png is a copy: its value is not new
+    assert shape(changed) == fresh()
+    assert any({str(tree / "alone.png"), str(tree / "set2" / "orig2.png")} <= set(g.paths)
                for g in changed.groups)
-    assert scan().stats["grouping_from_cache"]
+    # Files removed: their values' edges are dropped, nothing is searched.
+    shutil.rmtree(tree / "set1")
+    removed = scan()
+    assert removed.stats["codes_new"] == 0 and shape(removed) == fresh()
+    assert not any(str(tree / "set1") in p for g in removed.groups for p in g.paths)
 
 
-def test_a_second_writer_during_a_scan_turns_the_grouping_memo_off(copies_tree, tmp_path):
+def test_edges_stored_for_other_files_never_change_the_groups(copies_tree, tmp_path):
+    # The stored edges belong to hash values, not to files: whatever scan of these inputs
+    # wrote them (another tree under the same name, another program), the groups are those
+    # of a fresh scan.
     from lookalike.store.cache import HashCache
 
     root, _ = copies_tree
+    tree = tmp_path / "t"
     db = tmp_path / "cache.sqlite"
-    with HashCache(db) as cache:
-        lookalike.scan(root, method="phash", threshold=8, workers=1, cache=cache)
-    with HashCache(db) as cache, HashCache(db) as other:
-        paths = sorted(str(p) for p in root.rglob("*") if p.is_file())
-        config = lookalike.ScanConfig(method="phash", threshold=8)
-        assert cache.grouping_key(config, paths) is not None
-        first = lookalike.scan(root, method="phash", threshold=8, workers=1, cache=cache)
-        rec = first.records[0]
-        other.add([rec], [], config)  # the same row again, written by someone else
-        other.flush()
-        assert cache.grouping_key(config, paths) is None
-        again = lookalike.scan(root, method="phash", threshold=8, workers=1, cache=cache)
-        assert not again.stats["grouping_from_cache"]
-        assert [g.paths for g in again.groups] == [g.paths for g in first.groups]
-
-
-def test_a_custom_worker_never_uses_the_grouping_memo(copies_tree, tmp_path):
-    # What another worker hashes (and whether it can confirm) is not in the memo's key.
-    from lookalike.config import ScanConfig
-    from lookalike.inputs.walk import FileEntry, iter_files
-    from lookalike.pipeline import HashWorker, run_scan_items
-    from lookalike.store.cache import HashCache
-
-    root, _ = copies_tree
-    config = ScanConfig(method="phash", threshold=8, workers=1)
-    entries = [e for e in iter_files([root]) if isinstance(e, FileEntry)]
-    with HashCache(tmp_path / "c.sqlite") as cache:
-        lookalike.scan(root, config=config, cache=cache)  # stores a memo
-        for _ in range(2):
-            result = run_scan_items(entries, config, worker=HashWorker(config), cache=cache,
-                                    executor=SerialExecutor())
-            assert not result.stats["grouping_from_cache"]
+    sets = sorted(p.name for p in root.iterdir() if p.is_dir())
+    for keep in (sets[:2], sets[1:], sets):
+        if tree.exists():
+            shutil.rmtree(tree)
+        for name in keep:
+            shutil.copytree(root / name, tree / name)
+        with HashCache(db) as cache:
+            got = lookalike.scan(tree, method="phash", threshold=8, workers=1, cache=cache)
+        want = lookalike.scan(tree, method="phash", threshold=8, workers=1)
+        assert [g.paths for g in got.groups] == [g.paths for g in want.groups]
+        assert got.groups
 
 
 def test_star_groups_are_rebuilt_from_every_record_when_a_leader_changed(tmp_path):
@@ -263,7 +248,7 @@ def test_star_groups_are_rebuilt_from_every_record_when_a_leader_changed(tmp_pat
 
     from lookalike import pipeline
     from lookalike.config import ScanConfig
-    from lookalike.grouping.groups import assemble_groups, cluster_records
+    from lookalike.grouping.groups import assemble_groups, cluster_records, record_edges
     from lookalike.model import Hash, ImageRecord
 
     config = ScanConfig(method="dhash", hash_size=8, threshold=3, grouping="star")
@@ -281,8 +266,9 @@ def test_star_groups_are_rebuilt_from_every_record_when_a_leader_changed(tmp_pat
     groups = assemble_groups(recs, clusters)
     assert [[os.path.basename(p) for p in g.paths] for g in groups] == [["L.png", "M.png"]]
     os.utime(recs[0].path, ns=(recs[0].mtime_ns + 10**9,) * 2)  # L is edited
-    groups, _, kept, problems, _ = pipeline._digest_members(
-        groups, clusters, recs, lambda p: True, config, None, workers=1)
+    edges = record_edges(recs, config.threshold)
+    groups, kept, problems, _ = pipeline._digest_members(
+        recs, clusters, edges, lambda p: True, config, None)
     assert [(os.path.basename(p.path), p.error) for p in problems] == [
         ("L.png", "changed-during-scan")]
     assert [[os.path.basename(p) for p in g.paths] for g in groups] == [["M.png", "X.png"]]

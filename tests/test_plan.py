@@ -12,8 +12,9 @@ import pytest
 import lookalike
 from conftest import snapshot
 from lookalike import ConfigError, ReportError
-from lookalike.actions.plan import load_source, plan, quarantine_path, render_plan, root_names
+from lookalike.actions.plan import load_source, plan, quarantine_path, render_plan
 from lookalike.cli import cli
+from lookalike.paths import root_names
 from lookalike.report.schema import write_report
 
 
@@ -236,17 +237,17 @@ def test_a_changed_member_skips_its_whole_group(library, change):
 
 def test_option_errors_are_config_errors(library, tmp_path):
     root, report = library
-    with pytest.raises(ConfigError, match="needs --to"):
+    with pytest.raises(ConfigError, match="needs `to`"):
         plan(report, action="move")
     with pytest.raises(ConfigError, match="inside the scanned folder"):
         plan(report, action="move", to=root / "q")
     with pytest.raises(ConfigError, match="contains the scanned folder"):
         plan(report, action="move", to=tmp_path)
-    with pytest.raises(ConfigError, match="only applies to --action move"):
+    with pytest.raises(ConfigError, match="only applies to action 'move'"):
         plan(report, action="delete", to=tmp_path / "q")
-    with pytest.raises(ConfigError, match="--keep none"):
+    with pytest.raises(ConfigError, match="keep rule 'none'"):
         plan(report, action="hardlink", keep="none")
-    with pytest.raises(ConfigError, match="no such folder"):
+    with pytest.raises(ConfigError, match=r"protected folder .* does not exist"):
         plan(report, action="delete", protect=[tmp_path / "nope"])
     with pytest.raises(ConfigError, match="unknown keep rule"):
         plan(report, action="delete", keep="best")
@@ -340,7 +341,7 @@ def test_decisions_that_keep_nothing_need_keep_none(library, tmp_path):
     everything = [str(root / "x.png"), str(root / "sub" / "x2.png")]
     d = decisions_file(tmp_path, report, [{"id": 2, "keep": [], "remove": everything}])
     p = plan(d, action="delete")
-    assert p.files == 0 and "--keep none" in p.skipped[0].reason
+    assert p.files == 0 and "keep rule 'none'" in p.skipped[0].reason
     p = plan(d, action="delete", keep="none")
     assert sorted(op.path for op in p.operations) == sorted(everything)
     with pytest.raises(ConfigError, match="already says which files to keep"):

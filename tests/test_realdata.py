@@ -298,6 +298,7 @@ def test_skimage_photos() -> None:
     assert realdata.skimage_photos() == paths  # cached, same answer
 
 
+@pytest.mark.slow
 @pytest.mark.network
 def test_skimage_photo_variants(tmp_path: Path) -> None:
     try:

@@ -26,7 +26,8 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 fsspec = pytest.importorskip("fsspec")
 
-from lookalike.inputs.remote import list_inputs, scan_inputs  # noqa: E402
+from lookalike.inputs.listing import list_inputs  # noqa: E402
+from lookalike.pipeline import scan as scan_inputs  # noqa: E402
 from lookalike.store.parquet import ParquetStore, read_results  # noqa: E402
 
 CONFIG = ScanConfig(method="phash", threshold=8, workers=1)
@@ -102,7 +103,7 @@ def _write_parquet(tree: Path, path: Path, *, struct: bool = False, rows_per_gro
 # ------------------------------------------------------------------------------ inputs
 
 
-def test_local_folder_through_scan_inputs_matches_scan(tree, baseline):
+def test_local_folder_through_the_pipeline_matches_lookalike_scan(tree, baseline):
     result = scan_inputs([str(tree)], CONFIG)
     assert _groups(result, str(tree)) == _groups(baseline, str(tree))
     assert result.stats["files_seen"] == baseline.stats["files_seen"]
@@ -234,7 +235,7 @@ def test_missing_inputs_and_bad_options_fail_before_any_work(tmp_path):
         scan_inputs(["memory://no/such/prefix"], CONFIG)
     with pytest.raises(ConfigError, match="nothing to scan"):
         scan_inputs([], CONFIG)
-    with pytest.raises(ConfigError, match="input-format"):
+    with pytest.raises(ConfigError, match="input format"):
         scan_inputs([str(tmp_path)], CONFIG, input_format="zip")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="retries"):
         scan_inputs([str(tmp_path)], CONFIG, retries=-1)

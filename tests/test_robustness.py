@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,13 +34,16 @@ from PIL import Image
 
 import badfiles as bf
 import lookalike
+from conftest import WrappedExecutor
 from lookalike.config import ScanConfig
 from lookalike.errors import REASONS, DecodeError
+from lookalike.events import NullReporter
 from lookalike.executors import ProcessExecutor
+from lookalike.executors.base import PerItemWork
 from lookalike.executors.local import WorkerCrashed, WorkerTimeout, heartbeat
 from lookalike.imaging.decode import decode_bytes
 from lookalike.inputs.walk import FileEntry, iter_files
-from lookalike.pipeline import HashWorker, run_scan_items
+from lookalike.pipeline import scan
 from lookalike.report.schema import read_report, write_report
 
 SCAN = {"method": "phash", "threshold": 8}
@@ -214,9 +218,9 @@ def test_bombs_are_refused_from_the_header_without_decoding(clean, monkeypatch):
         with pytest.raises(DecodeError) as info:
             decode_bytes(data)
         assert info.value.reason == "too-large"
-        assert "--max-pixels" in str(info.value)
+        assert "raise max_pixels" in str(info.value)
     # A lower limit applies to ordinary images too, also before decoding.
-    with pytest.raises(DecodeError, match="--max-pixels") as info:
+    with pytest.raises(DecodeError, match="raise max_pixels") as info:
         decode_bytes(jpg, max_pixels=10_000)
     assert info.value.reason == "too-large"
 
@@ -245,7 +249,7 @@ def test_bombs_need_no_memory_and_a_lifted_limit_fails_cleanly(clean):
                     decode_bytes(data, max_pixels=max_pixels)
                     print("decoded")
                 except DecodeError as e:
-                    print(e.reason, "limit" if "--max-pixels" in str(e) else "other")
+                    print(e.reason, "limit" if "raise max_pixels" in str(e) else "other")
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
@@ -326,7 +330,11 @@ def test_files_that_vanish_or_change_while_scanned(clean, tmp_path, monkeypatch)
     shutil.copytree(clean, tree)
     gone, growing = tree / "set0" / "half.png", tree / "set1" / "orig.png"
     entries = [e for e in iter_files([tree]) if isinstance(e, FileEntry)]
-    gone.unlink()  # after the walk listed it
+
+    class DeleteAfterTheWalk(NullReporter):
+        def phase(self, number, total, name, size):
+            if name == "hashing":
+                gone.unlink()  # the walk listed it
     grown: list[int] = []
     real_fstat = os.fstat
     target = growing.stat().st_ino
@@ -341,7 +349,7 @@ def test_files_that_vanish_or_change_while_scanned(clean, tmp_path, monkeypatch)
 
     monkeypatch.setattr(os, "fstat", fstat_while_written)
     config = ScanConfig(**SCAN)
-    result = run_scan_items(entries, config, executor=lookalike_serial(), roots=[str(tree)])
+    result = scan([tree], config, executor=lookalike_serial(), reporter=DeleteAfterTheWalk())
     assert {os.path.relpath(p.path, tree): p.error for p in result.errors} == {
         "set0/half.png": "vanished", "set1/orig.png": "changed-during-scan"}
     assert len(result.records) == len(entries) - 2
@@ -353,6 +361,7 @@ def lookalike_serial():
     return SerialExecutor()
 
 
+@pytest.mark.slow
 def test_odd_names_round_trip_through_every_report_format(tmp_path, scene, runner):
     d = tmp_path / "names"
     d.mkdir()
@@ -418,12 +427,12 @@ def test_errors_appear_in_every_report_format(runner, tmp_path, scene):
 
 
 def test_decode_timeout_option_reaches_the_config(runner, tmp_path, scene, monkeypatch):
+    from lookalike import jobs
     from lookalike.cli import cli
-    from lookalike.inputs import remote
 
     seen = []
-    real = remote.scan_inputs
-    monkeypatch.setattr(remote, "scan_inputs",
+    real = jobs.scan
+    monkeypatch.setattr(jobs, "scan",
                         lambda paths, config, **kw: seen.append(config) or real(paths, config,
                                                                                   **kw))
     scene(1).save(tmp_path / "a.png")
@@ -433,28 +442,39 @@ def test_decode_timeout_option_reaches_the_config(runner, tmp_path, scene, monke
         assert res.exit_code == 0, res.output
         assert seen[-1].decode_timeout == want
     assert ScanConfig().decode_timeout == 60
-    with pytest.raises(lookalike.ConfigError, match="decode-timeout"):
+    with pytest.raises(lookalike.ConfigError, match="decode_timeout"):
         ScanConfig(decode_timeout=-1)
 
 
 # --------------------------------------------------------------------------- crashes, hangs
 
 @dataclass(frozen=True, slots=True)
-class EvilWorker(HashWorker):
-    """A worker whose decoder exits, segfaults or hangs on files named so (test-only)."""
+class Evil(PerItemWork):
+    """Work whose decoder exits, segfaults or hangs on files named so (test-only)."""
 
-    def hash_one(self, entry: FileEntry):
-        name = os.path.basename(entry.path)
-        if "exit" in name:
-            os._exit(7)
-        if "segv" in name:
-            faulthandler.disable()  # no traceback dump in the test output
-            ctypes.string_at(0)  # reads address 0: SIGSEGV, as a buggy C decoder would
-        if "hang" in name:
-            time.sleep(600)
-        return HashWorker.hash_one(self, entry)
+    inner: Any
+
+    @property
+    def timeout(self):
+        return self.inner.timeout
+
+    def results(self, chunk):
+        for entry in chunk:
+            name = os.path.basename(entry.path)
+            if "exit" in name:
+                os._exit(7)
+            if "segv" in name:
+                faulthandler.disable()  # no traceback dump in the test output
+                ctypes.string_at(0)  # reads address 0: SIGSEGV, as a buggy C decoder would
+            if "hang" in name:
+                time.sleep(600)
+            yield from self.inner.results([entry])
+
+    def gather(self, results):
+        return self.inner.gather(results)
 
 
+@pytest.mark.slow
 def test_crashing_and_hanging_files_cost_only_themselves(clean, clean_result, tmp_path):
     tree = tmp_path / "tree"
     shutil.copytree(clean, tree)
@@ -463,13 +483,11 @@ def test_crashing_and_hanging_files_cost_only_themselves(clean, clean_result, tm
     for i, name in enumerate(names):
         _noise(10 + i).save(tree / "bad" / name)
     config = ScanConfig(decode_timeout=2.0, **SCAN)
-    entries = [e for e in iter_files([tree]) if isinstance(e, FileEntry)]
     t0 = time.monotonic()
     with ProcessExecutor(2) as ex:
         # Chunks of 3: the hang shares its chunk with two good files, which the timeout
         # takes down with it; the file-by-file retry must still hash them.
-        result = run_scan_items(entries, config, worker=EvilWorker(config), executor=ex,
-                                roots=[str(tree)], chunk_size=3)
+        result = scan([tree], config, executor=WrappedExecutor(ex, Evil), batch_size=3)
         pool = [w.process for w in ex._pool if w is not None]
     took = time.monotonic() - t0
     errors = {os.path.basename(p.path): p for p in result.errors}
@@ -477,7 +495,7 @@ def test_crashing_and_hanging_files_cost_only_themselves(clean, clean_result, tm
         "1_exit.png": "worker-crashed", "6_segv.png": "worker-crashed", "4_hang.png": "timeout"}
     assert "exit code 7" in errors["1_exit.png"].message
     assert "SIGSEGV" in errors["6_segv.png"].message
-    assert "--decode-timeout" in errors["4_hang.png"].message
+    assert "decode timeout" in errors["4_hang.png"].message
     hashed = _hashes(result, tree)
     assert {"bad/2_ok.png", "bad/3_ok.png", "bad/5_ok.png"} <= set(hashed)
     _assert_clean_part_unchanged(result, tree, clean_result, clean)
@@ -513,6 +531,7 @@ def _steps(job: tuple[str, int]) -> str:
     return kind
 
 
+@pytest.mark.slow
 def test_timeout_is_per_step_not_per_item():
     """An item that keeps calling heartbeat() may run long; one that goes quiet is killed."""
     with ProcessExecutor(2, timeout=2.0) as ex:
@@ -539,6 +558,7 @@ def test_a_caller_that_stops_listening_leaves_no_workers_running():
     assert _our_workers() == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").exists(), reason="needs /proc")
 def test_workers_exit_when_the_parent_is_killed():
     code = textwrap.dedent("""

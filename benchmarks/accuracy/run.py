@@ -58,7 +58,7 @@ def code_signature(configs: tuple[Config, ...], baselines: tuple) -> str:
 
     src = Path(lookalike.__file__).parent
     h = hashlib.sha256(repr((configs, baselines)).encode())
-    for f in (src / "hashes.py", src / "pdq.py", src / "decode.py", HERE / "hashing.py"):
+    for f in (*sorted((src / "imaging").glob("*.py")), HERE / "hashing.py"):
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 

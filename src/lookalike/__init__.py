@@ -29,6 +29,7 @@ from lookalike.errors import (
 )
 from lookalike.events import NullReporter, Reporter
 from lookalike.model import Group, Hash, ImageRecord, Member
+from lookalike.version import __version__
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from lookalike.executors.base import Executor
     from lookalike.grouping.keep import KeepPolicy
     from lookalike.imaging.pdq import PdqHash
-    from lookalike.inputs.remote import scan_inputs
+    from lookalike.inputs.listing import InputFormat
     from lookalike.pipeline import ScanResult
     from lookalike.report.html import HtmlSummary, write_html
     from lookalike.report.schema import Report, read_report, write_report
@@ -67,7 +68,6 @@ _LAZY = {
     "Operation": "actions.plan",
     "Plan": "actions.plan",
     "plan": "actions.plan",
-    "scan_inputs": "inputs.remote",
     "Report": "report.schema",
     "read_report": "report.schema",
     "write_report": "report.schema",
@@ -89,7 +89,6 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_HASH_SIZE",
@@ -130,27 +129,40 @@ __all__ = [
     "read_report",
     "read_results",
     "scan",
-    "scan_inputs",
     "undo",
     "write_html",
     "write_report",
 ]
 
 
-def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), *,
          config: ScanConfig | None = None, reporter: Reporter | None = None,
-         executor: Executor | None = None, cache: HashCache | None = None,
+         cache: HashCache | None = None, files_from: str | None = None,
+         input_format: InputFormat = "auto", column: str | None = None,
+         name_column: str | None = None, storage_options: dict[str, Any] | None = None,
+         engine: str = "local", scheduler: str | None = None,
+         executor: Executor | None = None, parquet_out: str | None = None,
+         retries: int | None = None, batch_size: int | None = None,
          **options: Any) -> ScanResult:
-    """Find duplicate groups among the images under ``paths`` (files or folders).
+    """Find duplicate groups among the images under ``paths``.
 
     Args:
-        paths: one path or several; folders are walked recursively.
+        paths: one path or several: files and folders (walked recursively), URLs
+            (``s3://bucket/prefix/``), WebDataset ``.tar`` shards, Parquet files of images.
         config: a full :class:`ScanConfig`; or pass its fields as keyword ``options``
             (``method="dhash-z"``, ``hash_size=8``, ``threshold=0``, ``grouping=...``,
             ``decode=...``, ``workers=...``).
         reporter: receives progress and per-file problems (default: silent).
-        executor: the engine that hashes files (default: local processes).
         cache: a :class:`lookalike.store.cache.HashCache`; unchanged files are not re-read.
+        files_from: a text or Parquet file listing more paths or URLs.
+        input_format, column, name_column, storage_options: how to read the inputs
+            (:func:`lookalike.inputs.listing.list_inputs`).
+        engine: ``local`` processes (default) or ``dask``; ``scheduler``: a Dask address.
+        executor: an executor to hash on instead (yours: not closed).
+        parquet_out: also write every file's result to this Parquet dataset; a re-run
+            resumes from it.
+        retries: how often a failed batch is retried file by file (default 1).
+        batch_size: images per work item.
 
     Returns:
         A :class:`ScanResult` with ``.groups`` (largest first), ``.errors`` (one
@@ -161,7 +173,7 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
 
     Cost: each file is read and decoded once; search is exact and sub-quadratic.
     """
-    from lookalike.pipeline import run_scan
+    from lookalike.pipeline import scan as run
 
     if config is None:
         config = ScanConfig(**options)
@@ -169,7 +181,11 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
         raise ConfigError("pass either config= or keyword options, not both")
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return run_scan(paths, config, reporter=reporter, executor=executor, cache=cache)
+    return run(paths, config, files_from=files_from, input_format=input_format,
+               column=column, name_column=name_column, storage_options=storage_options,
+               engine=engine, scheduler=scheduler,  # type: ignore[arg-type]
+               executor=executor, cache=cache, parquet_out=parquet_out, retries=retries,
+               batch_size=batch_size, reporter=reporter)
 
 
 def hash_image(image: str | os.PathLike[str] | Image, method: str = DEFAULT_METHOD,

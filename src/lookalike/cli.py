@@ -1,8 +1,13 @@
-"""The ``lookalike`` command: thin sugar over the library.
+"""The ``lookalike`` command: options in, one library call per command, exit codes out.
 
-Each command parses options into a config object and calls one library function. Library
-errors are mapped to exit codes in one place (:func:`main`): 0 success (duplicates found or
-not), 1 something failed at run time, 2 bad usage or config, 130 interrupted.
+Each command turns its options into a config and arguments, calls one library function
+(those that take several steps live in :mod:`lookalike.jobs`) and lets failures raise.
+:func:`main` alone maps the outcome to an exit code: 0 success (duplicates found or not), 1 a
+run-time failure (some files or operations failed, or stdout closed early), 2 bad usage or
+configuration (found before any work), 130 interrupted.
+
+Library modules are imported inside the commands: ``lookalike --help`` and ``methods`` then
+load neither NumPy nor Pillow (tests/test_imports.py).
 """
 
 from __future__ import annotations
@@ -10,20 +15,22 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
 
 import click
 
-from lookalike import __version__
 from lookalike.config import (
+    DEFAULT_DECODE_TIMEOUT,
+    DEFAULT_MAX_PIXELS,
     DEFAULT_METHOD,
     DEFAULT_THRESHOLD,
+    INSTALL_HINTS,
     METHOD_NAMES,
     ScanConfig,
-    check_writable,
 )
-from lookalike.errors import ConfigError, LookalikeError, Problem
+from lookalike.errors import ConfigError, Interrupted, LookalikeError, PartialFailure, Problem
+from lookalike.version import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -114,20 +121,60 @@ class ConsoleReporter:
             self._progress = None
 
 
-def _method_choices() -> list[str]:
-    # A constant, not lookalike.imaging.hashes.METHODS: importing hashes (NumPy, Pillow) just to
-    # build the option parser would slow every command down.
-    return list(METHOD_NAMES)
+# ------------------------------------------------------ options several commands take, once
+
+_Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _method_option(help: str = "Perceptual hash algorithm.") -> _Decorator:
+    # METHOD_NAMES, not lookalike.imaging.hashes.METHODS: importing hashes (NumPy, Pillow)
+    # just to build the option parser would slow every command down.
+    return click.option("--method", "-m", default=DEFAULT_METHOD, show_default=True,
+                        type=click.Choice(METHOD_NAMES), help=help)
+
+
+def _hash_size_option(help: str = "Hash size (grid side; bits per bin for colorhash). "
+                      "Default: the method's.") -> _Decorator:
+    return click.option("--hash-size", type=int, default=None, help=help)
+
+
+def _threshold_option(help: str = "Max Hamming distance in bits for a match; 0 = identical "
+                      "hashes.") -> _Decorator:
+    return click.option("--threshold", "-t", type=int, default=DEFAULT_THRESHOLD,
+                        show_default=True, help=help)
+
+
+def _decode_option(help: str, default: str = "fast") -> _Decorator:
+    return click.option("--decode", type=click.Choice(["fast", "full"]), default=default,
+                        show_default=True, help=help)
+
+
+def _invariant_option(help: str) -> _Decorator:
+    return click.option("--invariant",
+                        type=click.Choice(["none", "flips", "rotations", "dihedral"]),
+                        default="none", show_default=True, help=help)
+
+
+def _workers_option() -> _Decorator:
+    return click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+                        help="Worker processes. Default: all cores; 1 = no subprocesses.")
+
+
+def _cache_option(help: str) -> _Decorator:
+    return click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=str),
+                        default=None, help=help)
+
+
+def _quiet_option(help: str = "No progress lines.") -> _Decorator:
+    return click.option("--quiet", "-q", is_flag=True, help=help)
 
 
 #: Report formats by the -o file's extension (no extension: JSON).
 _FORMATS = {".json": "json", ".csv": "csv", ".txt": "text", "": "json"}
 
 
-def _report_format(output: str, fmt: str | None) -> str:
-    """The format of the -o file: --format, else its extension; an unknown one is refused."""
-    if fmt is not None:
-        return fmt
+def _report_format(output: str) -> str:
+    """The format of the -o file, from its extension; an unknown one is refused."""
     ext = os.path.splitext(output)[1]
     if ext.lower() not in _FORMATS:
         raise ConfigError(f"cannot tell the report format from the extension {ext!r} of "
@@ -135,25 +182,22 @@ def _report_format(output: str, fmt: str | None) -> str:
     return _FORMATS[ext.lower()]
 
 
-def _html_json(html_out: str) -> str:
-    """The JSON report written beside an HTML page when -o is not a JSON file."""
-    stem, ext = os.path.splitext(html_out)
-    return f"{html_out}.json" if ext.lower() == ".json" else f"{stem}.json"
-
-
 @contextlib.contextmanager
 def _bulk_gc() -> Iterator[None]:
     """Fewer cyclic-GC passes while a command builds many long-lived objects (``scan``).
 
     A warm re-scan of 20k files makes ~150k long-lived objects in a second (entries, cache
-    rows, records); with the default thresholds (700, 10, 10) the collector ran ~370 times
-    and re-traversed them, a tenth of the run. Here a pass starts every 200k net
-    allocations (mypy's setting) and what exists already (click, the modules loaded so
-    far) is frozen out of every pass; collection still runs, only rarer. On exit the
-    previous thresholds come back (for callers that run commands in-process, e.g. tests)
-    and every object moves to the oldest generation without a pass (freeze, then
-    unfreeze), rather than being traversed by the young-generation pass that restoring a
-    low threshold would trigger at once.
+    rows, records); with the default thresholds (700, 10, 10) the collector runs hundreds of
+    times and re-traverses them. Measured on `lookalike scan .cache/bench/small_tree_20000`
+    (CPU seconds with workers, medians of interleaved runs): warm re-scan 0.54 s with this,
+    0.58 s without (7% less, 15 runs each); cold scan 6.36 vs 6.27 s (no gain, 5 runs each).
+
+    Here a pass starts every 200k net allocations (mypy's setting) and what exists already
+    (click, the modules loaded so far) is frozen out of every pass; collection still runs,
+    only rarer. On exit the previous thresholds come back (for callers that run commands
+    in-process, e.g. tests) and every object moves to the oldest generation without a pass
+    (freeze, then unfreeze), rather than being traversed by the young-generation pass that
+    restoring a low threshold would trigger.
     """
     import gc
 
@@ -196,16 +240,11 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
-@click.option("--method", "-m", default=DEFAULT_METHOD, show_default=True,
-              type=click.Choice(_method_choices()), help="Perceptual hash algorithm.")
-@click.option("--hash-size", type=int, default=None,
-              help="Hash size (grid side; bits per bin for colorhash). Default: the method's.")
-@click.option("--threshold", "-t", type=int, default=DEFAULT_THRESHOLD, show_default=True,
-              help="Max Hamming distance in bits for a match; 0 = identical hashes.")
-@click.option("--invariant", type=click.Choice(["none", "flips", "rotations", "dihedral"]),
-              default="none", show_default=True,
-              help="Also match mirrored (flips), 90/180/270-degree rotated (rotations) or all "
-              "eight flipped/rotated (dihedral) copies.")
+@_method_option()
+@_hash_size_option()
+@_threshold_option()
+@_invariant_option("Also match mirrored (flips), 90/180/270-degree rotated (rotations) or "
+                   "all eight flipped/rotated (dihedral) copies.")
 @click.option("--grouping", type=click.Choice(["components", "star"]), default="components",
               show_default=True,
               help="components: chain matches; star: all within threshold of the representative.")
@@ -213,23 +252,20 @@ def cli() -> None:
               help="Report format. Default: text on stdout, or from the -o file's extension.")
 @click.option("--output", "-o", type=click.Path(path_type=str), default=None,
               help="Write the report to this file (and a summary to stdout).")
-@click.option("--decode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
-              help="fast: large JPEGs decoded at reduced scale, and hashed again from every "
-              "pixel when they may have a match (same groups as full); full: every pixel of "
-              "every image, bit-exact with ImageHash.")
+@_decode_option("fast: large JPEGs decoded at reduced scale, and hashed again from every "
+                "pixel when they may have a match (same groups as full); full: every pixel of "
+                "every image, bit-exact with ImageHash.")
 @click.option("--exact-decode", is_flag=True, help="Same as --decode full.")
-@click.option("--workers", "-j", type=int, default=None,
-              help="Worker processes. Default: all cores; 1 = no subprocesses.")
-@click.option("--max-pixels", type=int, default=178_956_970, show_default=True,
+@_workers_option()
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS,
+              show_default=True,
               help="Refuse images declaring more pixels than this (decompression bombs).")
-@click.option("--decode-timeout", "decode_timeout", type=float, default=60.0,
-              show_default=True, metavar="SECONDS",
+@click.option("--decode-timeout", "decode_timeout", type=click.FloatRange(min=0),
+              default=DEFAULT_DECODE_TIMEOUT, show_default=True, metavar="SECONDS",
               help="Stop a worker stuck this long on one file and report the file as "
               "`timeout`; 0 = no limit. Not enforced with --workers 1 (in-process).")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links while walking.")
-@click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=str),
-              default=None, help="Hash cache file. Default: $LOOKALIKE_CACHE or "
-              "~/.cache/lookalike/hashes.sqlite.")
+@_cache_option("Hash cache file. Default: $LOOKALIKE_CACHE or ~/.cache/lookalike/hashes.sqlite.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the hash cache.")
 @click.option("--html", "html_out", type=click.Path(path_type=str), default=None,
               help="Also write an HTML page to review the groups. It needs the JSON report: "
@@ -244,7 +280,7 @@ def cli() -> None:
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local",
               show_default=True, help="local: processes on this machine; dask: a Dask cluster "
               "(a local one of --workers processes unless --scheduler). Needs "
-              "pip install 'lookalike[dask]'.")
+              f"{INSTALL_HINTS['dask']}.")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Dask scheduler to connect to, e.g. tcp://10.0.0.5:8786 (implies --engine "
               "dask). Workers must reach the images by the same paths or URLs.")
@@ -265,161 +301,68 @@ def cli() -> None:
 @click.option("--parquet-out", "parquet_out", default=None, metavar="PATH",
               help="Also write every file's result (hashes, sizes, errors) to this Parquet "
               "folder while scanning; a re-run with the same PATH skips what is there.")
-@click.option("--retries", type=int, default=None,
+@click.option("--retries", type=click.IntRange(min=0), default=None,
               help="Times a failed batch (a crashed or lost worker) is retried, file by file, "
               "before its files are reported as errors. Default: 1.")
-@click.option("--batch-size", "batch_size", type=int, default=None,
+@click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=None,
               help="Images per work item sent to a worker. Default: 16; with --engine dask "
               "up to 256 (each task costs milliseconds), at least 4 items per worker.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress or per-file error lines.")
+@_quiet_option("No progress or per-file error lines.")
 @_bulk_gc()
 def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: int,
-         grouping: str, fmt: str | None, output: str | None, decode: str, exact_decode: bool,
-         workers: int | None, max_pixels: int, follow_symlinks: bool, cache_path: str | None,
-         no_cache: bool, html_out: str | None, quiet: bool, reference: tuple[str, ...] = (),
-         keep: tuple[str, ...] = (), engine: str = "local", scheduler: str | None = None,
-         files_from: str | None = None, input_format: str = "auto", column: str | None = None,
-         name_column: str | None = None, parquet_out: str | None = None,
-         retries: int | None = None, batch_size: int | None = None,
-         decode_timeout: float = 60.0, invariant: str = "none") -> None:
+         invariant: str, grouping: str, fmt: str | None, output: str | None, decode: str,
+         exact_decode: bool, workers: int | None, max_pixels: int, decode_timeout: float,
+         follow_symlinks: bool, cache_path: str | None, no_cache: bool, html_out: str | None,
+         reference: tuple[str, ...], keep: tuple[str, ...], engine: str,
+         scheduler: str | None, files_from: str | None, input_format: str, column: str | None,
+         name_column: str | None, parquet_out: str | None, retries: int | None,
+         batch_size: int | None, quiet: bool) -> None:
     """Scan PATHS (folders, walked recursively, or files; URLs, tar shards and Parquet files
     with --input-format) and report duplicate groups."""
-    from lookalike.inputs.remote import scan_inputs
-    from lookalike.report.schema import render_text, write_report
+    from lookalike.jobs import scan_to_files
 
-    if exact_decode:
-        decode = "full"
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
                         invariant=invariant,  # type: ignore[arg-type]
-                        grouping=grouping, decode=decode, workers=workers,  # type: ignore[arg-type]
-                        max_pixels=max_pixels, follow_symlinks=follow_symlinks,
-                        decode_timeout=decode_timeout or None)
-    # Every file asked for must be writable, in a known format, before any work.
-    if output:
-        fmt = _report_format(output, fmt)
-        check_writable(output, "report")
-        if fmt == "csv":
-            stem, ext = os.path.splitext(output)
-            check_writable(f"{stem}.errors{ext or '.csv'}", "error list")
-    if html_out:
-        check_writable(html_out, "HTML page")
-        if fmt != "json" or not output:
-            check_writable(_html_json(html_out), "JSON report for the HTML page")
-    reporter = ConsoleReporter(quiet=quiet)
-    if reference:
-        from lookalike.analysis.leakage import check_sets
-
-        check_sets(reference, paths)  # before any work: sets must be separate folders
-        paths = (*reference, *paths)
-    if keep:
-        from lookalike.grouping.keep import parse_keep
-
-        parse_keep(keep)  # a bad rule fails now, not after the scan
-    if scheduler is not None:
-        engine = "dask"
-    # A cluster scan resumes from --parquet-out; the client's SQLite cache is opt-in there.
-    use_cache = not no_cache and (engine == "local" or cache_path is not None)
-    cache = _open_cache(cache_path) if use_cache else None
-    try:
-        result = scan_inputs(
-            paths, config, files_from=files_from, reporter=reporter,
-            input_format=input_format,  # type: ignore[arg-type]
-            column=column, name_column=name_column, engine=engine,  # type: ignore[arg-type]
-            scheduler=scheduler, parquet_out=parquet_out, cache=cache, retries=retries,
-            batch_size=batch_size)
-    finally:
-        if cache is not None:
-            cache.close()
-    argv = _argv()
-    if reference or keep:
-        import functools
-
-        from lookalike.analysis.leakage import find_leakage, restrict_to_leakage
-
-        leakage = None
-        if reference:
-            leakage = find_leakage(result, reference)
-            result = restrict_to_leakage(result, leakage)
-        # Every view of this scan carries the keep policy and the leakage section.
-        write_report = functools.partial(write_report, keep=keep or None, leakage=leakage)
-        render_text = functools.partial(render_text, leakage=leakage, keep=keep or None)
-    if not (output or html_out):
-        write_report(result, sys.stdout, format=fmt or "text", argv=argv)
-        if fmt == "csv" and result.errors:
-            click.echo(f"{len(result.errors)} files could not be used (listed above unless "
-                       "-q); -o FILE.csv also writes them to FILE.errors.csv", err=True)
-        return
-    # Every file first, stdout last: a reader that stops early (`| head`) costs no file.
-    written: list[str] = []
-    json_path = None
-    if output:
-        assert fmt is not None
-        write_report(result, output, format=fmt, argv=argv)
-        json_path = output if fmt == "json" else None
-        written.append(f"report written to {os.path.abspath(output)}")
-        if fmt == "csv" and result.errors:
-            # The CSV has one row per group member; the files that failed go beside it.
-            errors_csv = _write_errors_csv(result.errors, output)
-            written.append(f"{len(result.errors)} errors written to "
-                           f"{os.path.abspath(errors_csv)}")
-    if html_out:
-        if json_path is None:
-            # Exported decisions name the JSON report, so the page needs one on disk.
-            json_path = _html_json(html_out)
-            write_report(result, json_path, format="json", argv=argv)
-            written.append(f"report written to {os.path.abspath(json_path)}")
-        written.append(_render_html(json_path, html_out, "auto", quiet))
-    click.echo(render_text(result, max_groups=20), nl=False)
-    for line in written:
-        click.echo(line)
-
-
-def _write_errors_csv(errors: list[Problem], output: str) -> str:
-    """Write ``errors`` as CSV (path, stage, error, message) next to ``output``."""
-    import csv
-
-    stem, ext = os.path.splitext(output)
-    path = f"{stem}.errors{ext or '.csv'}"
-    with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["path", "stage", "error", "message"])
-        for p in errors:
-            w.writerow([p.path, p.stage, p.error, p.message])
-    return path
-
-
-def _open_cache(path: str | None) -> Any:
-    from lookalike.store.cache import HashCache
-
-    return HashCache(path)
+                        grouping=grouping,  # type: ignore[arg-type]
+                        decode="full" if exact_decode else decode,  # type: ignore[arg-type]
+                        workers=workers, max_pixels=max_pixels,
+                        follow_symlinks=follow_symlinks, decode_timeout=decode_timeout or None)
+    if output is not None and fmt is None:
+        fmt = _report_format(output)
+    result = scan_to_files(
+        paths, config, output=output, format=fmt,  # type: ignore[arg-type]
+        html=html_out, reference=reference, keep=keep, cache=cache_path,
+        use_cache=not no_cache, argv=_argv(), reporter=ConsoleReporter(quiet=quiet),
+        files_from=files_from, input_format=input_format, column=column,
+        name_column=name_column, engine=engine, scheduler=scheduler, parquet_out=parquet_out,
+        retries=retries, batch_size=batch_size)
+    if fmt == "csv" and output is None and html_out is None and result.errors:
+        click.echo(f"{len(result.errors)} files could not be used (listed above unless -q); "
+                   "-o FILE.csv also writes them to FILE.errors.csv", err=True)
 
 
 @cli.command("hash")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--method", "-m", default=DEFAULT_METHOD, show_default=True,
-              type=click.Choice(_method_choices()), help="Perceptual hash algorithm.")
-@click.option("--hash-size", type=int, default=None, help="Hash size. Default: the method's.")
-@click.option("--decode", type=click.Choice(["fast", "full"]), default="full", show_default=True,
-              help="fast: reduced-scale JPEG decoding; full: bit-exact with ImageHash.")
+@_method_option()
+@_hash_size_option()
+@_decode_option("fast: reduced-scale JPEG decoding; full: bit-exact with ImageHash.",
+                default="full")
 def hash_cmd(files: tuple[str, ...], method: str, hash_size: int | None, decode: str) -> None:
-    """Print `HEX  PATH` for each of FILES (hex strings match ImageHash's)."""
-    from lookalike.config import ScanConfig as _Cfg
-    from lookalike.inputs.walk import FileEntry
-    from lookalike.pipeline import hash_file
+    """Print `HEX  PATH` for each of FILES (hex strings match ImageHash's). Exit code 1 if a
+    file could not be hashed."""
+    from lookalike.jobs import hash_files
 
-    config = _Cfg(method=method, hash_size=hash_size, decode=decode,  # type: ignore[arg-type]
-                  pixel_digest=False)
+    config = ScanConfig(method=method, hash_size=hash_size, decode=decode,  # type: ignore[arg-type]
+                        pixel_digest=False)
     failed = 0
-    for f in files:
-        path = os.path.abspath(f)
-        out = hash_file(FileEntry(path, 0, 0, path), config)
+    for f, out in hash_files(files, config):
         if isinstance(out, Problem):
             failed += 1
             click.echo(f"error [{out.error}] {f}: {out.message}", err=True)
         else:
             click.echo(f"{out.hash}  {f}")
     if failed:
-        sys.exit(1)
+        raise PartialFailure(f"{failed} of {len(files)} files could not be hashed")
 
 
 @cli.command("methods")
@@ -440,21 +383,14 @@ def methods_cmd() -> None:
               default="auto", show_default=True,
               help="inline: embedded in the page; files: in a NAME_files/ folder beside it; "
               "auto: inline up to 2,000 images, else files.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@_quiet_option()
 def report_cmd(report_path: str, html_out: str, thumbnails: str, quiet: bool) -> None:
     """Render REPORT (JSON, from `scan -o`) as an HTML page to review groups and export
     keep/remove decisions for `lookalike apply`. Works offline; nothing is changed."""
-    click.echo(_render_html(report_path, html_out, thumbnails, quiet))  # checks html_out first
+    from lookalike.jobs import write_review_page
 
-
-def _render_html(report_path: str, html_out: str, thumbnails: str, quiet: bool) -> str:
-    """Write the page; return the line that says where it is."""
-    from lookalike.report.html import write_html
-
-    summary = write_html(report_path, html_out, thumbnails=thumbnails,  # type: ignore[arg-type]
-                         reporter=ConsoleReporter(quiet=quiet))
-    where = f" (thumbnails in {summary.thumbnail_dir})" if summary.thumbnail_dir else ""
-    return f"HTML report written to {summary.path}{where}"
+    write_review_page(report_path, html_out, thumbnails=thumbnails,  # type: ignore[arg-type]
+                      reporter=ConsoleReporter(quiet=quiet))
 
 
 _KEEP_HELP = ("Keep rule, applied in order (repeat the option or separate with commas): "
@@ -485,10 +421,10 @@ _KEEP_HELP = ("Keep rule, applied in order (repeat the option or separate with c
               help="Also act on the other names (hard links) of each file kept in a duplicate "
               "group, so one name of it remains (files in no group keep all their names). Off "
               "by default: two names of one file are never duplicates.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@_quiet_option()
 def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
-              protect: tuple[str, ...], yes: bool, journal: str | None, quiet: bool,
-              collapse_links: bool = False) -> None:
+              protect: tuple[str, ...], yes: bool, journal: str | None,
+              collapse_links: bool, quiet: bool) -> None:
     """Act on the duplicates in REPORT_OR_PLAN (a scan report, or decisions exported from the
     HTML review page), keeping one file per group.
 
@@ -497,49 +433,19 @@ def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
     linked files back. Groups with a file changed since the scan are skipped. Exit code 1 if
     any file operation failed.
     """
-    from lookalike.actions.apply import apply, default_journal_path, recover
-    from lookalike.actions.plan import plan, render_plan
-    from lookalike.report.schema import human_bytes
+    from lookalike.jobs import apply_plan
 
-    reporter = ConsoleReporter(quiet=quiet)
-    resume = journal is not None and os.path.exists(journal)
-    if resume and yes:
-        assert journal is not None
-        rec = recover(journal, reporter=reporter)
-        if rec.rolled_back:
-            click.echo(f"rolled back {rec.rolled_back} unfinished operations of the interrupted "
-                       "run; resuming")
-    p = plan(source, action=action, keep=keep or None,  # type: ignore[arg-type]
-             protect=protect, to=to, journal=journal if resume else None,
-             collapse_links=collapse_links)
-    click.echo(render_plan(p, dry_run=not yes), nl=False)
-    if not yes:
-        return
-    if not p.operations:
-        click.echo("nothing to do")
-        return
-    jpath = os.path.abspath(journal or default_journal_path(p))
-    click.echo(f"journal: {jpath}")
-    try:
-        result = apply(p, journal=jpath, reporter=reporter)
-    except KeyboardInterrupt:
-        click.echo(f"interrupted; `lookalike undo {jpath}` puts back what was done, or re-run "
-                   f"with --journal {jpath} to finish", err=True)
-        sys.exit(130)
-    verb = {"move": "moved", "delete": "deleted", "hardlink": "hard-linked",
-            "symlink": "symlinked"}[action]
-    click.echo(f"{verb} {len(result.done)} files ({human_bytes(result.bytes_done)}); "
-               f"{len(result.skipped)} skipped (changed since the scan); "
-               f"{len(result.failed)} failed")
-    if result.done and action != "delete":
-        click.echo(f"undo with: lookalike undo {jpath}")
-    if not result.ok:
-        sys.exit(1)
+    result = apply_plan(source, action=action, keep=keep,  # type: ignore[arg-type]
+                        protect=protect, to=to, journal=journal, yes=yes,
+                        collapse_links=collapse_links, reporter=ConsoleReporter(quiet=quiet))
+    if result is not None and not result.ok:
+        raise PartialFailure(f"{len(result.failed)} file operations failed (see the errors "
+                             "above); each was rolled back")
 
 
 @cli.command("undo")
 @click.argument("journal", metavar="JOURNAL", type=click.Path(path_type=str))
-@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@_quiet_option()
 def undo_cmd(journal: str, quiet: bool) -> None:
     """Put back every file that `apply` moved or linked, as recorded in JOURNAL (also after a
     crash or kill). Safe to run again. Deleted files cannot come back. Exit code 1 if anything
@@ -554,23 +460,18 @@ def undo_cmd(journal: str, quiet: bool) -> None:
         click.echo(f"{len(result.not_undoable)} deleted files cannot be restored "
                    "(--action delete is not undoable)")
     if not result.ok:
-        click.echo(f"{len(result.failed)} operations could not be undone (see the errors "
-                   "above); they stay in the journal, fix the cause and run undo again", err=True)
-        sys.exit(1)
+        raise PartialFailure(f"{len(result.failed)} operations could not be undone (see the "
+                             "errors above); they stay in the journal, fix the cause and run "
+                             "undo again")
 
 
 @cli.command("query")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--method", "-m", default=DEFAULT_METHOD, show_default=True,
-              type=click.Choice(_method_choices()), help="Hash method of the cached scan.")
-@click.option("--hash-size", type=int, default=None, help="Hash size of the cached scan.")
-@click.option("--threshold", "-t", type=int, default=DEFAULT_THRESHOLD, show_default=True,
-              help="Max Hamming distance in bits for a match.")
-@click.option("--decode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
-              help="Decode mode of the cached scan.")
-@click.option("--cache", "cache_path", type=click.Path(path_type=str),
-              default=None, help="Hash cache filled by earlier scans (default as for scan); "
-              "it must exist.")
+@_method_option("Hash method of the cached scan.")
+@_hash_size_option("Hash size of the cached scan.")
+@_threshold_option("Max Hamming distance in bits for a match.")
+@_decode_option("Decode mode of the cached scan.")
+@_cache_option("Hash cache filled by earlier scans (default as for scan); it must exist.")
 @click.option("--in", "under", type=click.Path(path_type=str), default=None,
               help="Only match cached images under this folder.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -603,29 +504,25 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None, thres
     else:
         click.echo(render_matches(results, problems), nl=False)
     if problems:
-        sys.exit(1)
+        raise PartialFailure(f"{len(problems)} of {len(images)} query images could not be "
+                             "read")
 
 
 @cli.command("calibrate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--target-precision", type=float, default=0.999, show_default=True,
-              help="Pair precision the recommended threshold must reach.")
-@click.option("--sample", type=int, default=500, show_default=True,
+@click.option("--target-precision", type=click.FloatRange(0, 1, min_open=True), default=0.999,
+              show_default=True, help="Pair precision the recommended threshold must reach.")
+@click.option("--sample", type=click.IntRange(min=2), default=500, show_default=True,
               help="How many of the images to sample (at random, seeded).")
-@click.option("--method", "-m", default=DEFAULT_METHOD, show_default=True,
-              type=click.Choice(_method_choices()), help="Perceptual hash algorithm.")
-@click.option("--hash-size", type=int, default=None, help="Hash size. Default: as scan's.")
-@click.option("--invariant", type=click.Choice(["none", "flips", "rotations", "dihedral"]),
-              default="none", show_default=True,
-              help="Calibrate flip/rotation invariance too (adds mirrored/rotated copies).")
-@click.option("--decode", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
-              help="Decode mode, as for scan.")
+@_method_option()
+@_hash_size_option("Hash size. Default: as scan's.")
+@_invariant_option("Calibrate flip/rotation invariance too (adds mirrored/rotated copies).")
+@_decode_option("Decode mode, as for scan.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
-@click.option("--workers", "-j", type=int, default=None,
-              help="Worker processes. Default: all cores; 1 = no subprocesses.")
+@_workers_option()
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str),
               default=None, help="Also write the whole curve and recommendation as JSON.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress or per-file error lines.")
+@_quiet_option("No progress or per-file error lines.")
 def calibrate_cmd(paths: tuple[str, ...], target_precision: float, sample: int, method: str,
                   hash_size: int | None, invariant: str, decode: str, seed: int,
                   workers: int | None, json_out: str | None, quiet: bool) -> None:
@@ -633,51 +530,46 @@ def calibrate_cmd(paths: tuple[str, ...], target_precision: float, sample: int, 
     copies of them (resized, re-encoded, brightened, blurred, slightly cropped; made in
     memory), count true and false pairs per threshold, and print the precision/recall curve.
     Nothing is written except --json."""
-    import json
+    from lookalike.jobs import calibrate_to_file
 
-    from lookalike.analysis.calibrate import calibrate, render_calibration
-
-    if json_out:
-        check_writable(json_out, "calibration file")
-    cal = calibrate(paths, target_precision=target_precision, sample=sample, method=method,
-                    hash_size=hash_size, invariant=invariant, decode=decode, seed=seed,
-                    workers=workers, reporter=ConsoleReporter(quiet=quiet))
-    click.echo(render_calibration(cal), nl=False)
-    click.echo(f"({cal.seconds:.1f} s)")
-    if json_out:
-        with open(json_out, "w", encoding="utf-8") as fh:
-            json.dump(cal.to_dict(), fh, indent=1)
-            fh.write("\n")
-        click.echo(f"calibration written to {os.path.abspath(json_out)}")
+    calibrate_to_file(paths, json_out=json_out, reporter=ConsoleReporter(quiet=quiet),
+                      target_precision=target_precision, sample=sample, method=method,
+                      hash_size=hash_size, invariant=invariant, decode=decode, seed=seed,
+                      workers=workers)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: map library errors to messages and exit codes."""
-    # One OpenBLAS thread per process unless the user chose otherwise: lookalike runs one
-    # worker process per core, and BLAS threads on top only compete with them (decode keeps
-    # its products single-threaded for that reason; one thread gives the same results).
-    # Set before NumPy loads: its thread pool, started at import, cost every command ~0.1 s
-    # of CPU on a 2-core machine, a tenth of a warm re-scan.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Console entry point: run the command line ``argv`` and exit with its code."""
     # File names that are not UTF-8 arrive as surrogate escapes; print them as their original
     # bytes (as ls does) rather than crash on a strict UTF-8 stdout.
     if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="surrogateescape")
+    sys.exit(_run(argv))
+
+
+def _run(argv: list[str] | None) -> int:
+    """Run a command; map its outcome to an exit code and a message. The only such place.
+
+    A reader that closes stdout early (``| head``) needs no case here: click catches the
+    broken pipe itself, silences further output and exits 1.
+    """
     try:
         cli.main(args=argv, prog_name="lookalike", standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        # Ctrl-C; click turns a KeyboardInterrupt raised in a command into Abort.
         click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted; nothing was changed", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
+        return 130
+    except Interrupted as exc:
+        click.echo(f"interrupted; `lookalike undo {exc.journal}` puts back what was done, or "
+                   f"re-run with --journal {exc.journal} to finish", err=True)
+        return exc.exit_code
+    except click.ClickException as exc:  # bad usage: exit 2, with click's usage hint
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except LookalikeError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    sys.exit(0)
+        return exc.exit_code
+    return 0
 
 
 if __name__ == "__main__":

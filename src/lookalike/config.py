@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from lookalike.errors import ConfigError
 
-__all__ = ["DEFAULT_HASH_SIZE", "DEFAULT_MAX_PIXELS", "DEFAULT_METHOD", "DEFAULT_THRESHOLD",
-           "INSTALL_HINTS", "ScanConfig", "check_writable"]
+__all__ = ["DEFAULT_DECODE_TIMEOUT", "DEFAULT_HASH_SIZE", "DEFAULT_MAX_PIXELS", "DEFAULT_METHOD",
+           "DEFAULT_THRESHOLD", "INSTALL_HINTS", "ScanConfig", "check_writable"]
 
 # Chosen on benchmarks/accuracy: the best recall at pair precision >= 0.999 of every method
 # and size, within 20% of the folklore dhash-z 8's scan time (see README, "Accuracy").
@@ -26,12 +26,12 @@ DEFAULT_THRESHOLD = 10
 #: to down-sampling from the original.
 FAST_MIN_SIDE = 256
 
-#: Version of the decoding rules (lookalike.imaging.decode): bump when decoding changes hash values,
-#: which invalidates caches. Whether HEIF decoding is available is part of it, so installing
-#: pillow-heif re-tries files cached as unsupported.
 #: Images declaring more pixels are refused before decoding (a decompression bomb?): Pillow's
 #: own error limit (2 x its 89.5M warning limit).
 DEFAULT_MAX_PIXELS = 178_956_970
+
+#: Seconds one file may take to read, decode and hash before its worker is stopped.
+DEFAULT_DECODE_TIMEOUT = 60.0
 
 #: How to install each optional extra; messages about a missing package end with these.
 INSTALL_HINTS = {
@@ -39,6 +39,9 @@ INSTALL_HINTS = {
     "heif": "pip install 'lookalike[heif]'",
 }
 
+#: Version of the decoding rules (lookalike.imaging.decode): bump when decoding changes hash values,
+#: which invalidates caches. Whether HEIF decoding is available is part of it, so installing
+#: pillow-heif re-tries files cached as unsupported.
 DECODER_VERSION = "3" + ("+heif" if find_spec("pillow_heif") is not None else "")
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +176,7 @@ class ScanConfig:
     grouping: Literal["components", "star"] = "components"
     decode: Literal["fast", "full"] = "fast"
     max_pixels: int = DEFAULT_MAX_PIXELS
-    decode_timeout: float | None = 60.0
+    decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT
     pixel_digest: bool = True
     follow_symlinks: bool = False
     workers: int | None = None
@@ -186,7 +189,7 @@ class ScanConfig:
             raise ConfigError(f"hash_size {size!r} is out of range for {self.method} "
                               f"({method.allowed()}); its default is {method.default_size}")
         if self.invariant not in ("none", "flips", "rotations", "dihedral"):
-            raise ConfigError("--invariant must be none, flips, rotations or dihedral")
+            raise ConfigError("invariant must be none, flips, rotations or dihedral")
         if self.threshold < 0:
             raise ConfigError(f"threshold {self.threshold} is negative; it is a number of "
                               "bits (0 = identical hashes)")
@@ -197,15 +200,15 @@ class ScanConfig:
                 f"at hash_size {size}; every image would match (use 0..{nbits})"
             )
         if self.grouping not in ("components", "star"):
-            raise ConfigError("--grouping must be 'components' or 'star'")
+            raise ConfigError("grouping must be 'components' or 'star'")
         if self.decode not in ("fast", "full"):
             raise ConfigError("decode must be 'fast' or 'full'")
         if self.max_pixels < 1:
-            raise ConfigError("--max-pixels must be positive")
+            raise ConfigError("max_pixels must be positive")
         if self.decode_timeout is not None and not self.decode_timeout > 0:
-            raise ConfigError("--decode-timeout must be a positive number of seconds")
+            raise ConfigError("decode_timeout must be a positive number of seconds (or None)")
         if self.workers is not None and self.workers < 1:
-            raise ConfigError("--workers must be >= 1")
+            raise ConfigError("workers must be >= 1")
 
     @property
     def resolved_hash_size(self) -> int:

@@ -6,7 +6,9 @@
      ├── ConfigError               bad parameters or paths, found before any work (exit 2)
      ├── ReportError               a report/plan file that is missing, corrupt or tampered with
      ├── JournalError              an undo journal that cannot be read or replayed (exit 2)
-     └── DecodeError               one file could not be read as an image (``reason`` is a code)
+     ├── DecodeError               one file could not be read as an image (``reason`` is a code)
+     ├── PartialFailure            a run finished, but some of its items failed (exit 1)
+     └── Interrupted               Ctrl-C stopped a run that changes files (exit 130)
 
 Per-file failures during a scan never raise out of :func:`lookalike.scan`: they become
 :class:`Problem` records in the result and the report, and the scan goes on. Each carries one
@@ -22,8 +24,10 @@ __all__ = [
     "RETRYABLE",
     "ConfigError",
     "DecodeError",
+    "Interrupted",
     "JournalError",
     "LookalikeError",
+    "PartialFailure",
     "Problem",
     "ReportError",
 ]
@@ -49,9 +53,9 @@ REASONS: dict[str, str] = {
     "(12-bit JPEG, EPS without Ghostscript, HEIC without pillow-heif, ...)",
     "truncated": "the image data ends early (a partial download or copy)",
     "corrupt": "the image data is damaged",
-    "too-large": "more pixels than --max-pixels (a decompression bomb?), refused before "
+    "too-large": "more pixels than the max_pixels limit (a decompression bomb?), refused before "
     "decoding; or a file bigger than any image within the limit",
-    "timeout": "reading and decoding took longer than --decode-timeout; the worker was stopped",
+    "timeout": "reading and decoding took longer than the decode_timeout; the worker was stopped",
     "worker-crashed": "the worker process died on this file (a crash in a decoder)",
     # hash
     "hash-failed": "the decoded picture could not be hashed",
@@ -79,9 +83,10 @@ REASONS: dict[str, str] = {
     "and run undo again",
 }
 
-#: Reason codes that are not remembered for a file (hash cache, resumed Parquet output): the
-#: next scan tries the file again, because the cause is passing (a crash, a file being
-#: written, an unreadable mount) or depends on this run's options (``max_pixels``, timeout).
+#: The codes of :data:`REASONS` that are not remembered for a file (hash cache, resumed Parquet
+#: output): the next scan tries the file again, because the cause is passing (a crash, a file
+#: being written, an unreadable mount) or depends on this run's options (``max_pixels``,
+#: ``decode_timeout``).
 RETRYABLE: frozenset[str] = frozenset({
     "vanished", "permission-denied", "os-error", "read-error", "changed-during-scan",
     "too-large", "timeout", "worker-crashed"})
@@ -122,6 +127,30 @@ class DecodeError(LookalikeError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class PartialFailure(LookalikeError):
+    """A run finished, but some of its items failed; each was reported on its own already.
+
+    Raised by the command line after a library call whose result says so (unreadable query
+    images, failed file operations); the library itself returns such results.
+    """
+
+    exit_code = 1
+
+
+class Interrupted(LookalikeError):
+    """Ctrl-C stopped a run that changes files part-way; ``journal`` records every change.
+
+    Raised instead of ``KeyboardInterrupt`` where the journal matters to the user: it is how
+    the changes are undone, or the run finished.
+    """
+
+    exit_code = 130
+
+    def __init__(self, journal: str) -> None:
+        super().__init__(f"interrupted; the journal {journal} records every change made")
+        self.journal = journal
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

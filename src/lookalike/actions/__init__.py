@@ -1,0 +1,1 @@
+"""Acting on a report: plan file operations, apply them journaled, undo them."""

@@ -1,9 +1,13 @@
 """Executing a plan, write-ahead journaled, and undoing it.
 
-:func:`apply` runs a :class:`~lookalike.actions.plan.Plan` group by group. Before a
-group's first op it
-checks that every member still has the size, mtime and SHA-256 the report recorded (and still
-lies inside the scanned folders); if any does not, the whole group is skipped with a warning.
+(Over 600 lines on purpose: each file operation and the exact steps that undo it, from any
+point a crash can leave it at, are one argument; split in two, neither half could be checked
+alone.)
+
+:func:`apply` runs a :class:`~lookalike.actions.plan.Plan` group by group. Before a group's
+first op it checks that every member still has the size, mtime and SHA-256 the report
+recorded (and still lies inside the scanned folders); if any does not, the whole group is
+skipped with a warning.
 Each op is then journaled (:mod:`lookalike.actions.journal`) before it changes anything:
 
 ``move``
@@ -51,7 +55,8 @@ from lookalike.actions.journal import Journal, OpRecord, fsync_dir
 from lookalike.actions.plan import FileState, GroupPlan, Operation, Plan, entry_key
 from lookalike.errors import JournalError, Problem
 from lookalike.events import NullReporter, Reporter
-from lookalike.grouping.keep import is_under
+from lookalike.paths import is_under
+from lookalike.version import __version__
 
 __all__ = ["ApplyResult", "UndoResult", "apply", "default_journal_path", "recover", "undo"]
 
@@ -549,8 +554,8 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
         j = Journal.open(jpath)
         if j.header.get("report_created") != plan.report_created:
             j.close()
-            raise JournalError(f"journal {jpath} belongs to another report; pass a new "
-                               "--journal path")
+            raise JournalError(f"journal {jpath} belongs to another report; use a new "
+                               "journal path")
         if j.unfinished():
             res = _replay(j, j.unfinished(), reporter, final="rolled-back")
             recovered = res.rolled_back
@@ -558,7 +563,7 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
                 "action": plan.action})
     else:
         j = Journal.create(jpath, {
-            "tool": _version(), "action": plan.action, "report_path": plan.report_path,
+            "tool": __version__, "action": plan.action, "report_path": plan.report_path,
             "report_created": plan.report_created, "roots": list(plan.roots), "to": plan.to,
             "token": uuid.uuid4().hex[:8],
         })
@@ -610,17 +615,11 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
                        failed=tuple(failed), already_done=already, recovered=recovered)
 
 
-def _version() -> str:
-    from lookalike import __version__
-
-    return __version__
-
-
 def _group_refusal(plan: Plan, keep: tuple[str, ...], ops: list[Operation],
                    real_protect: list[str]) -> str | None:
     """Defence in depth against hand-built plans: the rules :func:`plan` already enforces."""
     if not keep and not plan.remove_all:
-        return "it would keep no file (only --keep none allows that)"
+        return "it would keep no file (only keep rule 'none' allows that)"
     for op in ops:
         if op.path in keep:
             return f"{op.path} is both kept and acted on"

@@ -109,10 +109,10 @@ class Journal:
             os.makedirs(os.path.dirname(p), exist_ok=True)
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
-            raise JournalError(f"journal {p} already exists; pass another --journal path") from None
+            raise JournalError(f"journal {p} already exists; choose another journal path") from None
         except OSError as exc:
             raise JournalError(f"cannot create journal {p}: {exc.strerror or exc}; "
-                               "pass a writable --journal path") from None
+                               "choose a writable journal path") from None
         j = cls(p, head, {}, fd)
         j._write(head)
         fsync_dir(os.path.dirname(p))  # the journal itself must survive a crash

@@ -1,5 +1,8 @@
 """Planning: turn a scan report (or a decisions file) and a keep policy into a list of file ops.
 
+(Over 600 lines on purpose: every safety check below guards :func:`plan`'s one pass over the
+groups, and reads best next to it.)
+
 Planning is pure: it reads the report, ``lstat``s the files and resolves their paths, and may
 read the first bytes of WebP files (``prefer-lossless``) and an existing journal (to resume),
 but it never writes anything. :func:`lookalike.actions.apply.apply` executes a :class:`Plan`.
@@ -37,14 +40,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lookalike.errors import ConfigError, ReportError
-from lookalike.grouping.keep import KeepDecision, KeepPolicy, is_under
+from lookalike.actions.journal import Journal
+from lookalike.errors import ConfigError, JournalError, ReportError
+from lookalike.grouping.keep import KeepDecision, KeepPolicy
 from lookalike.model import Group, ImageRecord
-from lookalike.report.schema import Report, human_bytes, read_report
+from lookalike.paths import is_under, root_names
+from lookalike.report.schema import (
+    DECISIONS_KIND,
+    DECISIONS_SCHEMA_VERSION,
+    Report,
+    human_bytes,
+    read_report,
+)
 
 __all__ = [
     "ACTIONS",
-    "DECISIONS_KIND",
     "Action",
     "Decisions",
     "FileState",
@@ -59,13 +69,10 @@ __all__ = [
     "plan",
     "quarantine_path",
     "render_plan",
-    "root_names",
 ]
 
 Action = Literal["move", "delete", "hardlink", "symlink"]
 ACTIONS: tuple[str, ...] = ("move", "delete", "hardlink", "symlink")
-DECISIONS_KIND = "lookalike-decisions"
-DECISIONS_SCHEMA = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -193,9 +200,9 @@ def load_decisions(path: str | os.PathLike[str], data: dict[str, Any] | None = N
     p = os.path.abspath(os.fspath(path))
     if data is None:
         data = _read_json(p)
-    if data.get("kind") != DECISIONS_KIND or data.get("schema_version") != DECISIONS_SCHEMA:
+    if data.get("kind") != DECISIONS_KIND or data.get("schema_version") != DECISIONS_SCHEMA_VERSION:
         raise ReportError(f"{p} is not a lookalike decisions file of schema version "
-                          f"{DECISIONS_SCHEMA}")
+                          f"{DECISIONS_SCHEMA_VERSION}")
     rp = data.get("report_path")
     if not isinstance(rp, str) or not rp:
         raise ReportError(f"{p}: no report_path; export the decisions again from the review page")
@@ -260,17 +267,6 @@ def load_source(path: str | os.PathLike[str]) -> Report | Decisions:
 
 
 # --------------------------------------------------------------------------- path rules
-
-
-def root_names(roots: Sequence[str]) -> dict[str, str]:
-    """A short, unique name per root: its folder name, with ``~2``, ``~3``, ... on clashes."""
-    names: dict[str, str] = {}
-    used: dict[str, int] = {}
-    for root in roots:
-        base = os.path.basename(root.rstrip(os.sep)) or "root"
-        used[base] = used.get(base, 0) + 1
-        names[root] = base if used[base] == 1 else f"{base}~{used[base]}"
-    return names
 
 
 def _owning_root(path: str, roots: Sequence[str]) -> str | None:
@@ -433,12 +429,13 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     protect_dirs = [os.path.abspath(os.fspath(p)) for p in protect]
     for d in protect_dirs:
         if not os.path.isdir(d):
-            raise ConfigError(f"--protect {d}: no such folder; check the path")
+            raise ConfigError(f"protected folder {d} does not exist; check the path")
     if decisions is not None:
         if keep is not None and not isinstance(keep, KeepPolicy) and \
                 KeepPolicy.from_spec(keep).rules != ("none",):
-            raise ConfigError("a decisions file already says which files to keep; drop --keep "
-                              "(only --keep none is allowed, to accept groups that keep nothing)")
+            raise ConfigError("a decisions file already says which files to keep; pass no keep "
+                              "rules (only 'none' is allowed, to accept groups that keep "
+                              "nothing)")
         rules: Any = keep
     else:
         rules = keep if keep is not None else (recorded.get("rules") or None)
@@ -448,47 +445,46 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     to_dir: str | None = None
     if action == "move":
         if to is None:
-            raise ConfigError("--action move needs --to DIR: the quarantine folder that receives "
+            raise ConfigError("action 'move' needs `to`, the quarantine folder that receives "
                               "the duplicates (outside the scanned folders)")
         to_dir = os.path.abspath(os.fspath(to))
         real_to = os.path.realpath(to_dir)
         for r, rr in zip(roots, real_roots, strict=True):
             if is_under(to_dir, r) or is_under(real_to, rr):
-                raise ConfigError(f"--to {to_dir} is inside the scanned folder {r}; the next scan "
-                                  "would find the quarantined files again. Choose a folder "
-                                  "outside it")
+                raise ConfigError(f"the quarantine folder {to_dir} is inside the scanned "
+                                  f"folder {r}; the next scan would find the quarantined "
+                                  "files again. Choose a folder outside it")
             if is_under(r, to_dir) or is_under(rr, real_to):
-                raise ConfigError(f"--to {to_dir} contains the scanned folder {r}; quarantined "
-                                  "files could land on scanned ones. Choose a separate folder")
+                raise ConfigError(f"the quarantine folder {to_dir} contains the scanned "
+                                  f"folder {r}; quarantined files could land on scanned "
+                                  "ones. Choose a separate folder")
         for d in policy.protect:
             if is_under(to_dir, d):
-                raise ConfigError(f"--to {to_dir} is inside the protected folder {d}")
+                raise ConfigError(f"the quarantine folder {to_dir} is inside the protected folder "
+                                  f"{d}; choose a folder outside it")
     elif to is not None:
-        raise ConfigError("--to only applies to --action move")
+        raise ConfigError("`to` only applies to action 'move'")
     if collapse_links and action == "hardlink":
         raise ConfigError("collapsing links removes extra names of kept files; use it with "
                           "the move, delete or symlink action")
     if action in ("hardlink", "symlink") and policy.remove_all:
-        raise ConfigError(f"--action {action} links duplicates to the file kept, so it cannot be "
-                          "combined with --keep none; use --action move or delete")
+        raise ConfigError(f"action {action!r} links duplicates to the file kept, so it cannot be "
+                          "combined with keep rule 'none'; use 'move' or 'delete'")
 
     done: set[str] = set()
     if journal is not None and os.path.exists(journal):
-        from lookalike.actions.journal import Journal
-
         j = Journal.open(journal, writable=False)
         if j.header.get("report_created") != report.data.get("created"):
-            from lookalike.errors import JournalError
-
-            raise JournalError(f"journal {j.path} belongs to another report; pass a new "
-                               "--journal path")
+            raise JournalError(f"journal {j.path} belongs to another report; use a new "
+                               "journal path")
         done = j.done_paths(action)
 
     by_id = {g.id: g for g in report.groups}
     if decisions is not None:
         chosen = [(by_id[d.group], d) for d in decisions.groups]
     else:
-        chosen = [(g, policy.decide(g)) for g in report.groups]
+        facts = policy.read_facts(m.record for g in report.groups for m in g.members)
+        chosen = [(g, policy.decide(g, facts)) for g in report.groups]
 
     for g, _ in chosen:
         for m in g.members:
@@ -513,7 +509,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                 continue
             if not decision.keep and decision.remove and not policy.remove_all:
                 skipped.append(SkippedGroup(group=g.id, reason="the decisions keep no file of "
-                                            "this group; pass --keep none to remove every copy"))
+                                            "this group; use keep rule 'none' to remove "
+                                            "every copy"))
                 continue
         if not decision.remove and not collapse_links:
             continue
@@ -560,7 +557,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                 assert to_dir is not None
                 dst = quarantine_path(path, roots, to_dir)
                 if os.path.lexists(dst):
-                    reason = (f"the quarantine already holds {dst}; choose an empty --to "
+                    reason = (f"the quarantine already holds {dst}; choose an empty quarantine "
                               "folder")
                     break
             elif action in ("hardlink", "symlink"):
@@ -569,7 +566,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                 if not rec.digest or rec.digest != krec.digest:
                     if path == owner:
                         notes.append(f"{path} not linked: its bytes differ from {keeper} "
-                                     "(a near duplicate; use --action move to quarantine it)")
+                                     "(a near duplicate; action 'move' can quarantine it)")
                     continue
             ops.append(Operation(action=action, group=g.id, path=path,
                                  size_bytes=rec.size_bytes, mtime_ns=rec.mtime_ns,

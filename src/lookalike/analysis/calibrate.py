@@ -21,11 +21,13 @@ false-pair rate (false pairs per negative pair) is the number that carries over 
 collections. The closest negative pairs are listed: near-duplicates the thumbnail check
 missed, or the look-alikes this method confuses.
 
-Pillow and NumPy load on first use, so ``import lookalike`` stays light.
+Pillow, NumPy and the hashing modules load on first use (the imports inside functions), so
+importing this module stays light.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import random
@@ -37,14 +39,15 @@ from typing import TYPE_CHECKING, Any
 from lookalike.config import DEFAULT_HASH_SIZE, DEFAULT_METHOD, ScanConfig
 from lookalike.errors import ConfigError, DecodeError, Problem
 from lookalike.events import NullReporter, Reporter
+from lookalike.executors import make_executor
+from lookalike.executors.base import Executor
+from lookalike.inputs.walk import FileEntry, iter_files
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL.Image import Image
 
-    from lookalike.executors.base import Executor
     from lookalike.imaging.decode import Picture
-    from lookalike.inputs.walk import FileEntry
 
 __all__ = [
     "INVARIANT_TRANSFORMS",
@@ -238,8 +241,6 @@ class _Worker:
         return pic, h.segments
 
     def __call__(self, chunk: Sequence[FileEntry]) -> _ChunkOut:
-        import hashlib
-
         by_name = {t.name: t for t in (*TRANSFORMS, *INVARIANT_TRANSFORMS["dihedral"])}
         out, problems = [], []
         for entry in chunk:
@@ -328,8 +329,6 @@ def _probable_duplicates(thumbs: np.ndarray, candidates: np.ndarray) -> np.ndarr
 
 def _sample(paths: Iterable[str | os.PathLike[str]], sample: int, seed: int,
             follow_symlinks: bool) -> tuple[list[FileEntry], int]:
-    from lookalike.inputs.walk import iter_files
-
     entries = [e for e in iter_files(paths, follow_symlinks=follow_symlinks)
                if not isinstance(e, Problem)]
     found = len(entries)
@@ -367,15 +366,14 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     """
     import numpy as np
 
-    from lookalike.executors import make_executor
     from lookalike.imaging.hashes import INVARIANCES
 
     if not 0 < target_precision <= 1:
-        raise ConfigError("--target-precision must be in (0, 1]")
+        raise ConfigError("target_precision must be in (0, 1]")
     if sample < 2:
-        raise ConfigError("--sample must be at least 2")
+        raise ConfigError("sample must be at least 2")
     if invariant not in INVARIANCES:
-        raise ConfigError(f"--invariant must be one of {', '.join(INVARIANCES)}")
+        raise ConfigError(f"invariant must be one of {', '.join(INVARIANCES)}")
     config = ScanConfig(method=method, hash_size=hash_size, invariant=invariant,  # type: ignore[arg-type]
                         decode=decode, workers=workers, pixel_digest=False)  # type: ignore[arg-type]
     names = tuple(t.name for t in (*TRANSFORMS, *INVARIANT_TRANSFORMS[invariant]))

@@ -28,8 +28,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import ConfigError
-from lookalike.grouping.keep import is_under
+from lookalike.grouping.groups import group_kind, near_pairs
 from lookalike.model import Group, ImageRecord, Member
+from lookalike.paths import is_under, root_names
 
 if TYPE_CHECKING:
     from lookalike.pipeline import ScanResult
@@ -140,10 +141,10 @@ def check_sets(reference: Iterable[str | os.PathLike[str]],
     ref = [os.path.abspath(os.fspath(p)) for p in reference]
     rest = [os.path.abspath(os.fspath(p)) for p in others]
     if not ref:
-        raise ConfigError("leakage mode needs at least one --reference set (e.g. train/)")
+        raise ConfigError("leakage mode needs at least one reference set (e.g. train/)")
     if not rest:
-        raise ConfigError("give the sets to check against the reference, e.g. "
-                          "`lookalike scan --reference train/ test/ val/`")
+        raise ConfigError("give the sets to check against the reference, e.g. test/ and "
+                          "val/")
     every = [*ref, *rest]
     for i, a in enumerate(every):
         for b in every[i + 1:]:
@@ -175,8 +176,6 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
 
     Cost: one exact Hamming search over all images (:func:`lookalike.grouping.groups.near_pairs`).
     """
-    from lookalike.grouping.groups import near_pairs
-
     if isinstance(scan, Sequence):
         records = list(scan)
         if threshold is None:
@@ -211,8 +210,6 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
         expanded.append(replace(r, aliases=tuple(own)) if elsewhere else r)
         expanded.extend(elsewhere)
     records = expanded
-    from lookalike.actions.plan import root_names
-
     names = root_names(roots)
     recs = sorted(records, key=lambda r: r.path)
     index = {root: k for k, root in enumerate(roots)}
@@ -254,17 +251,9 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
         # The leaking image is the representative, so every distance is a real match distance.
         members = (Member(recs[i], 0), *(Member(recs[j], d) for j, d in found))
         groups.append(Group(id=len(groups) + 1, members=members, representative=recs[i].path,
-                            kind=_kind(members)))
+                            kind=group_kind(members)))
     return Leakage(threshold=threshold, sets=sets, leaks=tuple(leaks), overlap=overlap,
                    groups=tuple(groups))
-
-
-def _kind(members: Sequence[Member]) -> str:
-    for attr in ("digest", "pixel_digest"):
-        values = {getattr(m.record, attr) for m in members}
-        if len(values) == 1 and None not in values and "" not in values:
-            return "exact"
-    return "near"
 
 
 def restrict_to_leakage(result: ScanResult, leakage: Leakage) -> ScanResult:

@@ -2,7 +2,7 @@
 
 The hash cache holds every hashed file of earlier scans (per settings). :func:`find_matches`
 hashes only the query images, loads the cached hashes of the same settings (optionally only
-those under one folder) into a :class:`~lookalike.search.index.HammingIndex`, and asks it for every
+those under one folder) into a :class:`~lookalike.search.mih.HammingIndex`, and asks it for every
 stored image within the threshold. Cost: one decode per query image, plus reading the
 cached rows (about 1 s per million) and building the index once.
 
@@ -25,9 +25,9 @@ from lookalike.errors import ConfigError, Problem
 from lookalike.grouping.groups import segment_rows
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import ImageRecord
-from lookalike.pipeline import hash_file
-from lookalike.search.index import HammingIndex
+from lookalike.search import HammingIndex
 from lookalike.store.cache import HashCache, settings_key
+from lookalike.worker import hash_file
 
 __all__ = ["QueryResult", "find_matches"]
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lookalike.executors.base import Executor, SerialExecutor
+from lookalike.errors import ConfigError
+from lookalike.executors.base import Executor, PerItemWork, SerialExecutor
 
 if TYPE_CHECKING:
     from lookalike.executors.local import ProcessExecutor
 
-__all__ = ["Executor", "ProcessExecutor", "SerialExecutor", "make_executor"]
+__all__ = ["Executor", "PerItemWork", "ProcessExecutor", "SerialExecutor", "make_executor"]
 
 
 def __getattr__(name: str) -> Any:
@@ -34,8 +35,6 @@ def make_executor(engine: str = "local", workers: int | None = None,
 
         return DaskExecutor(address=scheduler, workers=workers)
     if engine != "local":
-        from lookalike.errors import ConfigError
-
         raise ConfigError(f"unknown engine {engine!r}; use 'local' or 'dask'")
     if workers == 1:
         return SerialExecutor()

@@ -17,14 +17,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from lookalike.config import INSTALL_HINTS
 from lookalike.errors import ConfigError
 
 __all__ = ["DaskExecutor"]
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-INSTALL_HINT = "pip install 'lookalike[dask]'"
 
 # Worker deaths Dask tolerates per task on a local cluster we start (see __init__).
 LOCAL_ALLOWED_FAILURES = 1
@@ -38,7 +37,7 @@ def _import_distributed() -> Any:
     except ImportError as exc:
         raise ConfigError(
             f"the dask engine needs dask.distributed ({exc.name} is missing); "
-            f"install it with: {INSTALL_HINT}"
+            f"install it with: {INSTALL_HINTS['dask']}"
         ) from None
     return distributed
 
@@ -81,7 +80,7 @@ class DaskExecutor:
                  timeout: float = 30) -> None:
         distributed = _import_distributed()
         if workers is not None and workers < 1:
-            raise ConfigError("--workers must be >= 1")
+            raise ConfigError("workers must be >= 1")
         if max_in_flight is not None and max_in_flight < 1:
             raise ConfigError("max_in_flight must be >= 1")
         self._max_in_flight = max_in_flight
@@ -94,8 +93,8 @@ class DaskExecutor:
                 self._client = distributed.Client(address, timeout=timeout)
             except (OSError, TimeoutError) as exc:
                 raise ConfigError(
-                    f"cannot reach the Dask scheduler at {address}: {exc}; check --scheduler "
-                    "(e.g. tcp://host:8786) and that the scheduler is running"
+                    f"cannot reach the Dask scheduler at {address}: {exc}; check the scheduler "
+                    "address (e.g. tcp://host:8786) and that the scheduler is running"
                 ) from None
         else:
             n = workers or os.cpu_count() or 1
@@ -110,7 +109,7 @@ class DaskExecutor:
         self.workers = self._threads()
         self._resized = time.monotonic()
 
-    #: Largest batch :func:`lookalike.scan_inputs` picks unless told otherwise: a Dask task
+    #: Largest batch :func:`lookalike.pipeline.scan` picks unless told otherwise: a Dask task
     #: costs milliseconds of scheduling and transfer (benchmarks/bench_dask.py: 2.2x the
     #: local pool's time at 16 tiny images a task, 1.3x at 64, 1.0x at 256).
     batch_size_hint = 256

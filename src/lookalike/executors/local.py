@@ -7,11 +7,11 @@ always knows which item a worker holds:
   own item, which is yielded with :class:`WorkerCrashed`; a fresh process takes its place and
   the other workers never notice;
 - a worker that makes no progress for ``timeout`` seconds is killed and replaced, and its
-  item is yielded with :class:`WorkerTimeout`. Progress is the start of an item or a call
-  to :func:`heartbeat` from inside the work function (:class:`~lookalike.pipeline.HashWorker`
-  calls it before each file), so the limit applies per file, not per chunk. The parent
-  checks a shared counter a few times per ``timeout``; workers pay one shared-memory
-  increment per file and nothing else.
+  item is yielded with :class:`WorkerTimeout`. Progress is the start of an item and, for a
+  :class:`~lookalike.executors.base.PerItemWork` (the scan's hashing work), every result it
+  yields: the worker runs that work's per-file loop itself, so the limit applies per file,
+  not per chunk. The parent checks a shared counter a few times per ``timeout``; workers
+  pay one shared-memory increment per file and nothing else.
 
 The pipeline retries a failed chunk file by file, so the one file that crashes or hangs is
 reported (``worker-crashed`` / ``timeout``) and its neighbours are hashed as usual.
@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 
+from lookalike.executors.base import PerItemWork, run_per_item
+
 __all__ = ["ProcessExecutor", "WorkerCrashed", "WorkerTimeout", "heartbeat"]
 
 T = TypeVar("T")
@@ -43,8 +45,9 @@ _slot = 0
 def heartbeat() -> None:
     """Tell the executor that this worker is still making progress (a new file started).
 
-    Call it before each step of a long work item; a worker that does not call it for
-    ``timeout`` seconds is stopped. A no-op outside a :class:`ProcessExecutor` worker.
+    A no-op outside a :class:`ProcessExecutor` worker. Prefer writing the work as a
+    :class:`~lookalike.executors.base.PerItemWork`, whose results the executor counts as
+    progress itself; this remains for work functions that are not.
     """
     if _beats is not None:
         _beats[_slot] += 1
@@ -81,7 +84,10 @@ def _worker_main(conn: Connection, beats: Any, slot: int, inherited: list[int]) 
             return
         fn, item = task
         try:
-            out: tuple[bool, Any] = (True, fn(item))
+            if isinstance(fn, PerItemWork):  # the executor runs the per-item loop
+                out: tuple[bool, Any] = (True, run_per_item(fn, item, heartbeat))
+            else:
+                out = (True, fn(item))
         except Exception as exc:  # the work function's bug or a lost item: the parent decides
             out = (False, _portable(exc))
         try:
@@ -120,12 +126,15 @@ class ProcessExecutor:
         workers: processes to run (default: all cores); started on first use.
         timeout: seconds an item may go without progress before its worker is killed and the
             item yielded with :class:`WorkerTimeout`. ``None`` (default) uses the work
-            function's own ``timeout`` attribute if it has one, else no limit.
+            function's own ``timeout`` attribute if it has one (see
+            :class:`~lookalike.executors.base.PerItemWork`), else no limit.
         mp_context: a :mod:`multiprocessing` context (default: the platform's).
 
     A dead worker costs only its own item (yielded with :class:`WorkerCrashed`); it is
     replaced and the rest of the work goes on.
     """
+
+    batch_size_hint = None  # a local item costs microseconds of IPC: the default batch
 
     def __init__(self, workers: int | None = None, *, timeout: float | None = None,
                  mp_context: Any = None) -> None:

@@ -1,0 +1,1 @@
+"""From hash values to groups: edges, confirmation of fast hashes, keep policies."""

@@ -28,9 +28,11 @@ import dataclasses
 from collections.abc import Sequence
 
 from lookalike.config import FAST_MIN_SIDE, ScanConfig
+from lookalike.grouping.groups import Edges, neighbour_mask
 from lookalike.model import ImageRecord
 
-__all__ = ["REDUCIBLE_FORMATS", "full_config", "margin", "may_be_reduced", "needs_exact_hash"]
+__all__ = ["REDUCIBLE_FORMATS", "confirm_radius", "full_config", "margin", "may_be_reduced",
+           "needs_exact_hash"]
 
 #: Formats fast mode decodes at reduced scale (libjpeg DCT scaling); every other format is
 #: decoded in full in both modes.
@@ -66,22 +68,33 @@ def full_config(config: ScanConfig) -> ScanConfig:
     return dataclasses.replace(config, decode="full", pixel_digest=False)
 
 
-def needs_exact_hash(records: Sequence[ImageRecord], config: ScanConfig) -> list[int]:
-    """Indices of ``records`` (fast-mode hashes) to re-hash with full decoding.
-
-    Those that may be reduced and have another record within ``threshold + margin`` bits.
-    Nothing when the scan already decodes in full, or no image may be reduced.
-    """
+def _maybe_reduced(records: Sequence[ImageRecord], config: ScanConfig) -> list[int]:
     if config.decode != "fast":
         return []
     # may_be_reduced, inline: this runs over every record of every fast scan, warm ones too.
     formats, side = REDUCIBLE_FORMATS, _MIN_REDUCIBLE_SIDE
-    maybe = [i for i, r in enumerate(records)
-             if r.format in formats and r.width >= side and r.height >= side]
+    return [i for i, r in enumerate(records)
+            if r.format in formats and r.width >= side and r.height >= side]
+
+
+def confirm_radius(records: Sequence[ImageRecord], config: ScanConfig) -> int | None:
+    """The search radius of :func:`needs_exact_hash` (``threshold + margin``), or None when
+    no record needs that search (a full-decode scan, or no image may be reduced)."""
+    maybe = _maybe_reduced(records, config)
+    return config.threshold + margin(records[maybe[0]].hash.nbits) if maybe else None
+
+
+def needs_exact_hash(records: Sequence[ImageRecord], config: ScanConfig,
+                     edges: Edges | None = None) -> list[int]:
+    """Indices of ``records`` (fast-mode hashes) to re-hash with full decoding.
+
+    Those that may be reduced and have another record within ``threshold + margin`` bits
+    (``edges``: :func:`~lookalike.grouping.groups.record_edges` at that radius, if known).
+    Nothing when the scan already decodes in full, or no image may be reduced.
+    """
+    maybe = _maybe_reduced(records, config)
     if not maybe:
         return []
-    from lookalike.grouping.groups import neighbour_mask
-
     radius = config.threshold + margin(records[maybe[0]].hash.nbits)
-    near = neighbour_mask(records, radius)
+    near = neighbour_mask(records, radius, edges)
     return [i for i in maybe if near[i]]

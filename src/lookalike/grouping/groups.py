@@ -1,6 +1,6 @@
 """Grouping: turn hashed images and near pairs into deterministic duplicate groups.
 
-Pure: no I/O. Candidates come from :mod:`lookalike.search.index` (exact Hamming search), plus
+Pure: no I/O. Candidates come from :mod:`lookalike.search` (exact Hamming search), plus
 exact-duplicate edges (same file digest or same pixel digest). Two modes:
 
 ``components`` (default)
@@ -16,21 +16,20 @@ Results never depend on input order or worker count: records are sorted by path 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from lookalike.model import Group, ImageRecord, Member
 
-if TYPE_CHECKING:
-    import numpy as np
+# NumPy and the index load only where a search runs: a re-scan of an unchanged tree reuses
+# the previous scan's edges (find_edges) and never imports NumPy (~0.12 s, a fifth of such
+# a scan).
 
-# NumPy and the index load only where a search runs: a warm re-scan that reuses its grouping
-# (lookalike.store.cache, grouping memo) only assembles groups, and then never imports NumPy
-# (~0.12 s, a fifth of such a scan).
-
-__all__ = ["GroupMode", "assemble_groups", "build_groups", "cluster_records", "near_pairs",
-           "neighbour_mask", "segment_rows"]
+__all__ = ["Edges", "GroupMode", "assemble_groups", "build_groups", "cluster_records",
+           "find_edges", "group_kind", "near_pairs", "neighbour_mask", "record_edges",
+           "segment_rows"]
 
 GroupMode = Literal["components", "star"]
 
@@ -60,7 +59,7 @@ def near_pairs(records: Sequence[ImageRecord], max_distance: int
     """
     import numpy as np
 
-    from lookalike.search.index import find_pairs, pack_hashes
+    from lookalike.search import find_pairs, pack_hashes
 
     pairs: dict[tuple[int, int], int] = {}
     if len(records) < 2:
@@ -91,6 +90,71 @@ def near_pairs(records: Sequence[ImageRecord], max_distance: int
     return pairs
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Edges:
+    """Every pair of distinct hash values (codes) within ``radius`` bits among ``codes``.
+
+    A pure function of the codes and the radius, whatever files they came from: so a
+    re-scan can start from the edges of the previous one (:func:`find_edges`).
+    """
+
+    nbits: int
+    radius: int
+    codes: frozenset[int]
+    pairs: tuple[tuple[int, int], ...]  # (smaller code, larger code), sorted
+
+
+def find_edges(codes: Iterable[int], nbits: int, radius: int,
+               known: Edges | None = None) -> Edges:
+    """The :class:`Edges` among ``codes`` (hash values of ``nbits`` bits) at ``radius``.
+
+    With ``known`` (the edges of another set of codes, same bits and radius), only the codes
+    it lacks are searched, against an index of all of ``codes``
+    (:class:`~lookalike.search.mih.HammingIndex`); its pairs of codes that are gone are
+    dropped. ``known`` itself comes back when the codes are the same: then nothing is
+    searched (and NumPy is not imported).
+    """
+    codes = frozenset(codes)
+    usable = known is not None and (known.nbits, known.radius) == (nbits, radius)
+    if usable and codes == known.codes:  # type: ignore[union-attr]
+        return known  # type: ignore[return-value]
+    new = sorted(codes - known.codes) if usable else []  # type: ignore[union-attr]
+    ordered = sorted(codes)
+    if not usable or 4 * len(new) > len(ordered):
+        # Many new codes: one self-join costs less than indexing and querying them.
+        pairs = _search(ordered, nbits, radius)
+    else:
+        pairs = {(a, b) for a, b in known.pairs  # type: ignore[union-attr]
+                 if a in codes and b in codes}
+        if new:
+            pairs |= _search(ordered, nbits, radius, new)
+    return Edges(nbits, radius, codes, tuple(sorted(pairs)))
+
+
+def _search(ordered: list[int], nbits: int, radius: int, new: list[int] | None = None
+            ) -> set[tuple[int, int]]:
+    """Pairs of distinct codes within ``radius``: all of ``ordered`` (a self-join), or each
+    of ``new`` against all of ``ordered``."""
+    from lookalike.search import HammingIndex, find_pairs, pack_hashes
+
+    if len(ordered) < 2:
+        return set()
+    packed = pack_hashes(ordered, nbits)
+    if new is None:
+        ii, jj, _ = find_pairs(packed, radius)
+        return {(ordered[i], ordered[j]) if ordered[i] < ordered[j] else (ordered[j], ordered[i])
+                for i, j in zip(ii.tolist(), jj.tolist(), strict=True)}
+    index = HammingIndex(nbits, max_distance=radius)
+    index.add(packed)
+    qq, ids, _ = index.query_many(pack_hashes(new, nbits), radius)
+    out = set()
+    for q, i in zip(qq.tolist(), ids.tolist(), strict=True):
+        a, b = new[q], ordered[i]
+        if a != b:
+            out.add((a, b) if a < b else (b, a))
+    return out
+
+
 class _Graph:
     """The "within threshold" graph over records, kept collapsed.
 
@@ -99,25 +163,17 @@ class _Graph:
     quadratic in the size of a group of identical hashes (100k blank images cost O(100k)).
     """
 
-    def __init__(self, records: Sequence[ImageRecord], max_distance: int) -> None:
-        import numpy as np
-
-        from lookalike.search.index import find_pairs_collapsed, pack_hashes
-
+    def __init__(self, records: Sequence[ImageRecord], edges: Edges) -> None:
         owners, values = segment_rows(records)
         self.n = len(records)
-        self._owners = np.asarray(owners, dtype=np.int64)
+        index: dict[int, int] = {}
+        self._owners = owners
+        self._groups = [index.setdefault(v, len(index)) for v in values]
+        self._n_groups = len(index)
+        pairs = [(index[a], index[b]) for a, b in edges.pairs if a in index and b in index]
+        self._i = [a for a, _ in pairs]
+        self._j = [b for _, b in pairs]
         self._lists: tuple[list[list[int]], list[list[int]], list[list[int]]] | None = None
-        if not values:
-            self._groups = np.zeros(0, dtype=np.int64)
-            self._i = self._j = np.zeros(0, dtype=np.int64)
-            self._n_groups = 0
-            return
-        cp = find_pairs_collapsed(pack_hashes(values, records[0].hash.nbits), max_distance)
-        self._groups = np.asarray(cp.groups, dtype=np.int64)
-        self._i = np.asarray(cp.i, dtype=np.int64)
-        self._j = np.asarray(cp.j, dtype=np.int64)
-        self._n_groups = len(cp.representatives)
 
     def _adjacency(self) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
         """(owners of each code group, code groups of each record, neighbouring code groups),
@@ -125,31 +181,35 @@ class _Graph:
         if self._lists is None:
             owners_of: list[list[int]] = [[] for _ in range(self._n_groups)]
             groups_of: list[list[int]] = [[] for _ in range(self.n)]
-            for owner, g in zip(self._owners.tolist(), self._groups.tolist(), strict=True):
+            for owner, g in zip(self._owners, self._groups, strict=True):
                 if not owners_of[g] or owners_of[g][-1] != owner:
                     owners_of[g].append(owner)
                 if not groups_of[owner] or groups_of[owner][-1] != g:
                     groups_of[owner].append(g)
             adj: list[list[int]] = [[] for _ in range(self._n_groups)]
-            for a, b in zip(self._i.tolist(), self._j.tolist(), strict=True):
+            for a, b in zip(self._i, self._j, strict=True):
                 adj[a].append(b)
                 adj[b].append(a)
             self._lists = (owners_of, groups_of, adj)
         return self._lists
 
-    def _links(self) -> tuple[np.ndarray, np.ndarray]:
+    def _links(self) -> tuple[list[int], list[int]]:
         """Record pairs whose union gives the components: each row's owner with the first
         owner of its code group, and the first owners of every pair of near code groups."""
-        import numpy as np
-
-        if self._n_groups == 0:
-            return self._i, self._j
-        first = np.full(self._n_groups, self.n, dtype=np.int64)
-        np.minimum.at(first, self._groups, self._owners)  # each code group's first owner
-        a = np.concatenate([first[self._groups], first[self._i]])
-        b = np.concatenate([self._owners, first[self._j]])
-        keep = a != b
-        return a[keep], b[keep]
+        first: dict[int, int] = {}
+        for owner, g in zip(self._owners, self._groups, strict=True):
+            first.setdefault(g, owner)  # owners ascend: the first is the smallest
+        a: list[int] = []
+        b: list[int] = []
+        for owner, g in zip(self._owners, self._groups, strict=True):
+            if first[g] != owner:
+                a.append(first[g])
+                b.append(owner)
+        for gi, gj in zip(self._i, self._j, strict=True):
+            if first[gi] != first[gj]:
+                a.append(first[gi])
+                b.append(first[gj])
+        return a, b
 
     def components(self) -> list[list[int]]:
         """Connected components of two or more records (records ascending in each, components
@@ -166,12 +226,12 @@ class _Graph:
                 parent[x], x = root, parent[x]
             return root
 
-        for u, v in zip(a.tolist(), b.tolist(), strict=True):
+        for u, v in zip(a, b, strict=True):
             ru, rv = find(u), find(v)
             if ru != rv:
                 parent[max(ru, rv)] = min(ru, rv)
         comps: dict[int, list[int]] = defaultdict(list)
-        for x in sorted({*a.tolist(), *b.tolist()}):
+        for x in sorted({*a, *b}):
             comps[find(x)].append(x)
         return [c for c in comps.values() if len(c) > 1]
 
@@ -190,10 +250,20 @@ class _Graph:
         return any(len(owners_of[g]) > 1 or adj[g] for g in groups_of[i])
 
 
-def neighbour_mask(records: Sequence[ImageRecord], max_distance: int) -> list[bool]:
+def record_edges(records: Sequence[ImageRecord], max_distance: int,
+                 known: Edges | None = None) -> Edges:
+    """:func:`find_edges` of every hash segment of ``records``."""
+    nbits = records[0].hash.nbits if records else 1
+    return find_edges((v for r in records for v in r.hash.segments), nbits, max_distance,
+                      known)
+
+
+def neighbour_mask(records: Sequence[ImageRecord], max_distance: int,
+                   edges: Edges | None = None) -> list[bool]:
     """For each record (in the given order), whether any other record is within
-    ``max_distance`` bits of it (an identical hash counts). Same search as grouping."""
-    graph = _Graph(records, max_distance)
+    ``max_distance`` bits of it (an identical hash counts). Same search as grouping;
+    ``edges``: :func:`record_edges` of these records at that distance, if known."""
+    graph = _Graph(records, edges or record_edges(records, max_distance))
     return [graph.has_neighbours(i) for i in range(len(records))]
 
 
@@ -223,7 +293,7 @@ def build_groups(records: Sequence[ImageRecord], max_distance: int,
     then members by distance and path. Records with the same file digest have the same
     hash, so exact duplicates always land in one group.
 
-    Cost: the pair search of :func:`lookalike.search.index.find_pairs_collapsed` plus time linear
+    Cost: one search of the distinct hash values (:func:`find_edges`) plus time linear
     in records and pairs between *distinct* hashes (identical hashes are never expanded).
     """
     recs = sorted(records, key=attrgetter("path"))
@@ -231,13 +301,15 @@ def build_groups(records: Sequence[ImageRecord], max_distance: int,
 
 
 def cluster_records(recs: Sequence[ImageRecord], max_distance: int,
-                    mode: GroupMode = "components") -> list[list[int]]:
+                    mode: GroupMode = "components", edges: Edges | None = None
+                    ) -> list[list[int]]:
     """The clusters :func:`build_groups` makes of ``recs`` (sorted by path), as lists of
     indices into ``recs``, the representative first: the search and graph part of grouping,
-    which :func:`assemble_groups` turns into groups (the hash cache can memoise it)."""
+    which :func:`assemble_groups` turns into groups. ``edges``: :func:`record_edges` of
+    ``recs`` at ``max_distance``, if known (a re-scan keeps the previous scan's)."""
     if max_distance < 0:
         raise ValueError("max_distance must be >= 0")
-    graph = _Graph(recs, max_distance)
+    graph = _Graph(recs, edges or record_edges(recs, max_distance))
     if mode == "components":
         clusters = graph.components()
         reps = [min(c, key=lambda i: _quality_key(recs[i])) for c in clusters]
@@ -263,14 +335,16 @@ def assemble_groups(recs: Sequence[ImageRecord], clusters: Sequence[Sequence[int
         built.append((members, recs[rep].path))
     built.sort(key=lambda item: (-len(item[0]), min(m.record.path for m in item[0])))
     return [
-        Group(id=k, members=tuple(members), representative=rep, kind=_kind(members))
+        Group(id=k, members=tuple(members), representative=rep, kind=group_kind(members))
         for k, (members, rep) in enumerate(built, start=1)
     ]
 
 
-def _kind(members: Sequence[Member]) -> str:
+def group_kind(members: Sequence[Member]) -> str:
+    """``"exact"`` when every member has the same file digest or the same pixel digest
+    (known, not empty), else ``"near"``: the one definition of a group's kind."""
     for attr in ("digest", "pixel_digest"):
         values = {getattr(m.record, attr) for m in members}
-        if len(values) == 1 and None not in values:
+        if len(values) == 1 and None not in values and "" not in values:
             return "exact"
     return "near"

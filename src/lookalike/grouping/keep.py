@@ -24,22 +24,27 @@ every rule: their files are always kept and never touched. A group with a protec
 keeps all its protected members and acts on every other one; a group whose members are all
 protected is left alone.
 
-Pure, except ``prefer-lossless``, which reads the first bytes of WebP files (the report's format
-name does not say whether a WebP is lossless).
+Deciding is pure: :meth:`KeepPolicy.decide` looks at the records and at :class:`KeepFacts`,
+the two things a record does not say, which :meth:`KeepPolicy.read_facts` reads from disk in
+one step beforehand: which WebP files are lossless (for ``prefer-lossless``; the format name
+does not say) and which paths lie in a protected folder once symbolic links are resolved.
+:meth:`KeepPolicy.decide_all` does both for a list of groups.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lookalike.errors import ConfigError
 from lookalike.model import Group, ImageRecord
+from lookalike.paths import is_under
 
-__all__ = ["DEFAULT_KEEP", "KEEP_RULES", "KeepDecision", "KeepPolicy", "parse_keep"]
+__all__ = ["DEFAULT_KEEP", "KEEP_RULES", "KeepChoices", "KeepDecision", "KeepFacts", "KeepPolicy",
+           "parse_keep", "webp_is_lossless"]
 
 DEFAULT_KEEP: tuple[str, ...] = ("largest-resolution", "largest-file", "oldest", "shortest-path")
 
@@ -84,15 +89,16 @@ def parse_keep(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     for rule in rules:
         if rule.startswith("match:"):
             if not rule[len("match:"):]:
-                raise ConfigError("--keep match: needs a pattern, "
-                                  "e.g. --keep 'match:*/originals/*'")
+                raise ConfigError("keep rule 'match:' needs a pattern, "
+                                  "e.g. 'match:*/originals/*'")
         elif rule not in KEEP_RULES or rule == "match:GLOB":
             raise ConfigError(
                 f"unknown keep rule {rule!r}; use one or more of: "
                 + ", ".join(KEEP_RULES)
             )
     if "none" in rules and len(rules) > 1:
-        raise ConfigError("--keep none keeps nothing, so it cannot be combined with other rules")
+        raise ConfigError("keep rule 'none' keeps nothing, so it cannot be combined with "
+                          "other rules")
     return tuple(rules)
 
 
@@ -119,14 +125,26 @@ def webp_is_lossless(path: str) -> bool:
     return False
 
 
-def _is_lossless(rec: ImageRecord) -> bool:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeepFacts:
+    """What the rules need to know about files beyond their records (see the module docs).
+
+    Attributes:
+        lossless: paths of WebP files that hold a lossless bitstream.
+        protected: paths (members' paths and aliases) inside a protected folder, lexically
+            or once symbolic links are resolved.
+    """
+
+    lossless: frozenset[str] = frozenset()
+    protected: frozenset[str] = frozenset()
+
+
+def _is_lossless(rec: ImageRecord, facts: KeepFacts) -> bool:
     fmt = (rec.format or "").upper()
-    if fmt == "WEBP":
-        return webp_is_lossless(rec.path)
-    return fmt in _LOSSLESS
+    return rec.path in facts.lossless if fmt == "WEBP" else fmt in _LOSSLESS
 
 
-def _rule_key(rule: str) -> Callable[[ImageRecord], Any]:
+def _rule_key(rule: str, facts: KeepFacts) -> Callable[[ImageRecord], Any]:
     if rule.startswith("match:"):
         pattern = rule[len("match:"):]
         return lambda r: not fnmatch.fnmatchcase(r.path, pattern)
@@ -137,16 +155,13 @@ def _rule_key(rule: str) -> Callable[[ImageRecord], Any]:
         "oldest": lambda r: r.mtime_ns,
         "newest": lambda r: -r.mtime_ns,
         "shortest-path": lambda r: len(r.path),
-        "prefer-lossless": lambda r: not _is_lossless(r),
+        "prefer-lossless": lambda r: not _is_lossless(r, facts),
     }[rule]
 
 
-def is_under(path: str, folder: str) -> bool:
-    """True if absolute ``path`` is ``folder`` or inside it (lexically; no file system access)."""
-    try:
-        return os.path.commonpath([path, folder]) == folder
-    except ValueError:  # different drives on Windows, or mixed absolute/relative
-        return False
+def _protects(rec: ImageRecord, facts: KeepFacts) -> bool:
+    """True if any name of the file (its path or an alias) is protected."""
+    return rec.path in facts.protected or any(a in facts.protected for a in rec.aliases)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,23 +227,39 @@ class KeepPolicy:
         real = os.path.realpath(path)
         return any(is_under(real, os.path.realpath(d)) for d in self.protect)
 
-    def rank(self, records: Sequence[ImageRecord]) -> list[ImageRecord]:
-        """``records`` best first: protected ones, then by the rules, then by path."""
-        keys = [] if self.remove_all else [_rule_key(r) for r in self.rules]
+    def read_facts(self, records: Iterable[ImageRecord]) -> KeepFacts:
+        """Read from disk what deciding on ``records`` needs (the policy's only I/O).
+
+        Cost: the first bytes of each WebP file under ``prefer-lossless``; a ``realpath`` of
+        each name not lexically protected when there are protected folders; else nothing.
+        """
+        records = list(records)
+        lossless = frozenset(
+            r.path for r in records
+            if (r.format or "").upper() == "WEBP" and webp_is_lossless(r.path)
+        ) if "prefer-lossless" in self.rules else frozenset()
+        protected = frozenset(
+            p for r in records for p in (r.path, *r.aliases) if self.is_protected(p)
+        ) if self.protect else frozenset()
+        return KeepFacts(lossless=lossless, protected=protected)
+
+    def rank(self, records: Sequence[ImageRecord], facts: KeepFacts) -> list[ImageRecord]:
+        """``records`` best first: protected ones, then by the rules, then by path. Pure."""
+        keys = [] if self.remove_all else [_rule_key(r, facts) for r in self.rules]
 
         def key(rec: ImageRecord) -> tuple[Any, ...]:
-            return (not self._protects(rec), *(k(rec) for k in keys), rec.path)
+            return (not _protects(rec, facts), *(k(rec) for k in keys), rec.path)
 
         return sorted(records, key=key)
 
-    def _protects(self, rec: ImageRecord) -> bool:
-        """True if any name of the file (its path or an alias) is protected."""
-        return any(self.is_protected(p) for p in (rec.path, *rec.aliases))
+    def decide(self, group: Group, facts: KeepFacts) -> KeepDecision:
+        """Choose the keepers of ``group``. Never leaves a group empty unless ``--keep none``.
 
-    def decide(self, group: Group) -> KeepDecision:
-        """Choose the keepers of ``group``. Never leaves a group empty unless ``--keep none``."""
-        ranked = self.rank([m.record for m in group.members])
-        protected = tuple(r.path for r in ranked if self._protects(r))
+        Pure: ``facts`` (from :meth:`read_facts` on the group's records) says what the
+        records do not.
+        """
+        ranked = self.rank([m.record for m in group.members], facts)
+        protected = tuple(r.path for r in ranked if _protects(r, facts))
         if protected:
             keep = protected
         elif self.remove_all:
@@ -239,5 +270,27 @@ class KeepPolicy:
         remove = tuple(sorted(r.path for r in ranked if r.path not in kept))
         return KeepDecision(group=group.id, keep=keep, remove=remove, protected=protected)
 
+    def decide_all(self, groups: Iterable[Group]) -> KeepChoices:
+        """Every group's decision: :meth:`read_facts` once over all members, then
+        :meth:`decide` per group."""
+        groups = list(groups)
+        facts = self.read_facts(m.record for g in groups for m in g.members)
+        return KeepChoices(policy=self, decisions={g.id: self.decide(g, facts) for g in groups})
+
     def to_dict(self) -> dict[str, Any]:
         return {"rules": list(self.rules), "protect": list(self.protect)}
+
+
+@dataclass(frozen=True, slots=True)
+class KeepChoices:
+    """A policy and what it decided for each group (by id): the keep data of a report.
+
+    Made by :meth:`KeepPolicy.decide_all`; report views take it as plain data.
+    """
+
+    policy: KeepPolicy
+    decisions: Mapping[int, KeepDecision]
+
+    def keep(self, group: int) -> tuple[str, ...]:
+        """The paths kept in group ``group``, best first."""
+        return self.decisions[group].keep

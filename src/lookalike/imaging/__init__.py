@@ -1,0 +1,1 @@
+"""From bytes to hashes: decoding (the only Pillow user), hash algorithms, PDQ."""

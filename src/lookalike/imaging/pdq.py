@@ -7,10 +7,10 @@ photos in ``tests/test_pdq.py``):
 1. luminance ``0.299 R + 0.587 G + 0.114 B`` as float32;
 2. two passes of a Jarosz box filter (rows, then columns; window ``ceil(side / 128)``);
 3. decimation to 64 x 64 by sampling the filtered image at the target pixel centres.
-   Steps 2-3 are linear, so the default computes them as two small sparse matrix products
-   in float64 (:func:`downsample_64`, ~1 ms for a 640 x 480 image); ``exact=True`` replays
-   the reference's float32 running sums instead (:func:`downsample_64_exact`, several times
-   slower). They differ by ~1e-4 grey levels: no bit differed on 160 real photos;
+   Steps 2-3 are linear, so they are computed as two small sparse matrix products in
+   float64 (:func:`downsample_64`, ~1 ms for a 640 x 480 image), which differ from the
+   reference's float32 running sums by ~1e-4 grey levels: no bit differed on 160 real
+   photos (``tests/test_pdq.py`` checks against the reference);
 4. quality: the count of significant gradients of that 64 x 64 image (0..100);
 5. the 16 x 16 lowest non-DC frequencies of a 2-D DCT (sequential float32 sums, as the C++);
 6. one bit per frequency: above the median (the 128th smallest value) or not.
@@ -39,7 +39,6 @@ __all__ = [
     "QUALITY_THRESHOLD",
     "PdqHash",
     "downsample_64",
-    "downsample_64_exact",
     "pdq_bits",
     "pdq_dct",
     "pdq_from_luma",
@@ -83,46 +82,6 @@ def rgb_to_luma(pixels: np.ndarray) -> np.ndarray:
     return (r * 0.299 + g * 0.587 + b * 0.114).astype(_F32)
 
 
-@lru_cache(maxsize=64)
-def _box_program(n: int, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The reference ``box1DFloat`` as a sequence of signed reads and the writes between them.
-
-    The C++ keeps one float32 running sum: it adds the entering pixel, subtracts the leaving
-    one and writes ``sum / count``. Listing those reads in order (with their signs) lets one
-    ``np.add.accumulate`` replay the exact same rounding for every row at once.
-    """
-    half = (window + 2) // 2
-    p1, p2, p3, p4 = half - 1, window - half + 1, n - window, half - 1
-    reads: list[int] = list(range(window))  # phases 1 and 2: only adds
-    signs: list[float] = [1.0] * window
-    writes: list[int] = list(range(p1, p1 + p2))
-    counts: list[int] = list(range(p1 + 1, window + 1))
-    for t in range(p3):  # phase 3: add the entering pixel, subtract the leaving one
-        reads += [window + t, t]
-        signs += [1.0, -1.0]
-        writes.append(len(reads) - 1)
-        counts.append(window)
-    for t in range(p4):  # phase 4: only subtracts, the window shrinks at the end
-        reads.append(p3 + t)
-        signs.append(-1.0)
-        writes.append(len(reads) - 1)
-        counts.append(window - 1 - t)
-    return (np.asarray(reads, dtype=np.intp), np.asarray(signs, dtype=_F32),
-            np.asarray(writes, dtype=np.intp), np.asarray(counts, dtype=_F32))
-
-
-def _box_along_axis(buf: np.ndarray, window: int, axis: int) -> np.ndarray:
-    n = buf.shape[axis]
-    reads, signs, writes, counts = _box_program(n, window)
-    if axis == 1:
-        seq = buf[:, reads] * signs  # negation is exact, so this is the C++'s "sum -= x"
-        acc = np.add.accumulate(seq, axis=1, dtype=_F32)
-        return acc[:, writes] / counts
-    seq = buf[reads, :] * signs[:, None]
-    acc = np.add.accumulate(seq, axis=0, dtype=_F32)
-    return acc[writes, :] / counts[:, None]
-
-
 def _window(old: int, new: int) -> int:
     # computeJaroszFilterWindowSize: two passes of half a target pixel each.
     return (old + 2 * new - 1) // (2 * new)
@@ -131,20 +90,6 @@ def _window(old: int, new: int) -> int:
 def _decimate_indices(old: int, new: int) -> np.ndarray:
     # Target pixel centres, in double as the reference computes them.
     return (((np.arange(new, dtype=np.float64) + 0.5) * old) / new).astype(np.intp)
-
-
-def downsample_64_exact(luma: np.ndarray) -> np.ndarray:
-    """Jarosz-filter and decimate float32 luminance to 64 x 64, replaying the reference's
-    float32 running sums exactly (several times slower than :func:`downsample_64`)."""
-    rows, cols = luma.shape
-    if rows == 64 and cols == 64:
-        return luma.astype(_F32, copy=True)
-    buf = luma.astype(_F32, copy=False)
-    along_rows, along_cols = _window(cols, 64), _window(rows, 64)
-    for _ in range(JAROSZ_PASSES):
-        buf = _box_along_axis(buf, along_rows, axis=1)
-        buf = _box_along_axis(buf, along_cols, axis=0)
-    return buf[np.ix_(_decimate_indices(rows, 64), _decimate_indices(cols, 64))]
 
 
 @lru_cache(maxsize=128)
@@ -187,8 +132,6 @@ def downsample_64(luma: np.ndarray) -> np.ndarray:
     real photos in ``tests/test_pdq.py``).
     """
     rows, cols = luma.shape
-    if rows == 64 and cols == 64:
-        return luma.astype(_F32, copy=True)
     c_idx, c_w = _axis_weights(cols)
     r_idx, r_w = _axis_weights(rows)
     narrow = np.einsum("rcs,cs->rc", luma[:, c_idx], c_w, dtype=np.float64)  # rows x 64
@@ -273,15 +216,12 @@ def transform_dct(dct16: np.ndarray, op: str) -> np.ndarray:
     raise ValueError(f"unknown orientation {op!r}")
 
 
-def pdq_from_luma(luma: np.ndarray, *, exact: bool = False) -> tuple[np.ndarray | None, int]:
-    """``(dct16, quality)`` of float32 luminance; ``(None, 0)`` if a side is < 5 pixels.
-
-    ``exact=True`` replays the reference's float32 box filter (bit-identical, slower).
-    """
+def pdq_from_luma(luma: np.ndarray) -> tuple[np.ndarray | None, int]:
+    """``(dct16, quality)`` of float32 luminance; ``(None, 0)`` if a side is < 5 pixels."""
     rows, cols = luma.shape
     if rows < MIN_HASHABLE_DIM or cols < MIN_HASHABLE_DIM:
         return None, 0
-    buffer64 = downsample_64_exact(luma) if exact else downsample_64(luma)
+    buffer64 = downsample_64(luma)
     return pdq_dct(buffer64), pdq_quality(buffer64)
 
 

@@ -1,0 +1,1 @@
+"""Where images come from: walking folders, listing URLs and containers, reading bytes."""

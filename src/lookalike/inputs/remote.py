@@ -6,7 +6,8 @@ too (``s3fs`` for ``s3://``, ``gcsfs`` for ``gs://``); credentials come from the
 (environment, config files, instance roles) on the client *and* on every worker.
 
 Inputs, each listed on the client (or, for containers, by a task on the executor) into work
-items that workers read and hash with the same :func:`lookalike.pipeline.hash_data`:
+items by :func:`lookalike.inputs.listing.list_inputs`; workers read them with
+:class:`RemoteReader` and hash them like local files:
 
 ``files`` (default for anything but ``.tar``/``.parquet``)
     local paths (walked as by ``lookalike scan``), fsspec URLs (``s3://b/prefix/``,
@@ -37,45 +38,26 @@ stops the scan.
 from __future__ import annotations
 
 import functools
-import itertools
 import os
-import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from lookalike.config import ScanConfig
+from lookalike.config import INSTALL_HINTS
 from lookalike.errors import ConfigError, Problem
 from lookalike.inputs.walk import (
     IMAGE_EXTENSIONS,
-    FileEntry,
-    WalkStats,
-    iter_files,
-    iter_listed,
-    unique_files,
 )
-from lookalike.pipeline import CHUNK_SIZE, ChunkResult, hash_data, hash_file
 
 if TYPE_CHECKING:
-    from lookalike.events import Reporter
-    from lookalike.executors.base import Executor
-    from lookalike.pipeline import ScanResult
-    from lookalike.store.cache import HashCache
+    pass
 
-__all__ = [
-    "INPUT_FORMATS",
-    "RemoteEntry",
-    "RemoteWorker",
-    "list_inputs",
-    "scan_inputs",
-]
+__all__ = ["RemoteEntry", "RemoteReader", "is_url"]
 
-InputFormat = Literal["auto", "files", "tar", "parquet"]
-INPUT_FORMATS: tuple[str, ...] = ("auto", "files", "tar", "parquet")
 
-INSTALL_HINT = "pip install 'lookalike[dask]'"
+INSTALL_HINT = INSTALL_HINTS["dask"]
 
 # Tar members closer than this are fetched in one ranged read (one request beats two).
 _MAX_GAP = 1 << 20
@@ -200,48 +182,36 @@ def _read_reason(exc: BaseException) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class RemoteWorker:
-    """Picklable work function for any mix of local files and remote items.
+class RemoteReader:
+    """Reads the bytes of remote items with as few requests as it can: concurrent
+    whole-object reads per filesystem, one ranged read per run of tar members, one read per
+    Parquet row group. Picklable (it runs on workers); never raises for a bad or missing
+    item: that item's read problem is returned instead of its bytes."""
 
-    Reads a batch's bytes with as few requests as it can (concurrent whole-object reads per
-    filesystem, one ranged read per run of tar members, one read per Parquet row group),
-    then hashes each image with :func:`lookalike.pipeline.hash_data`. Never raises for a bad
-    or missing image: it becomes a ``read`` (or ``decode``/``hash``) problem.
-    """
-
-    config: ScanConfig
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
-    def __call__(self, chunk: Sequence[FileEntry | RemoteEntry]) -> ChunkResult:
-        records, problems = [], []
+    def read(self, items: Sequence[RemoteEntry]) -> Iterator[tuple[RemoteEntry, bytes | Problem]]:
+        """``(item, bytes or problem)`` for each of ``items``, a few at a time."""
         # Read a few images ahead, not the whole batch: batches may be hundreds of images.
-        reads = (pair for i in range(0, len(chunk), _READ_AHEAD)
-                 for pair in self._read(chunk[i:i + _READ_AHEAD]))
-        for entry, data in reads:
-            if isinstance(entry, FileEntry):
-                out = hash_file(entry, self.config)
-            elif data is None or isinstance(data, BaseException):
-                exc = data if data is not None else OSError("no data was read")
-                out = Problem(path=entry.path, stage="read", error=_read_reason(exc),
-                              message=f"cannot read: {type(exc).__name__}: {exc}")
-            else:
-                data = bytes(data)  # some stores hand back bytearray or memoryview
-                out = hash_data(data, path=entry.path, size_bytes=len(data),
-                                mtime_ns=entry.mtime_ns, source=entry.source,
-                                config=self.config)
-            (problems if isinstance(out, Problem) else records).append(out)
-        return ChunkResult(records, problems)
+        for i in range(0, len(items), _READ_AHEAD):
+            part = items[i:i + _READ_AHEAD]
+            got = self._fetch(part)
+            for j, entry in enumerate(part):
+                data = got.get(j)
+                if data is None or isinstance(data, BaseException):
+                    exc = data if data is not None else OSError("no data was read")
+                    yield entry, Problem(path=entry.path, stage="read", error=_read_reason(exc),
+                                         message=f"cannot read: {type(exc).__name__}: {exc}")
+                else:
+                    yield entry, bytes(data)  # some stores hand back bytearray or memoryview
 
-    def _read(self, chunk: Sequence[FileEntry | RemoteEntry]
-              ) -> Iterator[tuple[FileEntry | RemoteEntry, bytes | BaseException | None]]:
+    def _fetch(self, chunk: Sequence[RemoteEntry]) -> dict[int, bytes | BaseException]:
         got: dict[int, bytes | BaseException] = {}
         objects: dict[Any, list[tuple[int, str]]] = defaultdict(list)
         tars: dict[str, list[tuple[int, RemoteEntry]]] = defaultdict(list)
         cells: dict[tuple[str, str], list[tuple[int, RemoteEntry]]] = defaultdict(list)
         fss: dict[Any, Any] = {}
         for i, e in enumerate(chunk):
-            if isinstance(e, FileEntry):
-                continue
             try:
                 if e.kind == "tar":
                     tars[e.url].append((i, e))
@@ -266,8 +236,7 @@ class RemoteWorker:
             got.update(self._read_tar(url, members))
         for (url, column), rows in cells.items():
             got.update(self._read_cells(url, column, rows))
-        for i, e in enumerate(chunk):
-            yield e, got.get(i)
+        return got
 
     def _read_tar(self, url: str, members: list[tuple[int, RemoteEntry]]
                   ) -> dict[int, bytes | BaseException]:
@@ -410,7 +379,7 @@ def _pick(names: Sequence[str], wanted: str | None, preferred: Sequence[str], ok
     if wanted is not None:
         if wanted not in names:
             raise ConfigError(f"{where} has no column {wanted!r} (its columns: "
-                              f"{', '.join(names)}); pass --column/--name-column")
+                              f"{', '.join(names)}); name its column of {what}")
         return wanted
     for name in preferred:
         if name in names and ok(name):
@@ -476,359 +445,3 @@ def _list_parquet(fs: Any, path: str, shown: str, url: str, column: str | None,
                                    column=spec, batch=batch))
             row += 1
     return out
-
-
-def _expand(target: str, fmt: str, options: Mapping[str, Any]
-            ) -> tuple[Any, list[tuple[str, dict[str, Any]]], bool]:
-    """A URL/path -> (fs, [(path, info)], explicit); folders and globs are listed."""
-    fs, path = _url_to_fs(target, options)
-    suffixes = {"tar": (".tar",), "parquet": (".parquet", ".pq")}.get(fmt)
-
-    def keep(p: str) -> bool:
-        return p.lower().endswith(suffixes) if suffixes else _is_image_name(p)
-
-    if _fsspec().core.has_magic(path):
-        found = fs.glob(path, detail=True)
-        return fs, sorted((p, i) for p, i in found.items() if i.get("type") != "directory"
-                          and keep(p)), False
-    try:
-        info = fs.info(path)
-    except FileNotFoundError:
-        raise ConfigError(f"path does not exist: {target}") from None
-    if info.get("type") == "directory":
-        found = fs.find(path, detail=True)
-        return fs, sorted((p, i) for p, i in found.items() if keep(p)), False
-    return fs, [(path, info)], True
-
-
-def _read_list(list_path: str, column: str | None, options: Mapping[str, Any]) -> list[str]:
-    local = _local_path(list_path)
-    if local is not None and not local.lower().endswith((".parquet", ".pq")):
-        # A local text list needs no fsspec (no extra installed).
-        try:
-            with open(local, encoding="utf-8", errors="surrogateescape") as fh:
-                lines = [line.strip() for line in fh]
-        except FileNotFoundError:
-            raise ConfigError(f"file list does not exist: {list_path}") from None
-        except (OSError, UnicodeError) as exc:
-            raise ConfigError(f"cannot read the file list {list_path}: {exc}") from None
-        return [line for line in lines if line and not line.startswith("#")]
-    fs, path = _url_to_fs(list_path, options)
-    if not fs.exists(path):
-        raise ConfigError(f"file list does not exist: {list_path}")
-    if path.lower().endswith((".parquet", ".pq")):
-        import pyarrow as pa
-
-        with fs.open(path, "rb") as fh:
-            pf = _pq().ParquetFile(fh)
-            schema = pf.schema_arrow
-
-            def is_text(n: str) -> bool:
-                t = schema.field(n).type
-                return pa.types.is_string(t) or pa.types.is_large_string(t)
-
-            col = _pick(list(schema.names), column, _PATH_COLUMNS, is_text, "paths", list_path)
-            if col is None:
-                raise ConfigError(f"{list_path} has no string column of paths; pass --column")
-            values = pf.read(columns=[col]).column(col).to_pylist()
-        return [v for v in values if v]
-    with fs.open(path, "rt", encoding="utf-8") as fh:
-        lines = [line.strip() for line in fh]
-    return [line for line in lines if line and not line.startswith("#")]
-
-
-def _format_of(target: str, fmt: str) -> str:
-    if fmt != "auto":
-        return fmt
-    low = target.lower().rstrip("/")
-    if low.endswith(".tar"):
-        return "tar"
-    if low.endswith((".parquet", ".pq")):
-        return "parquet"
-    return "files"
-
-
-def _local_path(target: str) -> str | None:
-    """The local path ``target`` names (plain path or ``file://``), else None."""
-    if not is_url(target):
-        return target
-    if target.startswith(("file://", "local://")):
-        return target.split("://", 1)[1]
-    return None
-
-
-def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | None = None,
-                input_format: InputFormat = "auto", column: str | None = None,
-                name_column: str | None = None,
-                storage_options: Mapping[str, Any] | None = None,
-                follow_symlinks: bool = False, stat_listed: bool = True,
-                executor: Executor | None = None, reporter: Reporter | None = None,
-                ) -> tuple[list[FileEntry | RemoteEntry], list[Problem], dict[str, Any]]:
-    """List every image of ``paths`` (and ``files_from``) as work items, unique by path.
-
-    Args:
-        paths: local paths, URLs, globs, tar shards or Parquet files (see the module doc).
-        files_from: a text or Parquet file (local or URL) listing more paths/URLs.
-        input_format: ``auto`` (by extension: ``.tar`` shards, ``.parquet`` images-as-bytes,
-            anything else image files), or force ``files``, ``tar`` or ``parquet`` for every
-            path (a folder is then searched for ``*.tar`` / ``*.parquet``).
-        column: Parquet column of paths (``files_from``) or of image bytes (``parquet``).
-        name_column: Parquet column naming each image (``parquet`` inputs).
-        storage_options: passed to fsspec for every URL (e.g. ``{"anon": True}``).
-        follow_symlinks: for local folders, as in :func:`lookalike.inputs.walk.iter_files`.
-        stat_listed: stat the local paths of ``files_from`` here, as paths named on the
-            command line (identity, size and mtime known: hard links and other paths of one
-            file are one item, the hash cache applies). False on a cluster, where that would be
-            a round trip per file: the worker's read learns size and mtime instead.
-        executor: runs the per-container listing tasks (tar headers, Parquet name columns)
-            next to the data; default: in this process.
-        reporter: receives listing problems.
-
-    Returns:
-        ``(items, problems, stats)``: local :class:`~lookalike.inputs.walk.FileEntry` and
-        :class:`RemoteEntry` items; ``walk`` problems; listing counts.
-
-    Raises:
-        ConfigError: a missing input, unknown format, missing column or missing extra.
-
-    Cost: one listing call per prefix; one header pass per tar shard and one name-column
-    read per Parquet file (both on the executor); file lists are read, never stat'ed.
-    """
-    from lookalike.events import NullReporter
-    from lookalike.executors.base import SerialExecutor
-
-    if input_format not in INPUT_FORMATS:
-        raise ConfigError(f"--input-format must be one of {', '.join(INPUT_FORMATS)}")
-    reporter = reporter or NullReporter()
-    options = dict(storage_options or {})
-    items: list[FileEntry | RemoteEntry] = []
-    problems: list[Problem] = []
-    walk = WalkStats()
-    containers: dict[str, list[str]] = {"tar": [], "parquet": []}
-    local_roots: list[str] = []
-    for raw in map(os.fspath, paths):
-        fmt = _format_of(raw, input_format)
-        local = _local_path(raw)
-        if fmt == "files" and local is not None:
-            if not os.path.lexists(local):
-                raise ConfigError(f"path does not exist: {os.path.abspath(local)}")
-            local_roots.append(local)
-            continue
-        fs, found, explicit = _expand(raw, fmt, options)
-        if fmt in ("tar", "parquet"):
-            containers[fmt].extend(fs.unstrip_protocol(p) for p, _ in found)
-            continue
-        shown_root = raw
-        for p, info in found:
-            walk.files_seen += 1
-            size = info.get("size")
-            items.append(RemoteEntry(path=_display(fs, p),
-                                     size_bytes=int(size) if size is not None else -1,
-                                     mtime_ns=_mtime_ns(info), source=shown_root,
-                                     url=fs.unstrip_protocol(p)))
-        if not found and not explicit:
-            reporter.info(f"no image files under {raw}")
-    lines = [] if files_from is None else _read_list(
-        files_from, column if input_format != "parquet" else None, options)
-    # Local paths of the list are stat'ed here, like paths on the command line (followed if a
-    # link), but a missing one is that file's problem, not the whole scan's.
-    listed = {line: local for line in lines
-              if stat_listed and (local := _local_path(line)) is not None}
-    walked = itertools.chain(
-        iter_files(local_roots, follow_symlinks=follow_symlinks, stats=walk),
-        *(iter_listed(local, str(files_from), follow_symlinks=follow_symlinks, stats=walk)
-          for local in listed.values()))
-    for item in walked:
-        if isinstance(item, Problem):
-            reporter.problem(item)
-            problems.append(item)
-        else:
-            items.append(item)
-    for line in lines:
-        if line in listed:
-            continue
-        walk.files_seen += 1
-        local = _local_path(line)
-        if local is not None:
-            # Not stat'ed here: on a cluster that is a round trip per file; the worker's
-            # read learns size and mtime, and a missing file becomes its problem.
-            items.append(FileEntry(os.path.abspath(local), -1, 0, str(files_from)))
-        else:
-            items.append(RemoteEntry(path=line, size_bytes=-1, mtime_ns=0,
-                                     source=str(files_from), url=line))
-    # Only when used, so a plain folder scan's stats are what they always were.
-    listed = {{"tar": "tar_shards", "parquet": "parquet_files"}[fmt]: len(urls)
-              for fmt, urls in containers.items() if urls}
-    for fmt, urls in containers.items():
-        if not urls:
-            continue
-        lister = _ContainerLister(fmt, column, name_column, options)  # type: ignore[arg-type]
-        run = executor if executor is not None else SerialExecutor()
-        results: dict[str, list[RemoteEntry] | Problem | BaseException] = {}
-        for url, out in run.map_unordered(lister, urls):
-            results[url] = out
-        for url in urls:  # input order, whatever order the tasks finished in
-            out = results[url]
-            if isinstance(out, ConfigError):
-                raise out
-            if isinstance(out, BaseException):
-                out = Problem(path=url, stage="walk", error="list-failed",
-                              message=f"listing task failed: {type(out).__name__}: {out}")
-            if isinstance(out, Problem):
-                reporter.problem(out)
-                problems.append(out)
-                continue
-            walk.files_seen += len(out)
-            items.extend(out)
-    # One entry per file: local files by identity (hard links, symlinked folders and
-    # overlapping roots are one file; see unique_files), anything else by path.
-    local_files = unique_files([e for e in items if isinstance(e, FileEntry)])
-    unique: dict[str, FileEntry | RemoteEntry] = {e.path: e for e in local_files}
-    for e in items:
-        if isinstance(e, RemoteEntry):
-            unique.setdefault(e.path, e)
-    stats = {"files_seen": walk.files_seen, "skipped_non_image": walk.skipped_non_image,
-             "skipped_symlinks": walk.skipped_symlinks, **listed}
-    return list(unique.values()), problems, stats
-
-
-# ---------------------------------------------------------------------------- one call
-
-
-class _KnownSizes:
-    """Hash-cache view for items listed without a stat (size -1): they bypass the cache.
-
-    The cache validates rows by size and mtime; an item whose size is unknown could match a
-    stale row (an error recorded for a file fixed since), so it is always hashed instead.
-    """
-
-    def __init__(self, inner: HashCache) -> None:
-        self.inner = inner
-
-    def lookup(self, entries: Sequence[Any], config: ScanConfig
-               ) -> tuple[list[Any], list[Problem], list[Any]]:
-        known = [e for e in entries if e.size_bytes >= 0]
-        records, problems, todo = self.inner.lookup(known, config)
-        again = {id(e) for e in todo}
-        # Listing order kept: a Parquet row group's rows must stay next to each other.
-        return records, problems, [e for e in entries if e.size_bytes < 0 or id(e) in again]
-
-    def add(self, records: Iterable[Any], problems: Iterable[Problem], config: ScanConfig,
-            sizes: dict[str, tuple[int, int]] | None = None) -> None:
-        known = {p: st for p, st in (sizes or {}).items() if st[0] >= 0}
-        self.inner.add(records, problems, config, known)
-
-    def set_digests(self, rows: Iterable[tuple[str, int, int, str]],
-                    configs: Sequence[ScanConfig]) -> None:
-        self.inner.set_digests(rows, configs)
-
-    # Items of unknown size were hashed (never looked up), so a scan with any has a
-    # non-empty hashing list and never asks for a memo; the keys are the inner cache's.
-    def grouping_key(self, config: ScanConfig, paths: Sequence[str]) -> str | None:
-        return self.inner.grouping_key(config, paths)
-
-    def load_grouping(self, key: str) -> dict[str, list] | None:
-        return self.inner.load_grouping(key)
-
-    def save_grouping(self, key: str, memo: dict[str, list]) -> None:
-        self.inner.save_grouping(key, memo)
-
-    def flush(self) -> None:
-        self.inner.flush()
-
-
-def scan_inputs(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
-                files_from: str | None = None, input_format: InputFormat = "auto",
-                column: str | None = None, name_column: str | None = None,
-                engine: Literal["local", "dask"] = "local", scheduler: str | None = None,
-                executor: Executor | None = None, parquet_out: str | None = None,
-                cache: HashCache | None = None, retries: int | None = None,
-                batch_size: int | None = None,
-                storage_options: Mapping[str, Any] | None = None,
-                reporter: Reporter | None = None) -> ScanResult:
-    """Scan any inputs on any engine, optionally writing (and resuming from) Parquet results.
-
-    The front end of ``lookalike scan`` for the options of issue 8. With only local folders,
-    the local engine and no Parquet output it is exactly :func:`lookalike.scan`.
-
-    Args:
-        paths: local paths, URLs, tar shards or Parquet files (see :func:`list_inputs`).
-        config: hashing and grouping settings.
-        files_from, input_format, column, name_column, storage_options: see
-            :func:`list_inputs`.
-        engine: ``local`` (processes on this machine) or ``dask``.
-        scheduler: Dask scheduler address (implies ``engine="dask"``); without one the dask
-            engine starts a local cluster of ``config.workers`` processes.
-        executor: an executor to use instead (not closed here).
-        parquet_out: write every item's result to this Parquet dataset (a folder of part
-            files, local or URL) as the scan runs; items already there are not hashed again.
-        cache: a :class:`~lookalike.store.cache.HashCache` (behind ``parquet_out`` if both).
-        retries: how often a failed batch is retried file by file before its files are
-            reported as ``worker-crashed`` (default 1; Dask also re-runs tasks of a dead
-            worker up to its ``allowed-failures``).
-        batch_size: images per work item (default 16; on Dask up to 256, with at least 4
-            items per worker; a Parquet row group is always one item).
-        reporter: progress and problems.
-
-    Returns:
-        The :class:`~lookalike.pipeline.ScanResult`; grouping ran here, on the client.
-
-    Raises:
-        ConfigError: bad options, missing inputs, a missing extra (with the pip command),
-            an unreachable scheduler, or Parquet output made with other settings.
-    """
-    from lookalike.events import NullReporter
-    from lookalike.pipeline import run_scan_items
-
-    paths = [os.fspath(p) for p in paths]
-    if not paths and files_from is None:
-        raise ConfigError("nothing to scan: give PATHS or --files-from")
-    if scheduler is not None:
-        engine = "dask"
-    if engine not in ("local", "dask"):
-        raise ConfigError(f"unknown engine {engine!r}; use 'local' or 'dask'")
-    if input_format not in INPUT_FORMATS:
-        raise ConfigError(f"--input-format must be one of {', '.join(INPUT_FORMATS)}")
-    reporter = reporter or NullReporter()
-    store: Any = _KnownSizes(cache) if cache is not None else None
-    own_store = False
-    if parquet_out is not None:
-        from lookalike.store.parquet import ParquetStore
-
-        store = ParquetStore(parquet_out, inner=store,  # type: ignore[arg-type]
-                             storage_options=dict(storage_options or {}))
-        own_store = True
-    own_executor = executor is None and engine == "dask"
-    try:
-        if own_executor:
-            from lookalike.executors import make_executor
-
-            executor = make_executor("dask", config.workers, scheduler)
-        t0 = time.perf_counter()
-        walking = files_from is None and all(
-            _format_of(p, input_format) == "files" and not is_url(p) for p in paths)
-        reporter.phase(1, 3, "walking" if walking else "listing", None)
-        items, problems, listing = list_inputs(
-            paths, files_from=files_from, input_format=input_format, column=column,
-            name_column=name_column, storage_options=storage_options,
-            follow_symlinks=config.follow_symlinks, stat_listed=engine == "local",
-            executor=executor, reporter=reporter)
-        only_local = all(type(i) is FileEntry and i.size_bytes >= 0 for i in items)
-        roots = [os.path.abspath(p) if _local_path(p) == p else p for p in paths]
-        if files_from is not None:
-            roots.append(files_from)
-        hint = getattr(executor, "batch_size_hint", None)
-        if batch_size is None and hint is not None and executor is not None:
-            # Big batches amortise the engine's per-task cost; at least 4 batches per worker
-            # keep them all busy until the end.
-            batch_size = max(CHUNK_SIZE, min(hint, len(items) // (4 * max(1, executor.workers))))
-        # Plain local files need nothing but the local worker (and stay picklable cheaply).
-        worker = None if only_local else RemoteWorker(config, dict(storage_options or {}))
-        return run_scan_items(items, config, worker=worker, roots=roots, problems=problems,
-                              listing=listing, reporter=reporter, executor=executor,
-                              cache=store, retries=retries, chunk_size=batch_size, started=t0)
-    finally:
-        if own_executor and executor is not None:
-            executor.close()
-        if own_store:
-            store.close(close_inner=False)

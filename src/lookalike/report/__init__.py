@@ -1,0 +1,1 @@
+"""Showing what a scan found: the JSON/CSV/text report and the HTML review page."""

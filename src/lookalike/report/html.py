@@ -22,7 +22,12 @@ The Export button downloads the user's keep/remove choices as a decisions file t
      "report_path": "/abs/report.json", "report_created": "<report's created field>",
      "groups": [{"id": 3, "keep": ["/abs/a.jpg"], "remove": ["/abs/b.jpg"]}]}
 
-Jinja2 is imported lazily: ``import lookalike`` stays light.
+:func:`render_html` is pure: it renders report data, the thumbnail URLs and each file's state
+(gone or changed since the scan) that :func:`write_html` gathered first, in its I/O steps
+(:func:`file_states`, the thumbnails).
+
+Jinja2 and Pillow load on first use (the imports inside functions), so importing this module
+stays light.
 """
 
 from __future__ import annotations
@@ -33,29 +38,33 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from importlib import resources
+from typing import Any, Literal
+from urllib.parse import quote
 
 from lookalike.config import check_writable
 from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
-from lookalike.report.schema import human_bytes
-
-if TYPE_CHECKING:
-    from lookalike.pipeline import ScanResult
-    from lookalike.report.schema import Report
+from lookalike.pipeline import ScanResult
+from lookalike.report.schema import (
+    DECISIONS_KIND,
+    DECISIONS_SCHEMA_VERSION,
+    Report,
+    human_bytes,
+    read_report,
+    report_to_dict,
+)
 
 __all__ = [
-    "DECISIONS_KIND",
-    "DECISIONS_SCHEMA_VERSION",
     "INLINE_LIMIT",
     "HtmlSummary",
+    "file_states",
     "render_html",
     "write_html",
 ]
 
-DECISIONS_KIND = "lookalike-decisions"
-DECISIONS_SCHEMA_VERSION = 1
 INLINE_LIMIT = 2000  # above this many images, thumbnails go to a sibling folder
 THUMB_SIZE = 160  # px, longest side; the page shows every thumbnail in a box this size
 
@@ -86,10 +95,11 @@ class HtmlSummary:
 def _load_report(report: str | os.PathLike[str] | Report | Mapping[str, Any] | ScanResult,
                  report_path: str | os.PathLike[str] | None
                  ) -> tuple[dict[str, Any], str | None]:
-    """Normalise the accepted inputs to ``(report dict, absolute report path or None)``."""
-    from lookalike.pipeline import ScanResult
-    from lookalike.report.schema import Report, read_report, report_to_dict
+    """Normalise the accepted inputs to ``(report dict, absolute report path or None)``.
 
+    Reads the report of a path; decides the keep lists of a ``ScanResult`` (see
+    :func:`~lookalike.report.schema.decide_keep`).
+    """
     if isinstance(report, (str, os.PathLike)):
         rep = read_report(report)
         return rep.data, os.path.abspath(rep.path)
@@ -115,21 +125,26 @@ def _groups_largest_first(groups: Sequence[Mapping[str, Any]]) -> list[Mapping[s
     return sorted(groups, key=key)
 
 
-def _file_state(member: Mapping[str, Any]) -> str | None:
-    """``"missing"`` or ``"changed"`` when the file is not what the scan saw, else ``None``."""
-    try:
-        st = os.stat(member["path"])
-    except OSError:
-        return "missing"
-    if st.st_size != member.get("bytes") or (
-        member.get("mtime_ns") and st.st_mtime_ns != member.get("mtime_ns")
-    ):
-        return "changed"
-    return None
+def file_states(data: Mapping[str, Any]) -> dict[str, str]:
+    """The member files of report ``data`` that are not what the scan saw: path ->
+    ``"missing"`` or ``"changed"`` (size or mtime differ). One ``stat`` per member."""
+    states: dict[str, str] = {}
+    for g in data.get("groups", []):
+        for m in g.get("members", []):
+            try:
+                st = os.stat(m["path"])
+            except OSError:
+                states[m["path"]] = "missing"
+                continue
+            if st.st_size != m.get("bytes") or (
+                m.get("mtime_ns") and st.st_mtime_ns != m.get("mtime_ns")
+            ):
+                states[m["path"]] = "changed"
+    return states
 
 
 def _thumbnail(path: str, size: int) -> bytes | None:
-    from lookalike.imaging.decode import make_thumbnail
+    from lookalike.imaging.decode import make_thumbnail  # loads Pillow and NumPy
 
     try:
         return make_thumbnail(path, size)
@@ -140,8 +155,6 @@ def _thumbnail(path: str, size: int) -> bytes | None:
 def _make_thumbnails(paths: list[str], size: int, reporter: Reporter,
                      workers: int | None) -> dict[str, bytes]:
     """Thumbnail every path (in threads: Pillow releases the GIL while decoding/resizing)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     out: dict[str, bytes] = {}
     if not paths:
         return out
@@ -211,14 +224,14 @@ def _csp_hash(text: str) -> str:
 
 
 def _asset(name: str) -> str:
-    from importlib import resources
-
     return resources.files("lookalike").joinpath("templates", name).read_text("utf-8")
 
 
 def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
-               report_path: str | None, thumb_url: Mapping[str, str]) -> dict[str, Any]:
+               report_path: str | None, thumb_url: Mapping[str, str],
+               states: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The compact data the page script reads (short keys: 10,000 groups stay small)."""
+    state = states or {}
     out_groups = []
     for g in groups:
         members = g.get("members", [])
@@ -236,7 +249,7 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                 "b": m.get("bytes"), "f": m.get("format"),
                 "t": int(mtime_ns) // 1_000_000 if mtime_ns else None,  # ms, exact in JS
                 "d": m.get("distance"), "u": thumb_url.get(m["path"]),
-                "s": _file_state(m), "k": m["path"] in keep_set,
+                "s": state.get(m["path"]), "k": m["path"] in keep_set,
                 "a": list(m.get("aliases") or []),  # the same file's other paths
             })
         out_groups.append({"id": g.get("id"), "kind": g.get("kind", "near"),
@@ -250,26 +263,29 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
     }
 
 
-def render_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | ScanResult, *,
+def render_html(report: Report | Mapping[str, Any], *,
                 report_path: str | os.PathLike[str] | None = None,
-                thumbnails: Mapping[str, str] | None = None) -> str:
-    """Render the review page as a string (no thumbnails are made here).
+                thumbnails: Mapping[str, str] | None = None,
+                states: Mapping[str, str] | None = None) -> str:
+    """Render the review page as a string. Pure: no image file is read, made or stat'ed
+    (only the package's own templates are read).
 
     Args:
-        report: a JSON report path, a :class:`~lookalike.report.schema.Report`, a report dict or a
-            :class:`~lookalike.pipeline.ScanResult`.
+        report: a :class:`~lookalike.report.schema.Report` or a report dict.
         report_path: the saved JSON report this page reviews (exported decisions name it).
-            Taken from ``report`` when it is a path or ``Report``. Without one the page
-            works but its Export button is disabled: ``apply`` needs the report on disk.
+            Taken from ``report`` when it is a ``Report``. Without one the page works but
+            its Export button is disabled: ``apply`` needs the report on disk.
         thumbnails: path -> image URL (``data:`` URI or a relative URL); others get a
             placeholder.
+        states: path -> ``"missing"`` or ``"changed"`` (from :func:`file_states`); files
+            not in it are shown as unchanged.
     """
     import jinja2
     from markupsafe import Markup
 
-    data, abs_report = _load_report(report, report_path)
+    data, abs_report = _load_report(report, report_path)  # no I/O for these two types
     groups = _groups_largest_first(data.get("groups", []))
-    page = _page_data(data, groups, abs_report, thumbnails or {})
+    page = _page_data(data, groups, abs_report, thumbnails or {}, states)
     script, style = _asset("report.js"), _asset("report.css")
     for name, text, tag in (("report.js", script, "</script"), ("report.css", style, "</style")):
         if tag in text.lower():  # would end the inline element early
@@ -359,7 +375,7 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
                 urls[p] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
         else:
             thumb_dir, urls = _write_thumbnail_dir(out, paths, jpegs)
-    html = render_html(data, report_path=abs_report, thumbnails=urls)
+    html = render_html(data, report_path=abs_report, thumbnails=urls, states=file_states(data))
     tmp = f"{out}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
@@ -375,8 +391,6 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
 def _write_thumbnail_dir(out: str, paths: list[str], jpegs: Mapping[str, bytes]
                          ) -> tuple[str, dict[str, str]]:
     """Write thumbnails to ``<out stem>_files/`` (replacing an old one); return their URLs."""
-    from urllib.parse import quote
-
     stem = os.path.splitext(os.path.basename(out))[0]
     folder = os.path.join(os.path.dirname(out), f"{stem}_files")
     if os.path.isdir(folder):

@@ -16,6 +16,11 @@ Schema (``schema_version`` 1)::
 
 ``aliases`` are the member file's other paths (hard links, paths through symbolic links or
 overlapping roots): one file, listed once; reports of earlier versions lack the key.
+
+Each group's ``keep`` list is decided once, by :func:`decide_keep` (the one step of writing a
+report that may touch the disk: see :meth:`~lookalike.grouping.keep.KeepPolicy.read_facts`);
+the views (:func:`report_to_dict`, :func:`render_text`, :func:`render_csv`) are pure functions
+of the scan result and those decisions.
 """
 
 from __future__ import annotations
@@ -25,39 +30,45 @@ import csv
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from lookalike.errors import LookalikeError, Problem, ReportError
+from lookalike.grouping.keep import KeepChoices, KeepPolicy
 from lookalike.model import Group, Hash, ImageRecord, Member
+from lookalike.version import __version__
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from lookalike.analysis.leakage import Leakage
-    from lookalike.grouping.keep import KeepPolicy
     from lookalike.pipeline import ScanResult
 
 __all__ = [
+    "DECISIONS_KIND",
+    "DECISIONS_SCHEMA_VERSION",
     "SCHEMA_VERSION",
     "Report",
+    "decide_keep",
     "human_bytes",
     "read_report",
+    "render_csv",
     "render_text",
     "report_to_dict",
     "write_report",
 ]
 
+#: What a report's ``keep`` argument may be: the decisions themselves (from
+#: :func:`decide_keep`), or a policy or ``--keep`` rules to decide with.
+KeepSpec = KeepChoices | KeepPolicy | str | Sequence[str] | None
+
 SCHEMA_VERSION = 1
+#: The ``kind`` and schema version of a decisions file: what the HTML page exports and
+#: ``lookalike apply`` reads (format: :class:`lookalike.actions.plan.Decisions`).
+DECISIONS_KIND = "lookalike-decisions"
+DECISIONS_SCHEMA_VERSION = 1
 CSV_FIELDS = ["group", "kind", "representative", "path", "hash", "distance", "width", "height",
               "bytes", "format", "mtime_ns", "digest"]
-
-
-def _version() -> str:
-    from lookalike import __version__
-
-    return __version__
 
 
 def _member_dict(m: Member) -> dict[str, Any]:
@@ -79,29 +90,45 @@ def group_to_dict(g: Group, keep: Sequence[str] | None = None) -> dict[str, Any]
     return d
 
 
+def decide_keep(result: ScanResult, keep: KeepSpec = None,
+                leakage: Leakage | None = None) -> KeepChoices:
+    """The keep decisions of a report of ``result``: made once, then passed to every view.
+
+    ``keep``: a policy or ``--keep`` rules (default
+    :data:`lookalike.grouping.keep.DEFAULT_KEEP`); with ``leakage`` its reference sets are
+    protected too. Already made :class:`~lookalike.grouping.keep.KeepChoices` are returned
+    as they are.
+
+    Cost: :meth:`~lookalike.grouping.keep.KeepPolicy.read_facts`: WebP headers under
+    ``prefer-lossless``, symbolic links under protected folders; otherwise no I/O.
+    """
+    if isinstance(keep, KeepChoices):
+        return keep
+    policy = KeepPolicy.from_spec(keep, protect=leakage.reference if leakage else ())
+    return policy.decide_all(result.groups)
+
+
 def report_to_dict(result: ScanResult, argv: list[str] | None = None, *,
-                   keep: str | Sequence[str] | KeepPolicy | None = None,
-                   leakage: Leakage | None = None) -> dict[str, Any]:
+                   keep: KeepSpec = None, leakage: Leakage | None = None) -> dict[str, Any]:
     """The JSON-ready report of a scan.
 
-    Each group gets a ``keep`` list: the members the keep policy ``keep`` (default
-    :data:`lookalike.grouping.keep.DEFAULT_KEEP`) keeps; the policy itself is recorded as
-    ``keep_policy`` so that ``lookalike apply`` uses it by default. With ``leakage``, the
-    report gets a ``leakage`` section and its reference sets are protected.
+    Each group gets a ``keep`` list: the members the keep policy keeps (see
+    :func:`decide_keep`; pass its result to reuse decisions, which keeps this function free
+    of I/O); the policy itself is recorded as ``keep_policy`` so that ``lookalike apply``
+    uses it by default. With ``leakage``, the report gets a ``leakage`` section and its
+    reference sets are protected.
     """
-    from lookalike.grouping.keep import KeepPolicy
-
-    policy = KeepPolicy.from_spec(keep, protect=leakage.reference if leakage else ())
+    choices = decide_keep(result, keep, leakage)
     extra: dict[str, Any] = {"leakage": leakage.to_dict()} if leakage is not None else {}
     return {
         "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "lookalike", "version": _version()},
+        "tool": {"name": "lookalike", "version": __version__},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "argv": list(argv) if argv is not None else [],
         "config": result.config.to_dict(),
         "roots": result.roots,
-        "keep_policy": policy.to_dict(),
-        "groups": [group_to_dict(g, policy.decide(g).keep) for g in result.groups],
+        "keep_policy": choices.policy.to_dict(),
+        "groups": [group_to_dict(g, choices.keep(g.id)) for g in result.groups],
         "errors": [p.to_dict() for p in result.errors],
         "stats": result.stats,
         **extra,
@@ -110,12 +137,12 @@ def report_to_dict(result: ScanResult, argv: list[str] | None = None, *,
 
 def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
                  format: str = "json", argv: list[str] | None = None,
-                 keep: str | Sequence[str] | KeepPolicy | None = None,
-                 leakage: Leakage | None = None) -> None:
+                 keep: KeepSpec = None, leakage: Leakage | None = None) -> None:
     """Write ``result`` as ``json``, ``csv`` or ``text`` to a path or an open text stream.
 
-    ``keep`` and ``leakage``: see :func:`report_to_dict` (``leakage`` also adds its summary to
-    the text format).
+    ``keep`` and ``leakage``: see :func:`decide_keep` and :func:`report_to_dict`
+    (``leakage`` also adds its summary to the text format). A caller writing several views
+    of one scan decides once with :func:`decide_keep` and passes the result to each.
     """
     if format == "json":
         # No indent: json's C encoder only runs without one (10x faster on big reports).
@@ -142,6 +169,7 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
 
 
 def render_csv(result: ScanResult) -> str:
+    """One CSV row per group member (no keep column: the CSV predates keep policies)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
@@ -164,15 +192,13 @@ def human_bytes(n: float) -> str:
 
 
 def render_text(result: ScanResult, *, max_groups: int | None = None,
-                leakage: Leakage | None = None,
-                keep: str | Sequence[str] | KeepPolicy | None = None) -> str:
+                leakage: Leakage | None = None, keep: KeepSpec = None) -> str:
     """A human summary: one block per group, then the files that could not be read.
 
-    ``*`` marks the member(s) the keep policy ``keep`` (default: the report's) would keep.
+    ``*`` marks the member(s) kept (``keep``: see :func:`decide_keep`; pass its result to
+    keep this function free of I/O).
     """
-    from lookalike.grouping.keep import KeepPolicy
-
-    policy = KeepPolicy.from_spec(keep, protect=leakage.reference if leakage else ())
+    choices = decide_keep(result, keep, leakage)
     s = result.stats
     cfg = result.config
     lines = [
@@ -193,7 +219,7 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
     for g in shown:
         lines.append("")
         lines.append(f"group {g.id} ({g.kind}, {len(g)} images)")
-        kept = set(policy.decide(g).keep)
+        kept = set(choices.keep(g.id))
         for m in g.members:
             r = m.record
             mark = "*" if r.path in kept else " "

@@ -1,0 +1,27 @@
+"""Exact Hamming-distance search over packed perceptual hashes.
+
+Two algorithms, both exact (they return precisely what a brute-force scan returns): the
+self-join every scan uses to find all pairs of images within a threshold
+(:func:`find_pairs_collapsed`, :func:`find_pairs`; generalised-pigeonhole block tables, in
+:mod:`~lookalike.search.join`), and :class:`HammingIndex`, the multi-index hashing index that
+answers "which stored hashes are near these new ones" for ``lookalike query``
+(:mod:`~lookalike.search.mih`). Hashes are packed into ``uint64`` words by
+:func:`pack_hashes` (:mod:`~lookalike.search.codes`), where :class:`SearchTuning` holds every
+speed knob of both; no knob changes a result.
+"""
+
+from lookalike.search.codes import SearchTuning as SearchTuning
+from lookalike.search.codes import pack_hashes as pack_hashes
+from lookalike.search.join import CollapsedPairs as CollapsedPairs
+from lookalike.search.join import find_pairs as find_pairs
+from lookalike.search.join import find_pairs_collapsed as find_pairs_collapsed
+from lookalike.search.mih import HammingIndex as HammingIndex
+
+__all__ = [
+    "CollapsedPairs",
+    "HammingIndex",
+    "SearchTuning",
+    "find_pairs",
+    "find_pairs_collapsed",
+    "pack_hashes",
+]

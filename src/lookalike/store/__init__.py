@@ -1,0 +1,1 @@
+"""What a scan keeps between runs: the HashStore contract, the SQLite cache, Parquet output."""

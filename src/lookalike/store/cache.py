@@ -20,13 +20,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lookalike.errors import ConfigError, Problem
-from lookalike.model import Hash, ImageRecord, hash_from_hex, make_record
+from lookalike.errors import RETRYABLE, ConfigError, Problem
+from lookalike.grouping.groups import Edges
+from lookalike.model import Hash, ImageRecord, make_record
 
 if TYPE_CHECKING:
     from lookalike.config import ScanConfig
@@ -40,8 +42,6 @@ BATCH = 500  # rows per transaction: cheap commits, little work lost on a kill
 # so that a row and its problem come from one state of the cache (one statement).
 _COLUMNS = ("path, size, mtime_ns, ok, width, height, format, hash, nbits, digest, pixel_digest, "
             "error, stage, message")
-_RETRY_CODES = frozenset({"vanished", "worker-crashed", "permission-denied", "timeout",
-                          "too-large", "changed-during-scan", "read-error", "os-error"})
 
 
 def _storable(path: str) -> bool:
@@ -92,15 +92,10 @@ class HashCache:
             self._create()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(
-                f"cannot use hash cache {self.path}: {exc}; pass --cache OTHER_PATH or "
-                "--no-cache, or delete the file"
+                f"cannot use hash cache {self.path}: {exc}; use another cache file, or none, or "
+                "delete the file"
             ) from None
         self._pending: list[tuple] = []
-        # Grouping memo bookkeeping (see grouping_key): the generation first seen, minus the
-        # rows this object wrote since; False once another writer was seen.
-        self._base_generation: int | None = None
-        self._own_writes = 0
-        self._unshared = True
 
     def _create(self) -> None:
         self._db.executescript(
@@ -114,19 +109,17 @@ class HashCache:
                 updated REAL NOT NULL,
                 PRIMARY KEY (key, path)
             ) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS groupings (
-                fingerprint TEXT PRIMARY KEY, clusters TEXT NOT NULL, updated REAL NOT NULL
+            -- The edges of the last scans (see load_edges).
+            CREATE TABLE IF NOT EXISTS edges (
+                key TEXT PRIMARY KEY, nbits INTEGER NOT NULL, radius INTEGER NOT NULL,
+                codes BLOB NOT NULL, pairs BLOB NOT NULL, updated REAL NOT NULL
             );
-            INSERT OR IGNORE INTO meta VALUES ('generation', '0');
-            CREATE TRIGGER IF NOT EXISTS files_inserted AFTER INSERT ON files BEGIN
-                UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'generation';
-            END;
-            CREATE TRIGGER IF NOT EXISTS files_updated AFTER UPDATE ON files BEGIN
-                UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'generation';
-            END;
-            CREATE TRIGGER IF NOT EXISTS files_deleted AFTER DELETE ON files BEGIN
-                UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE name = 'generation';
-            END;
+            -- Caches written by earlier versions kept a grouping memo: gone (issue 14).
+            DROP TRIGGER IF EXISTS files_inserted;
+            DROP TRIGGER IF EXISTS files_updated;
+            DROP TRIGGER IF EXISTS files_deleted;
+            DROP TABLE IF EXISTS groupings;
+            DELETE FROM meta WHERE name = 'generation';
             """
         )
         row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
@@ -139,27 +132,23 @@ class HashCache:
 
     def lookup(self, entries: Sequence[FileEntry], config: ScanConfig
                ) -> tuple[list[ImageRecord], list[Problem], list[FileEntry]]:
-        """Split ``entries`` into cached records, cached problems, and files still to hash."""
+        """Split ``entries`` into cached records, cached problems, and files still to hash
+        (in their given order).
+
+        Rows are trusted only for the same size and mtime, so an entry listed without a
+        stat (size unknown: a file list on a cluster) is always hashed. So is a path that
+        cannot be a key (SQLite text is UTF-8; undecodable names are kept as surrogates).
+        """
         key = settings_key(config)
         method, nbits = config.method, config.nbits
         records: list[ImageRecord] = []
         problems: list[Problem] = []
         todo: list[FileEntry] = []
-        paths = [e.path for e in entries]
-        if not all(map(str.isascii, paths)):
-            # SQLite text is UTF-8: a name that is not (undecodable bytes, kept by Python as
-            # surrogates) cannot be a key, so such files are simply hashed every time.
-            todo = [e for e in entries if not _storable(e.path)]
-            if todo:
-                entries = [e for e in entries if _storable(e.path)]
-                paths = [e.path for e in entries]
-        self._observe()
-        get = self._rows(key, paths).get
-        self._observe()  # a write between the two would make these rows a mixed state
+        known = [e.path for e in entries if e.size_bytes >= 0 and _storable(e.path)]
+        get = self._rows(key, known).get
         # This loop runs once per file of every warm re-scan: rows are unpacked at once and
-        # records rebuilt by the fast constructors (same values and checks as the dataclass
-        # ones).
-        add_record, new_record, parse = records.append, make_record, hash_from_hex
+        # records rebuilt by the fast constructor (same values and checks as the dataclass).
+        add_record, new_record, parse = records.append, make_record, Hash.from_hex
         for e in entries:
             path = e.path
             r = get(path)
@@ -172,7 +161,8 @@ class HashCache:
                 todo.append(e)
             elif ok:
                 add_record(new_record(path, size, mtime_ns, width, height, fmt,
-                                      parse(hx, method, nbits), digest, pdigest, e.source, ()))
+                                      parse(hx, method=method, nbits=nbits), digest, pdigest,
+                                      e.source, ()))
             else:
                 problems.append(Problem(path=path, stage=stage, error=error, message=message))
         return records, problems, todo
@@ -232,7 +222,7 @@ class HashCache:
         """
         key = settings_key(config)
         now = time.time()
-        records = [r for r in records if _storable(r.path)]
+        records = [r for r in records if r.size_bytes >= 0 and _storable(r.path)]
         problems = [p for p in problems if _storable(p.path)]
         for r in records:
             self._pending.append((key, r.path, r.size_bytes, r.mtime_ns, 1, r.width, r.height,
@@ -242,7 +232,7 @@ class HashCache:
             st = (sizes or {}).get(p.path)
             # Only verdicts about the bytes themselves are cached; failures that a retry, a
             # higher --max-pixels or --decode-timeout could change are retried next scan.
-            if st is None or p.error in _RETRY_CODES:
+            if st is None or st[0] < 0 or p.error in RETRYABLE:
                 continue
             self._pending.append((key, p.path, st[0], st[1], 0, None, None, None, None, None,
                                   None, None, p.error, p.stage, p.message, now))
@@ -263,10 +253,9 @@ class HashCache:
         if not args:
             return
         with self._writing() as db:
-            changed = db.executemany(
+            db.executemany(
                 "UPDATE files SET digest = ? WHERE key = ? AND path = ? AND size = ? "
-                "AND mtime_ns = ? AND ok = 1", args).rowcount
-        self._own_writes += changed
+                "AND mtime_ns = ? AND ok = 1", args)
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
@@ -287,62 +276,46 @@ class HashCache:
         with self._writing() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        self._own_writes += len(rows)  # one trigger run per row (a replace is one insert)
 
-    # -- grouping memo ---------------------------------------------------------------------
-    # Grouping is a pure function of the records, the threshold and the mode. A scan's
-    # records are those the cache holds for its paths once its own writes are in: its rows
-    # were read or written by it. SQL triggers bump a ``generation`` counter once per row
-    # written to ``files`` (by any program or version of lookalike). While the counter moved
-    # only by this object's own writes, no one else changed a row this scan used, and the
-    # records are a function of (paths, generation): a re-scan of an unchanged tree then
-    # reuses the previous clusters instead of searching again.
+    # -- edges ------------------------------------------------------------------------------
+    # Which distinct hash values lie within a radius of each other is a pure function of the
+    # values (lookalike.grouping.groups.Edges). A scan stores the edges it used under its
+    # settings, radius and inputs; the next scan of those inputs searches only the values
+    # that are new (files added or changed), and one of an unchanged tree searches nothing.
 
-    def _generation(self) -> int:
-        return int(self._db.execute(
-            "SELECT value FROM meta WHERE name = 'generation'").fetchone()[0])
+    @staticmethod
+    def _edges_key(config: ScanConfig, scope: Sequence[str], radius: int) -> str:
+        return "\0".join([settings_key(config), str(radius), *sorted(scope)])
 
-    def _observe(self) -> None:
-        now = self._generation() - self._own_writes
-        if self._base_generation is None:
-            self._base_generation = now
-        elif now != self._base_generation:
-            self._unshared = False  # another writer: this scan's memo keys are off
-
-    def grouping_key(self, config: ScanConfig, paths: Sequence[str]) -> str | None:
-        """The memo key of grouping this scan's records of ``paths`` (in order), or None
-        when another writer changed the cache since this object first read it."""
-        import hashlib
-
-        self._observe()
-        if not self._unshared:
+    def load_edges(self, config: ScanConfig, scope: Sequence[str], radius: int
+                   ) -> Edges | None:
+        """The edges last stored for ``config``, the inputs ``scope`` and ``radius``."""
+        row = self._db.execute("SELECT nbits, codes, pairs FROM edges WHERE key = ?",
+                               (self._edges_key(config, scope, radius),)).fetchone()
+        if row is None:
             return None
-        generation = self._base_generation + self._own_writes  # type: ignore[operator]
-        h = hashlib.sha256(f"{settings_key(config)}|{config.threshold}|{config.grouping}|"
-                           f"{generation}|".encode())
-        h.update("\0".join(paths).encode("utf-8", "surrogateescape"))
-        return h.hexdigest()
+        nbits, blob, pair_blob = row
+        width = (nbits + 7) // 8
+        codes = [int.from_bytes(blob[k:k + width], "big") for k in range(0, len(blob), width)]
+        index = array("I")
+        index.frombytes(pair_blob)
+        pairs = tuple(zip(map(codes.__getitem__, index[0::2]),
+                          map(codes.__getitem__, index[1::2]), strict=True))
+        return Edges(nbits, radius, frozenset(codes), pairs)
 
-    def load_grouping(self, key: str) -> dict[str, list] | None:
-        """The grouping stored under ``key`` (see :meth:`save_grouping`), or None."""
-        import json
-
-        row = self._db.execute("SELECT clusters FROM groupings WHERE fingerprint = ?",
-                               (key,)).fetchone()
-        memo = json.loads(row[0]) if row else None
-        return memo if isinstance(memo, dict) and {"picked", "clusters"} <= memo.keys() else None
-
-    def save_grouping(self, key: str, memo: dict[str, list]) -> None:
-        """Store a scan's grouping under ``key``: ``clusters`` (lists of indices into its
-        records sorted by path, representative first) and ``picked`` (the indices whose
-        exact hash was used, lookalike.grouping.confirm). The 16 most recent are kept."""
-        import json
-
+    def save_edges(self, config: ScanConfig, scope: Sequence[str], edges: Edges) -> None:
+        """Store ``edges`` for :meth:`load_edges`; the 16 most recent are kept."""
+        codes = sorted(edges.codes)
+        width = (edges.nbits + 7) // 8
+        position = {c: k for k, c in enumerate(codes)}
+        index = array("I", [position[c] for pair in edges.pairs for c in pair])
+        blob = b"".join(c.to_bytes(width, "big") for c in codes)
         with self._writing() as db:
-            db.execute("INSERT OR REPLACE INTO groupings VALUES (?, ?, ?)",
-                       (key, json.dumps(memo, separators=(",", ":")), time.time()))
-            db.execute("DELETE FROM groupings WHERE fingerprint NOT IN (SELECT "
-                       "fingerprint FROM groupings ORDER BY updated DESC LIMIT 16)")
+            db.execute("INSERT OR REPLACE INTO edges VALUES (?, ?, ?, ?, ?, ?)",
+                       (self._edges_key(config, scope, edges.radius), edges.nbits,
+                        edges.radius, blob, index.tobytes(), time.time()))
+            db.execute("DELETE FROM edges WHERE key NOT IN "
+                       "(SELECT key FROM edges ORDER BY updated DESC LIMIT 16)")
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM files").fetchone()[0])

@@ -45,7 +45,8 @@ error such as ``worker-crashed``) then has several rows and the newest ``written
 
 Resume policy (:meth:`ParquetStore.lookup`): an item is skipped when the output has a row
 for its path written with the same settings and, if the item's size and mtime are known, the
-same size and mtime. Rows with transient errors (:data:`RETRY_ERRORS`) are hashed again.
+same size and mtime. Rows with passing errors (:data:`lookalike.errors.RETRYABLE`) are
+hashed again.
 Output made with other settings is refused (:class:`~lookalike.errors.ConfigError`) rather
 than mixed.
 """
@@ -59,22 +60,20 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lookalike.errors import ConfigError, Problem
+from lookalike.config import INSTALL_HINTS
+from lookalike.errors import RETRYABLE, ConfigError, Problem
 from lookalike.model import Hash, ImageRecord
+from lookalike.store.cache import settings_key
 
 if TYPE_CHECKING:
     from lookalike.config import ScanConfig
     from lookalike.inputs.walk import FileEntry
-    from lookalike.store.cache import HashCache
 
-__all__ = ["RETRY_ERRORS", "SCHEMA_VERSION", "ParquetStore", "read_results"]
+__all__ = ["SCHEMA_VERSION", "ParquetStore", "read_results"]
 
 SCHEMA_VERSION = 1
-#: Error codes that a resumed scan tries again instead of trusting.
-RETRY_ERRORS = frozenset({"worker-crashed", "vanished", "permission-denied", "read-error",
-                          "os-error"})
 _META_KEY = b"lookalike"
-INSTALL_HINT = "pip install 'lookalike[dask]'"
+INSTALL_HINT = INSTALL_HINTS["dask"]
 
 
 def _deps() -> tuple[Any, Any, Any]:
@@ -99,23 +98,15 @@ def _schema(pa: Any) -> Any:
     ])
 
 
-def _settings_key(config: ScanConfig) -> str:
-    from lookalike.store.cache import settings_key
-
-    return settings_key(config)
-
-
 class ParquetStore:
     """Writes scan results to a Parquet dataset as they arrive; resumes from it.
 
-    It has the hash cache's ``lookup``/``add``/``flush`` methods, so the pipeline treats it
-    as one (``run_scan_items(..., cache=store)``); ``inner`` is an optional
-    :class:`~lookalike.store.cache.HashCache` consulted for items the output lacks (its hits are
-    copied into the output, so the output always holds every item).
+    A :class:`~lookalike.store.base.HashStore`: the scan looks items up here first (a
+    resumed scan skips what the output holds), then in the hash cache, and adds every
+    item's result, cache hits included, so the output always lists every item.
 
     Args:
         path: the output folder, local or an fsspec URL; created if missing.
-        inner: a hash cache behind the output (not closed unless ``close(close_inner=True)``).
         rows_per_part: rows buffered before a part file is written.
         flush_seconds: a part is also written when this long has passed since the last one,
             so a killed client loses at most that much work.
@@ -128,11 +119,7 @@ class ParquetStore:
     output's path/status/size/mtime columns and the matching rows.
     """
 
-    #: It stores this scan's results, not any settings' hashes: extra hashes a scan makes
-    #: (exact confirmation hashes, :mod:`lookalike.grouping.confirm`) go to ``inner`` only.
-    holds_results = True
-
-    def __init__(self, path: str | os.PathLike[str], *, inner: HashCache | None = None,
+    def __init__(self, path: str | os.PathLike[str], *,
                  rows_per_part: int = 100_000, flush_seconds: float = 60.0,
                  storage_options: dict[str, Any] | None = None) -> None:
         fsspec, pa, pq = _deps()
@@ -143,9 +130,8 @@ class ParquetStore:
         except (ImportError, ValueError) as exc:
             raise ConfigError(f"cannot open {self.path}: {exc}") from None
         if self._fs.exists(self._root) and not self._fs.isdir(self._root):
-            raise ConfigError(f"--parquet-out {self.path} is a file; it must be a folder (a "
+            raise ConfigError(f"Parquet output {self.path} is a file; it must be a folder (a "
                               "Parquet dataset of part files). Pick a new name.")
-        self.inner = inner
         self.rows_per_part = rows_per_part
         self.flush_seconds = flush_seconds
         self._schema = _schema(pa)
@@ -164,7 +150,7 @@ class ParquetStore:
                       if p.rsplit("/", 1)[-1].startswith("part-") and p.endswith(".parquet"))
 
     def _check_settings(self, parts: Sequence[str], config: ScanConfig) -> None:
-        want = _settings_key(config)
+        want = settings_key(config)
         for part in parts:
             with self._fs.open(part, "rb") as fh:
                 meta = self._pq.read_schema(fh).metadata or {}
@@ -173,12 +159,12 @@ class ParquetStore:
             if have != want:
                 raise ConfigError(
                     f"{self.path} holds results made with other settings ({have}, not {want}); "
-                    "use another --parquet-out folder, or delete it to start over")
+                    "use another Parquet output folder, or delete it to start over")
 
     def lookup(self, entries: Sequence[FileEntry], config: ScanConfig
                ) -> tuple[list[ImageRecord], list[Problem], list[FileEntry]]:
-        """Split ``entries`` into results already in the output (or the inner cache) and
-        items still to hash. Cost: one read of the output's key columns."""
+        """Split ``entries`` into results already in the output and items still to hash
+        (in their given order). Cost: one read of the output's key columns."""
         import pyarrow.compute as pc
 
         pa = self._pa
@@ -206,15 +192,6 @@ class ParquetStore:
                 else:
                     problems.append(Problem(path=e.path, stage=r["stage"], error=r["error"],
                                             message=r["message"]))
-        if self.inner is not None and todo:
-            by_path = {e.path: e for e in todo}
-            more, more_problems, todo = self.inner.lookup(todo, config)
-            more, changed = _with_digests(more, by_path, config)
-            todo.extend(changed)
-            # Copy cache hits into the output: it must list every item, not only new ones.
-            self.add(more, more_problems, config, None, to_inner=False)
-            records.extend(more)
-            problems.extend(more_problems)
         return records, problems, todo
 
     def _read(self, parts: Sequence[str]) -> Any:
@@ -231,14 +208,13 @@ class ParquetStore:
     # -- writing -----------------------------------------------------------------------
 
     def add(self, records: Iterable[ImageRecord], problems: Iterable[Problem],
-            config: ScanConfig, sizes: dict[str, tuple[int, int]] | None = None, *,
-            to_inner: bool = True) -> None:
+            config: ScanConfig, sizes: dict[str, tuple[int, int]] | None = None) -> None:
         """Queue results; a part file is written every ``rows_per_part`` rows or
         ``flush_seconds``. ``sizes`` (path -> size, mtime) fills in errors' file sizes."""
         records, problems = list(records), list(problems)
         if self._meta is None:
             self._meta = json.dumps({
-                "schema_version": SCHEMA_VERSION, "settings": _settings_key(config),
+                "schema_version": SCHEMA_VERSION, "settings": settings_key(config),
                 "config": config.to_dict(),
             }, default=str).encode()
         now = time.time_ns() // 1_000_000
@@ -256,8 +232,6 @@ class ParquetStore:
             self._rows.append((p.path, "error", size, mtime or 0, None, None, None, method,
                                config.nbits, None, None, None, None, None, p.stage, p.error,
                                p.message, now))
-        if to_inner and self.inner is not None:
-            self.inner.add(records, problems, config, sizes)
         if len(self._rows) >= self.rows_per_part or (
                 self._rows and time.monotonic() - self._last_write > self.flush_seconds):
             self._write_part()
@@ -283,17 +257,12 @@ class ParquetStore:
         self.rows_written += len(rows)
 
     def flush(self) -> None:
-        """Write buffered rows as a part file (and flush the inner cache)."""
+        """Write buffered rows as a part file."""
         self._write_part()
-        if self.inner is not None:
-            self.inner.flush()
 
-    def close(self, close_inner: bool = True) -> None:
-        try:
-            self.flush()
-        finally:
-            if close_inner and self.inner is not None:
-                self.inner.close()
+    def close(self) -> None:
+        """Write what is buffered."""
+        self.flush()
 
     def __enter__(self) -> ParquetStore:
         return self
@@ -303,7 +272,7 @@ class ParquetStore:
 
 
 def _stale(row: dict[str, Any], entry: FileEntry) -> bool:
-    if row["status"] != "ok" and row["error"] in RETRY_ERRORS:
+    if row["status"] != "ok" and row["error"] in RETRYABLE:
         return True
     if entry.size_bytes >= 0 and row["size_bytes"] is not None \
             and row["size_bytes"] != entry.size_bytes:
@@ -332,23 +301,3 @@ def read_results(path: str | os.PathLike[str], *, latest: bool = True,
     last = {p: i for i, p in enumerate(paths)}
     keep = sorted(last.values())
     return table.take(pa.array(keep, pa.int64()))
-
-
-def _with_digests(records: list[ImageRecord], entries: dict[str, Any], config: ScanConfig
-                  ) -> tuple[list[ImageRecord], list[Any]]:
-    """Every row of the output carries its file's digest, but a scan that digests group
-    members only (lookalike.pipeline) leaves cache rows of local files without one: digest
-    those now. Returns the records, and the entries of files changed since they were
-    cached (to hash again)."""
-    import dataclasses
-
-    from lookalike.inputs.walk import FileEntry
-    from lookalike.pipeline import digest_files
-
-    missing = [r for r in records
-               if r.digest is None and type(entries.get(r.path)) is FileEntry]
-    digests, problems = digest_files(missing, config.resolved_workers)
-    gone = {p.path for p in problems}
-    kept = [dataclasses.replace(r, digest=digests[r.path]) if r.path in digests else r
-            for r in records if r.path not in gone]
-    return kept, [entries[p.path] for p in problems]

@@ -1,0 +1,259 @@
+"""Listing what to scan: every input named by the user becomes work items, one per file.
+
+:func:`list_inputs` takes local paths (walked by :mod:`lookalike.inputs.walk`), URLs, tar
+shards, Parquet files and file lists (the formats are described in
+:mod:`lookalike.inputs.remote`) and returns local :class:`~lookalike.inputs.walk.FileEntry`
+and :class:`~lookalike.inputs.remote.RemoteEntry` items, unique by file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from lookalike.errors import ConfigError, Problem
+from lookalike.events import NullReporter
+from lookalike.inputs.remote import (
+    _PATH_COLUMNS,
+    RemoteEntry,
+    _ContainerLister,
+    _display,
+    _fsspec,
+    _is_image_name,
+    _mtime_ns,
+    _pick,
+    _pq,
+    _url_to_fs,
+    is_url,
+)
+from lookalike.inputs.walk import FileEntry, WalkStats, iter_files, iter_listed, unique_files
+
+if TYPE_CHECKING:
+    from lookalike.events import Reporter
+    from lookalike.executors.base import Executor
+
+__all__ = ["INPUT_FORMATS", "InputFormat", "format_of", "list_inputs"]
+
+InputFormat = Literal["auto", "files", "tar", "parquet"]
+INPUT_FORMATS: tuple[str, ...] = ("auto", "files", "tar", "parquet")
+
+
+def _expand(target: str, fmt: str, options: Mapping[str, Any]
+            ) -> tuple[Any, list[tuple[str, dict[str, Any]]], bool]:
+    """A URL/path -> (fs, [(path, info)], explicit); folders and globs are listed."""
+    fs, path = _url_to_fs(target, options)
+    suffixes = {"tar": (".tar",), "parquet": (".parquet", ".pq")}.get(fmt)
+
+    def keep(p: str) -> bool:
+        return p.lower().endswith(suffixes) if suffixes else _is_image_name(p)
+
+    if _fsspec().core.has_magic(path):
+        found = fs.glob(path, detail=True)
+        return fs, sorted((p, i) for p, i in found.items() if i.get("type") != "directory"
+                          and keep(p)), False
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise ConfigError(f"path does not exist: {target}") from None
+    if info.get("type") == "directory":
+        found = fs.find(path, detail=True)
+        return fs, sorted((p, i) for p, i in found.items() if keep(p)), False
+    return fs, [(path, info)], True
+
+
+def _read_list(list_path: str, column: str | None, options: Mapping[str, Any]) -> list[str]:
+    local = _local_path(list_path)
+    if local is not None and not local.lower().endswith((".parquet", ".pq")):
+        # A local text list needs no fsspec (no extra installed).
+        try:
+            with open(local, encoding="utf-8", errors="surrogateescape") as fh:
+                lines = [line.strip() for line in fh]
+        except FileNotFoundError:
+            raise ConfigError(f"file list does not exist: {list_path}") from None
+        except (OSError, UnicodeError) as exc:
+            raise ConfigError(f"cannot read the file list {list_path}: {exc}") from None
+        return [line for line in lines if line and not line.startswith("#")]
+    fs, path = _url_to_fs(list_path, options)
+    if not fs.exists(path):
+        raise ConfigError(f"file list does not exist: {list_path}")
+    if path.lower().endswith((".parquet", ".pq")):
+        import pyarrow as pa
+
+        with fs.open(path, "rb") as fh:
+            pf = _pq().ParquetFile(fh)
+            schema = pf.schema_arrow
+
+            def is_text(n: str) -> bool:
+                t = schema.field(n).type
+                return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+            col = _pick(list(schema.names), column, _PATH_COLUMNS, is_text, "paths", list_path)
+            if col is None:
+                raise ConfigError(f"{list_path} has no string column of paths; name the "
+                                  "column that holds them")
+            values = pf.read(columns=[col]).column(col).to_pylist()
+        return [v for v in values if v]
+    with fs.open(path, "rt", encoding="utf-8") as fh:
+        lines = [line.strip() for line in fh]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def format_of(target: str, fmt: str) -> str:
+    """How ``target`` is read: ``files``, ``tar`` or ``parquet`` (``fmt``, or by its name
+    when ``fmt`` is ``auto``)."""
+    if fmt != "auto":
+        return fmt
+    low = target.lower().rstrip("/")
+    if low.endswith(".tar"):
+        return "tar"
+    if low.endswith((".parquet", ".pq")):
+        return "parquet"
+    return "files"
+
+
+def _local_path(target: str) -> str | None:
+    """The local path ``target`` names (plain path or ``file://``), else None."""
+    if not is_url(target):
+        return target
+    if target.startswith(("file://", "local://")):
+        return target.split("://", 1)[1]
+    return None
+
+
+def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | None = None,
+                input_format: InputFormat = "auto", column: str | None = None,
+                name_column: str | None = None,
+                storage_options: Mapping[str, Any] | None = None,
+                follow_symlinks: bool = False, stat_listed: bool = True,
+                executor: Executor | None = None, reporter: Reporter | None = None,
+                ) -> tuple[list[FileEntry | RemoteEntry], list[Problem], dict[str, Any]]:
+    """List every image of ``paths`` (and ``files_from``) as work items, unique by path.
+
+    Args:
+        paths: local paths, URLs, globs, tar shards or Parquet files (see the module doc).
+        files_from: a text or Parquet file (local or URL) listing more paths/URLs.
+        input_format: ``auto`` (by extension: ``.tar`` shards, ``.parquet`` images-as-bytes,
+            anything else image files), or force ``files``, ``tar`` or ``parquet`` for every
+            path (a folder is then searched for ``*.tar`` / ``*.parquet``).
+        column: Parquet column of paths (``files_from``) or of image bytes (``parquet``).
+        name_column: Parquet column naming each image (``parquet`` inputs).
+        storage_options: passed to fsspec for every URL (e.g. ``{"anon": True}``).
+        follow_symlinks: for local folders, as in :func:`lookalike.inputs.walk.iter_files`.
+        stat_listed: stat the local paths of ``files_from`` here, as paths named on the
+            command line (identity, size and mtime known: hard links and other paths of one
+            file are one item, the hash cache applies). False on a cluster, where that would be
+            a round trip per file: the worker's read learns size and mtime instead.
+        executor: runs the per-container listing tasks (tar headers, Parquet name columns)
+            next to the data; default: in this process.
+        reporter: receives listing problems.
+
+    Returns:
+        ``(items, problems, stats)``: local :class:`~lookalike.inputs.walk.FileEntry` and
+        :class:`RemoteEntry` items; ``walk`` problems; listing counts.
+
+    Raises:
+        ConfigError: a missing input, unknown format, missing column or missing extra.
+
+    Cost: one listing call per prefix; one header pass per tar shard and one name-column
+    read per Parquet file (both on the executor); file lists are read, never stat'ed.
+    """
+    if input_format not in INPUT_FORMATS:
+        raise ConfigError(f"the input format must be one of {', '.join(INPUT_FORMATS)}")
+    reporter = reporter or NullReporter()
+    options = dict(storage_options or {})
+    items: list[FileEntry | RemoteEntry] = []
+    problems: list[Problem] = []
+    walk = WalkStats()
+    containers: dict[str, list[str]] = {"tar": [], "parquet": []}
+    local_roots: list[str] = []
+    for raw in map(os.fspath, paths):
+        fmt = format_of(raw, input_format)
+        local = _local_path(raw)
+        if fmt == "files" and local is not None:
+            if not os.path.lexists(local):
+                raise ConfigError(f"path does not exist: {os.path.abspath(local)}")
+            local_roots.append(local)
+            continue
+        fs, found, explicit = _expand(raw, fmt, options)
+        if fmt in ("tar", "parquet"):
+            containers[fmt].extend(fs.unstrip_protocol(p) for p, _ in found)
+            continue
+        shown_root = raw
+        for p, info in found:
+            walk.files_seen += 1
+            size = info.get("size")
+            items.append(RemoteEntry(path=_display(fs, p),
+                                     size_bytes=int(size) if size is not None else -1,
+                                     mtime_ns=_mtime_ns(info), source=shown_root,
+                                     url=fs.unstrip_protocol(p)))
+        if not found and not explicit:
+            reporter.info(f"no image files under {raw}")
+    lines = [] if files_from is None else _read_list(
+        files_from, column if input_format != "parquet" else None, options)
+    # Local paths of the list are stat'ed here, like paths on the command line (followed if a
+    # link), but a missing one is that file's problem, not the whole scan's.
+    listed = {line: local for line in lines
+              if stat_listed and (local := _local_path(line)) is not None}
+    walked = itertools.chain(
+        iter_files(local_roots, follow_symlinks=follow_symlinks, stats=walk),
+        *(iter_listed(local, str(files_from), follow_symlinks=follow_symlinks, stats=walk)
+          for local in listed.values()))
+    for item in walked:
+        if isinstance(item, Problem):
+            reporter.problem(item)
+            problems.append(item)
+        else:
+            items.append(item)
+    for line in lines:
+        if line in listed:
+            continue
+        walk.files_seen += 1
+        local = _local_path(line)
+        if local is not None:
+            # Not stat'ed here: on a cluster that is a round trip per file; the worker's
+            # read learns size and mtime, and a missing file becomes its problem.
+            items.append(FileEntry(os.path.abspath(local), -1, 0, str(files_from)))
+        else:
+            items.append(RemoteEntry(path=line, size_bytes=-1, mtime_ns=0,
+                                     source=str(files_from), url=line))
+    # Only when used, so a plain folder scan's stats are what they always were.
+    listed = {{"tar": "tar_shards", "parquet": "parquet_files"}[fmt]: len(urls)
+              for fmt, urls in containers.items() if urls}
+    for fmt, urls in containers.items():
+        if not urls:
+            continue
+        lister = _ContainerLister(fmt, column, name_column, options)  # type: ignore[arg-type]
+        results: dict[str, list[RemoteEntry] | Problem | BaseException] = {}
+        if executor is not None:
+            results.update(executor.map_unordered(lister, urls))
+        else:
+            for url in urls:
+                try:
+                    results[url] = lister(url)
+                except Exception as exc:  # turned into this container's problem below
+                    results[url] = exc
+        for url in urls:  # input order, whatever order the tasks finished in
+            out = results[url]
+            if isinstance(out, ConfigError):
+                raise out
+            if isinstance(out, BaseException):
+                out = Problem(path=url, stage="walk", error="list-failed",
+                              message=f"listing task failed: {type(out).__name__}: {out}")
+            if isinstance(out, Problem):
+                reporter.problem(out)
+                problems.append(out)
+                continue
+            walk.files_seen += len(out)
+            items.extend(out)
+    # One entry per file: local files by identity (hard links, symlinked folders and
+    # overlapping roots are one file; see unique_files), anything else by path.
+    local_files = unique_files([e for e in items if isinstance(e, FileEntry)])
+    unique: dict[str, FileEntry | RemoteEntry] = {e.path: e for e in local_files}
+    for e in items:
+        if isinstance(e, RemoteEntry):
+            unique.setdefault(e.path, e)
+    stats = {"files_seen": walk.files_seen, "skipped_non_image": walk.skipped_non_image,
+             "skipped_symlinks": walk.skipped_symlinks, **listed}
+    return list(unique.values()), problems, stats

@@ -1,0 +1,45 @@
+"""The contract every store of per-file results meets: the hash cache and the Parquet output.
+
+A scan asks a store which of its items it already has (:meth:`HashStore.lookup`), hashes
+the rest, and hands each finished batch to :meth:`HashStore.add`. What a store keeps, for
+how long and where is its own business (:mod:`lookalike.store.cache`,
+:mod:`lookalike.store.parquet`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from lookalike.config import ScanConfig
+    from lookalike.errors import Problem
+    from lookalike.model import ImageRecord
+
+__all__ = ["HashStore"]
+
+
+class HashStore(Protocol):
+    """Per-file results of a scan's settings, looked up before hashing and added after."""
+
+    def lookup(self, entries: Sequence[Any], config: ScanConfig
+               ) -> tuple[list[ImageRecord], list[Problem], list[Any]]:
+        """Split work items (with ``path``, ``size_bytes``, ``mtime_ns``, ``source``) into
+        stored records, stored problems, and the items still to hash, in their given order
+        (items of one Parquet row group must stay together). An item whose size is unknown
+        (``size_bytes < 0``) is only trusted by a store that needs no size."""
+        ...
+
+    def add(self, records: Iterable[ImageRecord], problems: Iterable[Problem],
+            config: ScanConfig, sizes: dict[str, tuple[int, int]] | None = None) -> None:
+        """Store results made with ``config``; ``sizes`` (path -> size, mtime_ns) says which
+        version of each file a problem is about. May buffer until :meth:`flush`."""
+        ...
+
+    def flush(self) -> None:
+        """Make everything added so far durable."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release the store."""
+        ...
