@@ -82,6 +82,21 @@ def test_needs_exact_hash_picks_reduced_images_with_near_neighbours():
     assert needs_exact_hash(far, fast) == []  # 8 bits apart: beyond 0 + 4
 
 
+def test_a_threshold_near_the_hash_size_searches_no_wider_than_the_hash():
+    # threshold + margin may exceed the bits; a stored search at that radius must still be
+    # usable by the next scan (it once raised "max_distance exceeds nbits" on re-scans).
+    from lookalike.grouping.confirm import confirm_radius
+    from lookalike.grouping.groups import record_edges
+
+    wide = ScanConfig(method="dhash", hash_size=8, threshold=62)
+    recs = [_record("a.jpg", "ffff0000ffff0000"), _record("b.jpg", "0000ffff0000ffff")]
+    radius = confirm_radius(recs, wide)
+    assert radius == 64
+    known = record_edges(recs[:1], radius)
+    edges = record_edges(recs, radius, known)
+    assert needs_exact_hash(recs, wide, edges) == needs_exact_hash(recs, wide) == [0, 1]
+
+
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory, photos) -> tuple[Path, list[tuple[Path, Path]]]:
     """Each real photo as a large JPEG and as a PNG of that JPEG's fully decoded pixels.

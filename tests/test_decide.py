@@ -38,6 +38,13 @@ def kept(policy: KeepPolicy, *records: ImageRecord) -> tuple[str, ...]:
     return decide(policy, *records).keep
 
 
+def test_decide_without_facts_reads_them_for_that_group():
+    records = [rec("/d/a.jpg", fmt="JPEG", size=5), rec("/d/b.png", size=5)]
+    policy = KeepPolicy(rules=("prefer-lossless",))
+    assert policy.decide(group(*records)) == decide(policy, *records)
+    assert policy.decide(group(*records)).keep == ("/d/b.png",)
+
+
 @pytest.mark.parametrize(("rule", "winner"), [
     ("largest-resolution", "/d/big"),
     ("largest-file", "/d/heavy"),

@@ -219,6 +219,19 @@ def test_a_rescan_searches_only_new_hash_values_and_groups_like_a_fresh_scan(cop
     assert not any(str(tree / "set1") in p for g in removed.groups for p in g.paths)
 
 
+def test_the_pool_grows_when_the_confirmation_pass_needs_more_workers():
+    from lookalike import pipeline
+    from lookalike.config import ScanConfig
+
+    pool = pipeline._Pool(ScanConfig(workers=2), None, "local", None)
+    try:
+        assert pool.get(1).workers == 1  # one new file: one worker process
+        assert pool.get(50).workers == 2  # then many files to confirm: a bigger pool
+        assert pool.get(3).workers == 2  # never smaller again
+    finally:
+        pool.close()
+
+
 def test_edges_stored_for_other_files_never_change_the_groups(copies_tree, tmp_path):
     # The stored edges belong to hash values, not to files: whatever scan of these inputs
     # wrote them (another tree under the same name, another program), the groups are those

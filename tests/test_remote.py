@@ -348,6 +348,26 @@ def test_parquet_output_copies_hash_cache_hits(tree, tmp_path):
     assert len(read_results(out)) == 3  # the output lists every file, cached or not
 
 
+def test_an_error_copied_from_the_cache_is_retried_once_the_file_is_fixed(tree, tmp_path):
+    import shutil
+
+    from lookalike.store.cache import HashCache
+
+    folder = tmp_path / "f"
+    shutil.copytree(tree / "set4", folder)
+    good = next(folder.glob("*.png")).read_bytes()
+    bad = folder / "bad.png"
+    bad.write_bytes(good[: len(good) // 2])  # truncated: an error the cache keeps
+    out = tmp_path / "scan.parquet"
+    with HashCache(tmp_path / "h.sqlite") as cache:
+        scan_inputs([str(folder)], CONFIG, cache=cache)
+        first = scan_inputs([str(folder)], CONFIG, cache=cache, parquet_out=str(out))
+        assert [e.error for e in first.errors] == ["truncated"] and first.stats["hashed"] == 0
+        bad.write_bytes(good)  # fixed (new size and mtime)
+        again = scan_inputs([str(folder)], CONFIG, cache=cache, parquet_out=str(out))
+    assert again.errors == [] and again.stats["hashed"] == 1
+
+
 # ------------------------------------------------------------------------------ CLI
 
 

@@ -15,10 +15,14 @@ Phases, in order (numbered in progress output):
    anything reads (exact-duplicate groups, the report, ``apply``'s check that a file is
    unchanged).
 
-Grouping is a pure function of the records, the threshold and the mode; nothing about it is
-stored. Digests of local files are computed for group members only, as fdupes-style tools
-hash only files whose sizes collide: byte-identical files decode identically, so they always
-share a hash and a group, and digesting every file would cost ~4% of a photo's hashing time.
+Grouping is a pure function of the records, the threshold and the mode. The one thing kept
+between scans is its search result: which hash values lie within the radius of each other
+(:class:`~lookalike.grouping.groups.Edges`, a pure function of the values), so a re-scan
+whose files added no new value searches nothing.
+
+Digests of local files are computed for group members only, as fdupes-style tools hash only
+files whose sizes collide: byte-identical files decode identically, so they always share a
+hash and a group, and digesting every file would cost ~4% of a photo's hashing time.
 
 Errors: a bad file never stops a scan; it becomes a :class:`~lookalike.errors.Problem`.
 Bad parameters raise :class:`~lookalike.errors.ConfigError` before any work. Bugs propagate.
@@ -202,8 +206,8 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         "workers": pool.workers,
         **confirm_stats,
         "digested": digested,
-        # Hash values the last scan of these inputs did not have (all on a first scan): only
-        # these are searched for neighbours, the others' edges are kept from that scan.
+        # Hash values the last scan of these inputs did not have (all on a first scan). With
+        # none, the edges kept from that scan are used and nothing is searched.
         "codes_new": len(edges.new),
         "seconds": {
             "walk": round(t_walk - t0, 3),
@@ -219,7 +223,8 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
 
 class _Pool:
     """The scan's executor: the caller's, a Dask cluster, or local processes started only
-    when there is work (a warm re-scan starts none), sized for the first batch of work."""
+    when there is work (a warm re-scan starts none), sized for the work at hand (a pool
+    started for a few new files is replaced when the confirmation pass needs more)."""
 
     def __init__(self, config: ScanConfig, executor: Executor | None, engine: str,
                  scheduler: str | None) -> None:
@@ -229,17 +234,21 @@ class _Pool:
         self.workers = executor.workers if executor is not None else 1
 
     def get(self, jobs: int) -> Executor:
+        wanted = min(self.config.resolved_workers, max(1, jobs))
+        if (self._own and self.engine == "local" and self.executor is not None
+                and self.executor.workers < wanted):
+            self.executor.close()
+            self.executor = None
         if self.executor is None:
             from lookalike.executors import ProcessExecutor, make_executor
 
             if self.engine == "dask":
                 self.executor = make_executor("dask", self.config.workers, self.scheduler)
             else:
-                workers = min(self.config.resolved_workers, max(1, jobs))
                 # One worker still runs in a subprocess: a decoder that crashes or hangs
                 # then costs one file, not the whole scan.
-                self.executor = (ProcessExecutor(1) if workers == 1 and self.config.workers != 1
-                                 else make_executor("local", workers))
+                self.executor = (ProcessExecutor(1) if wanted == 1 and self.config.workers != 1
+                                 else make_executor("local", wanted))
             self.workers = self.executor.workers
         return self.executor
 
@@ -281,7 +290,10 @@ def _hash_phase(items: Sequence[Any], config: ScanConfig, worker: HashWorker, po
             # ones digested now (a file changed since it was cached is hashed again).
             found, changed = _with_digests(found, asked, config)
             todo = [*todo, *changed]
-            output.add(found, bad, config)
+            # With the file version each problem is about, so a resumed scan retries the
+            # file once it changed.
+            output.add(found, bad, config,
+                       {e.path: (e.size_bytes, e.mtime_ns) for e in asked})
         records += found
         problems += bad
     for p in problems:
@@ -497,7 +509,7 @@ def _confirm(records: list[ImageRecord], items: Sequence[Any], config: ScanConfi
 class _EdgeStore:
     """The scan's near-hash searches (:func:`~lookalike.grouping.groups.record_edges`),
     starting from the edges the hash cache kept from the last scan of the same inputs, and
-    keeping the new ones there: a re-scan searches only hash values it has not seen."""
+    keeping the new ones there: a re-scan that adds no hash value searches nothing."""
 
     def __init__(self, cache: HashCache | None, config: ScanConfig, roots: Sequence[str]):
         self.cache, self.config, self.roots = cache, config, roots

@@ -81,7 +81,12 @@ def confirm_radius(records: Sequence[ImageRecord], config: ScanConfig) -> int | 
     """The search radius of :func:`needs_exact_hash` (``threshold + margin``), or None when
     no record needs that search (a full-decode scan, or no image may be reduced)."""
     maybe = _maybe_reduced(records, config)
-    return config.threshold + margin(records[maybe[0]].hash.nbits) if maybe else None
+    return _radius(config, records[maybe[0]].hash.nbits) if maybe else None
+
+
+def _radius(config: ScanConfig, nbits: int) -> int:
+    # No two hashes are further apart than their bits: a wider radius finds nothing more.
+    return min(nbits, config.threshold + margin(nbits))
 
 
 def needs_exact_hash(records: Sequence[ImageRecord], config: ScanConfig,
@@ -95,6 +100,5 @@ def needs_exact_hash(records: Sequence[ImageRecord], config: ScanConfig,
     maybe = _maybe_reduced(records, config)
     if not maybe:
         return []
-    radius = config.threshold + margin(records[maybe[0]].hash.nbits)
-    near = neighbour_mask(records, radius, edges)
+    near = neighbour_mask(records, _radius(config, records[maybe[0]].hash.nbits), edges)
     return [i for i in maybe if near[i]]

@@ -252,12 +252,15 @@ class KeepPolicy:
 
         return sorted(records, key=key)
 
-    def decide(self, group: Group, facts: KeepFacts) -> KeepDecision:
-        """Choose the keepers of ``group``. Never leaves a group empty unless ``--keep none``.
+    def decide(self, group: Group, facts: KeepFacts | None = None) -> KeepDecision:
+        """Choose the keepers of ``group``. Never leaves a group empty unless the rule is
+        ``none``.
 
-        Pure: ``facts`` (from :meth:`read_facts` on the group's records) says what the
-        records do not.
+        Pure given ``facts`` (from :meth:`read_facts` on the group's records: what the
+        records do not say); without them they are read here, for this group only.
         """
+        if facts is None:
+            facts = self.read_facts(m.record for m in group.members)
         ranked = self.rank([m.record for m in group.members], facts)
         protected = tuple(r.path for r in ranked if _protects(r, facts))
         if protected:

@@ -44,7 +44,6 @@ import hashlib
 import io
 import re
 import warnings
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Literal
 
@@ -61,7 +60,6 @@ __all__ = [
     "Picture",
     "decode_bytes",
     "make_thumbnail",
-    "open_picture",
 ]
 
 DecodeMode = Literal["fast", "full"]
@@ -408,17 +406,6 @@ def _shrink(img: Image.Image) -> Image.Image:
     if factor >= 2:
         img = img.reduce(factor)
     return img
-
-
-def open_picture(path: str, *, mode: DecodeMode = "full",
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
-    """Read and decode one file (convenience for the API and tests)."""
-    with open(path, "rb") as fh:
-        data = fh.read()
-    return decode_bytes(data, mode=mode, max_pixels=max_pixels)[0]
-
-
-PictureFactory = Callable[[bytes], Picture]
 
 
 def make_thumbnail(path: str, max_side: int = 160, *, quality: int = 70,

@@ -144,7 +144,9 @@ class HashCache:
         records: list[ImageRecord] = []
         problems: list[Problem] = []
         todo: list[FileEntry] = []
-        known = [e.path for e in entries if e.size_bytes >= 0 and _storable(e.path)]
+        known = [e.path for e in entries if e.size_bytes >= 0]
+        if not all(map(str.isascii, known)):
+            known = [path for path in known if _storable(path)]
         get = self._rows(key, known).get
         # This loop runs once per file of every warm re-scan: rows are unpacked at once and
         # records rebuilt by the fast constructor (same values and checks as the dataclass).
