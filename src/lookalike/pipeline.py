@@ -340,7 +340,7 @@ def _chunks(entries: Sequence[Any], size: int) -> Iterator[list[Any]]:
     chunk: list[Any] = []
     key = None
     for e in entries:
-        k = getattr(e, "batch", None) or None
+        k = e.batch or None
         if chunk and (k != key or (k is None and len(chunk) >= size)):
             yield chunk
             chunk = []

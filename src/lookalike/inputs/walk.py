@@ -30,6 +30,7 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from lookalike.errors import ConfigError, Problem
 from lookalike.model import positional_constructor
@@ -79,6 +80,9 @@ class FileEntry:
     dev: int = 0
     ino: int = 0
     aliases: tuple[str, ...] = ()
+
+    #: Local files are batched by count only (see ``RemoteEntry.batch``); not a field.
+    batch: ClassVar[str] = ""
 
 
 @dataclass(slots=True)
