@@ -85,16 +85,18 @@ def test_needs_exact_hash_picks_reduced_images_with_near_neighbours():
 def test_a_threshold_near_the_hash_size_searches_no_wider_than_the_hash():
     # threshold + margin may exceed the bits; a stored search at that radius must still be
     # usable by the next scan (it once raised "max_distance exceeds nbits" on re-scans).
-    from lookalike.grouping.confirm import confirm_radius
     from lookalike.grouping.groups import record_edges
 
     wide = ScanConfig(method="dhash", hash_size=8, threshold=62)
     recs = [_record("a.jpg", "ffff0000ffff0000"), _record("b.jpg", "0000ffff0000ffff")]
-    radius = confirm_radius(recs, wide)
-    assert radius == 64
-    known = record_edges(recs[:1], radius)
-    edges = record_edges(recs, radius, known)
-    assert needs_exact_hash(recs, wide, edges) == needs_exact_hash(recs, wide) == [0, 1]
+    asked = []
+
+    def edges_at(radius):  # as a re-scan does: from the edges of an earlier scan
+        asked.append(radius)
+        return record_edges(recs, radius, record_edges(recs[:1], radius))
+
+    assert needs_exact_hash(recs, wide, edges_at) == needs_exact_hash(recs, wide) == [0, 1]
+    assert asked == [64]
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError, Problem
 from lookalike.events import NullReporter, Reporter
-from lookalike.grouping.confirm import confirm_radius, full_config, needs_exact_hash
+from lookalike.grouping.confirm import full_config, needs_exact_hash
 from lookalike.grouping.groups import Edges, assemble_groups, cluster_records, record_edges
 from lookalike.inputs.listing import INPUT_FORMATS, InputFormat, format_of, list_inputs
 from lookalike.inputs.read import digest_files
@@ -461,9 +461,7 @@ def _confirm(records: list[ImageRecord], items: Sequence[Any], config: ScanConfi
     Exact hashes are looked up in and added to the hash cache under the full-decode
     settings (not to a Parquet output: it holds this scan's settings only).
     """
-    radius = confirm_radius(records, config)
-    picked = [] if radius is None else needs_exact_hash(records, config,
-                                                        edges.get(records, radius))
+    picked = needs_exact_hash(records, config, lambda radius: edges.get(records, radius))
     if not picked:
         return {"exact_needed": 0, "exact_hashed": 0, "exact_failed": 0}
     exact = full_config(config)

@@ -25,14 +25,13 @@ This module is pure (no I/O): it picks the images; :mod:`lookalike.pipeline` re-
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lookalike.config import FAST_MIN_SIDE, ScanConfig
 from lookalike.grouping.groups import Edges, neighbour_mask
 from lookalike.model import ImageRecord
 
-__all__ = ["REDUCIBLE_FORMATS", "confirm_radius", "full_config", "margin", "may_be_reduced",
-           "needs_exact_hash"]
+__all__ = ["REDUCIBLE_FORMATS", "full_config", "margin", "may_be_reduced", "needs_exact_hash"]
 
 #: Formats fast mode decodes at reduced scale (libjpeg DCT scaling); every other format is
 #: decoded in full in both modes.
@@ -68,37 +67,25 @@ def full_config(config: ScanConfig) -> ScanConfig:
     return dataclasses.replace(config, decode="full", pixel_digest=False)
 
 
-def _maybe_reduced(records: Sequence[ImageRecord], config: ScanConfig) -> list[int]:
+def needs_exact_hash(records: Sequence[ImageRecord], config: ScanConfig,
+                     edges_at: Callable[[int], Edges] | None = None) -> list[int]:
+    """Indices of ``records`` (fast-mode hashes) to re-hash with full decoding.
+
+    Those that may be reduced and have another record within ``threshold + margin`` bits
+    (never more than the hash's bits: no two hashes are further apart). ``edges_at(radius)``
+    gives :func:`~lookalike.grouping.groups.record_edges` of ``records`` at that radius
+    (default: searched here); it is called only when some image may be reduced. Nothing
+    when the scan already decodes in full, or no image may be reduced.
+    """
     if config.decode != "fast":
         return []
     # may_be_reduced, inline: this runs over every record of every fast scan, warm ones too.
     formats, side = REDUCIBLE_FORMATS, _MIN_REDUCIBLE_SIDE
-    return [i for i, r in enumerate(records)
-            if r.format in formats and r.width >= side and r.height >= side]
-
-
-def confirm_radius(records: Sequence[ImageRecord], config: ScanConfig) -> int | None:
-    """The search radius of :func:`needs_exact_hash` (``threshold + margin``), or None when
-    no record needs that search (a full-decode scan, or no image may be reduced)."""
-    maybe = _maybe_reduced(records, config)
-    return _radius(config, records[maybe[0]].hash.nbits) if maybe else None
-
-
-def _radius(config: ScanConfig, nbits: int) -> int:
-    # No two hashes are further apart than their bits: a wider radius finds nothing more.
-    return min(nbits, config.threshold + margin(nbits))
-
-
-def needs_exact_hash(records: Sequence[ImageRecord], config: ScanConfig,
-                     edges: Edges | None = None) -> list[int]:
-    """Indices of ``records`` (fast-mode hashes) to re-hash with full decoding.
-
-    Those that may be reduced and have another record within ``threshold + margin`` bits
-    (``edges``: :func:`~lookalike.grouping.groups.record_edges` at that radius, if known).
-    Nothing when the scan already decodes in full, or no image may be reduced.
-    """
-    maybe = _maybe_reduced(records, config)
+    maybe = [i for i, r in enumerate(records)
+             if r.format in formats and r.width >= side and r.height >= side]
     if not maybe:
         return []
-    near = neighbour_mask(records, _radius(config, records[maybe[0]].hash.nbits), edges)
+    nbits = records[maybe[0]].hash.nbits
+    radius = min(nbits, config.threshold + margin(nbits))
+    near = neighbour_mask(records, radius, edges_at(radius) if edges_at else None)
     return [i for i in maybe if near[i]]
