@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,dask,heif]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,dask,heif,hf,raw]'
 # The PDQ reference (pdqhash) ships no wheels; if its C++ build fails, only that test skips.
 .venv/bin/python -m pip install -q --disable-pip-version-check pdqhash >/dev/null 2>&1 \
   || echo "warning: pdqhash did not build; the PDQ reference test will skip" >&2

@@ -20,7 +20,7 @@ from lookalike import JournalError
 from lookalike.actions.apply import apply, recover, undo
 from lookalike.actions.plan import Plan, plan
 from lookalike.cli import cli
-from lookalike.report.schema import write_report
+from lookalike.report.schema import human_bytes, write_report
 
 BASE_NS = 1_600_000_000_000_000_000
 
@@ -489,7 +489,7 @@ def test_cli_exits_1_when_an_operation_failed(runner, library, tmp_path):
     res = runner.invoke(cli, ["apply", str(report), "-a", "move", "--to", str(tmp_path / "q"),
                               "--yes", "--journal", str(tmp_path / "j.jsonl")])
     assert res.exit_code == 1, res.output
-    assert "moved 1 files" in res.output and "3 failed" in res.output
+    assert "moved 1 file (" in res.output and "3 failed" in res.output
     assert (root / "sub" / "x2.png").read_bytes() == before[str(root / "sub" / "x2.png")][1]
     assert not (root / "b_small.png").exists()  # the one that could go, went
     assert runner.invoke(cli, ["undo", str(tmp_path / "j.jsonl")]).exit_code == 0
@@ -545,3 +545,24 @@ def test_crash_across_file_systems_then_undo_restores_everything(library, tmp_pa
         assert files_in(elsewhere / "q") == [] and files_in(Path(f"{journal}.backup")) == []
     finally:
         shutil.rmtree(elsewhere)
+
+
+@pytest.mark.parametrize("action", ["hardlink", "symlink"])
+def test_cli_link_actions_say_where_the_replaced_copies_are_kept_and_count_them(
+        runner, library, tmp_path, action):
+    root, report = library
+    journal = tmp_path / "j.jsonl"
+    dry = runner.invoke(cli, ["apply", str(report), "-a", action])
+    assert "each replaced copy is kept in JOURNAL.backup/" in dry.output
+    res = runner.invoke(cli, ["apply", str(report), "-a", action, "--yes", "--journal",
+                              str(journal), "-q"])
+    assert res.exit_code == 0, res.output
+    backups = files_in(Path(f"{journal}.backup"))
+    linked = [p for p in files_in(root) if p.is_symlink() or p.stat().st_nlink > 1]
+    assert len(backups) == 3 and len(linked) >= 3  # a_copy, x2, x3 (or their keepers) replaced
+    size = sum(p.stat().st_size for p in backups)
+    assert (f"3 replaced copies kept in {journal}.backup ({human_bytes(size)}, not "
+            "freed yet)") in res.output
+    assert "for undo; delete that folder to free the space" in res.output
+    assert runner.invoke(cli, ["undo", str(journal), "-q"]).exit_code == 0
+    assert not Path(f"{journal}.backup").exists()

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 import lookalike
+from lookalike.model import FileFacts
 from lookalike.store.cache import HashCache
 
 
@@ -190,3 +191,94 @@ def test_lookup_of_nothing_and_of_changed_rows(tree, tmp_path):
         stale = [FileEntry(r.path, r.size_bytes + 1, r.mtime_ns, ""),
                  FileEntry(r.path + "x", r.size_bytes, r.mtime_ns, "")]
         assert cache.lookup(stale, config) == ([], [], stale)
+
+
+def test_warm_records_carry_the_facts_read_when_hashing(tree, tmp_path):
+    from lookalike.config import ScanConfig
+    from lookalike.imaging.facts import read_file_facts
+
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        cold = scan(tree, cache)
+        warm = scan(tree, cache)
+        listed = list(cache.records(ScanConfig(method="phash", threshold=6)))
+    assert warm.stats["hashed"] == 0
+    for rec in (*cold.records, *warm.records, *listed):
+        assert rec.facts == read_file_facts(rec.path) and rec.facts.format == "PNG"
+
+
+def _decisions(result) -> dict:
+    """The default keep policy's decision on each group of ``result``."""
+    return lookalike.KeepPolicy().decide_all(result.groups).decisions
+
+
+def _as_schema_1(path) -> None:
+    """Turn a cache file into what schema 1 wrote: no facts column."""
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE files DROP COLUMN facts")
+    db.execute("UPDATE meta SET value = '1' WHERE name = 'schema'")
+    db.commit()
+    db.close()
+
+
+def test_a_schema_1_cache_is_migrated_keeping_its_hashes(tree, tmp_path):
+    path = tmp_path / "c.sqlite"
+    with HashCache(path) as cache:
+        cold = scan(tree, cache)
+    _as_schema_1(path)
+    with HashCache(path) as cache, HashCache(path) as other:  # a second opener: no-op
+        warm = scan(tree, cache)
+        (tree / "0_small.png").unlink()
+        scan(tree, other)  # the records are written again, with their facts
+    assert warm.stats["hashed"] == 0
+    # Rows of schema 1 have no facts: the keep policy reads those files, to the same end.
+    assert all(r.facts is None for r in warm.records)
+    assert [g.paths for g in warm.groups] == [g.paths for g in cold.groups]
+    assert _decisions(warm) == _decisions(cold)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("2",)
+    db.execute("UPDATE meta SET value = '3' WHERE name = 'schema'")  # a newer version's
+    db.commit()
+    db.close()
+    with pytest.raises(lookalike.ConfigError, match="cache schema 3"):
+        HashCache(path)
+
+
+def test_records_confirmed_by_a_full_decode_carry_facts(tmp_path, scene):
+    # Large JPEG near-copies: fast mode reduces them, so grouping hashes them again in full.
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for seed in range(3):
+        scene(seed, (800, 600)).save(root / f"{seed}.jpg", quality=92)
+        scene(seed, (800, 600)).save(root / f"{seed}_copy.jpg", quality=60)
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        cold = lookalike.scan(root, cache=cache, workers=1)
+        warm = lookalike.scan(root, cache=cache, workers=1)
+    assert cold.stats["exact_needed"] == 6 and warm.stats["hashed"] == 0
+    for result in (cold, warm):
+        assert sorted(r.facts.quality for r in result.records) == [60] * 3 + [92] * 3
+    assert _decisions(warm) == _decisions(cold)
+
+
+def test_the_parquet_output_keeps_facts_and_reads_parts_without_them(tree, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from lookalike.config import ScanConfig
+    from lookalike.imaging.facts import read_file_facts
+    from lookalike.inputs.walk import FileEntry, iter_files
+    from lookalike.store.parquet import ParquetStore
+
+    out = tmp_path / "out.parquet"
+    config = ScanConfig(method="phash", threshold=6, workers=1)
+    lookalike.scan(tree, parquet_out=str(out), method="phash", threshold=6, workers=1)
+    entries = [e for e in iter_files([tree]) if isinstance(e, FileEntry)]
+    records, _, todo = ParquetStore(out).lookup(entries, config)
+    assert len(records) == 7 and not todo
+    assert all(r.facts == read_file_facts(r.path) != FileFacts() for r in records)
+    # A part written before the facts column (schema version 1): records without facts.
+    for part in out.iterdir():
+        table = pq.read_table(part)
+        pq.write_table(table.drop_columns(["facts"]).replace_schema_metadata(
+            table.schema.metadata), part)
+        assert "facts" not in pa.parquet.read_schema(part).names
+    records, _, todo = ParquetStore(out).lookup(entries, config)
+    assert len(records) == 7 and not todo and all(r.facts is None for r in records)

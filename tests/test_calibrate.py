@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 import lookalike
-from lookalike.analysis.calibrate import TRANSFORMS, calibrate, render_calibration
+from lookalike.analysis.calibrate import KNEE, TRANSFORMS, calibrate, render_calibration
 from lookalike.cli import cli, main
 
 
@@ -24,40 +25,106 @@ def sample_dir(photos, tmp_path, scene):
     return folder
 
 
+def _hash(path, method: str, size: int | None, invariant: str):
+    from lookalike.imaging.decode import decode_bytes
+    from lookalike.imaging.hashes import get_method
+
+    pic = decode_bytes(path.read_bytes(), mode="fast")[0]
+    return get_method(method).hash(pic, size, invariant)
+
+
+def _held_out_edits(photo, out_dir):
+    """Edits calibrate never makes itself: WebP, sharpen, desaturate, 75% downscale + PNG."""
+    from PIL import Image, ImageEnhance, ImageFilter
+
+    img = Image.open(photo).convert("RGB")
+    w, h = img.size
+    edits = {
+        "webp": (img, "WEBP", {"quality": 60}),
+        "sharpen": (img.filter(ImageFilter.SHARPEN), "JPEG", {"quality": 85}),
+        "desaturate": (ImageEnhance.Color(img).enhance(0.5), "PNG", {}),
+        "shrink": (img.resize((w * 3 // 4, h * 3 // 4), Image.Resampling.BICUBIC), "PNG", {}),
+    }
+    paths = []
+    for name, (edited, fmt, kw) in edits.items():
+        path = out_dir / f"{photo.stem}__{name}.{fmt.lower()}"
+        edited.save(path, fmt, **kw)
+        paths.append(path)
+    return paths
+
+
 def test_calibrate_recommends_a_threshold_that_reaches_the_target(sample_dir):
-    cal = calibrate(sample_dir, sample=50, method="dhash", hash_size=8, workers=1)
-    assert cal.images == len(list(sample_dir.iterdir()))
-    assert cal.copies == cal.images * len(TRANSFORMS)
-    assert cal.positive_pairs == cal.copies
-    assert cal.negative_pairs == cal.images * (cal.images - 1) // 2
-    assert cal.target_reached and cal.precision >= 0.999
-    assert 2 <= cal.threshold <= 16  # dHash 8x8 copies sit a few bits apart
+    cal = calibrate(sample_dir, sample=50, method="dhash", hash_size=8, invariant="none",
+                    workers=1)
+    n = cal.images
+    assert n == len(list(sample_dir.iterdir())) == cal.images_found
+    assert cal.copies == n * len(TRANSFORMS) == cal.positive_pairs
+    assert cal.pair_share == 1.0  # the whole folder: counts are exact, nothing unseen
+    assert cal.duplicate_pairs == 0  # different pictures only
+    assert cal.negative_pairs == n * (n - 1) // 2
+    assert cal.target_reached and cal.confirmed and cal.precision >= 0.999
+    assert cal.point(cal.threshold).false_pairs == 0
+    assert 2 <= cal.threshold <= cal.max_threshold == 16
     assert cal.recall >= 0.6
-    # The recommendation is the best recall the target allows.
-    better = [p for p in cal.curve if p.recall > cal.recall]
-    assert all(p.precision < 0.999 for p in better)
-    assert [p.threshold for p in cal.curve] == list(range(65))
-    tps = [p.true_pairs for p in cal.curve]
-    assert tps == sorted(tps) and cal.curve[-1].recall == 1.0
+    # Among thresholds that reach the target, the smallest within KNEE of the best recall.
+    ok = [p for p in cal.curve if p.precision >= 0.999]
+    top = max(p.recall for p in ok)
+    assert cal.threshold == min(p.threshold for p in ok if p.recall >= KNEE * top)
+    assert [p.threshold for p in cal.curve] == list(range(17))
+    tps = [p.recall for p in cal.curve]
+    assert tps == sorted(tps)
     # Projected onto the whole folder: a zero count becomes the 95% bound 3 / negatives.
-    fp = cal.point(cal.threshold).false_pairs
-    n = cal.images_found
-    assert cal.expected_false_pairs == pytest.approx(
-        max(fp, 3) / cal.negative_pairs * n * (n - 1) / 2 if fp == 0
-        else fp / cal.negative_pairs * n * (n - 1) / 2)
+    assert cal.expected_false_pairs == pytest.approx(3 / cal.negative_pairs * n * (n - 1) / 2)
     text = render_calibration(cal)
     assert f"--threshold {cal.threshold}" in text and "<- recommended" in text
     assert f"a scan of all {n:,} images found" in text
     json.dumps(cal.to_dict())  # JSON-ready
 
 
-def test_duplicates_already_in_the_sample_are_not_counted_as_false_pairs(sample_dir, photos):
+@pytest.mark.slow
+def test_a_folder_holding_its_own_duplicates_is_not_recommended_threshold_0(photos, tmp_path):
+    # What `calibrate` met on the demo folder: its closest "different files" were copies of
+    # one photo, counted as false pairs, and it recommended 0 bits.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in photos:
+        shutil.copy(p, folder / p.name)
+    for p in photos[:6]:
+        _held_out_edits(p, folder)
+    cal = calibrate(folder, workers=1)  # the default method, invariance and threshold
+    assert cal.threshold > 0 and cal.confirmed and cal.recall >= 0.8
+    assert cal.point(cal.threshold).false_pairs == 0
+    stem = lambda path: path.rsplit("/", 1)[1].split("__")[0].split(".")[0]  # noqa: E731
+    taken = {frozenset((stem(a), stem(b))) for a, b, _, _ in cal.duplicates_in_sample}
+    assert all(len(pair) == 1 for pair in taken)  # only copies of one photo are taken
+    assert cal.duplicate_pairs >= 6 * 10 * 0.9  # 5 files per photo: 10 pairs each
+    assert all(stem(a) != stem(b) for a, b, _ in cal.closest_negatives)
+    assert "thumbnails match" in render_calibration(cal)
+
+
+@pytest.mark.slow
+def test_the_recommendation_separates_held_out_edits_from_different_photos(photos, tmp_path):
+    cal = calibrate(photos, workers=1, method="dhash", hash_size=8, invariant="none")
+    assert cal.threshold > 0
+    held_out = tmp_path / "edits"
+    held_out.mkdir()
+    hashes = {p.stem: _hash(p, cal.method, cal.hash_size, cal.invariant) for p in photos}
+    near = [hashes[p.stem] - _hash(e, cal.method, cal.hash_size, cal.invariant)
+            for p in photos for e in _held_out_edits(p, held_out)]
+    assert np.mean(np.asarray(near) <= cal.threshold) >= 0.9
+    apart = [hashes[a.stem] - hashes[b.stem] for i, a in enumerate(photos) for b in photos[i + 1:]]
+    assert min(apart) > cal.threshold
+
+
+def test_duplicates_already_in_the_sample_are_true_pairs_not_false_ones(sample_dir, photos):
     shutil.copy(photos[0], sample_dir / "copy_of_first.png")
-    cal = calibrate(sample_dir, sample=50, method="dhash", hash_size=8, workers=1)
-    names = {frozenset(p.rsplit("/", 1)[1] for p in pair[:2])
-             for pair in cal.duplicates_in_sample}
-    assert frozenset({photos[0].name, "copy_of_first.png"}) in names
-    assert cal.negative_pairs == cal.images * (cal.images - 1) // 2 - len(names)
+    cal = calibrate(sample_dir, sample=50, method="dhash", hash_size=8, invariant="none",
+                    workers=1)
+    why = {frozenset(p.rsplit("/", 1)[1] for p in pair[:2]): pair[3]
+           for pair in cal.duplicates_in_sample}
+    assert why[frozenset({photos[0].name, "copy_of_first.png"})] == "identical bytes"
+    assert cal.negative_pairs == cal.images * (cal.images - 1) // 2 - cal.duplicate_pairs
+    assert cal.point(0).true_pairs >= 1
 
 
 def test_sampling_is_seeded_and_limited(sample_dir):
@@ -65,6 +132,10 @@ def test_sampling_is_seeded_and_limited(sample_dir):
     b = calibrate(sample_dir, sample=6, seed=1, method="dhash", hash_size=8, workers=1)
     assert a.images == 6 and a.curve == b.curve and a.threshold == b.threshold
     assert a.stats["images_found"] > 6
+    assert a.pair_share == pytest.approx(30 / (a.images_found * (a.images_found - 1)))
+    # Too few pairs to confirm the target: the default threshold stands, unless contradicted.
+    assert not a.confirmed and a.threshold <= a.default_threshold
+    assert "too few to confirm" in render_calibration(a)
 
 
 def test_invariant_calibration_adds_mirrored_and_rotated_copies(sample_dir):
@@ -83,7 +154,7 @@ def test_calibrate_command_prints_the_curve_and_writes_json(runner, sample_dir, 
     data = json.loads(out.read_text())
     assert data["images"] == 12 and data["method"] == "dhash" and data["nbits"] == 64
     assert data["threshold"] == next(int(w) for w in res.output.split("--threshold ")[1].split())
-    assert len(data["curve"]) == 65
+    assert len(data["curve"]) == data["max_threshold"] + 1 == 17
 
 
 def test_calibrate_needs_two_images(tmp_path, scene, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import imagehash
 import pytest
@@ -25,7 +26,7 @@ def test_scan_prints_a_text_summary_by_default(runner, tmp_path, scene):
     folder = _folder(tmp_path, scene)
     res = runner.invoke(cli, ["scan", str(folder), "-m", "phash", "-t", "6", "-j", "1", "-q"])
     assert res.exit_code == 0, res.output
-    assert "1 duplicate groups" in res.output
+    assert "1 duplicate group," in res.output
     assert str(folder / "one_small.png") in res.output
 
 
@@ -79,7 +80,7 @@ def test_exit_codes_usage_and_config_errors_are_2(tmp_path, capsys):
     assert _exit_code(["scan", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert _exit_code(["scan", str(tmp_path), "-t", "999"]) == 2
-    assert "exceeds" in capsys.readouterr().err
+    assert "more than half the 256 bits" in capsys.readouterr().err
     assert _exit_code(["scan", "--method", "bogus", str(tmp_path)]) == 2
     assert _exit_code(["scan", str(tmp_path), "-q", "-j", "1"]) == 0
 
@@ -231,7 +232,7 @@ def test_a_threshold_above_the_bit_count_fails_before_hashing(tmp_path, scene, c
 
     from lookalike.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="threshold 120 exceeds the 64 bits") as info:
+    with pytest.raises(ConfigError, match="threshold 120 is more than half the 64 bits") as info:
         ScanConfig(method="dhash", threshold=120)
     assert "--" not in str(info.value)
 
@@ -384,7 +385,7 @@ def test_scan_to_files_writes_every_view_and_prints_only_to_its_stream(tmp_path,
     assert "broken.png" in (tmp_path / errors_csv_path("r.csv")).read_text()
     assert json.loads((tmp_path / "r.json").read_text())["schema_version"] == 1  # for the page
     text = out.getvalue()
-    assert text.startswith("3 images scanned, 1 duplicate groups"), text
+    assert text.startswith("3 images scanned, 1 duplicate group, 1 duplicate "), text
     assert text.rstrip().endswith(f"HTML report written to {page}")
     assert capsys.readouterr() == ("", "")
 
@@ -418,3 +419,88 @@ def test_interrupted_apply_exits_130_and_says_how_to_undo_or_finish(tmp_path, sc
     assert f"`lookalike undo {journal}`" in err and f"--journal {journal}" in err
     assert _exit_code(["undo", str(journal), "-q"]) == 0
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def _terminal(monkeypatch, columns: int) -> None:
+    """Make Rich see a terminal of ``columns`` columns on stderr (the progress bar shows)."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", str(columns))
+
+
+def _bar_lines(err: str) -> list[str]:
+    """The progress bar's rendered lines, without terminal control sequences."""
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", err).replace("\r", "\n")
+    return [ln for ln in plain.splitlines() if "2/3: hashing" in ln]
+
+
+def test_interrupted_is_printed_on_a_line_of_its_own(tmp_path, scene, capsys, monkeypatch):
+    import lookalike.jobs
+
+    def ctrl_c(paths, config, *, reporter, **kw):
+        reporter.phase(2, 3, "hashing", 10)
+        reporter.advance(3)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lookalike.jobs, "scan_to_files", ctrl_c)
+    _terminal(monkeypatch, 120)
+    scene(1).save(tmp_path / "a.png")
+    assert _exit_code(["scan", str(tmp_path), "--no-cache"]) == 130
+    err = capsys.readouterr().err
+    assert _bar_lines(err), err  # the bar was shown
+    assert not any("interrupted" in ln for ln in _bar_lines(err))
+    assert "\ninterrupted\n" in err.replace("\r", "\n")
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_the_progress_bar_uses_the_terminal_width_and_keeps_the_counts(capsys, monkeypatch,
+                                                                       columns):
+    from lookalike.cli import ConsoleReporter
+
+    _terminal(monkeypatch, columns)
+    rep = ConsoleReporter()
+    assert rep.show_progress and rep.console.width == columns
+    for name in ("hashing", "grouping: exact re-hash of near matches"):
+        rep.phase(2, 3, name, 20000)
+        rep.advance(9067)
+    rep.close()
+    err = capsys.readouterr().err
+    lines = _bar_lines(err.replace("2/3: grouping", "2/3: hashing"))
+    final = [ln for ln in lines if "9067/20000  45%" in ln]  # the counts are never cut
+    assert len(final) >= 2 and "grouping: " in err, lines
+    for ln in lines:
+        assert re.search(r" \d+/20000 +\d+% .* ETA ", ln), ln
+        assert len(ln.rstrip()) > columns - 5  # the line fills the terminal: the bar grows
+    if columns == 160:
+        assert all(ln.count("━") > 40 for ln in final)  # wider than Rich's fixed 40
+
+
+def test_a_warm_rescan_does_not_say_it_hashes_the_cached_files(tmp_path, scene, capsys):
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    cache = tmp_path / "c.sqlite"
+    args = ["scan", str(folder), "-j", "1", "--cache", str(cache)]
+    assert _exit_code(args) == 0
+    cold = capsys.readouterr().err
+    assert "2/3: hashing (3 files)" in cold
+    assert _exit_code(args) == 0
+    warm = capsys.readouterr().err
+    assert "2/3: hashing" in warm and "hashing (3 files)" not in warm
+
+
+def test_scan_format_paths_lists_the_files_to_remove_for_xargs(runner, tmp_path, scene):
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    common = ["scan", str(folder), "-m", "phash", "-t", "6", "-j", "1", "-q", "--no-cache"]
+    report = tmp_path / "r.json"
+    assert runner.invoke(cli, [*common, "-o", str(report)]).exit_code == 0
+    (group,) = json.loads(report.read_text())["groups"]
+    removed = sorted({m["path"] for m in group["members"]} - set(group["keep"]))
+    res = runner.invoke(cli, [*common, "--format", "paths"])
+    assert res.exit_code == 0 and res.output == "".join(f"{p}\n" for p in removed)
+    res = runner.invoke(cli, [*common, "--format", "paths0"])
+    assert res.exit_code == 0 and res.output == "".join(f"{p}\0" for p in removed)
+    out = tmp_path / "remove.txt"
+    res = runner.invoke(cli, [*common, "--format", "paths", "-o", str(out)])
+    assert res.exit_code == 0 and out.read_text() == "".join(f"{p}\n" for p in removed)
+    assert "report written to" in res.output  # the summary goes to stdout, not the list

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import lookalike
-from lookalike.config import METHOD_SPECS, ScanConfig
+from lookalike.config import METHOD_NAMES, METHOD_SPECS, ScanConfig, method_spec
 from lookalike.errors import ConfigError
 
 
@@ -38,9 +38,21 @@ def test_hash_size_128_is_refused_by_the_api_too():
 @pytest.mark.parametrize(("method", "size", "nbits"),
                          [("dhash", 8, 64), ("dhash-z", 16, 256), ("colorhash", 3, 42),
                           ("pdq", 16, 256)])
-def test_a_threshold_up_to_the_bit_count_is_allowed_and_above_it_refused(method, size, nbits):
-    assert ScanConfig(method=method, hash_size=size, threshold=nbits).threshold == nbits
-    with pytest.raises(ConfigError, match=f"exceeds the {nbits} bits of {method}"):
-        ScanConfig(method=method, hash_size=size, threshold=nbits + 1)
-    with pytest.raises(ConfigError, match="negative"):
+def test_a_threshold_up_to_half_the_bits_is_allowed_and_above_it_refused(method, size, nbits):
+    # Beyond half the bits unrelated pictures match by chance (`-t 120` on 64 bits was taken).
+    assert ScanConfig(method=method, hash_size=size, threshold=nbits // 2).threshold == nbits // 2
+    with pytest.raises(ConfigError, match=f"more than half the {nbits} bits of {method}"):
+        ScanConfig(method=method, hash_size=size, threshold=nbits // 2 + 1)
+    with pytest.raises(ConfigError, match="not a number of bits"):
         ScanConfig(method=method, threshold=-1)
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_each_method_has_its_own_default_threshold_scaled_by_size(method):
+    spec = method_spec(method)
+    assert ScanConfig(method=method).threshold == spec.threshold
+    assert ScanConfig(method=method, threshold=0).threshold == 0  # an explicit 0 stays 0
+    if spec.sizes is None:  # another size: the same share of its bits
+        size = spec.default_size * 2 if spec.accepts(spec.default_size * 2) else spec.min_size
+        want = round(spec.threshold * spec.nbits(size) / spec.nbits(spec.default_size))
+        assert ScanConfig(method=method, hash_size=size).threshold == want

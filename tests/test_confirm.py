@@ -20,10 +20,10 @@ from lookalike.store.cache import HashCache
 from lookalike.worker import hash_data
 
 
-def _record(path: str, hex_hash: str, fmt: str = "JPEG", size: tuple[int, int] = (1200, 800)
-            ) -> ImageRecord:
+def _record(path: str, hex_hash: str, fmt: str = "JPEG", size: tuple[int, int] = (1200, 800),
+            nbits: int = 64) -> ImageRecord:
     return ImageRecord(path=path, size_bytes=1, mtime_ns=0, width=size[0], height=size[1],
-                       format=fmt, hash=Hash.from_hex(hex_hash, method="dhash-z", nbits=64),
+                       format=fmt, hash=Hash.from_hex(hex_hash, method="dhash-z", nbits=nbits),
                        digest=path)
 
 
@@ -87,8 +87,9 @@ def test_a_threshold_near_the_hash_size_searches_no_wider_than_the_hash():
     # usable by the next scan (it once raised "max_distance exceeds nbits" on re-scans).
     from lookalike.grouping.groups import record_edges
 
-    wide = ScanConfig(method="dhash", hash_size=8, threshold=62)
-    recs = [_record("a.jpg", "ffff0000ffff0000"), _record("b.jpg", "0000ffff0000ffff")]
+    # The widest threshold allowed (half the bits) plus the margin passes 4-bit hashes.
+    wide = ScanConfig(method="dhash", hash_size=2, threshold=2)
+    recs = [_record("a.jpg", "c", nbits=4), _record("b.jpg", "3", nbits=4)]
     asked = []
 
     def edges_at(radius):  # as a re-scan does: from the edges of an earlier scan
@@ -96,7 +97,7 @@ def test_a_threshold_near_the_hash_size_searches_no_wider_than_the_hash():
         return record_edges(recs, radius, record_edges(recs[:1], radius))
 
     assert needs_exact_hash(recs, wide, edges_at) == needs_exact_hash(recs, wide) == [0, 1]
-    assert asked == [64]
+    assert asked == [4]
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,9 @@ def test_fast_scan_finds_exactly_the_full_decode_groups(twins, tmp_path):
     assert again.stats["hashed"] == 0 and again.stats["exact_hashed"] == 0
     exact = {r.path: r.hash for r in fast.records}
     for jpg in drifted:
-        assert exact[str(jpg)] == lookalike.hash_image(jpg, hash_size=8, decode="full")
+        # the first segment is the plain hash (the others: its flips, turns, trimmed content)
+        plain = lookalike.hash_image(jpg, hash_size=8, decode="full")
+        assert exact[str(jpg)].segments[0] == plain.value
     # ...and the edges of the last scan, with the same images confirmed: no search at all.
     assert again.stats["codes_new"] == 0 and fast.stats["codes_new"] > 0
     assert again.stats["exact_needed"] == fast.stats["exact_needed"]

@@ -13,8 +13,8 @@ from lookalike.grouping.keep import (
     KeepDecision,
     KeepFacts,
     parse_keep,
-    webp_is_lossless,
 )
+from lookalike.imaging.facts import webp_is_lossless
 from lookalike.model import Group, Hash, ImageRecord, Member
 
 
@@ -71,9 +71,8 @@ def test_each_rule_picks_its_keeper(rule, winner):
     assert set(decision.remove) == {r.path for r in records} - {winner}
 
 
-def test_default_policy_is_resolution_then_size_then_age_then_path():
-    assert DEFAULT_KEEP == ("largest-resolution", "largest-file", "oldest", "shortest-path")
-    p = KeepPolicy()
+def test_resolution_then_size_then_age_then_path():
+    p = KeepPolicy(rules=("largest-resolution", "largest-file", "oldest", "shortest-path"))
     assert kept(p, rec("/a/small", w=10, size=9999), rec("/a/large", w=200)) == ("/a/large",)
     # same resolution: the larger file wins
     assert kept(p, rec("/a/x", size=5), rec("/a/y", size=6)) == ("/a/y",)
@@ -196,4 +195,5 @@ def test_read_facts_protects_a_name_that_reaches_a_protected_folder_through_a_li
     g = group(plain, through)
     assert policy.decide(g, facts).keep == (through.path,)
     assert policy.decide(g, KeepFacts()).keep == (plain.path,)  # nothing read, nothing known
-    assert KeepPolicy().read_facts([through, plain]) == KeepFacts()  # no folder: no I/O needed
+    # no folder rule and no header-reading rule: no I/O needed
+    assert KeepPolicy(rules=("oldest",)).read_facts([through, plain]) == KeepFacts()

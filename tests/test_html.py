@@ -19,11 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 import lookalike
 from lookalike.cli import cli
 from lookalike.errors import ConfigError
-from lookalike.report.html import file_states, render_html, write_html
+from lookalike.report.html import (
+    file_states,
+    folder_tree,
+    image_facts,
+    render_html,
+    write_html,
+)
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -222,6 +229,67 @@ def test_unknown_thumbnail_mode_and_missing_folder_are_config_errors(tmp_path):
         write_html(_synthetic(1), tmp_path / "no" / "r.html")
 
 
+def test_image_facts_read_camera_date_mode_and_jpeg_quality_from_real_photos(tmp_path,
+                                                                            rgb_photos):
+    photo = Image.open(rgb_photos[0]).convert("RGB")
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "NIKON CORPORATION", "NIKON D750"
+    exif.get_ifd(0x8769)[0x9003] = "2019:07:14 18:02:33"
+    photo.save(tmp_path / "shot.jpg", quality=83, exif=exif)
+    photo.convert("L").save(tmp_path / "grey.jpg", quality=41)
+    photo.save(tmp_path / "shot.png")
+    facts = image_facts(str(tmp_path / "shot.jpg"))
+    assert facts == {"format": "JPEG", "mode": "RGB", "quality": 83,
+                     "camera": "NIKON CORPORATION NIKON D750", "taken": "2019-07-14 18:02:33"}
+    assert image_facts(str(tmp_path / "grey.jpg")) == {"format": "JPEG", "mode": "L",
+                                                         "quality": 41}
+    assert image_facts(str(tmp_path / "shot.png")) == {"format": "PNG", "mode": "RGB"}
+    assert image_facts(str(tmp_path / "gone.jpg")) is None
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff not really")
+    assert image_facts(str(tmp_path / "bad.jpg")) is None
+
+
+def test_folder_tree_names_every_folder_up_to_its_root_with_file_counts():
+    paths = ["/lib/Originals/2020/a.jpg", "/lib/Originals/b.jpg", "/lib/Exports/a.jpg",
+             "/elsewhere/deep/c.jpg"]
+    folders, index = folder_tree(paths, ["/lib"])
+    by_path = {f["p"]: f for f in folders}
+    assert list(by_path) == ["/elsewhere", "/elsewhere/deep", "/lib", "/lib/Exports",
+                             "/lib/Originals", "/lib/Originals/2020"]
+    assert {p: f["n"] for p, f in by_path.items()} == {
+        "/elsewhere": 1, "/elsewhere/deep": 1, "/lib": 3, "/lib/Exports": 1,
+        "/lib/Originals": 2, "/lib/Originals/2020": 1}
+    parent = {f["p"]: folders[f["up"]]["p"] if f["up"] is not None else None for f in folders}
+    assert parent["/lib/Originals/2020"] == "/lib/Originals" and parent["/lib"] is None
+    assert parent["/elsewhere"] is None  # the file system's root is never offered
+    assert folders[index["/lib/Originals/2020/a.jpg"]]["p"] == "/lib/Originals/2020"
+
+
+@pytest.mark.slow
+def test_page_links_originals_of_web_formats_and_embeds_their_facts(tmp_path, rgb_photos):
+    lib = tmp_path / "lib #1"  # a name that must be percent-encoded in a URL
+    lib.mkdir()
+    photo = Image.open(rgb_photos[0]).convert("RGB")
+    photo.save(lib / "a.png")
+    photo.save(lib / "a.jpg", quality=88)
+    photo.save(lib / "a.tif")
+    report = _scan_to_report(lib, tmp_path / "r.json")
+    write_html(report, tmp_path / "r.html")
+    blob = _blob((tmp_path / "r.html").read_text())
+    members = {Path(m["p"]).name: m for g in blob["groups"] for m in g["m"]}
+    assert set(members) == {"a.png", "a.jpg", "a.tif"}
+    assert members["a.png"]["o"] == (lib / "a.png").as_uri() and "%20%231" in members["a.png"]["o"]
+    assert members["a.jpg"]["x"] == {"cm": "RGB", "q": 88}
+    assert "o" not in members["a.tif"]  # browsers cannot show TIFF: the thumbnail stands in
+    assert members["a.tif"]["u"].startswith("data:image/jpeg")
+    folder = blob["folders"][members["a.png"]["fd"]]
+    assert folder == {"p": str(lib), "up": None, "n": 3}
+    # Pure rendering with no facts: no original is linked, nothing is read.
+    assert all("o" not in m and "x" not in m
+               for g in _blob(render_html(lookalike.read_report(report)))["groups"]
+               for m in g["m"])
+
+
 # --------------------------------------------------------------------------- CLI
 
 def test_report_command_writes_the_page(runner, tmp_path, scene):
@@ -374,7 +442,9 @@ def test_toggle_and_export_give_the_agreed_decisions_format(web, tmp_path, scene
     toggle.click()
     assert toggle.get_attribute("aria-pressed") == "true"
     dec = web.export(tmp_path / "decisions.json")
-    assert list(dec) == ["kind", "schema_version", "report_path", "report_created", "groups"]
+    assert list(dec) == ["kind", "schema_version", "report_path", "report_created",
+                         "folder_rules", "groups"]
+    assert dec["folder_rules"] == []
     assert dec["kind"] == "lookalike-decisions" and dec["schema_version"] == 1
     assert dec["report_path"] == str(report) and os.path.isabs(dec["report_path"])
     assert dec["report_created"] == data["created"]
@@ -452,7 +522,8 @@ def test_hostile_file_names_render_as_text_and_run_nothing(web, tmp_path, scene)
         assert name in text
     assert web.dialogs == []
     assert pg.locator("img.thumb").count() == 3  # the real files' thumbnails, nothing more
-    assert pg.locator("img").count() == 3
+    assert pg.locator("img:not(.cmp-img)").count() == 3
+    assert pg.locator(".cmp-img[src]").count() == 0  # the closed compare view loads nothing
     assert pg.locator("img[src=x], script[src]").count() == 0
     assert pg.locator("script").count() == 2
     assert web.console == []
@@ -463,8 +534,6 @@ def test_ten_thousand_groups_open_fast_and_render_lazily(web, tmp_path, capsys):
     n = 10_000
     data = _synthetic(n)
     (tmp_path / "r_files").mkdir()
-    from PIL import Image
-
     Image.new("RGB", (160, 120), (90, 140, 200)).save(tmp_path / "r_files" / "t.jpg")
     thumbs = {m["path"]: "r_files/t.jpg" for g in data["groups"] for m in g["members"]}
     html = tmp_path / "r.html"
@@ -497,3 +566,179 @@ def test_ten_thousand_groups_open_fast_and_render_lazily(web, tmp_path, capsys):
     assert timing["rendered"] < n  # lazy: not all 10,000 up front
     assert len(dec["groups"]) == n  # but Export covers every group
     assert web.console == []
+
+
+# --------------------------------------------------------------------------- compare view, rules
+
+def _originals_and_exports(root: Path, rgb_photos: list[Path]) -> Path:
+    """Real photos in Originals/ and their copies in Exports/ (one group lies wholly there)."""
+    by_name = {p.stem: p for p in rgb_photos}
+    orig, exp = root / "Originals", root / "Exports"
+    (exp / "web").mkdir(parents=True)
+    orig.mkdir()
+    a = Image.open(by_name["astronaut"]).convert("RGB")
+    a.save(orig / "A.png")
+    a.resize((a.width // 2, a.height // 2), Image.Resampling.LANCZOS).save(
+        exp / "web" / "A_web.jpg", quality=80)
+    b = Image.open(by_name["chelsea"]).convert("RGB")
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "Canon EOS R5"
+    b.save(orig / "B.jpg", quality=92, exif=exif)
+    b.convert("L").save(exp / "B_grey.jpg", quality=85)
+    # Larger than the original: a resolution-first keep policy would prefer it.
+    b.resize((b.width * 3 // 2, b.height * 3 // 2), Image.Resampling.LANCZOS).save(
+        exp / "B_big.png")
+    c = Image.open(by_name["coffee"]).convert("RGB")
+    c.save(exp / "C1.jpg", quality=90)
+    c.save(exp / "C2.png")
+    return root
+
+
+def _view(pg) -> dict[str, Any]:
+    return pg.evaluate("lookalikeCompareView()")
+
+
+def _scales(pg) -> list[float]:
+    scales = pg.eval_on_selector_all(".frame", "els => els.map(e => e.dataset.scale)")
+    return [float(x) for x in scales]
+
+
+@pytest.mark.slow
+def test_compare_view_zoom_flicker_keys_folder_rules_export_and_apply(web, tmp_path,
+                                                                      rgb_photos, runner):
+    lib = _originals_and_exports(tmp_path / "lib", rgb_photos)
+    report = _scan_to_report(lib, tmp_path / "r.json")
+    data = json.loads(report.read_text())
+    assert sorted(len(g["members"]) for g in data["groups"]) == [2, 2, 3]
+    html = tmp_path / "r.html"
+    write_html(report, html)
+    web.open(html)
+    pg = web.page
+
+    # Removed members are marked by a badge and a border; the picture itself is untouched.
+    first = pg.locator("article.group").first
+    removed = first.locator(".member.remove").first  # the policy keeps one of three
+    assert removed.locator(".badge").inner_text() == "REMOVE"
+    style = removed.locator("img.thumb").evaluate(
+        "e => [getComputedStyle(e).opacity, getComputedStyle(e).filter]")
+    assert style == ["1", "none"]
+
+    # Open: the clicked member goes on the right, at full resolution (the original file).
+    first.locator(".thumb-box").nth(1).click()
+    assert pg.locator("#compare").is_visible()
+    pg.wait_for_function("() => [...document.querySelectorAll('.cmp-img')]"
+                         ".every(i => i.complete && i.naturalWidth > 0)")
+    view = _view(pg)
+    gid = view["group"]
+    group = next(g for g in data["groups"] if g["id"] == gid)
+    names = [Path(m["path"]).name for m in group["members"]]
+    assert view["sides"][1] == 1 and view["z"] == 1 and "B.jpg" in names
+    # Choose the pair: the original on the left, its grey copy on the right.
+    pg.select_option(".cmp-side[data-side='0'] .cmp-pick", str(names.index("B.jpg")))
+    pg.select_option(".cmp-side[data-side='1'] .cmp-pick", str(names.index("B_grey.jpg")))
+    assert _view(pg)["sides"] == [names.index("B.jpg"), names.index("B_grey.jpg")]
+    pg.wait_for_function("() => [...document.querySelectorAll('.cmp-img')]"
+                         ".every(i => i.complete && i.naturalWidth > 0)")
+    widths = pg.eval_on_selector_all(".cmp-img", "els => els.map(e => e.naturalWidth)")
+    assert widths == [group["members"][i]["width"] for i in _view(pg)["sides"]]
+    left = pg.inner_text(".cmp-side[data-side='0'] .cmp-facts")
+    right = pg.inner_text(".cmp-side[data-side='1'] .cmp-facts")
+    assert "Canon EOS R5" in left and "\u2248 92 (estimated from its tables)" in left
+    assert "grayscale" in right and "\u2248 85" in right  # the grey copy says what it is
+
+    # Zoom with the wheel: both sides zoom together, keeping their relative scale.
+    before = _scales(pg)
+    box = pg.locator(".frame").first.bounding_box()
+    pg.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
+    pg.mouse.wheel(0, -600)
+    pg.wait_for_function("() => lookalikeCompareView().z > 1.5")
+    after = _scales(pg)
+    ratio = [a / b for a, b in zip(after, before, strict=True)]
+    assert ratio[0] > 1.5 and abs(ratio[0] - ratio[1]) < 0.02, (before, after)
+    centre = _view(pg)
+    assert centre["cx"] < 0.5 and centre["cy"] < 0.5  # zoomed towards the cursor
+    # Drag pans both (one shared centre); keys zoom, 1:1 and fit.
+    pg.mouse.down()
+    pg.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=4)
+    pg.mouse.up()
+    assert _view(pg)["cx"] < centre["cx"] - 0.05
+    pg.keyboard.press("1")
+    assert _scales(pg)[0] == pytest.approx(100, abs=0.2)
+    pg.keyboard.press("0")
+    assert _view(pg)["z"] == 1
+    pg.keyboard.press("+")
+    assert _view(pg)["z"] == pytest.approx(1.25)
+
+    # Flicker: one frame, the two alternate in it; an arrow key stops on one side.
+    pg.keyboard.press("f")
+    assert pg.locator("#cmp-views.flicker").count() == 1
+    boxes = [pg.locator(".frame").nth(i).bounding_box() for i in (0, 1)]
+    assert boxes[0] == boxes[1]
+    shown = _view(pg)["shown"]
+    pg.wait_for_function(f"() => lookalikeCompareView().shown !== {shown}", timeout=3000)
+    pg.keyboard.press("ArrowRight")
+    seen = pg.eval_on_selector_all(".frame",
+                                   "els => els.map(e => getComputedStyle(e).visibility)")
+    assert seen == ["hidden", "visible"] and _view(pg)["shown"] == 1
+    pg.wait_for_timeout(800)
+    assert _view(pg)["shown"] == 1  # stays: the blink stopped
+    pg.keyboard.press("f")
+    assert pg.locator("#cmp-views.flicker").count() == 0
+
+    # Keyboard decisions: remove the left, keep it again, keep only the right.
+    pg.keyboard.press("ArrowLeft")
+    left, right = _view(pg)["sides"]
+    card = pg.locator(f"article.group[data-id='{gid}'] .member")
+    pg.keyboard.press("x")
+    assert "remove" in pg.get_attribute(".frame[data-side='0']", "class")
+    assert card.nth(left).locator(".badge").inner_text() == "REMOVE"
+    pg.keyboard.press("k")
+    assert card.nth(left).locator(".badge").inner_text() == "KEEP"
+    pg.keyboard.press("ArrowRight")
+    pg.keyboard.press("Shift+K")
+    badges = [card.nth(i).locator(".badge").inner_text() for i in range(card.count())]
+    assert badges == ["KEEP" if i == right else "REMOVE" for i in range(card.count())]
+    # Next and previous group, then Esc.
+    pg.keyboard.press("n")
+    assert _view(pg)["group"] != gid
+    pg.keyboard.press("p")
+    assert _view(pg)["group"] == gid
+    pg.keyboard.press("Escape")
+    assert not pg.locator("#compare").is_visible()
+
+    # Folder rules replace the suggestions (not the reviewer's own choices: reset them).
+    pg.click("#reset")
+    pg.click("#rules summary")
+    offered = [f["p"] for f in _blob(html.read_text())["folders"]]
+    assert offered == [str(lib), *(str(lib / d) for d in ("Exports", "Exports/web", "Originals"))]
+    for folder, rule in ((lib / "Originals", "keep"), (lib / "Exports", "remove")):
+        pg.select_option("#rule-folder", str(offered.index(str(folder))))
+        pg.click(f"#rule-{rule}")
+    assert pg.locator("#rule-list li").count() == 2
+    assert "(2: keep 1, remove 1)" in pg.inner_text("#rules-summary")
+    assert "removed by rule" in pg.inner_text("#groups")
+    dec = web.export(tmp_path / "decisions.json")
+    assert dec["folder_rules"] == [{"folder": str(lib / "Originals"), "rule": "keep"},
+                                   {"folder": str(lib / "Exports"), "rule": "remove"}]
+    exports_only = next(g for g in dec["groups"]
+                        if all("/Exports/" in p for p in g["keep"] + g["remove"]))
+    assert len(exports_only["keep"]) == 1 and len(exports_only["remove"]) == 1  # last copy
+    for g in dec["groups"]:
+        if g is exports_only:
+            continue
+        assert all("/Originals/" in p for p in g["keep"]), g
+        assert g["remove"] and all("/Exports/" in p for p in g["remove"]), g
+    assert web.console == []
+
+    # `apply` accepts the export unchanged and moves exactly the removed files.
+    quarantine = tmp_path / "quarantine"
+    res = runner.invoke(cli, ["apply", str(tmp_path / "decisions.json"), "--action", "move",
+                              "--to", str(quarantine), "--yes"])
+    assert res.exit_code == 0, res.output
+    removed = [p for g in dec["groups"] for p in g["remove"]]
+    kept = [p for g in dec["groups"] for p in g["keep"]]
+    assert len(removed) == 4 and all(not os.path.exists(p) for p in removed)
+    assert all(os.path.exists(p) for p in kept)
+    moved = sorted(p.relative_to(quarantine).as_posix() for p in (quarantine / "lib").rglob("*")
+                   if p.is_file())  # (the undo journal lies beside them)
+    assert moved == sorted(f"lib/{Path(p).relative_to(lib).as_posix()}" for p in removed)

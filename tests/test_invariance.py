@@ -128,4 +128,8 @@ def test_scan_with_invariant_groups_flipped_copies(rgb_photos, tmp_path):
     result = lookalike.scan(tmp_path, method="dhash", threshold=4, invariant="dihedral",
                             workers=1)
     assert [len(g) for g in result.groups] == [4]
-    assert len(lookalike.scan(tmp_path, method="dhash", threshold=4, workers=1).groups) == 0
+    # the default: invariant too; invariant="none" sees the copies as other pictures
+    assert [len(g) for g in lookalike.scan(tmp_path, method="dhash", threshold=4,
+                                           workers=1).groups] == [4]
+    assert len(lookalike.scan(tmp_path, method="dhash", threshold=4, invariant="none",
+                              workers=1).groups) == 0

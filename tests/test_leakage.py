@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -172,9 +173,12 @@ def test_find_leakage_takes_records_and_a_threshold(scanned):
     assert from_records.purge == find_leakage(result, [train]).purge
     with pytest.raises(ConfigError, match="threshold"):
         find_leakage(result.records, [train])
+    # At threshold 0 only identical hashes leak. The resized astronaut in val/ is 1 bit off
+    # as it stands, but one of its flipped/turned hashes (stored by default) is identical.
     assert find_leakage(result, [train], threshold=0).purge == (
         str(test / "cat_small.jpg"), str(test / "coffee_q60.jpg"),
-        str(test / "rocket_copy.jpg"), str(test / "sub_rocket.jpg"))  # astro is 1 bit off
+        str(test / "rocket_copy.jpg"), str(test / "sub_rocket.jpg"),
+        str(_val / "astro_256.webp"))
 
 
 def test_bad_sets_are_config_errors(tmp_path, scene):
@@ -219,3 +223,27 @@ def test_leakage_scan_reuses_the_hash_cache(runner, splits, tmp_path):
     assert first["stats"]["hashed"] == first["stats"]["images"] == 22
     assert second["stats"]["from_cache"] == 22 and second["stats"]["hashed"] == 0
     assert second["leakage"]["purge"] == first["leakage"]["purge"]
+
+
+def test_csv_has_the_set_and_purge_columns_and_paths_list_the_purge_list(runner, splits,
+                                                                         tmp_path):
+    train, test, val = splits
+    common = ["scan", "--reference", str(train), str(test), str(val), "-t", str(THRESHOLD),
+              *PIN, "-j", "1", "-q", "--no-cache"]
+    out = tmp_path / "leak.csv"
+    res = runner.invoke(cli, [*common, "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(out.open()))
+    purge = {str(test / n) for n in ("cat_small.jpg", "coffee_q60.jpg", "rocket_copy.jpg",
+                                     "sub_rocket.jpg")} | {str(val / "astro_256.webp")}
+    assert {r["path"] for r in rows if r["purge"] == "1"} == purge
+    for r in rows:
+        assert r["set"] == Path(r["path"]).relative_to(tmp_path).parts[0]
+        # the reference copies are kept, the leaking images are not
+        assert r["keep"] == ("1" if r["set"] == "train" else "0")
+        assert r["purge"] == ("0" if r["set"] == "train" else "1")
+    res = runner.invoke(cli, [*common, "--format", "paths"])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines() == sorted(purge)
+    res = runner.invoke(cli, [*common, "--format", "paths0"])
+    assert res.output.split("\0") == [*sorted(purge), ""]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lookalike.model import Hash, ImageRecord, make_record, positional_constructor
+from lookalike.model import FileFacts, Hash, ImageRecord, make_record, positional_constructor
 
 
 @given(nbits=st.sampled_from([1, 7, 64, 72, 256]), data=st.data())
@@ -50,7 +50,8 @@ def test_make_record_equals_the_keyword_constructor():
     h = Hash("pdq", 256, (12345,))
     fields = dict(path="/a/b.png", size_bytes=10, mtime_ns=123456789012345678, width=3,
                   height=4, format="PNG", hash=h, digest="d" * 64, pixel_digest=None,
-                  source="/a", aliases=("/a/c.png",))
+                  source="/a", aliases=("/a/c.png",),
+                  facts=FileFacts(format="PNG", mode="RGB", lossless=True))
     fast = make_record(*fields.values())
     slow = ImageRecord(**fields)
     assert [f.name for f in dataclasses.fields(ImageRecord)] == list(fields)
@@ -66,3 +67,20 @@ def test_positional_constructor_refuses_a_class_that_validates():
     # It would skip __post_init__: Hash's range check must not be bypassed.
     with pytest.raises(TypeError, match="__post_init__"):
         positional_constructor(Hash, ("method", "nbits", "segments"))
+
+
+@pytest.mark.parametrize("facts", [
+    FileFacts(),
+    FileFacts(format="JPEG", mode="CMYK", quality=87, camera="Canon EOS R5 \u00e9",
+              taken="2021-06-01 10:11:12", metadata=3),
+    FileFacts(format="PNG", mode="L", lossless=True, grey=True, metadata=1),
+])
+def test_file_facts_survive_their_text(facts):
+    text = facts.to_text()
+    assert FileFacts.from_text(text) == facts
+    assert FileFacts.from_text(text) is not facts
+
+
+@pytest.mark.parametrize("text", [None, "", "{}", "[1, 2]", '{"format": "PNG"}', "nonsense"])
+def test_a_text_file_facts_did_not_write_holds_none(text):
+    assert FileFacts.from_text(text) is None

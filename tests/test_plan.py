@@ -8,12 +8,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import lookalike
 from conftest import snapshot
 from lookalike import ConfigError, ReportError
 from lookalike.actions.plan import load_source, plan, quarantine_path, render_plan
 from lookalike.cli import cli
+from lookalike.grouping.keep import DEFAULT_KEEP
 from lookalike.paths import root_names
 from lookalike.report.schema import write_report
 
@@ -90,8 +92,7 @@ def test_dry_run_cli_prints_the_plan_and_changes_nothing(runner, library, tmp_pa
 def test_every_group_keeps_one_file_and_the_keeper_is_the_reports(library):
     root, report = library
     data = json.loads(report.read_text())
-    assert data["keep_policy"]["rules"] == ["largest-resolution", "largest-file", "oldest",
-                                            "shortest-path"]
+    assert data["keep_policy"]["rules"] == list(DEFAULT_KEEP)
     keep_in_report = {g["id"]: g["keep"] for g in data["groups"]}
     assert keep_in_report == {1: [str(root / "a.png")], 2: [str(root / "x.png")]}
     p = plan(report, action="delete")
@@ -365,3 +366,149 @@ def test_apply_cli_accepts_a_decisions_file(runner, library, tmp_path):
     assert res.exit_code == 0, res.output
     assert not (root / "sub" / "x2.png").exists() and (root / "x.png").exists()
     assert (root / "sub" / "a_copy.png").exists()  # group 1 was not in the decisions
+
+
+# --------------------------------------------------------------------------- folder rules
+
+
+@pytest.fixture
+def sorted_library(tmp_path, rgb_photos):
+    """Real photos sorted the way photographers do: Originals/, Exports/ (with web/ inside),
+    Misc/. Group A: the original, an export, a web export, a copy in Misc; group C: two
+    exports of one photo, wholly under Exports/."""
+    root = tmp_path / "lib"
+    for d in ("Originals", "Exports/web", "Misc"):
+        (root / d).mkdir(parents=True)
+    a, c = (Image.open(p).convert("RGB") for p in rgb_photos[:2])
+    a.save(root / "Originals" / "A.png")
+    a.save(root / "Exports" / "A.jpg", quality=92)
+    a.resize((a.width // 2, a.height // 2)).save(root / "Exports" / "web" / "A_web.jpg",
+                                                 quality=80)
+    shutil.copyfile(root / "Originals" / "A.png", root / "Misc" / "A_copy.png")
+    c.save(root / "Exports" / "C.png")
+    c.resize((c.width // 2, c.height // 2)).save(root / "Exports" / "C_small.png")
+    return root, scan_to(tmp_path / "report.json", root, threshold=8)
+
+
+def _group_of(p, path: Path):
+    return next(g for g in p.groups if str(path) in {*g.keep, *(op.path for op in g.operations)})
+
+
+def test_folder_rules_act_only_under_remove_folders_and_keep_a_last_copy(sorted_library,
+                                                                          tmp_path):
+    root, report = sorted_library
+    data = json.loads(report.read_text())
+    assert sorted(len(g["members"]) for g in data["groups"]) == [2, 4]
+    exports = root / "Exports"
+    p = plan(report, action="move", to=tmp_path / "q", keep_in=[root / "Originals"],
+             remove_in=[exports])
+    acted = sorted(Path(op.path).relative_to(root).as_posix() for op in p.operations)
+    # C.png or C_small.png stays: the keep policy picks the one a rule would have removed last
+    c_kept = _group_of(p, exports / "C.png").keep
+    assert len(c_kept) == 1 and Path(c_kept[0]).parent == exports
+    assert acted == sorted(["Exports/A.jpg", "Exports/web/A_web.jpg",
+                            *(f"Exports/{n}" for n in ("C.png", "C_small.png")
+                              if str(exports / n) not in c_kept)])
+    group_a = _group_of(p, root / "Originals" / "A.png")
+    # Kept: the original first (its rule), then the copy no rule covers.
+    assert group_a.keep == (str(root / "Originals" / "A.png"), str(root / "Misc" / "A_copy.png"))
+    why = dict(group_a.reasons)
+    assert why[str(root / "Originals" / "A.png")] == f"rule: keep under {root / 'Originals'}"
+    assert why[str(root / "Misc" / "A_copy.png")] == "no remove rule covers it"
+    assert why[str(exports / "A.jpg")] == f"rule: remove under {exports}"
+    assert "the last copy" in dict(_group_of(p, exports / "C.png").reasons)[c_kept[0]]
+    text = render_plan(p)
+    assert f"folder rules: keep under {root / 'Originals'}; remove under {exports}" in text
+    assert f"  keep     {root / 'Misc' / 'A_copy.png'}  (no remove rule covers it)" in text
+    move_line = next(ln for ln in text.splitlines() if ln.startswith(f"  move     {exports}/A.jpg"))
+    assert move_line.endswith(f"; rule: remove under {exports})")
+    assert "the last copy: every copy is under a remove folder" in text
+
+
+def test_a_deeper_keep_folder_carves_out_of_a_remove_folder(sorted_library):
+    root, report = sorted_library
+    web = root / "Exports" / "web"
+    p = plan(report, action="delete", remove_in=[root / "Exports", root / "Misc"],
+             keep_in=[web])
+    group_a = _group_of(p, root / "Originals" / "A.png")
+    assert sorted(op.path for op in group_a.operations) == [
+        str(root / "Exports" / "A.jpg"), str(root / "Misc" / "A_copy.png")]
+    # the rule-kept file comes before the one no rule covers: it is the link target
+    assert group_a.keep == (str(web / "A_web.jpg"), str(root / "Originals" / "A.png"))
+    # Protection beats every rule.
+    p = plan(report, action="delete", remove_in=[root], protect=[root / "Misc"])
+    group_a = _group_of(p, root / "Originals" / "A.png")
+    assert group_a.keep == (str(root / "Misc" / "A_copy.png"),)
+    assert dict(group_a.reasons)[str(root / "Misc" / "A_copy.png")] == "in a protected folder"
+
+
+def test_a_hard_link_outside_the_remove_folders_stops_its_group(sorted_library):
+    root, report = sorted_library
+    export = root / "Exports" / "A.jpg"
+    os.link(export, root / "Misc" / "A_link.jpg")  # one file: a name under no remove rule
+    report = scan_to(report, root, threshold=8)
+    p = plan(report, action="delete", keep_in=[root / "Originals"],
+             remove_in=[root / "Exports"])
+    assert str(export) not in {op.path for op in p.operations}
+    (skip,) = [s for s in p.skipped if str(export) in s.reason]
+    assert skip.reason == (f"{root / 'Misc' / 'A_link.jpg'}, a name of {export}, is kept by "
+                           "the folder rules (no remove rule covers it)")
+
+
+def test_folder_rule_errors_are_config_errors(sorted_library, tmp_path):
+    root, report = sorted_library
+    with pytest.raises(ConfigError, match="only on files under a remove folder"):
+        plan(report, action="delete", keep_in=[root / "Originals"])
+    with pytest.raises(ConfigError, match="both to keep and to remove"):
+        plan(report, action="delete", keep_in=[root / "Exports"], remove_in=[root / "Exports"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        plan(report, action="delete", remove_in=[root / "Nope"])
+    with pytest.raises(ConfigError, match="keep rule 'none'"):
+        plan(report, action="delete", keep="none", remove_in=[root / "Exports"])
+    d = decisions_file(tmp_path, report, [])
+    with pytest.raises(ConfigError, match="pass no folder rules"):
+        plan(d, action="delete", remove_in=[root / "Exports"])
+
+
+def test_apply_cli_folder_rules_move_exactly_the_planned_files(runner, sorted_library, tmp_path):
+    root, report = sorted_library
+    q, journal = tmp_path / "q", tmp_path / "j.jsonl"
+    args = ["apply", str(report), "-a", "move", "--to", str(q), "--keep-in",
+            str(root / "Originals"), "--remove-in", str(root / "Exports")]
+    dry = runner.invoke(cli, args)
+    assert dry.exit_code == 0, dry.output
+    assert "folder rules: keep under" in dry.output and "dry run" in dry.output
+    planned = plan(report, action="move", to=q, keep_in=[root / "Originals"],
+                   remove_in=[root / "Exports"])
+    res = runner.invoke(cli, [*args, "--yes", "--journal", str(journal)])
+    assert res.exit_code == 0, res.output
+    assert sorted(str(p) for p in q.rglob("*") if p.is_file()) == sorted(
+        op.dst for op in planned.operations)
+    assert all(os.path.exists(k) for g in planned.groups for k in g.keep)
+    header = json.loads(journal.read_text().splitlines()[0])
+    assert header["folder_rules"] == [{"folder": str(root / "Originals"), "rule": "keep"},
+                                      {"folder": str(root / "Exports"), "rule": "remove"}]
+
+
+def test_decisions_with_folder_rules_say_which_rule_or_the_review_decided(sorted_library,
+                                                                          tmp_path):
+    root, report = sorted_library
+    data = json.loads(report.read_text())
+    group_a = next(g for g in data["groups"] if len(g["members"]) == 4)
+    orig, exp = root / "Originals", root / "Exports"
+    rules = [{"folder": str(orig), "rule": "keep"}, {"folder": str(exp), "rule": "remove"}]
+    d = decisions_file(tmp_path, report, [
+        {"id": group_a["id"], "keep": [str(orig / "A.png"), str(exp / "A.jpg")],
+         "remove": [str(exp / "web" / "A_web.jpg"), str(root / "Misc" / "A_copy.png")]}],
+        folder_rules=rules)
+    p = plan(d, action="delete")
+    assert p.rules.to_dicts() == rules
+    why = dict(p.groups[0].reasons)
+    assert why == {str(orig / "A.png"): f"rule: keep under {orig}",
+                   str(exp / "A.jpg"): "decided in review",
+                   str(exp / "web" / "A_web.jpg"): f"rule: remove under {exp}",
+                   str(root / "Misc" / "A_copy.png"): "decided in review"}
+    assert "folder rules: keep under" in render_plan(p)
+    bad = decisions_file(tmp_path, report, [], folder_rules=[{"folder": "rel", "rule": "keep"}])
+    with pytest.raises(ReportError, match="malformed decisions"):
+        plan(bad, action="delete")

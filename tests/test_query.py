@@ -98,7 +98,7 @@ def test_a_cache_of_other_settings_is_an_error_that_lists_what_it_holds(tmp_path
                    ScanConfig(method="phash", decode="full")):
         with pytest.raises(ConfigError, match="has no hashes made with") as info:
             find_matches([lib / "0.png"], db, config)
-        assert "phash 8, fast decode (4 files)" in str(info.value)
+        assert "phash 8, fast decode, invariant dihedral (4 files)" in str(info.value)
     err = _cli_error(["query", str(lib / "0.png"), "-m", "dhash", "--cache", str(db)], capsys)
     assert "dhash 8" in err and "phash 8, fast decode" in err
 

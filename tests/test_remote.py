@@ -30,7 +30,10 @@ from lookalike.inputs.listing import list_inputs  # noqa: E402
 from lookalike.pipeline import scan as scan_inputs  # noqa: E402
 from lookalike.store.parquet import ParquetStore, read_results  # noqa: E402
 
-CONFIG = ScanConfig(method="phash", threshold=8, workers=1)
+# One segment per hash (no flips/turns, no trimmed content): the Parquet output then has
+# hash_u64, which SQL engines compare with bit_count.
+CONFIG = ScanConfig(method="phash", threshold=8, invariant="none", trim_borders=False,
+                    workers=1)
 
 
 @pytest.fixture(scope="module")

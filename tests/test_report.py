@@ -9,7 +9,14 @@ import os
 import pytest
 
 import lookalike
-from lookalike.report.schema import SCHEMA_VERSION, read_report, write_report
+from lookalike.report.schema import (
+    SCHEMA_VERSION,
+    decide_keep,
+    read_report,
+    remove_paths,
+    render_text,
+    write_report,
+)
 
 
 @pytest.fixture
@@ -60,13 +67,44 @@ def test_csv_has_one_row_per_member_with_group_id(result, tmp_path):
     assert len(rows) == sum(len(g) for g in result.groups)
     assert {r["group"] for r in rows} == {"1"}
     assert sum(int(r["representative"]) for r in rows) == 1
+    kept = decide_keep(result).keep(1)
+    assert [r["path"] for r in rows if r["keep"] == "1"] == list(kept) and len(kept) == 1
+    assert "set" not in rows[0] and "purge" not in rows[0]  # leakage reports only
+
+
+@pytest.mark.parametrize(("fmt", "end"), [("paths", "\n"), ("paths0", "\0")])
+def test_paths_format_lists_every_member_not_kept(result, tmp_path, fmt, end):
+    out = tmp_path / "remove.txt"
+    write_report(result, out, format=fmt)
+    listed = out.read_text().split(end)
+    assert listed[-1] == ""  # each path is terminated, the last one too
+    (group,) = result.groups
+    kept = decide_keep(result).keep(group.id)
+    assert listed[:-1] == sorted(set(group.paths) - set(kept)) and len(listed) == 3
+    # another policy, other paths: the list follows the keep decisions
+    smallest = min(group.members, key=lambda m: m.record.size_bytes).record.path
+    assert remove_paths(result, keep="smallest-file") == sorted(set(group.paths) - {smallest})
+    assert smallest in listed
 
 
 def test_text_report_lists_groups_and_errors(result, tmp_path):
     out = tmp_path / "r.txt"
     write_report(result, out, format="text")
     text = out.read_text()
-    assert "1 duplicate groups" in text and "broken.png" in text
+    assert "1 duplicate group, 2 duplicates " in text and "1 error" in text and "broken.png" in text
+    assert "group 1 (near, 3 images)" in text and "1 file could not be used" in text
+    assert "symlink" not in text
+
+
+def test_text_report_mentions_skipped_symlinks_once(tmp_path, scene):
+    (tmp_path / "photos").mkdir()
+    scene(1).save(tmp_path / "photos" / "a.png")
+    scene(2).save(tmp_path / "elsewhere.png")
+    for n in (1, 2):
+        os.symlink(tmp_path / "elsewhere.png", tmp_path / "photos" / f"link{n}.png")
+    text = render_text(lookalike.scan(tmp_path / "photos", workers=1))
+    assert text.startswith("1 image scanned, 0 duplicate groups, 0 duplicates ")
+    assert text.count("skipped") == 1 and "skipped 2 symlinks found inside the folders" in text
 
 
 @pytest.mark.parametrize(

@@ -418,10 +418,10 @@ def test_errors_appear_in_every_report_format(runner, tmp_path, scene):
     res = runner.invoke(cli, [*args, "--format", "json"])
     assert [e["error"] for e in json.loads(res.output)["errors"]] == ["truncated"]
     res = runner.invoke(cli, [*args, "--format", "text"])
-    assert "[truncated]" in res.output and "1 errors" in res.output
+    assert "[truncated]" in res.output and "1 error" in res.output
     res = runner.invoke(cli, [*args, "-o", str(tmp_path / "out.csv")])
     assert res.exit_code == 0, res.output
-    assert "1 errors written to" in res.output and "[truncated]" in res.output
+    assert "1 error written to" in res.output and "[truncated]" in res.output
     rows = list(csv.DictReader((tmp_path / "out.errors.csv").open()))
     assert [(r["stage"], r["error"]) for r in rows] == [("decode", "truncated")]
 

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +106,17 @@ def build(spec: Spec, log: Any = print) -> list[Item]:
     root = cache_dir(spec)
     manifest = root / "manifest.json"
     if manifest.is_file():
-        return [Item(**d) for d in json.loads(manifest.read_text())["items"]]
+        return [replace(Item(**d), path=str(realdata.REPO_ROOT / d["path"]))
+                for d in json.loads(manifest.read_text())["items"]]
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     items = [*_photos(spec, tmp, root, log), *_textures(spec, log), *_icons(spec, log),
              *_emoji(spec, tmp, root, log)]
     payload = {"version": VERSION, "spec": asdict(spec), "seed": SEED,
-               "items": [asdict(i) for i in items]}
+               # Paths relative to the checkout: the cache stays valid in another worktree.
+               "items": [{**asdict(i), "path": os.path.relpath(i.path, realdata.REPO_ROOT)}
+                         for i in items]}
     (tmp / "manifest.json").write_text(json.dumps(payload, indent=0) + "\n")
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from lookalike.imaging.borders import content_box
 from lookalike.imaging.decode import Picture, decode_bytes
 from lookalike.imaging.hashes import (
     INVARIANCES,
@@ -194,25 +195,29 @@ class HashJob:
         except Exception as exc:  # a benchmark image that fails is reported, not fatal
             out.error = f"{type(exc).__name__}: {exc}"
             return out
+        # As a scan hashes by default: a picture with flat bars also gets the segments of its
+        # content alone (lookalike.imaging.borders), for every orientation.
+        box = content_box(pic.grey_full())
         for cfg in self.configs:
             m = method(cfg.method)
-            if not cfg.invariant:
-                fresh = _fresh(pic)
-                t0 = time.process_time()
-                out.ours[cfg.key] = m.oriented(fresh, cfg.size)
-                out.ours_s[cfg.key] = time.process_time() - t0
+            ops = DIHEDRAL if cfg.invariant else ("identity",)
+            per_op = m.oriented(_fresh(pic), cfg.size, ops)
+            if box is not None:
+                inner = m.oriented(_fresh(pic).cropped(box), cfg.size, ops)
+                per_op = [tuple(dict.fromkeys(a + b)) for a, b in zip(per_op, inner, strict=True)]
+            out.ours[cfg.key] = per_op
+            if not (timed or not cfg.invariant):
                 continue
-            out.ours[cfg.key] = m.oriented(_fresh(pic), cfg.size, DIHEDRAL)
-            if timed:
-                fresh = _fresh(pic)
-                t0 = time.process_time()
-                m.hash(fresh, cfg.size)
-                out.ours_s[cfg.key] = time.process_time() - t0
+            fresh = _fresh(pic)
+            t0 = time.process_time()
+            m.hash(fresh, cfg.size, trim=True)
+            out.ours_s[cfg.key] = time.process_time() - t0
+            if cfg.invariant:
                 times = {}
                 for inv in ("flips", "rotations", "dihedral"):
                     fresh = _fresh(pic)
                     t0 = time.process_time()
-                    m.hash(fresh, cfg.size, inv)
+                    m.hash(fresh, cfg.size, inv, trim=True)
                     times[inv] = time.process_time() - t0
                 out.invariant_s[cfg.key] = times
         if self.baselines:

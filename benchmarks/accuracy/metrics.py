@@ -183,3 +183,29 @@ def false_pairs(dist: np.ndarray, truth: Truth, threshold: int | None,
     order = hit[np.argsort(d[hit], kind="stable")][:limit]
     examples = [(int(truth.iu[0][h]), int(truth.iu[1][h]), int(d[h])) for h in order]
     return dict(kinds.most_common()), examples
+
+
+def group_distance(groups: Sequence[Sequence[int]], n: int) -> np.ndarray:
+    """A tool's reported groups as an (n, n) 0/1 "distance": 0 for every pair of members of
+    one group (all pairs within a group are matches, as a user deletes them), 1 otherwise.
+    Threshold 0 then reads the tool's own operating point through the functions above."""
+    dist = np.ones((n, n), dtype=np.uint16)
+    for g in groups:
+        idx = np.asarray(sorted(set(g)), dtype=np.intp)
+        dist[np.ix_(idx, idx)] = 0
+    return dist
+
+
+def operating_point(dist: np.ndarray, truth: Truth, threshold: int, kind_of: Any,
+                    pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """Precision, recall, false pairs (by kind), hard negatives matched and recall per
+    named set, at one threshold (a tool's default)."""
+    d = dist[truth.iu] <= threshold
+    tp = int((d & truth.positive).sum())
+    fp = int((d & ~truth.positive & ~truth.hard).sum())
+    kinds, _ = false_pairs(dist, truth, threshold, kind_of, limit=0)
+    return {"threshold": threshold, "precision": tp / (tp + fp) if tp + fp else 1.0,
+            "recall": tp / max(truth.n_pos, 1), "tp": tp, "fp": fp,
+            "false_pairs_by_kind": kinds,
+            "hard_negatives_matched": hard_matched(dist, truth, threshold, kind_of),
+            "recall_by_variant": variant_recall(dist, threshold, pairs)}

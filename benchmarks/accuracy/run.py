@@ -7,19 +7,25 @@ Builds (once, cached in ``.cache/bench/``) a set of real images with known dupli
 - recall per transform (and for the natural sets: icon sizes, emoji renderings, copies);
 - false-positive pairs at the operating threshold, by kind of hard negative;
 - flip/rotation invariance: recall on mirrored/rotated copies and what it costs;
-- CPU time per image: fast decode + hash (a scan's cost), and for baselines open + hash.
+- CPU time per image: fast decode + hash (a scan's cost), and for baselines open + hash;
+- peers as their users run them (``benchmarks/peers.py``: immaculate 0.3.0, czkawka) and
+  ``lookalike scan FOLDER --format json``, on the same images: precision, recall and recall
+  per transform at their defaults, recall at precision >= 0.999 from the hash each exposes,
+  CPU and wall seconds, peak memory (``--no-peers`` to skip).
 
 Prints tables; writes ``benchmarks/results/accuracy.json`` and ``accuracy.md`` (``--quick``:
 ``accuracy-quick.*``).
 
     python benchmarks/accuracy/run.py            # full: ~3,300 images
     python benchmarks/accuracy/run.py --quick    # ~700 images, about a minute
+    python benchmarks/accuracy/run.py --no-peers # without immaculate, czkawka, the CLI
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import pickle
 import sys
@@ -34,6 +40,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import numpy as np  # noqa: E402
 
+import peers  # noqa: E402
 from accuracy import dataset, metrics  # noqa: E402
 from accuracy.hashing import BASELINES, CONFIGS, DIHEDRAL, Config, HashJob, ItemHashes  # noqa: E402
 from common import CACHE, RESULTS, print_table, write_json  # noqa: E402
@@ -210,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="a ~700-image subset, fewer methods (no whash, crop-resistant)")
     ap.add_argument("--workers", "-j", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--no-baselines", action="store_true", help="skip ImageHash baselines")
+    ap.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run immaculate, czkawka and lookalike's CLI on the same images")
     ap.add_argument("--no-cache", action="store_true",
                     help="hash every image again even if the same code hashed it before")
     args = ap.parse_args(argv)
@@ -274,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
                 and r["scan_s"] <= SPEED_BUDGET * ref_scan]
     best = max(eligible, key=lambda r: (r["at_precision_0.999"]["recall"], -r["scan_s"]))
     tables = render(results, configs, baselines, decode_s, ref_scan, best, info, truth)
+    peer_results: dict[str, dict[str, Any]] = {}
+    if args.peers:
+        print("\nrunning the peers and lookalike's CLI on the same images", flush=True)
+        peer_results = run_peers(items, truth, pairs, results, spec)
+        tables += render_peers(peer_results, len(items))
     elapsed = time.monotonic() - started
     footer = (f"\n{len(items)} images, {truth.n_pos:,} positive / {truth.n_neg:,} negative "
               f"/ {int(truth.hard.sum()):,} hard negative pairs, {args.workers} workers, "
@@ -291,11 +305,146 @@ def main(argv: list[str] | None = None) -> int:
         "decode_fast_s": decode_s, "reference": REFERENCE, "speed_budget": SPEED_BUDGET,
         "recommended": {"method": best["method"], "size": best["size"],
                         "threshold": best["at_precision_0.999"]["threshold"]},
-        "seconds": round(elapsed, 1), "results": results})
+        "seconds": round(elapsed, 1), "results": results, "peers": peer_results})
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.md").write_text(tables + footer + "\n")
     print(f"markdown tables written to {RESULTS / (name + '.md')}")
     return 0
+
+
+def peer_tree(items: list[dataset.Item], spec: dataset.Spec) -> tuple[Path, dict[str, int]]:
+    """The evaluated images in one folder (made once): the folder and resolved path ->
+    item index."""
+    digest = hashlib.sha256("\n".join(it.path for it in items).encode()).hexdigest()[:12]
+    root = CACHE / "accuracy-peers" / f"{spec.name}-{digest}"
+    index = peers.link_tree([it.path for it in items], root)
+    return (root / "images").resolve(), index
+
+
+def run_peers(items: list[dataset.Item], truth: metrics.Truth,
+              pairs: dict[str, tuple[np.ndarray, np.ndarray]],
+              results: dict[str, dict[str, Any]], spec: dataset.Spec) -> dict[str, dict[str, Any]]:
+    """Each peer and lookalike's CLI on one folder of the evaluated images: its groups read
+    as pairs (all pairs within a group), and, from the hash it exposes, the recall at
+    precision >= 0.999 of a threshold sweep."""
+    tree, index = peer_tree(items, spec)
+
+    def kind(i: int, j: int) -> str:
+        return dataset.negative_kind(items[i], items[j])
+
+    out: dict[str, dict[str, Any]] = {}
+    for name in ("lookalike", *peers.PEERS):
+        try:
+            run = peers.run_peer(name, tree)
+        except (RuntimeError, OSError, ValueError) as exc:
+            print(f"  skipping {name}: {exc}")
+            continue
+        if run is None:
+            continue
+        members = [[index.get(str(Path(p).resolve()), -1) for p in g] for g in run.groups]
+        unknown = sum(m < 0 for g in members for m in g)
+        groups = [[m for m in g if m >= 0] for g in members]
+        dist = metrics.group_distance(groups, len(items))
+        r = metrics.operating_point(dist, truth, 0, kind, pairs)
+        r.update(tool=name, settings=run.settings, command=" ".join(run.command),
+                 groups=len(groups), grouped=sum(len(g) for g in groups), unknown_paths=unknown,
+                 cpu_s=run.cpu_s, wall_s=run.wall_s, peak_rss_mib=run.peak_rss_mib)
+        if name == "lookalike":
+            c = run.config
+            key = f"{c['method']}/{c['hash_size']}" + (
+                "" if c["invariant"] == "none" else f"+{c['invariant']}")
+            sweep = results.get(key)
+            r["sweep_key"] = key
+        else:
+            sweep = peer_sweep(name, items, truth, pairs, tree, index)
+        if sweep is not None:
+            r["sweep"] = {k: sweep[k] for k in ("nbits", "at_precision_0.999", "at_precision_1",
+                                                "recall_by_variant", "best_f1")}
+        out[name] = r
+        s = r.get("sweep", {}).get("at_precision_0.999", {})
+        print(f"  {name:<10} precision {_pct(r['precision'])}, recall {_pct(r['recall'])}, "
+              f"recall @P>=0.999 {_pct(s.get('recall'))}, CPU {run.cpu_s:.1f} s, wall "
+              f"{run.wall_s:.1f} s" + (f", {unknown} paths not in the set" if unknown else ""),
+              flush=True)
+    return out
+
+
+def peer_sweep(name: str, items: list[dataset.Item], truth: metrics.Truth,
+               pairs: dict[str, tuple[np.ndarray, np.ndarray]], tree: Path,
+               index: dict[str, int]) -> dict[str, Any] | None:
+    """evaluate() on the hash the peer exposes (a file it cannot hash matches nothing)."""
+    paths = sorted(index, key=index.__getitem__)
+    # Hashing every turn of every image is slow and the tree never changes: kept per version.
+    store = tree.parent / f"hashes-{peers.REQUIREMENTS[name][0]}.json"
+    if store.is_file():
+        codes = json.loads(store.read_text())
+    else:
+        try:
+            codes = peers.peer_hashes(name, paths)
+        except (RuntimeError, OSError, ValueError) as exc:
+            print(f"  no distance sweep for {name}: {exc}")
+            return None
+        if codes is None:
+            return None
+        store.write_text(json.dumps(codes))
+    nbits = peers.HASH_BITS[name]
+    width = max(len(c) for c in codes.values() if c)
+    missing = [i for i, p in enumerate(paths) if not codes[p]]
+    segs = [tuple(codes[p] or [0] * width) for p in paths]
+    dist = metrics.min_distance_matrix(segs, nbits)
+    dist[missing, :] = nbits
+    dist[:, missing] = nbits
+    return evaluate(f"{name} hash", dist, nbits, truth, items, pairs)
+
+
+def render_peers(peer_results: dict[str, dict[str, Any]], n_images: int) -> str:
+    """Print the peers' tables and return them as markdown."""
+    if not peer_results:
+        return ""
+    parts: list[str] = []
+    names = list(peer_results)
+    rows = []
+    for name in names:
+        r = peer_results[name]
+        s = r.get("sweep", {}).get("at_precision_0.999")
+        rows.append([name, r["settings"], _pct(r["precision"]), _pct(r["recall"]), r["fp"],
+                     f"{_pct(s['recall'])} (t={s['threshold']})" if s else "-",
+                     f"{r['cpu_s']:.1f}", _ms(r["cpu_s"] / n_images), f"{r['wall_s']:.1f}",
+                     f"{r['peak_rss_mib']:.0f}"])
+    title = (f"Peers as their users run them, at their defaults, on the same {n_images} images "
+             f"(one folder; a group counts as all pairs within it)")
+    print(f"\n{title}\n")
+    parts.append(f"\n{title}\n\n" + print_table(
+        ["tool", "default settings", "precision", "recall", "false pairs",
+         "recall @P>=0.999 (sweep)", "CPU s", "CPU ms/image", "wall s", "peak RSS MiB"],
+        rows) + "\n")
+    variants = list(peer_results[names[0]]["recall_by_variant"])
+    rows = [[v, dataset.transforms.CATEGORY.get(v, "natural")]
+            + [_pct(peer_results[n]["recall_by_variant"].get(v)) for n in names]
+            for v in variants]
+    title = "Recall per transform at each tool's default"
+    print(f"\n{title}\n")
+    parts.append(f"\n{title}\n\n" + print_table(["transform", "kind", *names], rows) + "\n")
+    note = ("\nCPU s: user + sys of the tool's process and its children (all cores), one "
+            "run. The sweep column: the hash each tool exposes, at its best threshold for "
+            "precision >= 0.999 (immaculate: PDQ of all eight turns/flips; czkawka: its 8x8 "
+            "gradient hash")
+    ours = peer_results.get("lookalike")
+    if ours is not None:
+        note += f"; lookalike: the benchmark row {ours.get('sweep_key')})."
+        best = max(((n, r) for n, r in peer_results.items()
+                    if n != "lookalike" and r["precision"] >= TARGET),
+                   key=lambda nr: nr[1]["recall"], default=None)
+        if best is not None and ours["precision"] >= TARGET and best[1]["recall"] > 0:
+            note += (f" lookalike's default scan: recall {_pct(ours['recall'])} at precision "
+                     f"{_pct(ours['precision'])}, {ours['recall'] / best[1]['recall']:.2f}x "
+                     f"the best peer default with precision >= {TARGET} ({best[0]}, "
+                     f"{_pct(best[1]['recall'])}).")
+    else:
+        note += ")."
+    print(note)
+    parts.append(note + "\n")
+    return "".join(parts)
 
 
 def render(results: dict[str, dict[str, Any]], configs: tuple[Config, ...], baselines: tuple,

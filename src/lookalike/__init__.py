@@ -28,7 +28,7 @@ from lookalike.errors import (
     ReportError,
 )
 from lookalike.events import NullReporter, Reporter
-from lookalike.model import Group, Hash, ImageRecord, Member
+from lookalike.model import FileFacts, Group, Hash, ImageRecord, Member
 from lookalike.version import __version__
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from lookalike.actions.apply import ApplyResult, UndoResult, apply, undo
     from lookalike.actions.plan import Operation, Plan, plan
     from lookalike.analysis.calibrate import Calibration, calibrate
+    from lookalike.analysis.dataset import DatasetCleanup, dedupe_dataset
     from lookalike.analysis.leakage import Leakage, find_leakage
     from lookalike.executors.base import Executor
     from lookalike.grouping.keep import KeepPolicy
@@ -57,6 +58,8 @@ _LAZY = {
     "undo": "actions.apply",
     "Calibration": "analysis.calibrate",
     "calibrate": "analysis.calibrate",
+    "DatasetCleanup": "analysis.dataset",
+    "dedupe_dataset": "analysis.dataset",
     "KeepPolicy": "grouping.keep",
     "HtmlSummary": "report.html",
     "write_html": "report.html",
@@ -97,7 +100,9 @@ __all__ = [
     "ApplyResult",
     "Calibration",
     "ConfigError",
+    "DatasetCleanup",
     "DecodeError",
+    "FileFacts",
     "Group",
     "Hash",
     "HtmlSummary",
@@ -121,6 +126,7 @@ __all__ = [
     "__version__",
     "apply",
     "calibrate",
+    "dedupe_dataset",
     "find_leakage",
     "hash_image",
     "methods",
@@ -148,7 +154,10 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
 
     Args:
         paths: one path or several: files and folders (walked recursively), URLs
-            (``s3://bucket/prefix/``), WebDataset ``.tar`` shards, Parquet files of images.
+            (``s3://bucket/prefix/``), WebDataset ``.tar`` shards, Parquet files of images;
+            or a Hugging Face ``Dataset`` / ``DatasetDict`` (or the folder ``save_to_disk``
+            wrote), scanned by :func:`dedupe_dataset`, whose result has the rows to drop
+            and the leaks per split: the scan's paths are then ``split#index``.
         config: a full :class:`ScanConfig`; or pass its fields as keyword ``options``
             (``method="dhash-z"``, ``hash_size=8``, ``threshold=0``, ``grouping=...``,
             ``decode=...``, ``workers=...``).
@@ -173,12 +182,24 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
 
     Cost: each file is read and decoded once; search is exact and sub-quadratic.
     """
+    from lookalike.inputs.hf import is_dataset, is_saved_dataset
     from lookalike.pipeline import scan as run
 
     if config is None:
         config = ScanConfig(**options)
     elif options:
         raise ConfigError("pass either config= or keyword options, not both")
+    if is_dataset(paths) or (isinstance(paths, (str, os.PathLike))
+                             and is_saved_dataset(paths)):
+        from lookalike.analysis.dataset import dedupe_dataset
+
+        if files_from is not None or parquet_out is not None or cache is not None:
+            raise ConfigError("a dataset is scanned on its own: no file list, Parquet output "
+                              "or hash cache")
+        return dedupe_dataset(paths, column=column, config=config,
+                              engine=engine,  # type: ignore[arg-type]
+                              scheduler=scheduler, executor=executor, retries=retries,
+                              batch_size=batch_size, reporter=reporter).scan
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     return run(paths, config, files_from=files_from, input_format=input_format,

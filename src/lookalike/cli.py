@@ -22,9 +22,9 @@ import click
 
 from lookalike.config import (
     DEFAULT_DECODE_TIMEOUT,
+    DEFAULT_INVARIANT,
     DEFAULT_MAX_PIXELS,
     DEFAULT_METHOD,
-    DEFAULT_THRESHOLD,
     INSTALL_HINTS,
     METHOD_NAMES,
     ScanConfig,
@@ -48,6 +48,11 @@ class ConsoleReporter:
         self._progress: Any = None
         self._task: Any = None
         self.problems = 0
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:
+            # Stop the bar when the command ends, also by an exception (Ctrl-C): what is
+            # printed next ("interrupted", an error) then starts on a line of its own.
+            ctx.call_on_close(self.close)
 
     @property
     def console(self) -> Any:
@@ -82,12 +87,19 @@ class ConsoleReporter:
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
+        from rich.table import Column
 
+        # The bar takes the terminal's width; on a narrow terminal the phase name is cut
+        # (ellipsis), never the counts and times (the other columns need ~50 columns).
+        room = max(10, self.console.width - 2 * len(f"{size or 0:,}") - 50)
         self._progress = Progress(
-            SpinnerColumn(), TextColumn(f"{number}/{total}: {name}"), BarColumn(),
+            SpinnerColumn(),
+            TextColumn(f"{number}/{total}: {name}", table_column=Column(
+                no_wrap=True, overflow="ellipsis", max_width=room)),
+            BarColumn(bar_width=None, table_column=Column(ratio=1)),
             MofNCompleteColumn(), TaskProgressColumn(), TextColumn("{task.fields[rate]}"),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=self.console, transient=False,
+            console=self.console, transient=False, expand=True,
         )
         self._progress.start()
         self._task = self._progress.add_task(name, total=size, rate="")
@@ -139,9 +151,9 @@ def _hash_size_option(help: str = "Hash size (grid side; bits per bin for colorh
 
 
 def _threshold_option(help: str = "Max Hamming distance in bits for a match; 0 = identical "
-                      "hashes.") -> _Decorator:
-    return click.option("--threshold", "-t", type=int, default=DEFAULT_THRESHOLD,
-                        show_default=True, help=help)
+                      "hashes. Default: the method's for its hash size (`lookalike methods`)."
+                      ) -> _Decorator:
+    return click.option("--threshold", "-t", type=int, default=None, help=help)
 
 
 def _decode_option(help: str, default: str = "fast") -> _Decorator:
@@ -152,7 +164,7 @@ def _decode_option(help: str, default: str = "fast") -> _Decorator:
 def _invariant_option(help: str) -> _Decorator:
     return click.option("--invariant",
                         type=click.Choice(["none", "flips", "rotations", "dihedral"]),
-                        default="none", show_default=True, help=help)
+                        default=DEFAULT_INVARIANT, show_default=True, help=help)
 
 
 def _workers_option() -> _Decorator:
@@ -245,11 +257,18 @@ def cli() -> None:
 @_threshold_option()
 @_invariant_option("Also match mirrored (flips), 90/180/270-degree rotated (rotations) or "
                    "all eight flipped/rotated (dihedral) copies.")
+@click.option("--trim-borders/--keep-borders", default=True, show_default=True,
+              help="Also hash the content inside flat bars (padding, letterbox, margins), so "
+              "a padded copy matches its original.")
 @click.option("--grouping", type=click.Choice(["components", "star"]), default="components",
               show_default=True,
               help="components: chain matches; star: all within threshold of the representative.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default=None,
-              help="Report format. Default: text on stdout, or from the -o file's extension.")
+@click.option("--format", "fmt",
+              type=click.Choice(["text", "json", "csv", "paths", "paths0"]), default=None,
+              help="Report format. Default: text on stdout, or from the -o file's extension. "
+              "paths: the files to remove (not kept; with --reference the purge list), one per "
+              "line, e.g. `--format paths | xargs -d '\\n' rm`; paths0: the same, "
+              "NUL-terminated, for `xargs -0`.")
 @click.option("--output", "-o", type=click.Path(path_type=str), default=None,
               help="Write the report to this file (and a summary to stdout).")
 @_decode_option("fast: large JPEGs decoded at reduced scale, and hashed again from every "
@@ -309,9 +328,10 @@ def cli() -> None:
               "up to 256 (each task costs milliseconds), at least 4 items per worker.")
 @_quiet_option("No progress or per-file error lines.")
 @_bulk_gc()
-def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: int,
-         invariant: str, grouping: str, fmt: str | None, output: str | None, decode: str,
-         exact_decode: bool, workers: int | None, max_pixels: int, decode_timeout: float,
+def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: int | None,
+         invariant: str, trim_borders: bool, grouping: str, fmt: str | None,
+         output: str | None, decode: str, exact_decode: bool, workers: int | None,
+         max_pixels: int, decode_timeout: float,
          follow_symlinks: bool, cache_path: str | None, no_cache: bool, html_out: str | None,
          reference: tuple[str, ...], keep: tuple[str, ...], engine: str,
          scheduler: str | None, files_from: str | None, input_format: str, column: str | None,
@@ -323,6 +343,7 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
 
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
                         invariant=invariant,  # type: ignore[arg-type]
+                        trim_borders=trim_borders,
                         grouping=grouping,  # type: ignore[arg-type]
                         decode="full" if exact_decode else decode,  # type: ignore[arg-type]
                         workers=workers, max_pixels=max_pixels,
@@ -352,8 +373,9 @@ def hash_cmd(files: tuple[str, ...], method: str, hash_size: int | None, decode:
     file could not be hashed."""
     from lookalike.jobs import hash_files
 
+    # One plain hash per file, as ImageHash prints it: no flipped/turned or trimmed segments.
     config = ScanConfig(method=method, hash_size=hash_size, decode=decode,  # type: ignore[arg-type]
-                        pixel_digest=False)
+                        pixel_digest=False, invariant="none", trim_borders=False)
     failed = 0
     for f, out in hash_files(files, config):
         if isinstance(out, Problem):
@@ -367,12 +389,19 @@ def hash_cmd(files: tuple[str, ...], method: str, hash_size: int | None, decode:
 
 @cli.command("methods")
 def methods_cmd() -> None:
-    """List hash methods, their default sizes and what they are good at."""
+    """List hash methods, their default sizes and thresholds and what they are good at."""
+    from lookalike.config import method_spec
     from lookalike.imaging.hashes import METHODS
 
+    click.echo(f"{'method':<15} {'size':>4} {'bits':>4} {'-t':>3}  what it is")
     for m in METHODS.values():
         compat = f" (= imagehash.{m.imagehash})" if m.imagehash else ""
-        click.echo(f"{m.name:<15} size {m.default_size:<3} {m.summary}{compat}")
+        spec = method_spec(m.name)
+        click.echo(f"{m.name:<15} {m.default_size:>4} {m.nbits(m.default_size):>4} "
+                   f"{spec.threshold:>3}  {m.summary}{compat}")
+    click.echo("-t: the default threshold at the default size (other sizes: the same share "
+               "of the bits),\nthe largest at which pair precision stays >= 0.999 on "
+               "benchmarks/accuracy (0 where none does).")
 
 
 @cli.command("report")
@@ -394,10 +423,11 @@ def report_cmd(report_path: str, html_out: str, thumbnails: str, quiet: bool) ->
 
 
 _KEEP_HELP = ("Keep rule, applied in order (repeat the option or separate with commas): "
-              "largest-resolution, largest-file, smallest-file, oldest, newest, shortest-path, "
-              "prefer-lossless, match:GLOB (on the absolute path); or none to act on every "
-              "copy. Default: the report's policy, else largest-resolution,largest-file,oldest,"
-              "shortest-path.")
+              "original (the file most likely the original: RAW, name, camera EXIF, "
+              "resolution at the group's aspect ratio, quality), largest-resolution, "
+              "largest-file, smallest-file, oldest, newest, shortest-path, prefer-lossless, "
+              "match:GLOB (on the absolute path); or none to act on every copy. Default: the "
+              "report's policy, else original.")
 
 
 @cli.command("apply")
@@ -412,6 +442,16 @@ _KEEP_HELP = ("Keep rule, applied in order (repeat the option or separate with c
 @click.option("--keep", "-k", multiple=True, help=_KEEP_HELP)
 @click.option("--protect", multiple=True, type=click.Path(file_okay=False, path_type=str),
               help="Folder whose files are never touched and are kept first (repeatable).")
+@click.option("--remove-in", "remove_in", multiple=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=str),
+              help="Folder rule: act only on duplicates under DIR (repeatable); every other "
+              "copy stays. A group with all its copies under DIR keeps one (chosen by --keep). "
+              "The plan says which rule decided each file.")
+@click.option("--keep-in", "keep_in", multiple=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=str),
+              help="Folder rule: keep the copies under DIR, also inside a --remove-in folder "
+              "(the deepest folder rule decides), e.g. --remove-in Exports --keep-in "
+              "Exports/print; kept copies are preferred as link targets.")
 @click.option("--yes", "-y", is_flag=True,
               help="Really change files. Without it the plan is printed and nothing changes.")
 @click.option("--journal", type=click.Path(dir_okay=False, path_type=str), default=None,
@@ -423,8 +463,8 @@ _KEEP_HELP = ("Keep rule, applied in order (repeat the option or separate with c
               "by default: two names of one file are never duplicates.")
 @_quiet_option()
 def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
-              protect: tuple[str, ...], yes: bool, journal: str | None,
-              collapse_links: bool, quiet: bool) -> None:
+              protect: tuple[str, ...], remove_in: tuple[str, ...], keep_in: tuple[str, ...],
+              yes: bool, journal: str | None, collapse_links: bool, quiet: bool) -> None:
     """Act on the duplicates in REPORT_OR_PLAN (a scan report, or decisions exported from the
     HTML review page), keeping one file per group.
 
@@ -437,7 +477,8 @@ def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
 
     result = apply_plan(source, action=action, keep=keep,  # type: ignore[arg-type]
                         protect=protect, to=to, journal=journal, yes=yes,
-                        collapse_links=collapse_links, reporter=ConsoleReporter(quiet=quiet))
+                        collapse_links=collapse_links, keep_in=keep_in, remove_in=remove_in,
+                        reporter=ConsoleReporter(quiet=quiet))
     if result is not None and not result.ok:
         raise PartialFailure(f"{len(result.failed)} file operations failed (see the errors "
                              "above); each was rolled back")
@@ -476,7 +517,8 @@ def undo_cmd(journal: str, quiet: bool) -> None:
               help="Only match cached images under this folder.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
-def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None, threshold: int,
+def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
+              threshold: int | None,
               decode: str, cache_path: str | None, under: str | None, fmt: str) -> None:
     """Find matches of IMAGES among everything earlier scans put in the hash cache.
 
@@ -526,10 +568,11 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None, thres
 def calibrate_cmd(paths: tuple[str, ...], target_precision: float, sample: int, method: str,
                   hash_size: int | None, invariant: str, decode: str, seed: int,
                   workers: int | None, json_out: str | None, quiet: bool) -> None:
-    """Recommend a --threshold for your own images: hash a sample of PATHS and transformed
-    copies of them (resized, re-encoded, brightened, blurred, slightly cropped; made in
-    memory), count true and false pairs per threshold, and print the precision/recall curve.
-    Nothing is written except --json."""
+    """Recommend a --threshold for your own images: hash a sample of PATHS and edited
+    copies of them (resized, re-encoded, brightness, contrast, gamma, blur, noise, slightly
+    cropped; made in memory) for recall; pairs of different files whose thumbnails match
+    are duplicates you already have (true pairs), the others false pairs. Prints the
+    precision/recall curve. Nothing is written except --json."""
     from lookalike.jobs import calibrate_to_file
 
     calibrate_to_file(paths, json_out=json_out, reporter=ConsoleReporter(quiet=quiet),

@@ -15,10 +15,12 @@ __all__ = ["DEFAULT_DECODE_TIMEOUT", "DEFAULT_HASH_SIZE", "DEFAULT_MAX_PIXELS", 
 
 # Chosen on benchmarks/accuracy: the best recall at pair precision >= 0.999 of every method
 # and size, within 20% of the folklore dhash-z 8's scan time (see README, "Accuracy").
-# DEFAULT_HASH_SIZE is dhash-z's own default size; the threshold is tuned for this pair only.
+# DEFAULT_HASH_SIZE is dhash-z's own default size. Each method's default threshold is in
+# METHOD_SPECS below; DEFAULT_THRESHOLD (derived there) is the default method's.
 DEFAULT_METHOD = "dhash-z"
 DEFAULT_HASH_SIZE = 16
-DEFAULT_THRESHOLD = 10
+#: Mirrors and 90-degree turns match by default: phones, scanners and augmentation make both.
+DEFAULT_INVARIANT = "dihedral"
 
 #: In fast mode a JPEG is decoded at reduced scale only while its shorter side stays at least
 #: this many pixels (lookalike.imaging.decode). 4 x the largest default working grid (64 for whash
@@ -37,12 +39,15 @@ DEFAULT_DECODE_TIMEOUT = 60.0
 INSTALL_HINTS = {
     "dask": "pip install 'lookalike[dask]'",
     "heif": "pip install 'lookalike[heif]'",
+    "hf": "pip install 'lookalike[hf]'",
+    "raw": "pip install 'lookalike[raw]'",
 }
 
 #: Version of the decoding rules (lookalike.imaging.decode): bump when decoding changes hash values,
-#: which invalidates caches. Whether HEIF decoding is available is part of it, so installing
-#: pillow-heif re-tries files cached as unsupported.
-DECODER_VERSION = "3" + ("+heif" if find_spec("pillow_heif") is not None else "")
+#: which invalidates caches. Whether HEIF and camera RAW decoding are available is part of it,
+#: so installing pillow-heif or rawpy re-tries files cached as unsupported.
+DECODER_VERSION = "4" + ("+heif" if find_spec("pillow_heif") is not None else "") + (
+    "+raw" if find_spec("rawpy") is not None else "")
 
 @dataclass(frozen=True, slots=True)
 class MethodSpec:
@@ -51,6 +56,10 @@ class MethodSpec:
     config, keying the cache or reading one (a warm re-scan) needs no NumPy."""
 
     default_size: int
+    #: The default threshold at ``default_size``, with the default invariance and border
+    #: trimming: the largest at which pair precision stays >= 0.999 on benchmarks/accuracy
+    #: (README, "Accuracy"). Other sizes scale it by their share of bits.
+    threshold: int
     nbits: Callable[[int], int] = lambda size: size * size
     min_size: int = 2
     sizes: tuple[int, ...] | None = None  # the only sizes allowed, when not any >= min_size
@@ -77,22 +86,31 @@ class MethodSpec:
         return (self.min_size <= size <= self.max_size
                 and not (self.power_of_two and size & (size - 1)))
 
+    def default_threshold(self, size: int) -> int:
+        """The default threshold at hash size ``size``: the same share of the bits."""
+        return round(self.threshold * self.nbits(size) / self.nbits(self.default_size))
+
 
 #: PDQ's fixed grid side (its 256 bits are a 16 x 16 DCT block).
 PDQ_SIZE = 16
 
 #: Every hash method, in ``lookalike.imaging.hashes.METHODS`` order.
 METHOD_SPECS: dict[str, MethodSpec] = {
-    "ahash": MethodSpec(8),
-    "phash": MethodSpec(8),
-    "dhash": MethodSpec(8),
-    "dhash-v": MethodSpec(8),
-    "dhash-z": MethodSpec(DEFAULT_HASH_SIZE),
-    "whash": MethodSpec(8, power_of_two=True),
-    "colorhash": MethodSpec(3, lambda bins: 14 * bins, min_size=1),
-    "crop-resistant": MethodSpec(8),
-    "pdq": MethodSpec(PDQ_SIZE, lambda _: 256, min_size=PDQ_SIZE, sizes=(PDQ_SIZE,)),
+    # Thresholds measured with flips/turns and border trimming on (the defaults). The 64-bit
+    # methods and colorhash reach precision 0.999 at no threshold there (different icons and
+    # emoji collide): 0, identical hashes only, is the closest they come (phash 0.9988).
+    "ahash": MethodSpec(8, 0),
+    "phash": MethodSpec(8, 0),
+    "dhash": MethodSpec(8, 0),
+    "dhash-v": MethodSpec(8, 0),
+    "dhash-z": MethodSpec(DEFAULT_HASH_SIZE, 6),
+    "whash": MethodSpec(8, 0, power_of_two=True),
+    "colorhash": MethodSpec(3, 0, lambda bins: 14 * bins, min_size=1),
+    "crop-resistant": MethodSpec(8, 0),
+    "pdq": MethodSpec(PDQ_SIZE, 6, lambda _: 256, min_size=PDQ_SIZE, sizes=(PDQ_SIZE,)),
 }
+
+DEFAULT_THRESHOLD = METHOD_SPECS[DEFAULT_METHOD].threshold
 
 #: Names of the hash methods, so the command line can offer them without NumPy and Pillow.
 METHOD_NAMES: tuple[str, ...] = tuple(METHOD_SPECS)
@@ -150,10 +168,16 @@ class ScanConfig:
     Attributes:
         method: hash algorithm name (see ``lookalike.imaging.hashes.METHODS``).
         hash_size: algorithm size parameter; ``None`` means the method's default.
-        threshold: max Hamming distance in bits for two images to match (0 = identical).
+        threshold: max Hamming distance in bits for two images to match (0 = identical);
+            ``None`` (the default) is the method's default for its hash size
+            (:meth:`MethodSpec.default_threshold`), stored here resolved. At most half the
+            bits: beyond that unrelated pictures match by chance.
         invariant: also match mirrored and/or 90-degree-rotated copies: ``none``,
             ``flips`` (left-right mirror), ``rotations`` (90/180/270) or ``dihedral`` (all
-            eight); each hash then also stores those versions' hashes.
+            eight, the default); each hash then also stores those versions' hashes.
+        trim_borders: an image with flat bars on its sides (padding, letterbox, scanner
+            margins) also stores the hash of its content alone, so a padded copy matches
+            its original (:mod:`lookalike.imaging.borders`).
         grouping: ``components`` (chaining) or ``star`` (all within threshold of the
             representative).
         decode: ``fast`` (default: large JPEGs decoded at reduced scale, every hash computed
@@ -171,8 +195,9 @@ class ScanConfig:
 
     method: str = DEFAULT_METHOD
     hash_size: int | None = None
-    threshold: int = DEFAULT_THRESHOLD
-    invariant: Literal["none", "flips", "rotations", "dihedral"] = "none"
+    threshold: int | None = None
+    invariant: Literal["none", "flips", "rotations", "dihedral"] = DEFAULT_INVARIANT
+    trim_borders: bool = True
     grouping: Literal["components", "star"] = "components"
     decode: Literal["fast", "full"] = "fast"
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -190,15 +215,20 @@ class ScanConfig:
                               f"({method.allowed()}); its default is {method.default_size}")
         if self.invariant not in ("none", "flips", "rotations", "dihedral"):
             raise ConfigError("invariant must be none, flips, rotations or dihedral")
-        if self.threshold < 0:
-            raise ConfigError(f"threshold {self.threshold} is negative; it is a number of "
-                              "bits (0 = identical hashes)")
+        if self.threshold is None:  # frozen: resolved once, so every reader sees a number
+            object.__setattr__(self, "threshold", method.default_threshold(size))
+        threshold = self.threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+            raise ConfigError(f"threshold {threshold!r} is not a number of bits >= 0 "
+                              "(0 = identical hashes)")
         nbits = method.nbits(size)
-        if self.threshold > nbits:
+        if threshold > nbits // 2:
+            # Unrelated pictures differ in about half their bits: beyond that a match
+            # means nothing, and every image would end up in one group.
             raise ConfigError(
-                f"threshold {self.threshold} exceeds the {nbits} bits of {self.method} "
-                f"at hash_size {size}; every image would match (use 0..{nbits})"
-            )
+                f"threshold {threshold} is more than half the {nbits} bits of "
+                f"{self.method} at hash_size {size}: unrelated pictures would match; use "
+                f"0..{nbits // 2} (its default is {method.default_threshold(size)})")
         if self.grouping not in ("components", "star"):
             raise ConfigError("grouping must be 'components' or 'star'")
         if self.decode not in ("fast", "full"):

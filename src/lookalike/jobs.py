@@ -4,7 +4,9 @@ The command line only turns options into arguments; a command that takes several
 them here, in order, where Python callers get the very same behaviour:
 
 * :func:`scan_to_files` (``scan``): check every output path, scan, keep the train/test
-  leakage only, write the report, its error list and the HTML page, print the summary.
+  leakage only, write the report, its error list and the HTML page, print the summary;
+  a Hugging Face dataset folder goes to :func:`clean_dataset_to_files` (keep, drop and
+  leaked rows per split).
 * :func:`hash_files` (``hash``): one hash, or one problem, per file.
 * :func:`write_review_page` (``report``): the HTML page of a JSON report.
 * :func:`apply_plan` (``apply``): plan, print the plan, then carry it out under a journal.
@@ -30,13 +32,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from lookalike.config import ScanConfig, check_writable
-from lookalike.errors import Interrupted, Problem
+from lookalike.errors import ConfigError, Interrupted, Problem
 from lookalike.events import Reporter
 from lookalike.grouping.keep import parse_keep
+from lookalike.inputs.hf import is_saved_dataset
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import ImageRecord
 from lookalike.pipeline import ScanResult, scan
-from lookalike.report.schema import decide_keep, human_bytes, render_text, write_report
+from lookalike.report.schema import decide_keep, human_bytes, plural, render_text, write_report
 from lookalike.store.cache import HashCache
 from lookalike.worker import hash_file
 
@@ -44,12 +47,13 @@ if TYPE_CHECKING:
     from lookalike.actions.apply import ApplyResult
     from lookalike.actions.plan import Action
     from lookalike.analysis.calibrate import Calibration
+    from lookalike.analysis.dataset import DatasetCleanup
     from lookalike.report.html import HtmlSummary, ThumbnailMode
 
-__all__ = ["ReportFormat", "apply_plan", "calibrate_to_file", "errors_csv_path", "hash_files",
-           "scan_to_files", "write_review_page"]
+__all__ = ["ReportFormat", "apply_plan", "calibrate_to_file", "clean_dataset_to_files",
+           "errors_csv_path", "hash_files", "scan_to_files", "write_review_page"]
 
-ReportFormat = Literal["json", "csv", "text"]
+ReportFormat = Literal["json", "csv", "text", "paths", "paths0"]
 
 #: Groups the summary printed after a scan shows (the report files hold them all).
 SUMMARY_GROUPS = 20
@@ -93,13 +97,17 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
     so a reader that stops early (``| head``) costs no file.
 
     Args:
-        paths: what to scan, as for :func:`lookalike.pipeline.scan`.
+        paths: what to scan, as for :func:`lookalike.pipeline.scan`; a folder written by
+            ``save_to_disk`` is cleaned by :func:`clean_dataset_to_files` instead (its
+            ``.scan`` is returned).
         config: hashing and grouping settings.
         output: the report file, in ``format`` (default ``json``); a ``csv`` report puts the
             files that could not be used in :func:`errors_csv_path` beside it. Without
             ``output`` and ``html`` the report itself goes to ``out`` (default ``text``);
             otherwise ``out`` gets the text summary and the paths written.
-        format: ``json``, ``csv`` or ``text``.
+        format: ``json``, ``csv``, ``text``, or ``paths``/``paths0``: the files the keep
+            decisions remove (in leakage mode the purge list), one per line or NUL-terminated
+            (:func:`lookalike.report.schema.render_paths`).
         html: also write the review page here. It needs a JSON report on disk: ``output``
             when that is JSON, else ``NAME.json`` beside the page.
         reference: leakage mode: the reference sets (e.g. ``train/``); ``paths`` are then the
@@ -125,6 +133,10 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         LookalikeError: a report file could not be written.
     """
     out = sys.stdout if out is None else out
+    if any(map(is_saved_dataset, paths)):
+        return clean_dataset_to_files(paths, config, output=output, format=format, html=html,
+                                      reference=reference, keep=keep, reporter=reporter,
+                                      out=out, **options).scan
     if output is not None:
         format = format or "json"
         check_writable(output, "report")
@@ -171,7 +183,7 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         if format == "csv" and result.errors:
             errors_csv = errors_csv_path(output)
             _write_errors_csv(result.errors, errors_csv)
-            written.append(f"{len(result.errors)} errors written to "
+            written.append(f"{plural(len(result.errors), 'error')} written to "
                            f"{os.path.abspath(errors_csv)}")
     if html is not None:
         if json_path is None:
@@ -188,6 +200,56 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
     out.write("".join(f"{line}\n" for line in written))
     out.flush()
     return result
+
+
+def clean_dataset_to_files(paths: Sequence[str], config: ScanConfig, *,
+                           output: str | None = None, format: ReportFormat | None = None,
+                           html: str | None = None, reference: Sequence[str] = (),
+                           keep: Sequence[str] = (), reporter: Reporter | None = None,
+                           out: TextIO | None = None, **options: Any) -> DatasetCleanup:
+    """Clean the Hugging Face dataset saved (``save_to_disk``) at the one path of ``paths``:
+    :func:`lookalike.analysis.dataset.dedupe_dataset`, then write the cleanup as JSON to
+    ``output`` (and its summary to ``out``), or ``format`` (``text`` or ``json``) to ``out``.
+
+    ``options``: ``column`` (the image column) and how the scan runs (``engine``,
+    ``scheduler``, ``retries``, ``batch_size``); ``scan_to_files``'s other inputs and
+    outputs do not apply to a dataset.
+
+    Raises:
+        ConfigError: other paths, options that do not apply, an output that cannot be
+            written, a bad keep rule, or no image column; all before any work.
+    """
+    from lookalike.analysis.dataset import dedupe_dataset
+
+    out = sys.stdout if out is None else out
+    unused = [what for what, given in (
+        ("other paths", len(paths) > 1), ("reference sets", bool(reference)),
+        ("an HTML page", html is not None),
+        ("a file list", options.pop("files_from", None) is not None),
+        ("a Parquet output", options.pop("parquet_out", None) is not None),
+        ("a name column", options.pop("name_column", None) is not None),
+        ("an input format", options.pop("input_format", "auto") != "auto")) if given]
+    if unused:
+        raise ConfigError(f"{paths[0]} is a saved dataset, cleaned on its own; it cannot "
+                          f"be combined with {', '.join(unused)}")
+    format = format or ("json" if output is not None else "text")
+    if format not in ("json", "text"):
+        raise ConfigError("a dataset cleanup is written as json or text")
+    if output is not None:
+        check_writable(output, "cleanup")
+    cleanup = dedupe_dataset(paths[0], config=config, keep=keep or None, reporter=reporter,
+                             **options)
+    text = (json.dumps(cleanup.to_dict()) + "\n" if format == "json"
+            else cleanup.render_text())
+    if output is None:
+        out.write(text)
+    else:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        out.write(cleanup.render_text())
+        out.write(f"cleanup written to {os.path.abspath(output)}\n")
+    out.flush()
+    return cleanup
 
 
 def hash_files(files: Iterable[str], config: ScanConfig
@@ -222,6 +284,7 @@ _DONE = {"move": "moved", "delete": "deleted", "hardlink": "hard-linked",
 def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
                protect: Sequence[str] = (), to: str | None = None, journal: str | None = None,
                yes: bool = False, collapse_links: bool = False,
+               keep_in: Sequence[str] = (), remove_in: Sequence[str] = (),
                reporter: Reporter | None = None, out: TextIO | None = None
                ) -> ApplyResult | None:
     """Plan ``action`` on the duplicates of ``source`` and print the plan; with ``yes``, do it.
@@ -230,7 +293,8 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
     ``journal`` first (default: :func:`~lookalike.actions.apply.default_journal_path`); an
     existing journal is resumed: the interrupted run's unfinished operations are rolled back
     and its finished ones are not repeated. See :func:`lookalike.actions.plan.plan` and
-    :func:`lookalike.actions.apply.apply`.
+    :func:`lookalike.actions.apply.apply`. ``keep_in``/``remove_in``: folder rules (see
+    :mod:`lookalike.actions.plan`).
 
     Returns:
         What was done, or ``None`` for a dry run or a plan without operations.
@@ -252,7 +316,8 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
             print(f"rolled back {rolled_back} unfinished operations of the interrupted run; "
                   "resuming", file=out)
     p = plan(source, action=action, keep=keep or None, protect=protect, to=to,
-             journal=journal if resume else None, collapse_links=collapse_links)
+             journal=journal if resume else None, collapse_links=collapse_links,
+             keep_in=keep_in, remove_in=remove_in)
     out.write(render_plan(p, dry_run=not yes))
     if not yes:
         return None
@@ -266,9 +331,15 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
         result = apply(p, journal=jpath, reporter=reporter)
     except KeyboardInterrupt:
         raise Interrupted(jpath) from None
-    print(f"{_DONE[action]} {len(result.done)} files ({human_bytes(result.bytes_done)}); "
-          f"{len(result.skipped)} skipped (changed since the scan); "
-          f"{len(result.failed)} failed", file=out)
+    print(f"{_DONE[action]} {plural(len(result.done), 'file')} "
+          f"({human_bytes(result.bytes_done)}); {len(result.skipped)} skipped (changed since "
+          f"the scan); {len(result.failed)} failed", file=out)
+    if result.backups:
+        n = len(result.backups)
+        print(f"{n} replaced {'copy' if n == 1 else 'copies'} kept in "
+              f"{result.backup_dir} ({human_bytes(sum(op.size_bytes for op in result.backups))},"
+              " not freed yet) for undo; delete that folder to free the space once you no "
+              "longer need the undo", file=out)
     if result.done and action != "delete":
         print(f"undo with: lookalike undo {jpath}", file=out)
     return result

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Group", "Hash", "ImageRecord", "Member", "make_record", "positional_constructor"]
+__all__ = ["FileFacts", "Group", "Hash", "ImageRecord", "Member", "make_record",
+           "positional_constructor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,60 @@ class Hash:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FileFacts:
+    """What a file's header says (read by :func:`lookalike.imaging.facts.read_file_facts`,
+    and at hash time for :attr:`ImageRecord.facts`); the defaults mean unknown, and a file
+    whose header cannot be read has all of them (``FileFacts()``).
+
+    Attributes:
+        format: Pillow's format name (``"JPEG"``, ``"PNG"``, ...); None if unreadable.
+        mode: Pillow's colour mode (``"RGB"``, ``"L"``, ...).
+        quality: JPEG quality (1-100) estimated from the luminance quantisation table;
+            None for other formats.
+        lossless: the pixels are stored exactly (the format, or a WebP's bitstream).
+        grey: one colour channel only (``1``, ``L``, ``LA``, ``I``, ``F`` modes).
+        camera: EXIF camera make and model, the make left out when the model names it
+            (``"Canon EOS R5"``, not ``"Canon Canon EOS R5"``).
+        taken: EXIF original date (``DateTimeOriginal``) as ``YYYY-MM-DD HH:MM:SS``.
+        metadata: how many kinds of metadata the file keeps: EXIF (more than an orientation
+            tag), XMP, ICC profile, comment.
+    """
+
+    format: str | None = None
+    mode: str | None = None
+    quality: int | None = None
+    lossless: bool = False
+    grey: bool = False
+    camera: str | None = None
+    taken: str | None = None
+    metadata: int = 0
+
+    def to_text(self) -> str:
+        """The facts as compact JSON (a list in field order), how the stores keep them."""
+        import json  # here: ``import lookalike`` loads this module and stays light
+
+        return json.dumps([getattr(self, name) for name in _FACT_FIELDS],
+                          separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_text(cls, text: str | None) -> FileFacts | None:
+        """The facts :meth:`to_text` wrote; None for None (a store's row without facts) or a
+        text it did not write (a damaged row): the facts are then unknown, not wrong."""
+        import json
+
+        try:
+            values = json.loads(text) if text is not None else None
+        except ValueError:
+            return None
+        if not isinstance(values, list) or len(values) != len(_FACT_FIELDS):
+            return None
+        return cls(**dict(zip(_FACT_FIELDS, values, strict=True)))
+
+
+_FACT_FIELDS = tuple(FileFacts.__dataclass_fields__)  # in field order
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ImageRecord:
     """What the scan learned about one readable image.
 
@@ -84,7 +139,9 @@ class ImageRecord:
     not digest (see :mod:`lookalike.pipeline`). ``pixel_digest`` (when computed) is the
     SHA-256 of the decoded RGB pixels. ``aliases`` are the file's other paths found by the
     scan (hard links, paths through symbolic links or overlapping roots): one file, one
-    record, never a duplicate of itself.
+    record, never a duplicate of itself. ``facts`` is what the file's header says, read when
+    it was hashed (kept by the stores with the hash); None when not known (a record from an
+    older cache), so :class:`~lookalike.grouping.keep.KeepPolicy` reads the file instead.
     """
 
     path: str
@@ -98,6 +155,7 @@ class ImageRecord:
     pixel_digest: str | None = None
     source: str = ""
     aliases: tuple[str, ...] = ()
+    facts: FileFacts | None = None
 
     @property
     def pixels(self) -> int:
@@ -163,4 +221,4 @@ def positional_constructor(cls: type[Any], fields: tuple[str, ...]) -> Callable[
 #: (see :func:`positional_constructor` for why it exists).
 make_record: Callable[..., ImageRecord] = positional_constructor(ImageRecord, (
     "path", "size_bytes", "mtime_ns", "width", "height", "format", "hash", "digest",
-    "pixel_digest", "source", "aliases"))
+    "pixel_digest", "source", "aliases", "facts"))

@@ -298,8 +298,10 @@ def _hash_phase(items: Sequence[Any], config: ScanConfig, worker: HashWorker, po
         problems += bad
     for p in problems:
         reporter.problem(p)
-    reporter.phase(2, 3, "hashing", len(items))
-    reporter.advance(len(items) - len(todo))
+    if len(todo) < len(items):
+        reporter.info(f"{len(items) - len(todo)} of {len(items)} files unchanged since they "
+                      "were hashed: not read again")
+    reporter.phase(2, 3, "hashing", len(todo))
     if todo:
         stores = [s for s in (cache, output) if s is not None]
         try:
@@ -497,9 +499,10 @@ def _confirm(records: list[ImageRecord], items: Sequence[Any], config: ScanConfi
         if rec is not None:
             # Either hash's record may carry the file's digest (same bytes: size and mtime
             # match); keep it, or the member would be read again for it on every re-scan.
-            records[i] = dataclasses.replace(rec, source=records[i].source,
-                                             aliases=records[i].aliases,
-                                             digest=rec.digest or records[i].digest)
+            records[i] = dataclasses.replace(
+                rec, source=records[i].source, aliases=records[i].aliases,
+                digest=rec.digest or records[i].digest,
+                facts=rec.facts if rec.facts is not None else records[i].facts)
     return {"exact_needed": len(picked), "exact_hashed": len(todo),
             "exact_failed": len(picked) - sum(1 for i in picked if records[i].path in by_exact)}
 

@@ -37,8 +37,11 @@ def hash_data(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, source:
     """Digest, decode and hash one image's bytes, wherever they came from (a local file,
     an object store, a Parquet cell, a tar member). Never raises for bad data.
 
-    ``digest=False`` leaves the record's ``digest`` None."""
+    ``digest=False`` leaves the record's ``digest`` None. The record's ``facts`` (what the
+    header says, for the keep policy) are read from the same bytes, so no scan opens a
+    group member's file again for them."""
     from lookalike.imaging.decode import decode_bytes
+    from lookalike.imaging.facts import bytes_facts
     from lookalike.imaging.hashes import get_method
 
     try:
@@ -49,7 +52,8 @@ def hash_data(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, source:
     except DecodeError as exc:
         return Problem(path=path, stage="decode", error=exc.reason, message=str(exc))
     try:
-        h = get_method(config.method).hash(pic, config.resolved_hash_size, config.invariant)
+        h = get_method(config.method).hash(pic, config.resolved_hash_size, config.invariant,
+                                             config.trim_borders)
     except Exception as exc:
         return Problem(path=path, stage="hash", error="hash-failed",
                        message=f"{type(exc).__name__}: {exc}")
@@ -57,7 +61,7 @@ def hash_data(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, source:
     return ImageRecord(
         path=path, size_bytes=size_bytes, mtime_ns=mtime_ns, width=width, height=height,
         format=fmt, hash=h, digest=hashlib.sha256(data).hexdigest() if digest else None,
-        pixel_digest=pixel_digest, source=source,
+        pixel_digest=pixel_digest, source=source, facts=bytes_facts(data),
     )
 
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from lookalike.actions.journal import Journal, OpRecord, fsync_dir
+from lookalike.actions.journal import Journal, OpRecord, backup_dir_of, fsync_dir
 from lookalike.actions.plan import FileState, GroupPlan, Operation, Plan, entry_key
 from lookalike.errors import JournalError, Problem
 from lookalike.events import NullReporter, Reporter
@@ -104,6 +104,17 @@ class ApplyResult:
     @property
     def bytes_done(self) -> int:
         return sum(op.size_bytes for op in self.done if op.frees)
+
+    @property
+    def backup_dir(self) -> str:
+        """Where ``hardlink``/``symlink`` keep the copies they replaced, until undo."""
+        return backup_dir_of(self.journal)
+
+    @property
+    def backups(self) -> tuple[Operation, ...]:
+        """The done ops whose replaced copy is kept in :attr:`backup_dir` (its space is
+        freed only once that folder is deleted)."""
+        return tuple(op for op in self.done if op.action in ("hardlink", "symlink"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -566,6 +577,7 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
             "tool": __version__, "action": plan.action, "report_path": plan.report_path,
             "report_created": plan.report_created, "roots": list(plan.roots), "to": plan.to,
             "token": uuid.uuid4().hex[:8],
+            **({"folder_rules": plan.rules.to_dicts()} if plan.rules else {}),
         })
     real_roots = [os.path.realpath(r) for r in plan.roots]
     real_protect = [os.path.realpath(d) for d in plan.protect]

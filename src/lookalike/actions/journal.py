@@ -3,7 +3,8 @@
 Line 1 is a header; every later line is one event::
 
     {"kind": "lookalike-journal", "schema_version": 1, "created", "tool", "action",
-     "report_path", "report_created", "roots", "to", "token"}
+     "report_path", "report_created", "roots", "to", "token",
+     "folder_rules" (only when the plan had folder rules)}
     {"event": "intent", "op": 7, "action": "move", "path", "size", "mtime_ns", "digest",
      "dev", "ino", ...action fields...}        written and fsync'd BEFORE the change
     {"event": "done", "op": 7}                 after the change is durable
@@ -31,13 +32,18 @@ from typing import Any
 
 from lookalike.errors import JournalError
 
-__all__ = ["JOURNAL_KIND", "JOURNAL_SCHEMA", "Journal", "OpRecord", "fsync_dir"]
+__all__ = ["JOURNAL_KIND", "JOURNAL_SCHEMA", "Journal", "OpRecord", "backup_dir_of", "fsync_dir"]
 
 JOURNAL_KIND = "lookalike-journal"
 JOURNAL_SCHEMA = 1
 
 #: Final states of an op; anything else (only an ``intent``) is unfinished.
 _CLOSED = {"done", "failed", "rolled-back", "undone"}
+
+
+def backup_dir_of(journal: str) -> str:
+    """Where the journal ``journal`` keeps replaced files until undo: ``<journal>.backup``."""
+    return journal + ".backup"
 
 
 def fsync_dir(path: str) -> None:
@@ -88,8 +94,8 @@ class Journal:
 
     @property
     def backup_dir(self) -> str:
-        """Where replaced files are kept until undo (``<journal>.backup``)."""
-        return self.path + ".backup"
+        """Where replaced files are kept until undo (:func:`backup_dir_of`)."""
+        return backup_dir_of(self.path)
 
     @property
     def token(self) -> str:

@@ -25,6 +25,14 @@ Safety checks made here:
 * ``hardlink``/``symlink`` only replace members whose bytes equal the keeper's (same SHA-256):
   replacing a near duplicate by a link would change what that path shows.
 
+Folder rules (``keep_in``, ``remove_in``; :class:`FolderRules`) say where duplicates go, the way
+photographers sort: "keep everything under ``Originals/``, remove the duplicates under
+``Exports/``". With them, only members under a ``remove_in`` folder are acted on (the deepest
+rule over a path decides, so ``keep_in`` carves a folder out of a ``remove_in`` one); every
+other member stays. A group whose members are all under remove folders keeps one, chosen by
+the keep policy: a rule never removes the last copy. Protected folders still come first. The
+plan records which rule decided each file (:attr:`GroupPlan.reasons`) and prints it.
+
 Quarantine layout (``--action move --to Q``): a file found under scan root ``/data/photos`` at
 ``/data/photos/2020/a.jpg`` goes to ``Q/photos/2020/a.jpg``: the root's folder name, then the path
 relative to the root. Roots with the same folder name get ``~2``, ``~3``, ... in the order the
@@ -36,13 +44,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lookalike.actions.journal import Journal
 from lookalike.errors import ConfigError, JournalError, ReportError
-from lookalike.grouping.keep import KeepDecision, KeepPolicy
+from lookalike.grouping.keep import KeepDecision, KeepFacts, KeepPolicy
 from lookalike.model import Group, ImageRecord
 from lookalike.paths import is_under, root_names
 from lookalike.report.schema import (
@@ -50,6 +58,7 @@ from lookalike.report.schema import (
     DECISIONS_SCHEMA_VERSION,
     Report,
     human_bytes,
+    plural,
     read_report,
 )
 
@@ -58,10 +67,13 @@ __all__ = [
     "Action",
     "Decisions",
     "FileState",
+    "FolderRule",
+    "FolderRules",
     "GroupPlan",
     "Operation",
     "Plan",
     "SkippedGroup",
+    "decide_by_folders",
     "entry_key",
     "file_identity",
     "load_decisions",
@@ -73,6 +85,123 @@ __all__ = [
 
 Action = Literal["move", "delete", "hardlink", "symlink"]
 ACTIONS: tuple[str, ...] = ("move", "delete", "hardlink", "symlink")
+
+
+Verdict = Literal["keep", "remove"]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderRule:
+    """``keep`` or ``remove`` the duplicates under ``folder`` (an absolute path)."""
+
+    verdict: Verdict
+    folder: str
+
+    def __str__(self) -> str:
+        return f"{self.verdict} under {self.folder}"
+
+    def to_dict(self) -> dict[str, str]:
+        """The form a decisions file's ``folder_rules`` and a journal's header hold."""
+        return {"folder": self.folder, "rule": self.verdict}
+
+
+@dataclass(frozen=True, slots=True)
+class FolderRules:
+    """Folder rules of a plan (see the module docs); empty means none. Build with :meth:`of`."""
+
+    rules: tuple[FolderRule, ...] = ()
+    _real: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_real", tuple(os.path.realpath(r.folder) for r in self.rules))
+
+    @classmethod
+    def of(cls, keep_in: Iterable[str | os.PathLike[str]] = (),
+           remove_in: Iterable[str | os.PathLike[str]] = ()) -> FolderRules:
+        """Rules from folders (made absolute), ``keep_in`` ones first.
+
+        Raises:
+            ConfigError: a folder given both to keep and to remove.
+        """
+        keep = [os.path.abspath(os.fspath(d)) for d in keep_in]
+        remove = [os.path.abspath(os.fspath(d)) for d in remove_in]
+        both = sorted(set(keep) & set(remove))
+        if both:
+            raise ConfigError(f"folder {both[0]} is given both to keep and to remove; give it "
+                              "once")
+        return cls(tuple([*(FolderRule("keep", d) for d in dict.fromkeys(keep)),
+                          *(FolderRule("remove", d) for d in dict.fromkeys(remove))]))
+
+    @classmethod
+    def from_dicts(cls, items: Iterable[dict[str, Any]]) -> FolderRules:
+        """Rules from their :meth:`FolderRule.to_dict` form (a decisions file's
+        ``folder_rules``). Raises ConfigError, KeyError or TypeError when malformed."""
+        items = list(items)
+        bad = next((i for i in items if i["rule"] not in ("keep", "remove")
+                    or not _clean_abs(i["folder"])), None)
+        if bad is not None:
+            raise ConfigError(f"folder rule {bad!r} is not a rule 'keep' or 'remove' with a "
+                              "clean absolute folder")
+        return cls.of([i["folder"] for i in items if i["rule"] == "keep"],
+                      [i["folder"] for i in items if i["rule"] == "remove"])
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def rule_for(self, path: str) -> FolderRule | None:
+        """The deepest rule whose folder holds ``path`` (lexically or once symbolic links
+        resolve), or None."""
+        real = os.path.realpath(path)
+        inside = [(len(r.folder), r) for r, rr in zip(self.rules, self._real, strict=True)
+                  if is_under(path, r.folder) or is_under(real, rr)]
+        return max(inside, key=lambda x: x[0])[1] if inside else None
+
+    def removes(self, path: str) -> bool:
+        """True if the rules let ``path`` be acted on (its deepest rule is ``remove``)."""
+        rule = self.rule_for(path)
+        return rule is not None and rule.verdict == "remove"
+
+    def to_dicts(self) -> list[dict[str, str]]:
+        return [r.to_dict() for r in self.rules]
+
+
+def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
+                      rules: FolderRules) -> tuple[KeepDecision, dict[str, str]]:
+    """Which members of ``group`` the folder ``rules`` keep, and why each member is kept or
+    removed (path -> reason). Pure given ``facts`` (see
+    :meth:`~lookalike.grouping.keep.KeepPolicy.read_facts`) and the rules' folders.
+
+    Protected members are kept; a member whose deepest rule is ``remove`` is removed; every
+    other member is kept: protected ones first, then those under a ``keep`` rule, then the
+    rest, each in the policy's order (``keep[0]`` is the target of link actions). When every
+    member would go, the policy's best one stays.
+    """
+    base = policy.decide(group, facts)
+    protected = set(base.protected)
+    keep: list[tuple[int, str]] = []  # (class: protected, keep rule, no rule; path)
+    remove: list[str] = []
+    why: dict[str, str] = {}
+    for rec in policy.rank([m.record for m in group.members], facts):
+        rule = None if rec.path in protected else rules.rule_for(rec.path)
+        if rec.path in protected:
+            keep.append((0, rec.path))
+            why[rec.path] = "in a protected folder"
+        elif rule is not None and rule.verdict == "remove":
+            remove.append(rec.path)
+            why[rec.path] = f"rule: {rule}"
+        else:
+            keep.append((1 if rule else 2, rec.path))
+            why[rec.path] = f"rule: {rule}" if rule else "no remove rule covers it"
+    kept = [p for _, p in sorted(keep, key=lambda x: x[0])]  # stable: policy order within
+    if not kept:
+        last = remove.pop(0)  # ranked first: the policy's own keeper, base.keep[0]
+        kept.append(last)
+        why[last] = (f"the last copy: every copy is under a remove folder, so the keep policy "
+                     f"({', '.join(policy.rules)}) keeps this one"
+                     + (f": {base.reason}" if base.reason else ""))
+    return KeepDecision(group=group.id, keep=tuple(kept), remove=tuple(sorted(remove)),
+                        protected=tuple(p for p in kept if p in protected),
+                        reason=why[kept[0]]), why
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,6 +252,8 @@ class GroupPlan:
     members: tuple[FileState, ...]
     operations: tuple[Operation, ...]
     notes: tuple[str, ...] = ()
+    #: With folder rules: ``(path, why it is kept or acted on)`` for the files kept and acted on.
+    reasons: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,6 +279,7 @@ class Plan:
     report_created: str
     already_done: int = 0
     decisions_path: str | None = None
+    rules: FolderRules = FolderRules()
 
     @property
     def operations(self) -> tuple[Operation, ...]:
@@ -175,15 +307,20 @@ class Decisions:
 
         {"kind": "lookalike-decisions", "schema_version": 1,
          "report_path": "/abs/report.json", "report_created": "<the report's created>",
-         "groups": [{"id": 3, "keep": ["/abs/a.jpg"], "remove": ["/abs/b.jpg"]}]}
+         "groups": [{"id": 3, "keep": ["/abs/a.jpg"], "remove": ["/abs/b.jpg"]}],
+         "folder_rules": [{"folder": "/abs/Originals", "rule": "keep"},
+                          {"folder": "/abs/Exports", "rule": "remove"}]}
 
     Groups that are absent are left alone; members listed in neither ``keep`` nor ``remove``
-    are left alone too.
+    are left alone too. ``folder_rules`` (optional) are the folder rules the decisions were
+    made with: the plan shows, for each file, the rule that matches its decision (the
+    deepest rule over its path), or "decided in review"; they change no decision.
     """
 
     path: str
     report: Report
     groups: tuple[KeepDecision, ...]
+    rules: FolderRules = FolderRules()
 
 
 # --------------------------------------------------------------------------- loading sources
@@ -237,9 +374,10 @@ def load_decisions(path: str | os.PathLike[str], data: dict[str, Any] | None = N
                 raise ReportError(f"{p}: group {gid} lists a path twice "
                                   f"({sorted(both)[0] if both else 'duplicate entry'})")
             out.append(KeepDecision(group=gid, keep=tuple(keep), remove=tuple(sorted(remove))))
-    except (KeyError, TypeError, ValueError) as exc:
+        rules = FolderRules.from_dicts(data.get("folder_rules") or [])
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise ReportError(f"{p}: malformed decisions ({type(exc).__name__}: {exc})") from None
-    return Decisions(path=p, report=report, groups=tuple(out))
+    return Decisions(path=p, report=report, groups=tuple(out), rules=rules)
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -376,7 +514,9 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
          protect: Iterable[str | os.PathLike[str]] = (),
          to: str | os.PathLike[str] | None = None,
          journal: str | os.PathLike[str] | None = None,
-         collapse_links: bool = False) -> Plan:
+         collapse_links: bool = False,
+         keep_in: Iterable[str | os.PathLike[str]] = (),
+         remove_in: Iterable[str | os.PathLike[str]] = ()) -> Plan:
     """Work out which files an action touches. Pure: nothing on disk changes.
 
     Args:
@@ -395,6 +535,10 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         collapse_links: also act on the other names (hard links) of each file kept, so that
             one name of it remains (``move``, ``delete`` or ``symlink``). Off by default: two
             names of one file are never duplicates of each other.
+        keep_in, remove_in: folder rules (see the module docs): only members under a
+            ``remove_in`` folder are acted on, unless a deeper ``keep_in`` folder holds them;
+            each group keeps at least one member. Not with a decisions file (it says what
+            to keep) nor with keep rule ``none``.
 
     Returns:
         A :class:`Plan`; groups that cannot be acted on safely are in ``plan.skipped``.
@@ -403,7 +547,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         ReportError: the report or decisions file is unusable or was tampered with (paths
             outside the scanned roots, ``..``, symlinks that point out, unknown members).
         ConfigError: bad options (unknown rule, missing ``--to``, ``--to`` inside a scanned
-            folder, ``--keep none`` with a link action, ``--protect`` folder missing).
+            folder, ``--keep none`` with a link action or folder rules, a protected or
+            rule folder missing, ``keep_in`` without ``remove_in``).
 
     Cost: per name of every group member, two ``lstat`` calls (identity, then state) and one
     ``realpath``, plus a ``stat`` of the folder of each name kept or acted on (to tell hard
@@ -430,17 +575,32 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     for d in protect_dirs:
         if not os.path.isdir(d):
             raise ConfigError(f"protected folder {d} does not exist; check the path")
+    rules = FolderRules.of(keep_in, remove_in)
+    for r in rules.rules:
+        if not os.path.isdir(r.folder):
+            raise ConfigError(f"folder {r.folder} of the rule '{r.verdict}' does not exist; "
+                              "check the path")
+    if rules and not any(r.verdict == "remove" for r in rules.rules):
+        raise ConfigError("folder rules act only on files under a remove folder (remove_in); "
+                          "to keep a folder's files and let the keep policy decide the rest, "
+                          "protect it")
+    if rules and decisions is not None:
+        raise ConfigError("a decisions file already says which files to keep; pass no folder "
+                          "rules")
     if decisions is not None:
         if keep is not None and not isinstance(keep, KeepPolicy) and \
                 KeepPolicy.from_spec(keep).rules != ("none",):
             raise ConfigError("a decisions file already says which files to keep; pass no keep "
                               "rules (only 'none' is allowed, to accept groups that keep "
                               "nothing)")
-        rules: Any = keep
+        keep_rules: Any = keep
     else:
-        rules = keep if keep is not None else (recorded.get("rules") or None)
+        keep_rules = keep if keep is not None else (recorded.get("rules") or None)
     policy = KeepPolicy.from_spec(
-        rules, protect=[*(recorded.get("protect") or []), *reference, *protect_dirs])
+        keep_rules, protect=[*(recorded.get("protect") or []), *reference, *protect_dirs])
+    if rules and policy.remove_all:
+        raise ConfigError("folder rules always keep one file per group, so they cannot be "
+                          "combined with keep rule 'none'")
 
     to_dir: str | None = None
     if action == "move":
@@ -480,11 +640,28 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         done = j.done_paths(action)
 
     by_id = {g.id: g for g in report.groups}
+    why: dict[int, dict[str, str]] = {}  # group -> path -> which rule decided it
     if decisions is not None:
         chosen = [(by_id[d.group], d) for d in decisions.groups]
+        if decisions.rules:
+            why = {d.group: _review_reasons(d, decisions.rules) for d in decisions.groups}
     else:
         facts = policy.read_facts(m.record for g in report.groups for m in g.members)
-        chosen = [(g, policy.decide(g, facts)) for g in report.groups]
+        if rules:
+            chosen = []
+            for g in report.groups:
+                decision, why[g.id] = decide_by_folders(g, policy, facts, rules)
+                chosen.append((g, decision))
+        else:
+            chosen = [(g, policy.decide(g, facts)) for g in report.groups]
+
+    def untouchable(name: str) -> str | None:
+        """Why a name of a file to act on must stay, or None."""
+        if policy.is_protected(name):
+            return "is in a protected folder and is never touched"
+        if rules and not rules.removes(name):
+            return "is kept by the folder rules (no remove rule covers it)"
+        return None
 
     for g, _ in chosen:
         for m in g.members:
@@ -534,7 +711,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                                         "keep policy?)"))
             continue
         targets, notes, reason = _targets(pending, decision.keep, recs, done, ids, kept_ids,
-                                          policy, collapse_links)
+                                          untouchable, collapse_links)
         if reason is None and not targets:
             if notes:
                 groups.append(GroupPlan(group=g.id, keep=decision.keep, members=(),
@@ -575,21 +752,40 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         if reason:
             skipped.append(SkippedGroup(group=g.id, reason=reason))
             continue
+        reasons: tuple[tuple[str, str], ...] = ()
+        if g.id in why:
+            owners = {op.path: targets[op.path][0] for op in ops}
+            reasons = tuple((p, why[g.id][owners.get(p, p)])
+                            for p in (*decision.keep, *owners) if owners.get(p, p) in why[g.id])
         groups.append(GroupPlan(group=g.id, keep=decision.keep, members=states,
-                                operations=tuple(ops), notes=tuple(notes)))
+                                operations=tuple(ops), notes=tuple(notes), reasons=reasons))
     return Plan(action=action, groups=tuple(groups), skipped=tuple(skipped), roots=roots,
                 protect=policy.protect, keep=policy.rules, to=to_dir, report_path=report.path,
                 report_created=str(report.data.get("created", "")), already_done=already,
-                decisions_path=decisions.path if decisions is not None else None)
+                decisions_path=decisions.path if decisions is not None else None,
+                rules=decisions.rules if decisions is not None else rules)
+
+
+def _review_reasons(decision: KeepDecision, rules: FolderRules) -> dict[str, str]:
+    """Why each file of a reviewed group is kept or removed: the folder rule that agrees with
+    its decision, else the review."""
+    why = {}
+    for path in (*decision.keep, *decision.remove):
+        rule = rules.rule_for(path)
+        agrees = rule is not None and (rule.verdict == "remove") == (path in decision.remove)
+        why[path] = f"rule: {rule}" if agrees else "decided in review"
+    return why
 
 
 def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageRecord],
              done: set[str], ids: dict[str, tuple[int, int] | None],
-             kept_ids: set[tuple[int, int]], policy: KeepPolicy, collapse: bool = False
+             kept_ids: set[tuple[int, int]], untouchable: Callable[[str], str | None],
+             collapse: bool = False
              ) -> tuple[dict[str, tuple[str, bool, str | None]], list[str], str | None]:
     """Every name to act on for the members ``pending`` of one group.
 
-    ``ids`` holds the identity of every name of the group (:func:`file_identity`).
+    ``ids`` holds the identity of every name of the group (:func:`file_identity`);
+    ``untouchable`` says why a name must stay (protected, or kept by folder rules), or None.
     Returns ``(targets, notes, reason)``: ``targets`` maps each path to act on to the member
     it belongs to, whether its op frees the file's bytes, and (collapsing links only) the
     kept file it is another name of; ``reason`` says why the whole group must be skipped. A
@@ -607,7 +803,7 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
     if collapse:
         for k in keep:
             for name in (a for a in recs[k].aliases if a not in done):
-                if ids[name] == ids[k] and not policy.is_protected(name):
+                if ids[name] == ids[k] and untouchable(name) is None:
                     entry = entry_key(name) or name
                     if entry not in entries:
                         entries.add(entry)
@@ -642,9 +838,9 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
             if name != path and ids[name] != ident:
                 now = "is gone" if ids[name] is None else "is now a different file"
                 return {}, notes, f"{name}, recorded as another name of {path}, {now}"
-            if policy.is_protected(name):
-                return {}, notes, (f"{name}, a name of {path}, is in a protected folder and "
-                                   "is never touched")
+            stays = untouchable(name)
+            if stays:
+                return {}, notes, f"{name}, a name of {path}, {stays}"
             entry = entry_key(name) or name
             if entry in entries:
                 continue  # the same directory entry, reached through a symbolic link
@@ -667,10 +863,6 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
 # --------------------------------------------------------------------------- rendering
 
 
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
 def render_plan(p: Plan, *, dry_run: bool = True) -> str:
     """The plan for humans: one line per operation under its group's keeper, then totals."""
     verb = {"move": "move", "delete": "delete", "hardlink": "hardlink", "symlink": "symlink"}
@@ -679,11 +871,20 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
              + (f" into {p.to}" if p.to else "") + f" (keep: {how})"]
     if p.protect:
         lines.append(f"protected, never touched: {', '.join(p.protect)}")
+    if p.rules:
+        lines.append(f"folder rules: {'; '.join(map(str, p.rules.rules))}"
+                     + ("" if p.decisions_path else " (only files under a remove folder are "
+                        "acted on; every group keeps at least one file)"))
     for g in p.groups:
         if not g.operations and not g.notes:
             continue
-        kept = ", ".join(g.keep) if g.keep else "nothing (--keep none)"
-        lines.append(f"group {g.group}: keep {kept}")
+        why = dict(g.reasons)
+        if why:  # one line per file kept, saying which rule kept it
+            lines.append(f"group {g.group}:")
+            lines.extend(f"  {'keep':<8} {k}  ({why[k]})" for k in g.keep if k in why)
+        else:
+            kept = ", ".join(g.keep) if g.keep else "nothing (--keep none)"
+            lines.append(f"group {g.group}: keep {kept}")
         for op in g.operations:
             if op.action == "move":
                 target = f" -> {op.dst}"
@@ -695,19 +896,24 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
                 size = f"another name of the kept {op.name_of}"
             else:
                 size = human_bytes(op.size_bytes) if op.frees else "another name: counted once"
+                if op.path in why:
+                    size += f"; {why[op.path]}"
             lines.append(f"  {verb[op.action]:<8} {op.path}{target}  ({size})")
         for note in g.notes:
             lines.append(f"  note: {note}")
     for s in p.skipped:
         lines.append(f"skip group {s.group}: {s.reason}; nothing in it will be touched")
     groups = sum(1 for g in p.groups if g.operations)
-    total = (f"total: {_n(p.files, 'file')}, {human_bytes(p.bytes)} ({p.bytes} bytes) in "
-             f"{_n(groups, 'group')}; {_n(len(p.skipped), 'group')} skipped")
+    total = (f"total: {plural(p.files, 'file')}, {human_bytes(p.bytes)} ({p.bytes} bytes) in "
+             f"{plural(groups, 'group')}; {plural(len(p.skipped), 'group')} skipped")
     if p.already_done:
-        total += f"; {_n(p.already_done, 'file')} already done by the journal"
+        total += f"; {plural(p.already_done, 'file')} already done by the journal"
     lines.append(total)
     if p.action == "delete":
         lines.append("note: delete cannot be undone; --action move --to DIR keeps an undo")
+    elif p.action in ("hardlink", "symlink") and p.files:
+        lines.append("note: each replaced copy is kept in JOURNAL.backup/ so that undo can "
+                     "restore it; its space is freed only once that folder is deleted")
     if dry_run:
         lines.append("dry run: nothing was changed; add --yes to apply this plan")
     return "\n".join(lines) + "\n"

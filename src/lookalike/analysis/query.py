@@ -26,7 +26,7 @@ from lookalike.grouping.groups import segment_rows
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import ImageRecord
 from lookalike.search import HammingIndex
-from lookalike.store.cache import HashCache, settings_key
+from lookalike.store.cache import HashCache, settings_key, settings_of_key
 from lookalike.worker import hash_file
 
 __all__ = ["QueryResult", "find_matches"]
@@ -137,10 +137,12 @@ def _opened(cache: HashCache | str | os.PathLike[str]) -> Iterator[HashCache]:
 
 
 def _describe(method: str, size: str | int, decode: str, invariant: str = "none",
-              decoder: str = DECODER_VERSION) -> str:
+              trim: bool = True, decoder: str = DECODER_VERSION) -> str:
     text = f"{method} {size}, {decode} decode"
     if invariant != "none":
         text += f", invariant {invariant}"
+    if not trim:
+        text += ", borders kept"
     if decoder != DECODER_VERSION:
         text += f", decoder version {decoder} (this one: {DECODER_VERSION})"
     return text
@@ -161,7 +163,7 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
     """
     have = _cached_settings(cache)
     wanted = _describe(config.method, config.resolved_hash_size, config.decode,
-                       config.invariant)
+                       config.invariant, config.trim_borders)
     usable = [c for c in (config, dataclasses.replace(config, pixel_digest=not config.pixel_digest))
               if settings_key(c) in have]
     for c in usable:
@@ -176,13 +178,10 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
                           "with it first (a query only reads the cache)")
     held = {}
     for key, n in have.items():
-        parts = key.split("/")
-        if len(parts) == 6:
-            method, size, decode, _pd, inv, dec = parts
-            text = _describe(method, size, decode, inv.removeprefix("inv-"),
-                             dec.removeprefix("dec"))
-        else:
-            text = key
+        st = settings_of_key(key)
+        text = key if st is None else _describe(st["method"], st["size"], st["decode"],
+                                                st["invariant"], st["trim"] == "1",
+                                                st["decoder"])
         held[text] = held.get(text, 0) + n
     listing = "; ".join(f"{t} ({n} files)" for t, n in sorted(held.items()))
     raise ConfigError(f"the hash cache {cache.path} has no hashes made with {wanted}; it has "

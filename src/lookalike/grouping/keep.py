@@ -5,6 +5,7 @@ next one breaks its ties, and so on; the path is always the last tie-break, so t
 never depends on input order. Rules (``--keep`` on the command line):
 
 ==================== ==========================================================
+``original``           the file most likely to be the original (the default; below)
 ``largest-resolution`` most pixels (width x height after EXIF orientation)
 ``largest-file``       most bytes
 ``smallest-file``      fewest bytes
@@ -17,7 +18,35 @@ never depends on input order. Rules (``--keep`` on the command line):
 ``none``               keep nothing: every unprotected member is acted on (alone only)
 ==================== ==========================================================
 
-The default is ``largest-resolution, largest-file, oldest, shortest-path``.
+The default is ``original``. It compares the signals a file carries, in this order (each
+one only breaks the ties of those before it; :data:`ORIGINAL_SIGNALS`):
+
+1. **camera RAW** (a suffix of :data:`~lookalike.inputs.walk.RAW_SUFFIXES`): the RAW beats
+   the JPEG made from it.
+2. **a name that marks no copy**: ``copy``, ``(1)``, `` - Copy``, ``edited``, ``resized``,
+   ``thumb``..., or a name that extends another member's (``IMG_1.jpg`` ->
+   ``IMG_1_1.jpg``, ``IMG_1-edited.jpg``) marks a copy; tools name copies, not originals.
+3. **camera metadata**: EXIF camera make/model or original date; editors and web tools
+   often strip it, cameras always write it.
+4. **resolution at the group's common aspect ratio**: the pixels of the largest picture of
+   that aspect ratio the file holds, so a squashed or stretched copy never wins by pixel
+   count (``935x701`` does not beat ``1024x640``); within 1% counts as equal, and then
+   a copy distorted to another aspect ratio loses.
+5. **other metadata**: EXIF (more than an orientation tag), XMP, ICC profile or a comment
+   kept; a re-save by most tools drops them.
+6. **encoding fidelity**: lossless (and RAW) before lossy; among JPEGs the higher quality
+   estimated from the quantisation tables, so a re-encode loses; then colour before grey.
+7. **the centre of the group**: the smallest total hash distance to the other members.
+   Copies are edits *of* the original, so it lies between them; two edits lie further
+   apart. Groups of more than :data:`CENTRE_MAX` members skip this signal. (Measured
+   before resolution, it picks a near-identical edit as often as the original: last.)
+8. the oldest modification time.
+
+What no header says: an upscaled copy has more pixels than its original and wins on
+resolution unless its name marks it (``benchmarks/bench_keep.py`` measures this).
+
+Each decision says why its keeper won (:attr:`KeepDecision.reason`): the first signal on
+which it beat the runner-up.
 
 **Protected folders** (``--protect DIR``, and the reference sets of a leakage scan) come before
 every rule: their files are always kept and never touched. A group with a protected member
@@ -25,30 +54,44 @@ keeps all its protected members and acts on every other one; a group whose membe
 protected is left alone.
 
 Deciding is pure: :meth:`KeepPolicy.decide` looks at the records and at :class:`KeepFacts`,
-the two things a record does not say, which :meth:`KeepPolicy.read_facts` reads from disk in
+the things a record's hash does not say, which :meth:`KeepPolicy.read_facts` gathers in
 one step beforehand: which WebP files are lossless (for ``prefer-lossless``; the format name
-does not say) and which paths lie in a protected folder once symbolic links are resolved.
-:meth:`KeepPolicy.decide_all` does both for a list of groups.
+does not say), each file's header (for ``original``; both from the records' ``facts``, read
+when they were hashed, else from the file) and which paths lie in a protected folder once
+symbolic links are resolved.
+:meth:`KeepPolicy.decide_all` does all of it for a list of groups.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lookalike.errors import ConfigError
+from lookalike.imaging.facts import (
+    LOSSLESS_FORMATS,
+    FileFacts,
+    read_file_facts,
+    webp_is_lossless,
+)
+from lookalike.inputs.walk import RAW_SUFFIXES
 from lookalike.model import Group, ImageRecord
 from lookalike.paths import is_under
 
-__all__ = ["DEFAULT_KEEP", "KEEP_RULES", "KeepChoices", "KeepDecision", "KeepFacts", "KeepPolicy",
-           "parse_keep", "webp_is_lossless"]
+__all__ = ["CENTRE_MAX", "DEFAULT_KEEP", "KEEP_RULES", "ORIGINAL_SIGNALS", "KeepChoices",
+           "KeepDecision", "KeepFacts", "KeepPolicy", "parse_keep"]
 
-DEFAULT_KEEP: tuple[str, ...] = ("largest-resolution", "largest-file", "oldest", "shortest-path")
+DEFAULT_KEEP: tuple[str, ...] = ("original",)
 
 KEEP_RULES: dict[str, str] = {
+    "original": "the file most likely the original: RAW, a name that marks no copy, camera "
+                "EXIF, resolution at the group's aspect ratio, metadata kept, encoding "
+                "fidelity, the group's centre, age",
     "largest-resolution": "most pixels",
     "largest-file": "most bytes",
     "smallest-file": "fewest bytes",
@@ -60,10 +103,138 @@ KEEP_RULES: dict[str, str] = {
     "none": "keep nothing: act on every unprotected member",
 }
 
-# Formats whose pixels are stored exactly. GIF is left out on purpose: it is usually a
-# palette-reduced (lossy) copy of a photo, so it should not beat a JPEG original.
-_LOSSLESS = frozenset({"PNG", "APNG", "BMP", "DIB", "TIFF", "PPM", "PGM", "PBM", "PNM", "QOI",
-                       "TGA", "SGI", "PCX", "IM", "ICO", "ICNS", "PSD"})
+#: The signals of the ``original`` rule, in the order they are compared (module docs).
+ORIGINAL_SIGNALS: tuple[str, ...] = ("raw", "name", "camera", "resolution", "metadata",
+                                     "fidelity", "centre", "age")
+
+#: Groups with more members than this skip the centre signal (its cost grows with the square
+#: of the group's size; such groups are exact copies more often than edits).
+CENTRE_MAX = 256
+
+# Words and marks that file managers, browsers and editors add to the names of copies.
+_COPY_NAME = re.compile(
+    r"(?:^|[^a-z0-9])(?:copy|copie|kopie|edit|edited|resized|scaled|thumb|thumbnail|"
+    r"compressed)(?:$|[^a-z0-9])|\(\d+\)$", re.IGNORECASE)
+
+_SIGNAL_WORDS = {  # why a keeper won, per signal (not reason codes: errors.REASONS)
+    "raw": "camera RAW",
+    "name": "its name marks no copy",
+    "camera": "camera EXIF (make, model or date taken)",
+    "resolution": "most pixels at the group's aspect ratio",
+    "centre": "the group's centre (closest to the other members)",
+    "fidelity": "best encoding (lossless, or the highest JPEG quality; colour)",
+    "metadata": "keeps its metadata (EXIF, XMP, ICC profile)",
+    "age": "oldest modification time",
+}
+
+
+def _stem(path: str) -> str:
+    name = os.path.basename(path.rstrip("/"))
+    return name.rsplit(".", 1)[0].lower() if "." in name[1:] else name.lower()
+
+
+def _copy_names(records: Sequence[ImageRecord]) -> set[str]:
+    """Paths whose names mark a copy: a copy word, ``(1)``, or another member's name
+    extended (``a.jpg`` -> ``a_1.jpg``, ``a - Copy.jpg``, ``a.jpg.png``)."""
+    stems = {r.path: _stem(r.path) for r in records}
+    names = set(stems.values())
+    return {path for path, stem in stems.items()
+            if _COPY_NAME.search(stem) or any(
+                stem[:i] in names for i in range(1, len(stem)) if not stem[i].isalnum())}
+
+
+def _aspect(rec: ImageRecord) -> float:
+    """Long side over short side (a 90-degree turn keeps it); 0 for an empty image."""
+    short = min(rec.width, rec.height)
+    return max(rec.width, rec.height) / short if short > 0 else 0.0
+
+
+def _pixels_at(rec: ImageRecord, aspect: float) -> int:
+    """Pixels of the largest picture of ``aspect`` (long / short side) that ``rec`` holds:
+    a copy squashed or stretched to another aspect counts only what it can show at the
+    group's, so it never wins by pixel count."""
+    own = _aspect(rec)
+    if not own or not aspect or abs(own / aspect - 1) <= 0.01:
+        return rec.pixels
+    long, short = max(rec.width, rec.height), min(rec.width, rec.height)
+    return round(short * aspect * short) if own > aspect else round(long * long / aspect)
+
+
+def _common_aspect(records: Sequence[ImageRecord]) -> float:
+    """The aspect ratio most members share (within about 1%); ties: the largest member's."""
+    bins: dict[int, int] = {}
+    for r in records:
+        k = round(_aspect(r) * 100)
+        bins[k] = bins.get(k, 0) + 1
+
+    def support(r: ImageRecord) -> tuple[int, int]:
+        k = round(_aspect(r) * 100)
+        return bins.get(k - 1, 0) + bins[k] + bins.get(k + 1, 0), r.pixels
+
+    return _aspect(max(records, key=support))
+
+
+def _centre_distances(records: Sequence[ImageRecord]) -> dict[str, int]:
+    """Each member's total hash distance to the others (empty above :data:`CENTRE_MAX`)."""
+    if len(records) > CENTRE_MAX:
+        return {}
+    total = dict.fromkeys((r.path for r in records), 0)
+    for i, a in enumerate(records):
+        for b in records[i + 1:]:
+            try:
+                d = a.hash - b.hash
+            except TypeError:  # hashes of other methods: no centre to speak of
+                return {}
+            total[a.path] += d
+            total[b.path] += d
+    return total
+
+
+def _original_key(records: Sequence[ImageRecord], facts: KeepFacts
+                  ) -> Callable[[ImageRecord], tuple[Any, ...]]:
+    """The ``original`` rule's sort key over one group: one value per signal of
+    :data:`ORIGINAL_SIGNALS`, lower is better."""
+    copies = _copy_names(records)
+    aspect = _common_aspect(records)
+    centre: dict[str, int] = {}
+    empty = FileFacts()
+
+    def signals(r: ImageRecord) -> dict[str, Any]:
+        f = facts.headers.get(r.path, empty)
+        raw = os.path.splitext(r.path)[1].lower() in RAW_SUFFIXES
+        lossless = raw or f.lossless or _is_lossless(r, facts)
+        fidelity = 101 if lossless else (f.quality or 0)
+        pixels = _pixels_at(r, aspect)
+        return {
+            "raw": not raw,
+            "name": r.path in copies,
+            "camera": not (f.camera or f.taken),
+            # 1% steps: a few pixels cropped or padded are no better picture; at equal
+            # pixels a copy distorted to another aspect ratio loses.
+            "resolution": (-round(math.log(pixels) / _LOG_STEP) if pixels > 0 else 0,
+                           abs(_aspect(r) / aspect - 1) > 0.01 if aspect else False),
+            "centre": centre.get(r.path, 0),
+            # Colour from the mode only breaks ties: a lossy copy of a grey picture is
+            # stored as colour (WebP always is), so the mode is weak evidence.
+            "fidelity": (-fidelity, f.grey),
+            "metadata": -f.metadata,
+            "age": r.mtime_ns,
+        }
+
+    keys = {r.path: signals(r) for r in records}
+    # The centre costs a hash distance per pair (64-256 popcounts each with flips, turns and
+    # trimmed segments): a warm re-scan of small_tree_20000 spent 0.4 s of 1.0 on it. It is
+    # computed only when it can decide the keeper: when the best members tie before it.
+    before = ORIGINAL_SIGNALS[:ORIGINAL_SIGNALS.index("centre")]
+    heads = sorted(tuple(k[n] for n in before) for k in keys.values())
+    if len(heads) > 1 and heads[0] == heads[1]:
+        centre.update(_centre_distances(records))
+        for path, k in keys.items():
+            k["centre"] = centre.get(path, 0)
+    return lambda r: tuple(keys[r.path][name] for name in ORIGINAL_SIGNALS)
+
+
+_LOG_STEP = math.log(1.01)
 
 
 def parse_keep(spec: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -102,29 +273,6 @@ def parse_keep(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(rules)
 
 
-def webp_is_lossless(path: str) -> bool:
-    """True if the WebP file at ``path`` holds a lossless (VP8L) bitstream; False if unreadable."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(12)
-            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
-                return False
-            # Walk the RIFF chunks (a bounded number) until the image bitstream chunk.
-            for _ in range(64):
-                chunk = fh.read(8)
-                if len(chunk) < 8:
-                    return False
-                fourcc, size = chunk[:4], int.from_bytes(chunk[4:], "little")
-                if fourcc == b"VP8L":
-                    return True
-                if fourcc == b"VP8 ":
-                    return False
-                fh.seek(size + (size & 1), os.SEEK_CUR)
-    except OSError:
-        return False
-    return False
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeepFacts:
     """What the rules need to know about files beyond their records (see the module docs).
@@ -133,18 +281,24 @@ class KeepFacts:
         lossless: paths of WebP files that hold a lossless bitstream.
         protected: paths (members' paths and aliases) inside a protected folder, lexically
             or once symbolic links are resolved.
+        headers: each member's :class:`FileFacts` (read for the ``original`` rule).
     """
 
     lossless: frozenset[str] = frozenset()
     protected: frozenset[str] = frozenset()
+    headers: Mapping[str, FileFacts] = field(default_factory=dict)
 
 
 def _is_lossless(rec: ImageRecord, facts: KeepFacts) -> bool:
     fmt = (rec.format or "").upper()
-    return rec.path in facts.lossless if fmt == "WEBP" else fmt in _LOSSLESS
+    return rec.path in facts.lossless if fmt == "WEBP" else fmt in LOSSLESS_FORMATS
 
 
-def _rule_key(rule: str, facts: KeepFacts) -> Callable[[ImageRecord], Any]:
+def _rule_key(rule: str, facts: KeepFacts, records: Sequence[ImageRecord]
+              ) -> Callable[[ImageRecord], Any]:
+    """The sort key of ``rule`` (lower is better) over the group of ``records``."""
+    if rule == "original":
+        return _original_key(records, facts)
     if rule.startswith("match:"):
         pattern = rule[len("match:"):]
         return lambda r: not fnmatch.fnmatchcase(r.path, pattern)
@@ -174,12 +328,15 @@ class KeepDecision:
             empty only under ``--keep none`` with no protected member.
         remove: members an action applies to, in path order.
         protected: the members inside protected folders (all of them are in ``keep``).
+        reason: why ``keep[0]`` was chosen, in a few words: the first rule (or signal of
+            ``original``) on which it beat the runner-up, e.g. ``"camera RAW"``.
     """
 
     group: int
     keep: tuple[str, ...]
     remove: tuple[str, ...]
     protected: tuple[str, ...] = ()
+    reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.group, "keep": list(self.keep), "remove": list(self.remove)}
@@ -228,29 +385,57 @@ class KeepPolicy:
         return any(is_under(real, os.path.realpath(d)) for d in self.protect)
 
     def read_facts(self, records: Iterable[ImageRecord]) -> KeepFacts:
-        """Read from disk what deciding on ``records`` needs (the policy's only I/O).
+        """Gather what deciding on ``records`` needs (the policy's only I/O).
 
-        Cost: the first bytes of each WebP file under ``prefer-lossless``; a ``realpath`` of
-        each name not lexically protected when there are protected folders; else nothing.
+        Each file's header facts (``original``; whether a WebP is lossless,
+        ``prefer-lossless``) come from its record's ``facts``, read when it was hashed; only
+        records without them (from an older cache) have their file read
+        (:func:`~lookalike.imaging.facts.read_file_facts`, the first bytes of a WebP). Cost
+        besides: a ``realpath`` of each name not lexically protected when there are
+        protected folders.
         """
         records = list(records)
+        # Files whose header says nothing (gone, remote, not an image) are left out.
+        headers = {r.path: f for r in records
+                   if (f := r.facts if r.facts is not None else read_file_facts(r.path))
+                   != FileFacts()} if "original" in self.rules else {}
         lossless = frozenset(
             r.path for r in records
-            if (r.format or "").upper() == "WEBP" and webp_is_lossless(r.path)
+            if (r.format or "").upper() == "WEBP" and (
+                r.facts.lossless if r.facts is not None else webp_is_lossless(r.path))
         ) if "prefer-lossless" in self.rules else frozenset()
         protected = frozenset(
             p for r in records for p in (r.path, *r.aliases) if self.is_protected(p)
         ) if self.protect else frozenset()
-        return KeepFacts(lossless=lossless, protected=protected)
+        return KeepFacts(lossless=lossless, protected=protected, headers=headers)
 
     def rank(self, records: Sequence[ImageRecord], facts: KeepFacts) -> list[ImageRecord]:
         """``records`` best first: protected ones, then by the rules, then by path. Pure."""
-        keys = [] if self.remove_all else [_rule_key(r, facts) for r in self.rules]
+        return [rec for _, rec in self._ranked(records, facts)]
 
-        def key(rec: ImageRecord) -> tuple[Any, ...]:
-            return (not _protects(rec, facts), *(k(rec) for k in keys), rec.path)
+    def _ranked(self, records: Sequence[ImageRecord], facts: KeepFacts
+                ) -> list[tuple[tuple[Any, ...], ImageRecord]]:
+        """``(sort key, record)`` best first; a key holds one value per rule, after the
+        protection flag."""
+        rules = [] if self.remove_all else [_rule_key(r, facts, records) for r in self.rules]
+        keyed = [((not _protects(rec, facts), *(k(rec) for k in rules)), rec) for rec in records]
+        return sorted(keyed, key=lambda kr: (kr[0], kr[1].path))
 
-        return sorted(records, key=key)
+    def _why(self, first: tuple[Any, ...], second: tuple[Any, ...] | None) -> str:
+        """Why the member keyed ``first`` beat the one keyed ``second`` (the runner-up)."""
+        if second is None:
+            return "the only unprotected member"
+        if first[0] != second[0]:
+            return "in a protected folder"
+        for rule, a, b in zip(self.rules, first[1:], second[1:], strict=True):
+            if a == b:
+                continue
+            if rule != "original":
+                return KEEP_RULES.get(rule, rule) if not rule.startswith("match:") \
+                    else f"its path matches {rule[len('match:'):]}"
+            signal = next(n for n, x, y in zip(ORIGINAL_SIGNALS, a, b, strict=True) if x != y)
+            return _SIGNAL_WORDS[signal]
+        return "first by path (the rules find no difference)"
 
     def decide(self, group: Group, facts: KeepFacts | None = None) -> KeepDecision:
         """Choose the keepers of ``group``. Never leaves a group empty unless the rule is
@@ -261,17 +446,20 @@ class KeepPolicy:
         """
         if facts is None:
             facts = self.read_facts(m.record for m in group.members)
-        ranked = self.rank([m.record for m in group.members], facts)
+        keyed = self._ranked([m.record for m in group.members], facts)
+        ranked = [rec for _, rec in keyed]
         protected = tuple(r.path for r in ranked if _protects(r, facts))
         if protected:
-            keep = protected
+            keep, reason = protected, "in a protected folder"
         elif self.remove_all:
-            keep = ()
+            keep, reason = (), "keep rule none"
         else:
             keep = (ranked[0].path,)
+            reason = self._why(keyed[0][0], keyed[1][0] if len(keyed) > 1 else None)
         kept = set(keep)
         remove = tuple(sorted(r.path for r in ranked if r.path not in kept))
-        return KeepDecision(group=group.id, keep=keep, remove=remove, protected=protected)
+        return KeepDecision(group=group.id, keep=keep, remove=remove, protected=protected,
+                            reason=reason)
 
     def decide_all(self, groups: Iterable[Group]) -> KeepChoices:
         """Every group's decision: :meth:`read_facts` once over all members, then
@@ -297,3 +485,7 @@ class KeepChoices:
     def keep(self, group: int) -> tuple[str, ...]:
         """The paths kept in group ``group``, best first."""
         return self.decisions[group].keep
+
+    def reason(self, group: int) -> str:
+        """Why group ``group``'s first keeper was chosen (:attr:`KeepDecision.reason`)."""
+        return self.decisions[group].reason

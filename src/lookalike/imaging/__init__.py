@@ -1,1 +1,1 @@
-"""From bytes to hashes: decoding (the only Pillow user), hash algorithms, PDQ."""
+"""From bytes to hashes: decoding and header facts (the Pillow users), hash algorithms, PDQ."""

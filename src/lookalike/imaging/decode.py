@@ -1,4 +1,4 @@
-"""Decoding: the only module that imports Pillow.
+"""Decoding: bytes to pixels (Pillow; imaging/facts.py reads headers only).
 
 It turns bytes into a :class:`Picture`: the first frame, EXIF orientation applied,
 transparency composited on white, in mode ``L`` or ``RGB``. Format is detected from content
@@ -20,7 +20,9 @@ Two decode modes:
 
 Formats: everything Pillow reads (JPEG incl. progressive and CMYK/YCCK, PNG/APNG at every bit
 depth, GIF, WebP, AVIF, TIFF, BMP, ICO, MPO, PSD, QOI, JPEG 2000, ...) plus HEIC/HEIF when the
-optional ``pillow-heif`` package is installed (``pip install 'lookalike[heif]'``).
+optional ``pillow-heif`` package is installed (``pip install 'lookalike[heif]'``), and camera
+RAW files (DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, PEF, SRW, ...) when ``rawpy`` (LibRaw) is
+installed (``pip install 'lookalike[raw]'``); see :func:`decode_bytes`.
 
 Multi-frame files (animated GIF/PNG/WebP, multi-page TIFF, MPO, layered PSD, HEIF sequences)
 are hashed by their *first* frame: the one Pillow presents on open (PSD: the merged image;
@@ -44,11 +46,13 @@ import hashlib
 import io
 import re
 import warnings
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError, features
+from PIL.TiffImagePlugin import ImageFileDirectory_v2
 
 from lookalike.config import DECODER_VERSION as _DECODER_VERSION
 from lookalike.config import DEFAULT_MAX_PIXELS, INSTALL_HINTS
@@ -152,6 +156,10 @@ class Picture:
         """This picture flipped/rotated by a ``PIL.Image.Transpose`` value."""
         return Picture(self._image.transpose(Image.Transpose(op)), full_size=self.full_size,
                        reduced=self.reduced)
+
+    def cropped(self, box: tuple[int, int, int, int]) -> Picture:
+        """This picture cut to ``box`` (left, top, right, bottom), e.g. inside its borders."""
+        return Picture(self._image.crop(box), full_size=self.full_size, reduced=self.reduced)
 
     def rgb_bytes(self) -> bytes:
         img = self._image if self._image.mode == "RGB" else self._image.convert("RGB")
@@ -322,6 +330,156 @@ def _unidentified(data: bytes, max_pixels: int) -> tuple[str, str]:
     return "unsupported-format", "not an image, or a format lookalike cannot read"
 
 
+# --- Camera RAW (LibRaw through rawpy) ---------------------------------------------------------
+
+#: Camera RAW containers that are not plain TIFF: (signature, its offset, format name).
+_RAW_MAGIC = (
+    (b"FUJIFILMCCD-RAW", 0, "RAF"), (b"IIRO", 0, "ORF"), (b"IIRS", 0, "ORF"), (b"MMOR", 0, "ORF"),
+    (b"IIU\x00", 0, "RW2"), (b"ftypcrx ", 4, "CR3"), (b"HEAPCCDR", 6, "CRW"), (b"FOVb", 0, "X3F"),
+    (b"\x00MRM", 0, "MRW"),
+)
+_TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
+# TIFF tags that mark a camera RAW: DNGVersion; PhotometricInterpretation CFA or LinearRaw;
+# NewSubfileType "reduced" first with SubIFDs holding the full image (TIFF/EP: NEF, ARW, SRW).
+_DNG_VERSION, _PHOTOMETRIC, _SUBFILE_TYPE, _SUB_IFDS = 50706, 262, 254, 330
+_RAW_PHOTOMETRIC = frozenset((32803, 34892))
+#: LibRaw's ``flip`` (bit 0: mirror x, bit 1: mirror y, bit 2: swap axes) as a Pillow transpose.
+_LIBRAW_FLIP = {1: Image.Transpose.FLIP_LEFT_RIGHT, 2: Image.Transpose.FLIP_TOP_BOTTOM,
+                3: Image.Transpose.ROTATE_180, 4: Image.Transpose.TRANSPOSE,
+                5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270,
+                7: Image.Transpose.TRANSVERSE}
+
+
+@lru_cache(maxsize=1)
+def _rawpy() -> Any:
+    """The ``rawpy`` module (extra ``raw``), or None when it is not installed."""
+    try:
+        import rawpy  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return rawpy
+
+
+def _tiff_ifds(data: bytes, limit: int = 16) -> Iterator[ImageFileDirectory_v2]:
+    """The IFDs of TIFF-structured ``data`` (the main chain and SubIFDs), parsed by Pillow.
+
+    ORF and RW2 are TIFF with their own signature, read here as TIFF. Stops at ``limit``
+    IFDs, so a looping chain ends; raises for an IFD that cannot be read."""
+    header = data[:2] + (b"*\x00" if data[:2] == b"II" else b"\x00*") + data[4:8]
+    todo = [ImageFileDirectory_v2(header).next]
+    seen: set[int] = set()
+    fp = io.BytesIO(data)
+    while todo and len(seen) < limit:
+        offset = todo.pop(0)
+        if not offset or offset in seen:
+            continue
+        seen.add(offset)
+        if offset >= len(data):
+            raise EOFError(f"an image directory at byte {offset:,} lies past the end")
+        ifd = ImageFileDirectory_v2(header)
+        fp.seek(offset)
+        ifd.load(fp)
+        yield ifd
+        todo += [ifd.next, *ifd.get(_SUB_IFDS, ())]
+
+
+def _raw_kind(data: bytes) -> str | None:
+    """The camera RAW format of ``data`` from its content ("DNG", "CR2", "CR3", "RAF", ...;
+    "RAW" for other TIFF-based ones: NEF, ARW, PEF, SRW), or None for anything else (plain
+    TIFFs included)."""
+    for magic, at, name in _RAW_MAGIC:
+        if data[at:at + len(magic)] == magic:
+            return name
+    if data[:4] not in _TIFF_HEADERS:
+        return None
+    if data[8:10] == b"CR":
+        return "CR2"
+    try:
+        ifd0 = next(_tiff_ifds(data, limit=1))
+    except Exception:  # a damaged TIFF: Pillow will say what is wrong with it
+        return None
+    if _DNG_VERSION in ifd0:
+        return "DNG"
+    if ifd0.get(_PHOTOMETRIC) in _RAW_PHOTOMETRIC or (
+            ifd0.get(_SUBFILE_TYPE, 0) & 1 and _SUB_IFDS in ifd0):
+        return "RAW"
+    return None
+
+
+def _raw_data_end(data: bytes) -> int:
+    """Where the last strip or tile of a TIFF-structured RAW ends, by its own directories.
+
+    The embedded preview often lies before the sensor data: a file cut in the sensor data
+    still shows a good preview, and would be kept in place of an intact JPEG of the shot."""
+    end = 0
+    for ifd in _tiff_ifds(data):
+        for offsets, counts in ((273, 279), (324, 325)):  # strips, tiles
+            end = max([end, *(o + c for o, c in zip(ifd.get(offsets, ()), ifd.get(counts, ()),
+                                                    strict=False))])
+    return end
+
+
+def _raw_reason(exc: Exception) -> tuple[str, str]:
+    rawpy = _rawpy()
+    text = exc.args[0].decode(errors="replace") if exc.args and isinstance(
+        exc.args[0], bytes) else str(exc)
+    if isinstance(exc, rawpy.LibRawFileUnsupportedError):
+        return "unsupported-format", f"a RAW variant LibRaw cannot read: {text}"
+    if isinstance(exc, rawpy.LibRawIOError):
+        return "truncated", f"the RAW file ends early: {text}"
+    if isinstance(exc, (rawpy.LibRawTooBigError, rawpy.LibRawUnsufficientMemoryError)):
+        return "too-large", f"LibRaw: {text}"
+    return "corrupt", f"damaged RAW data: {type(exc).__name__}: {text}"
+
+
+def _open_raw(data: bytes, kind: str, max_pixels: int
+              ) -> tuple[Image.Image, int, tuple[int, int]]:
+    """A camera RAW file as ``(image, LibRaw flip still to apply, oriented full size)``.
+
+    The embedded preview (JPEG, returned unloaded so fast mode can decode it at reduced
+    scale, or a bitmap) when its shorter side is at least ``FAST_MIN_SIDE`` and it has the
+    sensor image's shape; else LibRaw's half-size rendering (camera white balance, sRGB
+    curve), already upright.
+    """
+    rawpy = _rawpy()
+    if rawpy is None:
+        raise DecodeError("unsupported-format", f"a camera RAW image ({kind}); decoding it needs "
+                          f"the rawpy package: {INSTALL_HINTS['raw']}")
+    if data[:4] in _TIFF_HEADERS or kind in ("ORF", "RW2"):
+        try:
+            end = _raw_data_end(data)
+        except Exception as exc:
+            raise DecodeError("truncated", f"the RAW file's directories are cut: {exc}") from exc
+        if end > len(data):
+            raise DecodeError("truncated", f"the file ends early: {len(data):,} bytes, its image "
+                              f"data runs to byte {end:,}")
+    try:
+        with rawpy.imread(io.BytesIO(data)) as raw:
+            sizes = raw.sizes
+            width, height = sizes.width, sizes.height
+            if width * height > max_pixels:
+                raise _too_large(width * height, max_pixels, f"{width}x{height} declares")
+            full_size = (height, width) if sizes.flip & 4 else (width, height)
+            try:
+                thumb = raw.extract_thumb()
+            except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+                thumb = None
+            if thumb is not None:
+                preview = (Image.open(io.BytesIO(thumb.data))
+                           if thumb.format == rawpy.ThumbFormat.JPEG
+                           else Image.fromarray(thumb.data))
+                pw, ph = preview.size
+                # Not a letterboxed or cropped thumbnail: the sensor's shape within 2%.
+                if min(pw, ph) >= FAST_MIN_SIDE and abs(pw * height - ph * width) <= (
+                        0.02 * ph * width):
+                    return preview, sizes.flip, full_size
+            # The sRGB tone curve (LibRaw's default is BT.709's): as the camera's JPEGs are.
+            pixels = raw.postprocess(half_size=True, use_camera_wb=True, gamma=(2.4, 12.92))
+            return Image.fromarray(pixels), 0, full_size
+    except rawpy.LibRawError as exc:
+        raise DecodeError(*_raw_reason(exc)) from exc
+
+
 def decode_bytes(data: bytes, *, mode: DecodeMode = "full",
                  max_pixels: int = DEFAULT_MAX_PIXELS, want_pixel_digest: bool = False
                  ) -> tuple[Picture, str | None, str | None]:
@@ -333,6 +491,13 @@ def decode_bytes(data: bytes, *, mode: DecodeMode = "full",
     Images declaring more than ``max_pixels`` pixels are refused from their header, before
     pixel memory is allocated (so are those above Pillow's own limit, see the module notes).
 
+    Camera RAW files, recognised by content, are read with LibRaw (``rawpy``): the embedded
+    preview when it is large enough (at least ``FAST_MIN_SIDE`` on its shorter side, the
+    sensor's shape) and else a half-size rendering, turned upright by the RAW's orientation;
+    ``full_size`` is the sensor image's. They get no pixel digest: a RAW is never a
+    pixel-exact copy of a JPEG, even of its own preview. Without ``rawpy`` they are
+    ``unsupported-format`` with the install hint.
+
     Raises:
         DecodeError: with a stable ``reason`` code for any data that is not a usable image;
             no other exception escapes for bad data (``KeyboardInterrupt`` does).
@@ -340,13 +505,18 @@ def decode_bytes(data: bytes, *, mode: DecodeMode = "full",
     if not data:
         raise DecodeError("empty-file", "the file is empty (0 bytes)")
     _setup()
+    raw_kind = _raw_kind(data)
     try:
-        try:
-            img = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            raise DecodeError(*_unidentified(data, max_pixels)) from None
-        fmt = img.format
-        width, height = img.size
+        if raw_kind:
+            img, flip, (width, height) = _open_raw(data, raw_kind, max_pixels)
+            fmt: str | None = raw_kind
+        else:
+            try:
+                img = Image.open(io.BytesIO(data))
+            except UnidentifiedImageError:
+                raise DecodeError(*_unidentified(data, max_pixels)) from None
+            fmt, flip = img.format, None
+            width, height = img.size
         if width * height > max_pixels:
             raise _too_large(width * height, max_pixels, f"{width}x{height} declares")
         # No seek: Image.open presents the first frame (PSD: the merged image), and asking
@@ -356,15 +526,20 @@ def decode_bytes(data: bytes, *, mode: DecodeMode = "full",
         if img.width * img.height > max_pixels:  # a plugin (ICO, ICNS) picked a larger size
             raise _too_large(img.width * img.height, max_pixels, "decoded to")
         before = img.size
-        _orient(img)
-        full_size = (height, width) if img.size != before else (width, height)
+        if flip is None:
+            _orient(img)
+            full_size = (height, width) if img.size != before else (width, height)
+        else:  # a RAW: LibRaw's orientation, never the preview's own EXIF
+            if flip:
+                img = img.transpose(_LIBRAW_FLIP[flip])
+            full_size = (width, height)
         if reduced:
             # Only JPEGs are reduced: libjpeg's DCT scaling saves most of their decode time.
             # Other formats decode in full anyway, and shrinking them would only move their
             # hashes away from full decoding (lookalike.grouping.confirm relies on that).
             pic = Picture(normalize(_shrink(img)), full_size=full_size, reduced=True)
         else:
-            pic = Picture(normalize(img))
+            pic = Picture(normalize(img), full_size=full_size if raw_kind else None)
     except DecodeError:
         raise
     except (Exception, MemoryError) as exc:  # any decoder failure is this file's problem only
@@ -373,7 +548,7 @@ def decode_bytes(data: bytes, *, mode: DecodeMode = "full",
             reason, message = "truncated", f"the file is shorter than its header says: {exc}"
         raise DecodeError(reason, message) from exc
     digest = None
-    if want_pixel_digest and not pic.reduced:
+    if want_pixel_digest and not pic.reduced and not raw_kind:
         h = hashlib.sha256()
         h.update(f"{pic.size[0]}x{pic.size[1]}:".encode())
         h.update(pic.rgb_bytes())

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from lookalike.config import METHOD_SPECS, PDQ_SIZE, method_spec
+from lookalike.imaging.borders import content_box
 from lookalike.model import Hash
 
 if TYPE_CHECKING:  # decode imports Pillow: not needed to validate a config or read a cache
@@ -353,11 +354,17 @@ def _dhash_z_variants(pic: Picture, hash_size: int, ops: Sequence[str]) -> list[
     # The percentile map only looks at the multiset of values, so it commutes with moving
     # pixels: z-transform the square grid once, then flip/rotate it. Same bits as hashing
     # each oriented grid (see _OrientedGrid), without 7 of the 8 percentile computations.
+    # The recipe's second resize (hash_size -> hash_size + 1 columns) is one horizontal
+    # Lanczos pass per row: stacking the oriented grids and resizing them at once gives each
+    # row exactly what resizing its own grid does (Pillow skips the vertical pass when the
+    # height is unchanged). One Pillow call instead of 8: a cold dihedral scan of
+    # small_tree_20000's emoji takes 29% less time (cProfile, one worker: 11.6 s -> 8.3 s).
     from lookalike.imaging.decode import lanczos_grey
 
     z = ztransform(pic.grey(hash_size, hash_size))
-    return [_dhash_of(lanczos_grey(np.ascontiguousarray(_ARRAY_OPS[op](z)),
-                                   hash_size + 1, hash_size)) for op in ops]
+    stacked = np.concatenate([_ARRAY_OPS[op](z) for op in ops])
+    wide = lanczos_grey(stacked, hash_size + 1, hash_size * len(ops))
+    return [_dhash_of(wide[k * hash_size:(k + 1) * hash_size]) for k in range(len(ops))]
 
 
 def invariance_ops(invariant: str) -> tuple[str, ...]:
@@ -428,12 +435,19 @@ class HashMethod:
         return out
 
     def hash(self, pic: Picture, hash_size: int | None = None,
-             invariant: str = "none") -> Hash:
+             invariant: str = "none", trim: bool = False) -> Hash:
         """Hash ``pic``; with ``invariant`` other than ``"none"`` the hash also holds, as
         extra segments, the hashes of the picture's flipped/rotated versions (first segment:
-        the plain hash; repeats dropped)."""
+        the plain hash; repeats dropped). With ``trim``, a picture with flat bars on its
+        sides (:func:`~lookalike.imaging.borders.content_box`) also gets the segments of its
+        content alone: a padded copy then matches its original, and an image without bars
+        (most photos) costs one look at its outermost lines."""
         size = self.default_size if hash_size is None else hash_size
-        per_op = self.oriented(pic, size, invariance_ops(invariant))
+        ops = invariance_ops(invariant)
+        per_op = self.oriented(pic, size, ops)
+        box = content_box(pic.grey_full()) if trim else None
+        if box is not None:
+            per_op += self.oriented(pic.cropped(box), size, ops)
         if len(per_op) == 1:
             segments = per_op[0]  # as computed: crop-resistant repeats stay, as in ImageHash
         else:
@@ -472,7 +486,8 @@ METHODS: dict[str, HashMethod] = {
                 "wavelet hash (Haar); hash_size must be a power of two",
                 imagehash="whash"),
         _method("colorhash", colorhash_bits,
-                "HSV colour histogram; ignores layout (hash_size = bits per bin)",
+                "HSV colour histogram; ignores layout: unrelated pictures match (4% precision "
+                "at 0 on benchmarks/accuracy); hash_size = bits per bin",
                 size_meaning="bits per colour bin: the hash has 14 * hash_size bits",
                 imagehash="colorhash", orientation="invariant"),
         _method("crop-resistant", crop_resistant_segments,
@@ -494,6 +509,7 @@ def get_method(name: str) -> HashMethod:
 
 
 def compute_hash(pic: Picture, method: str = "dhash-z", hash_size: int | None = None,
-                 invariant: str = "none") -> Hash:
-    """Hash a decoded picture with ``method`` (see :data:`METHODS`)."""
-    return get_method(method).hash(pic, hash_size, invariant)
+                 invariant: str = "none", trim: bool = False) -> Hash:
+    """Hash a decoded picture with ``method`` (see :data:`METHODS` and
+    :meth:`HashMethod.hash`)."""
+    return get_method(method).hash(pic, hash_size, invariant, trim)

@@ -37,6 +37,7 @@ from lookalike.model import positional_constructor
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "RAW_SUFFIXES",
     "FileEntry",
     "WalkStats",
     "iter_files",
@@ -46,12 +47,19 @@ __all__ = [
     "unique_files",
 ]
 
+#: Camera RAW extensions (lower case, with dot), read with LibRaw (extra ``raw``); the keep
+#: policy prefers these files as keepers.
+RAW_SUFFIXES = frozenset(
+    ".dng .cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .rwl .pef .srw .x3f .3fr "
+    ".fff .iiq .mos .mef .mrw .erf .kdc .dcr".split()
+)
+
 #: Extensions treated as images without sniffing (lower case, with dot).
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .apng .gif .webp .bmp .dib .tif .tiff .ico .cur .ppm .pgm "
     ".pbm .pnm .tga .psd .mpo .heic .heif .avif .jp2 .j2k .jpx .pcx .sgi .rgb .dds .icns "
     ".qoi .im .msp .xbm .eps .fits .blp .ftex .gbr .dcx .wmf .emf".split()
-)
+) | RAW_SUFFIXES
 
 # Leading bytes of the formats we decode; used only for files without an image extension.
 _MAGIC = (

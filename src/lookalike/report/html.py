@@ -15,16 +15,29 @@ Thumbnails are small JPEGs from :func:`lookalike.imaging.decode.make_thumbnail`:
 folder ``<name>_files/`` and referenced relatively (keep the folder next to the page). A file
 that cannot be thumbnailed (gone, undecodable) gets a placeholder.
 
+The compare view shows two members large, side by side, and loads the original file itself
+(a ``file:`` URL, allowed by the CSP's ``'self'``) when it is a local file in a format browsers
+display (:data:`WEB_FORMATS`); other files fall back to their thumbnail. The facts it shows
+beside each image that the report does not hold (camera, date taken, JPEG quality estimate,
+colour mode) are read by :func:`image_facts` (:mod:`lookalike.imaging.facts`) from the file's
+header and EXIF, never its pixels.
+
+Folder rules ("keep everything under A, remove duplicates under B") are chosen in the page
+from the folders of the report's members (:func:`folder_tree`) and written into the exported
+decisions as ``"folder_rules": [{"folder": "/abs/A", "rule": "keep"}, ...]`` beside the
+per-group ``keep``/``remove`` lists they produced, which are what ``apply`` acts on.
+
 The Export button downloads the user's keep/remove choices as a decisions file that
 ``lookalike apply`` accepts::
 
     {"kind": "lookalike-decisions", "schema_version": 1,
      "report_path": "/abs/report.json", "report_created": "<report's created field>",
+     "folder_rules": [{"folder": "/abs/Originals", "rule": "keep"}],
      "groups": [{"id": 3, "keep": ["/abs/a.jpg"], "remove": ["/abs/b.jpg"]}]}
 
-:func:`render_html` is pure: it renders report data, the thumbnail URLs and each file's state
-(gone or changed since the scan) that :func:`write_html` gathered first, in its I/O steps
-(:func:`file_states`, the thumbnails).
+:func:`render_html` is pure: it renders report data, the thumbnail URLs, each file's state
+(gone or changed since the scan) and its facts that :func:`write_html` gathered first, in its
+I/O steps (:func:`file_states`, the thumbnails, :func:`image_facts`).
 
 Jinja2 and Pillow load on first use (the imports inside functions), so importing this module
 stays light.
@@ -41,12 +54,14 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import PurePath
 from typing import Any, Literal
 from urllib.parse import quote
 
 from lookalike.config import check_writable
 from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
+from lookalike.imaging.facts import read_file_facts
 from lookalike.pipeline import ScanResult
 from lookalike.report.schema import (
     DECISIONS_KIND,
@@ -59,14 +74,21 @@ from lookalike.report.schema import (
 
 __all__ = [
     "INLINE_LIMIT",
+    "WEB_FORMATS",
     "HtmlSummary",
     "file_states",
+    "folder_tree",
+    "image_facts",
     "render_html",
     "write_html",
 ]
 
 INLINE_LIMIT = 2000  # above this many images, thumbnails go to a sibling folder
 THUMB_SIZE = 160  # px, longest side; the page shows every thumbnail in a box this size
+
+#: Pillow format names of files browsers display: the compare view shows these originals
+#: themselves (full resolution); others (TIFF, HEIC, RAW, ...) show their thumbnail.
+WEB_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "ICO", "AVIF"})
 
 _THUMB_NAME = re.compile(r"t\d{6}\.jpg")
 
@@ -152,20 +174,73 @@ def _thumbnail(path: str, size: int) -> bytes | None:
         return None  # the page shows a placeholder instead
 
 
-def _make_thumbnails(paths: list[str], size: int, reporter: Reporter,
-                     workers: int | None) -> dict[str, bytes]:
-    """Thumbnail every path (in threads: Pillow releases the GIL while decoding/resizing)."""
-    out: dict[str, bytes] = {}
+def image_facts(path: str) -> dict[str, Any] | None:
+    """What a reviewer compares that the report does not hold, from
+    :func:`~lookalike.imaging.facts.read_file_facts` (header and EXIF, no pixels): ``format``
+    (Pillow's name), ``mode`` (colour mode), ``quality`` (JPEG quality estimate), ``camera``
+    (EXIF make and model) and ``taken`` (EXIF original date, ``YYYY-MM-DD HH:MM:SS``);
+    absent keys are unknown.
+
+    Returns None for a path Pillow cannot open (gone, not a local file, not an image).
+    """
+    facts = read_file_facts(path)
+    if facts.format is None:
+        return None
+    shown = {"format": facts.format, "mode": facts.mode, "quality": facts.quality,
+             "camera": facts.camera, "taken": facts.taken}
+    return {k: v for k, v in shown.items() if v is not None}
+
+
+def _gather(paths: list[str], size: int | None, reporter: Reporter, workers: int | None
+            ) -> tuple[dict[str, bytes], dict[str, dict[str, Any]]]:
+    """Thumbnail (unless ``size`` is None) and read the facts of every path, in threads
+    (Pillow releases the GIL while decoding and resizing)."""
+    def one(path: str) -> tuple[bytes | None, dict[str, Any] | None]:
+        return (_thumbnail(path, size) if size else None), image_facts(path)
+
+    jpegs: dict[str, bytes] = {}
+    facts: dict[str, dict[str, Any]] = {}
     if not paths:
-        return out
+        return jpegs, facts
     workers = workers or min(16, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for path, jpeg in zip(paths, pool.map(lambda p: _thumbnail(p, size), paths),
-                              strict=True):
+        for path, (jpeg, fact) in zip(paths, pool.map(one, paths), strict=True):
             if jpeg is not None:
-                out[path] = jpeg
+                jpegs[path] = jpeg
+            if fact is not None:
+                facts[path] = fact
             reporter.advance(1)
-    return out
+    return jpegs, facts
+
+
+def folder_tree(paths: Sequence[str], roots: Sequence[str] = ()
+                ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The folders that hold ``paths`` and their ancestors up to their scan root (or up to,
+    not including, the file system's root): what folder rules can name.
+
+    Returns ``(folders, index)``: ``folders`` sorted by path, each ``{"p": folder, "up": index
+    of its parent in the list or None, "n": files under it}``; ``index`` maps each path to
+    the index of its own folder. Lexical: no file system access.
+    """
+    top = set(roots)
+    parent: dict[str, str | None] = {}
+    counts: dict[str, int] = {}
+    for p in paths:
+        d = os.path.dirname(p)
+        while d and os.path.dirname(d) != d:
+            counts[d] = counts.get(d, 0) + 1
+            if d not in parent:
+                up = os.path.dirname(d)
+                parent[d] = None if d in top or os.path.dirname(up) == up else up
+            if parent[d] is None:
+                break
+            d = parent[d]  # type: ignore[assignment]
+    order = sorted(parent)
+    at = {d: i for i, d in enumerate(order)}
+    folders = [{"p": d, "up": at.get(parent[d]) if parent[d] else None, "n": counts[d]}
+               for d in order]
+    index = {p: at[d] for p in paths if (d := os.path.dirname(p)) in at}
+    return folders, index
 
 
 def _histogram(groups: Sequence[Mapping[str, Any]], threshold: int) -> dict[str, Any]:
@@ -227,11 +302,30 @@ def _asset(name: str) -> str:
     return resources.files("lookalike").joinpath("templates", name).read_text("utf-8")
 
 
+def _original_url(path: str, facts: Mapping[str, Any] | None) -> str | None:
+    """The ``file:`` URL the compare view loads for ``path``, if browsers display its format."""
+    if not facts or facts.get("format") not in WEB_FORMATS or not os.path.isabs(path):
+        return None
+    # as_uri percent-encodes the file system bytes: '#', '?', spaces, undecodable names.
+    return PurePath(path).as_uri()
+
+
+def _compact_facts(facts: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not facts:
+        return None
+    keys = {"mode": "cm", "quality": "q", "camera": "c", "taken": "dt"}
+    return {short: facts[k] for k, short in keys.items() if facts.get(k) is not None} or None
+
+
 def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                report_path: str | None, thumb_url: Mapping[str, str],
-               states: Mapping[str, str] | None = None) -> dict[str, Any]:
+               states: Mapping[str, str] | None = None,
+               facts: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The compact data the page script reads (short keys: 10,000 groups stay small)."""
     state = states or {}
+    facts = facts or {}
+    folders, folder_of = folder_tree([m["path"] for g in groups for m in g.get("members", [])],
+                                     [str(r) for r in data.get("roots", []) or []])
     out_groups = []
     for g in groups:
         members = g.get("members", [])
@@ -251,7 +345,12 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                 "d": m.get("distance"), "u": thumb_url.get(m["path"]),
                 "s": state.get(m["path"]), "k": m["path"] in keep_set,
                 "a": list(m.get("aliases") or []),  # the same file's other paths
+                "fd": folder_of.get(m["path"]),  # index into "folders"
             })
+            # Set only when known: absent keys keep pages of 10,000 groups small.
+            extra = {"o": _original_url(m["path"], facts.get(m["path"])),
+                     "x": _compact_facts(facts.get(m["path"]))}
+            out_members[-1].update((k, v) for k, v in extra.items() if v is not None)
         out_groups.append({"id": g.get("id"), "kind": g.get("kind", "near"),
                            "rep": paths.index(rep) if rep in paths else 0,
                            "m": out_members})
@@ -260,13 +359,15 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
         "report_path": report_path, "report_created": data.get("created"),
         "threshold": (data.get("config") or {}).get("threshold"),
         "groups": out_groups, "errors": list(data.get("errors", [])),
+        "folders": folders,
     }
 
 
 def render_html(report: Report | Mapping[str, Any], *,
                 report_path: str | os.PathLike[str] | None = None,
                 thumbnails: Mapping[str, str] | None = None,
-                states: Mapping[str, str] | None = None) -> str:
+                states: Mapping[str, str] | None = None,
+                facts: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """Render the review page as a string. Pure: no image file is read, made or stat'ed
     (only the package's own templates are read).
 
@@ -279,13 +380,15 @@ def render_html(report: Report | Mapping[str, Any], *,
             placeholder.
         states: path -> ``"missing"`` or ``"changed"`` (from :func:`file_states`); files
             not in it are shown as unchanged.
+        facts: path -> :func:`image_facts` of the file; a file with facts in a format of
+            :data:`WEB_FORMATS` is shown full size in the compare view.
     """
     import jinja2
     from markupsafe import Markup
 
     data, abs_report = _load_report(report, report_path)  # no I/O for these two types
     groups = _groups_largest_first(data.get("groups", []))
-    page = _page_data(data, groups, abs_report, thumbnails or {}, states)
+    page = _page_data(data, groups, abs_report, thumbnails or {}, states, facts)
     script, style = _asset("report.js"), _asset("report.css")
     for name, text, tag in (("report.js", script, "</script"), ("report.css", style, "</style")):
         if tag in text.lower():  # would end the inline element early
@@ -350,8 +453,9 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
         ReportError: ``report`` is a path that is not a readable report.
         ConfigError: unknown ``thumbnails`` mode, or ``out``'s folder does not exist.
 
-    Cost: one decode per image (reduced-scale for JPEGs), in parallel threads. Files that
-    cannot be thumbnailed get a placeholder; they never stop the page.
+    Cost: one decode per image (reduced-scale for JPEGs) and one header read for its facts,
+    in parallel threads. Files that cannot be thumbnailed get a placeholder; they never stop
+    the page.
     """
     if thumbnails not in ("auto", "inline", "files", "none"):
         raise ConfigError(f"unknown thumbnails mode {thumbnails!r}; use auto, inline, files "
@@ -366,16 +470,17 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
         mode = "inline" if len(paths) <= inline_limit else "files"
     urls: dict[str, str] = {}
     thumb_dir = None
+    reporter.phase(1, 1, "thumbnails" if mode != "none" else "file facts", len(paths))
+    jpegs, facts = _gather(paths, thumb_size if mode != "none" else None, reporter, workers)
+    reporter.close()
     if mode != "none":
-        reporter.phase(1, 1, "thumbnails", len(paths))
-        jpegs = _make_thumbnails(paths, thumb_size, reporter, workers)
-        reporter.close()
         if mode == "inline":
             for p, jpeg in jpegs.items():
                 urls[p] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
         else:
             thumb_dir, urls = _write_thumbnail_dir(out, paths, jpegs)
-    html = render_html(data, report_path=abs_report, thumbnails=urls, states=file_states(data))
+    html = render_html(data, report_path=abs_report, thumbnails=urls, states=file_states(data),
+                       facts=facts)
     tmp = f"{out}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as fh:

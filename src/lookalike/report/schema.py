@@ -1,8 +1,9 @@
 """The scan report: a versioned JSON contract that later commands and other tools read.
 
 A report records how it was made (tool version, UTC time, argv, roots, resolved config) so
-actions take their defaults from it and never rescan. CSV (one row per group member) and a
-human text summary are views of the same data.
+actions take their defaults from it and never rescan. CSV (one row per group member), a
+human text summary and the list of files to remove (``paths``, for shell pipelines) are views
+of the same data.
 
 Schema (``schema_version`` 1)::
 
@@ -19,8 +20,8 @@ overlapping roots): one file, listed once; reports of earlier versions lack the 
 
 Each group's ``keep`` list is decided once, by :func:`decide_keep` (the one step of writing a
 report that may touch the disk: see :meth:`~lookalike.grouping.keep.KeepPolicy.read_facts`);
-the views (:func:`report_to_dict`, :func:`render_text`, :func:`render_csv`) are pure functions
-of the scan result and those decisions.
+the views (:func:`report_to_dict`, :func:`render_text`, :func:`render_csv`,
+:func:`render_paths`) are pure functions of the scan result and those decisions.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ __all__ = [
     "Report",
     "decide_keep",
     "human_bytes",
+    "plural",
     "read_report",
+    "remove_paths",
     "render_csv",
+    "render_paths",
     "render_text",
     "report_to_dict",
     "write_report",
@@ -67,8 +71,17 @@ SCHEMA_VERSION = 1
 #: ``lookalike apply`` reads (format: :class:`lookalike.actions.plan.Decisions`).
 DECISIONS_KIND = "lookalike-decisions"
 DECISIONS_SCHEMA_VERSION = 1
+#: Columns of the CSV view; ``keep`` (1 if the keep decisions keep the member) comes last so
+#: that readers of the older columns by position still work. Leakage reports add the two
+#: columns of :data:`CSV_LEAKAGE_FIELDS` after it.
 CSV_FIELDS = ["group", "kind", "representative", "path", "hash", "distance", "width", "height",
-              "bytes", "format", "mtime_ns", "digest"]
+              "bytes", "format", "mtime_ns", "digest", "keep"]
+#: ``set``: the name of the split (scan root) the member is in; ``purge``: 1 if the member is
+#: on the leakage purge list.
+CSV_LEAKAGE_FIELDS = ["set", "purge"]
+#: Report formats (``write_report``): ``paths`` and ``paths0`` list the files to remove,
+#: one per line or NUL-terminated (for ``xargs -0``).
+FORMATS = ("json", "csv", "text", "paths", "paths0")
 
 
 def _member_dict(m: Member) -> dict[str, Any]:
@@ -138,21 +151,27 @@ def report_to_dict(result: ScanResult, argv: list[str] | None = None, *,
 def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
                  format: str = "json", argv: list[str] | None = None,
                  keep: KeepSpec = None, leakage: Leakage | None = None) -> None:
-    """Write ``result`` as ``json``, ``csv`` or ``text`` to a path or an open text stream.
+    """Write ``result`` in one of :data:`FORMATS` to a path or an open text stream.
 
+    ``json``: the report; ``csv``: one row per group member (:func:`render_csv`); ``text``:
+    the human summary; ``paths``/``paths0``: the files to remove (:func:`render_paths`).
     ``keep`` and ``leakage``: see :func:`decide_keep` and :func:`report_to_dict`
-    (``leakage`` also adds its summary to the text format). A caller writing several views
-    of one scan decides once with :func:`decide_keep` and passes the result to each.
+    (``leakage`` also adds its summary to the text format and its columns to the CSV). A
+    caller writing several views of one scan decides once with :func:`decide_keep` and
+    passes the result to each.
     """
     if format == "json":
         # No indent: json's C encoder only runs without one (10x faster on big reports).
         text = json.dumps(report_to_dict(result, argv, keep=keep, leakage=leakage)) + "\n"
     elif format == "csv":
-        text = render_csv(result)
+        text = render_csv(result, keep=keep, leakage=leakage)
     elif format == "text":
         text = render_text(result, leakage=leakage, keep=keep)
+    elif format in ("paths", "paths0"):
+        text = render_paths(result, keep=keep, leakage=leakage,
+                            end="\0" if format == "paths0" else "\n")
     else:
-        raise ValueError(f"unknown report format {format!r}; use json, csv or text")
+        raise ValueError(f"unknown report format {format!r}; use one of {', '.join(FORMATS)}")
     if isinstance(out, (str, os.PathLike)):
         tmp = f"{os.fspath(out)}.tmp"
         try:
@@ -168,18 +187,54 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
         out.write(text)
 
 
-def render_csv(result: ScanResult) -> str:
-    """One CSV row per group member (no keep column: the CSV predates keep policies)."""
+def render_csv(result: ScanResult, *, keep: KeepSpec = None,
+               leakage: Leakage | None = None) -> str:
+    """One CSV row per group member (columns: :data:`CSV_FIELDS`, and with ``leakage``
+    :data:`CSV_LEAKAGE_FIELDS`). ``keep``: see :func:`decide_keep`."""
+    choices = decide_keep(result, keep, leakage)
+    set_names = {s.root: s.name for s in leakage.sets} if leakage is not None else {}
+    purge = set(leakage.purge) if leakage is not None else set()
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_FIELDS)
+    w.writerow(CSV_FIELDS + (CSV_LEAKAGE_FIELDS if leakage is not None else []))
     for g in result.groups:
+        kept = set(choices.keep(g.id))
         for m in g.members:
             r = m.record
-            w.writerow([g.id, g.kind, int(r.path == g.representative), r.path, str(r.hash),
-                        m.distance, r.width, r.height, r.size_bytes, r.format or "",
-                        r.mtime_ns, r.digest])
+            row = [g.id, g.kind, int(r.path == g.representative), r.path, str(r.hash),
+                   m.distance, r.width, r.height, r.size_bytes, r.format or "", r.mtime_ns,
+                   r.digest, int(r.path in kept)]
+            if leakage is not None:
+                row += [set_names.get(r.source, ""), int(r.path in purge)]
+            w.writerow(row)
     return buf.getvalue()
+
+
+def remove_paths(result: ScanResult, keep: KeepSpec = None,
+                 leakage: Leakage | None = None) -> list[str]:
+    """The files the keep decisions remove, in path order, each once.
+
+    Every group member not kept (in leakage mode: the purge list), except a path that some
+    group keeps. One name per file: a member's other names (its ``aliases``: hard links,
+    paths through symbolic links) are not listed, so removing a listed path of a file with
+    hard links frees no space; ``lookalike apply`` acts on every name.
+    """
+    choices = decide_keep(result, keep, leakage)
+    decisions = [choices.decisions[g.id] for g in result.groups]
+    kept = {p for d in decisions for p in d.keep}
+    return sorted({p for d in decisions for p in d.remove if p not in kept})
+
+
+def render_paths(result: ScanResult, *, keep: KeepSpec = None,
+                 leakage: Leakage | None = None, end: str = "\n") -> str:
+    """:func:`remove_paths`, each followed by ``end`` (``"\\0"`` for ``xargs -0``: file names
+    may hold newlines)."""
+    return "".join(f"{p}{end}" for p in remove_paths(result, keep, leakage))
+
+
+def plural(count: int, noun: str) -> str:
+    """``1, "group"`` -> ``"1 group"``; ``2, "group"`` -> ``"2 groups"``."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def human_bytes(n: float) -> str:
@@ -202,10 +257,11 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
     s = result.stats
     cfg = result.config
     lines = [
-        f"{s.get('images', 0)} images scanned, {len(result.groups)} duplicate groups, "
-        f"{s.get('duplicates', result.duplicates)} duplicates "
+        f"{plural(s.get('images', 0), 'image')} scanned, "
+        f"{plural(len(result.groups), 'duplicate group')}, "
+        f"{plural(s.get('duplicates', result.duplicates), 'duplicate')} "
         f"({human_bytes(s.get('bytes_reclaimable', 0))} "
-        f"reclaimable), {len(result.errors)} errors",
+        f"reclaimable), {plural(len(result.errors), 'error')}",
         f"method {cfg.method}, hash size {cfg.resolved_hash_size}, threshold {cfg.threshold} "
         f"bits, grouping {cfg.grouping}; * = kept by the keep policy, d = bits from the first",
     ]
@@ -215,10 +271,13 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
                      f"{'files' if n != 1 else 'a file'} already found (hard links, symbolic "
                      "links, overlapping folders): each file is listed once, never as a "
                      "duplicate of itself")
+    if s.get("skipped_symlinks"):
+        lines.append(f"skipped {plural(s['skipped_symlinks'], 'symlink')} found inside the "
+                     "folders (not followed: `scan --follow-symlinks` follows them)")
     shown = result.groups if max_groups is None else result.groups[:max_groups]
     for g in shown:
         lines.append("")
-        lines.append(f"group {g.id} ({g.kind}, {len(g)} images)")
+        lines.append(f"group {g.id} ({g.kind}, {plural(len(g), 'image')})")
         kept = set(choices.keep(g.id))
         for m in g.members:
             r = m.record
@@ -227,10 +286,11 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
                          f"{human_bytes(r.size_bytes):>9}  {r.path}")
             lines.extend(f"{'':>28}= {a}  (same file)" for a in r.aliases)
     if max_groups is not None and len(result.groups) > max_groups:
-        lines.append(f"\n... {len(result.groups) - max_groups} more groups in the report")
+        lines.append(f"\n... {plural(len(result.groups) - max_groups, 'more group')} in the "
+                     "report")
     if result.errors:
         lines.append("")
-        lines.append(f"{len(result.errors)} files could not be used:")
+        lines.append(f"{plural(len(result.errors), 'file')} could not be used:")
         for p in result.errors:
             lines.append(f"  [{p.error}] {p.path}: {p.message}")
     if leakage is not None:

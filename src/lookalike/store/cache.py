@@ -5,7 +5,9 @@ unchanged. The settings key covers everything that changes a hash value: method,
 decode mode, pixel-digest flag, flip/rotation invariance and
 :data:`~lookalike.config.DECODER_VERSION`, so changing any
 of them simply misses the cache. Unreadable files are cached too (as their problem), so a
-re-scan of an unchanged tree decodes nothing at all.
+re-scan of an unchanged tree decodes nothing at all. Each image's header facts
+(:class:`~lookalike.model.FileFacts`, compact JSON) are kept with its hash, so the keep
+policy of a warm re-scan reads no file either.
 
 Safety: WAL journal mode and batched transactions, so a scan killed mid-run leaves a
 consistent cache holding every batch committed so far; ``busy_timeout`` lets two scans share
@@ -28,20 +30,20 @@ from typing import TYPE_CHECKING
 
 from lookalike.errors import RETRYABLE, ConfigError, Problem
 from lookalike.grouping.groups import Edges
-from lookalike.model import Hash, ImageRecord, make_record
+from lookalike.model import FileFacts, Hash, ImageRecord, make_record
 
 if TYPE_CHECKING:
     from lookalike.config import ScanConfig
     from lookalike.inputs.walk import FileEntry
 
-__all__ = ["HashCache", "default_cache_path", "settings_key"]
+__all__ = ["HashCache", "default_cache_path", "settings_key", "settings_of_key"]
 
-SCHEMA = 1
+SCHEMA = 2  # 2: files.facts (a cache of schema 1 is migrated in place, see _create)
 BATCH = 500  # rows per transaction: cheap commits, little work lost on a kill
 # Columns read back by lookup(), in the order it unpacks them: failures' details included,
 # so that a row and its problem come from one state of the cache (one statement).
 _COLUMNS = ("path, size, mtime_ns, ok, width, height, format, hash, nbits, digest, pixel_digest, "
-            "error, stage, message")
+            "error, stage, message, facts")
 
 
 def _storable(path: str) -> bool:
@@ -69,7 +71,30 @@ def settings_key(config: ScanConfig) -> str:
     from lookalike.config import DECODER_VERSION
 
     return (f"{config.method}/{config.resolved_hash_size}/{config.decode}/"
-            f"pd{int(config.pixel_digest)}/inv-{config.invariant}/dec{DECODER_VERSION}")
+            f"pd{int(config.pixel_digest)}/inv-{config.invariant}/trim{int(config.trim_borders)}/"
+            f"dec{DECODER_VERSION}")
+
+
+def settings_of_key(key: str) -> dict[str, str] | None:
+    """The settings a :func:`settings_key` names (``method``, ``size``, ``decode``,
+    ``invariant``, ``trim``, ``decoder``), or None for a key of another layout (an older
+    version's)."""
+    parts = key.split("/")
+    if len(parts) != 7 or not parts[4].startswith("inv-") or not parts[5].startswith("trim"):
+        return None
+    method, size, decode, _pd, inv, trim, dec = parts
+    return {"method": method, "size": size, "decode": decode,
+            "invariant": inv.removeprefix("inv-"), "trim": trim.removeprefix("trim"),
+            "decoder": dec.removeprefix("dec")}
+
+
+class _FactsTexts(dict[str | None, FileFacts | None]):
+    """Stored facts texts -> :meth:`FileFacts.from_text`, each distinct text parsed once
+    (most files of a tree share their facts: same format, mode and quality, no camera)."""
+
+    def __missing__(self, text: str | None) -> FileFacts | None:
+        facts = self[text] = FileFacts.from_text(text)
+        return facts
 
 
 class HashCache:
@@ -106,7 +131,7 @@ class HashCache:
                 mtime_ns INTEGER NOT NULL, ok INTEGER NOT NULL,
                 width INTEGER, height INTEGER, format TEXT, hash TEXT, nbits INTEGER,
                 digest TEXT, pixel_digest TEXT, error TEXT, stage TEXT, message TEXT,
-                updated REAL NOT NULL,
+                updated REAL NOT NULL, facts TEXT,
                 PRIMARY KEY (key, path)
             ) WITHOUT ROWID;
             -- The edges of the last scans (see load_edges).
@@ -125,8 +150,20 @@ class HashCache:
         row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
         if row is None:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
+        elif row[0] == "1":
+            self._migrate_from_1()
         elif int(row[0]) != SCHEMA:
             raise sqlite3.DatabaseError(f"cache schema {row[0]} is not {SCHEMA}")
+
+    def _migrate_from_1(self) -> None:
+        """Schema 1 -> 2: the ``facts`` column, empty for the rows kept (their facts are read
+        from the files until the files change and are hashed again). Hashes stay valid."""
+        with self._writing() as db:
+            # Another process may have migrated since the schema was read.
+            columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
+            if "facts" not in columns:
+                db.execute("ALTER TABLE files ADD COLUMN facts TEXT")
+            db.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA),))
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -151,6 +188,7 @@ class HashCache:
         # This loop runs once per file of every warm re-scan: rows are unpacked at once and
         # records rebuilt by the fast constructor (same values and checks as the dataclass).
         add_record, new_record, parse = records.append, make_record, Hash.from_hex
+        facts_of = _FactsTexts()
         for e in entries:
             path = e.path
             r = get(path)
@@ -158,13 +196,13 @@ class HashCache:
                 todo.append(e)
                 continue
             (_, size, mtime_ns, ok, width, height, fmt, hx, bits, digest, pdigest, error, stage,
-             message) = r
+             message, facts) = r
             if size != e.size_bytes or mtime_ns != e.mtime_ns or (ok and bits != nbits):
                 todo.append(e)
             elif ok:
                 add_record(new_record(path, size, mtime_ns, width, height, fmt,
                                       parse(hx, method=method, nbits=nbits), digest, pdigest,
-                                      e.source, ()))
+                                      e.source, (), facts_of[facts]))
             else:
                 problems.append(Problem(path=path, stage=stage, error=error, message=message))
         return records, problems, todo
@@ -200,18 +238,19 @@ class HashCache:
     def records(self, config: ScanConfig, under: str | None = None) -> Iterator[ImageRecord]:
         """Every cached record for ``config`` (optionally only paths under a folder)."""
         key = settings_key(config)
-        sql = ("SELECT path, size, mtime_ns, width, height, format, hash, digest, pixel_digest "
-               "FROM files WHERE key = ? AND ok = 1")
+        sql = ("SELECT path, size, mtime_ns, width, height, format, hash, digest, pixel_digest, "
+               "facts FROM files WHERE key = ? AND ok = 1")
         args: tuple = (key,)
         if under is not None:
             prefix = os.path.join(os.path.abspath(under), "")
             sql += " AND substr(path, 1, ?) = ?"
             args = (key, len(prefix), prefix)
+        facts_of = _FactsTexts()
         for r in self._db.execute(sql + " ORDER BY path", args):
             yield ImageRecord(path=r[0], size_bytes=r[1], mtime_ns=r[2], width=r[3],
                               height=r[4], format=r[5],
                               hash=Hash.from_hex(r[6], method=config.method, nbits=config.nbits),
-                              digest=r[7], pixel_digest=r[8])
+                              digest=r[7], pixel_digest=r[8], facts=facts_of[r[9]])
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -229,7 +268,8 @@ class HashCache:
         for r in records:
             self._pending.append((key, r.path, r.size_bytes, r.mtime_ns, 1, r.width, r.height,
                                   r.format, str(r.hash), r.hash.nbits, r.digest, r.pixel_digest,
-                                  None, None, None, now))
+                                  None, None, None, now,
+                                  r.facts.to_text() if r.facts is not None else None))
         for p in problems:
             st = (sizes or {}).get(p.path)
             # Only verdicts about the bytes themselves are cached; failures that a retry, a
@@ -237,7 +277,7 @@ class HashCache:
             if st is None or st[0] < 0 or p.error in RETRYABLE:
                 continue
             self._pending.append((key, p.path, st[0], st[1], 0, None, None, None, None, None,
-                                  None, None, p.error, p.stage, p.message, now))
+                                  None, None, p.error, p.stage, p.message, now, None))
         if len(self._pending) >= BATCH:
             self.flush()
 
@@ -277,7 +317,7 @@ class HashCache:
         rows, self._pending = self._pending, []
         with self._writing() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     # -- edges ------------------------------------------------------------------------------
     # Which distinct hash values lie within a radius of each other is a pure function of the

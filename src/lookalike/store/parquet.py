@@ -25,6 +25,9 @@ source          string        the input root, list, shard or Parquet file it cam
 stage, error    string        for errors: stage (``walk``/``read``/``decode``/``hash``)
                               and reason code (``truncated``, ``worker-crashed``, ...)
 message         string        for errors: one human-readable line
+facts           string        what the header says (:class:`~lookalike.model.FileFacts`,
+                              compact JSON: ``FileFacts.to_text``); null in parts written
+                              before schema version 2
 written_at      timestamp     when the row was written (UTC, ms)
 ==============  ============  ===========================================================
 
@@ -62,7 +65,7 @@ from typing import TYPE_CHECKING, Any
 
 from lookalike.config import INSTALL_HINTS
 from lookalike.errors import RETRYABLE, ConfigError, Problem
-from lookalike.model import Hash, ImageRecord
+from lookalike.model import FileFacts, Hash, ImageRecord
 from lookalike.store.cache import settings_key
 
 if TYPE_CHECKING:
@@ -71,7 +74,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "ParquetStore", "read_results"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the facts column (parts of version 1 read with null facts)
 _META_KEY = b"lookalike"
 INSTALL_HINT = INSTALL_HINTS["dask"]
 
@@ -93,7 +96,7 @@ def _schema(pa: Any) -> Any:
         ("path", s), ("status", s), ("size_bytes", i64), ("mtime_ns", i64),
         ("width", i32), ("height", i32), ("format", s), ("method", s), ("nbits", i32),
         ("hash", s), ("hash_u64", pa.uint64()), ("digest", s), ("pixel_digest", s),
-        ("source", s), ("stage", s), ("error", s), ("message", s),
+        ("source", s), ("stage", s), ("error", s), ("message", s), ("facts", s),
         ("written_at", pa.timestamp("ms", tz="UTC")),
     ])
 
@@ -188,7 +191,8 @@ class ParquetStore:
                         path=e.path, size_bytes=r["size_bytes"], mtime_ns=r["mtime_ns"],
                         width=r["width"], height=r["height"], format=r["format"],
                         hash=Hash.from_hex(r["hash"], method=config.method, nbits=config.nbits),
-                        digest=r["digest"], pixel_digest=r["pixel_digest"], source=e.source))
+                        digest=r["digest"], pixel_digest=r["pixel_digest"], source=e.source,
+                        facts=FileFacts.from_text(r["facts"])))
                 else:
                     problems.append(Problem(path=e.path, stage=r["stage"], error=r["error"],
                                             message=r["message"]))
@@ -224,14 +228,15 @@ class ParquetStore:
             as_int = h.value if len(h.segments) == 1 and h.nbits <= 64 else None
             self._rows.append((r.path, "ok", r.size_bytes, r.mtime_ns, r.width, r.height,
                                r.format, method, h.nbits, str(h), as_int, r.digest,
-                               r.pixel_digest, r.source, None, None, None, now))
+                               r.pixel_digest, r.source, None, None, None,
+                               r.facts.to_text() if r.facts is not None else None, now))
         for p in problems:
             size, mtime = (sizes or {}).get(p.path, (None, None))
             if size is not None and size < 0:
                 size = None
             self._rows.append((p.path, "error", size, mtime or 0, None, None, None, method,
                                config.nbits, None, None, None, None, None, p.stage, p.error,
-                               p.message, now))
+                               p.message, None, now))
         if len(self._rows) >= self.rows_per_part or (
                 self._rows and time.monotonic() - self._last_write > self.flush_seconds):
             self._write_part()

@@ -4,6 +4,9 @@
 // textContent, setAttribute or img.src; never innerHTML. No inline handlers: addEventListener.
 // Scale: groups are rendered BATCH at a time as the user scrolls near the end of the list
 // (IntersectionObserver on a sentinel), so 10,000 groups open as fast as 40 do.
+// Decisions: a member is kept or removed by, in order of precedence, the reviewer's own
+// choice, a folder rule, the report's keep policy; they are marked by borders and badges,
+// never by changing how the picture looks.
 (function () {
   "use strict";
 
@@ -12,9 +15,13 @@
   const data = JSON.parse(document.getElementById("lookalike-data").textContent);
   const groups = data.groups;
   const threshold = data.threshold;
-  // state[g][i]: true = keep member i of group g. Prefilled from the report's keep policy.
-  const initial = () => groups.map((g) => g.m.map((m) => m.k));
-  let state = initial();
+  const folders = data.folders || [];
+  // state[g][i]: true = keep member i of group g, from manual, then rules, then m.k.
+  const noChoices = () => groups.map((g) => g.m.map(() => null));
+  let manual = noChoices(); // the reviewer's own choices: null, true (keep) or false
+  const rules = new Map(); // folder index -> "keep" | "remove", in the order they were made
+  const state = groups.map((g) => g.m.map((m) => m.k));
+  const why = noChoices(); // what decided each member, when not the keep policy
   let visible = groups.map((_, i) => i); // indices of groups that match the filter
   let rendered = 0;
   const shown = new Map(); // group index -> its rendered <article>
@@ -65,6 +72,11 @@
     if (m.k) card.classList.add("suggested");
 
     const box = el("div", "thumb-box");
+    box.tabIndex = 0;
+    box.setAttribute("role", "button");
+    box.title = "compare large";
+    box.dataset.group = String(gi);
+    box.dataset.member = String(mi);
     const [dir, name] = splitPath(m.p);
     if (m.u) {
       const img = document.createElement("img");
@@ -80,6 +92,7 @@
     } else {
       box.appendChild(placeholder(m.s === "missing" ? "file is gone" : "no preview"));
     }
+    box.appendChild(el("span", "badge"));
     card.appendChild(box);
 
     const toggle = el("button", "toggle");
@@ -104,6 +117,7 @@
     }
     if (m.s) facts.appendChild(el("div", "state",
       m.s === "missing" ? "file is gone since the scan" : "file changed since the scan"));
+    facts.appendChild(el("div", "why"));
     card.appendChild(facts);
 
     const path = el("div", "path");
@@ -135,6 +149,10 @@
     head.appendChild(el("span", "kind " + (g.kind === "exact" ? "exact" : "near"), g.kind));
     head.appendChild(el("span", "facts"));
     head.appendChild(el("span", "warn"));
+    const open = el("button", "ghost compare-btn", "Compare");
+    open.type = "button";
+    open.dataset.group = String(gi);
+    head.appendChild(open);
     art.appendChild(head);
     const members = el("div", "members");
     for (let mi = 0; mi < g.m.length; mi += 1) members.appendChild(renderMember(gi, mi));
@@ -158,6 +176,10 @@
       t.setAttribute("aria-pressed", keep ? "true" : "false");
       t.textContent = keep ? "\u2713 keep" : "\u2715 remove";
       t.title = keep ? "click to mark for removal" : "click to keep";
+      const badge = card.querySelector(".badge");
+      badge.className = "badge " + (keep ? "keep" : "remove");
+      badge.textContent = keep ? "KEEP" : "REMOVE";
+      card.querySelector(".why").textContent = why[gi][mi] || "";
       if (keep) kept += 1; else freed += Number(g.m[mi].b) || 0;
     });
     art.querySelector(".facts").textContent = g.m.length + " images \u00b7 " +
@@ -248,6 +270,8 @@
       schema_version: data.schema_version,
       report_path: data.report_path,
       report_created: data.report_created,
+      // What the groups' lists below were made with; apply acts on the lists.
+      folder_rules: [...rules].map(([f, rule]) => ({ folder: folders[f].p, rule: rule })),
       // Every group that matches the filter, rendered yet or not.
       groups: visible.map((gi) => {
         const g = groups[gi];
@@ -274,13 +298,506 @@
   }
 
   list.addEventListener("click", (ev) => {
+    const open = ev.target.closest("button.compare-btn, .thumb-box");
+    if (open) {
+      openCompare(Number(open.dataset.group),
+        open.dataset.member === undefined ? null : Number(open.dataset.member));
+      return;
+    }
     const t = ev.target.closest("button.toggle");
     if (!t) return;
     const gi = Number(t.dataset.group);
     const mi = Number(t.dataset.member);
-    state[gi][mi] = !state[gi][mi];
-    applyGroupState(gi, shown.get(gi));
+    choose(gi, mi, !state[gi][mi]);
+  });
+  list.addEventListener("keydown", (ev) => {
+    const box = ev.target.closest(".thumb-box");
+    if (box && (ev.key === "Enter" || ev.key === " ")) {
+      ev.preventDefault();
+      openCompare(Number(box.dataset.group), Number(box.dataset.member));
+    }
+  });
+
+  // ------------------------------------------------------------------ decisions and rules
+
+  // The folder rule that applies to a member: its deepest ruled folder, or null.
+  function ruleFor(fd) {
+    for (let f = fd; f !== null && f !== undefined; f = folders[f].up) {
+      if (rules.has(f)) return f;
+    }
+    return null;
+  }
+
+  // Recompute state[gi] and why[gi] from the keep policy, the folder rules and manual choices.
+  function decide(gi) {
+    const g = groups[gi];
+    const ruled = g.m.map((m) => (rules.size ? ruleFor(m.fd) : null));
+    const keep = g.m.map((m, mi) => (ruled[mi] === null ? m.k : rules.get(ruled[mi]) === "keep"));
+    const reason = ruled.map((f) => (f === null ? null : (rules.get(f) === "keep" ?
+      "kept by rule: everything under " : "removed by rule: duplicates under ") + folders[f].p));
+    if (rules.size && !keep.some(Boolean)) {
+      // No rule removes a group's last copy: keep a member no rule removes (the
+      // representative first), else the suggested keeper.
+      let pick = ruled[g.rep] === null ? g.rep : ruled.indexOf(null);
+      if (pick < 0) pick = g.m.findIndex((m) => m.k);
+      if (pick < 0) pick = g.rep;
+      keep[pick] = true;
+      reason[pick] = "kept: no rule removes a group's last copy";
+    }
+    g.m.forEach((_, mi) => {
+      const own = manual[gi][mi];
+      state[gi][mi] = own === null ? keep[mi] : own;
+      why[gi][mi] = own === null ? reason[mi] : "your choice";
+    });
+  }
+
+  function refreshGroup(gi) {
+    if (shown.has(gi)) applyGroupState(gi, shown.get(gi));
+    if (cmp.open && cmp.gi === gi) showDecisions();
+  }
+
+  function decideAll() {
+    for (let gi = 0; gi < groups.length; gi += 1) decide(gi);
+    shown.forEach((art, gi) => applyGroupState(gi, art));
+    if (cmp.open) showDecisions();
     updateStatus();
+  }
+
+  // The reviewer keeps (true) or removes (false) member mi of group gi.
+  function choose(gi, mi, keep) {
+    manual[gi][mi] = keep;
+    decide(gi);
+    refreshGroup(gi);
+    updateStatus();
+  }
+
+  function keepOnly(gi, mi) {
+    groups[gi].m.forEach((_, i) => { manual[gi][i] = i === mi; });
+    decide(gi);
+    refreshGroup(gi);
+    updateStatus();
+  }
+
+  const rulesBox = $("rules");
+  const folderSelect = $("rule-folder");
+  rulesBox.addEventListener("toggle", () => {
+    if (!rulesBox.open || folderSelect.options.length) return; // built once, when first opened
+    const frag = document.createDocumentFragment();
+    folders.forEach((f, i) => {
+      const o = el("option", null, f.p + "  (" + f.n.toLocaleString() + " file" +
+        (f.n === 1 ? "" : "s") + ")");
+      o.value = String(i);
+      frag.appendChild(o);
+    });
+    folderSelect.appendChild(frag);
+  });
+  if (!folders.length) rulesBox.hidden = true;
+
+  function renderRules() {
+    const ul = $("rule-list");
+    ul.replaceChildren();
+    let kept = 0;
+    for (const [f, rule] of rules) {
+      if (rule === "keep") kept += 1;
+      const li = el("li");
+      li.dataset.rule = rule;
+      li.appendChild(el("span", "pill " + rule, rule === "keep" ? "keep" : "remove"));
+      li.appendChild(el("span", null, rule === "keep" ? "everything under" : "duplicates under"));
+      li.appendChild(el("span", "mono", folders[f].p));
+      const drop = el("button", "ghost", "\u00d7");
+      drop.type = "button";
+      drop.title = "remove this rule";
+      drop.addEventListener("click", () => setRule(f, null));
+      li.appendChild(drop);
+      ul.appendChild(li);
+    }
+    $("rules-summary").textContent = rules.size ? "(" + rules.size + ": keep " + kept +
+      ", remove " + (rules.size - kept) + ")" : "(none)";
+  }
+
+  function setRule(f, rule) {
+    rules.delete(f);
+    if (rule) rules.set(f, rule);
+    renderRules();
+    decideAll();
+  }
+
+  for (const rule of ["keep", "remove"]) {
+    $("rule-" + rule).addEventListener("click", () => {
+      if (folderSelect.value !== "") setRule(Number(folderSelect.value), rule);
+    });
+  }
+
+  // ------------------------------------------------------------------ the compare view
+
+  const box = $("compare");
+  const views = $("cmp-views");
+  const frames = [...views.querySelectorAll(".frame")];
+  const imgs = frames.map((f) => f.querySelector("img"));
+  const panels = [...box.querySelectorAll(".cmp-side")];
+  const cmp = {
+    open: false, pos: 0, gi: 0, sides: [0, 1], active: 0, flicker: false, shownSide: 0,
+    timer: 0, z: 1, cx: 0.5, cy: 0.5, back: null,
+  };
+  window.lookalikeCompareView = () => ({
+    open: cmp.open, group: cmp.open ? groups[cmp.gi].id : null, sides: cmp.sides.slice(),
+    active: cmp.active, flicker: cmp.flicker, shown: cmp.shownSide, z: cmp.z, cx: cmp.cx,
+    cy: cmp.cy,
+  });
+  const MODES = { "1": "black and white", L: "grayscale", LA: "grayscale with alpha",
+    "I;16": "16-bit grayscale", I: "32-bit grayscale", P: "palette", RGB: "colour",
+    RGBA: "colour with alpha", CMYK: "CMYK", YCbCr: "YCbCr" };
+
+  function openCompare(gi, mi) {
+    const pos = visible.indexOf(gi);
+    cmp.pos = pos < 0 ? 0 : pos;
+    if (!cmp.open) {
+      cmp.back = document.activeElement;
+      cmp.open = true;
+      box.hidden = false;
+      document.body.classList.add("comparing");
+    }
+    showGroup(visible.length ? visible[cmp.pos] : gi, mi);
+    box.focus();
+  }
+
+  function closeCompare() {
+    if (!cmp.open) return;
+    setFlicker(false);
+    cmp.open = false;
+    box.hidden = true;
+    document.body.classList.remove("comparing");
+    const gi = cmp.gi;
+    while (!shown.has(gi) && visible.includes(gi) && renderMore()) { /* render up to it */ }
+    if (shown.has(gi)) shown.get(gi).scrollIntoView({ block: "nearest" });
+    if (cmp.back && cmp.back.focus) cmp.back.focus();
+  }
+
+  // The pair shown first: the first kept member on the left, the clicked one (or the
+  // next member) on the right.
+  function showGroup(gi, mi) {
+    const g = groups[gi];
+    cmp.gi = gi;
+    let left = state[gi].indexOf(true);
+    if (left < 0) left = g.rep;
+    let right = mi !== null && mi !== undefined && mi !== left ? mi : (left + 1) % g.m.length;
+    if (g.m.length === 1) right = left;
+    cmp.sides = [left, right];
+    cmp.z = 1; cmp.cx = 0.5; cmp.cy = 0.5;
+    $("cmp-title").textContent = "Group " + g.id + " \u00b7 " + g.kind + " \u00b7 " +
+      g.m.length + " images";
+    $("cmp-pos").textContent = (cmp.pos + 1).toLocaleString() + " of " +
+      visible.length.toLocaleString() + " groups";
+    for (const side of [0, 1]) {
+      const pick = panels[side].querySelector(".cmp-pick");
+      pick.replaceChildren();
+      g.m.forEach((m, i) => {
+        const o = el("option", null, (i + 1) + ". " + splitPath(m.p)[1] + " (" + (m.w || "?") +
+          "\u00d7" + (m.h || "?") + ")");
+        o.value = String(i);
+        pick.appendChild(o);
+      });
+      loadSide(side);
+    }
+    setActive(cmp.active);
+    showDecisions();
+  }
+
+  function loadSide(side) {
+    const m = groups[cmp.gi].m[cmp.sides[side]];
+    const img = imgs[side];
+    const note = frames[side].querySelector(".cmp-note");
+    panels[side].querySelector(".cmp-pick").value = String(cmp.sides[side]);
+    let text = "";
+    if (!m.o) {
+      text = m.u ? "thumbnail only: " + (m.s === "missing" ? "the file is gone" :
+        "browsers cannot show this file's format") : "no preview";
+    }
+    note.textContent = text;
+    img.alt = splitPath(m.p)[1];
+    img.dataset.original = m.o ? "1" : "0";
+    const src = m.o || m.u;
+    img.hidden = !src;
+    if (src) img.src = src; else img.removeAttribute("src");
+    showFacts(side);
+  }
+
+  imgs.forEach((img, side) => {
+    img.addEventListener("load", layout);
+    img.addEventListener("error", () => {
+      const m = groups[cmp.gi].m[cmp.sides[side]];
+      if (img.dataset.original === "1" && m.u) { // the original cannot be read from here
+        img.dataset.original = "0";
+        frames[side].querySelector(".cmp-note").textContent =
+          "thumbnail only: the original file cannot be read from this page";
+        img.src = m.u;
+      } else {
+        img.hidden = true;
+      }
+    });
+  });
+
+  function fact(dl, name, value, diff) {
+    dl.appendChild(el("dt", null, name));
+    dl.appendChild(el("dd", diff ? "diff" : null, value === null || value === undefined ||
+      value === "" ? "\u2014" : value));
+  }
+
+  function showFacts(side) {
+    const g = groups[cmp.gi];
+    const m = g.m[cmp.sides[side]];
+    const o = g.m[cmp.sides[1 - side]];
+    const x = m.x || {};
+    const ox = o.x || {};
+    const differs = (a, b) => o !== m && String(a) !== String(b);
+    const [dir, name] = splitPath(m.p);
+    const dl = panels[side].querySelector(".cmp-facts");
+    dl.replaceChildren();
+    const mp = m.w && m.h ? " (" + (m.w * m.h / 1e6).toFixed(1) + " MP)" : "";
+    fact(dl, "file", name);
+    fact(dl, "resolution", (m.w || "?") + "\u00d7" + (m.h || "?") + mp,
+      differs(m.w + "x" + m.h, o.w + "x" + o.h));
+    fact(dl, "file size", humanBytes(m.b) + " (" + Number(m.b).toLocaleString() + " bytes)",
+      differs(m.b, o.b));
+    fact(dl, "format", (m.f || "?") + (x.cm ? ", " + (MODES[x.cm] || x.cm) : ""),
+      differs(m.f + x.cm, o.f + ox.cm));
+    fact(dl, "JPEG quality", x.q ? "\u2248 " + x.q + " (estimated from its tables)" : null,
+      differs(x.q, ox.q));
+    fact(dl, "taken", x.dt || null, differs(x.dt, ox.dt));
+    fact(dl, "modified", formatTime(m.t));
+    fact(dl, "camera", x.c || null, differs(x.c, ox.c));
+    fact(dl, "distance", cmp.sides[side] === g.rep ? "reference for distances" :
+      m.d + " bit" + (m.d === 1 ? "" : "s") + " from the reference");
+    if (m.s) fact(dl, "state", m.s === "missing" ? "gone since the scan" : "changed since the scan", true);
+    fact(dl, "folder", dir);
+    dl.lastChild.title = m.p;
+  }
+
+  function showDecisions() {
+    const gi = cmp.gi;
+    for (const side of [0, 1]) {
+      const mi = cmp.sides[side];
+      const keep = state[gi][mi];
+      frames[side].classList.toggle("keep", keep);
+      frames[side].classList.toggle("remove", !keep);
+      const badge = frames[side].querySelector(".cmp-badge");
+      badge.className = "cmp-badge " + (keep ? "keep" : "remove");
+      badge.textContent = (side === 0 ? "LEFT" : "RIGHT") + " \u00b7 " +
+        (keep ? "KEEP" : "REMOVE") + (groups[gi].m[mi].k ? " \u00b7 \u2605 suggested" : "");
+      badge.title = why[gi][mi] || "";
+      panels[side].querySelector(".cmp-keep").setAttribute("aria-pressed", String(keep));
+      panels[side].querySelector(".cmp-remove").setAttribute("aria-pressed", String(!keep));
+    }
+  }
+
+  function setActive(side) {
+    cmp.active = side;
+    frames.forEach((f, i) => f.classList.toggle("active", i === side));
+    panels.forEach((p, i) => p.classList.toggle("active", i === side));
+  }
+
+  function showSide(side) { // in flicker mode: which of the two is in the frame
+    cmp.shownSide = side;
+    frames.forEach((f, i) => f.classList.toggle("shown", i === side));
+  }
+
+  function setFlicker(on, auto = true) {
+    clearInterval(cmp.timer);
+    cmp.timer = 0;
+    cmp.flicker = on;
+    views.classList.toggle("flicker", on);
+    $("cmp-flicker").setAttribute("aria-pressed", String(on));
+    if (on) {
+      showSide(cmp.active);
+      if (auto) cmp.timer = setInterval(() => showSide(1 - cmp.shownSide), 600);
+    }
+    layout();
+  }
+
+  // Geometry of one side: the image fitted into its frame, then zoomed by z about the
+  // shared centre (cx, cy), given as fractions of the image's width and height.
+  function geometry(side) {
+    const img = imgs[side];
+    const nw = img.naturalWidth;
+    const nh = img.naturalHeight;
+    const W = frames[side].clientWidth;
+    const H = frames[side].clientHeight;
+    if (!nw || !nh || !W || !H) return null;
+    const s = Math.min(W / nw, H / nh) * cmp.z;
+    const m = groups[cmp.gi].m[cmp.sides[side]];
+    const real = Math.max(m.w || nw, m.h || nh);
+    return { nw, nh, W, H, s, tx: W / 2 - cmp.cx * nw * s, ty: H / 2 - cmp.cy * nh * s,
+      pct: 100 * s * Math.max(nw, nh) / real };
+  }
+
+  function layout() {
+    if (!cmp.open) return;
+    const parts = [];
+    for (const side of [0, 1]) {
+      const geo = geometry(side);
+      if (!geo) continue;
+      const img = imgs[side];
+      img.style.transform = "translate(" + geo.tx + "px, " + geo.ty + "px) scale(" + geo.s + ")";
+      img.classList.toggle("pixels", geo.pct >= 200);
+      frames[side].dataset.scale = geo.pct.toFixed(1);
+      parts.push((side === 0 ? "left " : "right ") + Math.round(geo.pct) + "%" +
+        (img.dataset.original === "1" ? "" : " of the thumbnail"));
+    }
+    $("cmp-zoom").textContent = "zoom \u00d7" + cmp.z.toFixed(2) + " (" + parts.join(", ") + ")";
+  }
+
+  // Zoom by factor k keeping the scene point under (px, py) of a side's frame in place.
+  function zoomAt(k, side, px, py) {
+    const geo = geometry(side);
+    const z = Math.min(100, Math.max(0.1, cmp.z * k));
+    if (geo) {
+      const u = cmp.cx + (px - geo.W / 2) / (geo.nw * geo.s);
+      const v = cmp.cy + (py - geo.H / 2) / (geo.nh * geo.s);
+      const s2 = geo.s * z / cmp.z;
+      cmp.cx = u - (px - geo.W / 2) / (geo.nw * s2);
+      cmp.cy = v - (py - geo.H / 2) / (geo.nh * s2);
+    }
+    cmp.z = z;
+    clampCentre();
+    layout();
+  }
+
+  function zoomCentre(k) {
+    const f = frames[cmp.active];
+    zoomAt(k, cmp.active, f.clientWidth / 2, f.clientHeight / 2);
+  }
+
+  function clampCentre() {
+    cmp.cx = Math.min(1, Math.max(0, cmp.cx));
+    cmp.cy = Math.min(1, Math.max(0, cmp.cy));
+  }
+
+  function fit() { cmp.z = 1; cmp.cx = 0.5; cmp.cy = 0.5; layout(); }
+
+  function oneToOne() { // one pixel of the active side's file per screen pixel
+    const geo = geometry(cmp.active);
+    if (!geo) return;
+    cmp.z = Math.min(100, Math.max(0.1, cmp.z * 100 / geo.pct));
+    layout();
+  }
+
+  function pan(dx, dy) { cmp.cx += dx / cmp.z; cmp.cy += dy / cmp.z; clampCentre(); layout(); }
+
+  function step(delta) {
+    if (!visible.length) return;
+    cmp.pos = (cmp.pos + delta + visible.length) % visible.length;
+    showGroup(visible[cmp.pos], null);
+  }
+
+  function cycle(delta) { // another member of the group on the active side
+    const n = groups[cmp.gi].m.length;
+    if (n < 3) return;
+    let mi = cmp.sides[cmp.active];
+    do { mi = (mi + delta + n) % n; } while (mi === cmp.sides[1 - cmp.active]);
+    cmp.sides[cmp.active] = mi;
+    loadSide(cmp.active);
+    showFacts(1 - cmp.active);
+    showDecisions();
+  }
+
+  frames.forEach((frame, side) => {
+    frame.addEventListener("wheel", (ev) => {
+      ev.preventDefault();
+      const r = frame.getBoundingClientRect();
+      zoomAt(Math.exp(-ev.deltaY * 0.0015), side, ev.clientX - r.left, ev.clientY - r.top);
+    }, { passive: false });
+    frame.addEventListener("pointerdown", (ev) => {
+      const geo = geometry(side);
+      setActive(side);
+      if (!geo) return;
+      frame.setPointerCapture(ev.pointerId);
+      frame.classList.add("dragging");
+      const start = { x: ev.clientX, y: ev.clientY, cx: cmp.cx, cy: cmp.cy };
+      const move = (e) => {
+        cmp.cx = start.cx - (e.clientX - start.x) / (geo.nw * geo.s);
+        cmp.cy = start.cy - (e.clientY - start.y) / (geo.nh * geo.s);
+        clampCentre();
+        layout();
+      };
+      const up = () => {
+        frame.classList.remove("dragging");
+        frame.removeEventListener("pointermove", move);
+        frame.removeEventListener("pointerup", up);
+        frame.removeEventListener("pointercancel", up);
+      };
+      frame.addEventListener("pointermove", move);
+      frame.addEventListener("pointerup", up);
+      frame.addEventListener("pointercancel", up);
+    });
+    frame.addEventListener("dblclick", () => (cmp.z === 1 ? oneToOne() : fit()));
+  });
+  panels.forEach((panel, side) => {
+    panel.querySelector(".cmp-pick").addEventListener("change", (ev) => {
+      const mi = Number(ev.target.value);
+      if (mi === cmp.sides[1 - side]) cmp.sides[1 - side] = cmp.sides[side]; // swap
+      cmp.sides[side] = mi;
+      loadSide(0);
+      loadSide(1);
+      showDecisions();
+      ev.target.blur();
+      box.focus();
+    });
+    panel.querySelector(".cmp-keep").addEventListener("click", () =>
+      choose(cmp.gi, cmp.sides[side], true));
+    panel.querySelector(".cmp-remove").addEventListener("click", () =>
+      choose(cmp.gi, cmp.sides[side], false));
+    panel.addEventListener("pointerdown", () => setActive(side));
+  });
+  $("cmp-close").addEventListener("click", closeCompare);
+  $("cmp-prev").addEventListener("click", () => step(-1));
+  $("cmp-next").addEventListener("click", () => step(1));
+  $("cmp-fit").addEventListener("click", fit);
+  $("cmp-flicker").addEventListener("click", () => setFlicker(!cmp.flicker));
+  $("open-compare").addEventListener("click", () => openFirstOnScreen());
+  window.addEventListener("resize", layout);
+
+  function openFirstOnScreen() {
+    if (!visible.length) return;
+    let gi = visible[0];
+    for (const [i, art] of shown) {
+      if (art.getBoundingClientRect().bottom > 60) { gi = i; break; }
+    }
+    openCompare(gi, null);
+  }
+
+  const KEYS = {
+    Escape: () => closeCompare(),
+    n: () => step(1), PageDown: () => step(1), p: () => step(-1), PageUp: () => step(-1),
+    ArrowLeft: () => { setActive(0); if (cmp.flicker) setFlicker(true, false); },
+    ArrowRight: () => { setActive(1); if (cmp.flicker) setFlicker(true, false); },
+    ArrowUp: () => cycle(-1), ArrowDown: () => cycle(1),
+    k: () => choose(cmp.gi, cmp.sides[cmp.active], true),
+    K: () => keepOnly(cmp.gi, cmp.sides[cmp.active]),
+    x: () => choose(cmp.gi, cmp.sides[cmp.active], false),
+    Delete: () => choose(cmp.gi, cmp.sides[cmp.active], false),
+    f: () => setFlicker(!cmp.flicker),
+    " ": () => {
+      setActive(1 - cmp.active);
+      if (cmp.flicker) setFlicker(true, false);
+    },
+    "+": () => zoomCentre(1.25), "=": () => zoomCentre(1.25), "-": () => zoomCentre(0.8),
+    "0": fit, "1": oneToOne,
+  };
+  const PANS = { ArrowLeft: [-0.1, 0], ArrowRight: [0.1, 0], ArrowUp: [0, -0.1], ArrowDown: [0, 0.1] };
+
+  document.addEventListener("keydown", (ev) => {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return; // the browser's own shortcuts
+    if (!cmp.open) {
+      const typing = ev.target.closest("input, select, textarea, button, [role=button]");
+      if (!typing && (ev.key === "c" || ev.key === "C")) openFirstOnScreen();
+      return;
+    }
+    if (ev.target.tagName === "SELECT" && ev.key !== "Escape") return;
+    const action = ev.shiftKey && PANS[ev.key] ? () => pan(...PANS[ev.key]) :
+      KEYS[ev.key.length === 1 && ev.key !== "K" ? ev.key.toLowerCase() : ev.key];
+    if (!action) return;
+    ev.preventDefault();
+    action();
   });
 
   let filterTimer = 0;
@@ -290,9 +807,8 @@
   });
   $("kind").addEventListener("change", applyFilter);
   $("reset").addEventListener("click", () => {
-    state = initial();
-    shown.forEach((art, gi) => applyGroupState(gi, art));
-    updateStatus();
+    manual = noChoices();
+    decideAll();
   });
   $("export").addEventListener("click", exportDecisions);
 

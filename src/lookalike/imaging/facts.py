@@ -1,0 +1,176 @@
+"""What an image file's header says: format, colour mode, JPEG quality, lossless or not, the
+EXIF camera and date taken, and how much metadata it keeps (:class:`~lookalike.model.FileFacts`).
+
+One reader, :func:`image_facts` (an image Pillow has opened, pixels not loaded), for every
+caller: a scan's workers record each image's facts when they hash it (:func:`bytes_facts`),
+the stores keep them with the hash, and the keep policy's ``original`` rule
+(:mod:`lookalike.grouping.keep`) reads them from the records; it reads the file
+(:func:`read_file_facts`) only for records without them, as the review page's compare view
+(:mod:`lookalike.report.html`) does. The header and EXIF are parsed, never the pixels (0.07
+ms per file on the accuracy benchmark's photos; ``benchmarks/bench_keep.py``). Pillow loads
+on first use, so importing this module stays light."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, BinaryIO
+
+from lookalike.model import FileFacts
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+__all__ = ["LOSSLESS_FORMATS", "FileFacts", "bytes_facts", "image_facts", "jpeg_quality",
+           "read_file_facts", "webp_is_lossless"]
+
+#: Pillow format names whose pixels are stored exactly (a WebP file may be either:
+#: :func:`webp_is_lossless`). GIF is left out on purpose: it is usually a palette-reduced
+#: (lossy) copy of a photo, so it should not beat a JPEG original.
+LOSSLESS_FORMATS = frozenset({"PNG", "APNG", "BMP", "DIB", "TIFF", "PPM", "PGM", "PBM", "PNM",
+                              "QOI", "TGA", "SGI", "PCX", "IM", "ICO", "ICNS", "PSD"})
+
+# The IJG standard luminance quantisation table (JPEG Annex K, quality 50), in the natural
+# order Pillow's ``Image.quantization`` uses.
+_STD_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+             14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+             18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+             49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+_EXIF_TEXT_MAX = 80  # characters kept of an EXIF text field (they are untrusted and unbounded)
+_EXIF_DATE = re.compile(r"\d{4}:\d\d:\d\d \d\d:\d\d:\d\d")
+
+
+def jpeg_quality(tables: Mapping[int, Sequence[int]]) -> int | None:
+    """The IJG quality (1-100) whose scaling of the standard table best matches the
+    luminance table ``tables[0]`` (Pillow's ``Image.quantization``); None without one."""
+    luma = tables.get(0)
+    if not luma or len(luma) != len(_STD_LUMA):
+        return None
+    # Entries clamped at 1 or 255 no longer show the scale; the others give it.
+    pairs = [(q, s) for q, s in zip(luma, _STD_LUMA, strict=True) if 1 < q < 255]
+    if not pairs:
+        return 100 if max(luma) <= 1 else 1
+    scale = 100.0 * sum(q for q, _ in pairs) / sum(s for _, s in pairs)  # 5000/q or 200-2q
+    quality = 5000.0 / scale if scale > 100 else (200.0 - scale) / 2
+    return max(1, min(100, round(quality)))
+
+
+def _holds_vp8l(fh: BinaryIO) -> bool:
+    """True if the WebP file read from the start of ``fh`` holds a lossless (VP8L)
+    bitstream."""
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WEBP":
+        return False
+    # Walk the RIFF chunks (a bounded number) until the image bitstream chunk.
+    for _ in range(64):
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            return False
+        fourcc, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+        if fourcc == b"VP8L":
+            return True
+        if fourcc == b"VP8 ":
+            return False
+        fh.seek(size + (size & 1), os.SEEK_CUR)
+    return False
+
+
+def webp_is_lossless(path: str) -> bool:
+    """True if the WebP file at ``path`` holds a lossless (VP8L) bitstream; False if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            return _holds_vp8l(fh)
+    except OSError:
+        return False
+
+
+def _exif_text(value: object) -> str | None:
+    """An EXIF text field as one line of at most :data:`_EXIF_TEXT_MAX` characters."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if not isinstance(value, str):
+        return None
+    text = " ".join(value.replace("\x00", " ").split())
+    return text[:_EXIF_TEXT_MAX] or None
+
+
+def image_facts(im: Image, fh: BinaryIO) -> FileFacts:
+    """The facts of ``im``, an image Pillow has just opened (no pixels loaded) from ``fh``,
+    the file's bytes (read again only for a WebP's bitstream kind). A damaged header or
+    EXIF gives ``FileFacts()``.
+
+    The one reader of facts: :func:`read_file_facts` (a file), :func:`bytes_facts` (the
+    bytes a scan hashes).
+    """
+    from PIL import ExifTags, Image  # loaded already: ``im`` is a Pillow image
+
+    try:
+        fmt, mode, info = im.format, im.mode, im.info
+        # A PNG's getexif() decodes every pixel looking for an eXIf chunk after them;
+        # one before them (where writers put it) is in info already.
+        exif = im.getexif() if fmt != "PNG" or "exif" in info else Image.Exif()
+        sub: Mapping[int, object] = {}
+        if exif:
+            with contextlib.suppress(Exception):  # a damaged sub-IFD says nothing
+                sub = exif.get_ifd(ExifTags.IFD.Exif)
+        quality = jpeg_quality(getattr(im, "quantization", None) or {}) \
+            if fmt in ("JPEG", "MPO") else None
+        if fmt == "WEBP":
+            fh.seek(0)
+            lossless = _holds_vp8l(fh)
+        else:
+            lossless = fmt in LOSSLESS_FORMATS
+        grey = Image.getmodebase(mode) == "L"
+        make = _exif_text(exif.get(ExifTags.Base.Make))
+        model = _exif_text(exif.get(ExifTags.Base.Model))
+        taken = _exif_text(sub.get(ExifTags.Base.DateTimeOriginal))
+        # An orientation tag alone is what a rotating tool writes, not kept metadata.
+        metadata = sum((bool(set(exif) - {ExifTags.Base.Orientation}),
+                        "xmp" in info or "XML:com.adobe.xmp" in info,
+                        "icc_profile" in info, "comment" in info or "Comment" in info))
+    except Exception:  # a plugin's error on a damaged header: no facts
+        return FileFacts()
+    if model and make and model.lower().startswith(make.lower()):
+        make = None  # "Canon" + "Canon EOS R5": the model already names the maker
+    return FileFacts(
+        format=fmt, mode=mode, quality=quality, lossless=lossless, grey=grey,
+        camera=" ".join(x for x in (make, model) if x) or None,
+        taken=taken[:10].replace(":", "-") + taken[10:]
+        if taken and _EXIF_DATE.fullmatch(taken) else None,
+        metadata=metadata)
+
+
+def _stream_facts(fh: BinaryIO) -> FileFacts:
+    """:func:`image_facts` of the image Pillow opens from ``fh``; ``FileFacts()`` for one it
+    cannot open."""
+    from PIL import Image  # loads Pillow
+
+    try:
+        with Image.open(fh) as im:
+            return image_facts(im, fh)
+    except Exception:  # not an image, a plugin's error on a damaged header: no facts
+        return FileFacts()
+
+
+def bytes_facts(data: bytes) -> FileFacts:
+    """What the header of the image in ``data`` says, as :func:`read_file_facts` reads it
+    from a file (the scan's workers record it with each hash). Cost: Pillow parses the
+    header again (0.01 ms on a small PNG; no pixels)."""
+    return _stream_facts(io.BytesIO(data))
+
+
+def read_file_facts(path: str) -> FileFacts:
+    """Read the header and EXIF of the image at ``path`` (no pixels). Unreadable files
+    (gone, remote, not an image Pillow knows, a damaged header) give ``FileFacts()``.
+
+    Cost: one open, the header and EXIF parsed (0.07 ms per file; module docs).
+    """
+    try:
+        with open(path, "rb") as fh:
+            return _stream_facts(fh)
+    except OSError:  # gone, a folder, no permission
+        return FileFacts()

@@ -1,0 +1,154 @@
+"""Hugging Face ``datasets`` as input: a ``Dataset`` / ``DatasetDict`` or a folder written by
+``save_to_disk``, turned into Parquet files the scan reads like any other Parquet input.
+
+The scan's workers run in other processes (or on a cluster) and read bytes by path, so each
+split's image column is written once, as stored (the encoded bytes, never decoded through
+``datasets``), to ``<folder>/<n>.parquet``: one ``image`` column of bytes and one ``row``
+column naming each row by its index in the split, zero-padded so that names sort like
+indices. Images that ``datasets`` stores as a path only are read into the file
+(``Image.embed_storage``). Writing costs a sequential copy of the column, far less than
+decoding the images: 0.22 s for 780 JPEGs of 640x480 (34 MB) that take 7.5 s to scan.
+
+Needs the ``hf`` extra (``datasets``), imported only when a dataset is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from lookalike.config import INSTALL_HINTS
+from lookalike.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["BYTES_COLUMN", "ROW_COLUMN", "dataset_splits", "export_split", "image_column",
+           "is_dataset", "is_saved_dataset", "load_saved"]
+
+#: The columns of an exported split: the image bytes and the row's index (zero-padded).
+BYTES_COLUMN = "image"
+ROW_COLUMN = "row"
+
+
+def _datasets() -> Any:
+    try:
+        import datasets
+    except ImportError:
+        raise ConfigError("reading Hugging Face datasets needs the datasets package; install "
+                          f"it with: {INSTALL_HINTS['hf']}") from None
+    return datasets
+
+
+def is_dataset(obj: object) -> bool:
+    """True for a ``datasets.Dataset`` or ``datasets.DatasetDict`` (without importing
+    ``datasets``: a caller that has one has imported it already)."""
+    return any(cls.__module__.startswith("datasets.")
+               and cls.__name__ in ("Dataset", "DatasetDict") for cls in type(obj).__mro__)
+
+
+def is_saved_dataset(path: str | os.PathLike[str]) -> bool:
+    """True if ``path`` is a folder written by ``save_to_disk`` (a ``DatasetDict``'s
+    ``dataset_dict.json``, or a ``Dataset``'s ``state.json`` and ``dataset_info.json``)."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return False
+    if os.path.isfile(os.path.join(path, "dataset_dict.json")):
+        return True
+    return all(os.path.isfile(os.path.join(path, f))
+               for f in ("state.json", "dataset_info.json"))
+
+
+def load_saved(path: str | os.PathLike[str]) -> Any:
+    """The ``Dataset`` or ``DatasetDict`` saved at ``path`` (memory-mapped, not copied).
+
+    Raises:
+        ConfigError: ``datasets`` is missing, or the folder cannot be loaded.
+    """
+    datasets = _datasets()
+    try:
+        return datasets.load_from_disk(os.fspath(path))
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot load the dataset saved at {os.fspath(path)}: {exc}") from None
+
+
+def dataset_splits(ds: Any) -> dict[str, Any]:
+    """The splits of ``ds`` by name, in its order: a ``DatasetDict``'s, or one ``Dataset``
+    under its split name (``data`` when it has none)."""
+    datasets = _datasets()
+    if isinstance(ds, datasets.DatasetDict):
+        if not ds:
+            raise ConfigError("the dataset has no splits")
+        return dict(ds)
+    if isinstance(ds, datasets.Dataset):
+        return {str(ds.split) if ds.split is not None else "data": ds}
+    raise ConfigError(f"expected a datasets.Dataset or DatasetDict, got {type(ds).__name__}")
+
+
+def image_column(split: Any, column: str | None) -> str:
+    """The column of ``split`` that holds images: ``column``, else the first with the
+    ``Image`` feature.
+
+    Raises:
+        ConfigError: no such column, or one that holds neither images nor bytes.
+    """
+    datasets = _datasets()
+    features: Mapping[str, Any] = split.features
+    if column is None:
+        found = [n for n, f in features.items() if isinstance(f, datasets.Image)]
+        if not found:
+            raise ConfigError("the dataset has no column of images (the Image feature); its "
+                              f"columns: {', '.join(features)}; name the one that holds them")
+        return found[0]
+    if column not in features:
+        raise ConfigError(f"the dataset has no column {column!r} (its columns: "
+                          f"{', '.join(features)})")
+    if _bytes_kind(features[column]) is None:
+        raise ConfigError(f"the dataset's column {column!r} holds {features[column]}, not "
+                          "images or their bytes")
+    return column
+
+
+def _bytes_kind(feature: Any) -> str | None:
+    """How a column keeps its bytes: ``image`` (the Image feature), ``binary``, ``struct``
+    (a dict with a ``bytes`` field), or None."""
+    datasets = _datasets()
+    if isinstance(feature, datasets.Image):
+        return "image"
+    if isinstance(feature, datasets.Value) and feature.dtype in ("binary", "large_binary"):
+        return "binary"
+    if isinstance(feature, dict) and "bytes" in feature:
+        return "struct"
+    return None
+
+
+def export_split(split: Any, column: str, path: str, *, row_group_size: int) -> int:
+    """Write the images of ``column`` of ``split`` to a new Parquet file at ``path``:
+    :data:`BYTES_COLUMN` (the stored bytes; null where a row has no image) and
+    :data:`ROW_COLUMN` (the row's index in ``split``), ``row_group_size`` rows per row group
+    (the scan hashes one row group per work item). Returns the number of rows.
+
+    Rows are read in ``split``'s order, so a selected or shuffled dataset is written as it
+    is seen. Images stored as a path only are read from it now.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kind = _bytes_kind(split.features[column])
+    table_of = split.with_format("arrow").select_columns([column])
+    n = len(split)
+    width = len(str(max(n - 1, 0)))
+    schema = pa.schema([(BYTES_COLUMN, pa.large_binary()), (ROW_COLUMN, pa.string())])
+    # Already-compressed images gain nothing from Parquet compression; it would only cost CPU.
+    with pq.ParquetWriter(path, schema, compression="none") as writer:
+        for start in range(0, n, row_group_size):
+            values = table_of[start:start + row_group_size].column(column).combine_chunks()
+            if kind == "image":
+                values = split.features[column].embed_storage(values)
+            if kind != "binary":
+                values = values.field("bytes")
+            names = pa.array([f"{i:0{width}d}" for i in range(start, start + len(values))])
+            writer.write_table(pa.table([values.cast(pa.large_binary()), names],
+                                        schema=schema))
+    return n

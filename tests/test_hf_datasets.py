@@ -1,0 +1,206 @@
+"""Hugging Face ``datasets`` input: rows to drop per split and cross-split leaks, by row index.
+
+One small dataset is built from real photos (scikit-image's samples) and copies of them
+(resized, re-encoded, one test image copied into train); every expectation below is what was
+built, so a wrong index, a missed copy or a leak counted in the wrong split fails. Nothing is
+downloaded from the Hub.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import lookalike
+from lookalike.cli import cli, main
+from lookalike.config import INSTALL_HINTS
+from lookalike.errors import ConfigError
+
+datasets = pytest.importorskip("datasets")
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+#: Larger first, then bigger files: the keeper of a pair is the original, whatever the
+#: default policy becomes.
+KEEP = ["largest-resolution,largest-file"]
+
+
+def _encode(img: Image.Image, fmt: str = "JPEG", quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def _half(img: Image.Image, scale: float = 0.5) -> Image.Image:
+    return img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
+
+
+@pytest.fixture(scope="module")
+def splits(photos: list[Path]) -> dict[str, list[tuple[str, bytes]]]:
+    """``{split: [(name, encoded image)]}``; the expected answers are in the tests."""
+    by = {p.stem: Image.open(p).convert("RGB") for p in photos}
+    train = [
+        ("astronaut.jpg", _encode(by["astronaut"])),                 # 0
+        ("chelsea.jpg", _encode(by["chelsea"])),                     # 1
+        ("astronaut_small.png", _encode(_half(by["astronaut"]), "PNG")),  # 2: copy of 0
+        ("coffee.jpg", _encode(by["coffee"])),                       # 3
+        ("rocket.jpg", _encode(by["rocket"], quality=85)),           # 4
+        ("camera.png", _encode(by["camera"], "PNG")),                # 5
+        ("coffee_q40.jpg", _encode(by["coffee"], quality=40)),       # 6: copy of 3
+    ]
+    moon = _encode(by["moon"], "PNG")
+    train.append(("moon.png", moon))                                 # 7: test 1, copied
+    test = [
+        ("coins.jpg", _encode(by["coins"])),                         # 0
+        ("moon.png", moon),                                          # 1: in train (7)
+        ("chelsea_small.jpg", _encode(_half(by["chelsea"], 0.75))),  # 2: copy of train 1
+        ("hubble.jpg", _encode(by["hubble_deep_field"])),            # 3
+        ("hubble_small.jpg", _encode(_half(by["hubble_deep_field"]))),  # 4: copy of 3
+    ]
+    return {"train": train, "test": test}
+
+
+EXPECTED_DROP = {"train": (2, 6), "test": (4,)}
+EXPECTED_LEAKED = {"train": (), "test": (1, 2)}
+EXPECTED_KEEP = {"train": (0, 1, 3, 4, 5, 7), "test": (0, 3)}
+
+
+@pytest.fixture(scope="module")
+def dataset(splits, tmp_path_factory):
+    """A ``DatasetDict``: train's images stored as paths (datasets reads them), test's as
+    bytes, each with a label column beside the images."""
+    folder = tmp_path_factory.mktemp("train_files")
+    for name, data in splits["train"]:
+        (folder / name).write_bytes(data)
+    train = datasets.Dataset.from_dict(
+        {"image": [str(folder / name) for name, _ in splits["train"]],
+         "label": list(range(len(splits["train"])))}).cast_column("image", datasets.Image())
+    test = datasets.Dataset.from_dict(
+        {"label": list(range(len(splits["test"]))),
+         "image": [{"bytes": data, "path": None} for _, data in splits["test"]]},
+        features=datasets.Features({"label": datasets.Value("int64"),
+                                    "image": datasets.Image()}))
+    return datasets.DatasetDict({"train": train, "test": test})
+
+
+def _leaks(cleanup) -> list[tuple[str, int, list[tuple[str, int]]]]:
+    return [(lk.split, lk.index, [(m.split, m.index) for m in lk.matches])
+            for lk in cleanup.leaks]
+
+
+def test_dedupe_dataset_finds_the_rows_built(dataset, splits):
+    cleanup = lookalike.dedupe_dataset(dataset, keep=KEEP, workers=1)
+
+    assert cleanup.rows == {"train": 8, "test": 5}
+    assert cleanup.drop == EXPECTED_DROP
+    assert cleanup.leaked == EXPECTED_LEAKED
+    assert cleanup.keep == EXPECTED_KEEP
+    assert _leaks(cleanup) == [("test", 1, [("train", 7)]), ("test", 2, [("train", 1)])]
+    assert cleanup.leaks[0].matches[0].distance == 0  # the same bytes
+    assert not cleanup.scan.errors
+    # The scan it came from speaks of rows, not of the temporary files it read.
+    assert cleanup.scan.roots == ["train", "test"]
+    assert {r.path for r in cleanup.scan.records} == {
+        f"{split}#{i}" for split, rows in splits.items() for i in range(len(rows))}
+
+    clean = cleanup.select(dataset)
+    assert isinstance(clean, datasets.DatasetDict)
+    for split, keep in EXPECTED_KEEP.items():
+        assert clean[split]["label"] == list(keep)
+
+
+def test_scan_accepts_a_dataset(dataset):
+    result = lookalike.scan(dataset, workers=1)
+
+    assert sorted(sorted(m.record.path for m in g.members) for g in result.groups) == [
+        ["test#1", "train#7"], ["test#2", "train#1"], ["test#3", "test#4"],
+        ["train#0", "train#2"], ["train#3", "train#6"]]
+
+
+def test_a_selected_dataset_is_indexed_as_selected(dataset):
+    # Rows are counted in the dataset as the caller sees it (an indices mapping, here
+    # reversed), not in the Arrow file beneath it.
+    test = dataset["test"].select([4, 3, 2, 1, 0])
+    cleanup = lookalike.dedupe_dataset(test, keep=KEEP, workers=1)
+
+    assert cleanup.rows == {"data": 5}  # a Dataset without a split name
+    assert cleanup.drop == {"data": (0,)}  # the small hubble copy, now row 0
+    assert cleanup.leaks == ()
+    assert cleanup.select(test)["label"] == [3, 2, 1, 0]
+
+
+def test_cli_cleans_a_saved_dataset(dataset, tmp_path, runner, capsys):
+    saved = tmp_path / "saved"
+    dataset.save_to_disk(str(saved))
+    out = tmp_path / "cleanup.json"
+
+    res = runner.invoke(cli, ["scan", str(saved), "-o", str(out), "-j", "1", "-q",
+                              "--keep", KEEP[0]])
+
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "lookalike-dataset-cleanup"
+    got = {s["name"]: (tuple(s["drop"]), tuple(s["leaked"]), tuple(s["keep"]))
+           for s in doc["splits"]}
+    assert got == {split: (EXPECTED_DROP[split], EXPECTED_LEAKED[split], EXPECTED_KEEP[split])
+                   for split in ("train", "test")}
+    assert [(lk["split"], lk["index"]) for lk in doc["leaks"]] == [("test", 1), ("test", 2)]
+    assert "test: 5 rows: keep 2, drop 1" in res.output
+
+    # Options that make no sense for a dataset are refused before any work.
+    capsys.readouterr()
+    assert _exit_code(["scan", str(saved), "--html", str(tmp_path / "p.html")]) == 2
+    assert "saved dataset" in capsys.readouterr().err
+    assert not (tmp_path / "p.html").exists()
+
+
+def test_parquet_and_shards_give_the_same_answer(splits, tmp_path):
+    # train as a Parquet file with datasets' image struct, test as two WebDataset shards.
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    rows = [{"bytes": data, "path": name} for name, data in splits["train"]]
+    pq.write_table(pa.table({"image": pa.array(rows, type=image)}), tmp_path / "train.parquet",
+                   row_group_size=3)
+    shards = []
+    for k, part in enumerate((splits["test"][:3], splits["test"][3:])):
+        shard = tmp_path / f"test-{k}.tar"
+        with tarfile.open(shard, "w") as tf:
+            for i, (name, data) in enumerate(part):
+                info = tarfile.TarInfo(f"{3 * k + i:06d}.{name.rsplit('.', 1)[1]}")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        shards.append(shard)
+
+    cleanup = lookalike.dedupe_dataset({"train": tmp_path / "train.parquet", "test": shards},
+                                       keep=KEEP, workers=1)
+
+    assert (cleanup.drop, cleanup.leaked, cleanup.keep) == (
+        EXPECTED_DROP, EXPECTED_LEAKED, EXPECTED_KEEP)
+    assert _leaks(cleanup) == [("test", 1, [("train", 7)]), ("test", 2, [("train", 1)])]
+
+
+def _exit_code(argv: list[str]) -> int | str | None:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return exc.code
+    return None
+
+
+def test_missing_extra_and_missing_column(dataset, tmp_path, capsys, monkeypatch):
+    with pytest.raises(ConfigError, match="no column of images"):
+        lookalike.dedupe_dataset(dataset.remove_columns("image"))
+    saved = tmp_path / "saved"
+    dataset["test"].save_to_disk(str(saved))
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # `import datasets` now fails
+    with pytest.raises(ConfigError) as err:
+        lookalike.dedupe_dataset(saved)
+    assert INSTALL_HINTS["hf"] in str(err.value)
+    assert _exit_code(["scan", str(saved)]) == 2
+    assert INSTALL_HINTS["hf"] in capsys.readouterr().err

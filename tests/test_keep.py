@@ -1,0 +1,207 @@
+"""The ``original`` keep rule (the default): each signal on real photos, the reason it gives,
+and the keeper among a photo's real transformed copies (a regression test of the policy)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import lookalike
+from lookalike.grouping.keep import DEFAULT_KEEP, KeepPolicy
+from lookalike.imaging.facts import FileFacts, jpeg_quality, read_file_facts
+from lookalike.model import Group, Hash, ImageRecord, Member
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import transforms
+
+
+def record(path: Path, *, mtime: int = 10) -> ImageRecord:
+    """What a scan records about ``path`` (one modification time for all: age says nothing)."""
+    with Image.open(path) as im:
+        w, h, fmt = *im.size, im.format
+    return ImageRecord(path=str(path), size_bytes=path.stat().st_size, mtime_ns=mtime, width=w,
+                       height=h, format=fmt, hash=lookalike.hash_image(path), digest=None)
+
+
+def decide(*paths: Path, rules: tuple[str, ...] = DEFAULT_KEEP):
+    records = [record(p) for p in paths]
+    group = Group(id=1, members=tuple(Member(r, 0) for r in records),
+                  representative=records[0].path, kind="near")
+    return KeepPolicy(rules=rules).decide_all([group]).decisions[1]
+
+
+@pytest.fixture
+def photo(rgb_photos) -> Image.Image:
+    """A real colour photo, not square (so aspect ratios mean something)."""
+    for p in rgb_photos:
+        im = transforms.load_image(p).convert("RGB")
+        if abs(im.width / im.height - 1) > 0.2:
+            im.info.clear()  # no ICC profile or comment carried into every file saved
+            return im
+    pytest.skip("no non-square colour photo")
+
+
+def test_default_is_the_original_rule():
+    assert DEFAULT_KEEP == ("original",)
+    assert KeepPolicy().rules == ("original",)
+
+
+def test_squashed_copy_does_not_win_by_pixel_count(tmp_path, photo):
+    # The group's aspect ratio is the one most members share: the original's and a
+    # half-size copy's. (Between two members alone neither aspect is the common one.)
+    original, small = tmp_path / "a.png", tmp_path / "c.png"
+    photo.save(original)
+    transforms.resize_down_50(photo, None).save(small)
+    squashed = tmp_path / "b.png"  # more pixels, another aspect ratio
+    w, h = photo.size
+    photo.resize((round(w * 0.92), round(h * 1.2)), Image.Resampling.LANCZOS).save(squashed)
+    assert record(squashed).pixels > record(original).pixels
+    assert decide(original, squashed, small,
+                  rules=("largest-resolution",)).keep == (str(squashed),)
+    d = decide(original, squashed, small)
+    assert d.keep == (str(original),)
+    assert d.reason == "most pixels at the group's aspect ratio"
+
+
+def test_stretched_copy_ties_on_pixels_and_loses_on_its_aspect(tmp_path, photo):
+    original, small = tmp_path / "b.png", tmp_path / "c.png"
+    photo.save(original)
+    transforms.resize_down_50(photo, None).save(small)
+    stretched = tmp_path / "a.png"  # first by path: only the aspect ratio can decide
+    transforms.stretch_w_1_3(photo, None).save(stretched)
+    assert decide(original, stretched, small).keep == (str(original),)
+
+
+def test_reencoded_jpeg_loses_to_the_higher_quality_one(tmp_path, photo):
+    original, copy = tmp_path / "b.jpg", tmp_path / "a.jpg"
+    photo.save(original, quality=92)
+    Image.open(original).save(copy, quality=60)
+    assert read_file_facts(str(original)).quality == 92
+    assert read_file_facts(str(copy)).quality == 60
+    d = decide(original, copy)
+    assert d.keep == (str(original),)
+    assert d.reason.startswith("best encoding")
+
+
+@pytest.mark.parametrize("quality", [10, 50, 75, 95, 100])
+def test_jpeg_quality_estimate_matches_the_encoder(photo, quality):
+    buf = io.BytesIO()
+    photo.save(buf, "JPEG", quality=quality)
+    assert abs(jpeg_quality(Image.open(buf).quantization) - quality) <= 1
+
+
+def test_lossless_beats_lossy_at_equal_size(tmp_path, photo):
+    lossless, lossy = tmp_path / "b.png", tmp_path / "a.webp"
+    photo.save(lossless)
+    photo.save(lossy, quality=95)
+    assert decide(lossless, lossy).keep == (str(lossless),)
+
+
+@pytest.mark.parametrize("name", ["IMG_0001 (1).jpg", "IMG_0001 - Copy.jpg",
+                                  "Copy of IMG_0001.jpg", "IMG_0001_1.jpg",
+                                  "IMG_0001-edited.jpg", "IMG_0001.jpg.png", "resized.jpg",
+                                  "thumb_0001.jpg"])
+def test_a_name_that_marks_a_copy_loses(tmp_path, photo, name):
+    (tmp_path / "x").mkdir()
+    original = tmp_path / "x" / "IMG_0001.jpg"  # the longer path: would lose on path order
+    photo.save(original, quality=90)
+    copy = tmp_path / name
+    shutil.copy(original, copy)
+    assert decide(original, copy).keep == (str(original),)
+    assert decide(original, copy).reason == "its name marks no copy"
+
+
+def test_camera_exif_beats_a_larger_copy_without_it(tmp_path, photo):
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"  # Make, Model
+    original, upscaled = tmp_path / "b.jpg", tmp_path / "a.jpg"
+    photo.save(original, quality=90, exif=exif.tobytes())
+    transforms.resize_up_150(photo, None).save(upscaled, quality=90)
+    assert read_file_facts(str(original)).camera
+    assert decide(upscaled, original, rules=("largest-resolution",)).keep == (str(upscaled),)
+    d = decide(upscaled, original)
+    assert d.keep == (str(original),) and d.reason.startswith("camera EXIF")
+
+
+def test_metadata_kept_beats_a_resave_that_dropped_it(tmp_path, photo):
+    original, resaved = tmp_path / "b.png", tmp_path / "a.png"
+    photo.save(original, icc_profile=b"\0" * 128)
+    photo.save(resaved)
+    assert read_file_facts(str(original)).metadata == 1
+    assert decide(original, resaved).keep == (str(original),)
+
+
+def test_raw_beats_the_jpeg_of_the_same_shot():
+    # Suffix only (reading RAW files is the decoder's business): a smaller RAW still wins.
+    raw = ImageRecord(path="/p/b/IMG_1.dng", size_bytes=9, mtime_ns=5, width=100, height=80,
+                      format="DNG", hash=Hash("phash", 64, (0,)), digest=None)
+    jpeg = ImageRecord(path="/p/a/IMG_1.jpg", size_bytes=99, mtime_ns=1, width=400, height=320,
+                       format="JPEG", hash=Hash("phash", 64, (0,)), digest=None)
+    d = KeepPolicy().decide(Group(id=1, members=(Member(jpeg, 0), Member(raw, 0)),
+                                  representative=jpeg.path, kind="near"))
+    assert d.keep == (raw.path,) and d.reason == "camera RAW"
+
+
+def test_centre_of_the_group_breaks_the_remaining_ties():
+    def rec(path: str, value: int) -> ImageRecord:
+        return ImageRecord(path=path, size_bytes=9, mtime_ns=1, width=10, height=10,
+                           format=None, hash=Hash("phash", 64, (value,)), digest=None)
+
+    # b is one bit from each edit; the two edits are two bits apart.
+    members = [rec("/q/a", 0b011), rec("/q/b", 0b001), rec("/q/c", 0b000)]
+    d = KeepPolicy().decide(Group(id=1, members=tuple(Member(r, 0) for r in members),
+                                  representative="/q/a", kind="near"))
+    assert d.keep == ("/q/b",) and d.reason.startswith("the group's centre")
+
+
+def test_unreadable_files_give_no_facts(tmp_path):
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    assert read_file_facts(str(tmp_path / "junk.jpg")) == FileFacts()
+    assert read_file_facts(str(tmp_path / "gone.jpg")) == FileFacts()
+
+
+def test_other_rules_say_which_rule_decided():
+    a = ImageRecord(path="/r/a", size_bytes=5, mtime_ns=1, width=10, height=10, format="PNG",
+                    hash=Hash("phash", 64, (0,)), digest=None)
+    b = ImageRecord(path="/r/b", size_bytes=9, mtime_ns=1, width=10, height=10, format="PNG",
+                    hash=Hash("phash", 64, (0,)), digest=None)
+    g = Group(id=1, members=(Member(a, 0), Member(b, 0)), representative="/r/a", kind="near")
+    assert KeepPolicy(rules=("largest-file",)).decide(g).reason == "most bytes"
+    assert KeepPolicy(rules=("match:*/a",)).decide(g).reason == "its path matches */a"
+    assert KeepPolicy(rules=("oldest",)).decide(g).reason.startswith("first by path")
+
+
+# Copies the header signals must tell from the original even when names say nothing. (A 1.5x
+# upscale is not among them: no header says a picture was upscaled; see bench_keep.py.)
+HIDDEN = ("resize_down_50", "jpeg_q30", "jpeg_q70", "webp_q40", "crop_5", "crop_20",
+          "stretch_w_1_3", "greyscale")
+
+
+@pytest.mark.slow
+def test_the_original_is_kept_among_its_real_transformed_copies(tmp_path, rgb_photos):
+    """The regression test: every transform of the benchmark, named as tools name copies,
+    and the header-decided ones under neutral names too."""
+    for src in rgb_photos[:3]:
+        folder = tmp_path / src.stem
+        folder.mkdir()
+        original = folder / f"{src.stem}.png"
+        transforms.load_image(src).convert("RGB").save(original)
+        made = transforms.make_variants([original], folder, seed=0)
+        assert decide(original, *[v for _, v, _ in made]).keep == (str(original),)
+        hidden = folder / "hidden"
+        hidden.mkdir()
+        neutral = []
+        for i, (_, variant, name) in enumerate(made):
+            if name in HIDDEN:
+                neutral.append(hidden / f"{i:02d}{variant.suffix}")
+                os.link(variant, neutral[-1])
+        kept = hidden / f"99{original.suffix}"  # last by path: only the signals can pick it
+        os.link(original, kept)
+        d = decide(kept, *neutral)
+        assert d.keep == (str(kept),), (src.stem, d.keep, d.reason)
