@@ -1,12 +1,16 @@
-"""Make docs/report.png: a sample review page, rendered in headless Chromium.
+"""Make docs/report.png and docs/compare-view.png: the review page and its compare view.
 
 Builds a small photo library of real photos (scikit-image's samples via
 ``benchmarks/realdata.py``; generated pictures if those cannot be fetched) with the usual
 kinds of duplicates: byte copies, resized exports, re-encoded JPEGs, edited and cropped
-versions, plus one broken file. Then it scans the library, writes the JSON report and the
-HTML page, and screenshots the page. Run from the repository root::
+versions, plus one broken file. Then, for each screenshot, it scans the library, writes the
+JSON report and the HTML page, and screenshots the page in headless Chromium: the page itself
+(``report``: phash, threshold 10) and the compare view (``compare``: the default settings), on
+the first group with a web export, its original on the left, zoomed in. Run from the
+repository root::
 
-    .venv/bin/python docs/make_screenshot.py            # writes docs/report.png
+    .venv/bin/python docs/make_screenshot.py            # writes both
+    .venv/bin/python docs/make_screenshot.py --only compare   # docs/compare-view.png only
     .venv/bin/python docs/make_screenshot.py --keep     # also keeps the sample library
 
 Needs Debian's ``chromium`` and ``pip install playwright`` (as the browser tests do).
@@ -15,12 +19,15 @@ Needs Debian's ``chromium`` and ``pip install playwright`` (as the browser tests
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
 import tempfile
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageEnhance
 
@@ -83,14 +90,24 @@ def build_library(root: Path) -> Path:
     return lib
 
 
-def screenshot(html: Path, out: Path, *, width: int = 1280, height: int = 1480) -> None:
+@contextlib.contextmanager
+def _page(width: int, height: int) -> Iterator[Any]:
+    """A headless Chromium page of ``width`` x ``height`` CSS pixels (scale 1)."""
     from playwright.sync_api import sync_playwright
 
     exe = os.environ.get("LOOKALIKE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": width, "height": height},
-                                device_scale_factor=1)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height},
+                                   device_scale_factor=1)
+        finally:
+            browser.close()
+
+
+def review_screenshot(html: Path, out: Path) -> str:
+    """The review page, with one reviewer's override; returns what it shows."""
+    with _page(1280, 1480) as page:
         page.goto(html.resolve().as_uri())
         page.wait_for_function("() => [...document.images].every(i => i.complete)")
         # Show a reviewer's override: keep the web export of the second group after all.
@@ -99,14 +116,52 @@ def screenshot(html: Path, out: Path, *, width: int = 1280, height: int = 1480) 
             toggles.nth(2).click()
         page.mouse.move(0, 0)
         page.screenshot(path=str(out))
-        browser.close()
+    return "the review page"
+
+
+def compare_screenshot(html: Path, out: Path) -> str:
+    """The compare view on a group with a web export (original left, export right), zoomed
+    in on the middle of the picture; returns the zoom readout."""
+    with _page(1400, 900) as page:
+        page.goto(html.resolve().as_uri())
+        page.locator("article.group").first.locator("button.compare-btn").click()
+        for _ in range(page.locator("article.group").count()):  # a group with a web export
+            names = page.eval_on_selector_all(".cmp-side[data-side='0'] .cmp-pick option",
+                                              "os => os.map(o => o.textContent)")
+            if any("_web" in n for n in names):
+                break
+            page.keyboard.press("n")
+        for side, part in ((0, "IMG_"), (1, "_web")):  # the camera original, its web export
+            index = next((i for i, n in enumerate(names) if part in n), None)
+            if index is not None:
+                page.select_option(f".cmp-side[data-side='{side}'] .cmp-pick", str(index))
+        page.wait_for_function("() => [...document.querySelectorAll('.cmp-img')]"
+                               ".every(i => i.complete && i.naturalWidth > 0)")
+        box = page.locator(".frame").first.bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.4)
+        page.mouse.wheel(0, -500)
+        page.wait_for_timeout(100)
+        page.mouse.move(0, 0)
+        zoom = page.inner_text("#cmp-zoom")
+        page.screenshot(path=str(out))
+    return zoom
+
+
+#: name -> (scan options and their command-line words, screenshot function, default output)
+SHOTS: dict[str, tuple[dict[str, Any], list[str], Callable[[Path, Path], str], str]] = {
+    "report": ({"method": "phash", "threshold": 10}, ["-m", "phash", "-t", "10"],
+               review_screenshot, "report.png"),
+    "compare": ({}, [], compare_screenshot, "compare-view.png"),  # the default settings
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=REPO / "docs" / "report.png")
+    ap.add_argument("--only", choices=list(SHOTS), help="make this screenshot only")
+    ap.add_argument("--out-dir", type=Path, default=REPO / "docs")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "lookalike-demo")
-    ap.add_argument("--keep", action="store_true", help="keep the sample library and report")
+    ap.add_argument("--keep", action="store_true", help="keep the sample library and reports")
     args = ap.parse_args(argv)
     work: Path = args.workdir
     if work.exists():
@@ -117,14 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     (work / MARKER).touch()
     try:
         lib = build_library(work)
-        result = lookalike.scan(lib, method="phash", threshold=10, workers=1)
-        report = work / "report.json"
-        lookalike.write_report(result, report,
-                               argv=["lookalike", "scan", str(lib), "-m", "phash", "-t", "10"])
-        page = work / "report.html"
-        lookalike.write_html(report, page)
-        screenshot(page, args.out)
-        print(f"{len(result.groups)} groups; page {page}; screenshot {args.out}")
+        for name in [args.only] if args.only else SHOTS:
+            options, words, shoot, file = SHOTS[name]
+            result = lookalike.scan(lib, workers=1, **options)
+            report = work / f"{name}.json"
+            lookalike.write_report(result, report, argv=["lookalike", "scan", str(lib), *words])
+            page = work / f"{name}.html"
+            lookalike.write_html(report, page)
+            out = args.out_dir / file
+            print(f"{len(result.groups)} groups; page {page}; {shoot(page, out)}; "
+                  f"screenshot {out}")
     finally:
         if not args.keep:
             shutil.rmtree(work)

@@ -566,3 +566,33 @@ def test_cli_link_actions_say_where_the_replaced_copies_are_kept_and_count_them(
     assert "for undo; delete that folder to free the space" in res.output
     assert runner.invoke(cli, ["undo", str(journal), "-q"]).exit_code == 0
     assert not Path(f"{journal}.backup").exists()
+
+
+def test_a_group_the_reviewer_removes_whole_is_counted_as_skipped_and_why(library, tmp_path,
+                                                                          runner):
+    from test_plan import decisions_file
+
+    root, report = library
+    x_group = [str(root / "x.png"), str(root / "sub" / "x2.png"), str(root / "sub" / "x3.png")]
+    d = decisions_file(tmp_path, report, [
+        {"id": 1, "keep": [str(root / "a.png")],
+         "remove": [str(root / "sub" / "a_copy.png"), str(root / "b_small.png")]},
+        {"id": 2, "keep": [], "remove": x_group}])  # all REMOVE: never applied
+    res = runner.invoke(cli, ["apply", str(d), "--action", "move", "--to",
+                              str(tmp_path / "q"), "--yes"])
+    assert res.exit_code == 0, res.output
+    summary = res.output.splitlines()[-2]
+    assert summary.startswith("moved 2 files"), res.output
+    assert "; 1 group skipped: group 2 (the decisions keep no file of this group" in summary
+    assert all(os.path.exists(p) for p in x_group)
+
+
+def test_groups_found_changed_at_apply_time_are_named_with_the_plans_skips(library, tmp_path):
+    root, report = library
+    p = make_plan("move", report, tmp_path)
+    (root / "sub" / "x2.png").write_bytes(b"changed")
+    res = apply(p, journal=tmp_path / "j.jsonl", reporter=Recorder())
+    (skip,) = res.skipped_groups
+    assert skip.group == 2 and "x2.png" in skip.reason and "since the scan" in skip.reason
+    assert res.skips_line().startswith("1 group skipped: group 2 (")
+    assert dataclasses.replace(res, skipped_groups=()).skips_line() == "0 groups skipped"

@@ -204,3 +204,22 @@ def test_missing_extra_and_missing_column(dataset, tmp_path, capsys, monkeypatch
     assert INSTALL_HINTS["hf"] in str(err.value)
     assert _exit_code(["scan", str(saved)]) == 2
     assert INSTALL_HINTS["hf"] in capsys.readouterr().err
+
+
+def test_a_damaged_saved_dataset_says_what_is_wrong_and_what_to_do(dataset, tmp_path, capsys):
+    saved = tmp_path / "saved"
+    dataset.save_to_disk(str(saved))
+    (saved / "dataset_dict.json").write_text("{}")  # the list of splits is gone
+    capsys.readouterr()  # datasets' own progress bars
+    assert _exit_code(["scan", str(saved), "-q"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"cannot load the dataset saved at {saved}: its metadata" in line
+    assert "lacks the entry 'splits'" in line and "save the dataset again" in line
+    (saved / "dataset_dict.json").write_text("{")
+    with pytest.raises(ConfigError, match=r"not valid JSON .*line 1\b.*save the dataset again"):
+        lookalike.dedupe_dataset(saved)
+
+
+def test_the_column_option_says_it_names_a_saved_datasets_image_column(runner):
+    res = runner.invoke(cli, ["scan", "--help"])
+    assert "a saved Hugging Face dataset's image column" in " ".join(res.output.split())

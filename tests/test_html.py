@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html as html_lib
+import io
 import json
 import os
 import re
@@ -280,8 +281,11 @@ def test_page_links_originals_of_web_formats_and_embeds_their_facts(tmp_path, rg
     assert set(members) == {"a.png", "a.jpg", "a.tif"}
     assert members["a.png"]["o"] == (lib / "a.png").as_uri() and "%20%231" in members["a.png"]["o"]
     assert members["a.jpg"]["x"] == {"cm": "RGB", "q": 88}
-    assert "o" not in members["a.tif"]  # browsers cannot show TIFF: the thumbnail stands in
+    assert "o" not in members["a.tif"]  # browsers cannot show TIFF: a preview stands in
     assert members["a.tif"]["u"].startswith("data:image/jpeg")
+    preview = Image.open(io.BytesIO(base64.b64decode(members["a.tif"]["v"].split(",")[1])))
+    assert preview.format == "JPEG" and preview.size == photo.size  # smaller than 1600 px
+    assert "v" not in members["a.png"] and "v" not in members["a.jpg"]  # originals shown
     folder = blob["folders"][members["a.png"]["fd"]]
     assert folder == {"p": str(lib), "up": None, "n": 3}
     # Pure rendering with no facts: no original is linked, nothing is read.
@@ -742,3 +746,34 @@ def test_compare_view_zoom_flicker_keys_folder_rules_export_and_apply(web, tmp_p
     moved = sorted(p.relative_to(quarantine).as_posix() for p in (quarantine / "lib").rglob("*")
                    if p.is_file())  # (the undo journal lies beside them)
     assert moved == sorted(f"lib/{Path(p).relative_to(lib).as_posix()}" for p in removed)
+
+
+@pytest.mark.slow
+def test_compare_view_shows_a_large_preview_of_a_raw_beside_its_jpeg(web, tmp_path,
+                                                                    rgb_photos):
+    pytest.importorskip("rawpy")
+    from test_raw import make_dng  # here: that module skips itself without tifffile
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    coffee = next(p for p in rgb_photos if p.stem == "coffee")
+    photo = Image.open(coffee).convert("RGB").resize((2400, 1600), Image.Resampling.LANCZOS)
+    (lib / "IMG_1.dng").write_bytes(make_dng(photo))
+    photo.save(lib / "IMG_1.jpg", quality=90)
+    report = _scan_to_report(lib, tmp_path / "r.json")
+    html = tmp_path / "r.html"
+    summary = write_html(report, html, thumbnails="files")
+    assert summary.previews == 1 and len(list((tmp_path / "r_files").glob("p*.jpg"))) == 1
+    web.open(html)
+    pg = web.page
+    pg.locator("article.group").first.locator(".thumb-box").first.click()
+    pg.wait_for_function("() => [...document.querySelectorAll('.cmp-img')]"
+                         ".every(i => i.complete && i.naturalWidth > 0)")
+    shown = pg.eval_on_selector_all(
+        ".frame", "els => els.map(e => { const i = e.querySelector('img'); return "
+        "[i.dataset.shows, i.naturalWidth, e.querySelector('.cmp-note').textContent]; })")
+    assert sorted(s[0] for s in shown) == ["original", "preview"], shown
+    _kind, width, note = next(s for s in shown if s[0] == "preview")
+    assert width == 1600 and note.startswith("preview, 1600 px"), shown
+    assert "of the preview" in pg.inner_text("#cmp-zoom")
+    assert web.console == []

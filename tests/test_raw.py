@@ -244,3 +244,19 @@ def test_the_review_thumbnail_of_a_raw_is_upright(shots, tmp_path):
     path.write_bytes(make_dng(shots["coffee"], "jpeg", orientation=6))
     thumb = Image.open(io.BytesIO(decode.make_thumbnail(str(path))))
     assert (thumb.format, thumb.size) == ("JPEG", (107, 160))
+
+
+@needs_rawpy
+@pytest.mark.slow
+def test_a_cli_scan_with_worker_processes_prints_no_rawpy_fork_warning(library):
+    # rawpy warns in every forked worker that reads a RAW file (OpenMP and fork); lookalike
+    # runs LibRaw with one OpenMP thread, so the warning does not apply and must not show.
+    import subprocess
+    import sys
+
+    root, _ = library
+    done = subprocess.run([sys.executable, "-m", "lookalike.cli", "scan", str(root), "-j", "2",
+                           "--no-cache", "--format", "json"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "fork" not in done.stderr and "deadlock" not in done.stderr, done.stderr

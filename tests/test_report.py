@@ -123,3 +123,40 @@ def test_bad_reports_are_rejected_with_a_clear_error(tmp_path, content, match):
 def test_missing_report_says_how_to_make_one(tmp_path):
     with pytest.raises(lookalike.ReportError, match="lookalike scan"):
         read_report(tmp_path / "none.json")
+
+
+def test_paths_format_refuses_a_name_with_a_newline_and_names_it(tmp_path, scene, capsys):
+    from lookalike.cli import main
+
+    (tmp_path / "imgs").mkdir()
+    img = scene(1, (180, 120))
+    img.save(tmp_path / "imgs" / "one.png")
+    img.resize((90, 60)).save(tmp_path / "imgs" / "two\nlines.png")  # the smaller one goes
+    common = ["scan", str(tmp_path / "imgs"), "-m", "phash", "-t", "6", "-j", "1", "-q",
+              "--no-cache", "--format"]
+    with pytest.raises(SystemExit) as exc:
+        main([*common, "paths"])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert "two\\nlines.png" in err and "paths0" in err
+    with pytest.raises(SystemExit) as exc:  # NUL-terminated, the same name is listed
+        main([*common, "paths0"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"{tmp_path}/imgs/two\nlines.png\0"
+
+
+def test_a_phase_with_nothing_to_do_draws_no_bar_on_a_terminal(capsys, monkeypatch):
+    """A warm re-scan hashes nothing: one line says so, no empty 0/0 bar is drawn."""
+    from lookalike.cli import ConsoleReporter
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # Rich sees a terminal: bars are shown
+    rep = ConsoleReporter()
+    assert rep.show_progress
+    rep.phase(2, 3, "hashing", 0)
+    rep.close()
+    rep.phase(3, 3, "grouping", 2)
+    rep.close()
+    err = capsys.readouterr().err
+    assert "2/3: hashing (nothing to do)\n" in err and "0/0" not in err
+    assert "3/3: grouping" in err and "━" in err  # a phase with work still has its bar

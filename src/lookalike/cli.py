@@ -72,9 +72,9 @@ class ConsoleReporter:
 
     def phase(self, number: int, total: int, name: str, size: int | None) -> None:
         self._stop()
-        if not self.show_progress:
+        if not self.show_progress or size == 0:  # nothing to do (a warm re-scan): no bar
             if not self.quiet:
-                suffix = f" ({size} files)" if size else ""
+                suffix = f" ({size} files)" if size else " (nothing to do)" if size == 0 else ""
                 self.console.print(f"{number}/{total}: {name}{suffix}", soft_wrap=True)
             return
         from rich.progress import (
@@ -312,8 +312,9 @@ def cli() -> None:
               "gs://, file:// URLs or globs), WebDataset tar shards, or Parquet files with "
               "image bytes. auto: .tar and .parquet by extension, anything else files.")
 @click.option("--column", default=None,
-              help="Parquet column of paths (--files-from) or of image bytes (parquet inputs). "
-              "Default: guessed from names and types.")
+              help="Parquet column of paths (--files-from) or of image bytes (parquet inputs), "
+              "or a saved Hugging Face dataset's image column. Default: guessed from names and "
+              "types (a dataset: its first Image column).")
 @click.option("--name-column", "name_column", default=None,
               help="Parquet column naming each image (parquet inputs). Default: path/name/"
               "key/id, else the row number.")

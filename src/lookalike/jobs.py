@@ -332,8 +332,8 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
     except KeyboardInterrupt:
         raise Interrupted(jpath) from None
     print(f"{_DONE[action]} {plural(len(result.done), 'file')} "
-          f"({human_bytes(result.bytes_done)}); {len(result.skipped)} skipped (changed since "
-          f"the scan); {len(result.failed)} failed", file=out)
+          f"({human_bytes(result.bytes_done)}); {result.skips_line()}; "
+          f"{len(result.failed)} failed", file=out)
     if result.backups:
         n = len(result.backups)
         print(f"{n} replaced {'copy' if n == 1 else 'copies'} kept in "

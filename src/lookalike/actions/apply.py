@@ -52,7 +52,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from lookalike.actions.journal import Journal, OpRecord, backup_dir_of, fsync_dir
-from lookalike.actions.plan import FileState, GroupPlan, Operation, Plan, entry_key
+from lookalike.actions.plan import FileState, GroupPlan, Operation, Plan, SkippedGroup, entry_key
 from lookalike.errors import JournalError, Problem
 from lookalike.events import NullReporter, Reporter
 from lookalike.paths import is_under
@@ -85,6 +85,8 @@ class ApplyResult:
         journal: the journal path (pass it to :func:`undo`).
         done: ops carried out.
         skipped: ops not attempted because their group changed since the scan.
+        skipped_groups: every group left untouched, and why: the plan's skips (e.g. the
+            decisions keep no file of it) and the groups found changed here.
         failed: ops that failed (rolled back), each with its problem.
         already_done: ops an earlier, interrupted run had finished (resume).
         recovered: unfinished ops of an earlier run that were rolled back first.
@@ -93,9 +95,21 @@ class ApplyResult:
     journal: str
     done: tuple[Operation, ...] = ()
     skipped: tuple[Operation, ...] = ()
+    skipped_groups: tuple[SkippedGroup, ...] = ()
     failed: tuple[tuple[Operation, Problem], ...] = ()
     already_done: int = 0
     recovered: int = 0
+
+    def skips_line(self, limit: int = 3) -> str:
+        """``"0 groups skipped"``, or how many and why: ``"1 group skipped: group 4 (the
+        decisions keep no file of this group; ...)"``, the first ``limit`` of them named."""
+        n = len(self.skipped_groups)
+        text = f"{n} group{'' if n == 1 else 's'} skipped"
+        if n:
+            text += ": " + ", ".join(f"group {s.group} ({s.reason})"
+                                      for s in self.skipped_groups[:limit])
+            text += f" and {n - limit} more (listed above)" if n > limit else ""
+        return text
 
     @property
     def ok(self) -> bool:
@@ -584,6 +598,7 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
     done_before = j.done_paths()
     done: list[Operation] = []
     skipped: list[Operation] = []
+    skipped_groups = list(plan.skipped)
     failed: list[tuple[Operation, Problem]] = []
     already = plan.already_done
     reporter.phase(1, 1, f"applying ({plan.action})", plan.files)
@@ -610,6 +625,7 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
                 reporter.problem(_problem(ops[0].path, code, f"group {gp.group} skipped, "
                                           f"nothing in it touched: {reason}. Rescan to act on it"))
                 skipped.extend(ops)
+                skipped_groups.append(SkippedGroup(group=gp.group, reason=reason))
                 reporter.advance(len(ops))
                 continue
             for op in ops:
@@ -624,7 +640,8 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
         j.close()
         reporter.close()
     return ApplyResult(journal=jpath, done=tuple(done), skipped=tuple(skipped),
-                       failed=tuple(failed), already_done=already, recovered=recovered)
+                       skipped_groups=tuple(skipped_groups), failed=tuple(failed),
+                       already_done=already, recovered=recovered)
 
 
 def _group_refusal(plan: Plan, keep: tuple[str, ...], ops: list[Operation],

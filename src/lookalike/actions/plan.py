@@ -165,6 +165,15 @@ class FolderRules:
         return [r.to_dict() for r in self.rules]
 
 
+def _names_rule(rules: FolderRules, rec: ImageRecord) -> FolderRule | None:
+    """The rule deciding a file with several names (hard links): removing it removes every
+    name, so it is removed only if each name lies under a remove rule; a keep rule on any
+    name keeps it."""
+    found = [rules.rule_for(p) for p in (rec.path, *rec.aliases)]
+    keeps = [r for r in found if r is not None and r.verdict == "keep"]
+    return keeps[0] if keeps else (None if None in found else found[0])
+
+
 def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
                       rules: FolderRules) -> tuple[KeepDecision, dict[str, str]]:
     """Which members of ``group`` the folder ``rules`` keep, and why each member is kept or
@@ -182,7 +191,7 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
     remove: list[str] = []
     why: dict[str, str] = {}
     for rec in policy.rank([m.record for m in group.members], facts):
-        rule = None if rec.path in protected else rules.rule_for(rec.path)
+        rule = None if rec.path in protected else _names_rule(rules, rec)
         if rec.path in protected:
             keep.append((0, rec.path))
             why[rec.path] = "in a protected folder"

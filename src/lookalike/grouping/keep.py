@@ -175,18 +175,19 @@ def _common_aspect(records: Sequence[ImageRecord]) -> float:
 
 
 def _centre_distances(records: Sequence[ImageRecord]) -> dict[str, int]:
-    """Each member's total hash distance to the others (empty above :data:`CENTRE_MAX`)."""
-    if len(records) > CENTRE_MAX:
+    """Each member's total distance to the others between plain hashes (the first segment:
+    not flipped, turned or trimmed, so a mirrored or padded copy is off-centre, as it should
+    be; one popcount per pair where the full distance takes up to 256). Empty above
+    :data:`CENTRE_MAX` or for hashes of other methods."""
+    if len(records) > CENTRE_MAX or len({(r.hash.method, r.hash.nbits) for r in records}) > 1:
         return {}
+    plain = [r.hash.segments[0] for r in records]
     total = dict.fromkeys((r.path for r in records), 0)
-    for i, a in enumerate(records):
-        for b in records[i + 1:]:
-            try:
-                d = a.hash - b.hash
-            except TypeError:  # hashes of other methods: no centre to speak of
-                return {}
-            total[a.path] += d
-            total[b.path] += d
+    for i, a in enumerate(plain):
+        for j in range(i + 1, len(plain)):
+            d = (a ^ plain[j]).bit_count()
+            total[records[i].path] += d
+            total[records[j].path] += d
     return total
 
 
@@ -196,7 +197,7 @@ def _original_key(records: Sequence[ImageRecord], facts: KeepFacts
     :data:`ORIGINAL_SIGNALS`, lower is better."""
     copies = _copy_names(records)
     aspect = _common_aspect(records)
-    centre: dict[str, int] = {}
+    centre = _centre_distances(records)
     empty = FileFacts()
 
     def signals(r: ImageRecord) -> dict[str, Any]:
@@ -221,17 +222,7 @@ def _original_key(records: Sequence[ImageRecord], facts: KeepFacts
             "age": r.mtime_ns,
         }
 
-    keys = {r.path: signals(r) for r in records}
-    # The centre costs a hash distance per pair (64-256 popcounts each with flips, turns and
-    # trimmed segments): a warm re-scan of small_tree_20000 spent 0.4 s of 1.0 on it. It is
-    # computed only when it can decide the keeper: when the best members tie before it.
-    before = ORIGINAL_SIGNALS[:ORIGINAL_SIGNALS.index("centre")]
-    heads = sorted(tuple(k[n] for n in before) for k in keys.values())
-    if len(heads) > 1 and heads[0] == heads[1]:
-        centre.update(_centre_distances(records))
-        for path, k in keys.items():
-            k["centre"] = centre.get(path, 0)
-    return lambda r: tuple(keys[r.path][name] for name in ORIGINAL_SIGNALS)
+    return lambda r: tuple(signals(r)[name] for name in ORIGINAL_SIGNALS)
 
 
 _LOG_STEP = math.log(1.01)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -353,6 +354,14 @@ _LIBRAW_FLIP = {1: Image.Transpose.FLIP_LEFT_RIGHT, 2: Image.Transpose.FLIP_TOP_
 @lru_cache(maxsize=1)
 def _rawpy() -> Any:
     """The ``rawpy`` module (extra ``raw``), or None when it is not installed."""
+    # lookalike decodes one file per worker process: LibRaw's OpenMP threads would only
+    # oversubscribe the cores, and a process forked while an OpenMP thread pool runs (the
+    # review page's RAW thumbnails are made in the parent) can deadlock. With one OpenMP
+    # thread there is no pool, so rawpy's warning about forked workers, printed by every
+    # worker that reads a RAW file, does not apply.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    warnings.filterwarnings("ignore", message="rawpy is being used in a process created by",
+                            category=RuntimeWarning)
     try:
         import rawpy  # type: ignore[import-not-found]
     except ImportError:

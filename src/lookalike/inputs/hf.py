@@ -69,8 +69,22 @@ def load_saved(path: str | os.PathLike[str]) -> Any:
     datasets = _datasets()
     try:
         return datasets.load_from_disk(os.fspath(path))
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot load the dataset saved at {os.fspath(path)}: {exc}") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"cannot load the dataset saved at {os.fspath(path)}: "
+                          f"{_damage(exc)}, so the folder is not a complete save_to_disk "
+                          "folder; save the dataset again (save_to_disk), or scan its "
+                          "Parquet or image files instead") from None
+
+
+def _damage(exc: Exception) -> str:
+    """What is wrong with a saved dataset, from what ``load_from_disk`` raised (its own
+    text is often a bare key, such as ``'splits'``)."""
+    if isinstance(exc, KeyError):  # a metadata file without an entry datasets needs
+        return (f"its metadata (dataset_dict.json, state.json) lacks the entry "
+                f"{exc.args[0] if exc.args else exc!r}")
+    if isinstance(exc, json.JSONDecodeError):
+        return f"a metadata file is not valid JSON ({exc.msg}, line {exc.lineno})"
+    return str(exc).rstrip(".")
 
 
 def dataset_splits(ds: Any) -> dict[str, Any]:

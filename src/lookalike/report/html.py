@@ -17,7 +17,10 @@ that cannot be thumbnailed (gone, undecodable) gets a placeholder.
 
 The compare view shows two members large, side by side, and loads the original file itself
 (a ``file:`` URL, allowed by the CSP's ``'self'``) when it is a local file in a format browsers
-display (:data:`WEB_FORMATS`); other files fall back to their thumbnail. The facts it shows
+display (:data:`WEB_FORMATS`). For a local file in another format (camera RAW, HEIC, TIFF) the
+writer makes a preview too (a JPEG of ``PREVIEW_SIZE`` px on its long side, from the one
+full decode that also makes its thumbnail), placed like the thumbnails (inline or in the
+folder); other files fall back to their thumbnail. The facts it shows
 beside each image that the report does not hold (camera, date taken, JPEG quality estimate,
 colour mode) are read by :func:`image_facts` (:mod:`lookalike.imaging.facts`) from the file's
 header and EXIF, never its pixels.
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -85,12 +89,16 @@ __all__ = [
 
 INLINE_LIMIT = 2000  # above this many images, thumbnails go to a sibling folder
 THUMB_SIZE = 160  # px, longest side; the page shows every thumbnail in a box this size
+PREVIEW_SIZE = 1600  # px, longest side of the compare view's stand-in for a non-web original
+PREVIEW_QUALITY = 85
+#: Above this many previews (about 0.5 MB each), "auto" puts images in the sibling folder.
+PREVIEW_INLINE_LIMIT = 20
 
 #: Pillow format names of files browsers display: the compare view shows these originals
 #: themselves (full resolution); others (TIFF, HEIC, RAW, ...) show their thumbnail.
 WEB_FORMATS = frozenset({"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "ICO", "AVIF"})
 
-_THUMB_NAME = re.compile(r"t\d{6}\.jpg")
+_THUMB_NAME = re.compile(r"[tp]\d{6}\.jpg")  # thumbnails and previews
 
 ThumbnailMode = Literal["auto", "inline", "files", "none"]
 
@@ -105,6 +113,7 @@ class HtmlSummary:
         images: group members on the page.
         thumbnails: thumbnails made (the others show a placeholder).
         thumbnail_dir: the sibling folder holding thumbnails, or ``None`` if they are inline.
+        previews: compare-view previews made (files in formats browsers cannot show).
     """
 
     path: str
@@ -112,6 +121,7 @@ class HtmlSummary:
     images: int
     thumbnails: int
     thumbnail_dir: str | None
+    previews: int = 0
 
 
 def _load_report(report: str | os.PathLike[str] | Report | Mapping[str, Any] | ScanResult,
@@ -174,6 +184,35 @@ def _thumbnail(path: str, size: int) -> bytes | None:
         return None  # the page shows a placeholder instead
 
 
+def _jpeg(img: Any, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality, optimize=True)
+    return buf.getvalue()
+
+
+def _pictures(path: str, size: int, facts: Mapping[str, Any] | None
+              ) -> tuple[bytes | None, bytes | None]:
+    """``(thumbnail, preview)`` of ``path``: a preview only for a local file in a format
+    browsers cannot show (the compare view shows the others' originals). Such a file is
+    decoded once, in full (a RAW: its embedded preview, unreduced), for both."""
+    if (facts or {}).get("format") in WEB_FORMATS or not os.path.isabs(path):
+        return _thumbnail(path, size), None
+    from PIL import Image
+
+    from lookalike.imaging.decode import decode_bytes
+
+    try:
+        with open(path, "rb") as fh:
+            pic = decode_bytes(fh.read(), mode="full")[0]
+    except (DecodeError, OSError):
+        return None, None  # the page shows a placeholder instead
+    img = Image.frombytes("RGB", pic.size, pic.rgb_bytes())
+    img.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.LANCZOS)
+    preview = _jpeg(img, PREVIEW_QUALITY)
+    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return _jpeg(img, 70), preview
+
+
 def image_facts(path: str) -> dict[str, Any] | None:
     """What a reviewer compares that the report does not hold, from
     :func:`~lookalike.imaging.facts.read_file_facts` (header and EXIF, no pixels): ``format``
@@ -192,25 +231,25 @@ def image_facts(path: str) -> dict[str, Any] | None:
 
 
 def _gather(paths: list[str], size: int | None, reporter: Reporter, workers: int | None
-            ) -> tuple[dict[str, bytes], dict[str, dict[str, Any]]]:
-    """Thumbnail (unless ``size`` is None) and read the facts of every path, in threads
-    (Pillow releases the GIL while decoding and resizing)."""
-    def one(path: str) -> tuple[bytes | None, dict[str, Any] | None]:
-        return (_thumbnail(path, size) if size else None), image_facts(path)
+            ) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, dict[str, Any]]]:
+    """Read the facts of every path and, unless ``size`` is None, make its thumbnail and
+    preview (:func:`_pictures`), in threads (Pillow releases the GIL while decoding and
+    resizing). Returns ``(thumbnails, previews, facts)``, each keyed by path."""
+    def one(path: str) -> tuple[bytes | None, bytes | None, dict[str, Any] | None]:
+        fact = image_facts(path)
+        return (*(_pictures(path, size, fact) if size else (None, None)), fact)
 
     jpegs: dict[str, bytes] = {}
+    previews: dict[str, bytes] = {}
     facts: dict[str, dict[str, Any]] = {}
-    if not paths:
-        return jpegs, facts
     workers = workers or min(16, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for path, (jpeg, fact) in zip(paths, pool.map(one, paths), strict=True):
-            if jpeg is not None:
-                jpegs[path] = jpeg
-            if fact is not None:
-                facts[path] = fact
+        for path, (jpeg, preview, fact) in zip(paths, pool.map(one, paths), strict=True):
+            for found, into in ((jpeg, jpegs), (preview, previews), (fact, facts)):
+                if found is not None:
+                    into[path] = found  # type: ignore[assignment]
             reporter.advance(1)
-    return jpegs, facts
+    return jpegs, previews, facts
 
 
 def folder_tree(paths: Sequence[str], roots: Sequence[str] = ()
@@ -320,10 +359,12 @@ def _compact_facts(facts: Mapping[str, Any] | None) -> dict[str, Any] | None:
 def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                report_path: str | None, thumb_url: Mapping[str, str],
                states: Mapping[str, str] | None = None,
-               facts: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+               facts: Mapping[str, Mapping[str, Any]] | None = None,
+               preview_url: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The compact data the page script reads (short keys: 10,000 groups stay small)."""
     state = states or {}
     facts = facts or {}
+    preview_url = preview_url or {}
     folders, folder_of = folder_tree([m["path"] for g in groups for m in g.get("members", [])],
                                      [str(r) for r in data.get("roots", []) or []])
     out_groups = []
@@ -349,6 +390,7 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
             })
             # Set only when known: absent keys keep pages of 10,000 groups small.
             extra = {"o": _original_url(m["path"], facts.get(m["path"])),
+                     "v": preview_url.get(m["path"]),
                      "x": _compact_facts(facts.get(m["path"]))}
             out_members[-1].update((k, v) for k, v in extra.items() if v is not None)
         out_groups.append({"id": g.get("id"), "kind": g.get("kind", "near"),
@@ -367,7 +409,8 @@ def render_html(report: Report | Mapping[str, Any], *,
                 report_path: str | os.PathLike[str] | None = None,
                 thumbnails: Mapping[str, str] | None = None,
                 states: Mapping[str, str] | None = None,
-                facts: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+                facts: Mapping[str, Mapping[str, Any]] | None = None,
+                previews: Mapping[str, str] | None = None) -> str:
     """Render the review page as a string. Pure: no image file is read, made or stat'ed
     (only the package's own templates are read).
 
@@ -382,13 +425,15 @@ def render_html(report: Report | Mapping[str, Any], *,
             not in it are shown as unchanged.
         facts: path -> :func:`image_facts` of the file; a file with facts in a format of
             :data:`WEB_FORMATS` is shown full size in the compare view.
+        previews: path -> URL of a larger image the compare view shows in place of an
+            original in another format (as ``thumbnails``).
     """
     import jinja2
     from markupsafe import Markup
 
     data, abs_report = _load_report(report, report_path)  # no I/O for these two types
     groups = _groups_largest_first(data.get("groups", []))
-    page = _page_data(data, groups, abs_report, thumbnails or {}, states, facts)
+    page = _page_data(data, groups, abs_report, thumbnails or {}, states, facts, previews)
     script, style = _asset("report.js"), _asset("report.css")
     for name, text, tag in (("report.js", script, "</script"), ("report.css", style, "</style")):
         if tag in text.lower():  # would end the inline element early
@@ -439,8 +484,10 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
         out: the HTML file to write (atomically).
         report_path: the saved JSON report, when ``report`` is a dict or ``ScanResult``.
         thumbnails: ``"inline"`` (data: URIs in the page), ``"files"`` (a sibling folder
-            ``<out stem>_files/``), ``"none"`` (placeholders only) or ``"auto"``: inline up
-            to ``inline_limit`` images, else files.
+            ``<out stem>_files/``), ``"none"`` (placeholders only, no previews) or
+            ``"auto"``: inline up to ``inline_limit`` images and
+            :data:`PREVIEW_INLINE_LIMIT` previews, else files. Previews go where the
+            thumbnails go.
         inline_limit: the ``"auto"`` switch-over point, in images.
         thumb_size: longest thumbnail side in pixels.
         workers: threads making thumbnails (default: up to 16).
@@ -454,7 +501,8 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
         ConfigError: unknown ``thumbnails`` mode, or ``out``'s folder does not exist.
 
     Cost: one decode per image (reduced-scale for JPEGs) and one header read for its facts,
-    in parallel threads. Files that cannot be thumbnailed get a placeholder; they never stop
+    in parallel threads; for files in formats browsers cannot show, a 1600 px JPEG encode
+    too. Files that cannot be thumbnailed get a placeholder; they never stop
     the page.
     """
     if thumbnails not in ("auto", "inline", "files", "none"):
@@ -466,21 +514,22 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
     paths = list(dict.fromkeys(m["path"] for g in data.get("groups", [])
                                for m in g.get("members", [])))
     mode = thumbnails
-    if mode == "auto":
-        mode = "inline" if len(paths) <= inline_limit else "files"
     urls: dict[str, str] = {}
+    preview_urls: dict[str, str] = {}
     thumb_dir = None
     reporter.phase(1, 1, "thumbnails" if mode != "none" else "file facts", len(paths))
-    jpegs, facts = _gather(paths, thumb_size if mode != "none" else None, reporter, workers)
+    jpegs, previews, facts = _gather(paths, thumb_size if mode != "none" else None, reporter,
+                                     workers)
     reporter.close()
-    if mode != "none":
-        if mode == "inline":
-            for p, jpeg in jpegs.items():
-                urls[p] = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
-        else:
-            thumb_dir, urls = _write_thumbnail_dir(out, paths, jpegs)
+    if mode == "auto":
+        few = len(paths) <= inline_limit and len(previews) <= PREVIEW_INLINE_LIMIT
+        mode = "inline" if few else "files"
+    if mode == "inline":
+        urls, preview_urls = _data_uris(jpegs), _data_uris(previews)
+    elif mode == "files":
+        thumb_dir, urls, preview_urls = _write_thumbnail_dir(out, paths, jpegs, previews)
     html = render_html(data, report_path=abs_report, thumbnails=urls, states=file_states(data),
-                       facts=facts)
+                       facts=facts, previews=preview_urls)
     tmp = f"{out}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
@@ -490,12 +539,20 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
         raise LookalikeError(f"cannot write the HTML page {out}: {exc.strerror or exc}; "
                              "choose another path") from None
     return HtmlSummary(path=out, groups=len(data.get("groups", [])), images=len(paths),
-                       thumbnails=len(urls), thumbnail_dir=thumb_dir)
+                       thumbnails=len(urls), thumbnail_dir=thumb_dir,
+                       previews=len(preview_urls))
 
 
-def _write_thumbnail_dir(out: str, paths: list[str], jpegs: Mapping[str, bytes]
-                         ) -> tuple[str, dict[str, str]]:
-    """Write thumbnails to ``<out stem>_files/`` (replacing an old one); return their URLs."""
+def _data_uris(jpegs: Mapping[str, bytes]) -> dict[str, str]:
+    return {p: "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+            for p, jpeg in jpegs.items()}
+
+
+def _write_thumbnail_dir(out: str, paths: list[str], jpegs: Mapping[str, bytes],
+                         previews: Mapping[str, bytes]
+                         ) -> tuple[str, dict[str, str], dict[str, str]]:
+    """Write thumbnails (``t<n>.jpg``) and previews (``p<n>.jpg``) to ``<out stem>_files/``
+    (replacing an old one's); return the folder and their URLs."""
     stem = os.path.splitext(os.path.basename(out))[0]
     folder = os.path.join(os.path.dirname(out), f"{stem}_files")
     if os.path.isdir(folder):
@@ -504,14 +561,17 @@ def _write_thumbnail_dir(out: str, paths: list[str], jpegs: Mapping[str, bytes]
             if _THUMB_NAME.fullmatch(old):
                 os.remove(os.path.join(folder, old))
     os.makedirs(folder, exist_ok=True)
-    urls = {}
     prefix = quote(f"{stem}_files")  # the page's own name may hold spaces, '#', '?'
-    for i, p in enumerate(paths):
-        jpeg = jpegs.get(p)
-        if jpeg is None:
-            continue
-        name = f"t{i:06d}.jpg"  # our names, never the image's: nothing to escape or collide
-        with open(os.path.join(folder, name), "wb") as fh:
-            fh.write(jpeg)
-        urls[p] = f"{prefix}/{name}"
-    return folder, urls
+    found: list[dict[str, str]] = []
+    for letter, images in (("t", jpegs), ("p", previews)):
+        urls = {}
+        for i, p in enumerate(paths):
+            jpeg = images.get(p)
+            if jpeg is None:
+                continue
+            name = f"{letter}{i:06d}.jpg"  # our names, never the image's: nothing to escape
+            with open(os.path.join(folder, name), "wb") as fh:
+                fh.write(jpeg)
+            urls[p] = f"{prefix}/{name}"
+        found.append(urls)
+    return folder, found[0], found[1]

@@ -229,7 +229,15 @@ def render_paths(result: ScanResult, *, keep: KeepSpec = None,
                  leakage: Leakage | None = None, end: str = "\n") -> str:
     """:func:`remove_paths`, each followed by ``end`` (``"\\0"`` for ``xargs -0``: file names
     may hold newlines)."""
-    return "".join(f"{p}{end}" for p in remove_paths(result, keep, leakage))
+    paths = remove_paths(result, keep, leakage)
+    if end == "\n":
+        # `xargs -d '\n' rm` would split such a name and act on its pieces, which may be
+        # other files (a relative piece names a file in the shell's folder).
+        bad = next((p for p in paths if "\n" in p), None)
+        if bad is not None:
+            raise ReportError(f"the file name {bad!r} holds a newline, so a list of one path "
+                              "a line cannot hold it; list NUL-terminated paths (paths0)")
+    return "".join(f"{p}{end}" for p in paths)
 
 
 def plural(count: int, noun: str) -> str:

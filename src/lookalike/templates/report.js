@@ -332,9 +332,13 @@
   function decide(gi) {
     const g = groups[gi];
     const ruled = g.m.map((m) => (rules.size ? ruleFor(m.fd) : null));
-    const keep = g.m.map((m, mi) => (ruled[mi] === null ? m.k : rules.get(ruled[mi]) === "keep"));
-    const reason = ruled.map((f) => (f === null ? null : (rules.get(f) === "keep" ?
-      "kept by rule: everything under " : "removed by rule: duplicates under ") + folders[f].p));
+    // As in `apply --remove-in`: with a remove rule, only the copies it covers go.
+    const removing = [...rules.values()].includes("remove");
+    const keep = g.m.map((m, mi) => (ruled[mi] === null ? removing || m.k :
+      rules.get(ruled[mi]) === "keep"));
+    const reason = ruled.map((f) => (f === null ? (removing ? "kept: no remove rule covers it" :
+      null) : (rules.get(f) === "keep" ? "kept by rule: everything under " :
+      "removed by rule: duplicates under ") + folders[f].p));
     if (rules.size && !keep.some(Boolean)) {
       // No rule removes a group's last copy: keep a member no rule removes (the
       // representative first), else the suggested keeper.
@@ -508,26 +512,38 @@
     const img = imgs[side];
     const note = frames[side].querySelector(".cmp-note");
     panels[side].querySelector(".cmp-pick").value = String(cmp.sides[side]);
+    // What stands in the frame: the original, else a preview the writer made (formats
+    // browsers cannot show), else the thumbnail.
+    const shows = m.o ? "original" : m.v ? "preview" : "thumbnail";
     let text = "";
-    if (!m.o) {
+    if (shows === "preview") {
+      text = "preview: browsers cannot show this file's format"; // the size is added on load
+    } else if (shows === "thumbnail") {
       text = m.u ? "thumbnail only: " + (m.s === "missing" ? "the file is gone" :
         "browsers cannot show this file's format") : "no preview";
     }
     note.textContent = text;
     img.alt = splitPath(m.p)[1];
-    img.dataset.original = m.o ? "1" : "0";
-    const src = m.o || m.u;
+    img.dataset.shows = shows;
+    const src = m.o || m.v || m.u;
     img.hidden = !src;
     if (src) img.src = src; else img.removeAttribute("src");
     showFacts(side);
   }
 
   imgs.forEach((img, side) => {
-    img.addEventListener("load", layout);
+    img.addEventListener("load", () => {
+      if (img.dataset.shows === "preview") {
+        frames[side].querySelector(".cmp-note").textContent = "preview, " +
+          Math.max(img.naturalWidth, img.naturalHeight) +
+          " px: browsers cannot show this file's format";
+      }
+      layout();
+    });
     img.addEventListener("error", () => {
       const m = groups[cmp.gi].m[cmp.sides[side]];
-      if (img.dataset.original === "1" && m.u) { // the original cannot be read from here
-        img.dataset.original = "0";
+      if (img.dataset.shows === "original" && m.u) { // the original cannot be read from here
+        img.dataset.shows = "thumbnail";
         frames[side].querySelector(".cmp-note").textContent =
           "thumbnail only: the original file cannot be read from this page";
         img.src = m.u;
@@ -641,7 +657,7 @@
       img.classList.toggle("pixels", geo.pct >= 200);
       frames[side].dataset.scale = geo.pct.toFixed(1);
       parts.push((side === 0 ? "left " : "right ") + Math.round(geo.pct) + "%" +
-        (img.dataset.original === "1" ? "" : " of the thumbnail"));
+        (img.dataset.shows === "original" ? "" : " of the " + img.dataset.shows));
     }
     $("cmp-zoom").textContent = "zoom \u00d7" + cmp.z.toFixed(2) + " (" + parts.join(", ") + ")";
   }
