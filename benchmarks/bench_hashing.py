@@ -24,6 +24,16 @@ Photos are scikit-image's samples upscaled to 2400 px on the long side (2.4 to 5
 saved as JPEG q90, since the registries carry few large photos.
 
     python benchmarks/bench_hashing.py [--repeats 5] [--cheap-repeats 4] [--copies 2]
+
+``--floor`` measures instead, per file and in CPU seconds (``time.process_time``), how close
+fast decoding plus the default hash (dhash-z 16, dihedral, trimmed) comes to the decoders'
+own cost, on 150 camera-sized JPEGs (4000x3000 q90, made from real photos with a light
+texture), the same with camera grain (sigma 7, q92) and the accuracy benchmark's small
+photos (``--small``). The floors: Pillow (JPEG reduced 1/8 with ``draft``, other formats in
+full), in colour and in grey, and libjpeg-turbo's scaled decode through ``simplejpeg``
+(when installed). Cases are interleaved file by file; totals are medians of ``--repeats``.
+
+    python benchmarks/bench_hashing.py --floor [--repeats 3] [--small FOLDER]
 """
 
 from __future__ import annotations
@@ -68,6 +78,111 @@ def make_photos(copies: int, long_side: int = 2400) -> list[Path]:
     return sorted(out.glob("*.jpg"))
 
 
+def make_camera_set(grain: bool, n: int = 150) -> list[Path]:
+    """``n`` camera-sized JPEGs (4000x3000) from real photos, seeded: each source's 4:3 crop,
+    then (for sources used twice) its lower-right quarter, so no two files are near copies;
+    upscaled, with luma and chroma noise (sigma 2 at q90, or camera grain: sigma 7 at q92)."""
+    import numpy as np
+    from PIL import Image
+
+    import realdata
+
+    out = CACHE / ("cam150-grain" if grain else "cam150")
+    if (out / ".complete").exists():
+        return sorted(out.glob("*.jpg"))
+    out.mkdir(parents=True, exist_ok=True)
+    sigma, quality = (7.0, 92) if grain else (2.0, 90)
+    srcs = sorted(realdata.skimage_photos(True) + realdata.opencv_photos(True),
+                  key=lambda p: p.name)
+    rng = np.random.default_rng(17)
+    for i in range(n):
+        src = srcs[i % len(srcs)]
+        img = Image.open(src).convert("RGB")
+        w, h = img.size
+        cw, ch = (h * 4 // 3, h) if w * 3 >= h * 4 else (w, w * 3 // 4)
+        if i >= len(srcs):  # a second file of this source: another part of it
+            cw, ch = cw // 2, ch // 2
+        img = img.crop((w - cw, h - ch, w, h)).resize((4000, 3000), Image.Resampling.BICUBIC)
+        arr = np.asarray(img, dtype=np.float32)
+        arr += rng.normal(0, sigma, (*arr.shape[:2], 1)).astype(np.float32)
+        arr += rng.normal(0, sigma / 2, arr.shape).astype(np.float32)
+        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(
+            out / f"cam{i:03d}_{src.stem}.jpg", quality=quality)
+    (out / ".complete").touch()
+    return sorted(out.glob("*.jpg"))
+
+
+def floor_cases() -> dict[str, Callable[[bytes], object]]:
+    """The decode floors and lookalike's fast decode + default hash, each on one file's bytes."""
+    from PIL import Image
+
+    from lookalike.imaging.decode import decode_bytes
+    from lookalike.imaging.hashes import get_method
+
+    def pillow(mode: str) -> Callable[[bytes], object]:
+        def decode(data: bytes) -> None:
+            img = Image.open(io.BytesIO(data))
+            if img.format == "JPEG":
+                img.draft(mode, (img.width // 8, img.height // 8))
+            img.load()
+        return decode
+
+    dhash_z = get_method("dhash-z")
+    cases: dict[str, Callable[[bytes], object]] = {
+        "Pillow floor": pillow("RGB"), "Pillow floor, grey": pillow("L"),
+        "lookalike fast decode": lambda data: decode_bytes(data, mode="fast"),
+        "lookalike fast + hash": lambda data: dhash_z.hash(
+            decode_bytes(data, mode="fast")[0], 16, "dihedral", True),
+    }
+    try:
+        import simplejpeg  # type: ignore[import-not-found]
+    except ImportError:
+        return cases
+
+    def turbo(data: bytes) -> None:
+        if data[:2] != b"\xff\xd8":
+            Image.open(io.BytesIO(data)).load()
+            return
+        h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+        simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=-(-h // 8),
+                               min_width=-(-w // 8))
+
+    return {**cases, "simplejpeg floor": turbo}
+
+
+def floor_main(repeats: int, small: Path | None) -> None:
+    """Per-file CPU of each floor and of lookalike fast, interleaved file by file."""
+    import time
+
+    sets = {"150 camera JPEGs, q90": make_camera_set(False),
+            "150 camera JPEGs, grain, q92": make_camera_set(True)}
+    if small is not None:
+        sets[f"small photos ({small.name})"] = sorted(p for p in small.iterdir() if p.is_file())
+    cases = floor_cases()
+    order = list(cases.items())
+    rows, out = [], {}
+    for label, files in sets.items():
+        datas = [read_bytes(f) for f in files]
+        totals: dict[str, list[float]] = {name: [] for name in cases}
+        for r in range(repeats):
+            spent = dict.fromkeys(cases, 0.0)
+            for i, data in enumerate(datas):
+                for name, fn in (order if (i + r) % 2 == 0 else order[::-1]):
+                    t0 = time.process_time()
+                    fn(data)
+                    spent[name] += time.process_time() - t0
+            for name, t in spent.items():
+                totals[name].append(t)
+        floor = statistics.median(totals["Pillow floor"])
+        for name, ts in totals.items():
+            med = statistics.median(ts)
+            rows.append((label, name, med, 1e3 * med / len(datas), med / floor))
+            out[f"{label}: {name}"] = {"cpu_s": med, "runs_s": ts, "files": len(datas)}
+    print(f"\nCPU seconds per set, medians of {repeats} file-by-file interleaved passes\n")
+    table = print_table(["set", "case", "CPU s", "ms/file", "x Pillow floor"], rows)
+    write_json("hashing-floor", {"repeats": repeats, "results": out, "table": table})
+
+
 def read_bytes(path: Path) -> bytes:
     """The whole file in one ``os.read``, the way ``pipeline.hash_file`` reads it."""
     fd = os.open(path, os.O_RDONLY)
@@ -84,7 +199,13 @@ def main() -> None:
                     help="timings per round of the floor and lookalike-fast cases")
     ap.add_argument("--copies", type=int, default=2)
     ap.add_argument("--long-side", type=int, default=2400, help="pixels, after upscaling")
+    ap.add_argument("--floor", action="store_true",
+                    help="per-file CPU against the decode floors instead (see above)")
+    ap.add_argument("--small", type=Path, help="with --floor: a folder of small photos too")
     args = ap.parse_args()
+    if args.floor:
+        floor_main(args.repeats, args.small)
+        return
     import imagehash
     from PIL import Image
 

@@ -1,4 +1,5 @@
-"""Peer tools run as their users run them: immaculate 0.3.0 and czkawka, and lookalike's CLI.
+"""Peer tools run as their users run them: immaculate 0.3.0 and czkawka, lookalike's CLI, and
+two baselines (the plain ImageHash loop, Pillow decode alone).
 
 Each peer gets its own virtual environment, made once under ``.cache/peers/`` (immaculate
 needs Python >= 3.12: pyenv's, or any ``python3.12`` on the PATH). A peer that cannot be
@@ -9,7 +10,15 @@ installed (no network, no Python 3.12) is skipped with a printed reason.
 - czkawka (the ``czkawka`` Python bindings; no CLI ships with them):
   ``ImageSimilarity().set_directories([FOLDER]); find_similar()`` at the constructor's
   defaults (8x8 gradient hash, Lanczos3, similarity 10).
-- lookalike: ``lookalike scan FOLDER --format json`` with an empty hash cache (a first run).
+- lookalike: ``lookalike scan FOLDER --format json`` with an empty hash cache (a first run);
+  ``workers`` adds ``-j N``.
+
+Two baselines run in this Python (the Pillow lookalike uses), each a script over the folder:
+
+- ``imagehash``: the plain ImageHash loop, ``imagehash.dhash(Image.open(p))`` per file,
+  files with equal hashes grouped (ImageHash's own ``find_similar_images`` recipe);
+- ``pillow``: Pillow decode alone, the floor: JPEGs decoded at 1/8 scale
+  (``draft("RGB", (w // 8, h // 8))``), PNG, WebP and the rest in full; no groups.
 
 :func:`run_peer` returns the groups of paths and the child process's CPU seconds (user +
 sys, from ``os.wait4``), wall seconds and peak RSS. :func:`peer_hashes` returns the hash
@@ -41,6 +50,7 @@ REQUIREMENTS: dict[str, tuple[str, tuple[int, int]]] = {
     "czkawka": ("czkawka==0.1.2", (3, 9)),
 }
 PEERS = ("immaculate", "czkawka")
+BASELINES = ("imagehash", "pillow")
 
 # Run inside the czkawka venv: its users' documented call, defaults untouched.
 _CZKAWKA_SCAN = """
@@ -91,6 +101,41 @@ for line in open(sys.argv[1]):
         codes.append(codes[0] if h is None else int(h, 16))
     out[path] = codes
 print(json.dumps(out))
+"""
+
+# Run in this Python by the baselines: every file under argv[1], in walk order.
+_FILES = """
+import os, sys
+def files(top):
+    for root, dirs, names in os.walk(top):
+        dirs.sort()
+        for name in sorted(names):
+            yield os.path.join(root, name)
+"""
+_IMAGEHASH_SCAN = _FILES + """
+import json
+from collections import defaultdict
+import imagehash
+from PIL import Image
+groups = defaultdict(list)
+for path in files(sys.argv[1]):
+    try:
+        groups[str(imagehash.dhash(Image.open(path)))].append(path)
+    except Exception:
+        pass
+print(json.dumps([g for g in groups.values() if len(g) > 1]))
+"""
+_PILLOW_DECODE = _FILES + """
+from PIL import Image
+for path in files(sys.argv[1]):
+    try:
+        with Image.open(path) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (im.width // 8, im.height // 8))
+            im.load()
+    except Exception:
+        pass
+print("[]")
 """
 
 
@@ -212,16 +257,24 @@ def _measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, fl
     return stdout, cpu, wall, maxrss_kib / 1024
 
 
-def run_peer(name: str, folder: Path, log=print) -> PeerRun | None:
-    """Run ``name`` (a peer, or ``"lookalike"``) on ``folder`` as its users do; None when the
-    peer is not installed."""
+def run_peer(name: str, folder: Path, log=print, *, workers: int | None = None
+             ) -> PeerRun | None:
+    """Run ``name`` (a peer, ``"lookalike"`` or one of :data:`BASELINES`) on ``folder`` as
+    its users do; None when the peer is not installed. ``workers``: lookalike's ``-j``."""
     folder = Path(folder).resolve()
     env = None
     if name == "lookalike":
         cmd = [str(LOOKALIKE), "scan", str(folder), "--format", "json"]
+        if workers is not None:
+            cmd += ["-j", str(workers)]
         settings = "defaults"
         tmp = tempfile.mkdtemp(prefix="lookalike-cache-")
         env = {**os.environ, "LOOKALIKE_CACHE": str(Path(tmp) / "hashes.sqlite")}
+    elif name in BASELINES:
+        script = _IMAGEHASH_SCAN if name == "imagehash" else _PILLOW_DECODE
+        cmd = [sys.executable, "-c", script, str(folder)]
+        settings = ("dhash 8, equal hashes" if name == "imagehash"
+                    else "JPEG 1/8 draft, others full")
     else:
         py = setup(name, log)
         if py is None:
@@ -274,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print(__doc__)
         return 2
-    for name in ("lookalike", *PEERS):
+    for name in ("lookalike", *PEERS, *BASELINES):
         run = run_peer(name, Path(args[0]))
         if run is None:
             continue

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lookalike.grouping.groups import build_groups, find_edges
+from lookalike.grouping.groups import build_groups, cluster_records, find_edges, neighbour_mask
 from lookalike.model import Hash, ImageRecord
 
 
@@ -97,6 +97,54 @@ def test_multi_segment_hashes_match_on_their_best_segment():
 def test_negative_threshold_is_rejected():
     with pytest.raises(ValueError):
         build_groups([], -1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_multi_segment_graph_matches_brute_force(data):
+    # Records with several codes each (flips and turns), codes shared between records and
+    # repeated within one: components, star groups and the neighbour mask are those of the
+    # record graph in which two records are adjacent when any of their codes are within
+    # the threshold. Few distinct values, so codes collide and pairs exist.
+    values = st.integers(0, 63)
+    segs = data.draw(st.lists(st.lists(values, min_size=1, max_size=4), min_size=1,
+                              max_size=12))
+    radius = data.draw(st.integers(0, 3))
+    recs = [ImageRecord(path=f"/{i:02d}", size_bytes=10 + i % 3, mtime_ns=0,
+                        width=1 + i % 4, height=1, format="PNG",
+                        hash=Hash("t", 6, tuple(s)), digest=None)
+            for i, s in enumerate(segs)]
+    near = [{j for j, other in enumerate(segs) if j != i and any(
+        (a ^ b).bit_count() <= radius for a in mine for b in other)}
+        for i, mine in enumerate(segs)]
+    # The mask over-estimates safely: two near codes of one record count too.
+    assert neighbour_mask(recs, radius) == [bool(near[i]) or any(
+        a != b and (a ^ b).bit_count() <= radius for a in mine for b in mine)
+        for i, mine in enumerate(segs)]
+    seen: set[int] = set()
+    comps = []
+    for i in range(len(recs)):  # components by search from each unseen record
+        if i in seen or not near[i]:
+            continue
+        comp, todo = {i}, [i]
+        while todo:
+            for j in near[todo.pop()] - comp:
+                comp.add(j)
+                todo.append(j)
+        seen |= comp
+        comps.append(comp)
+    got = cluster_records(recs, radius, "components")
+    assert sorted(map(sorted, got)) == sorted(map(sorted, comps))
+    quality = sorted((i for i in range(len(recs)) if near[i]),
+                     key=lambda i: (-recs[i].pixels, -recs[i].size_bytes, recs[i].path))
+    assigned: set[int] = set()
+    stars = []
+    for leader in quality:  # star: leaders greedily in quality order
+        members = sorted(near[leader] - assigned)
+        if leader not in assigned and members:
+            assigned |= {leader, *members}
+            stars.append([leader, *members])
+    assert cluster_records(recs, radius, "star") == stars
 
 
 # ------------------------------------------------------------------ incremental edges

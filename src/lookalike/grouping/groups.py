@@ -140,57 +140,63 @@ def _search(ordered: list[int], nbits: int, radius: int) -> set[tuple[int, int]]
 class _Graph:
     """The "within threshold" graph over records, kept collapsed.
 
-    Identical codes form one node (a *code group*); edges join code groups within the
-    threshold. A record may own several code groups (multi-segment hashes). Nothing here is
-    quadratic in the size of a group of identical hashes (100k blank images cost O(100k)).
+    Identical codes form one node, keyed by the code itself; edges join codes within the
+    threshold. A record may own several codes (flips and turns, crops). Most codes belong
+    to one record and touch no edge (an invariant hash has ~15 codes per image, few of them
+    shared), so only shared codes keep a list of owners and only codes in some pair keep
+    neighbours. Against lists for every code: on 20k small images (296k codes) a neighbour
+    query of every record (what a fast scan's confirmation asks) 0.06 s instead of 0.66 s,
+    star grouping 0.13 s instead of 0.78 s; a warm re-scan -5% CPU on them (0.73 s against
+    0.77 s) and -7% on the accuracy benchmark's 3,439 images (0.28 s against 0.30 s),
+    medians of 9 and 15 interleaved runs. Nothing here is quadratic in the size of a group
+    of identical hashes (100k blank images cost O(100k)).
     """
 
     def __init__(self, records: Sequence[ImageRecord], edges: Edges) -> None:
-        owners, values = segment_rows(records)
         self.n = len(records)
-        index: dict[int, int] = {}
-        self._owners = owners
-        self._groups = [index.setdefault(v, len(index)) for v in values]
-        self._n_groups = len(index)
-        pairs = [(index[a], index[b]) for a, b in edges.pairs if a in index and b in index]
-        self._i = [a for a, _ in pairs]
-        self._j = [b for _, b in pairs]
-        self._lists: tuple[list[list[int]], list[list[int]], list[list[int]]] | None = None
+        self._codes = [r.hash.segments for r in records]
+        first: dict[int, int] = {}  # code -> its first (smallest) owner
+        shared: dict[int, list[int]] = {}  # code -> its owners, for codes of 2+ records
+        links_a: list[int] = []
+        links_b: list[int] = []
+        for i, codes in enumerate(self._codes):
+            for v in codes:
+                f = first.setdefault(v, i)
+                if f != i:
+                    owners = shared.setdefault(v, [f])
+                    if owners[-1] != i:  # a record may repeat a code
+                        owners.append(i)
+                        links_a.append(f)
+                        links_b.append(i)
+        self._first, self._shared = first, shared
+        self._links_ab = (links_a, links_b)
+        self._pairs = [(a, b) for a, b in edges.pairs if a in first and b in first]
+        self._adj: dict[int, list[int]] | None = None
+        self._hot: set[int] | None = None
 
-    def _adjacency(self) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
-        """(owners of each code group, code groups of each record, neighbouring code groups),
-        as lists: built on first use (star grouping, neighbour queries)."""
-        if self._lists is None:
-            owners_of: list[list[int]] = [[] for _ in range(self._n_groups)]
-            groups_of: list[list[int]] = [[] for _ in range(self.n)]
-            for owner, g in zip(self._owners, self._groups, strict=True):
-                if not owners_of[g] or owners_of[g][-1] != owner:
-                    owners_of[g].append(owner)
-                if not groups_of[owner] or groups_of[owner][-1] != g:
-                    groups_of[owner].append(g)
-            adj: list[list[int]] = [[] for _ in range(self._n_groups)]
-            for a, b in zip(self._i, self._j, strict=True):
+    def _owners(self, code: int) -> list[int]:
+        return self._shared.get(code) or [self._first[code]]
+
+    def _adjacency(self) -> dict[int, list[int]]:
+        """Neighbouring codes of each code in some pair: built on first use."""
+        if self._adj is None:
+            adj: dict[int, list[int]] = defaultdict(list)
+            for a, b in self._pairs:
                 adj[a].append(b)
                 adj[b].append(a)
-            self._lists = (owners_of, groups_of, adj)
-        return self._lists
+            self._adj = dict(adj)
+        return self._adj
 
     def _links(self) -> tuple[list[int], list[int]]:
-        """Record pairs whose union gives the components: each row's owner with the first
-        owner of its code group, and the first owners of every pair of near code groups."""
-        first: dict[int, int] = {}
-        for owner, g in zip(self._owners, self._groups, strict=True):
-            first.setdefault(g, owner)  # owners ascend: the first is the smallest
-        a: list[int] = []
-        b: list[int] = []
-        for owner, g in zip(self._owners, self._groups, strict=True):
-            if first[g] != owner:
-                a.append(first[g])
-                b.append(owner)
-        for gi, gj in zip(self._i, self._j, strict=True):
-            if first[gi] != first[gj]:
-                a.append(first[gi])
-                b.append(first[gj])
+        """Record pairs whose union gives the components: each owner of a shared code with
+        its first owner, and the first owners of every pair of near codes."""
+        first = self._first
+        a, b = (list(x) for x in self._links_ab)
+        for ca, cb in self._pairs:
+            fa, fb = first[ca], first[cb]
+            if fa != fb:
+                a.append(fa)
+                b.append(fb)
         return a, b
 
     def components(self) -> list[list[int]]:
@@ -218,18 +224,19 @@ class _Graph:
         return [c for c in comps.values() if len(c) > 1]
 
     def neighbours(self, i: int) -> set[int]:
-        owners_of, groups_of, adj = self._adjacency()
+        adj = self._adjacency()
         out: set[int] = set()
-        for g in groups_of[i]:
-            out.update(owners_of[g])
-            for h in adj[g]:
-                out.update(owners_of[h])
+        for v in self._codes[i]:
+            out.update(self._owners(v))
+            for h in adj.get(v, ()):
+                out.update(self._owners(h))
         out.discard(i)
         return out
 
     def has_neighbours(self, i: int) -> bool:
-        owners_of, groups_of, adj = self._adjacency()
-        return any(len(owners_of[g]) > 1 or adj[g] for g in groups_of[i])
+        if self._hot is None:  # the codes with another owner or a near code
+            self._hot = self._shared.keys() | {c for pair in self._pairs for c in pair}
+        return not self._hot.isdisjoint(self._codes[i])
 
 
 def record_edges(records: Sequence[ImageRecord], max_distance: int,
