@@ -58,7 +58,7 @@ class MethodSpec:
     default_size: int
     #: The default threshold at ``default_size``, with the default invariance and border
     #: trimming: the largest at which pair precision stays >= 0.999 on benchmarks/accuracy
-    #: (README, "Accuracy"). Other sizes scale it by their share of bits.
+    #: (README, "Accuracy"). Other sizes scale it by their share of bits, unless measured.
     threshold: int
     nbits: Callable[[int], int] = lambda size: size * size
     min_size: int = 2
@@ -69,6 +69,8 @@ class MethodSpec:
     #: a single pixel of the largest image allowed (its values overflow from 63 on).
     max_size: int = 32
     power_of_two: bool = False  # whash: the Haar transform halves the grid per level
+    #: Thresholds measured the same way at sizes other than the default.
+    measured: tuple[tuple[int, int], ...] = ()
 
     def allowed(self) -> str:
         """The sizes allowed, for messages: ``2..32``, ``16`` or ``2, 4, 8, 16 or 32``."""
@@ -87,7 +89,11 @@ class MethodSpec:
                 and not (self.power_of_two and size & (size - 1)))
 
     def default_threshold(self, size: int) -> int:
-        """The default threshold at hash size ``size``: the same share of the bits."""
+        """The default threshold at hash size ``size``: measured, else the same share of the
+        bits as at the default size."""
+        for measured_size, threshold in self.measured:
+            if measured_size == size:
+                return threshold
         return round(self.threshold * self.nbits(size) / self.nbits(self.default_size))
 
 
@@ -100,10 +106,10 @@ METHOD_SPECS: dict[str, MethodSpec] = {
     # methods and colorhash reach precision 0.999 at no threshold there (different icons and
     # emoji collide): 0, identical hashes only, is the closest they come (phash 0.9988).
     "ahash": MethodSpec(8, 0),
-    "phash": MethodSpec(8, 0),
+    "phash": MethodSpec(8, 0, measured=((16, 6),)),
     "dhash": MethodSpec(8, 0),
     "dhash-v": MethodSpec(8, 0),
-    "dhash-z": MethodSpec(DEFAULT_HASH_SIZE, 6),
+    "dhash-z": MethodSpec(DEFAULT_HASH_SIZE, 6, measured=((8, 0),)),
     "whash": MethodSpec(8, 0, power_of_two=True),
     "colorhash": MethodSpec(3, 0, lambda bins: 14 * bins, min_size=1),
     "crop-resistant": MethodSpec(8, 0),
