@@ -16,7 +16,7 @@ import lookalike
 from accuracy import dataset, metrics
 from accuracy.hashing import BASELINES, CONFIGS, HashJob, folklore_dhash_z
 from lookalike.imaging.decode import decode_bytes
-from lookalike.imaging.hashes import bits_to_int, compute_hash
+from lookalike.imaging.hashes import INVARIANCES, bits_to_int, compute_hash
 
 
 def _brute(segments, nbits):
@@ -74,8 +74,12 @@ def test_worker_hashes_as_a_scan_and_baselines_as_users_do(photos):
     (out,) = job([(0, path)])
     assert out.error is None and out.decode_s > 0
     pic = decode_bytes(photos[0].read_bytes(), mode="fast")[0]
-    assert out.ours["dhash/8"][0] == compute_hash(pic, "dhash", 8).segments
-    assert len(out.ours["dhash/8"]) == 8  # all orientations, for the invariance table
+    assert out.ours["dhash/8"]["none"] == compute_hash(pic, "dhash", 8).segments
+    # every invariance, for the invariance table, each as a scan stores it
+    assert tuple(out.ours["dhash/8"]) == tuple(INVARIANCES)
+    for inv, segments in out.ours["dhash/8"].items():
+        assert segments == compute_hash(pic, "dhash", 8, inv, trim=True).segments
+    assert len(out.ours["dhash/8"]["dihedral"]) == 8
     assert set(out.invariant_s["pdq/16"]) == {"flips", "rotations", "dihedral"}
     import imagehash
 

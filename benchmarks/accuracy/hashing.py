@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.imaging.borders import content_box
 from lookalike.imaging.decode import Picture, decode_bytes
 from lookalike.imaging.hashes import (
     INVARIANCES,
@@ -30,7 +29,8 @@ from lookalike.imaging.hashes import (
     ztransform,
 )
 
-DIHEDRAL = INVARIANCES["dihedral"]
+#: The invariances measured for configurations marked ``invariant``.
+INVARIANTS = tuple(INVARIANCES)
 
 
 def dhash_zg_bits(pic: GreyGrid, hash_size: int) -> np.ndarray:
@@ -119,7 +119,7 @@ class ItemHashes:
     decode_s: float = 0.0
     pixels: str = ""  # digest of decoded RGBA pixels: identical pictures share ground truth
     error: str | None = None
-    ours: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)  # key -> per op
+    ours: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)  # key -> inv
     ours_s: dict[str, float] = field(default_factory=dict)
     invariant_s: dict[str, dict[str, float]] = field(default_factory=dict)
     base: dict[str, int] = field(default_factory=dict)
@@ -170,8 +170,8 @@ def _pixel_digest(path: str) -> str:
 class HashJob:
     """Picklable worker: hashes a chunk of ``(index, path)`` with the chosen configurations.
 
-    Every image gets every hash; times are taken on every ``timing_every``-th image only
-    (timing repeats work on a fresh picture, and a sample of a few hundred is plenty).
+    Every image gets every hash, each timed on a fresh picture; baselines are timed on
+    every ``timing_every``-th image only (timing them repeats their work).
     """
 
     def __init__(self, configs: tuple[Config, ...], baselines: tuple[Baseline, ...],
@@ -195,30 +195,18 @@ class HashJob:
         except Exception as exc:  # a benchmark image that fails is reported, not fatal
             out.error = f"{type(exc).__name__}: {exc}"
             return out
-        # As a scan hashes by default: a picture with flat bars also gets the segments of its
-        # content alone (lookalike.imaging.borders), for every orientation.
-        box = content_box(pic.grey_full())
+        # Each hash exactly as a scan stores it (border trimming on, as by default), timed.
         for cfg in self.configs:
             m = method(cfg.method)
-            ops = DIHEDRAL if cfg.invariant else ("identity",)
-            per_op = m.oriented(_fresh(pic), cfg.size, ops)
-            if box is not None:
-                inner = m.oriented(_fresh(pic).cropped(box), cfg.size, ops)
-                per_op = [tuple(dict.fromkeys(a + b)) for a, b in zip(per_op, inner, strict=True)]
-            out.ours[cfg.key] = per_op
-            if not (timed or not cfg.invariant):
-                continue
-            fresh = _fresh(pic)
-            t0 = time.process_time()
-            m.hash(fresh, cfg.size, trim=True)
-            out.ours_s[cfg.key] = time.process_time() - t0
-            if cfg.invariant:
-                times = {}
-                for inv in ("flips", "rotations", "dihedral"):
-                    fresh = _fresh(pic)
-                    t0 = time.process_time()
-                    m.hash(fresh, cfg.size, inv, trim=True)
-                    times[inv] = time.process_time() - t0
+            segments, times = {}, {}
+            for inv in INVARIANTS if cfg.invariant else ("none",):
+                fresh = _fresh(pic)
+                t0 = time.process_time()
+                segments[inv] = m.hash(fresh, cfg.size, inv, trim=True).segments
+                times[inv] = time.process_time() - t0
+            out.ours[cfg.key] = segments
+            out.ours_s[cfg.key] = times.pop("none")
+            if times:
                 out.invariant_s[cfg.key] = times
         if self.baselines:
             with Image.open(path) as im:  # one decode gives every baseline the same pixels

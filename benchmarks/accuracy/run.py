@@ -42,17 +42,13 @@ import numpy as np  # noqa: E402
 
 import peers  # noqa: E402
 from accuracy import dataset, metrics  # noqa: E402
-from accuracy.hashing import BASELINES, CONFIGS, DIHEDRAL, Config, HashJob, ItemHashes  # noqa: E402
+from accuracy.hashing import BASELINES, CONFIGS, INVARIANTS, Config, HashJob, ItemHashes  # noqa: E402
 from common import CACHE, RESULTS, print_table, write_json  # noqa: E402
 from lookalike.config import DEFAULT_INVARIANT  # noqa: E402
 
 TARGET = 0.999
 SPEED_BUDGET = 1.20  # a default may cost at most this much scan time per image vs dhash-z 8
 REFERENCE = "dhash-z/8"
-INVARIANCE_OPS = {inv: [DIHEDRAL.index(op) for op in ops] for inv, ops in {
-    "none": ("identity",), "flips": ("identity", "mirror"),
-    "rotations": ("identity", "rotate_90", "rotate_180", "rotate_270"),
-    "dihedral": DIHEDRAL}.items()}
 
 
 def _chunks(seq: Sequence[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
@@ -251,13 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     decode_s = _mean(h.decode_s for h in hashes)
     results: dict[str, dict[str, Any]] = {}
     for cfg in configs:
-        per_op = [h.ours[cfg.key] for h in hashes]
-        invs = ["none", "flips", "rotations", "dihedral"] if cfg.invariant else ["none"]
         base_t = None
-        for inv in invs:
-            idx = INVARIANCE_OPS[inv]
-            segs = [tuple(s for k in idx for s in ops[k]) for ops in per_op]
-            dist = metrics.min_distance_matrix(segs, cfg.nbits)
+        for inv in INVARIANTS if cfg.invariant else ("none",):
+            dist = metrics.min_distance_matrix([h.ours[cfg.key][inv] for h in hashes],
+                                               cfg.nbits)
             key = cfg.key if inv == "none" else f"{cfg.key}+{inv}"
             r = evaluate(key, dist, cfg.nbits, truth, items, pairs, extra_threshold=base_t)
             if inv == "none":
