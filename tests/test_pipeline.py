@@ -284,7 +284,7 @@ def test_star_groups_are_rebuilt_from_every_record_when_a_leader_changed(tmp_pat
     os.utime(recs[0].path, ns=(recs[0].mtime_ns + 10**9,) * 2)  # L is edited
     edges = record_edges(recs, config.threshold)
     groups, kept, problems, _ = pipeline._digest_members(
-        recs, clusters, edges, lambda p: True, config, None)
+        recs, clusters, edges, {}, lambda p: True, config, None)
     assert [(os.path.basename(p.path), p.error) for p in problems] == [
         ("L.png", "changed-during-scan")]
     assert [[os.path.basename(p) for p in g.paths] for g in groups] == [["M.png", "X.png"]]

@@ -43,7 +43,8 @@ def test_transform_tables_agree() -> None:
     assert all(spec.doc for spec in transforms.SPECS.values())
     for name in ("jpeg_q30", "webp_q40", "resize_down_50", "greyscale"):
         assert transforms.CATEGORY[name] == "benign"
-    for name in ("crop_20", "hflip", "rotate_90", "rotate_3", "screenshot"):
+    for name in ("crop_5", "crop_20", "crop_corner_15", "pad_10", "hflip", "rotate_90",
+                 "rotate_3", "rotate_7", "screenshot", "caption_text"):
         assert transforms.CATEGORY[name] == "hard"
 
 
@@ -74,8 +75,11 @@ def test_transform_gives_plausible_image(name: str, mode: str, tmp_path: Path) -
     assert w / 3 <= ow <= 2 * w and h / 3 <= oh <= 2 * h, (ow, oh)
     if name in ("rotate_90",):
         assert (ow, oh) == (h, w)
-    elif name in ("hflip", "rotate_3", "jpeg_q30", "jpeg_q70", "webp_q40", "blur_r1_5"):
+    elif name in ("hflip", "rotate_3", "rotate_7", "caption_text", "jpeg_q30", "jpeg_q70",
+                  "webp_q40", "blur_r1_5"):
         assert (ow, oh) == (w, h)
+    elif name == "crop_corner_15":
+        assert (ow, oh) == (round(w * 0.85), round(h * 0.85))
 
 
 def test_transforms_change_pixels_but_keep_the_picture() -> None:
@@ -110,6 +114,28 @@ def test_exif_variant_decodes_upright(seed: int, tmp_path: Path) -> None:
     # The in-memory result carries the same tag.
     mem = transforms.TRANSFORMS["exif_orientation"](img, random.Random(seed))
     assert ImageOps.exif_transpose(mem).size == img.size
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_geometric_edits_keep_the_picture_where_they_say(seed: int) -> None:
+    img = _photo((120, 80))
+    px = np.asarray(img, dtype=int)
+    # The corner crop is an exact window of the original at one of its four corners.
+    crop = np.asarray(transforms.crop_corner_15(img, random.Random(seed)), dtype=int)
+    ch, cw = crop.shape[:2]
+    windows = [px[y:y + ch, x:x + cw] for y in (0, 80 - ch) for x in (0, 120 - cw)]
+    assert sum(np.array_equal(crop, win) for win in windows) == 1
+    # The caption bar covers 15% of the height (12 rows) at the top or the bottom, in one
+    # colour but for its text; the rest is untouched.
+    cap = np.asarray(transforms.caption_text(img, random.Random(seed)), dtype=int)
+    changed = np.flatnonzero((cap != px).any(axis=(1, 2)))
+    assert changed.size and (changed.max() < 12 or changed.min() >= 80 - 12), changed
+    bar = cap[changed]
+    assert ((bar == 0).all(axis=2) | (bar == 255).all(axis=2)).mean() > 0.6  # ink and paper
+    # rotate_7 turns further than rotate_3: more of the frame is black corner fill.
+    black = {name: (np.asarray(transforms.TRANSFORMS[name](img, random.Random(0))) == 0)
+             .all(axis=2).mean() for name in ("rotate_3", "rotate_7")}
+    assert 0 < black["rotate_3"] < black["rotate_7"] < 0.2, black
 
 
 def test_reencode_variant_is_a_real_lossy_file(tmp_path: Path) -> None:

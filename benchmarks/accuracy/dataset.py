@@ -3,9 +3,9 @@
 Ground truth is "the same picture": two images are a positive pair when they come from the
 same original. Sources (``benchmarks/realdata.py`` fetches them):
 
-- photos: opencv-doc's and scikit-image's photographs (80), each with the 22 seeded
+- photos: opencv-doc's and scikit-image's photographs (80), each with the 25 seeded
   transforms of ``benchmarks/transforms.py`` (resize, re-encode, colour, blur, noise,
-  crops, padding, flips, rotations, watermark, screenshot, EXIF orientation);
+  crops, padding, flips, rotations, watermark, caption, screenshot, EXIF orientation);
 - textures: SuperTuxKart's photo-like JPEGs, look-alike distractors (grass, rock, wood),
   plus groups of byte-identical files (exact copies, ground truth by content);
 - icons: the same oxygen icon at 32..256 px (duplicates nobody generated);
@@ -44,7 +44,8 @@ sys.path.insert(0, str(HERE.parent))
 import realdata  # noqa: E402  (benchmarks/ is not a package)
 import transforms  # noqa: E402
 
-VERSION = 2  # bump when the recipe below changes: cached sets are rebuilt
+VERSION = 3  # bump when the recipe below changes: cached sets are rebuilt
+# 3: crop_corner_15, rotate_7 and caption_text added to the photos' transforms (issue 16)
 SEED = 0
 ICON_SIZES = (32, 48, 64, 128, 256)
 # (sheet, label) of each Google emoji positive; the 64 px single PNG is the first member.
@@ -142,13 +143,21 @@ def _photos(spec: Spec, tmp: Path, root: Path, log: Any) -> list[Item]:
 
 
 def _variants(src: Path) -> list[tuple[Path, str]]:
-    """The seeded transforms of one original, made once and kept (a marker lists them)."""
+    """The seeded transforms of one original, made once and kept (a marker lists them).
+
+    Each variant's rng depends only on its source and transform, so transforms added later
+    are made alone and the ones already on disk stay as they are."""
     folder = photo_dir()
     marker = folder / f"{src.stem}.json"
-    if marker.is_file():
-        return [(folder / name, t) for name, t in json.loads(marker.read_text())]
-    made = transforms.make_variants([src], folder, seed=SEED)
-    listing = [(v.name, t) for _, v, t in made]
+    listing = [tuple(x) for x in json.loads(marker.read_text())] if marker.is_file() else []
+    have = {t for _, t in listing}
+    missing = [t for t in transforms.TRANSFORMS if t not in have]
+    if not missing:
+        by_name = {t: name for name, t in listing}
+        return [(folder / by_name[t], t) for t in transforms.TRANSFORMS]
+    made = transforms.make_variants([src], folder, names=missing, seed=SEED)
+    listing += [(v.name, t) for _, v, t in made]
+    listing.sort(key=lambda x: list(transforms.TRANSFORMS).index(x[1]))
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(listing))
     tmp.replace(marker)  # the marker appears only once every variant is written

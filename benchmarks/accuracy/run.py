@@ -8,10 +8,12 @@ Builds (once, cached in ``.cache/bench/``) a set of real images with known dupli
 - false-positive pairs at the operating threshold, by kind of hard negative;
 - flip/rotation invariance: recall on mirrored/rotated copies and what it costs;
 - CPU time per image: fast decode + hash (a scan's cost), and for baselines open + hash;
-- peers as their users run them (``benchmarks/peers.py``: immaculate 0.3.0, czkawka) and
-  ``lookalike scan FOLDER --format json``, on the same images: precision, recall and recall
+- peers as their users run them (``benchmarks/peers.py``: immaculate 0.3.0 with PDQ and
+  with its SSCD models, czkawka) and ``lookalike scan FOLDER --format json`` (also with
+  ``--embed`` of the same SSCD models), on the same images: precision, recall and recall
   per transform at their defaults, recall at precision >= 0.999 from the hash each exposes,
-  CPU and wall seconds, peak memory (``--no-peers`` to skip).
+  CPU and wall seconds, peak memory (``--no-peers`` to skip); a summary of the geometric
+  edits (crops, padding, small rotations, screenshots, text) for the embedding rows.
 
 Prints tables; writes ``benchmarks/results/accuracy.json`` and ``accuracy.md`` (``--quick``:
 ``accuracy-quick.*``).
@@ -19,6 +21,7 @@ Prints tables; writes ``benchmarks/results/accuracy.json`` and ``accuracy.md`` (
     python benchmarks/accuracy/run.py            # full: ~3,300 images
     python benchmarks/accuracy/run.py --quick    # ~700 images, about a minute
     python benchmarks/accuracy/run.py --no-peers # without immaculate, czkawka, the CLI
+    python benchmarks/accuracy/run.py --embed-models sscd-distilled  # one --embed row
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ from common import CACHE, RESULTS, print_table, write_json  # noqa: E402
 from lookalike.config import DEFAULT_INVARIANT  # noqa: E402
 
 TARGET = 0.999
+#: The edits issue 16 asks embeddings to find, in the summary's order.
+GEOMETRIC = ("crop_5", "crop_corner_15", "pad_10", "rotate_3", "rotate_7", "screenshot",
+             "watermark_text", "caption_text")
+#: ... and those it sets per-edit recall >= 0.9 for (crops, padding, rotations).
+GEOMETRIC_TARGET = ("crop_5", "crop_corner_15", "pad_10", "rotate_3", "rotate_7")
 SPEED_BUDGET = 1.20  # a default may cost at most this much scan time per image vs dhash-z 8
 REFERENCE = "dhash-z/8"
 
@@ -216,9 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-baselines", action="store_true", help="skip ImageHash baselines")
     ap.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
                     help="also run immaculate, czkawka and lookalike's CLI on the same images")
+    ap.add_argument("--embed-models", default=",".join(peers.EMBED_MODELS), metavar="NAMES",
+                    help="comma-separated models for the 'lookalike --embed' peer rows "
+                         f"(of {', '.join(peers.EMBED_MODELS)}; 'none' for no such row)")
     ap.add_argument("--no-cache", action="store_true",
                     help="hash every image again even if the same code hashed it before")
     args = ap.parse_args(argv)
+    embed_models = [m for m in args.embed_models.split(",") if m and m != "none"]
+    unknown = [m for m in embed_models if m not in peers.EMBED_MODELS]
+    if unknown:
+        ap.error(f"unknown --embed-models {unknown}; known: {list(peers.EMBED_MODELS)}")
     started = time.monotonic()
 
     spec = dataset.QUICK if args.quick else dataset.FULL
@@ -281,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     peer_results: dict[str, dict[str, Any]] = {}
     if args.peers:
         print("\nrunning the peers and lookalike's CLI on the same images", flush=True)
-        peer_results = run_peers(items, truth, pairs, results, spec)
+        peer_results = run_peers(items, truth, pairs, results, spec, embed_models)
         tables += render_peers(peer_results, len(items))
+        tables += render_geometric(peer_results, len(items))
     elapsed = time.monotonic() - started
     footer = (f"\n{len(items)} images, {truth.n_pos:,} positive / {truth.n_neg:,} negative "
               f"/ {int(truth.hard.sum()):,} hard negative pairs, {args.workers} workers, "
@@ -318,17 +334,19 @@ def peer_tree(items: list[dataset.Item], spec: dataset.Spec) -> tuple[Path, dict
 
 def run_peers(items: list[dataset.Item], truth: metrics.Truth,
               pairs: dict[str, tuple[np.ndarray, np.ndarray]],
-              results: dict[str, dict[str, Any]], spec: dataset.Spec) -> dict[str, dict[str, Any]]:
-    """Each peer and lookalike's CLI on one folder of the evaluated images: its groups read
-    as pairs (all pairs within a group), and, from the hash it exposes, the recall at
-    precision >= 0.999 of a threshold sweep."""
+              results: dict[str, dict[str, Any]], spec: dataset.Spec,
+              embed_models: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """Each peer and lookalike's CLI (at its defaults, then with ``--embed`` of each of
+    ``embed_models``) on one folder of the evaluated images: its groups read as pairs (all
+    pairs within a group), and, from the hash it exposes, the recall at precision >= 0.999
+    of a threshold sweep (none for embedding rows: no tool exposes its embeddings)."""
     tree, index = peer_tree(items, spec)
 
     def kind(i: int, j: int) -> str:
         return dataset.negative_kind(items[i], items[j])
 
     out: dict[str, dict[str, Any]] = {}
-    for name in ("lookalike", *peers.PEERS):
+    for name in ("lookalike", *(peers.EMBED_ROW + m for m in embed_models), *peers.PEERS):
         try:
             run = peers.run_peer(name, tree)
         except (RuntimeError, OSError, ValueError) as exc:
@@ -343,21 +361,23 @@ def run_peers(items: list[dataset.Item], truth: metrics.Truth,
         r = metrics.operating_point(dist, truth, 0, kind, pairs)
         r.update(tool=name, settings=run.settings, command=" ".join(run.command),
                  groups=len(groups), grouped=sum(len(g) for g in groups), unknown_paths=unknown,
-                 cpu_s=run.cpu_s, wall_s=run.wall_s, peak_rss_mib=run.peak_rss_mib)
+                 cpu_s=run.cpu_s, wall_s=run.wall_s, peak_rss_mib=run.peak_rss_mib,
+                 matches=run.matches)
+        sweep = None
         if name == "lookalike":
             c = run.config
             key = f"{c['method']}/{c['hash_size']}" + (
                 "" if c["invariant"] == "none" else f"+{c['invariant']}")
             sweep = results.get(key)
             r["sweep_key"] = key
-        else:
+        elif name in peers.HASH_BITS:
             sweep = peer_sweep(name, items, truth, pairs, tree, index)
         if sweep is not None:
             r["sweep"] = {k: sweep[k] for k in ("nbits", "at_precision_0.999", "at_precision_1",
                                                 "recall_by_variant", "best_f1")}
         out[name] = r
         s = r.get("sweep", {}).get("at_precision_0.999", {})
-        print(f"  {name:<10} precision {_pct(r['precision'])}, recall {_pct(r['recall'])}, "
+        print(f"  {name:<32} precision {_pct(r['precision'])}, recall {_pct(r['recall'])}, "
               f"recall @P>=0.999 {_pct(s.get('recall'))}, CPU {run.cpu_s:.1f} s, wall "
               f"{run.wall_s:.1f} s" + (f", {unknown} paths not in the set" if unknown else ""),
               flush=True)
@@ -370,7 +390,7 @@ def peer_sweep(name: str, items: list[dataset.Item], truth: metrics.Truth,
     """evaluate() on the hash the peer exposes (a file it cannot hash matches nothing)."""
     paths = sorted(index, key=index.__getitem__)
     # Hashing every turn of every image is slow and the tree never changes: kept per version.
-    store = tree.parent / f"hashes-{peers.REQUIREMENTS[name][0]}.json"
+    store = tree.parent / f"hashes-{peers.pin(name)}.json"
     if store.is_file():
         codes = json.loads(store.read_text())
     else:
@@ -428,7 +448,7 @@ def render_peers(peer_results: dict[str, dict[str, Any]], n_images: int) -> str:
     if ours is not None:
         note += f"; lookalike: the benchmark row {ours.get('sweep_key')})."
         best = max(((n, r) for n, r in peer_results.items()
-                    if n != "lookalike" and r["precision"] >= TARGET),
+                    if not n.startswith("lookalike") and r["precision"] >= TARGET),
                    key=lambda nr: nr[1]["recall"], default=None)
         if best is not None and ours["precision"] >= TARGET and best[1]["recall"] > 0:
             note += (f" lookalike's default scan: recall {_pct(ours['recall'])} at precision "
@@ -438,7 +458,8 @@ def render_peers(peer_results: dict[str, dict[str, Any]], n_images: int) -> str:
         def swept(r: dict[str, Any]) -> float:
             return r.get("sweep", {}).get("at_precision_0.999", {}).get("recall") or 0.0
 
-        rival = max(((n, r) for n, r in peer_results.items() if n != "lookalike"),
+        rival = max(((n, r) for n, r in peer_results.items()
+                     if not n.startswith("lookalike")),
                     key=lambda nr: swept(nr[1]), default=None)
         if rival is not None and swept(rival[1]) > 0:
             note += (f" Recall at precision >= {TARGET} (sweep): lookalike "
@@ -449,6 +470,51 @@ def render_peers(peer_results: dict[str, dict[str, Any]], n_images: int) -> str:
     print(note)
     parts.append(note + "\n")
     return "".join(parts)
+
+
+def render_geometric(peer_results: dict[str, dict[str, Any]], n_images: int) -> str:
+    """Issue 16's summary: the embedding rows (lookalike --embed, immaculate's SSCD methods)
+    beside the hash defaults, on the geometric edits; printed and returned as markdown."""
+    names = [n for n in peer_results if n.startswith(peers.EMBED_ROW)]
+    names += [n for n in ("immaculate sscd_distilled", "immaculate sscd", "lookalike",
+                          "immaculate") if n in peer_results]
+    if not names:
+        return ""
+
+    def at_target(r: dict[str, Any]) -> str:
+        # A sweep where the tool exposes a hash; else the default is the operating point
+        # when it reaches the precision target (a lower bound of the best recall there).
+        s = r.get("sweep", {}).get("at_precision_0.999")
+        if s:
+            return f"{_pct(s['recall'])} (sweep)"
+        return f">= {_pct(r['recall'])} (default)" if r["precision"] >= TARGET else "-"
+
+    rows = [[n, _pct(r["precision"]), _pct(r["recall"]), at_target(r)]
+            + [_pct(r["recall_by_variant"].get(v)) for v in GEOMETRIC]
+            + [_ms(r["cpu_s"] / n_images),
+               ", ".join(f"{k} {v}" for k, v in sorted(r.get("matches", {}).items())) or "-"]
+            for n in names for r in (peer_results[n],)]
+    title = (f"Geometric edits (issue 16): precision and recall at each tool's defaults, "
+             f"recall at precision >= {TARGET}, recall per edit at the defaults, CPU per image")
+    print(f"\n{title}\n")
+    table = print_table(["tool", "precision", "recall", f"recall @P>={TARGET}", *GEOMETRIC,
+                         "CPU ms/image", "members by match"], rows)
+    lines: list[str] = []
+    ref = peer_results.get("immaculate sscd_distilled")
+    for n in names:
+        r = peer_results[n]
+        if not n.startswith(peers.EMBED_ROW):
+            continue
+        low = [v for v in GEOMETRIC_TARGET if (r["recall_by_variant"].get(v) or 0.0) < 0.9]
+        cost = (f"; CPU {r['cpu_s'] / ref['cpu_s']:.2f}x immaculate sscd_distilled's"
+                if ref and ref["cpu_s"] > 0 else "")
+        lines.append(f"{n}: precision {_pct(r['precision'])} (target >= {TARGET}), recall "
+                     f"{_pct(r['recall'])} (target >= 90.0% at that precision); crops, "
+                     f"padding and rotations below 90% recall: {', '.join(low) or 'none'}"
+                     f"{cost}.")
+    note = ("\n" + "\n".join(lines) + "\n") if lines else ""
+    print(note)
+    return f"\n{title}\n\n{table}\n{note}"
 
 
 def render(results: dict[str, dict[str, Any]], configs: tuple[Config, ...], baselines: tuple,

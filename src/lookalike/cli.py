@@ -25,6 +25,8 @@ from lookalike.config import (
     DEFAULT_INVARIANT,
     DEFAULT_MAX_PIXELS,
     DEFAULT_METHOD,
+    DEFAULT_SIMILARITY,
+    DEFAULT_SIMILARITY_UNVERIFIED,
     INSTALL_HINTS,
     METHOD_NAMES,
     ScanConfig,
@@ -167,6 +169,26 @@ def _invariant_option(help: str) -> _Decorator:
                         default=DEFAULT_INVARIANT, show_default=True, help=help)
 
 
+def _embed_options() -> _Decorator:
+    """``--embed`` and ``--similarity``: copy-detection embeddings beside the hashes."""
+    embed = click.option(
+        "--embed", "embed", default=None, metavar="MODEL",
+        help="Also compare copy-detection embeddings from MODEL (sscd, sscd-distilled, or a "
+        "path to an .onnx file), to find crops, padding, small rotations and screenshots. "
+        f"Needs {INSTALL_HINTS['embed']}; see docs/embeddings.md.")
+    similarity = click.option(
+        "--similarity", type=click.FloatRange(0, 1, min_open=True), default=None,
+        help=f"Cosine similarity from which embeddings propose a match (with --embed). "
+        f"Default: {DEFAULT_SIMILARITY}, each proposal verified; {DEFAULT_SIMILARITY_UNVERIFIED} "
+        "with --no-verify.")
+    verify = click.option(
+        "--verify/--no-verify", default=True, show_default=True,
+        help="Join an embedding match to a group only when the two pictures, aligned, also "
+        "have matching hashes; --no-verify trusts similarity alone (finds more, and takes "
+        "photos of one scene for copies).")
+    return lambda f: embed(similarity(verify(f)))
+
+
 def _workers_option() -> _Decorator:
     return click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
                         help="Worker processes. Default: all cores; 1 = no subprocesses.")
@@ -260,6 +282,7 @@ def cli() -> None:
 @click.option("--trim-borders/--keep-borders", default=True, show_default=True,
               help="Also hash the content inside flat bars (padding, letterbox, margins), so "
               "a padded copy matches its original.")
+@_embed_options()
 @click.option("--grouping", type=click.Choice(["components", "star"]), default="components",
               show_default=True,
               help="components: chain matches; star: all within threshold of the representative.")
@@ -330,7 +353,8 @@ def cli() -> None:
 @_quiet_option("No progress or per-file error lines.")
 @_bulk_gc()
 def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: int | None,
-         invariant: str, trim_borders: bool, grouping: str, fmt: str | None,
+         invariant: str, trim_borders: bool, embed: str | None, similarity: float | None,
+         verify: bool, grouping: str, fmt: str | None,
          output: str | None, decode: str, exact_decode: bool, workers: int | None,
          max_pixels: int, decode_timeout: float,
          follow_symlinks: bool, cache_path: str | None, no_cache: bool, html_out: str | None,
@@ -344,7 +368,8 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
 
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
                         invariant=invariant,  # type: ignore[arg-type]
-                        trim_borders=trim_borders,
+                        trim_borders=trim_borders, embed=embed, similarity=similarity,
+                        verify=verify,
                         grouping=grouping,  # type: ignore[arg-type]
                         decode="full" if exact_decode else decode,  # type: ignore[arg-type]
                         workers=workers, max_pixels=max_pixels,

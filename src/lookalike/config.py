@@ -11,7 +11,8 @@ from typing import Any, Literal
 from lookalike.errors import ConfigError
 
 __all__ = ["DEFAULT_DECODE_TIMEOUT", "DEFAULT_HASH_SIZE", "DEFAULT_MAX_PIXELS", "DEFAULT_METHOD",
-           "DEFAULT_THRESHOLD", "INSTALL_HINTS", "ScanConfig", "check_writable"]
+           "DEFAULT_SIMILARITY", "DEFAULT_SIMILARITY_UNVERIFIED", "DEFAULT_THRESHOLD",
+           "INSTALL_HINTS", "ScanConfig", "check_writable", "import_extra"]
 
 # Chosen on benchmarks/accuracy: the best recall at pair precision >= 0.999 of every method
 # and size, within 20% of the folklore dhash-z 8's scan time (see README, "Accuracy").
@@ -21,6 +22,16 @@ DEFAULT_METHOD = "dhash-z"
 DEFAULT_HASH_SIZE = 16
 #: Mirrors and 90-degree turns match by default: phones, scanners and augmentation make both.
 DEFAULT_INVARIANT = "dihedral"
+
+#: Cosine similarity of two images' copy-detection embeddings from which a pair is proposed
+#: as a match (``ScanConfig.similarity``): with verification (the default) each proposal is
+#: checked (lookalike.imaging.align), so it can be low enough to reach screenshots; without,
+#: similarity alone decides. Measured on benchmarks/accuracy with sscd-distilled: verified
+#: proposals from 0.45 find 85% of true pairs at the hashes' precision (0.60: 80%, with 12%
+#: of screenshots instead of 80%); unverified, 0.75 groups unrelated photos by chaining
+#: (pair precision 0.15) and 0.9 still reaches only 0.86.
+DEFAULT_SIMILARITY = 0.45
+DEFAULT_SIMILARITY_UNVERIFIED = 0.9
 
 #: In fast mode a JPEG is decoded at reduced scale only while its shorter side stays at least
 #: this many pixels (lookalike.imaging.decode). 4 x the largest default working grid (64 for whash
@@ -38,10 +49,23 @@ DEFAULT_DECODE_TIMEOUT = 60.0
 #: How to install each optional extra; messages about a missing package end with these.
 INSTALL_HINTS = {
     "dask": "pip install 'lookalike[dask]'",
+    "embed": "pip install 'lookalike[embed]'",
     "heif": "pip install 'lookalike[heif]'",
     "hf": "pip install 'lookalike[hf]'",
     "raw": "pip install 'lookalike[raw]'",
 }
+
+def import_extra(module: str, needed_for: str, extra: str) -> Any:
+    """Import an optional dependency, or raise :class:`ConfigError` saying ``needed_for``
+    needs it and how to install it (the ``extra``'s :data:`INSTALL_HINTS` line)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"{needed_for} needs {exc.name or module}, which is missing; install "
+                          f"it with: {INSTALL_HINTS[extra]}") from None
+
 
 #: Version of the decoding rules (lookalike.imaging.decode): bump when decoding changes hash values,
 #: which invalidates caches. Whether HEIF and camera RAW decoding are available is part of it,
@@ -196,6 +220,17 @@ class ScanConfig:
             limit). Enforced by the process executor; ``workers=1`` runs in-process, unguarded.
         pixel_digest: also compute a digest of decoded pixels (needs full decoding).
         follow_symlinks: walk into symlinked files and folders.
+        embed: also compute a copy-detection embedding of every image with this model (a
+            name such as ``sscd-distilled``, or a path to an ``.onnx`` file; see
+            ``docs/embeddings.md``), so crops, padding, small rotations and screenshots are
+            found too. ``None``: hashes only.
+        similarity: cosine similarity (0..1] from which two images' embeddings propose a
+            match; ``None`` (the default) is :data:`DEFAULT_SIMILARITY`, or
+            :data:`DEFAULT_SIMILARITY_UNVERIFIED` without ``verify``, stored here resolved.
+            Only used with ``embed``.
+        verify: an embedding match joins a group only when the pictures, aligned, have
+            matching hashes (:mod:`lookalike.imaging.align`); off, every match joins (more
+            found, and photos of one scene taken for copies).
         workers: worker processes (``None`` = all cores, 1 = in-process).
     """
 
@@ -210,6 +245,9 @@ class ScanConfig:
     decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT
     pixel_digest: bool = True
     follow_symlinks: bool = False
+    embed: str | None = None
+    similarity: float | None = None
+    verify: bool = True
     workers: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -235,6 +273,16 @@ class ScanConfig:
                 f"threshold {threshold} is more than half the {nbits} bits of "
                 f"{self.method} at hash_size {size}: unrelated pictures would match; use "
                 f"0..{nbits // 2} (its default is {method.default_threshold(size)})")
+        if self.similarity is None:
+            object.__setattr__(self, "similarity", DEFAULT_SIMILARITY if self.verify
+                               else DEFAULT_SIMILARITY_UNVERIFIED)
+        similarity = self.similarity
+        if (isinstance(similarity, bool) or not isinstance(similarity, int | float)
+                or not 0 < similarity <= 1):
+            raise ConfigError(f"similarity {similarity!r} is not a cosine similarity in (0, 1] "
+                              f"(the default is {DEFAULT_SIMILARITY})")
+        if self.embed is not None and (not isinstance(self.embed, str) or not self.embed):
+            raise ConfigError("embed must name a model (such as sscd-distilled) or an .onnx file")
         if self.grouping not in ("components", "star"):
             raise ConfigError("grouping must be 'components' or 'star'")
         if self.decode not in ("fast", "full"):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FileFacts", "Group", "Hash", "ImageRecord", "Member", "make_record",
-           "positional_constructor"]
+__all__ = ["MATCH_KINDS", "FileFacts", "Group", "Hash", "ImageRecord", "Member",
+           "embedding_array", "embedding_bytes", "make_record", "positional_constructor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,18 +156,30 @@ class ImageRecord:
     source: str = ""
     aliases: tuple[str, ...] = ()
     facts: FileFacts | None = None
+    embedding: bytes | None = None
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
 
 
+#: How a member came into its group (:attr:`Member.match`): its hash lies within the
+#: threshold of another member's (``hash``, also every exact duplicate), or only its
+#: embedding matched: similar enough on its own (``embedding``), or in the uncertain band of
+#: similarity and then confirmed by a second test (``verified``).
+MATCH_KINDS = ("hash", "embedding", "verified")
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A group member and its hash distance (bits) to the group's representative."""
+    """A group member: its hash distance (bits) to the group's representative, how it
+    matched (:data:`MATCH_KINDS`) and, when the scan computed embeddings, its cosine
+    similarity to the representative."""
 
     record: ImageRecord
     distance: int
+    match: str = "hash"
+    similarity: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,4 +233,24 @@ def positional_constructor(cls: type[Any], fields: tuple[str, ...]) -> Callable[
 #: (see :func:`positional_constructor` for why it exists).
 make_record: Callable[..., ImageRecord] = positional_constructor(ImageRecord, (
     "path", "size_bytes", "mtime_ns", "width", "height", "format", "hash", "digest",
-    "pixel_digest", "source", "aliases", "facts"))
+    "pixel_digest", "source", "aliases", "facts", "embedding"))
+
+
+def embedding_array(records: Sequence[ImageRecord]) -> Any:
+    """The ``embedding`` of every record as one float32 NumPy matrix (one row each, of
+    length 1 again after float16 rounding); every record must have one, all of the same
+    length."""
+    import numpy as np  # here: ``import lookalike`` loads this module and stays light
+
+    if not records:
+        return np.zeros((0, 0), dtype=np.float32)
+    blob = b"".join([r.embedding for r in records])  # type: ignore[misc]
+    vectors = np.frombuffer(blob, dtype="<f2").reshape(len(records), -1).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def embedding_bytes(vector: Any) -> bytes:
+    """One L2-normalised vector as :attr:`ImageRecord.embedding` stores it."""
+    import numpy as np
+
+    return np.asarray(vector, dtype="<f2").tobytes()

@@ -35,6 +35,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -44,13 +45,20 @@ from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError, Problem
 from lookalike.events import NullReporter, Reporter
 from lookalike.grouping.confirm import full_config, needs_exact_hash
-from lookalike.grouping.groups import Edges, assemble_groups, cluster_records, record_edges
+from lookalike.grouping.embedded import embedding_links, to_verify
+from lookalike.grouping.groups import (
+    Edges,
+    assemble_groups,
+    cluster_records,
+    link_matches,
+    record_edges,
+)
 from lookalike.inputs.listing import INPUT_FORMATS, InputFormat, format_of, list_inputs
 from lookalike.inputs.read import digest_files
 from lookalike.inputs.remote import is_url
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import Group, ImageRecord
-from lookalike.worker import ChunkResult, HashWorker
+from lookalike.worker import ChunkResult, HashWorker, embedder_for
 
 if TYPE_CHECKING:
     from lookalike.executors.base import Executor
@@ -73,6 +81,11 @@ class ScanResult:
     config: ScanConfig
     roots: list[str]
     stats: dict[str, Any] = field(default_factory=dict)
+    #: With embeddings: each pair of paths (a < b) whose embeddings are similar and that
+    #: ended in one group, with how it matched (``verified``: the pair, or a chain through
+    #: its group, passed verification; ``embedding``: verification was off) and its cosine
+    #: similarity. Leakage reports these as matches.
+    embedding_matches: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
 
     @property
     def duplicates(self) -> int:
@@ -134,6 +147,8 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         raise ConfigError("the batch size must be >= 1")
     reporter = reporter or NullReporter()
     options = dict(storage_options or {})
+    if config.embed is not None:
+        embedder_for(config)  # a missing model or runtime is a ConfigError before any work
     t0 = time.perf_counter()
     with ExitStack() as resources:
         pool = _Pool(config, executor, engine, scheduler)
@@ -176,10 +191,13 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         confirm_stats = _confirm(records, items, config, worker, pool, cache, edges,
                                  reporter, retries, batch_size)
         near = edges.get(records, config.threshold)
-        clusters = cluster_records(records, config.threshold, config.grouping, near)
+        links, proposed, embed_stats = _embedding_links(records, items, config, near, options)
+        clusters = cluster_records(records, config.threshold, config.grouping, near, links)
         local = {e.path for e in items if type(e) is FileEntry}.__contains__
+        hashed_records = records
         groups, records, digest_problems, digested = _digest_members(
-            records, clusters, near, local, config, cache)
+            records, clusters, near, links, local, config, cache)
+        embedding_matches = _holding(hashed_records, proposed, links, groups, config)
         for p in digest_problems:
             reporter.problem(p)
         problems.extend(digest_problems)
@@ -205,6 +223,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
            if k not in ("files_seen", "skipped_non_image", "skipped_symlinks")},
         "workers": pool.workers,
         **confirm_stats,
+        **embed_stats,
         "digested": digested,
         # Hash values the last scan of these inputs did not have (all on a first scan). With
         # none, the edges kept from that scan are used and nothing is searched.
@@ -218,7 +237,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     }
     reporter.close()
     return ScanResult(groups=groups, errors=problems, records=records, config=config,
-                      roots=roots, stats=stats)
+                      roots=roots, stats=stats, embedding_matches=embedding_matches)
 
 
 class _Pool:
@@ -502,7 +521,8 @@ def _confirm(records: list[ImageRecord], items: Sequence[Any], config: ScanConfi
             records[i] = dataclasses.replace(
                 rec, source=records[i].source, aliases=records[i].aliases,
                 digest=rec.digest or records[i].digest,
-                facts=rec.facts if rec.facts is not None else records[i].facts)
+                facts=rec.facts if rec.facts is not None else records[i].facts,
+                embedding=records[i].embedding)
     return {"exact_needed": len(picked), "exact_hashed": len(todo),
             "exact_failed": len(picked) - sum(1 for i in picked if records[i].path in by_exact)}
 
@@ -528,9 +548,108 @@ class _EdgeStore:
         return edges
 
 
+def _embedding_links(records: Sequence[ImageRecord], items: Sequence[Any],
+                     config: ScanConfig, near: Edges, options: Mapping[str, Any]
+                     ) -> tuple[dict[tuple[int, int], str], dict[tuple[int, int], float],
+                                dict[str, int]]:
+    """Phase 3b: with ``config.embed``, the record pairs (i < j) that embeddings join, and
+    how (``verified``, or ``embedding`` when ``config.verify`` is off); also every pair the
+    embeddings proposed, with its similarity, and stats.
+
+    Verification (:mod:`lookalike.imaging.align`) reads and decodes the files of the pairs
+    it tries once more, on the driver: only pairs joining two different hash groups, the
+    best :data:`~lookalike.grouping.embedded.TRIES` of each (:func:`to_verify`)."""
+    if config.embed is None:
+        return {}, {}, {}
+    assert config.similarity is not None  # resolved by ScanConfig
+    proposed = embedding_links(records, config.similarity)
+    stats = {"embedded": sum(r.embedding is not None for r in records),
+             "embedding_pairs": len(proposed)}
+    if not config.verify:
+        return dict.fromkeys(proposed, "embedding"), proposed, stats
+    from lookalike.imaging.align import MAX_DISTANCE, aligned_distance
+
+    n = len(records)
+    part_of = list(range(n))
+    for k, cluster in enumerate(cluster_records(records, config.threshold, "components",
+                                                near)):
+        for i in cluster:
+            part_of[i] = n + k
+    by_path = {e.path: e for e in items}
+    features = _Features(records, by_path, config, options)
+
+    def first_verified(candidates: list[tuple[int, int]]) -> tuple[tuple[int, int] | None, int]:
+        for tried, (i, j) in enumerate(candidates, start=1):
+            a, b = features.get(i), features.get(j)
+            distance = aligned_distance(a, b) if a is not None and b is not None else None
+            if distance is not None and distance <= MAX_DISTANCE:
+                return (i, j), tried
+        return None, len(candidates)
+
+    # OpenCV and the decoders release the GIL: threads verify in parallel (one result per
+    # candidate list, in order, so the outcome does not depend on timing).
+    with ThreadPoolExecutor(config.resolved_workers) as pool:
+        outcomes = list(pool.map(first_verified, to_verify(proposed, part_of)))
+    links = {pair: "verified" for pair, _ in outcomes if pair is not None}
+    stats.update(verify_tried=sum(tried for _, tried in outcomes), verified=len(links),
+                 verify_read=len(features.done))
+    return links, proposed, stats
+
+
+def _holding(records: Sequence[ImageRecord], proposed: Mapping[tuple[int, int], float],
+             links: Mapping[tuple[int, int], str], groups: Sequence[Group],
+             config: ScanConfig) -> dict[tuple[str, str], tuple[str, float]]:
+    """:attr:`ScanResult.embedding_matches`: the ``proposed`` pairs (indices into
+    ``records``) whose two files ended in one group."""
+    group_of = {m.record.path: g.id for g in groups for m in g.members}
+    kind = "verified" if config.verify else "embedding"
+    out = {}
+    for (i, j), sim in proposed.items():
+        a, b = records[i].path, records[j].path
+        if group_of.get(a) is not None and group_of.get(a) == group_of.get(b):
+            out[(a, b) if a < b else (b, a)] = (links.get((i, j), kind), sim)
+    return out
+
+
+class _Features:
+    """Verification features (:func:`lookalike.imaging.align.features`) of records, each
+    read and decoded once; None for a file that cannot be read now (it stays unverified)."""
+
+    def __init__(self, records: Sequence[ImageRecord], by_path: Mapping[str, Any],
+                 config: ScanConfig, options: Mapping[str, Any]) -> None:
+        self.records, self.by_path, self.config, self.options = records, by_path, config, options
+        self.done: dict[int, Any] = {}
+
+    def get(self, i: int) -> Any:
+        if i not in self.done:
+            self.done[i] = self._load(self.records[i])
+        return self.done[i]
+
+    def _load(self, record: ImageRecord) -> Any:
+        from lookalike.errors import DecodeError
+        from lookalike.imaging.align import features
+        from lookalike.imaging.decode import decode_bytes
+        from lookalike.inputs.read import Refused, max_file_bytes, read_regular
+
+        entry = self.by_path.get(record.path)
+        try:
+            if entry is None or type(entry) is FileEntry:
+                data, _ = read_regular(record.path, max_file_bytes(self.config.max_pixels))
+            else:
+                from lookalike.inputs.remote import RemoteReader
+
+                ((_, data),) = RemoteReader(self.options).read([entry])
+                if isinstance(data, Problem):
+                    return None
+            pic, _, _ = decode_bytes(data, mode="fast", max_pixels=self.config.max_pixels)
+        except (OSError, Refused, DecodeError):
+            return None  # gone or changed since it was hashed: left unverified
+        return features(pic)
+
+
 def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges: Edges,
-                    local: Callable[[str], bool], config: ScanConfig,
-                    cache: HashCache | None
+                    links: dict[tuple[int, int], str], local: Callable[[str], bool],
+                    config: ScanConfig, cache: HashCache | None
                     ) -> tuple[list[Group], list[ImageRecord], list[Problem], int]:
     """Phase 3c: digest the group members (and files with aliases) that are ``local`` files
     and have no digest yet, on threads (items read from elsewhere were digested when read).
@@ -546,7 +665,8 @@ def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges
     want = [r for i, r in enumerate(records)
             if (i in members or r.aliases) and r.digest is None and local(r.path)]
     if not want:
-        return assemble_groups(records, clusters), records, [], 0
+        return (assemble_groups(records, clusters, link_matches(records, clusters, edges, links)),
+                records, [], 0)
     digests, problems = digest_files(want, config.resolved_workers)
     if digests and cache is not None:
         # Also under the full-decode settings: a confirmed member's record comes from there.
@@ -554,12 +674,17 @@ def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges
         cache.set_digests([(r.path, r.size_bytes, r.mtime_ns, digests[r.path])
                            for r in want if r.path in digests], configs)
     gone = {p.path for p in problems}
+    kept = [i for i, r in enumerate(records) if r.path not in gone]
     records = [dataclasses.replace(r, digest=digests[r.path]) if r.path in digests else r
                for r in records if r.path not in gone]
     if gone:
         # A member left: its group may split, and in star grouping a record it had taken
         # may now join another leader, so everything is grouped again.
-        clusters = cluster_records(records, config.threshold, config.grouping,
-                                   record_edges(records, config.threshold, edges))
+        new_index = {old: new for new, old in enumerate(kept)}
+        links = {(new_index[a], new_index[b]): kind for (a, b), kind in links.items()
+                 if a in new_index and b in new_index}
+        edges = record_edges(records, config.threshold, edges)
+        clusters = cluster_records(records, config.threshold, config.grouping, edges, links)
     # Otherwise the same records in the same order, now with digests: the same clusters.
-    return assemble_groups(records, clusters), records, problems, len(want)
+    return (assemble_groups(records, clusters, link_matches(records, clusters, edges, links)),
+            records, problems, len(want))

@@ -9,10 +9,11 @@ through :func:`hash_data`. A bad file never raises: it becomes a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.config import ScanConfig
 from lookalike.errors import DecodeError, Problem
@@ -21,7 +22,14 @@ from lookalike.inputs.read import Refused, max_file_bytes, read_problem, read_re
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import ImageRecord
 
-__all__ = ["ChunkResult", "HashWorker", "hash_data", "hash_file"]
+if TYPE_CHECKING:
+    from lookalike.imaging.embed import Embedder
+
+__all__ = ["EMBED_BATCH", "ChunkResult", "HashWorker", "embedder_for", "hash_data",
+           "hash_file"]
+
+#: Images per run of the embedding model in a worker.
+EMBED_BATCH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +47,17 @@ def hash_data(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, source:
 
     ``digest=False`` leaves the record's ``digest`` None. The record's ``facts`` (what the
     header says, for the keep policy) are read from the same bytes, so no scan opens a
-    group member's file again for them."""
+    group member's file again for them. With ``config.embed`` the record carries the
+    image's embedding too, from the same decoded picture."""
+    out, pending = _hash_picture(data, path=path, size_bytes=size_bytes, mtime_ns=mtime_ns,
+                                 source=source, config=config, digest=digest)
+    return _embedded([(out, pending)], config)[0] if pending is not None else out
+
+
+def _hash_picture(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, source: str,
+                  config: ScanConfig, digest: bool) -> tuple[ImageRecord | Problem, Any]:
+    """:func:`hash_data` without the embedding: the record (or problem) and, with
+    ``config.embed``, the model's input made from the picture (else None)."""
     from lookalike.imaging.decode import decode_bytes
     from lookalike.imaging.facts import bytes_facts
     from lookalike.imaging.hashes import get_method
@@ -50,19 +68,70 @@ def hash_data(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, source:
             want_pixel_digest=config.pixel_digest,
         )
     except DecodeError as exc:
-        return Problem(path=path, stage="decode", error=exc.reason, message=str(exc))
+        return Problem(path=path, stage="decode", error=exc.reason, message=str(exc)), None
     try:
         h = get_method(config.method).hash(pic, config.resolved_hash_size, config.invariant,
                                              config.trim_borders)
     except Exception as exc:
         return Problem(path=path, stage="hash", error="hash-failed",
-                       message=f"{type(exc).__name__}: {exc}")
+                       message=f"{type(exc).__name__}: {exc}"), None
+    pending = None
+    if config.embed is not None:
+        try:
+            pending = embedder_for(config).prepare(pic)
+        except Exception as exc:
+            return _embed_problem(path, exc), None
     width, height = pic.full_size
     return ImageRecord(
         path=path, size_bytes=size_bytes, mtime_ns=mtime_ns, width=width, height=height,
         format=fmt, hash=h, digest=hashlib.sha256(data).hexdigest() if digest else None,
         pixel_digest=pixel_digest, source=source, facts=bytes_facts(data),
-    )
+    ), pending
+
+
+def embedder_for(config: ScanConfig) -> Embedder:
+    """This process's :class:`~lookalike.imaging.embed.Embedder` for ``config.embed``
+    (loaded once per process). Worker processes run one inference thread each: the scan
+    already runs one process per core."""
+    from lookalike.imaging.embed import DEFAULT_SIDE, load_embedder
+
+    assert config.embed is not None
+    return load_embedder(config.embed, DEFAULT_SIDE,
+                         1 if config.resolved_workers > 1 else None)
+
+
+def _embed_problem(path: str, exc: BaseException) -> Problem:
+    return Problem(path=path, stage="embed", error="embed-failed",
+                   message=f"{type(exc).__name__}: {exc}")
+
+
+def _embedded(batch: Sequence[tuple[ImageRecord | Problem, Any]], config: ScanConfig
+              ) -> list[ImageRecord | Problem]:
+    """The records of ``batch`` ((record, model input) pairs from :func:`_hash_picture`)
+    with their embeddings, computed in one run of the model (one at a time if that fails,
+    so one bad input costs only its own file)."""
+    from lookalike.model import embedding_bytes
+
+    embedder = embedder_for(config)
+    inputs = [x for _, x in batch]
+    try:
+        vectors = list(embedder.embed(inputs))
+    except Exception:
+        vectors = []
+        for x in inputs:
+            try:
+                vectors.append(embedder.embed([x])[0])
+            except Exception as exc:
+                vectors.append(exc)
+    out: list[ImageRecord | Problem] = []
+    for (rec, _), v in zip(batch, vectors, strict=True):
+        if isinstance(rec, Problem):
+            out.append(rec)
+        elif isinstance(v, BaseException):
+            out.append(_embed_problem(rec.path, v))
+        else:
+            out.append(dataclasses.replace(rec, embedding=embedding_bytes(v)))
+    return out
 
 
 def hash_file(entry: FileEntry, config: ScanConfig, *, digest: bool = True
@@ -71,12 +140,19 @@ def hash_file(entry: FileEntry, config: ScanConfig, *, digest: bool = True
     for a bad file. Read by :func:`~lookalike.inputs.read.read_regular`: a FIFO is not
     opened, a file too big for any image within ``config.max_pixels`` is not read, a file
     that changed while it was read is ``changed-during-scan``."""
+    out, pending = _hash_entry(entry, config, digest)
+    return _embedded([(out, pending)], config)[0] if pending is not None else out
+
+
+def _hash_entry(entry: FileEntry, config: ScanConfig, digest: bool
+                ) -> tuple[ImageRecord | Problem, Any]:
     try:
         data, st = read_regular(entry.path, max_file_bytes(config.max_pixels))
     except (OSError, Refused) as exc:
-        return read_problem(entry.path, exc)
-    return hash_data(data, path=entry.path, size_bytes=st.st_size, mtime_ns=st.st_mtime_ns,
-                     source=entry.source, config=config, digest=digest)
+        return read_problem(entry.path, exc), None
+    return _hash_picture(data, path=entry.path, size_bytes=st.st_size,
+                         mtime_ns=st.st_mtime_ns, source=entry.source, config=config,
+                         digest=digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +180,28 @@ class HashWorker(PerItemWork[Any, "ImageRecord | Problem", ChunkResult]):
         return self.config.decode_timeout
 
     def results(self, chunk: Sequence[Any]) -> Iterator[ImageRecord | Problem]:
-        """The record or problem of each item of ``chunk``, local files first."""
+        """The record or problem of each item of ``chunk``, local files first. With
+        ``config.embed``, results come per batch of :data:`EMBED_BATCH` images: the model
+        runs once per batch (each waits at most a batch's time, far below any time limit)."""
+        config = self.config
+        waiting: list[tuple[ImageRecord | Problem, Any]] = []
+        for out, pending in self._hashed(chunk):
+            if pending is None:
+                yield out
+                continue
+            waiting.append((out, pending))
+            if len(waiting) >= EMBED_BATCH:
+                yield from _embedded(waiting, config)
+                waiting = []
+        if waiting:
+            yield from _embedded(waiting, config)
+
+    def _hashed(self, chunk: Sequence[Any]) -> Iterator[tuple[ImageRecord | Problem, Any]]:
         remote = []
+        config = self.config
         for entry in chunk:
             if type(entry) is FileEntry:
-                yield hash_file(entry, self.config, digest=self.file_digest)
+                yield _hash_entry(entry, config, self.file_digest)
             else:
                 remote.append(entry)
         if remote:
@@ -116,9 +209,9 @@ class HashWorker(PerItemWork[Any, "ImageRecord | Problem", ChunkResult]):
 
             for entry, data in RemoteReader(self.storage_options).read(remote):
                 # Remote bytes are read once: their digest costs nothing more now.
-                yield data if isinstance(data, Problem) else hash_data(
+                yield (data, None) if isinstance(data, Problem) else _hash_picture(
                     data, path=entry.path, size_bytes=len(data), mtime_ns=entry.mtime_ns,
-                    source=entry.source, config=self.config)
+                    source=entry.source, config=config, digest=True)
 
     def gather(self, results: list[ImageRecord | Problem]) -> ChunkResult:
         """The batch's :class:`ChunkResult`."""

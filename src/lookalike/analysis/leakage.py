@@ -52,11 +52,15 @@ class SplitSet:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeakMatch:
-    """A reference image that matches a leaking image, ``distance`` bits away."""
+    """A reference image that matches a leaking image, ``distance`` bits away; ``match``
+    says how (:data:`~lookalike.model.MATCH_KINDS`), ``similarity`` is the embeddings'
+    cosine similarity when the pair matched by them."""
 
     path: str
     set: str
     distance: int
+    match: str = "hash"
+    similarity: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +102,8 @@ class Leakage:
             "overlap": {"sets": [s.name for s in self.sets],
                         "matrix": [list(row) for row in self.overlap]},
             "matches": [{"path": lk.path, "set": lk.set,
-                         "matches": [{"path": m.path, "set": m.set, "distance": m.distance}
+                         "matches": [{"path": m.path, "set": m.set, "distance": m.distance,
+                                      "match": m.match, "similarity": m.similarity}
                                      for m in lk.matches]} for lk in self.leaks],
             "purge": list(self.purge),
         }
@@ -115,7 +120,9 @@ class Leakage:
         for lk in shown:
             best = lk.matches[0]
             more = f" (+{len(lk.matches) - 1} more)" if len(lk.matches) > 1 else ""
-            lines.append(f"  {lk.path}  ~  {best.path} (d={best.distance}){more}")
+            how = (f"d={best.distance}" if best.match == "hash"
+                   else f"{best.match} {best.similarity:.2f}")
+            lines.append(f"  {lk.path}  ~  {best.path} ({how}){more}")
         if max_items is not None and len(self.leaks) > max_items:
             lines.append(f"  ... {len(self.leaks) - max_items} more in the report")
         if len(self.sets) > 2:
@@ -174,8 +181,12 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     Raises:
         ConfigError: a reference root that was not scanned, no other set, or no threshold.
 
+    A scan with embeddings also reports its :attr:`~lookalike.pipeline.ScanResult.embedding_matches`
+    that cross sets.
+
     Cost: one exact Hamming search over all images (:func:`lookalike.grouping.groups.near_pairs`).
     """
+    embedded: dict[tuple[str, str], tuple[str, float]] = {}
     if isinstance(scan, Sequence):
         records = list(scan)
         if threshold is None:
@@ -183,6 +194,7 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     else:
         records = list(scan.records)
         threshold = scan.config.threshold if threshold is None else threshold
+        embedded = scan.embedding_matches
         roots = roots if roots is not None else scan.roots
     if roots is None:
         roots = list(dict.fromkeys(r.source for r in sorted(records, key=lambda r: r.path)))
@@ -217,19 +229,27 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     if -1 in set_of:
         bad = recs[set_of.index(-1)]
         raise ConfigError(f"{bad.path} comes from {bad.source!r}, which is not a scanned set")
-    pairs = near_pairs(recs, threshold)
+    # (i, j) -> (distance, how, similarity); hash matches first, embeddings add the rest.
+    pairs: dict[tuple[int, int], tuple[int, str, float | None]] = {
+        pair: (d, "hash", None) for pair, d in near_pairs(recs, threshold).items()}
+    if embedded:  # the scan's embedding matches (ScanResult.embedding_matches)
+        at = {r.path: k for k, r in enumerate(recs)}
+        for (a, b), (how, sim) in embedded.items():
+            if a in at and b in at:
+                i, j = sorted((at[a], at[b]))
+                pairs.setdefault((i, j), (recs[i].hash - recs[j].hash, how, sim))
 
     hits: dict[tuple[int, int], set[int]] = defaultdict(set)  # (set a, set b) -> images of a
-    leak_matches: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for (i, j), d in pairs.items():
+    leak_matches: dict[int, list[tuple[int, tuple[int, str, float | None]]]] = defaultdict(list)
+    for (i, j), found in pairs.items():
         a, b = set_of[i], set_of[j]
         hits[(a, b)].add(i)
         hits[(b, a)].add(j)
         ra, rb = roots[a] in ref_set, roots[b] in ref_set
         if rb and not ra:
-            leak_matches[i].append((j, d))
+            leak_matches[i].append((j, found))
         if ra and not rb:
-            leak_matches[j].append((i, d))
+            leak_matches[j].append((i, found))
     n = len(roots)
     overlap = tuple(tuple(len(hits.get((a, b), ())) for b in range(n)) for a in range(n))
     per_set = [0] * n
@@ -244,12 +264,16 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     leaks: list[Leak] = []
     groups: list[Group] = []
     for i in sorted(leak_matches, key=lambda i: recs[i].path):
-        found = sorted(leak_matches[i], key=lambda jd: (jd[1], recs[jd[0]].path))
-        matches = tuple(LeakMatch(path=recs[j].path, set=names[roots[set_of[j]]], distance=d)
-                        for j, d in found)
+        # Closest first: hash matches by distance, then embedding matches by similarity.
+        found = sorted(leak_matches[i], key=lambda jf: (
+            jf[1][1] != "hash", jf[1][0] if jf[1][1] == "hash" else -(jf[1][2] or 0),
+            recs[jf[0]].path))
+        matches = tuple(LeakMatch(path=recs[j].path, set=names[roots[set_of[j]]], distance=d,
+                                  match=how, similarity=sim) for j, (d, how, sim) in found)
         leaks.append(Leak(path=recs[i].path, set=names[roots[set_of[i]]], matches=matches))
         # The leaking image is the representative, so every distance is a real match distance.
-        members = (Member(recs[i], 0), *(Member(recs[j], d) for j, d in found))
+        members = (Member(recs[i], 0), *(Member(recs[j], d, how, sim)
+                                         for j, (d, how, sim) in found))
         groups.append(Group(id=len(groups) + 1, members=members, representative=recs[i].path,
                             kind=group_kind(members)))
     return Leakage(threshold=threshold, sets=sets, leaks=tuple(leaks), overlap=overlap,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from lookalike.config import INSTALL_HINTS
+from lookalike.config import import_extra
 from lookalike.errors import ConfigError
 
 __all__ = ["DaskExecutor"]
@@ -32,14 +32,7 @@ _RESIZE_SECONDS = 2.0
 
 
 def _import_distributed() -> Any:
-    try:
-        import distributed
-    except ImportError as exc:
-        raise ConfigError(
-            f"the dask engine needs dask.distributed ({exc.name} is missing); "
-            f"install it with: {INSTALL_HINTS['dask']}"
-        ) from None
-    return distributed
+    return import_extra("distributed", "the dask engine", "dask")
 
 
 class DaskExecutor:

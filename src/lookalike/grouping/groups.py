@@ -16,7 +16,7 @@ Results never depend on input order or worker count: records are sorted by path 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Literal
@@ -28,8 +28,8 @@ from lookalike.model import Group, ImageRecord, Member
 # a scan).
 
 __all__ = ["Edges", "GroupMode", "assemble_groups", "build_groups", "cluster_records",
-           "find_edges", "group_kind", "near_pairs", "neighbour_mask", "record_edges",
-           "segment_rows"]
+           "find_edges", "group_kind", "link_matches", "near_pairs", "neighbour_mask",
+           "record_edges", "segment_rows"]
 
 GroupMode = Literal["components", "star"]
 
@@ -152,8 +152,14 @@ class _Graph:
     of identical hashes (100k blank images cost O(100k)).
     """
 
-    def __init__(self, records: Sequence[ImageRecord], edges: Edges) -> None:
+    def __init__(self, records: Sequence[ImageRecord], edges: Edges,
+                 links: Iterable[tuple[int, int]] = ()) -> None:
         self.n = len(records)
+        # Record pairs matched by another signal than their hashes (embeddings).
+        self._extra: dict[int, list[int]] = defaultdict(list)
+        for a, b in links:
+            self._extra[a].append(b)
+            self._extra[b].append(a)
         self._codes = [r.hash.segments for r in records]
         first: dict[int, int] = {}  # code -> its first (smallest) owner
         shared: dict[int, list[int]] = {}  # code -> its owners, for codes of 2+ records
@@ -197,6 +203,9 @@ class _Graph:
             if fa != fb:
                 a.append(fa)
                 b.append(fb)
+        for i, others in self._extra.items():
+            a.extend([i] * len(others))
+            b.extend(others)
         return a, b
 
     def components(self) -> list[list[int]]:
@@ -223,20 +232,22 @@ class _Graph:
             comps[find(x)].append(x)
         return [c for c in comps.values() if len(c) > 1]
 
-    def neighbours(self, i: int) -> set[int]:
+    def neighbours(self, i: int, *, hashes_only: bool = False) -> set[int]:
         adj = self._adjacency()
         out: set[int] = set()
         for v in self._codes[i]:
             out.update(self._owners(v))
             for h in adj.get(v, ()):
                 out.update(self._owners(h))
+        if not hashes_only:
+            out.update(self._extra.get(i, ()))
         out.discard(i)
         return out
 
     def has_neighbours(self, i: int) -> bool:
         if self._hot is None:  # the codes with another owner or a near code
             self._hot = self._shared.keys() | {c for pair in self._pairs for c in pair}
-        return not self._hot.isdisjoint(self._codes[i])
+        return not self._hot.isdisjoint(self._codes[i]) or i in self._extra
 
 
 def record_edges(records: Sequence[ImageRecord], max_distance: int,
@@ -290,15 +301,16 @@ def build_groups(records: Sequence[ImageRecord], max_distance: int,
 
 
 def cluster_records(recs: Sequence[ImageRecord], max_distance: int,
-                    mode: GroupMode = "components", edges: Edges | None = None
-                    ) -> list[list[int]]:
+                    mode: GroupMode = "components", edges: Edges | None = None,
+                    links: Iterable[tuple[int, int]] = ()) -> list[list[int]]:
     """The clusters :func:`build_groups` makes of ``recs`` (sorted by path), as lists of
     indices into ``recs``, the representative first: the search and graph part of grouping,
     which :func:`assemble_groups` turns into groups. ``edges``: :func:`record_edges` of
-    ``recs`` at ``max_distance``, if known (a re-scan keeps the previous scan's)."""
+    ``recs`` at ``max_distance``, if known (a re-scan keeps the previous scan's).
+    ``links``: more pairs of record indices that match (by their embeddings)."""
     if max_distance < 0:
         raise ValueError("max_distance must be >= 0")
-    graph = _Graph(recs, edges or record_edges(recs, max_distance))
+    graph = _Graph(recs, edges or record_edges(recs, max_distance), links)
     if mode == "components":
         clusters = graph.components()
         reps = [min(c, key=lambda i: _quality_key(recs[i])) for c in clusters]
@@ -310,15 +322,55 @@ def cluster_records(recs: Sequence[ImageRecord], max_distance: int,
     return [[rep, *(i for i in c if i != rep)] for c, rep in zip(clusters, reps, strict=True)]
 
 
-def assemble_groups(recs: Sequence[ImageRecord], clusters: Sequence[Sequence[int]]
-                    ) -> list[Group]:
-    """Groups from :func:`cluster_records` output: members ordered, numbered, typed."""
+def link_matches(recs: Sequence[ImageRecord], clusters: Sequence[Sequence[int]],
+                 edges: Edges, links: Mapping[tuple[int, int], str]) -> dict[int, str]:
+    """How the members of ``clusters`` came into their group, when embeddings joined it:
+    ``links`` maps record pairs (i < j) matched by embeddings to ``embedding`` or
+    ``verified``. The members that hash matches tie to the representative are ``hash``
+    matches (left out of the result); every other member gets the kind of the embedding
+    links of its part of the group (the members hashes tie it to): ``embedding`` if any of
+    them is one, else ``verified`` (:data:`~lookalike.model.MATCH_KINDS`)."""
+    if not links:
+        return {}
+    graph = _Graph(recs, edges)
+    touching: dict[int, set[str]] = defaultdict(set)
+    for (a, b), kind in links.items():
+        touching[a].add(kind)
+        touching[b].add(kind)
+    out: dict[int, str] = {}
+    for cluster in clusters:
+        members = set(cluster)
+        seen: set[int] = set()
+        for start in cluster:  # the representative's part first: cluster[0]
+            if start in seen:
+                continue
+            part, todo = {start}, [start]
+            while todo:  # the members hash matches tie to ``start``
+                for j in graph.neighbours(todo.pop(), hashes_only=True) & members - part:
+                    part.add(j)
+                    todo.append(j)
+            seen |= part
+            if start == cluster[0]:
+                continue
+            kinds = set().union(*(touching.get(i, set()) for i in part))
+            out.update((i, "embedding" if "embedding" in kinds else "verified") for i in part)
+    return out
+
+
+def assemble_groups(recs: Sequence[ImageRecord], clusters: Sequence[Sequence[int]],
+                    matches: Mapping[int, str] | None = None) -> list[Group]:
+    """Groups from :func:`cluster_records` output: members ordered, numbered, typed.
+    ``matches``: :func:`link_matches` (members not in it are ``hash`` matches). Members
+    carry their cosine similarity to the representative when records have embeddings."""
+    matches = matches or {}
     built = []
     for cluster in clusters:
         rep = cluster[0]
         rep_hash = recs[rep].hash
+        sims = _similarities(recs, rep, cluster)
         members = sorted(
-            (Member(recs[i], 0 if i == rep else rep_hash - recs[i].hash) for i in cluster),
+            (Member(recs[i], 0 if i == rep else rep_hash - recs[i].hash,
+                    matches.get(i, "hash"), sims.get(i)) for i in cluster),
             key=lambda m: (m.record.path != recs[rep].path, m.distance, m.record.path),
         )
         built.append((members, recs[rep].path))
@@ -327,6 +379,19 @@ def assemble_groups(recs: Sequence[ImageRecord], clusters: Sequence[Sequence[int
         Group(id=k, members=tuple(members), representative=rep, kind=group_kind(members))
         for k, (members, rep) in enumerate(built, start=1)
     ]
+
+
+def _similarities(recs: Sequence[ImageRecord], rep: int, cluster: Sequence[int]
+                  ) -> dict[int, float]:
+    """Cosine similarity of each member's embedding to the representative's (rounded to
+    3 places: embeddings are kept as float16); empty when the records have none."""
+    if recs[rep].embedding is None or any(recs[i].embedding is None for i in cluster):
+        return {}
+    from lookalike.model import embedding_array
+
+    vectors = embedding_array([recs[i] for i in cluster])
+    sims = vectors @ vectors[0]
+    return {i: round(float(s), 3) for i, s in zip(cluster, sims.tolist(), strict=True)}
 
 
 def group_kind(members: Sequence[Member]) -> str:

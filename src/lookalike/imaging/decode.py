@@ -117,6 +117,11 @@ class Picture:
         """(width, height) of the pixels held."""
         return self._image.size
 
+    @property
+    def image(self) -> Image.Image:
+        """The picture itself (mode ``L`` or ``RGB``; shared, not a copy: do not change it)."""
+        return self._image
+
     def grey_image(self) -> Image.Image:
         """The picture in mode ``L`` (converted once)."""
         if self._grey is None:

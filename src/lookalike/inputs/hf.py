@@ -18,7 +18,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from lookalike.config import INSTALL_HINTS
+from lookalike.config import import_extra
 from lookalike.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,12 +33,7 @@ ROW_COLUMN = "row"
 
 
 def _datasets() -> Any:
-    try:
-        import datasets
-    except ImportError:
-        raise ConfigError("reading Hugging Face datasets needs the datasets package; install "
-                          f"it with: {INSTALL_HINTS['hf']}") from None
-    return datasets
+    return import_extra("datasets", "reading Hugging Face datasets", "hf")
 
 
 def is_dataset(obj: object) -> bool:

@@ -390,6 +390,9 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
             })
             # Set only when known: absent keys keep pages of 10,000 groups small.
             extra = {"o": _original_url(m["path"], facts.get(m["path"])),
+                     # How an embedding-only member matched, and its similarity.
+                     "mk": m.get("match") if m.get("match", "hash") != "hash" else None,
+                     "sim": m.get("similarity"),
                      "v": preview_url.get(m["path"]),
                      "x": _compact_facts(facts.get(m["path"]))}
             out_members[-1].update((k, v) for k, v in extra.items() if v is not None)

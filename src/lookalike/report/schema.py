@@ -10,10 +10,16 @@ Schema (``schema_version`` 1)::
     {"schema_version": 1, "tool": {"name", "version"}, "created": ISO-8601 UTC,
      "argv": [...], "config": {...}, "roots": [...], "keep_policy": {"rules", "protect"},
      "groups": [{"id", "kind", "representative", "keep": [paths kept], "members": [
-         {"path", "hash", "distance", "width", "height", "bytes", "format",
-          "mtime_ns", "digest", "pixel_digest", "source", "aliases"}]}],
+         {"path", "hash", "distance", "match", "similarity", "width", "height", "bytes",
+          "format", "mtime_ns", "digest", "pixel_digest", "source", "aliases"}]}],
      "errors": [{"path", "stage", "error", "message"}], "stats": {...},
      "leakage": {...}}  (only from `scan --reference`; see lookalike.analysis.leakage)
+
+``match`` says how the member came into its group: ``hash`` (its hash is within the threshold
+of another member's), ``embedding`` (only its copy-detection embedding matched) or
+``verified`` (its embedding was in the uncertain band and a second test confirmed it);
+``similarity`` is its embedding's cosine similarity to the representative's (null without
+``--embed``). Reports of earlier versions lack both keys (read as ``hash``, null).
 
 ``aliases`` are the member file's other paths (hard links, paths through symbolic links or
 overlapping roots): one file, listed once; reports of earlier versions lack the key.
@@ -72,10 +78,11 @@ SCHEMA_VERSION = 1
 DECISIONS_KIND = "lookalike-decisions"
 DECISIONS_SCHEMA_VERSION = 1
 #: Columns of the CSV view; ``keep`` (1 if the keep decisions keep the member) comes last so
-#: that readers of the older columns by position still work. Leakage reports add the two
+#: that readers of the older columns by position still work; ``match`` and ``similarity``
+#: (empty without embeddings) came later, so they follow it. Leakage reports add the two
 #: columns of :data:`CSV_LEAKAGE_FIELDS` after it.
 CSV_FIELDS = ["group", "kind", "representative", "path", "hash", "distance", "width", "height",
-              "bytes", "format", "mtime_ns", "digest", "keep"]
+              "bytes", "format", "mtime_ns", "digest", "keep", "match", "similarity"]
 #: ``set``: the name of the split (scan root) the member is in; ``purge``: 1 if the member is
 #: on the leakage purge list.
 CSV_LEAKAGE_FIELDS = ["set", "purge"]
@@ -87,7 +94,8 @@ FORMATS = ("json", "csv", "text", "paths", "paths0")
 def _member_dict(m: Member) -> dict[str, Any]:
     r = m.record
     return {
-        "path": r.path, "hash": str(r.hash), "distance": m.distance, "width": r.width,
+        "path": r.path, "hash": str(r.hash), "distance": m.distance, "match": m.match,
+        "similarity": m.similarity, "width": r.width,
         "height": r.height, "bytes": r.size_bytes, "format": r.format, "mtime_ns": r.mtime_ns,
         "digest": r.digest, "pixel_digest": r.pixel_digest, "source": r.source,
         "aliases": list(r.aliases),
@@ -203,7 +211,8 @@ def render_csv(result: ScanResult, *, keep: KeepSpec = None,
             r = m.record
             row = [g.id, g.kind, int(r.path == g.representative), r.path, str(r.hash),
                    m.distance, r.width, r.height, r.size_bytes, r.format or "", r.mtime_ns,
-                   r.digest, int(r.path in kept)]
+                   r.digest, int(r.path in kept), m.match,
+                   "" if m.similarity is None else m.similarity]
             if leakage is not None:
                 row += [set_names.get(r.source, ""), int(r.path in purge)]
             w.writerow(row)
@@ -290,8 +299,9 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
         for m in g.members:
             r = m.record
             mark = "*" if r.path in kept else " "
+            how = "" if m.match == "hash" else f"  [{m.match} {m.similarity:.2f}]"
             lines.append(f" {mark} d={m.distance:<3} {r.width}x{r.height:<6} "
-                         f"{human_bytes(r.size_bytes):>9}  {r.path}")
+                         f"{human_bytes(r.size_bytes):>9}  {r.path}{how}")
             lines.extend(f"{'':>28}= {a}  (same file)" for a in r.aliases)
     if max_groups is not None and len(result.groups) > max_groups:
         lines.append(f"\n... {plural(len(result.groups) - max_groups, 'more group')} in the "
@@ -365,7 +375,10 @@ def read_report(path: str | os.PathLike[str]) -> Report:
             for m in g["members"]:
                 if not os.path.isabs(m["path"]):
                     raise ReportError(f"{p}: group {g.get('id')} has a relative path {m['path']!r}")
-                members.append(Member(_record_from(m, method, nbits), int(m.get("distance", 0))))
+                similarity = m.get("similarity")
+                members.append(Member(_record_from(m, method, nbits), int(m.get("distance", 0)),
+                                      str(m.get("match", "hash")),
+                                      None if similarity is None else float(similarity)))
             extra = {k: v for k, v in g.items()
                      if k not in ("id", "kind", "representative", "members")}
             groups.append(Group(id=int(g["id"]), members=tuple(members),

@@ -38,12 +38,13 @@ if TYPE_CHECKING:
 
 __all__ = ["HashCache", "default_cache_path", "settings_key", "settings_of_key"]
 
-SCHEMA = 2  # 2: files.facts (a cache of schema 1 is migrated in place, see _create)
+# 2: files.facts; 3: files.embedding (older caches are migrated in place, see _create)
+SCHEMA = 3
 BATCH = 500  # rows per transaction: cheap commits, little work lost on a kill
 # Columns read back by lookup(), in the order it unpacks them: failures' details included,
 # so that a row and its problem come from one state of the cache (one statement).
 _COLUMNS = ("path, size, mtime_ns, ok, width, height, format, hash, nbits, digest, pixel_digest, "
-            "error, stage, message, facts")
+            "error, stage, message, facts, embedding")
 
 
 def _storable(path: str) -> bool:
@@ -67,25 +68,34 @@ def default_cache_path() -> Path:
 
 
 def settings_key(config: ScanConfig) -> str:
-    """Everything that changes a stored value, as one string."""
+    """Everything that changes a stored value, as one string. With ``config.embed``, the
+    model's identity (its file's content and input size) too: rows then hold embeddings."""
     from lookalike.config import DECODER_VERSION
 
-    return (f"{config.method}/{config.resolved_hash_size}/{config.decode}/"
-            f"pd{int(config.pixel_digest)}/inv-{config.invariant}/trim{int(config.trim_borders)}/"
-            f"dec{DECODER_VERSION}")
+    key = (f"{config.method}/{config.resolved_hash_size}/{config.decode}/"
+           f"pd{int(config.pixel_digest)}/inv-{config.invariant}/trim{int(config.trim_borders)}/"
+           f"dec{DECODER_VERSION}")
+    if config.embed is not None:
+        from lookalike.imaging.embed import model_identity
+
+        key += f"/emb-{model_identity(config.embed)}"
+    return key
 
 
 def settings_of_key(key: str) -> dict[str, str] | None:
     """The settings a :func:`settings_key` names (``method``, ``size``, ``decode``,
-    ``invariant``, ``trim``, ``decoder``), or None for a key of another layout (an older
-    version's)."""
+    ``invariant``, ``trim``, ``decoder``, ``embed``: the model identity or ""), or None
+    for a key of another layout (an older version's)."""
     parts = key.split("/")
-    if len(parts) != 7 or not parts[4].startswith("inv-") or not parts[5].startswith("trim"):
+    if (len(parts) not in (7, 8) or not parts[4].startswith("inv-")
+            or not parts[5].startswith("trim")
+            or (len(parts) == 8 and not parts[7].startswith("emb-"))):
         return None
-    method, size, decode, _pd, inv, trim, dec = parts
+    method, size, decode, _pd, inv, trim, dec = parts[:7]
     return {"method": method, "size": size, "decode": decode,
             "invariant": inv.removeprefix("inv-"), "trim": trim.removeprefix("trim"),
-            "decoder": dec.removeprefix("dec")}
+            "decoder": dec.removeprefix("dec"),
+            "embed": parts[7].removeprefix("emb-") if len(parts) == 8 else ""}
 
 
 class _FactsTexts(dict[str | None, FileFacts | None]):
@@ -131,7 +141,7 @@ class HashCache:
                 mtime_ns INTEGER NOT NULL, ok INTEGER NOT NULL,
                 width INTEGER, height INTEGER, format TEXT, hash TEXT, nbits INTEGER,
                 digest TEXT, pixel_digest TEXT, error TEXT, stage TEXT, message TEXT,
-                updated REAL NOT NULL, facts TEXT,
+                updated REAL NOT NULL, facts TEXT, embedding BLOB,
                 PRIMARY KEY (key, path)
             ) WITHOUT ROWID;
             -- The edges of the last scans (see load_edges).
@@ -150,19 +160,21 @@ class HashCache:
         row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
         if row is None:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
-        elif row[0] == "1":
-            self._migrate_from_1()
+        elif row[0] in ("1", "2"):
+            self._migrate()
         elif int(row[0]) != SCHEMA:
             raise sqlite3.DatabaseError(f"cache schema {row[0]} is not {SCHEMA}")
 
-    def _migrate_from_1(self) -> None:
-        """Schema 1 -> 2: the ``facts`` column, empty for the rows kept (their facts are read
-        from the files until the files change and are hashed again). Hashes stay valid."""
+    def _migrate(self) -> None:
+        """Schema 1 or 2 -> 3: the ``facts`` and ``embedding`` columns, empty for the rows
+        kept (their facts are read from the files until the files change and are hashed
+        again; no old row was made with embeddings). Hashes stay valid."""
         with self._writing() as db:
             # Another process may have migrated since the schema was read.
             columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
-            if "facts" not in columns:
-                db.execute("ALTER TABLE files ADD COLUMN facts TEXT")
+            for name, kind in (("facts", "TEXT"), ("embedding", "BLOB")):
+                if name not in columns:
+                    db.execute(f"ALTER TABLE files ADD COLUMN {name} {kind}")
             db.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA),))
 
     # -- reading ---------------------------------------------------------------------------
@@ -196,13 +208,13 @@ class HashCache:
                 todo.append(e)
                 continue
             (_, size, mtime_ns, ok, width, height, fmt, hx, bits, digest, pdigest, error, stage,
-             message, facts) = r
+             message, facts, vector) = r
             if size != e.size_bytes or mtime_ns != e.mtime_ns or (ok and bits != nbits):
                 todo.append(e)
             elif ok:
                 add_record(new_record(path, size, mtime_ns, width, height, fmt,
                                       parse(hx, method=method, nbits=nbits), digest, pdigest,
-                                      e.source, (), facts_of[facts]))
+                                      e.source, (), facts_of[facts], vector))
             else:
                 problems.append(Problem(path=path, stage=stage, error=error, message=message))
         return records, problems, todo
@@ -239,7 +251,7 @@ class HashCache:
         """Every cached record for ``config`` (optionally only paths under a folder)."""
         key = settings_key(config)
         sql = ("SELECT path, size, mtime_ns, width, height, format, hash, digest, pixel_digest, "
-               "facts FROM files WHERE key = ? AND ok = 1")
+               "facts, embedding FROM files WHERE key = ? AND ok = 1")
         args: tuple = (key,)
         if under is not None:
             prefix = os.path.join(os.path.abspath(under), "")
@@ -250,7 +262,8 @@ class HashCache:
             yield ImageRecord(path=r[0], size_bytes=r[1], mtime_ns=r[2], width=r[3],
                               height=r[4], format=r[5],
                               hash=Hash.from_hex(r[6], method=config.method, nbits=config.nbits),
-                              digest=r[7], pixel_digest=r[8], facts=facts_of[r[9]])
+                              digest=r[7], pixel_digest=r[8], facts=facts_of[r[9]],
+                              embedding=r[10])
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -269,7 +282,8 @@ class HashCache:
             self._pending.append((key, r.path, r.size_bytes, r.mtime_ns, 1, r.width, r.height,
                                   r.format, str(r.hash), r.hash.nbits, r.digest, r.pixel_digest,
                                   None, None, None, now,
-                                  r.facts.to_text() if r.facts is not None else None))
+                                  r.facts.to_text() if r.facts is not None else None,
+                                  r.embedding))
         for p in problems:
             st = (sizes or {}).get(p.path)
             # Only verdicts about the bytes themselves are cached; failures that a retry, a
@@ -277,7 +291,7 @@ class HashCache:
             if st is None or st[0] < 0 or p.error in RETRYABLE:
                 continue
             self._pending.append((key, p.path, st[0], st[1], 0, None, None, None, None, None,
-                                  None, None, p.error, p.stage, p.message, now, None))
+                                  None, None, p.error, p.stage, p.message, now, None, None))
         if len(self._pending) >= BATCH:
             self.flush()
 
@@ -317,7 +331,7 @@ class HashCache:
         rows, self._pending = self._pending, []
         with self._writing() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     # -- edges ------------------------------------------------------------------------------
     # Which distinct hash values lie within a radius of each other is a pure function of the

@@ -28,6 +28,9 @@ message         string        for errors: one human-readable line
 facts           string        what the header says (:class:`~lookalike.model.FileFacts`,
                               compact JSON: ``FileFacts.to_text``); null in parts written
                               before schema version 2
+embedding       binary        the image's embedding (``scan --embed``): L2-normalised,
+                              little-endian float16 (``numpy.frombuffer(b, "<f2")``); null
+                              without embeddings and in parts before schema version 3
 written_at      timestamp     when the row was written (UTC, ms)
 ==============  ============  ===========================================================
 
@@ -74,7 +77,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "ParquetStore", "read_results"]
 
-SCHEMA_VERSION = 2  # 2: the facts column (parts of version 1 read with null facts)
+# 2: the facts column, 3: the embedding column (older parts read with nulls there)
+SCHEMA_VERSION = 3
 _META_KEY = b"lookalike"
 INSTALL_HINT = INSTALL_HINTS["dask"]
 
@@ -97,7 +101,7 @@ def _schema(pa: Any) -> Any:
         ("width", i32), ("height", i32), ("format", s), ("method", s), ("nbits", i32),
         ("hash", s), ("hash_u64", pa.uint64()), ("digest", s), ("pixel_digest", s),
         ("source", s), ("stage", s), ("error", s), ("message", s), ("facts", s),
-        ("written_at", pa.timestamp("ms", tz="UTC")),
+        ("embedding", pa.binary()), ("written_at", pa.timestamp("ms", tz="UTC")),
     ])
 
 
@@ -192,7 +196,7 @@ class ParquetStore:
                         width=r["width"], height=r["height"], format=r["format"],
                         hash=Hash.from_hex(r["hash"], method=config.method, nbits=config.nbits),
                         digest=r["digest"], pixel_digest=r["pixel_digest"], source=e.source,
-                        facts=FileFacts.from_text(r["facts"])))
+                        facts=FileFacts.from_text(r["facts"]), embedding=r["embedding"]))
                 else:
                     problems.append(Problem(path=e.path, stage=r["stage"], error=r["error"],
                                             message=r["message"]))
@@ -229,14 +233,15 @@ class ParquetStore:
             self._rows.append((r.path, "ok", r.size_bytes, r.mtime_ns, r.width, r.height,
                                r.format, method, h.nbits, str(h), as_int, r.digest,
                                r.pixel_digest, r.source, None, None, None,
-                               r.facts.to_text() if r.facts is not None else None, now))
+                               r.facts.to_text() if r.facts is not None else None,
+                               r.embedding, now))
         for p in problems:
             size, mtime = (sizes or {}).get(p.path, (None, None))
             if size is not None and size < 0:
                 size = None
             self._rows.append((p.path, "error", size, mtime or 0, None, None, None, method,
                                config.nbits, None, None, None, None, None, p.stage, p.error,
-                               p.message, None, now))
+                               p.message, None, None, now))
         if len(self._rows) >= self.rows_per_part or (
                 self._rows and time.monotonic() - self._last_write > self.flush_seconds):
             self._write_part()

