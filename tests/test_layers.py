@@ -26,7 +26,9 @@ Order, low to high, and why:
    starts from) and keep decisions; the per-batch work an executor runs (``worker`` reads
    with ``inputs`` and hashes with ``imaging``, so it sits above both).
 4. ``store``: the hash cache and the Parquet output; the cache also keeps the last scans'
-   edges (``grouping.Edges``), so it sits above grouping.
+   edges (``grouping.Edges``), so it sits above grouping. ``verify``: the scan's embedding
+   stage, which verifies pairs with ``grouping``'s plan by reading (``inputs``) and aligning
+   (``imaging``) pictures.
 5. ``pipeline``: the scan, one flat sequence of phases over the layers below.
 6. ``analysis``: what is computed from a finished scan (leakage, calibration, queries).
 7. ``report``: the report file, its text/CSV views and the HTML page.
@@ -55,7 +57,7 @@ LAYERS: dict[str, int] = {
     "model": 1, "config": 1, "events": 1, "paths": 1,
     "executors": 2, "inputs": 2, "imaging": 2, "search": 2,
     "grouping": 3, "worker": 3,
-    "store": 4,
+    "store": 4, "verify": 4,
     "pipeline": 5,
     "analysis": 6,
     "report": 7,

@@ -10,7 +10,8 @@ Phases, in order (numbered in progress output):
    batches, and added to the stores as they finish.
 3. **group** (on the driver): (a) images that fast mode decoded at reduced scale and that
    may have a match are hashed again with full decoding (:mod:`lookalike.grouping.confirm`);
-   (b) the exact Hamming search and grouping (:mod:`lookalike.grouping.groups`); (c) the
+   (b) the exact Hamming search; with embeddings, the pairs they propose and verify
+   (:mod:`lookalike.verify`); grouping (:mod:`lookalike.grouping.groups`); (c) the
    SHA-256 of each group member's bytes (threads), the only local files whose digest
    anything reads (exact-duplicate groups, the report, ``apply``'s check that a file is
    unchanged).
@@ -35,7 +36,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -45,7 +45,6 @@ from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError, Problem
 from lookalike.events import NullReporter, Reporter
 from lookalike.grouping.confirm import full_config, needs_exact_hash
-from lookalike.grouping.embedded import embedding_links, to_verify
 from lookalike.grouping.groups import (
     Edges,
     assemble_groups,
@@ -58,6 +57,7 @@ from lookalike.inputs.read import digest_files
 from lookalike.inputs.remote import is_url
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import Group, ImageRecord
+from lookalike.verify import embedding_matches, holding
 from lookalike.worker import ChunkResult, HashWorker, embedder_for
 
 if TYPE_CHECKING:
@@ -191,13 +191,13 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         confirm_stats = _confirm(records, items, config, worker, pool, cache, edges,
                                  reporter, retries, batch_size)
         near = edges.get(records, config.threshold)
-        links, proposed, embed_stats = _embedding_links(records, items, config, near, options)
+        links, proposed, embed_stats = embedding_matches(records, items, config, near, options)
         clusters = cluster_records(records, config.threshold, config.grouping, near, links)
         local = {e.path for e in items if type(e) is FileEntry}.__contains__
         hashed_records = records
         groups, records, digest_problems, digested = _digest_members(
             records, clusters, near, links, local, config, cache)
-        embedding_matches = _holding(hashed_records, proposed, links, groups, config)
+        held = holding(hashed_records, proposed, links, groups, config)
         for p in digest_problems:
             reporter.problem(p)
         problems.extend(digest_problems)
@@ -237,7 +237,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     }
     reporter.close()
     return ScanResult(groups=groups, errors=problems, records=records, config=config,
-                      roots=roots, stats=stats, embedding_matches=embedding_matches)
+                      roots=roots, stats=stats, embedding_matches=held)
 
 
 class _Pool:
@@ -546,105 +546,6 @@ class _EdgeStore:
             if cache is not None:
                 cache.save_edges(self.config, self.roots, edges)
         return edges
-
-
-def _embedding_links(records: Sequence[ImageRecord], items: Sequence[Any],
-                     config: ScanConfig, near: Edges, options: Mapping[str, Any]
-                     ) -> tuple[dict[tuple[int, int], str], dict[tuple[int, int], float],
-                                dict[str, int]]:
-    """Phase 3b: with ``config.embed``, the record pairs (i < j) that embeddings join, and
-    how (``verified``, or ``embedding`` when ``config.verify`` is off); also every pair the
-    embeddings proposed, with its similarity, and stats.
-
-    Verification (:mod:`lookalike.imaging.align`) reads and decodes the files of the pairs
-    it tries once more, on the driver: only pairs joining two different hash groups, the
-    best :data:`~lookalike.grouping.embedded.TRIES` of each (:func:`to_verify`)."""
-    if config.embed is None:
-        return {}, {}, {}
-    assert config.similarity is not None  # resolved by ScanConfig
-    proposed = embedding_links(records, config.similarity)
-    stats = {"embedded": sum(r.embedding is not None for r in records),
-             "embedding_pairs": len(proposed)}
-    if not config.verify:
-        return dict.fromkeys(proposed, "embedding"), proposed, stats
-    from lookalike.imaging.align import MAX_DISTANCE, aligned_distance
-
-    n = len(records)
-    part_of = list(range(n))
-    for k, cluster in enumerate(cluster_records(records, config.threshold, "components",
-                                                near)):
-        for i in cluster:
-            part_of[i] = n + k
-    by_path = {e.path: e for e in items}
-    features = _Features(records, by_path, config, options)
-
-    def first_verified(candidates: list[tuple[int, int]]) -> tuple[tuple[int, int] | None, int]:
-        for tried, (i, j) in enumerate(candidates, start=1):
-            a, b = features.get(i), features.get(j)
-            distance = aligned_distance(a, b) if a is not None and b is not None else None
-            if distance is not None and distance <= MAX_DISTANCE:
-                return (i, j), tried
-        return None, len(candidates)
-
-    # OpenCV and the decoders release the GIL: threads verify in parallel (one result per
-    # candidate list, in order, so the outcome does not depend on timing).
-    with ThreadPoolExecutor(config.resolved_workers) as pool:
-        outcomes = list(pool.map(first_verified, to_verify(proposed, part_of)))
-    links = {pair: "verified" for pair, _ in outcomes if pair is not None}
-    stats.update(verify_tried=sum(tried for _, tried in outcomes), verified=len(links),
-                 verify_read=len(features.done))
-    return links, proposed, stats
-
-
-def _holding(records: Sequence[ImageRecord], proposed: Mapping[tuple[int, int], float],
-             links: Mapping[tuple[int, int], str], groups: Sequence[Group],
-             config: ScanConfig) -> dict[tuple[str, str], tuple[str, float]]:
-    """:attr:`ScanResult.embedding_matches`: the ``proposed`` pairs (indices into
-    ``records``) whose two files ended in one group."""
-    group_of = {m.record.path: g.id for g in groups for m in g.members}
-    kind = "verified" if config.verify else "embedding"
-    out = {}
-    for (i, j), sim in proposed.items():
-        a, b = records[i].path, records[j].path
-        if group_of.get(a) is not None and group_of.get(a) == group_of.get(b):
-            out[(a, b) if a < b else (b, a)] = (links.get((i, j), kind), sim)
-    return out
-
-
-class _Features:
-    """Verification features (:func:`lookalike.imaging.align.features`) of records, each
-    read and decoded once; None for a file that cannot be read now (it stays unverified)."""
-
-    def __init__(self, records: Sequence[ImageRecord], by_path: Mapping[str, Any],
-                 config: ScanConfig, options: Mapping[str, Any]) -> None:
-        self.records, self.by_path, self.config, self.options = records, by_path, config, options
-        self.done: dict[int, Any] = {}
-
-    def get(self, i: int) -> Any:
-        if i not in self.done:
-            self.done[i] = self._load(self.records[i])
-        return self.done[i]
-
-    def _load(self, record: ImageRecord) -> Any:
-        from lookalike.errors import DecodeError
-        from lookalike.imaging.align import features
-        from lookalike.imaging.decode import decode_bytes
-        from lookalike.inputs.read import Refused, max_file_bytes, read_regular
-
-        entry = self.by_path.get(record.path)
-        try:
-            if entry is None or type(entry) is FileEntry:
-                data, _ = read_regular(record.path, max_file_bytes(self.config.max_pixels))
-            else:
-                from lookalike.inputs.remote import RemoteReader
-
-                ((_, data),) = RemoteReader(self.options).read([entry])
-                if isinstance(data, Problem):
-                    return None
-            pic, _, _ = decode_bytes(data, mode="fast", max_pixels=self.config.max_pixels)
-        except (OSError, Refused, DecodeError):
-            return None  # gone or changed since it was hashed: left unverified
-        return features(pic)
 
 
 def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges: Edges,

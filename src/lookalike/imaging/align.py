@@ -44,7 +44,7 @@ HASH = ("dhash-z", 16)
 #: Most bits the aligned pictures' hashes may differ by (of 256); chosen on the benchmark.
 MAX_DISTANCE = 10
 #: ORB keypoints per picture: matching costs grow with their square.
-FEATURES = 500
+FEATURES = 300
 #: Fewest keypoint matches a transform must explain (RANSAC inliers).
 MIN_INLIERS = 15
 _RATIO = 0.8  # Lowe's ratio test
