@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import lookalike
+from lookalike.analysis.query import find_matches
 from lookalike.cli import main as _main
 from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError
@@ -262,3 +263,25 @@ def test_a_model_failing_on_one_image_costs_that_image_only(tree, model, monkeyp
 def test_a_similarity_outside_0_1_is_refused(similarity):
     with pytest.raises(ConfigError, match="similarity"):
         ScanConfig(similarity=similarity)
+
+
+def test_query_finds_a_crop_by_its_verified_embedding(tree, model, tmp_path, capsys):
+    cache_path = tmp_path / "c.sqlite"
+    with HashCache(cache_path) as cache:
+        lookalike.scan(tree, config=_config(model), cache=cache)
+    query = tmp_path / "q.png"
+    _crop(Image.open(tree / "p2.png"), 0.1).save(query)
+    results, problems = find_matches([query], cache_path, _config(model))
+    assert problems == []
+    ((rec, distance),) = results[0].matches
+    assert rec.path == str(tree / "p2.png") and distance > 6
+    assert results[0].embedded[rec.path] >= 0.9
+    code = main(["query", str(query), "--cache", str(cache_path), "--embed", str(model),
+                 "--similarity", "0.9", "--format", "json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    (match,) = data["queries"][0]["matches"]
+    assert match["match"] == "verified" and match["similarity"] >= 0.9
+    # Without the model named, the cache (made with it) holds no matching hashes: it says so.
+    assert main(["query", str(query), "--cache", str(cache_path)]) == 2
+    assert "embeddings layout-" in capsys.readouterr().err

@@ -538,19 +538,22 @@ def undo_cmd(journal: str, quiet: bool) -> None:
 @_hash_size_option("Hash size of the cached scan.")
 @_threshold_option("Max Hamming distance in bits for a match.")
 @_decode_option("Decode mode of the cached scan.")
+@_embed_options()
 @_cache_option("Hash cache filled by earlier scans (default as for scan); it must exist.")
 @click.option("--in", "under", type=click.Path(path_type=str), default=None,
               help="Only match cached images under this folder.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
-              threshold: int | None,
-              decode: str, cache_path: str | None, under: str | None, fmt: str) -> None:
+              threshold: int | None, decode: str, embed: str | None,
+              similarity: float | None, verify: bool, cache_path: str | None,
+              under: str | None, fmt: str) -> None:
     """Find matches of IMAGES among everything earlier scans put in the hash cache.
 
     Only IMAGES (files, not folders) are decoded; the collection is not rescanned. Use the
-    same --method, --hash-size and --decode as the scan that filled the cache: a cache
-    without such hashes is an error that lists the settings it has. Matches whose file is
+    same --method, --hash-size, --decode (and --embed) as the scan that filled the cache: a
+    cache without such hashes is an error that lists the settings it has. With --embed,
+    images whose embeddings match also count, verified as in a scan. Matches whose file is
     gone since the scan are marked. Exit code 1 if a query image could not be read.
     """
     import json
@@ -559,14 +562,18 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
     from lookalike.store.cache import default_cache_path
 
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
-                        decode=decode)  # type: ignore[arg-type]
+                        decode=decode,  # type: ignore[arg-type]
+                        embed=embed, similarity=similarity, verify=verify)
     results, problems = find_matches(images, cache_path or default_cache_path(), config,
                                      under=under)
     if fmt == "json":
         click.echo(json.dumps({
             "queries": [{"path": r.query.path, "hash": str(r.query.hash),
                          "matches": [{"path": m.path, "distance": d, "hash": str(m.hash),
-                                      "missing": r.is_missing(m)}
+                                      "missing": r.is_missing(m),
+                                      "match": ("hash" if m.path not in r.embedded else
+                                                "verified" if config.verify else "embedding"),
+                                      "similarity": r.embedded.get(m.path)}
                                      for m, d in r.matches]} for r in results],
             "errors": [p.to_dict() for p in problems]}, indent=1))
     else:

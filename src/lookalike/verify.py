@@ -20,7 +20,7 @@ from lookalike.grouping.groups import Edges, cluster_records
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import Group, ImageRecord
 
-__all__ = ["embedding_matches", "holding"]
+__all__ = ["embedding_matches", "holding", "verify_pairs"]
 
 
 def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
@@ -42,8 +42,6 @@ def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
              "embedding_pairs": len(proposed)}
     if not config.verify:
         return dict.fromkeys(proposed, "embedding"), proposed, stats
-    from lookalike.imaging.align import MAX_DISTANCE, aligned_distance
-
     n = len(records)
     part_of = list(range(n))
     for k, cluster in enumerate(cluster_records(records, config.threshold, "components",
@@ -55,9 +53,7 @@ def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
 
     def first_verified(candidates: list[tuple[int, int]]) -> tuple[tuple[int, int] | None, int]:
         for tried, (i, j) in enumerate(candidates, start=1):
-            a, b = features.get(i), features.get(j)
-            distance = aligned_distance(a, b) if a is not None and b is not None else None
-            if distance is not None and distance <= MAX_DISTANCE:
+            if features.same_picture(i, j):
                 return (i, j), tried
         return None, len(candidates)
 
@@ -69,6 +65,15 @@ def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
     stats.update(verify_tried=sum(tried for _, tried in outcomes), verified=len(links),
                  verify_read=len(features.done))
     return links, proposed, stats
+
+
+def verify_pairs(records: Sequence[ImageRecord], pairs: Sequence[tuple[int, int]],
+                 config: ScanConfig) -> list[bool]:
+    """Whether each pair of indices into ``records`` (local files) passes verification
+    (:func:`lookalike.imaging.align.aligned_distance`), reading each file once, on threads."""
+    features = _Features(records, {}, config, {})
+    with ThreadPoolExecutor(config.resolved_workers) as pool:
+        return list(pool.map(lambda pair: features.same_picture(*pair), pairs))
 
 
 def holding(records: Sequence[ImageRecord], proposed: Mapping[tuple[int, int], float],
@@ -94,6 +99,14 @@ class _Features:
                  config: ScanConfig, options: Mapping[str, Any]) -> None:
         self.records, self.by_path, self.config, self.options = records, by_path, config, options
         self.done: dict[int, Any] = {}
+
+    def same_picture(self, i: int, j: int) -> bool:
+        """Whether records ``i`` and ``j``, aligned, hash alike (both readable)."""
+        from lookalike.imaging.align import MAX_DISTANCE, aligned_distance
+
+        a, b = self.get(i), self.get(j)
+        distance = aligned_distance(a, b) if a is not None and b is not None else None
+        return distance is not None and distance <= MAX_DISTANCE
 
     def get(self, i: int) -> Any:
         if i not in self.done:

@@ -17,16 +17,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from lookalike.config import DECODER_VERSION, ScanConfig
 from lookalike.errors import ConfigError, Problem
 from lookalike.grouping.groups import segment_rows
 from lookalike.inputs.walk import FileEntry
-from lookalike.model import ImageRecord
+from lookalike.model import ImageRecord, embedding_array
 from lookalike.search import HammingIndex
 from lookalike.store.cache import HashCache, settings_key, settings_of_key
+from lookalike.verify import verify_pairs
 from lookalike.worker import hash_file
 
 __all__ = ["QueryResult", "find_matches"]
@@ -38,11 +42,16 @@ class QueryResult:
 
     ``missing`` holds the paths of matches whose file is gone since the scan that cached
     them (their hash is still in the cache); :meth:`is_missing` asks for one match.
+    ``distance`` is the hashes' distance in bits, also for embedding matches.
     """
 
     query: ImageRecord
     matches: tuple[tuple[ImageRecord, int], ...]
     missing: frozenset[str] = frozenset()
+    #: With embeddings: the paths of matches that only their embeddings found, with their
+    #: cosine similarity (verified unless ``config.verify`` is off); listed after the hash
+    #: matches, most similar first.
+    embedded: Mapping[str, float] = field(default_factory=dict)
 
     def is_missing(self, record: ImageRecord | str) -> bool:
         return (record if isinstance(record, str) else record.path) in self.missing
@@ -59,7 +68,10 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
         cache: the hash cache that earlier scans filled, or the path of its file (which must
             exist: a query never creates an empty cache).
         config: the settings (``threshold`` is the match radius); default ``ScanConfig()``.
-            Method, hash size and decode must be those of the scan that filled the cache.
+            Method, hash size and decode must be those of the scan that filled the cache;
+            with ``embed``, its model too: then images whose embeddings are at least
+            ``similarity`` alike also match, once verified as a scan verifies them
+            (:mod:`lookalike.verify`).
         under: only consider cached files below this folder (which must exist).
 
     Returns:
@@ -80,6 +92,8 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
     with _opened(cache) as db:
         config, stored = _stored_records(db, config, folder)
     owners, values = segment_rows(stored)
+    vectors = (embedding_array(stored) if config.embed is not None and stored
+               and all(r.embedding is not None for r in stored) else None)
     index = HammingIndex(config.nbits)
     with index.bulk():
         index.add(values, ids=range(len(values)))
@@ -97,10 +111,35 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
                 if stored[owner].path != path and dist < best.get(owner, dist + 1):
                     best[owner] = dist
         ranked = sorted(best.items(), key=lambda kv: (kv[1], stored[kv[0]].path))
-        matches = tuple((stored[i], d) for i, d in ranked)
+        embedded = _embedding_matches(out, stored, vectors, best, config)
+        matches = tuple((stored[i], d) for i, d in ranked) + tuple(
+            (stored[i], out.hash - stored[i].hash) for i in embedded)
         gone = frozenset(rec.path for rec, _ in matches if not os.path.exists(rec.path))
-        results.append(QueryResult(out, matches, gone))
+        results.append(QueryResult(out, matches, gone,
+                                   {stored[i].path: sim for i, sim in embedded.items()}))
     return results, problems
+
+
+#: Most embedding candidates verified per query image (the most similar first).
+EMBED_CANDIDATES = 8
+
+
+def _embedding_matches(query: ImageRecord, stored: Sequence[ImageRecord], vectors: Any,
+                       hashed: Mapping[int, int], config: ScanConfig) -> dict[int, float]:
+    """Indices of ``stored`` that ``query``'s embedding matches beyond the hash matches
+    ``hashed``, with their similarity, most similar first."""
+    if vectors is None or query.embedding is None:
+        return {}
+    assert config.similarity is not None  # resolved by ScanConfig
+    sims = vectors @ embedding_array([query])[0]
+    order = [int(i) for i in np.argsort(-sims, kind="stable")
+             if sims[i] >= config.similarity and int(i) not in hashed
+             and stored[int(i)].path != query.path][:EMBED_CANDIDATES]
+    if config.verify:
+        ok = verify_pairs([query, *(stored[i] for i in order)],
+                          [(0, k + 1) for k in range(len(order))], config)
+        order = [i for i, good in zip(order, ok, strict=True) if good]
+    return {i: round(float(sims[i]), 3) for i in order}
 
 
 def _query_path(image: str | os.PathLike[str]) -> str:
@@ -137,8 +176,10 @@ def _opened(cache: HashCache | str | os.PathLike[str]) -> Iterator[HashCache]:
 
 
 def _describe(method: str, size: str | int, decode: str, invariant: str = "none",
-              trim: bool = True, decoder: str = DECODER_VERSION) -> str:
+              trim: bool = True, decoder: str = DECODER_VERSION, embed: str = "") -> str:
     text = f"{method} {size}, {decode} decode"
+    if embed:
+        text += f", embeddings {embed}"
     if invariant != "none":
         text += f", invariant {invariant}"
     if not trim:
@@ -162,8 +203,9 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
     A cache filled without pixel digests holds the same hashes: those rows serve too.
     """
     have = _cached_settings(cache)
+    embed = settings_of_key(settings_key(config)) or {}
     wanted = _describe(config.method, config.resolved_hash_size, config.decode,
-                       config.invariant, config.trim_borders)
+                       config.invariant, config.trim_borders, embed=embed.get("embed", ""))
     usable = [c for c in (config, dataclasses.replace(config, pixel_digest=not config.pixel_digest))
               if settings_key(c) in have]
     for c in usable:
@@ -181,7 +223,7 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
         st = settings_of_key(key)
         text = key if st is None else _describe(st["method"], st["size"], st["decode"],
                                                 st["invariant"], st["trim"] == "1",
-                                                st["decoder"])
+                                                st["decoder"], st["embed"])
         held[text] = held.get(text, 0) + n
     listing = "; ".join(f"{t} ({n} files)" for t, n in sorted(held.items()))
     raise ConfigError(f"the hash cache {cache.path} has no hashes made with {wanted}; it has "
@@ -197,6 +239,8 @@ def render_matches(results: Sequence[QueryResult], problems: Sequence[Problem]) 
         gone = f", {len(r.missing)} gone since the scan" if r.missing else ""
         lines.append(f"{r.query.path}: {len(r.matches)} match(es){gone}")
         lines.extend(f"  d={d:<3} {rec.path}"
+                     + (f"  (embedding {r.embedded[rec.path]:.2f})" if rec.path in r.embedded
+                        else "")
                      + ("  (gone since the scan)" if rec.path in r.missing else "")
                      for rec, d in r.matches)
     lines.extend(f"error [{p.error}] {p.path}: {p.message}" for p in problems)
