@@ -38,12 +38,17 @@ def _edits(img: Image.Image) -> dict[str, Image.Image]:
     w, h = img.size
     padded = Image.new("RGB", (w, round(h * 1.3)), (0, 0, 0))
     padded.paste(img, (0, round(h * 0.15)))
+    captioned = img.copy()
+    draw = ImageDraw.Draw(captioned)
+    draw.rectangle((0, round(h * 0.85), w, h), fill=(255, 255, 255))
+    draw.text((w // 10, round(h * 0.88)), "WHEN THE COPY HAS A CAPTION", fill=(0, 0, 0))
     return {
         "crop 5% a side": img.crop((w // 20, h // 20, w - w // 20, h - h // 20)),
         "corner crop 15%": img.crop((0, 0, round(w * 0.85), round(h * 0.85))),
         "rotated 5 degrees": img.rotate(5, resample=Image.Resampling.BICUBIC),
         "letterboxed": padded,
         "screenshot": _framed(img),
+        "caption bar": captioned,
     }
 
 
@@ -82,3 +87,12 @@ def test_different_photos_and_flat_pictures_do_not_verify(rgb_photos):
     assert distance is None or distance > MAX_DISTANCE
     flat = _features(Image.new("RGB", (300, 200), (90, 90, 90)))
     assert aligned_distance(flat, flat) is None  # no keypoints: nothing to align
+
+
+def test_slivers_have_no_keypoints_and_never_verify():
+    import numpy as np
+
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 1200, 3), dtype=np.uint8)
+    line = _features(Image.fromarray(pixels))
+    assert len(line.points) == 0
+    assert aligned_distance(line, _features(Image.fromarray(pixels[:, :1100]))) is None

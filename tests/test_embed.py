@@ -15,7 +15,13 @@ from PIL import Image
 from lookalike.config import INSTALL_HINTS
 from lookalike.errors import ConfigError
 from lookalike.imaging.decode import Picture, decode_bytes
-from lookalike.imaging.embed import MODEL_NAMES, Embedder, load_embedder, resolve_model
+from lookalike.imaging.embed import (
+    MODEL_NAMES,
+    PREPARE_VERSION,
+    Embedder,
+    load_embedder,
+    resolve_model,
+)
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -107,7 +113,7 @@ def test_batches_give_the_rows_of_single_runs(tiny, scene):
 def test_fixed_input_size_wins_and_a_fixed_batch_is_filled(tmp_path, scene):
     path = _model(tmp_path / "fixed.onnx", shape=[4, 32, 32, 3])
     emb = Embedder(path, side=224)
-    assert emb.side == 32 and emb.identity.endswith("-32")
+    assert emb.side == 32 and emb.identity.endswith(f"-32-p{PREPARE_VERSION}")
     xs = [emb.prepare(Picture(scene(s))) for s in range(6)]
     assert xs[0].shape == (32, 32, 3)
     out = emb.embed(xs, batch=16)
@@ -134,7 +140,7 @@ def test_a_blank_embedding_is_a_value_error(tiny):
 def test_identity_follows_the_file_and_the_side(tmp_path):
     path = _model(tmp_path / "m.onnx")
     first = Embedder(path, side=64).identity
-    assert first.startswith("m-") and first.endswith("-64")
+    assert first.startswith("m-") and first.endswith(f"-64-p{PREPARE_VERSION}")
     assert Embedder(path, side=64).identity == first
     assert Embedder(path, side=96).identity != first
     _model(path, weights=WEIGHTS * 2)

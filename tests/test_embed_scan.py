@@ -238,7 +238,8 @@ def test_a_missing_model_is_one_line_and_exit_2_before_any_work(tree, tmp_path, 
     assert len(err.strip().splitlines()) == 1 and "sscd" in err
 
 
-def test_a_model_failing_on_one_image_costs_that_image_only(tree, model, monkeypatch):
+def test_a_model_failing_on_one_image_costs_only_its_embedding(tree, model, monkeypatch,
+                                                               tmp_path):
     from lookalike.imaging import embed
 
     real = embed.Embedder.embed
@@ -252,11 +253,19 @@ def test_a_model_failing_on_one_image_costs_that_image_only(tree, model, monkeyp
         return real(self, inputs, batch)
 
     monkeypatch.setattr(embed.Embedder, "embed", failing)
-    result = lookalike.scan(tree, config=_config(model))
-    (problem,) = result.errors
-    assert Path(problem.path).name == "p1_cropped.png"
-    assert (problem.stage, problem.error) == ("embed", "embed-failed")
-    assert len(result.records) == 4
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        result = lookalike.scan(tree, config=_config(model), cache=cache)
+        assert result.errors == [] and len(result.records) == 5
+        (failed,) = [r for r in result.records if r.embedding is None]
+        assert Path(failed.path).name == "p1_cropped.png"
+        assert result.stats["embed_failed"] == 1
+        # Its crop matched by embedding only: without one it stays out of the groups.
+        assert [sorted(Path(p).name for p in g.paths) for g in result.groups] == [
+            ["p0.png", "p0_cropped.png"]]
+        monkeypatch.setattr(embed.Embedder, "embed", real)
+        again = lookalike.scan(tree, config=_config(model), cache=cache)
+    assert again.stats["hashed"] == 1  # not cached without its embedding: tried again
+    assert len(again.groups) == 2
 
 
 @pytest.mark.parametrize("similarity", [0, 1.5, True, "high"])
@@ -285,3 +294,41 @@ def test_query_finds_a_crop_by_its_verified_embedding(tree, model, tmp_path, cap
     # Without the model named, the cache (made with it) holds no matching hashes: it says so.
     assert main(["query", str(query), "--cache", str(cache_path)]) == 2
     assert "embeddings layout-" in capsys.readouterr().err
+
+
+def test_similarity_default_follows_verification_and_star_grouping_is_refused(model):
+    import dataclasses
+
+    config = ScanConfig(embed=str(model))
+    assert config.resolved_similarity == 0.45
+    assert dataclasses.replace(config, verify=False).resolved_similarity == 0.9
+    assert ScanConfig(embed=str(model), similarity=0.8).to_dict()["similarity"] == 0.8
+    with pytest.raises(ConfigError, match="components grouping"):
+        ScanConfig(embed=str(model), grouping="star")
+
+
+def test_keep_policy_keeps_the_original_over_a_rotated_copy_with_a_larger_canvas(
+        tree, model, tmp_path):
+    folder = tmp_path / "rot"
+    folder.mkdir()
+    img = Image.open(tree / "p0.png").convert("RGB")
+    img.save(folder / "IMG_0001.png")  # the original: lossless, smaller canvas
+    img.rotate(5, expand=True, resample=Image.Resampling.BICUBIC).save(
+        folder / "IMG_0002.jpg", quality=85)  # more pixels (black corners), lossy
+    result = lookalike.scan(folder, config=_config(model, similarity=0.8))
+    (g,) = result.groups
+    assert {m.match for m in g.members} == {"hash", "verified"}
+    decision = lookalike.KeepPolicy().decide(g)
+    assert [Path(p).name for p in decision.keep] == ["IMG_0001.png"]
+
+
+def test_keep_policy_never_removes_unverified_embedding_matches(tree, model, tmp_path):
+    folder = tmp_path / "scene"
+    folder.mkdir()
+    img = Image.open(tree / "p0.png")
+    img.save(folder / "a.png")
+    _moved(img).save(folder / "b.png")
+    (g,) = lookalike.scan(folder, config=_config(model, similarity=0.5, verify=False)).groups
+    decision = lookalike.KeepPolicy().decide(g)
+    assert sorted(Path(p).name for p in decision.keep) == ["a.png", "b.png"]
+    assert decision.remove == () and "unverified" in decision.reason

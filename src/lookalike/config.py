@@ -226,8 +226,8 @@ class ScanConfig:
             found too. ``None``: hashes only.
         similarity: cosine similarity (0..1] from which two images' embeddings propose a
             match; ``None`` (the default) is :data:`DEFAULT_SIMILARITY`, or
-            :data:`DEFAULT_SIMILARITY_UNVERIFIED` without ``verify``, stored here resolved.
-            Only used with ``embed``.
+            :data:`DEFAULT_SIMILARITY_UNVERIFIED` without ``verify``
+            (:attr:`resolved_similarity`). Only used with ``embed``.
         verify: an embedding match joins a group only when the pictures, aligned, have
             matching hashes (:mod:`lookalike.imaging.align`); off, every match joins (more
             found, and photos of one scene taken for copies).
@@ -273,16 +273,19 @@ class ScanConfig:
                 f"threshold {threshold} is more than half the {nbits} bits of "
                 f"{self.method} at hash_size {size}: unrelated pictures would match; use "
                 f"0..{nbits // 2} (its default is {method.default_threshold(size)})")
-        if self.similarity is None:
-            object.__setattr__(self, "similarity", DEFAULT_SIMILARITY if self.verify
-                               else DEFAULT_SIMILARITY_UNVERIFIED)
         similarity = self.similarity
-        if (isinstance(similarity, bool) or not isinstance(similarity, int | float)
-                or not 0 < similarity <= 1):
+        if similarity is not None and (isinstance(similarity, bool)
+                                       or not isinstance(similarity, int | float)
+                                       or not 0 < similarity <= 1):
             raise ConfigError(f"similarity {similarity!r} is not a cosine similarity in (0, 1] "
                               f"(the default is {DEFAULT_SIMILARITY})")
         if self.embed is not None and (not isinstance(self.embed, str) or not self.embed):
             raise ConfigError("embed must name a model (such as sscd-distilled) or an .onnx file")
+        if self.embed is not None and self.grouping == "star":
+            # Verification joins hash groups by one verified pair, which a star, built
+            # around its leader only, would not use.
+            raise ConfigError("embeddings join groups through their hash groups: use components "
+                              "grouping with them")
         if self.grouping not in ("components", "star"):
             raise ConfigError("grouping must be 'components' or 'star'")
         if self.decode not in ("fast", "full"):
@@ -301,6 +304,13 @@ class ScanConfig:
         return method_spec(self.method).default_size
 
     @property
+    def resolved_similarity(self) -> float:
+        """:attr:`similarity`, or its default for :attr:`verify`."""
+        if self.similarity is not None:
+            return float(self.similarity)
+        return DEFAULT_SIMILARITY if self.verify else DEFAULT_SIMILARITY_UNVERIFIED
+
+    @property
     def nbits(self) -> int:
         return method_spec(self.method).nbits(self.resolved_hash_size)
 
@@ -312,4 +322,5 @@ class ScanConfig:
         d = asdict(self)
         d["hash_size"] = self.resolved_hash_size
         d["nbits"] = self.nbits
+        d["similarity"] = self.resolved_similarity
         return d

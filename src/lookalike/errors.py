@@ -59,8 +59,6 @@ REASONS: dict[str, str] = {
     "worker-crashed": "the worker process died on this file (a crash in a decoder)",
     # hash
     "hash-failed": "the decoded picture could not be hashed",
-    # embed (ScanConfig.embed)
-    "embed-failed": "the embedding model failed on this image (its message says why)",
     # remote inputs (lookalike.inputs.remote): object stores, file lists, tar shards, Parquet
     "list-failed": "listing an input (a folder URL, a tar shard, a Parquet file) failed on its "
     "worker; its files were not scanned",
@@ -161,8 +159,7 @@ class Problem:
 
     Attributes:
         path: absolute path (or URL) of the file.
-        stage: pipeline stage that failed: ``walk``, ``read``, ``decode``, ``hash`` or
-            ``embed``.
+        stage: pipeline stage that failed: ``walk``, ``read``, ``decode`` or ``hash``.
         error: stable reason code, e.g. ``truncated`` or ``permission-denied``.
         message: one human-readable line.
     """

@@ -57,8 +57,8 @@ from lookalike.inputs.read import digest_files
 from lookalike.inputs.remote import is_url
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import Group, ImageRecord
-from lookalike.verify import embedding_matches, holding
-from lookalike.worker import ChunkResult, HashWorker, embedder_for
+from lookalike.verify import check_ready, embedding_matches, holding
+from lookalike.worker import ChunkResult, HashWorker
 
 if TYPE_CHECKING:
     from lookalike.executors.base import Executor
@@ -147,8 +147,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         raise ConfigError("the batch size must be >= 1")
     reporter = reporter or NullReporter()
     options = dict(storage_options or {})
-    if config.embed is not None:
-        embedder_for(config)  # a missing model or runtime is a ConfigError before any work
+    check_ready(config)  # with embeddings: a missing model or package, before any work
     t0 = time.perf_counter()
     with ExitStack() as resources:
         pool = _Pool(config, executor, engine, scheduler)
@@ -192,6 +191,9 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
                                  reporter, retries, batch_size)
         near = edges.get(records, config.threshold)
         links, proposed, embed_stats = embedding_matches(records, items, config, near, options)
+        if embed_stats.get("embed_failed"):
+            reporter.info(f"{embed_stats['embed_failed']} images got no embedding (the model "
+                          "failed on them): they match by their hashes only")
         clusters = cluster_records(records, config.threshold, config.grouping, near, links)
         local = {e.path for e in items if type(e) is FileEntry}.__contains__
         hashed_records = records

@@ -20,7 +20,21 @@ from lookalike.grouping.groups import Edges, cluster_records
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import Group, ImageRecord
 
-__all__ = ["embedding_matches", "holding", "verify_pairs"]
+__all__ = ["check_ready", "embedding_matches", "holding", "verify_pairs"]
+
+
+def check_ready(config: ScanConfig) -> None:
+    """Raise :class:`~lookalike.errors.ConfigError` now, before any work, if the embedding
+    stage could not run: the model, ONNX Runtime, FAISS and (to verify) OpenCV."""
+    from lookalike.config import import_extra
+    from lookalike.worker import embedder_for
+
+    if config.embed is None:
+        return
+    embedder_for(config)
+    import_extra("faiss", "searching embeddings", "embed")
+    if config.verify:
+        import_extra("cv2", "verifying embedding matches", "embed")
 
 
 def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
@@ -36,9 +50,9 @@ def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
     best :data:`~lookalike.grouping.embedded.TRIES` of each (:func:`to_verify`)."""
     if config.embed is None:
         return {}, {}, {}
-    assert config.similarity is not None  # resolved by ScanConfig
-    proposed = embedding_links(records, config.similarity)
-    stats = {"embedded": sum(r.embedding is not None for r in records),
+    proposed = embedding_links(records, config.resolved_similarity)
+    embedded = sum(r.embedding is not None for r in records)
+    stats = {"embedded": embedded, "embed_failed": len(records) - embedded,
              "embedding_pairs": len(proposed)}
     if not config.verify:
         return dict.fromkeys(proposed, "embedding"), proposed, stats
@@ -79,15 +93,15 @@ def verify_pairs(records: Sequence[ImageRecord], pairs: Sequence[tuple[int, int]
 def holding(records: Sequence[ImageRecord], proposed: Mapping[tuple[int, int], float],
              links: Mapping[tuple[int, int], str], groups: Sequence[Group],
              config: ScanConfig) -> dict[tuple[str, str], tuple[str, float]]:
-    """:attr:`lookalike.pipeline.ScanResult.embedding_matches`: the ``proposed`` pairs (indices into
-    ``records``) whose two files ended in one group."""
+    """:attr:`lookalike.pipeline.ScanResult.embedding_matches`: the pairs embeddings joined
+    (``links``: indices into ``records``, verified or, unverified, all proposed) whose two
+    files ended in one group, with their similarity."""
     group_of = {m.record.path: g.id for g in groups for m in g.members}
-    kind = "verified" if config.verify else "embedding"
     out = {}
-    for (i, j), sim in proposed.items():
+    for (i, j), kind in links.items():
         a, b = records[i].path, records[j].path
         if group_of.get(a) is not None and group_of.get(a) == group_of.get(b):
-            out[(a, b) if a < b else (b, a)] = (links.get((i, j), kind), sim)
+            out[(a, b) if a < b else (b, a)] = (kind, proposed[(i, j)])
     return out
 
 
@@ -122,7 +136,9 @@ class _Features:
         entry = self.by_path.get(record.path)
         try:
             if entry is None or type(entry) is FileEntry:
-                data, _ = read_regular(record.path, max_file_bytes(self.config.max_pixels))
+                data, st = read_regular(record.path, max_file_bytes(self.config.max_pixels))
+                if (st.st_size, st.st_mtime_ns) != (record.size_bytes, record.mtime_ns):
+                    return None  # not the file that was hashed: left unverified
             else:
                 from lookalike.inputs.remote import RemoteReader
 
@@ -130,6 +146,6 @@ class _Features:
                 if isinstance(data, Problem):
                     return None
             pic, _, _ = decode_bytes(data, mode="fast", max_pixels=self.config.max_pixels)
+            return features(pic)
         except (OSError, Refused, DecodeError):
             return None  # gone or changed since it was hashed: left unverified
-        return features(pic)

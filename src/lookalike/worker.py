@@ -79,8 +79,8 @@ def _hash_picture(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, sou
     if config.embed is not None:
         try:
             pending = embedder_for(config).prepare(pic)
-        except Exception as exc:
-            return _embed_problem(path, exc), None
+        except Exception:  # this picture gets no embedding: it matches by its hash
+            pending = None
     width, height = pic.full_size
     return ImageRecord(
         path=path, size_bytes=size_bytes, mtime_ns=mtime_ns, width=width, height=height,
@@ -100,16 +100,13 @@ def embedder_for(config: ScanConfig) -> Embedder:
                          1 if config.resolved_workers > 1 else None)
 
 
-def _embed_problem(path: str, exc: BaseException) -> Problem:
-    return Problem(path=path, stage="embed", error="embed-failed",
-                   message=f"{type(exc).__name__}: {exc}")
-
-
 def _embedded(batch: Sequence[tuple[ImageRecord | Problem, Any]], config: ScanConfig
               ) -> list[ImageRecord | Problem]:
     """The records of ``batch`` ((record, model input) pairs from :func:`_hash_picture`)
     with their embeddings, computed in one run of the model (one at a time if that fails,
-    so one bad input costs only its own file)."""
+    so one bad input costs only its own embedding). A record the model fails on keeps its
+    hash and no embedding: it matches by hash alone (the scan counts it, and the hash cache
+    does not keep it, so the next scan tries again)."""
     from lookalike.model import embedding_bytes
 
     embedder = embedder_for(config)
@@ -123,15 +120,9 @@ def _embedded(batch: Sequence[tuple[ImageRecord | Problem, Any]], config: ScanCo
                 vectors.append(embedder.embed([x])[0])
             except Exception as exc:
                 vectors.append(exc)
-    out: list[ImageRecord | Problem] = []
-    for (rec, _), v in zip(batch, vectors, strict=True):
-        if isinstance(rec, Problem):
-            out.append(rec)
-        elif isinstance(v, BaseException):
-            out.append(_embed_problem(rec.path, v))
-        else:
-            out.append(dataclasses.replace(rec, embedding=embedding_bytes(v)))
-    return out
+    return [rec if isinstance(rec, Problem) or isinstance(v, BaseException)
+            else dataclasses.replace(rec, embedding=embedding_bytes(v))
+            for (rec, _), v in zip(batch, vectors, strict=True)]
 
 
 def hash_file(entry: FileEntry, config: ScanConfig, *, digest: bool = True

@@ -130,10 +130,9 @@ def _embedding_matches(query: ImageRecord, stored: Sequence[ImageRecord], vector
     ``hashed``, with their similarity, most similar first."""
     if vectors is None or query.embedding is None:
         return {}
-    assert config.similarity is not None  # resolved by ScanConfig
     sims = vectors @ embedding_array([query])[0]
     order = [int(i) for i in np.argsort(-sims, kind="stable")
-             if sims[i] >= config.similarity and int(i) not in hashed
+             if sims[i] >= config.resolved_similarity and int(i) not in hashed
              and stored[int(i)].path != query.path][:EMBED_CANDIDATES]
     if config.verify:
         ok = verify_pairs([query, *(stored[i] for i in order)],
@@ -227,8 +226,9 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
         held[text] = held.get(text, 0) + n
     listing = "; ".join(f"{t} ({n} files)" for t, n in sorted(held.items()))
     raise ConfigError(f"the hash cache {cache.path} has no hashes made with {wanted}; it has "
-                      f"hashes made with: {listing}. Query with the method, hash size and "
-                      "decode of the scan, or scan the collection with these settings first")
+                      f"hashes made with: {listing}. Query with the method, hash size, decode "
+                      "and embedding model of the scan, or scan the collection with these "
+                      "settings first")
 
 
 def render_matches(results: Sequence[QueryResult], problems: Sequence[Problem]) -> str:

@@ -45,6 +45,10 @@ MODEL_NAMES: dict[str, str] = {"sscd": "sscd", "sscd-distilled": "sscd_distilled
 #: model (docs/embeddings.md).
 DEFAULT_SIDE = 320
 
+#: Version of :meth:`Embedder.prepare`'s pixels (part of :attr:`Embedder.identity`): bump it
+#: when the resizing changes, so caches do not reuse embeddings made the old way.
+PREPARE_VERSION = 1
+
 #: Smallest side accepted: below this no copy-detection model sees anything useful.
 MIN_SIDE = 32
 
@@ -133,7 +137,8 @@ class Embedder:
             raise ConfigError(f"cannot load the embedding model {self.path}: "
                               f"{str(exc).strip()}; {_HOW_TO_GET}") from None
         self._read_signature(side)
-        self.identity = f"{self.path.stem}-{_file_digest(self.path)[:16]}-{self.side}"
+        self.identity = (f"{self.path.stem}-{_file_digest(self.path)[:16]}-{self.side}"
+                         f"-p{PREPARE_VERSION}")
 
     def _read_signature(self, side: int) -> None:
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()

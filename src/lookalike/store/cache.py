@@ -276,7 +276,10 @@ class HashCache:
         """
         key = settings_key(config)
         now = time.time()
-        records = [r for r in records if r.size_bytes >= 0 and _storable(r.path)]
+        # Without its embedding (the model failed on it) a record is not kept: the next
+        # scan tries the model again.
+        records = [r for r in records if r.size_bytes >= 0 and _storable(r.path)
+                   and (config.embed is None or r.embedding is not None)]
         problems = [p for p in problems if _storable(p.path)]
         for r in records:
             self._pending.append((key, r.path, r.size_bytes, r.mtime_ns, 1, r.width, r.height,
