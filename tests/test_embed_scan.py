@@ -332,3 +332,23 @@ def test_keep_policy_never_removes_unverified_embedding_matches(tree, model, tmp
     decision = lookalike.KeepPolicy().decide(g)
     assert sorted(Path(p).name for p in decision.keep) == ["a.png", "b.png"]
     assert decision.remove == () and "unverified" in decision.reason
+
+
+def test_a_warm_rescan_reuses_verdicts_and_a_changed_file_is_judged_again(tree, model,
+                                                                          tmp_path):
+    import shutil
+
+    folder = tmp_path / "t"
+    shutil.copytree(tree, folder)
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        cold = lookalike.scan(folder, config=_config(model), cache=cache)
+        warm = lookalike.scan(folder, config=_config(model), cache=cache)
+        assert cold.stats["verify_read"] > 0 and cold.stats["verify_cached"] == 0
+        assert warm.stats["verify_read"] == 0
+        assert warm.stats["verify_cached"] == cold.stats["verify_tried"]
+        assert [g.paths for g in warm.groups] == [g.paths for g in cold.groups]
+        # A crop replaced by another picture: its verdicts no longer hold.
+        Image.open(folder / "p2.png").save(folder / "p0_cropped.png")
+        changed = lookalike.scan(folder, config=_config(model), cache=cache)
+    assert sorted(sorted(Path(p).name for p in g.paths) for g in changed.groups) == [
+        ["p0_cropped.png", "p2.png"], ["p1.png", "p1_cropped.png"]]

@@ -190,7 +190,8 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         confirm_stats = _confirm(records, items, config, worker, pool, cache, edges,
                                  reporter, retries, batch_size)
         near = edges.get(records, config.threshold)
-        links, proposed, embed_stats = embedding_matches(records, items, config, near, options)
+        links, proposed, embed_stats = embedding_matches(records, items, config, near, options,
+                                                         cache)
         if embed_stats.get("embed_failed"):
             reporter.info(f"{embed_stats['embed_failed']} images got no embedding (the model "
                           "failed on them): they match by their hashes only")

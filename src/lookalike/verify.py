@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.config import ScanConfig
 from lookalike.errors import Problem
@@ -19,6 +19,9 @@ from lookalike.grouping.embedded import embedding_links, to_verify
 from lookalike.grouping.groups import Edges, cluster_records
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import Group, ImageRecord
+
+if TYPE_CHECKING:
+    from lookalike.store.cache import HashCache
 
 __all__ = ["check_ready", "embedding_matches", "holding", "verify_pairs"]
 
@@ -38,16 +41,19 @@ def check_ready(config: ScanConfig) -> None:
 
 
 def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
-                     config: ScanConfig, near: Edges, options: Mapping[str, Any]
-                     ) -> tuple[dict[tuple[int, int], str], dict[tuple[int, int], float],
-                                dict[str, int]]:
+                      config: ScanConfig, near: Edges, options: Mapping[str, Any],
+                      cache: HashCache | None = None
+                      ) -> tuple[dict[tuple[int, int], str], dict[tuple[int, int], float],
+                                 dict[str, int]]:
     """With ``config.embed``, the record pairs (i < j) that embeddings join, and
     how (``verified``, or ``embedding`` when ``config.verify`` is off); also every pair the
     embeddings proposed, with its similarity, and stats.
 
     Verification (:mod:`lookalike.imaging.align`) reads and decodes the files of the pairs
     it tries once more, on the driver: only pairs joining two different hash groups, the
-    best :data:`~lookalike.grouping.embedded.TRIES` of each (:func:`to_verify`)."""
+    best :data:`~lookalike.grouping.embedded.TRIES` of each (:func:`to_verify`). Verdicts
+    are kept in the hash ``cache`` for the two files' versions, so a re-scan reads again only
+    the files of pairs it has not judged."""
     if config.embed is None:
         return {}, {}, {}
     proposed = embedding_links(records, config.resolved_similarity)
@@ -64,20 +70,33 @@ def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
             part_of[i] = n + k
     by_path = {e.path: e for e in items}
     features = _Features(records, by_path, config, options)
+    work = to_verify(proposed, part_of)
+    known = (cache.load_verdicts(config, [(records[i], records[j]) for c in work for i, j in c])
+             if cache is not None else {})
+    judged: dict[tuple[int, int], bool] = {}
+
+    def verdict(i: int, j: int) -> bool:
+        ok = known.get((records[i].path, records[j].path))
+        if ok is None:
+            ok = judged[(i, j)] = features.same_picture(i, j)
+        return ok
 
     def first_verified(candidates: list[tuple[int, int]]) -> tuple[tuple[int, int] | None, int]:
         for tried, (i, j) in enumerate(candidates, start=1):
-            if features.same_picture(i, j):
+            if verdict(i, j):
                 return (i, j), tried
         return None, len(candidates)
 
     # OpenCV and the decoders release the GIL: threads verify in parallel (one result per
     # candidate list, in order, so the outcome does not depend on timing).
     with ThreadPoolExecutor(config.resolved_workers) as pool:
-        outcomes = list(pool.map(first_verified, to_verify(proposed, part_of)))
+        outcomes = list(pool.map(first_verified, work))
+    if cache is not None and judged:
+        cache.save_verdicts(config, [(records[i], records[j], ok)
+                                     for (i, j), ok in judged.items()])
     links = {pair: "verified" for pair, _ in outcomes if pair is not None}
     stats.update(verify_tried=sum(tried for _, tried in outcomes), verified=len(links),
-                 verify_read=len(features.done))
+                 verify_read=len(features.done), verify_cached=len(known))
     return links, proposed, stats
 
 

@@ -42,6 +42,9 @@ from lookalike.imaging.decode import Picture
 
 __all__ = ["HASH", "MAX_DISTANCE", "SIDE", "Features", "aligned_distance", "features"]
 
+#: Version of the rules below (part of the key verdicts are cached under): bump it when a
+#: verdict could change.
+VERIFY_VERSION = 1
 #: Longer side, in pixels, at which keypoints are found and pictures compared.
 SIDE = 512
 #: The hash (method, size) the aligned pictures are compared with.

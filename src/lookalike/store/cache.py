@@ -144,6 +144,14 @@ class HashCache:
                 updated REAL NOT NULL, facts TEXT, embedding BLOB,
                 PRIMARY KEY (key, path)
             ) WITHOUT ROWID;
+            -- Verification verdicts of embedding matches (see load_verdicts).
+            CREATE TABLE IF NOT EXISTS verdicts (
+                key TEXT NOT NULL, a TEXT NOT NULL, b TEXT NOT NULL,
+                a_size INTEGER NOT NULL, a_mtime_ns INTEGER NOT NULL,
+                b_size INTEGER NOT NULL, b_mtime_ns INTEGER NOT NULL,
+                ok INTEGER NOT NULL, updated REAL NOT NULL,
+                PRIMARY KEY (key, a, b)
+            ) WITHOUT ROWID;
             -- The edges of the last scans (see load_edges).
             CREATE TABLE IF NOT EXISTS edges (
                 key TEXT PRIMARY KEY, nbits INTEGER NOT NULL, radius INTEGER NOT NULL,
@@ -375,6 +383,45 @@ class HashCache:
                         edges.radius, blob, index.tobytes(), time.time()))
             db.execute("DELETE FROM edges WHERE key NOT IN "
                        "(SELECT key FROM edges ORDER BY updated DESC LIMIT 16)")
+
+    # -- verdicts ---------------------------------------------------------------------------
+    # Whether two files are one picture (lookalike.imaging.align) depends on their bytes and
+    # on the verification rules only: kept per pair of file versions, so a re-scan reads and
+    # aligns only pairs it has not judged.
+
+    @staticmethod
+    def _verdicts_key(config: ScanConfig) -> str:
+        from lookalike.imaging.align import VERIFY_VERSION
+
+        return f"{settings_key(config)}/verify{VERIFY_VERSION}"
+
+    def load_verdicts(self, config: ScanConfig, pairs: Sequence[tuple[ImageRecord, ImageRecord]]
+                      ) -> dict[tuple[str, str], bool]:
+        """Stored verdicts of ``pairs`` whose two files are unchanged, by their paths."""
+        if not pairs:
+            return {}
+        key = self._verdicts_key(config)
+        wanted = {(a.path, b.path): (a, b) for a, b in pairs}
+        out: dict[tuple[str, str], bool] = {}
+        rows = self._db.execute(
+            "SELECT a, b, a_size, a_mtime_ns, b_size, b_mtime_ns, ok FROM verdicts "
+            "WHERE key = ?", (key,))
+        for a, b, a_size, a_mtime, b_size, b_mtime, ok in rows:
+            pair = wanted.get((a, b))
+            if pair is not None and (pair[0].size_bytes, pair[0].mtime_ns, pair[1].size_bytes,
+                                     pair[1].mtime_ns) == (a_size, a_mtime, b_size, b_mtime):
+                out[(a, b)] = bool(ok)
+        return out
+
+    def save_verdicts(self, config: ScanConfig,
+                      verdicts: Iterable[tuple[ImageRecord, ImageRecord, bool]]) -> None:
+        """Store verdicts for :meth:`load_verdicts`."""
+        key, now = self._verdicts_key(config), time.time()
+        rows = [(key, a.path, b.path, a.size_bytes, a.mtime_ns, b.size_bytes, b.mtime_ns,
+                 int(ok), now) for a, b, ok in verdicts
+                if _storable(a.path) and _storable(b.path)]
+        with self._writing() as db:
+            db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?,?)", rows)
 
     def __len__(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM files").fetchone()[0])
