@@ -140,7 +140,8 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run(n: int, dim: int, threshold: float, k: int, sample: int, **tuning: int) -> dict:
+def run(n: int, dim: int, threshold: float, k: int, sample: int, max_k: int | None = None,
+        **tuning: int) -> dict:
     sys.path.insert(0, str(REPO / "src"))
     import faiss
 
@@ -154,7 +155,7 @@ def run(n: int, dim: int, threshold: float, k: int, sample: int, **tuning: int) 
     rss_data = peak_rss_mb()
 
     cpu0, t0 = cpu_seconds(), time.perf_counter()
-    found = similar_pairs(x, threshold, k=k, tuning=tuning)
+    found = similar_pairs(x, threshold, k=k, max_k=max_k, tuning=tuning)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
     rss = peak_rss_mb()
 
@@ -173,7 +174,9 @@ def run(n: int, dim: int, threshold: float, k: int, sample: int, **tuning: int) 
     extra = int(inside.sum()) - int(np.isin(fi[inside] * rows.size + fj[inside],
                                             truth[0] * rows.size + truth[1]).sum())
     return {
-        "n": n, "dim": dim, "threshold": threshold, "k": k,
+        # With max_k each row keeps at most its max_k nearest (a scan's use, NEIGHBOURS in
+        # lookalike.grouping.embedded): recall against every pair is then below 1 by design.
+        "n": n, "dim": dim, "threshold": threshold, "k": k, "max_k": max_k,
         "index": "exact" if n <= tuning.exact_below else f"ivf{n // tuning.list_size}",
         "nprobe": tuning.nprobe,
         "tuning": {f: getattr(tuning, f) for f in tuning.__dataclass_fields__},
@@ -194,6 +197,8 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--threshold", type=float, default=0.75)
     p.add_argument("--k", type=int, default=16)
+    p.add_argument("--max-k", type=int, default=None,
+                   help="keep at most this many neighbours per row (a scan keeps 64)")
     p.add_argument("--sample", default="100k", help="rows checked against exact search")
     p.add_argument("--quick", action="store_true", help="100k rows")
     p.add_argument("--nprobe", type=int, help="override VectorTuning.nprobe")
@@ -202,7 +207,8 @@ def main() -> None:
     args = p.parse_args()
     n = 100_000 if args.quick else parse_size(args.n)
     res = run(n, args.dim, args.threshold, args.k, min(n, parse_size(args.sample)),
-              nprobe=args.nprobe, list_size=args.list_size, exact_below=args.exact_below)
+              max_k=args.max_k, nprobe=args.nprobe, list_size=args.list_size,
+              exact_below=args.exact_below)
     cols = ["n", "dim", "index", "nprobe", "threads", "wall_s", "cpu_s", "peak_rss_mb",
             "pairs", "sample_true_pairs", "recall", "sample_near_pairs", "recall_near",
             "false_pairs"]

@@ -91,6 +91,16 @@ def test_groups_beyond_max_k_warn():
     assert 30 * 8 // 2 <= i.size < 30 * 29 // 2
 
 
+def test_a_caller_capping_neighbours_gets_each_rows_nearest_without_a_warning(recwarn):
+    x = np.tile(np.eye(1, 8, dtype=np.float32), (30, 1))
+    i, j, _ = similar_pairs(x, 0.9, k=4, max_k=4)
+    assert not [w for w in recwarn if w.category is RuntimeWarning]
+    degree = np.bincount(np.concatenate([i, j]), minlength=30)
+    # Every row its 4 nearest (5 when, among identical rows, it is not its own nearest),
+    # far from all 435 pairs.
+    assert degree.min() >= 4 and i.size <= 30 * 5
+
+
 def test_cross_pairs_equals_brute_force(data):
     rng = np.random.default_rng(5)
     base, queries = data[:2000], data[2000:].copy()

@@ -19,22 +19,29 @@ from collections.abc import Sequence
 
 from lookalike.model import ImageRecord, embedding_array
 
-__all__ = ["TRIES", "embedding_links", "to_verify"]
+__all__ = ["NEIGHBOURS", "TRIES", "embedding_links", "to_verify"]
 
 #: Pairs tried, most similar first, before two hash groups are left apart.
 TRIES = 3
+#: Nearest neighbours each image proposes (above the similarity): verification needs one
+#: good pair between two hash groups, not every pair, and the search's memory then stays
+#: ``NEIGHBOURS`` pairs per image however dense the embeddings (at similarity 0.45 with no
+#: such limit, 1M synthetic embeddings ran out of 23 GB).
+NEIGHBOURS = 64
 
 
 def embedding_links(records: Sequence[ImageRecord], similarity: float
                     ) -> dict[tuple[int, int], float]:
     """Pairs of indices (i < j) into ``records`` whose embeddings' cosine similarity
-    reaches ``similarity``, with it. Records without an embedding match nothing here."""
+    reaches ``similarity``, with it: each record's :data:`NEIGHBOURS` nearest. Records without
+    an embedding match nothing here."""
     from lookalike.search.vectors import similar_pairs
 
     have = [i for i, r in enumerate(records) if r.embedding is not None]
     if len(have) < 2:
         return {}
-    ii, jj, sims = similar_pairs(embedding_array([records[i] for i in have]), similarity)
+    ii, jj, sims = similar_pairs(embedding_array([records[i] for i in have]), similarity,
+                                 k=NEIGHBOURS, max_k=NEIGHBOURS)
     return {(have[a], have[b]): round(s, 3)
             for a, b, s in zip(ii.tolist(), jj.tolist(), sims.tolist(), strict=True)}
 

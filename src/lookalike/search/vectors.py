@@ -111,13 +111,15 @@ def _index(base: np.ndarray, tuning: VectorTuning):  # -> faiss.Index
 
 
 def _search(index, queries: np.ndarray, min_similarity: float, k: int, self_join: bool,
-            tuning: VectorTuning) -> Pairs:
+            tuning: VectorTuning, max_k: int | None = None) -> Pairs:
     """``(query row, base row, similarity)`` for each query's neighbours >= min_similarity.
 
     Searches every query with ``k`` neighbours (``k + 1`` when the queries are the base, to
     make room for the row itself); queries whose last neighbour still reaches the threshold
-    are searched again with twice the ``k``, up to ``tuning.max_k``.
+    are searched again with twice the ``k``, up to ``max_k`` (default ``tuning.max_k``, and
+    then a warning says how many rows were cut).
     """
+    limit = tuning.max_k if max_k is None else max_k
     rows = np.arange(len(queries), dtype=np.int64)
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     capped = 0
@@ -139,11 +141,11 @@ def _search(index, queries: np.ndarray, min_similarity: float, k: int, self_join
         rows = np.concatenate(full)
         if width >= index.ntotal:
             break  # every row was a neighbour: nothing lies beyond
-        if k >= tuning.max_k:
+        if k >= limit:
             capped = rows.size
             break
-        k = min(2 * k, tuning.max_k)
-    if capped:
+        k = min(2 * k, limit)
+    if capped and max_k is None:
         warnings.warn(f"{capped} rows have more than {tuning.max_k} neighbours at similarity "
                       f">= {min_similarity}; only their {tuning.max_k} nearest are kept",
                       RuntimeWarning, stacklevel=3)
@@ -163,7 +165,7 @@ def _unique_sorted(a: np.ndarray, b: np.ndarray, sims: np.ndarray, n_b: int) -> 
 
 
 def similar_pairs(vectors: np.ndarray, min_similarity: float, *, k: int = 16,
-                  tuning: VectorTuning = DEFAULT_TUNING) -> Pairs:
+                  max_k: int | None = None, tuning: VectorTuning = DEFAULT_TUNING) -> Pairs:
     """Every pair of rows whose cosine similarity reaches ``min_similarity``.
 
     Each row's ``k`` nearest neighbours are searched; a row whose ``k``-th neighbour still
@@ -181,6 +183,9 @@ def similar_pairs(vectors: np.ndarray, min_similarity: float, *, k: int = 16,
         vectors: ``(n, d)`` float32, rows L2-normalised (within 1e-3), finite.
         min_similarity: Cosine similarity a pair must reach, in [-1, 1].
         k: Neighbours searched per row at first, at least 1.
+        max_k: Most neighbours a row keeps (default ``tuning.max_k``, with a warning for
+            rows cut there); a caller that needs only each row's nearest few passes ``k``
+            (memory then stays ``n * k`` pairs however dense the data).
         tuning: Index and memory knobs.
 
     Returns:
@@ -196,7 +201,8 @@ def similar_pairs(vectors: np.ndarray, min_similarity: float, *, k: int = 16,
     n = len(vectors)
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    a, b, sims = _search(_index(vectors, tuning), vectors, min_similarity, k, True, tuning)
+    a, b, sims = _search(_index(vectors, tuning), vectors, min_similarity, k, True, tuning,
+                         max_k)
     return _unique_sorted(np.minimum(a, b), np.maximum(a, b), sims, n)
 
 
