@@ -352,3 +352,24 @@ def test_a_warm_rescan_reuses_verdicts_and_a_changed_file_is_judged_again(tree, 
         changed = lookalike.scan(folder, config=_config(model), cache=cache)
     assert sorted(sorted(Path(p).name for p in g.paths) for g in changed.groups) == [
         ["p0_cropped.png", "p2.png"], ["p1.png", "p1_cropped.png"]]
+
+
+def test_calibrate_embed_measures_geometric_copies_and_recommends_a_floor(tree, model,
+                                                                          tmp_path, capsys):
+    from lookalike.analysis.calibrate_embed import EDITS, FLOORS, calibrate_embedding
+
+    cal = calibrate_embedding(tree, embed=str(model), sample=5)
+    assert cal.images == 5 and cal.copies == 5 * len(EDITS)
+    recalls = [p.recall for p in cal.points]
+    assert [p.floor for p in cal.points] == list(FLOORS)
+    assert recalls == sorted(recalls, reverse=True) and recalls[0] > 0.5
+    assert cal.similarity in FLOORS
+    chosen = next(p for p in cal.points if p.floor == cal.similarity)
+    assert chosen.recall >= 0.95 * recalls[0]
+    assert all(0 <= e["verified"] <= 1 for e in cal.edits.values())
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", str(tree), "--embed", str(model), "--sample", "5", "-j", "1",
+                 "-q", "--json", str(out)]) == 0
+    assert "recommended: --similarity" in capsys.readouterr().out
+    assert json.loads(out.read_text())["embedding"]["similarity"] in FLOORS
+    assert main(["calibrate", str(tree), "--embed", str(tmp_path / "no.onnx")]) == 2

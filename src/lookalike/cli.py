@@ -595,12 +595,17 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
 @_decode_option("Decode mode, as for scan.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @_workers_option()
+@click.option("--embed", "embed", default=None, metavar="MODEL",
+              help="Also measure how this embedding model, with verification, finds cropped, "
+              "letterboxed, rotated, framed and captioned copies of up to 100 of the sampled "
+              "images, and recommend a --similarity.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=str),
               default=None, help="Also write the whole curve and recommendation as JSON.")
 @_quiet_option("No progress or per-file error lines.")
 def calibrate_cmd(paths: tuple[str, ...], target_precision: float, sample: int, method: str,
                   hash_size: int | None, invariant: str, decode: str, seed: int,
-                  workers: int | None, json_out: str | None, quiet: bool) -> None:
+                  workers: int | None, embed: str | None, json_out: str | None,
+                  quiet: bool) -> None:
     """Recommend a --threshold for your own images: hash a sample of PATHS and edited
     copies of them (resized, re-encoded, brightness, contrast, gamma, blur, noise, slightly
     cropped; made in memory) for recall; pairs of different files whose thumbnails match
@@ -611,7 +616,7 @@ def calibrate_cmd(paths: tuple[str, ...], target_precision: float, sample: int, 
     calibrate_to_file(paths, json_out=json_out, reporter=ConsoleReporter(quiet=quiet),
                       target_precision=target_precision, sample=sample, method=method,
                       hash_size=hash_size, invariant=invariant, decode=decode, seed=seed,
-                      workers=workers)
+                      workers=workers, embed=embed)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -347,7 +347,7 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
 
 def calibrate_to_file(paths: Sequence[str], *, json_out: str | None = None,
                       reporter: Reporter | None = None, out: TextIO | None = None,
-                      **options: Any) -> Calibration:
+                      embed: str | None = None, **options: Any) -> Calibration:
     """Calibrate on ``paths``, print the curve and the recommendation, save them as JSON.
 
     Args:
@@ -355,6 +355,9 @@ def calibrate_to_file(paths: Sequence[str], *, json_out: str | None = None,
         json_out: also write the whole calibration here (checked before any work).
         reporter: progress and problems.
         out: the stream for the printed curve (default: ``sys.stdout``).
+        embed: also calibrate this embedding model's ``similarity``
+            (:func:`lookalike.analysis.calibrate_embed.calibrate_embedding`, on at most 100
+            of the sampled images).
         options: passed on to :func:`lookalike.analysis.calibrate.calibrate`.
     """
     from lookalike.analysis.calibrate import calibrate, render_calibration
@@ -362,12 +365,28 @@ def calibrate_to_file(paths: Sequence[str], *, json_out: str | None = None,
     out = sys.stdout if out is None else out
     if json_out is not None:
         check_writable(json_out, "calibration file")
+    if embed is not None:
+        from lookalike.analysis.calibrate_embed import (
+            calibrate_embedding,
+            render_embedding_calibration,
+        )
+        from lookalike.config import ScanConfig
+        from lookalike.verify import check_ready
+
+        check_ready(ScanConfig(embed=embed))  # a missing model: before any work
     cal = calibrate(paths, reporter=reporter, **options)
     out.write(render_calibration(cal))
     print(f"({cal.seconds:.1f} s)", file=out)
+    data = cal.to_dict()
+    if embed is not None:
+        ecal = calibrate_embedding(paths, embed=embed, sample=min(100, options.get("sample",
+                                                                                  100)),
+                                   seed=options.get("seed", 0), reporter=reporter)
+        out.write(render_embedding_calibration(ecal))
+        data["embedding"] = ecal.to_dict()
     if json_out is not None:
         with open(json_out, "w", encoding="utf-8") as fh:
-            json.dump(cal.to_dict(), fh, indent=1)
+            json.dump(data, fh, indent=1)
             fh.write("\n")
         print(f"calibration written to {os.path.abspath(json_out)}", file=out)
     return cal
