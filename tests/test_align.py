@@ -5,8 +5,9 @@ frame, and flat pictures do not pass."""
 from __future__ import annotations
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from lookalike.analysis.calibrate_embed import EDITS
 from lookalike.imaging.align import MAX_DISTANCE, aligned_distance, features
 from lookalike.imaging.decode import Picture
 
@@ -18,38 +19,8 @@ def _features(img: Image.Image):
 
 
 def _framed(img: Image.Image) -> Image.Image:
-    """``img`` inside a window frame (title bar, sidebar, status bar), like a screenshot."""
-    w, h = img.size
-    canvas = Image.new("RGB", (round(w * 1.5), round(h * 1.5)), (236, 236, 236))
-    draw = ImageDraw.Draw(canvas)
-    draw.rectangle((0, 0, canvas.width, h // 10), fill=(60, 60, 60))
-    draw.rectangle((0, h // 10, w // 6, canvas.height), fill=(222, 222, 222))
-    for k in range(5):
-        y = h // 10 + (k + 1) * h // 12
-        draw.rectangle((w // 40, y, w // 8, y + h // 80), fill=(170, 170, 170))
-    for k, colour in enumerate([(237, 106, 94), (245, 191, 79), (98, 197, 84)]):
-        cx, r = h // 20 + k * h // 15, h // 50
-        draw.ellipse((cx - r, h // 20 - r, cx + r, h // 20 + r), fill=colour)
-    canvas.paste(img.resize((w, h)), (w // 5, h // 6))
-    return canvas
-
-
-def _edits(img: Image.Image) -> dict[str, Image.Image]:
-    w, h = img.size
-    padded = Image.new("RGB", (w, round(h * 1.3)), (0, 0, 0))
-    padded.paste(img, (0, round(h * 0.15)))
-    captioned = img.copy()
-    draw = ImageDraw.Draw(captioned)
-    draw.rectangle((0, round(h * 0.85), w, h), fill=(255, 255, 255))
-    draw.text((w // 10, round(h * 0.88)), "WHEN THE COPY HAS A CAPTION", fill=(0, 0, 0))
-    return {
-        "crop 5% a side": img.crop((w // 20, h // 20, w - w // 20, h - h // 20)),
-        "corner crop 15%": img.crop((0, 0, round(w * 0.85), round(h * 0.85))),
-        "rotated 5 degrees": img.rotate(5, resample=Image.Resampling.BICUBIC),
-        "letterboxed": padded,
-        "screenshot": _framed(img),
-        "caption bar": captioned,
-    }
+    """``img`` inside a window frame, as calibrate --embed makes a screenshot-like copy."""
+    return dict(EDITS)["screenshot"](img)
 
 
 def test_geometric_copies_of_real_photos_verify(rgb_photos):
@@ -60,7 +31,8 @@ def test_geometric_copies_of_real_photos_verify(rgb_photos):
     for path in chosen:
         img = Image.open(path).convert("RGB")
         original = _features(img)
-        for name, copy in _edits(img).items():
+        for name, edit in EDITS:
+            copy = edit(img)
             for a, b in ((original, _features(copy)), (_features(copy), original)):
                 distance = aligned_distance(a, b)
                 assert distance is not None and distance <= MAX_DISTANCE, (path.name, name)

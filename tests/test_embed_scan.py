@@ -122,12 +122,19 @@ def _moved(img: Image.Image) -> Image.Image:
     return out
 
 
-def test_verification_keeps_another_moment_of_the_scene_apart(tree, model, tmp_path):
+@pytest.fixture
+def later_scene(tree, tmp_path) -> Path:
+    """A photo and the same scene a moment later (:func:`_moved`)."""
     folder = tmp_path / "scene"
     folder.mkdir()
     img = Image.open(tree / "p0.png")
     img.save(folder / "a.png")
     _moved(img).save(folder / "b.png")
+    return folder
+
+
+def test_verification_keeps_another_moment_of_the_scene_apart(later_scene, model):
+    folder = later_scene
     config = _config(model, similarity=0.5)
     assert lookalike.scan(folder, config=config).groups == []
     trusting = lookalike.scan(folder, config=_config(model, similarity=0.5, verify=False))
@@ -322,13 +329,8 @@ def test_keep_policy_keeps_the_original_over_a_rotated_copy_with_a_larger_canvas
     assert [Path(p).name for p in decision.keep] == ["IMG_0001.png"]
 
 
-def test_keep_policy_never_removes_unverified_embedding_matches(tree, model, tmp_path):
-    folder = tmp_path / "scene"
-    folder.mkdir()
-    img = Image.open(tree / "p0.png")
-    img.save(folder / "a.png")
-    _moved(img).save(folder / "b.png")
-    (g,) = lookalike.scan(folder, config=_config(model, similarity=0.5, verify=False)).groups
+def test_keep_policy_never_removes_unverified_embedding_matches(later_scene, model):
+    (g,) = lookalike.scan(later_scene, config=_config(model, similarity=0.5, verify=False)).groups
     decision = lookalike.KeepPolicy().decide(g)
     assert sorted(Path(p).name for p in decision.keep) == ["a.png", "b.png"]
     assert decision.remove == () and "unverified" in decision.reason
