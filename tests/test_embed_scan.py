@@ -314,26 +314,33 @@ def test_similarity_default_follows_verification_and_star_grouping_is_refused(mo
         ScanConfig(embed=str(model), grouping="star")
 
 
-def test_keep_policy_keeps_the_original_over_a_rotated_copy_with_a_larger_canvas(
+def test_keep_policy_acts_only_on_what_hashes_tie_and_never_removes_a_joined_member(
         tree, model, tmp_path):
-    folder = tmp_path / "rot"
+    folder = tmp_path / "set"
     folder.mkdir()
     img = Image.open(tree / "p0.png").convert("RGB")
-    img.save(folder / "IMG_0001.png")  # the original: lossless, smaller canvas
-    img.rotate(5, expand=True, resample=Image.Resampling.BICUBIC).save(
-        folder / "IMG_0002.jpg", quality=85)  # more pixels (black corners), lossy
-    result = lookalike.scan(folder, config=_config(model, similarity=0.8))
-    (g,) = result.groups
-    assert {m.match for m in g.members} == {"hash", "verified"}
+    img.save(folder / "photo.jpg", quality=92)  # the original
+    img.resize((img.width // 3, img.height // 3)).save(folder / "small.png")  # a thumbnail
+    _crop(img, 0.12).save(folder / "crop.png")  # lossless and smaller: not the original
+    (g,) = lookalike.scan(folder, config=_config(model)).groups
+    match = {Path(m.record.path).name: m.match for m in g.members}
+    assert match == {"photo.jpg": "hash", "small.png": "hash", "crop.png": "verified"}
     decision = lookalike.KeepPolicy().decide(g)
-    assert [Path(p).name for p in decision.keep] == ["IMG_0001.png"]
+    # Among the members hashes tie, resolution decides as without embeddings; the crop,
+    # joined by its embedding, is kept whatever the rules (no signal says it is a copy).
+    assert [Path(p).name for p in decision.keep] == ["photo.jpg", "crop.png"]
+    assert [Path(p).name for p in decision.remove] == ["small.png"]
+    assert "joined by embeddings are kept" in decision.reason
+    for policy in (lookalike.KeepPolicy.from_spec("none"),
+                   lookalike.KeepPolicy.from_spec(None, protect=[str(folder)])):
+        assert str(folder / "crop.png") in policy.decide(g).keep
 
 
 def test_keep_policy_never_removes_unverified_embedding_matches(later_scene, model):
     (g,) = lookalike.scan(later_scene, config=_config(model, similarity=0.5, verify=False)).groups
     decision = lookalike.KeepPolicy().decide(g)
     assert sorted(Path(p).name for p in decision.keep) == ["a.png", "b.png"]
-    assert decision.remove == () and "unverified" in decision.reason
+    assert decision.remove == () and "joined by embeddings are kept" in decision.reason
 
 
 def test_a_warm_rescan_reuses_verdicts_and_a_changed_file_is_judged_again(tree, model,
@@ -375,3 +382,18 @@ def test_calibrate_embed_measures_geometric_copies_and_recommends_a_floor(tree, 
     assert "recommended: --similarity" in capsys.readouterr().out
     assert json.loads(out.read_text())["embedding"]["similarity"] in FLOORS
     assert main(["calibrate", str(tree), "--embed", str(tmp_path / "no.onnx")]) == 2
+
+
+def test_a_file_unreadable_at_verification_gets_no_verdict_and_is_judged_next_scan(
+        tree, model, tmp_path, monkeypatch):
+    from lookalike import verify
+
+    real = verify._Features._load
+    monkeypatch.setattr(verify._Features, "_load", lambda self, record: (
+        None if record.path.endswith("p0_cropped.png") else real(self, record)))
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        first = lookalike.scan(tree, config=_config(model), cache=cache)
+        assert first.stats["verified"] == 1  # only p1's crop
+        monkeypatch.setattr(verify._Features, "_load", real)
+        second = lookalike.scan(tree, config=_config(model), cache=cache)
+    assert second.stats["verified"] == 2 and len(second.groups) == 2

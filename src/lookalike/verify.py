@@ -78,7 +78,10 @@ def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
     def verdict(i: int, j: int) -> bool:
         ok = known.get((records[i].path, records[j].path))
         if ok is None:
-            ok = judged[(i, j)] = features.same_picture(i, j)
+            ok = features.same_picture(i, j)
+            if ok is None:  # a file could not be read now: judged next time
+                return False
+            judged[(i, j)] = ok
         return ok
 
     def first_verified(candidates: list[tuple[int, int]]) -> tuple[tuple[int, int] | None, int]:
@@ -106,7 +109,7 @@ def verify_pairs(records: Sequence[ImageRecord], pairs: Sequence[tuple[int, int]
     (:func:`lookalike.imaging.align.aligned_distance`), reading each file once, on threads."""
     features = _Features(records, {}, config, {})
     with ThreadPoolExecutor(config.resolved_workers) as pool:
-        return list(pool.map(lambda pair: features.same_picture(*pair), pairs))
+        return [bool(ok) for ok in pool.map(lambda pair: features.same_picture(*pair), pairs)]
 
 
 def holding(records: Sequence[ImageRecord], proposed: Mapping[tuple[int, int], float],
@@ -133,12 +136,15 @@ class _Features:
         self.records, self.by_path, self.config, self.options = records, by_path, config, options
         self.done: dict[int, Any] = {}
 
-    def same_picture(self, i: int, j: int) -> bool:
-        """Whether records ``i`` and ``j``, aligned, hash alike (both readable)."""
+    def same_picture(self, i: int, j: int) -> bool | None:
+        """Whether records ``i`` and ``j``, aligned, hash alike; None when either file
+        cannot be read now (no verdict)."""
         from lookalike.imaging.align import MAX_DISTANCE, aligned_distance
 
         a, b = self.get(i), self.get(j)
-        distance = aligned_distance(a, b) if a is not None and b is not None else None
+        if a is None or b is None:
+            return None
+        distance = aligned_distance(a, b)
         return distance is not None and distance <= MAX_DISTANCE
 
     def get(self, i: int) -> Any:

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lookalike.analysis.calibrate import KNEE, _sample
-from lookalike.errors import ConfigError, DecodeError
+from lookalike.errors import ConfigError, DecodeError, Problem
 from lookalike.events import NullReporter, Reporter
 
 if TYPE_CHECKING:
@@ -172,6 +172,9 @@ def calibrate_embedding(paths: str | os.PathLike[str] | Iterable[str | os.PathLi
                 pic, _, _ = decode_bytes(fh.read(), mode="fast")
         except (OSError, DecodeError) as exc:
             problems.append(f"{entry.path}: {exc}")
+            reporter.problem(Problem(path=entry.path, stage="decode",
+                                     error=getattr(exc, "reason", "read-error"),
+                                     message=str(exc)))
             reporter.advance()
             continue
         image = pic.image.convert("RGB")
@@ -187,7 +190,8 @@ def calibrate_embedding(paths: str | os.PathLike[str] | Iterable[str | os.PathLi
         raise ConfigError(f"calibrating embeddings needs at least 2 readable images; found "
                           f"{len(originals)} under the paths given")
     pictures: list[Picture] = [*originals, *(p for made in copies for _, p in made)]
-    vectors = embedder.embed([embedder.prepare(p) for p in pictures])
+    vectors = np.concatenate([embedder.embed([embedder.prepare(p) for p in pictures[a:a + 64]])
+                              for a in range(0, len(pictures), 64)])
     own, rest = vectors[:len(originals)], vectors[len(originals):]
     sims, verified, names = [], [], []
     for k, made in enumerate(copies):
@@ -224,4 +228,6 @@ def render_embedding_calibration(cal: EmbeddingCalibration) -> str:
     lines += [f"  {p.floor:>5.2f}  {p.recall:>12.1%}  {p.load:>10.2f}" for p in cal.points]
     lines.append(f"recommended: --similarity {cal.similarity} (the highest floor that finds "
                  f"{KNEE:.0%} of what the lowest does)")
+    if cal.problems:
+        lines.append(f"({len(cal.problems)} sampled files could not be read; left out)")
     return "\n".join(lines) + "\n"

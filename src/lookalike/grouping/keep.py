@@ -191,15 +191,13 @@ def _centre_distances(records: Sequence[ImageRecord]) -> dict[str, int]:
     return total
 
 
-def _original_key(records: Sequence[ImageRecord], facts: KeepFacts, joined: bool = False
+def _original_key(records: Sequence[ImageRecord], facts: KeepFacts
                   ) -> Callable[[ImageRecord], tuple[Any, ...]]:
     """The ``original`` rule's sort key over one group: one value per signal of
-    :data:`ORIGINAL_SIGNALS`, lower is better. ``joined``: embeddings joined the group, so
-    some members are geometric edits (a rotated copy's larger canvas, a screenshot's frame,
-    a crop) whose pixel counts and hash distances say nothing: resolution and centre tie."""
+    :data:`ORIGINAL_SIGNALS`, lower is better."""
     copies = _copy_names(records)
     aspect = _common_aspect(records)
-    centre = {} if joined else _centre_distances(records)
+    centre = _centre_distances(records)
     empty = FileFacts()
 
     def signals(r: ImageRecord) -> dict[str, Any]:
@@ -214,9 +212,8 @@ def _original_key(records: Sequence[ImageRecord], facts: KeepFacts, joined: bool
             "camera": not (f.camera or f.taken),
             # 1% steps: a few pixels cropped or padded are no better picture; at equal
             # pixels a copy distorted to another aspect ratio loses.
-            "resolution": (0, False) if joined else (
-                -round(math.log(pixels) / _LOG_STEP) if pixels > 0 else 0,
-                abs(_aspect(r) / aspect - 1) > 0.01 if aspect else False),
+            "resolution": (-round(math.log(pixels) / _LOG_STEP) if pixels > 0 else 0,
+                           abs(_aspect(r) / aspect - 1) > 0.01 if aspect else False),
             "centre": centre.get(r.path, 0),
             # Colour from the mode only breaks ties: a lossy copy of a grey picture is
             # stored as colour (WebP always is), so the mode is weak evidence.
@@ -295,12 +292,11 @@ def _is_lossless(rec: ImageRecord, facts: KeepFacts) -> bool:
     return rec.path in facts.lossless if fmt == "WEBP" else fmt in LOSSLESS_FORMATS
 
 
-def _rule_key(rule: str, facts: KeepFacts, records: Sequence[ImageRecord],
-              joined: bool = False) -> Callable[[ImageRecord], Any]:
-    """The sort key of ``rule`` (lower is better) over the group of ``records``
-    (``joined``: by embeddings, see :func:`_original_key`)."""
+def _rule_key(rule: str, facts: KeepFacts, records: Sequence[ImageRecord]
+              ) -> Callable[[ImageRecord], Any]:
+    """The sort key of ``rule`` (lower is better) over the group of ``records``."""
     if rule == "original":
-        return _original_key(records, facts, joined)
+        return _original_key(records, facts)
     if rule.startswith("match:"):
         pattern = rule[len("match:"):]
         return lambda r: not fnmatch.fnmatchcase(r.path, pattern)
@@ -415,12 +411,11 @@ class KeepPolicy:
         """``records`` best first: protected ones, then by the rules, then by path. Pure."""
         return [rec for _, rec in self._ranked(records, facts)]
 
-    def _ranked(self, records: Sequence[ImageRecord], facts: KeepFacts, joined: bool = False
+    def _ranked(self, records: Sequence[ImageRecord], facts: KeepFacts
                 ) -> list[tuple[tuple[Any, ...], ImageRecord]]:
         """``(sort key, record)`` best first; a key holds one value per rule, after the
         protection flag."""
-        rules = [] if self.remove_all else [_rule_key(r, facts, records, joined)
-                                            for r in self.rules]
+        rules = [] if self.remove_all else [_rule_key(r, facts, records) for r in self.rules]
         keyed = [((not _protects(rec, facts), *(k(rec) for k in rules)), rec) for rec in records]
         return sorted(keyed, key=lambda kr: (kr[0], kr[1].path))
 
@@ -449,8 +444,15 @@ class KeepPolicy:
         """
         if facts is None:
             facts = self.read_facts(m.record for m in group.members)
-        joined = any(m.match != "hash" for m in group.members)
-        keyed = self._ranked([m.record for m in group.members], facts, joined)
+        # Members embeddings joined (scan --embed) are crops, frames, turns... of the others,
+        # or the others of them: which is the original no signal here says (a screenshot has
+        # more pixels than its photo, a crop fewer). The policy acts only on the members
+        # hashes tie to the representative; the joined ones are always kept, whatever the
+        # rules or protection (the review page lets a user choose among them).
+        joined = sorted((m.record for m in group.members if m.match != "hash"),
+                        key=lambda r: r.path)
+        hashed = [m.record for m in group.members if m.match == "hash"]
+        keyed = self._ranked(hashed, facts)
         ranked = [rec for _, rec in keyed]
         protected = tuple(r.path for r in ranked if _protects(r, facts))
         if protected:
@@ -460,18 +462,11 @@ class KeepPolicy:
         else:
             keep = (ranked[0].path,)
             reason = self._why(keyed[0][0], keyed[1][0] if len(keyed) > 1 else None)
-        # Members that only unverified embeddings matched may be another photo of the scene:
-        # a policy acts only within the representative's hash part (the ``hash`` members),
-        # keeping its best; the others are never removed by it (a user can still pick them
-        # on the review page).
-        if not protected and not self.remove_all and any(
-                m.match == "embedding" for m in group.members):
-            hashed = {m.record.path for m in group.members if m.match == "hash"}
-            best = next(r.path for r in ranked if r.path in hashed)
-            keep = (best, *(r.path for r in ranked if r.path not in hashed))
-            reason = (self._why(*[k for k, r in keyed if r.path in hashed][:2])
-                      if len(hashed) > 1 else "the only member its hashes match") + (
-                "; members matched by unverified embeddings only are kept")
+        if joined:
+            keep = (*keep, *(r.path for r in joined))
+            reason += ("; members joined by embeddings are kept (choose among them on the "
+                       "review page)")
+            protected = (*protected, *(r.path for r in joined if _protects(r, facts)))
         kept = set(keep)
         remove = tuple(sorted(r.path for r in ranked if r.path not in kept))
         return KeepDecision(group=group.id, keep=keep, remove=remove, protected=protected,

@@ -135,7 +135,9 @@ class Embedder:
             self._session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own types for every kind of bad file
             raise ConfigError(f"cannot load the embedding model {self.path}: "
-                              f"{str(exc).strip()}; {_HOW_TO_GET}") from None
+                              f"{str(exc).strip()}; it must be an ONNX file that meets the "
+                              "contract of docs/embeddings.md (re-export or re-install it)"
+                              ) from None
         self._read_signature(side)
         self.identity = (f"{self.path.stem}-{_file_digest(self.path)[:16]}-{self.side}"
                          f"-p{PREPARE_VERSION}")
