@@ -205,12 +205,16 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
     embed = settings_of_key(settings_key(config)) or {}
     wanted = _describe(config.method, config.resolved_hash_size, config.decode,
                        config.invariant, config.trim_borders, embed=embed.get("embed", ""))
-    usable = [c for c in (config, dataclasses.replace(config, pixel_digest=not config.pixel_digest))
-              if settings_key(c) in have]
-    for c in usable:
-        stored = list(cache.records(c, under=under))
+    # A cache filled by a scan with embeddings holds the same hashes too, under its model's key.
+    keys = [settings_key(c) for c in (config, dataclasses.replace(
+        config, pixel_digest=not config.pixel_digest))]
+    if config.embed is None:
+        keys += sorted(k for k in have if any(k.startswith(f"{base}/emb-") for base in keys))
+    usable = [k for k in keys if k in have]
+    for key in usable:
+        stored = list(cache.records(config, under=under, key=key))
         if stored:
-            return c, stored
+            return config, stored
     if usable:  # hashes with these settings, but none under the folder
         raise ConfigError(f"the hash cache {cache.path} has no hashes of images under {under} "
                           f"({wanted}); scan that folder first, or query without the folder")

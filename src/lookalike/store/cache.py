@@ -255,9 +255,11 @@ class HashCache:
         db.execute("DELETE FROM want")
         return {r[0]: r for r in rows}
 
-    def records(self, config: ScanConfig, under: str | None = None) -> Iterator[ImageRecord]:
-        """Every cached record for ``config`` (optionally only paths under a folder)."""
-        key = settings_key(config)
+    def records(self, config: ScanConfig, under: str | None = None, *,
+                key: str | None = None) -> Iterator[ImageRecord]:
+        """Every cached record for ``config`` (optionally only paths under a folder), or
+        stored under ``key`` (another :func:`settings_key` with ``config``'s hash method)."""
+        key = settings_key(config) if key is None else key
         sql = ("SELECT path, size, mtime_ns, width, height, format, hash, digest, pixel_digest, "
                "facts, embedding FROM files WHERE key = ? AND ok = 1")
         args: tuple = (key,)
