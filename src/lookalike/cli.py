@@ -8,6 +8,10 @@ configuration (found before any work), 130 interrupted.
 
 Library modules are imported inside the commands: ``lookalike --help`` and ``methods`` then
 load neither NumPy nor Pillow (tests/test_imports.py).
+
+Over 600 lines because click keeps each option's help beside the command it belongs to: the
+code is a dozen commands of one library call each, and the shared options are decorators
+(``_embed_options``, ``_workers_option``, ...) defined once at the top.
 """
 
 from __future__ import annotations
