@@ -81,10 +81,10 @@ class ScanResult:
     config: ScanConfig
     roots: list[str]
     stats: dict[str, Any] = field(default_factory=dict)
-    #: With embeddings: each pair of paths (a < b) whose embeddings are similar and that
-    #: ended in one group, with how it matched (``verified``: the pair, or a chain through
-    #: its group, passed verification; ``embedding``: verification was off) and its cosine
-    #: similarity. Leakage reports these as matches.
+    #: With embeddings: each pair of paths (a < b) that its embeddings joined and that ended
+    #: in one group, with how (``verified``: the pair itself passed verification;
+    #: ``embedding``: verification was off) and its cosine similarity. Leakage reports these
+    #: as matches.
     embedding_matches: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
 
     @property
