@@ -403,15 +403,27 @@ class HashCache:
         if not pairs:
             return {}
         key = self._verdicts_key(config)
-        wanted = {(a.path, b.path): (a, b) for a, b in pairs}
+        wanted = {(a.path, b.path): (a, b) for a, b in pairs
+                  if _storable(a.path) and _storable(b.path)}
+        db = self._db
+        # Only the pairs asked about: a temporary table joined on the key (a cache holds the
+        # verdicts of every scan, far more than one scan's pairs).
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS want_pairs (a TEXT, b TEXT, "
+                   "PRIMARY KEY (a, b))")
+        db.execute("DELETE FROM want_pairs")
+        db.execute("BEGIN")
+        db.executemany("INSERT OR IGNORE INTO want_pairs VALUES (?, ?)", list(wanted))
+        db.execute("COMMIT")
+        rows = db.execute(
+            "SELECT v.a, v.b, v.a_size, v.a_mtime_ns, v.b_size, v.b_mtime_ns, v.ok "
+            "FROM want_pairs w JOIN verdicts v ON v.key = ? AND v.a = w.a AND v.b = w.b",
+            (key,)).fetchall()
+        db.execute("DELETE FROM want_pairs")
         out: dict[tuple[str, str], bool] = {}
-        rows = self._db.execute(
-            "SELECT a, b, a_size, a_mtime_ns, b_size, b_mtime_ns, ok FROM verdicts "
-            "WHERE key = ?", (key,))
         for a, b, a_size, a_mtime, b_size, b_mtime, ok in rows:
-            pair = wanted.get((a, b))
-            if pair is not None and (pair[0].size_bytes, pair[0].mtime_ns, pair[1].size_bytes,
-                                     pair[1].mtime_ns) == (a_size, a_mtime, b_size, b_mtime):
+            pair = wanted[(a, b)]
+            if (pair[0].size_bytes, pair[0].mtime_ns, pair[1].size_bytes,
+                    pair[1].mtime_ns) == (a_size, a_mtime, b_size, b_mtime):
                 out[(a, b)] = bool(ok)
         return out
 
