@@ -91,13 +91,11 @@ def _hash_picture(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, sou
 
 def embedder_for(config: ScanConfig) -> Embedder:
     """This process's :class:`~lookalike.imaging.embed.Embedder` for ``config.embed``
-    (loaded once per process). Worker processes run one inference thread each: the scan
-    already runs one process per core."""
-    from lookalike.imaging.embed import DEFAULT_SIDE, load_embedder
+    (:func:`~lookalike.imaging.embed.shared_embedder`: loaded once per process)."""
+    from lookalike.imaging.embed import shared_embedder
 
     assert config.embed is not None
-    return load_embedder(config.embed, DEFAULT_SIDE,
-                         1 if config.resolved_workers > 1 else None)
+    return shared_embedder(config.embed)
 
 
 def _embedded(batch: Sequence[tuple[ImageRecord | Problem, Any]], config: ScanConfig

