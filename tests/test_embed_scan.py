@@ -222,6 +222,10 @@ def test_leakage_finds_a_cropped_test_image(tree, model, tmp_path):
     assert Path(match.path).name == "p0.png" and match.match == "verified"
     assert match.similarity >= 0.9
     assert leakage.to_dict()["matches"][0]["matches"][0]["match"] == "verified"
+    # Applying the leakage report protects the reference: the verified leak is purged.
+    (group,) = leakage.groups
+    decision = lookalike.KeepPolicy.from_spec(None, protect=[str(train)]).decide(group)
+    assert [Path(p).name for p in decision.remove] == ["leak.png"]
 
 
 def test_parquet_output_keeps_embeddings_and_resumes(tree, model, tmp_path):

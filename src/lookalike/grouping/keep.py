@@ -444,29 +444,34 @@ class KeepPolicy:
         """
         if facts is None:
             facts = self.read_facts(m.record for m in group.members)
-        # Members embeddings joined (scan --embed) are crops, frames, turns... of the others,
-        # or the others of them: which is the original no signal here says (a screenshot has
-        # more pixels than its photo, a crop fewer). The policy acts only on the members
-        # hashes tie to the representative; the joined ones are always kept, whatever the
-        # rules or protection (the review page lets a user choose among them).
-        joined = sorted((m.record for m in group.members if m.match != "hash"),
-                        key=lambda r: r.path)
-        hashed = [m.record for m in group.members if m.match == "hash"]
-        keyed = self._ranked(hashed, facts)
+        how = {m.record.path: m.match for m in group.members}
+        keyed = self._ranked([m.record for m in group.members], facts)
         ranked = [rec for _, rec in keyed]
         protected = tuple(r.path for r in ranked if _protects(r, facts))
+        # Members only unverified embeddings matched may be another photo of the scene:
+        # never removed by a policy.
+        spared = [r.path for r in ranked if how[r.path] == "embedding"]
         if protected:
+            # A protected copy stays, so every other verified member may go (a leakage
+            # scan's reference sets: the purge list).
             keep, reason = protected, "in a protected folder"
-        elif self.remove_all:
-            keep, reason = (), "keep rule none"
         else:
-            keep = (ranked[0].path,)
-            reason = self._why(keyed[0][0], keyed[1][0] if len(keyed) > 1 else None)
-        if joined:
-            keep = (*keep, *(r.path for r in joined))
+            # Members embeddings joined are crops, frames, turns... of the others, or the
+            # others of them: which is the original no signal here says (a screenshot has
+            # more pixels than its photo, a crop fewer). The policy picks among the members
+            # hashes tie to the representative and keeps the joined ones.
+            spared += [r.path for r in ranked if how[r.path] == "verified"]
+            hashed = [kr for kr in keyed if how[kr[1].path] == "hash"]
+            if self.remove_all:
+                keep, reason = (), "keep rule none"
+            else:
+                keep = (hashed[0][1].path,)
+                reason = self._why(hashed[0][0], hashed[1][0] if len(hashed) > 1 else None)
+        spared = [p for p in spared if p not in keep]
+        if spared:
+            keep = (*keep, *sorted(spared))
             reason += ("; members joined by embeddings are kept (choose among them on the "
                        "review page)")
-            protected = (*protected, *(r.path for r in joined if _protects(r, facts)))
         kept = set(keep)
         remove = tuple(sorted(r.path for r in ranked if r.path not in kept))
         return KeepDecision(group=group.id, keep=keep, remove=remove, protected=protected,
