@@ -13,7 +13,8 @@ Folders (built once from real photos, cached under ``.cache/bench/``):
 
 Tools, all run as their users run them (``benchmarks/peers.py``), each in its own process
 timed with ``os.wait4``: CPU = user + sys of the process and its children, wall, peak RSS
-(of the largest single process):
+(of the largest single process). Python tools run with their modules byte-compiled, as
+``pip install`` leaves them (``peers.byte_compile``):
 
 - ``lookalike``: ``lookalike scan FOLDER --format json``, defaults (all cores), empty cache;
 - ``lookalike -j 1``: the same with one worker (no subprocesses);
@@ -49,7 +50,7 @@ import peers
 import realdata
 import transforms
 from accuracy import dataset
-from common import CACHE, print_table, write_json
+from common import CACHE, REPO, print_table, write_json
 
 VERSION = 1  # bump when a folder's recipe changes: cached folders are rebuilt
 SEED = 0
@@ -283,6 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     for key, d in info.items():
         print(f"{key}: {d['files']} files {d['formats']}, median {d['median_mp']} MP, "
               f"{d['mib']} MiB ({trees[key]})")
+    # As pip leaves them: compiled modules for lookalike (and the ImageHash and Pillow
+    # loops, run by this Python) and for each peer's venv.
+    peers.byte_compile(sys.executable, REPO / "src")
+    for name in ("czkawka", "immaculate"):
+        py = peers.setup(name)
+        if py is not None:
+            peers.byte_compile(py)
     runs = measure(trees, rounds)
     med = {f: {t: medians(r) for t, r in by_tool.items()} for f, by_tool in runs.items()}
 

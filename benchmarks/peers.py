@@ -272,8 +272,27 @@ def setup(name: str, log=print) -> Path | None:
         log(f"skipping {name}: cannot install {requirement}: {detail.strip().splitlines()[-1:]}")
         shutil.rmtree(env, ignore_errors=True)
         return None
+    byte_compile(py)
     marker.write_text(requirement + "\n")
     return py
+
+
+# Byte-compiles a Python's installed packages (and argv[1:], e.g. lookalike's src).
+_COMPILE = """
+import compileall, sys, sysconfig
+dirs = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")} | set(sys.argv[1:])
+for d in sorted(dirs):
+    compileall.compile_dir(d, quiet=2, workers=0)
+"""
+
+
+def byte_compile(py: Path | str = sys.executable, *extra: Path) -> None:
+    """Write the ``.pyc`` files of ``py``'s packages (and of ``extra`` folders) as ``pip
+    install`` does. These machines set PYTHONDONTWRITEBYTECODE, so without this every run of
+    a Python tool compiles every module it imports again: 0.3-0.5 CPU s per lookalike scan
+    that its users, with pip's compiled files, never pay. Idempotent, seconds when done."""
+    subprocess.run([str(py), "-c", _COMPILE, *map(str, extra)], check=False,
+                   capture_output=True, timeout=900)
 
 
 # Runs argv[2:] and writes its own child's resource use to argv[1]. A child forked from the

@@ -249,8 +249,8 @@ def test_records_confirmed_by_a_full_decode_carry_facts(tmp_path, scene):
     root = tmp_path / "imgs"
     root.mkdir()
     for seed in range(3):
-        scene(seed, (800, 600)).save(root / f"{seed}.jpg", quality=92)
-        scene(seed, (800, 600)).save(root / f"{seed}_copy.jpg", quality=60)
+        scene(seed, (1600, 1200)).save(root / f"{seed}.jpg", quality=92)
+        scene(seed, (1600, 1200)).save(root / f"{seed}_copy.jpg", quality=60)
     with HashCache(tmp_path / "c.sqlite") as cache:
         cold = lookalike.scan(root, cache=cache, workers=1)
         warm = lookalike.scan(root, cache=cache, workers=1)

@@ -11,7 +11,7 @@ from PIL import Image
 
 import lookalike
 from conftest import loaded_by_command
-from lookalike.config import ScanConfig
+from lookalike.config import FAST_REDUCE_FROM_SIDE, ScanConfig
 from lookalike.grouping.confirm import full_config, margin, may_be_reduced, needs_exact_hash
 from lookalike.imaging.decode import decode_bytes
 from lookalike.imaging.hashes import get_method
@@ -20,7 +20,7 @@ from lookalike.store.cache import HashCache
 from lookalike.worker import hash_data
 
 
-def _record(path: str, hex_hash: str, fmt: str = "JPEG", size: tuple[int, int] = (1200, 800),
+def _record(path: str, hex_hash: str, fmt: str = "JPEG", size: tuple[int, int] = (1600, 1200),
             nbits: int = 64) -> ImageRecord:
     return ImageRecord(path=path, size_bytes=1, mtime_ns=0, width=size[0], height=size[1],
                        format=fmt, hash=Hash.from_hex(hex_hash, method="dhash-z", nbits=nbits),
@@ -40,7 +40,8 @@ def test_margin_grows_with_the_hash():
 
 
 @pytest.mark.parametrize("size", [(300, 200), (511, 900), (512, 512), (700, 1400),
-                                  (2000, 1500), (4000, 600)])
+                                  (1023, 2000), (1024, 1024), (2000, 1500), (4000, 600),
+                                  (6000, 1100)])
 @pytest.mark.slow
 def test_may_be_reduced_covers_every_image_fast_decoding_reduces(scene, size):
     data = _jpeg(scene(1, size))
@@ -50,7 +51,8 @@ def test_may_be_reduced_covers_every_image_fast_decoding_reduces(scene, size):
     assert isinstance(rec, ImageRecord)
     if pic.reduced:
         assert may_be_reduced(rec)
-    assert pic.reduced == (min(size) >= 512)
+    # Only from a 1024 px shorter side (scale 1/4 or less): at 1/2, libjpeg saves little.
+    assert pic.reduced == (min(size) >= FAST_REDUCE_FROM_SIDE == 1024)
 
 
 @pytest.mark.slow
@@ -74,7 +76,7 @@ def test_needs_exact_hash_picks_reduced_images_with_near_neighbours():
         _record("b.jpg", "ffff0000ffff000f"),  # 4 bits from a: within 0 + margin(64)
         _record("c.jpg", "0f0f0f0f0f0f0f0f"),  # far from everything
         _record("d.png", "ffff0000ffff0001", fmt="PNG"),  # near, but decoded exactly
-        _record("e.jpg", "ffff0000ffff0003", size=(500, 800)),  # near, but too small
+        _record("e.jpg", "ffff0000ffff0003", size=(900, 1200)),  # near, but too small
     ]
     assert needs_exact_hash(recs, fast) == [0, 1]
     assert needs_exact_hash(recs, full_config(fast)) == []
@@ -110,7 +112,7 @@ def twins(tmp_path_factory, photos) -> tuple[Path, list[tuple[Path, Path]]]:
     pairs = []
     for src in photos[:10]:
         img = Image.open(src).convert("RGB")
-        scale = 640 / min(img.size)
+        scale = 1100 / min(img.size)
         big = img.resize((round(img.width * scale), round(img.height * scale)),
                          Image.Resampling.BICUBIC)
         jpg = root / f"{src.stem}.jpg"

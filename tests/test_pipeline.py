@@ -130,6 +130,48 @@ def test_only_group_members_are_digested(copies_tree, tmp_path):
     assert any(set(twins) <= set(g.paths) for g in result.groups)
 
 
+def test_pixel_identical_files_make_an_exact_group_and_only_they_are_decoded_again(
+        copies_tree, tmp_path, monkeypatch):
+    """A PNG re-saved with other metadata (other bytes, the same pixels) and as a lossless
+    WebP forms an ``exact`` group; the pixel digests come after grouping, for those members
+    only, and a warm re-scan takes them from the cache."""
+    from lookalike import worker
+    from lookalike.store.cache import HashCache
+
+    root, _ = copies_tree
+    tree = tmp_path / "t"
+    shutil.copytree(root, tree)
+    src = tree / "alone.png"
+    img = Image.open(src)
+    img.save(tree / "alone_tagged.png", pnginfo=_text_chunk("note", "re-saved"))
+    img.save(tree / "alone.webp", lossless=True)
+    decoded = []
+    real = worker.pixel_digests
+    monkeypatch.setattr(worker, "pixel_digests",
+                        lambda recs, cfg: decoded.extend(r.path for r in recs) or real(recs, cfg))
+    db = HashCache(tmp_path / "cache.sqlite")
+    first = lookalike.scan(tree, workers=1, cache=db)
+    (alone,) = [g for g in first.groups if str(src) in g.paths]
+    assert alone.kind == "exact"
+    assert sorted(alone.paths) == sorted(str(tree / n) for n in
+                                         ("alone.png", "alone.webp", "alone_tagged.png"))
+    assert len({m.record.pixel_digest for m in alone.members}) == 1
+    # Only that group's members were decoded again; the near groups' members never were.
+    assert sorted(decoded) == sorted(alone.paths)
+    assert {g.kind for g in first.groups if g is not alone} == {"near"}
+    decoded.clear()
+    again = lookalike.scan(tree, workers=1, cache=db)
+    assert decoded == [] and [g.kind for g in again.groups] == [g.kind for g in first.groups]
+
+
+def _text_chunk(key: str, value: str):
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(key, value)
+    return info
+
+
 def test_member_digests_come_from_the_cache_and_follow_a_new_member(copies_tree, tmp_path):
     root, _ = copies_tree
     tree = tmp_path / "t"

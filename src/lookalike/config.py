@@ -39,6 +39,14 @@ DEFAULT_SIMILARITY_UNVERIFIED = 0.9
 #: to down-sampling from the original.
 FAST_MIN_SIDE = 256
 
+#: ... and only from this shorter side up (scale 1/4 or 1/8). At scale 1/2 libjpeg still
+#: decodes every coefficient (0.81 against 1.0 ms for a 0.35 MP JPEG), while a reduced hash
+#: must be confirmed by a full re-decode whenever the image has a near match: on a folder of
+#: small photos with edited copies (benchmarks/bench_peers.py, small) 679 of its 717
+#: 512-1023 px JPEGs had one, and the one-worker cold scan took 4% more CPU (11.1 s against
+#: 10.6 s, medians of 3) than decoding them in full once; the groups are the same.
+FAST_REDUCE_FROM_SIDE = 4 * FAST_MIN_SIDE
+
 #: Images declaring more pixels are refused before decoding (a decompression bomb?): Pillow's
 #: own error limit (2 x its 89.5M warning limit).
 DEFAULT_MAX_PIXELS = 178_956_970
@@ -70,7 +78,7 @@ def import_extra(module: str, needed_for: str, extra: str) -> Any:
 #: Version of the decoding rules (lookalike.imaging.decode): bump when decoding changes hash values,
 #: which invalidates caches. Whether HEIF and camera RAW decoding are available is part of it,
 #: so installing pillow-heif or rawpy re-tries files cached as unsupported.
-DECODER_VERSION = "4" + ("+heif" if find_spec("pillow_heif") is not None else "") + (
+DECODER_VERSION = "5" + ("+heif" if find_spec("pillow_heif") is not None else "") + (
     "+raw" if find_spec("rawpy") is not None else "")
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +226,9 @@ class ScanConfig:
         decode_timeout: seconds one file may take to read, decode and hash before its
             worker process is stopped and the file reported as ``timeout`` (``None``: no
             limit). Enforced by the process executor; ``workers=1`` runs in-process, unguarded.
-        pixel_digest: also compute a digest of decoded pixels (needs full decoding).
+        pixel_digest: tell pixel-identical groups (``exact``) by a digest of the decoded
+            pixels of the members of groups whose hashes are all one (decoded again in full,
+            after grouping; local files only).
         follow_symlinks: walk into symlinked files and folders.
         embed: also compute a copy-detection embedding of every image with this model (a
             name such as ``sscd-distilled``, or a path to an ``.onnx`` file; see

@@ -14,7 +14,7 @@ Phases, in order (numbered in progress output):
    (:mod:`lookalike.verify`); grouping (:mod:`lookalike.grouping.groups`); (c) the
    SHA-256 of each group member's bytes (threads), the only local files whose digest
    anything reads (exact-duplicate groups, the report, ``apply``'s check that a file is
-   unchanged).
+   unchanged), and the pixel digests of members that may be pixel-identical.
 
 Grouping is a pure function of the records, the threshold and the mode. The one thing kept
 between scans is its search result: which hash values lie within the radius of each other
@@ -569,6 +569,7 @@ def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges
     want = [r for i, r in enumerate(records)
             if (i in members or r.aliases) and r.digest is None and local(r.path)]
     if not want:
+        records = _with_pixel_digests(records, clusters, local, config, cache)
         return (assemble_groups(records, clusters, link_matches(records, clusters, edges, links)),
                 records, [], 0)
     digests, problems = digest_files(want, config.resolved_workers)
@@ -590,5 +591,37 @@ def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges
         edges = record_edges(records, config.threshold, edges)
         clusters = cluster_records(records, config.threshold, config.grouping, edges, links)
     # Otherwise the same records in the same order, now with digests: the same clusters.
+    records = _with_pixel_digests(records, clusters, local, config, cache)
     return (assemble_groups(records, clusters, link_matches(records, clusters, edges, links)),
             records, problems, len(want))
+
+
+def _with_pixel_digests(records: list[ImageRecord], clusters: list[list[int]],
+                        local: Callable[[str], bool], config: ScanConfig,
+                        cache: HashCache | None) -> list[ImageRecord]:
+    """``records`` with the pixel digests of the members of groups that may be
+    pixel-identical (:func:`lookalike.worker.pixel_digests`; cached like file digests).
+
+    A group is ``exact`` when its members share one file digest or one pixel digest
+    (:func:`~lookalike.grouping.groups.group_kind`), and identical pixels give identical
+    hashes: so only a group whose members all have one hash, and not all one file digest,
+    can be pixel-exact without being byte-exact. Those are few (a photo re-saved losslessly,
+    or with other metadata); every other image is decoded once, for its hash only.
+    """
+    if not config.pixel_digest:
+        return records
+    from lookalike.worker import pixel_digests
+
+    want = [records[i] for c in clusters
+            if len({records[i].digest for i in c}) > 1
+            and all(records[i].hash == records[c[0]].hash for i in c)
+            for i in c if records[i].pixel_digest is None and local(records[i].path)]
+    found = pixel_digests(want, config)
+    if not found:
+        return records
+    if cache is not None:
+        configs = [config] if config.decode == "full" else [config, full_config(config)]
+        cache.set_digests([(r.path, r.size_bytes, r.mtime_ns, found[r.path])
+                           for r in want if r.path in found], configs, column="pixel_digest")
+    return [dataclasses.replace(r, pixel_digest=found[r.path]) if r.path in found else r
+            for r in records]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from lookalike.imaging.embed import Embedder
 
 __all__ = ["EMBED_BATCH", "ChunkResult", "HashWorker", "embedder_for", "hash_data",
-           "hash_file"]
+           "hash_file", "pixel_digests"]
 
 #: Images per run of the embedding model in a worker.
 EMBED_BATCH = 16
@@ -63,10 +63,7 @@ def _hash_picture(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, sou
     from lookalike.imaging.hashes import get_method
 
     try:
-        pic, fmt, pixel_digest = decode_bytes(
-            data, mode=config.decode, max_pixels=config.max_pixels,
-            want_pixel_digest=config.pixel_digest,
-        )
+        pic, fmt, _ = decode_bytes(data, mode=config.decode, max_pixels=config.max_pixels)
     except DecodeError as exc:
         return Problem(path=path, stage="decode", error=exc.reason, message=str(exc)), None
     try:
@@ -85,8 +82,43 @@ def _hash_picture(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, sou
     return ImageRecord(
         path=path, size_bytes=size_bytes, mtime_ns=mtime_ns, width=width, height=height,
         format=fmt, hash=h, digest=hashlib.sha256(data).hexdigest() if digest else None,
-        pixel_digest=pixel_digest, source=source, facts=bytes_facts(data),
+        source=source, facts=bytes_facts(data),
     ), pending
+
+
+def pixel_digests(records: Sequence[ImageRecord], config: ScanConfig) -> dict[str, str]:
+    """The pixel digest of each record's local file (SHA-256 of its fully decoded, oriented
+    RGB pixels; :func:`~lookalike.imaging.decode.decode_bytes`), on
+    ``config.resolved_workers`` threads (Pillow decodes without the GIL), by path.
+
+    Computed after grouping, for the few members that may be pixel-identical (see
+    :func:`lookalike.pipeline.scan`), not for every image while hashing: reading out and
+    digesting every pixel cost 11% of a cold scan of small photos
+    (``benchmarks/bench_peers.py``, small, one worker). A file that changed since it was
+    hashed, cannot be read or decoded, or is a camera RAW gets none: the digest only labels
+    a group ``exact``, and its absence leaves it ``near``.
+    """
+    if not records:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lookalike.imaging.decode import decode_bytes
+
+    limit = max_file_bytes(config.max_pixels)
+
+    def one(rec: ImageRecord) -> str | None:
+        try:
+            data, st = read_regular(rec.path, limit)
+            if (st.st_size, st.st_mtime_ns) != (rec.size_bytes, rec.mtime_ns):
+                return None
+            return decode_bytes(data, mode="full", max_pixels=config.max_pixels,
+                                want_pixel_digest=True)[2]
+        except (OSError, Refused, DecodeError):
+            return None
+
+    with ThreadPoolExecutor(max(1, min(config.resolved_workers, len(records)))) as pool:
+        found = list(pool.map(one, records))
+    return {r.path: d for r, d in zip(records, found, strict=True) if d is not None}
 
 
 def embedder_for(config: ScanConfig) -> Embedder:

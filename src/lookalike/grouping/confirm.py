@@ -1,21 +1,21 @@
 """Confirmation: exact hashes for every fast-decoded image that may have a match.
 
-Fast mode decodes large JPEGs at reduced scale in the DCT domain (see
-:mod:`lookalike.imaging.decode`). That moves hashes a little away from full decoding, and the
-default ``dhash-z`` amplifies small pixel changes in flat or low-contrast pictures: on the
-accuracy benchmark's 361 reduced JPEGs, a 256-bit ``dhash-z`` moves by a median of 4 bits
-and at most 52. Left alone, that drift splits groups that full decoding finds.
+Fast mode decodes large JPEGs (shorter side >= 1024 px) at 1/4 or 1/8 scale in the DCT
+domain (see :mod:`lookalike.imaging.decode`). That moves hashes a little away from full
+decoding, and the default ``dhash-z`` amplifies small pixel changes in flat or low-contrast
+pictures: on the accuracy benchmark's 71 reduced JPEGs, a 256-bit ``dhash-z`` moves by 4.6
+bits on average and at most 52. Left alone, that drift splits groups that full decoding finds.
 
 So a fast scan does not trust a reduced image's hash near a decision. After hashing, every
 image that *may* have been reduced and has any other image within ``threshold +``
 :func:`margin` bits (fast hashes) is hashed again with full decoding, and grouping uses
 those exact hashes. Images of other formats are never reduced, so their fast hash already is
 the exact one. Images with no neighbour within the widened radius keep their fast hash:
-drift would have to exceed the margin for them to matter. On the accuracy benchmark (3,439
-images, 361 reduced; ``benchmarks/bench_drift.py --set accuracy``) this gives exactly the
+drift would have to exceed the margin for them to matter. On the accuracy benchmark (3,679
+images, 71 reduced; ``benchmarks/bench_drift.py --set accuracy``) this gives exactly the
 groups of a full-decode scan for every method and threshold measured (dhash-z 8 at 0 and 4,
 dhash-z 16 at 6 and 10, dhash, phash, ahash, whash): no group split, no true pair lost,
-while re-decoding 191-249 images (those with near matches; few in a typical photo library,
+while re-decoding 27-55 images (those with near matches; few in a typical photo library,
 most in a folder of bursts). Exact hashes are cached under the full-decode settings, so a
 warm re-scan decodes nothing.
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
-from lookalike.config import FAST_MIN_SIDE, ScanConfig
+from lookalike.config import FAST_REDUCE_FROM_SIDE, ScanConfig
 from lookalike.grouping.groups import Edges, neighbour_mask
 from lookalike.model import ImageRecord
 
@@ -37,9 +37,8 @@ __all__ = ["REDUCIBLE_FORMATS", "full_config", "margin", "may_be_reduced", "need
 #: decoded in full in both modes.
 REDUCIBLE_FORMATS = frozenset({"JPEG", "MPO"})
 
-# decode._reduce_for_fast asks libjpeg for a scale whose shorter side stays >= FAST_MIN_SIDE,
-# so only images with a shorter side of at least twice that can come out reduced.
-_MIN_REDUCIBLE_SIDE = 2 * FAST_MIN_SIDE
+# decode._reduce_for_fast reduces only images with at least this shorter side.
+_MIN_REDUCIBLE_SIDE = FAST_REDUCE_FROM_SIDE
 
 
 def margin(nbits: int) -> int:

@@ -56,7 +56,7 @@ from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError,
 from PIL.TiffImagePlugin import ImageFileDirectory_v2
 
 from lookalike.config import DECODER_VERSION as _DECODER_VERSION
-from lookalike.config import DEFAULT_MAX_PIXELS, INSTALL_HINTS
+from lookalike.config import DEFAULT_MAX_PIXELS, FAST_REDUCE_FROM_SIDE, INSTALL_HINTS
 from lookalike.config import FAST_MIN_SIDE as _FAST_MIN_SIDE
 from lookalike.errors import DecodeError
 
@@ -578,7 +578,8 @@ def _orient(img: Image.Image) -> None:
 
 
 def _reduce_for_fast(img: Image.Image) -> bool:
-    """Ask libjpeg to decode at 1/2, 1/4 or 1/8 scale when that stays >= FAST_MIN_SIDE.
+    """Ask libjpeg to decode at 1/4 or 1/8 scale when that stays >= FAST_MIN_SIDE (only
+    JPEGs with a shorter side of at least FAST_REDUCE_FROM_SIDE: see there why not 1/2).
 
     Measured (``benchmarks/bench_hashing.py --floor``): FAST_MIN_SIDE 64 would save 25% per
     small JPEG but moves dhash-z 16 by up to 27 bits, beyond confirm's margin; 128 saved
@@ -587,6 +588,8 @@ def _reduce_for_fast(img: Image.Image) -> bool:
     if img.format not in ("JPEG", "MPO"):  # MPO: a JPEG with more frames after the first
         return False
     w, h = img.size
+    if min(w, h) < FAST_REDUCE_FROM_SIDE:
+        return False
     target = (max(1, w * FAST_MIN_SIDE // min(w, h)), max(1, h * FAST_MIN_SIDE // min(w, h)))
     before = img.size
     img.draft(img.mode if img.mode in ("L", "RGB") else "RGB", target)

@@ -26,7 +26,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from lookalike.errors import RETRYABLE, ConfigError, Problem
 from lookalike.grouping.groups import Edges
@@ -309,12 +309,16 @@ class HashCache:
             self.flush()
 
     def set_digests(self, rows: Iterable[tuple[str, int, int, str]],
-                    configs: Sequence[ScanConfig]) -> None:
-        """Store file digests computed after hashing: ``(path, size, mtime_ns, digest)``.
+                    configs: Sequence[ScanConfig],
+                    column: Literal["digest", "pixel_digest"] = "digest") -> None:
+        """Store file (or pixel) digests computed after hashing: ``(path, size, mtime_ns,
+        digest)``.
 
         Each goes to the path's row under every one of ``configs`` whose size and mtime
         still match (a row replaced meanwhile is left alone). Committed at once.
         """
+        if column not in ("digest", "pixel_digest"):  # the name is part of the SQL
+            raise ValueError(f"not a digest column: {column!r}")
         self.flush()
         keys = [settings_key(c) for c in configs]
         args = [(digest, key, path, size, mtime_ns) for path, size, mtime_ns, digest in rows
@@ -323,7 +327,7 @@ class HashCache:
             return
         with self._writing() as db:
             db.executemany(
-                "UPDATE files SET digest = ? WHERE key = ? AND path = ? AND size = ? "
+                f"UPDATE files SET {column} = ? WHERE key = ? AND path = ? AND size = ? "
                 "AND mtime_ns = ? AND ok = 1", args)
 
     @contextmanager

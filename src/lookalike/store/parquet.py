@@ -20,7 +20,7 @@ method, nbits   string, int32 hash algorithm and bits per hash segment
 hash            string        hex, exactly ``str(Hash)`` (segments joined by ``,``)
 hash_u64        uint64        the hash as an integer when it is one segment of <= 64 bits
 digest          string        SHA-256 of the bytes
-pixel_digest    string        SHA-256 of the decoded pixels (when computed)
+pixel_digest    string        SHA-256 of the decoded pixels (null: computed after grouping)
 source          string        the input root, list, shard or Parquet file it came from
 stage, error    string        for errors: stage (``walk``/``read``/``decode``/``hash``)
                               and reason code (``truncated``, ``worker-crashed``, ...)
