@@ -68,3 +68,42 @@ def test_slivers_have_no_keypoints_and_never_verify():
     line = _features(Image.fromarray(pixels))
     assert len(line.points) == 0
     assert aligned_distance(line, _features(Image.fromarray(pixels[:, :1100]))) is None
+
+
+def _icon(img: Image.Image, side: int, colours: int | None = None) -> Image.Image:
+    """``img`` redrawn as an icon of ``side`` pixels (box-filtered; optionally paletted)."""
+    out = img.convert("RGB")
+    out.thumbnail((side, side), Image.Resampling.BOX)
+    return out.quantize(colours).convert("RGB") if colours else out
+
+
+def _stripes(colours: list[tuple[int, int, int]], side: int) -> Image.Image:
+    """A flag of vertical stripes, drawn at ``side`` pixels."""
+    img = Image.new("RGB", (3 * side // 2, side))
+    for k, colour in enumerate(colours):
+        img.paste(colour, (k * img.width // len(colours), 0, (k + 1) * img.width // len(colours),
+                           side))
+    return img
+
+
+def test_small_renderings_match_by_their_thumbnails_and_other_pictures_do_not(photos):
+    from lookalike.imaging.align import SMALL_SIDE, same_small_picture
+
+    by_name = {p.stem: p for p in photos}
+    icons = {n: Image.open(by_name[n]) for n in ("brick", "grass", "clock_motion")}
+    for name, img in icons.items():
+        # Their hashes are far apart (a 32 px, 64-colour redraw), but they are one picture.
+        big, small = _features(_icon(img, 64)), _features(_icon(img, 32, 64))
+        assert same_small_picture(big, small) is True, name
+        assert same_small_picture(small, big) is True, name
+        for other in icons.values():
+            if other is not img:
+                assert same_small_picture(big, _features(_icon(other, 32, 64))) is False
+    # Flags of three stripes: the same in grey (dHash sees one picture), not in colour.
+    france = _features(_stripes([(0, 35, 149), (255, 255, 255), (237, 41, 57)], 32))
+    peru = _features(_stripes([(217, 16, 35), (255, 255, 255), (217, 16, 35)], 32))
+    assert same_small_picture(france, peru) is False
+    # Larger pictures are aligned instead: no verdict from thumbnails.
+    photo = Image.open(by_name["astronaut"])
+    assert same_small_picture(_features(_icon(photo, 4 * SMALL_SIDE)),
+                              _features(_icon(photo, 2 * SMALL_SIDE))) is None

@@ -407,3 +407,38 @@ def test_a_file_unreadable_at_verification_gets_no_verdict_and_is_judged_next_sc
         monkeypatch.setattr(verify._Features, "_load", real)
         second = lookalike.scan(tree, config=_config(model), cache=cache)
     assert second.stats["verified"] == 2 and len(second.groups) == 2
+
+
+def _tinted(img: Image.Image, side: int, tint: tuple[float, float, float],
+            colours: int | None = None) -> Image.Image:
+    """A grey photo as a coloured icon of ``side`` pixels (box-filtered, optionally paletted):
+    two tints of one photo are one picture in grey, two in colour."""
+    grey = img.convert("L")
+    grey.thumbnail((side, side), Image.Resampling.BOX)
+    out = Image.merge("RGB", [grey.point(lambda v, f=f: round(v * f)) for f in tint])
+    return out.quantize(colours).convert("RGB") if colours else out
+
+
+def test_a_small_redraw_joins_its_icon_unless_its_group_disagrees_in_colour(photos, model,
+                                                                           tmp_path):
+    """An icon at 64 px and its 32 px, 64-colour redraw hash far apart; their embeddings
+    propose the pair and their colour thumbnails verify it. A grey copy of the redraw hashes
+    exactly like it (hashes read grey), as a false match between two flags of grey-alike
+    stripes does: once the redraw's hash group holds a picture of other colours, the join
+    through thumbnails is refused, so it can never chain the icon to a false match."""
+    brick = Image.open({p.stem: p for p in photos}["brick"])
+    red = (1.0, 0.3, 0.2)
+    _tinted(brick, 64, red).save(tmp_path / "icon64.png")
+    small = _tinted(brick, 32, red, 64)
+    small.save(tmp_path / "icon32.png")
+    plain = lookalike.scan(tmp_path, config=ScanConfig(workers=1))
+    assert plain.groups == []  # no hash match: only the embedding can find the pair
+    found = lookalike.scan(tmp_path, config=ScanConfig(embed=str(model), workers=1))
+    (group,) = found.groups
+    assert sorted(group.paths) == [str(tmp_path / "icon32.png"), str(tmp_path / "icon64.png")]
+    assert {m.match for m in group.members} == {"hash", "verified"}
+    small.convert("L").convert("RGB").save(tmp_path / "grey32.png")
+    (hashed,) = lookalike.scan(tmp_path, config=ScanConfig(workers=1)).groups
+    assert sorted(hashed.paths) == [str(tmp_path / "grey32.png"), str(tmp_path / "icon32.png")]
+    again = lookalike.scan(tmp_path, config=ScanConfig(embed=str(model), workers=1))
+    assert [sorted(g.paths) for g in again.groups] == [sorted(hashed.paths)]

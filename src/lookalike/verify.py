@@ -9,6 +9,7 @@ release the GIL). A file that cannot be read again stays unverified: nothing joi
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -84,9 +85,16 @@ def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
             judged[(i, j)] = ok
         return ok
 
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, part in enumerate(part_of):
+        members[part].append(i)
+
     def first_verified(candidates: list[tuple[int, int]]) -> tuple[tuple[int, int] | None, int]:
         for tried, (i, j) in enumerate(candidates, start=1):
             if verdict(i, j):
+                if _small(records[i], records[j]) and not features.parts_agree(
+                        members[part_of[i]], members[part_of[j]]):
+                    return None, tried
                 return (i, j), tried
         return None, len(candidates)
 
@@ -127,6 +135,17 @@ def holding(records: Sequence[ImageRecord], proposed: Mapping[tuple[int, int], f
     return out
 
 
+#: Members of each hash group compared when a join through small pictures is checked.
+PART_CHECK = 16
+
+
+def _small(a: ImageRecord, b: ImageRecord) -> bool:
+    """Whether the smaller of two images is at most SMALL_SIDE pixels on its longer side."""
+    from lookalike.imaging.align import SMALL_SIDE
+
+    return min(max(a.width, a.height), max(b.width, b.height)) <= SMALL_SIDE
+
+
 class _Features:
     """Verification features (:func:`lookalike.imaging.align.features`) of records, each
     read and decoded once; None for a file that cannot be read now (it stays unverified)."""
@@ -139,13 +158,33 @@ class _Features:
     def same_picture(self, i: int, j: int) -> bool | None:
         """Whether records ``i`` and ``j``, aligned, hash alike; None when either file
         cannot be read now (no verdict)."""
-        from lookalike.imaging.align import MAX_DISTANCE, aligned_distance
+        from lookalike.imaging.align import MAX_DISTANCE, aligned_distance, same_small_picture
 
         a, b = self.get(i), self.get(j)
         if a is None or b is None:
             return None
+        small = same_small_picture(a, b)
+        if small is not None:
+            return small
         distance = aligned_distance(a, b)
         return distance is not None and distance <= MAX_DISTANCE
+
+    def parts_agree(self, one: Sequence[int], other: Sequence[int]) -> bool:
+        """Whether every pair across the two hash groups whose smaller picture is small
+        (:func:`_small`) is one picture by its thumbnails: a join through small pictures
+        must not chain groups that a false hash match made (two flags of three vertical
+        stripes hash alike in grey), so the first :data:`PART_CHECK` members of each side
+        are compared with each other."""
+        from lookalike.imaging.align import same_small_picture
+
+        for a in one[:PART_CHECK]:
+            for b in other[:PART_CHECK]:
+                if not _small(self.records[a], self.records[b]):
+                    continue
+                fa, fb = self.get(a), self.get(b)
+                if fa is None or fb is None or same_small_picture(fa, fb) is False:
+                    return False
+        return True
 
     def get(self, i: int) -> Any:
         if i not in self.done:

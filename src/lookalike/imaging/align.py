@@ -23,8 +23,25 @@ hashes already join) and 5 of 1,500 same-scene pairs (two frames of one video, 1
 apart even unaligned). Allowing 14 bits instead of 10 joined two frames of another video;
 the middle check stopped two chessboard screenshots in one frame from joining; leaving out
 a side's strip raised a whole scan's recall from 83% to 88% (captions 64% -> 96%) with the
-same false pairs. Pictures with too few keypoints (icons, flat graphics) cannot be
-verified: their embeddings are not trusted alone.
+same false pairs. Pictures with too few keypoints (flat graphics) cannot be aligned: their
+embeddings are not trusted alone.
+
+A pair whose smaller picture is at most :data:`SMALL_SIDE` pixels on its longer side (an
+icon or emoji at another size: hand-drawn again, or in another palette, so their hashes
+differ) has no keypoints to align, and no crop to undo either: it is the same picture when
+the two, area-averaged to :data:`THUMB` x :data:`THUMB` colour pixels, differ by at most
+:data:`MAX_THUMB_DIFF` levels on average (:func:`same_small_picture`). Measured on the
+accuracy benchmark's embedding matches (sscd-distilled, similarity >= 0.6) with such a
+smaller picture: 405 more true pairs than the hashes join and 2 false ones (5 levels: 504
+and 4; 8 x 8 thumbnails at 4: 470 and 4); the embedding alone at similarity >= 0.9 joined
+71 and 23. Distinct tiny photos are the danger: of 2,000 Fashion-MNIST images (2M pairs,
+908k of them at similarity >= 0.45) none passed at 4 levels, one (two different trousers)
+at 5, three with 8 x 8 thumbnails. Such a join must also hold across the two hash groups
+(:mod:`lookalike.verify`): a false hash match between two flags of three vertical stripes
+(alike in grey) otherwise chained three emoji into one group. A whole scan of the benchmark
+(``--embed sscd-distilled``): recall 87.8% -> 89.5% with 16 -> 17 false pairs (icons at other
+sizes 29% -> 43%, emoji renderings 16% -> 51%); at 5 levels 90.0% with 53; a 128 px limit
+added 0.03 points.
 
 Needs OpenCV (``opencv-python-headless``, in the ``embed`` extra), imported on first use.
 """
@@ -40,11 +57,12 @@ from PIL import Image
 from lookalike.config import import_extra
 from lookalike.imaging.decode import Picture
 
-__all__ = ["HASH", "MAX_DISTANCE", "SIDE", "Features", "aligned_distance", "features"]
+__all__ = ["HASH", "MAX_DISTANCE", "SIDE", "SMALL_SIDE", "Features", "aligned_distance",
+           "features", "same_small_picture"]
 
 #: Version of the rules below (part of the key verdicts are cached under): bump it when a
 #: verdict could change.
-VERIFY_VERSION = 1
+VERIFY_VERSION = 2
 #: Longer side, in pixels, at which keypoints are found and pictures compared.
 SIDE = 512
 #: The hash (method, size) the aligned pictures are compared with.
@@ -63,6 +81,11 @@ _COVERED = 0.98  # share of a row/column of the shared rectangle the warped pict
 #: Smallest share of each picture the shared rectangle must cover: a match of small parts
 #: (two flat corners, one logo) says nothing about the pictures.
 MIN_SHARED = 0.25
+#: Pairs whose smaller picture's longer side is at most this (pixels) are compared as colour
+#: thumbnails of THUMB x THUMB, at most MAX_THUMB_DIFF grey levels apart on average.
+SMALL_SIDE = 64
+THUMB = 16
+MAX_THUMB_DIFF = 4.0
 
 
 def _cv2() -> Any:
@@ -71,22 +94,28 @@ def _cv2() -> Any:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Features:
-    """A picture's grey pixels at :data:`SIDE` and its ORB keypoints."""
+    """A picture's grey pixels at :data:`SIDE` and its ORB keypoints; its longer side (of
+    the original) and its colour thumbnail, for :func:`same_small_picture`."""
 
     grey: np.ndarray
     points: np.ndarray  # (n, 2) float32
     descriptors: np.ndarray | None  # (n, 32) uint8
+    side: int = 0
+    thumb: np.ndarray | None = None  # (THUMB, THUMB, 3) float32
 
 
 def features(pic: Picture) -> Features:
     """The :class:`Features` of ``pic`` (computed once per picture a verification needs)."""
     cv2 = _cv2()
+    side = max(pic.full_size)
+    thumb = np.asarray(pic.image.convert("RGB").resize((THUMB, THUMB), Image.Resampling.BOX),
+                       dtype=np.float32)
     grey = np.asarray(pic.grey_image())
     scale = SIDE / max(grey.shape)
     if scale < 1:
         size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-    none = Features(np.ascontiguousarray(grey), np.zeros((0, 2), np.float32), None)
+    none = Features(np.ascontiguousarray(grey), np.zeros((0, 2), np.float32), None, side, thumb)
     if min(grey.shape) < _MIN_FEATURE_SIDE:  # a sliver: ORB cannot look at it
         return none
     try:
@@ -94,7 +123,16 @@ def features(pic: Picture) -> Features:
     except cv2.error:  # OpenCV refuses an odd picture: it cannot be verified
         return none
     points = np.float32([k.pt for k in keypoints]).reshape(-1, 2)
-    return Features(np.ascontiguousarray(grey), points, descriptors)
+    return Features(np.ascontiguousarray(grey), points, descriptors, side, thumb)
+
+
+def same_small_picture(a: Features, b: Features) -> bool | None:
+    """Whether ``a`` and ``b`` are one picture by their colour thumbnails, when the smaller
+    is at most :data:`SMALL_SIDE` pixels on its longer side; None for larger pairs (they are
+    aligned instead: :func:`aligned_distance`)."""
+    if min(a.side, b.side) > SMALL_SIDE or a.thumb is None or b.thumb is None:
+        return None
+    return float(np.abs(a.thumb - b.thumb).mean()) <= MAX_THUMB_DIFF
 
 
 def aligned_distance(a: Features, b: Features) -> int | None:
