@@ -107,3 +107,32 @@ def test_small_renderings_match_by_their_thumbnails_and_other_pictures_do_not(ph
     photo = Image.open(by_name["astronaut"])
     assert same_small_picture(_features(_icon(photo, 4 * SMALL_SIDE)),
                               _features(_icon(photo, 2 * SMALL_SIDE))) is None
+
+
+def _face(side: int, eyes: str) -> Image.Image:
+    """An emoji-like face drawn at 256 px, resized to ``side``: dot or arc eyes."""
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", (256, 256), "white")
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((16, 16, 240, 240), fill=(255, 204, 51), outline=(120, 80, 0), width=8)
+    draw.arc((64, 110, 192, 200), 20, 160, fill=(90, 50, 0), width=14)
+    for x in (80, 176):
+        if eyes == "dots":
+            draw.ellipse((x - 12, 76, x + 12, 112), fill=(90, 50, 0))
+        else:
+            draw.arc((x - 20, 84, x + 20, 116), 200, 340, fill=(90, 50, 0), width=8)
+    return img.resize((side, side), Image.Resampling.LANCZOS)
+
+
+def test_small_faces_that_differ_in_their_eyes_or_shape_do_not_match():
+    from lookalike.imaging.align import MAX_THUMB_DIFF, same_small_picture
+
+    dots64, dots32, arcs32 = (_features(_face(64, "dots")), _features(_face(32, "dots")),
+                              _features(_face(32, "arcs")))
+    assert same_small_picture(dots64, dots32) is True
+    # On average the two faces are close: only their eyes tell them apart.
+    assert abs(dots64.thumb - arcs32.thumb).mean() <= MAX_THUMB_DIFF
+    assert same_small_picture(dots64, arcs32) is False
+    squashed = _features(_face(64, "dots").resize((64, 40), Image.Resampling.LANCZOS))
+    assert same_small_picture(dots32, squashed) is False

@@ -159,9 +159,36 @@ def test_pixel_identical_files_make_an_exact_group_and_only_they_are_decoded_aga
     # Only that group's members were decoded again; the near groups' members never were.
     assert sorted(decoded) == sorted(alone.paths)
     assert {g.kind for g in first.groups if g is not alone} == {"near"}
+    assert all(r.pixel_digest is None for r in first.records if r.path not in alone.paths)
     decoded.clear()
     again = lookalike.scan(tree, workers=1, cache=db)
     assert decoded == [] and [g.kind for g in again.groups] == [g.kind for g in first.groups]
+    # A brightened copy joins by its hash: the group is near, but its three pixel-identical
+    # files still carry one pixel digest (a leakage check pairs them: an exact pair).
+    ImageEnhance.Brightness(img.convert("RGB")).enhance(1.1).save(tree / "alone_bright.png")
+    mixed = lookalike.scan(tree, workers=1, cache=db)
+    (group,) = [g for g in mixed.groups if str(src) in g.paths]
+    assert group.kind == "near" and len(group.members) == 4
+    digests = {m.record.path: m.record.pixel_digest for m in group.members}
+    assert digests.pop(str(tree / "alone_bright.png")) is None
+    assert len(set(digests.values())) == 1 and None not in digests.values()
+
+
+def test_a_large_jpeg_and_its_copy_without_metadata_are_an_exact_group(scene, tmp_path):
+    """Fast mode hashes large JPEGs from a reduced decode; the pixel digest still comes from
+    every pixel, so a copy whose only change is its metadata is told exact."""
+    import io
+
+    buf = io.BytesIO()
+    scene(3, (1600, 1200)).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    (tmp_path / "photo.jpg").write_bytes(data)
+    # The same JPEG stream with a comment segment after SOI: other bytes, the same pixels.
+    (tmp_path / "photo_tagged.jpg").write_bytes(data[:2] + b"\xff\xfe\x00\x07tagged" + data[2:])
+    result = lookalike.scan(tmp_path, workers=1)
+    (group,) = result.groups
+    assert group.kind == "exact" and len({m.record.digest for m in group.members}) == 2
+    assert result.stats["exact_needed"] == 2  # both were reduced, then confirmed
 
 
 def _text_chunk(key: str, value: str):

@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -56,7 +56,7 @@ from lookalike.inputs.listing import INPUT_FORMATS, InputFormat, format_of, list
 from lookalike.inputs.read import digest_files
 from lookalike.inputs.remote import is_url
 from lookalike.inputs.walk import FileEntry
-from lookalike.model import Group, ImageRecord
+from lookalike.model import Group, Hash, ImageRecord
 from lookalike.verify import check_ready, embedding_matches, holding
 from lookalike.worker import ChunkResult, HashWorker
 
@@ -603,20 +603,30 @@ def _with_pixel_digests(records: list[ImageRecord], clusters: list[list[int]],
     pixel-identical (:func:`lookalike.worker.pixel_digests`; cached like file digests).
 
     A group is ``exact`` when its members share one file digest or one pixel digest
-    (:func:`~lookalike.grouping.groups.group_kind`), and identical pixels give identical
-    hashes: so only a group whose members all have one hash, and not all one file digest,
-    can be pixel-exact without being byte-exact. Those are few (a photo re-saved losslessly,
-    or with other metadata); every other image is decoded once, for its hash only.
+    (:func:`~lookalike.grouping.groups.group_kind`; leakage mode groups pairs), and identical
+    pixels give identical hashes and sizes: so only members that share both with a file of other
+    bytes can be pixel-identical to another without being byte-identical. Those are few (a
+    photo re-saved losslessly, or with other metadata); every other image is decoded once,
+    for its hash only. Files of one digest are decoded once.
     """
     if not config.pixel_digest:
         return records
     from lookalike.worker import pixel_digests
 
-    want = [records[i] for c in clusters
-            if len({records[i].digest for i in c}) > 1
-            and all(records[i].hash == records[c[0]].hash for i in c)
-            for i in c if records[i].pixel_digest is None and local(records[i].path)]
-    found = pixel_digests(want, config)
+    same_hash: dict[tuple[int, Hash, int, int], list[int]] = defaultdict(list)
+    for k, cluster in enumerate(clusters):
+        for i in cluster:  # identical pixels: one hash, one size
+            r = records[i]
+            same_hash[(k, r.hash, r.width, r.height)].append(i)
+    want = [records[i] for members in same_hash.values()
+            if len({records[i].digest for i in members}) > 1
+            for i in members if records[i].pixel_digest is None and local(records[i].path)]
+    first: dict[str, str] = {}  # file digest -> the one path decoded for it
+    for r in want:
+        first.setdefault(r.digest or r.path, r.path)
+    decoded = pixel_digests([r for r in want if first[r.digest or r.path] == r.path], config)
+    found = {r.path: decoded[first[r.digest or r.path]] for r in want
+             if first[r.digest or r.path] in decoded}
     if not found:
         return records
     if cache is not None:

@@ -102,11 +102,13 @@ def pixel_digests(records: Sequence[ImageRecord], config: ScanConfig) -> dict[st
         return {}
     from concurrent.futures import ThreadPoolExecutor
 
-    from lookalike.imaging.decode import decode_bytes
+    from lookalike.imaging.decode import RAW_FORMATS, decode_bytes
 
     limit = max_file_bytes(config.max_pixels)
 
     def one(rec: ImageRecord) -> str | None:
+        if rec.format in RAW_FORMATS:
+            return None  # never a pixel-exact copy of anything: not rendered for nothing
         try:
             data, st = read_regular(rec.path, limit)
             if (st.st_size, st.st_mtime_ns) != (rec.size_bytes, rec.mtime_ns):

@@ -61,8 +61,9 @@ def may_be_reduced(record: ImageRecord) -> bool:
 
 def full_config(config: ScanConfig) -> ScanConfig:
     """``config`` with exact (full) decoding: the settings the confirming hashes are made
-    (and cached) with. No pixel digest: fast mode has none for reduced images either, and
-    on a 5 MP photo it costs a third of the full decode (reading out and hashing 15 MB).
+    (and cached) with. No pixel digest while hashing: a scan computes pixel digests after
+    grouping, for the few members that may be pixel-identical (lookalike.pipeline), and on
+    a 5 MP photo one costs a third of the full decode (reading out and hashing 15 MB).
     No embedding: the fast picture's (at least FAST_MIN_SIDE on its shorter side, more than
     any model input) stands, and the re-hash costs no model run."""
     return dataclasses.replace(config, decode="full", pixel_digest=False, embed=None)

@@ -34,14 +34,17 @@ the two, area-averaged to :data:`THUMB` x :data:`THUMB` colour pixels, differ by
 accuracy benchmark's embedding matches (sscd-distilled, similarity >= 0.6) with such a
 smaller picture: 405 more true pairs than the hashes join and 2 false ones (5 levels: 504
 and 4; 8 x 8 thumbnails at 4: 470 and 4); the embedding alone at similarity >= 0.9 joined
-71 and 23. Distinct tiny photos are the danger: of 2,000 Fashion-MNIST images (2M pairs,
-908k of them at similarity >= 0.45) none passed at 4 levels, one (two different trousers)
-at 5, three with 8 x 8 thumbnails. Such a join must also hold across the two hash groups
+71 and 23. No thumbnail pixel may differ by more than :data:`MAX_THUMB_PEAK` either (two
+faces that differ only in their eyes average under 4 levels): at 48 the benchmark's pairs at
+similarity >= 0.45 kept 459 of 476 new true pairs and none of the 2 false ones. Distinct
+tiny photos are the danger: of 2,000 Fashion-MNIST images (2M pairs, 908k of them at
+similarity >= 0.45) none passed at 4 levels, one (two different trousers) at 5, three with
+8 x 8 thumbnails. Such a join must also hold across the two hash groups
 (:mod:`lookalike.verify`): a false hash match between two flags of three vertical stripes
 (alike in grey) otherwise chained three emoji into one group. A whole scan of the benchmark
-(``--embed sscd-distilled``): recall 87.8% -> 89.5% with 16 -> 17 false pairs (icons at other
-sizes 29% -> 43%, emoji renderings 16% -> 51%); at 5 levels 90.0% with 53; a 128 px limit
-added 0.03 points.
+(``--embed sscd-distilled``): recall 87.8% -> 89.4% with 16 false pairs before and after
+(icons at other sizes 29% -> 42%, emoji renderings 16% -> 50%); without the peak and shape
+limits 89.5% with 17; at 5 levels 90.0% with 53; a 128 px limit added 0.03 points.
 
 Needs OpenCV (``opencv-python-headless``, in the ``embed`` extra), imported on first use.
 """
@@ -62,7 +65,7 @@ __all__ = ["HASH", "MAX_DISTANCE", "SIDE", "SMALL_SIDE", "Features", "aligned_di
 
 #: Version of the rules below (part of the key verdicts are cached under): bump it when a
 #: verdict could change.
-VERIFY_VERSION = 2
+VERIFY_VERSION = 3
 #: Longer side, in pixels, at which keypoints are found and pictures compared.
 SIDE = 512
 #: The hash (method, size) the aligned pictures are compared with.
@@ -82,10 +85,14 @@ _COVERED = 0.98  # share of a row/column of the shared rectangle the warped pict
 #: (two flat corners, one logo) says nothing about the pictures.
 MIN_SHARED = 0.25
 #: Pairs whose smaller picture's longer side is at most this (pixels) are compared as colour
-#: thumbnails of THUMB x THUMB, at most MAX_THUMB_DIFF grey levels apart on average.
+#: thumbnails of THUMB x THUMB: at most MAX_THUMB_DIFF levels apart on average, no thumbnail
+#: pixel more than MAX_THUMB_PEAK apart (two emoji faces differ in their eyes only), and
+#: shapes within MAX_ASPECT_RATIO of each other (thumbnails are squashed to squares).
 SMALL_SIDE = 64
 THUMB = 16
 MAX_THUMB_DIFF = 4.0
+MAX_THUMB_PEAK = 48.0
+MAX_ASPECT_RATIO = 1.1
 
 
 def _cv2() -> Any:
@@ -101,21 +108,22 @@ class Features:
     points: np.ndarray  # (n, 2) float32
     descriptors: np.ndarray | None  # (n, 32) uint8
     side: int = 0
+    aspect: float = 1.0  # width / height of the original
     thumb: np.ndarray | None = None  # (THUMB, THUMB, 3) float32
 
 
 def features(pic: Picture) -> Features:
     """The :class:`Features` of ``pic`` (computed once per picture a verification needs)."""
     cv2 = _cv2()
-    side = max(pic.full_size)
-    thumb = np.asarray(pic.image.convert("RGB").resize((THUMB, THUMB), Image.Resampling.BOX),
-                       dtype=np.float32)
+    side, aspect = max(pic.full_size), pic.full_size[0] / max(1, pic.full_size[1])
+    thumb = _thumbnail(pic.image)
     grey = np.asarray(pic.grey_image())
     scale = SIDE / max(grey.shape)
     if scale < 1:
         size = (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale)))
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-    none = Features(np.ascontiguousarray(grey), np.zeros((0, 2), np.float32), None, side, thumb)
+    none = Features(np.ascontiguousarray(grey), np.zeros((0, 2), np.float32), None, side,
+                    aspect, thumb)
     if min(grey.shape) < _MIN_FEATURE_SIDE:  # a sliver: ORB cannot look at it
         return none
     try:
@@ -123,7 +131,18 @@ def features(pic: Picture) -> Features:
     except cv2.error:  # OpenCV refuses an odd picture: it cannot be verified
         return none
     points = np.float32([k.pt for k in keypoints]).reshape(-1, 2)
-    return Features(np.ascontiguousarray(grey), points, descriptors, side, thumb)
+    return Features(np.ascontiguousarray(grey), points, descriptors, side, aspect, thumb)
+
+
+def _thumbnail(img: Image.Image) -> np.ndarray:
+    """THUMB x THUMB colour pixels, area-averaged (a large picture is box-reduced by an
+    integer factor first: a 12 MP one took 35 ms otherwise)."""
+    factor = min(img.size) // (8 * THUMB)
+    if factor >= 2:
+        img = img.reduce(factor)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img.resize((THUMB, THUMB), Image.Resampling.BOX), dtype=np.float32)
 
 
 def same_small_picture(a: Features, b: Features) -> bool | None:
@@ -132,7 +151,10 @@ def same_small_picture(a: Features, b: Features) -> bool | None:
     aligned instead: :func:`aligned_distance`)."""
     if min(a.side, b.side) > SMALL_SIDE or a.thumb is None or b.thumb is None:
         return None
-    return float(np.abs(a.thumb - b.thumb).mean()) <= MAX_THUMB_DIFF
+    if max(a.aspect, b.aspect) > MAX_ASPECT_RATIO * min(a.aspect, b.aspect):
+        return False
+    diff = np.abs(a.thumb - b.thumb).mean(axis=2)
+    return float(diff.mean()) <= MAX_THUMB_DIFF and float(diff.max()) <= MAX_THUMB_PEAK
 
 
 def aligned_distance(a: Features, b: Features) -> int | None:

@@ -344,6 +344,8 @@ _RAW_MAGIC = (
     (b"IIU\x00", 0, "RW2"), (b"ftypcrx ", 4, "CR3"), (b"HEAPCCDR", 6, "CRW"), (b"FOVb", 0, "X3F"),
     (b"\x00MRM", 0, "MRW"),
 )
+#: The format names :func:`decode_bytes` gives camera RAW files (they get no pixel digest).
+RAW_FORMATS = frozenset({name for _, _, name in _RAW_MAGIC} | {"CR2", "DNG", "RAW"})
 _TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
 # TIFF tags that mark a camera RAW: DNGVersion; PhotometricInterpretation CFA or LinearRaw;
 # NewSubfileType "reduced" first with SubIFDs holding the full image (TIFF/EP: NEF, ARW, SRW).
