@@ -226,9 +226,9 @@ class ScanConfig:
         decode_timeout: seconds one file may take to read, decode and hash before its
             worker process is stopped and the file reported as ``timeout`` (``None``: no
             limit). Enforced by the process executor; ``workers=1`` runs in-process, unguarded.
-        pixel_digest: tell pixel-identical groups (``exact``) by a digest of the decoded
-            pixels of the members of groups whose hashes are all one (decoded again in full,
-            after grouping; local files only).
+        pixel_digest: tell pixel-identical files (``exact`` groups) by a digest of their
+            decoded pixels, for group members that share their hash and size with a file of
+            other bytes (decoded again in full, after grouping; local files only).
         follow_symlinks: walk into symlinked files and folders.
         embed: also compute a copy-detection embedding of every image with this model (a
             name such as ``sscd-distilled``, or a path to an ``.onnx`` file; see

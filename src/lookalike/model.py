@@ -136,14 +136,14 @@ class ImageRecord:
     ``width``/``height`` are after EXIF orientation. ``digest`` is the SHA-256 of the file's
     bytes: always set for the members of a scan's groups (and for every image read from an
     object store, archive or Parquet file); None for other local images, which a scan does
-    not digest (see :mod:`lookalike.pipeline`). ``pixel_digest`` is the SHA-256 of the decoded
-    RGB pixels, computed after grouping for members of local groups that may be
-    pixel-identical (one hash, several file digests), else None. ``aliases`` are the file's
-    other paths found by the scan (hard links, paths through symbolic links or overlapping
-    roots): one file, one record, never a duplicate of itself. ``facts`` is what the file's
-    header says, read when it was hashed (kept by the stores with the hash); None when not
-    known (a record from an older cache), so :class:`~lookalike.grouping.keep.KeepPolicy`
-    reads the file instead.
+    not digest (see :mod:`lookalike.pipeline`). ``pixel_digest`` is the SHA-256 of the
+    decoded RGB pixels, computed after grouping for local group members that share their
+    hash and size with a file of other bytes (the only ones that may be pixel-identical),
+    else None. ``aliases`` are the file's other paths found by the scan (hard links, paths
+    through symbolic links or overlapping roots): one file, one record, never a duplicate of
+    itself. ``facts`` is what the file's header says, read when it was hashed (kept by the
+    stores with the hash); None when not known (a record from an older cache), so
+    :class:`~lookalike.grouping.keep.KeepPolicy` reads the file instead.
     """
 
     path: str

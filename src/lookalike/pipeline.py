@@ -568,10 +568,6 @@ def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges
     members = {i for c in clusters for i in c}
     want = [r for i, r in enumerate(records)
             if (i in members or r.aliases) and r.digest is None and local(r.path)]
-    if not want:
-        records = _with_pixel_digests(records, clusters, local, config, cache)
-        return (assemble_groups(records, clusters, link_matches(records, clusters, edges, links)),
-                records, [], 0)
     digests, problems = digest_files(want, config.resolved_workers)
     if digests and cache is not None:
         # Also under the full-decode settings: a confirmed member's record comes from there.
@@ -621,12 +617,11 @@ def _with_pixel_digests(records: list[ImageRecord], clusters: list[list[int]],
     want = [records[i] for members in same_hash.values()
             if len({records[i].digest for i in members}) > 1
             for i in members if records[i].pixel_digest is None and local(records[i].path)]
-    first: dict[str, str] = {}  # file digest -> the one path decoded for it
-    for r in want:
-        first.setdefault(r.digest or r.path, r.path)
-    decoded = pixel_digests([r for r in want if first[r.digest or r.path] == r.path], config)
-    found = {r.path: decoded[first[r.digest or r.path]] for r in want
-             if first[r.digest or r.path] in decoded}
+    decode_for = {r.path: r.digest or r.path for r in want}  # one decode per file digest
+    first = {key: path for path, key in reversed(decode_for.items())}
+    decoded = pixel_digests([r for r in want if first[decode_for[r.path]] == r.path], config)
+    found = {path: decoded[first[key]] for path, key in decode_for.items()
+             if first[key] in decoded}
     if not found:
         return records
     if cache is not None:
