@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench_vectors import exact_pairs, make_embeddings
-from lookalike.search.vectors import VectorTuning, cross_pairs, similar_pairs
+from lookalike.search.vectors import VectorTuning, similar_pairs
 
 faiss = pytest.importorskip("faiss")  # the "embed" extra
 
@@ -101,30 +101,13 @@ def test_a_caller_capping_neighbours_gets_each_rows_nearest_without_a_warning(re
     assert degree.min() >= 4 and i.size <= 30 * 5
 
 
-def test_cross_pairs_equals_brute_force(data):
-    rng = np.random.default_rng(5)
-    base, queries = data[:2000], data[2000:].copy()
-    copies = rng.choice(2000, 100, replace=False)
-    queries[:100] = base[copies]  # exact copies of base rows among the queries
-    sims = queries @ base.T
-    truth = set(zip(*np.nonzero(sims >= 0.7), strict=True))
-    for tuning in (VectorTuning(), VectorTuning(exact_below=100, list_size=32, nprobe=10_000)):
-        qi, bj, s = cross_pairs(queries, base, 0.7, tuning=tuning)
-        check_shape((qi, bj, s), len(base))
-        assert set(zip(qi.tolist(), bj.tolist(), strict=True)) == truth
-        np.testing.assert_allclose(s, sims[qi, bj], atol=1e-5)
-    assert {(q, int(b)) for q, b in enumerate(copies)} <= truth
-
-
 def test_tiny_inputs():
     one = np.eye(1, 4, dtype=np.float32)
-    for pairs in (similar_pairs(one, 0.5), similar_pairs(one[:0], 0.5),
-                  cross_pairs(one[:0], one, 0.5), cross_pairs(one, one[:0], 0.5)):
+    for pairs in (similar_pairs(one, 0.5), similar_pairs(one[:0], 0.5)):
         assert [p.size for p in pairs] == [0, 0, 0]
     two = np.eye(2, 4, dtype=np.float32)
     two[1] = two[0]
     assert pair_set(similar_pairs(two, 1.0, k=5)) == {(0, 1)}
-    assert pair_set(cross_pairs(two, two, 1.0)) == {(0, 0), (0, 1), (1, 0), (1, 1)}
 
 
 @pytest.mark.parametrize(("vectors", "message"), [
@@ -138,8 +121,6 @@ def test_tiny_inputs():
 def test_bad_vectors_are_refused(vectors, message):
     with pytest.raises(ValueError, match=message):
         similar_pairs(vectors, 0.5)
-    with pytest.raises(ValueError, match=message):
-        cross_pairs(np.eye(1, 2, dtype=np.float32), vectors, 0.5)
 
 
 def test_bad_arguments_are_refused():
@@ -148,5 +129,3 @@ def test_bad_arguments_are_refused():
         similar_pairs(x, 1.5)
     with pytest.raises(ValueError, match="k must be at least 1"):
         similar_pairs(x, 0.5, k=0)
-    with pytest.raises(ValueError, match="width 3 but base rows 4"):
-        cross_pairs(x, np.eye(4, dtype=np.float32), 0.5)

@@ -140,10 +140,10 @@ PART_CHECK = 16
 
 
 def _small(a: ImageRecord, b: ImageRecord) -> bool:
-    """Whether the smaller of two images is at most SMALL_SIDE pixels on its longer side."""
-    from lookalike.imaging.align import SMALL_SIDE
+    """Whether two images are compared by thumbnails (``align.small_pair``)."""
+    from lookalike.imaging.align import small_pair
 
-    return min(max(a.width, a.height), max(b.width, b.height)) <= SMALL_SIDE
+    return small_pair(max(a.width, a.height), max(b.width, b.height))
 
 
 class _Features:

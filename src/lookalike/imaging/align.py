@@ -60,7 +60,7 @@ from lookalike.config import import_extra
 from lookalike.imaging.decode import Picture
 
 __all__ = ["HASH", "MAX_DISTANCE", "SIDE", "SMALL_SIDE", "Features", "aligned_distance",
-           "features", "same_small_picture"]
+           "features", "same_small_picture", "small_pair"]
 
 #: Version of the rules below (part of the key verdicts are cached under): bump it when a
 #: verdict could change.
@@ -144,11 +144,17 @@ def _thumbnail(img: Image.Image) -> np.ndarray:
     return np.asarray(img.resize((THUMB, THUMB), Image.Resampling.BOX), dtype=np.float32)
 
 
+def small_pair(side: int, other_side: int) -> bool:
+    """Whether two pictures of these longer sides (pixels) are compared by thumbnails
+    (:func:`same_small_picture`): the smaller is at most :data:`SMALL_SIDE`."""
+    return min(side, other_side) <= SMALL_SIDE
+
+
 def same_small_picture(a: Features, b: Features) -> bool | None:
     """Whether ``a`` and ``b`` are one picture by their colour thumbnails, when the smaller
     is at most :data:`SMALL_SIDE` pixels on its longer side; None for larger pairs (they are
     aligned instead: :func:`aligned_distance`)."""
-    if min(a.side, b.side) > SMALL_SIDE or a.thumb is None or b.thumb is None:
+    if not small_pair(a.side, b.side) or a.thumb is None or b.thumb is None:
         return None
     if max(a.aspect, b.aspect) > MAX_ASPECT_RATIO * min(a.aspect, b.aspect):
         return False

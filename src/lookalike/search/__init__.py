@@ -10,7 +10,7 @@ answers "which stored hashes are near these new ones" for ``lookalike query``
 speed knob of both; no knob changes a result.
 
 Embeddings are searched by cosine similarity instead (:mod:`~lookalike.search.vectors`:
-:func:`similar_pairs`, :func:`cross_pairs`, with FAISS; :class:`VectorTuning`).
+:func:`similar_pairs`, with FAISS; :class:`VectorTuning`).
 """
 
 from lookalike.search.codes import SearchTuning as SearchTuning
@@ -20,7 +20,6 @@ from lookalike.search.join import find_pairs as find_pairs
 from lookalike.search.join import find_pairs_collapsed as find_pairs_collapsed
 from lookalike.search.mih import HammingIndex as HammingIndex
 from lookalike.search.vectors import VectorTuning as VectorTuning
-from lookalike.search.vectors import cross_pairs as cross_pairs
 from lookalike.search.vectors import similar_pairs as similar_pairs
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "HammingIndex",
     "SearchTuning",
     "VectorTuning",
-    "cross_pairs",
     "find_pairs",
     "find_pairs_collapsed",
     "pack_hashes",

@@ -1,13 +1,13 @@
 """Cosine nearest-neighbour pairs of L2-normalised embeddings, with FAISS (``faiss-cpu``).
 
-:func:`similar_pairs` finds the pairs of one set whose cosine similarity reaches a threshold;
-:func:`cross_pairs` does the same for queries against another set (test against train, new
-images against a cache). Both search each row's ``k`` nearest neighbours: exactly
-(``IndexFlatIP``) up to :attr:`VectorTuning.exact_below` rows, beyond that with an IVF-Flat
-index (inner product), whose recall against exact search ``benchmarks/bench_vectors.py``
-measures. A row whose ``k``-th neighbour still reaches the threshold (it belongs to a group
-larger than ``k``) is searched again with twice the ``k`` until its last neighbour falls
-below the threshold, so big groups keep every pair, up to :attr:`VectorTuning.max_k`.
+:func:`similar_pairs` finds the pairs of one set whose cosine similarity reaches a threshold
+(a leakage check searches its two sets as one). It searches each row's ``k`` nearest
+neighbours: exactly (``IndexFlatIP``) up to :attr:`VectorTuning.exact_below` rows, beyond
+that with an IVF-Flat index (inner product), whose recall against exact search
+``benchmarks/bench_vectors.py`` measures. A row whose ``k``-th neighbour still reaches the
+threshold (it belongs to a group larger than ``k``) is searched again with twice the ``k``
+until its last neighbour falls below the threshold, so big groups keep every pair, up to
+:attr:`VectorTuning.max_k`.
 
 Threads: FAISS's OpenMP pool, ``faiss.omp_get_max_threads()`` (all cores unless set with
 ``faiss.omp_set_num_threads`` or ``OMP_NUM_THREADS``). The same input on the same number of
@@ -110,12 +110,13 @@ def _index(base: np.ndarray, tuning: VectorTuning):  # -> faiss.Index
     return index
 
 
-def _search(index, queries: np.ndarray, min_similarity: float, k: int, self_join: bool,
+def _search(index, queries: np.ndarray, min_similarity: float, k: int,
             tuning: VectorTuning, max_k: int | None = None) -> Pairs:
-    """``(query row, base row, similarity)`` for each query's neighbours >= min_similarity.
+    """``(query row, base row, similarity)`` for each query's neighbours >= min_similarity,
+    the queries being the indexed rows themselves.
 
-    Searches every query with ``k`` neighbours (``k + 1`` when the queries are the base, to
-    make room for the row itself); queries whose last neighbour still reaches the threshold
+    Searches every query with ``k + 1`` neighbours (room for the row itself); queries whose
+    last neighbour still reaches the threshold
     are searched again with twice the ``k``, up to ``max_k`` (default ``tuning.max_k``, and
     then a warning says how many rows were cut).
     """
@@ -124,16 +125,14 @@ def _search(index, queries: np.ndarray, min_similarity: float, k: int, self_join
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     capped = 0
     while rows.size:
-        width = min(k + self_join, index.ntotal)
+        width = min(k + 1, index.ntotal)
         batch = max(1, min(tuning.batch_rows, tuning.batch_cells // width))
         full: list[np.ndarray] = []
         for a in range(0, rows.size, batch):
             q = rows[a:a + batch]
             run = q[-1] - q[0] + 1 == q.size  # consecutive rows: a view, not a copy
             sims, ids = index.search(queries[q[0]:q[-1] + 1] if run else queries[q], width)
-            keep = (sims >= min_similarity) & (ids >= 0)
-            if self_join:
-                keep &= ids != q[:, None]
+            keep = (sims >= min_similarity) & (ids >= 0) & (ids != q[:, None])
             r, c = np.nonzero(keep)
             found.append((q[r], ids[r, c], sims[r, c]))
             # Full: the last neighbour reaches the threshold, so more may lie beyond it.
@@ -201,41 +200,5 @@ def similar_pairs(vectors: np.ndarray, min_similarity: float, *, k: int = 16,
     n = len(vectors)
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    a, b, sims = _search(_index(vectors, tuning), vectors, min_similarity, k, True, tuning,
-                         max_k)
+    a, b, sims = _search(_index(vectors, tuning), vectors, min_similarity, k, tuning, max_k)
     return _unique_sorted(np.minimum(a, b), np.maximum(a, b), sims, n)
-
-
-def cross_pairs(queries: np.ndarray, base: np.ndarray, min_similarity: float, *,
-                k: int = 16, tuning: VectorTuning = DEFAULT_TUNING) -> Pairs:
-    """Every (query, base row) pair whose cosine similarity reaches ``min_similarity``.
-
-    For test images against training images, queries against a cache, or new vectors of an
-    incremental re-scan against the old ones. The index is built on ``base`` (exact up to
-    ``tuning.exact_below`` rows); ``k`` and ``tuning.max_k`` limit the base rows kept per
-    query as in :func:`similar_pairs`.
-
-    Args:
-        queries: ``(nq, d)`` float32 unit rows.
-        base: ``(nb, d)`` float32 unit rows, the same ``d``.
-        min_similarity: Cosine similarity a pair must reach, in [-1, 1].
-        k: Neighbours searched per query at first, at least 1.
-        tuning: Index and memory knobs.
-
-    Returns:
-        ``(query row, base row, similarity)``: int64, int64, float32, sorted by both rows.
-
-    Raises:
-        ValueError: On bad input (see :func:`similar_pairs`) or different widths.
-    """
-    _check("queries", queries, tuning)
-    _check("base", base, tuning)
-    _check_args(min_similarity, k)
-    if queries.shape[1] != base.shape[1]:
-        raise ValueError(f"queries have width {queries.shape[1]} but base rows {base.shape[1]}")
-    if len(queries) == 0 or len(base) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    index = _index(np.ascontiguousarray(base), tuning)
-    qi, bj, sims = _search(index, np.ascontiguousarray(queries), min_similarity, k, False,
-                           tuning)
-    return _unique_sorted(qi, bj, sims, len(base))
