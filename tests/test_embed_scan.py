@@ -316,9 +316,12 @@ def test_query_finds_a_crop_by_its_verified_embedding(tree, model, tmp_path, cap
 def test_similarity_default_follows_verification_and_star_grouping_is_refused(model):
     import dataclasses
 
+    from lookalike.config import DEFAULT_SIMILARITY, DEFAULT_SIMILARITY_UNVERIFIED
+
     config = ScanConfig(embed=str(model))
-    assert config.resolved_similarity == 0.45
-    assert dataclasses.replace(config, verify=False).resolved_similarity == 0.9
+    assert config.resolved_similarity == DEFAULT_SIMILARITY
+    assert (dataclasses.replace(config, verify=False).resolved_similarity
+            == DEFAULT_SIMILARITY_UNVERIFIED > DEFAULT_SIMILARITY)
     assert ScanConfig(embed=str(model), similarity=0.8).to_dict()["similarity"] == 0.8
     with pytest.raises(ConfigError, match="components grouping"):
         ScanConfig(embed=str(model), grouping="star")

