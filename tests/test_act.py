@@ -20,7 +20,7 @@ from lookalike import JournalError
 from lookalike.actions.apply import apply, recover, undo
 from lookalike.actions.plan import Plan, plan
 from lookalike.cli import cli
-from lookalike.report.schema import human_bytes, write_report
+from lookalike.report.schema import human_bytes, render_text, write_report
 
 BASE_NS = 1_600_000_000_000_000_000
 
@@ -93,6 +93,51 @@ def test_apply_then_undo_restores_the_tree_byte_for_byte(library, tmp_path, acti
     assert snapshot(root) == before
     assert files_in(tmp_path / "q") == []
     assert not Path(f"{journal}.backup").exists()
+
+
+@pytest.mark.parametrize("action", ["move", "hardlink", "symlink"])
+def test_names_at_the_file_system_limit_are_applied_and_undone(tmp_path, scene, action):
+    # A 255-byte name (the limit of ext4 and most others) leaves no room for a suffix: the
+    # journal's helper files must not be named after it, or undo could not put it back.
+    root = tmp_path / "photos"
+    root.mkdir()
+    scene(3, (160, 120)).save(root / "a.png")
+    long_name = root / ("x" * 246 + "_copy.png")  # 255 bytes; "copy": the policy removes it
+    shutil.copyfile(root / "a.png", long_name)
+    report = tmp_path / "report.json"
+    write_report(lookalike.scan(root, workers=1), report)
+    before = snapshot(root)
+    p = make_plan(action, report, tmp_path)
+    assert [op.path for op in p.operations] == [str(long_name)]
+    journal = tmp_path / "j.jsonl"
+    res = apply(p, journal=journal)
+    assert res.ok and len(res.done) == 1, res.failed
+    assert snapshot(root) != before
+    u = undo(journal)
+    assert u.ok and list(u.restored) == [str(long_name)]
+    assert snapshot(root) == before
+    assert files_in(tmp_path / "q") == []
+
+
+def test_the_reports_reclaimable_bytes_are_what_the_plan_frees(tmp_path, scene):
+    # The original (kept) is the smaller file here, so counting every member but the
+    # group's first (by hash) would not be what apply frees.
+    root = tmp_path / "photos"
+    root.mkdir()
+    img = scene(4, (240, 180))
+    img.save(root / "a.png")
+    img.save(root / "a_copy.png", compress_level=0)  # same pixels, more bytes
+    img.resize((120, 90)).save(root / "b_copy_small.png", compress_level=0)
+    result = lookalike.scan(root, workers=1)
+    report = tmp_path / "report.json"
+    write_report(result, report)
+    stats = json.loads(report.read_text())["stats"]
+    p = make_plan("move", report, tmp_path)
+    assert [Path(op.path).name for op in p.operations] == ["a_copy.png", "b_copy_small.png"]
+    assert stats["bytes_reclaimable"] == p.bytes == sum(
+        (root / n).stat().st_size for n in ("a_copy.png", "b_copy_small.png"))
+    summary = render_text(result).splitlines()[0]
+    assert f"({human_bytes(p.bytes)} reclaimable)" in summary
 
 
 def test_move_quarantines_with_bytes_mtime_and_layout(library, tmp_path):

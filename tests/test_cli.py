@@ -504,3 +504,32 @@ def test_scan_format_paths_lists_the_files_to_remove_for_xargs(runner, tmp_path,
     res = runner.invoke(cli, [*common, "--format", "paths", "-o", str(out)])
     assert res.exit_code == 0 and out.read_text() == "".join(f"{p}\n" for p in removed)
     assert "report written to" in res.output  # the summary goes to stdout, not the list
+
+
+def test_a_missing_folder_is_one_line_before_any_progress(tmp_path, capsys):
+    for command in ("scan", "calibrate"):
+        err = _usage_error([command, str(tmp_path / "missing")], capsys)
+        assert "path does not exist" in err
+
+
+def test_contradicting_options_are_refused_before_any_work(tmp_path, scene, capsys):
+    (tmp_path / "photos").mkdir()
+    folder = _folder(tmp_path / "photos", scene)
+    out = tmp_path / "r.json"
+    for extra, why in ((["--exact-decode", "--decode", "fast"], "--exact-decode means"),
+                       (["--no-cache", "--cache", str(tmp_path / "c.sqlite")],
+                        "contradict each other")):
+        assert _exit_code(["scan", str(folder), "-o", str(out), *extra]) == 2
+        assert why in capsys.readouterr().err
+        assert not out.exists() and not (tmp_path / "c.sqlite").exists()
+    assert _exit_code(["scan", str(folder), "-q", "--exact-decode", "--no-cache"]) == 0
+
+
+def test_applying_a_csv_report_says_it_needs_the_json_one(tmp_path, scene, capsys):
+    folder = _folder(tmp_path, scene)
+    report = tmp_path / "report.json"
+    assert _exit_code(["scan", str(folder), "-q", "--format", "csv", "-o", str(report)]) == 0
+    capsys.readouterr()
+    err = _usage_error(["apply", str(report), "-a", "move", "--to", str(tmp_path / "q")],
+                       capsys)
+    assert "is not JSON" in err and "CSV and text reports cannot be applied" in err

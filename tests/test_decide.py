@@ -108,7 +108,10 @@ def test_parse_keep_accepts_commas_and_repeats_and_keeps_match_whole():
     ("biggest", "unknown keep rule"),
     (["none", "oldest"], "cannot be combined"),
     ("match:", "needs a pattern"),
-    ("match:GLOB,oldest", None),  # a match rule is taken whole: valid pattern
+    ("match:*x,y*", None),  # a match rule is taken whole: commas belong to its pattern
+    # ... but a rule written after the comma would silently join the pattern: refused.
+    ("match:*zz_*,largest-file", "give the rules as separate values"),
+    ("match:*a*, match:*b*", "give the rules as separate values"),
 ])
 def test_bad_keep_rules_are_config_errors(spec, match):
     if match is None:

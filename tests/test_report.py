@@ -109,9 +109,12 @@ def test_text_report_mentions_skipped_symlinks_once(tmp_path, scene):
 
 @pytest.mark.parametrize(
     ("content", "match"),
-    [("{", "cannot read"), ('{"schema_version": 99}', "schema version"),
+    [("{", "is not JSON"), ('{"schema_version": 99}', "schema version"),
      ('{"schema_version": 1, "groups": [{"id": 1, "representative": "x", "members": '
-      '[{"path": "relative.jpg", "hash": "00", "bytes": 1}]}]}', "relative path")],
+      '[{"path": "relative.jpg", "hash": "00", "bytes": 1}]}]}', "relative path"),
+     ('{"schema_version": 1, "groups": [{"id": 1, "representative": "/x.jpg", "members": '
+      '[{"path": "/x.jpg", "hash": "00", "bytes": 1}, {"path": "/x.jpg", "hash": "00", '
+      '"bytes": 1}]}]}', "group 1 lists a path twice")],
 )
 def test_bad_reports_are_rejected_with_a_clear_error(tmp_path, content, match):
     p = tmp_path / "bad.json"

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from lookalike.config import (
     DEFAULT_DECODE_TIMEOUT,
@@ -370,6 +371,11 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
     with --input-format) and report duplicate groups."""
     from lookalike.jobs import scan_to_files
 
+    given = click.get_current_context().get_parameter_source
+    if exact_decode and decode != "full" and given("decode") is ParameterSource.COMMANDLINE:
+        raise click.UsageError(f"--exact-decode means --decode full, not --decode {decode}")
+    if no_cache and cache_path is not None:
+        raise click.UsageError("--no-cache and --cache contradict each other; give one")
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
                         invariant=invariant,  # type: ignore[arg-type]
                         trim_borders=trim_borders, embed=embed, similarity=similarity,
@@ -452,7 +458,8 @@ def report_cmd(report_path: str, html_out: str, thumbnails: str, quiet: bool) ->
                       reporter=ConsoleReporter(quiet=quiet))
 
 
-_KEEP_HELP = ("Keep rule, applied in order (repeat the option or separate with commas): "
+_KEEP_HELP = ("Keep rule, applied in order (repeat the option or separate with commas; "
+              "a match: rule takes the rest of its value, so give it its own option): "
               "original (the file most likely the original: RAW, name, camera EXIF, "
               "resolution at the group's aspect ratio, quality), largest-resolution, "
               "largest-file, smallest-file, oldest, newest, shortest-path, prefer-lossless, "
@@ -510,8 +517,9 @@ def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
                         collapse_links=collapse_links, keep_in=keep_in, remove_in=remove_in,
                         reporter=ConsoleReporter(quiet=quiet))
     if result is not None and not result.ok:
+        # Each error line says whether its operation was rolled back or needs `undo`.
         raise PartialFailure(f"{len(result.failed)} file operations failed (see the errors "
-                             "above); each was rolled back")
+                             "above)")
 
 
 @cli.command("undo")

@@ -52,7 +52,13 @@ from lookalike.grouping.groups import (
     link_matches,
     record_edges,
 )
-from lookalike.inputs.listing import INPUT_FORMATS, InputFormat, format_of, list_inputs
+from lookalike.inputs.listing import (
+    INPUT_FORMATS,
+    InputFormat,
+    check_paths,
+    format_of,
+    list_inputs,
+)
 from lookalike.inputs.read import digest_files
 from lookalike.inputs.remote import is_url
 from lookalike.inputs.walk import FileEntry
@@ -164,6 +170,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         # 1. list
         walking = files_from is None and all(
             format_of(p, input_format) == "files" and not is_url(p) for p in paths)
+        check_paths(paths, input_format)  # a missing folder: one error, no progress line
         reporter.phase(1, 3, "walking" if walking else "listing", None)
         items, problems, listing = list_inputs(
             paths, files_from=files_from, input_format=input_format, column=column,
@@ -214,7 +221,6 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         "errors_by_reason": dict(sorted(Counter(p.error for p in problems).items())),
         "groups": len(groups),
         "duplicates": sum(len(g) - 1 for g in groups),
-        "bytes_reclaimable": sum(m.record.size_bytes for g in groups for m in g.members[1:]),
         "hashed": hashed,
         "from_cache": len(items) - hashed,
         "skipped_non_image": listing.get("skipped_non_image", 0),

@@ -286,19 +286,22 @@ def _changed(state: FileState, real_roots: Iterable[str], verify: str) -> str | 
 
 
 def _paths(j: Journal, seq: int, op: Operation) -> dict[str, Any]:
-    """Deterministic helper paths of op ``seq``, recorded in its intent for recovery."""
-    tag = f"lookalike-{j.token}-{seq}"
+    """Deterministic helper paths of op ``seq``, recorded in its intent for recovery.
+
+    Helper names never contain the file's own name: a name near the file system's limit
+    (255 bytes) plus a suffix would be too long, and a move that cannot be undone is one
+    this journal must not make."""
+    tag = f".lookalike-{j.token}-{seq}"
     d, name = os.path.split(op.path)
-    out: dict[str, Any] = {"tmp": os.path.join(d, f".{name}.{tag}.tmp"),
-                           "restore_tmp": os.path.join(d, f".{name}.{tag}.restore")}
+    out: dict[str, Any] = {"tmp": os.path.join(d, f"{tag}.tmp"),
+                           "restore_tmp": os.path.join(d, f"{tag}.restore")}
     if op.action == "move":
         assert op.dst is not None
-        dd, dn = os.path.split(op.dst)
         out["dst"] = op.dst
-        out["part"] = os.path.join(dd, f".{dn}.{tag}.part")
+        out["part"] = os.path.join(os.path.dirname(op.dst), f"{tag}.part")
     elif op.action in ("hardlink", "symlink"):
         out["backup"] = os.path.join(j.backup_dir, str(seq), name)
-        out["backup_part"] = os.path.join(j.backup_dir, str(seq), f".{name}.part")
+        out["backup_part"] = os.path.join(j.backup_dir, str(seq), f"{tag}.part")
     return out
 
 

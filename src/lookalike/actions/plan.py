@@ -397,8 +397,12 @@ def _read_json(path: str) -> dict[str, Any]:
         raise ReportError(f"not found: {path}; pass a report written by "
                           "`lookalike scan ... -o report.json` or an exported decisions file") \
             from None
-    except (OSError, ValueError) as exc:
-        raise ReportError(f"cannot read {path}: {exc}") from None
+    except ValueError as exc:  # a CSV or text report, or a torn file
+        raise ReportError(f"{path} is not JSON ({exc}); pass the JSON report of `lookalike "
+                          "scan ... -o report.json` (CSV and text reports cannot be applied) "
+                          "or an exported decisions file") from None
+    except OSError as exc:
+        raise ReportError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(data, dict):
         raise ReportError(f"{path} is neither a lookalike report nor a decisions file")
     return data
@@ -924,5 +928,7 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
         lines.append("note: each replaced copy is kept in JOURNAL.backup/ so that undo can "
                      "restore it; its space is freed only once that folder is deleted")
     if dry_run:
-        lines.append("dry run: nothing was changed; add --yes to apply this plan")
+        lines.append("dry run: nothing was changed; add --yes to apply this plan (files were "
+                     "checked by size and modification time; --yes also checks each one's "
+                     "SHA-256 before acting)")
     return "\n".join(lines) + "\n"

@@ -63,7 +63,7 @@ from lookalike.errors import ConfigError, DecodeError, Problem
 from lookalike.events import NullReporter, Reporter
 from lookalike.executors import make_executor
 from lookalike.executors.base import Executor
-from lookalike.inputs.walk import FileEntry, iter_files
+from lookalike.inputs.walk import FileEntry, check_roots, iter_files
 
 if TYPE_CHECKING:
     import numpy as np
@@ -494,6 +494,7 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     t0 = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    check_roots(paths)  # a missing folder: one error, no progress line
     reporter.phase(1, 3, "sampling", None)
     entries, found = _sample(paths, sample, seed, follow_symlinks)
     if len(entries) < 2:

@@ -283,12 +283,9 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
 def restrict_to_leakage(result: ScanResult, leakage: Leakage) -> ScanResult:
     """A copy of ``result`` whose groups are the cross-set groups of ``leakage`` only.
 
-    The statistics follow: ``groups``, ``duplicates`` (= the purge list) and
-    ``bytes_reclaimable`` (the purge list's bytes).
+    The statistics follow: ``groups`` and ``duplicates`` (= the purge list). (Reports count
+    the reclaimable bytes from their keep decisions, which protect the reference sets.)
     """
-    purge = set(leakage.purge)
-    size = {r.path: r.size_bytes for r in result.records}
     stats = dict(result.stats)
-    stats.update(groups=len(leakage.groups), duplicates=len(purge),
-                 bytes_reclaimable=sum(size.get(p, 0) for p in purge))
+    stats.update(groups=len(leakage.groups), duplicates=len(set(leakage.purge)))
     return replace(result, groups=list(leakage.groups), stats=stats)

@@ -242,7 +242,8 @@ def parse_keep(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     ``match:`` rule, which is taken whole so its pattern may contain commas.
 
     Raises:
-        ConfigError: an unknown rule, an empty pattern, or ``none`` combined with other rules.
+        ConfigError: an unknown rule, an empty pattern, ``none`` combined with other rules, or
+            a ``match:`` value with a rule name after a comma (``match:*a*,oldest``).
     """
     if spec is None:
         return DEFAULT_KEEP
@@ -250,6 +251,14 @@ def parse_keep(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     rules: list[str] = []
     for value in values:
         if value.startswith("match:"):
+            # Taken whole, so a rule written after a comma would silently become part of the
+            # pattern (which then matches nothing): refused instead.
+            tail = [p.strip() for p in value.split(",")[1:]]
+            if any(p in KEEP_RULES or p.startswith("match:") for p in tail):
+                raise ConfigError(
+                    f"keep rule {value!r}: a match: rule takes the rest of its value as the "
+                    "pattern, commas included; give the rules as separate values, e.g. "
+                    f"{value.split(',')[0]!r} and {tail[0]!r}")
             rules.append(value)
         else:
             rules.extend(part.strip() for part in value.split(",") if part.strip())
@@ -505,3 +514,12 @@ class KeepChoices:
     def reason(self, group: int) -> str:
         """Why group ``group``'s first keeper was chosen (:attr:`KeepDecision.reason`)."""
         return self.decisions[group].reason
+
+    def bytes_removed(self, groups: Iterable[Group]) -> int:
+        """Bytes of the files these decisions remove from ``groups``: what a report calls
+        reclaimable (each file once: its hard links are one record)."""
+        total = 0
+        for g in groups:
+            gone = set(self.decisions[g.id].remove)
+            total += sum(m.record.size_bytes for m in g.members if m.record.path in gone)
+        return total

@@ -28,13 +28,20 @@ from lookalike.inputs.remote import (
     _url_to_fs,
     is_url,
 )
-from lookalike.inputs.walk import FileEntry, WalkStats, iter_files, iter_listed, unique_files
+from lookalike.inputs.walk import (
+    FileEntry,
+    WalkStats,
+    check_roots,
+    iter_files,
+    iter_listed,
+    unique_files,
+)
 
 if TYPE_CHECKING:
     from lookalike.events import Reporter
     from lookalike.executors.base import Executor
 
-__all__ = ["INPUT_FORMATS", "InputFormat", "format_of", "list_inputs"]
+__all__ = ["INPUT_FORMATS", "InputFormat", "check_paths", "format_of", "list_inputs"]
 
 InputFormat = Literal["auto", "files", "tar", "parquet"]
 INPUT_FORMATS: tuple[str, ...] = ("auto", "files", "tar", "parquet")
@@ -122,6 +129,15 @@ def _local_path(target: str) -> str | None:
     return None
 
 
+def check_paths(paths: Sequence[str | os.PathLike[str]],
+                input_format: InputFormat = "auto") -> None:
+    """Raise :class:`~lookalike.errors.ConfigError` now, before any work, for a local path
+    (file or folder) that does not exist."""
+    check_roots(local for raw in map(os.fspath, paths)
+                if format_of(raw, input_format) == "files"
+                and (local := _local_path(raw)) is not None)
+
+
 def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | None = None,
                 input_format: InputFormat = "auto", column: str | None = None,
                 name_column: str | None = None,
@@ -162,6 +178,7 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
     if input_format not in INPUT_FORMATS:
         raise ConfigError(f"the input format must be one of {', '.join(INPUT_FORMATS)}")
     reporter = reporter or NullReporter()
+    check_paths(paths, input_format)
     options = dict(storage_options or {})
     items: list[FileEntry | RemoteEntry] = []
     problems: list[Problem] = []
@@ -172,8 +189,6 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         fmt = format_of(raw, input_format)
         local = _local_path(raw)
         if fmt == "files" and local is not None:
-            if not os.path.lexists(local):
-                raise ConfigError(f"path does not exist: {os.path.abspath(local)}")
             local_roots.append(local)
             continue
         fs, found, explicit = _expand(raw, fmt, options)

@@ -156,12 +156,21 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool
         ConfigError: if a root does not exist (nothing is walked then).
     """
     stats = stats if stats is not None else WalkStats()
+    for root in check_roots(paths):
+        yield from _walk_root(root, follow_symlinks, stats)
+
+
+def check_roots(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """The absolute paths of ``paths``; call it before any work (:func:`iter_files` is lazy).
+
+    Raises:
+        ConfigError: if one does not exist.
+    """
     roots = [os.path.abspath(os.fspath(p)) for p in paths]
     for root in roots:
         if not os.path.lexists(root):
             raise ConfigError(f"path does not exist: {root}")
-    for root in roots:
-        yield from _walk_root(root, follow_symlinks, stats)
+    return roots
 
 
 def iter_listed(path: str, source: str, *, follow_symlinks: bool = False,

@@ -151,7 +151,7 @@ def report_to_dict(result: ScanResult, argv: list[str] | None = None, *,
         "keep_policy": choices.policy.to_dict(),
         "groups": [group_to_dict(g, choices.keep(g.id)) for g in result.groups],
         "errors": [p.to_dict() for p in result.errors],
-        "stats": result.stats,
+        "stats": {**result.stats, "bytes_reclaimable": choices.bytes_removed(result.groups)},
         **extra,
     }
 
@@ -277,7 +277,7 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
         f"{plural(s.get('images', 0), 'image')} scanned, "
         f"{plural(len(result.groups), 'duplicate group')}, "
         f"{plural(s.get('duplicates', result.duplicates), 'duplicate')} "
-        f"({human_bytes(s.get('bytes_reclaimable', 0))} "
+        f"({human_bytes(choices.bytes_removed(result.groups))} "
         f"reclaimable), {plural(len(result.errors), 'error')}",
         f"method {cfg.method}, hash size {cfg.resolved_hash_size}, threshold {cfg.threshold} "
         f"bits, grouping {cfg.grouping}; * = kept by the keep policy, d = bits from the first",
@@ -358,8 +358,11 @@ def read_report(path: str | os.PathLike[str]) -> Report:
             data = json.load(fh)
     except FileNotFoundError:
         raise ReportError(f"report not found: {p}; run `lookalike scan ... -o {p}` first") from None
-    except (OSError, ValueError) as exc:
-        raise ReportError(f"cannot read report {p}: {exc}") from None
+    except ValueError as exc:  # a CSV or text report, or a torn file
+        raise ReportError(f"{p} is not JSON ({exc}); pass the JSON report of `lookalike "
+                          "scan ... -o report.json`") from None
+    except OSError as exc:
+        raise ReportError(f"cannot read report {p}: {exc.strerror or exc}") from None
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
         found = data.get("schema_version") if isinstance(data, dict) else None
         raise ReportError(
@@ -379,6 +382,9 @@ def read_report(path: str | os.PathLike[str]) -> Report:
                 members.append(Member(_record_from(m, method, nbits), int(m.get("distance", 0)),
                                       str(m.get("match", "hash")),
                                       None if similarity is None else float(similarity)))
+            paths = [m.record.path for m in members]
+            if len(set(paths)) < len(paths):  # a hand edit: which entry would be acted on?
+                raise ReportError(f"{p}: group {g.get('id')} lists a path twice")
             extra = {k: v for k, v in g.items()
                      if k not in ("id", "kind", "representative", "members")}
             groups.append(Group(id=int(g["id"]), members=tuple(members),
