@@ -641,3 +641,21 @@ def test_groups_found_changed_at_apply_time_are_named_with_the_plans_skips(libra
     assert skip.group == 2 and "x2.png" in skip.reason and "since the scan" in skip.reason
     assert res.skips_line().startswith("1 group skipped: group 2 (")
     assert dataclasses.replace(res, skipped_groups=()).skips_line() == "0 groups skipped"
+
+
+def test_the_backup_line_counts_the_bytes_of_two_names_of_one_file_once(runner, tmp_path,
+                                                                         scene):
+    root = tmp_path / "photos"
+    root.mkdir()
+    scene(5, (200, 150)).save(root / "a.png")
+    shutil.copyfile(root / "a.png", root / "b_copy.png")
+    os.link(root / "b_copy.png", root / "c_copy.png")  # two names of the copy
+    report = tmp_path / "report.json"
+    write_report(lookalike.scan(root, workers=1), report)
+    journal = tmp_path / "j.jsonl"
+    res = runner.invoke(cli, ["apply", str(report), "-a", "hardlink", "--yes", "--journal",
+                              str(journal), "-q"])
+    assert res.exit_code == 0, res.output
+    size = (root / "a.png").stat().st_size
+    assert f"kept in {journal}.backup ({human_bytes(size)}, not freed yet)" in res.output
+    assert runner.invoke(cli, ["undo", str(journal), "-q"]).exit_code == 0

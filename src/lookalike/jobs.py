@@ -337,7 +337,9 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
     if result.backups:
         n = len(result.backups)
         print(f"{n} replaced {'copy' if n == 1 else 'copies'} kept in "
-              f"{result.backup_dir} ({human_bytes(sum(op.size_bytes for op in result.backups))},"
+              f"{result.backup_dir} "
+              # Bytes once per file: two names of one file are one backup.
+              f"({human_bytes(sum(op.size_bytes for op in result.backups if op.frees))},"
               " not freed yet) for undo; delete that folder to free the space once you no "
               "longer need the undo", file=out)
     if result.done and action != "delete":
