@@ -533,3 +533,13 @@ def test_applying_a_csv_report_says_it_needs_the_json_one(tmp_path, scene, capsy
     err = _usage_error(["apply", str(report), "-a", "move", "--to", str(tmp_path / "q")],
                        capsys)
     assert "is not JSON" in err and "CSV and text reports cannot be applied" in err
+
+
+def test_embedding_settings_without_a_model_are_refused(tmp_path, scene, capsys):
+    folder = _folder(tmp_path, scene)
+    for extra in (["--similarity", "0.5"], ["--no-verify"]):
+        assert _exit_code(["scan", str(folder), "-q", *extra]) == 2
+        assert "add --embed MODEL" in capsys.readouterr().err
+        assert _exit_code(["query", str(folder / "one.png"), "--cache",
+                           str(tmp_path / "c.sqlite"), *extra]) == 2
+        assert "add --embed MODEL" in capsys.readouterr().err

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lookalike.grouping.groups import build_groups, cluster_records, find_edges, neighbour_mask
+from lookalike.grouping.groups import (
+    build_groups,
+    cluster_records,
+    find_edges,
+    link_matches,
+    neighbour_mask,
+    record_edges,
+)
 from lookalike.model import Hash, ImageRecord
 
 
@@ -46,6 +53,26 @@ def test_representative_is_largest_image_and_listed_first():
     assert g.representative == "/big"
     assert g.members[0].record.path == "/big"
     assert [m.distance for m in g.members] == [0, 0, 0]
+
+
+def test_with_embedding_links_the_representative_comes_from_the_largest_hash_part():
+    # An original and two re-encodes hash alike; a screenshot of it (more pixels, another
+    # hash) and a crop (fewer) join only through embedding links. The representative, whose
+    # hash part the keep policy chooses in, is the original, not the screenshot.
+    recs = [rec("/a_crop", 0xF0F0, pixels=50), rec("/b_orig", 0x0000, pixels=400),
+            rec("/c_q70", 0x0001, pixels=400, size=5), rec("/d_q30", 0x0003, pixels=400,
+                                                               size=3),
+            rec("/e_screenshot", 0xFF00, pixels=900)]
+    links = {(1, 4): "verified", (0, 2): "verified"}
+    (cluster,) = cluster_records(recs, 2, "components", links=links)
+    assert recs[cluster[0]].path == "/b_orig" and sorted(cluster) == [0, 1, 2, 3, 4]
+    assert link_matches(recs, [cluster], record_edges(recs, 2), links) == {
+        0: "verified", 4: "verified"}
+    # Two parts of equal size: the one holding the best record.
+    recs2 = [rec("/p", 0x0000, pixels=100), rec("/q", 0x0001, pixels=100),
+             rec("/r", 0xFF00, pixels=900), rec("/s", 0xFF01, pixels=900)]
+    (cluster,) = cluster_records(recs2, 2, "components", links={(0, 2): "verified"})
+    assert recs2[cluster[0]].path == "/r"
 
 
 def test_groups_of_identical_files_are_exact_and_others_near():

@@ -513,3 +513,12 @@ def test_decisions_with_folder_rules_say_which_rule_or_the_review_decided(sorted
     bad = decisions_file(tmp_path, report, [], folder_rules=[{"folder": "rel", "rule": "keep"}])
     with pytest.raises(ReportError, match="malformed decisions"):
         plan(bad, action="delete")
+
+
+def test_a_scan_result_is_refused_with_how_to_write_it_first(tmp_path, scene):
+    import lookalike
+
+    scene(1).save(tmp_path / "a.png")
+    result = lookalike.scan(tmp_path, workers=1)
+    with pytest.raises(TypeError, match="write the scan first"):
+        lookalike.plan(result, action="move", to=tmp_path / "q")

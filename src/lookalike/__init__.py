@@ -160,7 +160,9 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
             and the leaks per split: the scan's paths are then ``split#index``.
         config: a full :class:`ScanConfig`; or pass its fields as keyword ``options``
             (``method="dhash-z"``, ``hash_size=8``, ``threshold=0``, ``grouping=...``,
-            ``decode=...``, ``workers=...``).
+            ``decode=...``, ``workers=...``; ``embed=MODEL`` adds copy-detection
+            embeddings, ``similarity=`` and ``verify=`` tune them: docs/embeddings.md).
+            An unknown option is a ``TypeError``.
         reporter: receives progress and per-file problems (default: silent).
         cache: a :class:`lookalike.store.cache.HashCache`; unchanged files are not re-read.
         files_from: a text or Parquet file listing more paths or URLs.
@@ -175,12 +177,18 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
 
     Returns:
         A :class:`ScanResult` with ``.groups`` (largest first), ``.errors`` (one
-        :class:`Problem` per unusable file), ``.records`` and ``.stats``.
+        :class:`Problem` per unusable file), ``.records`` and ``.stats``. Each group
+        member says how it matched (:attr:`Member.match`: ``hash``, ``verified`` or
+        ``embedding``) and, with embeddings, its :attr:`Member.similarity`; the pairs
+        embeddings joined are in ``.embedding_matches``. To act on the groups, write the
+        report (:func:`write_report`) and :func:`plan` from it.
 
     Raises:
         ConfigError: bad options or a path that does not exist (before any work).
 
-    Cost: each file is read and decoded once; search is exact and sub-quadratic.
+    Cost: each file is read and decoded once; the hash search is exact and sub-quadratic
+    (the embedding search is exact up to 20,000 images, approximate beyond, and embedding
+    matches are verified by reading their files again: docs/embeddings.md).
     """
     from lookalike.inputs.hf import is_dataset, is_saved_dataset
     from lookalike.pipeline import scan as run

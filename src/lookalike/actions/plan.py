@@ -537,10 +537,10 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             (:class:`Decisions` or its path; told apart by its ``kind`` key).
         action: ``move`` (to the quarantine folder ``to``), ``delete``, ``hardlink`` or
             ``symlink`` (replace each duplicate by a link to its group's keeper).
-        keep: keep rules (see :mod:`lookalike.grouping.keep`) or a :class:`KeepPolicy`. Default: the
-            policy recorded in the report, else ``largest-resolution, largest-file, oldest,
-            shortest-path``. With a decisions file only ``none`` is accepted (the file says
-            what to keep; ``none`` allows groups whose ``keep`` list is empty).
+        keep: keep rules (see :mod:`lookalike.grouping.keep`) or a :class:`KeepPolicy`.
+            Default: the policy recorded in the report, else ``original``. With a decisions
+            file only ``none`` is accepted (the file says what to keep; ``none`` allows
+            groups whose ``keep`` list is empty).
         protect: folders never touched (added to the report's reference sets, if any).
         to: the quarantine folder of ``move``; it must lie outside every scanned root.
         journal: an existing journal of an interrupted ``apply``; ops it records as done are
@@ -562,6 +562,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         ConfigError: bad options (unknown rule, missing ``--to``, ``--to`` inside a scanned
             folder, ``--keep none`` with a link action or folder rules, a protected or
             rule folder missing, ``keep_in`` without ``remove_in``).
+        TypeError: ``source`` is something else, e.g. a scan result not written as a report.
 
     Cost: per name of every group member, two ``lstat`` calls (identity, then state) and one
     ``realpath``, plus a ``stat`` of the folder of each name kept or acted on (to tell hard
@@ -572,6 +573,13 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         raise ConfigError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
     if isinstance(source, (str, os.PathLike)):
         source = load_source(source)
+    if not isinstance(source, (Report, Decisions)):
+        # A ScanResult, most likely: the journal names the report it acted on, so a plan
+        # starts from one written to disk.
+        raise TypeError(f"plan() takes a report (or its path) or decisions, not "
+                        f"{type(source).__name__}; write the scan first: "
+                        "lookalike.write_report(result, 'report.json'), then "
+                        "lookalike.plan('report.json', ...)")
     decisions = source if isinstance(source, Decisions) else None
     report = source.report if isinstance(source, Decisions) else source
     roots = _check_roots(report)
@@ -765,6 +773,13 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         if reason:
             skipped.append(SkippedGroup(group=g.id, reason=reason))
             continue
+        joined = [m.record.path for m in g.members
+                  if m.match != "hash" and m.record.path in decision.keep]
+        if joined and decisions is None:
+            notes.append(f"also kept: {plural(len(joined), 'member')} that embeddings joined "
+                         "(a crop, screenshot or other edit of the kept file, or its "
+                         "original): no keep rule tells which is the original; choose on the "
+                         "review page")
         reasons: tuple[tuple[str, str], ...] = ()
         if g.id in why:
             owners = {op.path: targets[op.path][0] for op in ops}

@@ -16,7 +16,7 @@ Results never depend on input order or worker count: records are sorted by path 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Literal
@@ -313,13 +313,40 @@ def cluster_records(recs: Sequence[ImageRecord], max_distance: int,
     graph = _Graph(recs, edges or record_edges(recs, max_distance), links)
     if mode == "components":
         clusters = graph.components()
-        reps = [min(c, key=lambda i: _quality_key(recs[i])) for c in clusters]
+
+        def quality(i: int) -> tuple[int, int, str]:
+            return _quality_key(recs[i])
+
+        # With embedding links the representative comes from the cluster's largest hash
+        # part (the original and its re-encodes, usually; of equal parts the one holding the
+        # best record, found first), not from a screenshot or padded copy with more pixels:
+        # the keep policy chooses within the representative's part and keeps the members
+        # embeddings joined (lookalike.grouping.keep).
+        reps = [min(max(_hash_parts(graph, sorted(c, key=quality)), key=len) if links else c,
+                    key=quality) for c in clusters]
     elif mode == "star":
         clusters = _stars(recs, graph)
         reps = [c[0] for c in clusters]
     else:
         raise ValueError(f"unknown grouping mode {mode!r}; use 'components' or 'star'")
     return [[rep, *(i for i in c if i != rep)] for c, rep in zip(clusters, reps, strict=True)]
+
+
+def _hash_parts(graph: _Graph, cluster: Sequence[int]) -> Iterator[set[int]]:
+    """The parts of ``cluster`` that hash matches alone tie together, each found from its
+    first record in ``cluster``'s order."""
+    members = set(cluster)
+    seen: set[int] = set()
+    for start in cluster:
+        if start in seen:
+            continue
+        part, todo = {start}, [start]
+        while todo:
+            for j in graph.neighbours(todo.pop(), hashes_only=True) & members - part:
+                part.add(j)
+                todo.append(j)
+        seen |= part
+        yield part
 
 
 def link_matches(recs: Sequence[ImageRecord], clusters: Sequence[Sequence[int]],
@@ -339,18 +366,8 @@ def link_matches(recs: Sequence[ImageRecord], clusters: Sequence[Sequence[int]],
         touching[b].add(kind)
     out: dict[int, str] = {}
     for cluster in clusters:
-        members = set(cluster)
-        seen: set[int] = set()
-        for start in cluster:  # the representative's part first: cluster[0]
-            if start in seen:
-                continue
-            part, todo = {start}, [start]
-            while todo:  # the members hash matches tie to ``start``
-                for j in graph.neighbours(todo.pop(), hashes_only=True) & members - part:
-                    part.add(j)
-                    todo.append(j)
-            seen |= part
-            if start == cluster[0]:
+        for part in _hash_parts(graph, cluster):  # the representative's part first
+            if cluster[0] in part:
                 continue
             kinds = set().union(*(touching.get(i, set()) for i in part))
             out.update((i, "embedding" if "embedding" in kinds else "verified") for i in part)

@@ -273,11 +273,15 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
     choices = decide_keep(result, keep, leakage)
     s = result.stats
     cfg = result.config
+    duplicates = s.get("duplicates", result.duplicates)
+    removed = sum(len(choices.decisions[g.id].remove) for g in result.groups)
+    # Fewer than the duplicates when the policy keeps members embeddings joined.
+    removable = f"{removed} removable by the keep policy, " if removed != duplicates else ""
     lines = [
         f"{plural(s.get('images', 0), 'image')} scanned, "
         f"{plural(len(result.groups), 'duplicate group')}, "
-        f"{plural(s.get('duplicates', result.duplicates), 'duplicate')} "
-        f"({human_bytes(choices.bytes_removed(result.groups))} "
+        f"{plural(duplicates, 'duplicate')} ({removable}"
+        f"{human_bytes(choices.bytes_removed(result.groups))} "
         f"reclaimable), {plural(len(result.errors), 'error')}",
         f"method {cfg.method}, hash size {cfg.resolved_hash_size}, threshold {cfg.threshold} "
         f"bits, grouping {cfg.grouping}; * = kept by the keep policy, d = bits from the first",
@@ -300,7 +304,9 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
             r = m.record
             mark = "*" if r.path in kept else " "
             how = "" if m.match == "hash" else f"  [{m.match} {m.similarity:.2f}]"
-            lines.append(f" {mark} d={m.distance:<3} {r.width}x{r.height:<6} "
+            # Bits mean something only for hash matches: an embedding match is off the scale.
+            bits = str(m.distance) if m.match == "hash" else "-"
+            lines.append(f" {mark} d={bits:<3} {r.width}x{r.height:<6} "
                          f"{human_bytes(r.size_bytes):>9}  {r.path}{how}")
             lines.extend(f"{'':>28}= {a}  (same file)" for a in r.aliases)
     if max_groups is not None and len(result.groups) > max_groups:
