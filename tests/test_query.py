@@ -166,3 +166,22 @@ def test_an_unreadable_query_image_makes_the_cli_exit_1(tmp_path, scene, runner)
     res = runner.invoke(cli, ["query", str(tmp_path / "bad.png"), str(lib / "0.png"), "-m",
                               "phash", "--cache", str(db)])
     assert res.exit_code == 1 and "error [unsupported-format]" in res.output
+
+
+def test_text_and_json_say_whether_an_embedding_match_was_verified():
+    from lookalike.analysis.query import QueryResult, matches_to_dict, render_matches
+    from lookalike.model import Hash, ImageRecord
+
+    def record(path: str) -> ImageRecord:
+        return ImageRecord(path=path, size_bytes=1, mtime_ns=0, width=1, height=1,
+                           format="PNG", hash=Hash("dhash-z", 16, (0,)), digest="d")
+
+    query, by_hash, by_embedding = record("/q.png"), record("/a.png"), record("/b.png")
+    for kind in ("verified", "embedding"):
+        result = QueryResult(query, ((by_hash, 2), (by_embedding, 40)), frozenset(),
+                             {"/b.png": 0.81}, kind)
+        text = render_matches([result], [])
+        assert f"/b.png  ({kind} 0.81)" in text and "/a.png\n" in text
+        matches = matches_to_dict([result], [])["queries"][0]["matches"]
+        assert [(m["match"], m["similarity"]) for m in matches] == [
+            ("hash", None), (kind, 0.81)]

@@ -578,7 +578,7 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
     """
     import json
 
-    from lookalike.analysis.query import find_matches, render_matches
+    from lookalike.analysis.query import find_matches, matches_to_dict, render_matches
     from lookalike.store.cache import default_cache_path
 
     _check_embed_options(embed, similarity, verify)
@@ -588,15 +588,7 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
     results, problems = find_matches(images, cache_path or default_cache_path(), config,
                                      under=under)
     if fmt == "json":
-        click.echo(json.dumps({
-            "queries": [{"path": r.query.path, "hash": str(r.query.hash),
-                         "matches": [{"path": m.path, "distance": d, "hash": str(m.hash),
-                                      "missing": r.is_missing(m),
-                                      "match": ("hash" if m.path not in r.embedded else
-                                                "verified" if config.verify else "embedding"),
-                                      "similarity": r.embedded.get(m.path)}
-                                     for m, d in r.matches]} for r in results],
-            "errors": [p.to_dict() for p in problems]}, indent=1))
+        click.echo(json.dumps(matches_to_dict(results, problems), indent=1))
     else:
         click.echo(render_matches(results, problems), nl=False)
     if problems:

@@ -52,9 +52,16 @@ class QueryResult:
     #: cosine similarity (verified unless ``config.verify`` is off); listed after the hash
     #: matches, most similar first.
     embedded: Mapping[str, float] = field(default_factory=dict)
+    #: How the ``embedded`` matches were accepted: ``verified``, or ``embedding`` (verification
+    #: off) (:data:`~lookalike.model.MATCH_KINDS`).
+    embedded_kind: str = "verified"
 
     def is_missing(self, record: ImageRecord | str) -> bool:
         return (record if isinstance(record, str) else record.path) in self.missing
+
+    def match_of(self, record: ImageRecord) -> str:
+        """How ``record`` matched the query: ``hash``, ``verified`` or ``embedding``."""
+        return self.embedded_kind if record.path in self.embedded else "hash"
 
 
 def find_matches(images: Iterable[str | os.PathLike[str]],
@@ -116,7 +123,8 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
             (stored[i], out.hash - stored[i].hash) for i in embedded)
         gone = frozenset(rec.path for rec, _ in matches if not os.path.exists(rec.path))
         results.append(QueryResult(out, matches, gone,
-                                   {stored[i].path: sim for i, sim in embedded.items()}))
+                                   {stored[i].path: sim for i, sim in embedded.items()},
+                                   "verified" if config.verify else "embedding"))
     return results, problems
 
 
@@ -235,6 +243,18 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
                       "settings first")
 
 
+def matches_to_dict(results: Sequence[QueryResult], problems: Sequence[Problem]
+                    ) -> dict[str, Any]:
+    """JSON view: each query with its matches (path, distance, hash, how it matched, its
+    similarity for embedding matches, whether its file is gone), and the errors."""
+    return {"queries": [{"path": r.query.path, "hash": str(r.query.hash),
+                         "matches": [{"path": m.path, "distance": d, "hash": str(m.hash),
+                                      "missing": r.is_missing(m), "match": r.match_of(m),
+                                      "similarity": r.embedded.get(m.path)}
+                                     for m, d in r.matches]} for r in results],
+            "errors": [p.to_dict() for p in problems]}
+
+
 def render_matches(results: Sequence[QueryResult], problems: Sequence[Problem]) -> str:
     """Text view: each query, then its matches with their distances; a match whose file is
     gone since the scan is marked ``(gone since the scan)``."""
@@ -243,8 +263,8 @@ def render_matches(results: Sequence[QueryResult], problems: Sequence[Problem]) 
         gone = f", {len(r.missing)} gone since the scan" if r.missing else ""
         lines.append(f"{r.query.path}: {len(r.matches)} match(es){gone}")
         lines.extend(f"  d={d:<3} {rec.path}"
-                     + (f"  (embedding {r.embedded[rec.path]:.2f})" if rec.path in r.embedded
-                        else "")
+                     + (f"  ({r.embedded_kind} {r.embedded[rec.path]:.2f})"
+                        if rec.path in r.embedded else "")
                      + ("  (gone since the scan)" if rec.path in r.missing else "")
                      for rec, d in r.matches)
     lines.extend(f"error [{p.error}] {p.path}: {p.message}" for p in problems)
