@@ -14,12 +14,13 @@ import pytest
 from PIL import Image
 
 import lookalike
+from lookalike.actions.plan import render_plan
 from lookalike.analysis.query import find_matches
 from lookalike.cli import main as _main
 from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError
 from lookalike.model import embedding_array
-from lookalike.report.schema import read_report
+from lookalike.report.schema import read_report, render_text
 from lookalike.store.cache import HashCache
 
 onnx = pytest.importorskip("onnx")
@@ -347,6 +348,14 @@ def test_keep_policy_acts_only_on_what_hashes_tie_and_never_removes_a_joined_mem
     for policy in (lookalike.KeepPolicy.from_spec("none"),
                    lookalike.KeepPolicy.from_spec(None, protect=[str(folder)])):
         assert str(folder / "crop.png") in policy.decide(g).keep
+    # The plan says why the crop stays, and the summary counts what the policy removes.
+    result = lookalike.scan(folder, config=_config(model))
+    report = tmp_path / "report.json"
+    lookalike.write_report(result, report)
+    text = render_plan(lookalike.plan(report, action="move", to=tmp_path / "q"))
+    assert "also kept: 1 member that embeddings joined" in text
+    summary = render_text(result).splitlines()[0]
+    assert "2 duplicates (1 removable by the keep policy, " in summary
 
 
 def test_keep_policy_never_removes_unverified_embedding_matches(later_scene, model):

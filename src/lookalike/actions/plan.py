@@ -773,8 +773,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         if reason:
             skipped.append(SkippedGroup(group=g.id, reason=reason))
             continue
-        joined = [m.record.path for m in g.members
-                  if m.match != "hash" and m.record.path in decision.keep]
+        joined = [m.record.path for m in g.members if m.match != "hash"
+                  and m.record.path in decision.keep and m.record.path not in decision.protected]
         if joined and decisions is None:
             notes.append(f"also kept: {plural(len(joined), 'member')} that embeddings joined "
                          "(a crop, screenshot or other edit of the kept file, or its "
