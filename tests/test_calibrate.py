@@ -172,3 +172,10 @@ def test_bad_settings_fail_before_any_work(tmp_path):
         calibrate(tmp_path, target_precision=1.5)
     with pytest.raises(lookalike.ConfigError):
         calibrate(tmp_path, method="pdq", hash_size=8)
+
+
+def test_calibrate_takes_any_iterable_of_paths(tmp_path, scene):
+    for k in range(3):
+        scene(k).save(tmp_path / f"{k}.png")
+    result = calibrate(p for p in [tmp_path])  # a generator: read once
+    assert result.images == 3

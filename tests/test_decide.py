@@ -4,6 +4,7 @@ and the split between reading facts from disk and deciding purely."""
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 
@@ -112,6 +113,7 @@ def test_parse_keep_accepts_commas_and_repeats_and_keeps_match_whole():
     # ... but a rule written after the comma would silently join the pattern: refused.
     ("match:*zz_*,largest-file", "give the rules as separate values"),
     ("match:*a*, match:*b*", "give the rules as separate values"),
+    ("match:*a,b*,oldest", re.escape("e.g. 'match:*a,b*' and 'oldest'")),
 ])
 def test_bad_keep_rules_are_config_errors(spec, match):
     if match is None:

@@ -154,6 +154,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     reporter = reporter or NullReporter()
     options = dict(storage_options or {})
     check_ready(config)  # with embeddings: a missing model or package, before any work
+    check_paths(paths, input_format)  # a missing folder: one error, no progress line
     t0 = time.perf_counter()
     with ExitStack() as resources:
         pool = _Pool(config, executor, engine, scheduler)
@@ -170,7 +171,6 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         # 1. list
         walking = files_from is None and all(
             format_of(p, input_format) == "files" and not is_url(p) for p in paths)
-        check_paths(paths, input_format)  # a missing folder: one error, no progress line
         reporter.phase(1, 3, "walking" if walking else "listing", None)
         items, problems, listing = list_inputs(
             paths, files_from=files_from, input_format=input_format, column=column,

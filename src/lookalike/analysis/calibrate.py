@@ -494,6 +494,7 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     t0 = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    paths = list(paths)  # an iterable is read twice
     check_roots(paths)  # a missing folder: one error, no progress line
     reporter.phase(1, 3, "sampling", None)
     entries, found = _sample(paths, sample, seed, follow_symlinks)

@@ -25,8 +25,8 @@ __all__ = ["NEIGHBOURS", "TRIES", "embedding_links", "to_verify"]
 TRIES = 3
 #: Nearest neighbours each image proposes (above the similarity): verification needs one
 #: good pair between two hash groups, not every pair, and the search's memory then stays
-#: ``NEIGHBOURS`` pairs per image however dense the embeddings (at similarity 0.45 with no
-#: such limit, 1M synthetic embeddings ran out of 23 GB).
+#: ``NEIGHBOURS`` pairs per image however dense the embeddings (at similarity 0.45, the
+#: default before 0.42, with no such limit, 1M synthetic embeddings ran out of 23 GB).
 NEIGHBOURS = 64
 
 

@@ -232,6 +232,27 @@ class _Graph:
             comps[find(x)].append(x)
         return [c for c in comps.values() if len(c) > 1]
 
+    def linked(self) -> Iterable[int]:
+        """The records with a link (an embedding match)."""
+        return self._extra.keys()
+
+    def hash_component(self, start: int) -> set[int]:
+        """The records that hash matches alone tie to ``start``, transitively. Each code is
+        expanded once, so a thousand identical hashes cost a thousand steps, not a million."""
+        adj = self._adjacency()
+        part, todo, expanded = {start}, [start], set()
+        while todo:
+            for v in self._codes[todo.pop()]:
+                if v in expanded:
+                    continue
+                expanded.add(v)
+                for code in (v, *adj.get(v, ())):
+                    for j in self._owners(code):
+                        if j not in part:
+                            part.add(j)
+                            todo.append(j)
+        return part
+
     def neighbours(self, i: int, *, hashes_only: bool = False) -> set[int]:
         adj = self._adjacency()
         out: set[int] = set()
@@ -322,8 +343,9 @@ def cluster_records(recs: Sequence[ImageRecord], max_distance: int,
         # best record, found first), not from a screenshot or padded copy with more pixels:
         # the keep policy chooses within the representative's part and keeps the members
         # embeddings joined (lookalike.grouping.keep).
-        reps = [min(max(_hash_parts(graph, sorted(c, key=quality)), key=len) if links else c,
-                    key=quality) for c in clusters]
+        linked = set(graph.linked())
+        reps = [min(max(_hash_parts(graph, sorted(c, key=quality)), key=len)
+                    if not linked.isdisjoint(c) else c, key=quality) for c in clusters]
     elif mode == "star":
         clusters = _stars(recs, graph)
         reps = [c[0] for c in clusters]
@@ -338,15 +360,10 @@ def _hash_parts(graph: _Graph, cluster: Sequence[int]) -> Iterator[set[int]]:
     members = set(cluster)
     seen: set[int] = set()
     for start in cluster:
-        if start in seen:
-            continue
-        part, todo = {start}, [start]
-        while todo:
-            for j in graph.neighbours(todo.pop(), hashes_only=True) & members - part:
-                part.add(j)
-                todo.append(j)
-        seen |= part
-        yield part
+        if start not in seen:
+            part = graph.hash_component(start) & members
+            seen |= part
+            yield part
 
 
 def link_matches(recs: Sequence[ImageRecord], clusters: Sequence[Sequence[int]],
@@ -366,7 +383,9 @@ def link_matches(recs: Sequence[ImageRecord], clusters: Sequence[Sequence[int]],
         touching[b].add(kind)
     out: dict[int, str] = {}
     for cluster in clusters:
-        for part in _hash_parts(graph, cluster):  # the representative's part first
+        if touching.keys().isdisjoint(cluster):
+            continue  # hashes alone made this group
+        for part in _hash_parts(graph, cluster):
             if cluster[0] in part:
                 continue
             kinds = set().union(*(touching.get(i, set()) for i in part))

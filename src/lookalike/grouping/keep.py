@@ -253,12 +253,14 @@ def parse_keep(spec: str | Iterable[str] | None) -> tuple[str, ...]:
         if value.startswith("match:"):
             # Taken whole, so a rule written after a comma would silently become part of the
             # pattern (which then matches nothing): refused instead.
-            tail = [p.strip() for p in value.split(",")[1:]]
-            if any(p in KEEP_RULES or p.startswith("match:") for p in tail):
+            parts = [p.strip() for p in value.split(",")]
+            rule = next((k for k, p in enumerate(parts) if k and (
+                p in KEEP_RULES or p.startswith("match:"))), None)
+            if rule is not None:
                 raise ConfigError(
                     f"keep rule {value!r}: a match: rule takes the rest of its value as the "
                     "pattern, commas included; give the rules as separate values, e.g. "
-                    f"{value.split(',')[0]!r} and {tail[0]!r}")
+                    f"{','.join(parts[:rule])!r} and {parts[rule]!r}")
             rules.append(value)
         else:
             rules.extend(part.strip() for part in value.split(",") if part.strip())

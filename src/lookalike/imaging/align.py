@@ -32,18 +32,19 @@ differ) has no keypoints to align, and no crop to undo either: it is the same pi
 the two, area-averaged to :data:`THUMB` x :data:`THUMB` colour pixels, differ by at most
 :data:`MAX_THUMB_DIFF` levels on average and :data:`MAX_THUMB_PEAK` at any thumbnail pixel,
 and have the same shape (:func:`same_small_picture`). The peak is what tells pictures apart
-(two emoji faces that differ only in their eyes average under 4 levels). Measured on the
-accuracy benchmark's embedding matches at similarity >= 0.45 with such a smaller picture,
-new true pairs (not joined by hashes) / false pairs: mean <= 4 alone 476 / 2; with peak <= 48:
-mean 4, 459 / 0; mean 5, 563 / 0; mean 6, 626 / 0. The embedding alone at similarity >= 0.9
-joined 71 / 23. Distinct tiny photos are the danger: of 2,000 Fashion-MNIST images (2M pairs,
-908k of them at similarity >= 0.45) none passes mean 6 and peak 48 (two at peak 56; without
-a peak limit, one pair of different trousers passed mean 5). Such a join must also hold
-across the two hash groups (:mod:`lookalike.verify`): a false hash match between two flags
-of three vertical stripes (alike in grey) otherwise chained three emoji into one group. A
-whole scan of the benchmark (``--embed sscd-distilled``): recall 87.8% -> 90.1% with 16 false
-pairs before and after (icons at other sizes 29% -> 45%, emoji renderings 16% -> 66%); mean
-5 without a peak limit: 90.0% with 53 false pairs; a 128 px limit added 0.03 points.
+(two emoji faces that differ only in their eyes average under 4 levels). Measured (with 320
+px embeddings) on the accuracy benchmark's embedding matches at similarity >= 0.45 with such
+a smaller picture, new true pairs (not joined by hashes) / false pairs: mean <= 4 alone 476
+/ 2; with peak <= 48: mean 4, 459 / 0; mean 5, 563 / 0; mean 6, 626 / 0. The embedding alone
+at similarity >= 0.9 joined 71 / 23. Distinct tiny photos are the danger: of 2,000
+Fashion-MNIST images (2M pairs, 908k of them at similarity >= 0.45; at today's 256 px and
+0.42, 635k) none passes mean 6 and peak 48 (two at peak 56; without a peak limit, one pair
+of different trousers passed mean 5). Such a join must also hold across the two hash groups
+(:mod:`lookalike.verify`): a false hash match between two flags of three vertical stripes
+(alike in grey) otherwise chained three emoji into one group. A whole scan of the benchmark
+(``--embed sscd-distilled``): recall 87.8% -> 90.1% with 16 false pairs before and after
+(icons at other sizes 29% -> 45%, emoji renderings 16% -> 66%); mean 5 without a peak limit:
+90.0% with 53 false pairs; a 128 px limit added 0.03 points.
 
 Needs OpenCV (``opencv-python-headless``, in the ``embed`` extra), imported on first use.
 """
