@@ -216,6 +216,20 @@ def test_a_torn_last_journal_line_is_ignored(library, tmp_path):
     assert snapshot(root) == before
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="journal locks are POSIX flock")
+def test_a_journal_in_use_by_another_run_is_refused_not_shared(library, tmp_path):
+    from lookalike.actions.journal import Journal
+
+    _root, report = library
+    journal = tmp_path / "j.jsonl"
+    assert apply(make_plan("move", report, tmp_path), journal=journal).ok
+    with Journal.open(journal) as held:  # another apply or undo, still running
+        with pytest.raises(JournalError, match="in use by another apply or undo"):
+            undo(journal)
+        assert held.next_seq() == 5
+    assert undo(journal).ok  # once it is closed
+
+
 def test_a_missing_or_foreign_journal_is_a_journal_error(library, tmp_path):
     with pytest.raises(JournalError, match="not found"):
         undo(tmp_path / "nope.jsonl")

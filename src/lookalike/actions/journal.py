@@ -60,6 +60,21 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _lock(fd: int, path: str) -> None:
+    """Hold an exclusive lock on the journal while it is open for appending: two runs
+    appending to one journal would number their operations alike. (POSIX ``flock``; where
+    there is none, e.g. Windows, nothing is locked.)"""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise JournalError(f"journal {path} is in use by another apply or undo; let it finish "
+                           "(or stop it) first") from None
+
+
 @dataclass(slots=True)
 class OpRecord:
     """One journaled operation: its intent fields and the last event seen for it."""
@@ -119,6 +134,11 @@ class Journal:
         except OSError as exc:
             raise JournalError(f"cannot create journal {p}: {exc.strerror or exc}; "
                                "choose a writable journal path") from None
+        try:
+            _lock(fd, p)
+        except JournalError:
+            os.close(fd)
+            raise
         j = cls(p, head, {}, fd)
         j._write(head)
         fsync_dir(os.path.dirname(p))  # the journal itself must survive a crash
@@ -135,13 +155,25 @@ class Journal:
         hint = "name the .jsonl file that `lookalike apply --yes` printed (\"journal: ...\")"
         if os.path.isdir(p):
             raise JournalError(f"{p} is a folder, not an undo journal; {hint}")
+        fd = -1
         try:
+            if writable:  # locked before it is read: what is read stays true while we append
+                fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+                _lock(fd, p)
             with open(p, "rb") as fh:
                 raw = fh.read()
-        except FileNotFoundError:
-            raise JournalError(f"journal not found: {p}; {hint}") from None
-        except OSError as exc:
-            raise JournalError(f"cannot read journal {p}: {exc.strerror or exc}") from None
+            return cls._parse(p, raw, fd, hint)
+        except BaseException as exc:
+            if fd >= 0:
+                os.close(fd)
+            if isinstance(exc, FileNotFoundError):
+                raise JournalError(f"journal not found: {p}; {hint}") from None
+            if isinstance(exc, OSError):
+                raise JournalError(f"cannot read journal {p}: {exc.strerror or exc}") from None
+            raise
+
+    @classmethod
+    def _parse(cls, p: str, raw: bytes, fd: int, hint: str) -> Journal:
         lines = raw.split(b"\n")
         # The header first: anything else (a report, an image, a text file) is not a journal,
         # whatever its later lines look like.
@@ -182,15 +214,8 @@ class Journal:
             elif kind in _CLOSED and seq in ops:
                 ops[seq].status = str(kind)
                 ops[seq].error = ev.get("error")
-        fd = -1
-        if writable:
-            try:
-                fd = os.open(p, os.O_WRONLY | os.O_APPEND)
-            except OSError as exc:
-                raise JournalError(f"cannot append to journal {p}: {exc.strerror or exc}") \
-                    from None
-            if raw and not raw.endswith(b"\n"):
-                os.write(fd, b"\n")  # seal a torn line so the next event starts cleanly
+        if fd >= 0 and raw and not raw.endswith(b"\n"):
+            os.write(fd, b"\n")  # seal a torn line so the next event starts cleanly
         return cls(p, events[0], ops, fd)
 
     def next_seq(self) -> int:
