@@ -543,3 +543,42 @@ def test_embedding_settings_without_a_model_are_refused(tmp_path, scene, capsys)
         assert _exit_code(["query", str(folder / "one.png"), "--cache",
                            str(tmp_path / "c.sqlite"), *extra]) == 2
         assert "add --embed MODEL" in capsys.readouterr().err
+
+
+def test_a_scan_that_reads_no_image_exits_1_and_says_why(tmp_path, scene, capsys):
+    (tmp_path / "a.png").write_bytes(b"not a picture")
+    listing = tmp_path / "list.txt"
+    listing.write_text("missing/one.png\nmissing/two.png\n")
+    assert _exit_code(["scan", str(tmp_path), "-q"]) == 1
+    assert "no image could be read: 1 file failed" in capsys.readouterr().err
+    assert _exit_code(["scan", "--files-from", str(listing), "-q"]) == 1
+    assert "relative paths in a --files-from list" in capsys.readouterr().err
+    scene(1).save(tmp_path / "b.png")
+    assert _exit_code(["scan", str(tmp_path), "-q"]) == 0  # one bad file among good ones
+
+
+def test_a_relative_file_list_is_an_absolute_root_in_the_report(tmp_path, scene, monkeypatch):
+    _folder(tmp_path, scene)
+    (tmp_path / "list.txt").write_text("one.png\none_small.png\ntwo.png\n")
+    monkeypatch.chdir(tmp_path)
+    assert _exit_code(["scan", "--files-from", "list.txt", "-q", "-o", "r.json"]) == 0
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["roots"] == [str(tmp_path / "list.txt")] and len(data["groups"]) == 1
+
+
+def test_the_summary_after_a_written_report_shortens_large_groups(tmp_path, scene, capsys):
+    from lookalike.jobs import SUMMARY_MEMBERS
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    img = scene(3, (120, 90))
+    for k in range(SUMMARY_MEMBERS + 4):
+        img.save(folder / f"copy{k:02d}.png")
+    assert _exit_code(["scan", str(folder), "-q", "-o", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    shown = [line for line in out.splitlines() if "copy" in line and ".png" in line]
+    assert len(shown) in (SUMMARY_MEMBERS, SUMMARY_MEMBERS + 1)  # + the keeper, if later
+    assert any(line.lstrip().startswith("*") for line in shown)
+    assert f"... {SUMMARY_MEMBERS + 4 - len(shown)} more members in the report" in out
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert len(data["groups"][0]["members"]) == SUMMARY_MEMBERS + 4

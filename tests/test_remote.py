@@ -460,3 +460,34 @@ def test_cache_rows_without_digests_get_them_in_every_kind_of_scan(tmp_path, sce
             assert {m.record.digest for g in result.groups for m in g.members} == {want}
     rows = read_results(str(tmp_path / "out"))
     assert all(r["digest"] for r in rows.to_pylist())
+
+
+def test_a_rewritten_shard_is_hashed_again_though_its_members_keep_name_size_and_time(
+        tmp_path, scene):
+    # Writers stamp members with time 0 and re-use names when re-sharding: a member's own
+    # name, size and mtime do not say its image changed; its shard's mtime does.
+    from lookalike.store.cache import HashCache
+
+    shard = tmp_path / "shard.tar"
+
+    def write(seeds: list[int], stamp_ns: int) -> None:
+        blobs = []
+        for s in seeds:
+            buf = io.BytesIO()
+            scene(s, (64, 48)).convert("L").save(buf, "BMP")  # same size whatever the picture
+            blobs.append(buf.getvalue())
+        with tarfile.open(shard, "w") as tf:
+            for k, blob in enumerate(blobs):
+                info = tarfile.TarInfo(f"{k:03d}.bmp")
+                info.size, info.mtime = len(blob), 0
+                tf.addfile(info, io.BytesIO(blob))
+        os.utime(shard, ns=(stamp_ns, stamp_ns))
+
+    write([1, 2, 3], 1_600_000_000_000_000_000)
+    with HashCache(tmp_path / "h.sqlite") as cache:
+        first = lookalike.scan(shard, cache=cache, workers=1)
+        write([4, 5, 6], 1_700_000_000_000_000_000)
+        again = lookalike.scan(shard, cache=cache, workers=1)
+    fresh = lookalike.scan(shard, workers=1)
+    assert _hashes(again) == _hashes(fresh) != _hashes(first)
+    assert again.stats["hashed"] == 3

@@ -377,6 +377,7 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
     """Scan PATHS (folders, walked recursively, or files; URLs, tar shards and Parquet files
     with --input-format) and report duplicate groups."""
     from lookalike.jobs import scan_to_files
+    from lookalike.pipeline import ScanResult
 
     _check_embed_options(embed, similarity, verify)
     given = click.get_current_context().get_parameter_source
@@ -404,6 +405,13 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
     if fmt == "csv" and output is None and html_out is None and result.errors:
         click.echo(f"{len(result.errors)} files could not be used (listed above unless -q); "
                    "-o FILE.csv also writes them to FILE.errors.csv", err=True)
+    scanned = result if isinstance(result, ScanResult) else result.scan  # a dataset's cleanup
+    if scanned.errors and not scanned.records:  # nothing was compared: not a clean result
+        n = len(scanned.errors)
+        hint = (" (relative paths in a --files-from list are taken from the current folder)"
+                if files_from else "")
+        raise PartialFailure(f"no image could be read: {n} file{'s' if n != 1 else ''} "
+                             f"failed{hint}")
 
 
 @cli.command("hash")

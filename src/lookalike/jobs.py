@@ -55,8 +55,10 @@ __all__ = ["ReportFormat", "apply_plan", "calibrate_to_file", "clean_dataset_to_
 
 ReportFormat = Literal["json", "csv", "text", "paths", "paths0"]
 
-#: Groups the summary printed after a scan shows (the report files hold them all).
+#: Groups, and members of each, the summary printed after a scan shows (the report files
+#: hold them all; kept members are always shown).
 SUMMARY_GROUPS = 20
+SUMMARY_MEMBERS = 8
 
 
 def errors_csv_path(report: str) -> str:
@@ -195,8 +197,8 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         from lookalike.report.html import write_html
 
         written.append(_page_written(write_html(json_path, html, reporter=reporter)))
-    out.write(render_text(result, max_groups=SUMMARY_GROUPS, keep=policy,
-                          leakage=leakage))
+    out.write(render_text(result, max_groups=SUMMARY_GROUPS, max_members=SUMMARY_MEMBERS,
+                          keep=policy, leakage=leakage))
     out.write("".join(f"{line}\n" for line in written))
     out.flush()
     return result

@@ -155,6 +155,8 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     options = dict(storage_options or {})
     check_ready(config)  # with embeddings: a missing model or package, before any work
     check_paths(paths, input_format)  # a missing folder: one error, no progress line
+    if files_from is not None and not is_url(files_from):
+        files_from = os.path.abspath(files_from)  # a root and its files' source, as reported
     t0 = time.perf_counter()
     with ExitStack() as resources:
         pool = _Pool(config, executor, engine, scheduler)

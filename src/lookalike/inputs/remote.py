@@ -76,7 +76,8 @@ class RemoteEntry:
     Attributes:
         path: what reports show: a URL, ``shard.tar#member`` or ``file.parquet#name``.
         size_bytes: object or member size, or -1 when unknown before reading.
-        mtime_ns: modification time if the store reports one, else 0.
+        mtime_ns: modification time if the store reports one, else 0 (a tar member: its
+            shard's, which changes when the shard is rewritten).
         source: the input it came from (prefix, list file, shard, Parquet file).
         url: the fsspec URL to read.
         kind: ``object`` (read all of ``url``), ``tar`` (``length`` bytes at ``offset``) or
@@ -363,14 +364,18 @@ def _list_tar(fs: Any, path: str, shown: str, url: str) -> list[RemoteEntry] | P
                            "use plain .tar shards (WebDataset's usual layout)")
         fh.seek(0)
         out = []
+        # A member's version is its shard's: writers stamp members with time 0 (WebDataset,
+        # reproducible tars) and re-use their names when re-sharding, so a member's own size
+        # and mtime would let a cache hand back the hash of an image it no longer holds.
+        shard_ns = _mtime_ns(fs.info(path))
         # mode "r:" (not "r|"): seekable, so tarfile skips member data instead of reading it.
         with tarfile.open(fileobj=fh, mode="r:") as tf:
             while (m := tf.next()) is not None:
                 if m.isfile() and _is_image_name(m.name):
                     out.append(RemoteEntry(
                         path=f"{shown}#{m.name}", size_bytes=m.size,
-                        mtime_ns=int(m.mtime) * 1_000_000_000, source=shown, url=url,
-                        kind="tar", offset=m.offset_data, length=m.size))
+                        mtime_ns=shard_ns or int(m.mtime) * 1_000_000_000, source=shown,
+                        url=url, kind="tar", offset=m.offset_data, length=m.size))
     return out
 
 

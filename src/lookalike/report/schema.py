@@ -264,11 +264,13 @@ def human_bytes(n: float) -> str:
 
 
 def render_text(result: ScanResult, *, max_groups: int | None = None,
-                leakage: Leakage | None = None, keep: KeepSpec = None) -> str:
+                max_members: int | None = None, leakage: Leakage | None = None,
+                keep: KeepSpec = None) -> str:
     """A human summary: one block per group, then the files that could not be read.
 
     ``*`` marks the member(s) kept (``keep``: see :func:`decide_keep`; pass its result to
-    keep this function free of I/O).
+    keep this function free of I/O). ``max_groups`` and ``max_members`` (per group; kept
+    members are always shown) shorten it to a summary of the report.
     """
     choices = decide_keep(result, keep, leakage)
     s = result.stats
@@ -300,7 +302,9 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
         lines.append("")
         lines.append(f"group {g.id} ({g.kind}, {plural(len(g), 'image')})")
         kept = set(choices.keep(g.id))
-        for m in g.members:
+        members = [m for k, m in enumerate(g.members)
+                   if max_members is None or k < max_members or m.record.path in kept]
+        for m in members:
             r = m.record
             mark = "*" if r.path in kept else " "
             how = "" if m.match == "hash" else f"  [{m.match} {m.similarity:.2f}]"
@@ -309,6 +313,9 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
             lines.append(f" {mark} d={bits:<3} {r.width}x{r.height:<6} "
                          f"{human_bytes(r.size_bytes):>9}  {r.path}{how}")
             lines.extend(f"{'':>28}= {a}  (same file)" for a in r.aliases)
+        if len(members) < len(g.members):
+            lines.append(f"   ... {plural(len(g.members) - len(members), 'more member')} in "
+                         "the report")
     if max_groups is not None and len(result.groups) > max_groups:
         lines.append(f"\n... {plural(len(result.groups) - max_groups, 'more group')} in the "
                      "report")
