@@ -582,3 +582,19 @@ def test_the_summary_after_a_written_report_shortens_large_groups(tmp_path, scen
     assert f"... {SUMMARY_MEMBERS + 4 - len(shown)} more members in the report" in out
     data = json.loads((tmp_path / "r.json").read_text())
     assert len(data["groups"][0]["members"]) == SUMMARY_MEMBERS + 4
+
+
+def test_without_a_terminal_a_long_phase_prints_its_counts_now_and_then(capsys, monkeypatch):
+    from lookalike import cli as cli_module
+    from lookalike.cli import ConsoleReporter
+
+    clock = iter([0.0, 10.0, 31.0, 40.0, 65.0])
+    monkeypatch.setattr(cli_module.time, "monotonic", lambda: next(clock))
+    rep = ConsoleReporter(progress=False)
+    rep.phase(2, 3, "hashing", 1000)
+    for _ in range(4):
+        rep.advance(100)
+    rep.close()
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["2/3: hashing (1000 files)", "2/3: hashing: 200/1,000 (20%)",
+                   "2/3: hashing: 400/1,000 (40%)"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -54,6 +55,7 @@ class ConsoleReporter:
             else self.console.is_terminal and not os.environ.get("CI")))
         self._progress: Any = None
         self._task: Any = None
+        self._plain: list[Any] | None = None  # label, size, done, last line's time
         self.problems = 0
         ctx = click.get_current_context(silent=True)
         if ctx is not None:
@@ -77,12 +79,18 @@ class ConsoleReporter:
         self.quiet = True
         self._console.quiet = True
 
+    #: Seconds between the plain progress lines of a long phase (no terminal: a CI log).
+    PLAIN_EVERY_S = 30.0
+
     def phase(self, number: int, total: int, name: str, size: int | None) -> None:
         self._stop()
+        self._plain = None
         if not self.show_progress or size == 0:  # nothing to do (a warm re-scan): no bar
             if not self.quiet:
                 suffix = f" ({size} files)" if size else " (nothing to do)" if size == 0 else ""
                 self.console.print(f"{number}/{total}: {name}{suffix}", soft_wrap=True)
+                if size:  # counts now and then, so a long log shows the run moving
+                    self._plain = [f"{number}/{total}: {name}", size, 0, time.monotonic()]
             return
         from rich.progress import (
             BarColumn,
@@ -112,6 +120,15 @@ class ConsoleReporter:
         self._task = self._progress.add_task(name, total=size, rate="")
 
     def advance(self, n: int = 1) -> None:
+        if self._plain is not None:
+            label, size, done, last = self._plain
+            done += n
+            now = time.monotonic()
+            if now - last >= self.PLAIN_EVERY_S:
+                self.console.print(f"{label}: {done:,}/{size:,} ({done / size:.0%})",
+                                   soft_wrap=True)
+                last = now
+            self._plain = [label, size, done, last]
         if self._progress is not None:
             self._progress.advance(self._task, n)
             task = self._progress.tasks[0]
