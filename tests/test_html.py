@@ -422,11 +422,45 @@ def test_page_loads_cleanly_with_every_group_and_thumbnail(web, tmp_path, scene,
     assert pg.inner_text("[data-stat=groups]") == "2"
     assert pg.inner_text("[data-stat=errors]") == "1"
     assert pg.locator(".member.suggested").count() == 2
+    # Each suggested keeper says why the keep policy chose it (the report's keep_reason).
+    reasons = json.loads(_report.read_text())
+    why = [w.strip() for w in pg.locator(".member.suggested .why").all_inner_texts()]
+    assert why == [f"suggested keeper: {g['keep_reason']}" for g in reasons["groups"]]
+    assert all(g["keep_reason"] for g in reasons["groups"])
     pg.click("#errors summary")
     # The rows are built on the details' toggle event, which fires after the click returns.
     pg.wait_for_function("() => document.getElementById('error-rows').childElementCount > 0")
     assert "broken.jpg" in pg.inner_text("#error-rows")
     assert web.console == [] and web.dialogs == []
+
+
+@pytest.mark.slow
+def test_groups_apply_would_skip_say_so_and_leave_the_totals(web, tmp_path, scene):
+    report, html = _small_page(tmp_path, scene)
+    data = json.loads(report.read_text())
+    web.open(html)
+    pg = web.page
+    status = pg.inner_text("#status")
+    suggested = sum(len(g["members"]) - len(g["keep"]) for g in data["groups"])
+    assert f"removing {suggested} files" in status and "skip" not in status
+    first = pg.locator("article.group").first
+    n_first = first.locator(".member").count()
+    for toggle in first.locator("button.toggle[aria-pressed=true]").all():
+        toggle.click()  # the reviewer removes every copy of the first group
+    assert "nothing kept in this group: apply skips it" in first.locator(".warn").inner_text()
+    status = pg.inner_text("#status")
+    assert f"removing {suggested - (n_first - 1)} files" in status
+    assert "1 group apply will skip" in status
+    # A page made after a file of the other group changed: that group is skipped too.
+    changed = data["groups"][1]["members"][0]["path"]
+    with open(changed, "ab") as fh:
+        fh.write(b"\0")
+    write_html(report, html)
+    web.open(html)
+    assert "gone or changed since the scan: apply skips it" in pg.inner_text(
+        f"article.group[data-id='{data['groups'][1]['id']}'] .warn")
+    assert "1 group apply will skip" in pg.inner_text("#status")
+    assert web.console == []
 
 
 def test_toggle_and_export_give_the_agreed_decisions_format(web, tmp_path, scene, runner):
@@ -510,9 +544,10 @@ def test_hostile_file_names_render_as_text_and_run_nothing(web, tmp_path, scene)
     img.save(folder / "plain.png")
     img.save(folder / HOSTILE, format="JPEG", quality=95)
     img.save(folder / HOSTILE_2, format="PNG")
+    img.save(folder / "back\\slash.png")  # a POSIX name may hold a backslash
     report = _scan_to_report(folder, tmp_path / "r.json")
     data = json.loads(report.read_text())
-    assert len(data["groups"]) == 1 and len(data["groups"][0]["members"]) == 3
+    assert len(data["groups"]) == 1 and len(data["groups"][0]["members"]) == 4
     # And one name that could only come from a tampered report: it must not end the blob.
     data["groups"].append({"id": 99, "kind": "exact", "representative": "/nowhere/a.jpg",
                            "members": [_member("/nowhere/a.jpg"), _member(SCRIPT_BREAKER)]})
@@ -524,9 +559,10 @@ def test_hostile_file_names_render_as_text_and_run_nothing(web, tmp_path, scene)
     text = pg.inner_text("#groups")
     for name in (HOSTILE, HOSTILE_2, "</script><script>alert(2)</script>.jpg"):
         assert name in text
+    assert "back\\slash.png" in pg.locator(".path b, .path .name").all_inner_texts()
     assert web.dialogs == []
-    assert pg.locator("img.thumb").count() == 3  # the real files' thumbnails, nothing more
-    assert pg.locator("img:not(.cmp-img)").count() == 3
+    assert pg.locator("img.thumb").count() == 4  # the real files' thumbnails, nothing more
+    assert pg.locator("img:not(.cmp-img)").count() == 4
     assert pg.locator(".cmp-img[src]").count() == 0  # the closed compare view loads nothing
     assert pg.locator("img[src=x], script[src]").count() == 0
     assert pg.locator("script").count() == 2

@@ -398,7 +398,9 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
             out_members[-1].update((k, v) for k, v in extra.items() if v is not None)
         out_groups.append({"id": g.get("id"), "kind": g.get("kind", "near"),
                            "rep": paths.index(rep) if rep in paths else 0,
-                           "m": out_members})
+                           "m": out_members,
+                           # Why the keep policy suggests its keeper ("" when unknown).
+                           "kr": str(g.get("keep_reason") or "")})
     return {
         "kind": DECISIONS_KIND, "schema_version": DECISIONS_SCHEMA_VERSION,
         "report_path": report_path, "report_created": data.get("created"),

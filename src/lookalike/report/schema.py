@@ -9,7 +9,8 @@ Schema (``schema_version`` 1)::
 
     {"schema_version": 1, "tool": {"name", "version"}, "created": ISO-8601 UTC,
      "argv": [...], "config": {...}, "roots": [...], "keep_policy": {"rules", "protect"},
-     "groups": [{"id", "kind", "representative", "keep": [paths kept], "members": [
+     "groups": [{"id", "kind", "representative", "keep": [paths kept], "keep_reason",
+                 "members": [
          {"path", "hash", "distance", "match", "similarity", "width", "height", "bytes",
           "format", "mtime_ns", "digest", "pixel_digest", "source", "aliases"}]}],
      "errors": [{"path", "stage", "error", "message"}], "stats": {...},
@@ -102,12 +103,15 @@ def _member_dict(m: Member) -> dict[str, Any]:
     }
 
 
-def group_to_dict(g: Group, keep: Sequence[str] | None = None) -> dict[str, Any]:
+def group_to_dict(g: Group, keep: Sequence[str] | None = None,
+                  keep_reason: str = "") -> dict[str, Any]:
     d: dict[str, Any] = {"id": g.id, "kind": g.kind, "representative": g.representative,
                          "members": [_member_dict(m) for m in g.members]}
     d.update(g.extra)
     if keep is not None:
         d["keep"] = list(keep)  # the keep policy's choice, recomputed at every write
+        if keep_reason:  # why keep[0] won, in a few words (the review page shows it)
+            d["keep_reason"] = keep_reason
     return d
 
 
@@ -149,7 +153,8 @@ def report_to_dict(result: ScanResult, argv: list[str] | None = None, *,
         "config": result.config.to_dict(),
         "roots": result.roots,
         "keep_policy": choices.policy.to_dict(),
-        "groups": [group_to_dict(g, choices.keep(g.id)) for g in result.groups],
+        "groups": [group_to_dict(g, choices.keep(g.id), choices.reason(g.id))
+                   for g in result.groups],
         "errors": [p.to_dict() for p in result.errors],
         "stats": {**result.stats, "bytes_reclaimable": choices.bytes_removed(result.groups)},
         **extra,

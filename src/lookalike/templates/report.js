@@ -21,7 +21,9 @@
   let manual = noChoices(); // the reviewer's own choices: null, true (keep) or false
   const rules = new Map(); // folder index -> "keep" | "remove", in the order they were made
   const state = groups.map((g) => g.m.map((m) => m.k));
-  const why = noChoices(); // what decided each member, when not the keep policy
+  // Why the keep policy suggests a member (the report's keep_reason), else null.
+  const suggestedWhy = (g, m) => (m.k && g.kr ? "suggested keeper: " + g.kr : null);
+  const why = groups.map((g) => g.m.map((m) => suggestedWhy(g, m))); // what decided each member
   let visible = groups.map((_, i) => i); // indices of groups that match the filter
   let rendered = 0;
   const shown = new Map(); // group index -> its rendered <article>
@@ -56,7 +58,10 @@
   }
 
   function splitPath(p) {
-    const cut = Math.max(p.lastIndexOf("/"), p.lastIndexOf("\\"));
+    // A backslash separates folders only in Windows paths (C:\...); on POSIX it is a
+    // character that a file name may hold.
+    const windows = /^[A-Za-z]:\\|^\\\\/.test(p);
+    const cut = windows ? Math.max(p.lastIndexOf("/"), p.lastIndexOf("\\")) : p.lastIndexOf("/");
     return [p.slice(0, cut + 1), p.slice(cut + 1)];
   }
 
@@ -191,10 +196,26 @@
       card.querySelector(".why").textContent = why[gi][mi] || "";
       if (keep) kept += 1; else freed += Number(g.m[mi].b) || 0;
     });
+    const skip = skipped(gi);
     art.querySelector(".facts").textContent = g.m.length + " images \u00b7 " +
-      (g.m.length - kept) + " to remove \u00b7 " + humanBytes(freed) + " freed";
-    art.querySelector(".warn").textContent = kept === 0 ? "nothing kept in this group!" : "";
+      (skip ? "nothing to remove" : (g.m.length - kept) + " to remove \u00b7 " +
+        humanBytes(freed) + " freed");
+    art.querySelector(".warn").textContent = skip || "";
     art.classList.toggle("nokeep", kept === 0);
+  }
+
+  // Why `apply` would leave group gi untouched as now decided, or null: it keeps nothing
+  // (apply refuses that unless told to remove every copy), or a file of it is gone or
+  // changed since the scan (apply re-checks every file and skips such a group).
+  function skipped(gi) {
+    if (!state[gi].some(Boolean)) {
+      return "nothing kept in this group: apply skips it (unless run with --keep none)";
+    }
+    if (groups[gi].m.some((m) => m.s)) {
+      return "a file of this group is gone or changed since the scan: apply skips it " +
+        "(scan again)";
+    }
+    return null;
   }
 
   function renderMore() {
@@ -236,15 +257,13 @@
   function updateStatus() {
     let files = 0;
     let bytes = 0;
-    let nokeep = 0;
+    let skips = 0;
     for (const gi of visible) {
+      if (skipped(gi)) { skips += 1; continue; } // apply leaves it alone: not counted
       const keeps = state[gi];
-      let kept = 0;
       for (let mi = 0; mi < keeps.length; mi += 1) {
-        if (keeps[mi]) kept += 1;
-        else { files += 1; bytes += Number(groups[gi].m[mi].b) || 0; }
+        if (!keeps[mi]) { files += 1; bytes += Number(groups[gi].m[mi].b) || 0; }
       }
-      if (kept === 0) nokeep += 1;
     }
     const status = $("status");
     status.replaceChildren();
@@ -253,10 +272,10 @@
       " of " + groups.length.toLocaleString() + " groups \u00b7 removing "));
     status.appendChild(el("b", null, files.toLocaleString()));
     status.appendChild(document.createTextNode(" files (" + humanBytes(bytes) + ")"));
-    if (nokeep) {
+    if (skips) {
       status.appendChild(document.createTextNode(" \u00b7 "));
-      status.appendChild(el("span", "warn", nokeep + " group" + (nokeep === 1 ? "" : "s") +
-        " keep nothing"));
+      status.appendChild(el("span", "warn", skips + " group" + (skips === 1 ? "" : "s") +
+        " apply will skip (see each)"));
     }
   }
 
@@ -345,8 +364,8 @@
     const removing = [...rules.values()].includes("remove");
     const keep = g.m.map((m, mi) => (ruled[mi] === null ? removing || m.k :
       rules.get(ruled[mi]) === "keep"));
-    const reason = ruled.map((f) => (f === null ? (removing ? "kept: no remove rule covers it" :
-      null) : (rules.get(f) === "keep" ? "kept by rule: everything under " :
+    const reason = ruled.map((f, mi) => (f === null ? (removing ? "kept: no remove rule covers it" :
+      suggestedWhy(g, g.m[mi])) : (rules.get(f) === "keep" ? "kept by rule: everything under " :
       "removed by rule: duplicates under ") + folders[f].p));
     if (rules.size && !keep.some(Boolean)) {
       // No rule removes a group's last copy: keep a member no rule removes (the
