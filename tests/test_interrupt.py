@@ -54,3 +54,27 @@ def test_ctrl_c_stops_workers_and_leaves_a_consistent_cache(tmp_path, scene):
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     done = con.execute("SELECT count(*) FROM files").fetchone()[0]
     assert 0 <= done < 600
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_local_dask_scan_says_interrupted_without_worker_tracebacks(tmp_path,
+                                                                                scene):
+    pytest.importorskip("distributed")
+    root = tmp_path / "imgs"
+    root.mkdir()
+    scene(0, (1600, 1200)).save(root / "000.png")
+    data = (root / "000.png").read_bytes()
+    for i in range(1, 400):
+        (root / f"{i:03d}.png").write_bytes(data)
+    # A terminal sends Ctrl-C to the whole process group: so does this test.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lookalike.cli", "scan", str(root), "--engine", "dask", "-j", "2",
+         "--no-cache", "--decode", "full", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "CI": "1"},
+        start_new_session=True)
+    time.sleep(6)  # the cluster started, hashing under way
+    assert proc.poll() is None, "scan finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err and b"KeyboardInterrupt" not in err, err.decode()[-2000:]

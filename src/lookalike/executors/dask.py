@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -109,6 +111,20 @@ class DaskExecutor:
 
     @staticmethod
     def _local_cluster(distributed: Any, n: int) -> Any:
+        # The worker processes start with Ctrl-C ignored (an ignored SIGINT is inherited, and
+        # Python then installs no KeyboardInterrupt handler): the terminal sends it to the
+        # whole process group, and each worker printed its own traceback (~70 lines) while
+        # this process, which closes the cluster, says "interrupted".
+        if threading.current_thread() is not threading.main_thread():
+            return DaskExecutor._start_local(distributed, n)  # only it may set handlers
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return DaskExecutor._start_local(distributed, n)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @staticmethod
+    def _start_local(distributed: Any, n: int) -> Any:
         return distributed.LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
             silence_logs=logging.ERROR,
