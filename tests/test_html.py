@@ -463,6 +463,25 @@ def test_groups_apply_would_skip_say_so_and_leave_the_totals(web, tmp_path, scen
     assert web.console == []
 
 
+@pytest.mark.slow
+def test_an_empty_report_says_there_are_no_duplicates_and_a_filter_says_it_matched_none(
+        web, tmp_path, scene):
+    folder = tmp_path / "unique"
+    folder.mkdir()
+    scene(1).save(folder / "one.png")
+    scene(2).save(folder / "two.png")
+    html = tmp_path / "empty.html"
+    write_html(_scan_to_report(folder, tmp_path / "e.json"), html)
+    web.open(html)
+    assert web.page.inner_text("#empty") == "No duplicates: this report has no groups."
+    _report, page = _small_page(tmp_path, scene)
+    web.open(page)
+    web.page.fill("#filter", "no such name")
+    web.page.wait_for_selector("#empty:not([hidden])")
+    assert web.page.inner_text("#empty") == "No groups match the filter."
+    assert web.console == []
+
+
 def test_toggle_and_export_give_the_agreed_decisions_format(web, tmp_path, scene, runner):
     report, html = _small_page(tmp_path, scene)
     data = json.loads(report.read_text())

@@ -250,6 +250,8 @@
     rendered = 0;
     renderMore();
     $("empty").hidden = visible.length > 0;
+    $("empty").textContent = groups.length ? "No groups match the filter." :
+      "No duplicates: this report has no groups.";
     updateStatus();
     requestAnimationFrame(fill);
   }
