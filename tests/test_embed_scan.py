@@ -314,6 +314,38 @@ def test_query_finds_a_crop_by_its_verified_embedding(tree, model, tmp_path, cap
             for q in data["queries"]] == [[], [("p1.png", "hash")]]
 
 
+def test_query_brings_the_hash_copies_of_what_its_embedding_found(tree, model, tmp_path,
+                                                                   monkeypatch):
+    # The photo the crop came from has a re-encoded copy: a scan puts all three in one
+    # group, so the query lists both, the copy through the photo's hash even when
+    # verification could not confirm it on its own (as for a thumbnail-sized copy).
+    import lookalike.analysis.query as query_module
+
+    real = query_module.verify_pairs
+
+    def verify_pairs(records, pairs, config):
+        return [ok and not records[j].path.endswith("_q85.jpg")
+                for (_, j), ok in zip(pairs, real(records, pairs, config), strict=True)]
+
+    monkeypatch.setattr(query_module, "verify_pairs", verify_pairs)
+    folder = tmp_path / "set"
+    folder.mkdir()
+    photo = Image.open(tree / "p2.png").convert("RGB")
+    photo.save(folder / "photo.png")
+    photo.save(folder / "photo_q85.jpg", quality=85)
+    cache_path = tmp_path / "c.sqlite"
+    with HashCache(cache_path) as cache:
+        (group,) = lookalike.scan(folder, config=_config(model), cache=cache).groups
+    assert len(group.members) == 2
+    query = tmp_path / "q.png"
+    _crop(photo, 0.1).save(query)
+    results, problems = find_matches([query], cache_path, _config(model))
+    assert problems == []
+    found = {Path(rec.path).name: results[0].match_of(rec) for rec, _ in results[0].matches}
+    assert found == {"photo.png": "verified", "photo_q85.jpg": "verified"}
+    assert all(0 < sim <= 1 for sim in results[0].embedded.values())
+
+
 def test_similarity_default_follows_verification_and_star_grouping_is_refused(model):
     import dataclasses
 

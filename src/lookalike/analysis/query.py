@@ -78,7 +78,8 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
             Method, hash size and decode must be those of the scan that filled the cache;
             with ``embed``, its model too: then images whose embeddings are at least
             ``similarity`` alike also match, once verified as a scan verifies them
-            (:mod:`lookalike.verify`).
+            (:mod:`lookalike.verify`), and so do the cached images whose hashes match
+            those (they would share a scan's group; listed with their own similarity).
         under: only consider cached files below this folder (which must exist).
 
     Returns:
@@ -119,6 +120,15 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
                     best[owner] = dist
         ranked = sorted(best.items(), key=lambda kv: (kv[1], stored[kv[0]].path))
         embedded = _embedding_matches(out, stored, vectors, best, config)
+        # As in a scan's group: the cached images whose hashes match an embedding match (the
+        # re-encodes of the photo a crop was found in) are copies of the query too.
+        query_vec = embedding_array([out])[0] if embedded else None
+        for i in list(embedded):
+            for seg in stored[i].hash.segments:
+                for row, _ in index.query(seg, max_distance=config.threshold):
+                    j = owners[row]
+                    if j not in best and j not in embedded and stored[j].path != path:
+                        embedded[j] = round(float(vectors[j] @ query_vec), 3)
         matches = tuple((stored[i], d) for i, d in ranked) + tuple(
             (stored[i], out.hash - stored[i].hash) for i in embedded)
         gone = frozenset(rec.path for rec, _ in matches if not os.path.exists(rec.path))
