@@ -673,3 +673,34 @@ def test_the_backup_line_counts_the_bytes_of_two_names_of_one_file_once(runner, 
     size = (root / "a.png").stat().st_size
     assert f"kept in {journal}.backup ({human_bytes(size)}, not freed yet)" in res.output
     assert runner.invoke(cli, ["undo", str(journal), "-q"]).exit_code == 0
+
+
+def test_a_journal_on_a_file_system_without_locks_is_used_unlocked(library, tmp_path,
+                                                                   monkeypatch):
+    import errno
+
+    fcntl = pytest.importorskip("fcntl")
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    root, report = library
+    before = snapshot(root)
+    journal = tmp_path / "j.jsonl"
+    assert apply(make_plan("move", report, tmp_path), journal=journal).ok
+    assert undo(journal).ok and snapshot(root) == before
+
+
+def test_a_refused_apply_leaves_its_journal_unlocked(library, tmp_path):
+    from lookalike.actions.journal import Journal
+
+    _root, report = library
+    journal = tmp_path / "j.jsonl"
+    plan_ = make_plan("move", report, tmp_path)
+    assert apply(plan_, journal=journal).ok
+    other = dataclasses.replace(plan_, report_created="another report")
+    with pytest.raises(JournalError, match="belongs to another report"):
+        apply(other, journal=journal)
+    with Journal.open(journal):  # not left locked by the refused run
+        pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -491,3 +492,16 @@ def test_a_rewritten_shard_is_hashed_again_though_its_members_keep_name_size_and
     fresh = lookalike.scan(shard, workers=1)
     assert _hashes(again) == _hashes(fresh) != _hashes(first)
     assert again.stats["hashed"] == 3
+
+
+def test_actions_refuse_tar_members_and_the_review_page_does_not_call_them_gone(tree,
+                                                                                tmp_path):
+    from lookalike.report.html import file_states
+
+    shard = _write_shards(tree, tmp_path / "shards", n=1)[0]
+    report = tmp_path / "r.json"
+    lookalike.write_report(lookalike.scan(shard, config=CONFIG), report)
+    data = json.loads(report.read_text())
+    assert data["groups"] and file_states(data) == {}
+    with pytest.raises(lookalike.ReportError, match="actions change local files only"):
+        lookalike.plan(report, action="move", to=tmp_path / "q")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-__all__ = ["is_under", "root_names"]
+__all__ = ["is_local_file", "is_under", "root_names"]
 
 
 def is_under(path: str, folder: str) -> bool:
@@ -14,6 +14,12 @@ def is_under(path: str, folder: str) -> bool:
         return os.path.commonpath([path, folder]) == folder
     except ValueError:  # different drives on Windows, or mixed absolute/relative
         return False
+
+
+def is_local_file(path: str, source: str | None = None) -> bool:
+    """Whether a scanned ``path`` (from input ``source``) names a local file: not a URL, nor
+    a member of a tar shard or a cell of a Parquet file (``SOURCE#name``)."""
+    return "://" not in path and not (source and path.startswith(source + "#"))
 
 
 def root_names(roots: Sequence[str]) -> dict[str, str]:

@@ -580,15 +580,18 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
     recovered = 0
     if os.path.exists(jpath):
         j = Journal.open(jpath)
-        if j.header.get("report_created") != plan.report_created:
+        try:  # closed (and unlocked) on any error: a caller may apply again in this process
+            if j.header.get("report_created") != plan.report_created:
+                raise JournalError(f"journal {jpath} belongs to another report; use a new "
+                                   "journal path")
+            if j.unfinished():
+                res = _replay(j, j.unfinished(), reporter, final="rolled-back")
+                recovered = res.rolled_back
+            j.note({"event": "resume", "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "action": plan.action})
+        except BaseException:
             j.close()
-            raise JournalError(f"journal {jpath} belongs to another report; use a new "
-                               "journal path")
-        if j.unfinished():
-            res = _replay(j, j.unfinished(), reporter, final="rolled-back")
-            recovered = res.rolled_back
-        j.note({"event": "resume", "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                "action": plan.action})
+            raise
     else:
         j = Journal.create(jpath, {
             "tool": __version__, "action": plan.action, "report_path": plan.report_path,

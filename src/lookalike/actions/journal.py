@@ -24,6 +24,7 @@ makes the journal unusable (:class:`~lookalike.errors.JournalError`).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -73,6 +74,11 @@ def _lock(fd: int, path: str) -> None:
     except BlockingIOError:
         raise JournalError(f"journal {path} is in use by another apply or undo; let it finish "
                            "(or stop it) first") from None
+    except OSError as exc:
+        # A file system without locks (some network and FUSE mounts): go on unlocked, as
+        # before locks were taken, rather than refuse every apply and undo there.
+        if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise
 
 
 @dataclass(slots=True)
@@ -134,14 +140,14 @@ class Journal:
         except OSError as exc:
             raise JournalError(f"cannot create journal {p}: {exc.strerror or exc}; "
                                "choose a writable journal path") from None
+        j = cls(p, head, {}, fd)
         try:
             _lock(fd, p)
-        except JournalError:
-            os.close(fd)
+            j._write(head)
+            fsync_dir(os.path.dirname(p))  # the journal itself must survive a crash
+        except BaseException:
+            j.close()
             raise
-        j = cls(p, head, {}, fd)
-        j._write(head)
-        fsync_dir(os.path.dirname(p))  # the journal itself must survive a crash
         return j
 
     @classmethod

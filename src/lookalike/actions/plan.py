@@ -52,7 +52,7 @@ from lookalike.actions.journal import Journal
 from lookalike.errors import ConfigError, JournalError, ReportError
 from lookalike.grouping.keep import KeepDecision, KeepFacts, KeepPolicy
 from lookalike.model import Group, ImageRecord
-from lookalike.paths import is_under, root_names
+from lookalike.paths import is_local_file, is_under, root_names
 from lookalike.report.schema import (
     DECISIONS_KIND,
     DECISIONS_SCHEMA_VERSION,
@@ -455,6 +455,10 @@ def _check_roots(report: Report) -> tuple[str, ...]:
 def _check_member(report: Report, group: Group, rec: ImageRecord, roots: Sequence[str],
                   real_roots: Sequence[str]) -> None:
     where = f"{report.path}: group {group.id}"
+    if not is_local_file(rec.path, rec.source):
+        raise ReportError(f"{where}: {rec.path} is in a tar shard, a Parquet file or an object "
+                          "store: actions change local files only (for a dataset, filter "
+                          "its rows with the report's paths instead)")
     for path in (rec.path, *rec.aliases):
         if not _clean_abs(path):
             raise ReportError(f"{where}: {path!r} is not a clean absolute path (it has '..' or "

@@ -115,9 +115,12 @@ class DaskExecutor:
         # Python then installs no KeyboardInterrupt handler): the terminal sends it to the
         # whole process group, and each worker printed its own traceback (~70 lines) while
         # this process, which closes the cluster, says "interrupted".
-        if threading.current_thread() is not threading.main_thread():
-            return DaskExecutor._start_local(distributed, n)  # only it may set handlers
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous = signal.getsignal(signal.SIGINT)
+        if threading.current_thread() is not threading.main_thread() or previous is None:
+            # Only the main thread may set handlers; None: a handler not set from Python
+            # (an embedding program's), which could not be put back.
+            return DaskExecutor._start_local(distributed, n)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             return DaskExecutor._start_local(distributed, n)
         finally:

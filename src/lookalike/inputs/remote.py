@@ -367,7 +367,10 @@ def _list_tar(fs: Any, path: str, shown: str, url: str) -> list[RemoteEntry] | P
         # A member's version is its shard's: writers stamp members with time 0 (WebDataset,
         # reproducible tars) and re-use their names when re-sharding, so a member's own size
         # and mtime would let a cache hand back the hash of an image it no longer holds.
-        shard_ns = _mtime_ns(fs.info(path))
+        try:
+            shard_ns = _mtime_ns(fs.info(path))
+        except Exception:  # a store that answers no metadata query (some HTTP servers)
+            shard_ns = 0  # then the members' own times, as before
         # mode "r:" (not "r|"): seekable, so tarfile skips member data instead of reading it.
         with tarfile.open(fileobj=fh, mode="r:") as tf:
             while (m := tf.next()) is not None:

@@ -66,6 +66,7 @@ from lookalike.config import check_writable
 from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
 from lookalike.imaging.facts import read_file_facts
+from lookalike.paths import is_local_file
 from lookalike.pipeline import ScanResult
 from lookalike.report.schema import (
     DECISIONS_KIND,
@@ -163,6 +164,8 @@ def file_states(data: Mapping[str, Any]) -> dict[str, str]:
     states: dict[str, str] = {}
     for g in data.get("groups", []):
         for m in g.get("members", []):
+            if not is_local_file(m["path"], m.get("source")):
+                continue  # a tar member, Parquet cell or URL: nothing here to stat
             try:
                 st = os.stat(m["path"])
             except OSError:
