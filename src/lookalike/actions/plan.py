@@ -41,7 +41,6 @@ report lists them; a root that is a single file goes to ``Q/<file name>``.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
@@ -59,6 +58,7 @@ from lookalike.report.schema import (
     Report,
     human_bytes,
     plural,
+    read_json,
     read_report,
 )
 
@@ -390,19 +390,8 @@ def load_decisions(path: str | os.PathLike[str], data: dict[str, Any] | None = N
 
 
 def _read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise ReportError(f"not found: {path}; pass a report written by "
-                          "`lookalike scan ... -o report.json` or an exported decisions file") \
-            from None
-    except ValueError as exc:  # a CSV or text report, or a torn file
-        raise ReportError(f"{path} is not JSON ({exc}); pass the JSON report of `lookalike "
-                          "scan ... -o report.json` (CSV and text reports cannot be applied) "
-                          "or an exported decisions file") from None
-    except OSError as exc:
-        raise ReportError(f"cannot read {path}: {exc.strerror or exc}") from None
+    data = read_json(path, "the JSON report of `lookalike scan ... -o report.json` (CSV and "
+                     "text reports cannot be applied) or an exported decisions file")
     if not isinstance(data, dict):
         raise ReportError(f"{path} is neither a lookalike report nor a decisions file")
     return data

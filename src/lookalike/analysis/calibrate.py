@@ -492,9 +492,7 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     names = tuple(t.name for t in (*TRANSFORMS, *INVARIANT_TRANSFORMS[invariant]))
     reporter = reporter or NullReporter()
     t0 = time.perf_counter()
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    paths = list(paths)  # an iterable is read twice
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)  # read twice
     check_roots(paths)  # a missing folder: one error, no progress line
     reporter.phase(1, 3, "sampling", None)
     entries, found = _sample(paths, sample, seed, follow_symlinks)

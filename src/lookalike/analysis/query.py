@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,16 +119,14 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
                 if stored[owner].path != path and dist < best.get(owner, dist + 1):
                     best[owner] = dist
         ranked = sorted(best.items(), key=lambda kv: (kv[1], stored[kv[0]].path))
-        embedded = _embedding_matches(out, stored, vectors, best, config)
-        # As in a scan's group: the cached images whose hashes match an embedding match (the
-        # re-encodes of the photo a crop was found in) are copies of the query too.
-        query_vec = embedding_array([out])[0] if embedded else None
-        for i in list(embedded):
+
+        def hash_matches(i: int) -> Iterator[int]:
+            """The cached records whose hashes match cached record ``i``'s."""
             for seg in stored[i].hash.segments:
                 for row, _ in index.query(seg, max_distance=config.threshold):
-                    j = owners[row]
-                    if j not in best and j not in embedded and stored[j].path != path:
-                        embedded[j] = round(float(vectors[j] @ query_vec), 3)
+                    yield owners[row]
+
+        embedded = _embedding_matches(out, stored, vectors, best, config, hash_matches)
         matches = tuple((stored[i], d) for i, d in ranked) + tuple(
             (stored[i], out.hash - stored[i].hash) for i in embedded)
         gone = frozenset(rec.path for rec, _ in matches if not os.path.exists(rec.path))
@@ -143,9 +141,12 @@ EMBED_CANDIDATES = 8
 
 
 def _embedding_matches(query: ImageRecord, stored: Sequence[ImageRecord], vectors: Any,
-                       hashed: Mapping[int, int], config: ScanConfig) -> dict[int, float]:
+                       hashed: Mapping[int, int], config: ScanConfig,
+                       hash_matches: Callable[[int], Iterable[int]]) -> dict[int, float]:
     """Indices of ``stored`` that ``query``'s embedding matches beyond the hash matches
-    ``hashed``, with their similarity, most similar first."""
+    ``hashed``, with their similarity, most similar first; then, as in a scan's group, the
+    records whose hashes match one of those (``hash_matches``: the re-encodes of the photo
+    a crop was found in), with their own similarity."""
     if vectors is None or query.embedding is None:
         return {}
     sims = vectors @ embedding_array([query])[0]
@@ -156,7 +157,11 @@ def _embedding_matches(query: ImageRecord, stored: Sequence[ImageRecord], vector
         ok = verify_pairs([query, *(stored[i] for i in order)],
                           [(0, k + 1) for k in range(len(order))], config)
         order = [i for i, good in zip(order, ok, strict=True) if good]
-    return {i: round(float(sims[i]), 3) for i in order}
+    found = dict.fromkeys(order)
+    for i in order:
+        found.update((j, None) for j in hash_matches(i)
+                     if j not in hashed and stored[j].path != query.path)
+    return {i: round(float(sims[i]), 3) for i in found}
 
 
 def _query_path(image: str | os.PathLike[str]) -> str:

@@ -253,15 +253,14 @@ class _Graph:
                             todo.append(j)
         return part
 
-    def neighbours(self, i: int, *, hashes_only: bool = False) -> set[int]:
+    def neighbours(self, i: int) -> set[int]:
         adj = self._adjacency()
         out: set[int] = set()
         for v in self._codes[i]:
             out.update(self._owners(v))
             for h in adj.get(v, ()):
                 out.update(self._owners(h))
-        if not hashes_only:
-            out.update(self._extra.get(i, ()))
+        out.update(self._extra.get(i, ()))
         out.discard(i)
         return out
 
@@ -343,7 +342,7 @@ def cluster_records(recs: Sequence[ImageRecord], max_distance: int,
         # best record, found first), not from a screenshot or padded copy with more pixels:
         # the keep policy chooses within the representative's part and keeps the members
         # embeddings joined (lookalike.grouping.keep).
-        linked = set(graph.linked())
+        linked = graph.linked()
         reps = [min(max(_hash_parts(graph, sorted(c, key=quality)), key=len)
                     if not linked.isdisjoint(c) else c, key=quality) for c in clusters]
     elif mode == "star":

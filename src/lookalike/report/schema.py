@@ -60,6 +60,7 @@ __all__ = [
     "decide_keep",
     "human_bytes",
     "plural",
+    "read_json",
     "read_report",
     "remove_paths",
     "render_csv",
@@ -363,6 +364,24 @@ def _record_from(m: dict[str, Any], method: str, nbits: int) -> ImageRecord:
     )
 
 
+def read_json(path: str, wanted: str) -> Any:
+    """The JSON value in file ``path``.
+
+    Raises:
+        ReportError: the file is missing, unreadable or not JSON (a CSV or text report, a
+            torn file); the message says to pass ``wanted`` instead.
+    """
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise ReportError(f"not found: {path}; pass {wanted}") from None
+    except ValueError as exc:
+        raise ReportError(f"{path} is not JSON ({exc}); pass {wanted}") from None
+    except OSError as exc:
+        raise ReportError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def read_report(path: str | os.PathLike[str]) -> Report:
     """Read and validate a JSON report written by :func:`write_report`.
 
@@ -371,16 +390,7 @@ def read_report(path: str | os.PathLike[str]) -> Report:
             malformed groups (relative paths, missing fields).
     """
     p = os.fspath(path)
-    try:
-        with open(p, encoding="utf-8", errors="surrogateescape") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        raise ReportError(f"report not found: {p}; run `lookalike scan ... -o {p}` first") from None
-    except ValueError as exc:  # a CSV or text report, or a torn file
-        raise ReportError(f"{p} is not JSON ({exc}); pass the JSON report of `lookalike "
-                          "scan ... -o report.json`") from None
-    except OSError as exc:
-        raise ReportError(f"cannot read report {p}: {exc.strerror or exc}") from None
+    data = read_json(p, "the JSON report of `lookalike scan ... -o report.json`")
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
         found = data.get("schema_version") if isinstance(data, dict) else None
         raise ReportError(
