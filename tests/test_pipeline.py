@@ -81,6 +81,19 @@ def test_bad_files_become_errors_and_the_scan_goes_on(copies_tree, tmp_path):
     assert result.stats["errors"] == 3
 
 
+def test_scan_takes_the_cache_as_a_path_and_closes_it(copies_tree, tmp_path):
+    root, _ = copies_tree
+    db = tmp_path / "sub" / "cache.sqlite"
+    first = lookalike.scan(root, workers=1, cache=db)
+    again = lookalike.scan(root, workers=1, cache=str(db))
+    assert again.stats["hashed"] == 0 and first.stats["hashed"] > 0
+    assert [g.paths for g in again.groups] == [g.paths for g in first.groups]
+    from lookalike.store.cache import HashCache
+
+    with HashCache(db) as cache:  # closed by the scans: every row was committed
+        assert len(cache) == len(first.records)
+
+
 def test_scan_rejects_bad_options_before_any_work(tmp_path):
     with pytest.raises(lookalike.ConfigError):
         lookalike.scan(tmp_path, threshold=-1)

@@ -143,9 +143,10 @@ __all__ = [
 
 def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), *,
          config: ScanConfig | None = None, reporter: Reporter | None = None,
-         cache: HashCache | None = None, files_from: str | None = None,
-         input_format: InputFormat = "auto", column: str | None = None,
-         name_column: str | None = None, storage_options: dict[str, Any] | None = None,
+         cache: HashCache | str | os.PathLike[str] | None = None,
+         files_from: str | None = None, input_format: InputFormat = "auto",
+         column: str | None = None, name_column: str | None = None,
+         storage_options: dict[str, Any] | None = None,
          engine: str = "local", scheduler: str | None = None,
          executor: Executor | None = None, parquet_out: str | None = None,
          retries: int | None = None, batch_size: int | None = None,
@@ -164,7 +165,8 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
             embeddings, ``similarity=`` and ``verify=`` tune them: docs/embeddings.md).
             An unknown option is a ``TypeError``.
         reporter: receives progress and per-file problems (default: silent).
-        cache: a :class:`lookalike.store.cache.HashCache`; unchanged files are not re-read.
+        cache: a :class:`lookalike.store.cache.HashCache`, or the path of its SQLite file
+            (opened and closed by this call); unchanged files are not re-read.
         files_from: a text or Parquet file listing more paths or URLs.
         input_format, column, name_column, storage_options: how to read the inputs
             (:func:`lookalike.inputs.listing.list_inputs`).
@@ -210,6 +212,15 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
                               batch_size=batch_size, reporter=reporter).scan
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    if isinstance(cache, (str, os.PathLike)):
+        from lookalike.store.cache import HashCache
+
+        with HashCache(cache) as opened:
+            return scan(paths, config=config, reporter=reporter, cache=opened,
+                        files_from=files_from, input_format=input_format, column=column,
+                        name_column=name_column, storage_options=storage_options,
+                        engine=engine, scheduler=scheduler, executor=executor,
+                        parquet_out=parquet_out, retries=retries, batch_size=batch_size)
     return run(paths, config, files_from=files_from, input_format=input_format,
                column=column, name_column=name_column, storage_options=storage_options,
                engine=engine, scheduler=scheduler,  # type: ignore[arg-type]
