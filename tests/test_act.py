@@ -359,6 +359,39 @@ def test_across_file_systems_copies_are_verified_and_undo_still_works(library, t
         shutil.rmtree(elsewhere)
 
 
+@pytest.mark.parametrize("action", ["move", "hardlink"])
+def test_undo_keeps_the_preserved_file_when_a_new_file_took_the_original_inode(
+        library, tmp_path, action):
+    """A move to another file system (or a link whose backup is a copy) frees the original's
+    inode, and ext4 gives the next new file that number: undo must not take a new file at
+    the original path for the original (it then deleted the only preserved copy)."""
+    root, report = library
+    before = snapshot(root)
+    p = make_plan(action, report, tmp_path)
+    journal = tmp_path / "j.jsonl"
+    assert apply(p, journal=journal).ok
+    op = p.operations[0]
+    kept_at = op.dst if action == "move" else None
+    if os.path.lexists(op.path):  # a link: the user deletes it and makes a new file
+        os.unlink(op.path)
+    Path(op.path).write_bytes(b"a new picture")
+    st = os.stat(op.path)
+    # What inode reuse looks like to undo: the journal's inode is the new file's.
+    lines = journal.read_text().splitlines()
+    for k, line in enumerate(lines):
+        ev = json.loads(line)
+        if ev.get("event") == "intent" and ev["path"] == op.path:
+            ev.update(dev=st.st_dev, ino=st.st_ino)
+            if kept_at is None:
+                kept_at = ev["backup"]
+            lines[k] = json.dumps(ev)
+    journal.write_text("\n".join(lines) + "\n")
+    result = undo(journal)
+    assert not result.ok and [f.path for f in result.failed] == [op.path]
+    assert Path(op.path).read_bytes() == b"a new picture"
+    assert Path(kept_at).read_bytes() == before[op.path][1]  # the original, still preserved
+
+
 # --------------------------------------------------------------------------- crashes
 
 

@@ -225,14 +225,25 @@ def _link_or_copy(src: str, dst: str, part: str, size: int, digest: str | None) 
     os.rename(part, dst)
 
 
+def _same_inode(st: os.stat_result | None, rec: dict[str, Any]) -> bool:
+    """True if ``st`` is the very file the intent was about: its inode, size and mtime.
+
+    The inode alone is not enough: once a move to another file system (or a link's copy)
+    has freed it, the next file created may get the same number (ext4 reuses it at once).
+    """
+    return st is not None and stat.S_ISREG(st.st_mode) \
+        and (st.st_dev, st.st_ino) == (rec.get("dev"), rec.get("ino")) \
+        and st.st_size == rec["size"] and st.st_mtime_ns == rec["mtime_ns"]
+
+
 def _is_original(path: str, st: os.stat_result | None, rec: dict[str, Any]) -> bool:
     """True if ``path`` holds the file the intent was about (same inode, or same bytes/mtime)."""
     if st is None or not stat.S_ISREG(st.st_mode):
         return False
-    if (st.st_dev, st.st_ino) == (rec.get("dev"), rec.get("ino")):
-        return True
     if st.st_size != rec["size"] or st.st_mtime_ns != rec["mtime_ns"]:
         return False
+    if (st.st_dev, st.st_ino) == (rec.get("dev"), rec.get("ino")):
+        return True
     return not rec.get("digest") or _sha256(path) == rec["digest"]
 
 
@@ -398,8 +409,12 @@ def _is_our_link(rec: dict[str, Any], st: os.stat_result | None) -> bool:
         return False
     if rec["action"] == "symlink":
         return stat.S_ISLNK(st.st_mode) and os.readlink(rec["path"]) == rec["keeper"]
-    return stat.S_ISREG(st.st_mode) and \
-        (st.st_dev, st.st_ino) == (rec.get("keeper_dev"), rec.get("keeper_ino"))
+    # Our hard link is a second name of the kept file, which must still be there: a file
+    # that only has the kept file's former inode number is another file.
+    ident = (rec.get("keeper_dev"), rec.get("keeper_ino"))
+    kst = _lstat(rec["keeper"])
+    return stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == ident \
+        and kst is not None and (kst.st_dev, kst.st_ino) == ident
 
 
 def _restore_link(rec: dict[str, Any], st: os.stat_result | None
@@ -410,8 +425,7 @@ def _restore_link(rec: dict[str, Any], st: os.stat_result | None
     _remove(rec["restore_tmp"])
     _remove(rec["restore_tmp"] + ".part")
     _remove(rec["backup_part"])
-    original_here = st is not None and stat.S_ISREG(st.st_mode) and \
-        (st.st_dev, st.st_ino) == (rec.get("dev"), rec.get("ino"))
+    original_here = _same_inode(st, rec)
     if not original_here and not _is_our_link(rec, st) and st is not None:
         original_here = _is_original(path, st, rec)
         if not original_here:
