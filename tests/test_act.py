@@ -315,6 +315,35 @@ def test_a_failed_operation_is_logged_and_the_run_goes_on(library, tmp_path):
     assert snapshot(root) == before
 
 
+def test_a_move_to_a_path_another_op_just_filled_leaves_that_file_alone(library, tmp_path):
+    """Two ops of one plan with one destination (two roots of one name, before root names
+    were made unique; a drive that ignores case): the second fails before its intent, so its
+    rollback cannot take the first one's file (same bytes, same time) for its own copy."""
+    root, _report = library
+    first, second = root / "sub" / "x2.png", root / "sub" / "x3.png"
+    st = first.stat()
+    os.utime(second, ns=(st.st_atime_ns, st.st_mtime_ns))  # cp -p of one file
+    p = plan(write_report_again(root, tmp_path), action="move", to=tmp_path / "q")
+    ops = {op.path: op for op in p.operations}
+    one = ops[str(first)].dst
+    p = dataclasses.replace(p, groups=tuple(dataclasses.replace(g, operations=tuple(
+        dataclasses.replace(op, dst=one) if op.path == str(second) else op
+        for op in g.operations)) for g in p.groups))
+    before = snapshot(root)
+    res = apply(p, journal=tmp_path / "j.jsonl")
+    assert [op.path for op, _ in res.failed] == [str(second)]
+    assert "already exists" in res.failed[0][1].message
+    assert Path(one).read_bytes() == before[str(first)][1]  # the first op's file is kept
+    assert second.read_bytes() == before[str(second)][1]  # untouched
+    assert undo(tmp_path / "j.jsonl").ok and snapshot(root) == before
+
+
+def write_report_again(root: Path, tmp_path: Path) -> Path:
+    report = tmp_path / "report2.json"
+    write_report(lookalike.scan(root, method="phash", threshold=6, workers=1), report)
+    return report
+
+
 def test_hand_built_plans_cannot_empty_a_group_or_touch_protected_files(library, tmp_path):
     root, report = library
     p = make_plan("delete", report, tmp_path)

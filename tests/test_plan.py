@@ -137,6 +137,27 @@ def test_roots_with_the_same_folder_name_get_distinct_quarantine_folders():
                                  "/c/other": "other", "/": "root"}
     assert quarantine_path("/b/photos/x/y.jpg", roots, "/q") == "/q/photos~2/x/y.jpg"
     assert quarantine_path("/a/photos/z.jpg", roots, "/q") == "/q/photos/z.jpg"
+    # A root given twice is one folder; a root already named like a clash's name, or named
+    # like another but for case (a quarantine drive that ignores case), gets its own.
+    assert root_names(["/p", "/p"]) == {"/p": "p"}
+    assert root_names(["/a/x", "/b/x", "/c/x~2"]) == {"/a/x": "x", "/b/x": "x~2",
+                                                      "/c/x~2": "x~2~2"}
+    assert root_names(["/a/Photos", "/b/photos"]) == {"/a/Photos": "Photos",
+                                                      "/b/photos": "photos~2"}
+
+
+def test_two_files_named_alike_but_for_case_never_share_a_quarantine_path(tmp_path, scene):
+    root = tmp_path / "p"
+    (root / "b").mkdir(parents=True)
+    scene(3, (160, 120)).save(root / "a.png")
+    for name in ("b/x.png", "b/X.png"):
+        shutil.copyfile(root / "a.png", root / name)
+    report = tmp_path / "r.json"
+    write_report(lookalike.scan(root, workers=1), report)
+    p = plan(report, action="move", to=tmp_path / "q", keep="match:a.png")
+    assert p.operations == ()
+    (skip,) = p.skipped
+    assert "differ only in case" in skip.reason and "X.png" in skip.reason
 
 
 def test_links_are_planned_only_for_byte_identical_copies(library):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections.abc import Sequence
 
-__all__ = ["is_local_file", "is_under", "root_names"]
+__all__ = ["is_local_file", "is_under", "name_key", "root_names"]
 
 
 def is_under(path: str, folder: str) -> bool:
@@ -25,12 +26,26 @@ def is_local_file(path: str, source: str | None = None) -> bool:
 def root_names(roots: Sequence[str]) -> dict[str, str]:
     """A short, unique name per root: its folder name, with ``~2``, ``~3``, ... on clashes.
 
-    Names a leakage scan's sets and the top folders of a ``move`` quarantine.
+    Names a leakage scan's sets and the top folders of a ``move`` quarantine. A root given
+    twice has one name. Names are unique also where case and Unicode normalisation do not
+    count (a quarantine on such a drive): two roots must never share a quarantine folder.
     """
     names: dict[str, str] = {}
-    used: dict[str, int] = {}
+    taken: set[str] = set()
     for root in roots:
+        if root in names:
+            continue
         base = os.path.basename(root.rstrip(os.sep)) or "root"
-        used[base] = used.get(base, 0) + 1
-        names[root] = base if used[base] == 1 else f"{base}~{used[base]}"
+        name, k = base, 1
+        while name_key(name) in taken:  # also past a root that is itself named "x~2"
+            k += 1
+            name = f"{base}~{k}"
+        taken.add(name_key(name))
+        names[root] = name
     return names
+
+
+def name_key(path: str) -> str:
+    """``path`` as a file system that ignores case and Unicode normalisation sees it: two
+    paths with one key may be one file there (macOS, Windows, exFAT drives)."""
+    return unicodedata.normalize("NFC", path).casefold()

@@ -754,6 +754,11 @@ def _run_op(j: Journal, op: Operation, real_roots: list[str],
     why = _same_file_problem(op, st, kept)
     if why:
         return _problem(op.path, "same-file", why)
+    # Checked before the intent, so that rolling this op back never takes a file already
+    # there (another op's, the same bytes and time) for a copy this op made.
+    if op.dst is not None and os.path.lexists(op.dst):
+        return _problem(op.path, "failed", f"{op.dst} already exists in the quarantine; not "
+                        "overwritten, nothing changed")
     fields: dict[str, Any] = {
         "action": op.action, "group": op.group, "path": op.path, "size": op.size_bytes,
         "mtime_ns": op.mtime_ns, "digest": op.digest, "dev": st.st_dev, "ino": st.st_ino,

@@ -51,7 +51,7 @@ from lookalike.actions.journal import Journal
 from lookalike.errors import ConfigError, JournalError, ReportError
 from lookalike.grouping.keep import KeepDecision, KeepFacts, KeepPolicy
 from lookalike.model import Group, ImageRecord
-from lookalike.paths import is_local_file, is_under, root_names
+from lookalike.paths import is_local_file, is_under, name_key, root_names
 from lookalike.report.schema import (
     DECISIONS_KIND,
     DECISIONS_SCHEMA_VERSION,
@@ -689,6 +689,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     kept_ids = {i for _, d in chosen for k in d.keep if (i := ids[k]) is not None}
     groups: list[GroupPlan] = []
     skipped: list[SkippedGroup] = []
+    quarantined: dict[str, str] = {}  # name_key(dst) -> the path going there
     already = 0
     for g, decision in chosen:
         recs = {m.record.path: m.record for m in g.members}
@@ -750,6 +751,12 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                 if os.path.lexists(dst):
                     reason = (f"the quarantine already holds {dst}; choose an empty quarantine "
                               "folder")
+                    break
+                other = quarantined.setdefault(name_key(dst), path)
+                if other != path:
+                    reason = (f"{path} and {other} would go to one quarantine path, {dst} "
+                              "(names that differ only in case or Unicode form); move one "
+                              "of them by hand")
                     break
             elif action in ("hardlink", "symlink"):
                 assert keeper is not None
