@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -199,6 +200,42 @@ def test_tampered_reports_are_rejected(library, tmp_path, tamper, match):
     with pytest.raises(ReportError, match=match):
         plan(library[1], action="delete")
     assert snapshot(tmp_path) == before
+
+
+def _add_other_photo(data: dict, root: Path) -> None:
+    """A hand edit: the unrelated other.png listed as a member of the first group."""
+    other = root / "other.png"
+    st = other.stat()
+    member = dict(data["groups"][0]["members"][-1], path=str(other), bytes=st.st_size,
+                  mtime_ns=st.st_mtime_ns, hash=str(lookalike.hash_image(other, "phash")),
+                  digest=hashlib.sha256(other.read_bytes()).hexdigest(), pixel_digest=None,
+                  distance=3)
+    data["groups"][0]["members"].insert(0, member)
+
+
+def _merge_groups(data: dict, root: Path) -> None:
+    """A hand edit: the second group's members moved into the first."""
+    second = data["groups"].pop(1)
+    data["groups"][0]["members"] += second["members"]
+
+
+@pytest.mark.parametrize("edit", [_add_other_photo, _merge_groups])
+def test_a_member_no_chain_of_hash_matches_reaches_skips_its_group(library, tmp_path, edit):
+    """The keep policy could keep the added picture (or one group's) and remove every copy
+    of the other: the plan checks the group's hashes against the report's threshold."""
+    root, report = library
+    edit_report(report, lambda d: edit(d, root))
+    before = snapshot(root)
+    p = plan(report, action="delete", keep="smallest-file")
+    (skip,) = p.skipped
+    assert "not within 6 bits" in skip.reason and "edited" in skip.reason
+    assert all(op.group != skip.group for op in p.operations)
+    apply_plan = lookalike.apply(p, journal=tmp_path / "j.jsonl")
+    assert apply_plan.ok
+    assert all(os.path.exists(path) for path in before if path.endswith("other.png"))
+    # Every member of the skipped group is still there.
+    group = next(g for g in lookalike.read_report(report).groups if g.id == skip.group)
+    assert all(os.path.exists(path) for path in group.paths)
 
 
 def test_tampered_report_exits_2_from_the_cli(runner, library, tmp_path):

@@ -465,6 +465,37 @@ def _check_member(report: Report, group: Group, rec: ImageRecord, roots: Sequenc
                           f"{rec.source}; the report was edited. Re-run the scan")
 
 
+def _untied_member(group: Group, threshold: Any) -> str | None:
+    """Why ``group``'s hash-matched members are not one group at the report's threshold, or
+    None. A scan joins them through pairs within ``threshold`` bits; a member no chain of
+    such pairs reaches was put there by hand (or two groups were merged), and the keep
+    policy could then keep it and remove every copy of another picture.
+
+    Members with equal hashes are compared once: a group of 10,000 blank images costs one
+    comparison, a group of n distinct hashes n^2 / 2 (reports of old versions without a
+    threshold are not checked)."""
+    if not isinstance(threshold, int) or isinstance(threshold, bool):
+        return None
+    hashes = list(dict.fromkeys(m.record.hash for m in group.members if m.match == "hash"))
+    if len(hashes) < 2:
+        return None
+    reached, todo = {0}, [0]
+    while todo:
+        a = hashes[todo.pop()]
+        for j, b in enumerate(hashes):
+            if j not in reached and a - b <= threshold:
+                reached.add(j)
+                todo.append(j)
+    if len(reached) == len(hashes):
+        return None
+    index = {h: k for k, h in enumerate(hashes)}
+    far = next(m.record.path for m in group.members
+               if m.match == "hash" and index[m.record.hash] not in reached)
+    return (f"{far} is not within {threshold} bits of the group's other members, directly or "
+            "through others: the report was edited (a member added or two groups merged); "
+            "re-run the scan")
+
+
 def file_identity(path: str) -> tuple[int, int] | None:
     """``(device, inode)`` of the file at ``path`` (not following a final symbolic link), or
     None if it cannot be stat'ed. Two paths with one identity are one file."""
@@ -654,6 +685,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         done = j.done_paths(action)
 
     by_id = {g.id: g for g in report.groups}
+    threshold = report.config.get("threshold")
     why: dict[int, dict[str, str]] = {}  # group -> path -> which rule decided it
     if decisions is not None:
         chosen = [(by_id[d.group], d) for d in decisions.groups]
@@ -718,6 +750,10 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             skipped.append(SkippedGroup(group=g.id, reason="its members are one file reached "
                                         "by several paths (hard links, symbolic links or "
                                         "overlapping folders), not duplicates"))
+            continue
+        untied = _untied_member(g, threshold)
+        if untied is not None:
+            skipped.append(SkippedGroup(group=g.id, reason=untied))
             continue
         gone = next((k for k in decision.keep if k in done), None)
         if gone is not None:
