@@ -238,6 +238,31 @@ def test_a_member_no_chain_of_hash_matches_reaches_skips_its_group(library, tmp_
     assert all(os.path.exists(path) for path in group.paths)
 
 
+@pytest.mark.parametrize("match", ["embedding", "verified"])
+def test_folder_rules_never_leave_only_what_embeddings_joined(library, match):
+    """A member only embeddings matched may be another photo: no rule removes it, and it
+    never counts as the group's last copy (it was kept while every hash-matched copy went)."""
+    root, report = library
+    small = str(root / "b_small.png")
+
+    def mark(data: dict) -> None:
+        for g in data["groups"]:
+            for m in g["members"]:
+                if m["path"] == small:
+                    m.update(match=match, similarity=0.9)
+    edit_report(report, mark)
+    p = plan(report, action="delete", keep="smallest-file", remove_in=[root])
+    g = _group_of(p, root / "a.png")
+    hashed = {str(root / "a.png"), str(root / "sub" / "a_copy.png")}
+    kept_hashed = [k for k in g.keep if k in hashed]
+    assert len(kept_hashed) == 1 and g.keep[0] == kept_hashed[0]  # the link target too
+    assert "the last copy" in dict(g.reasons)[kept_hashed[0]]
+    removed = {op.path for op in g.operations}
+    assert removed == hashed - set(kept_hashed) | ({small} if match == "verified" else set())
+    if match == "embedding":
+        assert small in g.keep and "no rule removes it" in dict(g.reasons)[small]
+
+
 def test_tampered_report_exits_2_from_the_cli(runner, library, tmp_path):
     edit_report(library[1], lambda d: d["groups"][0]["members"][-1].update(path="/etc/hosts",
                                                                            source=""))

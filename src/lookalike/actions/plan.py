@@ -182,11 +182,14 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
 
     Protected members are kept; a member whose deepest rule is ``remove`` is removed; every
     other member is kept: protected ones first, then those under a ``keep`` rule, then the
-    rest, each in the policy's order (``keep[0]`` is the target of link actions). When every
-    member would go, the policy's best one stays.
+    rest, each in the policy's order (``keep[0]`` is the target of link actions). Members
+    that only unverified embeddings matched may be another photo of the scene: no rule
+    removes them. A group always keeps a member its hashes tie to the representative (or a
+    protected one): when every such member would go, the policy's keeper stays.
     """
     base = policy.decide(group, facts)
     protected = set(base.protected)
+    how = {m.record.path: m.match for m in group.members}
     keep: list[tuple[int, str]] = []  # (class: protected, keep rule, no rule; path)
     remove: list[str] = []
     why: dict[str, str] = {}
@@ -195,6 +198,10 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
         if rec.path in protected:
             keep.append((0, rec.path))
             why[rec.path] = "in a protected folder"
+        elif how[rec.path] == "embedding":
+            keep.append((2, rec.path))
+            why[rec.path] = ("matched by embeddings only (not verified): it may be another "
+                             "photo of the scene, so no rule removes it")
         elif rule is not None and rule.verdict == "remove":
             remove.append(rec.path)
             why[rec.path] = f"rule: {rule}"
@@ -202,10 +209,12 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
             keep.append((1 if rule else 2, rec.path))
             why[rec.path] = f"rule: {rule}" if rule else "no remove rule covers it"
     kept = [p for _, p in sorted(keep, key=lambda x: x[0])]  # stable: policy order within
-    if not kept:
-        last = remove.pop(0)  # ranked first: the policy's own keeper, base.keep[0]
-        kept.append(last)
-        why[last] = (f"the last copy: every copy is under a remove folder, so the keep policy "
+    if not any(p in protected or how[p] == "hash" for p in kept):
+        last = base.keep[0]  # the policy's keeper: protected, or of the hash-matched members
+        remove.remove(last)
+        kept.insert(0, last)
+        why[last] = ("the last copy: every copy is under a remove folder (members that "
+                     "embeddings alone joined do not count), so the keep policy "
                      f"({', '.join(policy.rules)}) keeps this one"
                      + (f": {base.reason}" if base.reason else ""))
     return KeepDecision(group=group.id, keep=tuple(kept), remove=tuple(sorted(remove)),
