@@ -263,6 +263,24 @@ def test_folder_rules_never_leave_only_what_embeddings_joined(library, match):
         assert small in g.keep and "no rule removes it" in dict(g.reasons)[small]
 
 
+def test_keep_rule_none_is_never_inherited_from_the_report(runner, tmp_path, scene):
+    """A report scanned with --keep none would let a plain `apply -a delete --yes` remove
+    every copy of every group: that rule must be asked for again."""
+    root = tmp_path / "photos"
+    make_library(root, scene)
+    report = tmp_path / "r.json"
+    write_report(lookalike.scan(root, method="phash", threshold=6, workers=1), report,
+                 keep="none")
+    assert json.loads(report.read_text())["keep_policy"]["rules"] == ["none"]
+    with pytest.raises(ConfigError, match="keep rule 'none'"):
+        plan(report, action="delete")
+    res = runner.invoke(cli, ["apply", str(report), "-a", "delete"], standalone_mode=False)
+    assert isinstance(res.exception, ConfigError) and res.exception.exit_code == 2
+    every = plan(report, action="delete", keep="none")
+    assert every.files == 5  # both groups, every member
+    assert plan(report, action="delete", keep="largest-file").files == 3
+
+
 def test_tampered_report_exits_2_from_the_cli(runner, library, tmp_path):
     edit_report(library[1], lambda d: d["groups"][0]["members"][-1].update(path="/etc/hosts",
                                                                            source=""))

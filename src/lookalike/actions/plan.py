@@ -650,6 +650,11 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         keep_rules: Any = keep
     else:
         keep_rules = keep if keep is not None else (recorded.get("rules") or None)
+        if keep is None and KeepPolicy.from_spec(keep_rules).remove_all:
+            # Removing every copy is never inherited: it is asked for at each action.
+            raise ConfigError("the report was written with keep rule 'none' (keep no copy of "
+                              "any group); to act on every copy, ask for keep rule 'none' "
+                              "again; otherwise choose the keep rules to apply")
     policy = KeepPolicy.from_spec(
         keep_rules, protect=[*(recorded.get("protect") or []), *reference, *protect_dirs])
     if rules and policy.remove_all:
