@@ -281,6 +281,24 @@ def test_keep_rule_none_is_never_inherited_from_the_report(runner, tmp_path, sce
     assert plan(report, action="delete", keep="largest-file").files == 3
 
 
+def test_an_edited_keep_list_skips_its_group_instead_of_being_ignored(library):
+    """A user who edits a group's keep list in the report means to keep that file; the plan
+    followed the policy instead and removed it."""
+    root, report = library
+    small = str(root / "b_small.png")
+    data = json.loads(report.read_text())
+    (group,) = [g for g in data["groups"] if small in {m["path"] for m in g["members"]}]
+    assert small not in group["keep"]
+    edit_report(report, lambda d: next(g for g in d["groups"] if g["id"] == group["id"])
+                .update(keep=[small]))
+    p = plan(report, action="delete")
+    (skip,) = p.skipped
+    assert skip.group == group["id"] and "keep list was edited" in skip.reason
+    assert all(op.group != group["id"] for op in p.operations) and p.files == 1
+    # Another keep rule asked for by name is followed as usual.
+    assert plan(report, action="delete", keep="largest-file").skipped == ()
+
+
 def test_tampered_report_exits_2_from_the_cli(runner, library, tmp_path):
     edit_report(library[1], lambda d: d["groups"][0]["members"][-1].update(path="/etc/hosts",
                                                                            source=""))

@@ -474,6 +474,23 @@ def _check_member(report: Report, group: Group, rec: ImageRecord, roots: Sequenc
                           f"{rec.source}; the report was edited. Re-run the scan")
 
 
+def _edited_keep(group: Group, decision: KeepDecision) -> str | None:
+    """Why the report's own keep list of ``group`` cannot be followed, or None.
+
+    A report says which members its keep policy kept; planned with that same policy, the
+    plan keeps the same ones unless someone edited the list. Hand edits of a report are not
+    read (the decisions file of the review page is how keepers are chosen by hand), and
+    acting against the list would remove the file the user meant to keep."""
+    listed = group.extra.get("keep")
+    if not isinstance(listed, list) or set(listed) == set(decision.keep):
+        return None
+    said = ", ".join(map(str, listed)) or "nothing"
+    policy = ", ".join(decision.keep) or "nothing"
+    return (f"the report's keep list was edited (it keeps {said}; its keep policy keeps "
+            f"{policy}): hand edits of a report are not followed. Choose keepers on the "
+            "review page (lookalike report) and apply its decisions file, or re-run the scan")
+
+
 def _untied_member(group: Group, threshold: Any) -> str | None:
     """Why ``group``'s hash-matched members are not one group at the report's threshold, or
     None. A scan joins them through pairs within ``threshold`` bits; a member no chain of
@@ -768,6 +785,11 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         untied = _untied_member(g, threshold)
         if untied is not None:
             skipped.append(SkippedGroup(group=g.id, reason=untied))
+            continue
+        edited = _edited_keep(g, decision) if keep is None and decisions is None \
+            and not rules and not protect_dirs else None
+        if edited is not None:
+            skipped.append(SkippedGroup(group=g.id, reason=edited))
             continue
         gone = next((k for k in decision.keep if k in done), None)
         if gone is not None:
