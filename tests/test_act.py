@@ -601,16 +601,19 @@ def test_cli_apply_then_undo_and_exit_codes(runner, library, tmp_path):
     assert isinstance(res.exception, JournalError) and res.exception.exit_code == 2
 
 
-def test_cli_exits_1_when_an_operation_failed(runner, library, tmp_path):
+@pytest.mark.parametrize("quiet", [[], ["-q"]])
+def test_cli_exits_1_when_an_operation_failed(runner, library, tmp_path, quiet):
     root, report = library
     before = snapshot(root)
     # A file where the quarantine needs the folder photos/sub: those moves fail at run time.
     (tmp_path / "q" / "photos").mkdir(parents=True)
     (tmp_path / "q" / "photos" / "sub").write_bytes(b"in the way")
     res = runner.invoke(cli, ["apply", str(report), "-a", "move", "--to", str(tmp_path / "q"),
-                              "--yes", "--journal", str(tmp_path / "j.jsonl")])
+                              "--yes", "--journal", str(tmp_path / "j.jsonl"), *quiet])
     assert res.exit_code == 1, res.output
     assert "moved 1 file (" in res.output and "3 failed" in res.output
+    # Named one by one, also with -q (it hides progress, never what failed).
+    assert res.output.count("error [failed]") == 3
     assert (root / "sub" / "x2.png").read_bytes() == before[str(root / "sub" / "x2.png")][1]
     assert not (root / "b_small.png").exists()  # the one that could go, went
     assert runner.invoke(cli, ["undo", str(tmp_path / "j.jsonl")]).exit_code == 0

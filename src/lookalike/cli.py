@@ -46,8 +46,12 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 class ConsoleReporter:
     """Rich progress bar on a terminal; plain, quiet lines otherwise (CI logs)."""
 
-    def __init__(self, *, quiet: bool = False, progress: bool | None = None) -> None:
+    def __init__(self, *, quiet: bool = False, progress: bool | None = None,
+                 problems: bool | None = None) -> None:
         self.quiet = quiet
+        #: Print each problem's line (default: unless quiet). Actions print theirs even
+        #: when quiet: a failed move or undo must never pass unseen.
+        self.show_problems = not quiet if problems is None else problems
         self._console: Any = None
         # Quiet never prints nor shows progress: then Rich is not even imported.
         self.show_progress = (not quiet and (
@@ -57,6 +61,7 @@ class ConsoleReporter:
         self._task: Any = None
         self._plain: list[Any] | None = None  # label, size, done, last line's time
         self.problems = 0
+        self._console_gone = False
         ctx = click.get_current_context(silent=True)
         if ctx is not None:
             # Stop the bar when the command ends, also by an exception (Ctrl-C): what is
@@ -77,6 +82,7 @@ class ConsoleReporter:
 
     def _stop_talking(self) -> None:
         self.quiet = True
+        self._console_gone = True
         self._console.quiet = True
 
     #: Seconds between the plain progress lines of a long phase (no terminal: a CI log).
@@ -137,7 +143,7 @@ class ConsoleReporter:
 
     def problem(self, problem: Problem) -> None:
         self.problems += 1
-        if not self.quiet:
+        if self.show_problems and not self._console_gone:
             from rich.markup import escape
 
             self.console.print(f"[red]error[/red] {escape(f'[{problem.error}]')} "
@@ -531,7 +537,7 @@ _KEEP_HELP = ("Keep rule, applied in order (repeat the option or separate with c
               help="Also act on the other names (hard links) of each file kept in a duplicate "
               "group, so one name of it remains (files in no group keep all their names). Off "
               "by default: two names of one file are never duplicates.")
-@_quiet_option()
+@_quiet_option("No progress lines (operations that fail are still named).")
 def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
               protect: tuple[str, ...], remove_in: tuple[str, ...], keep_in: tuple[str, ...],
               yes: bool, journal: str | None, collapse_links: bool, quiet: bool) -> None:
@@ -548,7 +554,7 @@ def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
     result = apply_plan(source, action=action, keep=keep,  # type: ignore[arg-type]
                         protect=protect, to=to, journal=journal, yes=yes,
                         collapse_links=collapse_links, keep_in=keep_in, remove_in=remove_in,
-                        reporter=ConsoleReporter(quiet=quiet))
+                        reporter=ConsoleReporter(quiet=quiet, problems=True))
     if result is not None and not result.ok:
         # Each error line says whether its operation was rolled back or needs `undo`.
         raise PartialFailure(f"{len(result.failed)} file operations failed (see the errors "
@@ -557,7 +563,7 @@ def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
 
 @cli.command("undo")
 @click.argument("journal", metavar="JOURNAL", type=click.Path(path_type=str))
-@_quiet_option()
+@_quiet_option("No progress lines (files that cannot be restored are still named).")
 def undo_cmd(journal: str, quiet: bool) -> None:
     """Put back every file that `apply` moved or linked, as recorded in JOURNAL (also after a
     crash or kill). Safe to run again. Deleted files cannot come back. Exit code 1 if anything
@@ -565,7 +571,7 @@ def undo_cmd(journal: str, quiet: bool) -> None:
     """
     from lookalike.actions.apply import undo
 
-    result = undo(journal, reporter=ConsoleReporter(quiet=quiet))
+    result = undo(journal, reporter=ConsoleReporter(quiet=quiet, problems=True))
     click.echo(f"restored {len(result.restored)} files; rolled back {result.rolled_back} "
                "unfinished or failed operations")
     if result.not_undoable:
