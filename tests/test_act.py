@@ -251,6 +251,22 @@ def test_a_journal_of_another_report_is_refused(library, tmp_path):
         apply(other, journal=tmp_path / "j.jsonl")
 
 
+def test_a_crashed_journal_of_another_report_is_refused_before_its_rollback(
+        runner, library, tmp_path):
+    """`apply --yes --journal J` with the journal of another report's interrupted run: it
+    rolled that run back (changing files) and then said 'nothing was done'."""
+    root, report = library
+    journal = crash_apply("move", report, tmp_path, "move:linked", 1)
+    crashed = snapshot(root), sorted(files_in(tmp_path / "q"))
+    other = tmp_path / "other.json"
+    write_report(lookalike.scan(root, method="phash", threshold=6, workers=1), other)
+    res = runner.invoke(cli, ["apply", str(other), "-a", "move", "--to", str(tmp_path / "q"),
+                              "--yes", "--journal", str(journal)], standalone_mode=False)
+    assert isinstance(res.exception, JournalError) and "another report" in str(res.exception)
+    assert (snapshot(root), sorted(files_in(tmp_path / "q"))) == crashed  # nothing changed
+    assert undo(journal).ok  # and the right report's journal still undoes its run
+
+
 # --------------------------------------------------------------------------- safety at apply time
 
 

@@ -307,17 +307,19 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
         Interrupted: Ctrl-C during the run; its journal records what was done.
     """
     from lookalike.actions.apply import apply, default_journal_path, recover
-    from lookalike.actions.plan import plan, render_plan
+    from lookalike.actions.plan import journal_of, load_source, plan, render_plan
 
     out = sys.stdout if out is None else out
     resume = journal is not None and os.path.exists(journal)
+    loaded = load_source(source)
     if resume and yes:
         assert journal is not None
+        journal_of(journal, loaded).close()  # another report's: refused before any change
         rolled_back = recover(journal, reporter=reporter).rolled_back
         if rolled_back:
             print(f"rolled back {rolled_back} unfinished operations of the interrupted run; "
                   "resuming", file=out)
-    p = plan(source, action=action, keep=keep or None, protect=protect, to=to,
+    p = plan(loaded, action=action, keep=keep or None, protect=protect, to=to,
              journal=journal if resume else None, collapse_links=collapse_links,
              keep_in=keep_in, remove_in=remove_in)
     out.write(render_plan(p, dry_run=not yes))

@@ -406,6 +406,21 @@ def _read_json(path: str) -> dict[str, Any]:
     return data
 
 
+def journal_of(journal: str | os.PathLike[str], source: Report | Decisions) -> Journal:
+    """The journal at ``journal`` (read only), checked to be of the report ``source`` is or
+    was exported from.
+
+    Raises:
+        JournalError: not a journal, or one of another report.
+    """
+    report = source.report if isinstance(source, Decisions) else source
+    j = Journal.open(journal, writable=False)
+    if j.header.get("report_created") != report.data.get("created"):
+        raise JournalError(f"journal {j.path} belongs to another report; use a new journal "
+                           "path")
+    return j
+
+
 def load_source(path: str | os.PathLike[str]) -> Report | Decisions:
     """Open a report or a decisions file, telling them apart by the decisions ``kind`` key."""
     p = os.path.abspath(os.fspath(path))
@@ -709,11 +724,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
 
     done: set[str] = set()
     if journal is not None and os.path.exists(journal):
-        j = Journal.open(journal, writable=False)
-        if j.header.get("report_created") != report.data.get("created"):
-            raise JournalError(f"journal {j.path} belongs to another report; use a new "
-                               "journal path")
-        done = j.done_paths(action)
+        done = journal_of(journal, source).done_paths(action)
 
     by_id = {g.id: g for g in report.groups}
     threshold = report.config.get("threshold")

@@ -149,7 +149,7 @@ def report_to_dict(result: ScanResult, argv: list[str] | None = None, *,
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "lookalike", "version": __version__},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="microseconds"),
         "argv": list(argv) if argv is not None else [],
         "config": result.config.to_dict(),
         "roots": result.roots,
