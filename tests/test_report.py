@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 
 import pytest
 
@@ -111,7 +112,8 @@ def test_text_report_mentions_skipped_symlinks_once(tmp_path, scene):
     ("content", "match"),
     [("{", "is not JSON"), ('{"schema_version": 99}', "schema version"),
      ('{"schema_version": 1, "groups": [{"id": 1, "representative": "x", "members": '
-      '[{"path": "relative.jpg", "hash": "00", "bytes": 1}]}]}', "relative path"),
+      '[{"path": "relative.jpg", "hash": "00", "bytes": 1}, {"path": "/y.jpg", "hash": "00", '
+      '"bytes": 1}]}]}', "relative path"),
      ('{"schema_version": 1, "groups": [{"id": 1, "representative": "/x.jpg", "members": '
       '[{"path": "/x.jpg", "hash": "00", "bytes": 1}, {"path": "/x.jpg", "hash": "00", '
       '"bytes": 1}]}]}', "group 1 lists a path twice")],
@@ -120,6 +122,47 @@ def test_bad_reports_are_rejected_with_a_clear_error(tmp_path, content, match):
     p = tmp_path / "bad.json"
     p.write_text(content)
     with pytest.raises(lookalike.ReportError, match=match):
+        read_report(p)
+
+
+def _two(**extra) -> list[dict]:
+    return [{"path": "/a.jpg", "hash": "00", "bytes": 1, **extra},
+            {"path": "/b.jpg", "hash": "00", "bytes": 1}]
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    (lambda d: d.update(roots=None), None),  # absent: fine
+    (lambda d: d.update(roots=[5]), "'roots' is not a list of text"),
+    (lambda d: d.update(keep_policy={"rules": 5}), "'keep_policy.rules' is not a list"),
+    (lambda d: d.update(keep_policy={"protect": "/x"}), "'keep_policy.protect' is not a"),
+    (lambda d: d.update(leakage={"reference": "/x"}), "'leakage.reference' is not a"),
+    (lambda d: d.update(roots="/a"), "'roots' is a str, not a list"),
+    (lambda d: d.update(config="dhash"), "'config' is a str, not a dict"),
+    (lambda d: d.update(keep_policy="none"), "'keep_policy' is a str"),
+    (lambda d: d.update(leakage=[]), "'leakage' is a list"),
+    (lambda d: d["groups"][0].update(members=[]), "fewer than two members"),
+    (lambda d: d["groups"][0].update(members=_two(source=5)), "'source' that is not a path"),
+    (lambda d: d["groups"][0].update(members=_two(path="/a\0.jpg")), "NUL byte"),
+    (lambda d: d["groups"][0].update(members=_two(aliases="/c.jpg")), "not text"),
+    (lambda d: d["groups"][0].update(members=_two(match="trust me")), "unknown 'match'"),
+    (lambda d: [m.update(match="embedding") for m in d["groups"][0]["members"]],
+     "no member matched by its hash"),
+    (lambda d: d["groups"].append({"id": 2, "representative": "/a.jpg",
+                                   "members": _two(path="/c.jpg")[::-1] + _two()[:1]}),
+     "/b.jpg is in group 1 and in group 2"),
+])
+def test_hand_edited_fields_of_the_wrong_kind_are_a_report_error(tmp_path, edit, match):
+    """Each of these crashed `apply` with a traceback (exit 1) instead of saying the report
+    is malformed (exit 2)."""
+    data = {"schema_version": 1, "roots": ["/"], "config": {"method": "dhash", "nbits": 8},
+            "groups": [{"id": 1, "representative": "/a.jpg", "members": _two()}]}
+    edit(data)
+    p = tmp_path / "edited.json"
+    p.write_text(json.dumps(data))
+    if match is None:
+        assert len(read_report(p).groups) == 1
+        return
+    with pytest.raises(lookalike.ReportError, match=re.escape(match)):
         read_report(p)
 
 

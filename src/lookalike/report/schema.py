@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from lookalike.errors import LookalikeError, Problem, ReportError
 from lookalike.grouping.keep import KeepChoices, KeepPolicy
-from lookalike.model import Group, Hash, ImageRecord, Member
+from lookalike.model import MATCH_KINDS, Group, Hash, ImageRecord, Member
 from lookalike.version import __version__
 
 if TYPE_CHECKING:
@@ -347,11 +347,11 @@ class Report:
 
     @property
     def roots(self) -> list[str]:
-        return list(self.data.get("roots", []))
+        return list(self.data.get("roots") or [])
 
     @property
     def config(self) -> dict[str, Any]:
-        return dict(self.data.get("config", {}))
+        return dict(self.data.get("config") or {})
 
 
 def _record_from(m: dict[str, Any], method: str, nbits: int) -> ImageRecord:
@@ -382,6 +382,53 @@ def read_json(path: str, wanted: str) -> Any:
         raise ReportError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def _check_shape(p: str, data: dict[str, Any]) -> None:
+    """Raise :class:`ReportError` for a report whose fields are not what :func:`write_report`
+    writes (a hand edit): a wrong type, a group of fewer than two members or without a
+    hash-matched one, a path with a NUL byte, a file listed in two groups. Nothing
+    downstream then meets a value of the wrong kind."""
+
+    def bad(what: str) -> ReportError:
+        return ReportError(f"{p}: malformed report: {what}; it was edited? Re-run the scan")
+
+    for key, kind in (("config", dict), ("keep_policy", dict), ("leakage", dict),
+                      ("stats", dict), ("roots", list), ("groups", list), ("errors", list)):
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise bad(f"{key!r} is a {type(data[key]).__name__}, not a {kind.__name__}")
+    lists = [("roots", data.get("roots")),
+             *((f"keep_policy.{k}", (data.get("keep_policy") or {}).get(k))
+               for k in ("rules", "protect")),
+             ("leakage.reference", (data.get("leakage") or {}).get("reference"))]
+    for name, value in lists:
+        if value is not None and not (isinstance(value, list)
+                                      and all(isinstance(v, str) for v in value)):
+            raise bad(f"{name!r} is not a list of text")
+    seen: dict[str, Any] = {}
+    for g in data.get("groups") or ():
+        gid = g.get("id") if isinstance(g, dict) else None
+        members = g.get("members") if isinstance(g, dict) else None
+        if not isinstance(members, list) or len(members) < 2:
+            raise bad(f"group {gid} has fewer than two members")
+        for m in members:
+            if not isinstance(m, dict):
+                raise bad(f"group {gid} has a member that is not an object")
+            names = [m.get("path"), *(m.get("aliases") or ())]
+            if not isinstance(m.get("aliases") or [], list) or \
+                    not all(isinstance(n, str) and "\0" not in n for n in names):
+                raise bad(f"group {gid} has a path that is not text, or holds a NUL byte")
+            if not isinstance(m.get("source") or "", str):
+                raise bad(f"group {gid}: {m['path']} has a 'source' that is not a path")
+            if m.get("match", "hash") not in MATCH_KINDS:
+                raise bad(f"group {gid}: {m['path']} has an unknown 'match' "
+                          f"{m.get('match')!r} (one of {', '.join(MATCH_KINDS)})")
+            for name in names:
+                if seen.setdefault(name, gid) != gid:
+                    raise bad(f"{name} is in group {seen[name]} and in group {gid}")
+        if not any(m.get("match", "hash") == "hash" for m in members):
+            raise bad(f"group {gid} has no member matched by its hash (its representative "
+                      "always is)")
+
+
 def read_report(path: str | os.PathLike[str]) -> Report:
     """Read and validate a JSON report written by :func:`write_report`.
 
@@ -397,6 +444,7 @@ def read_report(path: str | os.PathLike[str]) -> Report:
             f"{p} is not a lookalike report of schema version {SCHEMA_VERSION} (found {found!r});"
             " re-run the scan with this version of lookalike"
         )
+    _check_shape(p, data)
     cfg = data.get("config") or {}
     method, nbits = cfg.get("method", "?"), int(cfg.get("nbits", 64))
     groups = []
