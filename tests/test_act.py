@@ -267,6 +267,38 @@ def test_a_crashed_journal_of_another_report_is_refused_before_its_rollback(
     assert undo(journal).ok  # and the right report's journal still undoes its run
 
 
+def test_a_full_disk_stops_the_run_with_one_line_and_undo_restores_everything(
+        runner, library, tmp_path, monkeypatch):
+    """The journal's disk filling up mid-run was a raw OSError traceback."""
+    import errno
+
+    import lookalike.actions.journal as journal_module
+
+    root, report = library
+    before = snapshot(root)
+    writes = 0
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        nonlocal writes
+        writes += 1
+        if writes == 4:  # header, intent, done, then the second intent
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(journal_module.os, "write", write)
+    journal = tmp_path / "j.jsonl"
+    res = runner.invoke(cli, ["apply", str(report), "-a", "move", "--to", str(tmp_path / "q"),
+                              "--yes", "--journal", str(journal)], standalone_mode=False)
+    assert isinstance(res.exception, lookalike.LookalikeError)
+    assert "cannot write to the journal" in str(res.exception)
+    assert "No space left on device" in str(res.exception) and "lookalike undo" in str(
+        res.exception)
+    assert len(files_in(tmp_path / "q")) == 1  # the first move, and nothing after it
+    monkeypatch.setattr(journal_module.os, "write", real_write)
+    assert undo(journal).ok and snapshot(root) == before
+
+
 # --------------------------------------------------------------------------- safety at apply time
 
 

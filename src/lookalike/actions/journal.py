@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lookalike.errors import JournalError
+from lookalike.errors import JournalError, LookalikeError
 
 __all__ = ["JOURNAL_KIND", "JOURNAL_SCHEMA", "Journal", "OpRecord", "backup_dir_of", "fsync_dir"]
 
@@ -264,9 +264,16 @@ class Journal:
         line = (json.dumps(event, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape")
         # One write() per event on an O_APPEND descriptor, then fsync: the event is either
         # entirely on disk before we go on, or (crash mid-write) a torn last line we ignore.
-        while line:
-            line = line[os.write(self._fd, line):]
-        os.fsync(self._fd)
+        try:
+            while line:
+                line = line[os.write(self._fd, line):]
+            os.fsync(self._fd)
+        except OSError as exc:  # a full disk, a lost mount: no change may follow unrecorded
+            raise LookalikeError(
+                f"cannot write to the journal {self.path} ({exc.strerror or exc}); the run "
+                "stopped before changing anything more. Free some space (or fix the disk), "
+                f"then run `lookalike undo {self.path}` to put back what was done, or apply "
+                "again with this journal to finish") from None
 
     def close(self) -> None:
         if self._fd >= 0:
