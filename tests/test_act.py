@@ -299,6 +299,18 @@ def test_a_full_disk_stops_the_run_with_one_line_and_undo_restores_everything(
     assert undo(journal).ok and snapshot(root) == before
 
 
+@pytest.mark.parametrize("action", ["hardlink", "move"])
+def test_a_journal_inside_a_scanned_folder_is_refused_before_any_change(library, tmp_path,
+                                                                        action):
+    """Its backups would be new duplicates to the next scan, and the next apply could act on
+    them (ending undo); the default path already avoids scanned folders."""
+    root, report = library
+    before = snapshot(root)
+    with pytest.raises(lookalike.ConfigError, match="inside the scanned folder"):
+        apply(make_plan(action, report, tmp_path), journal=root / "sub" / "j.jsonl")
+    assert snapshot(root) == before and not files_in(tmp_path / "q")
+
+
 # --------------------------------------------------------------------------- safety at apply time
 
 

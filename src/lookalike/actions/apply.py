@@ -53,7 +53,7 @@ from typing import Any, Literal
 
 from lookalike.actions.journal import Journal, OpRecord, backup_dir_of, fsync_dir
 from lookalike.actions.plan import FileState, GroupPlan, Operation, Plan, SkippedGroup, entry_key
-from lookalike.errors import JournalError, Problem
+from lookalike.errors import ConfigError, JournalError, Problem
 from lookalike.events import NullReporter, Reporter
 from lookalike.paths import is_under
 from lookalike.version import __version__
@@ -607,6 +607,14 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
             j.close()
             raise
     else:
+        real = os.path.realpath(os.path.dirname(jpath))
+        inside = next((r for r in plan.roots if is_under(jpath, r)
+                       or is_under(real, os.path.realpath(r))), None)
+        if inside is not None:
+            raise ConfigError(f"the journal {jpath} would be inside the scanned folder "
+                              f"{inside}: the copies it keeps for undo would be found by the "
+                              "next scan as duplicates, and could be acted on. Choose a path "
+                              "outside the scanned folders")
         j = Journal.create(jpath, {
             "tool": __version__, "action": plan.action, "report_path": plan.report_path,
             "report_created": plan.report_created, "roots": list(plan.roots), "to": plan.to,
