@@ -448,6 +448,27 @@ def test_across_file_systems_copies_are_verified_and_undo_still_works(library, t
         shutil.rmtree(elsewhere)
 
 
+@pytest.mark.skipif(_other_filesystem() is None or os.geteuid() != 0,
+                    reason="needs a second file system (/dev/shm) and root (to chown)")
+def test_a_copy_across_file_systems_keeps_the_files_owner(library, tmp_path):
+    root, report = library
+    for path in root.rglob("*.png"):
+        os.chown(path, 1234, 2345)
+    elsewhere = Path(tempfile.mkdtemp(dir=_other_filesystem()))
+    try:
+        p = plan(report, action="move", to=elsewhere / "q")
+        assert apply(p, journal=elsewhere / "j.jsonl").ok
+        for op in p.operations:
+            st = os.stat(op.dst)
+            assert (st.st_uid, st.st_gid) == (1234, 2345)
+        assert undo(elsewhere / "j.jsonl").ok
+        for op in p.operations:
+            st = os.stat(op.path)
+            assert (st.st_uid, st.st_gid) == (1234, 2345)
+    finally:
+        shutil.rmtree(elsewhere)
+
+
 @pytest.mark.parametrize("action", ["move", "hardlink"])
 def test_undo_keeps_the_preserved_file_when_a_new_file_took_the_original_inode(
         library, tmp_path, action):

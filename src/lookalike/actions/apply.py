@@ -194,7 +194,10 @@ def _copy_verified(src: str, dst: str, size: int, digest: str | None) -> None:
     if os.path.getsize(dst) != size or (digest and h.hexdigest() != digest):
         _remove(dst)
         raise _Refused(errno.EIO, f"the copy of {src} does not match the report; not used")
-    shutil.copystat(src, dst, follow_symlinks=False)
+    st = os.lstat(src)
+    with contextlib.suppress(OSError):  # only root may give a file to another owner
+        os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+    shutil.copystat(src, dst, follow_symlinks=False)  # after chown, which clears set-id bits
 
 
 def _hardlink(src: str, dst: str) -> None:
