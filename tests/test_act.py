@@ -448,6 +448,26 @@ def test_across_file_systems_copies_are_verified_and_undo_still_works(library, t
         shutil.rmtree(elsewhere)
 
 
+@pytest.mark.skipif(_other_filesystem() is None, reason="needs a second file system")
+def test_no_hard_link_is_planned_across_file_systems(tmp_path, scene):
+    """It failed at apply time (EXDEV, rolled back, exit 1); the plan says so instead."""
+    here = tmp_path / "here"
+    here.mkdir()
+    scene(4, (160, 120)).save(here / "a.png")
+    elsewhere = Path(tempfile.mkdtemp(dir=_other_filesystem()))
+    try:
+        shutil.copyfile(here / "a.png", elsewhere / "a_copy.png")
+        report = tmp_path / "r.json"
+        write_report(lookalike.scan([here, elsewhere], workers=1), report)
+        p = plan(report, action="hardlink")
+        assert p.operations == ()
+        (g,) = p.groups
+        assert any("cannot cross file systems" in n for n in g.notes)
+        assert len(plan(report, action="symlink").operations) == 1
+    finally:
+        shutil.rmtree(elsewhere)
+
+
 @pytest.mark.skipif(_other_filesystem() is None or os.geteuid() != 0,
                     reason="needs a second file system (/dev/shm) and root (to chown)")
 def test_a_copy_across_file_systems_keeps_the_files_owner(library, tmp_path):

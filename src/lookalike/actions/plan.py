@@ -849,6 +849,12 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                         notes.append(f"{path} not linked: its bytes differ from {keeper} "
                                      "(a near duplicate; action 'move' can quarantine it)")
                     continue
+                here, there = ids.get(path), ids.get(keeper)
+                if action == "hardlink" and here and there and here[0] != there[0]:
+                    notes.append(f"{path} not linked: it is on another file system than "
+                                 f"{keeper}, and a hard link cannot cross file systems "
+                                 "(action 'symlink' can)")
+                    continue
             ops.append(Operation(action=action, group=g.id, path=path,
                                  size_bytes=rec.size_bytes, mtime_ns=rec.mtime_ns,
                                  digest=rec.digest or None, keeper=keeper, dst=dst,
