@@ -299,6 +299,27 @@ def test_an_edited_keep_list_skips_its_group_instead_of_being_ignored(library):
     assert plan(report, action="delete", keep="largest-file").skipped == ()
 
 
+@pytest.mark.parametrize("n", [10, 200])  # compared pairwise, and through the search
+def test_a_long_chain_of_near_hashes_is_one_group_and_an_outsider_is_not(n):
+    from lookalike.actions.plan import _untied_member
+    from lookalike.model import Group, Hash, ImageRecord, Member
+
+    def member(k: int, value: int) -> Member:
+        rec = ImageRecord(path=f"/p/{k:04d}.png", size_bytes=1, mtime_ns=0, width=8,
+                          height=8, format="PNG", hash=Hash("dhash", 256, (value,)), digest="")
+        return Member(rec, 0, "hash", None)
+
+    # Each hash one bit from the next: the ends are far apart, the chain ties them.
+    chain = [member(k, (1 << k) - 1) for k in range(n)]
+    group = Group(id=1, members=tuple(chain), representative=chain[0].record.path, kind="near")
+    assert _untied_member(group, 1) is None
+    assert _untied_member(group, 0) is not None  # no pair within 0 bits
+    outsider = member(n, (1 << 255) | (1 << 250) | 0b1010)
+    group = Group(id=1, members=(*chain, outsider), representative=chain[0].record.path,
+                  kind="near")
+    assert outsider.record.path in _untied_member(group, 1)
+
+
 def test_tampered_report_exits_2_from_the_cli(runner, library, tmp_path):
     edit_report(library[1], lambda d: d["groups"][0]["members"][-1].update(path="/etc/hosts",
                                                                            source=""))
