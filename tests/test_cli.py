@@ -192,6 +192,41 @@ def test_an_unwritable_output_path_fails_before_the_scan(tmp_path, scene, capsys
     assert not cache.exists()  # nothing was scanned
 
 
+def test_no_output_overwrites_a_picture_an_input_or_another_output(tmp_path, scene, capsys):
+    """`scan photos -o photos/one.png` replaced the photo with the report; --html equal to
+    -o left only the page, `report r.json --html r.json` destroyed the report."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _folder(folder, scene)
+    report = tmp_path / "r.json"
+    listing = tmp_path / "list.txt"
+    listing.write_text(str(folder / "one.png") + "\n")
+    cache = tmp_path / "c.sqlite"
+    scan = ["scan", str(folder), "-q", "-j", "1", "--cache", str(cache)]
+    before = {p: p.read_bytes() for p in folder.iterdir()}
+    cases = [
+        ([*scan, "-o", str(folder / "one.png"), "--format", "json"], "an image file"),
+        ([*scan, "--html", str(folder / "two.png")], "an image file"),
+        ([*scan, "-o", str(report), "--html", str(report)], "overwrite the report"),
+        (["scan", "--files-from", str(listing), "-q", "-j", "1", "--cache", str(cache), "-o",
+          str(listing), "--format", "json"], "overwrite the file list"),
+        (["scan", str(folder / "one.png"), str(folder / "two.png"), "-q", "-o",
+          str(folder / "two.png"), "--format", "json"], "overwrite the scanned file"),
+    ]
+    for argv, why in cases:
+        assert why in _usage_error(argv, capsys)
+    assert not cache.exists()  # refused before any work
+    assert {p: p.read_bytes() for p in folder.iterdir()} == before
+    assert listing.read_text() == str(folder / "one.png") + "\n"
+    assert _exit_code(["scan", str(folder), "-q", "-j", "1", "--cache", str(cache), "-o",
+                       str(report)]) == 0
+    capsys.readouterr()
+    kept = report.read_bytes()
+    assert "overwrite the report" in _usage_error(["report", str(report), "--html", str(report)],
+                                                  capsys)
+    assert report.read_bytes() == kept
+
+
 def test_check_writable_refuses_a_folder_without_write_permission(tmp_path, monkeypatch):
     import pytest
 

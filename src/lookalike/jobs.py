@@ -87,6 +87,32 @@ def _page_written(summary: HtmlSummary) -> str:
     return f"HTML report written to {summary.path}{where}"
 
 
+def check_outputs(outputs: Sequence[tuple[str, str | None]],
+                  inputs: Sequence[tuple[str, str | None]] = ()) -> None:
+    """Check, before any work, that each named output file (``(what, path)``; None: not
+    asked for) can be written and overwrites nothing of the user's: not an input of the
+    command, not another output, not an image file (``-o photos/cat.jpg`` replaced the
+    photo with the report).
+
+    Raises:
+        ConfigError: the first output that cannot or must not be written.
+    """
+    from lookalike.inputs.walk import looks_like_image
+
+    taken = {os.path.realpath(path): what for what, path in inputs if path is not None}
+    for what, path in outputs:
+        if path is None:
+            continue
+        real = os.path.realpath(check_writable(path, what))
+        if real in taken:
+            raise ConfigError(f"the {what} {path} would overwrite the {taken[real]} of this "
+                              "command; name another file")
+        if os.path.isfile(real) and looks_like_image(real):
+            raise ConfigError(f"the {what} {path} would overwrite an image file; name "
+                              "another file")
+        taken[real] = what
+
+
 def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | None = None,
                   format: ReportFormat | None = None, html: str | None = None,
                   reference: Sequence[str] = (), keep: Sequence[str] = (),
@@ -141,13 +167,14 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
                                       out=out, **options).scan
     if output is not None:
         format = format or "json"
-        check_writable(output, "report")
-        if format == "csv":
-            check_writable(errors_csv_path(output), "error list")
-    if html is not None:
-        check_writable(html, "HTML page")
-        if format != "json" or output is None:
-            check_writable(_page_report_path(html), "JSON report for the HTML page")
+    check_outputs([("report", output),
+                   ("error list", errors_csv_path(output) if output and format == "csv"
+                    else None),
+                   ("HTML page", html),
+                   ("JSON report for the HTML page", _page_report_path(html)
+                    if html is not None and (format != "json" or output is None) else None)],
+                  inputs=[("file list", options.get("files_from")), *(
+                      ("scanned file", p) for p in paths if os.path.isfile(p))])
     if reference:
         from lookalike.analysis.leakage import check_sets, find_leakage, restrict_to_leakage
 
@@ -237,8 +264,7 @@ def clean_dataset_to_files(paths: Sequence[str], config: ScanConfig, *,
     format = format or ("json" if output is not None else "text")
     if format not in ("json", "text"):
         raise ConfigError("a dataset cleanup is written as json or text")
-    if output is not None:
-        check_writable(output, "cleanup")
+    check_outputs([("cleanup", output)])
     cleanup = dedupe_dataset(paths[0], config=config, keep=keep or None, reporter=reporter,
                              **options)
     text = (json.dumps(cleanup.to_dict()) + "\n" if format == "json"
@@ -274,6 +300,7 @@ def write_review_page(report: str, html: str, *, thumbnails: ThumbnailMode = "au
     """
     from lookalike.report.html import write_html
 
+    check_outputs([("HTML page", html)], inputs=[("report", report)])
     summary = write_html(report, html, thumbnails=thumbnails, reporter=reporter)
     print(_page_written(summary), file=sys.stdout if out is None else out)
     return summary
@@ -369,8 +396,8 @@ def calibrate_to_file(paths: Sequence[str], *, json_out: str | None = None,
     from lookalike.analysis.calibrate import calibrate, render_calibration
 
     out = sys.stdout if out is None else out
-    if json_out is not None:
-        check_writable(json_out, "calibration file")
+    check_outputs([("calibration file", json_out)], inputs=[("file list",
+                                                             options.get("files_from"))])
     if embed is not None:
         from lookalike.analysis.calibrate_embed import (
             calibrate_embedding,
