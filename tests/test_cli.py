@@ -68,6 +68,34 @@ def test_hash_command_reports_bad_files_and_exits_1(runner, tmp_path):
     assert "unsupported-format" in res.output
 
 
+def test_hash_names_what_is_wrong_with_each_path(runner, tmp_path, scene):
+    scene(1).save(tmp_path / "ok.png")
+    os.symlink(tmp_path / "gone.png", tmp_path / "link.png")
+    (tmp_path / "sub").mkdir()
+    res = runner.invoke(cli, ["hash", *(str(tmp_path / n) for n in (
+        "ok.png", "missing.jpg", "link.png", "sub"))])
+    assert res.exit_code == 1
+    lines = res.output.splitlines()
+    assert "[not-found]" in next(x for x in lines if "missing.jpg" in x)
+    assert "[broken-symlink]" in next(x for x in lines if "link.png" in x)
+    assert "a folder" in next(x for x in lines if x.rstrip().endswith("sub") or "sub:" in x)
+    assert sum("ok.png" in x and not x.startswith("error") for x in lines) == 1
+
+
+def test_a_file_list_with_a_nul_byte_or_a_missing_path_is_one_line_each(tmp_path, scene,
+                                                                       capsys):
+    """A binary file given as the list ended in a ValueError traceback."""
+    scene(1).save(tmp_path / "ok.png")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\n".join(os.fsencode(tmp_path / n) for n in (
+        "ok.png", "a\0b.jpg", "missing.png")) + b"\n")
+    code = _exit_code(["scan", "--files-from", str(listing), "-q", "-j", "1", "--no-cache"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "Traceback" not in err
+    assert "1 image scanned" in out and "2 errors" in out
+    assert "[bad-path]" in out and "[not-found]" in out
+
+
 def _exit_code(argv):
     try:
         main(argv)

@@ -42,6 +42,8 @@ REASONS: dict[str, str] = {
     "not-a-regular-file": "a FIFO, socket or device named like an image; never opened",
     "permission-denied": "the file or folder may not be read (EACCES/EPERM)",
     "vanished": "the file disappeared between listing and reading",
+    "not-found": "a path named on the command line or in a file list does not exist",
+    "bad-path": "a path the OS cannot take (a NUL byte in a file list's line)",
     "name-too-long": "the OS refuses the path as too long (ENAMETOOLONG)",
     "os-error": "any other OS error while listing a folder or stat-ing a file",
     # read: one file's bytes

@@ -288,7 +288,16 @@ def hash_files(files: Iterable[str], config: ScanConfig
     """
     for f in files:
         path = os.path.abspath(f)
-        yield f, hash_file(FileEntry(path, 0, 0, path), config)
+        if not os.path.lexists(path):
+            yield f, Problem(path=path, stage="read", error="not-found", message="no such file")
+        elif not os.path.exists(path):
+            yield f, Problem(path=path, stage="read", error="broken-symlink",
+                             message="symbolic link to a missing target")
+        elif os.path.isdir(path):
+            yield f, Problem(path=path, stage="read", error="not-a-regular-file",
+                             message="a folder, not a file (scan walks folders)")
+        else:
+            yield f, hash_file(FileEntry(path, 0, 0, path), config)
 
 
 def write_review_page(report: str, html: str, *, thumbnails: ThumbnailMode = "auto",

@@ -189,12 +189,18 @@ def _walk_root(root: str, follow: bool, stats: WalkStats, source: str | None = N
                ) -> Iterator[FileEntry | Problem]:
     # A root the user named is followed even when it is a link (as ``find -H`` does): naming
     # a link on the command line means "scan what it points to".
+    listed = source is not None
     source = root if source is None else source
     try:
         st = os.stat(root)
+    except ValueError:  # a NUL byte: a binary file given as the list?
+        yield _problem(root, "bad-path", "not a path the OS can take (it holds a NUL byte)")
+        return
     except OSError as exc:
         if isinstance(exc, FileNotFoundError) and os.path.islink(root):
             yield _problem(root, "broken-symlink", "symbolic link to a missing target")
+        elif isinstance(exc, FileNotFoundError) and listed:
+            yield _problem(root, "not-found", f"listed in {source}, but it does not exist")
         else:
             yield _problem(root, os_error_reason(exc), f"cannot stat: {exc.strerror or exc}")
         return
