@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -318,6 +320,23 @@ def test_a_long_chain_of_near_hashes_is_one_group_and_an_outsider_is_not(n):
     group = Group(id=1, members=(*chain, outsider), representative=chain[0].record.path,
                   kind="near")
     assert outsider.record.path in _untied_member(group, 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_member_swapped_for_a_fifo_never_blocks_the_plan_or_the_page(library, tmp_path):
+    """The keep policy read its header and the review page its thumbnail with a blocking
+    open(): both hung for good (Ctrl-C could not stop the page's thread pool)."""
+    root, report = library
+    small = root / "b_small.png"
+    small.unlink()
+    os.mkfifo(small)
+    for argv in (["apply", str(report), "-a", "delete", "--keep", "prefer-lossless,original"],
+                 ["report", str(report), "--html", str(tmp_path / "page.html")]):
+        proc = subprocess.run([sys.executable, "-m", "lookalike.cli", *argv],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "page.html").read_text()
+    assert "b_small.png" in page
 
 
 def test_tampered_report_exits_2_from_the_cli(runner, library, tmp_path):

@@ -242,7 +242,7 @@ def test_without_rawpy_each_raw_is_one_line_with_the_install_hint(shots, tmp_pat
 def test_the_review_thumbnail_of_a_raw_is_upright(shots, tmp_path):
     path = tmp_path / "portrait.dng"
     path.write_bytes(make_dng(shots["coffee"], "jpeg", orientation=6))
-    thumb = Image.open(io.BytesIO(decode.make_thumbnail(str(path))))
+    thumb = Image.open(io.BytesIO(decode.make_thumbnail(path.read_bytes())))
     assert (thumb.format, thumb.size) == ("JPEG", (107, 160))
 
 

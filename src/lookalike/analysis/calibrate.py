@@ -63,7 +63,8 @@ from lookalike.errors import ConfigError, DecodeError, Problem
 from lookalike.events import NullReporter, Reporter
 from lookalike.executors import make_executor
 from lookalike.executors.base import Executor
-from lookalike.inputs.walk import FileEntry, check_roots, iter_files
+from lookalike.inputs.read import Refused, max_file_bytes, read_regular
+from lookalike.inputs.walk import FileEntry, check_roots, iter_files, os_error_reason
 
 if TYPE_CHECKING:
     import numpy as np
@@ -332,11 +333,15 @@ class _Worker:
         out, problems = [], []
         for entry in chunk:
             try:
-                with open(entry.path, "rb") as fh:
-                    data = fh.read()
+                data = read_regular(entry.path, max_file_bytes(self.config.max_pixels))[0]
             except OSError as exc:
-                problems.append(Problem(path=entry.path, stage="read", error="read-error",
+                problems.append(Problem(path=entry.path, stage="read",
+                                        error=os_error_reason(exc, "read-error"),
                                         message=f"cannot read: {exc.strerror or exc}"))
+                continue
+            except Refused as exc:
+                problems.append(Problem(path=entry.path, stage="read", error=exc.reason,
+                                        message=exc.message))
                 continue
             try:
                 pic, segments = self._hash(data)

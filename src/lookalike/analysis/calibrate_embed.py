@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from lookalike.analysis.calibrate import KNEE, _sample
 from lookalike.errors import ConfigError, DecodeError, Problem
 from lookalike.events import NullReporter, Reporter
+from lookalike.inputs.read import Refused, max_file_bytes, read_regular
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -168,9 +169,9 @@ def calibrate_embedding(paths: str | os.PathLike[str] | Iterable[str | os.PathLi
     originals, copies, problems = [], [], []
     for entry in entries:
         try:
-            with open(entry.path, "rb") as fh:
-                pic, _, _ = decode_bytes(fh.read(), mode="fast")
-        except (OSError, DecodeError) as exc:
+            data = read_regular(entry.path, max_file_bytes(config.max_pixels))[0]
+            pic, _, _ = decode_bytes(data, mode="fast")
+        except (OSError, DecodeError, Refused) as exc:
             problems.append(f"{entry.path}: {exc}")
             reporter.problem(Problem(path=entry.path, stage="decode",
                                      error=getattr(exc, "reason", "read-error"),

@@ -607,15 +607,14 @@ def _shrink(img: Image.Image) -> Image.Image:
     return img
 
 
-def make_thumbnail(path: str, max_side: int = 160, *, quality: int = 70,
+def make_thumbnail(data: bytes, max_side: int = 160, *, quality: int = 70,
                    max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
-    """A small JPEG of ``path`` (oriented, alpha on white) for reports; decodes at reduced scale.
+    """A small JPEG of the image file ``data`` (oriented, alpha on white) for reports;
+    decodes at reduced scale.
 
     Raises:
-        DecodeError: the file is not a usable image.
+        DecodeError: the data is not a usable image.
     """
-    with open(path, "rb") as fh:
-        data = fh.read()
     pic = decode_bytes(data, mode="fast", max_pixels=max_pixels)[0]
     img = pic._image.copy()
     img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)

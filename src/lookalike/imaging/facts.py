@@ -16,6 +16,7 @@ import contextlib
 import io
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -170,7 +171,16 @@ def read_file_facts(path: str) -> FileFacts:
     Cost: one open, the header and EXIF parsed (0.07 ms per file; module docs).
     """
     try:
-        with open(path, "rb") as fh:
-            return _stream_facts(fh)
-    except OSError:  # gone, a folder, no permission
+        # Non-blocking, and only a regular file is read: a member swapped for a FIFO since
+        # the scan would otherwise hang the keep policy and the review page on open().
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
+    except (OSError, ValueError):  # gone, no permission, a NUL byte
         return FileFacts()
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return FileFacts()
+            return _stream_facts(fh)
+        except OSError:  # a folder, a read error
+            return FileFacts()

@@ -178,12 +178,25 @@ def file_states(data: Mapping[str, Any]) -> dict[str, str]:
     return states
 
 
+def _read(path: str) -> bytes | None:
+    """The bytes of the regular file ``path``; None when it cannot be read (gone, a FIFO
+    swapped in since the scan: never opened blocking)."""
+    from lookalike.config import DEFAULT_MAX_PIXELS
+    from lookalike.inputs.read import Refused, max_file_bytes, read_regular
+
+    try:
+        return read_regular(path, max_file_bytes(DEFAULT_MAX_PIXELS))[0]
+    except (OSError, ValueError, Refused):
+        return None
+
+
 def _thumbnail(path: str, size: int) -> bytes | None:
     from lookalike.imaging.decode import make_thumbnail  # loads Pillow and NumPy
 
+    data = _read(path)
     try:
-        return make_thumbnail(path, size)
-    except (DecodeError, OSError):
+        return None if data is None else make_thumbnail(data, size)
+    except DecodeError:
         return None  # the page shows a placeholder instead
 
 
@@ -204,11 +217,13 @@ def _pictures(path: str, size: int, facts: Mapping[str, Any] | None
 
     from lookalike.imaging.decode import decode_bytes
 
+    data = _read(path)
     try:
-        with open(path, "rb") as fh:
-            pic = decode_bytes(fh.read(), mode="full")[0]
-    except (DecodeError, OSError):
-        return None, None  # the page shows a placeholder instead
+        if data is None:
+            return None, None  # the page shows a placeholder instead
+        pic = decode_bytes(data, mode="full")[0]
+    except DecodeError:
+        return None, None
     img = Image.frombytes("RGB", pic.size, pic.rgb_bytes())
     img.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE), Image.Resampling.LANCZOS)
     preview = _jpeg(img, PREVIEW_QUALITY)
