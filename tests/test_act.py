@@ -180,6 +180,16 @@ def test_delete_removes_duplicates_and_undo_says_it_cannot_restore_them(library,
         op.path for op in p.operations)
 
 
+def test_apply_without_a_journal_path_writes_it_where_the_command_line_does(library,
+                                                                           tmp_path):
+    """`lookalike.apply(plan)`, as the README writes it, raised a TypeError."""
+    root, report = library
+    before = snapshot(root)
+    result = lookalike.apply(make_plan("move", report, tmp_path))
+    assert result.ok and os.path.dirname(result.journal) == str(tmp_path / "q")
+    assert undo(result.journal).ok and snapshot(root) == before
+
+
 def test_undo_twice_is_harmless(library, tmp_path):
     root, report = library
     before = snapshot(root)

@@ -565,15 +565,18 @@ def undo(journal: str | os.PathLike[str], *, reporter: Reporter | None = None) -
                       failed=res.failed)
 
 
-def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | None = None,
+def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
+          reporter: Reporter | None = None,
           verify: Literal["digest", "stat"] = "digest") -> ApplyResult:
     """Carry out ``plan``, journaling every op before it happens.
 
     Args:
         plan: from :func:`lookalike.actions.plan`.
-        journal: the journal file. A new path starts a new journal; an existing one (from an
-            interrupted run on the same report) is resumed: its unfinished op is rolled back
-            (:func:`recover`) and ops it records as done are not repeated.
+        journal: the journal file (default: :func:`default_journal_path`, as the command
+            line; ``result.journal`` says where). A new path starts a new journal; an
+            existing one (from an interrupted run on the same report) is resumed: its
+            unfinished op is rolled back (:func:`recover`) and ops it records as done are
+            not repeated.
         reporter: receives progress and one problem per skipped group or failed op.
         verify: ``digest`` (default) re-reads every member of a group and compares its
             SHA-256 with the report before touching the group; ``stat`` checks size and mtime.
@@ -593,7 +596,8 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str], reporter: Reporter | N
     Cost: with ``verify="digest"``, every member of every group with work is read once.
     """
     reporter = reporter or NullReporter()
-    jpath = os.path.abspath(os.fspath(journal))
+    jpath = os.path.abspath(os.fspath(journal if journal is not None
+                                      else default_journal_path(plan)))
     recovered = 0
     if os.path.exists(jpath):
         j = Journal.open(jpath)
