@@ -65,6 +65,29 @@ def test_query_cli_prints_matches(runner, tmp_path, scene):
     assert data["queries"][0]["matches"][0]["path"] == str(lib / "five.png")
 
 
+@pytest.mark.parametrize("settings", [["--invariant", "none"], ["--keep-borders"]])
+def test_query_answers_from_a_cache_of_a_scan_without_invariance_or_trimming(
+        runner, tmp_path, scene, settings):
+    """Both are README scan examples; query had no way to name them and said 'query with
+    the settings of the scan'."""
+    from lookalike.cli import cli
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    scene(5).save(lib / "five.png")
+    db = str(tmp_path / "c.sqlite")
+    assert runner.invoke(cli, ["scan", str(lib), "-j", "1", "-q", "--cache", db,
+                               *settings]).exit_code == 0
+    scene(5).save(tmp_path / "q.jpg", quality=80)
+    query = ["query", str(tmp_path / "q.jpg"), "--cache", db, "--format", "json"]
+    res = runner.invoke(cli, query, standalone_mode=False)  # the defaults: not the cache's
+    assert isinstance(res.exception, ConfigError)
+    assert "invariance, border trimming" in str(res.exception)
+    res = runner.invoke(cli, [*query, *settings])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["queries"][0]["matches"][0]["path"] == str(lib / "five.png")
+
+
 # ------------------------------------------------------- never "0 matches" when it cannot answer
 
 

@@ -191,6 +191,11 @@ def _decode_option(help: str, default: str = "fast") -> _Decorator:
                         show_default=True, help=help)
 
 
+def _trim_option(help: str) -> _Decorator:
+    return click.option("--trim-borders/--keep-borders", default=True, show_default=True,
+                        help=help)
+
+
 def _invariant_option(help: str) -> _Decorator:
     return click.option("--invariant",
                         type=click.Choice(["none", "flips", "rotations", "dihedral"]),
@@ -314,9 +319,8 @@ def cli() -> None:
 @_threshold_option()
 @_invariant_option("Also match mirrored (flips), 90/180/270-degree rotated (rotations) or "
                    "all eight flipped/rotated (dihedral) copies.")
-@click.option("--trim-borders/--keep-borders", default=True, show_default=True,
-              help="Also hash the content inside flat bars (padding, letterbox, margins), so "
-              "a padded copy matches its original.")
+@_trim_option("Also hash the content inside flat bars (padding, letterbox, margins), so a "
+              "padded copy matches its original.")
 @_embed_options()
 @click.option("--grouping", type=click.Choice(["components", "star"]), default="components",
               show_default=True,
@@ -589,6 +593,8 @@ def undo_cmd(journal: str, quiet: bool) -> None:
 @_hash_size_option("Hash size of the cached scan.")
 @_threshold_option("Max Hamming distance in bits for a match.")
 @_decode_option("Decode mode of the cached scan.")
+@_invariant_option("Flip/rotation invariance of the cached scan.")
+@_trim_option("Border trimming of the cached scan.")
 @_embed_options()
 @_cache_option("Hash cache filled by earlier scans (default as for scan); it must exist.")
 @click.option("--in", "under", type=click.Path(path_type=str), default=None,
@@ -596,13 +602,15 @@ def undo_cmd(journal: str, quiet: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
               show_default=True)
 def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
-              threshold: int | None, decode: str, embed: str | None,
+              threshold: int | None, decode: str, invariant: str, trim_borders: bool,
+              embed: str | None,
               similarity: float | None, verify: bool, cache_path: str | None,
               under: str | None, fmt: str) -> None:
     """Find matches of IMAGES among everything earlier scans put in the hash cache.
 
     Only IMAGES (files, not folders) are decoded; the collection is not rescanned. Use the
-    same --method, --hash-size, --decode (and --embed) as the scan that filled the cache: a
+    same --method, --hash-size, --decode, --invariant, --keep-borders (and --embed) as the
+    scan that filled the cache: a
     cache without such hashes is an error that lists the settings it has. With --embed,
     images whose embeddings match also count, verified as in a scan, and so do the images
     whose hashes match those (as in a scan's group). Matches whose file is
@@ -616,7 +624,9 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
     _check_embed_options(embed, similarity, verify)
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
                         decode=decode,  # type: ignore[arg-type]
-                        embed=embed, similarity=similarity, verify=verify)
+                        invariant=invariant,  # type: ignore[arg-type]
+                        trim_borders=trim_borders, embed=embed, similarity=similarity,
+                        verify=verify)
     results, problems = find_matches(images, cache_path or default_cache_path(), config,
                                      under=under)
     if fmt == "json":

@@ -253,9 +253,9 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
         held[text] = held.get(text, 0) + n
     listing = "; ".join(f"{t} ({n} files)" for t, n in sorted(held.items()))
     raise ConfigError(f"the hash cache {cache.path} has no hashes made with {wanted}; it has "
-                      f"hashes made with: {listing}. Query with the method, hash size, decode "
-                      "and embedding model of the scan, or scan the collection with these "
-                      "settings first")
+                      f"hashes made with: {listing}. Query with the settings of the scan "
+                      "(method, hash size, decode, invariance, border trimming, embedding "
+                      "model), or scan the collection with these settings first")
 
 
 def matches_to_dict(results: Sequence[QueryResult], problems: Sequence[Problem]
