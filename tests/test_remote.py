@@ -202,8 +202,10 @@ def test_file_list_mixes_local_paths_and_urls_and_reports_missing_ones(tree, tmp
         fs.rm("/lists", recursive=True)
     assert len(result.records) == 3
     assert len(result.groups) == 1 and len(result.groups[0]) == 3
-    assert sorted((e.path.rsplit("/", 1)[1], e.error) for e in result.errors) == [
-        ("gone.png", "vanished"), ("gone.png", "vanished")]
+    # The local path is stat'ed while listing (it never existed: not-found); the URL is read
+    # on a worker only, which cannot tell a missing URL from one deleted since (vanished).
+    assert sorted((e.path, e.error) for e in result.errors) == sorted([
+        ("memory://lists/gone.png", "vanished"), (str(tree / "gone.png"), "not-found")])
     # Not stat'ed on the client, yet the records carry the real size and mtime.
     half = next(r for r in result.records if r.path.endswith("half1.png"))
     st = (tree / "set1" / "half1.png").stat()
@@ -245,6 +247,12 @@ def test_missing_inputs_and_bad_options_fail_before_any_work(tmp_path):
         scan_inputs([str(tmp_path)], CONFIG, retries=-1)
     with pytest.raises(ConfigError, match="file list does not exist"):
         scan_inputs([], CONFIG, files_from=str(tmp_path / "list.txt"))
+    # A folder of image files read as shards or Parquet: nothing of that kind is there (it
+    # was "0 images scanned, 0 errors" and exit 0).
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    for fmt, what in (("tar", "no .tar shards"), ("parquet", "no Parquet files")):
+        with pytest.raises(ConfigError, match=what):
+            scan_inputs([str(tmp_path)], CONFIG, input_format=fmt)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ Parquet output

@@ -193,6 +193,10 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
             continue
         fs, found, explicit = _expand(raw, fmt, options)
         if fmt in ("tar", "parquet"):
+            if not found:
+                what = ".tar shards" if fmt == "tar" else "Parquet files"
+                raise ConfigError(f"no {what} under {raw} (input format {fmt}); to scan the "
+                                  "image files there, use input format auto or files")
             containers[fmt].extend(fs.unstrip_protocol(p) for p, _ in found)
             continue
         shown_root = raw
