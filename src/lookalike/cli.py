@@ -448,8 +448,9 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
 @_decode_option("fast: reduced-scale JPEG decoding; full: bit-exact with ImageHash.",
                 default="full")
 def hash_cmd(files: tuple[str, ...], method: str, hash_size: int | None, decode: str) -> None:
-    """Print `HEX  PATH` for each of FILES (hex strings match ImageHash's). Exit code 1 if a
-    file could not be hashed."""
+    """Print `HEX  PATH` for each of FILES: ImageHash's hex string of the same picture
+    (turned upright by its EXIF orientation, transparency on white, 8 bits per channel, as
+    lookalike reads every image). Exit code 1 if a file could not be hashed."""
     from lookalike.jobs import hash_files
 
     # One plain hash per file, as ImageHash prints it: no flipped/turned or trimmed segments.
