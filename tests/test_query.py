@@ -164,7 +164,7 @@ def test_matches_gone_since_the_scan_are_marked(tmp_path, scene, runner):
     assert not problems
     assert [r.path for r, _ in result.matches] == [str(lib / "2_copy.png")]
     assert result.missing == {str(lib / "2_copy.png")} and result.is_missing(result.matches[0][0])
-    assert "(gone since the scan)" in render_matches([result], [])
+    assert "(gone since the scan)" in render_matches([result])
     res = runner.invoke(cli, ["query", str(lib / "2.png"), "-m", "phash", "--cache", str(db),
                               "--format", "json"])
     assert res.exit_code == 0, res.output
@@ -188,7 +188,8 @@ def test_an_unreadable_query_image_makes_the_cli_exit_1(tmp_path, scene, runner)
     (tmp_path / "bad.png").write_bytes(b"not a png")
     res = runner.invoke(cli, ["query", str(tmp_path / "bad.png"), str(lib / "0.png"), "-m",
                               "phash", "--cache", str(db)])
-    assert res.exit_code == 1 and "error [unsupported-format]" in res.output
+    assert res.exit_code == 1 and "error [unsupported-format]" in res.stderr
+    assert "error [" not in res.stdout and "0.png: 0 match(es)" in res.stdout  # results only
 
 
 def test_text_and_json_say_whether_an_embedding_match_was_verified():
@@ -203,8 +204,8 @@ def test_text_and_json_say_whether_an_embedding_match_was_verified():
     for kind in ("verified", "embedding"):
         result = QueryResult(query, ((by_hash, 2), (by_embedding, 40)), frozenset(),
                              {"/b.png": 0.81}, kind)
-        text = render_matches([result], [])
-        assert f"/b.png  ({kind} 0.81)" in text and "/a.png\n" in text
+        text = render_matches([result])
+        assert f"d=-   /b.png  ({kind} 0.81)" in text and "d=2   /a.png\n" in text
         matches = matches_to_dict([result], [])["queries"][0]["matches"]
         assert [(m["match"], m["similarity"]) for m in matches] == [
             ("hash", None), (kind, 0.81)]

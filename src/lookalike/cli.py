@@ -633,7 +633,9 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
     if fmt == "json":
         click.echo(json.dumps(matches_to_dict(results, problems), indent=1))
     else:
-        click.echo(render_matches(results, problems), nl=False)
+        click.echo(render_matches(results), nl=False)
+        for p in problems:
+            click.echo(f"error [{p.error}] {p.path}: {p.message}", err=True)
     if problems:
         raise PartialFailure(f"{len(problems)} of {len(images)} query images could not be "
                              "read")

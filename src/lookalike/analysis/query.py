@@ -270,17 +270,18 @@ def matches_to_dict(results: Sequence[QueryResult], problems: Sequence[Problem]
             "errors": [p.to_dict() for p in problems]}
 
 
-def render_matches(results: Sequence[QueryResult], problems: Sequence[Problem]) -> str:
-    """Text view: each query, then its matches with their distances; a match whose file is
-    gone since the scan is marked ``(gone since the scan)``."""
+def render_matches(results: Sequence[QueryResult]) -> str:
+    """Text view: each query, then its matches with their distances in bits (``d=-`` for an
+    embedding match: bits mean nothing there, as in a scan's summary); a match whose file is
+    gone since the scan is marked ``(gone since the scan)``. Query images that could not be
+    read are the caller's to show (on stderr, as every command's per-file errors)."""
     lines = []
     for r in results:
         gone = f", {len(r.missing)} gone since the scan" if r.missing else ""
         lines.append(f"{r.query.path}: {len(r.matches)} match(es){gone}")
-        lines.extend(f"  d={d:<3} {rec.path}"
+        lines.extend(f"  d={d if r.match_of(rec) == 'hash' else '-':<3} {rec.path}"
                      + (f"  ({r.embedded_kind} {r.embedded[rec.path]:.2f})"
                         if rec.path in r.embedded else "")
                      + ("  (gone since the scan)" if rec.path in r.missing else "")
                      for rec, d in r.matches)
-    lines.extend(f"error [{p.error}] {p.path}: {p.message}" for p in problems)
     return "\n".join(lines) + ("\n" if lines else "")
