@@ -114,6 +114,21 @@ def _cli_error(argv, capsys):
     return err
 
 
+def test_query_only_reads_the_cache_file_it_is_given(tmp_path, scene, capsys):
+    """A mistyped --cache naming an empty file became a 28 KB database; a text file must
+    stay as it was too."""
+    scene(1).save(tmp_path / "q.png")
+    empty, notes = tmp_path / "empty.sqlite", tmp_path / "notes.txt"
+    empty.write_bytes(b"")
+    notes.write_text("my notes\n")
+    assert "not a lookalike hash cache" in _cli_error(
+        ["query", str(tmp_path / "q.png"), "--cache", str(empty)], capsys)
+    assert "cannot use hash cache" in _cli_error(
+        ["query", str(tmp_path / "q.png"), "--cache", str(notes)], capsys)
+    assert empty.read_bytes() == b"" and notes.read_text() == "my notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite", "notes.txt", "q.png"]
+
+
 def test_a_cache_of_other_settings_is_an_error_that_lists_what_it_holds(tmp_path, scene,
                                                                           capsys):
     lib, db = _scanned(tmp_path, scene, method="phash")

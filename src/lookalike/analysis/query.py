@@ -193,7 +193,7 @@ def _opened(cache: HashCache | str | os.PathLike[str]) -> Iterator[HashCache]:
         what = "is a folder, not a cache file" if os.path.isdir(path) else "does not exist"
         raise ConfigError(f"hash cache {path} {what}; name the cache the scan used (scans "
                           "fill the cache; a query only reads it)")
-    with HashCache(path) as db:
+    with HashCache(path, read_only=True) as db:
         yield db
 
 

@@ -112,20 +112,37 @@ class HashCache:
 
     Args:
         path: the database file (created with its folder if missing).
+        read_only: only read an existing cache (a query): nothing is created or changed,
+            and a file that is not a lookalike cache (an empty one, a mistyped path) is a
+            :class:`~lookalike.errors.ConfigError`, left as it was.
 
     Use as a context manager, or call :meth:`close`.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=60000")
-            self._create()
+            if read_only:
+                self._db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro",
+                                           uri=True, timeout=60, isolation_level=None)
+                self._db.execute("PRAGMA busy_timeout=60000")
+                row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+                if row is None or int(row[0]) != SCHEMA:
+                    raise sqlite3.DatabaseError(
+                        f"cache schema {row[0] if row else None} is not {SCHEMA} (a scan with "
+                        "this version updates it)")
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA busy_timeout=60000")
+                self._create()
         except sqlite3.DatabaseError as exc:
+            if read_only and "no such table" in str(exc):
+                raise ConfigError(f"{self.path} is not a lookalike hash cache (no hashes of "
+                                  "any scan); name the cache the scan used") from None
             raise ConfigError(
                 f"cannot use hash cache {self.path}: {exc}; use another cache file, or none, or "
                 "delete the file"
