@@ -310,6 +310,9 @@ def test_an_unknown_output_extension_is_refused_unless_format_is_given(tmp_path,
     assert _exit_code(["scan", str(folder), "-q", "-j", "1", "-m", "phash", "-o", str(out),
                        "--format", "json"]) == 0
     assert json.loads(out.read_text())["schema_version"] == 1
+    page = tmp_path / "r.html"
+    err = _usage_error(["scan", str(folder), "-q", "-o", str(page)], capsys)
+    assert f"--html {page}" in err and not page.exists()
 
 
 def test_undo_of_a_file_that_is_not_a_journal_is_one_line_exit_2(tmp_path, scene, capsys):

@@ -250,9 +250,13 @@ _FORMATS = {".json": "json", ".csv": "csv", ".txt": "text", "": "json"}
 def _report_format(output: str) -> str:
     """The format of the -o file, from its extension; an unknown one is refused."""
     ext = os.path.splitext(output)[1]
+    if ext.lower() in (".html", ".htm"):
+        raise ConfigError(f"-o writes the report (JSON, CSV, text or paths); for the review "
+                          f"page write --html {output}")
     if ext.lower() not in _FORMATS:
         raise ConfigError(f"cannot tell the report format from the extension {ext!r} of "
-                          f"{output}: use .json, .csv or .txt, or pass --format json|csv|text")
+                          f"{output}: use .json, .csv or .txt, or pass --format "
+                          "json|csv|text|paths|paths0")
     return _FORMATS[ext.lower()]
 
 
