@@ -311,6 +311,7 @@ def test_an_unknown_output_extension_is_refused_unless_format_is_given(tmp_path,
                        "--format", "json"]) == 0
     assert json.loads(out.read_text())["schema_version"] == 1
     page = tmp_path / "r.html"
+    capsys.readouterr()
     err = _usage_error(["scan", str(folder), "-q", "-o", str(page)], capsys)
     assert f"--html {page}" in err and not page.exists()
 
