@@ -78,6 +78,15 @@ def test_hash_image_api_matches_imagehash_for_paths_and_pil_images(photos):
     assert str(lookalike.hash_image(Image.open(path), "phash")) == ref
 
 
+@pytest.mark.parametrize(("method", "size"), [("phash", 33), ("dhash", 1), ("whash", 12),
+                                             ("colorhash", 40)])
+def test_hash_image_refuses_the_sizes_a_scan_refuses(photos, method, size):
+    """It hashed phash 33 or colorhash 40, which no scan accepts, and raised a bare
+    ValueError for size 1."""
+    with pytest.raises(lookalike.ConfigError, match=f"hash_size {size} is out of range"):
+        lookalike.hash_image(photos[0], method, size)
+
+
 def test_hex_round_trips_and_distance_matches_imagehash(photos):
     a_img, b_img = Image.open(photos[0]), Image.open(photos[1])
     a = lookalike.hash_image(a_img, "dhash", 16)

@@ -242,6 +242,9 @@ def hash_image(image: str | os.PathLike[str] | Image, method: str = DEFAULT_METH
     from lookalike.imaging.decode import Picture, decode_bytes
     from lookalike.imaging.hashes import get_method
 
+    # The sizes a scan accepts, checked where a scan checks them (a ConfigError naming the
+    # method's range; phash 33 or hash_size 1 got through, or failed as a ValueError).
+    hash_size = ScanConfig(method=method, hash_size=hash_size).resolved_hash_size
     m = get_method(method)
     if isinstance(image, (str, os.PathLike)):
         with open(image, "rb") as fh:
