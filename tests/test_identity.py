@@ -179,7 +179,7 @@ def test_files_from_a_local_list_needs_no_extra_and_treats_links_as_one_file(
     listing.write_text("".join(f"{photos / n}\n" for n in names))
     result = pipeline.scan([], ScanConfig(workers=1), files_from=str(listing))
     assert len(result.records) == 3
-    assert [(p.error, Path(p.path).name) for p in result.errors] == [("vanished", "missing.png")]
+    assert [(p.error, Path(p.path).name) for p in result.errors] == [("not-found", "missing.png")]
     (group,) = result.groups
     assert sorted(Path(p).name for p in group.paths) == ["a.png", "a_copy.png"]
 

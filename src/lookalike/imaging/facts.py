@@ -177,10 +177,15 @@ def read_file_facts(path: str) -> FileFacts:
                      | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
     except (OSError, ValueError):  # gone, no permission, a NUL byte
         return FileFacts()
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        regular = False
+    if not regular:  # a folder, a FIFO, a device
+        os.close(fd)
+        return FileFacts()
     with os.fdopen(fd, "rb") as fh:
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return FileFacts()
             return _stream_facts(fh)
-        except OSError:  # a folder, a read error
+        except OSError:  # a read error
             return FileFacts()
