@@ -10,8 +10,10 @@ import imagehash
 import pytest
 from PIL import Image
 
+import lookalike
 from lookalike.cli import cli, main
 from lookalike.config import ScanConfig
+from lookalike.errors import ConfigError
 
 
 def _folder(tmp_path, scene):
@@ -606,10 +608,14 @@ def test_embedding_settings_without_a_model_are_refused(tmp_path, scene, capsys)
     folder = _folder(tmp_path, scene)
     for extra in (["--similarity", "0.5"], ["--no-verify"]):
         assert _exit_code(["scan", str(folder), "-q", *extra]) == 2
-        assert "add --embed MODEL" in capsys.readouterr().err
+        assert "applies to embedding matches; name a model" in capsys.readouterr().err
         assert _exit_code(["query", str(folder / "one.png"), "--cache",
                            str(tmp_path / "c.sqlite"), *extra]) == 2
-        assert "add --embed MODEL" in capsys.readouterr().err
+        assert "applies to embedding matches; name a model" in capsys.readouterr().err
+    # The library refuses them as the command line does (it accepted them, unused).
+    for kw in ({"similarity": 0.5}, {"verify": False}):
+        with pytest.raises(ConfigError, match="applies to embedding matches"):
+            lookalike.scan(folder, **kw)
 
 
 def test_a_scan_that_reads_no_image_exits_1_and_says_why(tmp_path, scene, capsys):

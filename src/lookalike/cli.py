@@ -232,13 +232,6 @@ def _cache_option(help: str) -> _Decorator:
                         default=None, help=help)
 
 
-def _check_embed_options(embed: str | None, similarity: float | None, verify: bool) -> None:
-    """Embedding settings without a model would be ignored: a usage error instead."""
-    if embed is None and (similarity is not None or not verify):
-        given = "--similarity" if similarity is not None else "--no-verify"
-        raise click.UsageError(f"{given} applies to embedding matches; add --embed MODEL")
-
-
 def _quiet_option(help: str = "No progress lines.") -> _Decorator:
     return click.option("--quiet", "-q", is_flag=True, help=help)
 
@@ -410,7 +403,6 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
     from lookalike.jobs import scan_to_files
     from lookalike.pipeline import ScanResult
 
-    _check_embed_options(embed, similarity, verify)
     given = click.get_current_context().get_parameter_source
     if exact_decode and decode != "full" and given("decode") is ParameterSource.COMMANDLINE:
         raise click.UsageError(f"--exact-decode means --decode full, not --decode {decode}")
@@ -626,7 +618,6 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
     from lookalike.analysis.query import find_matches, matches_to_dict, render_matches
     from lookalike.store.cache import default_cache_path
 
-    _check_embed_options(embed, similarity, verify)
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
                         decode=decode,  # type: ignore[arg-type]
                         invariant=invariant,  # type: ignore[arg-type]

@@ -292,6 +292,11 @@ class ScanConfig:
                               f"(the default is {DEFAULT_SIMILARITY})")
         if self.embed is not None and (not isinstance(self.embed, str) or not self.embed):
             raise ConfigError("embed must name a model (such as sscd-distilled) or an .onnx file")
+        if self.embed is None and (similarity is not None or not self.verify):
+            # They would be ignored: a scan without embeddings has no embedding matches.
+            given = "similarity" if similarity is not None else "verify=False"
+            raise ConfigError(f"{given} applies to embedding matches; name a model in embed "
+                              "(such as sscd-distilled)")
         if self.embed is not None and self.grouping == "star":
             # Verification joins hash groups by one verified pair, which a star, built
             # around its leader only, would not use.

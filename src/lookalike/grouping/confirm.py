@@ -66,7 +66,8 @@ def full_config(config: ScanConfig) -> ScanConfig:
     a 5 MP photo one costs a third of the full decode (reading out and hashing 15 MB).
     No embedding: the fast picture's (at least FAST_MIN_SIDE on its shorter side, more than
     any model input) stands, and the re-hash costs no model run."""
-    return dataclasses.replace(config, decode="full", pixel_digest=False, embed=None)
+    return dataclasses.replace(config, decode="full", pixel_digest=False, embed=None,
+                               similarity=None, verify=True)
 
 
 def needs_exact_hash(records: Sequence[ImageRecord], config: ScanConfig,
