@@ -408,6 +408,31 @@ def test_a_move_to_a_path_another_op_just_filled_leaves_that_file_alone(library,
     assert undo(tmp_path / "j.jsonl").ok and snapshot(root) == before
 
 
+@pytest.mark.parametrize("same_time", [False, True])
+def test_undo_restores_a_hard_linked_copy_after_the_kept_file_was_renamed(library, tmp_path,
+                                                                          same_time):
+    """The link stays the kept file's inode when that file is renamed (or an editor saves it
+    anew): undo must still put the copy's own file back. It said 'restored 0 files' and
+    dropped the backup (same time: taken for the original), or refused (another time)."""
+    root, _report = library
+    if same_time:
+        st = (root / "x.png").stat()
+        os.utime(root / "sub" / "x2.png", ns=(st.st_atime_ns, st.st_mtime_ns))
+    p = plan(write_report_again(root, tmp_path), action="hardlink")
+    before = snapshot(root)
+    assert apply(p, journal=tmp_path / "j.jsonl").ok
+    (root / "kept").mkdir()
+    for keeper in {op.keeper for op in p.operations}:
+        os.rename(keeper, root / "kept" / os.path.basename(keeper))
+    result = undo(tmp_path / "j.jsonl")
+    assert result.ok and sorted(result.restored) == sorted(op.path for op in p.operations)
+    for op in p.operations:
+        assert Path(op.path).read_bytes() == before[op.path][1]
+        assert not os.path.samefile(op.path, root / "kept" / os.path.basename(op.keeper))
+    assert not os.path.exists(f"{tmp_path / 'j.jsonl'}.backup") or not files_in(
+        Path(f"{tmp_path / 'j.jsonl'}.backup"))
+
+
 def write_report_again(root: Path, tmp_path: Path) -> Path:
     report = tmp_path / "report2.json"
     write_report(lookalike.scan(root, method="phash", threshold=6, workers=1), report)

@@ -412,12 +412,17 @@ def _is_our_link(rec: dict[str, Any], st: os.stat_result | None) -> bool:
         return False
     if rec["action"] == "symlink":
         return stat.S_ISLNK(st.st_mode) and os.readlink(rec["path"]) == rec["keeper"]
-    # Our hard link is a second name of the kept file, which must still be there: a file
-    # that only has the kept file's former inode number is another file.
+    # Our hard link is a second name of the kept file's inode. The number alone is not
+    # proof (the kept file deleted, its inode given to a new file here): the kept file must
+    # still have it (under its name: edited in place is fine), or the inode must still have
+    # the size and time it had when linked (the kept file renamed or saved anew elsewhere).
     ident = (rec.get("keeper_dev"), rec.get("keeper_ino"))
+    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != ident:
+        return False
+    if (st.st_size, st.st_mtime_ns) == (rec.get("keeper_size"), rec.get("keeper_mtime_ns")):
+        return True
     kst = _lstat(rec["keeper"])
-    return stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == ident \
-        and kst is not None and (kst.st_dev, kst.st_ino) == ident
+    return kst is not None and (kst.st_dev, kst.st_ino) == ident
 
 
 def _restore_link(rec: dict[str, Any], st: os.stat_result | None
@@ -782,7 +787,9 @@ def _run_op(j: Journal, op: Operation, real_roots: list[str],
     if op.action in ("hardlink", "symlink"):
         assert op.keeper is not None  # a kept file (_group_refusal), checked just above
         dev, ino = kept[op.keeper]
-        fields.update(keeper=op.keeper, keeper_dev=dev, keeper_ino=ino)
+        kst = os.lstat(op.keeper)  # checked to be that file just above
+        fields.update(keeper=op.keeper, keeper_dev=dev, keeper_ino=ino,
+                      keeper_size=kst.st_size, keeper_mtime_ns=kst.st_mtime_ns)
     rec = j.intent(seq, fields)
     _crash_point("intent")
     try:
