@@ -3,9 +3,11 @@ and the keeper among a photo's real transformed copies (a regression test of the
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -127,6 +129,30 @@ def test_camera_exif_beats_a_larger_copy_without_it(tmp_path, photo):
     assert decide(upscaled, original, rules=("largest-resolution",)).keep == (str(upscaled),)
     d = decide(upscaled, original)
     assert d.keep == (str(original),) and d.reason.startswith("camera EXIF")
+
+
+HEIF_FACTS = """
+import sys
+from lookalike.imaging.facts import read_file_facts
+print(read_file_facts(sys.argv[1]).camera)
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pillow_heif") is None, reason="pillow-heif")
+def test_a_heic_originals_camera_exif_is_read_in_a_process_that_never_decoded(tmp_path, photo):
+    """`apply` plans in a process that never decoded a HEIC, so Pillow could not open it
+    there: the camera original lost its EXIF and was planned for deletion."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Apple", "iPhone 12"  # Make, Model
+    original = tmp_path / "IMG_1234.heic"
+    photo.save(original, format="HEIF", quality=90, exif=exif.tobytes())
+    proc = subprocess.run([sys.executable, "-c", HEIF_FACTS, str(original)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "Apple iPhone 12"
 
 
 def test_metadata_kept_beats_a_resave_that_dropped_it(tmp_path, photo):

@@ -222,7 +222,7 @@ def _scale_to_8bit(image: Image.Image) -> Image.Image:
 
 
 @lru_cache(maxsize=1)
-def _setup() -> bool:
+def register_plugins() -> bool:
     """Once per process: register optional format plugins; returns whether HEIF is available.
 
     Also silences Pillow's per-file warnings (bomb warnings for large-but-allowed images,
@@ -308,7 +308,7 @@ def _unidentified(data: bytes, max_pixels: int) -> tuple[str, str]:
     """Explain a file Pillow could not identify: not an image, an unsupported variant, a
     missing plugin, or a recognisable image whose header is damaged or cut short."""
     head = data[:16]
-    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS and not _setup():
+    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS and not register_plugins():
         return ("unsupported-format", "a HEIC/HEIF image; decoding it needs the pillow-heif "
                 f"package: {INSTALL_HINTS['heif']}")
     if head[4:8] == b"ftyp" and head[8:12] in AVIF_BRANDS and not features.check("avif"):
@@ -520,7 +520,7 @@ def decode_bytes(data: bytes, *, mode: DecodeMode = "full",
     """
     if not data:
         raise DecodeError("empty-file", "the file is empty (0 bytes)")
-    _setup()
+    register_plugins()
     raw_kind = _raw_kind(data)
     try:
         if raw_kind:

@@ -150,6 +150,11 @@ def _stream_facts(fh: BinaryIO) -> FileFacts:
     cannot open."""
     from PIL import Image  # loads Pillow
 
+    from lookalike.imaging.decode import register_plugins
+
+    # The plugins a scan's workers have: a HEIC's camera EXIF read at plan time must be what
+    # the scan saw, or the keep policy judges the original without it.
+    register_plugins()
     try:
         with Image.open(fh) as im:
             return image_facts(im, fh)
