@@ -131,6 +131,27 @@ def test_camera_exif_beats_a_larger_copy_without_it(tmp_path, photo):
     assert d.keep == (str(original),) and d.reason.startswith("camera EXIF")
 
 
+@pytest.mark.parametrize(("rules", "kept_hash"), [(DEFAULT_KEEP, True), (("none",), False)])
+def test_a_protected_member_only_embeddings_matched_does_not_let_every_copy_go(
+        tmp_path, photo, rules, kept_hash):
+    """With --no-verify such a member may be another photo of the scene: protecting its
+    folder removed every hash-matched copy of the picture (unless keep rule none asks to)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    photo.save(tmp_path / "a" / "x.png")
+    photo.save(tmp_path / "a" / "x.jpg", quality=70)
+    photo.crop((0, 0, photo.width // 2, photo.height)).save(tmp_path / "b" / "crop.png")
+    members = (Member(record(tmp_path / "a" / "x.png"), 0),
+               Member(record(tmp_path / "a" / "x.jpg"), 1),
+               Member(record(tmp_path / "b" / "crop.png"), 0, "embedding", 0.95))
+    group = Group(id=1, members=members, representative=members[0].record.path, kind="near")
+    d = KeepPolicy.from_spec(rules, protect=[tmp_path / "b"]).decide_all([group]).decisions[1]
+    assert str(tmp_path / "b" / "crop.png") in d.keep
+    hashed_kept = [p for p in d.keep if "/a/" in p]
+    assert len(hashed_kept) == (1 if kept_hash else 0)
+    assert len(d.remove) == (1 if kept_hash else 2)
+
+
 HEIF_FACTS = """
 import sys
 from lookalike.imaging.facts import read_file_facts

@@ -210,14 +210,14 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
             keep.append((1 if rule else 2, rec.path))
             why[rec.path] = f"rule: {rule}" if rule else "no remove rule covers it"
     kept = [p for _, p in sorted(keep, key=lambda x: x[0])]  # stable: policy order within
-    if not any(p in protected or how[p] == "hash" for p in kept):
-        last = base.keep[0]  # the policy's keeper: protected, or of the hash-matched members
+    if not any(how[p] == "hash" or (p in protected and how[p] != "embedding") for p in kept):
+        # The policy's keeper: protected, or of the hash-matched members.
+        last = next(p for p in base.keep if how[p] != "embedding")
         remove.remove(last)
         kept.insert(0, last)
         why[last] = ("the last copy: every copy is under a remove folder (members that "
                      "embeddings alone joined do not count), so the keep policy "
-                     f"({', '.join(policy.rules)}) keeps this one"
-                     + (f": {base.reason}" if base.reason else ""))
+                     f"({', '.join(policy.rules)}) keeps this one")
     return KeepDecision(group=group.id, keep=tuple(kept), remove=tuple(sorted(remove)),
                         protected=tuple(p for p in kept if p in protected),
                         reason=why[kept[0]]), why

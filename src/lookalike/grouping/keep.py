@@ -466,6 +466,12 @@ class KeepPolicy:
             # A protected copy stays, so every other verified member may go (a leakage
             # scan's reference sets: the purge list).
             keep, reason = protected, "in a protected folder"
+            if all(how[p] == "embedding" for p in protected) and not self.remove_all:
+                # Only unverified embedding matches are protected, perhaps another photo of
+                # the scene: the policy's pick of the hash-matched members stays too.
+                hashed = [kr for kr in keyed if how[kr[1].path] == "hash"]
+                keep = (*protected, hashed[0][1].path)
+                reason = self._why(hashed[0][0], hashed[1][0] if len(hashed) > 1 else None)
         else:
             # Members embeddings joined are crops, frames, turns... of the others, or the
             # others of them: which is the original no signal here says (a screenshot has
