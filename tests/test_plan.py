@@ -339,6 +339,26 @@ def test_a_member_swapped_for_a_fifo_never_blocks_the_plan_or_the_page(library, 
     assert "b_small.png" in page
 
 
+def test_a_kept_file_changed_since_the_scan_is_reported_as_changed_not_as_an_edit(
+        tmp_path, scene):
+    """The keep policy reads headers again at plan time: a camera original re-saved without
+    its EXIF made the plan keep another file and call the report edited."""
+    root = tmp_path / "p"
+    root.mkdir()
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
+    img = scene(3, (200, 150))
+    img.save(root / "IMG_0001.jpg", quality=90, exif=exif.tobytes())
+    img.resize((300, 225)).save(root / "big.jpg", quality=90)
+    report = tmp_path / "r.json"
+    write_report(lookalike.scan(root, workers=1), report)
+    (group,) = json.loads(report.read_text())["groups"]
+    assert group["keep"] == [str(root / "IMG_0001.jpg")]
+    img.save(root / "IMG_0001.jpg", quality=90)  # re-saved without its EXIF
+    (skip,) = plan(report, action="delete").skipped
+    assert "IMG_0001.jpg changed since the scan" in skip.reason and "edited" not in skip.reason
+
+
 def test_tampered_report_exits_2_from_the_cli(runner, library, tmp_path):
     edit_report(library[1], lambda d: d["groups"][0]["members"][-1].update(path="/etc/hosts",
                                                                            source=""))

@@ -812,11 +812,6 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         if untied is not None:
             skipped.append(SkippedGroup(group=g.id, reason=untied))
             continue
-        edited = _edited_keep(g, decision) if keep is None and decisions is None \
-            and not rules and not protect_dirs else None
-        if edited is not None:
-            skipped.append(SkippedGroup(group=g.id, reason=edited))
-            continue
         gone = next((k for k in decision.keep if k in done), None)
         if gone is not None:
             skipped.append(SkippedGroup(group=g.id, reason=f"the file it keeps, {gone}, was "
@@ -835,6 +830,11 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         states = tuple(_state(recs[targets[p][0]] if p in targets else recs[p], p)
                        for p in sorted(set(involved)))
         reason = reason or next((r for r in map(_state_problem, states) if r), None)
+        if reason is None and keep is None and decisions is None and not rules \
+                and not protect_dirs:
+            # After the files' states: a kept file changed since the scan (its header read
+            # again) is that, not an edit of the report.
+            reason = _edited_keep(g, decision)
         if reason:
             skipped.append(SkippedGroup(group=g.id, reason=reason))
             continue
