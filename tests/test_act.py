@@ -309,6 +309,39 @@ def test_a_full_disk_stops_the_run_with_one_line_and_undo_restores_everything(
     assert undo(journal).ok and snapshot(root) == before
 
 
+def test_undo_quiet_still_names_what_it_could_not_restore(runner, library, tmp_path):
+    _root, report = library
+    p = make_plan("move", report, tmp_path)
+    journal = tmp_path / "j.jsonl"
+    assert apply(p, journal=journal).ok
+    blocked = p.operations[0].path
+    Path(blocked).write_bytes(b"a new file where the moved one was")
+    res = runner.invoke(cli, ["undo", str(journal), "-q"])
+    assert res.exit_code == 1
+    assert f"{blocked} exists again but is another file" in res.stderr
+
+
+def test_a_journal_whose_header_cannot_be_written_is_not_left_behind(library, tmp_path,
+                                                                    monkeypatch):
+    """An empty journal file was left, and the message sent the user to undo or resume it
+    (both then failed: 'not a lookalike journal')."""
+    import errno
+
+    import lookalike.actions.journal as journal_module
+
+    root, report = library
+    before = snapshot(root)
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(journal_module.os, "write", full)
+    journal = tmp_path / "j.jsonl"
+    with pytest.raises(JournalError, match="nothing was changed"):
+        apply(make_plan("move", report, tmp_path), journal=journal)
+    assert not journal.exists() and snapshot(root) == before
+
+
 @pytest.mark.parametrize("action", ["hardlink", "move"])
 def test_a_journal_inside_a_scanned_folder_is_refused_before_any_change(library, tmp_path,
                                                                         action):

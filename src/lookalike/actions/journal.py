@@ -24,6 +24,7 @@ makes the journal unusable (:class:`~lookalike.errors.JournalError`).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -145,8 +146,17 @@ class Journal:
             _lock(fd, p)
             j._write(head)
             fsync_dir(os.path.dirname(p))  # the journal itself must survive a crash
-        except BaseException:
+        except BaseException as exc:
             j.close()
+            # Nothing was done yet: no headerless file is left behind to be mistaken for a
+            # journal to undo or resume.
+            with contextlib.suppress(OSError):
+                os.unlink(p)
+            cause = exc.__cause__
+            if isinstance(cause, OSError):  # the header could not be written (_write)
+                raise JournalError(f"cannot create journal {p}: {cause.strerror or cause}; "
+                                   "nothing was changed. Free some space or choose another "
+                                   "journal path") from None
             raise
         return j
 
@@ -271,9 +281,9 @@ class Journal:
         except OSError as exc:  # a full disk, a lost mount: no change may follow unrecorded
             raise LookalikeError(
                 f"cannot write to the journal {self.path} ({exc.strerror or exc}); the run "
-                "stopped before changing anything more. Free some space (or fix the disk), "
-                f"then run `lookalike undo {self.path}` to put back what was done, or apply "
-                "again with this journal to finish") from None
+                "stopped before changing anything more. Free some space (or fix the disk) "
+                "and run the same command again: it goes on from this journal (and "
+                f"`lookalike undo {self.path}` puts back what an apply did)") from exc
 
     def close(self) -> None:
         if self._fd >= 0:
