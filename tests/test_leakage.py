@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 import lookalike
 from lookalike import ConfigError, find_leakage
@@ -140,6 +140,22 @@ def test_apply_on_a_leakage_report_moves_the_purge_list_and_never_the_reference(
     assert (tmp_path / "q" / "test" / "cat_small.jpg").exists()
     undo(tmp_path / "j.jsonl")
     assert {d: snapshot(d) for d in (train, test, val)} == before
+
+
+def test_a_leakage_check_at_its_own_threshold_is_planned_at_that_threshold(splits, tmp_path):
+    """find_leakage(threshold=...) wider than the scan's: the plan's chain check used the
+    scan's threshold and skipped such groups as 'edited'."""
+    train, test, val = splits
+    moon = Image.open(train / "moon.png").convert("RGB")
+    ImageEnhance.Contrast(moon).enhance(0.7).save(test / "moon_flat.jpg", quality=70)
+    result = lookalike.scan([train, test, val], method="dhash-z", hash_size=8, threshold=0,
+                            workers=1)
+    leak = find_leakage(result, [train], threshold=THRESHOLD)
+    assert any(m.distance > 0 for lk in leak.leaks for m in lk.matches)  # wider than 0
+    report = tmp_path / "leak.json"
+    write_report(restrict_to_leakage(result, leak), report, leakage=leak)
+    p = plan(report, action="move", to=tmp_path / "q")
+    assert p.skipped == () and sorted(op.path for op in p.operations) == sorted(leak.purge)
 
 
 def test_cli_scan_with_reference_reports_leakage(runner, splits, tmp_path):

@@ -742,7 +742,9 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         done = journal_of(journal, source).done_paths(action)
 
     by_id = {g.id: g for g in report.groups}
-    threshold = report.config.get("threshold")
+    # A leakage check may match at another threshold than the scan's (find_leakage's own).
+    threshold = (leak.get("threshold") if leak.get("threshold") is not None
+                 else report.config.get("threshold"))
     why: dict[int, dict[str, str]] = {}  # group -> path -> which rule decided it
     if decisions is not None:
         chosen = [(by_id[d.group], d) for d in decisions.groups]
