@@ -141,6 +141,13 @@ def _two(**extra) -> list[dict]:
     (lambda d: d.update(keep_policy="none"), "'keep_policy' is a str"),
     (lambda d: d.update(leakage=[]), "'leakage' is a list"),
     (lambda d: d["groups"][0].update(members=[]), "fewer than two members"),
+    (lambda d: d["groups"][0].update(members=_two(hash=123)), "'hash' that is not hex"),
+    (lambda d: d["config"].update(nbits="abc"), "'config.nbits' is 'abc'"),
+    (lambda d: d["config"].update(threshold="6"), "'config.threshold' is '6'"),
+    (lambda d: d.update(stats={"bytes_reclaimable": "x"}), "'stats.bytes_reclaimable'"),
+    (lambda d: d["groups"].append(dict(d["groups"][0], members=[
+        *_two(path="/c.jpg")[:1], {"path": "/d.jpg", "hash": "00", "bytes": 1}])),
+     "is another group's"),
     (lambda d: d["groups"][0].update(members=_two(source=5)), "'source' that is not a path"),
     (lambda d: d["groups"][0].update(members=_two(path="/a\0.jpg")), "NUL byte"),
     (lambda d: d["groups"][0].update(members=_two(aliases="/c.jpg")), "not text"),

@@ -403,10 +403,23 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
         if value is not None and not (isinstance(value, list)
                                       and all(isinstance(v, str) for v in value)):
             raise bad(f"{name!r} is not a list of text")
+    def integer(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    cfg, stats = data.get("config") or {}, data.get("stats") or {}
+    for name, value in (*((f"config.{k}", cfg.get(k)) for k in ("nbits", "threshold")),
+                        *((f"stats.{k}", stats.get(k)) for k in (
+                            "images", "duplicates", "bytes_reclaimable"))):
+        if value is not None and not integer(value):
+            raise bad(f"{name!r} is {value!r}, not a whole number")
     seen: dict[str, Any] = {}
+    ids: set[Any] = set()
     for g in data.get("groups") or ():
         gid = g.get("id") if isinstance(g, dict) else None
-        members = g.get("members") if isinstance(g, dict) else None
+        if not integer(gid) or gid in ids:
+            raise bad(f"a group's id {gid!r} is not a whole number, or is another group's")
+        ids.add(gid)
+        members = g.get("members")
         if not isinstance(members, list) or len(members) < 2:
             raise bad(f"group {gid} has fewer than two members")
         for m in members:
@@ -418,6 +431,8 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
                 raise bad(f"group {gid} has a path that is not text, or holds a NUL byte")
             if not isinstance(m.get("source") or "", str):
                 raise bad(f"group {gid}: {m['path']} has a 'source' that is not a path")
+            if not isinstance(m.get("hash"), str):
+                raise bad(f"group {gid}: {m['path']} has a 'hash' that is not hex text")
             if m.get("match", "hash") not in MATCH_KINDS:
                 raise bad(f"group {gid}: {m['path']} has an unknown 'match' "
                           f"{m.get('match')!r} (one of {', '.join(MATCH_KINDS)})")
