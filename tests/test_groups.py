@@ -36,8 +36,8 @@ def test_identical_hashes_group_at_threshold_zero():
 
 def test_components_chain_but_star_keeps_every_member_within_threshold():
     # a~b (1 bit), b~c (1 bit), a and c are 2 bits apart: chaining joins all three.
-    recs = [rec("/a", 0b000, pixels=300), rec("/b", 0b001, pixels=200),
-            rec("/c", 0b011, pixels=100)]
+    recs = [rec("/a", 0b1000, pixels=300), rec("/b", 0b1001, pixels=200),
+            rec("/c", 0b1011, pixels=100)]
     comp = build_groups(recs, 1, "components")
     assert len(comp) == 1 and sorted(comp[0].paths) == ["/a", "/b", "/c"]
     star = build_groups(recs, 1, "star")
@@ -59,8 +59,8 @@ def test_with_embedding_links_the_representative_comes_from_the_largest_hash_par
     # An original and two re-encodes hash alike; a screenshot of it (more pixels, another
     # hash) and a crop (fewer) join only through embedding links. The representative, whose
     # hash part the keep policy chooses in, is the original, not the screenshot.
-    recs = [rec("/a_crop", 0xF0F0, pixels=50), rec("/b_orig", 0x0000, pixels=400),
-            rec("/c_q70", 0x0001, pixels=400, size=5), rec("/d_q30", 0x0003, pixels=400,
+    recs = [rec("/a_crop", 0xF0F0, pixels=50), rec("/b_orig", 0x8000, pixels=400),
+            rec("/c_q70", 0x8001, pixels=400, size=5), rec("/d_q30", 0x8003, pixels=400,
                                                                size=3),
             rec("/e_screenshot", 0xFF00, pixels=900)]
     links = {(1, 4): "verified", (0, 2): "verified"}
@@ -69,7 +69,7 @@ def test_with_embedding_links_the_representative_comes_from_the_largest_hash_par
     assert link_matches(recs, [cluster], record_edges(recs, 2), links) == {
         0: "verified", 4: "verified"}
     # Two parts of equal size: the one holding the best record.
-    recs2 = [rec("/p", 0x0000, pixels=100), rec("/q", 0x0001, pixels=100),
+    recs2 = [rec("/p", 0x8000, pixels=100), rec("/q", 0x8001, pixels=100),
              rec("/r", 0xFF00, pixels=900), rec("/s", 0xFF01, pixels=900)]
     (cluster,) = cluster_records(recs2, 2, "components", links={(0, 2): "verified"})
     assert recs2[cluster[0]].path == "/r"
@@ -83,11 +83,26 @@ def test_groups_of_identical_files_are_exact_and_others_near():
 
 
 def test_many_identical_hashes_group_without_quadratic_work():
-    recs = [rec(f"/blank{i:05d}", 0) for i in range(20000)] + [rec("/other", 0xFFFF)]
+    recs = [rec(f"/same{i:05d}", 0x0F0F) for i in range(20000)] + [rec("/other", 0xFFFF)]
     (g,) = build_groups(recs, 3, "star")
     assert len(g) == 20000 and "/other" not in g.paths
     (g,) = build_groups(recs, 3)
     assert len(g) == 20000
+
+
+def test_featureless_hashes_group_by_their_bytes_only():
+    """A blank page and a solid square of any colour all hash to 0: near-hash grouping put
+    red, blue and black squares in one group, and a page with one line of text (a few bits)
+    chained them all. They now join only byte-identical copies, and bridge nothing."""
+    recs = [rec("/red", 0, digest="r"), rec("/red_copy", 0, digest="r"),
+            rec("/blue", 0, digest="b"), rec("/black", 0, digest="k"),
+            rec("/page", 0b0111, digest="p"), rec("/page2", 0b0111 << 8, digest="q"),
+            rec("/unread", 0, digest="")]
+    for mode in ("components", "star"):
+        groups = build_groups(recs, 3, mode)
+        assert [sorted(g.paths) for g in groups] == [["/red", "/red_copy"]]
+        assert groups[0].kind == "exact" and groups[0].members[1].distance == 0
+    assert neighbour_mask(recs, 3) == [True, True, False, False, False, False, False]
 
 
 def test_groups_do_not_depend_on_input_order():
@@ -133,7 +148,7 @@ def test_multi_segment_graph_matches_brute_force(data):
     # repeated within one: components, star groups and the neighbour mask are those of the
     # record graph in which two records are adjacent when any of their codes are within
     # the threshold. Few distinct values, so codes collide and pairs exist.
-    values = st.integers(0, 63)
+    values = st.integers(1, 63)  # 0 alone is featureless: grouped by digest (test below)
     segs = data.draw(st.lists(st.lists(values, min_size=1, max_size=4), min_size=1,
                               max_size=12))
     radius = data.draw(st.integers(0, 3))

@@ -94,6 +94,28 @@ def test_scan_takes_the_cache_as_a_path_and_closes_it(copies_tree, tmp_path):
         assert len(cache) == len(first.records)
 
 
+def test_blank_and_solid_pictures_group_only_with_their_byte_copies(tmp_path):
+    """Solid squares of four colours and a white page with a line of text were one 'near'
+    group (every such hash is 0; the page a few bits from it): the keep policy would have
+    removed the red square for the blue one."""
+    from PIL import ImageDraw
+
+    for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255)), ("black", (0, 0, 0)),
+                         ("white", (255, 255, 255))):
+        Image.new("RGB", (300, 300), colour).save(tmp_path / f"{name}.png")
+    shutil.copyfile(tmp_path / "red.png", tmp_path / "red_copy.png")
+    page = Image.new("RGB", (800, 600), (255, 255, 255))
+    ImageDraw.Draw(page).text((50, 140), "Meeting notes: bring the slides", fill=(0, 0, 0))
+    page.save(tmp_path / "page.png")
+    db = tmp_path / "cache.sqlite"
+    for _ in range(2):  # cold, then warm: the digests come from the cache
+        result = lookalike.scan(tmp_path, workers=1, cache=db)
+        assert [sorted(Path(p).name for p in g.paths) for g in result.groups] == [
+            ["red.png", "red_copy.png"]]
+        assert result.groups[0].kind == "exact"
+    assert result.stats["hashed"] == 0
+
+
 def test_scan_rejects_bad_options_before_any_work(tmp_path):
     with pytest.raises(lookalike.ConfigError):
         lookalike.scan(tmp_path, threshold=-1)
@@ -359,7 +381,8 @@ def test_star_groups_are_rebuilt_from_every_record_when_a_leader_changed(tmp_pat
                            width=side, height=side, format="PNG", digest=None,
                            hash=Hash.from_hex(hex_hash, method="dhash", nbits=64))
 
-    recs = [record("L.png", "00", 900), record("M.png", "07", 500), record("X.png", "3f", 400)]
+    recs = [record("L.png", "100", 900), record("M.png", "107", 500),
+            record("X.png", "13f", 400)]
     clusters = cluster_records(recs, config.threshold, config.grouping)
     groups = assemble_groups(recs, clusters)
     assert [[os.path.basename(p) for p in g.paths] for g in groups] == [["L.png", "M.png"]]

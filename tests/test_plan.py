@@ -312,7 +312,7 @@ def test_a_long_chain_of_near_hashes_is_one_group_and_an_outsider_is_not(n):
         return Member(rec, 0, "hash", None)
 
     # Each hash one bit from the next: the ends are far apart, the chain ties them.
-    chain = [member(k, (1 << k) - 1) for k in range(n)]
+    chain = [member(k, (1 << (k + 1)) - 1) for k in range(n)]
     group = Group(id=1, members=tuple(chain), representative=chain[0].record.path, kind="near")
     assert _untied_member(group, 1) is None
     assert _untied_member(group, 0) is not None  # no pair within 0 bits

@@ -40,6 +40,14 @@ class Hash:
         """The single segment's integer value (the hash of a one-segment method)."""
         return self.segments[0]
 
+    @property
+    def featureless(self) -> bool:
+        """True when every segment is 0: the picture has no structure the hash can see (a
+        blank page, a solid colour of any colour). Such hashes say nothing about whether two
+        pictures are one: grouping joins them by their bytes only. Not for ``colorhash``,
+        whose bits are colours."""
+        return self.method != "colorhash" and not any(self.segments)
+
     def __str__(self) -> str:
         spec = f"0{(self.nbits + 3) // 4}x"
         return ",".join([format(s, spec) for s in self.segments])

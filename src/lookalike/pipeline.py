@@ -198,6 +198,11 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         edges = _EdgeStore(cache, config, roots)
         confirm_stats = _confirm(records, items, config, worker, pool, cache, edges,
                                  reporter, retries, batch_size)
+        local = {e.path for e in items if type(e) is FileEntry}.__contains__
+        records, blank_problems = _digest_featureless(records, local, config, cache)
+        for p in blank_problems:
+            reporter.problem(p)
+        problems.extend(blank_problems)
         near = edges.get(records, config.threshold)
         links, proposed, embed_stats = embedding_matches(records, items, config, near, options,
                                                          cache)
@@ -205,7 +210,6 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
             reporter.info(f"{embed_stats['embed_failed']} images got no embedding (the model "
                           "failed on them): they match by their hashes only")
         clusters = cluster_records(records, config.threshold, config.grouping, near, links)
-        local = {e.path for e in items if type(e) is FileEntry}.__contains__
         hashed_records = records
         groups, records, digest_problems, digested = _digest_members(
             records, clusters, near, links, local, config, cache)
@@ -557,6 +561,27 @@ class _EdgeStore:
             if cache is not None:
                 cache.save_edges(self.config, self.roots, edges)
         return edges
+
+
+def _digest_featureless(records: list[ImageRecord], local: Callable[[str], bool],
+                        config: ScanConfig, cache: HashCache | None
+                        ) -> tuple[list[ImageRecord], list[Problem]]:
+    """Phase 3a': the file digests of the local records whose hash is featureless (blank or
+    solid pictures, :attr:`~lookalike.model.Hash.featureless`): grouping joins those by
+    their bytes only (:func:`~lookalike.grouping.groups.cluster_records`). Usually none or
+    few; cached, so a re-scan reads none again. Records whose file changed since it was
+    hashed are dropped, with their problems."""
+    want = [r for r in records if r.hash.featureless and r.digest is None and local(r.path)]
+    if not want:
+        return records, []
+    digests, problems = digest_files(want, config.resolved_workers)
+    if digests and cache is not None:
+        configs = [config] if config.decode == "full" else [config, full_config(config)]
+        cache.set_digests([(r.path, r.size_bytes, r.mtime_ns, digests[r.path])
+                           for r in want if r.path in digests], configs)
+    gone = {p.path for p in problems}
+    return [dataclasses.replace(r, digest=digests[r.path]) if r.path in digests else r
+            for r in records if r.path not in gone], problems
 
 
 def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges: Edges,

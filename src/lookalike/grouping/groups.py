@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Literal
+from typing import Any, Literal
 
 from lookalike.model import Group, ImageRecord, Member
 
@@ -137,6 +137,17 @@ def _search(ordered: list[int], nbits: int, radius: int) -> set[tuple[int, int]]
             for i, j in zip(ii.tolist(), jj.tolist(), strict=True)}
 
 
+def _graph_codes(record: ImageRecord) -> tuple[Any, ...]:
+    """The codes ``record`` joins others by: its hash segments; for a featureless hash (a
+    blank or solid picture of any colour: :attr:`~lookalike.model.Hash.featureless`) its
+    file digest alone, so that only byte-identical copies of it group, and it bridges no
+    two pictures (a white page with a line of text was 6 bits from every solid square, and
+    joined them all, red, blue and black, into one group)."""
+    if not record.hash.featureless:
+        return record.hash.segments
+    return (("bytes", record.digest),) if record.digest else ()
+
+
 class _Graph:
     """The "within threshold" graph over records, kept collapsed.
 
@@ -160,7 +171,7 @@ class _Graph:
         for a, b in links:
             self._extra[a].append(b)
             self._extra[b].append(a)
-        self._codes = [r.hash.segments for r in records]
+        self._codes = [_graph_codes(r) for r in records]
         first: dict[int, int] = {}  # code -> its first (smallest) owner
         shared: dict[int, list[int]] = {}  # code -> its owners, for codes of 2+ records
         links_a: list[int] = []
