@@ -158,6 +158,19 @@ def test_a_leakage_check_at_its_own_threshold_is_planned_at_that_threshold(split
     assert p.skipped == () and sorted(op.path for op in p.operations) == sorted(leak.purge)
 
 
+def test_a_blank_test_image_leaks_only_from_its_byte_copy(tmp_path):
+    """Solid squares of other colours all hash to 0: they are not leaks of each other."""
+    train, test = tmp_path / "train", tmp_path / "test"
+    for d in (train, test):
+        d.mkdir()
+    Image.new("RGB", (64, 64), (255, 0, 0)).save(train / "red.png")
+    Image.new("RGB", (64, 64), (0, 0, 255)).save(test / "blue.png")
+    shutil.copyfile(train / "red.png", test / "red_copy.png")
+    result = lookalike.scan([train, test], workers=1)
+    leak = find_leakage(result, [train])
+    assert sorted(os.path.basename(p) for p in leak.purge) == ["red_copy.png"]
+
+
 def test_cli_scan_with_reference_reports_leakage(runner, splits, tmp_path):
     train, test, val = splits
     out = tmp_path / "r.json"

@@ -88,6 +88,23 @@ def test_query_answers_from_a_cache_of_a_scan_without_invariance_or_trimming(
     assert json.loads(res.output)["queries"][0]["matches"][0]["path"] == str(lib / "five.png")
 
 
+def test_a_blank_query_matches_its_byte_copies_only(tmp_path):
+    from PIL import Image
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        Image.new("RGB", (64, 64), colour).save(lib / f"{name}.png")
+    db = tmp_path / "c.sqlite"
+    lookalike.scan(lib, workers=1, cache=db)
+    query = tmp_path / "q.png"
+    query.write_bytes((lib / "red.png").read_bytes())
+    Image.new("RGB", (64, 64), (0, 255, 0)).save(tmp_path / "green.png")
+    (red, green) = find_matches([query, tmp_path / "green.png"], db)[0]
+    assert [r.path for r, _ in red.matches] == [str(lib / "red.png")]
+    assert green.matches == ()
+
+
 # ------------------------------------------------------- never "0 matches" when it cannot answer
 
 

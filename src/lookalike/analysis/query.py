@@ -118,6 +118,12 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
                 owner = owners[row]
                 if stored[owner].path != path and dist < best.get(owner, dist + 1):
                     best[owner] = dist
+        if out.hash.featureless or any(stored[i].hash.featureless for i in best):
+            # A blank or solid picture matches its byte copies only, as in a scan's groups.
+            digest = _digest_of(out) if out.hash.featureless else None
+            best = {i: d for i, d in best.items()
+                    if (not out.hash.featureless and not stored[i].hash.featureless)
+                    or (digest is not None and stored[i].digest == digest)}
         ranked = sorted(best.items(), key=lambda kv: (kv[1], stored[kv[0]].path))
 
         def hash_matches(i: int) -> Iterator[int]:
@@ -195,6 +201,14 @@ def _opened(cache: HashCache | str | os.PathLike[str]) -> Iterator[HashCache]:
                           "fill the cache; a query only reads it)")
     with HashCache(path, read_only=True) as db:
         yield db
+
+
+def _digest_of(record: ImageRecord) -> str | None:
+    """The file digest of a query image (None if it cannot be read again)."""
+    from lookalike.inputs.read import file_digest
+
+    found = file_digest(record.path, record.size_bytes, record.mtime_ns)
+    return found if isinstance(found, str) else None
 
 
 def _describe(method: str, size: str | int, decode: str, invariant: str = "none",

@@ -55,7 +55,9 @@ def near_pairs(records: Sequence[ImageRecord], max_distance: int
     """All index pairs (i < j) whose hashes are within ``max_distance`` bits, with distance.
 
     Multi-segment (crop-resistant) hashes match when any segment pair does; the distance is
-    the best segment match. Same file/pixel digest pairs are added with distance 0.
+    the best segment match. Same file/pixel digest pairs are added with distance 0; a
+    featureless hash (:attr:`~lookalike.model.Hash.featureless`) pairs by digest only, as in
+    grouping.
     """
     import numpy as np
 
@@ -70,8 +72,9 @@ def near_pairs(records: Sequence[ImageRecord], max_distance: int
     ii, jj, dd = find_pairs(codes, max_distance)
     own = np.asarray(owners, dtype=np.int64)
     oi, oj = own[ii], own[jj]
+    blank = [r.hash.featureless for r in records]
     for a, b, d in zip(oi.tolist(), oj.tolist(), dd.tolist(), strict=True):
-        if a == b:
+        if a == b or blank[a] or blank[b]:
             continue
         key = (a, b) if a < b else (b, a)
         old = pairs.get(key)
