@@ -127,6 +127,23 @@ def test_duplicates_already_in_the_sample_are_true_pairs_not_false_ones(sample_d
     assert cal.point(0).true_pairs >= 1
 
 
+def test_solid_pictures_of_other_colours_are_neither_duplicates_nor_false_pairs(tmp_path):
+    """Their normalised thumbnails are flat whatever the colour: calibrate called black and
+    blue 'duplicates you already have'. A scan pairs them by their bytes only, so their hash
+    pairs count neither way; and the false-pair bound never exceeds the pairs there are."""
+    from PIL import Image
+
+    for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255)), ("black", (0, 0, 0)),
+                         ("white", (255, 255, 255))):
+        Image.new("RGB", (120, 90), colour).save(tmp_path / f"{name}.png")
+    shutil.copyfile(tmp_path / "red.png", tmp_path / "red_copy.png")
+    cal = calibrate(tmp_path, workers=1)
+    names = [{p.rsplit("/", 1)[1] for p in pair[:2]} for pair in cal.duplicates_in_sample]
+    assert names == [{"red.png", "red_copy.png"}]
+    assert cal.closest_negatives == ()
+    assert cal.expected_false_pairs <= 5 * 4 / 2
+
+
 def test_sampling_is_seeded_and_limited(sample_dir):
     a = calibrate(sample_dir, sample=6, seed=1, method="dhash", hash_size=8, workers=1)
     b = calibrate(sample_dir, sample=6, seed=1, method="dhash", hash_size=8, workers=1)

@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from lookalike.imaging.decode import Picture
+    from lookalike.model import Hash
 
 __all__ = [
     "INVARIANT_TRANSFORMS",
@@ -271,6 +272,7 @@ class _Sampled:
     colour: np.ndarray  # 16 x 16 x 3, each channel normalised
     segments: tuple[int, ...]
     copies: tuple[tuple[int, ...] | None, ...]  # None: that copy could not be hashed
+    featureless: bool = False  # a blank or solid picture (Hash.featureless)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,14 +318,13 @@ class _Worker:
     config: ScanConfig
     transform_names: tuple[str, ...]
 
-    def _hash(self, data: bytes) -> tuple[Picture, tuple[int, ...]]:
+    def _hash(self, data: bytes) -> tuple[Picture, Hash]:
         from lookalike.imaging.decode import decode_bytes
         from lookalike.imaging.hashes import get_method
 
         pic = decode_bytes(data, mode=self.config.decode, max_pixels=self.config.max_pixels)[0]
-        h = get_method(self.config.method).hash(pic, self.config.resolved_hash_size,
-                                                self.config.invariant)
-        return pic, h.segments
+        return pic, get_method(self.config.method).hash(pic, self.config.resolved_hash_size,
+                                                        self.config.invariant)
 
     def __call__(self, chunk: Sequence[FileEntry]) -> _ChunkOut:
         import numpy as np
@@ -344,7 +345,7 @@ class _Worker:
                                         message=exc.message))
                 continue
             try:
-                pic, segments = self._hash(data)
+                pic, h = self._hash(data)
                 grey = _normalised(pic.grey(32, 32), 1.0)
                 source = _source_image(pic)
                 colour = _normalised(np.asarray(
@@ -361,11 +362,11 @@ class _Worker:
             for name in self.transform_names:
                 t = by_name[name]
                 try:
-                    copies.append(self._hash(_encode(t.fn(source), t.quality))[1])
+                    copies.append(self._hash(_encode(t.fn(source), t.quality))[1].segments)
                 except Exception:  # e.g. a 1-pixel image cropped to nothing
                     copies.append(None)
             out.append(_Sampled(entry.path, hashlib.sha256(data).hexdigest(), grey, colour,
-                                segments, tuple(copies)))
+                                h.segments, tuple(copies), h.featureless))
         return _ChunkOut(out, problems)
 
 
@@ -421,6 +422,10 @@ def _likely_duplicates(sampled: Sequence[_Sampled], a: np.ndarray, b: np.ndarray
         x, y = sampled[i], sampled[j]
         if x.digest == y.digest:
             dup[k], why[k] = True, "identical bytes"
+            continue
+        if x.featureless or y.featureless:
+            # Blank or solid: normalised thumbnails are flat whatever the colour, and a scan
+            # groups such pictures by their bytes only.
             continue
         grey = min(float(np.abs(o - x.grey).mean()) for o in _orientations(y.grey))
         if grey > GREY_MAX:
@@ -541,9 +546,15 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     # the pairs to compare few (different pictures sit near half the bits apart).
     top = max(1, nbits // 4)
     a, b, d = _near_pairs([s.segments for s in sampled], nbits, top)
+    # A scan pairs a blank or solid picture with its byte copies only (Hash.featureless):
+    # its other hash pairs are never made, so they are neither true nor false ones here.
+    made = np.asarray([not (sampled[i].featureless or sampled[j].featureless)
+                       or sampled[i].digest == sampled[j].digest
+                       for i, j in zip(a.tolist(), b.tolist(), strict=True)], dtype=bool)
+    a, b, d = a[made], b[made], d[made]
     dup, why = _likely_duplicates(sampled, a, b)
     n_dup = int(dup.sum())
-    n_neg = n * (n - 1) // 2 - n_dup
+    n_neg = n * (n - 1) // 2 - n_dup - int((~made).sum())
     # Positives: each original against each of its edited copies.
     by_transform_d: dict[str, list[int]] = {name: [] for name in names}
     for s in sampled:
@@ -578,7 +589,8 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     # A sample of n images has n^2/2 negative pairs, the whole collection N^2/2: rates that
     # look like zero on the sample can still mean false pairs in the full scan.
     rate = (3.0 if fp[best] == 0 else float(fp[best])) / max(n_neg, 1)
-    expected = rate * found * (found - 1) / 2
+    # Never more than the pairs there are (6 images: 15, not "about 45 at most").
+    expected = min(rate, 1.0) * found * (found - 1) / 2
     # The closest remaining pairs: look-alikes this method confuses, or missed duplicates.
     path = [s.path for s in sampled]
     neg = np.flatnonzero(~dup)
