@@ -242,6 +242,8 @@ def test_no_output_overwrites_a_picture_an_input_or_another_output(tmp_path, sce
           str(listing), "--format", "json"], "overwrite the file list"),
         (["scan", str(folder / "one.png"), str(folder / "two.png"), "-q", "-o",
           str(folder / "two.png"), "--format", "json"], "overwrite the scanned file"),
+        (["scan", "--reference", str(listing), str(folder), "-q", "-o", str(listing),
+          "--format", "json"], "overwrite the scanned file"),  # a reference shard, say
     ]
     for argv, why in cases:
         assert why in _usage_error(argv, capsys)

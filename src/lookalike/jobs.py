@@ -174,7 +174,7 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
                    ("JSON report for the HTML page", _page_report_path(html)
                     if html is not None and (format != "json" or output is None) else None)],
                   inputs=[("file list", options.get("files_from")), *(
-                      ("scanned file", p) for p in paths if os.path.isfile(p))])
+                      ("scanned file", p) for p in (*reference, *paths) if os.path.isfile(p))])
     if reference:
         from lookalike.analysis.leakage import check_sets, find_leakage, restrict_to_leakage
 
