@@ -105,6 +105,13 @@ def test_featureless_hashes_group_by_their_bytes_only():
     assert neighbour_mask(recs, 3) == [True, True, False, False, False, False, False]
 
 
+def test_many_blank_copies_group_by_digest_without_quadratic_work():
+    recs = [rec(f"/blank{i:05d}", 0, digest="one blank file") for i in range(20000)]
+    recs += [rec("/other_blank", 0, digest="another"), rec("/x", 0xFFFF)]
+    (g,) = build_groups(recs, 3)
+    assert len(g) == 20000 and g.kind == "exact" and "/other_blank" not in g.paths
+
+
 def test_groups_do_not_depend_on_input_order():
     rng = random.Random(7)
     base = [rng.getrandbits(16) for _ in range(40)]

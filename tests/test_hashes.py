@@ -87,6 +87,29 @@ def test_hash_image_refuses_the_sizes_a_scan_refuses(photos, method, size):
         lookalike.hash_image(photos[0], method, size)
 
 
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_the_flat_codes_table_is_what_every_method_gives_flat_pictures(name):
+    """model.flat_codes is a table (the warm re-scan must not load Pillow or NumPy to build
+    it): this keeps it true. Every flat picture, of any colour, size or mode, hashes to one
+    of its codes; and pdq and colorhash, which have none, are why."""
+    from lookalike.model import flat_codes
+
+    m = METHODS[name]
+    sizes = sorted({m.default_size, *(() if m.sizes else (8, 16))} & set(m.sizes or range(99)))
+    for size in sizes:
+        seen: set[int] = set()
+        for level in (0, 1, 37, 128, 254, 255):
+            for mode, colour in (("L", level), ("RGB", (level, 255 - level, level // 2))):
+                for wh in ((64, 64), (300, 200), (7, 3)):
+                    pic = Picture.from_pil(Image.new(mode, wh, colour))
+                    seen.update(m.hash(pic, size, "dihedral", True).segments)
+        nbits = m.nbits(size)
+        if name in ("pdq", "colorhash"):
+            assert flat_codes(name, nbits) == frozenset() and len(seen) > 1
+        else:
+            assert seen <= flat_codes(name, nbits), (size, sorted(map(hex, seen)))
+
+
 def test_hex_round_trips_and_distance_matches_imagehash(photos):
     a_img, b_img = Image.open(photos[0]), Image.open(photos[1])
     a = lookalike.hash_image(a_img, "dhash", 16)

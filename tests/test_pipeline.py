@@ -116,6 +116,65 @@ def test_blank_and_solid_pictures_group_only_with_their_byte_copies(tmp_path):
     assert result.stats["hashed"] == 0
 
 
+def _bands(colours, size=(300, 200)) -> Image.Image:
+    """Horizontal bands: the flag-like picture whose plain dhash is flat (no pixel differs
+    from its left neighbour), so one of its hash segments is a flat picture's."""
+    img = Image.new("RGB", size)
+    h = size[1] // len(colours)
+    for k, c in enumerate(colours):
+        img.paste(c, (0, k * h, size[0], size[1] if k == len(colours) - 1 else (k + 1) * h))
+    return img
+
+
+def test_a_flat_segment_joins_nothing_but_the_other_segments_still_match(tmp_path):
+    """A flag of horizontal bands and a vertical sky gradient each have one flat segment
+    (their plain orientation); that shared segment put them, and every blank picture, in
+    one group. Their copies still match through their other segments."""
+    import numpy as np
+
+    _bands([(0, 0, 0), (221, 0, 0), (255, 206, 0)]).save(tmp_path / "flag_de.png")
+    _bands([(174, 28, 40), (255, 255, 255), (33, 70, 139)]).save(tmp_path / "flag_nl.png")
+    ramp = np.linspace(90, 230, 200, dtype=np.uint8)[:, None, None]
+    sky = Image.fromarray(np.broadcast_to(ramp * np.array([0.6, 0.8, 1.0]), (200, 300, 3))
+                          .astype(np.uint8))
+    sky.save(tmp_path / "sky.png")
+    sky.save(tmp_path / "sky_q85.jpg", quality=85)
+    Image.new("RGB", (300, 200), (255, 255, 255)).save(tmp_path / "white.png")
+    result = lookalike.scan(tmp_path, workers=1)
+    assert [sorted(Path(p).name for p in g.paths) for g in result.groups] == [
+        ["sky.png", "sky_q85.jpg"]]
+
+
+@pytest.mark.parametrize("method", ["dhash-z", "phash", "ahash"])
+def test_blank_copies_with_identical_pixels_group_whatever_the_method(tmp_path, method):
+    """A solid picture is featureless for phash too (its hash is the DC bit, not 0): red and
+    blue were one group there. Pixel-identical copies (PNG, BMP, lossless WebP) still are."""
+    white = Image.new("RGB", (120, 80), (255, 255, 255))
+    white.save(tmp_path / "white.png")
+    white.save(tmp_path / "white.bmp")
+    white.save(tmp_path / "white.webp", lossless=True)
+    for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        Image.new("RGB", (120, 80), colour).save(tmp_path / f"{name}.png")
+    result = lookalike.scan(tmp_path, workers=1, method=method)
+    assert [sorted(Path(p).name for p in g.paths) for g in result.groups] == [
+        ["white.bmp", "white.png", "white.webp"]]
+    assert result.groups[0].kind == "exact"
+
+
+def test_a_large_page_that_looks_blank_reduced_is_grouped_as_a_full_decode_groups_it(
+        tmp_path):
+    """Reduced for the fast hash, a white page with a small grey box is blank; it joined
+    nothing, so it was never re-hashed in full, and its copies were found by full decoding
+    only."""
+    page = Image.new("RGB", (4000, 3000), (255, 255, 255))
+    page.paste((120, 120, 120), (1800, 1400, 1822, 1411))
+    for q in (75, 85, 95):
+        page.save(tmp_path / f"page_q{q}.jpg", quality=q)
+    fast = lookalike.scan(tmp_path, workers=1)
+    full = lookalike.scan(tmp_path, workers=1, decode="full")
+    assert [sorted(g.paths) for g in fast.groups] == [sorted(g.paths) for g in full.groups]
+
+
 def test_scan_rejects_bad_options_before_any_work(tmp_path):
     with pytest.raises(lookalike.ConfigError):
         lookalike.scan(tmp_path, threshold=-1)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["MATCH_KINDS", "FileFacts", "Group", "Hash", "ImageRecord", "Member",
-           "embedding_array", "embedding_bytes", "make_record", "positional_constructor"]
+           "embedding_array", "embedding_bytes", "flat_codes", "make_record",
+           "positional_constructor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +42,18 @@ class Hash:
         return self.segments[0]
 
     @property
+    def flat_codes(self) -> frozenset[int]:
+        """The segment values a flat picture (one colour, no structure) hashes to with this
+        method (:func:`flat_codes`)."""
+        return flat_codes(self.method, self.nbits)
+
+    @property
     def featureless(self) -> bool:
-        """True when every segment is 0: the picture has no structure the hash can see (a
-        blank page, a solid colour of any colour). Such hashes say nothing about whether two
-        pictures are one: grouping joins them by their bytes only. Not for ``colorhash``,
-        whose bits are colours."""
-        return self.method != "colorhash" and not any(self.segments)
+        """True when every segment is a flat picture's (:attr:`flat_codes`): a blank page or
+        a solid colour, of any colour. Such a hash says nothing about whether two pictures
+        are one: grouping joins them by their bytes or pixels only."""
+        flat = self.flat_codes
+        return bool(flat) and flat.issuperset(self.segments)
 
     def __str__(self) -> str:
         spec = f"0{(self.nbits + 3) // 4}x"
@@ -81,6 +88,24 @@ class Hash:
         except ValueError:
             raise ValueError(f"not a hex hash string: {text!r}") from None
         return cls(method, nbits, segments)
+
+
+_ZERO = frozenset((0,))
+
+
+def flat_codes(method: str, nbits: int) -> frozenset[int]:
+    """The segment values a flat picture hashes to, whatever its colour and size: 0 for the
+    grid methods (no pixel differs from its neighbour or the mean), and for ``phash`` also
+    the DC bit alone (its top bit: any colour but black). None for ``pdq`` (its hashes of
+    flat pictures are arbitrary; its quality says so instead) and ``colorhash`` (its bits
+    are colours). A segment with one of these values carries no structure, so it joins
+    nothing (:mod:`lookalike.grouping.groups`); tests/test_hashes.py hashes flat pictures
+    with every method to keep this table true."""
+    if method in ("pdq", "colorhash"):
+        return frozenset()
+    if method == "phash":
+        return frozenset((0, 1 << (nbits - 1)))
+    return _ZERO
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -558,6 +558,8 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     # Positives: each original against each of its edited copies.
     by_transform_d: dict[str, list[int]] = {name: [] for name in names}
     for s in sampled:
+        if s.featureless:
+            continue  # a scan pairs a blank picture with byte copies only, never with edits
         made = [(name, c) for name, c in zip(names, s.copies, strict=True) if c is not None]
         for (name, _), v in zip(made, _copy_distances(s.segments, [c for _, c in made]),
                                 strict=True):
@@ -565,7 +567,8 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     pos_d = [v for vs in by_transform_d.values() for v in vs]
     n_pos = len(pos_d)
     bins = top + 1
-    rec = np.cumsum(np.bincount(np.minimum(pos_d, bins), minlength=bins + 1))[:bins]
+    rec = np.cumsum(np.bincount(np.minimum(np.asarray(pos_d, dtype=np.int64), bins),
+                                minlength=bins + 1))[:bins]
     recall = rec / max(n_pos, 1)
     tp = np.cumsum(np.bincount(d[dup], minlength=bins))[:bins]
     fp = np.cumsum(np.bincount(d[~dup], minlength=bins))[:bins]

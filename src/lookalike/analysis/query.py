@@ -113,24 +113,28 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
             problems.append(out)
             continue
         best: dict[int, int] = {}
+        flat = out.hash.flat_codes
         for seg in out.hash.segments:
+            if seg in flat:  # a flat picture's segment: it would match every blank picture
+                continue
             for row, dist in index.query(seg, max_distance=config.threshold):
                 owner = owners[row]
                 if stored[owner].path != path and dist < best.get(owner, dist + 1):
                     best[owner] = dist
-        if out.hash.featureless or any(stored[i].hash.featureless for i in best):
+        if out.hash.featureless:
             # A blank or solid picture matches its byte copies only, as in a scan's groups.
-            digest = _digest_of(out) if out.hash.featureless else None
-            best = {i: d for i, d in best.items()
-                    if (not out.hash.featureless and not stored[i].hash.featureless)
-                    or (digest is not None and stored[i].digest == digest)}
+            digest = _digest_of(out)
+            best = {i: 0 for i, r in enumerate(stored) if r.hash.featureless
+                    and digest is not None and r.digest == digest and r.path != path}
         ranked = sorted(best.items(), key=lambda kv: (kv[1], stored[kv[0]].path))
 
         def hash_matches(i: int) -> Iterator[int]:
-            """The cached records whose hashes match cached record ``i``'s."""
+            """The cached records whose hashes match cached record ``i``'s (flat segments
+            match nothing, as in a scan)."""
             for seg in stored[i].hash.segments:
-                for row, _ in index.query(seg, max_distance=config.threshold):
-                    yield owners[row]
+                if seg not in stored[i].hash.flat_codes:
+                    for row, _ in index.query(seg, max_distance=config.threshold):
+                        yield owners[row]
 
         embedded = _embedding_matches(out, stored, vectors, best, config, hash_matches)
         matches = tuple((stored[i], d) for i, d in ranked) + tuple(

@@ -40,13 +40,17 @@ def _quality_key(rec: ImageRecord) -> tuple[int, int, str]:
 
 
 def segment_rows(records: Sequence[ImageRecord]) -> tuple[list[int], list[int]]:
-    """One search row per hash segment: (owning record index, segment value)."""
+    """One search row per hash segment that is not a flat picture's
+    (:attr:`~lookalike.model.Hash.flat_codes`: it would match every blank or solid picture):
+    (owning record index, segment value)."""
     owners: list[int] = []
     values: list[int] = []
     for i, rec in enumerate(records):
+        flat = rec.hash.flat_codes
         for seg in rec.hash.segments:
-            owners.append(i)
-            values.append(seg)
+            if seg not in flat:
+                owners.append(i)
+                values.append(seg)
     return owners, values
 
 
@@ -55,9 +59,9 @@ def near_pairs(records: Sequence[ImageRecord], max_distance: int
     """All index pairs (i < j) whose hashes are within ``max_distance`` bits, with distance.
 
     Multi-segment (crop-resistant) hashes match when any segment pair does; the distance is
-    the best segment match. Same file/pixel digest pairs are added with distance 0; a
-    featureless hash (:attr:`~lookalike.model.Hash.featureless`) pairs by digest only, as in
-    grouping.
+    the best segment match; a flat picture's segments match nothing (:func:`segment_rows`),
+    so a featureless hash pairs by digest only, as in grouping. Same file/pixel digest pairs
+    are added with distance 0.
     """
     import numpy as np
 
@@ -67,19 +71,15 @@ def near_pairs(records: Sequence[ImageRecord], max_distance: int
     if len(records) < 2:
         return pairs
     owners, values = segment_rows(records)
-    nbits = records[0].hash.nbits
-    codes = pack_hashes(values, nbits)
-    ii, jj, dd = find_pairs(codes, max_distance)
-    own = np.asarray(owners, dtype=np.int64)
-    oi, oj = own[ii], own[jj]
-    blank = [r.hash.featureless for r in records]
-    for a, b, d in zip(oi.tolist(), oj.tolist(), dd.tolist(), strict=True):
-        if a == b or blank[a] or blank[b]:
-            continue
-        key = (a, b) if a < b else (b, a)
-        old = pairs.get(key)
-        if old is None or d < old:
-            pairs[key] = d
+    if values:
+        ii, jj, dd = find_pairs(pack_hashes(values, records[0].hash.nbits), max_distance)
+        own = np.asarray(owners, dtype=np.int64)
+        for a, b, d in zip(own[ii].tolist(), own[jj].tolist(), dd.tolist(), strict=True):
+            if a != b:
+                key = (a, b) if a < b else (b, a)
+                old = pairs.get(key)
+                if old is None or d < old:
+                    pairs[key] = d
     for attr in ("digest", "pixel_digest"):
         by: dict[str, list[int]] = defaultdict(list)
         for i, rec in enumerate(records):
@@ -141,14 +141,22 @@ def _search(ordered: list[int], nbits: int, radius: int) -> set[tuple[int, int]]
 
 
 def _graph_codes(record: ImageRecord) -> tuple[Any, ...]:
-    """The codes ``record`` joins others by: its hash segments; for a featureless hash (a
-    blank or solid picture of any colour: :attr:`~lookalike.model.Hash.featureless`) its
-    file digest alone, so that only byte-identical copies of it group, and it bridges no
-    two pictures (a white page with a line of text was 6 bits from every solid square, and
-    joined them all, red, blue and black, into one group)."""
-    if not record.hash.featureless:
-        return record.hash.segments
-    return (("bytes", record.digest),) if record.digest else ()
+    """The codes ``record`` joins others by: its hash segments but those of a flat picture
+    (:attr:`~lookalike.model.Hash.flat_codes`: no structure, so they join nothing); for a
+    featureless hash (every segment flat: a blank or solid picture of any colour) its file
+    and pixel digests, so that only byte- or pixel-identical copies of it group, and it
+    bridges no two pictures. Before, solid red, blue and black squares were one group,
+    chained to a white page with a line of text 6 bits from them, and a flag whose trimmed
+    content (one stripe) hashed flat joined a sky."""
+    segments = record.hash.segments
+    flat = record.hash.flat_codes
+    if flat.isdisjoint(segments):
+        return segments
+    codes = tuple(v for v in segments if v not in flat)
+    if codes:
+        return codes
+    return tuple((kind, value) for kind, value in (("bytes", record.digest),
+                                                   ("pixels", record.pixel_digest)) if value)
 
 
 class _Graph:
