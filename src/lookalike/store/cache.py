@@ -128,7 +128,7 @@ class HashCache:
                                            uri=True, timeout=60, isolation_level=None)
                 self._db.execute("PRAGMA busy_timeout=60000")
                 row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
-                if row is None or int(row[0]) != SCHEMA:
+                if row is None or str(row[0]) != str(SCHEMA):
                     raise sqlite3.DatabaseError(
                         f"cache schema {row[0] if row else None} is not {SCHEMA} (a scan with "
                         "this version updates it)")
@@ -140,9 +140,11 @@ class HashCache:
                 self._db.execute("PRAGMA busy_timeout=60000")
                 self._create()
         except sqlite3.DatabaseError as exc:
-            if read_only and "no such table" in str(exc):
-                raise ConfigError(f"{self.path} is not a lookalike hash cache (no hashes of "
-                                  "any scan); name the cache the scan used") from None
+            if read_only:  # a query: the file is the user's, never to be deleted on our word
+                what = ("holds no hashes of any scan" if "no such table" in str(exc)
+                        else f"cannot be read as one ({exc})")
+                raise ConfigError(f"{self.path} is not a lookalike hash cache: it {what}; name "
+                                  "the cache the scan used") from None
             raise ConfigError(
                 f"cannot use hash cache {self.path}: {exc}; use another cache file, or none, or "
                 "delete the file"
