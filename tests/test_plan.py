@@ -359,6 +359,18 @@ def test_a_kept_file_changed_since_the_scan_is_reported_as_changed_not_as_an_edi
     assert "IMG_0001.jpg changed since the scan" in skip.reason and "edited" not in skip.reason
 
 
+def test_a_report_of_a_file_list_says_why_it_cannot_be_acted_on(library, tmp_path):
+    """It said the report was edited ('outside the scanned folders'): the list is the only
+    root such a report has."""
+    root, _report = library
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{p}\n" for p in sorted(root.rglob("*.png"))))
+    report = scan_to(tmp_path / "listed.json", files_from=str(listing))
+    with pytest.raises(ReportError, match="read from the file list") as info:
+        plan(report, action="move", to=tmp_path / "q")
+    assert "edited" not in str(info.value)
+
+
 def test_tampered_report_exits_2_from_the_cli(runner, library, tmp_path):
     edit_report(library[1], lambda d: d["groups"][0]["members"][-1].update(path="/etc/hosts",
                                                                            source=""))

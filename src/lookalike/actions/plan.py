@@ -473,6 +473,11 @@ def _check_member(report: Report, group: Group, rec: ImageRecord, roots: Sequenc
         raise ReportError(f"{where}: {rec.path} is in a tar shard, a Parquet file or an object "
                           "store: actions change local files only (for a dataset, filter "
                           "its rows with the report's paths instead)")
+    if rec.source and rec.path != rec.source and os.path.isfile(rec.source):
+        # Found through a file list: no scanned folder says where it may be acted on.
+        raise ReportError(f"{where}: {rec.path} was read from the file list {rec.source}; "
+                          "actions check every path against the scanned folders, and a list "
+                          "names none. Scan the folders that hold the files to act on them")
     for path in (rec.path, *rec.aliases):
         if not _clean_abs(path):
             raise ReportError(f"{where}: {path!r} is not a clean absolute path (it has '..' or "
