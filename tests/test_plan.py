@@ -149,7 +149,13 @@ def test_roots_with_the_same_folder_name_get_distinct_quarantine_folders():
                                                       "/b/photos": "photos~2"}
 
 
-def test_two_files_named_alike_but_for_case_never_share_a_quarantine_path(tmp_path, scene):
+@pytest.mark.parametrize("folds", [True, False])
+def test_two_files_named_alike_but_for_case_never_share_a_quarantine_path(tmp_path, scene,
+                                                                         monkeypatch, folds):
+    """On a quarantine drive that ignores case (macOS, Windows, exFAT) x.png and X.png would
+    be one file: that group is skipped. Where case counts (this one), both are moved."""
+    import lookalike.actions.plan as plan_module
+
     root = tmp_path / "p"
     (root / "b").mkdir(parents=True)
     scene(3, (160, 120)).save(root / "a.png")
@@ -157,10 +163,15 @@ def test_two_files_named_alike_but_for_case_never_share_a_quarantine_path(tmp_pa
         shutil.copyfile(root / "a.png", root / name)
     report = tmp_path / "r.json"
     write_report(lookalike.scan(root, workers=1), report)
+    assert plan_module._may_fold_case(str(tmp_path / "q")) is False  # ext4, tmpfs
+    monkeypatch.setattr(plan_module, "_may_fold_case", lambda folder: folds)
     p = plan(report, action="move", to=tmp_path / "q", keep="match:a.png")
-    assert p.operations == ()
-    (skip,) = p.skipped
-    assert "differ only in case" in skip.reason and "X.png" in skip.reason
+    if folds:
+        assert p.operations == ()
+        (skip,) = p.skipped
+        assert "differ only in case" in skip.reason and "X.png" in skip.reason
+    else:
+        assert p.skipped == () and len(p.operations) == 2
 
 
 def test_links_are_planned_only_for_byte_identical_copies(library):

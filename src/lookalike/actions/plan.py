@@ -516,6 +516,24 @@ def _edited_keep(group: Group, decision: KeepDecision) -> str | None:
 _DIRECT = 64
 
 
+def _may_fold_case(folder: str) -> bool:
+    """Whether the file system of ``folder`` (or of its nearest existing parent) may take
+    names that differ only in case for one: looked up, never written (a plan changes
+    nothing). Unknown (no name with letters on the way up) counts as yes."""
+    path = os.path.abspath(folder)
+    while True:
+        parent, name = os.path.split(path)
+        if name and name.swapcase() != name and os.path.exists(path):
+            try:
+                return os.path.samestat(os.stat(path),
+                                        os.stat(os.path.join(parent, name.swapcase())))
+            except OSError:
+                return False  # the other case is not there: names keep their case
+        if parent == path:
+            return True
+        path = parent
+
+
 def _untied_member(group: Group, threshold: Any) -> str | None:
     """Why ``group``'s hash-matched members are not one group at the report's threshold, or
     None. A scan joins them through pairs within ``threshold`` bits; a member no chain of
@@ -785,7 +803,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     kept_ids = {i for _, d in chosen for k in d.keep if (i := ids[k]) is not None}
     groups: list[GroupPlan] = []
     skipped: list[SkippedGroup] = []
-    quarantined: dict[str, str] = {}  # name_key(dst) -> the path going there
+    quarantined: dict[str, str] = {}  # the quarantine path (as its drive compares) -> path
+    folds = to_dir is not None and _may_fold_case(to_dir)
     already = 0
     for g, decision in chosen:
         recs = {m.record.path: m.record for m in g.members}
@@ -857,7 +876,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                     reason = (f"the quarantine already holds {dst}; choose an empty quarantine "
                               "folder")
                     break
-                other = quarantined.setdefault(name_key(dst), path)
+                other = quarantined.setdefault(name_key(dst) if folds else dst, path)
                 if other != path:
                     reason = (f"{path} and {other} would go to one quarantine path, {dst} "
                               "(names that differ only in case or Unicode form); move one "
