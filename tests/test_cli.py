@@ -610,10 +610,10 @@ def test_embedding_settings_without_a_model_are_refused(tmp_path, scene, capsys)
     folder = _folder(tmp_path, scene)
     for extra in (["--similarity", "0.5"], ["--no-verify"]):
         assert _exit_code(["scan", str(folder), "-q", *extra]) == 2
-        assert "applies to embedding matches; name a model" in capsys.readouterr().err
+        assert "matches only; name an embedding model" in capsys.readouterr().err
         assert _exit_code(["query", str(folder / "one.png"), "--cache",
                            str(tmp_path / "c.sqlite"), *extra]) == 2
-        assert "applies to embedding matches; name a model" in capsys.readouterr().err
+        assert "matches only; name an embedding model" in capsys.readouterr().err
     # The library refuses them as the command line does (it accepted them, unused).
     for kw in ({"similarity": 0.5}, {"verify": False}):
         with pytest.raises(ConfigError, match="applies to embedding matches"):

@@ -294,9 +294,10 @@ class ScanConfig:
             raise ConfigError("embed must name a model (such as sscd-distilled) or an .onnx file")
         if self.embed is None and (similarity is not None or not self.verify):
             # They would be ignored: a scan without embeddings has no embedding matches.
-            given = "similarity" if similarity is not None else "verify=False"
-            raise ConfigError(f"{given} applies to embedding matches; name a model in embed "
-                              "(such as sscd-distilled)")
+            given = ("a similarity" if similarity is not None
+                     else "turning verification off")
+            raise ConfigError(f"{given} applies to embedding matches only; name an embedding "
+                              "model (such as sscd-distilled)")
         if self.embed is not None and self.grouping == "star":
             # Verification joins hash groups by one verified pair, which a star, built
             # around its leader only, would not use.
