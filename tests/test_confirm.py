@@ -82,6 +82,11 @@ def test_needs_exact_hash_picks_reduced_images_with_near_neighbours():
     assert needs_exact_hash(recs, full_config(fast)) == []
     far = [_record("a.jpg", "ffff0000ffff0000"), _record("b.jpg", "ffff0000ffff00ff")]
     assert needs_exact_hash(far, fast) == []  # 8 bits apart: beyond 0 + 4
+    # A reduced picture that looks flat joins nothing by its hash (so it is never "near"),
+    # yet may show structure in full: it is re-hashed too; a small one never is reduced.
+    blank = [_record("/b.jpg", "0000000000000000"), _record("/p.png", "0000000000000000",
+                                                            "PNG")]
+    assert needs_exact_hash([*far, *blank], fast) == [2]
 
 
 def test_a_threshold_near_the_hash_size_searches_no_wider_than_the_hash():

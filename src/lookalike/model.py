@@ -51,7 +51,7 @@ class Hash:
     def featureless(self) -> bool:
         """True when every segment is a flat picture's (:attr:`flat_codes`): a blank page or
         a solid colour, of any colour. Such a hash says nothing about whether two pictures
-        are one: grouping joins them by their bytes or pixels only."""
+        are one: grouping joins them by their bytes only."""
         flat = self.flat_codes
         return bool(flat) and flat.issuperset(self.segments)
 
@@ -96,12 +96,14 @@ _ZERO = frozenset((0,))
 def flat_codes(method: str, nbits: int) -> frozenset[int]:
     """The segment values a flat picture hashes to, whatever its colour and size: 0 for the
     grid methods (no pixel differs from its neighbour or the mean), and for ``phash`` also
-    the DC bit alone (its top bit: any colour but black). None for ``pdq`` (its hashes of
-    flat pictures are arbitrary; its quality says so instead) and ``colorhash`` (its bits
-    are colours). A segment with one of these values carries no structure, so it joins
-    nothing (:mod:`lookalike.grouping.groups`); tests/test_hashes.py hashes flat pictures
-    with every method to keep this table true."""
-    if method in ("pdq", "colorhash"):
+    the DC bit alone (its top bit: any colour but black). For ``pdq`` 0 only (black, and
+    any picture under 5 pixels on a side; its other flat pictures hash arbitrarily, which
+    its quality says), none for ``colorhash`` (its bits are colours). A segment with one of
+    these values carries no structure, so it joins nothing (:mod:`lookalike.grouping.groups`);
+    tests/test_hashes.py hashes flat pictures with every method to keep this table true
+    (phash at sizes that are not powers of two hashes flat pictures to DCT rounding noise:
+    not in the table)."""
+    if method == "colorhash":
         return frozenset()
     if method == "phash":
         return frozenset((0, 1 << (nbits - 1)))

@@ -566,35 +566,21 @@ class _EdgeStore:
 def _digest_featureless(records: list[ImageRecord], local: Callable[[str], bool],
                         config: ScanConfig, cache: HashCache | None
                         ) -> tuple[list[ImageRecord], list[Problem]]:
-    """Phase 3a': the file and pixel digests of the local records whose hash is featureless
-    (blank or solid pictures, :attr:`~lookalike.model.Hash.featureless`): grouping joins
-    those by their bytes or pixels only (:func:`~lookalike.grouping.groups.cluster_records`).
-    Usually none or few; cached, so a re-scan reads none again. Records whose file changed
-    since it was hashed are dropped, with their problems."""
-    blank = [r for r in records if r.hash.featureless and local(r.path)]
-    want = [r for r in blank if r.digest is None]
+    """Phase 3a': the file digests of the local records whose hash is featureless (blank or
+    solid pictures, :attr:`~lookalike.model.Hash.featureless`): grouping joins those by
+    their bytes only (:func:`~lookalike.grouping.groups.cluster_records`). Usually none or
+    few; cached, so a re-scan reads none again. Records whose file changed since it was
+    hashed are dropped, with their problems."""
+    want = [r for r in records if r.hash.featureless and r.digest is None and local(r.path)]
+    if not want:
+        return records, []
     digests, problems = digest_files(want, config.resolved_workers)
-    gone = {p.path for p in problems}
-    decode = [r for r in blank if r.pixel_digest is None and r.path not in gone] \
-        if config.pixel_digest else []
-    if decode:
-        from lookalike.worker import pixel_digests
-
-        pixels = pixel_digests(decode, config)
-    else:
-        pixels = {}
-    if cache is not None:
+    if digests and cache is not None:
         configs = [config] if config.decode == "full" else [config, full_config(config)]
-        for column, found in (("digest", digests), ("pixel_digest", pixels)):
-            if found:
-                cache.set_digests([(r.path, r.size_bytes, r.mtime_ns, found[r.path])
-                                   for r in blank if r.path in found], configs,
-                                  column=column)  # type: ignore[arg-type]
-    if not (digests or pixels or gone):
-        return records, problems
-    return [dataclasses.replace(r, digest=digests.get(r.path, r.digest),
-                                pixel_digest=pixels.get(r.path, r.pixel_digest))
-            if r.path in digests or r.path in pixels else r
+        cache.set_digests([(r.path, r.size_bytes, r.mtime_ns, digests[r.path])
+                           for r in want if r.path in digests], configs)
+    gone = {p.path for p in problems}
+    return [dataclasses.replace(r, digest=digests[r.path]) if r.path in digests else r
             for r in records if r.path not in gone], problems
 
 

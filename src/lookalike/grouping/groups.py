@@ -144,8 +144,8 @@ def _graph_codes(record: ImageRecord) -> tuple[Any, ...]:
     """The codes ``record`` joins others by: its hash segments but those of a flat picture
     (:attr:`~lookalike.model.Hash.flat_codes`: no structure, so they join nothing); for a
     featureless hash (every segment flat: a blank or solid picture of any colour) its file
-    and pixel digests, so that only byte- or pixel-identical copies of it group, and it
-    bridges no two pictures. Before, solid red, blue and black squares were one group,
+    digest, so that only byte-identical copies of it group, and it bridges no two
+    pictures. Before, solid red, blue and black squares were one group,
     chained to a white page with a line of text 6 bits from them, and a flag whose trimmed
     content (one stripe) hashed flat joined a sky."""
     segments = record.hash.segments
@@ -155,8 +155,10 @@ def _graph_codes(record: ImageRecord) -> tuple[Any, ...]:
     codes = tuple(v for v in segments if v not in flat)
     if codes:
         return codes
-    return tuple((kind, value) for kind, value in (("bytes", record.digest),
-                                                   ("pixels", record.pixel_digest)) if value)
+    # Bytes, not pixels: decoded pixels are composited on white and first frames only, so
+    # different white icons on transparency, or animations opening on a white frame, share
+    # them.
+    return (("bytes", record.digest),) if record.digest else ()
 
 
 class _Graph:
