@@ -84,7 +84,8 @@ def near_pairs(records: Sequence[ImageRecord], max_distance: int
         by: dict[str, list[int]] = defaultdict(list)
         for i, rec in enumerate(records):
             value = getattr(rec, attr)
-            if value:
+            # Pixels of a featureless picture (composited on white) do not tell it apart.
+            if value and not (attr == "pixel_digest" and rec.hash.featureless):
                 by[value].append(i)
         for members in by.values():
             first = members[0]
