@@ -84,8 +84,29 @@ def test_cache_uses_wal_and_survives_an_uncommitted_writer(tree, tmp_path):
 def test_a_corrupt_cache_file_is_a_config_error_with_a_hint(tmp_path):
     bad = tmp_path / "c.sqlite"
     bad.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(lookalike.ConfigError, match="use another cache file"):
+    with pytest.raises(lookalike.ConfigError, match="name another file"):
         HashCache(bad)
+
+
+def test_an_sqlite_file_of_someone_else_is_refused_and_left_unchanged(tmp_path):
+    """`scan --cache app.sqlite` dropped the app's own table named groupings (an old cache's
+    table, cleaned up by name) and set the file to WAL mode."""
+    import sqlite3
+
+    app = tmp_path / "app.sqlite"
+    with sqlite3.connect(app) as db:
+        db.execute("CREATE TABLE groupings (who TEXT)")
+        db.execute("INSERT INTO groupings VALUES ('the user')")
+    before = app.read_bytes()
+    with pytest.raises(lookalike.ConfigError, match="not a lookalike hash cache") as info:
+        HashCache(app)
+    assert "nothing was changed" in str(info.value)
+    assert app.read_bytes() == before and not (tmp_path / "app.sqlite-wal").exists()
+    notes = tmp_path / "notes.sqlite"
+    notes.write_text("my notes, not a database\n")
+    with pytest.raises(lookalike.ConfigError, match="damaged, delete it") as info:
+        HashCache(notes)
+    assert "otherwise name another file" in str(info.value)
 
 
 def test_cli_uses_the_cache_by_default_and_no_cache_skips_it(runner, tree, tmp_path):

@@ -135,6 +135,7 @@ class HashCache:
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+                self._check_ours()  # before anything is changed in the file
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("PRAGMA busy_timeout=60000")
@@ -146,10 +147,23 @@ class HashCache:
                 raise ConfigError(f"{self.path} is not a lookalike hash cache: it {what}; name "
                                   "the cache the scan used") from None
             raise ConfigError(
-                f"cannot use hash cache {self.path}: {exc}; use another cache file, or none, or "
-                "delete the file"
+                f"cannot use {self.path} as a hash cache: {exc}. If it is a lookalike cache that "
+                "got damaged, delete it (it only holds hashes); otherwise name another file"
             ) from None
         self._pending: list[tuple] = []
+
+    def _check_ours(self) -> None:
+        """Refuse an SQLite file that holds tables but is no lookalike cache: its tables are
+        someone's data (one named ``groupings`` was dropped by the clean-up below)."""
+        tables = {r[0] for r in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        ours = "meta" in tables and self._db.execute(
+            "SELECT 1 FROM meta WHERE name = 'schema'").fetchone() is not None
+        if tables and not ours:
+            self._db.close()
+            raise ConfigError(f"{self.path} is an SQLite database but not a lookalike hash "
+                              f"cache (it holds {', '.join(sorted(tables)[:3])}); nothing was "
+                              "changed in it. Name another cache file")
 
     def _create(self) -> None:
         self._db.executescript(
@@ -189,7 +203,7 @@ class HashCache:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
         elif row[0] in ("1", "2"):
             self._migrate()
-        elif int(row[0]) != SCHEMA:
+        elif str(row[0]) != str(SCHEMA):
             raise sqlite3.DatabaseError(f"cache schema {row[0]} is not {SCHEMA}")
 
     def _migrate(self) -> None:
