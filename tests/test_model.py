@@ -85,3 +85,19 @@ def test_file_facts_survive_their_text(facts):
 @pytest.mark.parametrize("text", [None, "", "{}", "[1, 2]", '{"format": "PNG"}', "nonsense"])
 def test_a_text_file_facts_did_not_write_holds_none(text):
     assert FileFacts.from_text(text) is None
+
+
+def test_flat_segments_count_in_a_distance_only_when_a_hash_has_nothing_else():
+    """A flag's and a sky's plain orientations are both flat (0): through them every such
+    pair was 0 bits apart, so a report merging the two groups passed the plan's check and
+    listed d=0 for pictures 40 bits apart."""
+    flag = Hash("dhash-z", 64, (0, 0xFF00FF00FF00FF00))
+    sky = Hash("dhash-z", 64, (0, 0x00FF00FF00FF00FF))
+    assert flag - sky == 64 and sky - flag == 64
+    blank = Hash("dhash-z", 64, (0,))
+    assert blank - blank == 0  # a featureless hash: its flat segment is all it has
+    assert blank - flag == 32  # the flag is compared by its structure
+    plain = Hash("dhash", 64, (0b1011,))
+    assert plain - Hash("dhash", 64, (0,)) == 3  # one segment each: as ImageHash compares
+    dc = 1 << 63  # phash's flat code besides 0
+    assert Hash("phash", 64, (dc, 0b111)) - Hash("phash", 64, (dc, 0b1)) == 2

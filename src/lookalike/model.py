@@ -21,7 +21,9 @@ class Hash:
     as ``ImageMultiHash`` prints them; every other method has one.
 
     ``a - b`` is the Hamming distance in bits (for multi-segment hashes: the smallest distance
-    between any segment of ``a`` and any segment of ``b``, i.e. the best-matching region).
+    between any segment of ``a`` and any segment of ``b``, i.e. the best-matching region or
+    orientation, leaving out a flat picture's segments (:func:`flat_codes`) where there are
+    others).
     """
 
     method: str
@@ -74,7 +76,13 @@ class Hash:
                 f"cannot compare a {self.method}/{self.nbits}-bit hash with a "
                 f"{other.method}/{other.nbits}-bit hash"
             )
-        return min((a ^ b).bit_count() for a in self.segments for b in other.segments)
+        mine, theirs, flat = self.segments, other.segments, self.flat_codes
+        if not (flat.isdisjoint(mine) and flat.isdisjoint(theirs)):
+            # Flat segments match every flat picture: they count only when one side has
+            # nothing else (a featureless hash; one plain segment, as ImageHash compares).
+            mine = tuple(a for a in mine if a not in flat) or mine
+            theirs = tuple(b for b in theirs if b not in flat) or theirs
+        return min((a ^ b).bit_count() for a in mine for b in theirs)
 
     @classmethod
     def from_hex(cls, text: str, *, method: str, nbits: int) -> Hash:
