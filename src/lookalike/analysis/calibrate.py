@@ -65,6 +65,7 @@ from lookalike.executors import make_executor
 from lookalike.executors.base import Executor
 from lookalike.inputs.read import Refused, max_file_bytes, read_regular
 from lookalike.inputs.walk import FileEntry, check_roots, iter_files, os_error_reason
+from lookalike.model import flat_codes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -381,6 +382,9 @@ def _near_pairs(segments: Sequence[tuple[int, ...]], nbits: int, radius: int
     from lookalike.search import find_pairs, pack_hashes
 
     owner = np.repeat(np.arange(len(segments)), [len(s) for s in segments])
+    if owner.size == 0:  # only flat pictures: nothing to search
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
     ii, jj, dd = find_pairs(pack_hashes([v for s in segments for v in s], nbits), radius)
     a, b = owner[ii], owner[jj]
     keep = a != b
@@ -393,9 +397,15 @@ def _near_pairs(segments: Sequence[tuple[int, ...]], nbits: int, radius: int
     return a[first], b[first], dd[first]
 
 
-def _copy_distances(original: tuple[int, ...], copies: Sequence[tuple[int, ...]]) -> list[int]:
-    """Each copy's distance to its original, at the best segment pair (as a scan compares)."""
-    return [min((x ^ y).bit_count() for x in original for y in c) for c in copies]
+def _copy_distances(original: tuple[int, ...], copies: Sequence[tuple[int, ...]],
+                    flat: frozenset[int]) -> list[int]:
+    """Each copy's distance to its original, at the best segment pair, leaving out a flat
+    picture's segments where there are others (as :class:`~lookalike.model.Hash` does)."""
+    def informative(segments: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(v for v in segments if v not in flat) or segments
+
+    mine = informative(original)
+    return [min((x ^ y).bit_count() for x in mine for y in informative(c)) for c in copies]
 
 
 def _orientations(arr: np.ndarray) -> list[np.ndarray]:
@@ -545,7 +555,10 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     # Thresholds past a quarter of the bits mean little for any method; stopping there keeps
     # the pairs to compare few (different pictures sit near half the bits apart).
     top = max(1, nbits // 4)
-    a, b, d = _near_pairs([s.segments for s in sampled], nbits, top)
+    flat = flat_codes(config.method, nbits)
+    # As a scan searches: a flat picture's segments match nothing (groups.segment_rows).
+    a, b, d = _near_pairs([tuple(v for v in s.segments if v not in flat) for s in sampled],
+                          nbits, top)
     # A scan pairs a blank or solid picture with its byte copies only (Hash.featureless):
     # its other hash pairs are never made, so they are neither true nor false ones here.
     made = np.asarray([not (sampled[i].featureless or sampled[j].featureless)
@@ -561,7 +574,7 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
         if s.featureless:
             continue  # a scan pairs a blank picture with byte copies only, never with edits
         made = [(name, c) for name, c in zip(names, s.copies, strict=True) if c is not None]
-        for (name, _), v in zip(made, _copy_distances(s.segments, [c for _, c in made]),
+        for (name, _), v in zip(made, _copy_distances(s.segments, [c for _, c in made], flat),
                                 strict=True):
             by_transform_d[name].append(v)
     pos_d = [v for vs in by_transform_d.values() for v in vs]
