@@ -149,6 +149,17 @@ def test_roots_with_the_same_folder_name_get_distinct_quarantine_folders():
                                                       "/b/photos": "photos~2"}
 
 
+def test_the_case_folding_probe_says_what_the_file_system_does(tmp_path):
+    from lookalike.actions.plan import _may_fold_case
+
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "probe.txt").write_text("x")
+    folds = (tmp_path / "q" / "PROBE.TXT").exists()  # what this file system does
+    assert _may_fold_case(str(tmp_path / "q")) is folds
+    assert _may_fold_case(str(tmp_path / "q" / "not" / "made")) is folds  # nearest folder
+    assert not (tmp_path / "q" / "not").exists()  # looked up, nothing written
+
+
 @pytest.mark.parametrize("folds", [True, False])
 def test_two_files_named_alike_but_for_case_never_share_a_quarantine_path(tmp_path, scene,
                                                                          monkeypatch, folds):

@@ -473,7 +473,8 @@ def _check_member(report: Report, group: Group, rec: ImageRecord, roots: Sequenc
         raise ReportError(f"{where}: {rec.path} is in a tar shard, a Parquet file or an object "
                           "store: actions change local files only (for a dataset, filter "
                           "its rows with the report's paths instead)")
-    if rec.source and rec.path != rec.source and os.path.isfile(rec.source):
+    if rec.source and rec.source in roots and not os.path.isdir(rec.source) \
+            and not is_under(rec.path, rec.source):
         # Found through a file list: no scanned folder says where it may be acted on.
         raise ReportError(f"{where}: {rec.path} was read from the file list {rec.source}; "
                           "actions check every path against the scanned folders, and a list "
@@ -519,19 +520,28 @@ _DIRECT = 64
 def _may_fold_case(folder: str) -> bool:
     """Whether the file system of ``folder`` (or of its nearest existing parent) may take
     names that differ only in case for one: looked up, never written (a plan changes
-    nothing). Unknown (no name with letters on the way up) counts as yes."""
+    nothing). A name inside the folder tells its own file system (the folder's own name is
+    its parent's, another one at a mount point); without one with letters, the folder's
+    name is asked; unknown counts as yes."""
     path = os.path.abspath(folder)
-    while True:
-        parent, name = os.path.split(path)
-        if name and name.swapcase() != name and os.path.exists(path):
-            try:
-                return os.path.samestat(os.stat(path),
-                                        os.stat(os.path.join(parent, name.swapcase())))
-            except OSError:
-                return False  # the other case is not there: names keep their case
-        if parent == path:
-            return True
-        path = parent
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        with os.scandir(path) as entries:
+            inside = next((e.name for e in entries if e.name.swapcase() != e.name), None)
+    except OSError:
+        inside = None
+    probes = [(path, inside)] if inside else []
+    parent, name = os.path.split(path)
+    if name and name.swapcase() != name:
+        probes.append((parent, name))
+    for where, name in probes:
+        try:
+            return os.path.samestat(os.stat(os.path.join(where, name)),
+                                    os.stat(os.path.join(where, name.swapcase())))
+        except OSError:
+            return False  # the other case is not there: names keep their case
+    return True
 
 
 def _untied_member(group: Group, threshold: Any) -> str | None:
