@@ -390,6 +390,9 @@ def test_a_report_of_a_file_list_says_why_it_cannot_be_acted_on(library, tmp_pat
     with pytest.raises(ReportError, match="read from the file list") as info:
         plan(report, action="move", to=tmp_path / "q")
     assert "edited" not in str(info.value)
+    listing.rename(tmp_path / "list.moved")  # still told apart from a folder root
+    with pytest.raises(ReportError, match="read from the file list"):
+        plan(report, action="move", to=tmp_path / "q")
 
 
 def test_tampered_report_exits_2_from_the_cli(runner, library, tmp_path):
