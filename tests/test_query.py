@@ -146,6 +146,18 @@ def test_query_only_reads_the_cache_file_it_is_given(tmp_path, scene, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite", "notes.txt", "q.png"]
 
 
+def test_a_cache_of_an_older_version_says_a_scan_updates_it(tmp_path, scene, capsys):
+    import sqlite3
+
+    scene(1).save(tmp_path / "q.png")
+    db = tmp_path / "old.sqlite"
+    HashCache(db).close()
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE meta SET value = '2' WHERE name = 'schema'")
+    err = _cli_error(["query", str(tmp_path / "q.png"), "--cache", str(db)], capsys)
+    assert "older lookalike; one scan with this version updates it" in err
+
+
 def test_a_cache_of_other_settings_is_an_error_that_lists_what_it_holds(tmp_path, scene,
                                                                           capsys):
     lib, db = _scanned(tmp_path, scene, method="phash")

@@ -128,10 +128,13 @@ class HashCache:
                                            uri=True, timeout=60, isolation_level=None)
                 self._db.execute("PRAGMA busy_timeout=60000")
                 row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+                if row is not None and str(row[0]) in ("1", "2"):
+                    raise ConfigError(f"{self.path} is a hash cache of an older lookalike; "
+                                      "one scan with this version updates it (keeping its "
+                                      "hashes), then query it")
                 if row is None or str(row[0]) != str(SCHEMA):
                     raise sqlite3.DatabaseError(
-                        f"cache schema {row[0] if row else None} is not {SCHEMA} (a scan with "
-                        "this version updates it)")
+                        f"cache schema {row[0] if row else None} is not {SCHEMA}")
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
