@@ -574,14 +574,25 @@ def _digest_featureless(records: list[ImageRecord], local: Callable[[str], bool]
     want = [r for r in records if r.hash.featureless and r.digest is None and local(r.path)]
     if not want:
         return records, []
+    records, problems, _ = _with_file_digests(records, want, config, cache)
+    return records, problems
+
+
+def _with_file_digests(records: list[ImageRecord], want: list[ImageRecord],
+                       config: ScanConfig, cache: HashCache | None
+                       ) -> tuple[list[ImageRecord], list[Problem], set[str]]:
+    """``records`` with the file digests of ``want`` (some of them), read on threads and
+    kept in the hash cache; a file that changed since it was hashed is dropped. Returns the
+    records, the problems and the paths dropped."""
     digests, problems = digest_files(want, config.resolved_workers)
     if digests and cache is not None:
+        # Also under the full-decode settings: a confirmed record comes from there.
         configs = [config] if config.decode == "full" else [config, full_config(config)]
         cache.set_digests([(r.path, r.size_bytes, r.mtime_ns, digests[r.path])
                            for r in want if r.path in digests], configs)
     gone = {p.path for p in problems}
-    return [dataclasses.replace(r, digest=digests[r.path]) if r.path in digests else r
-            for r in records if r.path not in gone], problems
+    return ([dataclasses.replace(r, digest=digests[r.path]) if r.path in digests else r
+             for r in records if r.path not in gone], problems, gone)
 
 
 def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges: Edges,
@@ -601,16 +612,9 @@ def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges
     members = {i for c in clusters for i in c}
     want = [r for i, r in enumerate(records)
             if (i in members or r.aliases) and r.digest is None and local(r.path)]
-    digests, problems = digest_files(want, config.resolved_workers)
-    if digests and cache is not None:
-        # Also under the full-decode settings: a confirmed member's record comes from there.
-        configs = [config] if config.decode == "full" else [config, full_config(config)]
-        cache.set_digests([(r.path, r.size_bytes, r.mtime_ns, digests[r.path])
-                           for r in want if r.path in digests], configs)
-    gone = {p.path for p in problems}
-    kept = [i for i, r in enumerate(records) if r.path not in gone]
-    records = [dataclasses.replace(r, digest=digests[r.path]) if r.path in digests else r
-               for r in records if r.path not in gone]
+    old_records = records
+    records, problems, gone = _with_file_digests(records, want, config, cache)
+    kept = [i for i, r in enumerate(old_records) if r.path not in gone]
     if gone:
         # A member left: its group may split, and in star grouping a record it had taken
         # may now join another leader, so everything is grouped again.
