@@ -265,6 +265,7 @@ def test_a_schema_1_cache_is_migrated_keeping_its_hashes(tree, tmp_path):
         HashCache(path)
 
 
+@pytest.mark.slow  # 2 s: a large picture decoded in full
 def test_records_confirmed_by_a_full_decode_carry_facts(tmp_path, scene):
     # Large JPEG near-copies: fast mode reduces them, so grouping hashes them again in full.
     root = tmp_path / "imgs"

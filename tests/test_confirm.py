@@ -128,6 +128,7 @@ def twins(tmp_path_factory, photos) -> tuple[Path, list[tuple[Path, Path]]]:
     return root, pairs
 
 
+@pytest.mark.slow  # 2 s with its fixture: twins decoded fast and in full
 def test_fast_scan_finds_exactly_the_full_decode_groups(twins, tmp_path):
     root, pairs = twins
     drifted = [jpg for jpg, png in pairs

@@ -98,9 +98,9 @@ def test_the_flat_codes_table_is_what_every_method_gives_flat_pictures(name):
     sizes = sorted({m.default_size, *(() if m.sizes else (8, 16))} & set(m.sizes or range(99)))
     for size in sizes:
         seen: set[int] = set()
-        for level in (0, 1, 37, 128, 254, 255):
+        for level in (0, 1, 128, 255):
             for mode, colour in (("L", level), ("RGB", (level, 255 - level, level // 2))):
-                for wh in ((64, 64), (300, 200), (7, 3)):
+                for wh in ((300, 200), (7, 3)):
                     pic = Picture.from_pil(Image.new(mode, wh, colour))
                     seen.update(m.hash(pic, size, "dihedral", True).segments)
         nbits = m.nbits(size)

@@ -237,6 +237,7 @@ def test_only_group_members_are_digested(copies_tree, tmp_path):
     assert any(set(twins) <= set(g.paths) for g in result.groups)
 
 
+@pytest.mark.slow  # 2 s: the copies tree scanned three times
 def test_pixel_identical_files_make_an_exact_group_and_only_they_are_decoded_again(
         copies_tree, tmp_path, monkeypatch):
     """A PNG re-saved with other metadata (other bytes, the same pixels) and as a lossless
