@@ -50,12 +50,21 @@ class Hash:
         return flat_codes(self.method, self.nbits)
 
     @property
+    def informative_segments(self) -> tuple[int, ...]:
+        """The segments that are not a flat picture's (:attr:`flat_codes`): the ones that
+        say something about the picture, and the only ones matched (they are all, for most
+        pictures)."""
+        flat = self.flat_codes
+        if flat.isdisjoint(self.segments):
+            return self.segments
+        return tuple(v for v in self.segments if v not in flat)
+
+    @property
     def featureless(self) -> bool:
         """True when every segment is a flat picture's (:attr:`flat_codes`): a blank page or
         a solid colour, of any colour. Such a hash says nothing about whether two pictures
         are one: grouping joins them by their bytes only."""
-        flat = self.flat_codes
-        return bool(flat) and flat.issuperset(self.segments)
+        return bool(self.flat_codes) and not self.informative_segments
 
     def __str__(self) -> str:
         spec = f"0{(self.nbits + 3) // 4}x"
@@ -76,12 +85,10 @@ class Hash:
                 f"cannot compare a {self.method}/{self.nbits}-bit hash with a "
                 f"{other.method}/{other.nbits}-bit hash"
             )
-        mine, theirs, flat = self.segments, other.segments, self.flat_codes
-        if not (flat.isdisjoint(mine) and flat.isdisjoint(theirs)):
-            # Flat segments match every flat picture: they count only when one side has
-            # nothing else (a featureless hash; one plain segment, as ImageHash compares).
-            mine = tuple(a for a in mine if a not in flat) or mine
-            theirs = tuple(b for b in theirs if b not in flat) or theirs
+        # Flat segments match every flat picture: they count only when one side has nothing
+        # else (a featureless hash; one plain segment, as ImageHash compares).
+        mine = self.informative_segments or self.segments
+        theirs = other.informative_segments or other.segments
         return min((a ^ b).bit_count() for a in mine for b in theirs)
 
     @classmethod

@@ -65,7 +65,6 @@ from lookalike.executors import make_executor
 from lookalike.executors.base import Executor
 from lookalike.inputs.read import Refused, max_file_bytes, read_regular
 from lookalike.inputs.walk import FileEntry, check_roots, iter_files, os_error_reason
-from lookalike.model import flat_codes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -271,9 +270,8 @@ class _Sampled:
     digest: str
     grey: np.ndarray  # 32 x 32, normalised: zero mean, unit standard deviation
     colour: np.ndarray  # 16 x 16 x 3, each channel normalised
-    segments: tuple[int, ...]
-    copies: tuple[tuple[int, ...] | None, ...]  # None: that copy could not be hashed
-    featureless: bool = False  # a blank or solid picture (Hash.featureless)
+    hash: Hash
+    copies: tuple[Hash | None, ...]  # None: that copy could not be hashed
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,15 +357,15 @@ class _Worker:
                 problems.append(Problem(path=entry.path, stage="hash", error="hash-failed",
                                         message=f"{type(exc).__name__}: {exc}"))
                 continue
-            copies: list[tuple[int, ...] | None] = []
+            copies: list[Hash | None] = []
             for name in self.transform_names:
                 t = by_name[name]
                 try:
-                    copies.append(self._hash(_encode(t.fn(source), t.quality))[1].segments)
+                    copies.append(self._hash(_encode(t.fn(source), t.quality))[1])
                 except Exception:  # e.g. a 1-pixel image cropped to nothing
                     copies.append(None)
             out.append(_Sampled(entry.path, hashlib.sha256(data).hexdigest(), grey, colour,
-                                h.segments, tuple(copies), h.featureless))
+                                h, tuple(copies)))
         return _ChunkOut(out, problems)
 
 
@@ -397,17 +395,6 @@ def _near_pairs(segments: Sequence[tuple[int, ...]], nbits: int, radius: int
     return a[first], b[first], dd[first]
 
 
-def _copy_distances(original: tuple[int, ...], copies: Sequence[tuple[int, ...]],
-                    flat: frozenset[int]) -> list[int]:
-    """Each copy's distance to its original, at the best segment pair, leaving out a flat
-    picture's segments where there are others (as :class:`~lookalike.model.Hash` does)."""
-    def informative(segments: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(v for v in segments if v not in flat) or segments
-
-    mine = informative(original)
-    return [min((x ^ y).bit_count() for x in mine for y in informative(c)) for c in copies]
-
-
 def _orientations(arr: np.ndarray) -> list[np.ndarray]:
     """The 8 flips and quarter turns of a [row, column, ...] array."""
     import numpy as np
@@ -432,10 +419,6 @@ def _likely_duplicates(sampled: Sequence[_Sampled], a: np.ndarray, b: np.ndarray
         x, y = sampled[i], sampled[j]
         if x.digest == y.digest:
             dup[k], why[k] = True, "identical bytes"
-            continue
-        if x.featureless or y.featureless:
-            # Blank or solid: normalised thumbnails are flat whatever the colour, and a scan
-            # groups such pictures by their bytes only.
             continue
         grey = min(float(np.abs(o - x.grey).mean()) for o in _orientations(y.grey))
         if grey > GREY_MAX:
@@ -555,28 +538,20 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     # Thresholds past a quarter of the bits mean little for any method; stopping there keeps
     # the pairs to compare few (different pictures sit near half the bits apart).
     top = max(1, nbits // 4)
-    flat = flat_codes(config.method, nbits)
-    # As a scan searches: a flat picture's segments match nothing (groups.segment_rows).
-    a, b, d = _near_pairs([tuple(v for v in s.segments if v not in flat) for s in sampled],
-                          nbits, top)
-    # A scan pairs a blank or solid picture with its byte copies only (Hash.featureless):
-    # its other hash pairs are never made, so they are neither true nor false ones here.
-    made = np.asarray([not (sampled[i].featureless or sampled[j].featureless)
-                       or sampled[i].digest == sampled[j].digest
-                       for i, j in zip(a.tolist(), b.tolist(), strict=True)], dtype=bool)
-    a, b, d = a[made], b[made], d[made]
+    # As a scan searches: a flat picture's segments match nothing (groups.segment_rows), so
+    # a blank or solid picture (its thumbnails flat whatever the colour) pairs with nothing.
+    a, b, d = _near_pairs([s.hash.informative_segments for s in sampled], nbits, top)
     dup, why = _likely_duplicates(sampled, a, b)
     n_dup = int(dup.sum())
-    n_neg = n * (n - 1) // 2 - n_dup - int((~made).sum())
+    n_neg = n * (n - 1) // 2 - n_dup
     # Positives: each original against each of its edited copies.
     by_transform_d: dict[str, list[int]] = {name: [] for name in names}
     for s in sampled:
-        if s.featureless:
+        if s.hash.featureless:
             continue  # a scan pairs a blank picture with byte copies only, never with edits
-        made = [(name, c) for name, c in zip(names, s.copies, strict=True) if c is not None]
-        for (name, _), v in zip(made, _copy_distances(s.segments, [c for _, c in made], flat),
-                                strict=True):
-            by_transform_d[name].append(v)
+        for name, c in zip(names, s.copies, strict=True):
+            if c is not None:
+                by_transform_d[name].append(s.hash - c)  # as a scan compares them
     pos_d = [v for vs in by_transform_d.values() for v in vs]
     n_pos = len(pos_d)
     bins = top + 1

@@ -113,10 +113,7 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
             problems.append(out)
             continue
         best: dict[int, int] = {}
-        flat = out.hash.flat_codes
-        for seg in out.hash.segments:
-            if seg in flat:  # a flat picture's segment: it would match every blank picture
-                continue
+        for seg in out.hash.informative_segments:  # a flat one would match every blank
             for row, dist in index.query(seg, max_distance=config.threshold):
                 owner = owners[row]
                 if stored[owner].path != path and dist < best.get(owner, dist + 1):
@@ -131,10 +128,9 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
         def hash_matches(i: int) -> Iterator[int]:
             """The cached records whose hashes match cached record ``i``'s (flat segments
             match nothing, as in a scan)."""
-            for seg in stored[i].hash.segments:
-                if seg not in stored[i].hash.flat_codes:
-                    for row, _ in index.query(seg, max_distance=config.threshold):
-                        yield owners[row]
+            for seg in stored[i].hash.informative_segments:
+                for row, _ in index.query(seg, max_distance=config.threshold):
+                    yield owners[row]
 
         embedded = _embedding_matches(out, stored, vectors, best, config, hash_matches)
         matches = tuple((stored[i], d) for i, d in ranked) + tuple(

@@ -46,11 +46,9 @@ def segment_rows(records: Sequence[ImageRecord]) -> tuple[list[int], list[int]]:
     owners: list[int] = []
     values: list[int] = []
     for i, rec in enumerate(records):
-        flat = rec.hash.flat_codes
-        for seg in rec.hash.segments:
-            if seg not in flat:
-                owners.append(i)
-                values.append(seg)
+        for seg in rec.hash.informative_segments:
+            owners.append(i)
+            values.append(seg)
     return owners, values
 
 
@@ -149,11 +147,7 @@ def _graph_codes(record: ImageRecord) -> tuple[Any, ...]:
     pictures. Before, solid red, blue and black squares were one group,
     chained to a white page with a line of text 6 bits from them, and a flag whose trimmed
     content (one stripe) hashed flat joined a sky."""
-    segments = record.hash.segments
-    flat = record.hash.flat_codes
-    if flat.isdisjoint(segments):
-        return segments
-    codes = tuple(v for v in segments if v not in flat)
+    codes = record.hash.informative_segments
     if codes:
         return codes
     # Bytes, not pixels: decoded pixels are composited on white and first frames only, so
