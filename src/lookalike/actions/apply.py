@@ -46,7 +46,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -462,6 +462,14 @@ def _restore_link(rec: dict[str, Any], st: os.stat_result | None
 # --------------------------------------------------------------------------- public API
 
 
+def _root_holding(folder: str, roots: Sequence[str]) -> str | None:
+    """The scanned root that ``folder`` lies in, as named or through symbolic links; None
+    if none (a journal and its backups must stay out of every scanned folder)."""
+    real = os.path.realpath(folder)
+    return next((r for r in roots if is_under(folder, r)
+                 or is_under(real, os.path.realpath(r))), None)
+
+
 def default_journal_path(p: Plan) -> str:
     """Where ``lookalike apply --yes`` writes its journal when ``--journal`` is not given.
 
@@ -471,8 +479,7 @@ def default_journal_path(p: Plan) -> str:
     """
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = p.to if p.to else os.path.dirname(p.report_path)
-    real = os.path.realpath(folder)
-    if any(is_under(folder, r) or is_under(real, os.path.realpath(r)) for r in p.roots):
+    if _root_holding(folder, p.roots) is not None:
         state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
         folder = os.path.join(state, "lookalike", "journals")
     n = 1
@@ -619,9 +626,7 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
             j.close()
             raise
     else:
-        real = os.path.realpath(os.path.dirname(jpath))
-        inside = next((r for r in plan.roots if is_under(jpath, r)
-                       or is_under(real, os.path.realpath(r))), None)
+        inside = _root_holding(os.path.dirname(jpath), plan.roots)
         if inside is not None:
             raise ConfigError(f"the journal {jpath} would be inside the scanned folder "
                               f"{inside}: the copies it keeps for undo would be found by the "
@@ -766,8 +771,9 @@ def _run_op(j: Journal, op: Operation, real_roots: list[str],
         return _problem(op.path, "outside-roots", f"resolves to {real}, outside the scanned "
                         "folders; not touched")
     # The kept files too: still there, still the files checked, and not this one.
+    kept_st = {path: _lstat(path) for path in kept}
     for path, ident in kept.items():
-        kst = _lstat(path)
+        kst = kept_st[path]
         if kst is None or not stat.S_ISREG(kst.st_mode) or (kst.st_dev, kst.st_ino) != ident:
             return _problem(op.path, "keeper-changed", f"the file kept, {path}, is gone or was "
                             "replaced while the run was going on; not touched")
@@ -787,7 +793,8 @@ def _run_op(j: Journal, op: Operation, real_roots: list[str],
     if op.action in ("hardlink", "symlink"):
         assert op.keeper is not None  # a kept file (_group_refusal), checked just above
         dev, ino = kept[op.keeper]
-        kst = os.lstat(op.keeper)  # checked to be that file just above
+        kst = kept_st[op.keeper]  # checked to be that file just above
+        assert kst is not None
         fields.update(keeper=op.keeper, keeper_dev=dev, keeper_ino=ino,
                       keeper_size=kst.st_size, keeper_mtime_ns=kst.st_mtime_ns)
     rec = j.intent(seq, fields)
