@@ -59,6 +59,7 @@ from lookalike.config import DECODER_VERSION as _DECODER_VERSION
 from lookalike.config import DEFAULT_MAX_PIXELS, FAST_REDUCE_FROM_SIDE, INSTALL_HINTS
 from lookalike.config import FAST_MIN_SIDE as _FAST_MIN_SIDE
 from lookalike.errors import DecodeError
+from lookalike.imaging.facts import register_plugins
 
 __all__ = [
     "DecodeMode",
@@ -219,27 +220,6 @@ def _scale_to_8bit(image: Image.Image) -> Image.Image:
     lo, hi = (float(np.nanmin(arr)), float(np.nanmax(arr))) if finite.any() else (0.0, 0.0)
     scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
     return Image.fromarray(np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8), "L")
-
-
-@lru_cache(maxsize=1)
-def register_plugins() -> bool:
-    """Once per process: register optional format plugins; returns whether HEIF is available.
-
-    Also silences Pillow's per-file warnings (bomb warnings for large-but-allowed images,
-    "corrupt EXIF", "malformed MPO", ...): in a scan of 200k files they would flood the
-    terminal, and every file that really fails is reported as a problem anyway.
-    """
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
-    try:
-        import pillow_heif  # type: ignore[import-not-found]
-    except ImportError:
-        return False
-    pillow_heif.register_heif_opener()
-    # Pillow >= 11.3 decodes AVIF itself; older pillow-heif releases can stand in for it.
-    if not features.check("avif") and hasattr(pillow_heif, "register_avif_opener"):
-        pillow_heif.register_avif_opener()
-    return True
 
 
 # Pillow messages that mean "a valid file in a variant we cannot decode", not damage.

@@ -18,6 +18,7 @@ import os
 import re
 import stat
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, BinaryIO
 
 from lookalike.model import FileFacts
@@ -145,12 +146,37 @@ def image_facts(im: Image, fh: BinaryIO) -> FileFacts:
         metadata=metadata)
 
 
+@lru_cache(maxsize=1)
+def register_plugins() -> bool:
+    """Once per process: register optional format plugins; returns whether HEIF is available.
+    Here, not in :mod:`lookalike.imaging.decode`: reading a header (at plan time) needs the
+    plugins a scan's workers have, not NumPy.
+
+    Also silences Pillow's per-file warnings (bomb warnings for large-but-allowed images,
+    "corrupt EXIF", "malformed MPO", ...): in a scan of 200k files they would flood the
+    terminal, and every file that really fails is reported as a problem anyway.
+    """
+    import warnings
+
+    from PIL import Image, features
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+    try:
+        import pillow_heif  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    # Pillow >= 11.3 decodes AVIF itself; older pillow-heif releases can stand in for it.
+    if not features.check("avif") and hasattr(pillow_heif, "register_avif_opener"):
+        pillow_heif.register_avif_opener()
+    return True
+
+
 def _stream_facts(fh: BinaryIO) -> FileFacts:
     """:func:`image_facts` of the image Pillow opens from ``fh``; ``FileFacts()`` for one it
     cannot open."""
     from PIL import Image  # loads Pillow
-
-    from lookalike.imaging.decode import register_plugins
 
     # The plugins a scan's workers have: a HEIC's camera EXIF read at plan time must be what
     # the scan saw, or the keep policy judges the original without it.
