@@ -40,6 +40,8 @@ __all__ = ["HashCache", "default_cache_path", "settings_key", "settings_of_key"]
 
 # 2: files.facts; 3: files.embedding (older caches are migrated in place, see _create)
 SCHEMA = 3
+#: Schemas of earlier versions that a (writing) open migrates to :data:`SCHEMA`.
+_MIGRATED = ("1", "2")
 BATCH = 500  # rows per transaction: cheap commits, little work lost on a kill
 # Columns read back by lookup(), in the order it unpacks them: failures' details included,
 # so that a row and its problem come from one state of the cache (one statement).
@@ -128,7 +130,7 @@ class HashCache:
                                            uri=True, timeout=60, isolation_level=None)
                 self._db.execute("PRAGMA busy_timeout=60000")
                 row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
-                if row is not None and str(row[0]) in ("1", "2"):
+                if row is not None and str(row[0]) in _MIGRATED:
                     raise ConfigError(f"{self.path} is a hash cache of an older lookalike; "
                                       "one scan with this version updates it (keeping its "
                                       "hashes), then query it")
@@ -204,7 +206,7 @@ class HashCache:
         row = self._db.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
         if row is None:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
-        elif row[0] in ("1", "2"):
+        elif str(row[0]) in _MIGRATED:
             self._migrate()
         elif str(row[0]) != str(SCHEMA):
             raise sqlite3.DatabaseError(f"cache schema {row[0]} is not {SCHEMA}")
