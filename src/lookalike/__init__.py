@@ -14,6 +14,7 @@ Quick start::
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -212,20 +213,16 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
                               batch_size=batch_size, reporter=reporter).scan
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    if isinstance(cache, (str, os.PathLike)):
-        from lookalike.store.cache import HashCache
+    with contextlib.ExitStack() as opened:
+        if isinstance(cache, (str, os.PathLike)):
+            from lookalike.store.cache import HashCache
 
-        with HashCache(cache) as opened:
-            return scan(paths, config=config, reporter=reporter, cache=opened,
-                        files_from=files_from, input_format=input_format, column=column,
-                        name_column=name_column, storage_options=storage_options,
-                        engine=engine, scheduler=scheduler, executor=executor,
-                        parquet_out=parquet_out, retries=retries, batch_size=batch_size)
-    return run(paths, config, files_from=files_from, input_format=input_format,
-               column=column, name_column=name_column, storage_options=storage_options,
-               engine=engine, scheduler=scheduler,  # type: ignore[arg-type]
-               executor=executor, cache=cache, parquet_out=parquet_out, retries=retries,
-               batch_size=batch_size, reporter=reporter)
+            cache = opened.enter_context(HashCache(cache))  # closed when the scan ends
+        return run(paths, config, files_from=files_from, input_format=input_format,
+                   column=column, name_column=name_column, storage_options=storage_options,
+                   engine=engine, scheduler=scheduler,  # type: ignore[arg-type]
+                   executor=executor, cache=cache, parquet_out=parquet_out, retries=retries,
+                   batch_size=batch_size, reporter=reporter)
 
 
 def hash_image(image: str | os.PathLike[str] | Image, method: str = DEFAULT_METHOD,

@@ -61,7 +61,6 @@ class ConsoleReporter:
         self._task: Any = None
         self._plain: list[Any] | None = None  # label, size, done, last line's time
         self.problems = 0
-        self._console_gone = False
         ctx = click.get_current_context(silent=True)
         if ctx is not None:
             # Stop the bar when the command ends, also by an exception (Ctrl-C): what is
@@ -81,8 +80,7 @@ class ConsoleReporter:
         return self._console
 
     def _stop_talking(self) -> None:
-        self.quiet = True
-        self._console_gone = True
+        self.quiet, self.show_problems = True, False
         self._console.quiet = True
 
     #: Seconds between the plain progress lines of a long phase (no terminal: a CI log).
@@ -143,7 +141,7 @@ class ConsoleReporter:
 
     def problem(self, problem: Problem) -> None:
         self.problems += 1
-        if self.show_problems and not self._console_gone:
+        if self.show_problems:
             from rich.markup import escape
 
             self.console.print(f"[red]error[/red] {escape(f'[{problem.error}]')} "
