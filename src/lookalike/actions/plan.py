@@ -513,10 +513,6 @@ def _edited_keep(group: Group, decision: KeepDecision) -> str | None:
             "review page (lookalike report) and apply its decisions file, or re-run the scan")
 
 
-#: Distinct hashes up to which :func:`_untied_member` compares every pair.
-_DIRECT = 64
-
-
 def _may_fold_case(folder: str) -> bool:
     """Whether the file system of ``folder`` (or of its nearest existing parent) may take
     names that differ only in case for one: looked up, never written (a plan changes
@@ -542,6 +538,10 @@ def _may_fold_case(folder: str) -> bool:
         except OSError:
             return False  # the other case is not there: names keep their case
     return True
+
+
+#: Distinct hashes up to which :func:`_untied_member` compares every pair.
+_DIRECT = 64
 
 
 def _untied_member(group: Group, threshold: Any) -> str | None:
