@@ -115,6 +115,18 @@ def test_exit_codes_usage_and_config_errors_are_2(tmp_path, capsys):
     assert _exit_code(["scan", str(tmp_path), "-q", "-j", "1"]) == 0
 
 
+def test_a_column_no_input_has_is_refused_before_any_work(tmp_path, capsys):
+    # It was silently ignored on a folder: the user meant some column and got a plain scan.
+    (tmp_path / "list.txt").write_text(str(tmp_path / "missing.png") + "\n")
+    for extra in (["--column", "image"], ["--name-column", "name"],
+                  ["--files-from", str(tmp_path / "list.txt"), "--column", "path"]):
+        assert _exit_code(["scan", str(tmp_path), "-q", "-o", str(tmp_path / "r.json"),
+                           *extra]) == 2
+        err = capsys.readouterr().err
+        assert "applies only to Parquet inputs" in err and "leave it out" in err
+        assert not (tmp_path / "r.json").exists()
+
+
 def test_every_command_has_help(runner):
     for args in (["--help"], ["scan", "--help"], ["hash", "--help"], ["methods"]):
         res = runner.invoke(cli, args)

@@ -138,6 +138,19 @@ def check_paths(paths: Sequence[str | os.PathLike[str]],
                 and (local := _local_path(raw)) is not None)
 
 
+def _check_columns(paths: Sequence[str | os.PathLike[str]], input_format: str,
+                   files_from: str | None, column: str | None, name_column: str | None) -> None:
+    """Refuse a column that no input has: it would be ignored, and the user meant some."""
+    parquet_inputs = any(format_of(os.fspath(p), input_format) == "parquet" for p in paths)
+    parquet_list = files_from is not None and files_from.lower().endswith((".parquet", ".pq"))
+    if column is not None and not (parquet_inputs or parquet_list):
+        raise ConfigError(f"column {column!r} applies only to Parquet inputs or a Parquet file "
+                          "list, and these inputs have neither; leave it out")
+    if name_column is not None and not parquet_inputs:
+        raise ConfigError(f"name column {name_column!r} applies only to Parquet inputs, and "
+                          "these inputs have none; leave it out")
+
+
 def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | None = None,
                 input_format: InputFormat = "auto", column: str | None = None,
                 name_column: str | None = None,
@@ -170,7 +183,8 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         :class:`RemoteEntry` items; ``walk`` problems; listing counts.
 
     Raises:
-        ConfigError: a missing input, unknown format, missing column or missing extra.
+        ConfigError: a missing input, unknown format, missing column (or one no input has)
+            or missing extra.
 
     Cost: one listing call per prefix; one header pass per tar shard and one name-column
     read per Parquet file (both on the executor); file lists are read, never stat'ed.
@@ -179,6 +193,7 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         raise ConfigError(f"the input format must be one of {', '.join(INPUT_FORMATS)}")
     reporter = reporter or NullReporter()
     check_paths(paths, input_format)
+    _check_columns(paths, input_format, files_from, column, name_column)
     options = dict(storage_options or {})
     items: list[FileEntry | RemoteEntry] = []
     problems: list[Problem] = []
