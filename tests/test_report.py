@@ -198,6 +198,35 @@ def test_paths_format_refuses_a_name_with_a_newline_and_names_it(tmp_path, scene
     assert exc.value.code == 0 and capsys.readouterr().out == f"{tmp_path}/imgs/two\nlines.png\0"
 
 
+def test_text_views_escape_control_characters_in_names_reports_keep_them(tmp_path, scene,
+                                                                        capsys):
+    """A name holding a newline read as two files in the text report, the problem lines and
+    the apply plan, and terminal escapes in a name acted on the terminal."""
+    from lookalike.cli import main
+
+    (tmp_path / "imgs").mkdir()
+    img = scene(1, (180, 120))
+    img.save(tmp_path / "imgs" / "one.png")
+    odd = "two\nlines \x1b[31m\udcff.png"
+    img.resize((90, 60)).save(tmp_path / "imgs" / odd)
+    (tmp_path / "imgs" / "bad\tname.jpg").write_bytes(b"not a picture")
+    report = tmp_path / "r.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", str(tmp_path / "imgs"), "-m", "phash", "-t", "6", "-j", "1", "--no-cache",
+              "-o", str(report)])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 0
+    assert "two\\nlines \\x1b[31m\\xff.png" in out and "\x1b" not in out + err
+    assert "bad\\tname.jpg" in out and "bad\\tname.jpg" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["apply", str(report), "-a", "move", "--to", str(tmp_path / "q")])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "two\\nlines" in out and "\x1b" not in out
+    data = json.loads(report.read_text(errors="surrogateescape"))
+    assert {m["path"] for g in data["groups"] for m in g["members"]} == {
+        f"{tmp_path}/imgs/one.png", f"{tmp_path}/imgs/{odd}"}
+
+
 def test_a_phase_with_nothing_to_do_draws_no_bar_on_a_terminal(capsys, monkeypatch):
     """A warm re-scan hashes nothing: one line says so, no empty 0/0 bar is drawn."""
     from lookalike.cli import ConsoleReporter

@@ -38,6 +38,7 @@ from lookalike.config import (
     ScanConfig,
 )
 from lookalike.errors import ConfigError, Interrupted, LookalikeError, PartialFailure, Problem
+from lookalike.paths import shown
 from lookalike.version import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -145,7 +146,7 @@ class ConsoleReporter:
             from rich.markup import escape
 
             self.console.print(f"[red]error[/red] {escape(f'[{problem.error}]')} "
-                               f"{escape(problem.path)}: {escape(problem.message)}",
+                               f"{escape(shown(problem.path))}: {escape(problem.message)}",
                                soft_wrap=True)
 
     def info(self, message: str) -> None:

@@ -6,7 +6,7 @@ import os
 import unicodedata
 from collections.abc import Sequence
 
-__all__ = ["is_local_file", "is_under", "name_key", "root_names"]
+__all__ = ["is_local_file", "is_under", "name_key", "root_names", "shown"]
 
 
 def is_under(path: str, folder: str) -> bool:
@@ -49,3 +49,21 @@ def name_key(path: str) -> str:
     """``path`` as a file system that ignores case and Unicode normalisation sees it: two
     paths with one key may be one file there (macOS, Windows, exFAT drives)."""
     return unicodedata.normalize("NFC", path).casefold()
+
+
+def shown(path: str) -> str:
+    """``path`` for a line of text a person reads: control and format characters escaped
+    (``\\n``, ``\\x1b``, a right-to-left override), and bytes that are not UTF-8 (decoded
+    with ``surrogateescape``) as ``\\xff``. A name holding a newline otherwise reads as two
+    files, and terminal escapes in a name act on the terminal. Reports keep the real path."""
+    if path.isprintable():
+        return path
+    out = []
+    for ch in path:
+        if ch == " " or not unicodedata.category(ch).startswith("C"):
+            out.append(ch)
+        elif 0xDC80 <= ord(ch) <= 0xDCFF:
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)

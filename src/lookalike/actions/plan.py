@@ -52,7 +52,7 @@ from lookalike.errors import ConfigError, JournalError, ReportError
 from lookalike.grouping.groups import cluster_records
 from lookalike.grouping.keep import KeepDecision, KeepFacts, KeepPolicy
 from lookalike.model import Group, ImageRecord
-from lookalike.paths import is_local_file, is_under, name_key, root_names
+from lookalike.paths import is_local_file, is_under, name_key, root_names, shown
 from lookalike.report.schema import (
     DECISIONS_KIND,
     DECISIONS_SCHEMA_VERSION,
@@ -1049,15 +1049,15 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
         why = dict(g.reasons)
         if why:  # one line per file kept, saying which rule kept it
             lines.append(f"group {g.group}:")
-            lines.extend(f"  {'keep':<8} {k}  ({why[k]})" for k in g.keep if k in why)
+            lines.extend(f"  {'keep':<8} {shown(k)}  ({why[k]})" for k in g.keep if k in why)
         else:
-            kept = ", ".join(g.keep) if g.keep else "nothing (--keep none)"
+            kept = ", ".join(map(shown, g.keep)) if g.keep else "nothing (--keep none)"
             lines.append(f"group {g.group}: keep {kept}")
         for op in g.operations:
             if op.action == "move":
-                target = f" -> {op.dst}"
+                target = f" -> {shown(op.dst)}"
             elif op.action in ("hardlink", "symlink"):
-                target = f" -> {op.keeper}"
+                target = f" -> {shown(op.keeper)}"
             else:
                 target = ""
             if op.name_of:
@@ -1066,7 +1066,7 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
                 size = human_bytes(op.size_bytes) if op.frees else "another name: counted once"
                 if op.path in why:
                     size += f"; {why[op.path]}"
-            lines.append(f"  {verb[op.action]:<8} {op.path}{target}  ({size})")
+            lines.append(f"  {verb[op.action]:<8} {shown(op.path)}{target}  ({size})")
         for note in g.notes:
             lines.append(f"  note: {note}")
     for s in p.skipped:

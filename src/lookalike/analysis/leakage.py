@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from lookalike.errors import ConfigError
 from lookalike.grouping.groups import group_kind, near_pairs
 from lookalike.model import Group, ImageRecord, Member
-from lookalike.paths import is_under, root_names
+from lookalike.paths import is_under, root_names, shown
 
 if TYPE_CHECKING:
     from lookalike.pipeline import ScanResult
@@ -116,13 +116,12 @@ class Leakage:
             if not s.reference:
                 lines.append(f"  {s.name}: {s.leaked} of {s.images} images have a near "
                              f"duplicate in the reference")
-        shown = self.leaks if max_items is None else self.leaks[:max_items]
-        for lk in shown:
+        for lk in self.leaks if max_items is None else self.leaks[:max_items]:
             best = lk.matches[0]
             more = f" (+{len(lk.matches) - 1} more)" if len(lk.matches) > 1 else ""
             how = (f"d={best.distance}" if best.match == "hash"
                    else f"{best.match} {best.similarity:.2f}")
-            lines.append(f"  {lk.path}  ~  {best.path} ({how}){more}")
+            lines.append(f"  {shown(lk.path)}  ~  {shown(best.path)} ({how}){more}")
         if max_items is not None and len(self.leaks) > max_items:
             lines.append(f"  ... {len(self.leaks) - max_items} more in the report")
         if len(self.sets) > 2:

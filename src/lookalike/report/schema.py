@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from lookalike.errors import LookalikeError, Problem, ReportError
 from lookalike.grouping.keep import KeepChoices, KeepPolicy
 from lookalike.model import MATCH_KINDS, Group, Hash, ImageRecord, Member
+from lookalike.paths import shown
 from lookalike.version import __version__
 
 if TYPE_CHECKING:
@@ -303,8 +304,7 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
     if s.get("skipped_symlinks"):
         lines.append(f"skipped {plural(s['skipped_symlinks'], 'symlink')} found inside the "
                      "folders (not followed: `scan --follow-symlinks` follows them)")
-    shown = result.groups if max_groups is None else result.groups[:max_groups]
-    for g in shown:
+    for g in result.groups if max_groups is None else result.groups[:max_groups]:
         lines.append("")
         lines.append(f"group {g.id} ({g.kind}, {plural(len(g), 'image')})")
         kept = set(choices.keep(g.id))
@@ -317,8 +317,8 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
             # Bits mean something only for hash matches: an embedding match is off the scale.
             bits = str(m.distance) if m.match == "hash" else "-"
             lines.append(f" {mark} d={bits:<3} {r.width}x{r.height:<6} "
-                         f"{human_bytes(r.size_bytes):>9}  {r.path}{how}")
-            lines.extend(f"{'':>28}= {a}  (same file)" for a in r.aliases)
+                         f"{human_bytes(r.size_bytes):>9}  {shown(r.path)}{how}")
+            lines.extend(f"{'':>28}= {shown(a)}  (same file)" for a in r.aliases)
         if len(members) < len(g.members):
             lines.append(f"   ... {plural(len(g.members) - len(members), 'more member')} in "
                          "the report")
@@ -329,7 +329,7 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
         lines.append("")
         lines.append(f"{plural(len(result.errors), 'file')} could not be used:")
         for p in result.errors:
-            lines.append(f"  [{p.error}] {p.path}: {p.message}")
+            lines.append(f"  [{p.error}] {shown(p.path)}: {p.message}")
     if leakage is not None:
         lines.append("")
         lines.append(leakage.render_text(max_items=max_groups).rstrip("\n"))
