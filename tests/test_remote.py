@@ -513,3 +513,41 @@ def test_actions_refuse_tar_members_and_the_review_page_does_not_call_them_gone(
     assert data["groups"] and file_states(data) == {}
     with pytest.raises(lookalike.ReportError, match="actions change local files only"):
         lookalike.plan(report, action="move", to=tmp_path / "q")
+
+
+def _split_trees(tree: Path, out: Path) -> tuple[Path, Path]:
+    """train/: the originals and half-size copies; test/: the JPEG copies (every one leaks)."""
+    for split, pattern in (("train", "[oh]*.png"), ("test", "q80_*.jpg")):
+        for p in tree.glob(f"set*/{pattern}"):
+            (out / split / p.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(p, out / split / p.parent.name / p.name)
+    return out / "train", out / "test"
+
+
+@pytest.mark.parametrize("kind", ["parquet", "tar-folders"])
+def test_leakage_over_containers_purges_only_the_checked_set(tree, tmp_path, kind, capsys):
+    # Members of a reference Parquet file were not protected (FILE#name is not under FILE):
+    # the purge list held training rows and left leaks out. Sets given as folders of shards
+    # failed after all the hashing: a member comes from its shard, not from the folder.
+    from lookalike.cli import main
+
+    train, test = _split_trees(tree, tmp_path / "trees")
+    if kind == "parquet":
+        sets = [str(_write_parquet(d, tmp_path / f"{d.name}.parquet")) for d in (train, test)]
+        extra: list[str] = []
+    else:
+        sets = []
+        for d in (train, test):
+            _write_shards(d, tmp_path / f"{d.name}_shards")
+            sets.append(str(tmp_path / f"{d.name}_shards"))
+        extra = ["--input-format", "tar"]
+    common = ["scan", "--reference", sets[0], sets[1], *extra, "-m", "phash", "-t", "8",
+              "-j", "1", "-q", "--no-cache"]
+    with pytest.raises(SystemExit) as exc:
+        main([*common, "--format", "json"])
+    assert exc.value.code == 0
+    purge = json.loads(capsys.readouterr().out)["leakage"]["purge"]
+    assert len(purge) == 5 and all(p.startswith(sets[1]) for p in purge)
+    with pytest.raises(SystemExit) as exc:
+        main([*common, "--format", "paths"])
+    assert exc.value.code == 0 and capsys.readouterr().out.splitlines() == purge

@@ -224,7 +224,15 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     names = root_names(roots)
     recs = sorted(records, key=lambda r: r.path)
     index = {root: k for k, root in enumerate(roots)}
-    set_of = [index.get(r.source, -1) for r in recs]
+
+    def set_index(source: str) -> int:
+        # A folder's record comes from the folder; a tar shard's or Parquet file's found in a
+        # folder given as the set comes from the shard (FILE#name).
+        if source in index:
+            return index[source]
+        return next((k for root, k in index.items() if is_under(source, root)), -1)
+
+    set_of = [set_index(r.source) for r in recs]
     if -1 in set_of:
         bad = recs[set_of.index(-1)]
         raise ConfigError(f"{bad.path} comes from {bad.source!r}, which is not a scanned set")

@@ -385,10 +385,11 @@ class KeepPolicy:
         return self.rules == ("none",)
 
     def is_protected(self, path: str) -> bool:
-        """True if ``path`` lies in a protected folder (lexically or once symlinks resolve)."""
+        """True if ``path`` lies in a protected folder (lexically or once symlinks resolve),
+        or is a member of a protected tar shard or Parquet file (``FILE#name``)."""
         if not self.protect:
             return False
-        if any(is_under(path, d) for d in self.protect):
+        if any(is_under(path, d) or path.startswith(f"{d}#") for d in self.protect):
             return True
         real = os.path.realpath(path)
         return any(is_under(real, os.path.realpath(d)) for d in self.protect)
