@@ -486,3 +486,39 @@ def test_a_small_redraw_joins_its_icon_unless_its_group_disagrees_in_colour(phot
     assert sorted(hashed.paths) == [str(tmp_path / "grey32.png"), str(tmp_path / "icon32.png")]
     again = lookalike.scan(tmp_path, config=ScanConfig(embed=str(model), workers=1))
     assert [sorted(g.paths) for g in again.groups] == [sorted(hashed.paths)]
+
+
+def test_dataset_cleanup_counts_verified_leaks_like_leakage_mode(tree, model, tmp_path):
+    # dedupe_dataset searched hashes only: a cropped test row leaked unseen, though the scan
+    # had verified the match (and the CLI's leakage mode reported it).
+    train, test = tmp_path / "train", tmp_path / "test"
+    train.mkdir()
+    test.mkdir()
+    for name in ("p0.png", "p1.png", "p2.png"):
+        (train / name).write_bytes((tree / name).read_bytes())
+    (test / "a_leak.png").write_bytes((tree / "p0_cropped.png").read_bytes())
+    cleanup = lookalike.dedupe_dataset({"train": str(train), "test": str(test)},
+                                       config=_config(model))
+    assert cleanup.leaked == {"train": (), "test": (0,)}
+    (leak,) = cleanup.leaks
+    (match,) = leak.matches
+    assert (match.split, match.index, match.match) == ("train", 0, "verified")
+    assert match.similarity >= 0.9
+    assert cleanup.to_dict()["leaks"][0]["matches"][0]["match"] == "verified"
+    assert "test[0]  ~  train[0] (verified 0." in cleanup.render_text()
+
+
+def test_dataset_cleanup_of_a_hf_dataset_keeps_how_members_matched(tree, model):
+    datasets = pytest.importorskip("datasets")
+    pytest.importorskip("pyarrow")
+    rows = {"train": ["p0.png", "p1.png"], "test": ["p2.png", "p0_cropped.png"]}
+    ds = datasets.DatasetDict({
+        name: datasets.Dataset.from_dict(
+            {"image": [str(tree / n) for n in names]}).cast_column("image", datasets.Image())
+        for name, names in rows.items()})
+    cleanup = lookalike.dedupe_dataset(ds, config=_config(model))
+    assert cleanup.leaked == {"train": (), "test": (1,)}
+    (group,) = cleanup.scan.groups
+    assert {(m.record.path, m.match) for m in group.members} == {
+        ("train#0", "hash"), ("test#1", "verified")}
+    assert list(cleanup.scan.embedding_matches) == [("test#1", "train#0")]

@@ -115,6 +115,17 @@ def test_dedupe_dataset_finds_the_rows_built(dataset, splits):
         assert clean[split]["label"] == list(keep)
 
 
+def test_a_plain_dict_of_datasets_is_a_dataset_dict(dataset):
+    # It was taken for {split: paths} and failed with a TypeError from os.fspath.
+    cleanup = lookalike.dedupe_dataset(dict(dataset), keep=KEEP, workers=1)
+    assert (cleanup.drop, cleanup.leaked) == (EXPECTED_DROP, EXPECTED_LEAKED)
+    assert cleanup.select(dict(dataset))["test"]["label"] == list(EXPECTED_KEEP["test"])
+    with pytest.raises(ConfigError, match=r"split 'test' is not a datasets\.Dataset"):
+        lookalike.dedupe_dataset({"train": dataset["train"], "test": "test/"})
+    with pytest.raises(ConfigError, match="give each split as a path"):
+        lookalike.dedupe_dataset({"train": 3})
+
+
 def test_scan_accepts_a_dataset(dataset):
     result = lookalike.scan(dataset, workers=1)
 

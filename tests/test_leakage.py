@@ -171,6 +171,25 @@ def test_a_blank_test_image_leaks_only_from_its_byte_copy(tmp_path):
     assert sorted(os.path.basename(p) for p in leak.purge) == ["red_copy.png"]
 
 
+def test_dataset_cleanup_counts_every_name_of_a_hard_linked_file(tmp_path, scene):
+    """A file is scanned once, its other names are aliases: dedupe_dataset looked at the
+    first name only, so a test row hard-linked to a train row did not leak. (A split lists
+    each file once: two names of it in one split are one row.)"""
+    train, test = tmp_path / "train", tmp_path / "test"
+    for d in (train, test):
+        d.mkdir()
+    scene(1).save(train / "a.png")
+    scene(2).save(train / "b.png")
+    scene(3).save(test / "c.png")
+    os.link(train / "a.png", test / "d_link.png")  # a leak, at distance 0
+    os.link(train / "b.png", train / "e_link.png")  # a duplicate inside train
+    cleanup = lookalike.dedupe_dataset({"train": train, "test": test}, workers=1)
+    assert cleanup.rows == {"train": 2, "test": 2}
+    assert cleanup.leaked == {"train": (), "test": (1,)}
+    assert cleanup.leaks[0].matches[0].distance == 0
+    assert cleanup.keep == {"train": (0, 1), "test": (0,)}
+
+
 def test_cli_scan_with_reference_reports_leakage(runner, splits, tmp_path):
     train, test, val = splits
     out = tmp_path / "r.json"

@@ -43,7 +43,7 @@ from lookalike.inputs.hf import (
     load_saved,
 )
 from lookalike.inputs.listing import list_inputs
-from lookalike.model import Group, Member
+from lookalike.model import Group, ImageRecord, Member
 from lookalike.pipeline import CHUNK_SIZE, ScanResult, scan
 
 if TYPE_CHECKING:
@@ -61,11 +61,14 @@ Splits = Mapping[str, str | os.PathLike[str] | Sequence[str | os.PathLike[str]]]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RowMatch:
-    """A row of an earlier split that a leaking row matches, ``distance`` bits away."""
+    """A row of an earlier split that a leaking row matches, ``distance`` bits away (by its
+    hash; ``match`` ``verified`` or ``embedding``: by embeddings, at ``similarity``)."""
 
     split: str
     index: int
     distance: int
+    match: str = "hash"
+    similarity: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,7 +122,8 @@ class DatasetCleanup:
                         "drop": list(self.drop[name]), "leaked": list(self.leaked[name])}
                        for name, n in self.rows.items()],
             "leaks": [{"split": lk.split, "index": lk.index,
-                       "matches": [{"split": m.split, "index": m.index, "distance": m.distance}
+                       "matches": [{"split": m.split, "index": m.index, "distance": m.distance,
+                                    "match": m.match, "similarity": m.similarity}
                                    for m in lk.matches]} for lk in self.leaks],
             "errors": [p.to_dict() for p in self.scan.errors],
         }
@@ -135,8 +139,10 @@ class DatasetCleanup:
         for lk in shown:
             best = lk.matches[0]
             more = f" (+{len(lk.matches) - 1} more)" if len(lk.matches) > 1 else ""
+            how = (f"d={best.distance}" if best.match == "hash"
+                   else f"{best.match} {best.similarity:.2f}")
             lines.append(f"  {lk.split}[{lk.index}]  ~  {best.split}[{best.index}] "
-                         f"(d={best.distance}){more}")
+                         f"({how}){more}")
         if max_items is not None and len(self.leaks) > max_items:
             lines.append(f"  ... {len(self.leaks) - max_items} more leaks")
         if self.scan.errors:
@@ -156,10 +162,10 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
     """Find the rows to drop and the rows that leak across splits, with one scan.
 
     Args:
-        data: a ``datasets.Dataset`` or ``DatasetDict``; a folder written by
-            ``save_to_disk``; or ``{split: input or inputs}`` in split order, each input a
-            Parquet file of images, a WebDataset ``.tar`` shard or a folder (as the scan
-            reads them).
+        data: a ``datasets.Dataset`` or ``DatasetDict`` (or ``{split: Dataset}``); a folder
+            written by ``save_to_disk``; or ``{split: input or inputs}`` in split order, each
+            input a Parquet file of images, a WebDataset ``.tar`` shard or a folder (as the
+            scan reads them).
         column: the column of images (default: a dataset's first ``Image`` column; for
             Parquet inputs, as guessed by the scan).
         config: hashing and grouping settings; or pass its fields as keyword ``options``
@@ -189,9 +195,9 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
         raise ConfigError("pass either config= or keyword options, not both")
     policy = KeepPolicy.from_spec(keep)
     with ExitStack() as stack:
-        exported = not isinstance(data, Mapping) or is_dataset(data)
+        exported = not isinstance(data, Mapping) or any(map(is_dataset, (data, *data.values())))
         if exported:
-            ds = data if is_dataset(data) else load_saved(data)
+            ds = load_saved(data) if isinstance(data, str | os.PathLike) else data
             folder = (os.fspath(workdir) if workdir is not None else stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="lookalike-dataset-")))
             inputs: dict[str, list[str]] = {}
@@ -202,8 +208,12 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
                 inputs[name] = [path]
             column, name_column, input_format = BYTES_COLUMN, ROW_COLUMN, "parquet"
         else:
-            inputs = {str(name): [os.fspath(p)] if isinstance(p, str | os.PathLike)
-                      else [os.fspath(q) for q in p] for name, p in data.items()}
+            try:
+                inputs = {str(name): [os.fspath(p)] if isinstance(p, str | os.PathLike)
+                          else [os.fspath(q) for q in p] for name, p in data.items()}
+            except TypeError:
+                raise ConfigError("give each split as a path (or a list of paths) of its "
+                                  "images, or every split as a datasets.Dataset") from None
             if not inputs:
                 raise ConfigError("no splits to clean")
         # Each item's split and index: its position in its split's listing (cheap: names
@@ -231,19 +241,38 @@ def _decide(result: ScanResult, where: Mapping[str, tuple[str, int]], rows: Mapp
             policy: KeepPolicy) -> DatasetCleanup:
     """The cleanup of ``result``, whose records' paths ``where`` places in their splits."""
     order = {name: k for k, name in enumerate(rows)}
-    recs = result.records
+    # A file with rows in several splits (hard links, a path through a link: the scan's
+    # aliases; a split lists each file once) is a row of each, and leaks from the earliest.
+    recs: list[ImageRecord] = []
+    at: dict[str, list[int]] = defaultdict(list)  # a record's path -> its rows in recs
+    for r in result.records:
+        for path in (r.path, *r.aliases):
+            if path in where:
+                at[r.path].append(len(recs))
+                recs.append(dataclasses.replace(r, path=path, aliases=()))
+    pairs: dict[tuple[int, int], tuple[int, str, float | None]] = {
+        pair: (d, "hash", None) for pair, d in near_pairs(recs, result.config.threshold).items()}
+    # The scan's embedding matches (verified, or proposed with verification off) too, as in
+    # leakage mode.
+    for (a, b), (how, sim) in result.embedding_matches.items():
+        for i in at.get(a, ()):
+            for j in at.get(b, ()):
+                key = (i, j) if i < j else (j, i)
+                pairs.setdefault(key, (recs[i].hash - recs[j].hash, how, sim))
     # Leaks: direct matches with an earlier split, as in leakage mode (not chains of them).
-    found: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for (i, j), d in near_pairs(recs, result.config.threshold).items():
+    found: dict[int, list[tuple[int, tuple[int, str, float | None]]]] = defaultdict(list)
+    for (i, j), match in pairs.items():
         si, sj = order[where[recs[i].path][0]], order[where[recs[j].path][0]]
         if si != sj:
             later, earlier = (i, j) if si > sj else (j, i)
-            found[later].append((earlier, d))
+            found[later].append((earlier, match))
     leaks = []
     for i in sorted(found, key=lambda i: (order[where[recs[i].path][0]], where[recs[i].path])):
         matches = sorted((RowMatch(split=where[recs[j].path][0], index=where[recs[j].path][1],
-                                   distance=d) for j, d in found[i]),
-                         key=lambda m: (m.distance, order[m.split], m.index))
+                                   distance=d, match=how, similarity=sim)
+                          for j, (d, how, sim) in found[i]),
+                         key=lambda m: (m.match != "hash", m.distance, -(m.similarity or 0),
+                                        order[m.split], m.index))
         name, index = where[recs[i].path]
         leaks.append(RowLeak(split=name, index=index, matches=tuple(matches)))
     leaking = {recs[i].path for i in found}
@@ -284,7 +313,10 @@ def _relabel(result: ScanResult, where: Mapping[str, tuple[str, int]], splits: l
     records = {r.path: dataclasses.replace(r, path=label(r.path), source=where[r.path][0])
                for r in result.records}
     groups = [dataclasses.replace(g, representative=label(g.representative), members=tuple(
-        Member(records[m.record.path], m.distance) for m in g.members)) for g in result.groups]
+        dataclasses.replace(m, record=records[m.record.path]) for m in g.members))
+        for g in result.groups]
     errors = [dataclasses.replace(p, path=label(p.path)) for p in result.errors]
+    embedded = {tuple(sorted((label(a), label(b)))): how  # keys stay (smaller, larger)
+                for (a, b), how in result.embedding_matches.items()}
     return dataclasses.replace(result, records=list(records.values()), groups=groups,
-                               errors=errors, roots=splits)
+                               errors=errors, roots=splits, embedding_matches=embedded)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lookalike.config import import_extra
@@ -83,13 +84,18 @@ def _damage(exc: Exception) -> str:
 
 
 def dataset_splits(ds: Any) -> dict[str, Any]:
-    """The splits of ``ds`` by name, in its order: a ``DatasetDict``'s, or one ``Dataset``
-    under its split name (``data`` when it has none)."""
+    """The splits of ``ds`` by name, in its order: a ``DatasetDict``'s (or a plain dict's of
+    ``Dataset`` values), or one ``Dataset`` under its split name (``data`` when it has
+    none)."""
     datasets = _datasets()
-    if isinstance(ds, datasets.DatasetDict):
+    if isinstance(ds, Mapping):
         if not ds:
             raise ConfigError("the dataset has no splits")
-        return dict(ds)
+        bad = next((k for k, v in ds.items() if not isinstance(v, datasets.Dataset)), None)
+        if bad is not None:
+            raise ConfigError(f"split {bad!r} is not a datasets.Dataset; give every split as a "
+                              "Dataset, or every split as paths")
+        return {str(k): v for k, v in ds.items()}
     if isinstance(ds, datasets.Dataset):
         return {str(ds.split) if ds.split is not None else "data": ds}
     raise ConfigError(f"expected a datasets.Dataset or DatasetDict, got {type(ds).__name__}")
