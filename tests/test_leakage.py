@@ -17,7 +17,7 @@ from lookalike.actions.apply import apply, undo
 from lookalike.actions.plan import plan
 from lookalike.analysis.leakage import check_sets, restrict_to_leakage
 from lookalike.cli import cli
-from lookalike.report.schema import write_report
+from lookalike.report.schema import render_paths, write_report
 
 THRESHOLD = 4  # dhash-z: re-encoded/resized copies are 0-1 bits away, the stereo pair 10
 PIN = ["-m", "dhash-z", "--hash-size", "8"]  # the hash THRESHOLD was measured with
@@ -127,7 +127,10 @@ def test_apply_on_a_leakage_report_moves_the_purge_list_and_never_the_reference(
     (train, test, val), result = scanned
     leak = find_leakage(result, [train])
     report = tmp_path / "leak.json"
-    write_report(restrict_to_leakage(result, leak), report, leakage=leak)
+    # The whole scan's result, as an API user passes it: the report holds the cross-set
+    # groups only (it also held test's own duplicates, and apply moved those too).
+    write_report(result, report, leakage=leak)
+    assert render_paths(result, leakage=leak).splitlines() == sorted(leak.purge)
     before = {d: snapshot(d) for d in (train, test, val)}
     for keep in (None, "none", "smallest-file"):  # whatever the policy: train is protected
         p = plan(report, action="move", to=tmp_path / "q", keep=keep)

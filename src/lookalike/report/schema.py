@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from lookalike.analysis.leakage import restrict_to_leakage
 from lookalike.errors import LookalikeError, Problem, ReportError
 from lookalike.grouping.keep import KeepChoices, KeepPolicy
 from lookalike.model import MATCH_KINDS, Group, Hash, ImageRecord, Member
@@ -117,6 +118,13 @@ def group_to_dict(g: Group, keep: Sequence[str] | None = None,
     return d
 
 
+def _view(result: ScanResult, leakage: Leakage | None) -> ScanResult:
+    """``result`` as its report shows it: with ``leakage``, the cross-set groups only
+    (:func:`~lookalike.analysis.leakage.restrict_to_leakage`), so that ``apply`` on the
+    report acts on exactly the purge list, however the caller made it."""
+    return result if leakage is None else restrict_to_leakage(result, leakage)
+
+
 def decide_keep(result: ScanResult, keep: KeepSpec = None,
                 leakage: Leakage | None = None) -> KeepChoices:
     """The keep decisions of a report of ``result``: made once, then passed to every view.
@@ -129,6 +137,7 @@ def decide_keep(result: ScanResult, keep: KeepSpec = None,
     Cost: :meth:`~lookalike.grouping.keep.KeepPolicy.read_facts`: WebP headers under
     ``prefer-lossless``, symbolic links under protected folders; otherwise no I/O.
     """
+    result = _view(result, leakage)
     if isinstance(keep, KeepChoices):
         return keep
     policy = KeepPolicy.from_spec(keep, protect=leakage.reference if leakage else ())
@@ -145,6 +154,7 @@ def report_to_dict(result: ScanResult, argv: list[str] | None = None, *,
     uses it by default. With ``leakage``, the report gets a ``leakage`` section and its
     reference sets are protected.
     """
+    result = _view(result, leakage)
     choices = decide_keep(result, keep, leakage)
     extra: dict[str, Any] = {"leakage": leakage.to_dict()} if leakage is not None else {}
     return {
@@ -206,6 +216,7 @@ def render_csv(result: ScanResult, *, keep: KeepSpec = None,
                leakage: Leakage | None = None) -> str:
     """One CSV row per group member (columns: :data:`CSV_FIELDS`, and with ``leakage``
     :data:`CSV_LEAKAGE_FIELDS`). ``keep``: see :func:`decide_keep`."""
+    result = _view(result, leakage)
     choices = decide_keep(result, keep, leakage)
     set_names = {s.root: s.name for s in leakage.sets} if leakage is not None else {}
     purge = set(leakage.purge) if leakage is not None else set()
@@ -235,6 +246,7 @@ def remove_paths(result: ScanResult, keep: KeepSpec = None,
     paths through symbolic links) are not listed, so removing a listed path of a file with
     hard links frees no space; ``lookalike apply`` acts on every name.
     """
+    result = _view(result, leakage)
     choices = decide_keep(result, keep, leakage)
     decisions = [choices.decisions[g.id] for g in result.groups]
     kept = {p for d in decisions for p in d.keep}
@@ -279,6 +291,7 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
     keep this function free of I/O). ``max_groups`` and ``max_members`` (per group; kept
     members are always shown) shorten it to a summary of the report.
     """
+    result = _view(result, leakage)
     choices = decide_keep(result, keep, leakage)
     s = result.stats
     cfg = result.config
