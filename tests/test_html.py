@@ -212,6 +212,12 @@ def test_histogram_counts_member_distances_and_marks_the_threshold():
     counts = {int(d): int(n) for d, n in bars}
     assert sum(counts.values()) == 14 and counts[0] == 2
     assert "threshold 6" in svg
+    # A member embeddings joined has no meaningful bits (a crop: 105): it is not counted,
+    # nor does it stretch the axis into slivers.
+    data["groups"][0]["members"][1].update(match="verified", distance=105, similarity=0.9)
+    svg = render_html(data, report_path="/r.json")
+    bars = re.findall(r"<title>distance (\d+): (\d+) images</title>", svg)
+    assert sum(int(n) for _, n in bars) == 13 and max(int(d) for d, _ in bars) < 10
 
 
 def test_scan_result_without_a_saved_report_disables_export(tmp_path, scene):

@@ -301,11 +301,12 @@ def folder_tree(paths: Sequence[str], roots: Sequence[str] = ()
 
 
 def _histogram(groups: Sequence[Mapping[str, Any]], threshold: int) -> dict[str, Any]:
-    """Counts of member-to-representative distances, and the SVG geometry to draw them."""
+    """Counts of member-to-representative distances, and the SVG geometry to draw them.
+    Members embeddings joined are left out: their bits are off the scale (a crop's 105)."""
     counts: dict[int, int] = {}
     for g in groups:
         for m in g.get("members", []):
-            if m.get("path") == g.get("representative"):
+            if m.get("path") == g.get("representative") or m.get("match", "hash") != "hash":
                 continue
             d = int(m.get("distance") or 0)
             counts[d] = counts.get(d, 0) + 1
