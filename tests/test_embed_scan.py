@@ -388,6 +388,11 @@ def test_keep_policy_acts_only_on_what_hashes_tie_and_never_removes_a_joined_mem
     assert "also kept: 1 member that embeddings joined" in text
     summary = render_text(result).splitlines()[0]
     assert "2 duplicates (1 removable by the keep policy, " in summary
+    # A photo and its crop: one member hashes matched; nothing is protected (the reason
+    # said "the only unprotected member").
+    reason = lookalike.KeepPolicy().decide(lookalike.scan(tree, config=_config(model))
+                                           .groups[0]).reason
+    assert reason.startswith("the only member hashes matched; members joined by embeddings")
 
 
 def test_keep_policy_never_removes_unverified_embedding_matches(later_scene, model):

@@ -433,8 +433,8 @@ class KeepPolicy:
 
     def _why(self, first: tuple[Any, ...], second: tuple[Any, ...] | None) -> str:
         """Why the member keyed ``first`` beat the one keyed ``second`` (the runner-up)."""
-        if second is None:
-            return "the only unprotected member"
+        if second is None:  # the others were joined by embeddings
+            return "the only member hashes matched"
         if first[0] != second[0]:
             return "in a protected folder"
         for rule, a, b in zip(self.rules, first[1:], second[1:], strict=True):

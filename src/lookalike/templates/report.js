@@ -21,8 +21,11 @@
   let manual = noChoices(); // the reviewer's own choices: null, true (keep) or false
   const rules = new Map(); // folder index -> "keep" | "remove", in the order they were made
   const state = groups.map((g) => g.m.map((m) => m.k));
-  // Why the keep policy suggests a member (the report's keep_reason), else null.
-  const suggestedWhy = (g, m) => (m.k && g.kr ? "suggested keeper: " + g.kr : null);
+  // Why the keep policy suggests a member (the report's keep_reason), else null. A member
+  // embeddings joined is kept for the reviewer to choose: no signal says which is the original.
+  const suggestedWhy = (g, m) => (!m.k || !g.kr ? null : m.mk ?
+    "kept: joined by its embedding (a crop, frame or turn of the others, or their original)" :
+    "suggested keeper: " + g.kr);
   const why = groups.map((g) => g.m.map((m) => suggestedWhy(g, m))); // what decided each member
   let visible = groups.map((_, i) => i); // indices of groups that match the filter
   let rendered = 0;
