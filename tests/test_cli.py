@@ -618,6 +618,15 @@ def test_applying_a_csv_report_says_it_needs_the_json_one(tmp_path, scene, capsy
     assert "is not JSON" in err and "CSV and text reports cannot be applied" in err
 
 
+def test_a_move_without_its_folder_names_the_option(tmp_path, scene, capsys):
+    folder = _folder(tmp_path, scene)
+    report = tmp_path / "report.json"
+    assert _exit_code(["scan", str(folder), "-q", "-o", str(report)]) == 0
+    capsys.readouterr()
+    err = _usage_error(["apply", str(report), "-a", "move"], capsys)
+    assert "--action move needs --to DIR" in err  # it named the library's argument `to`
+
+
 def test_embedding_settings_without_a_model_are_refused(tmp_path, scene, capsys):
     folder = _folder(tmp_path, scene)
     for extra in (["--similarity", "0.5"], ["--no-verify"]):

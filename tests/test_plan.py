@@ -453,7 +453,7 @@ def test_a_changed_member_skips_its_whole_group(library, change):
 
 def test_option_errors_are_config_errors(library, tmp_path):
     root, report = library
-    with pytest.raises(ConfigError, match="needs `to`"):
+    with pytest.raises(ConfigError, match="a move needs the quarantine folder"):
         plan(report, action="move")
     with pytest.raises(ConfigError, match="inside the scanned folder"):
         plan(report, action="move", to=root / "q")

@@ -551,6 +551,9 @@ def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
     """
     from lookalike.jobs import apply_plan
 
+    if action == "move" and to is None:
+        raise ConfigError("--action move needs --to DIR, the quarantine folder that "
+                          "receives the duplicates (outside the scanned folders)")
     result = apply_plan(source, action=action, keep=keep,  # type: ignore[arg-type]
                         protect=protect, to=to, journal=journal, yes=yes,
                         collapse_links=collapse_links, keep_in=keep_in, remove_in=remove_in,

@@ -744,8 +744,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     to_dir: str | None = None
     if action == "move":
         if to is None:
-            raise ConfigError("action 'move' needs `to`, the quarantine folder that receives "
-                              "the duplicates (outside the scanned folders)")
+            raise ConfigError("a move needs the quarantine folder that receives the "
+                              "duplicates (outside the scanned folders)")
         to_dir = os.path.abspath(os.fspath(to))
         real_to = os.path.realpath(to_dir)
         for r, rr in zip(roots, real_roots, strict=True):
