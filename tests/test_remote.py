@@ -227,11 +227,32 @@ def test_bad_shards_are_problems_and_the_scan_goes_on(tree, tmp_path):
     (tmp_path / "junk.tar").write_bytes(b"this is not a tar file" * 100)
     with tarfile.open(tmp_path / "zipped.tar", "w:gz") as tf:
         tf.add(tree / "alone.png", arcname="alone.png")
+    (tmp_path / "named.tar.gz").write_bytes((tmp_path / "zipped.tar").read_bytes())
     result = scan_inputs([str(tmp_path)], CONFIG, input_format="tar")
     errors = {Path(e.path).name: (e.stage, e.error) for e in result.errors}
     assert errors["junk.tar"] == ("walk", "not-tar")
     assert errors["zipped.tar"] == ("walk", "compressed-tar")
+    # Named as what it is, it was skipped without a word.
+    assert errors["named.tar.gz"] == ("walk", "compressed-tar")
     assert len(result.records) == 16
+
+
+def test_shards_and_parquet_files_in_a_folder_scanned_as_files_are_counted_and_named(
+        tree, tmp_path, capsys):
+    # Scanning a folder of shards in the default input format found 0 images and said only
+    # that; the files skipped were in the JSON stats alone.
+    from lookalike.cli import main
+
+    _write_shards(tree, tmp_path / "data", n=2)
+    _write_parquet(tree, tmp_path / "data" / "more.parquet")
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", str(tmp_path / "data"), "-q", "--no-cache"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "0 images scanned" in out
+    assert "skipped 3 tar or Parquet files found inside the folders" in out
+    assert "--input-format tar" in out
+    plain = lookalike.scan(tree, config=CONFIG)
+    assert "skipped_containers" not in plain.stats  # a plain folder's stats are as before
 
 
 def test_missing_inputs_and_bad_options_fail_before_any_work(tmp_path):

@@ -51,7 +51,8 @@ def _expand(target: str, fmt: str, options: Mapping[str, Any]
             ) -> tuple[Any, list[tuple[str, dict[str, Any]]], bool]:
     """A URL/path -> (fs, [(path, info)], explicit); folders and globs are listed."""
     fs, path = _url_to_fs(target, options)
-    suffixes = {"tar": (".tar",), "parquet": (".parquet", ".pq")}.get(fmt)
+    # Compressed shards too: each is then reported as one (compressed-tar), not skipped.
+    suffixes = {"tar": (".tar", ".tar.gz", ".tgz"), "parquet": (".parquet", ".pq")}.get(fmt)
 
     def keep(p: str) -> bool:
         return p.lower().endswith(suffixes) if suffixes else _is_image_name(p)
@@ -290,4 +291,6 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
             unique.setdefault(e.path, e)
     stats = {"files_seen": walk.files_seen, "skipped_non_image": walk.skipped_non_image,
              "skipped_symlinks": walk.skipped_symlinks, **listed}
+    if walk.skipped_containers:  # only then, as above
+        stats["skipped_containers"] = walk.skipped_containers
     return list(unique.values()), problems, stats

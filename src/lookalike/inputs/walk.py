@@ -98,6 +98,13 @@ class WalkStats:
     files_seen: int = 0
     skipped_non_image: int = 0
     skipped_symlinks: int = 0
+    #: Of the skipped files, tar shards and Parquet files: images in them are read only with
+    #: input format tar or parquet, which the user may have meant.
+    skipped_containers: int = 0
+
+
+#: Names of files that hold images for input formats other than files.
+CONTAINER_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".parquet", ".pq")
 
 
 def looks_like_image(path: str) -> bool:
@@ -278,6 +285,8 @@ def _file_entry(path: str, root: str, st: os.stat_result, stats: WalkStats,
         return
     if not explicit and not looks_like_image(path):
         stats.skipped_non_image += 1
+        if path.lower().endswith(CONTAINER_SUFFIXES):
+            stats.skipped_containers += 1
         return
     yield FileEntry(path, st.st_size, st.st_mtime_ns, root, st.st_dev, st.st_ino)
 

@@ -314,6 +314,10 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
                      f"{'files' if n != 1 else 'a file'} already found (hard links, symbolic "
                      "links, overlapping folders): each file is listed once, never as a "
                      "duplicate of itself")
+    if s.get("skipped_containers"):
+        lines.append(f"skipped {plural(s['skipped_containers'], 'tar or Parquet file')} "
+                     "found inside the folders (their images are read with `scan "
+                     "--input-format tar` or `parquet`)")
     if s.get("skipped_symlinks"):
         lines.append(f"skipped {plural(s['skipped_symlinks'], 'symlink')} found inside the "
                      "folders (not followed: `scan --follow-symlinks` follows them)")
