@@ -572,3 +572,22 @@ def test_leakage_over_containers_purges_only_the_checked_set(tree, tmp_path, kin
     with pytest.raises(SystemExit) as exc:
         main([*common, "--format", "paths"])
     assert exc.value.code == 0 and capsys.readouterr().out.splitlines() == purge
+
+
+@pytest.mark.parametrize("kind", ["tar", "parquet"])
+def test_the_review_page_shows_members_of_shards_and_parquet_files(tree, tmp_path, kind):
+    # Every member of such a scan had a placeholder: the page read local files only.
+    import re
+
+    if kind == "tar":
+        inputs = _write_shards(tree, tmp_path / "shards", n=2)
+    else:
+        inputs = [_write_parquet(tree, tmp_path / "images.parquet")]
+    report = tmp_path / "r.json"
+    lookalike.write_report(lookalike.scan(inputs, config=CONFIG), report)
+    lookalike.write_html(report, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    blob = json.loads(re.search(r'id="lookalike-data">(.*?)</script>', page, re.S).group(1))
+    members = [m for g in blob["groups"] for m in g["m"]]
+    assert len(members) >= 10 and all("#" in m["p"] for m in members)
+    assert all(m["u"] and m["u"].startswith("data:image/jpeg") for m in members)

@@ -190,10 +190,37 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def _thumbnail(path: str, size: int) -> bytes | None:
+def _members(paths: Sequence[str]) -> dict[str, Any]:
+    """The tar members and Parquet cells among ``paths`` (``FILE#name`` of a local shard or
+    Parquet file), as the scan lists them (:class:`~lookalike.inputs.remote.RemoteEntry`,
+    found again by listing each container once), so their thumbnails can be made too. None
+    for containers that cannot be listed now (gone, or the ``dask`` extra missing): those
+    members keep a placeholder."""
+    from lookalike.inputs.listing import format_of, list_inputs
+
+    containers = {p.split("#", 1)[0] for p in paths if "#" in p}
+    found: dict[str, Any] = {}
+    for container in sorted(c for c in containers if format_of(c, "auto") != "files"
+                            and os.path.isfile(c)):
+        try:
+            items = list_inputs([container])[0]
+        except (LookalikeError, ImportError, OSError):
+            continue
+        found.update((e.path, e) for e in items)
+    return found
+
+
+def _member_bytes(entry: Any) -> bytes | None:
+    from lookalike.inputs.remote import RemoteReader
+
+    ((_, data),) = RemoteReader({}).read([entry])
+    return data if isinstance(data, bytes) else None
+
+
+def _thumbnail(path: str, size: int, member: Any = None) -> bytes | None:
     from lookalike.imaging.decode import make_thumbnail  # loads Pillow and NumPy
 
-    data = _read(path)
+    data = _read(path) if member is None else _member_bytes(member)
     try:
         return None if data is None else make_thumbnail(data, size)
     except DecodeError:
@@ -206,13 +233,15 @@ def _jpeg(img: Any, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _pictures(path: str, size: int, facts: Mapping[str, Any] | None
+def _pictures(path: str, size: int, facts: Mapping[str, Any] | None, member: Any = None
               ) -> tuple[bytes | None, bytes | None]:
-    """``(thumbnail, preview)`` of ``path``: a preview only for a local file in a format
-    browsers cannot show (the compare view shows the others' originals). Such a file is
-    decoded once, in full (a RAW: its embedded preview, unreduced), for both."""
-    if (facts or {}).get("format") in WEB_FORMATS or not os.path.isabs(path):
-        return _thumbnail(path, size), None
+    """``(thumbnail, preview)`` of ``path`` (or of ``member``, a tar member or Parquet cell:
+    :func:`_members`): a preview only for a local file in a format browsers cannot show (the
+    compare view shows the others' originals). Such a file is decoded once, in full (a RAW:
+    its embedded preview, unreduced), for both."""
+    if (member is not None or (facts or {}).get("format") in WEB_FORMATS
+            or not os.path.isabs(path)):
+        return _thumbnail(path, size, member), None
     from PIL import Image
 
     from lookalike.imaging.decode import decode_bytes
@@ -253,9 +282,12 @@ def _gather(paths: list[str], size: int | None, reporter: Reporter, workers: int
     """Read the facts of every path and, unless ``size`` is None, make its thumbnail and
     preview (:func:`_pictures`), in threads (Pillow releases the GIL while decoding and
     resizing). Returns ``(thumbnails, previews, facts)``, each keyed by path."""
+    members = _members(paths) if size else {}
+
     def one(path: str) -> tuple[bytes | None, bytes | None, dict[str, Any] | None]:
         fact = image_facts(path)
-        return (*(_pictures(path, size, fact) if size else (None, None)), fact)
+        return (*(_pictures(path, size, fact, members.get(path)) if size else (None, None)),
+                fact)
 
     jpegs: dict[str, bytes] = {}
     previews: dict[str, bytes] = {}
