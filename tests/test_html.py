@@ -220,6 +220,30 @@ def test_histogram_counts_member_distances_and_marks_the_threshold():
     assert sum(int(n) for _, n in bars) == 13 and max(int(d) for d, _ in bars) < 10
 
 
+def test_a_leakage_page_marks_the_reference_protected_and_says_what_leaks():
+    # Nothing on the page said which files were the protected reference: a reviewer could
+    # mark a train file for removal, and apply then skipped the whole group.
+    data = _synthetic(2, root="/data")
+    data["roots"] = ["/data/g00001", "/data/g00002"]
+    data["leakage"] = {"reference": ["/data/g00001"], "threshold": 6, "sets": [
+        {"name": "g00001", "root": "/data/g00001", "reference": True, "images": 3,
+         "leaked": 0},
+        {"name": "g00002", "root": "/data/g00002", "reference": False, "images": 3,
+         "leaked": 2}]}
+    data["keep_policy"] = {"rules": ["original"], "protect": ["/data/g00002/img_2.jpg"]}
+    html = render_html(data, report_path="/r.json")
+    blob = _blob(html)
+    assert blob["lk"] is True
+    marked = {m["p"] for g in blob["groups"] for m in g["m"] if m.get("pr")}
+    assert marked == {f"/data/g00001/img_{i}.jpg" for i in range(3)} | {
+        "/data/g00002/img_2.jpg"}
+    text = html_lib.unescape(html)
+    assert "leakage check against the reference g00001 (protected: never removed)" in text
+    assert "g00002: 2 of 3 images have a near duplicate in the reference" in text
+    plain = _blob(render_html(_synthetic(1), report_path="/r.json"))
+    assert plain["lk"] is False and not any("pr" in m for m in plain["groups"][0]["m"])
+
+
 def test_scan_result_without_a_saved_report_disables_export(tmp_path, scene):
     result = lookalike.scan(_folder(tmp_path / "imgs", scene), method="phash", threshold=6,
                             workers=1)

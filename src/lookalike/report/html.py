@@ -66,7 +66,7 @@ from lookalike.config import check_writable
 from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
 from lookalike.imaging.facts import read_file_facts
-from lookalike.paths import is_local_file
+from lookalike.paths import is_local_file, is_under
 from lookalike.pipeline import ScanResult
 from lookalike.report.schema import (
     DECISIONS_KIND,
@@ -416,6 +416,15 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
     state = states or {}
     facts = facts or {}
     preview_url = preview_url or {}
+    leakage = data.get("leakage") if isinstance(data.get("leakage"), Mapping) else {}
+    protect = [str(d) for d in (*(leakage.get("reference") or ()),
+                                *((data.get("keep_policy") or {}).get("protect") or ()))]
+
+    def protected(path: str) -> bool:
+        # As apply sees it (lexically here: the page writer stats nothing it need not): a
+        # file under a protected folder, or a member of a protected shard or Parquet file.
+        return any(is_under(path, d) or path.startswith(f"{d}#") for d in protect)
+
     folders, folder_of = folder_tree([m["path"] for g in groups for m in g.get("members", [])],
                                      [str(r) for r in data.get("roots", []) or []])
     out_groups = []
@@ -444,6 +453,9 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                      # How an embedding-only member matched, and its similarity.
                      "mk": m.get("match") if m.get("match", "hash") != "hash" else None,
                      "sim": m.get("similarity"),
+                     # Protected (a leakage scan's reference set, --protect): apply never
+                     # removes it, so the page does not offer to.
+                     "pr": 1 if protect and protected(m["path"]) else None,
                      "v": preview_url.get(m["path"]),
                      "x": _compact_facts(facts.get(m["path"]))}
             out_members[-1].update((k, v) for k, v in extra.items() if v is not None)
@@ -458,6 +470,8 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
         "threshold": (data.get("config") or {}).get("threshold"),
         "groups": out_groups, "errors": list(data.get("errors", [])),
         "folders": folders,
+        # A leakage scan's reference: protected members are said to be in it.
+        "lk": bool(leakage.get("reference")),
     }
 
 
@@ -523,7 +537,24 @@ def render_html(report: Report | Mapping[str, Any], *,
         report_path=_displayable(abs_report) if abs_report else None,
         roots=[_displayable(str(r)) for r in data.get("roots", []) or []],
         keep_policy=data.get("keep_policy") or {},
+        leakage=_leakage_lines(data.get("leakage")),
     )
+
+
+def _leakage_lines(leakage: Any) -> list[str]:
+    """The leakage summary a page of a leakage scan shows under its title (as the text
+    report says it): which sets are the protected reference, and how many images of each
+    other set leak."""
+    if not isinstance(leakage, Mapping) or not isinstance(leakage.get("sets"), list):
+        return []
+    sets = [s for s in leakage["sets"] if isinstance(s, Mapping)]
+    ref = ", ".join(_displayable(str(s.get("name"))) for s in sets if s.get("reference"))
+    lines = [f"leakage check against the reference {ref} (protected: never removed), "
+             f"threshold {leakage.get('threshold', '?')} bits"]
+    lines += [f"{_displayable(str(s.get('name')))}: {s.get('leaked', '?')} of "
+              f"{s.get('images', '?')} images have a near duplicate in the reference"
+              for s in sets if not s.get("reference")]
+    return lines
 
 
 def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | ScanResult,

@@ -26,7 +26,10 @@
   const suggestedWhy = (g, m) => (!m.k || !g.kr ? null : m.mk ?
     "kept: joined by its embedding (a crop, frame or turn of the others, or their original)" :
     "suggested keeper: " + g.kr);
-  const why = groups.map((g) => g.m.map((m) => suggestedWhy(g, m))); // what decided each member
+  // A protected member (a leakage scan's reference set, --protect): apply never removes it.
+  const protectedWhy = data.lk ? "protected: in the reference set (apply never removes it)" :
+    "protected: in a protected folder (apply never removes it)";
+  const why = groups.map((g) => g.m.map((m) => (m.pr ? protectedWhy : suggestedWhy(g, m))));
   let visible = groups.map((_, i) => i); // indices of groups that match the filter
   let rendered = 0;
   const shown = new Map(); // group index -> its rendered <article>
@@ -192,7 +195,8 @@
       const t = card.querySelector(".toggle");
       t.setAttribute("aria-pressed", keep ? "true" : "false");
       t.textContent = keep ? "\u2713 keep" : "\u2715 remove";
-      t.title = keep ? "click to mark for removal" : "click to keep";
+      t.disabled = Boolean(g.m[mi].pr);
+      t.title = g.m[mi].pr ? protectedWhy : keep ? "click to mark for removal" : "click to keep";
       const badge = card.querySelector(".badge");
       badge.className = "badge " + (keep ? "keep" : "remove");
       badge.textContent = keep ? "KEEP" : "REMOVE";
@@ -381,10 +385,10 @@
       keep[pick] = true;
       reason[pick] = "kept: no rule removes a group's last copy";
     }
-    g.m.forEach((_, mi) => {
+    g.m.forEach((m, mi) => {
       const own = manual[gi][mi];
-      state[gi][mi] = own === null ? keep[mi] : own;
-      why[gi][mi] = own === null ? reason[mi] : "your choice";
+      state[gi][mi] = m.pr ? true : own === null ? keep[mi] : own;
+      why[gi][mi] = m.pr ? protectedWhy : own === null ? reason[mi] : "your choice";
     });
   }
 
@@ -400,8 +404,9 @@
     updateStatus();
   }
 
-  // The reviewer keeps (true) or removes (false) member mi of group gi.
+  // The reviewer keeps (true) or removes (false) member mi of group gi (a protected one stays).
   function choose(gi, mi, keep) {
+    if (groups[gi].m[mi].pr) return;
     manual[gi][mi] = keep;
     decide(gi);
     refreshGroup(gi);
