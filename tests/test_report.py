@@ -173,6 +173,21 @@ def test_hand_edited_fields_of_the_wrong_kind_are_a_report_error(tmp_path, edit,
         read_report(p)
 
 
+@pytest.mark.parametrize("data, match", [
+    ({"kind": "lookalike-dataset-cleanup", "splits": []}, "is a dataset cleanup"),
+    ({"kind": "lookalike-decisions", "schema_version": 1, "report_path": "/r.json",
+      "groups": []}, "holds decisions exported from a review page"),
+    ({"kind": "something-else", "schema_version": 1}, "not a lookalike scan report"),
+])
+def test_other_lookalike_files_say_what_they_are(tmp_path, data, match):
+    # A cleanup file was "not a report of schema version 1 (found None); re-run the scan",
+    # and a decisions file read as an empty report.
+    p = tmp_path / "other.json"
+    p.write_text(json.dumps(data))
+    with pytest.raises(lookalike.ReportError, match=match):
+        read_report(p)
+
+
 def test_missing_report_says_how_to_make_one(tmp_path):
     with pytest.raises(lookalike.ReportError, match="lookalike scan"):
         read_report(tmp_path / "none.json")

@@ -472,6 +472,18 @@ def read_report(path: str | os.PathLike[str]) -> Report:
     """
     p = os.fspath(path)
     data = read_json(p, "the JSON report of `lookalike scan ... -o report.json`")
+    if isinstance(data, dict) and "kind" in data:  # a report has none
+        from lookalike.analysis.dataset import CLEANUP_KIND  # heavy: only for such a file
+
+        if data["kind"] == DECISIONS_KIND:
+            raise ReportError(f"{p} holds decisions exported from a review page, not a scan "
+                              f"report: apply acts on it; here, give the report it names "
+                              f"({data.get('report_path')!r})")
+        if data["kind"] != CLEANUP_KIND:
+            raise ReportError(f"{p} is a {data['kind']!r} file, not a lookalike scan report")
+        raise ReportError(f"{p} is a dataset cleanup (row indices to keep per split), not a "
+                          "scan report: apply it to the dataset with DatasetCleanup.select, "
+                          "or scan image files for a report")
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
         found = data.get("schema_version") if isinstance(data, dict) else None
         raise ReportError(
