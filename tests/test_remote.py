@@ -154,8 +154,11 @@ def test_parquet_without_a_name_column_names_rows_by_number(tree, tmp_path):
     pq.write_table(pa.table({"blob": pa.array(blobs, pa.binary())}), path)
     result = scan_inputs([str(path)], CONFIG)
     assert sorted(_rel(r.path) for r in result.records) == ["row=0", "row=1", "row=2"]
+    # A null cell is no image, not an empty file (as it was reported).
     assert {_rel(e.path): e.error for e in result.errors} == {
-        "row=3": "empty-file", "row=4": "unsupported-format"}
+        "row=3": "null-cell", "row=4": "unsupported-format"}
+    assert next(e for e in result.errors if e.error == "null-cell").message == (
+        "the cell is null: this row has no image")
 
 
 def test_parquet_rows_of_one_row_group_are_one_batch(tree, tmp_path):

@@ -68,6 +68,7 @@ REASONS: dict[str, str] = {
     "plain .tar shards)",
     "not-tar": "an input read as a tar shard is not a tar file",
     "not-parquet": "an input read as Parquet is not a Parquet file (or lacks the column)",
+    "null-cell": "a Parquet cell (a dataset's row) that holds no image: it is null",
     # apply: the group is skipped or the file left untouched; nothing is lost
     "changed": "the file (or another member of its group) changed since the scan: size, mtime "
     "or digest differ, or it is gone; its group is skipped, rescan to act on it",

@@ -169,7 +169,13 @@ def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+class _NullCell(Exception):
+    """A Parquet cell (a dataset's row) that holds no image."""
+
+
 def _read_reason(exc: BaseException) -> str:
+    if isinstance(exc, _NullCell):
+        return "null-cell"
     if isinstance(exc, FileNotFoundError):
         return "vanished"
     if isinstance(exc, PermissionError):
@@ -202,7 +208,8 @@ class RemoteReader:
                 if data is None or isinstance(data, BaseException):
                     exc = data if data is not None else OSError("no data was read")
                     yield entry, Problem(path=entry.path, stage="read", error=_read_reason(exc),
-                                         message=f"cannot read: {type(exc).__name__}: {exc}")
+                                         message=str(exc) if isinstance(exc, _NullCell) else
+                                         f"cannot read: {type(exc).__name__}: {exc}")
                 else:
                     yield entry, bytes(data)  # some stores hand back bytearray or memoryview
 
@@ -286,7 +293,8 @@ class RemoteReader:
                 continue
             for i, e in members:
                 value = values[e.row - starts[g]]
-                out[i] = value if value is not None else b""  # null cell: an empty image
+                out[i] = value if value is not None else _NullCell("the cell is null: this "
+                                                                   "row has no image")
         return out
 
 
