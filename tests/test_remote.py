@@ -125,6 +125,18 @@ def test_tar_shards_give_the_same_groups_as_the_files(tree, baseline, tmp_path):
     assert result.stats["tar_shards"] == 2
 
 
+def test_a_name_a_shard_holds_twice_is_two_images(tree, tmp_path):
+    # The second member of the same name was dropped without a word (paths are unique).
+    shard = tmp_path / "twice.tar"
+    with tarfile.open(shard, "w") as tf:
+        tf.add(tree / "set0" / "orig0.png", arcname="img.png")
+        tf.add(tree / "set1" / "orig1.png", arcname="img.png")  # appended again
+    result = scan_inputs([str(shard)], CONFIG)
+    names = sorted(_rel(r.path) for r in result.records)
+    assert len(names) == 2 and names[0] == "img.png" and names[1].startswith("img.png@offset=")
+    assert not result.groups and not result.errors
+
+
 def test_tar_member_sizes_and_digests_match_the_files(tree, baseline, tmp_path):
     _write_shards(tree, tmp_path / "s", n=1)
     result = scan_inputs([str(tmp_path / "s" / "shard-00000.tar")], CONFIG)  # auto: .tar

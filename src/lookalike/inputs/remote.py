@@ -380,11 +380,16 @@ def _list_tar(fs: Any, path: str, shown: str, url: str) -> list[RemoteEntry] | P
         except Exception:  # a store that answers no metadata query (some HTTP servers)
             shard_ns = 0  # then the members' own times, as before
         # mode "r:" (not "r|"): seekable, so tarfile skips member data instead of reading it.
+        seen: set[str] = set()
         with tarfile.open(fileobj=fh, mode="r:") as tf:
             while (m := tf.next()) is not None:
                 if m.isfile() and _is_image_name(m.name):
+                    # A name the shard holds twice (appended again): each is an image of its
+                    # own; paths must be unique, as a Parquet file's names are made.
+                    name = m.name if m.name not in seen else f"{m.name}@offset={m.offset}"
+                    seen.add(m.name)
                     out.append(RemoteEntry(
-                        path=f"{shown}#{m.name}", size_bytes=m.size,
+                        path=f"{shown}#{name}", size_bytes=m.size,
                         mtime_ns=shard_ns or int(m.mtime) * 1_000_000_000, source=shown,
                         url=url, kind="tar", offset=m.offset_data, length=m.size))
     return out
