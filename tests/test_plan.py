@@ -69,7 +69,12 @@ def test_plan_changes_nothing_on_disk(library, tmp_path, action):
     before = snapshot(tmp_path)
     p = plan(library[1], action=action, to=tmp_path / "q" if action == "move" else None)
     assert p.files > 0
-    render_plan(p)
+    text = render_plan(p)
+    # Each group's keeper says why the keep policy chose it (the dry run said only "keep X").
+    decisions = lookalike.KeepPolicy().decide_all(lookalike.read_report(library[1]).groups)
+    for g in p.groups:
+        reason = decisions.reason(g.group)
+        assert reason and f"  keep     {g.keep[0]}  ({reason})" in text
     assert snapshot(tmp_path) == before
     assert not (tmp_path / "q").exists()
 

@@ -271,7 +271,8 @@ class GroupPlan:
     members: tuple[FileState, ...]
     operations: tuple[Operation, ...]
     notes: tuple[str, ...] = ()
-    #: With folder rules: ``(path, why it is kept or acted on)`` for the files kept and acted on.
+    #: With folder rules: ``(path, why it is kept or acted on)`` for the files kept and acted
+    #: on; else the keep policy's reason for the first file kept.
     reasons: tuple[tuple[str, str], ...] = ()
 
 
@@ -925,6 +926,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             owners = {op.path: targets[op.path][0] for op in ops}
             reasons = tuple((p, why[g.id][owners.get(p, p)])
                             for p in (*decision.keep, *owners) if owners.get(p, p) in why[g.id])
+        elif decision.keep and decision.reason:  # the keep policy's: why this file is kept
+            reasons = ((decision.keep[0], decision.reason),)
         groups.append(GroupPlan(group=g.id, keep=decision.keep, members=states,
                                 operations=tuple(ops), notes=tuple(notes), reasons=reasons))
     return Plan(action=action, groups=tuple(groups), skipped=tuple(skipped), roots=roots,
