@@ -233,7 +233,7 @@ def test_an_unreadable_query_image_makes_the_cli_exit_1(tmp_path, scene, runner)
     res = runner.invoke(cli, ["query", str(tmp_path / "bad.png"), str(lib / "0.png"), "-m",
                               "phash", "--cache", str(db)])
     assert res.exit_code == 1 and "error [unsupported-format]" in res.stderr
-    assert "error [" not in res.stdout and "0.png: 0 match(es)" in res.stdout  # results only
+    assert "error [" not in res.stdout and "0.png: 0 matches" in res.stdout  # results only
 
 
 def test_text_and_json_say_whether_an_embedding_match_was_verified():

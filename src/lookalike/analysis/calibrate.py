@@ -65,6 +65,7 @@ from lookalike.executors import make_executor
 from lookalike.executors.base import Executor
 from lookalike.inputs.read import Refused, max_file_bytes, read_regular
 from lookalike.inputs.walk import FileEntry, check_roots, iter_files, os_error_reason
+from lookalike.paths import shown
 
 if TYPE_CHECKING:
     import numpy as np
@@ -632,12 +633,13 @@ def render_calibration(cal: Calibration, *, rows: int = 12) -> str:
         lines.append(f"{len(cal.duplicates_in_sample):,} pairs within {cal.max_threshold} bits "
                      "are duplicates already (identical bytes, or thumbnails matching in grey "
                      "and colour), e.g.:")
-        lines += [f"  {d:>3} bits  {a}  {b}  ({why})"
+        lines += [f"  {d:>3} bit{'s' if d != 1 else ' '}  {shown(a)}  {shown(b)}  ({why})"
                   for a, b, d, why in cal.duplicates_in_sample[:3]]
     if cal.closest_negatives:
         lines.append("closest pairs of different pictures (look-alikes this method confuses, "
                      "or duplicates the thumbnail check missed):")
-        lines += [f"  {d:>3} bits  {a}  {b}" for a, b, d in cal.closest_negatives[:5]]
+        lines += [f"  {d:>3} bit{'s' if d != 1 else ' '}  {shown(a)}  {shown(b)}"
+                  for a, b, d in cal.closest_negatives[:5]]
     if cal.target_reached and not cal.confirmed:
         lines.append(f"the sample holds {cal.pair_share:.1%} of the pairs of the "
                      f"{cal.images_found:,} images found: too few to confirm precision "

@@ -28,6 +28,7 @@ from lookalike.errors import ConfigError, Problem
 from lookalike.grouping.groups import segment_rows
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import ImageRecord, embedding_array
+from lookalike.paths import shown
 from lookalike.search import HammingIndex
 from lookalike.store.cache import HashCache, settings_key, settings_of_key
 from lookalike.verify import verify_pairs
@@ -292,8 +293,9 @@ def render_matches(results: Sequence[QueryResult]) -> str:
     lines = []
     for r in results:
         gone = f", {len(r.missing)} gone since the scan" if r.missing else ""
-        lines.append(f"{r.query.path}: {len(r.matches)} match(es){gone}")
-        lines.extend(f"  d={d if r.match_of(rec) == 'hash' else '-':<3} {rec.path}"
+        n = len(r.matches)
+        lines.append(f"{shown(r.query.path)}: {n} match{'' if n == 1 else 'es'}{gone}")
+        lines.extend(f"  d={d if r.match_of(rec) == 'hash' else '-':<3} {shown(rec.path)}"
                      + (f"  ({r.embedded_kind} {r.embedded[rec.path]:.2f})"
                         if rec.path in r.embedded else "")
                      + ("  (gone since the scan)" if rec.path in r.missing else "")
