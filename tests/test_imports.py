@@ -120,3 +120,11 @@ def test_reading_the_cache_needs_neither_pillow_nor_a_process_pool():
     from lookalike.imaging.decode import DECODER_VERSION as decode_version
 
     assert decode_version == DECODER_VERSION and ProcessExecutor is local_pool
+
+
+def test_dir_shows_the_public_api_only():
+    # It listed the package's own imports (os, contextlib, Any, annotations) and submodules.
+    import lookalike
+
+    assert set(dir(lookalike)) == {*lookalike.__all__, "__version__"}
+    assert all(hasattr(lookalike, name) for name in lookalike.__all__)

@@ -90,7 +90,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    # The public API only (what tab completion shows), not this module's own imports.
+    return sorted({*__all__, *_LAZY, "__version__"})
 
 
 
