@@ -249,6 +249,22 @@ def test_bad_sets_are_config_errors(tmp_path, scene):
         find_leakage(result, [tmp_path / "test"])
 
 
+def test_a_file_list_is_no_set_of_a_leakage_check(tmp_path, capsys):
+    # Without other sets it said only "give the sets to check"; with them, the listed files
+    # came from no set and the check failed after the whole scan.
+    from lookalike.cli import main
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "test").mkdir()
+    (tmp_path / "list.txt").write_text(str(tmp_path / "x.png") + "\n")
+    for sets in ([], [str(tmp_path / "test")]):
+        with pytest.raises(SystemExit) as exc:
+            main(["scan", "--reference", str(tmp_path / "train"), *sets, "--files-from",
+                  str(tmp_path / "list.txt"), "-q", "--no-cache"])
+        assert exc.value.code == 2
+        assert "a file list is not a set" in capsys.readouterr().err
+
+
 def test_cli_rejects_overlapping_sets_before_scanning(tmp_path):
     from lookalike.cli import main
 

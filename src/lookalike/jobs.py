@@ -178,6 +178,9 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
     if reference:
         from lookalike.analysis.leakage import check_sets, find_leakage, restrict_to_leakage
 
+        if options.get("files_from") is not None:
+            raise ConfigError("a leakage check takes its sets as paths (folders, shards, "
+                              "Parquet files), one per set; a file list is not a set")
         check_sets(reference, paths)
         paths = [*reference, *paths]
     if keep:
