@@ -252,3 +252,41 @@ def test_the_original_is_kept_among_its_real_transformed_copies(tmp_path, rgb_ph
         os.link(original, kept)
         d = decide(kept, *neutral)
         assert d.keep == (str(kept),), (src.stem, d.keep, d.reason)
+
+
+def _pages(photo: Image.Image, first: Image.Image) -> list[Image.Image]:
+    other = photo.transpose(Image.Transpose.ROTATE_180).resize(first.size)
+    return [first, other, other.convert("L").convert("RGB")]
+
+
+@pytest.mark.parametrize("kind", ["tiff-pages", "gif-animation"])
+def test_a_file_of_several_pictures_is_never_removed_for_its_first(tmp_path, photo, kind):
+    """Its hash and pixels are its first picture's: a still copy of that picture matched it
+    (pixel-identical: an "exact" group), and every keep policy could delete the other pages
+    or frames for good. Only a copy of its bytes may go."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    first = photo.resize((240, 160))
+    if kind == "tiff-pages":
+        multi = folder / "scan.tif"
+        first.save(multi, save_all=True, append_images=_pages(photo, first)[1:])
+    else:
+        first = first.quantize(64).convert("RGB")  # GIF's palette: the still is its pixels
+        multi = folder / "clip.gif"
+        first.save(multi, save_all=True, append_images=_pages(photo, first)[1:], duration=100)
+    first.save(folder / "page1.png")
+    first.save(folder / "page1_copy.png", optimize=True)  # other bytes, same pixels
+    shutil.copyfile(multi, folder / f"again{multi.suffix}")  # the same bytes
+    assert read_file_facts(str(multi)).frames and not read_file_facts(
+        str(folder / "page1.png")).frames
+    result = lookalike.scan(folder, workers=1)
+    (group,) = result.groups
+    assert group.kind == "near"  # not "exact": the stills hold one picture of several
+    report = tmp_path / "r.json"
+    lookalike.write_report(result, report)
+    for keep in ("original", "smallest-file", "none"):
+        p = lookalike.plan(report, action="move", to=tmp_path / "q", keep=keep)
+        gone = {Path(op.path).name for op in p.operations}
+        # One of the two byte-identical files of several pictures stays, whatever the rule,
+        # and the other is a copy of its bytes: it may go.
+        assert len({multi.name, f"again{multi.suffix}"} & gone) == 1, (keep, gone)

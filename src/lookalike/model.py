@@ -143,6 +143,9 @@ class FileFacts:
         taken: EXIF original date (``DateTimeOriginal``) as ``YYYY-MM-DD HH:MM:SS``.
         metadata: how many kinds of metadata the file keeps: EXIF (more than an orientation
             tag), XMP, ICC profile, comment.
+        frames: the file holds more than one picture (an animation, a multi-page TIFF); its
+            hash and pixel digest see the first only. Not for an MPO (a JPEG whose extra
+            pictures are previews or depth and gain maps of the first).
     """
 
     format: str | None = None
@@ -153,6 +156,7 @@ class FileFacts:
     camera: str | None = None
     taken: str | None = None
     metadata: int = 0
+    frames: bool = False
 
     def to_text(self) -> str:
         """The facts as compact JSON (a list in field order), how the stores keep them."""

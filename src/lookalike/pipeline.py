@@ -651,9 +651,12 @@ def _with_pixel_digests(records: list[ImageRecord], clusters: list[list[int]],
         for i in cluster:  # identical pixels: one hash, one size
             r = records[i]
             same_hash[(k, r.hash, r.width, r.height)].append(i)
+    # Not a file of several pictures (an animation, pages): its pixel digest would be its
+    # first picture's, and a still copy of that picture would be "exact".
     want = [records[i] for members in same_hash.values()
             if len({records[i].digest for i in members}) > 1
-            for i in members if records[i].pixel_digest is None and local(records[i].path)]
+            for i in members if records[i].pixel_digest is None and local(records[i].path)
+            and not (records[i].facts is not None and records[i].facts.frames)]
     decode_for = {r.path: r.digest or r.path for r in want}  # one decode per file digest
     first = {key: path for path, key in reversed(decode_for.items())}
     decoded = pixel_digests([r for r in want if first[decode_for[r.path]] == r.path], config)

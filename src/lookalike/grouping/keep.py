@@ -75,6 +75,7 @@ from typing import Any
 from lookalike.errors import ConfigError
 from lookalike.imaging.facts import (
     LOSSLESS_FORMATS,
+    MULTI_FRAME_FORMATS,
     FileFacts,
     read_file_facts,
     webp_is_lossless,
@@ -291,11 +292,14 @@ class KeepFacts:
         protected: paths (members' paths and aliases) inside a protected folder, lexically
             or once symbolic links are resolved.
         headers: each member's :class:`FileFacts` (read for the ``original`` rule).
+        frames: paths of files that hold more than one picture (animations, multi-page
+            TIFFs: :attr:`FileFacts.frames`).
     """
 
     lossless: frozenset[str] = frozenset()
     protected: frozenset[str] = frozenset()
     headers: Mapping[str, FileFacts] = field(default_factory=dict)
+    frames: frozenset[str] = frozenset()
 
 
 def _is_lossless(rec: ImageRecord, facts: KeepFacts) -> bool:
@@ -405,10 +409,22 @@ class KeepPolicy:
         protected folders.
         """
         records = list(records)
+        read: dict[str, FileFacts] = {}
+
+        def header(r: ImageRecord) -> FileFacts:
+            if r.facts is not None:
+                return r.facts
+            if r.path not in read:
+                read[r.path] = read_file_facts(r.path)
+            return read[r.path]
+
         # Files whose header says nothing (gone, remote, not an image) are left out.
         headers = {r.path: f for r in records
-                   if (f := r.facts if r.facts is not None else read_file_facts(r.path))
-                   != FileFacts()} if "original" in self.rules else {}
+                   if (f := header(r)) != FileFacts()} if "original" in self.rules else {}
+        # Read for a record without facts only in a format that can hold several pictures.
+        frames = frozenset(r.path for r in records if (
+            r.facts.frames if r.facts is not None
+            else (r.format or "").upper() in MULTI_FRAME_FORMATS and header(r).frames))
         lossless = frozenset(
             r.path for r in records
             if (r.format or "").upper() == "WEBP" and (
@@ -417,7 +433,8 @@ class KeepPolicy:
         protected = frozenset(
             p for r in records for p in (r.path, *r.aliases) if self.is_protected(p)
         ) if self.protect else frozenset()
-        return KeepFacts(lossless=lossless, protected=protected, headers=headers)
+        return KeepFacts(lossless=lossless, protected=protected, headers=headers,
+                         frames=frames)
 
     def rank(self, records: Sequence[ImageRecord], facts: KeepFacts) -> list[ImageRecord]:
         """``records`` best first: protected ones, then by the rules, then by path. Pure."""
@@ -490,6 +507,20 @@ class KeepPolicy:
             keep = (*keep, *sorted(spared))
             reason += ("; members joined by embeddings are kept (choose among them on the "
                        "review page)")
+        # The hash of an animation or a multi-page file sees its first picture only: it is
+        # never removed for a file that matched that picture, only for one of its bytes.
+        kept_bytes = {r.digest for r in ranked if r.path in keep and r.digest}
+        frames = []
+        for r in ranked:  # best first: of byte-identical copies, the best one stays
+            if r.path in facts.frames and r.path not in keep and (
+                    r.digest is None or r.digest not in kept_bytes):
+                frames.append(r.path)
+                if r.digest:
+                    kept_bytes.add(r.digest)
+        if frames:
+            keep = (*keep, *sorted(frames))
+            reason += ("; files of several frames or pages are kept (their hash sees the "
+                       "first only)")
         kept = set(keep)
         remove = tuple(sorted(r.path for r in ranked if r.path not in kept))
         return KeepDecision(group=group.id, keep=keep, remove=remove, protected=protected,

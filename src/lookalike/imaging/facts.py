@@ -26,14 +26,18 @@ from lookalike.model import FileFacts
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["LOSSLESS_FORMATS", "FileFacts", "bytes_facts", "image_facts", "jpeg_quality",
-           "read_file_facts", "webp_is_lossless"]
+__all__ = ["LOSSLESS_FORMATS", "MULTI_FRAME_FORMATS", "FileFacts", "bytes_facts", "image_facts",
+           "jpeg_quality", "read_file_facts", "webp_is_lossless"]
 
 #: Pillow format names whose pixels are stored exactly (a WebP file may be either:
 #: :func:`webp_is_lossless`). GIF is left out on purpose: it is usually a palette-reduced
 #: (lossy) copy of a photo, so it should not beat a JPEG original.
 LOSSLESS_FORMATS = frozenset({"PNG", "APNG", "BMP", "DIB", "TIFF", "PPM", "PGM", "PBM", "PNM",
                               "QOI", "TGA", "SGI", "PCX", "IM", "ICO", "ICNS", "PSD"})
+#: Formats whose files may hold more than one picture (:attr:`FileFacts.frames`): animations,
+#: pages, layers (a PSD's first picture is its composite), several images (HEIF).
+MULTI_FRAME_FORMATS = frozenset({"GIF", "PNG", "APNG", "WEBP", "TIFF", "PSD", "HEIF", "HEIC",
+                                 "AVIF", "FLI", "DCX", "SPIDER", "IM"})
 
 # The IJG standard luminance quantisation table (JPEG Annex K, quality 50), in the natural
 # order Pillow's ``Image.quantization`` uses.
@@ -143,7 +147,19 @@ def image_facts(im: Image, fh: BinaryIO) -> FileFacts:
         camera=" ".join(x for x in (make, model) if x) or None,
         taken=taken[:10].replace(":", "-") + taken[10:]
         if taken and _EXIF_DATE.fullmatch(taken) else None,
-        metadata=metadata)
+        metadata=metadata, frames=_frames(im))
+
+
+def _frames(im: Image) -> bool:
+    """Whether ``im`` holds more pictures than its first (:attr:`FileFacts.frames`). A GIF
+    is read up to its second frame (not decoded); other formats say so in their header. A
+    file that cannot tell is taken to have more: the keep policy then never removes it."""
+    if im.format in ("JPEG", "MPO"):
+        return False
+    try:
+        return bool(getattr(im, "is_animated", False))
+    except Exception:  # a damaged later frame: perhaps more pictures
+        return True
 
 
 @lru_cache(maxsize=1)
