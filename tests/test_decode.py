@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 
 import numpy as np
 import pytest
@@ -107,8 +108,8 @@ def test_pixel_limit_leaves_pillows_global_alone_even_while_decoding(scene, monk
     # application's, also while a file is being opened (other threads may be decoding).
     seen = []
     real_open = Image.open
-    monkeypatch.setattr(Image, "open",
-                        lambda fp: seen.append(Image.MAX_IMAGE_PIXELS) or real_open(fp))
+    monkeypatch.setattr(Image, "open", lambda fp, **kw: seen.append(Image.MAX_IMAGE_PIXELS)
+                        or real_open(fp, **kw))
     before = Image.MAX_IMAGE_PIXELS
     data = _bytes(scene(6, (300, 300)), "PNG")
     for limit in (1000, 10**12):
@@ -136,3 +137,27 @@ def test_grey_pixels_are_pillows_l_conversion(scene):
     assert np.array_equal(pic.grey_full(), want)
     assert np.array_equal(np.asarray(pic.grey_image()), want)
     assert not pic.grey_full().flags.writeable
+
+
+def test_postscript_is_never_handed_to_ghostscript(tmp_path, monkeypatch):
+    """An EPS (or one named .jpg) in a scanned folder ran Ghostscript on its program: Pillow
+    renders PostScript with it, and scraped files must not run anything."""
+    import lookalike
+
+    marker = tmp_path / "gs-ran"
+    fake = tmp_path / "bin" / "gs"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\necho ran >> {marker}\necho 10.0.0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    with pytest.raises(DecodeError) as info:
+        decode_bytes(eps)
+    assert info.value.reason == "unsupported-format" and "never decoded" in str(info.value)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "named.jpg").write_bytes(eps)
+    (tmp_path / "imgs" / "art.eps").write_bytes(eps)
+    result = lookalike.scan(tmp_path / "imgs", workers=1)
+    assert [(os.path.basename(p.path), p.error) for p in result.errors] == [
+        ("named.jpg", "unsupported-format")]  # art.eps: not an image name, not listed
+    assert not marker.exists()

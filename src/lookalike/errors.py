@@ -52,7 +52,7 @@ REASONS: dict[str, str] = {
     # decode: bytes to pixels
     "empty-file": "the file has 0 bytes",
     "unsupported-format": "not an image, or a format or variant lookalike cannot decode "
-    "(12-bit JPEG, EPS without Ghostscript, HEIC without pillow-heif, ...)",
+    "(12-bit JPEG, HEIC without pillow-heif, PostScript: never run, ...)",
     "truncated": "the image data ends early (a partial download or copy)",
     "corrupt": "the image data is damaged",
     "too-large": "more pixels than the max_pixels limit (a decompression bomb?), refused before "

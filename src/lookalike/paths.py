@@ -53,17 +53,12 @@ def name_key(path: str) -> str:
 
 def shown(path: str) -> str:
     """``path`` for a line of text a person reads: control and format characters escaped
-    (``\\n``, ``\\x1b``, a right-to-left override), and bytes that are not UTF-8 (decoded
-    with ``surrogateescape``) as ``\\xff``. A name holding a newline otherwise reads as two
-    files, and terminal escapes in a name act on the terminal. Reports keep the real path."""
+    (``\\n``, ``\\x1b``, a right-to-left override). A name holding a newline otherwise
+    reads as two files, and terminal escapes in a name act on the terminal. Bytes that are
+    not UTF-8 (decoded with ``surrogateescape``) stay as they are: written back as the same
+    bytes, they name the file. Reports keep the real path."""
     if path.isprintable():
         return path
-    out = []
-    for ch in path:
-        if ch == " " or not unicodedata.category(ch).startswith("C"):
-            out.append(ch)
-        elif 0xDC80 <= ord(ch) <= 0xDCFF:
-            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
-        else:
-            out.append(ch.encode("unicode_escape").decode("ascii"))
-    return "".join(out)
+    return "".join(ch if ch == " " or 0xDC80 <= ord(ch) <= 0xDCFF
+                   or not unicodedata.category(ch).startswith("C")
+                   else ch.encode("unicode_escape").decode("ascii") for ch in path)

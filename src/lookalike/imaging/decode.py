@@ -284,10 +284,28 @@ def _cut_short(data: bytes) -> bool:
     return False
 
 
+#: Formats Pillow reads that lookalike never decodes. PostScript (EPS) is a program: Pillow
+#: renders it by running Ghostscript on it, and a scraped folder's files must not run code.
+REFUSED_FORMATS = frozenset({"EPS"})
+
+
+@lru_cache(maxsize=1)
+def _formats() -> tuple[str, ...]:
+    """The Pillow formats :func:`decode_bytes` opens: every registered one (plugins too) but
+    :data:`REFUSED_FORMATS`."""
+    register_plugins()
+    Image.init()
+    return tuple(f for f in Image.ID if f not in REFUSED_FORMATS)
+
+
 def _unidentified(data: bytes, max_pixels: int) -> tuple[str, str]:
     """Explain a file Pillow could not identify: not an image, an unsupported variant, a
-    missing plugin, or a recognisable image whose header is damaged or cut short."""
+    missing plugin, a format never decoded, or a recognisable image whose header is damaged
+    or cut short."""
     head = data[:16]
+    if head.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")):  # PostScript, DOS EPS binary
+        return ("unsupported-format", "PostScript (EPS) is never decoded: Pillow would run "
+                "Ghostscript on the file's program; convert files you trust to an image format")
     if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS and not register_plugins():
         return ("unsupported-format", "a HEIC/HEIF image; decoding it needs the pillow-heif "
                 f"package: {INSTALL_HINTS['heif']}")
@@ -295,7 +313,7 @@ def _unidentified(data: bytes, max_pixels: int) -> tuple[str, str]:
         return ("unsupported-format", "an AVIF image; decoding it needs Pillow >= 11.3 built "
                 "with libavif")
     # Ask the plugins that claim this signature what is wrong (Image.open hides it).
-    for fid in list(Image.ID):
+    for fid in _formats():
         factory, accept = Image.OPEN[fid]
         try:
             claimed = accept(head) if accept else False
@@ -461,7 +479,7 @@ def _open_raw(data: bytes, kind: str, max_pixels: int
             except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
                 thumb = None
             if thumb is not None:
-                preview = (Image.open(io.BytesIO(thumb.data))
+                preview = (Image.open(io.BytesIO(thumb.data), formats=["JPEG"])
                            if thumb.format == rawpy.ThumbFormat.JPEG
                            else Image.fromarray(thumb.data))
                 pw, ph = preview.size
@@ -508,7 +526,7 @@ def decode_bytes(data: bytes, *, mode: DecodeMode = "full",
             fmt: str | None = raw_kind
         else:
             try:
-                img = Image.open(io.BytesIO(data))
+                img = Image.open(io.BytesIO(data), formats=_formats())
             except UnidentifiedImageError:
                 raise DecodeError(*_unidentified(data, max_pixels)) from None
             fmt, flip = img.format, None

@@ -54,11 +54,12 @@ RAW_SUFFIXES = frozenset(
     ".fff .iiq .mos .mef .mrw .erf .kdc .dcr".split()
 )
 
-#: Extensions treated as images without sniffing (lower case, with dot).
+#: Extensions treated as images without sniffing (lower case, with dot). Not PostScript
+#: (.eps): it is a program, never decoded (:data:`lookalike.imaging.decode.REFUSED_FORMATS`).
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .apng .gif .webp .bmp .dib .tif .tiff .ico .cur .ppm .pgm "
     ".pbm .pnm .tga .psd .mpo .heic .heif .avif .jp2 .j2k .jpx .pcx .sgi .rgb .dds .icns "
-    ".qoi .im .msp .xbm .eps .fits .blp .ftex .gbr .dcx .wmf .emf".split()
+    ".qoi .im .msp .xbm .fits .blp .ftex .gbr .dcx .wmf .emf".split()
 ) | RAW_SUFFIXES
 
 # Leading bytes of the formats we decode; used only for files without an image extension.
