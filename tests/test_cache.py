@@ -88,6 +88,54 @@ def test_a_corrupt_cache_file_is_a_config_error_with_a_hint(tmp_path):
         HashCache(bad)
 
 
+def test_a_cache_damaged_past_its_first_pages_stops_the_scan_with_one_line(tmp_path, capsys):
+    """It opened fine, and the scan died with sqlite3.DatabaseError's traceback when it read
+    (or wrote) a damaged page."""
+    import numpy as np
+    from PIL import Image
+
+    from lookalike.cli import main
+
+    (tmp_path / "imgs").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+            tmp_path / "imgs" / f"{i}.png")
+    cache = tmp_path / "c.sqlite"
+    scan(tmp_path / "imgs", cache)
+    good = cache.read_bytes()
+    failed = 0
+    for offset in (20000, 40000, 60000):  # data pages of the files table
+        cache.write_bytes(good[:offset] + b"\xa5" * 2000 + good[offset + 2000:])
+        with pytest.raises(SystemExit) as exc:
+            main(["scan", str(tmp_path / "imgs"), "--cache", str(cache), "-q", "-j", "1"])
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        if exc.value.code:
+            failed += 1
+            assert exc.value.code == 1 and len(err.strip().splitlines()) == 1
+            assert f"the hash cache {cache} is damaged" in err and "delete it" in err
+    assert failed  # the damage was met
+
+
+def test_a_cache_that_cannot_be_made_or_written_says_why(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(lookalike.ConfigError, match="cannot create the folder of the hash"):
+        HashCache(tmp_path / "file" / "sub" / "c.sqlite")  # was NotADirectoryError
+    cache = tmp_path / "c.sqlite"
+    HashCache(cache).close()
+    # A read-only file or mount (root writes through permissions, so it is simulated):
+    # SQLite's "unable to open database file" came with advice to delete the cache.
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    monkeypatch.setattr(sqlite3, "connect", _refusing_connect)
+    with pytest.raises(lookalike.ConfigError, match="is read-only"):
+        HashCache(cache)
+
+
+def _refusing_connect(*args, **kwargs):
+    raise sqlite3.OperationalError("unable to open database file")
+
+
 def test_an_sqlite_file_of_someone_else_is_refused_and_left_unchanged(tmp_path):
     """`scan --cache app.sqlite` dropped the app's own table named groupings (an old cache's
     table, cleaned up by name) and set the file to WAL mode."""

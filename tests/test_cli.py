@@ -269,6 +269,18 @@ def test_no_output_overwrites_a_picture_an_input_or_another_output(tmp_path, sce
     assert "overwrite the report" in _usage_error(["report", str(report), "--html", str(report)],
                                                   capsys)
     assert report.read_bytes() == kept
+    # The hash cache the command uses, and its Parquet output, are no targets either: -o onto
+    # the cache replaced it with the report (the next scan failed), a Parquet output named
+    # like the report failed after all the hashing.
+    warm = cache.read_bytes()
+    for extra in (["-o", str(cache), "--format", "json"], ["--html", str(cache)]):
+        err = _usage_error([*scan, *extra], capsys)
+        assert "overwrite the hash cache" in err
+    err = _usage_error([*scan, "-o", str(report), "--parquet-out", str(report)], capsys)
+    assert "overwrite the Parquet output" in err
+    err = _usage_error([*scan, "--parquet-out", str(tmp_path / "nowhere" / "pq")], capsys)
+    assert "Parquet output" in err and "does not exist" in err
+    assert cache.read_bytes() == warm and report.read_bytes() == kept
 
 
 def test_check_writable_refuses_a_folder_without_write_permission(tmp_path, monkeypatch):

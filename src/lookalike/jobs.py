@@ -40,7 +40,7 @@ from lookalike.inputs.walk import FileEntry
 from lookalike.model import ImageRecord
 from lookalike.pipeline import ScanResult, scan
 from lookalike.report.schema import decide_keep, human_bytes, plural, render_text, write_report
-from lookalike.store.cache import HashCache
+from lookalike.store.cache import HashCache, default_cache_path
 from lookalike.worker import hash_file
 
 if TYPE_CHECKING:
@@ -113,6 +113,20 @@ def check_outputs(outputs: Sequence[tuple[str, str | None]],
         taken[real] = what
 
 
+def _local_folder_output(path: str | None, what: str) -> str | None:
+    """Check, before any work, that a local output folder (``--parquet-out``) can be made
+    or written; return it (None for none, or a URL: checked by its store)."""
+    from lookalike.inputs.remote import is_url
+
+    if path is None or is_url(path):
+        return None
+    if os.path.isdir(path):  # it will get part files: one must be writable there
+        check_writable(os.path.join(path, ".lookalike-probe"), what)
+    else:
+        check_writable(path, what)
+    return path
+
+
 def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | None = None,
                   format: ReportFormat | None = None, html: str | None = None,
                   reference: Sequence[str] = (), keep: Sequence[str] = (),
@@ -167,13 +181,19 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
                                       out=out, **options).scan
     if output is not None:
         format = format or "json"
+    cluster = options.get("engine") == "dask" or options.get("scheduler") is not None
+    use_cache = use_cache and (cache is not None or not cluster)
+    cache_path = (cache if cache is not None else str(default_cache_path())) if use_cache \
+        else None
+    parquet_out = _local_folder_output(options.get("parquet_out"), "Parquet output")
     check_outputs([("report", output),
                    ("error list", errors_csv_path(output) if output and format == "csv"
                     else None),
                    ("HTML page", html),
                    ("JSON report for the HTML page", _page_report_path(html)
                     if html is not None and (format != "json" or output is None) else None)],
-                  inputs=[("file list", options.get("files_from")), *(
+                  inputs=[("file list", options.get("files_from")), ("hash cache", cache_path),
+                          ("Parquet output", parquet_out), *(
                       ("scanned file", p) for p in (*reference, *paths) if os.path.isfile(p))])
     if reference:
         from lookalike.analysis.leakage import check_sets, find_leakage, restrict_to_leakage
@@ -185,8 +205,7 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         paths = [*reference, *paths]
     if keep:
         parse_keep(keep)  # a bad rule fails now, not after the scan
-    cluster = options.get("engine") == "dask" or options.get("scheduler") is not None
-    store = HashCache(cache) if use_cache and (cache is not None or not cluster) else None
+    store = HashCache(cache_path) if cache_path is not None else None
     try:
         result = scan(paths, config, cache=store, reporter=reporter, **options)
     finally:

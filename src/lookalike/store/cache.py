@@ -19,16 +19,17 @@ else ``~/.cache/lookalike/hashes.sqlite``.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import time
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
 
-from lookalike.errors import RETRYABLE, ConfigError, Problem
+from lookalike.errors import RETRYABLE, ConfigError, LookalikeError, Problem
 from lookalike.grouping.groups import Edges
 from lookalike.model import FileFacts, Hash, ImageRecord, make_record
 
@@ -58,6 +59,45 @@ def _storable(path: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _writable(path: Path) -> bool:
+    """Whether SQLite can write ``path`` and its journal files beside it (a read-only file,
+    folder or mount cannot)."""
+    folder = path.parent if path.parent.is_dir() else None
+    return folder is not None and os.access(folder, os.W_OK) and (
+        not path.exists() or os.access(path, os.W_OK))
+
+
+def _damage_said(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn an SQLite error met while ``method`` reads or writes an open cache (a file
+    damaged in part: its first pages were read fine) into one line that says what to do,
+    instead of a traceback in the middle of a scan."""
+    @functools.wraps(method)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(getattr(args[0], "path", ""), exc) from None
+    return guarded
+
+
+def _damaged(path: object, exc: Exception) -> LookalikeError:
+    why = str(exc) if len(str(exc)) <= 80 else f"{str(exc)[:77]}..."
+    return LookalikeError(f"the hash cache {path} is damaged ({why}); delete it (it only holds "
+                          "hashes) or name another cache file, and scan again")
+
+
+def _guarded_rows(rows: Iterator[tuple], path: object) -> Iterator[tuple]:
+    """``rows`` of a cursor, an SQLite error met while reading on as :func:`_damaged`."""
+    try:
+        yield from rows
+    except sqlite3.DatabaseError as exc:
+        raise _damaged(path, exc) from None
 
 
 def default_cache_path() -> Path:
@@ -138,7 +178,11 @@ class HashCache:
                     raise sqlite3.DatabaseError(
                         f"cache schema {row[0] if row else None} is not {SCHEMA}")
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(f"cannot create the folder of the hash cache {self.path}: "
+                                      f"{exc.strerror or exc}; name another cache file") from None
                 self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
                 self._check_ours()  # before anything is changed in the file
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -151,6 +195,10 @@ class HashCache:
                         else f"cannot be read as one ({exc})")
                 raise ConfigError(f"{self.path} is not a lookalike hash cache: it {what}; name "
                                   "the cache the scan used") from None
+            if not _writable(self.path):
+                raise ConfigError(f"the hash cache {self.path} is read-only (or its folder is): a "
+                                  "scan writes to it; name a writable cache file, or scan "
+                                  "without a cache") from None
             raise ConfigError(
                 f"cannot use {self.path} as a hash cache: {exc}. If it is a lookalike cache that "
                 "got damaged, delete it (it only holds hashes); otherwise name another file"
@@ -225,6 +273,7 @@ class HashCache:
 
     # -- reading ---------------------------------------------------------------------------
 
+    @_damage_said
     def lookup(self, entries: Sequence[FileEntry], config: ScanConfig
                ) -> tuple[list[ImageRecord], list[Problem], list[FileEntry]]:
         """Split ``entries`` into cached records, cached problems, and files still to hash
@@ -306,7 +355,11 @@ class HashCache:
             sql += " AND substr(path, 1, ?) = ?"
             args = (key, len(prefix), prefix)
         facts_of = _FactsTexts()
-        for r in self._db.execute(sql + " ORDER BY path", args):
+        try:
+            rows = self._db.execute(sql + " ORDER BY path", args)
+        except sqlite3.DatabaseError as exc:
+            raise _damaged(self.path, exc) from None
+        for r in _guarded_rows(rows, self.path):
             yield ImageRecord(path=r[0], size_bytes=r[1], mtime_ns=r[2], width=r[3],
                               height=r[4], format=r[5],
                               hash=Hash.from_hex(r[6], method=config.method, nbits=config.nbits),
@@ -315,6 +368,7 @@ class HashCache:
 
     # -- writing ---------------------------------------------------------------------------
 
+    @_damage_said
     def add(self, records: Iterable[ImageRecord], problems: Iterable[Problem],
             config: ScanConfig, sizes: dict[str, tuple[int, int]] | None = None) -> None:
         """Queue results for storage; committed in batches of :data:`BATCH` rows.
@@ -346,6 +400,7 @@ class HashCache:
         if len(self._pending) >= BATCH:
             self.flush()
 
+    @_damage_said
     def set_digests(self, rows: Iterable[tuple[str, int, int, str]],
                     configs: Sequence[ScanConfig],
                     column: Literal["digest", "pixel_digest"] = "digest") -> None:
@@ -379,6 +434,7 @@ class HashCache:
             raise
         self._db.execute("COMMIT")
 
+    @_damage_said
     def flush(self) -> None:
         """Commit queued rows in one transaction."""
         if not self._pending:
@@ -398,6 +454,7 @@ class HashCache:
     def _edges_key(config: ScanConfig, scope: Sequence[str], radius: int) -> str:
         return "\0".join([settings_key(config), str(radius), *sorted(scope)])
 
+    @_damage_said
     def load_edges(self, config: ScanConfig, scope: Sequence[str], radius: int
                    ) -> Edges | None:
         """The edges last stored for ``config``, the inputs ``scope`` and ``radius``."""
@@ -414,6 +471,7 @@ class HashCache:
                           map(codes.__getitem__, index[1::2]), strict=True))
         return Edges(nbits, radius, frozenset(codes), pairs)
 
+    @_damage_said
     def save_edges(self, config: ScanConfig, scope: Sequence[str], edges: Edges) -> None:
         """Store ``edges`` for :meth:`load_edges`; the 16 most recent are kept."""
         codes = sorted(edges.codes)
@@ -439,6 +497,7 @@ class HashCache:
 
         return f"{settings_key(config)}/verify{VERIFY_VERSION}"
 
+    @_damage_said
     def load_verdicts(self, config: ScanConfig, pairs: Sequence[tuple[ImageRecord, ImageRecord]]
                       ) -> dict[tuple[str, str], bool]:
         """Stored verdicts of ``pairs`` whose two files are unchanged, by their paths."""
@@ -469,6 +528,7 @@ class HashCache:
                 out[(a, b)] = bool(ok)
         return out
 
+    @_damage_said
     def save_verdicts(self, config: ScanConfig,
                       verdicts: Iterable[tuple[ImageRecord, ImageRecord, bool]]) -> None:
         """Store verdicts for :meth:`load_verdicts`."""
@@ -479,6 +539,7 @@ class HashCache:
         with self._writing() as db:
             db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?,?)", rows)
 
+    @_damage_said
     def __len__(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM files").fetchone()[0])
 
