@@ -706,3 +706,20 @@ def test_without_a_terminal_a_long_phase_prints_its_counts_now_and_then(capsys, 
     err = capsys.readouterr().err.splitlines()
     assert err == ["2/3: hashing (1000 files)", "2/3: hashing: 200/1,000 (20%)",
                    "2/3: hashing: 400/1,000 (40%)"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_or_a_deeply_nested_file_given_as_a_report_or_journal_is_one_line(tmp_path,
+                                                                                  capsys):
+    # A FIFO hung undo, apply and report (a blocking open); '[' * 100000 ended in
+    # RecursionError's traceback.
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    for path in (fifo, deep):
+        for argv in (["undo", str(path)], ["apply", str(path), "-a", "delete"],
+                     ["report", str(path), "--html", str(tmp_path / "o.html")]):
+            err = _usage_error(argv, capsys)
+            assert str(path) in err or path.name in err
+    assert not (tmp_path / "o.html").exists()

@@ -28,11 +28,16 @@ import contextlib
 import errno
 import json
 import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from lookalike.errors import JournalError, LookalikeError
+from lookalike.inputs.read import Refused, read_regular
+
+#: Larger than any journal (a few hundred bytes per file acted on): not read whole beyond it.
+_MAX_JOURNAL_BYTES = 1 << 40
 
 __all__ = ["JOURNAL_KIND", "JOURNAL_SCHEMA", "Journal", "OpRecord", "backup_dir_of", "fsync_dir"]
 
@@ -173,17 +178,21 @@ class Journal:
             raise JournalError(f"{p} is a folder, not an undo journal; {hint}")
         fd = -1
         try:
+            if not stat.S_ISREG(os.stat(p).st_mode):  # a FIFO's open would wait for a writer
+                raise JournalError(f"{p} is not a regular file (a FIFO, socket or device), so "
+                                   f"not an undo journal; {hint}")
             if writable:  # locked before it is read: what is read stays true while we append
-                fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+                fd = os.open(p, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NONBLOCK", 0))
                 _lock(fd, p)
-            with open(p, "rb") as fh:
-                raw = fh.read()
+            raw, _ = read_regular(p, _MAX_JOURNAL_BYTES)
             return cls._parse(p, raw, fd, hint)
         except BaseException as exc:
             if fd >= 0:
                 os.close(fd)
             if isinstance(exc, FileNotFoundError):
                 raise JournalError(f"journal not found: {p}; {hint}") from None
+            if isinstance(exc, Refused):
+                raise JournalError(f"cannot read journal {p}: {exc}") from None
             if isinstance(exc, OSError):
                 raise JournalError(f"cannot read journal {p}: {exc.strerror or exc}") from None
             raise
@@ -198,7 +207,7 @@ class Journal:
         if first < len(lines):
             try:
                 head = json.loads(lines[first].decode("utf-8", "surrogateescape"))
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: '[' * 100000
                 head = None
         if not isinstance(head, dict) or head.get("kind") != JOURNAL_KIND:
             raise JournalError(f"{p} is not a lookalike journal (no journal header); {hint}")
@@ -213,7 +222,7 @@ class Journal:
                 continue
             try:
                 ev = json.loads(line.decode("utf-8", "surrogateescape"))
-            except ValueError:
+            except (ValueError, RecursionError):
                 if n == len(lines) - 1:
                     break  # torn final write: the process died mid-line; that event never was
                 ev = None

@@ -381,6 +381,10 @@ def _record_from(m: dict[str, Any], method: str, nbits: int) -> ImageRecord:
     )
 
 
+#: Larger than any report (about 1 KB per image): a file beyond it is not read whole.
+_MAX_JSON_BYTES = 1 << 40
+
+
 def read_json(path: str, wanted: str) -> Any:
     """The JSON value in file ``path``.
 
@@ -388,11 +392,19 @@ def read_json(path: str, wanted: str) -> Any:
         ReportError: the file is missing, unreadable or not JSON (a CSV or text report, a
             torn file); the message says to pass ``wanted`` instead.
     """
+    from lookalike.inputs.read import Refused, read_regular
+
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            return json.load(fh)
+        # Never opened blocking: a FIFO named like a report hung the command.
+        data, _ = read_regular(path, _MAX_JSON_BYTES)
+        return json.loads(data.decode("utf-8", "surrogateescape"))
     except FileNotFoundError:
         raise ReportError(f"not found: {path}; pass {wanted}") from None
+    except Refused as exc:
+        raise ReportError(f"cannot read {path}: {exc}; pass {wanted}") from None
+    except RecursionError:  # '[' * 100000: json recurses per level
+        raise ReportError(f"{path} is not JSON lookalike wrote (it nests too deeply); pass "
+                          f"{wanted}") from None
     except ValueError as exc:
         raise ReportError(f"{path} is not JSON ({exc}); pass {wanted}") from None
     except OSError as exc:
