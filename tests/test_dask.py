@@ -265,3 +265,15 @@ def test_cli_connects_to_a_scheduler(runner, tree, baseline, client, tmp_path):
     report = lookalike.read_report(tmp_path / "r.json")
     assert report.data["stats"]["workers"] == 2
     assert [g.paths for g in report.groups] == [g.paths for g in baseline.groups]
+
+
+@pytest.mark.parametrize("address", ["foo", "tcp://[::1"])
+def test_a_malformed_scheduler_address_is_one_line_and_exit_2(address, tmp_path, capsys):
+    # distributed raises ValueError for these: it was a traceback (exit 1).
+    from lookalike.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", str(tmp_path), "--scheduler", address, "-q", "--no-cache"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("error: cannot reach the Dask scheduler")
+    assert len(err.strip().splitlines()) == 1

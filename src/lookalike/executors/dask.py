@@ -86,7 +86,7 @@ class DaskExecutor:
         elif address is not None:
             try:
                 self._client = distributed.Client(address, timeout=timeout)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, ValueError) as exc:  # ValueError: no port, a bad host
                 raise ConfigError(
                     f"cannot reach the Dask scheduler at {address}: {exc}; check the scheduler "
                     "address (e.g. tcp://host:8786) and that the scheduler is running"
