@@ -64,7 +64,13 @@ from lookalike.events import NullReporter, Reporter
 from lookalike.executors import make_executor
 from lookalike.executors.base import Executor
 from lookalike.inputs.read import Refused, max_file_bytes, read_regular
-from lookalike.inputs.walk import FileEntry, check_roots, iter_files, os_error_reason
+from lookalike.inputs.walk import (
+    FileEntry,
+    WalkStats,
+    check_roots,
+    iter_files,
+    os_error_reason,
+)
 from lookalike.paths import shown
 
 if TYPE_CHECKING:
@@ -441,13 +447,25 @@ def _poisson_upper(k: np.ndarray) -> np.ndarray:
 
 
 def _sample(paths: Iterable[str | os.PathLike[str]], sample: int, seed: int,
-            follow_symlinks: bool) -> tuple[list[FileEntry], int]:
-    entries = [e for e in iter_files(paths, follow_symlinks=follow_symlinks)
-               if not isinstance(e, Problem)]
+            follow_symlinks: bool, reporter: Reporter
+            ) -> tuple[list[FileEntry], int, list[Problem]]:
+    """A seeded sample of the images under ``paths``, how many there are, and the files the
+    walk could not list (each told to ``reporter``, as a scan tells them)."""
+    stats = WalkStats()
+    entries, problems = [], []
+    for e in iter_files(paths, follow_symlinks=follow_symlinks, stats=stats):
+        if isinstance(e, Problem):
+            reporter.problem(e)
+            problems.append(e)
+        else:
+            entries.append(e)
+    if stats.skipped_symlinks:
+        reporter.info(f"skipped {stats.skipped_symlinks} symbolic link(s) found inside the "
+                      "folders (not followed unless asked to)")
     found = len(entries)
     if len(entries) > sample:
         entries = sorted(random.Random(seed).sample(entries, sample), key=lambda e: e.path)
-    return entries, found
+    return entries, found, problems
 
 
 def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
@@ -499,7 +517,7 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)  # read twice
     check_roots(paths)  # a missing folder: one error, no progress line
     reporter.phase(1, 3, "sampling", None)
-    entries, found = _sample(paths, sample, seed, follow_symlinks)
+    entries, found, walk_problems = _sample(paths, sample, seed, follow_symlinks, reporter)
     if len(entries) < 2:
         raise ConfigError(f"calibration needs at least 2 images; found {len(entries)}")
 
@@ -510,7 +528,7 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     if executor is None:
         executor = make_executor("local", min(config.resolved_workers, len(chunks)))
     sampled: list[_Sampled] = []
-    problems: list[Problem] = []
+    problems: list[Problem] = list(walk_problems)
     try:
         for chunk, res in executor.map_unordered(worker, chunks):
             if isinstance(res, BaseException):
