@@ -353,3 +353,18 @@ def test_the_parquet_output_keeps_facts_and_reads_parts_without_them(tree, tmp_p
         assert "facts" not in pa.parquet.read_schema(part).names
     records, _, todo = ParquetStore(out).lookup(entries, config)
     assert len(records) == 7 and not todo and all(r.facts is None for r in records)
+
+
+def test_names_the_cache_cannot_hold_are_counted_and_said(tmp_path, scene):
+    # A name of bytes that are not UTF-8 cannot be an SQLite key: the file was left out of
+    # the cache without a word, so query never found it.
+    from lookalike.report.schema import render_text
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    scene(1).save(folder / "plain.png")
+    scene(1).save(os.fsdecode(bytes(folder) + b"/caf\xe9.png"))
+    result = scan(folder, tmp_path / "c.sqlite")
+    assert result.stats["uncached_names"] == 1
+    assert "1 image named in bytes that are not UTF-8" in render_text(result)
+    assert "uncached_names" not in scan(folder, None).stats  # no cache, nothing to say

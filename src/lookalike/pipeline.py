@@ -243,6 +243,10 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         # Hash values the last scan of these inputs did not have (all on a first scan). With
         # none, the edges kept from that scan are used and nothing is searched.
         "codes_new": len(edges.new),
+        # Images whose names the hash cache cannot hold as keys (not UTF-8): hashed by every
+        # scan, and not found by queries.
+        **({"uncached_names": n} if cache is not None and (n := sum(
+            1 for r in records if not r.path.isascii() and not cache.can_key(r.path))) else {}),
         "seconds": {
             "walk": round(t_walk - t0, 3),
             "hash": round(t_hash - t_walk, 3),

@@ -314,6 +314,10 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
                      f"{'files' if n != 1 else 'a file'} already found (hard links, symbolic "
                      "links, overlapping folders): each file is listed once, never as a "
                      "duplicate of itself")
+    if s.get("uncached_names"):
+        lines.append(f"{plural(s['uncached_names'], 'image')} named in bytes that are not "
+                     "UTF-8 cannot be kept in the hash cache: every scan hashes them again, and "
+                     "`query` does not find them (rename them to keep them)")
     if s.get("skipped_containers"):
         lines.append(f"skipped {plural(s['skipped_containers'], 'tar or Parquet file')} "
                      "found inside the folders (their images are read with `scan "
