@@ -723,3 +723,26 @@ def test_a_fifo_or_a_deeply_nested_file_given_as_a_report_or_journal_is_one_line
             err = _usage_error(argv, capsys)
             assert str(path) in err or path.name in err
     assert not (tmp_path / "o.html").exists()
+
+
+def test_the_dry_run_refuses_what_yes_would_refuse(tmp_path, scene, capsys, monkeypatch):
+    # A journal inside the scanned folder, or in a folder that does not exist (which --yes
+    # created), and a quarantine that cannot be written all passed the dry run (exit 0).
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    report = tmp_path / "r.json"
+    assert _exit_code(["scan", str(folder), "-q", "-j", "1", "--no-cache", "-o",
+                       str(report)]) == 0
+    capsys.readouterr()
+    move = ["apply", str(report), "-a", "move", "--to", str(tmp_path / "q")]
+    for journal, why in ((folder / "j.jsonl", "inside the scanned folder"),
+                         (tmp_path / "none" / "j.jsonl", "does not exist")):
+        for yes in ([], ["--yes"]):
+            err = _usage_error([*move, "--journal", str(journal), *yes], capsys)
+            assert why in err
+    assert not (tmp_path / "none").exists() and not (tmp_path / "q").exists()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(tmp_path)
+                        else real_access(p, mode, **kw))  # a read-only mount, simulated
+    err = _usage_error(move, capsys)
+    assert "cannot be made or written" in err

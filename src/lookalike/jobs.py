@@ -364,7 +364,7 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
             change.
         Interrupted: Ctrl-C during the run; its journal records what was done.
     """
-    from lookalike.actions.apply import apply, default_journal_path, recover
+    from lookalike.actions.apply import apply, check_new_journal, default_journal_path, recover
     from lookalike.actions.plan import journal_of, load_source, plan, render_plan
 
     out = sys.stdout if out is None else out
@@ -380,13 +380,16 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
     p = plan(loaded, action=action, keep=keep or None, protect=protect, to=to,
              journal=journal if resume else None, collapse_links=collapse_links,
              keep_in=keep_in, remove_in=remove_in)
+    jpath = os.path.abspath(journal or default_journal_path(p))
+    if p.operations and not resume:
+        # The dry run fails as --yes would, before its plan is printed.
+        check_new_journal(p, jpath, named=journal is not None)
     out.write(render_plan(p, dry_run=not yes))
     if not yes:
         return None
     if not p.operations:
         print("nothing to do", file=out)
         return None
-    jpath = os.path.abspath(journal or default_journal_path(p))
     print(f"journal: {jpath}", file=out)
     out.flush()  # the plan is on screen before the first change
     try:

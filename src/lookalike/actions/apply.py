@@ -577,6 +577,34 @@ def undo(journal: str | os.PathLike[str], *, reporter: Reporter | None = None) -
                       failed=res.failed)
 
 
+def check_new_journal(plan: Plan, path: str | os.PathLike[str], *, named: bool = True
+                      ) -> None:
+    """Refuse, before anything changes (a dry run asks too), a new journal at ``path`` that
+    would lie inside a scanned folder or cannot be written. A journal the user ``named`` needs
+    its folder to exist (a typo must not create folders); a default one's folder (the
+    quarantine, the state folder) is made, so the nearest existing one must be writable.
+
+    Raises:
+        ConfigError: the path cannot hold the journal.
+    """
+    jpath = os.path.abspath(os.fspath(path))
+    inside = _root_holding(os.path.dirname(jpath), plan.roots)
+    if inside is not None:
+        raise ConfigError(f"the journal {jpath} would be inside the scanned folder "
+                          f"{inside}: the copies it keeps for undo would be found by the "
+                          "next scan as duplicates, and could be acted on. Choose a path "
+                          "outside the scanned folders")
+    folder = os.path.dirname(jpath)
+    if named and not os.path.isdir(folder):
+        raise ConfigError(f"cannot write the journal {jpath}: folder {folder} does not exist; "
+                          "create it first")
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    if not os.access(folder, os.W_OK):  # a read-only mount says so to root too
+        raise ConfigError(f"cannot write the journal {jpath}: folder {folder} is not writable; "
+                          "choose another path")
+
+
 def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
           reporter: Reporter | None = None,
           verify: Literal["digest", "stat"] = "digest") -> ApplyResult:
@@ -626,12 +654,7 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
             j.close()
             raise
     else:
-        inside = _root_holding(os.path.dirname(jpath), plan.roots)
-        if inside is not None:
-            raise ConfigError(f"the journal {jpath} would be inside the scanned folder "
-                              f"{inside}: the copies it keeps for undo would be found by the "
-                              "next scan as duplicates, and could be acted on. Choose a path "
-                              "outside the scanned folders")
+        check_new_journal(plan, jpath, named=False)  # a caller checks a named one first
         j = Journal.create(jpath, {
             "tool": __version__, "action": plan.action, "report_path": plan.report_path,
             "report_created": plan.report_created, "roots": list(plan.roots), "to": plan.to,

@@ -762,6 +762,14 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             if is_under(to_dir, d):
                 raise ConfigError(f"the quarantine folder {to_dir} is inside the protected folder "
                                   f"{d}; choose a folder outside it")
+        # A dry run says what --yes would meet: the folder is made then, so the nearest one
+        # that exists must be writable (a read-only mount says so to root too).
+        up = to_dir
+        while not os.path.isdir(up) and os.path.dirname(up) != up:
+            up = os.path.dirname(up)
+        if not os.access(up, os.W_OK):
+            raise ConfigError(f"the quarantine folder {to_dir} cannot be made or written: "
+                              f"{up} is not writable; choose another folder")
     elif to is not None:
         raise ConfigError("`to` only applies to action 'move'")
     if collapse_links and action == "hardlink":
