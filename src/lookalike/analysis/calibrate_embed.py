@@ -164,9 +164,10 @@ def calibrate_embedding(paths: str | os.PathLike[str] | Iterable[str | os.PathLi
     embedder = embedder_for(config)
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    entries, _ = _sample(paths, sample, seed, follow_symlinks)
+    entries, _, unlisted = _sample(paths, sample, seed, follow_symlinks, reporter)
     reporter.phase(1, 1, "embedding and verifying copies", len(entries))
-    originals, copies, problems = [], [], []
+    originals, copies = [], []
+    problems = [f"{p.path}: {p.message}" for p in unlisted]
     for entry in entries:
         try:
             data = read_regular(entry.path, max_file_bytes(config.max_pixels))[0]
