@@ -862,3 +862,26 @@ def test_compare_view_shows_a_large_preview_of_a_raw_beside_its_jpeg(web, tmp_pa
     assert width == 1600 and note.startswith("preview, 1600 px"), shown
     assert "of the preview" in pg.inner_text("#cmp-zoom")
     assert web.console == []
+
+
+def test_thumbnails_written_inside_a_scanned_folder_are_not_scanned_next_time(tmp_path,
+                                                                             scene):
+    # `scan PHOTOS --html PHOTOS/review.html` over 2,000 images wrote PHOTOS/review_files/:
+    # the next scan grouped every thumbnail with its photo, a smaller copy that
+    # `--keep smallest-file` would keep.
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _folder(folder, scene)
+    before = lookalike.scan(folder, method="phash", threshold=6, workers=1)
+    report = tmp_path / "r.json"
+    lookalike.write_report(before, report)
+    write_html(report, folder / "review.html", thumbnails="files")
+    assert (folder / "review_files" / "CACHEDIR.TAG").read_bytes().startswith(
+        b"Signature: 8a477f597d28d172789f06886806bc55")
+    assert any(p.suffix == ".jpg" for p in (folder / "review_files").iterdir())
+    after = lookalike.scan(folder, method="phash", threshold=6, workers=1)
+    assert sorted(r.path for r in after.records) == sorted(r.path for r in before.records)
+    assert after.stats["skipped_cache_dirs"] == 1
+    # Named as a root, the folder is what the user asked for: it is scanned.
+    named = lookalike.scan(folder / "review_files", method="phash", threshold=6, workers=1)
+    assert len(named.records) == len(list((folder / "review_files").glob("*.jpg")))

@@ -293,4 +293,6 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
              "skipped_symlinks": walk.skipped_symlinks, **listed}
     if walk.skipped_containers:  # only then, as above
         stats["skipped_containers"] = walk.skipped_containers
+    if walk.skipped_cache_dirs:
+        stats["skipped_cache_dirs"] = walk.skipped_cache_dirs
     return list(unique.values()), problems, stats

@@ -102,7 +102,14 @@ class WalkStats:
     #: Of the skipped files, tar shards and Parquet files: images in them are read only with
     #: input format tar or parquet, which the user may have meant.
     skipped_containers: int = 0
+    #: Folders inside the roots tagged as caches (``CACHEDIR.TAG``), not walked.
+    skipped_cache_dirs: int = 0
 
+
+#: The cache directory tag (bford.info/cachedir): a folder holding this file, starting with
+#: this signature, is made by a program (the review page's thumbnails) and not walked.
+CACHEDIR_TAG = "CACHEDIR.TAG"
+CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 
 #: Names of files that hold images for input formats other than files.
 CONTAINER_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".parquet", ".pq")
@@ -219,6 +226,18 @@ def _walk_root(root: str, follow: bool, stats: WalkStats, source: str | None = N
         yield from _file_entry(root, source, st, stats, explicit=True)
 
 
+def _tagged(directory: str, entries: list[os.DirEntry[str]]) -> bool:
+    """Whether ``directory`` holds a cache directory tag (``CACHEDIR.TAG`` starting with
+    its signature: bford.info/cachedir), as the review page's thumbnail folder does."""
+    if not any(e.name == CACHEDIR_TAG for e in entries):
+        return False
+    try:
+        with open(os.path.join(directory, CACHEDIR_TAG), "rb") as fh:
+            return fh.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
+    except OSError:
+        return False
+
+
 def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
               seen: set[tuple[int, int]]) -> Iterator[FileEntry | Problem]:
     try:
@@ -227,6 +246,9 @@ def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
     except OSError as exc:
         yield _problem(directory, os_error_reason(exc),
                        f"cannot list folder: {exc.strerror or exc}")
+        return
+    if directory != root and _tagged(directory, entries):  # a root named is scanned
+        stats.skipped_cache_dirs += 1
         return
     for entry in entries:
         path = entry.path

@@ -66,6 +66,7 @@ from lookalike.config import check_writable
 from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
 from lookalike.imaging.facts import read_file_facts
+from lookalike.inputs.walk import CACHEDIR_SIGNATURE, CACHEDIR_TAG
 from lookalike.paths import is_local_file, is_under
 from lookalike.pipeline import ScanResult
 from lookalike.report.schema import (
@@ -648,6 +649,11 @@ def _write_thumbnail_dir(out: str, paths: list[str], jpegs: Mapping[str, bytes],
             if _THUMB_NAME.fullmatch(old):
                 os.remove(os.path.join(folder, old))
     os.makedirs(folder, exist_ok=True)
+    # Tagged as a cache (bford.info/cachedir): a scan of a folder holding the page skips
+    # it, or every thumbnail would be a smaller duplicate of its photo, one that
+    # `--keep smallest-file` keeps.
+    with open(os.path.join(folder, CACHEDIR_TAG), "wb") as fh:
+        fh.write(CACHEDIR_SIGNATURE + b"\n# lookalike review page thumbnails\n")
     prefix = quote(f"{stem}_files")  # the page's own name may hold spaces, '#', '?'
     found: list[dict[str, str]] = []
     for letter, images in (("t", jpegs), ("p", previews)):
