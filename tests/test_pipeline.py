@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -467,3 +468,16 @@ def test_star_groups_are_rebuilt_from_every_record_when_a_leader_changed(tmp_pat
         ("L.png", "changed-during-scan")]
     assert [[os.path.basename(p) for p in g.paths] for g in groups] == [["M.png", "X.png"]]
     assert [os.path.basename(r.path) for r in kept] == ["M.png", "X.png"]
+
+
+def test_read_regular_says_what_a_non_file_is(tmp_path):
+    # A file swapped for a folder during a scan was called "a FIFO, socket or device".
+    from lookalike.inputs.read import Refused, read_regular
+
+    (tmp_path / "was_a_file.jpg").mkdir()
+    with pytest.raises(Refused, match=r"^a folder, not a regular file") as info:
+        read_regular(str(tmp_path / "was_a_file.jpg"), 1 << 20)
+    assert info.value.reason == "not-a-regular-file"
+    os.mkfifo(tmp_path / "pipe.jpg")
+    with pytest.raises(Refused, match=r"^a FIFO, socket or device"):
+        read_regular(str(tmp_path / "pipe.jpg"), 1 << 20)

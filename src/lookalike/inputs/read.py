@@ -57,8 +57,8 @@ def read_regular(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise Refused("not-a-regular-file",
-                          "a FIFO, socket or device, not a regular file; not read")
+            what = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO, socket or device"
+            raise Refused("not-a-regular-file", f"{what}, not a regular file; not read")
         if st.st_size > max_bytes:
             raise Refused("too-large", f"{st.st_size:,} bytes, more than any image within "
                           f"the pixel limit needs ({max_bytes:,}); not read")
