@@ -746,3 +746,20 @@ def test_the_dry_run_refuses_what_yes_would_refuse(tmp_path, scene, capsys, monk
                         else real_access(p, mode, **kw))  # a read-only mount, simulated
     err = _usage_error(move, capsys)
     assert "cannot be made or written" in err
+
+
+def test_file_list_names_keep_their_spaces_and_an_empty_keep_rule_is_refused(tmp_path, scene,
+                                                                             capsys):
+    # "a.png " (a legal name) was read as "a.png"; --keep "" (an unset variable) silently
+    # meant the default policy.
+    scene(1).save(tmp_path / "a.png ", format="PNG")  # the stripped line named a.png: none
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# my picks\n\n{tmp_path / 'a.png '}\n")
+    report = tmp_path / "r.json"
+    assert _exit_code(["scan", "--files-from", str(listing), "-q", "--no-cache", "-o",
+                       str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["stats"]["images"] == 1 and not data["errors"]
+    capsys.readouterr()
+    err = _usage_error(["scan", str(tmp_path), "-q", "--no-cache", "--keep", ""], capsys)
+    assert "keep rule '' is empty" in err

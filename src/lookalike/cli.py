@@ -362,8 +362,9 @@ def cli() -> None:
               help="Dask scheduler to connect to, e.g. tcp://10.0.0.5:8786 (implies --engine "
               "dask). Workers must reach the images by the same paths or URLs.")
 @click.option("--files-from", "files_from", default=None, metavar="FILE",
-              help="Also scan the paths/URLs listed in FILE: text, one per line, or .parquet "
-              "(--column names the column). Local path or URL.")
+              help="Also scan the paths/URLs listed in FILE: text, one per line (blank lines "
+              "and lines starting with # are skipped), or .parquet (--column names the "
+              "column). Local path or URL.")
 @click.option("--input-format", "input_format",
               type=click.Choice(["auto", "files", "tar", "parquet"]), default="auto",
               show_default=True, help="How to read PATHS: image files (local paths, s3://, "

@@ -264,7 +264,11 @@ def parse_keep(spec: str | Iterable[str] | None) -> tuple[str, ...]:
                     f"{','.join(parts[:rule])!r} and {parts[rule]!r}")
             rules.append(value)
         else:
-            rules.extend(part.strip() for part in value.split(",") if part.strip())
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            if not parts:  # an empty value (a script's unset variable) is not the default
+                raise ConfigError(f"keep rule {value!r} is empty; name one of: "
+                                  f"{', '.join(KEEP_RULES)}")
+            rules.extend(parts)
     if not rules:
         return DEFAULT_KEEP
     for rule in rules:

@@ -76,13 +76,14 @@ def _read_list(list_path: str, column: str | None, options: Mapping[str, Any]) -
     if local is not None and not local.lower().endswith((".parquet", ".pq")):
         # A local text list needs no fsspec (no extra installed).
         try:
-            with open(local, encoding="utf-8", errors="surrogateescape") as fh:
-                lines = [line.strip() for line in fh]
+            # Only line ends are taken off: spaces are legal at either end of a file name.
+            with open(local, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+                lines = [line.rstrip("\r\n") for line in fh]
         except FileNotFoundError:
             raise ConfigError(f"file list does not exist: {list_path}") from None
         except (OSError, UnicodeError) as exc:
             raise ConfigError(f"cannot read the file list {list_path}: {exc}") from None
-        return [line for line in lines if line and not line.startswith("#")]
+        return [line for line in lines if line.strip() and not line.startswith("#")]
     fs, path = _url_to_fs(list_path, options)
     if not fs.exists(path):
         raise ConfigError(f"file list does not exist: {list_path}")
