@@ -152,6 +152,10 @@ def _two(**extra) -> list[dict]:
     (lambda d: d["groups"][0].update(members=_two(path="/a\0.jpg")), "NUL byte"),
     (lambda d: d["groups"][0].update(members=_two(aliases="/c.jpg")), "not text"),
     (lambda d: d["groups"][0].update(members=_two(match="trust me")), "unknown 'match'"),
+    # A method or size no scan has was applied as if it were one (42 moves planned).
+    (lambda d: d["config"].update(method="nope"), "unknown hash method 'nope'"),
+    (lambda d: d["config"].update(hash_size=999), "its config: hash_size 999 is out of range"),
+    (lambda d: d["config"].update(nbits=8), "'config.nbits' is 8, but dhash of size 8 has 64"),
     (lambda d: [m.update(match="embedding") for m in d["groups"][0]["members"]],
      "no member matched by its hash"),
     (lambda d: d["groups"].append({"id": 2, "representative": "/a.jpg",
@@ -161,7 +165,7 @@ def _two(**extra) -> list[dict]:
 def test_hand_edited_fields_of_the_wrong_kind_are_a_report_error(tmp_path, edit, match):
     """Each of these crashed `apply` with a traceback (exit 1) instead of saying the report
     is malformed (exit 2)."""
-    data = {"schema_version": 1, "roots": ["/"], "config": {"method": "dhash", "nbits": 8},
+    data = {"schema_version": 1, "roots": ["/"], "config": {"method": "dhash", "nbits": 64},
             "groups": [{"id": 1, "representative": "/a.jpg", "members": _two()}]}
     edit(data)
     p = tmp_path / "edited.json"

@@ -44,7 +44,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from lookalike.analysis.leakage import restrict_to_leakage
-from lookalike.errors import LookalikeError, Problem, ReportError
+from lookalike.config import ScanConfig
+from lookalike.errors import ConfigError, LookalikeError, Problem, ReportError
 from lookalike.grouping.keep import KeepChoices, KeepPolicy
 from lookalike.model import MATCH_KINDS, Group, Hash, ImageRecord, Member
 from lookalike.paths import shown
@@ -448,6 +449,17 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
                             "images", "duplicates", "bytes_reclaimable"))):
         if value is not None and not integer(value):
             raise bad(f"{name!r} is {value!r}, not a whole number")
+    if cfg.get("method") is not None:
+        # A method and size a scan can have, with the bits they give (the chain checks of
+        # apply measure the members' hashes with them).
+        try:
+            spec = ScanConfig(method=cfg["method"], hash_size=cfg.get("hash_size"),
+                              threshold=cfg.get("threshold"), invariant="none")
+        except (ConfigError, TypeError) as exc:
+            raise bad(f"its config: {exc}") from None
+        if cfg.get("nbits") is not None and cfg["nbits"] != spec.nbits:
+            raise bad(f"'config.nbits' is {cfg['nbits']}, but {spec.method} of size "
+                      f"{spec.resolved_hash_size} has {spec.nbits} bits")
     seen: dict[str, Any] = {}
     ids: set[Any] = set()
     for g in data.get("groups") or ():
