@@ -88,6 +88,7 @@ def test_a_corrupt_cache_file_is_a_config_error_with_a_hint(tmp_path):
         HashCache(bad)
 
 
+@pytest.mark.slow  # 0.5 s: 300 images scanned four times
 def test_a_cache_damaged_past_its_first_pages_stops_the_scan_with_one_line(tmp_path, capsys):
     """It opened fine, and the scan died with sqlite3.DatabaseError's traceback when it read
     (or wrote) a damaged page."""

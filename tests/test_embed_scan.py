@@ -422,6 +422,7 @@ def test_a_warm_rescan_reuses_verdicts_and_a_changed_file_is_judged_again(tree, 
         ["p0_cropped.png", "p2.png"], ["p1.png", "p1_cropped.png"]]
 
 
+@pytest.mark.slow  # 0.7 s: embeds and aligns every edit
 def test_calibrate_embed_measures_geometric_copies_and_recommends_a_floor(tree, model,
                                                                           tmp_path, capsys):
     from lookalike.analysis.calibrate_embed import EDITS, FLOORS, calibrate_embedding

@@ -283,6 +283,7 @@ def test_pixel_identical_files_make_an_exact_group_and_only_they_are_decoded_aga
     assert len(set(digests.values())) == 1 and None not in digests.values()
 
 
+@pytest.mark.slow  # 0.7 s: a 12 MP JPEG decoded in full
 def test_a_large_jpeg_and_its_copy_without_metadata_are_an_exact_group(scene, tmp_path):
     """Fast mode hashes large JPEGs from a reduced decode; the pixel digest still comes from
     every pixel, so a copy whose only change is its metadata is told exact."""
@@ -353,6 +354,7 @@ def test_a_member_changed_after_hashing_becomes_an_error(copies_tree, tmp_path, 
     assert str(victim) not in group.paths and len(group) == 3
 
 
+@pytest.mark.slow  # 1 s: several scans of a photo tree
 def test_a_rescan_searches_only_new_hash_values_and_groups_like_a_fresh_scan(copies_tree,
                                                                               tmp_path, scene):
     from lookalike.store.cache import HashCache
@@ -413,6 +415,7 @@ def test_the_pool_grows_when_the_confirmation_pass_needs_more_workers():
         pool.close()
 
 
+@pytest.mark.slow  # 0.7 s: several scans of a photo tree
 def test_edges_stored_for_other_files_never_change_the_groups(copies_tree, tmp_path):
     # The stored edges belong to hash values, not to files: whatever scan of these inputs
     # wrote them (another tree under the same name, another program), the groups are those
