@@ -290,3 +290,22 @@ def test_a_file_of_several_pictures_is_never_removed_for_its_first(tmp_path, pho
         # One of the two byte-identical files of several pictures stays, whatever the rule,
         # and the other is a copy of its bytes: it may go.
         assert len({multi.name, f"again{multi.suffix}"} & gone) == 1, (keep, gone)
+
+
+def test_a_leaking_file_of_several_pictures_is_purged_like_any_leak(tmp_path, photo):
+    # With a protected copy staying (the reference), the leak was on the purge list but
+    # neither apply nor --format paths removed it.
+    train, test = tmp_path / "train", tmp_path / "test"
+    train.mkdir()
+    test.mkdir()
+    first = photo.resize((240, 160)).quantize(64).convert("RGB")
+    first.save(train / "a.png")
+    first.save(test / "clip.gif", save_all=True, append_images=_pages(photo, first)[1:],
+               duration=100)
+    result = lookalike.scan([train, test], workers=1)
+    leakage = lookalike.find_leakage(result, [train])
+    assert [Path(p).name for p in leakage.purge] == ["clip.gif"]
+    report = tmp_path / "leak.json"
+    lookalike.write_report(result, report, leakage=leakage)
+    p = lookalike.plan(report, action="move", to=tmp_path / "q")
+    assert [Path(op.path).name for op in p.operations] == ["clip.gif"]

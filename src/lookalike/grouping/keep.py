@@ -513,10 +513,12 @@ class KeepPolicy:
                        "review page)")
         # The hash of an animation or a multi-page file sees its first picture only: it is
         # never removed for a file that matched that picture, only for one of its bytes.
+        # Unless a protected copy stays (a leakage scan's reference, --protect): then, as
+        # for members embeddings joined, what matches it goes (the purge list is applied).
         kept_bytes = {r.digest for r in ranked if r.path in keep and r.digest}
         frames = []
         for r in ranked:  # best first: of byte-identical copies, the best one stays
-            if r.path in facts.frames and r.path not in keep and (
+            if not protected and r.path in facts.frames and r.path not in keep and (
                     r.digest is None or r.digest not in kept_bytes):
                 frames.append(r.path)
                 if r.digest:
