@@ -369,3 +369,28 @@ def test_names_the_cache_cannot_hold_are_counted_and_said(tmp_path, scene):
     assert result.stats["uncached_names"] == 1
     assert "1 image named in bytes that are not UTF-8" in render_text(result)
     assert "uncached_names" not in scan(folder, None).stats  # no cache, nothing to say
+
+
+def test_a_locked_or_full_cache_is_not_called_damaged(tmp_path):
+    """Every SQLite error was "damaged; delete it", a lock held by another scan and a full
+    disk too (whose own error a failed ROLLBACK also hid)."""
+    from lookalike.config import ScanConfig
+    from lookalike.grouping.groups import Edges
+
+    locked = tmp_path / "locked.sqlite"
+    cache = HashCache(locked)
+    cache._db.execute("PRAGMA busy_timeout=100")  # the 60 s wait, running out sooner
+    other = sqlite3.connect(locked, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(lookalike.LookalikeError, match="another scan holds it") as info:
+        cache.save_edges(ScanConfig(), ["/x"], Edges(256, 6, frozenset(), ()))
+    assert "delete" not in str(info.value)
+    other.execute("ROLLBACK")
+    cache.close()
+    full = HashCache(tmp_path / "full.sqlite")
+    pages = full._db.execute("PRAGMA page_count").fetchone()[0]
+    full._db.execute(f"PRAGMA max_page_count={pages}")  # a full disk, as SQLite meets it
+    with pytest.raises(lookalike.LookalikeError, match="the disk is full") as info:
+        full.save_edges(ScanConfig(), ["/x"], Edges(256, 6, frozenset(range(100_000)), ()))
+    assert "delete" not in str(info.value)
+    full.close()

@@ -86,10 +86,32 @@ def _damage_said(method: Callable[P, R]) -> Callable[P, R]:
     return guarded
 
 
+#: SQLite's own names for a damaged file (what "delete it" is the answer to).
+_CORRUPT = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+
+
 def _damaged(path: object, exc: Exception) -> LookalikeError:
-    why = str(exc) if len(str(exc)) <= 80 else f"{str(exc)[:77]}..."
-    return LookalikeError(f"the hash cache {path} is damaged ({why}); delete it (it only holds "
-                          "hashes) or name another cache file, and scan again")
+    """The one line for an SQLite error met while using an open cache: a damaged file may be
+    deleted (it only holds hashes); a lock held too long or a full disk may not."""
+    text = str(exc)
+    why = text if len(text) <= 80 else f"{text[:77]}..."
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    # Text columns that are not UTF-8 come from damaged pages too (sqlite3 names no code).
+    if name in _CORRUPT or "malformed" in text or "not a database" in text or \
+            "decode to UTF-8" in text:
+        return LookalikeError(f"the hash cache {path} is damaged ({why}); delete it (it only "
+                              "holds hashes) or name another cache file, and scan again")
+    hint = next((h for code, h in _HINTS if name == code or name.startswith(f"{code}_")), "")
+    return LookalikeError(f"the hash cache {path} could not be used ({why})"
+                          + (f": {hint}" if hint else "") + "; or scan without a cache")
+
+
+#: What to do about SQLite's other errors, by its primary error name (extended ones too).
+_HINTS = (("SQLITE_BUSY", "another scan holds it; try again once that one ends"),
+          ("SQLITE_LOCKED", "another scan holds it; try again once that one ends"),
+          ("SQLITE_FULL", "the disk is full; free some space"),
+          ("SQLITE_IOERR", "the disk failed to read or write it"),
+          ("SQLITE_READONLY", "it cannot be written"))
 
 
 def _guarded_rows(rows: Iterator[tuple], path: object) -> Iterator[tuple]:
@@ -436,7 +458,10 @@ class HashCache:
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite may have rolled back itself (a full disk): the error that did it is
+            # the one to tell, not that there was no transaction left to roll back.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
