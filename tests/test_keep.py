@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 import lookalike
+from lookalike.actions.plan import render_plan
 from lookalike.grouping.keep import DEFAULT_KEEP, KeepPolicy
 from lookalike.imaging.facts import FileFacts, jpeg_quality, read_file_facts
 from lookalike.model import Group, Hash, ImageRecord, Member
@@ -290,6 +291,9 @@ def test_a_file_of_several_pictures_is_never_removed_for_its_first(tmp_path, pho
         # One of the two byte-identical files of several pictures stays, whatever the rule,
         # and the other is a copy of its bytes: it may go.
         assert len({multi.name, f"again{multi.suffix}"} & gone) == 1, (keep, gone)
+        # The plan names every file kept (it named only the policy's first keeper).
+        text = render_plan(p)
+        assert all(f"  keep     {k}" in text for g in p.groups for k in g.keep)
 
 
 def test_a_leaking_file_of_several_pictures_is_purged_like_any_leak(tmp_path, photo):

@@ -1058,9 +1058,10 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
         if not g.operations and not g.notes:
             continue
         why = dict(g.reasons)
-        if why:  # one line per file kept, saying which rule kept it
+        if why:  # one line per file kept, saying why where a rule or the policy said
             lines.append(f"group {g.group}:")
-            lines.extend(f"  {'keep':<8} {shown(k)}  ({why[k]})" for k in g.keep if k in why)
+            lines.extend(f"  {'keep':<8} {shown(k)}" + (f"  ({why[k]})" if k in why else "")
+                         for k in g.keep)
         else:
             kept = ", ".join(map(shown, g.keep)) if g.keep else "nothing (--keep none)"
             lines.append(f"group {g.group}: keep {kept}")
