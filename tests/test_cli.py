@@ -276,11 +276,15 @@ def test_no_output_overwrites_a_picture_an_input_or_another_output(tmp_path, sce
     for extra in (["-o", str(cache), "--format", "json"], ["--html", str(cache)]):
         err = _usage_error([*scan, *extra], capsys)
         assert "overwrite the hash cache" in err
-    err = _usage_error([*scan, "-o", str(report), "--parquet-out", str(report)], capsys)
+    same = str(tmp_path / "same.json")
+    err = _usage_error([*scan, "-o", same, "--parquet-out", same], capsys)
     assert "overwrite the Parquet output" in err
-    err = _usage_error([*scan, "--parquet-out", str(tmp_path / "nowhere" / "pq")], capsys)
-    assert "Parquet output" in err and "does not exist" in err
+    err = _usage_error([*scan, "--parquet-out", str(listing)], capsys)
+    assert "Parquet output" in err and "is a file" in err
     assert cache.read_bytes() == warm and report.read_bytes() == kept
+    # Its missing parents are made, as the store always made them.
+    assert _exit_code([*scan, "--parquet-out", str(tmp_path / "new" / "run1")]) == 0
+    assert any((tmp_path / "new" / "run1").glob("*.parquet"))
 
 
 def test_check_writable_refuses_a_folder_without_write_permission(tmp_path, monkeypatch):
@@ -746,6 +750,10 @@ def test_the_dry_run_refuses_what_yes_would_refuse(tmp_path, scene, capsys, monk
                         else real_access(p, mode, **kw))  # a read-only mount, simulated
     err = _usage_error(move, capsys)
     assert "cannot be made or written" in err
+    monkeypatch.setattr(os, "access", real_access)
+    # A journal named inside the quarantine the run makes is fine (a move's default one
+    # lives there too).
+    assert _exit_code([*move, "--journal", str(tmp_path / "q" / "j.jsonl")]) == 0
 
 
 def test_file_list_names_keep_their_spaces_and_an_empty_keep_rule_is_refused(tmp_path, scene,

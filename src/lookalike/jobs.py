@@ -120,10 +120,13 @@ def _local_folder_output(path: str | None, what: str) -> str | None:
 
     if path is None or is_url(path):
         return None
-    if os.path.isdir(path):  # it will get part files: one must be writable there
-        check_writable(os.path.join(path, ".lookalike-probe"), what)
-    else:
-        check_writable(path, what)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise ConfigError(f"the {what} {path} is a file; name a folder (it gets part files)")
+    # The store makes the folder and its parents: the nearest that exists must take files.
+    up = os.path.abspath(path)
+    while not os.path.isdir(up) and os.path.dirname(up) != up:
+        up = os.path.dirname(up)
+    check_writable(os.path.join(up, ".lookalike-probe"), what)
     return path
 
 

@@ -595,7 +595,9 @@ def check_new_journal(plan: Plan, path: str | os.PathLike[str], *, named: bool =
                           "next scan as duplicates, and could be acted on. Choose a path "
                           "outside the scanned folders")
     folder = os.path.dirname(jpath)
-    if named and not os.path.isdir(folder):
+    # The quarantine of a move is made by the run: a journal may be named inside it.
+    made = plan.to is not None and is_under(folder, plan.to)
+    if named and not made and not os.path.isdir(folder):
         raise ConfigError(f"cannot write the journal {jpath}: folder {folder} does not exist; "
                           "create it first")
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
