@@ -261,3 +261,28 @@ def test_a_phase_with_nothing_to_do_draws_no_bar_on_a_terminal(capsys, monkeypat
     err = capsys.readouterr().err
     assert "2/3: hashing (nothing to do)\n" in err and "0/0" not in err
     assert "3/3: grouping" in err and "━" in err  # a phase with work still has its bar
+
+
+def test_plan_lines_escape_names_in_reasons_and_line_separators(tmp_path, scene, capsys):
+    # A skip reason naming the kept file printed its newline raw; U+2028 (a line separator)
+    # was left as it was.
+    from lookalike.cli import main
+    from lookalike.paths import shown
+
+    assert shown("a\u2028b.png") == "a\\u2028b.png" and shown("a\u2029b") == "a\\u2029b"
+    (tmp_path / "imgs").mkdir()
+    img = scene(1, (180, 120))
+    keeper = tmp_path / "imgs" / "kept\nname.png"
+    img.save(keeper)
+    img.resize((90, 60)).save(tmp_path / "imgs" / "small.png")
+    report = tmp_path / "r.json"
+    with pytest.raises(SystemExit):
+        main(["scan", str(tmp_path / "imgs"), "-m", "phash", "-t", "6", "-j", "1", "-q",
+              "--no-cache", "-o", str(report)])
+    keeper.unlink()  # the group is skipped: its reason names the kept file
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["apply", str(report), "-a", "delete"])
+    out = capsys.readouterr().out
+    skip = [line for line in out.splitlines() if line.startswith("skip group")]
+    assert len(skip) == 1 and "kept\\nname.png" in skip[0]

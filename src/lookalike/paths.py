@@ -59,6 +59,12 @@ def shown(path: str) -> str:
     bytes, they name the file. Reports keep the real path."""
     if path.isprintable():
         return path
-    return "".join(ch if ch == " " or 0xDC80 <= ord(ch) <= 0xDCFF
-                   or not unicodedata.category(ch).startswith("C")
-                   else ch.encode("unicode_escape").decode("ascii") for ch in path)
+    return "".join(ch if _plain(ch) else ch.encode("unicode_escape").decode("ascii")
+                   for ch in path)
+
+
+def _plain(ch: str) -> bool:
+    # Escaped: control and format characters, and the line and paragraph separators
+    # (U+2028, U+2029: they end a line too). Kept: undecodable bytes (surrogate escapes).
+    category = unicodedata.category(ch)
+    return 0xDC80 <= ord(ch) <= 0xDCFF or not (category[0] == "C" or category in ("Zl", "Zp"))

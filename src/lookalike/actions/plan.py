@@ -1046,10 +1046,10 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
     """The plan for humans: one line per operation under its group's keeper, then totals."""
     verb = {"move": "move", "delete": "delete", "hardlink": "hardlink", "symlink": "symlink"}
     how = (f"as decided in {p.decisions_path}" if p.decisions_path else ", ".join(p.keep))
-    lines = [f"plan: {p.action} duplicates from {p.report_path}"
-             + (f" into {p.to}" if p.to else "") + f" (keep: {how})"]
+    lines = [f"plan: {p.action} duplicates from {shown(p.report_path)}"
+             + (f" into {shown(p.to)}" if p.to else "") + f" (keep: {shown(how)})"]
     if p.protect:
-        lines.append(f"protected, never touched: {', '.join(p.protect)}")
+        lines.append(f"protected, never touched: {', '.join(map(shown, p.protect))}")
     if p.rules:
         lines.append(f"folder rules: {'; '.join(map(str, p.rules.rules))}"
                      + ("" if p.decisions_path else " (only files under a remove folder are "
@@ -1060,8 +1060,8 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
         why = dict(g.reasons)
         if why:  # one line per file kept, saying why where a rule or the policy said
             lines.append(f"group {g.group}:")
-            lines.extend(f"  {'keep':<8} {shown(k)}" + (f"  ({why[k]})" if k in why else "")
-                         for k in g.keep)
+            lines.extend(f"  {'keep':<8} {shown(k)}" + (f"  ({shown(why[k])})" if k in why
+                                                         else "") for k in g.keep)
         else:
             kept = ", ".join(map(shown, g.keep)) if g.keep else "nothing (--keep none)"
             lines.append(f"group {g.group}: keep {kept}")
@@ -1073,16 +1073,16 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
             else:
                 target = ""
             if op.name_of:
-                size = f"another name of the kept {op.name_of}"
+                size = f"another name of the kept {shown(op.name_of)}"
             else:
                 size = human_bytes(op.size_bytes) if op.frees else "another name: counted once"
                 if op.path in why:
-                    size += f"; {why[op.path]}"
+                    size += f"; {shown(why[op.path])}"
             lines.append(f"  {verb[op.action]:<8} {shown(op.path)}{target}  ({size})")
         for note in g.notes:
-            lines.append(f"  note: {note}")
+            lines.append(f"  note: {shown(note)}")
     for s in p.skipped:
-        lines.append(f"skip group {s.group}: {s.reason}; nothing in it will be touched")
+        lines.append(f"skip group {s.group}: {shown(s.reason)}; nothing in it will be touched")
     groups = sum(1 for g in p.groups if g.operations)
     total = (f"total: {plural(p.files, 'file')}, {human_bytes(p.bytes)} ({p.bytes} bytes) in "
              f"{plural(groups, 'group')}; {plural(len(p.skipped), 'group')} skipped")
