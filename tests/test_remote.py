@@ -606,3 +606,32 @@ def test_the_review_page_shows_members_of_shards_and_parquet_files(tree, tmp_pat
     members = [m for g in blob["groups"] for m in g["m"]]
     assert len(members) >= 10 and all("#" in m["p"] for m in members)
     assert all(m["u"] and m["u"].startswith("data:image/jpeg") for m in members)
+
+
+def test_the_review_page_shows_the_parquet_column_the_scan_read(tree, tmp_path):
+    # The page listed Parquet files again with the default column guess: a scan of the
+    # `mask` column showed the `image` column's pictures (an exact group of two different
+    # pictures on screen).
+    import base64
+    import re
+
+    from lookalike.imaging.decode import decode_bytes
+
+    a, b, c = (p.read_bytes() for p in sorted((tree / "set0").glob("*.png"))[:1]
+               + sorted((tree / "set1").glob("orig*.png")) + sorted((tree / "set2").glob(
+                   "orig*.png")))
+    path = tmp_path / "two.parquet"
+    pq.write_table(pa.table({"name": ["r0", "r1"], "image": pa.array([b, c], pa.binary()),
+                             "mask": pa.array([a, a], pa.binary())}), path)
+    result = lookalike.scan(path, config=CONFIG, column="mask")
+    assert result.stats["parquet_column"] == "mask" and len(result.groups) == 1
+    report = tmp_path / "r.json"
+    lookalike.write_report(result, report)
+    lookalike.write_html(report, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    blob = json.loads(re.search(r'id="lookalike-data">(.*?)</script>', page, re.S).group(1))
+    want = decode_bytes(a)[0].size
+    for m in blob["groups"][0]["m"]:
+        thumb = decode_bytes(base64.b64decode(m["u"].split(",", 1)[1]))[0]
+        # The mask's picture (set0's) in its own shape, not the image column's.
+        assert abs(thumb.size[0] / thumb.size[1] - want[0] / want[1]) < 0.05

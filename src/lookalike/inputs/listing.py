@@ -296,4 +296,7 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         stats["skipped_containers"] = walk.skipped_containers
     if walk.skipped_cache_dirs:
         stats["skipped_cache_dirs"] = walk.skipped_cache_dirs
+    if containers["parquet"]:  # which columns were read: the review page reads them again
+        stats.update({k: v for k, v in (("parquet_column", column),
+                                        ("parquet_name_column", name_column)) if v})
     return list(unique.values()), problems, stats

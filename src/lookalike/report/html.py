@@ -191,12 +191,13 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def _members(paths: Sequence[str]) -> dict[str, Any]:
+def _members(paths: Sequence[str], stats: Mapping[str, Any]) -> dict[str, Any]:
     """The tar members and Parquet cells among ``paths`` (``FILE#name`` of a local shard or
-    Parquet file), as the scan lists them (:class:`~lookalike.inputs.remote.RemoteEntry`,
-    found again by listing each container once), so their thumbnails can be made too. None
-    for containers that cannot be listed now (gone, or the ``dask`` extra missing): those
-    members keep a placeholder."""
+    Parquet file), as the scan listed them (:class:`~lookalike.inputs.remote.RemoteEntry`,
+    found again by listing each container once, with the columns the report's ``stats``
+    say the scan read), so their thumbnails can be made too. None for containers that
+    cannot be listed now (gone, or the ``dask`` extra missing): those members keep a
+    placeholder."""
     from lookalike.inputs.listing import format_of, list_inputs
 
     containers = {p.split("#", 1)[0] for p in paths if "#" in p}
@@ -204,7 +205,8 @@ def _members(paths: Sequence[str]) -> dict[str, Any]:
     for container in sorted(c for c in containers if format_of(c, "auto") != "files"
                             and os.path.isfile(c)):
         try:
-            items = list_inputs([container])[0]
+            items = list_inputs([container], column=stats.get("parquet_column"),
+                                name_column=stats.get("parquet_name_column"))[0]
         except (LookalikeError, ImportError, OSError):
             continue
         found.update((e.path, e) for e in items)
@@ -278,12 +280,14 @@ def image_facts(path: str) -> dict[str, Any] | None:
     return {k: v for k, v in shown.items() if v is not None}
 
 
-def _gather(paths: list[str], size: int | None, reporter: Reporter, workers: int | None
+def _gather(paths: list[str], size: int | None, reporter: Reporter, workers: int | None,
+            stats: Mapping[str, Any]
             ) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, dict[str, Any]]]:
     """Read the facts of every path and, unless ``size`` is None, make its thumbnail and
-    preview (:func:`_pictures`), in threads (Pillow releases the GIL while decoding and
-    resizing). Returns ``(thumbnails, previews, facts)``, each keyed by path."""
-    members = _members(paths) if size else {}
+    preview (:func:`_pictures`; ``stats``: the report's, for the columns read), in threads
+    (Pillow releases the GIL while decoding and resizing). Returns ``(thumbnails, previews,
+    facts)``, each keyed by path."""
+    members = _members(paths, stats) if size else {}
 
     def one(path: str) -> tuple[bytes | None, bytes | None, dict[str, Any] | None]:
         fact = image_facts(path)
@@ -607,7 +611,7 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
     thumb_dir = None
     reporter.phase(1, 1, "thumbnails" if mode != "none" else "file facts", len(paths))
     jpegs, previews, facts = _gather(paths, thumb_size if mode != "none" else None, reporter,
-                                     workers)
+                                     workers, data.get("stats") or {})
     reporter.close()
     if mode == "auto":
         few = len(paths) <= inline_limit and len(previews) <= PREVIEW_INLINE_LIMIT
