@@ -313,3 +313,14 @@ def test_a_leaking_file_of_several_pictures_is_purged_like_any_leak(tmp_path, ph
     lookalike.write_report(result, report, leakage=leakage)
     p = lookalike.plan(report, action="move", to=tmp_path / "q")
     assert [Path(op.path).name for op in p.operations] == ["clip.gif"]
+
+
+def test_a_protected_folders_sibling_named_folder_hash_something_is_not_protected(tmp_path):
+    # FOLDER#1.jpg beside a protected FOLDER read as a member of a container named FOLDER.
+    (tmp_path / "train").mkdir()
+    policy = KeepPolicy.from_spec(None, protect=[str(tmp_path / "train")])
+    assert not policy.is_protected(str(tmp_path / "train#1.jpg"))
+    assert policy.is_protected(str(tmp_path / "train" / "1.jpg"))
+    shard = tmp_path / "train.tar"
+    shard.write_bytes(b"")
+    assert KeepPolicy.from_spec(None, protect=[str(shard)]).is_protected(f"{shard}#1.jpg")

@@ -85,7 +85,7 @@ from lookalike.model import Group, ImageRecord
 from lookalike.paths import is_under
 
 __all__ = ["CENTRE_MAX", "DEFAULT_KEEP", "KEEP_RULES", "ORIGINAL_SIGNALS", "KeepChoices",
-           "KeepDecision", "KeepFacts", "KeepPolicy", "parse_keep"]
+           "KeepDecision", "KeepFacts", "KeepPolicy", "member_of", "parse_keep"]
 
 DEFAULT_KEEP: tuple[str, ...] = ("original",)
 
@@ -306,6 +306,12 @@ class KeepFacts:
     frames: frozenset[str] = frozenset()
 
 
+def member_of(path: str, container: str) -> bool:
+    """Whether ``path`` is a member of the tar shard or Parquet file ``container``
+    (``FILE#name``); a folder's sibling named ``FOLDER#1.jpg`` is not."""
+    return path.startswith(f"{container}#") and not os.path.isdir(container)
+
+
 def _is_lossless(rec: ImageRecord, facts: KeepFacts) -> bool:
     fmt = (rec.format or "").upper()
     return rec.path in facts.lossless if fmt == "WEBP" else fmt in LOSSLESS_FORMATS
@@ -397,7 +403,7 @@ class KeepPolicy:
         or is a member of a protected tar shard or Parquet file (``FILE#name``)."""
         if not self.protect:
             return False
-        if any(is_under(path, d) or path.startswith(f"{d}#") for d in self.protect):
+        if any(is_under(path, d) or member_of(path, d) for d in self.protect):
             return True
         real = os.path.realpath(path)
         return any(is_under(real, os.path.realpath(d)) for d in self.protect)

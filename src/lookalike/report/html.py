@@ -65,6 +65,7 @@ from urllib.parse import quote
 from lookalike.config import check_writable
 from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
+from lookalike.grouping.keep import member_of
 from lookalike.imaging.facts import read_file_facts
 from lookalike.inputs.walk import CACHEDIR_SIGNATURE, CACHEDIR_TAG
 from lookalike.paths import is_local_file, is_under
@@ -428,7 +429,7 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
     def protected(path: str) -> bool:
         # As apply sees it (lexically here: the page writer stats nothing it need not): a
         # file under a protected folder, or a member of a protected shard or Parquet file.
-        return any(is_under(path, d) or path.startswith(f"{d}#") for d in protect)
+        return any(is_under(path, d) or member_of(path, d) for d in protect)
 
     folders, folder_of = folder_tree([m["path"] for g in groups for m in g.get("members", [])],
                                      [str(r) for r in data.get("roots", []) or []])
