@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from lookalike.errors import ConfigError, Problem
@@ -78,12 +78,11 @@ def _read_list(list_path: str, column: str | None, options: Mapping[str, Any]) -
         try:
             # Only line ends are taken off: spaces are legal at either end of a file name.
             with open(local, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-                lines = [line.rstrip("\r\n") for line in fh]
+                return _list_lines(fh)
         except FileNotFoundError:
             raise ConfigError(f"file list does not exist: {list_path}") from None
         except (OSError, UnicodeError) as exc:
             raise ConfigError(f"cannot read the file list {list_path}: {exc}") from None
-        return [line for line in lines if line.strip() and not line.startswith("#")]
     fs, path = _url_to_fs(list_path, options)
     if not fs.exists(path):
         raise ConfigError(f"file list does not exist: {list_path}")
@@ -104,9 +103,16 @@ def _read_list(list_path: str, column: str | None, options: Mapping[str, Any]) -
                                   "column that holds them")
             values = pf.read(columns=[col]).column(col).to_pylist()
         return [v for v in values if v]
-    with fs.open(path, "rt", encoding="utf-8") as fh:
-        lines = [line.strip() for line in fh]
-    return [line for line in lines if line and not line.startswith("#")]
+    with fs.open(path, "rt", encoding="utf-8", newline="") as fh:
+        return _list_lines(fh)
+
+
+def _list_lines(lines: Iterable[str]) -> list[str]:
+    """The paths of a text file list: one per line, only the line end taken off (spaces are
+    legal at either end of a name); blank lines and comments (``#`` first, after any
+    spaces) skipped."""
+    return [line for line in (raw.rstrip("\r\n") for raw in lines)
+            if line.strip() and not line.lstrip().startswith("#")]
 
 
 def format_of(target: str, fmt: str) -> str:
