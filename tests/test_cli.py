@@ -762,7 +762,7 @@ def test_file_list_names_keep_their_spaces_and_an_empty_keep_rule_is_refused(tmp
     # meant the default policy.
     scene(1).save(tmp_path / "a.png ", format="PNG")  # the stripped line named a.png: none
     listing = tmp_path / "list.txt"
-    listing.write_text(f"# my picks\n\n{tmp_path / 'a.png '}\n")
+    listing.write_text(f"# my picks\n\n   # indented, still a comment\n{tmp_path / 'a.png '}\n")
     report = tmp_path / "r.json"
     assert _exit_code(["scan", "--files-from", str(listing), "-q", "--no-cache", "-o",
                        str(report)]) == 0
