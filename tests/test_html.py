@@ -885,3 +885,19 @@ def test_thumbnails_written_inside_a_scanned_folder_are_not_scanned_next_time(tm
     # Named as a root, the folder is what the user asked for: it is scanned.
     named = lookalike.scan(folder / "review_files", method="phash", threshold=6, workers=1)
     assert len(named.records) == len(list((folder / "review_files").glob("*.jpg")))
+
+
+def test_a_folder_of_the_users_own_is_never_taken_for_the_thumbnail_folder(tmp_path, scene):
+    # An existing "<page>_files/" was tagged as a cache (later scans skipped its pictures)
+    # and cleared of files named like thumbnails.
+    report = _scan_to_report(_folder(tmp_path / "imgs", scene), tmp_path / "r.json")
+    mine = tmp_path / "page_files"
+    mine.mkdir()
+    (mine / "t000000.jpg").write_bytes(b"my own picture")
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(lookalike.ConfigError, match="holds files lookalike did not write"):
+        write_html(report, tmp_path / "page.html", thumbnails="files")
+    assert (mine / "t000000.jpg").read_bytes() == b"my own picture"
+    assert not (mine / "CACHEDIR.TAG").exists()
+    write_html(report, tmp_path / "other.html", thumbnails="files")
+    write_html(report, tmp_path / "other.html", thumbnails="files")  # its own: rewritten

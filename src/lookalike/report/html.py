@@ -649,8 +649,15 @@ def _write_thumbnail_dir(out: str, paths: list[str], jpegs: Mapping[str, bytes],
     stem = os.path.splitext(os.path.basename(out))[0]
     folder = os.path.join(os.path.dirname(out), f"{stem}_files")
     if os.path.isdir(folder):
+        names = os.listdir(folder)
+        # Ours: tagged by an earlier page, or only thumbnails in it (an older version's). A
+        # folder of the user's own is neither tagged nor cleared.
+        if CACHEDIR_TAG not in names and not all(map(_THUMB_NAME.fullmatch, names)):
+            raise ConfigError(f"the thumbnail folder {folder} exists and holds files "
+                              "lookalike did not write; name the page otherwise, or put "
+                              "the thumbnails inline")
         # Stale thumbnails of an earlier page would be misleading; remove only files we name.
-        for old in os.listdir(folder):
+        for old in names:
             if _THUMB_NAME.fullmatch(old):
                 os.remove(os.path.join(folder, old))
     os.makedirs(folder, exist_ok=True)
