@@ -301,8 +301,10 @@ def test_a_schema_1_cache_is_migrated_keeping_its_hashes(tree, tmp_path):
         (tree / "0_small.png").unlink()
         scan(tree, other)  # the records are written again, with their facts
     assert warm.stats["hashed"] == 0
-    # Rows of schema 1 have no facts: the keep policy reads those files, to the same end.
-    assert all(r.facts is None for r in warm.records)
+    # Rows of schema 1 have no facts: the scan reads its group members' headers once (and
+    # stores them), the keep policy reads any other's, to the same end.
+    members = {m.record.path for g in warm.groups for m in g.members}
+    assert all((r.facts is not None) == (r.path in members) for r in warm.records)
     assert [g.paths for g in warm.groups] == [g.paths for g in cold.groups]
     assert _decisions(warm) == _decisions(cold)
     db = sqlite3.connect(path)
@@ -394,3 +396,26 @@ def test_a_locked_or_full_cache_is_not_called_damaged(tmp_path):
         full.save_edges(ScanConfig(), ["/x"], Edges(256, 6, frozenset(range(100_000)), ()))
     assert "delete" not in str(info.value)
     full.close()
+
+
+def test_facts_an_older_version_stored_are_read_once_more_and_kept(tree, tmp_path):
+    """Facts stored before FileFacts.frames were unknown as a whole, so the keep policy read
+    every group member's header again on every scan; now they parse (frames unknown), and a
+    scan reads the group members' headers once and stores them."""
+    import json
+
+    assert FileFacts.from_text(json.dumps(["PNG", "RGB", None, True, False, None, None, 0])) \
+        == FileFacts(format="PNG", mode="RGB", lossless=True, frames=None)
+    db = tmp_path / "c.sqlite"
+    first = scan(tree, db)
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT path, facts FROM files WHERE ok = 1").fetchall()
+        con.executemany("UPDATE files SET facts = ? WHERE path = ?",
+                        [(json.dumps(json.loads(f)[:-1]), p) for p, f in rows])
+    members = {m.record.path for g in first.groups for m in g.members}
+    second = scan(tree, db)
+    assert all(r.facts is not None and r.facts.frames is False
+               for r in second.records if r.path in members)
+    with sqlite3.connect(db) as con:
+        stored = dict(con.execute("SELECT path, facts FROM files WHERE ok = 1").fetchall())
+    assert all(len(json.loads(stored[p])) == 9 for p in members)  # kept: read once

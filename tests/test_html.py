@@ -176,10 +176,13 @@ def test_large_reports_put_thumbnails_in_a_sibling_folder_and_spare_other_files(
     report = _scan_to_report(_folder(tmp_path / "imgs", scene), tmp_path / "r.json")
     folder = tmp_path / "my report_files"
     folder.mkdir()
-    (folder / "notes.txt").write_text("mine")  # not ours: must survive
+    (folder / "notes.txt").write_text("mine")  # not ours: the folder is not taken
+    with pytest.raises(lookalike.ConfigError, match="holds files lookalike did not write"):
+        write_html(report, tmp_path / "my report.html", inline_limit=2)
+    assert (folder / "notes.txt").read_text() == "mine"
+    (folder / "notes.txt").unlink()  # an empty folder made beforehand is taken
     summary = write_html(report, tmp_path / "my report.html", inline_limit=2)
     assert summary.thumbnail_dir == str(folder)
-    assert (folder / "notes.txt").read_text() == "mine"
     assert len(list(folder.glob("t*.jpg"))) == 5
     urls = [m["u"] for g in _blob((tmp_path / "my report.html").read_text())["groups"]
             for m in g["m"]]

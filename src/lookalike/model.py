@@ -145,7 +145,8 @@ class FileFacts:
             tag), XMP, ICC profile, comment.
         frames: the file holds more than one picture (an animation, a multi-page TIFF); its
             hash and pixel digest see the first only. Not for an MPO (a JPEG whose extra
-            pictures are previews or depth and gain maps of the first).
+            pictures are previews or depth and gain maps of the first). None: unknown (facts
+            stored by a version before this field; a scan reads such headers again).
     """
 
     format: str | None = None
@@ -156,7 +157,7 @@ class FileFacts:
     camera: str | None = None
     taken: str | None = None
     metadata: int = 0
-    frames: bool = False
+    frames: bool | None = False
 
     def to_text(self) -> str:
         """The facts as compact JSON (a list in field order), how the stores keep them."""
@@ -175,6 +176,8 @@ class FileFacts:
             values = json.loads(text) if text is not None else None
         except ValueError:
             return None
+        if isinstance(values, list) and len(values) == len(_FACT_FIELDS) - 1:
+            values = [*values, None]  # stored before `frames`: unknown
         if not isinstance(values, list) or len(values) != len(_FACT_FIELDS):
             return None
         return cls(**dict(zip(_FACT_FIELDS, values, strict=True)))

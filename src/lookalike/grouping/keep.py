@@ -422,7 +422,8 @@ class KeepPolicy:
         read: dict[str, FileFacts] = {}
 
         def header(r: ImageRecord) -> FileFacts:
-            if r.facts is not None:
+            # Stored facts, unless they predate `frames` (an older cache's): then the file's.
+            if r.facts is not None and r.facts.frames is not None:
                 return r.facts
             if r.path not in read:
                 read[r.path] = read_file_facts(r.path)
@@ -431,9 +432,9 @@ class KeepPolicy:
         # Files whose header says nothing (gone, remote, not an image) are left out.
         headers = {r.path: f for r in records
                    if (f := header(r)) != FileFacts()} if "original" in self.rules else {}
-        # Read for a record without facts only in a format that can hold several pictures.
+        # Read for a record without them only in a format that can hold several pictures.
         frames = frozenset(r.path for r in records if (
-            r.facts.frames if r.facts is not None
+            r.facts.frames if r.facts is not None and r.facts.frames is not None
             else (r.format or "").upper() in MULTI_FRAME_FORMATS and header(r).frames))
         lossless = frozenset(
             r.path for r in records

@@ -431,15 +431,16 @@ class HashCache:
     @_damage_said
     def set_digests(self, rows: Iterable[tuple[str, int, int, str]],
                     configs: Sequence[ScanConfig],
-                    column: Literal["digest", "pixel_digest"] = "digest") -> None:
+                    column: Literal["digest", "pixel_digest", "facts"] = "digest") -> None:
         """Store file (or pixel) digests computed after hashing: ``(path, size, mtime_ns,
-        digest)``.
+        digest)``; or, with ``column="facts"``, header facts read after hashing
+        (:meth:`FileFacts.to_text`) in place of a row's older ones.
 
         Each goes to the path's row under every one of ``configs`` whose size and mtime
         still match (a row replaced meanwhile is left alone). Committed at once.
         """
-        if column not in ("digest", "pixel_digest"):  # the name is part of the SQL
-            raise ValueError(f"not a digest column: {column!r}")
+        if column not in ("digest", "pixel_digest", "facts"):  # the name is part of the SQL
+            raise ValueError(f"not a column set after hashing: {column!r}")
         self.flush()
         keys = [settings_key(c) for c in configs]
         args = [(digest, key, path, size, mtime_ns) for path, size, mtime_ns, digest in rows
