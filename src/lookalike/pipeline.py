@@ -27,6 +27,9 @@ hash and a group, and digesting every file would cost ~4% of a photo's hashing t
 
 Errors: a bad file never stops a scan; it becomes a :class:`~lookalike.errors.Problem`.
 Bad parameters raise :class:`~lookalike.errors.ConfigError` before any work. Bugs propagate.
+
+(About 700 lines: :func:`scan` is one sequence of named phases, and each phase's helper sits
+below it in that order, so the whole path from inputs to groups reads top to bottom here.)
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ own bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``, process-wide, also applied to fr
 size is only known while loading) is never changed here: by default it refuses at
 :data:`~lookalike.config.DEFAULT_MAX_PIXELS` as well, so a ``max_pixels`` above that takes
 effect only where the application has raised Pillow's limit too.
+
+(Over 600 lines: every format's rules (reduced JPEG decoding, RAW, HEIF, orientation, alpha,
+bit depths, the pixel limit, the reason for each failure) are one function's cases.)
 """
 
 from __future__ import annotations

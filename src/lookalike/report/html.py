@@ -44,6 +44,9 @@ I/O steps (:func:`file_states`, the thumbnails, :func:`image_facts`).
 
 Jinja2 and Pillow load on first use (the imports inside functions), so importing this module
 stays light.
+
+(Over 600 lines: the page's data, its thumbnails and previews in their three modes, and the
+file facts it shows are one writer's steps; the template and script are separate files.)
 """
 
 from __future__ import annotations
