@@ -324,3 +324,43 @@ def test_a_protected_folders_sibling_named_folder_hash_something_is_not_protecte
     shard = tmp_path / "train.tar"
     shard.write_bytes(b"")
     assert KeepPolicy.from_spec(None, protect=[str(shard)]).is_protected(f"{shard}#1.jpg")
+
+
+def _multi(folder: Path, photo: Image.Image) -> tuple[Path, Path, Path]:
+    """A still picture and an animation and a two-page TIFF that start with it."""
+    first = photo.resize((240, 160)).quantize(64).convert("RGB")
+    still, anim, pages = folder / "still.png", folder / "anim.gif", folder / "pages.tiff"
+    first.save(still)
+    first.save(anim, save_all=True, append_images=_pages(photo, first)[1:2], duration=100)
+    first.save(pages, save_all=True, append_images=_pages(photo, first)[1:2])
+    return still, anim, pages
+
+
+def test_folder_rules_and_protected_folders_never_remove_a_file_of_several_pictures(
+        tmp_path, photo):
+    """Folder rules rebuilt the decision without the frames rule (--remove-in deleted the
+    animation and the TIFF for a still of their first picture), and any protected member,
+    a --protect folder's or one only unverified embeddings matched, turned the rule off."""
+    lib = tmp_path / "lib"
+    (lib / "exports").mkdir(parents=True)
+    still = _multi(lib / "exports", photo)[0]
+    still.rename(lib / "still.png")
+    report = tmp_path / "r.json"
+    lookalike.write_report(lookalike.scan(lib, workers=1), report)
+    for kw in ({"remove_in": [lib / "exports"]},
+               {"keep_in": [lib], "remove_in": [lib / "exports"]},
+               {"protect": [lib / "exports"]}, {"protect": [lib]}):
+        p = lookalike.plan(report, action="delete", **kw)
+        gone = {Path(op.path).name for op in p.operations}
+        assert not gone & {"anim.gif", "pages.tiff"}, (kw, gone)
+    # A protected member that only unverified embeddings matched (another photo of the
+    # scene, perhaps) lets nothing of several pictures go either.
+    other = tmp_path / "b" / "other.jpg"
+    other.parent.mkdir()
+    photo.save(other)
+    recs = {p.name: record(p) for p in (lib / "still.png", lib / "exports" / "anim.gif", other)}
+    group = Group(id=1, representative=recs["still.png"].path, kind="near", members=(
+        Member(recs["still.png"], 0), Member(recs["anim.gif"], 0),
+        Member(recs["other.jpg"], 40, "embedding", 0.95)))
+    decision = KeepPolicy.from_spec(None, protect=[other.parent]).decide(group)
+    assert recs["anim.gif"].path in decision.keep

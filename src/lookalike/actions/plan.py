@@ -203,6 +203,10 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
             keep.append((2, rec.path))
             why[rec.path] = ("matched by embeddings only (not verified): it may be another "
                              "photo of the scene, so no rule removes it")
+        elif rec.path in facts.frames and rec.path in base.keep:
+            keep.append((2, rec.path))  # the policy spares it: see KeepPolicy.decide
+            why[rec.path] = ("it holds several pictures (an animation, pages) and its hash "
+                             "sees the first only, so no rule removes it")
         elif rule is not None and rule.verdict == "remove":
             remove.append(rec.path)
             why[rec.path] = f"rule: {rule}"
@@ -737,7 +741,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                               "any group); to act on every copy, ask for keep rule 'none' "
                               "again; otherwise choose the keep rules to apply")
     policy = KeepPolicy.from_spec(
-        keep_rules, protect=[*(recorded.get("protect") or []), *reference, *protect_dirs])
+        keep_rules, protect=[*(recorded.get("protect") or []), *protect_dirs],
+        reference=reference)
     if rules and policy.remove_all:
         raise ConfigError("folder rules always keep one file per group, so they cannot be "
                           "combined with keep rule 'none'")

@@ -374,24 +374,34 @@ class KeepPolicy:
             :data:`DEFAULT_KEEP`.
         protect: folders whose files are never touched (made absolute here). A file counts as
             protected if its path, or its resolved path, is inside one of them.
+        reference: of those, a leakage check's reference sets: a member a reference copy
+            matched is a leak, removed whatever it holds (a file of several pictures too:
+            the purge list is what is applied). A folder merely protected does not do that.
     """
 
     rules: tuple[str, ...] = DEFAULT_KEEP
     protect: tuple[str, ...] = ()
+    reference: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rules", parse_keep(self.rules))
         folders = tuple(dict.fromkeys(os.path.abspath(os.fspath(p)) for p in self.protect))
-        object.__setattr__(self, "protect", folders)
+        reference = tuple(dict.fromkeys(os.path.abspath(os.fspath(p)) for p in self.reference))
+        object.__setattr__(self, "protect", tuple(dict.fromkeys((*folders, *reference))))
+        object.__setattr__(self, "reference", reference)
 
     @classmethod
     def from_spec(cls, keep: str | Iterable[str] | KeepPolicy | None = None,
-                  protect: Iterable[str | os.PathLike[str]] = ()) -> KeepPolicy:
-        """Build a policy from ``--keep`` values (or an existing policy) and extra folders."""
+                  protect: Iterable[str | os.PathLike[str]] = (),
+                  reference: Iterable[str | os.PathLike[str]] = ()) -> KeepPolicy:
+        """Build a policy from ``--keep`` values (or an existing policy), extra protected
+        folders and a leakage check's ``reference`` sets (protected too)."""
         extra = tuple(os.fspath(p) for p in protect)
+        ref = tuple(os.fspath(p) for p in reference)
         if isinstance(keep, KeepPolicy):
-            return cls(rules=keep.rules, protect=(*keep.protect, *extra))
-        return cls(rules=parse_keep(keep), protect=extra)
+            return cls(rules=keep.rules, protect=(*keep.protect, *extra),
+                       reference=(*keep.reference, *ref))
+        return cls(rules=parse_keep(keep), protect=extra, reference=ref)
 
     @property
     def remove_all(self) -> bool:
@@ -407,6 +417,11 @@ class KeepPolicy:
             return True
         real = os.path.realpath(path)
         return any(is_under(real, os.path.realpath(d)) for d in self.protect)
+
+    def in_reference(self, path: str) -> bool:
+        """True if ``path`` lies in one of the :attr:`reference` sets (lexically: they are
+        scanned roots, and the scan's paths lie under them)."""
+        return any(is_under(path, d) or member_of(path, d) for d in self.reference)
 
     def read_facts(self, records: Iterable[ImageRecord]) -> KeepFacts:
         """Gather what deciding on ``records`` needs (the policy's only I/O).
@@ -520,12 +535,13 @@ class KeepPolicy:
                        "review page)")
         # The hash of an animation or a multi-page file sees its first picture only: it is
         # never removed for a file that matched that picture, only for one of its bytes.
-        # Unless a protected copy stays (a leakage scan's reference, --protect): then, as
-        # for members embeddings joined, what matches it goes (the purge list is applied).
+        # Unless a leakage check's reference holds a copy its hashes (or verification)
+        # matched: then it is a leak, and the purge list is what is applied.
+        purging = any(how[p] != "embedding" and self.in_reference(p) for p in protected)
         kept_bytes = {r.digest for r in ranked if r.path in keep and r.digest}
         frames = []
         for r in ranked:  # best first: of byte-identical copies, the best one stays
-            if not protected and r.path in facts.frames and r.path not in keep and (
+            if not purging and r.path in facts.frames and r.path not in keep and (
                     r.digest is None or r.digest not in kept_bytes):
                 frames.append(r.path)
                 if r.digest:

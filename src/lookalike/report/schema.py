@@ -141,7 +141,7 @@ def decide_keep(result: ScanResult, keep: KeepSpec = None,
     result = _view(result, leakage)
     if isinstance(keep, KeepChoices):
         return keep
-    policy = KeepPolicy.from_spec(keep, protect=leakage.reference if leakage else ())
+    policy = KeepPolicy.from_spec(keep, reference=leakage.reference if leakage else ())
     return policy.decide_all(result.groups)
 
 
