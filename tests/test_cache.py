@@ -419,3 +419,27 @@ def test_facts_an_older_version_stored_are_read_once_more_and_kept(tree, tmp_pat
     with sqlite3.connect(db) as con:
         stored = dict(con.execute("SELECT path, facts FROM files WHERE ok = 1").fetchall())
     assert all(len(json.loads(stored[p])) == 9 for p in members)  # kept: read once
+
+
+def test_an_older_caches_pixel_digest_of_an_animation_is_not_trusted(tmp_path, scene):
+    """A cache written before files of several pictures were known holds a GIF's pixel
+    digest of its first frame: the GIF and a still of that frame were an 'exact' group."""
+    import json
+
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    first = scene(1).quantize(64).convert("RGB")
+    first.save(folder / "still.png")
+    first.save(folder / "clip.gif", save_all=True, duration=100,
+               append_images=[first.transpose(Image.Transpose.ROTATE_180)])
+    db = tmp_path / "c.sqlite"
+    (group,) = scan(folder, db).groups
+    assert group.kind == "near"
+    with sqlite3.connect(db) as con:  # as the older version stored them
+        rows = con.execute("SELECT path, facts FROM files WHERE ok = 1").fetchall()
+        con.executemany("UPDATE files SET facts = ?, pixel_digest = 'same' WHERE path = ?",
+                        [(json.dumps(json.loads(f)[:-1]), p) for p, f in rows])
+    (group,) = scan(folder, db).groups
+    assert group.kind == "near"

@@ -279,8 +279,10 @@ def test_no_output_overwrites_a_picture_an_input_or_another_output(tmp_path, sce
     same = str(tmp_path / "same.json")
     err = _usage_error([*scan, "-o", same, "--parquet-out", same], capsys)
     assert "overwrite the Parquet output" in err
-    err = _usage_error([*scan, "--parquet-out", str(listing)], capsys)
-    assert "Parquet output" in err and "is a file" in err
+    for target in (listing, listing / "x" / "y"):  # a file, or a file on the way to it
+        err = _usage_error([*scan, "--parquet-out", str(target)], capsys)
+        assert "Parquet output" in err and "is a file" in err
+    assert "an empty path" in _usage_error([*scan, "--parquet-out", ""], capsys)
     assert cache.read_bytes() == warm and report.read_bytes() == kept
     # Its missing parents are made, as the store always made them.
     assert _exit_code([*scan, "--parquet-out", str(tmp_path / "new" / "run1")]) == 0

@@ -120,11 +120,15 @@ def _local_folder_output(path: str | None, what: str) -> str | None:
 
     if path is None or is_url(path):
         return None
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise ConfigError(f"the {what} {path} is a file; name a folder (it gets part files)")
-    # The store makes the folder and its parents: the nearest that exists must take files.
+    if not path.strip():  # an unset variable: it named the current folder
+        raise ConfigError(f"the {what} is an empty path; name a folder")
+    # The store makes the folder and its parents: the nearest that exists must be a folder
+    # that takes files.
     up = os.path.abspath(path)
     while not os.path.isdir(up) and os.path.dirname(up) != up:
+        if os.path.lexists(up):
+            raise ConfigError(f"the {what} {path} cannot be a folder: {up} is a file; name a "
+                              "folder (it gets part files)")
         up = os.path.dirname(up)
     check_writable(os.path.join(up, ".lookalike-probe"), what)
     return path

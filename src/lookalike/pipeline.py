@@ -676,6 +676,11 @@ def _with_pixel_digests(records: list[ImageRecord], clusters: list[list[int]],
         return records
     from lookalike.worker import pixel_digests
 
+    # An older cache's pixel digest of a file of several pictures is its first picture's.
+    records = [dataclasses.replace(r, pixel_digest=None)
+               if r.pixel_digest and r.facts is not None and r.facts.frames else r
+               for r in records]
+
     same_hash: dict[tuple[int, Hash, int, int], list[int]] = defaultdict(list)
     for k, cluster in enumerate(clusters):
         for i in cluster:  # identical pixels: one hash, one size
