@@ -443,3 +443,25 @@ def test_an_older_caches_pixel_digest_of_an_animation_is_not_trusted(tmp_path, s
                         [(json.dumps(json.loads(f)[:-1]), p) for p, f in rows])
     (group,) = scan(folder, db).groups
     assert group.kind == "near"
+
+
+def test_a_cache_another_scan_holds_at_open_is_not_called_damaged(tmp_path, monkeypatch):
+    # "database is locked" at open came with advice to delete the cache.
+    path = tmp_path / "c.sqlite"
+    HashCache(path).close()
+    real = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        db = real(*args, **kwargs)
+        holder = real(path, isolation_level=None)
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        db.execute("PRAGMA busy_timeout=50")  # the 60 s wait, running out sooner
+        connect.holder = holder
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    with pytest.raises(lookalike.ConfigError, match="another scan holds it") as info:
+        HashCache(path)
+    assert "delete" not in str(info.value)
+    connect.holder.close()

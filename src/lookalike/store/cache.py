@@ -106,6 +106,12 @@ def _damaged(path: object, exc: Exception) -> LookalikeError:
                           + (f": {hint}" if hint else "") + "; or scan without a cache")
 
 
+def _held(exc: Exception) -> bool:
+    """Whether ``exc`` says another connection holds the cache (SQLITE_BUSY or LOCKED)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "is locked" in str(exc)
+
+
 #: What to do about SQLite's other errors, by its primary error name (extended ones too).
 _HINTS = (("SQLITE_BUSY", "another scan holds it; try again once that one ends"),
           ("SQLITE_LOCKED", "another scan holds it; try again once that one ends"),
@@ -221,6 +227,8 @@ class HashCache:
                 raise ConfigError(f"the hash cache {self.path} is read-only (or its folder is): a "
                                   "scan writes to it; name a writable cache file, or scan "
                                   "without a cache") from None
+            if _held(exc):  # another scan has it: deleting it is not the answer
+                raise ConfigError(str(_damaged(self.path, exc))) from None
             raise ConfigError(
                 f"cannot use {self.path} as a hash cache: {exc}. If it is a lookalike cache that "
                 "got damaged, delete it (it only holds hashes); otherwise name another file"
