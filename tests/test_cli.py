@@ -756,6 +756,12 @@ def test_the_dry_run_refuses_what_yes_would_refuse(tmp_path, scene, capsys, monk
     # A journal named inside the quarantine the run makes is fine (a move's default one
     # lives there too).
     assert _exit_code([*move, "--journal", str(tmp_path / "q" / "j.jsonl")]) == 0
+    capsys.readouterr()
+    # Not the quarantine itself, nor where a moved file goes: every move failed then.
+    assert "the quarantine folder" in _usage_error([*move, "--journal", str(tmp_path / "q")],
+                                                   capsys)
+    dst = lookalike.plan(report, action="move", to=tmp_path / "q").operations[0].dst
+    assert "a moved file" in _usage_error([*move, "--journal", dst], capsys)
 
 
 def test_file_list_names_keep_their_spaces_and_an_empty_keep_rule_is_refused(tmp_path, scene,
