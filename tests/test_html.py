@@ -177,9 +177,9 @@ def test_large_reports_put_thumbnails_in_a_sibling_folder_and_spare_other_files(
     folder = tmp_path / "my report_files"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")  # not ours: the folder is not taken
-    with pytest.raises(lookalike.ConfigError, match="holds files lookalike did not write"):
-        write_html(report, tmp_path / "my report.html", inline_limit=2)
-    assert (folder / "notes.txt").read_text() == "mine"
+    summary = write_html(report, tmp_path / "my report.html", inline_limit=2)
+    assert summary.thumbnail_dir is None and summary.thumbnails == 5  # inline instead
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
     (folder / "notes.txt").unlink()  # an empty folder made beforehand is taken
     summary = write_html(report, tmp_path / "my report.html", inline_limit=2)
     assert summary.thumbnail_dir == str(folder)
@@ -898,9 +898,17 @@ def test_a_folder_of_the_users_own_is_never_taken_for_the_thumbnail_folder(tmp_p
     mine.mkdir()
     (mine / "t000000.jpg").write_bytes(b"my own picture")
     (mine / "notes.txt").write_text("mine")
-    with pytest.raises(lookalike.ConfigError, match="holds files lookalike did not write"):
-        write_html(report, tmp_path / "page.html", thumbnails="files")
+    (tmp_path / "mine_too").mkdir()
+    (tmp_path / "mine_too" / "t000001.jpg").write_bytes(b"mine too")
+    (tmp_path / "linked_files").symlink_to(tmp_path / "mine_too")  # never followed
+    (tmp_path / "file_files").write_text("a file")  # never replaced (was a traceback)
+    for page, why in (("page", "holds files lookalike did not write"),
+                      ("linked", "is a symbolic link"), ("file", "is a file")):
+        with pytest.raises(lookalike.ConfigError, match=why):
+            write_html(report, tmp_path / f"{page}.html", thumbnails="files")
     assert (mine / "t000000.jpg").read_bytes() == b"my own picture"
+    assert (tmp_path / "mine_too" / "t000001.jpg").read_bytes() == b"mine too"
     assert not (mine / "CACHEDIR.TAG").exists()
+    assert not (tmp_path / "mine_too" / "CACHEDIR.TAG").exists()
     write_html(report, tmp_path / "other.html", thumbnails="files")
     write_html(report, tmp_path / "other.html", thumbnails="files")  # its own: rewritten

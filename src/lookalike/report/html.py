@@ -613,13 +613,19 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
     urls: dict[str, str] = {}
     preview_urls: dict[str, str] = {}
     thumb_dir = None
+    unusable = _thumbnail_dir_problem(out) if mode in ("auto", "files") else None
+    if mode == "files" and unusable:  # before any thumbnail is made
+        raise ConfigError(f"cannot put the thumbnails in a folder beside the page: {unusable}; "
+                          "name the page otherwise, or make the thumbnails inline")
     reporter.phase(1, 1, "thumbnails" if mode != "none" else "file facts", len(paths))
     jpegs, previews, facts = _gather(paths, thumb_size if mode != "none" else None, reporter,
                                      workers, data.get("stats") or {})
     reporter.close()
     if mode == "auto":
         few = len(paths) <= inline_limit and len(previews) <= PREVIEW_INLINE_LIMIT
-        mode = "inline" if few else "files"
+        mode = "inline" if few or unusable else "files"
+        if unusable and not few:
+            reporter.info(f"thumbnails put inline (a larger page): {unusable}")
     if mode == "inline":
         urls, preview_urls = _data_uris(jpegs), _data_uris(previews)
     elif mode == "files":
@@ -639,6 +645,34 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
                        previews=len(preview_urls))
 
 
+def _thumbnail_dir(out: str) -> str:
+    """``<page stem>_files/`` beside the page ``out``."""
+    stem = os.path.splitext(os.path.basename(out))[0]
+    return os.path.join(os.path.dirname(out), f"{stem}_files")
+
+
+def _thumbnail_dir_problem(out: str) -> str | None:
+    """Why the thumbnail folder of the page ``out`` cannot be ours, or None. Ours: absent,
+    tagged by an earlier page (its cache tag's signature), or holding only thumbnails (an
+    older version's). A folder of the user's own is never tagged or cleared, a link never
+    followed, a file never replaced."""
+    folder = _thumbnail_dir(out)
+    if os.path.islink(folder):
+        return f"{folder} is a symbolic link"
+    if not os.path.isdir(folder):
+        return f"{folder} is a file" if os.path.lexists(folder) else None
+    names = os.listdir(folder)
+    if all(map(_THUMB_NAME.fullmatch, names)):
+        return None
+    try:
+        with open(os.path.join(folder, CACHEDIR_TAG), "rb") as fh:
+            if fh.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE:
+                return None
+    except OSError:
+        pass
+    return f"{folder} exists and holds files lookalike did not write"
+
+
 def _data_uris(jpegs: Mapping[str, bytes]) -> dict[str, str]:
     return {p: "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
             for p, jpeg in jpegs.items()}
@@ -649,18 +683,10 @@ def _write_thumbnail_dir(out: str, paths: list[str], jpegs: Mapping[str, bytes],
                          ) -> tuple[str, dict[str, str], dict[str, str]]:
     """Write thumbnails (``t<n>.jpg``) and previews (``p<n>.jpg``) to ``<out stem>_files/``
     (replacing an old one's); return the folder and their URLs."""
-    stem = os.path.splitext(os.path.basename(out))[0]
-    folder = os.path.join(os.path.dirname(out), f"{stem}_files")
+    folder = _thumbnail_dir(out)  # usable: see _thumbnail_dir_problem, asked first
     if os.path.isdir(folder):
-        names = os.listdir(folder)
-        # Ours: tagged by an earlier page, or only thumbnails in it (an older version's). A
-        # folder of the user's own is neither tagged nor cleared.
-        if CACHEDIR_TAG not in names and not all(map(_THUMB_NAME.fullmatch, names)):
-            raise ConfigError(f"the thumbnail folder {folder} exists and holds files "
-                              "lookalike did not write; name the page otherwise, or put "
-                              "the thumbnails inline")
         # Stale thumbnails of an earlier page would be misleading; remove only files we name.
-        for old in names:
+        for old in os.listdir(folder):
             if _THUMB_NAME.fullmatch(old):
                 os.remove(os.path.join(folder, old))
     os.makedirs(folder, exist_ok=True)
@@ -669,7 +695,7 @@ def _write_thumbnail_dir(out: str, paths: list[str], jpegs: Mapping[str, bytes],
     # `--keep smallest-file` keeps.
     with open(os.path.join(folder, CACHEDIR_TAG), "wb") as fh:
         fh.write(CACHEDIR_SIGNATURE + b"\n# lookalike review page thumbnails\n")
-    prefix = quote(f"{stem}_files")  # the page's own name may hold spaces, '#', '?'
+    prefix = quote(os.path.basename(folder))  # the page's own name may hold spaces, '#', '?'
     found: list[dict[str, str]] = []
     for letter, images in (("t", jpegs), ("p", previews)):
         urls = {}
