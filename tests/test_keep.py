@@ -291,9 +291,16 @@ def test_a_file_of_several_pictures_is_never_removed_for_its_first(tmp_path, pho
         # One of the two byte-identical files of several pictures stays, whatever the rule,
         # and the other is a copy of its bytes: it may go.
         assert len({multi.name, f"again{multi.suffix}"} & gone) == 1, (keep, gone)
-        # The plan names every file kept (it named only the policy's first keeper).
+        # The plan names every file kept (it named only the policy's first keeper), each
+        # with why (the frames note hung on the first keeper's line).
         text = render_plan(p)
         assert all(f"  keep     {k}" in text for g in p.groups for k in g.keep)
+        if keep != "none":
+            assert all("  (" in line for line in text.splitlines()
+                       if line.startswith("  keep "))
+            (kept,) = [k for g in p.groups for k in g.keep
+                       if Path(k).name in (multi.name, f"again{multi.suffix}")]
+            assert f"keep     {kept}  (" in text
 
 
 def test_a_leaking_file_of_several_pictures_is_purged_like_any_leak(tmp_path, photo):

@@ -793,12 +793,14 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     threshold = (leak.get("threshold") if leak.get("threshold") is not None
                  else report.config.get("threshold"))
     why: dict[int, dict[str, str]] = {}  # group -> path -> which rule decided it
+    several: frozenset[str] = frozenset()  # files of several pictures (KeepFacts.frames)
     if decisions is not None:
         chosen = [(by_id[d.group], d) for d in decisions.groups]
         if decisions.rules:
             why = {d.group: _review_reasons(d, decisions.rules) for d in decisions.groups}
     else:
         facts = policy.read_facts(m.record for g in report.groups for m in g.members)
+        several = facts.frames
         if rules:
             chosen = []
             for g in report.groups:
@@ -939,8 +941,15 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             owners = {op.path: targets[op.path][0] for op in ops}
             reasons = tuple((p, why[g.id][owners.get(p, p)])
                             for p in (*decision.keep, *owners) if owners.get(p, p) in why[g.id])
-        elif decision.keep and decision.reason:  # the keep policy's: why this file is kept
-            reasons = ((decision.keep[0], decision.reason),)
+        elif decision.keep and decision.reason:  # the keep policy's, and why the others stay
+            how = {m.record.path: m.match for m in g.members}
+            also = {k: "in a protected folder" if k in decision.protected else
+                    "joined by embeddings: no keep rule tells which is the original"
+                    if how.get(k, "hash") != "hash" else
+                    "it holds several pictures, and its hash sees the first only"
+                    if k in several else "" for k in decision.keep[1:]}
+            reasons = ((decision.keep[0], decision.reason),
+                       *((k, r) for k, r in also.items() if r))
         groups.append(GroupPlan(group=g.id, keep=decision.keep, members=states,
                                 operations=tuple(ops), notes=tuple(notes), reasons=reasons))
     return Plan(action=action, groups=tuple(groups), skipped=tuple(skipped), roots=roots,
