@@ -1065,7 +1065,7 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
     if p.protect:
         lines.append(f"protected, never touched: {', '.join(map(shown, p.protect))}")
     if p.rules:
-        lines.append(f"folder rules: {'; '.join(map(str, p.rules.rules))}"
+        lines.append(f"folder rules: {'; '.join(shown(str(r)) for r in p.rules.rules)}"
                      + ("" if p.decisions_path else " (only files under a remove folder are "
                         "acted on; every group keeps at least one file)"))
     for g in p.groups:
