@@ -195,6 +195,12 @@ def test_the_raw_is_kept(library):
     result = lookalike.scan(root, workers=1)
     choices = decide_keep(result)
     assert sorted(choices.keep(g.id)[0] for g in result.groups) == sorted(map(str, raws.values()))
+    # A plan from the report judges as the scan did (Pillow reads a DNG's header as a TIFF
+    # of several pictures, its previews; the scan's format says RAW): no group is skipped.
+    report = root / "r.json"
+    lookalike.write_report(result, report)
+    p = lookalike.plan(report, action="delete")
+    assert not p.skipped and len(p.operations) == len(raws)
 
 
 @needs_rawpy

@@ -650,13 +650,24 @@ def _with_header_facts(records: list[ImageRecord], clusters: list[list[int]],
             and local(records[i].path)]
     if not want:
         return records
-    found = {r.path: f for r in want if (f := read_file_facts(r.path)) != FileFacts()}
+    found = {r.path: f for r in want if _unchanged(r) and (f := read_file_facts(r.path)) !=
+             FileFacts()}
     if found and cache is not None:
         configs = [config] if config.decode == "full" else [config, full_config(config)]
         cache.set_digests([(r.path, r.size_bytes, r.mtime_ns, found[r.path].to_text())
                            for r in want if r.path in found], configs, column="facts")
     return [dataclasses.replace(r, facts=found[r.path]) if r.path in found else r
             for r in records]
+
+
+def _unchanged(record: ImageRecord) -> bool:
+    """Whether ``record``'s file still has the size and mtime it was hashed with (facts
+    read from another version must not be stored under this one's)."""
+    try:
+        st = os.stat(record.path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (record.size_bytes, record.mtime_ns)
 
 
 def _with_pixel_digests(records: list[ImageRecord], clusters: list[list[int]],

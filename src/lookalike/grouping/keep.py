@@ -447,10 +447,12 @@ class KeepPolicy:
         # Files whose header says nothing (gone, remote, not an image) are left out.
         headers = {r.path: f for r in records
                    if (f := header(r)) != FileFacts()} if "original" in self.rules else {}
-        # Read for a record without them only in a format that can hold several pictures.
-        frames = frozenset(r.path for r in records if (
-            r.facts.frames if r.facts is not None and r.facts.frames is not None
-            else (r.format or "").upper() in MULTI_FRAME_FORMATS and header(r).frames))
+        # Only in a format that can hold several pictures (the scan's format: a camera RAW,
+        # read as TIFF by Pillow's header parser, holds previews, not pictures), so a scan
+        # and a plan from its report judge alike.
+        frames = frozenset(r.path for r in records
+                           if (r.format or "").upper() in MULTI_FRAME_FORMATS
+                           and header(r).frames)
         lossless = frozenset(
             r.path for r in records
             if (r.format or "").upper() == "WEBP" and (

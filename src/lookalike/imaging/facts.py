@@ -37,7 +37,7 @@ LOSSLESS_FORMATS = frozenset({"PNG", "APNG", "BMP", "DIB", "TIFF", "PPM", "PGM",
 #: Formats whose files may hold more than one picture (:attr:`FileFacts.frames`): animations,
 #: pages, layers (a PSD's first picture is its composite), several images (HEIF).
 MULTI_FRAME_FORMATS = frozenset({"GIF", "PNG", "APNG", "WEBP", "TIFF", "PSD", "HEIF", "HEIC",
-                                 "AVIF", "FLI", "DCX", "SPIDER", "IM"})
+                                 "AVIF", "FLI", "DCX", "SPIDER", "IM", "MIC"})
 
 # The IJG standard luminance quantisation table (JPEG Annex K, quality 50), in the natural
 # order Pillow's ``Image.quantization`` uses.
