@@ -116,6 +116,7 @@ def test_the_recommendation_separates_held_out_edits_from_different_photos(photo
     assert min(apart) > cal.threshold
 
 
+@pytest.mark.slow  # 0.6 s: a calibration of the sample
 def test_duplicates_already_in_the_sample_are_true_pairs_not_false_ones(sample_dir, photos):
     shutil.copy(photos[0], sample_dir / "copy_of_first.png")
     cal = calibrate(sample_dir, sample=50, method="dhash", hash_size=8, invariant="none",

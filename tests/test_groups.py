@@ -206,6 +206,7 @@ def _brute_edges(codes, radius):
 
 @settings(max_examples=150, deadline=None)
 @given(nbits=st.sampled_from([8, 16, 64, 100]), radius=st.integers(0, 12), data=st.data())
+@pytest.mark.slow  # 0.6 s: many searches of random codes
 def test_edges_kept_from_earlier_code_sets_are_exactly_a_fresh_search(nbits, radius, data):
     # A re-scan starts from the edges of the last one: any history of added and removed
     # hash values must give exactly the pairs a brute-force search of the current values

@@ -309,6 +309,7 @@ def _text_chunk(key: str, value: str):
     return info
 
 
+@pytest.mark.slow  # 0.6 s: several scans of a photo tree
 def test_member_digests_come_from_the_cache_and_follow_a_new_member(copies_tree, tmp_path):
     root, _ = copies_tree
     tree = tmp_path / "t"

@@ -545,6 +545,7 @@ def _our_workers() -> list[multiprocessing.Process]:
             if p.name.startswith("lookalike-worker")]
 
 
+@pytest.mark.slow  # 0.5 s: starts and stops worker processes
 def test_a_caller_that_stops_listening_leaves_no_workers_running():
     ex = ProcessExecutor(2)
     it = ex.map_unordered(_steps, [("beat", 1), ("quiet", 400), ("quiet", 400)])
