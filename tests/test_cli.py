@@ -762,6 +762,9 @@ def test_the_dry_run_refuses_what_yes_would_refuse(tmp_path, scene, capsys, monk
                                                    capsys)
     dst = lookalike.plan(report, action="move", to=tmp_path / "q").operations[0].dst
     assert "a moved file" in _usage_error([*move, "--journal", dst], capsys)
+    # Nor a folder a moved file goes into (Q/imgs: the journal file took its name).
+    err = _usage_error([*move, "--journal", os.path.dirname(dst)], capsys)
+    assert "a moved file or its folder" in err
 
 
 def test_file_list_names_keep_their_spaces_and_an_empty_keep_rule_is_refused(tmp_path, scene,

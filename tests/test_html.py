@@ -902,8 +902,10 @@ def test_a_folder_of_the_users_own_is_never_taken_for_the_thumbnail_folder(tmp_p
     (tmp_path / "mine_too" / "t000001.jpg").write_bytes(b"mine too")
     (tmp_path / "linked_files").symlink_to(tmp_path / "mine_too")  # never followed
     (tmp_path / "file_files").write_text("a file")  # never replaced (was a traceback)
+    (tmp_path / "odd_files" / "t000001.jpg").mkdir(parents=True)  # a folder named like ours
     for page, why in (("page", "holds files lookalike did not write"),
-                      ("linked", "is a symbolic link"), ("file", "is a file")):
+                      ("linked", "is a symbolic link"), ("file", "is a file"),
+                      ("odd", "holds files lookalike did not write")):
         with pytest.raises(lookalike.ConfigError, match=why):
             write_html(report, tmp_path / f"{page}.html", thumbnails="files")
     assert (mine / "t000000.jpg").read_bytes() == b"my own picture"
@@ -912,3 +914,34 @@ def test_a_folder_of_the_users_own_is_never_taken_for_the_thumbnail_folder(tmp_p
     assert not (tmp_path / "mine_too" / "CACHEDIR.TAG").exists()
     write_html(report, tmp_path / "other.html", thumbnails="files")
     write_html(report, tmp_path / "other.html", thumbnails="files")  # its own: rewritten
+
+
+@pytest.mark.slow
+def test_a_remove_rule_on_the_page_spares_a_file_of_several_pictures(web, tmp_path, scene):
+    # The page marked every member under a remove rule REMOVE, an animation too (its hash
+    # sees its first frame only), and apply carried the exported decisions out; the CLI's
+    # --remove-in spared it.
+    lib = tmp_path / "lib"
+    (lib / "Exports").mkdir(parents=True)
+    first = scene(1, (240, 160)).quantize(64).convert("RGB")
+    first.save(lib / "still.png")
+    first.save(lib / "Exports" / "anim.gif", save_all=True, duration=100,
+               append_images=[first.transpose(Image.Transpose.ROTATE_180)])
+    first.save(lib / "Exports" / "still_copy.png", optimize=True)
+    report = _scan_to_report(lib, tmp_path / "r.json")
+    html = tmp_path / "r.html"
+    write_html(report, html)
+    blob = _blob(html.read_text())
+    assert [m.get("fr") for m in blob["groups"][0]["m"]].count(1) == 1
+    web.open(html)
+    pg = web.page
+    pg.click("#rules summary")
+    pg.select_option("#rule-folder", str([f["p"] for f in blob["folders"]].index(
+        str(lib / "Exports"))))
+    pg.click("#rule-remove")
+    assert "it holds several pictures" in pg.inner_text("#groups")
+    dec = web.export(tmp_path / "decisions.json")
+    (group,) = dec["groups"]
+    assert str(lib / "Exports" / "anim.gif") in group["keep"]
+    assert group["remove"] == [str(lib / "Exports" / "still_copy.png")]
+    assert web.console == []

@@ -371,3 +371,20 @@ def test_folder_rules_and_protected_folders_never_remove_a_file_of_several_pictu
         Member(recs["other.jpg"], 40, "embedding", 0.95)))
     decision = KeepPolicy.from_spec(None, protect=[other.parent]).decide(group)
     assert recs["anim.gif"].path in decision.keep
+
+
+def test_a_policy_with_reference_sets_round_trips_through_the_report(tmp_path, photo):
+    # The report's keep_policy left `reference` out, so a plan judged files of several
+    # pictures otherwise than the scan and skipped the group as "keep list edited".
+    train, test = tmp_path / "train", tmp_path / "test"
+    train.mkdir()
+    test.mkdir()
+    still = _multi(test, photo)[0]
+    still.rename(train / "a.png")
+    policy = KeepPolicy(reference=[str(train)])
+    assert policy.to_dict()["reference"] == [str(train)]
+    report = tmp_path / "r.json"
+    lookalike.write_report(lookalike.scan([train, test], workers=1), report, keep=policy)
+    p = lookalike.plan(report, action="move", to=tmp_path / "q")
+    assert not p.skipped and {Path(op.path).name for op in p.operations} == {
+        "anim.gif", "pages.tiff"}

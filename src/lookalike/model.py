@@ -146,7 +146,8 @@ class FileFacts:
         frames: the file holds more than one picture (an animation, a multi-page TIFF); its
             hash and pixel digest see the first only. Not for an MPO (a JPEG whose extra
             pictures are previews or depth and gain maps of the first). None: unknown (facts
-            stored by a version before this field; a scan reads such headers again).
+            stored before this field: a scan reads such headers again); the keep policy then
+            takes it to hold several.
     """
 
     format: str | None = None

@@ -594,11 +594,12 @@ def check_new_journal(plan: Plan, path: str | os.PathLike[str], *, named: bool =
                           f"{inside}: the copies it keeps for undo would be found by the "
                           "next scan as duplicates, and could be acted on. Choose a path "
                           "outside the scanned folders")
-    taken = {plan.to, *(op.dst for op in plan.operations if op.dst)} if plan.to else set()
-    if jpath in taken:
-        raise ConfigError(f"the journal {jpath} would take the place of "
-                          f"{'the quarantine folder' if jpath == plan.to else 'a moved file'}; "
-                          "choose another path")
+    moved = [op.dst for op in plan.operations if op.dst]
+    if jpath == plan.to or any(is_under(dst, jpath) for dst in moved):
+        # Is a moved file (or a folder one goes into): every such move would fail.
+        what = "the quarantine folder" if jpath == plan.to else "a moved file or its folder"
+        raise ConfigError(f"the journal {jpath} would take the place of {what}; choose "
+                          "another path")
     folder = os.path.dirname(jpath)
     # The quarantine of a move is made by the run: a journal may be named inside it.
     made = plan.to is not None and is_under(folder, plan.to)

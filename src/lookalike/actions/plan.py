@@ -742,7 +742,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                               "again; otherwise choose the keep rules to apply")
     policy = KeepPolicy.from_spec(
         keep_rules, protect=[*(recorded.get("protect") or []), *protect_dirs],
-        reference=reference)
+        reference=[*reference, *(recorded.get("reference") or [])])
     if rules and policy.remove_all:
         raise ConfigError("folder rules always keep one file per group, so they cannot be "
                           "combined with keep rule 'none'")

@@ -452,7 +452,7 @@ class KeepPolicy:
         # and a plan from its report judge alike.
         frames = frozenset(r.path for r in records
                            if (r.format or "").upper() in MULTI_FRAME_FORMATS
-                           and header(r).frames)
+                           and header(r).frames is not False)  # unknown: perhaps several
         lossless = frozenset(
             r.path for r in records
             if (r.format or "").upper() == "WEBP" and (
@@ -567,7 +567,9 @@ class KeepPolicy:
         return KeepChoices(policy=self, decisions={g.id: self.decide(g, facts) for g in groups})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rules": list(self.rules), "protect": list(self.protect)}
+        # `reference` only when set: a leakage report also names it in its own section.
+        return {"rules": list(self.rules), "protect": list(self.protect),
+                **({"reference": list(self.reference)} if self.reference else {})}
 
 
 @dataclass(frozen=True, slots=True)

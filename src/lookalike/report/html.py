@@ -69,7 +69,7 @@ from lookalike.config import check_writable
 from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
 from lookalike.grouping.keep import member_of
-from lookalike.imaging.facts import read_file_facts
+from lookalike.imaging.facts import MULTI_FRAME_FORMATS, read_file_facts
 from lookalike.inputs.walk import CACHEDIR_SIGNATURE, CACHEDIR_TAG
 from lookalike.paths import is_local_file, is_under
 from lookalike.pipeline import ScanResult
@@ -271,8 +271,8 @@ def image_facts(path: str) -> dict[str, Any] | None:
     """What a reviewer compares that the report does not hold, from
     :func:`~lookalike.imaging.facts.read_file_facts` (header and EXIF, no pixels): ``format``
     (Pillow's name), ``mode`` (colour mode), ``quality`` (JPEG quality estimate), ``camera``
-    (EXIF make and model) and ``taken`` (EXIF original date, ``YYYY-MM-DD HH:MM:SS``);
-    absent keys are unknown.
+    (EXIF make and model), ``taken`` (EXIF original date, ``YYYY-MM-DD HH:MM:SS``) and
+    ``frames`` (True: the file holds several pictures); absent keys are unknown.
 
     Returns None for a path Pillow cannot open (gone, not a local file, not an image).
     """
@@ -280,6 +280,7 @@ def image_facts(path: str) -> dict[str, Any] | None:
     if facts.format is None:
         return None
     shown = {"format": facts.format, "mode": facts.mode, "quality": facts.quality,
+             "frames": True if facts.frames else None,
              "camera": facts.camera, "taken": facts.taken}
     return {k: v for k, v in shown.items() if v is not None}
 
@@ -465,6 +466,10 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                      # Protected (a leakage scan's reference set, --protect): apply never
                      # removes it, so the page does not offer to.
                      "pr": 1 if protect and protected(m["path"]) else None,
+                     # A file of several pictures (as the keep policy judges it): no folder
+                     # rule removes it.
+                     "fr": 1 if (facts.get(m["path"]) or {}).get("frames") and str(
+                         m.get("format") or "").upper() in MULTI_FRAME_FORMATS else None,
                      "v": preview_url.get(m["path"]),
                      "x": _compact_facts(facts.get(m["path"]))}
             out_members[-1].update((k, v) for k, v in extra.items() if v is not None)
@@ -645,6 +650,11 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
                        previews=len(preview_urls))
 
 
+def _plain_file(path: str) -> bool:
+    """A regular file, not a link or a folder (what a page's thumbnail folder holds)."""
+    return os.path.isfile(path) and not os.path.islink(path)
+
+
 def _thumbnail_dir(out: str) -> str:
     """``<page stem>_files/`` beside the page ``out``."""
     stem = os.path.splitext(os.path.basename(out))[0]
@@ -662,7 +672,7 @@ def _thumbnail_dir_problem(out: str) -> str | None:
     if not os.path.isdir(folder):
         return f"{folder} is a file" if os.path.lexists(folder) else None
     names = os.listdir(folder)
-    if all(map(_THUMB_NAME.fullmatch, names)):
+    if all(_THUMB_NAME.fullmatch(n) and _plain_file(os.path.join(folder, n)) for n in names):
         return None
     try:
         with open(os.path.join(folder, CACHEDIR_TAG), "rb") as fh:
@@ -687,7 +697,7 @@ def _write_thumbnail_dir(out: str, paths: list[str], jpegs: Mapping[str, bytes],
     if os.path.isdir(folder):
         # Stale thumbnails of an earlier page would be misleading; remove only files we name.
         for old in os.listdir(folder):
-            if _THUMB_NAME.fullmatch(old):
+            if _THUMB_NAME.fullmatch(old) and _plain_file(os.path.join(folder, old)):
                 os.remove(os.path.join(folder, old))
     os.makedirs(folder, exist_ok=True)
     # Tagged as a cache (bford.info/cachedir): a scan of a folder holding the page skips

@@ -434,7 +434,7 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
             raise bad(f"{key!r} is a {type(data[key]).__name__}, not a {kind.__name__}")
     lists = [("roots", data.get("roots")),
              *((f"keep_policy.{k}", (data.get("keep_policy") or {}).get(k))
-               for k in ("rules", "protect")),
+               for k in ("rules", "protect", "reference")),
              ("leakage.reference", (data.get("leakage") or {}).get("reference"))]
     for name, value in lists:
         if value is not None and not (isinstance(value, list)

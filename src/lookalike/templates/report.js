@@ -371,11 +371,16 @@
     const ruled = g.m.map((m) => (rules.size ? ruleFor(m.fd) : null));
     // As in `apply --remove-in`: with a remove rule, only the copies it covers go.
     const removing = [...rules.values()].includes("remove");
+    // As in `apply --remove-in` too: no rule removes a file of several pictures (its hash
+    // sees the first) or a member only unverified embeddings matched.
+    const spared = (m) => (m.fr ? "kept: it holds several pictures, and its hash sees the " +
+      "first only: no rule removes it" : m.mk === "embedding" ? "kept: matched by embeddings " +
+      "only (not verified): no rule removes it" : null);
     const keep = g.m.map((m, mi) => (ruled[mi] === null ? removing || m.k :
-      rules.get(ruled[mi]) === "keep"));
+      rules.get(ruled[mi]) === "keep" || spared(m) !== null));
     const reason = ruled.map((f, mi) => (f === null ? (removing ? "kept: no remove rule covers it" :
-      suggestedWhy(g, g.m[mi])) : (rules.get(f) === "keep" ? "kept by rule: everything under " :
-      "removed by rule: duplicates under ") + folders[f].p));
+      suggestedWhy(g, g.m[mi])) : rules.get(f) === "keep" ? "kept by rule: everything under " +
+      folders[f].p : spared(g.m[mi]) || "removed by rule: duplicates under " + folders[f].p));
     if (rules.size && !keep.some(Boolean)) {
       // No rule removes a group's last copy: keep a member no rule removes (the
       // representative first), else the suggested keeper.
