@@ -945,3 +945,33 @@ def test_a_remove_rule_on_the_page_spares_a_file_of_several_pictures(web, tmp_pa
     assert str(lib / "Exports" / "anim.gif") in group["keep"]
     assert group["remove"] == [str(lib / "Exports" / "still_copy.png")]
     assert web.console == []
+
+
+@pytest.mark.slow
+def test_a_remove_rule_on_the_page_keeps_a_hash_matched_copy_not_only_a_joined_one(
+        web, tmp_path):
+    # The page's "last copy" check counted a kept member embeddings joined: a remove rule on
+    # the folder of a picture's two copies removed both, and apply carried the export out.
+    data = _synthetic(1, root=str(tmp_path))
+    exp, other = f"{tmp_path}/Exp", f"{tmp_path}/Other"
+    p, copy, crop = (_member(f"{exp}/p.png"), _member(f"{exp}/p_copy.jpg", 1),
+                     _member(f"{other}/crop.png", 40))
+    crop.update(match="embedding", similarity=0.66)
+    data["roots"] = [str(tmp_path)]
+    data["groups"] = [{"id": 1, "kind": "near", "representative": p["path"],
+                       "members": [p, copy, crop], "keep": [p["path"], crop["path"]],
+                       "keep_reason": "first by path"}]
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps(data))
+    html = tmp_path / "r.html"
+    write_html(report, html, thumbnails="none")
+    web.open(html)
+    pg = web.page
+    pg.click("#rules summary")
+    folders = [f["p"] for f in _blob(html.read_text())["folders"]]
+    pg.select_option("#rule-folder", str(folders.index(exp)))
+    pg.click("#rule-remove")
+    dec = web.export(tmp_path / "decisions.json")
+    (group,) = dec["groups"]
+    assert p["path"] in group["keep"] and group["remove"] == [copy["path"]]
+    assert web.console == []

@@ -388,3 +388,18 @@ def test_a_policy_with_reference_sets_round_trips_through_the_report(tmp_path, p
     p = lookalike.plan(report, action="move", to=tmp_path / "q")
     assert not p.skipped and {Path(op.path).name for op in p.operations} == {
         "anim.gif", "pages.tiff"}
+
+
+def test_a_part_of_a_group_only_embeddings_joined_is_kept_whole(tmp_path, photo):
+    # dedupe_dataset decides on one split's part of a group: two crops embeddings joined to
+    # a picture in another split made KeepPolicy.decide raise IndexError after the scan.
+    paths = []
+    for k in range(2):
+        paths.append(tmp_path / f"crop{k}.png")
+        photo.crop((10, 10, 200, 150)).save(paths[-1])
+    a, b = (record(p) for p in paths)
+    for how in ("verified", "embedding"):
+        group = Group(id=1, representative=a.path, kind="near",
+                      members=(Member(a, 0, how, 0.9), Member(b, 0, how, 0.9)))
+        decision = KeepPolicy().decide(group)
+        assert set(decision.keep) == {a.path, b.path} and not decision.remove

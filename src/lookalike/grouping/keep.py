@@ -516,10 +516,12 @@ class KeepPolicy:
                 # Only unverified embedding matches are protected, perhaps another photo of
                 # the scene: the policy's pick of the hash-matched members stays too.
                 hashed = [kr for kr in keyed if how[kr[1].path] == "hash"]
-                # The policy's pick first: link actions target keep[0], and the reason
-                # below is about it, not about a protected photo that only looks alike.
-                keep = (hashed[0][1].path, *protected)
-                reason = self._why(hashed[0][0], hashed[1][0] if len(hashed) > 1 else None)
+                if hashed:
+                    # The policy's pick first: link actions target keep[0], and the reason
+                    # below is about it, not about a protected photo that only looks alike.
+                    keep = (hashed[0][1].path, *protected)
+                    reason = self._why(hashed[0][0],
+                                       hashed[1][0] if len(hashed) > 1 else None)
         else:
             # Members embeddings joined are crops, frames, turns... of the others, or the
             # others of them: which is the original no signal here says (a screenshot has
@@ -529,6 +531,8 @@ class KeepPolicy:
             hashed = [kr for kr in keyed if how[kr[1].path] == "hash"]
             if self.remove_all:
                 keep, reason = (), "keep rule none"
+            elif not hashed:  # a part of a group (a dataset split's): embeddings joined all
+                keep, reason = (), "no member hashes matched"
             else:
                 keep = (hashed[0][1].path,)
                 reason = self._why(hashed[0][0], hashed[1][0] if len(hashed) > 1 else None)

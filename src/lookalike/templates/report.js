@@ -373,22 +373,26 @@
     const removing = [...rules.values()].includes("remove");
     // As in `apply --remove-in` too: no rule removes a file of several pictures (its hash
     // sees the first) or a member only unverified embeddings matched.
-    const spared = (m) => (m.fr ? "kept: it holds several pictures, and its hash sees the " +
-      "first only: no rule removes it" : m.mk === "embedding" ? "kept: matched by embeddings " +
-      "only (not verified): no rule removes it" : null);
+    // (Not in a leakage check whose reference holds a copy its hashes matched: a leak goes.)
+    const purging = data.lk && g.m.some((m) => m.pr && m.mk !== "embedding");
+    const spared = (m) => (m.fr && !purging ? "kept: it holds several pictures, and its hash " +
+      "sees the first only: no rule removes it" : m.mk === "embedding" ? "kept: matched by " +
+      "embeddings only (not verified): no rule removes it" : null);
     const keep = g.m.map((m, mi) => (ruled[mi] === null ? removing || m.k :
       rules.get(ruled[mi]) === "keep" || spared(m) !== null));
     const reason = ruled.map((f, mi) => (f === null ? (removing ? "kept: no remove rule covers it" :
       suggestedWhy(g, g.m[mi])) : rules.get(f) === "keep" ? "kept by rule: everything under " +
       folders[f].p : spared(g.m[mi]) || "removed by rule: duplicates under " + folders[f].p));
-    if (rules.size && !keep.some(Boolean)) {
-      // No rule removes a group's last copy: keep a member no rule removes (the
-      // representative first), else the suggested keeper.
-      let pick = ruled[g.rep] === null ? g.rep : ruled.indexOf(null);
-      if (pick < 0) pick = g.m.findIndex((m) => m.k);
+    // No rule removes a group's last copy, as apply judges it: a member its hashes matched
+    // (or a protected one they did not only look alike to) must stay; members embeddings
+    // joined do not count. Then the policy's keeper of the hash-matched stays.
+    const counts = (m) => !m.mk || (m.pr && m.mk !== "embedding");
+    if (rules.size && !keep.some((k, mi) => k && counts(g.m[mi]))) {
+      let pick = g.m.findIndex((m) => m.k && !m.mk);
       if (pick < 0) pick = g.rep;
       keep[pick] = true;
-      reason[pick] = "kept: no rule removes a group's last copy";
+      reason[pick] = "kept: no rule removes a group's last copy (members embeddings joined " +
+        "do not count)";
     }
     g.m.forEach((m, mi) => {
       const own = manual[gi][mi];
