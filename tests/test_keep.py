@@ -403,3 +403,17 @@ def test_a_part_of_a_group_only_embeddings_joined_is_kept_whole(tmp_path, photo)
                       members=(Member(a, 0, how, 0.9), Member(b, 0, how, 0.9)))
         decision = KeepPolicy().decide(group)
         assert set(decision.keep) == {a.path, b.path} and not decision.remove
+
+
+def test_a_match_rule_sees_every_name_of_a_file(tmp_path, photo):
+    # match: looked at the record's first path only: the file whose hard link the rule
+    # named was deleted, and a plain copy kept.
+    (tmp_path / "orig").mkdir()
+    (tmp_path / "copy").mkdir()
+    photo.save(tmp_path / "orig" / "x.png")
+    os.link(tmp_path / "orig" / "x.png", tmp_path / "orig" / "x_link.png")
+    shutil.copyfile(tmp_path / "orig" / "x.png", tmp_path / "copy" / "x.png")
+    report = tmp_path / "r.json"
+    lookalike.write_report(lookalike.scan(tmp_path, workers=1), report)
+    p = lookalike.plan(report, action="delete", keep="match:*/orig/x_link.png")
+    assert [Path(op.path).parent.name for op in p.operations] == ["copy"]

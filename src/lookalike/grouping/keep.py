@@ -13,8 +13,9 @@ never depends on input order. Rules (``--keep`` on the command line):
 ``newest``             latest modification time
 ``shortest-path``      fewest characters in the absolute path
 ``prefer-lossless``    PNG, TIFF, BMP, lossless WebP, ... before JPEG and lossy WebP
-``match:GLOB``         paths matching the shell pattern (``fnmatch``, on the absolute path;
-                       ``*`` also matches ``/``), e.g. ``match:*/originals/*``
+``match:GLOB``         paths matching the shell pattern (``fnmatch``, on the absolute path,
+                       or another name of the file; ``*`` also matches ``/``), e.g.
+                       ``match:*/originals/*``
 ``none``               keep nothing: every unprotected member is acted on (alone only)
 ==================== ==========================================================
 
@@ -324,7 +325,8 @@ def _rule_key(rule: str, facts: KeepFacts, records: Sequence[ImageRecord]
         return _original_key(records, facts)
     if rule.startswith("match:"):
         pattern = rule[len("match:"):]
-        return lambda r: not fnmatch.fnmatchcase(r.path, pattern)
+        # Any name of the file (its hard links too): the file the rule names is this one.
+        return lambda r: not any(fnmatch.fnmatchcase(n, pattern) for n in (r.path, *r.aliases))
     return {
         "largest-resolution": lambda r: -r.pixels,
         "largest-file": lambda r: -r.size_bytes,
