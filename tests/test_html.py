@@ -975,3 +975,30 @@ def test_a_remove_rule_on_the_page_keeps_a_hash_matched_copy_not_only_a_joined_o
     (group,) = dec["groups"]
     assert p["path"] in group["keep"] and group["remove"] == [copy["path"]]
     assert web.console == []
+
+
+@pytest.mark.slow
+def test_a_remove_rule_on_the_page_decides_by_every_name_of_a_file(web, tmp_path, scene):
+    # The page judged a hard-linked file by its first name only: a remove rule on Exports
+    # removed it though its other name lies in Originals (apply --remove-in keeps it), and
+    # Originals was not even offered for a rule.
+    lib = tmp_path / "lib"
+    for d in ("Exports", "Originals", "Backup"):
+        (lib / d).mkdir(parents=True)
+    scene(1).save(lib / "Exports" / "p.png")
+    os.link(lib / "Exports" / "p.png", lib / "Originals" / "p.png")
+    shutil.copyfile(lib / "Exports" / "p.png", lib / "Backup" / "p.png")
+    report = _scan_to_report(lib, tmp_path / "r.json")
+    html = tmp_path / "r.html"
+    write_html(report, html, thumbnails="none")
+    folders = [f["p"] for f in _blob(html.read_text())["folders"]]
+    assert str(lib / "Originals") in folders
+    web.open(html)
+    pg = web.page
+    pg.click("#rules summary")
+    pg.select_option("#rule-folder", str(folders.index(str(lib / "Exports"))))
+    pg.click("#rule-remove")
+    dec = web.export(tmp_path / "decisions.json")
+    (group,) = dec["groups"]
+    assert not any("/Exports/" in p or "/Originals/" in p for p in group["remove"])
+    assert web.console == []

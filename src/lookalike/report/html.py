@@ -435,8 +435,10 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
         # file under a protected folder, or a member of a protected shard or Parquet file.
         return any(is_under(path, d) or member_of(path, d) for d in protect)
 
-    folders, folder_of = folder_tree([m["path"] for g in groups for m in g.get("members", [])],
-                                     [str(r) for r in data.get("roots", []) or []])
+    # Every name of each file: a folder rule decides by all of them, as apply does.
+    folders, folder_of = folder_tree(
+        [n for g in groups for m in g.get("members", []) for n in (m["path"], *(
+            m.get("aliases") or ()))], [str(r) for r in data.get("roots", []) or []])
     out_groups = []
     for g in groups:
         members = g.get("members", [])
@@ -460,6 +462,9 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
             })
             # Set only when known: absent keys keep pages of 10,000 groups small.
             extra = {"o": _original_url(m["path"], facts.get(m["path"])),
+                     # The folders of its other names (hard links): a rule removes the file
+                     # only when each of its names lies under a remove rule (as in apply).
+                     "afd": [folder_of.get(a) for a in m.get("aliases") or ()] or None,
                      # How an embedding-only member matched, and its similarity.
                      "mk": m.get("match") if m.get("match", "hash") != "hash" else None,
                      "sim": m.get("similarity"),

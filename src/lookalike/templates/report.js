@@ -358,6 +358,15 @@
   // ------------------------------------------------------------------ decisions and rules
 
   // The folder rule that applies to a member: its deepest ruled folder, or null.
+  // The rule deciding a file with several names (hard links), as apply decides it: a keep
+  // rule on any name keeps it; it is removed only if every name lies under a remove rule.
+  function ruleOfNames(m) {
+    const found = [m.fd, ...(m.afd || [])].map(ruleFor);
+    const keeps = found.filter((f) => f !== null && rules.get(f) === "keep");
+    if (keeps.length) return keeps[0];
+    return found.includes(null) ? null : found[0];
+  }
+
   function ruleFor(fd) {
     for (let f = fd; f !== null && f !== undefined; f = folders[f].up) {
       if (rules.has(f)) return f;
@@ -368,7 +377,7 @@
   // Recompute state[gi] and why[gi] from the keep policy, the folder rules and manual choices.
   function decide(gi) {
     const g = groups[gi];
-    const ruled = g.m.map((m) => (rules.size ? ruleFor(m.fd) : null));
+    const ruled = g.m.map((m) => (rules.size ? ruleOfNames(m) : null));
     // As in `apply --remove-in`: with a remove rule, only the copies it covers go.
     const removing = [...rules.values()].includes("remove");
     // As in `apply --remove-in` too: no rule removes a file of several pictures (its hash
