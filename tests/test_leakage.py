@@ -314,3 +314,18 @@ def test_csv_has_the_set_and_purge_columns_and_paths_list_the_purge_list(runner,
     assert res.output.splitlines() == sorted(purge)
     res = runner.invoke(cli, [*common, "--format", "paths0"])
     assert res.output.split("\0") == [*sorted(purge), ""]
+
+
+def test_a_leak_path_that_leads_into_the_reference_is_not_purged(tmp_path, scene):
+    # test/linked -> train/sub, scanned with links followed: the purge list named
+    # test/linked/a.png, and removing it removes the reference file itself.
+    train, test = tmp_path / "train", tmp_path / "test"
+    (train / "sub").mkdir(parents=True)
+    test.mkdir()
+    scene(1).save(train / "sub" / "a.png")
+    shutil.copyfile(train / "sub" / "a.png", test / "a_copy.png")
+    (test / "linked").symlink_to(train / "sub")
+    result = lookalike.scan([train, test], workers=1, follow_symlinks=True)
+    leak = find_leakage(result, [train])
+    assert [Path(p).name for p in leak.purge] == ["a_copy.png"]
+    assert all(str(test / "linked") not in p for p in leak.purge)

@@ -65,11 +65,14 @@ class LeakMatch:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Leak:
-    """An image outside the reference with near duplicates in it (closest first)."""
+    """An image outside the reference with near duplicates in it (closest first).
+    ``in_reference``: the path leads into a reference set (a linked folder): removing it
+    would remove the reference file, so it is not on the purge list."""
 
     path: str
     set: str
     matches: tuple[LeakMatch, ...]
+    in_reference: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,8 +92,9 @@ class Leakage:
 
     @property
     def purge(self) -> tuple[str, ...]:
-        """Non-reference files to remove: every leaking image, in path order."""
-        return tuple(leak.path for leak in self.leaks)
+        """Non-reference files to remove: every leaking image, in path order, but a path
+        that leads into a reference set (:attr:`Leak.in_reference`)."""
+        return tuple(leak.path for leak in self.leaks if not leak.in_reference)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``leakage`` section of the JSON report."""
@@ -102,6 +106,7 @@ class Leakage:
             "overlap": {"sets": [s.name for s in self.sets],
                         "matrix": [list(row) for row in self.overlap]},
             "matches": [{"path": lk.path, "set": lk.set,
+                         **({"in_reference": True} if lk.in_reference else {}),
                          "matches": [{"path": m.path, "set": m.set, "distance": m.distance,
                                       "match": m.match, "similarity": m.similarity}
                                      for m in lk.matches]} for lk in self.leaks],
@@ -206,6 +211,7 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     if not ref or len(ref) == len(roots):
         raise ConfigError("leakage needs a reference set and at least one other set")
     ref_set = set(ref)
+    real_refs = [os.path.realpath(r) for r in ref]
     # A file with names in several sets (hard links, or a path through a link) is in each of
     # them: it gets one record per set, so the leak it is shows (at distance 0).
     expanded: list[ImageRecord] = []
@@ -277,7 +283,8 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
             recs[jf[0]].path))
         matches = tuple(LeakMatch(path=recs[j].path, set=names[roots[set_of[j]]], distance=d,
                                   match=how, similarity=sim) for j, (d, how, sim) in found)
-        leaks.append(Leak(path=recs[i].path, set=names[roots[set_of[i]]], matches=matches))
+        leaks.append(Leak(path=recs[i].path, set=names[roots[set_of[i]]], matches=matches,
+                          in_reference=_leads_into(recs[i].path, real_refs)))
         # The leaking image is the representative, so every distance is a real match distance.
         members = (Member(recs[i], 0), *(Member(recs[j], d, how, sim)
                                          for j, (d, how, sim) in found))
@@ -285,6 +292,12 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
                             kind=group_kind(members)))
     return Leakage(threshold=threshold, sets=sets, leaks=tuple(leaks), overlap=overlap,
                    groups=tuple(groups))
+
+
+def _leads_into(path: str, real_refs: Sequence[str]) -> bool:
+    """Whether local ``path``, its links resolved, lies in one of the resolved reference
+    sets (a test folder linked to a train folder, scanned with links followed)."""
+    return "://" not in path and any(is_under(os.path.realpath(path), r) for r in real_refs)
 
 
 def restrict_to_leakage(result: ScanResult, leakage: Leakage) -> ScanResult:
