@@ -188,6 +188,11 @@ def test_dataset_cleanup_counts_every_name_of_a_hard_linked_file(tmp_path, scene
     os.link(train / "b.png", train / "e_link.png")  # a duplicate inside train
     cleanup = lookalike.dedupe_dataset({"train": train, "test": test}, workers=1)
     assert cleanup.rows == {"train": 2, "test": 2}
+    # Each row's path: the indices mean something for folders (a split lists each file once,
+    # so they are not the positions in a listing of names).
+    assert cleanup.paths == {"train": (str(train / "a.png"), str(train / "b.png")),
+                             "test": (str(test / "c.png"), str(test / "d_link.png"))}
+    assert cleanup.to_dict()["splits"][1]["paths"] == list(cleanup.paths["test"])
     assert cleanup.leaked == {"train": (), "test": (1,)}
     assert cleanup.leaks[0].matches[0].distance == 0
     assert cleanup.keep == {"train": (0, 1), "test": (0,)}

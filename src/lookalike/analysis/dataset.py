@@ -92,6 +92,8 @@ class DatasetCleanup:
             ``split#index`` and its roots the split names (the Parquet files the scan read
             were temporary).
         policy: the keep policy that chose among duplicates.
+        paths: for splits given as files, shards or Parquet files (not a ``Dataset``), each
+            row's path (``paths[split][index]``), so that the indices can be acted on.
     """
 
     rows: Mapping[str, int]
@@ -101,6 +103,7 @@ class DatasetCleanup:
     leaks: tuple[RowLeak, ...]
     scan: ScanResult
     policy: KeepPolicy
+    paths: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def select(self, ds: Any) -> Any:
         """``ds`` (the ``Dataset`` or ``DatasetDict`` this was computed from) with only the
@@ -119,7 +122,8 @@ class DatasetCleanup:
             "config": self.scan.config.to_dict(),
             "keep_policy": self.policy.to_dict(),
             "splits": [{"name": name, "rows": n, "keep": list(self.keep[name]),
-                        "drop": list(self.drop[name]), "leaked": list(self.leaked[name])}
+                        "drop": list(self.drop[name]), "leaked": list(self.leaked[name]),
+                        **({"paths": list(self.paths[name])} if name in self.paths else {})}
                        for name, n in self.rows.items()],
             "leaks": [{"split": lk.split, "index": lk.index,
                        "matches": [{"split": m.split, "index": m.index, "distance": m.distance,
@@ -233,8 +237,12 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
                       reporter=reporter)
     cleanup = _decide(result, where, rows, policy)
     if exported:
-        cleanup = dataclasses.replace(cleanup, scan=_relabel(result, where, list(rows)))
-    return cleanup
+        return dataclasses.replace(cleanup, scan=_relabel(result, where, list(rows)))
+    # Splits of files, shards or Parquet cells: which item each row index is.
+    paths: dict[str, list[str]] = {name: [""] * n for name, n in rows.items()}
+    for path, (name, index) in where.items():
+        paths[name][index] = path
+    return dataclasses.replace(cleanup, paths={k: tuple(v) for k, v in paths.items()})
 
 
 def _decide(result: ScanResult, where: Mapping[str, tuple[str, int]], rows: Mapping[str, int],
