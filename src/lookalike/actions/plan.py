@@ -858,7 +858,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             # which keeps the kept name, may act on such a group.
             skipped.append(SkippedGroup(group=g.id, reason="its members are one file reached "
                                         "by several paths (hard links, symbolic links or "
-                                        "overlapping folders), not duplicates"))
+                                        "overlapping folders), not duplicates; collapsing "
+                                        "links removes a kept file's other names"))
             continue
         untied = _untied_member(g, threshold)
         if untied is not None:
