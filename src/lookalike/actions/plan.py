@@ -471,6 +471,19 @@ def _check_roots(report: Report) -> tuple[str, ...]:
     return tuple(roots)
 
 
+def _escaping(group: Group, real_roots: Sequence[str]) -> str | None:
+    """Why ``group`` must be left alone because a name of a member resolves outside the
+    scanned folders (a symbolic link followed by the scan points out), or None. Only that
+    group is skipped: the rest of the report is acted on."""
+    for m in group.members:
+        for path in (m.record.path, *m.record.aliases):
+            real = os.path.realpath(path)
+            if not any(is_under(real, r) for r in real_roots):
+                return (f"{path} resolves to {real}, outside the scanned folders (a symbolic "
+                        "link points out); lookalike never acts outside them")
+    return None
+
+
 def _check_member(report: Report, group: Group, rec: ImageRecord, roots: Sequence[str],
                   real_roots: Sequence[str]) -> None:
     where = f"{report.path}: group {group.id}"
@@ -491,11 +504,6 @@ def _check_member(report: Report, group: Group, rec: ImageRecord, roots: Sequenc
         if _owning_root(path, roots) is None:
             raise ReportError(f"{where}: {path} is outside the scanned folders "
                               f"{', '.join(roots)}; the report was edited. Re-run the scan")
-        real = os.path.realpath(path)
-        if not any(is_under(real, r) for r in real_roots):
-            raise ReportError(f"{where}: {path} resolves to {real}, outside the scanned "
-                              "folders (a symbolic link points out); lookalike never acts "
-                              "outside them. Remove the link or re-run the scan")
     if rec.source and (rec.source not in roots or not is_under(rec.path, rec.source)):
         raise ReportError(f"{where}: {rec.path} does not lie in its recorded scan root "
                           f"{rec.source}; the report was edited. Re-run the scan")
@@ -861,7 +869,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                                         "overlapping folders), not duplicates; collapsing "
                                         "links removes a kept file's other names"))
             continue
-        untied = _untied_member(g, threshold)
+        untied = _untied_member(g, threshold) or _escaping(g, real_roots)
         if untied is not None:
             skipped.append(SkippedGroup(group=g.id, reason=untied))
             continue
