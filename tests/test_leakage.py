@@ -334,3 +334,15 @@ def test_a_leak_path_that_leads_into_the_reference_is_not_purged(tmp_path, scene
     leak = find_leakage(result, [train])
     assert [Path(p).name for p in leak.purge] == ["a_copy.png"]
     assert all(str(test / "linked") not in p for p in leak.purge)
+
+
+def test_link_actions_are_refused_on_a_leakage_report(scanned, tmp_path):
+    # hardlink/symlink "purged" each leak by making it a link to the train file: the test
+    # set still held every leaked image.
+    (train, _test, _val), result = scanned
+    leak = find_leakage(result, [train])
+    report = tmp_path / "leak.json"
+    write_report(result, report, leakage=leak)
+    for action in ("hardlink", "symlink"):
+        with pytest.raises(ConfigError, match="purge leaks with 'move' or 'delete'"):
+            plan(report, action=action)

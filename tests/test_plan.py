@@ -751,3 +751,18 @@ def test_a_scan_result_is_refused_with_how_to_write_it_first(tmp_path, scene):
     result = lookalike.scan(tmp_path, workers=1)
     with pytest.raises(TypeError, match="write the scan first"):
         lookalike.plan(result, action="move", to=tmp_path / "q")
+
+
+def test_a_decisions_keep_list_given_as_text_is_refused_plainly(library, tmp_path):
+    # "keep": "/a/b.png" was read letter by letter: "'/' is not a member of group 1".
+    _root, report = library
+    data = json.loads(report.read_text())
+    g = data["groups"][0]
+    decisions = {"kind": "lookalike-decisions", "schema_version": 1,
+                 "report_path": str(report), "report_created": data["created"],
+                 "folder_rules": [], "groups": [{"id": g["id"], "keep": g["members"][0]["path"],
+                                                 "remove": []}]}
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(decisions))
+    with pytest.raises(ReportError, match="'keep' is not a list of paths"):
+        plan(path, action="delete")

@@ -382,6 +382,10 @@ def load_decisions(path: str | os.PathLike[str], data: dict[str, Any] | None = N
     try:
         for g in data.get("groups", []):
             gid = int(g["id"])
+            for key in ("keep", "remove"):  # a text would be read letter by letter
+                if not isinstance(g.get(key, []), list):
+                    raise ReportError(f"{p}: group {gid}'s {key!r} is not a list of paths; "
+                                      "export the decisions again")
             keep = [str(x) for x in g.get("keep", [])]
             remove = [str(x) for x in g.get("remove", [])]
             if gid not in members:
@@ -788,6 +792,11 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     if collapse_links and action == "hardlink":
         raise ConfigError("collapsing links removes extra names of kept files; use it with "
                           "the move, delete or symlink action")
+    if action in ("hardlink", "symlink") and leak:
+        # Linking keeps the leaked picture in the checked set (as a name of the reference
+        # file): a leak is purged by moving or deleting it.
+        raise ConfigError(f"action {action!r} would keep each leaked image in its set, as a "
+                          "link to the reference copy; purge leaks with 'move' or 'delete'")
     if action in ("hardlink", "symlink") and policy.remove_all:
         raise ConfigError(f"action {action!r} links duplicates to the file kept, so it cannot be "
                           "combined with keep rule 'none'; use 'move' or 'delete'")
