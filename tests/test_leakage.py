@@ -334,6 +334,12 @@ def test_a_leak_path_that_leads_into_the_reference_is_not_purged(tmp_path, scene
     leak = find_leakage(result, [train])
     assert [Path(p).name for p in leak.purge] == ["a_copy.png"]
     assert all(str(test / "linked") not in p for p in leak.purge)
+    assert "remove the link instead" in leak.render_text()  # said, not silently dropped
+    # The purge list is what apply acts on.
+    report = tmp_path / "leak.json"
+    write_report(result, report, leakage=leak)
+    p = plan(report, action="move", to=tmp_path / "q")
+    assert [op.path for op in p.operations] == list(leak.purge)
 
 
 def test_link_actions_are_refused_on_a_leakage_report(scanned, tmp_path):
@@ -346,3 +352,14 @@ def test_link_actions_are_refused_on_a_leakage_report(scanned, tmp_path):
     for action in ("hardlink", "symlink"):
         with pytest.raises(ConfigError, match="purge leaks with 'move' or 'delete'"):
             plan(report, action=action)
+
+
+def test_dataset_splits_that_overlap_are_refused(tmp_path, scene):
+    # One folder as two splits gave rows with empty paths and no leaks (a row belongs to
+    # the last split that listed it).
+    (tmp_path / "all" / "test").mkdir(parents=True)
+    scene(1).save(tmp_path / "all" / "test" / "a.png")
+    for splits in ({"train": tmp_path / "all", "test": tmp_path / "all"},
+                   {"all": tmp_path / "all", "test": tmp_path / "all" / "test"}):
+        with pytest.raises(ConfigError, match="overlap"):
+            lookalike.dedupe_dataset(splits, workers=1)

@@ -44,6 +44,7 @@ from lookalike.inputs.hf import (
 )
 from lookalike.inputs.listing import list_inputs
 from lookalike.model import Group, ImageRecord, Member
+from lookalike.paths import is_under
 from lookalike.pipeline import CHUNK_SIZE, ScanResult, scan
 
 if TYPE_CHECKING:
@@ -220,6 +221,7 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
                                   "images, or every split as a datasets.Dataset") from None
             if not inputs:
                 raise ConfigError("no splits to clean")
+            _check_apart(inputs)
         # Each item's split and index: its position in its split's listing (cheap: names
         # only), the order the scan lists them in too.
         where: dict[str, tuple[str, int]] = {}
@@ -243,6 +245,18 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
     for path, (name, index) in where.items():
         paths[name][index] = path
     return dataclasses.replace(cleanup, paths={k: tuple(v) for k, v in paths.items()})
+
+
+def _check_apart(inputs: Mapping[str, Sequence[str]]) -> None:
+    """Refuse splits that share inputs (one folder in two splits, or one inside another):
+    a row must belong to one split."""
+    named = [(name, os.path.abspath(p)) for name, paths in inputs.items() for p in paths
+             if "://" not in p]
+    for k, (a, pa) in enumerate(named):
+        for b, pb in named[k + 1:]:
+            if a != b and (is_under(pa, pb) or is_under(pb, pa)):
+                raise ConfigError(f"the splits {a!r} and {b!r} overlap ({pa}, {pb}): give each "
+                                  "split its own files")
 
 
 def _decide(result: ScanResult, where: Mapping[str, tuple[str, int]], rows: Mapping[str, int],

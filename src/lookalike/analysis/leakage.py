@@ -66,8 +66,9 @@ class LeakMatch:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Leak:
     """An image outside the reference with near duplicates in it (closest first).
-    ``in_reference``: the path leads into a reference set (a linked folder): removing it
-    would remove the reference file, so it is not on the purge list."""
+    ``in_reference``: the path leads into a reference set through a link (a linked folder,
+    or a link to a reference file): apply leaves it alone as protected, so it is not on the
+    purge list (remove the link instead; the text summary says so)."""
 
     path: str
     set: str
@@ -138,6 +139,11 @@ class Leakage:
                 lines.append(f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
         lines.append(f"purge list: {len(self.purge)} files "
                      "(`lookalike apply REPORT --action move --to DIR` quarantines them)")
+        linked = [lk.path for lk in self.leaks if lk.in_reference]
+        if linked:
+            lines.append(f"not on it: {len(linked)} leak(s) that lead into the reference "
+                         f"through a link (apply leaves them alone; remove the link instead), "
+                         f"e.g. {shown(linked[0])}")
         return "\n".join(lines) + "\n"
 
 
@@ -296,7 +302,10 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
 
 def _leads_into(path: str, real_refs: Sequence[str]) -> bool:
     """Whether local ``path``, its links resolved, lies in one of the resolved reference
-    sets (a test folder linked to a train folder, scanned with links followed)."""
+    sets (a test folder linked to a train folder, or a link to a train file, scanned with
+    links followed). Through a linked folder, removing it would remove the reference file;
+    apply judges protection the same way (it resolves links too) and leaves either alone,
+    so the purge list does as well."""
     return "://" not in path and any(is_under(os.path.realpath(path), r) for r in real_refs)
 
 
