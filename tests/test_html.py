@@ -245,6 +245,11 @@ def test_a_leakage_page_marks_the_reference_protected_and_says_what_leaks():
     assert "g00002: 2 of 3 images have a near duplicate in the reference" in text
     plain = _blob(render_html(_synthetic(1), report_path="/r.json"))
     assert plain["lk"] is False and not any("pr" in m for m in plain["groups"][0]["m"])
+    # A file protected through another name of it (a hard link in a protected folder) is
+    # protected on the page too, as apply judges it.
+    data["groups"][1]["members"][0]["aliases"] = ["/data/g00001/link.jpg"]
+    blob = _blob(render_html(data, report_path="/r.json"))
+    assert blob["groups"][1]["m"][0].get("pr") == 1
 
 
 def test_scan_result_without_a_saved_report_disables_export(tmp_path, scene):

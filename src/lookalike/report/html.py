@@ -470,7 +470,8 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                      "sim": m.get("similarity"),
                      # Protected (a leakage scan's reference set, --protect): apply never
                      # removes it, so the page does not offer to.
-                     "pr": 1 if protect and protected(m["path"]) else None,
+                     "pr": 1 if protect and any(map(protected, (m["path"], *(
+                         m.get("aliases") or ())))) else None,  # any of its names
                      # A file of several pictures (as the keep policy judges it): no folder
                      # rule removes it.
                      "fr": 1 if (facts.get(m["path"]) or {}).get("frames") and str(
