@@ -417,3 +417,31 @@ def test_a_match_rule_sees_every_name_of_a_file(tmp_path, photo):
     lookalike.write_report(lookalike.scan(tmp_path, workers=1), report)
     p = lookalike.plan(report, action="delete", keep="match:*/orig/x_link.png")
     assert [Path(op.path).parent.name for op in p.operations] == ["copy"]
+
+
+def test_a_reviewers_removal_of_what_rules_spare_is_labelled_as_theirs(tmp_path, photo):
+    # Removed by hand on the page, a file of several pictures under a remove rule was
+    # labelled "rule: remove under ..." in the plan, though no rule removes it.
+    import json
+
+    lib = tmp_path / "lib"
+    (lib / "Exports").mkdir(parents=True)
+    still, anim, _ = _multi(lib / "Exports", photo)
+    still.rename(lib / "still.png")
+    Image.open(lib / "still.png").save(lib / "Exports" / "still_copy.png", optimize=True)
+    report = tmp_path / "r.json"
+    lookalike.write_report(lookalike.scan(lib, workers=1), report)
+    data = json.loads(report.read_text())
+    (g,) = [g for g in data["groups"] if any(m["path"] == str(anim) for m in g["members"])]
+    paths = [m["path"] for m in g["members"]]
+    gone = [p for p in paths if p != str(lib / "still.png")]
+    decisions = {"kind": "lookalike-decisions", "schema_version": 1,
+                 "report_path": str(report), "report_created": data["created"],
+                 "folder_rules": [{"folder": str(lib / "Exports"), "rule": "remove"}],
+                 "groups": [{"id": g["id"], "keep": [str(lib / "still.png")], "remove": gone}]}
+    (tmp_path / "d.json").write_text(json.dumps(decisions))
+    text = render_plan(lookalike.plan(tmp_path / "d.json", action="move", to=tmp_path / "q"))
+    line = next(x for x in text.splitlines() if x.strip().startswith("move") and "anim" in x)
+    assert "decided in review" in line
+    line = next(x for x in text.splitlines() if "still_copy" in x and "move" in x)
+    assert "rule: remove under" in line

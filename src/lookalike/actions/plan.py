@@ -814,7 +814,11 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     if decisions is not None:
         chosen = [(by_id[d.group], d) for d in decisions.groups]
         if decisions.rules:
-            why = {d.group: _review_reasons(d, decisions.rules) for d in decisions.groups}
+            # What no rule removes (as on the page): a file of several pictures, a member
+            # only unverified embeddings matched; removing one was the reviewer's own choice.
+            several = policy.read_facts(m.record for g, _ in chosen for m in g.members).frames
+            why = {d.group: _review_reasons(d, decisions.rules, by_id[d.group], several)
+                   for d in decisions.groups}
     else:
         facts = policy.read_facts(m.record for g in report.groups for m in g.members)
         several = facts.frames
@@ -977,14 +981,25 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                 rules=decisions.rules if decisions is not None else rules)
 
 
-def _review_reasons(decision: KeepDecision, rules: FolderRules) -> dict[str, str]:
+def _review_reasons(decision: KeepDecision, rules: FolderRules, group: Group,
+                    several: frozenset[str]) -> dict[str, str]:
     """Why each file of a reviewed group is kept or removed: the folder rule that agrees with
-    its decision, else the review."""
+    its decision (judged by all the file's names, as the page and ``--remove-in`` judge), else
+    the review. A rule removes no file of ``several`` pictures and no member only unverified
+    embeddings matched: removing one is the review's decision."""
+    members = {m.record.path: m for m in group.members}
     why = {}
     for path in (*decision.keep, *decision.remove):
-        rule = rules.rule_for(path)
-        agrees = rule is not None and (rule.verdict == "remove") == (path in decision.remove)
-        why[path] = f"rule: {rule}" if agrees else "decided in review"
+        m, removed = members[path], path in decision.remove
+        rule = _names_rule(rules, m.record)
+        spares = path in several or m.match == "embedding"
+        if rule is not None and rule.verdict == "remove" and spares and not removed:
+            why[path] = ("no rule removes it: " + ("it holds several pictures"
+                         if path in several else "matched by embeddings only"))
+        elif rule is not None and (rule.verdict == "remove" and not spares) == removed:
+            why[path] = f"rule: {rule}"
+        else:
+            why[path] = "decided in review"
     return why
 
 
