@@ -165,6 +165,15 @@ def method_spec(name: str) -> MethodSpec:
         ) from None
 
 
+def nearest_folder(path: str | os.PathLike[str]) -> str:
+    """``path`` (absolute) or its nearest ancestor that is a folder: where a folder made
+    at ``path`` would be made, so what must be writable."""
+    up = os.path.abspath(os.fspath(path))
+    while not os.path.isdir(up) and os.path.dirname(up) != up:
+        up = os.path.dirname(up)
+    return up
+
+
 def check_writable(path: str | os.PathLike[str], what: str = "output file") -> str:
     """Raise :class:`ConfigError` unless a file can be written at ``path``; return it absolute.
 

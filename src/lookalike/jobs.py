@@ -31,7 +31,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from lookalike.config import ScanConfig, check_writable
+from lookalike.config import ScanConfig, check_writable, nearest_folder
 from lookalike.errors import ConfigError, Interrupted, Problem
 from lookalike.events import Reporter
 from lookalike.grouping.keep import parse_keep
@@ -124,12 +124,13 @@ def _local_folder_output(path: str | None, what: str) -> str | None:
         raise ConfigError(f"the {what} is an empty path; name a folder")
     # The store makes the folder and its parents: the nearest that exists must be a folder
     # that takes files.
-    up = os.path.abspath(path)
-    while not os.path.isdir(up) and os.path.dirname(up) != up:
-        if os.path.lexists(up):
-            raise ConfigError(f"the {what} {path} cannot be a folder: {up} is a file; name a "
-                              "folder (it gets part files)")
-        up = os.path.dirname(up)
+    target = os.path.abspath(path)
+    up = nearest_folder(target)
+    # What lies just below that folder on the way, if anything, is a file in the way.
+    step = os.path.join(up, os.path.relpath(target, up).split(os.sep)[0])
+    if up != target and os.path.lexists(step):
+        raise ConfigError(f"the {what} {path} cannot be a folder: {step} is a file; name a "
+                          "folder (it gets part files)")
     check_writable(os.path.join(up, ".lookalike-probe"), what)
     return path
 

@@ -53,6 +53,7 @@ from typing import Any, Literal
 
 from lookalike.actions.journal import Journal, OpRecord, backup_dir_of, fsync_dir
 from lookalike.actions.plan import FileState, GroupPlan, Operation, Plan, SkippedGroup, entry_key
+from lookalike.config import nearest_folder
 from lookalike.errors import ConfigError, JournalError, Problem
 from lookalike.events import NullReporter, Reporter
 from lookalike.paths import is_under
@@ -606,8 +607,7 @@ def check_new_journal(plan: Plan, path: str | os.PathLike[str], *, named: bool =
     if named and not made and not os.path.isdir(folder):
         raise ConfigError(f"cannot write the journal {jpath}: folder {folder} does not exist; "
                           "create it first")
-    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
-        folder = os.path.dirname(folder)
+    folder = nearest_folder(folder)
     if not os.access(folder, os.W_OK):  # a read-only mount says so to root too
         raise ConfigError(f"cannot write the journal {jpath}: folder {folder} is not writable; "
                           "choose another path")

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lookalike.actions.journal import Journal
+from lookalike.config import nearest_folder
 from lookalike.errors import ConfigError, JournalError, ReportError
 from lookalike.grouping.groups import cluster_records
 from lookalike.grouping.keep import KeepDecision, KeepFacts, KeepPolicy
@@ -536,9 +537,7 @@ def _may_fold_case(folder: str) -> bool:
     nothing). A name inside the folder tells its own file system (the folder's own name is
     its parent's, another one at a mount point); without one with letters, the folder's
     name is asked; unknown counts as yes."""
-    path = os.path.abspath(folder)
-    while not os.path.isdir(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
+    path = nearest_folder(folder)
     try:
         with os.scandir(path) as entries:
             inside = next((e.name for e in entries if e.name.swapcase() != e.name), None)
@@ -781,9 +780,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                                   f"{d}; choose a folder outside it")
         # A dry run says what --yes would meet: the folder is made then, so the nearest one
         # that exists must be writable (a read-only mount says so to root too).
-        up = to_dir
-        while not os.path.isdir(up) and os.path.dirname(up) != up:
-            up = os.path.dirname(up)
+        up = nearest_folder(to_dir)
         if not os.access(up, os.W_OK):
             raise ConfigError(f"the quarantine folder {to_dir} cannot be made or written: "
                               f"{up} is not writable; choose another folder")
