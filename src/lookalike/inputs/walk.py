@@ -40,6 +40,7 @@ __all__ = [
     "RAW_SUFFIXES",
     "FileEntry",
     "WalkStats",
+    "cache_tagged",
     "iter_files",
     "iter_listed",
     "looks_like_image",
@@ -226,16 +227,19 @@ def _walk_root(root: str, follow: bool, stats: WalkStats, source: str | None = N
         yield from _file_entry(root, source, st, stats, explicit=True)
 
 
-def _tagged(directory: str, entries: list[os.DirEntry[str]]) -> bool:
+def cache_tagged(directory: str) -> bool:
     """Whether ``directory`` holds a cache directory tag (``CACHEDIR.TAG`` starting with
     its signature: bford.info/cachedir), as the review page's thumbnail folder does."""
-    if not any(e.name == CACHEDIR_TAG for e in entries):
-        return False
     try:
         with open(os.path.join(directory, CACHEDIR_TAG), "rb") as fh:
             return fh.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE
     except OSError:
         return False
+
+
+def _tagged(directory: str, entries: list[os.DirEntry[str]]) -> bool:
+    # The listing says whether there is a tag to read: no open per folder walked.
+    return any(e.name == CACHEDIR_TAG for e in entries) and cache_tagged(directory)
 
 
 def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,

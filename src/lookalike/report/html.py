@@ -70,7 +70,7 @@ from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
 from lookalike.grouping.keep import member_of
 from lookalike.imaging.facts import MULTI_FRAME_FORMATS, read_file_facts
-from lookalike.inputs.walk import CACHEDIR_SIGNATURE, CACHEDIR_TAG
+from lookalike.inputs.walk import CACHEDIR_SIGNATURE, CACHEDIR_TAG, cache_tagged
 from lookalike.paths import is_local_file, is_under
 from lookalike.pipeline import ScanResult
 from lookalike.report.schema import (
@@ -678,14 +678,9 @@ def _thumbnail_dir_problem(out: str) -> str | None:
     if not os.path.isdir(folder):
         return f"{folder} is a file" if os.path.lexists(folder) else None
     names = os.listdir(folder)
-    if all(_THUMB_NAME.fullmatch(n) and _plain_file(os.path.join(folder, n)) for n in names):
+    if cache_tagged(folder) or all(
+            _THUMB_NAME.fullmatch(n) and _plain_file(os.path.join(folder, n)) for n in names):
         return None
-    try:
-        with open(os.path.join(folder, CACHEDIR_TAG), "rb") as fh:
-            if fh.read(len(CACHEDIR_SIGNATURE)) == CACHEDIR_SIGNATURE:
-                return None
-    except OSError:
-        pass
     return f"{folder} exists and holds files lookalike did not write"
 
 
