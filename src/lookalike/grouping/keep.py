@@ -86,7 +86,7 @@ from lookalike.model import Group, ImageRecord
 from lookalike.paths import is_under
 
 __all__ = ["CENTRE_MAX", "DEFAULT_KEEP", "KEEP_RULES", "ORIGINAL_SIGNALS", "KeepChoices",
-           "KeepDecision", "KeepFacts", "KeepPolicy", "member_of", "parse_keep"]
+           "KeepDecision", "KeepFacts", "KeepPolicy", "in_folders", "parse_keep"]
 
 DEFAULT_KEEP: tuple[str, ...] = ("original",)
 
@@ -307,10 +307,12 @@ class KeepFacts:
     frames: frozenset[str] = frozenset()
 
 
-def member_of(path: str, container: str) -> bool:
-    """Whether ``path`` is a member of the tar shard or Parquet file ``container``
-    (``FILE#name``); a folder's sibling named ``FOLDER#1.jpg`` is not."""
-    return path.startswith(f"{container}#") and not os.path.isdir(container)
+def in_folders(path: str, folders: Iterable[str]) -> bool:
+    """Whether ``path`` lies (lexically) in one of ``folders``, or is a member of one that
+    is a tar shard or Parquet file (``FILE#name``; a folder's sibling named
+    ``FOLDER#1.jpg`` is not)."""
+    return any(is_under(path, d) or (path.startswith(f"{d}#") and not os.path.isdir(d))
+               for d in folders)
 
 
 def _is_lossless(rec: ImageRecord, facts: KeepFacts) -> bool:
@@ -415,7 +417,7 @@ class KeepPolicy:
         or is a member of a protected tar shard or Parquet file (``FILE#name``)."""
         if not self.protect:
             return False
-        if any(is_under(path, d) or member_of(path, d) for d in self.protect):
+        if in_folders(path, self.protect):
             return True
         real = os.path.realpath(path)
         return any(is_under(real, os.path.realpath(d)) for d in self.protect)
@@ -423,7 +425,7 @@ class KeepPolicy:
     def in_reference(self, path: str) -> bool:
         """True if ``path`` lies in one of the :attr:`reference` sets (lexically: they are
         scanned roots, and the scan's paths lie under them)."""
-        return any(is_under(path, d) or member_of(path, d) for d in self.reference)
+        return in_folders(path, self.reference)
 
     def read_facts(self, records: Iterable[ImageRecord]) -> KeepFacts:
         """Gather what deciding on ``records`` needs (the policy's only I/O).

@@ -68,10 +68,10 @@ from urllib.parse import quote
 from lookalike.config import check_writable
 from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
-from lookalike.grouping.keep import member_of
+from lookalike.grouping.keep import in_folders
 from lookalike.imaging.facts import MULTI_FRAME_FORMATS, read_file_facts
 from lookalike.inputs.walk import CACHEDIR_SIGNATURE, CACHEDIR_TAG, cache_tagged
-from lookalike.paths import is_local_file, is_under
+from lookalike.paths import is_local_file
 from lookalike.pipeline import ScanResult
 from lookalike.report.schema import (
     DECISIONS_KIND,
@@ -430,11 +430,6 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
     protect = [str(d) for d in (*(leakage.get("reference") or ()),
                                 *((data.get("keep_policy") or {}).get("protect") or ()))]
 
-    def protected(path: str) -> bool:
-        # As apply sees it (lexically here: the page writer stats nothing it need not): a
-        # file under a protected folder, or a member of a protected shard or Parquet file.
-        return any(is_under(path, d) or member_of(path, d) for d in protect)
-
     # Every name of each file: a folder rule decides by all of them, as apply does.
     folders, folder_of = folder_tree(
         [n for g in groups for m in g.get("members", []) for n in (m["path"], *(
@@ -470,8 +465,10 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                      "sim": m.get("similarity"),
                      # Protected (a leakage scan's reference set, --protect): apply never
                      # removes it, so the page does not offer to.
-                     "pr": 1 if protect and any(map(protected, (m["path"], *(
-                         m.get("aliases") or ())))) else None,  # any of its names
+                     # Any of its names, as apply sees it (lexically here: the page writer
+                     # resolves no links).
+                     "pr": 1 if protect and any(in_folders(n, protect) for n in (
+                         m["path"], *(m.get("aliases") or ()))) else None,
                      # A file of several pictures (as the keep policy judges it): no folder
                      # rule removes it.
                      "fr": 1 if (facts.get(m["path"]) or {}).get("frames") and str(
