@@ -6,7 +6,7 @@ import os
 import unicodedata
 from collections.abc import Sequence
 
-__all__ = ["is_local_file", "is_under", "name_key", "root_names", "shown"]
+__all__ = ["is_local_file", "is_under", "name_key", "overlap", "root_names", "shown"]
 
 
 def is_under(path: str, folder: str) -> bool:
@@ -15,6 +15,18 @@ def is_under(path: str, folder: str) -> bool:
         return os.path.commonpath([path, folder]) == folder
     except ValueError:  # different drives on Windows, or mixed absolute/relative
         return False
+
+
+def overlap(owned: Sequence[tuple[object, str]]) -> tuple[tuple[object, str],
+                                                          tuple[object, str]] | None:
+    """The first two ``(owner, absolute path)`` entries of different owners whose paths
+    overlap (one is the other, or lies inside it), or None: sets or splits that must not
+    share files. Lexical."""
+    for k, (a, pa) in enumerate(owned):
+        for b, pb in owned[k + 1:]:
+            if a != b and (is_under(pa, pb) or is_under(pb, pa)):
+                return (a, pa), (b, pb)
+    return None
 
 
 def is_local_file(path: str, source: str | None = None) -> bool:

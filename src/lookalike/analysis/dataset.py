@@ -44,7 +44,7 @@ from lookalike.inputs.hf import (
 )
 from lookalike.inputs.listing import list_inputs
 from lookalike.model import Group, ImageRecord, Member
-from lookalike.paths import is_under
+from lookalike.paths import overlap
 from lookalike.pipeline import CHUNK_SIZE, ScanResult, scan
 
 if TYPE_CHECKING:
@@ -250,13 +250,12 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
 def _check_apart(inputs: Mapping[str, Sequence[str]]) -> None:
     """Refuse splits that share inputs (one folder in two splits, or one inside another):
     a row must belong to one split."""
-    named = [(name, os.path.abspath(p)) for name, paths in inputs.items() for p in paths
-             if "://" not in p]
-    for k, (a, pa) in enumerate(named):
-        for b, pb in named[k + 1:]:
-            if a != b and (is_under(pa, pb) or is_under(pb, pa)):
-                raise ConfigError(f"the splits {a!r} and {b!r} overlap ({pa}, {pb}): give each "
-                                  "split its own files")
+    both = overlap([(name, os.path.abspath(p)) for name, paths in inputs.items()
+                    for p in paths if "://" not in p])
+    if both:
+        (a, pa), (b, pb) = both
+        raise ConfigError(f"the splits {a!r} and {b!r} overlap ({pa}, {pb}): give each split "
+                          "its own files")
 
 
 def _decide(result: ScanResult, where: Mapping[str, tuple[str, int]], rows: Mapping[str, int],

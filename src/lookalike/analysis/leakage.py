@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from lookalike.errors import ConfigError
 from lookalike.grouping.groups import group_kind, near_pairs
 from lookalike.model import Group, ImageRecord, Member
-from lookalike.paths import is_under, root_names, shown
+from lookalike.paths import is_under, overlap, root_names, shown
 
 if TYPE_CHECKING:
     from lookalike.pipeline import ScanResult
@@ -162,12 +162,10 @@ def check_sets(reference: Iterable[str | os.PathLike[str]],
     if not rest:
         raise ConfigError("give the sets to check against the reference, e.g. test/ and "
                           "val/")
-    every = [*ref, *rest]
-    for i, a in enumerate(every):
-        for b in every[i + 1:]:
-            if is_under(a, b) or is_under(b, a):
-                raise ConfigError(f"the sets {a} and {b} overlap; give separate folders "
-                                  "(one per split)")
+    both = overlap(list(enumerate([*ref, *rest])))  # each set its own owner
+    if both:
+        raise ConfigError(f"the sets {both[0][1]} and {both[1][1]} overlap; give separate "
+                          "folders (one per split)")
     return ref, rest
 
 
