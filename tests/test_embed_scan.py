@@ -208,13 +208,20 @@ def test_process_workers_embed_in_batches(tree, model):
     assert [g.paths for g in pooled.groups] == [g.paths for g in serial.groups]
 
 
-def test_leakage_finds_a_cropped_test_image(tree, model, tmp_path):
+def _cropped_leak(tree: Path, tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """train/ with the three photos, test/ with p0's crop as ``name``: a leak only a
+    verified embedding finds."""
     train, test = tmp_path / "train", tmp_path / "test"
     train.mkdir()
     test.mkdir()
-    for name in ("p0.png", "p1.png", "p2.png"):
-        (train / name).write_bytes((tree / name).read_bytes())
-    (test / "leak.png").write_bytes((tree / "p0_cropped.png").read_bytes())
+    for photo in ("p0.png", "p1.png", "p2.png"):
+        (train / photo).write_bytes((tree / photo).read_bytes())
+    (test / name).write_bytes((tree / "p0_cropped.png").read_bytes())
+    return train, test
+
+
+def test_leakage_finds_a_cropped_test_image(tree, model, tmp_path):
+    train, test = _cropped_leak(tree, tmp_path, "leak.png")
     result = lookalike.scan([train, test], config=_config(model))
     leakage = lookalike.find_leakage(result, [train])
     (leak,) = leakage.leaks
@@ -497,12 +504,7 @@ def test_a_small_redraw_joins_its_icon_unless_its_group_disagrees_in_colour(phot
 def test_dataset_cleanup_counts_verified_leaks_like_leakage_mode(tree, model, tmp_path):
     # dedupe_dataset searched hashes only: a cropped test row leaked unseen, though the scan
     # had verified the match (and the CLI's leakage mode reported it).
-    train, test = tmp_path / "train", tmp_path / "test"
-    train.mkdir()
-    test.mkdir()
-    for name in ("p0.png", "p1.png", "p2.png"):
-        (train / name).write_bytes((tree / name).read_bytes())
-    (test / "a_leak.png").write_bytes((tree / "p0_cropped.png").read_bytes())
+    train, test = _cropped_leak(tree, tmp_path, "a_leak.png")
     cleanup = lookalike.dedupe_dataset({"train": str(train), "test": str(test)},
                                        config=_config(model))
     assert cleanup.leaked == {"train": (), "test": (0,)}
