@@ -58,7 +58,10 @@ def test_calibrate_recommends_a_threshold_that_reaches_the_target(sample_dir):
                     workers=1)
     n = cal.images
     assert n == len(list(sample_dir.iterdir())) == cal.images_found
-    assert cal.copies == n * len(TRANSFORMS) == cal.positive_pairs
+    # A picture that is a pure gradient at 8x8 (scikit-image's page.png, lit from one side)
+    # has no structure to compare its copies by: a scan joins it to byte copies only.
+    plain = sum(not _hash(p, "dhash", 8, "none").featureless for p in sample_dir.iterdir())
+    assert cal.copies == plain * len(TRANSFORMS) == cal.positive_pairs
     assert cal.pair_share == 1.0  # the whole folder: counts are exact, nothing unseen
     assert cal.duplicate_pairs == 0  # different pictures only
     assert cal.negative_pairs == n * (n - 1) // 2

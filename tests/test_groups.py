@@ -36,8 +36,8 @@ def test_identical_hashes_group_at_threshold_zero():
 
 def test_components_chain_but_star_keeps_every_member_within_threshold():
     # a~b (1 bit), b~c (1 bit), a and c are 2 bits apart: chaining joins all three.
-    recs = [rec("/a", 0b1000, pixels=300), rec("/b", 0b1001, pixels=200),
-            rec("/c", 0b1011, pixels=100)]
+    recs = [rec("/a", 0b1111000, pixels=300), rec("/b", 0b1111001, pixels=200),
+            rec("/c", 0b1111011, pixels=100)]
     comp = build_groups(recs, 1, "components")
     assert len(comp) == 1 and sorted(comp[0].paths) == ["/a", "/b", "/c"]
     star = build_groups(recs, 1, "star")
@@ -59,8 +59,8 @@ def test_with_embedding_links_the_representative_comes_from_the_largest_hash_par
     # An original and two re-encodes hash alike; a screenshot of it (more pixels, another
     # hash) and a crop (fewer) join only through embedding links. The representative, whose
     # hash part the keep policy chooses in, is the original, not the screenshot.
-    recs = [rec("/a_crop", 0xF0F0, pixels=50), rec("/b_orig", 0x8000, pixels=400),
-            rec("/c_q70", 0x8001, pixels=400, size=5), rec("/d_q30", 0x8003, pixels=400,
+    recs = [rec("/a_crop", 0xF0F0, pixels=50), rec("/b_orig", 0x8700, pixels=400),
+            rec("/c_q70", 0x8701, pixels=400, size=5), rec("/d_q30", 0x8703, pixels=400,
                                                                size=3),
             rec("/e_screenshot", 0xFF00, pixels=900)]
     links = {(1, 4): "verified", (0, 2): "verified"}
@@ -128,7 +128,7 @@ def test_groups_do_not_depend_on_input_order():
 
 
 def test_groups_are_ordered_largest_first_and_numbered_from_one():
-    recs = [rec("/a1", 1), rec("/a2", 1), rec("/b1", 7), rec("/b2", 7), rec("/b3", 7)]
+    recs = [rec("/a1", 0x11), rec("/a2", 0x11), rec("/b1", 7), rec("/b2", 7), rec("/b3", 7)]
     groups = build_groups(recs, 0)
     assert [g.id for g in groups] == [1, 2]
     assert [len(g) for g in groups] == [3, 2]

@@ -100,4 +100,22 @@ def test_flat_segments_count_in_a_distance_only_when_a_hash_has_nothing_else():
     plain = Hash("dhash", 64, (0b1011,))
     assert plain - Hash("dhash", 64, (0,)) == 3  # one segment each: as ImageHash compares
     dc = 1 << 63  # phash's flat code besides 0
-    assert Hash("phash", 64, (dc, 0b111)) - Hash("phash", 64, (dc, 0b1)) == 2
+    assert Hash("phash", 64, (dc, 0b1111111)) - Hash("phash", 64, (dc, 0b11111)) == 2
+
+
+def test_segments_near_a_structureless_code_are_not_informative():
+    """Within 1/16 of the bits of a blank picture's code (a page number, one dot) or, for
+    difference hashes, of a pure gradient's (every bit set), a segment says nothing: two
+    such pages were one group whatever they showed."""
+    ones = (1 << 256) - 1
+    near_blank, near_ramp, photo = 0xFFFF, ones ^ 0xFFFF, (1 << 17) - 1  # 16, 240, 17 bits
+    h = Hash("dhash-z", 256, (near_blank, near_ramp, photo))
+    assert h.informative_segments == (photo,) and not h.featureless
+    assert Hash("dhash-z", 256, (near_blank, near_ramp)).featureless
+    assert Hash("pdq", 256, (near_ramp,)).informative_segments == (near_ramp,)  # not a ramp
+    dc = 1 << 63
+    assert Hash("phash", 64, (dc | 0b111, 0b11111)).informative_segments == (0b11111,)
+    assert not Hash("colorhash", 42, (0,)).featureless  # its bits are colours
+    # Distances leave them out too, unless a hash has nothing else.
+    assert Hash("dhash-z", 256, (near_blank, photo)) - Hash("dhash-z", 256, (0, photo)) == 0
+    assert Hash("dhash-z", 256, (near_blank,)) - Hash("dhash-z", 256, (0,)) == 16

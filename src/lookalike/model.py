@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["MATCH_KINDS", "FileFacts", "Group", "Hash", "ImageRecord", "Member",
            "embedding_array", "embedding_bytes", "flat_codes", "make_record",
-           "positional_constructor"]
+           "positional_constructor", "structureless"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,20 +52,27 @@ class Hash:
 
     @property
     def informative_segments(self) -> tuple[int, ...]:
-        """The segments that are not a flat picture's (:attr:`flat_codes`): the ones that
-        say something about the picture, and the only ones matched (they are all, for most
-        pictures)."""
-        flat = self.flat_codes
-        if flat.isdisjoint(self.segments):
+        """The segments that are not (nearly) a structureless picture's
+        (:func:`structureless`): the ones that say something about the picture, and the only
+        ones matched (they are all, for most pictures)."""
+        limits = _limits(self.method, self.nbits)
+        if limits is None:
             return self.segments
-        return tuple(v for v in self.segments if v not in flat)
+        low, high, band, others = limits
+        # One popcount per segment (this runs for every segment of every warm re-scan):
+        # the distance to 0 is the popcount, to all ones its complement.
+        out = [v for v in self.segments if low < v.bit_count() < high]
+        if others:
+            out = [v for v in out if all((v ^ c).bit_count() > band for c in others)]
+        return self.segments if len(out) == len(self.segments) else tuple(out)
 
     @property
     def featureless(self) -> bool:
-        """True when every segment is a flat picture's (:attr:`flat_codes`): a blank page or
-        a solid colour, of any colour. Such a hash says nothing about whether two pictures
+        """True when every segment is (nearly) a structureless picture's
+        (:func:`structureless`): a blank page or a solid colour, of any colour, a page with
+        one small mark, a pure gradient. Such a hash says nothing about whether two pictures
         are one: grouping joins them by their bytes only."""
-        return bool(self.flat_codes) and not self.informative_segments
+        return bool(structureless(self.method, self.nbits)) and not self.informative_segments
 
     def __str__(self) -> str:
         spec = f"0{(self.nbits + 3) // 4}x"
@@ -107,22 +115,60 @@ class Hash:
 
 _ZERO = frozenset((0,))
 
+#: Difference hashes: each bit says whether a pixel is brighter than its neighbour, so a pure
+#: gradient (a clear sky, a vignette turned sideways) sets every bit of some orientation.
+DIFFERENCE_METHODS = frozenset(("dhash", "dhash-v", "dhash-z", "crop-resistant"))
+
 
 def flat_codes(method: str, nbits: int) -> frozenset[int]:
     """The segment values a flat picture hashes to, whatever its colour and size: 0 for the
     grid methods (no pixel differs from its neighbour or the mean), and for ``phash`` also
     the DC bit alone (its top bit: any colour but black). For ``pdq`` 0 only (black, and
     any picture under 5 pixels on a side; its other flat pictures hash arbitrarily, which
-    its quality says), none for ``colorhash`` (its bits are colours). A segment with one of
-    these values carries no structure, so it joins nothing (:mod:`lookalike.grouping.groups`);
-    tests/test_hashes.py hashes flat pictures with every method to keep this table true
-    (phash at sizes that are not powers of two hashes flat pictures to DCT rounding noise:
-    not in the table)."""
+    its quality says), none for ``colorhash`` (its bits are colours). tests/test_hashes.py
+    hashes flat pictures with every method to keep this table true (phash at sizes that are
+    not powers of two hashes flat pictures to DCT rounding noise: not in the table)."""
     if method == "colorhash":
         return frozenset()
     if method == "phash":
         return frozenset((0, 1 << (nbits - 1)))
     return _ZERO
+
+
+@lru_cache(maxsize=64)
+def structureless(method: str, nbits: int) -> frozenset[int]:
+    """The codes of pictures without structure: a flat picture's (:func:`flat_codes`) and,
+    for the difference hashes (:data:`DIFFERENCE_METHODS`), a pure gradient's (every bit
+    set). A segment within :func:`_band` bits of one of them (a blank page with a page
+    number or one dot, a sky with a small bird) is as good as blank: it joins nothing
+    (:attr:`Hash.informative_segments`; :mod:`lookalike.grouping.groups`), or two such
+    pages, different documents, would be one group whatever they show."""
+    codes = flat_codes(method, nbits)
+    if method in DIFFERENCE_METHODS:
+        codes |= {(1 << nbits) - 1}
+    return codes
+
+
+def _band(nbits: int) -> int:
+    """How many bits from a structureless code a segment still counts as one: 1/16 of its
+    bits (16 of dhash-z's 256, 4 of a 64-bit hash). On 32 near-blank pages, pages with one
+    dot and skies with a bird (all 29 but the short letters one group before), page numbers
+    set 0-6 bits, a dot 3-11, a bird 4-17; on benchmarks/accuracy no true pair lies this
+    close (1/12 would lose 3 of 13,340), tests/test_pipeline.py."""
+    return nbits // 16
+
+
+@lru_cache(maxsize=64)
+def _limits(method: str, nbits: int) -> tuple[int, int, int, tuple[int, ...]] | None:
+    """(low, high, band, others): a segment is informative when its popcount lies strictly
+    between ``low`` and ``high`` and it is more than ``band`` bits from each of ``others``
+    (the :func:`structureless` codes but 0 and all ones); None: every segment is."""
+    codes = structureless(method, nbits)
+    if not codes:
+        return None
+    band, ones = _band(nbits), (1 << nbits) - 1
+    return (band if 0 in codes else -1, nbits - band if ones in codes else nbits + 1, band,
+            tuple(sorted(codes - {0, ones})))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
