@@ -226,6 +226,116 @@ def test_a_torn_last_journal_line_is_ignored(library, tmp_path):
     assert snapshot(root) == before
 
 
+def test_a_torn_last_line_is_cut_off_so_the_journal_opens_again(library, tmp_path):
+    """A full disk stopped a run mid-line; the next open sealed the fragment with a newline,
+    which made it a corrupt middle line: the resume the message asked for, and undo, then
+    refused the journal for good."""
+    root, report = library
+    before = snapshot(root)
+    journal = tmp_path / "j.jsonl"
+    p = make_plan("move", report, tmp_path)
+    assert apply(p, journal=journal).ok
+    whole = journal.read_bytes()
+    with open(journal, "ab") as fh:
+        fh.write(b'{"event": "intent", "op": 99, "act')
+    assert apply(p, journal=journal).ok  # the resume: nothing left to do
+    assert journal.read_bytes().startswith(whole) and b'"op": 99' not in journal.read_bytes()
+    assert undo(journal).ok and undo(journal).ok
+    assert snapshot(root) == before
+
+
+def _edited_journal(library, tmp_path, **changes):
+    """A journal of a move, then an unfinished intent as a hand edit or damage made it."""
+    root, report = library
+    journal = tmp_path / "j.jsonl"
+    assert apply(make_plan("move", report, tmp_path), journal=journal).ok
+    lines = [json.loads(x) for x in journal.read_text().splitlines()]
+    intent = dict(next(e for e in lines if e.get("event") == "intent"), op=99, **changes)
+    with open(journal, "a") as fh:
+        fh.write(json.dumps(intent) + "\n")
+    return root, journal
+
+
+def test_an_edited_journal_never_makes_undo_remove_other_files(library, tmp_path):
+    """Undo removes an op's helper files and the copy it moved: an edited intent naming
+    other files there (a kept original as its 'part') deleted them, silently."""
+    root = library[0]
+    victims = [str(root / "a.png"), str(root / "x.png")]
+    _, journal = _edited_journal(library, tmp_path, path=str(root / "nothing.png"),
+                                 part=victims[0], restore_tmp=victims[1])
+    before = snapshot(root)
+    res = undo(journal)
+    assert not res.ok and all(os.path.exists(v) for v in victims)
+    assert "not the ones this journal makes" in res.failed[0].message
+    # Everything the real ops moved came back; the edited op touched nothing.
+    assert {k: v for k, v in snapshot(root).items() if k in before} == before
+    # A quarantined copy outside the quarantine, or a file outside the scanned folders.
+    for change in ({"dst": victims[0]}, {"path": "/etc/hostname"}):
+        sub = tmp_path / f"c{len(change['dst' if 'dst' in change else 'path'])}"
+        sub.mkdir()
+        _, j2 = _edited_journal((library[0], library[1]), sub, **change)
+        assert not undo(j2).ok and all(os.path.exists(v) for v in victims)
+
+
+@pytest.mark.parametrize("change", [{"part": None}, {"action": "bogus"}, {"path": 5},
+                                    {"size": "1"}])
+def test_an_intent_missing_fields_is_a_corrupt_journal_not_a_traceback(library, tmp_path,
+                                                                        change):
+    intent = {k: v for k, v in change.items() if v is not None}
+    _, journal = _edited_journal(library, tmp_path, **intent)
+    if change == {"part": None}:  # a field the intent may lack: rebuilt from the journal
+        text = journal.read_text().splitlines()
+        last = json.loads(text[-1])
+        del last["dst"]
+        journal.write_text("\n".join([*text[:-1], json.dumps(last)]) + "\n")
+    with pytest.raises(JournalError, match="is corrupt"):
+        undo(journal)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="file locks are POSIX flock")
+def test_two_runs_acting_on_the_same_files_never_remove_every_copy(library, tmp_path):
+    """Two applies of one report at once: one moved a file into the quarantine while the
+    other, finding the name taken, 'rolled back' by removing that copy, and the first then
+    unlinked the source: gone from both places. Now a file another run acts on (or keeps) is
+    locked, and a failed move that made nothing rolls nothing back."""
+    import fcntl
+
+    from lookalike.actions import apply as act
+
+    root, report = library
+    before = snapshot(root)
+    p = make_plan("move", report, tmp_path)
+    op = p.operations[0]
+    # The other run acts on this file (exclusive lock) and keeps another group's keeper.
+    other = next(gp for gp in p.groups if all(o.path != op.path for o in gp.operations))
+    rec = Recorder()
+    with open(op.path, "rb") as held, open(other.keep[0], "rb") as kept:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        fcntl.flock(kept, fcntl.LOCK_EX)
+        res = apply(p, journal=tmp_path / "j1.jsonl", reporter=rec)
+    codes = {pr.path: pr.error for pr in rec.problems}
+    assert codes[op.path] == "in-use" and os.path.exists(op.path)
+    assert other.group in {g.group for g in res.skipped_groups}
+    assert all(os.path.exists(o.path) for o in other.operations)
+    assert undo(tmp_path / "j1.jsonl").ok and snapshot(root) == before
+    # The race itself: the other run links the quarantine name between our check and ours.
+    p = make_plan("move", report, tmp_path)
+    op = p.operations[0]
+
+    def other_run_links(step: str) -> None:
+        if step == "intent" and not os.path.exists(op.dst):
+            os.makedirs(os.path.dirname(op.dst), exist_ok=True)
+            os.link(op.path, op.dst)
+
+    act._crash_hook = other_run_links
+    try:
+        res = apply(p, journal=tmp_path / "j2.jsonl", reporter=Recorder())
+    finally:
+        act._crash_hook = None
+    assert op.path in {o.path for o, _ in res.failed}
+    assert os.path.exists(op.path) and os.path.exists(op.dst)  # the other run's copy stays
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="journal locks are POSIX flock")
 def test_a_journal_in_use_by_another_run_is_refused_not_shared(library, tmp_path):
     from lookalike.actions.journal import Journal

@@ -78,6 +78,12 @@ class _Refused(OSError):
     """An op must not go ahead (the file changed, a destination exists, ...)."""
 
 
+class _Untouched(_Refused):
+    """An op stopped before it made or changed anything: nothing to roll back. (Rolling
+    back a move whose quarantine name another run had just taken would remove that run's
+    copy, taking it for ours.)"""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApplyResult:
     """What :func:`apply` did.
@@ -229,6 +235,44 @@ def _link_or_copy(src: str, dst: str, part: str, size: int, digest: str | None) 
     os.rename(part, dst)
 
 
+def _lock_file(path: str, exclusive: bool) -> int | None:
+    """Lock the file at ``path`` (POSIX ``flock``, non-blocking) for as long as the returned
+    descriptor stays open: exclusively while an op acts on it, shared while a group keeps
+    it. Two runs acting on the same files (one report applied twice at once, or two reports
+    that keep opposite copies) then cannot both go ahead: the second is refused the file,
+    where without locks the two could remove every copy. None where nothing can be locked
+    (no ``flock``, a file system without locks, a file that cannot be opened): the other
+    checks still hold.
+
+    Raises:
+        BlockingIOError: another run holds a lock that conflicts.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _unlock(fds: Iterable[int | None]) -> None:
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
+
+
 def _same_inode(st: os.stat_result | None, rec: dict[str, Any]) -> bool:
     """True if ``st`` is the very file the intent was about: its inode, size and mtime.
 
@@ -300,24 +344,44 @@ def _changed(state: FileState, real_roots: Iterable[str], verify: str) -> str | 
 # --------------------------------------------------------------------------- executing ops
 
 
-def _paths(j: Journal, seq: int, op: Operation) -> dict[str, Any]:
-    """Deterministic helper paths of op ``seq``, recorded in its intent for recovery.
+def _paths(j: Journal, seq: int, action: str, path: str, dst: str | None) -> dict[str, Any]:
+    """Deterministic helper paths of op ``seq``, recorded in its intent for recovery (and
+    derived again when it is replayed: :func:`_trusted`).
 
     Helper names never contain the file's own name: a name near the file system's limit
     (255 bytes) plus a suffix would be too long, and a move that cannot be undone is one
     this journal must not make."""
     tag = f".lookalike-{j.token}-{seq}"
-    d, name = os.path.split(op.path)
+    d, name = os.path.split(path)
     out: dict[str, Any] = {"tmp": os.path.join(d, f"{tag}.tmp"),
                            "restore_tmp": os.path.join(d, f"{tag}.restore")}
-    if op.action == "move":
-        assert op.dst is not None
-        out["dst"] = op.dst
-        out["part"] = os.path.join(os.path.dirname(op.dst), f"{tag}.part")
-    elif op.action in ("hardlink", "symlink"):
+    if action == "move":
+        assert dst is not None
+        out["dst"] = dst
+        out["part"] = os.path.join(os.path.dirname(dst), f"{tag}.part")
+    elif action in ("hardlink", "symlink"):
         out["backup"] = os.path.join(j.backup_dir, str(seq), name)
         out["backup_part"] = os.path.join(j.backup_dir, str(seq), f"{tag}.part")
     return out
+
+
+def _trusted(j: Journal, r: OpRecord) -> str | None:
+    """Why replaying op ``r`` of ``j`` could touch files the op never made (a journal
+    edited by hand or damaged), or None. Undo removes an op's helper files and the copy it
+    moved: those must be the names this journal makes, the moved copy inside its quarantine,
+    and the file inside its scanned folders."""
+    rec = r.intent
+    want = _paths(j, r.seq, rec["action"], rec["path"], rec.get("dst"))
+    if any(rec.get(k) != v for k, v in want.items()):
+        return "its helper file names are not the ones this journal makes"
+    roots = j.header.get("roots")
+    if not isinstance(roots, list) or not any(
+            isinstance(root, str) and is_under(rec["path"], root) for root in roots):
+        return f"{rec['path']} is not inside the folders the journal's report scanned"
+    top = j.header.get("to")
+    if rec["action"] == "move" and not (isinstance(top, str) and is_under(rec["dst"], top)):
+        return f"its quarantined copy {rec['dst']} is not inside the journal's quarantine"
+    return None
 
 
 def _execute(rec: dict[str, Any]) -> None:
@@ -329,9 +393,13 @@ def _execute(rec: dict[str, Any]) -> None:
     elif action == "move":
         dst, part = rec["dst"], rec["part"]
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        if os.path.lexists(dst):
-            raise _Refused(errno.EEXIST, f"{dst} already exists; not overwritten")
-        _link_or_copy(path, dst, part, rec["size"], rec.get("digest"))
+        try:
+            if os.path.lexists(dst):
+                raise FileExistsError(errno.EEXIST, "exists", dst)
+            _link_or_copy(path, dst, part, rec["size"], rec.get("digest"))
+        except FileExistsError:
+            _remove(part)
+            raise _Untouched(errno.EEXIST, f"{dst} already exists; not overwritten") from None
         fsync_dir(os.path.dirname(dst))
         _crash_point("move:linked")
         os.unlink(path)  # only now that dst holds the bytes
@@ -504,6 +572,14 @@ def _replay(j: Journal, records: list[OpRecord], reporter: Reporter, *, final: s
     failed: list[Problem] = []
     rolled = 0
     for r in records:
+        why = _trusted(j, r)
+        if why:
+            p = _problem(r.path, "undo-failed", f"op {r.seq} ({r.action}) not replayed: {why}; "
+                         "the journal was edited or damaged (restore files from it by hand)",
+                         "undo")
+            reporter.problem(p)
+            failed.append(p)
+            continue
         try:
             outcome = _restore(r.intent, top)
         except OSError as exc:
@@ -686,6 +762,12 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
                 continue
             code, reason = "changed", _group_refusal(plan, gp.keep, ops, real_protect)
             kept: dict[str, tuple[int, int]] = {}
+            held: list[int | None] = []  # shared locks on the files kept, while ops run
+            if reason is None:
+                try:
+                    held = [_lock_file(path, exclusive=False) for path in gp.keep]
+                except BlockingIOError:
+                    code, reason = "in-use", "another lookalike run is acting on a file it keeps"
             if reason is None:
                 code, reason, kept = _check_survivors(gp, ops, real_roots)
             if reason is None:
@@ -698,20 +780,26 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
                         reason = f"{state.path} {why} since the scan"
                         break
             if reason:
+                _unlock(held)
+                again = "Run again once it has finished" if code == "in-use" else "Rescan"
                 reporter.problem(_problem(ops[0].path, code, f"group {gp.group} skipped, "
-                                          f"nothing in it touched: {reason}. Rescan to act on it"))
+                                          f"nothing in it touched: {reason}. {again} to act "
+                                          "on it"))
                 skipped.extend(ops)
                 skipped_groups.append(SkippedGroup(group=gp.group, reason=reason))
                 reporter.advance(len(ops))
                 continue
-            for op in ops:
-                problem = _run_op(j, op, real_roots, kept)
-                if problem is None:
-                    done.append(op)
-                else:
-                    reporter.problem(problem)
-                    failed.append((op, problem))
-                reporter.advance()
+            try:
+                for op in ops:
+                    problem = _run_op(j, op, real_roots, kept)
+                    if problem is None:
+                        done.append(op)
+                    else:
+                        reporter.problem(problem)
+                        failed.append((op, problem))
+                    reporter.advance()
+            finally:
+                _unlock(held)
     finally:
         j.close()
         reporter.close()
@@ -791,11 +879,26 @@ def _same_file_problem(op: Operation, st: os.stat_result | None,
 
 def _run_op(j: Journal, op: Operation, real_roots: list[str],
             kept: dict[str, tuple[int, int]]) -> Problem | None:
+    try:
+        fd = _lock_file(op.path, exclusive=True)
+    except BlockingIOError:
+        return _problem(op.path, "in-use", "another lookalike run is acting on it, or keeps "
+                        "it; not touched. Run this again once it has finished")
+    try:
+        return _run_locked_op(j, op, real_roots, kept, fd)
+    finally:
+        _unlock([fd])
+
+
+def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
+                   kept: dict[str, tuple[int, int]], fd: int | None) -> Problem | None:
     seq = j.next_seq()
-    # Last look right before the intent: same size/mtime as just verified, and still inside.
+    # Last look right before the intent: same size/mtime as just verified, still inside,
+    # and the very file locked (not one put in its place since).
     st = _lstat(op.path)
     if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != op.size_bytes \
-            or st.st_mtime_ns != op.mtime_ns:
+            or st.st_mtime_ns != op.mtime_ns or (fd is not None and (
+                st.st_dev, st.st_ino) != ((f := os.fstat(fd)).st_dev, f.st_ino)):
         return _problem(op.path, "changed", "changed while the run was going on; not touched")
     real = os.path.realpath(op.path)
     if not any(is_under(real, r) for r in real_roots):
@@ -819,7 +922,7 @@ def _run_op(j: Journal, op: Operation, real_roots: list[str],
     fields: dict[str, Any] = {
         "action": op.action, "group": op.group, "path": op.path, "size": op.size_bytes,
         "mtime_ns": op.mtime_ns, "digest": op.digest, "dev": st.st_dev, "ino": st.st_ino,
-        **_paths(j, seq, op),
+        **_paths(j, seq, op.action, op.path, op.dst),
     }
     if op.action in ("hardlink", "symlink"):
         assert op.keeper is not None  # a kept file (_group_refusal), checked just above
@@ -832,6 +935,9 @@ def _run_op(j: Journal, op: Operation, real_roots: list[str],
     _crash_point("intent")
     try:
         _execute(rec.intent)
+    except _Untouched as exc:
+        j.mark(rec, "failed", str(exc))
+        return _problem(op.path, "failed", f"{op.action} failed, nothing changed: {exc}")
     except OSError as exc:
         msg = str(exc) if isinstance(exc, _Refused) else (
             f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))

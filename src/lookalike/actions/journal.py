@@ -87,6 +87,22 @@ def _lock(fd: int, path: str) -> None:
             raise
 
 
+#: The fields every intent has, and their types; ``move`` adds ``dst`` and the links add
+#: ``keeper`` (a journal edited by hand or damaged must not make undo act on other paths).
+_INTENT_FIELDS: dict[str, type] = {"op": int, "action": str, "path": str, "size": int,
+                                   "mtime_ns": int}
+_ACTION_FIELDS = {"delete": (), "move": ("dst",), "hardlink": ("keeper",),
+                  "symlink": ("keeper",)}
+
+
+def _intact(ev: dict[str, Any]) -> bool:
+    """Whether an intent event has the fields (and types) its action needs."""
+    if not all(type(ev.get(k)) is t for k, t in _INTENT_FIELDS.items()):
+        return False
+    extra = _ACTION_FIELDS.get(ev["action"])
+    return extra is not None and all(isinstance(ev.get(k), str) for k in extra)
+
+
 @dataclass(slots=True)
 class OpRecord:
     """One journaled operation: its intent fields and the last event seen for it."""
@@ -216,6 +232,7 @@ class Journal:
                                f"{head.get('schema_version')!r}; this version reads "
                                f"{JOURNAL_SCHEMA} only")
         events: list[dict[str, Any]] = [head]
+        torn = False
         for n in range(first + 1, len(lines)):
             line = lines[n]
             if not line.strip():
@@ -224,10 +241,12 @@ class Journal:
                 ev = json.loads(line.decode("utf-8", "surrogateescape"))
             except (ValueError, RecursionError):
                 if n == len(lines) - 1:
-                    break  # torn final write: the process died mid-line; that event never was
+                    # A torn final write (the process died, or the disk filled, mid-line):
+                    # that event never was; an intent is written before its op starts.
+                    torn = True
+                    break
                 ev = None
-            if not isinstance(ev, dict) or (ev.get("event") == "intent"
-                                            and not isinstance(ev.get("op"), int)):
+            if not isinstance(ev, dict) or (ev.get("event") == "intent" and not _intact(ev)):
                 raise JournalError(f"{p}: line {n + 1} is corrupt; the journal cannot be "
                                    "replayed safely (restore files from it by hand)")
             events.append(ev)
@@ -240,7 +259,11 @@ class Journal:
                 ops[seq].status = str(kind)
                 ops[seq].error = ev.get("error")
         if fd >= 0 and raw and not raw.endswith(b"\n"):
-            os.write(fd, b"\n")  # seal a torn line so the next event starts cleanly
+            if torn:  # cut it off: sealed with a newline, it would be a corrupt middle line
+                os.ftruncate(fd, raw.rfind(b"\n") + 1)
+                os.fsync(fd)
+            else:  # a whole event but for its newline: end it, so the next starts cleanly
+                os.write(fd, b"\n")
         return cls(p, events[0], ops, fd)
 
     def next_seq(self) -> int:
