@@ -266,6 +266,38 @@ def test_a_member_no_chain_of_hash_matches_reaches_skips_its_group(library, tmp_
     assert all(os.path.exists(path) for path in group.paths)
 
 
+def _merge_groups(data: dict) -> None:
+    """Two groups of the report made one, as a careless edit does."""
+    first, second, *rest = data["groups"]
+    first["members"] += second["members"]
+    data["groups"] = [first, *rest]
+
+
+@pytest.mark.parametrize("edit", [
+    lambda d: d["config"].pop("threshold"),
+    lambda d: d["config"].update(threshold="x"),
+    lambda d: d["config"].update(threshold=10**6),
+    lambda d: d.update(leakage={"threshold": 10**6}),
+    lambda d: d["keep_policy"].update(protect=["/no/such/Originals"]),
+    lambda d: d["keep_policy"].update(protect=["photos/sub"]),
+    lambda d: [m.update(match="verified", similarity=0.9)
+               for m in d["groups"][0]["members"][-2:]],
+])
+def test_a_report_whose_settings_no_scan_writes_is_refused(library, edit):
+    """Without a threshold (or with one no scan takes) the check that a group's members tie
+    together was off: merged with another group, every copy of one picture was deleted. A
+    mistyped protected folder protected nothing; members claiming embedding matches in a
+    scan without a model escaped the tie check too."""
+    _root, report = library
+
+    def change(data: dict) -> None:
+        _merge_groups(data)
+        edit(data)
+    edit_report(report, change)
+    with pytest.raises(ReportError, match="edited"):
+        plan(report, action="delete", keep="original")
+
+
 @pytest.mark.parametrize("match", ["embedding", "verified"])
 def test_folder_rules_never_leave_only_what_embeddings_joined(library, match):
     """A member only embeddings matched may be another photo: no rule removes it, and it
@@ -274,6 +306,7 @@ def test_folder_rules_never_leave_only_what_embeddings_joined(library, match):
     small = str(root / "b_small.png")
 
     def mark(data: dict) -> None:
+        data["config"]["embed"] = "model.onnx"  # as a scan with embeddings writes it
         for g in data["groups"]:
             for m in g["members"]:
                 if m["path"] == small:

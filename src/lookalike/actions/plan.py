@@ -514,6 +514,38 @@ def _check_member(report: Report, group: Group, rec: ImageRecord, roots: Sequenc
                           f"{rec.source}; the report was edited. Re-run the scan")
 
 
+def _check_recorded(report: Report, recorded: Any, leak: Any) -> None:
+    """Refuse a report whose settings the scan could not have written: the checks against
+    hand edits rely on them. Without a threshold (or with one no scan takes) the check that
+    a group's members tie together was off, and two merged groups lost every copy of one
+    picture; a typo in a recorded protected folder protected nothing; members claiming an
+    embedding match in a scan without a model escaped that check.
+
+    Raises:
+        ReportError: one of those settings is missing, of the wrong type, or impossible.
+    """
+    where = f"{report.path}: the report was edited or damaged"
+    nbits = next((m.record.hash.nbits for g in report.groups for m in g.members), None)
+    for name, value in (("threshold", report.config.get("threshold")),
+                        ("leakage threshold", leak.get("threshold") or 0)):
+        if nbits is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 0 <= value <= nbits // 2):
+            raise ReportError(f"{where} (its {name} {value!r} is not a number of bits from 0 "
+                              f"to {nbits // 2}); re-run the scan")
+    if not isinstance(recorded, dict):
+        raise ReportError(f"{where} (its keep_policy is not an object); re-run the scan")
+    for d in recorded.get("protect") or []:
+        if not isinstance(d, str) or not _clean_abs(d) or not os.path.isdir(d):
+            raise ReportError(f"{where} (its protected folder {d!r} is not an existing "
+                              "absolute folder); re-run the scan, or protect it with --protect")
+    if not report.config.get("embed"):
+        odd = next((m.record.path for g in report.groups for m in g.members
+                    if m.match != "hash"), None)
+        if odd is not None:
+            raise ReportError(f"{where} ({odd} says it matched by embeddings, but the scan used "
+                              "no embedding model); re-run the scan")
+
+
 def _edited_keep(group: Group, decision: KeepDecision) -> str | None:
     """Why the report's own keep list of ``group`` cannot be followed, or None.
 
@@ -721,6 +753,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             raise ReportError(f"{report.path}: reference set {r!r} is not a scanned root "
                               "(tampered report?); re-run the scan")
     recorded = report.data.get("keep_policy") or {}
+    _check_recorded(report, recorded, leak)
     protect_dirs = [os.path.abspath(os.fspath(p)) for p in protect]
     for d in protect_dirs:
         if not os.path.isdir(d):
