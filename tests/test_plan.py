@@ -266,7 +266,7 @@ def test_a_member_no_chain_of_hash_matches_reaches_skips_its_group(library, tmp_
     assert all(os.path.exists(path) for path in group.paths)
 
 
-def _merge_groups(data: dict) -> None:
+def _merge_first_two(data: dict) -> None:
     """Two groups of the report made one, as a careless edit does."""
     first, second, *rest = data["groups"]
     first["members"] += second["members"]
@@ -291,7 +291,7 @@ def test_a_report_whose_settings_no_scan_writes_is_refused(library, edit):
     _root, report = library
 
     def change(data: dict) -> None:
-        _merge_groups(data)
+        _merge_first_two(data)
         edit(data)
     edit_report(report, change)
     with pytest.raises(ReportError, match="edited"):

@@ -473,10 +473,13 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
         for m in members:
             if not isinstance(m, dict):
                 raise bad(f"group {gid} has a member that is not an object")
-            names = [m.get("path"), *(m.get("aliases") or ())]
-            if not isinstance(m.get("aliases") or [], list) or \
+            aliases = m.get("aliases") or []
+            names = [m.get("path"), *(aliases if isinstance(aliases, list) else ())]
+            if not isinstance(aliases, list) or \
                     not all(isinstance(n, str) and "\0" not in n for n in names):
                 raise bad(f"group {gid} has a path that is not text, or holds a NUL byte")
+            if not isinstance(m.get("format") or "", str):
+                raise bad(f"group {gid}: {m['path']} has a 'format' that is not text")
             if not isinstance(m.get("source") or "", str):
                 raise bad(f"group {gid}: {m['path']} has a 'source' that is not a path")
             if not isinstance(m.get("hash"), str):
@@ -523,7 +526,7 @@ def read_report(path: str | os.PathLike[str]) -> Report:
         )
     _check_shape(p, data)
     cfg = data.get("config") or {}
-    method, nbits = cfg.get("method", "?"), int(cfg.get("nbits", 64))
+    method, nbits = cfg.get("method", "?"), int(cfg.get("nbits") or 64)
     groups = []
     try:
         for g in data.get("groups", []):
