@@ -234,3 +234,35 @@ def test_a_damaged_saved_dataset_says_what_is_wrong_and_what_to_do(dataset, tmp_
 def test_the_column_option_says_it_names_a_saved_datasets_image_column(runner):
     res = runner.invoke(cli, ["scan", "--help"])
     assert "a saved Hugging Face dataset's image column" in " ".join(res.output.split())
+
+
+def test_a_workdir_gets_a_folder_of_its_own_and_nothing_in_it_is_touched(dataset, tmp_path):
+    """The splits were written as workdir/0.parquet, 1.parquet...: a file of the user's of
+    that name was overwritten, silently."""
+    (tmp_path / "0.parquet").write_text("precious")
+    cleanup = lookalike.dedupe_dataset(dataset, keep=KEEP, workers=1, workdir=tmp_path)
+    assert cleanup.drop == EXPECTED_DROP
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.parquet"]  # scratch removed
+    assert (tmp_path / "0.parquet").read_text() == "precious"
+    with pytest.raises(ConfigError, match="not an existing folder"):
+        lookalike.dedupe_dataset(dataset, workers=1, workdir=tmp_path / "nope")
+
+
+def test_a_row_whose_image_file_is_missing_is_one_problem_and_the_rest_go_on(splits,
+                                                                              tmp_path):
+    """Images stored as paths are read while the split is exported: one missing file (or a
+    folder) aborted the whole run with FileNotFoundError."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for name, data in splits["train"]:
+        (folder / name).write_bytes(data)
+    paths = [str(folder / name) for name, _ in splits["train"]]
+    paths[4] = str(folder / "gone.jpg")
+    paths[5] = str(folder)
+    ds = datasets.Dataset.from_dict({"image": paths}).cast_column("image", datasets.Image())
+    cleanup = lookalike.dedupe_dataset(ds, keep=KEEP, workers=1)
+    assert cleanup.drop == {"data": (2, 6)}  # the copies are still found
+    errors = {p.path: p for p in cleanup.scan.errors}
+    assert sorted(errors) == ["data#4", "data#5"]
+    assert errors["data#4"].error == "vanished" and "gone.jpg" in errors["data#4"].message
+    assert errors["data#5"].error in ("not-a-regular-file", "read-error")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from lookalike.config import ScanConfig
-from lookalike.errors import ConfigError
+from lookalike.errors import ConfigError, Problem
 from lookalike.grouping.groups import near_pairs
 from lookalike.grouping.keep import KeepPolicy
 from lookalike.inputs.hf import (
@@ -177,9 +177,10 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
             (``threshold=...``, ``workers=...``), as to :func:`lookalike.scan`.
         keep: the keep policy among duplicates of a split (default
             :data:`lookalike.grouping.keep.DEFAULT_KEEP`; ties go to the lower index).
-        workdir: the local folder a dataset's image columns are written to for the scan
-            (default: a temporary folder, removed afterwards); it needs room for them, and
-            a remote Dask cluster's workers must see it at the same path.
+        workdir: an existing local folder in which a dataset's image columns are written,
+            in a new folder of their own removed afterwards, for the scan (default: the
+            system's temporary folder); it needs room for them, and a remote Dask cluster's
+            workers must see it at the same path. Nothing already in it is touched.
         input_format, name_column, storage_options: how to read the inputs of ``{split:
             inputs}`` (:func:`lookalike.inputs.listing.list_inputs`).
         engine, scheduler, executor, retries, batch_size, reporter: how the scan runs
@@ -201,15 +202,21 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
     policy = KeepPolicy.from_spec(keep)
     with ExitStack() as stack:
         exported = not isinstance(data, Mapping) or any(map(is_dataset, (data, *data.values())))
+        unreadable: dict[tuple[str, int], Problem] = {}
         if exported:
             ds = load_saved(data) if isinstance(data, str | os.PathLike) else data
-            folder = (os.fspath(workdir) if workdir is not None else stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="lookalike-dataset-")))
+            if workdir is not None and not os.path.isdir(workdir):
+                raise ConfigError(f"workdir {os.fspath(workdir)} is not an existing folder; "
+                                  "create it first (or leave workdir out: a temporary one)")
+            # A folder of its own, inside workdir: never a file of the user's overwritten.
+            folder = stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="lookalike-dataset-", dir=None if workdir is None else workdir))
             inputs: dict[str, list[str]] = {}
             for k, (name, split) in enumerate(dataset_splits(ds).items()):
                 path = os.path.join(folder, f"{k}.parquet")
-                export_split(split, image_column(split, column), path,
-                             row_group_size=CHUNK_SIZE)
+                for index, problem in export_split(split, image_column(split, column), path,
+                                                   row_group_size=CHUNK_SIZE).items():
+                    unreadable[(name, index)] = problem
                 inputs[name] = [path]
             column, name_column, input_format = BYTES_COLUMN, ROW_COLUMN, "parquet"
         else:
@@ -239,7 +246,13 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
                       reporter=reporter)
     cleanup = _decide(result, where, rows, policy)
     if exported:
-        return dataclasses.replace(cleanup, scan=_relabel(result, where, list(rows)))
+        scanned = _relabel(result, where, list(rows))
+        if unreadable:  # what the null cell of such a row stands for
+            said = {f"{name}#{index}": p for (name, index), p in unreadable.items()}
+            scanned = dataclasses.replace(scanned, errors=[
+                dataclasses.replace(said[p.path], path=p.path) if p.path in said else p
+                for p in scanned.errors])
+        return dataclasses.replace(cleanup, scan=scanned)
     # Splits of files, shards or Parquet cells: which item each row index is.
     paths: dict[str, list[str]] = {name: [""] * n for name, n in rows.items()}
     for path, (name, index) in where.items():

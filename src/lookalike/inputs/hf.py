@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lookalike.config import import_extra
-from lookalike.errors import ConfigError
+from lookalike.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -138,14 +138,17 @@ def _bytes_kind(feature: Any) -> str | None:
     return None
 
 
-def export_split(split: Any, column: str, path: str, *, row_group_size: int) -> int:
+def export_split(split: Any, column: str, path: str, *, row_group_size: int
+                 ) -> dict[int, Problem]:
     """Write the images of ``column`` of ``split`` to a new Parquet file at ``path``:
     :data:`BYTES_COLUMN` (the stored bytes; null where a row has no image) and
     :data:`ROW_COLUMN` (the row's index in ``split``), ``row_group_size`` rows per row group
-    (the scan hashes one row group per work item). Returns the number of rows.
+    (the scan hashes one row group per work item).
 
     Rows are read in ``split``'s order, so a selected or shuffled dataset is written as it
-    is seen. Images stored as a path only are read from it now.
+    is seen. Images stored as a path only are read from it now: a row whose file cannot be
+    read is written null, and returned (its index, and the problem, with the row as path:
+    ``#index``) for the caller to report instead of the null cell; the rest go on.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -155,15 +158,43 @@ def export_split(split: Any, column: str, path: str, *, row_group_size: int) -> 
     n = len(split)
     width = len(str(max(n - 1, 0)))
     schema = pa.schema([(BYTES_COLUMN, pa.large_binary()), (ROW_COLUMN, pa.string())])
+    unreadable: dict[int, Problem] = {}
     # Already-compressed images gain nothing from Parquet compression; it would only cost CPU.
     with pq.ParquetWriter(path, schema, compression="none") as writer:
         for start in range(0, n, row_group_size):
             values = table_of[start:start + row_group_size].column(column).combine_chunks()
             if kind == "image":
-                values = split.features[column].embed_storage(values)
+                values = _embedded(split.features[column], values, start, unreadable)
             if kind != "binary":
                 values = values.field("bytes")
             names = pa.array([f"{i:0{width}d}" for i in range(start, start + len(values))])
             writer.write_table(pa.table([values.cast(pa.large_binary()), names],
                                         schema=schema))
-    return n
+    return unreadable
+
+
+def _embedded(feature: Any, values: Any, start: int, unreadable: dict[int, Problem]) -> Any:
+    """``feature.embed_storage(values)`` (the bytes of images stored as paths, read now),
+    row by row when that fails, so that one missing file costs only its own row."""
+    import pyarrow as pa
+
+    try:
+        return feature.embed_storage(values)
+    except Exception:  # whatever the file system or datasets raised: row by row
+        pass
+    rows = []
+    for k in range(len(values)):
+        one = values.slice(k, 1)
+        try:
+            rows.append(feature.embed_storage(one))
+        except Exception as exc:
+            shown = one.field("path")[0].as_py()
+            reason = ("vanished" if isinstance(exc, FileNotFoundError) else
+                      "not-a-regular-file" if isinstance(exc, IsADirectoryError) else
+                      "permission-denied" if isinstance(exc, PermissionError) else "read-error")
+            unreadable[start + k] = Problem(
+                path=f"#{start + k}", stage="read", error=reason,
+                message=f"its image is stored as the path {shown!r}, which cannot be read: "
+                        f"{getattr(exc, 'strerror', None) or exc}")
+            rows.append(pa.array([None], type=values.type))
+    return pa.concat_arrays(rows)
