@@ -252,6 +252,32 @@ def test_bad_shards_are_problems_and_the_scan_goes_on(tree, tmp_path):
     assert len(result.records) == 16
 
 
+def test_a_parquet_file_without_images_among_others_is_its_own_problem(tree, tmp_path):
+    """A metadata-only Parquet file in a folder of image Parquet files stopped the whole scan
+    (ConfigError); only when no file has the images is it bad usage."""
+    (tmp_path / "pq").mkdir()
+    _write_parquet(tree, tmp_path / "pq" / "images.parquet")
+    pq.write_table(pa.table({"id": [1, 2], "label": ["a", "b"]}), tmp_path / "pq" / "meta.parquet")
+    result = scan_inputs([str(tmp_path / "pq")], CONFIG, input_format="parquet")
+    assert len(result.records) == len(_files(tree)) - 1  # all but the truncated one
+    (meta,) = [e for e in result.errors if e.path.endswith("meta.parquet")]
+    assert meta.error == "not-parquet" and "no column of image bytes" in meta.message
+    with pytest.raises(ConfigError, match="no column of image bytes"):
+        scan_inputs([str(tmp_path / "pq" / "meta.parquet")], CONFIG)
+
+
+def test_a_compressed_shard_named_directly_is_refused_with_its_hint(tree, tmp_path):
+    """A .tar.gz given by name was read as one image ('not an image'); in a folder read as
+    shards it was the compressed-tar problem with its hint."""
+    import gzip
+
+    shard = _write_shards(tree, tmp_path / "s", n=1)[0]
+    for name in ("s.tar.gz", "s.tgz"):
+        (tmp_path / name).write_bytes(gzip.compress(Path(shard).read_bytes()))
+        result = scan_inputs([str(tmp_path / name)], CONFIG)
+        assert [e.error for e in result.errors] == ["compressed-tar"] and not result.records
+
+
 def test_shards_and_parquet_files_in_a_folder_scanned_as_files_are_counted_and_named(
         tree, tmp_path, capsys):
     # Scanning a folder of shards in the default input format found 0 images and said only

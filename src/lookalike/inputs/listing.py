@@ -121,7 +121,7 @@ def format_of(target: str, fmt: str) -> str:
     if fmt != "auto":
         return fmt
     low = target.lower().rstrip("/")
-    if low.endswith(".tar"):
+    if low.endswith((".tar", ".tar.gz", ".tgz")):  # compressed: refused as one, with a hint
         return "tar"
     if low.endswith((".parquet", ".pq")):
         return "parquet"
@@ -276,10 +276,13 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
                     results[url] = lister(url)
                 except Exception as exc:  # turned into this container's problem below
                     results[url] = exc
+        refused = [out for out in results.values() if isinstance(out, ConfigError)]
+        if refused and len(refused) == len(urls):
+            raise refused[0]  # no input has what was asked for (a column): bad usage
         for url in urls:  # input order, whatever order the tasks finished in
             out = results[url]
-            if isinstance(out, ConfigError):
-                raise out
+            if isinstance(out, ConfigError):  # others have it: this file's problem only
+                out = Problem(path=url, stage="walk", error=f"not-{fmt}", message=str(out))
             if isinstance(out, BaseException):
                 out = Problem(path=url, stage="walk", error="list-failed",
                               message=f"listing task failed: {type(out).__name__}: {out}")
