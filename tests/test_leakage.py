@@ -229,6 +229,15 @@ def test_find_leakage_takes_records_and_a_threshold(scanned):
     assert from_records.purge == find_leakage(result, [train]).purge
     with pytest.raises(ConfigError, match="threshold"):
         find_leakage(result.records, [train])
+    # One reference set as a plain path: it was split into its characters ("the reference /
+    # was not scanned"), a Path was "not iterable"; a generator or a text threshold were
+    # AttributeError and a message about 'max_distance'.
+    assert find_leakage(result, str(train)).purge == from_records.purge
+    assert find_leakage(result, Path(train)).purge == from_records.purge
+    with pytest.raises(ConfigError, match="a ScanResult or a list of ImageRecords"):
+        find_leakage((r for r in result.records), [train], threshold=THRESHOLD)
+    with pytest.raises(ConfigError, match="threshold '6' is not a number of bits"):
+        find_leakage(result, [train], threshold="6")  # type: ignore[arg-type]
     # At threshold 0 only identical hashes leak. The resized astronaut in val/ is 1 bit off
     # as it stands, but one of its flipped/turned hashes (stored by default) is identical.
     assert find_leakage(result, [train], threshold=0).purge == (

@@ -289,3 +289,26 @@ def test_plan_lines_escape_names_in_reasons_and_line_separators(tmp_path, scene,
     out = capsys.readouterr().out
     skip = [line for line in out.splitlines() if line.startswith("skip group")]
     assert len(skip) == 1 and "kept\\nname.png" in skip[0]
+
+
+def test_write_report_follows_the_extension_and_says_what_is_wrong(result, tmp_path):
+    """write_report(result, 'dups.csv') wrote JSON into it; an unknown format was a bare
+    ValueError and a folder 'Not a directory'."""
+    write_report(result, tmp_path / "dups.csv")
+    header = (tmp_path / "dups.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "group"
+    write_report(result, tmp_path / "dups.txt")
+    assert "duplicate group" in (tmp_path / "dups.txt").read_text()
+    write_report(result, tmp_path / "dups.csv", format="json")  # the format named wins
+    assert json.loads((tmp_path / "dups.csv").read_text())["schema_version"] == 1
+    for out, fmt, match in ((tmp_path / "dups.xml", None, "extension '.xml'"),
+                            (tmp_path / "d.json", "xml", "unknown report format 'xml'"),
+                            (tmp_path, None, "is a folder")):
+        with pytest.raises(lookalike.ConfigError, match=match):
+            write_report(result, out, format=fmt)
+
+
+def test_read_results_of_a_missing_output_is_an_error_not_an_empty_table(tmp_path):
+    pytest.importorskip("pyarrow")
+    with pytest.raises(lookalike.ConfigError, match="no Parquet output"):
+        lookalike.read_results(tmp_path / "nope.parquet")

@@ -235,21 +235,17 @@ def _quiet_option(help: str = "No progress lines.") -> _Decorator:
     return click.option("--quiet", "-q", is_flag=True, help=help)
 
 
-#: Report formats by the -o file's extension (no extension: JSON).
-_FORMATS = {".json": "json", ".csv": "csv", ".txt": "text", "": "json"}
-
-
 def _report_format(output: str) -> str:
-    """The format of the -o file, from its extension; an unknown one is refused."""
-    ext = os.path.splitext(output)[1]
-    if ext.lower() in (".html", ".htm"):
+    """The format of the -o file, from its extension (:func:`format_for`)."""
+    from lookalike.report.schema import format_for
+
+    if os.path.splitext(output)[1].lower() in (".html", ".htm"):
         raise ConfigError(f"-o writes the report (JSON, CSV, text or paths); for the review "
                           f"page write --html {output}")
-    if ext.lower() not in _FORMATS:
-        raise ConfigError(f"cannot tell the report format from the extension {ext!r} of "
-                          f"{output}: use .json, .csv or .txt, or pass --format "
-                          "json|csv|text|paths|paths0")
-    return _FORMATS[ext.lower()]
+    try:
+        return format_for(output)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}, or pass --format json|csv|text|paths|paths0") from None
 
 
 @contextlib.contextmanager

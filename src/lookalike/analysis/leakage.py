@@ -170,14 +170,14 @@ def check_sets(reference: Iterable[str | os.PathLike[str]],
 
 
 def find_leakage(scan: ScanResult | Sequence[ImageRecord],
-                 reference: Iterable[str | os.PathLike[str]], *,
+                 reference: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
                  threshold: int | None = None, roots: Sequence[str] | None = None) -> Leakage:
     """Find the images outside ``reference`` that have near duplicates inside it.
 
     Args:
         scan: a :class:`~lookalike.pipeline.ScanResult` of all the sets scanned together, or
             its records (each :class:`~lookalike.model.ImageRecord` knows its ``source`` root).
-        reference: the reference roots (as given to the scan).
+        reference: the reference root (as given to the scan), or several.
         threshold: max Hamming distance in bits; default: the scan's threshold (required
             when passing records).
         roots: every set's root, so empty sets are listed too; default: the scan's roots, or
@@ -194,7 +194,18 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
 
     Cost: one exact Hamming search over all images (:func:`lookalike.grouping.groups.near_pairs`).
     """
+    from lookalike.pipeline import ScanResult
+
     embedded: dict[tuple[str, str], tuple[str, float]] = {}
+    if isinstance(reference, str | os.PathLike):
+        reference = [reference]  # one set: not the characters of its name
+    if not isinstance(scan, ScanResult) and not (
+            isinstance(scan, Sequence) and all(isinstance(r, ImageRecord) for r in scan)):
+        raise ConfigError(f"find_leakage() takes a ScanResult or a list of ImageRecords, not "
+                          f"{type(scan).__name__}")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int)
+                                  or threshold < 0):
+        raise ConfigError(f"threshold {threshold!r} is not a number of bits >= 0")
     if isinstance(scan, Sequence):
         records = list(scan)
         if threshold is None:

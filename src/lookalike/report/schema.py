@@ -95,6 +95,28 @@ CSV_LEAKAGE_FIELDS = ["set", "purge"]
 #: one per line or NUL-terminated (for ``xargs -0``).
 FORMATS = ("json", "csv", "text", "paths", "paths0")
 
+#: Report formats by a file's extension (no extension: JSON).
+_BY_EXTENSION = {".json": "json", ".csv": "csv", ".txt": "text", "": "json"}
+
+
+def format_for(path: str | os.PathLike[str]) -> str:
+    """The report format a file's extension asks for (``.json``, ``.csv``, ``.txt``; none:
+    JSON).
+
+    Raises:
+        ConfigError: an extension that names no report format (``.html``: the review page
+            is written by :func:`lookalike.report.html.write_html`).
+    """
+    name = os.fspath(path)
+    ext = os.path.splitext(name)[1].lower()
+    if ext in (".html", ".htm"):
+        raise ConfigError(f"{name} would be the review page; a report is JSON, CSV, text or "
+                          "a list of paths (the page: lookalike report, or write_html)")
+    if ext not in _BY_EXTENSION:
+        raise ConfigError(f"cannot tell the report format from the extension {ext!r} of "
+                          f"{name}: use .json, .csv or .txt")
+    return _BY_EXTENSION[ext]
+
 
 def _member_dict(m: Member) -> dict[str, Any]:
     r = m.record
@@ -175,9 +197,11 @@ def report_to_dict(result: ScanResult, argv: list[str] | None = None, *,
 
 
 def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
-                 format: str = "json", argv: list[str] | None = None,
+                 format: str | None = None, argv: list[str] | None = None,
                  keep: KeepSpec = None, leakage: Leakage | None = None) -> None:
     """Write ``result`` in one of :data:`FORMATS` to a path or an open text stream.
+
+    ``format`` None: the path's extension says (:func:`format_for`; a stream gets JSON).
 
     ``json``: the report; ``csv``: one row per group member (:func:`render_csv`); ``text``:
     the human summary; ``paths``/``paths0``: the files to remove (:func:`render_paths`).
@@ -186,6 +210,10 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
     caller writing several views of one scan decides once with :func:`decide_keep` and
     passes the result to each.
     """
+    if format is None:
+        format = format_for(out) if isinstance(out, str | os.PathLike) else "json"
+    if isinstance(out, str | os.PathLike) and os.path.isdir(out):
+        raise ConfigError(f"{os.fspath(out)} is a folder; name the report file to write")
     if format == "json":
         # No indent: json's C encoder only runs without one (10x faster on big reports).
         text = json.dumps(report_to_dict(result, argv, keep=keep, leakage=leakage)) + "\n"
@@ -197,7 +225,7 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
         text = render_paths(result, keep=keep, leakage=leakage,
                             end="\0" if format == "paths0" else "\n")
     else:
-        raise ValueError(f"unknown report format {format!r}; use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown report format {format!r}; use one of {', '.join(FORMATS)}")
     if isinstance(out, (str, os.PathLike)):
         tmp = f"{os.fspath(out)}.tmp"
         try:

@@ -300,8 +300,14 @@ def read_results(path: str | os.PathLike[str], *, latest: bool = True,
 
     Returns:
         A ``pyarrow.Table`` with the columns of the module doc; ``.to_pandas()`` for pandas.
+
+    Raises:
+        ConfigError: there is nothing at ``path``, or it is a file, not such a folder.
     """
     store = ParquetStore(path, storage_options=storage_options)
+    if not store._fs.exists(store._root):  # a typo is not "no results"
+        raise ConfigError(f"no Parquet output at {store.path}; name the folder the scan's "
+                          "parquet_out (--parquet-out) wrote")
     table = store.read()
     if not latest or table.num_rows == 0:
         return table
