@@ -6,6 +6,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 from lookalike.errors import (
     REASONS,
     RETRYABLE,
@@ -218,3 +220,29 @@ def test_library_messages_name_settings_not_command_line_flags():
     # the library is also called from Python, where no flag exists.
     offenders = flag_messages()
     assert not offenders, "\n".join(offenders)
+
+
+def test_api_arguments_of_the_wrong_type_say_which_and_what_is_wanted(tmp_path, scene):
+    """Each of these failed deep inside with an AttributeError or a TypeError about
+    something else ('bool' object has no attribute 'lookup', ...)."""
+    import lookalike
+
+    scene(1).save(tmp_path / "a.png")
+    for kwargs, match in (({"cache": False}, "cache must be"),
+                          ({"files_from": 5}, "files_from must be a path"),
+                          ({"batch_size": "8"}, "batch_size must be a whole number"),
+                          ({"retries": 1.5}, "retries must be a whole number"),
+                          ({"reporter": print}, "reporter must be an object with the methods"),
+                          ({"config": {"threshold": 3}}, "config must be a ScanConfig")):
+        with pytest.raises(TypeError, match=match):
+            lookalike.scan(tmp_path, **kwargs)
+    for paths in (5, None, b"/tmp", [tmp_path, 3]):
+        with pytest.raises(TypeError, match="path"):
+            lookalike.scan(paths)
+    with pytest.raises(TypeError, match="a path or a PIL image, not bytes"):
+        lookalike.hash_image(b"\x89PNG")
+    with pytest.raises(lookalike.ConfigError, match="keep rules are a rule name"):
+        lookalike.KeepPolicy.from_spec(3)
+    # Right types still work: a Path as files_from, a list of Paths.
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 'a.png'}\n")
+    assert lookalike.scan([], files_from=tmp_path / "list.txt", workers=1).stats["images"] == 1

@@ -214,6 +214,10 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
                               batch_size=batch_size, reporter=reporter).scan
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    paths = _check_scan_arguments(paths, config, cache, files_from, retries, batch_size,
+                                  reporter)
+    if files_from is not None:
+        files_from = os.fspath(files_from)
     with contextlib.ExitStack() as opened:
         if isinstance(cache, (str, os.PathLike)):
             from lookalike.store.cache import HashCache
@@ -226,6 +230,37 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
                    batch_size=batch_size, reporter=reporter)
 
 
+def _check_scan_arguments(paths: Any, config: Any, cache: Any, files_from: Any, retries: Any,
+                          batch_size: Any, reporter: Any) -> list[str | os.PathLike[str]]:
+    """The paths of a :func:`scan` as a list; a ``TypeError`` that names the argument for
+    one of the wrong type (they failed deep inside as an ``AttributeError``)."""
+    from lookalike.store.cache import HashCache
+
+    def wrong(name: str, want: str, got: Any) -> TypeError:
+        return TypeError(f"scan(): {name} must be {want}, not {type(got).__name__}")
+
+    if isinstance(paths, bytes) or not isinstance(paths, Iterable):
+        raise wrong("paths", "a path or a list of paths", paths)
+    paths = list(paths)
+    if not all(isinstance(p, (str, os.PathLike)) for p in paths):
+        bad = next(p for p in paths if not isinstance(p, (str, os.PathLike)))
+        raise wrong("each path", "a str or os.PathLike", bad)
+    if not isinstance(config, ScanConfig):
+        raise wrong("config", "a ScanConfig (or leave it out and pass its fields)", config)
+    if cache is not None and not isinstance(cache, (str, os.PathLike, HashCache)):
+        raise wrong("cache", "the path of the SQLite cache file, a HashCache, or None (no "
+                    "cache)", cache)
+    if files_from is not None and not isinstance(files_from, (str, os.PathLike)):
+        raise wrong("files_from", "a path", files_from)
+    for name, value in (("retries", retries), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise wrong(name, "a whole number", value)
+    if reporter is not None and not isinstance(reporter, Reporter):
+        raise wrong("reporter", "an object with the methods of lookalike.Reporter (phase, "
+                    "advance, problem, info, close)", reporter)
+    return paths
+
+
 def hash_image(image: str | os.PathLike[str] | Image, method: str = DEFAULT_METHOD,
                hash_size: int | None = None, *, decode: str = "full") -> Hash:
     """Hash one image file (or an in-memory PIL image) with ``method``.
@@ -236,9 +271,17 @@ def hash_image(image: str | os.PathLike[str] | Image, method: str = DEFAULT_METH
     Raises:
         DecodeError: the file is not a readable image (``.reason`` says why).
         ConfigError: unknown method.
+        OSError: the file cannot be read (``FileNotFoundError``, ...).
+        TypeError: ``image`` is neither a path nor a PIL image (bytes: ``io.BytesIO`` them
+            and open them with ``PIL.Image.open``).
     """
+    from PIL import Image as PILImage
+
     from lookalike.imaging.decode import Picture, decode_bytes
     from lookalike.imaging.hashes import get_method
+
+    if not isinstance(image, (str, os.PathLike, PILImage.Image)):
+        raise TypeError(f"hash_image() takes a path or a PIL image, not {type(image).__name__}")
 
     # The sizes a scan accepts, checked where a scan checks them (a ConfigError naming the
     # method's range; phash 33 or hash_size 1 got through, or failed as a ValueError).

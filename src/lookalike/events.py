@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from lookalike.errors import Problem
 
 __all__ = ["NullReporter", "Reporter"]
 
 
+@runtime_checkable
 class Reporter(Protocol):
-    """Receives progress and per-file problems from long-running library calls."""
+    """Receives progress and per-file problems from long-running library calls (an object
+    with these five methods; :class:`NullReporter` is one that ignores everything)."""
 
     def phase(self, number: int, total: int, name: str, size: int | None) -> None:
         """A new numbered phase starts ("2/4: hashing"); ``size`` is its item count if known."""

@@ -537,7 +537,8 @@ def _check_recorded(report: Report, recorded: Any, leak: Any) -> None:
     for d in recorded.get("protect") or []:
         if not isinstance(d, str) or not _clean_abs(d) or not os.path.isdir(d):
             raise ReportError(f"{where} (its protected folder {d!r} is not an existing "
-                              "absolute folder); re-run the scan, or protect it with --protect")
+                              "absolute folder); re-run the scan, or protect the folder "
+                              "when you plan")
     if not report.config.get("embed"):
         odd = next((m.record.path for g in report.groups for m in g.members
                     if m.match != "hash"), None)

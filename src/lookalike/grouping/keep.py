@@ -249,7 +249,11 @@ def parse_keep(spec: str | Iterable[str] | None) -> tuple[str, ...]:
     """
     if spec is None:
         return DEFAULT_KEEP
-    values = [spec] if isinstance(spec, str) else list(spec)
+    values = [spec] if isinstance(spec, str) else list(spec) \
+        if isinstance(spec, Iterable) and not isinstance(spec, bytes) else None
+    if values is None or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"keep rules are a rule name or a list of them (e.g. 'original' or "
+                          f"['largest-file', 'oldest']), not {spec!r}")
     rules: list[str] = []
     for value in values:
         if value.startswith("match:"):

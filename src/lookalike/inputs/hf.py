@@ -110,6 +110,8 @@ def image_column(split: Any, column: str | None) -> str:
     """
     datasets = _datasets()
     features: Mapping[str, Any] = split.features
+    if column is not None and not isinstance(column, str):
+        raise ConfigError(f"column is the name of one column, not {column!r}")
     if column is None:
         found = [n for n, f in features.items() if isinstance(f, datasets.Image)]
         if not found:

@@ -307,7 +307,7 @@ def read_results(path: str | os.PathLike[str], *, latest: bool = True,
     store = ParquetStore(path, storage_options=storage_options)
     if not store._fs.exists(store._root):  # a typo is not "no results"
         raise ConfigError(f"no Parquet output at {store.path}; name the folder the scan's "
-                          "parquet_out (--parquet-out) wrote")
+                          "Parquet output went to")
     table = store.read()
     if not latest or table.num_rows == 0:
         return table
