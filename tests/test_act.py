@@ -1048,3 +1048,29 @@ def test_a_refused_apply_leaves_its_journal_unlocked(library, tmp_path):
         apply(other, journal=journal)
     with Journal.open(journal):  # not left locked by the refused run
         pass
+
+
+def test_ctrl_c_during_undo_says_to_run_undo_again(library, tmp_path, capsys):
+    """It said only "interrupted"; running undo again is what finishes the job."""
+    from lookalike.actions import apply as act
+    from lookalike.cli import main
+
+    root, report = library
+    before = snapshot(root)
+    journal = tmp_path / "j.jsonl"
+    assert apply(make_plan("move", report, tmp_path), journal=journal).ok
+
+    def stop(step: str) -> None:
+        if step.startswith("undo:"):
+            act._crash_hook = None
+            raise KeyboardInterrupt
+
+    act._crash_hook = stop
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["undo", str(journal), "-q"])
+    finally:
+        act._crash_hook = None
+    assert exc.value.code == 130
+    assert f"run `lookalike undo {journal}` again" in capsys.readouterr().err
+    assert undo(journal).ok and snapshot(root) == before

@@ -589,6 +589,8 @@ def test_decisions_leave_unlisted_members_alone(library, tmp_path):
     ([], {"report_created": "1999-01-01T00:00:00+00:00"}, "export the decisions again"),
     ([], {"report_path": "/nonexistent/report.json"}, "not found"),
     ([], {"schema_version": 7}, "schema version"),
+    ([], {"schema_version": True}, "schema version"),  # True == 1 in Python
+    ([{"id": 1.9, "keep": [], "remove": []}], {}, "not a whole number"),  # was group 1
     ([{"keep": []}], {}, "malformed"),
 ])
 def test_bad_decisions_are_rejected(library, tmp_path, groups, over, match):

@@ -154,6 +154,8 @@ def _two(**extra) -> list[dict]:
     (lambda d: d["groups"][0].update(members=_two(aliases=5)), "not text"),  # was a TypeError
     (lambda d: d["groups"][0].update(members=_two(format=5)), "'format' that is not text"),
     (lambda d: d["config"].update(nbits=None), None),  # absent: fine (was a TypeError)
+    (lambda d: d.update(schema_version=True), "schema version 1 (found True)"),
+    (lambda d: d.update(schema_version=1.0), "schema version 1 (found 1.0)"),
     (lambda d: d["groups"][0].update(members=_two(match="trust me")), "unknown 'match'"),
     # A method or size no scan has was applied as if it were one (42 moves planned).
     (lambda d: d["config"].update(method="nope"), "unknown hash method 'nope'"),

@@ -693,8 +693,12 @@ def _run(argv: list[str] | None) -> int:
         click.echo("interrupted", err=True)
         return 130
     except Interrupted as exc:
-        click.echo(f"interrupted; `lookalike undo {exc.journal}` puts back what was done, or "
-                   f"re-run with --journal {exc.journal} to finish", err=True)
+        if exc.undoing:
+            click.echo(f"interrupted; run `lookalike undo {exc.journal}` again to finish "
+                       "putting the files back", err=True)
+        else:
+            click.echo(f"interrupted; `lookalike undo {exc.journal}` puts back what was done, "
+                       f"or re-run with --journal {exc.journal} to finish", err=True)
         return exc.exit_code
     except click.ClickException as exc:  # bad usage: exit 2, with click's usage hint
         exc.show()

@@ -153,9 +153,11 @@ class Interrupted(LookalikeError):
 
     exit_code = 130
 
-    def __init__(self, journal: str) -> None:
+    def __init__(self, journal: str, *, undoing: bool = False) -> None:
         super().__init__(f"interrupted; the journal {journal} records every change made")
         self.journal = journal
+        #: True when an undo was stopped: running it again finishes putting files back.
+        self.undoing = undoing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

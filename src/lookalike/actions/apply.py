@@ -54,7 +54,7 @@ from typing import Any, Literal
 from lookalike.actions.journal import Journal, OpRecord, backup_dir_of, fsync_dir
 from lookalike.actions.plan import FileState, GroupPlan, Operation, Plan, SkippedGroup, entry_key
 from lookalike.config import nearest_folder
-from lookalike.errors import ConfigError, JournalError, Problem
+from lookalike.errors import ConfigError, Interrupted, JournalError, Problem
 from lookalike.events import NullReporter, Reporter
 from lookalike.paths import is_under
 from lookalike.version import __version__
@@ -633,6 +633,7 @@ def undo(journal: str | os.PathLike[str], *, reporter: Reporter | None = None) -
 
     Raises:
         JournalError: the journal is missing or corrupt.
+        Interrupted: Ctrl-C stopped it (``undoing`` True); running it again finishes.
 
     Cost: one ``rename``/``link`` per op; reads a file only to confirm which copy is which when
     inodes cannot tell (copies across file systems).
@@ -645,7 +646,11 @@ def undo(journal: str | os.PathLike[str], *, reporter: Reporter | None = None) -
                       key=lambda r: -r.seq)
         deleted = [r.path for r in j.ops.values() if r.status == "done" and r.action == "delete"]
         reporter.phase(1, 1, "undoing", len(todo))
-        res = _replay(j, todo, reporter, final="undone")
+        try:
+            res = _replay(j, todo, reporter, final="undone")
+        except KeyboardInterrupt:
+            # Every op is journaled as it is put back: running undo again finishes the rest.
+            raise Interrupted(j.path, undoing=True) from None
         with contextlib.suppress(OSError):
             os.rmdir(j.backup_dir)  # only if every preserved copy went back
     reporter.close()

@@ -227,7 +227,7 @@ class Journal:
                 head = None
         if not isinstance(head, dict) or head.get("kind") != JOURNAL_KIND:
             raise JournalError(f"{p} is not a lookalike journal (no journal header); {hint}")
-        if head.get("schema_version") != JOURNAL_SCHEMA:
+        if type(head.get("schema_version")) is not int or head["schema_version"] != JOURNAL_SCHEMA:
             raise JournalError(f"{p} is a lookalike journal of schema version "
                                f"{head.get('schema_version')!r}; this version reads "
                                f"{JOURNAL_SCHEMA} only")

@@ -362,7 +362,9 @@ def load_decisions(path: str | os.PathLike[str], data: dict[str, Any] | None = N
     p = os.path.abspath(os.fspath(path))
     if data is None:
         data = _read_json(p)
-    if data.get("kind") != DECISIONS_KIND or data.get("schema_version") != DECISIONS_SCHEMA_VERSION:
+    version = data.get("schema_version")
+    if data.get("kind") != DECISIONS_KIND or type(version) is not int \
+            or version != DECISIONS_SCHEMA_VERSION:  # not true, nor 1.0: a hand edit
         raise ReportError(f"{p} is not a lookalike decisions file of schema version "
                           f"{DECISIONS_SCHEMA_VERSION}")
     rp = data.get("report_path")
@@ -382,7 +384,10 @@ def load_decisions(path: str | os.PathLike[str], data: dict[str, Any] | None = N
     out: list[KeepDecision] = []
     try:
         for g in data.get("groups", []):
-            gid = int(g["id"])
+            if type(g["id"]) is not int:  # 1.9 was read as group 1
+                raise ReportError(f"{p}: a group id {g['id']!r} is not a whole number; export "
+                                  "the decisions again")
+            gid = g["id"]
             for key in ("keep", "remove"):  # a text would be read letter by letter
                 if not isinstance(g.get(key, []), list):
                     raise ReportError(f"{p}: group {gid}'s {key!r} is not a list of paths; "

@@ -546,7 +546,8 @@ def read_report(path: str | os.PathLike[str]) -> Report:
         raise ReportError(f"{p} is a dataset cleanup (row indices to keep per split), not a "
                           "scan report: apply it to the dataset with DatasetCleanup.select, "
                           "or scan image files for a report")
-    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+    if not isinstance(data, dict) or type(data.get("schema_version")) is not int \
+            or data["schema_version"] != SCHEMA_VERSION:  # not true, nor 1.0: a hand edit
         found = data.get("schema_version") if isinstance(data, dict) else None
         raise ReportError(
             f"{p} is not a lookalike report of schema version {SCHEMA_VERSION} (found {found!r});"
