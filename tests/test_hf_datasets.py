@@ -266,3 +266,22 @@ def test_a_row_whose_image_file_is_missing_is_one_problem_and_the_rest_go_on(spl
     assert sorted(errors) == ["data#4", "data#5"]
     assert errors["data#4"].error == "vanished" and "gone.jpg" in errors["data#4"].message
     assert errors["data#5"].error in ("not-a-regular-file", "read-error")
+
+
+def test_a_dataset_scan_says_where_its_leaks_are_and_what_acts_on_it(dataset, tmp_path):
+    """find_leakage on it said "test#0 comes from 'test', which is not a scanned set"; plan on
+    its report "a relative path"; a Parquet file given whole, "not a complete save_to_disk
+    folder"; a column one split lacks did not say which."""
+    result = lookalike.scan(dataset, workers=1)
+    with pytest.raises(ConfigError, match=r"dedupe_dataset\(dataset\).leaks"):
+        lookalike.find_leakage(result, ["train"])
+    lookalike.write_report(result, tmp_path / "r.json")
+    with pytest.raises(lookalike.ReportError, match=r"a dataset's rows.*select"):
+        lookalike.plan(tmp_path / "r.json", action="delete")
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "train.parquet")
+    with pytest.raises(ConfigError, match=r"give the splits by name, e.g. \{'train'"):
+        lookalike.dedupe_dataset(str(tmp_path / "train.parquet"))
+    other = dataset["test"].rename_column("image", "picture")
+    mixed = datasets.DatasetDict({"train": dataset["train"], "test": other})
+    with pytest.raises(ConfigError, match="split 'test': the dataset has no column 'image'"):
+        lookalike.dedupe_dataset(mixed, column="image", workers=1)

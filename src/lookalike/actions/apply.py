@@ -885,7 +885,9 @@ def _same_file_problem(op: Operation, st: os.stat_result | None,
 def _run_op(j: Journal, op: Operation, real_roots: list[str],
             kept: dict[str, tuple[int, int]]) -> Problem | None:
     try:
-        fd = _lock_file(op.path, exclusive=True)
+        # Another name of a kept file (collapsing links) is that file: its group's shared
+        # lock already holds it, and an exclusive one would conflict with ours.
+        fd = None if op.name_of is not None else _lock_file(op.path, exclusive=True)
     except BlockingIOError:
         return _problem(op.path, "in-use", "another lookalike run is acting on it, or keeps "
                         "it; not touched. Run this again once it has finished")

@@ -214,7 +214,11 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
             inputs: dict[str, list[str]] = {}
             for k, (name, split) in enumerate(dataset_splits(ds).items()):
                 path = os.path.join(folder, f"{k}.parquet")
-                for index, problem in export_split(split, image_column(split, column), path,
+                try:
+                    images = image_column(split, column)
+                except ConfigError as exc:  # which split lacks it
+                    raise ConfigError(f"split {name!r}: {exc}") from None
+                for index, problem in export_split(split, images, path,
                                                    row_group_size=CHUNK_SIZE).items():
                     unreadable[(name, index)] = problem
                 inputs[name] = [path]

@@ -206,6 +206,11 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, int)
                                   or threshold < 0):
         raise ConfigError(f"threshold {threshold!r} is not a number of bits >= 0")
+    if isinstance(scan, ScanResult) and scan.records and all(
+            "#" in r.path and not os.path.isabs(r.path) for r in scan.records[:1]):
+        raise ConfigError("this is the scan of a dataset's splits (its rows are split#index, "
+                          "not files): the leaks between its splits are in "
+                          "lookalike.dedupe_dataset(dataset).leaks")
     if isinstance(scan, Sequence):
         records = list(scan)
         if threshold is None:

@@ -562,6 +562,11 @@ def read_report(path: str | os.PathLike[str]) -> Report:
             members = []
             for m in g["members"]:
                 if not os.path.isabs(m["path"]):
+                    if "#" in m["path"] and m["path"].split("#")[0] in (data.get("roots") or ()):
+                        raise ReportError(
+                            f"{p} is the report of a dataset's rows ({m['path']!r}: split "
+                            "and row), not of files: nothing acts on it. Drop the rows with "
+                            "lookalike.dedupe_dataset(...).select(dataset)")
                     raise ReportError(f"{p}: group {g.get('id')} has a relative path {m['path']!r}")
                 similarity = m.get("similarity")
                 members.append(Member(_record_from(m, method, nbits), int(m.get("distance", 0)),
