@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from lookalike.inputs.listing import InputFormat
     from lookalike.pipeline import ScanResult
     from lookalike.report.html import HtmlSummary, write_html
-    from lookalike.report.schema import Report, read_report, write_report
+    from lookalike.report.schema import Report, read_report, remove_paths, write_report
     from lookalike.store.cache import HashCache
     from lookalike.store.parquet import ParquetStore, read_results
 
@@ -74,6 +74,7 @@ _LAZY = {
     "plan": "actions.plan",
     "Report": "report.schema",
     "read_report": "report.schema",
+    "remove_paths": "report.schema",
     "write_report": "report.schema",
 }
 
@@ -136,6 +137,7 @@ __all__ = [
     "plan",
     "read_report",
     "read_results",
+    "remove_paths",
     "scan",
     "undo",
     "write_html",
