@@ -1050,6 +1050,39 @@ def test_a_refused_apply_leaves_its_journal_unlocked(library, tmp_path):
         pass
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="file locks are POSIX flock")
+def test_a_group_skipped_as_in_use_releases_the_locks_it_took(library, tmp_path):
+    """With its second kept file in use, a group's lock on the first leaked: the file
+    stayed locked (and its descriptor open) after apply returned."""
+    import fcntl
+
+    root, report = library
+    p = make_plan("move", report, tmp_path, protect=[root / "sub"])
+    gp = next(g for g in p.groups if len(g.keep) >= 2)
+    fds_before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+    with open(gp.keep[1], "rb") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        res = apply(p, journal=tmp_path / "j.jsonl", reporter=Recorder())
+    assert gp.group in {g.group for g in res.skipped_groups}
+    with open(gp.keep[0], "rb") as again:  # not held any more: an exclusive lock is granted
+        fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    if fds_before:
+        assert len(os.listdir("/proc/self/fd")) == fds_before
+
+
+@pytest.mark.parametrize("action", ["hardlink", "symlink"])
+def test_undo_of_a_journal_named_through_a_symbolic_link(library, tmp_path, action):
+    """Its backup copies were recorded under the path given then; named through another
+    path to the same folder, undo took them for an edited journal's and refused."""
+    root, report = library
+    before = snapshot(root)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert apply(make_plan(action, report, tmp_path), journal=tmp_path / "link" / "j.jsonl").ok
+    assert undo(tmp_path / "real" / "j.jsonl").ok
+    assert snapshot(root) == before
+
+
 def test_ctrl_c_during_undo_says_to_run_undo_again(library, tmp_path, capsys):
     """It said only "interrupted"; running undo again is what finishes the job."""
     from lookalike.actions import apply as act

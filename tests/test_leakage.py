@@ -238,6 +238,9 @@ def test_find_leakage_takes_records_and_a_threshold(scanned):
         find_leakage((r for r in result.records), [train], threshold=THRESHOLD)
     with pytest.raises(ConfigError, match="threshold '6' is not a number of bits"):
         find_leakage(result, [train], threshold="6")  # type: ignore[arg-type]
+    # A threshold no scan takes (its report was then refused by plan as "edited").
+    with pytest.raises(ConfigError, match="more than half the 64 bits"):
+        find_leakage(result, [train], threshold=40)
     # At threshold 0 only identical hashes leak. The resized astronaut in val/ is 1 bit off
     # as it stands, but one of its flipped/turned hashes (stored by default) is identical.
     assert find_leakage(result, [train], threshold=0).purge == (

@@ -303,8 +303,9 @@ def test_write_report_follows_the_extension_and_says_what_is_wrong(result, tmp_p
     assert "duplicate group" in (tmp_path / "dups.txt").read_text()
     write_report(result, tmp_path / "dups.csv", format="json")  # the format named wins
     assert json.loads((tmp_path / "dups.csv").read_text())["schema_version"] == 1
-    for out, fmt, match in ((tmp_path / "dups.xml", None, "extension '.xml'"),
-                            (tmp_path / "d.json", "xml", "unknown report format 'xml'"),
+    write_report(result, tmp_path / "dups.2024-12-05")  # any other name: JSON, as always
+    assert json.loads((tmp_path / "dups.2024-12-05").read_text())["schema_version"] == 1
+    for out, fmt, match in ((tmp_path / "d.json", "xml", "unknown report format 'xml'"),
                             (tmp_path, None, "is a folder")):
         with pytest.raises(lookalike.ConfigError, match=match):
             write_report(result, out, format=fmt)

@@ -79,8 +79,8 @@ REASONS: dict[str, str] = {
     "left untouched",
     "same-file": "the file to remove is the kept file under another path (a hard link, a "
     "symbolic link or an overlapping root), not a copy; the group is skipped",
-    "in-use": "another lookalike run (apply or undo) is acting on the file, or keeps it; "
-    "not touched: run this one again once the other has finished",
+    "in-use": "another lookalike apply is acting on the file, or keeps it; not touched: run "
+    "this one again once the other has finished",
     "failed": "the file operation failed; it was rolled back (or undo will finish that) and "
     "the run went on",
     # undo

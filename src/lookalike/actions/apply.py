@@ -372,8 +372,17 @@ def _trusted(j: Journal, r: OpRecord) -> str | None:
     and the file inside its scanned folders."""
     rec = r.intent
     want = _paths(j, r.seq, rec["action"], rec["path"], rec.get("dst"))
-    if any(rec.get(k) != v for k, v in want.items()):
-        return "its helper file names are not the ones this journal makes"
+    for key, path in want.items():
+        got = rec.get(key)
+        if key in ("backup", "backup_part") and isinstance(got, str):
+            # The journal may be named by another path to it now (a symbolic link on the
+            # way, /tmp and /private/tmp): its backup folder is the same folder.
+            same = os.path.basename(got) == os.path.basename(path) and os.path.realpath(
+                os.path.dirname(got)) == os.path.realpath(os.path.dirname(path))
+        else:
+            same = got == path
+        if not same:
+            return "its helper file names are not the ones this journal makes"
     roots = j.header.get("roots")
     if not isinstance(roots, list) or not any(
             isinstance(root, str) and is_under(rec["path"], root) for root in roots):
@@ -768,33 +777,34 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
             code, reason = "changed", _group_refusal(plan, gp.keep, ops, real_protect)
             kept: dict[str, tuple[int, int]] = {}
             held: list[int | None] = []  # shared locks on the files kept, while ops run
-            if reason is None:
-                try:
-                    held = [_lock_file(path, exclusive=False) for path in gp.keep]
-                except BlockingIOError:
-                    code, reason = "in-use", "another lookalike run is acting on a file it keeps"
-            if reason is None:
-                code, reason, kept = _check_survivors(gp, ops, real_roots)
-            if reason is None:
-                code = "changed"
-                for state in gp.members:
-                    if state.path in done_before or state.path in kept:
-                        continue
-                    why = _changed(state, real_roots, verify)
-                    if why:
-                        reason = f"{state.path} {why} since the scan"
-                        break
-            if reason:
-                _unlock(held)
-                again = "Run again once it has finished" if code == "in-use" else "Rescan"
-                reporter.problem(_problem(ops[0].path, code, f"group {gp.group} skipped, "
-                                          f"nothing in it touched: {reason}. {again} to act "
-                                          "on it"))
-                skipped.extend(ops)
-                skipped_groups.append(SkippedGroup(group=gp.group, reason=reason))
-                reporter.advance(len(ops))
-                continue
             try:
+                if reason is None:
+                    try:
+                        for path in gp.keep:
+                            held.append(_lock_file(path, exclusive=False))
+                    except BlockingIOError:
+                        code, reason = ("in-use",
+                                        "another lookalike run is acting on a file it keeps")
+                if reason is None:
+                    code, reason, kept = _check_survivors(gp, ops, real_roots)
+                if reason is None:
+                    code = "changed"
+                    for state in gp.members:
+                        if state.path in done_before or state.path in kept:
+                            continue
+                        why = _changed(state, real_roots, verify)
+                        if why:
+                            reason = f"{state.path} {why} since the scan"
+                            break
+                if reason:
+                    again = "Run again once it has finished" if code == "in-use" else "Rescan"
+                    reporter.problem(_problem(ops[0].path, code, f"group {gp.group} skipped, "
+                                              f"nothing in it touched: {reason}. {again} to "
+                                              "act on it"))
+                    skipped.extend(ops)
+                    skipped_groups.append(SkippedGroup(group=gp.group, reason=reason))
+                    reporter.advance(len(ops))
+                    continue
                 for op in ops:
                     problem = _run_op(j, op, real_roots, kept)
                     if problem is None:
@@ -803,7 +813,7 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
                         reporter.problem(problem)
                         failed.append((op, problem))
                     reporter.advance()
-            finally:
+            finally:  # on every way out of the group, an error or Ctrl-C too
                 _unlock(held)
     finally:
         j.close()

@@ -540,10 +540,14 @@ def _check_recorded(report: Report, recorded: Any, leak: Any) -> None:
     if not isinstance(recorded, dict):
         raise ReportError(f"{where} (its keep_policy is not an object); re-run the scan")
     for d in recorded.get("protect") or []:
-        if not isinstance(d, str) or not _clean_abs(d) or not os.path.isdir(d):
-            raise ReportError(f"{where} (its protected folder {d!r} is not an existing "
-                              "absolute folder); re-run the scan, or protect the folder "
-                              "when you plan")
+        if not isinstance(d, str) or not _clean_abs(d):
+            raise ReportError(f"{where} (its protected path {d!r} is not a clean absolute "
+                              "path); re-run the scan")
+        if not os.path.exists(d):  # a typo protected nothing; renamed or offline, the same
+            raise ReportError(f"{report.path}: the protected folder or reference set {d} it "
+                              "records does not exist (renamed, not mounted, or mistyped); "
+                              "nothing is planned while what it protects cannot be told. "
+                              "Make it reachable again, or re-run the scan")
     if not report.config.get("embed"):
         odd = next((m.record.path for g in report.groups for m in g.members
                     if m.match != "hash"), None)

@@ -211,6 +211,11 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
         raise ConfigError("this is the scan of a dataset's splits (its rows are split#index, "
                           "not files): the leaks between its splits are in "
                           "lookalike.dedupe_dataset(dataset).leaks")
+    nbits = next((r.hash.nbits for r in (scan if isinstance(scan, Sequence)
+                                          else scan.records)), None)
+    if threshold is not None and nbits is not None and threshold > nbits // 2:
+        raise ConfigError(f"threshold {threshold} is more than half the {nbits} bits of the "
+                          "hashes: unrelated pictures would match")
     if isinstance(scan, Sequence):
         records = list(scan)
         if threshold is None:

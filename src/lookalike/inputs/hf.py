@@ -62,7 +62,7 @@ def load_saved(path: str | os.PathLike[str]) -> Any:
     Raises:
         ConfigError: ``datasets`` is missing, or the folder cannot be loaded.
     """
-    if not os.path.isdir(path):  # a Parquet file or a shard: splits are named, not saved
+    if os.path.isfile(path):  # a Parquet file or a shard: splits are named, not saved
         raise ConfigError(f"{os.fspath(path)} is a file, not a folder save_to_disk wrote; "
                           "give the splits by name, e.g. {'train': 'train.parquet', 'test': "
                           "'test.parquet'} (Parquet files, .tar shards or folders of images)")

@@ -99,16 +99,18 @@ FORMATS = ("json", "csv", "text", "paths", "paths0")
 _BY_EXTENSION = {".json": "json", ".csv": "csv", ".txt": "text", "": "json"}
 
 
-def format_for(path: str | os.PathLike[str]) -> str:
+def format_for(path: str | os.PathLike[str], default: str | None = None) -> str:
     """The report format a file's extension asks for (``.json``, ``.csv``, ``.txt``; none:
-    JSON).
+    JSON); for another extension ``default``, when given.
 
     Raises:
-        ConfigError: an extension that names no report format (``.html``: the review page
-            is written by :func:`lookalike.report.html.write_html`).
+        ConfigError: without ``default``, an extension that names no report format
+            (``.html``: the review page is written by :func:`lookalike.report.html.write_html`).
     """
     name = os.fspath(path)
     ext = os.path.splitext(name)[1].lower()
+    if default is not None:
+        return _BY_EXTENSION.get(ext, default)
     if ext in (".html", ".htm"):
         raise ConfigError(f"{name} would be the review page; a report is JSON, CSV, text or "
                           "a list of paths (the page: lookalike report, or write_html)")
@@ -201,7 +203,8 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
                  keep: KeepSpec = None, leakage: Leakage | None = None) -> None:
     """Write ``result`` in one of :data:`FORMATS` to a path or an open text stream.
 
-    ``format`` None: the path's extension says (:func:`format_for`; a stream gets JSON).
+    ``format`` None: a path ending in ``.csv`` or ``.txt`` gets that format, anything else
+    JSON (:func:`format_for`).
 
     ``json``: the report; ``csv``: one row per group member (:func:`render_csv`); ``text``:
     the human summary; ``paths``/``paths0``: the files to remove (:func:`render_paths`).
@@ -210,8 +213,8 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
     caller writing several views of one scan decides once with :func:`decide_keep` and
     passes the result to each.
     """
-    if format is None:
-        format = format_for(out) if isinstance(out, str | os.PathLike) else "json"
+    if format is None:  # .csv and .txt say so; any other name (r.2024-12-05) gets JSON
+        format = format_for(out, "json") if isinstance(out, str | os.PathLike) else "json"
     if isinstance(out, str | os.PathLike) and os.path.isdir(out):
         raise ConfigError(f"{os.fspath(out)} is a folder; name the report file to write")
     if format == "json":
