@@ -399,13 +399,14 @@ def test_a_locked_or_full_cache_is_not_called_damaged(tmp_path):
 
 
 def test_facts_an_older_version_stored_are_read_once_more_and_kept(tree, tmp_path):
-    """Facts stored before FileFacts.frames were unknown as a whole, so the keep policy read
-    every group member's header again on every scan; now they parse (frames unknown), and a
-    scan reads the group members' headers once and stores them."""
+    """Facts an older version stored (before FileFacts.frames, or before `software` and
+    taken's fraction of a second) are unknown: a scan reads the group members' headers once
+    and stores them, so the keep policy does not read them again on every scan."""
     import json
 
-    assert FileFacts.from_text(json.dumps(["PNG", "RGB", None, True, False, None, None, 0])) \
-        == FileFacts(format="PNG", mode="RGB", lossless=True, frames=None)
+    old = ["PNG", "RGB", None, True, False, None, None, 0]
+    assert FileFacts.from_text(json.dumps(old)) is None
+    assert FileFacts.from_text(json.dumps([*old, False])) is None
     db = tmp_path / "c.sqlite"
     first = scan(tree, db)
     with sqlite3.connect(db) as con:
@@ -418,7 +419,7 @@ def test_facts_an_older_version_stored_are_read_once_more_and_kept(tree, tmp_pat
                for r in second.records if r.path in members)
     with sqlite3.connect(db) as con:
         stored = dict(con.execute("SELECT path, facts FROM files WHERE ok = 1").fetchall())
-    assert all(len(json.loads(stored[p])) == 9 for p in members)  # kept: read once
+    assert all(len(json.loads(stored[p])) == 10 for p in members)  # kept: read once
 
 
 def test_an_older_caches_pixel_digest_of_an_animation_is_not_trusted(tmp_path, scene):

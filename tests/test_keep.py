@@ -445,3 +445,72 @@ def test_a_reviewers_removal_of_what_rules_spare_is_labelled_as_theirs(tmp_path,
     assert "decided in review" in line
     line = next(x for x in text.splitlines() if "still_copy" in x and "move" in x)
     assert "rule: remove under" in line
+
+
+def _camera_exif(taken: str | None = None, subsec: str | None = None,
+                 software: str | None = None) -> bytes:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"  # Make, Model
+    if software:
+        exif[0x0131] = software
+    sub = exif.get_ifd(0x8769)
+    if taken:
+        sub[0x9003] = taken  # DateTimeOriginal
+    if subsec:
+        sub[0x9291] = subsec  # SubsecTimeOriginal
+    return exif.tobytes()
+
+
+def test_shots_taken_at_other_times_are_kept_whatever_the_rule(tmp_path, photo):
+    """A burst's or a bracket's frames hash alike but are different photos: the policy kept
+    one and removed the others (a -1 EV frame kept for being oldest). Each capture time keeps
+    its best member; a copy of a shot (same capture time) still goes."""
+    from PIL import ImageEnhance
+
+    frames = []
+    for k, (sub, ev) in enumerate((("10", 0.8), ("35", 1.0), ("60", 1.2))):
+        path = tmp_path / f"IMG_70{k}.JPG"
+        ImageEnhance.Brightness(photo).enhance(ev).save(
+            path, quality=95, exif=_camera_exif("2024:06:01 10:00:00", sub))
+        frames.append(path)
+    copy = tmp_path / "IMG_701_small.jpg"  # an export of the middle frame: its EXIF kept
+    Image.open(frames[1]).resize((photo.width // 2, photo.height // 2)).save(
+        copy, quality=80, exif=Image.open(frames[1]).info["exif"])
+    assert read_file_facts(str(frames[1])).taken == "2024-06-01 10:00:00.35"
+    for rules in (DEFAULT_KEEP, ("largest-file",), ("oldest",)):
+        d = decide(*frames, copy, rules=rules)
+        assert set(d.keep) == {str(f) for f in frames} and d.remove == (str(copy),)
+        assert "other shots are kept" in d.reason
+    # The plan's folder rules spare them too; keep rule 'none' is asked for: it removes all.
+    from lookalike.actions.plan import FolderRules, decide_by_folders
+
+    records = [record(p) for p in (*frames, copy)]
+    group = Group(id=1, members=tuple(Member(r, 0) for r in records),
+                  representative=records[0].path, kind="near")
+    policy = KeepPolicy()
+    d, why = decide_by_folders(group, policy, policy.read_facts(records),
+                               FolderRules.of([], [str(tmp_path)]))
+    assert set(d.keep) == {str(f) for f in frames} and d.remove == (str(copy),)
+    assert "another shot (taken 2024-06-01 10:00:00.60" in why[str(frames[2])]
+    assert decide(*frames, copy, rules=("none",)).keep == ()
+
+
+def test_a_phones_heic_beats_the_jpeg_made_from_it(tmp_path, photo):
+    pytest.importorskip("pillow_heif").register_heif_opener()
+    original, jpeg = tmp_path / "IMG_4501.HEIC", tmp_path / "IMG_4501.JPG"
+    photo.save(original, format="HEIF", quality=80, exif=_camera_exif("2024:06:01 10:00:00"))
+    photo.save(jpeg, quality=85, exif=_camera_exif("2024:06:01 10:00:00"))
+    d = decide(jpeg, original)
+    assert d.keep == (str(original),) and d.reason.startswith("best encoding")
+
+
+def test_an_editors_export_loses_to_the_camera_file(tmp_path, photo):
+    """Photoshop and Lightroom copy the camera's EXIF into an export saved at a higher
+    quality: the export was kept and the camera original removed."""
+    original, export = tmp_path / "IMG_0007.JPG", tmp_path / "butterfly_final.jpg"
+    photo.save(original, quality=92, exif=_camera_exif("2024:06:01 10:00:00"))
+    photo.save(export, quality=98, exif=_camera_exif("2024:06:01 10:00:00",
+                                                     software="Adobe Photoshop 25.0"))
+    assert read_file_facts(str(export)).software == "Adobe Photoshop 25.0"
+    d = decide(export, original)
+    assert d.keep == (str(original),) and d.reason == "no editor saved it (EXIF Software)"

@@ -591,6 +591,8 @@ def test_decisions_leave_unlisted_members_alone(library, tmp_path):
     ([], {"schema_version": 7}, "schema version"),
     ([], {"schema_version": True}, "schema version"),  # True == 1 in Python
     ([{"id": 1.9, "keep": [], "remove": []}], {}, "not a whole number"),  # was group 1
+    ([{"id": 1, "keeps": [], "removes": ["{a}"]}], {}, "'keeps', 'removes' where"),  # exit 0
+    ([{"id": 1}], {}, "has neither 'keep' nor 'remove'"),
     ([{"keep": []}], {}, "malformed"),
 ])
 def test_bad_decisions_are_rejected(library, tmp_path, groups, over, match):

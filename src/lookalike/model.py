@@ -186,7 +186,9 @@ class FileFacts:
         grey: one colour channel only (``1``, ``L``, ``LA``, ``I``, ``F`` modes).
         camera: EXIF camera make and model, the make left out when the model names it
             (``"Canon EOS R5"``, not ``"Canon Canon EOS R5"``).
-        taken: EXIF original date (``DateTimeOriginal``) as ``YYYY-MM-DD HH:MM:SS``.
+        taken: when the picture was taken (EXIF ``DateTimeOriginal``, with
+            ``SubsecTimeOriginal``) as ``YYYY-MM-DD HH:MM:SS`` or ``YYYY-MM-DD HH:MM:SS.fff``:
+            copies keep it, so two files that differ in it are two shots.
         metadata: how many kinds of metadata the file keeps: EXIF (more than an orientation
             tag), XMP, ICC profile, comment.
         frames: the file holds more than one picture (an animation, a multi-page TIFF); its
@@ -194,6 +196,8 @@ class FileFacts:
             pictures are previews or depth and gain maps of the first). None: unknown (facts
             stored before this field: a scan reads such headers again); the keep policy then
             takes it to hold several.
+        software: the EXIF ``Software`` tag: a camera's firmware, or the editor that
+            wrote the file (``Adobe Photoshop 25.0``).
     """
 
     format: str | None = None
@@ -205,6 +209,7 @@ class FileFacts:
     taken: str | None = None
     metadata: int = 0
     frames: bool | None = False
+    software: str | None = None
 
     def to_text(self) -> str:
         """The facts as compact JSON (a list in field order), how the stores keep them."""
@@ -223,8 +228,8 @@ class FileFacts:
             values = json.loads(text) if text is not None else None
         except ValueError:
             return None
-        if isinstance(values, list) and len(values) == len(_FACT_FIELDS) - 1:
-            values = [*values, None]  # stored before `frames`: unknown
+        # Facts of an older version (fewer fields: before `frames`, `software` and taken's
+        # fraction of a second) are unknown: a scan reads such headers again.
         if not isinstance(values, list) or len(values) != len(_FACT_FIELDS):
             return None
         return cls(**dict(zip(_FACT_FIELDS, values, strict=True)))

@@ -192,6 +192,9 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
     base = policy.decide(group, facts)
     protected = set(base.protected)
     how = {m.record.path: m.match for m in group.members}
+    # Other shots the policy kept (not when it purges leaks: then base.keep lacks them).
+    shots = policy.shots([m.record for m in group.members if how[m.record.path] != "embedding"],
+                         facts) & set(base.keep)
     keep: list[tuple[int, str]] = []  # (class: protected, keep rule, no rule; path)
     remove: list[str] = []
     why: dict[str, str] = {}
@@ -208,6 +211,10 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
             keep.append((2, rec.path))  # the policy spares it: see KeepPolicy.decide
             why[rec.path] = ("it holds several pictures (an animation, pages) and its hash "
                              "sees the first only, so no rule removes it")
+        elif rec.path in shots:
+            keep.append((2, rec.path))  # the policy spares it: see KeepPolicy.shots
+            why[rec.path] = (f"another shot (taken {facts.taken[rec.path]}, by its EXIF), "
+                             "not a copy, so no rule removes it")
         elif rule is not None and rule.verdict == "remove":
             remove.append(rec.path)
             why[rec.path] = f"rule: {rule}"
@@ -384,6 +391,14 @@ def load_decisions(path: str | os.PathLike[str], data: dict[str, Any] | None = N
     out: list[KeepDecision] = []
     try:
         for g in data.get("groups", []):
+            odd = set(g) - {"id", "keep", "remove"} if isinstance(g, dict) else set()
+            if odd or (isinstance(g, dict) and not {"keep", "remove"} & set(g)):
+                # A misspelt key ("keeps") was read as an empty list: nothing planned, exit 0.
+                raise ReportError(f"{p}: a group has {', '.join(map(repr, sorted(odd)))} "
+                                  "where 'keep' and 'remove' lists belong; export the "
+                                  "decisions again" if odd else
+                                  f"{p}: group {g.get('id')!r} has neither 'keep' nor "
+                                  "'remove'; export the decisions again")
             if type(g["id"]) is not int:  # 1.9 was read as group 1
                 raise ReportError(f"{p}: a group id {g['id']!r} is not a whole number; export "
                                   "the decisions again")

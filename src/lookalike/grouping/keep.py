@@ -29,19 +29,28 @@ one only breaks the ties of those before it; :data:`ORIGINAL_SIGNALS`):
    ``IMG_1_1.jpg``, ``IMG_1-edited.jpg``) marks a copy; tools name copies, not originals.
 3. **camera metadata**: EXIF camera make/model or original date; editors and web tools
    often strip it, cameras always write it.
-4. **resolution at the group's common aspect ratio**: the pixels of the largest picture of
+4. **no editor saved it**: among files with camera metadata, one whose EXIF ``Software``
+   tag names an editor (Photoshop, Lightroom, GIMP, Snapseed...) rather than a camera's
+   firmware is an edit or an export that copied the camera's EXIF over.
+5. **resolution at the group's common aspect ratio**: the pixels of the largest picture of
    that aspect ratio the file holds, so a squashed or stretched copy never wins by pixel
    count (``935x701`` does not beat ``1024x640``); within 1% counts as equal, and then
    a copy distorted to another aspect ratio loses.
-5. **other metadata**: EXIF (more than an orientation tag), XMP, ICC profile or a comment
+6. **other metadata**: EXIF (more than an orientation tag), XMP, ICC profile or a comment
    kept; a re-save by most tools drops them.
-6. **encoding fidelity**: lossless (and RAW) before lossy; among JPEGs the higher quality
-   estimated from the quantisation tables, so a re-encode loses; then colour before grey.
-7. **the centre of the group**: the smallest total hash distance to the other members.
+7. **encoding fidelity**: lossless (and RAW) before lossy; among JPEGs the higher quality
+   estimated from the quantisation tables, so a re-encode loses (a phone's HEIC or AVIF,
+   which has no such table, counts as quality 100: a JPEG made from it is a conversion);
+   then colour before grey.
+8. **the centre of the group**: the smallest total hash distance to the other members.
    Copies are edits *of* the original, so it lies between them; two edits lie further
    apart. Groups of more than :data:`CENTRE_MAX` members skip this signal. (Measured
    before resolution, it picks a near-identical edit as often as the original: last.)
-8. the oldest modification time.
+9. the oldest modification time.
+
+Whatever the rules: in a group whose members' EXIF names two or more capture times (a
+burst, an exposure bracket: different photos that hash alike), the best member of each
+capture time is kept (:meth:`KeepPolicy.shots`); a copy keeps its picture's capture time.
 
 What no header says: an upscaled copy has more pixels than its original and wins on
 resolution unless its name marks it (``benchmarks/bench_keep.py`` measures this).
@@ -106,8 +115,8 @@ KEEP_RULES: dict[str, str] = {
 }
 
 #: The signals of the ``original`` rule, in the order they are compared (module docs).
-ORIGINAL_SIGNALS: tuple[str, ...] = ("raw", "name", "camera", "resolution", "metadata",
-                                     "fidelity", "centre", "age")
+ORIGINAL_SIGNALS: tuple[str, ...] = ("raw", "name", "camera", "editor", "resolution",
+                                     "metadata", "fidelity", "centre", "age")
 
 #: Groups with more members than this skip the centre signal (its cost grows with the square
 #: of the group's size; such groups are exact copies more often than edits).
@@ -118,9 +127,22 @@ _COPY_NAME = re.compile(
     r"(?:^|[^a-z0-9])(?:copy|copie|kopie|edit|edited|resized|scaled|thumb|thumbnail|"
     r"compressed)(?:$|[^a-z0-9])|\(\d+\)$", re.IGNORECASE)
 
+# Editors that write their name in EXIF Software (a camera writes its firmware there): a
+# file an editor saved is an edit or an export, even with the camera's EXIF copied over.
+_EDITOR = re.compile(
+    r"photoshop|lightroom|adobe|gimp|affinity|capture one|darktable|rawtherapee|snapseed|"
+    r"pixelmator|luminar|dxo|acdsee|paint\.net|picasa|lightzone|polarr|vsco|fotor|canva|"
+    r"photoscape|irfanview|xnview|faststone|krita|digikam|shotwell|aperture",
+    re.IGNORECASE)
+
+#: Lossy formats without a quality estimate that cameras and phones write themselves: a
+#: JPEG made from one is a conversion (it scores as a JPEG of quality 100 would).
+_CAMERA_LOSSY = frozenset(("HEIF", "HEIC", "AVIF"))
+
 _SIGNAL_WORDS = {  # why a keeper won, per signal (not reason codes: errors.REASONS)
     "raw": "camera RAW",
     "name": "its name marks no copy",
+    "editor": "no editor saved it (EXIF Software)",
     "camera": "camera EXIF (make, model or date taken)",
     "resolution": "most pixels at the group's aspect ratio",
     "centre": "the group's centre (closest to the other members)",
@@ -206,12 +228,16 @@ def _original_key(records: Sequence[ImageRecord], facts: KeepFacts
         f = facts.headers.get(r.path, empty)
         raw = os.path.splitext(r.path)[1].lower() in RAW_SUFFIXES
         lossless = raw or f.lossless or _is_lossless(r, facts)
-        fidelity = 101 if lossless else (f.quality or 0)
+        fidelity = 101 if lossless else f.quality or (
+            100 if (f.format or "").upper() in _CAMERA_LOSSY else 0)
         pixels = _pixels_at(r, aspect)
         return {
             "raw": not raw,
             "name": r.path in copies,
             "camera": not (f.camera or f.taken),
+            # Only beside camera EXIF (an export that copied it): many originals without it
+            # were once saved by an editor, and their copies, stripped, name none.
+            "editor": bool((f.camera or f.taken) and f.software and _EDITOR.search(f.software)),
             # 1% steps: a few pixels cropped or padded are no better picture; at equal
             # pixels a copy distorted to another aspect ratio loses.
             "resolution": (-round(math.log(pixels) / _LOG_STEP) if pixels > 0 else 0,
@@ -303,12 +329,15 @@ class KeepFacts:
         headers: each member's :class:`FileFacts` (read for the ``original`` rule).
         frames: paths of files that hold more than one picture (animations, multi-page
             TIFFs: :attr:`FileFacts.frames`).
+        taken: when each member's picture was taken, where its EXIF says
+            (:attr:`FileFacts.taken`): members taken at different times are different shots.
     """
 
     lossless: frozenset[str] = frozenset()
     protected: frozenset[str] = frozenset()
     headers: Mapping[str, FileFacts] = field(default_factory=dict)
     frames: frozenset[str] = frozenset()
+    taken: Mapping[str, str] = field(default_factory=dict)
 
 
 def in_folders(path: str, folders: Iterable[str]) -> bool:
@@ -469,8 +498,24 @@ class KeepPolicy:
         protected = frozenset(
             p for r in records for p in (r.path, *r.aliases) if self.is_protected(p)
         ) if self.protect else frozenset()
+        taken = {r.path: f.taken for r in records if (f := header(r)).taken}
         return KeepFacts(lossless=lossless, protected=protected, headers=headers,
-                         frames=frames)
+                         frames=frames, taken=taken)
+
+    def shots(self, records: Sequence[ImageRecord], facts: KeepFacts) -> frozenset[str]:
+        """In a group whose members' EXIF names two or more capture times (a burst, an
+        exposure bracket, two frames seconds apart: different photos that hash alike), the
+        best member (:meth:`rank`) of each capture time; else none. No policy or folder
+        rule removes them: a copy keeps its picture's capture time, so members that differ
+        in it are not copies of each other."""
+        times = {facts.taken[r.path] for r in records if r.path in facts.taken}
+        if len(times) < 2:
+            return frozenset()
+        best: dict[str, str] = {}
+        for rec in self.rank(records, facts):
+            if rec.path in facts.taken:
+                best.setdefault(facts.taken[rec.path], rec.path)
+        return frozenset(best.values())
 
     def rank(self, records: Sequence[ImageRecord], facts: KeepFacts) -> list[ImageRecord]:
         """``records`` best first: protected ones, then by the rules, then by path. Pure."""
@@ -566,6 +611,13 @@ class KeepPolicy:
             keep = (*keep, *sorted(frames))
             reason += ("; files of several frames or pages are kept (their hash sees the "
                        "first only)")
+        shots = [] if purging or self.remove_all else sorted(
+            self.shots([m.record for m in group.members if how[m.record.path] != "embedding"],
+                       facts) - set(keep))
+        if shots:
+            keep = (*keep, *shots)
+            reason += ("; other shots are kept (their EXIF says they were taken at other "
+                       "times: a burst or a bracket, not copies)")
         kept = set(keep)
         remove = tuple(sorted(r.path for r in ranked if r.path not in kept))
         return KeepDecision(group=group.id, keep=keep, remove=remove, protected=protected,

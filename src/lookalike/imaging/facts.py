@@ -134,6 +134,8 @@ def image_facts(im: Image, fh: BinaryIO) -> FileFacts:
         make = _exif_text(exif.get(ExifTags.Base.Make))
         model = _exif_text(exif.get(ExifTags.Base.Model))
         taken = _exif_text(sub.get(ExifTags.Base.DateTimeOriginal))
+        subsec = _exif_text(sub.get(ExifTags.Base.SubsecTimeOriginal))
+        software = _exif_text(exif.get(ExifTags.Base.Software))
         # An orientation tag alone is what a rotating tool writes, not kept metadata.
         metadata = sum((bool(set(exif) - {ExifTags.Base.Orientation}),
                         "xmp" in info or "XML:com.adobe.xmp" in info,
@@ -145,8 +147,11 @@ def image_facts(im: Image, fh: BinaryIO) -> FileFacts:
     return FileFacts(
         format=fmt, mode=mode, quality=quality, lossless=lossless, grey=grey,
         camera=" ".join(x for x in (make, model) if x) or None,
+        # With the fraction of a second (SubsecTimeOriginal): a burst's frames share seconds.
         taken=taken[:10].replace(":", "-") + taken[10:]
+        + (f".{subsec}" if subsec and subsec.isdigit() else "")
         if taken and _EXIF_DATE.fullmatch(taken) else None,
+        software=software,
         metadata=metadata, frames=_frames(im))
 
 
