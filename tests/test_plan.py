@@ -804,3 +804,26 @@ def test_a_decisions_keep_list_given_as_text_is_refused_plainly(library, tmp_pat
     path.write_text(json.dumps(decisions))
     with pytest.raises(ReportError, match="'keep' is not a list of paths"):
         plan(path, action="delete")
+
+
+def test_the_plan_says_which_sidecar_files_stay_behind(tmp_path, scene):
+    """Moving IMG_1.HEIC left IMG_1.AAE (its edits) and IMG_1.MOV (its Live Photo) behind
+    without a word; one the kept file shares (same name) belongs to it, and is not named."""
+    root = tmp_path / "photos"
+    (root / "album").mkdir(parents=True)
+    img = scene(4, (200, 150))
+    img.save(root / "IMG_1.png")
+    img.resize((100, 75)).save(root / "album" / "IMG_1_small.png")  # a copy: removed
+    for name in ("IMG_1_small.AAE", "IMG_1_small.MOV", "img_1_small.png.xmp", "other.xmp"):
+        (root / "album" / name).write_bytes(b"x")
+    (root / "IMG_1.xmp").write_bytes(b"x")  # the kept file's own
+    report = tmp_path / "r.json"
+    write_report(lookalike.scan(root, workers=1), report)
+    p = plan(report, action="move", to=tmp_path / "q")
+    (gp,) = p.groups
+    assert [op.path for op in gp.operations] == [str(root / "album" / "IMG_1_small.png")]
+    (note,) = [n for n in gp.notes if "beside it" in n]
+    assert "IMG_1_small.AAE, IMG_1_small.MOV, img_1_small.png.xmp beside it stay" in note
+    assert "other.xmp" not in note and "IMG_1.xmp" not in note
+    assert note in render_plan(p)
+    assert not [n for n in plan(report, action="hardlink").groups[0].notes if "beside" in n]

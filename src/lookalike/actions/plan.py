@@ -235,6 +235,42 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
                         reason=why[kept[0]]), why
 
 
+#: Files that go with a photo of the same name: edits (XMP, Apple's AAE), a Live Photo's
+#: video, a camera's thumbnail, Google Takeout's metadata (``IMG_1.jpg.json``).
+SIDECAR_SUFFIXES = (".xmp", ".aae", ".mov", ".mp4", ".thm", ".json")
+
+
+def _sidecar_notes(removed: Sequence[str], kept: Sequence[str],
+                   folders: dict[str, list[str]]) -> list[str]:
+    """A note for each removed photo whose sidecar files stay behind (``IMG_1.HEIC`` ->
+    ``IMG_1.AAE``, ``IMG_1.MOV``, ``IMG_1.HEIC.xmp``): not images, so no scan saw them and
+    no action moves them. A sidecar that a kept member of the group shares (its name's
+    stem) is not mentioned: it stays with that one. ``folders`` caches folder listings."""
+    def stems(path: str) -> tuple[str, str]:
+        name = os.path.basename(path).lower()
+        return name, os.path.splitext(name)[0]
+
+    shared = {(os.path.dirname(k), stems(k)[1]) for k in kept}
+    notes = []
+    for path in removed:
+        folder = os.path.dirname(path)
+        if folder not in folders:
+            try:
+                folders[folder] = os.listdir(folder)
+            except OSError:
+                folders[folder] = []
+        name, stem = stems(path)
+        if (folder, stem) in shared:
+            continue
+        found = sorted(n for n in folders[folder] if os.path.splitext(n)[1].lower()
+                       in SIDECAR_SUFFIXES and os.path.splitext(n)[0].lower() in (stem, name))
+        if found:
+            where = "stays where it is" if len(found) == 1 else "stay where they are"
+            notes.append(f"{path}: {', '.join(found)} beside it {where} (files that go with "
+                         "a photo, not images; move them yourself if they should follow it)")
+    return notes
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FileState:
     """What the report says a file looked like at scan time."""
@@ -861,6 +897,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         done = journal_of(journal, source).done_paths(action)
 
     by_id = {g.id: g for g in report.groups}
+    folders: dict[str, list[str]] = {}  # folder -> its names, for sidecar notes
     # A leakage check may match at another threshold than the scan's (find_leakage's own).
     threshold = (leak.get("threshold") if leak.get("threshold") is not None
                  else report.config.get("threshold"))
@@ -1006,6 +1043,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         if reason:
             skipped.append(SkippedGroup(group=g.id, reason=reason))
             continue
+        if action in ("move", "delete"):
+            notes.extend(_sidecar_notes([op.path for op in ops], decision.keep, folders))
         joined = [m.record.path for m in g.members if m.match != "hash"
                   and m.record.path in decision.keep and m.record.path not in decision.protected]
         if joined and decisions is None:
@@ -1020,11 +1059,15 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                             for p in (*decision.keep, *owners) if owners.get(p, p) in why[g.id])
         elif decision.keep and decision.reason:  # the keep policy's, and why the others stay
             how = {m.record.path: m.match for m in g.members}
+            taken = facts.taken if decisions is None else {}
             also = {k: "in a protected folder" if k in decision.protected else
                     "joined by embeddings: no keep rule tells which is the original"
                     if how.get(k, "hash") != "hash" else
                     "it holds several pictures, and its hash sees the first only"
-                    if k in several else "" for k in decision.keep[1:]}
+                    if k in several else
+                    f"another shot (taken {taken[k]}, by its EXIF), not a copy"
+                    if k in taken and taken[k] != taken.get(decision.keep[0]) else ""
+                    for k in decision.keep[1:]}
             reasons = ((decision.keep[0], decision.reason),
                        *((k, r) for k, r in also.items() if r))
         groups.append(GroupPlan(group=g.id, keep=decision.keep, members=states,
