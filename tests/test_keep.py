@@ -476,10 +476,14 @@ def test_shots_taken_at_other_times_are_kept_whatever_the_rule(tmp_path, photo):
     copy = tmp_path / "IMG_701_small.jpg"  # an export of the middle frame: its EXIF kept
     Image.open(frames[1]).resize((photo.width // 2, photo.height // 2)).save(
         copy, quality=80, exif=Image.open(frames[1]).info["exif"])
+    # An export that kept the second but dropped its fraction is a copy, not another shot.
+    export = tmp_path / "IMG_702_export.jpg"
+    photo.save(export, quality=70, exif=_camera_exif("2024:06:01 10:00:00"))
     assert read_file_facts(str(frames[1])).taken == "2024-06-01 10:00:00.35"
     for rules in (DEFAULT_KEEP, ("largest-file",), ("oldest",)):
-        d = decide(*frames, copy, rules=rules)
-        assert set(d.keep) == {str(f) for f in frames} and d.remove == (str(copy),)
+        d = decide(*frames, copy, export, rules=rules)
+        assert set(d.keep) == {str(f) for f in frames}
+        assert d.remove == (str(copy), str(export))
         assert "other shots are kept" in d.reason
     # The plan's folder rules spare them too; keep rule 'none' is asked for: it removes all.
     from lookalike.actions.plan import FolderRules, decide_by_folders

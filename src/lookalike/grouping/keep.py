@@ -152,6 +152,19 @@ _SIGNAL_WORDS = {  # why a keeper won, per signal (not reason codes: errors.REAS
 }
 
 
+def _moments(taken: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Each path's shot, from its capture time (``YYYY-MM-DD HH:MM:SS[.fff]``): its second
+    and fraction. An export may drop the fraction (SubsecTimeOriginal) and keep the second:
+    within a second that others name fractions for, a time without one could be a copy of
+    any of them, so it names no shot (left out); ``.35`` and ``.350`` are one moment."""
+    split = {p: t.partition(".")[::2] for p, t in taken.items()}
+    split = {p: (sec, frac.rstrip("0") or ("0" if frac else "")) for p, (sec, frac)
+             in split.items()}
+    fractioned = {sec for sec, frac in split.values() if frac}
+    return {p: (sec, frac) for p, (sec, frac) in split.items()
+            if frac or sec not in fractioned}
+
+
 def _stem(path: str) -> str:
     name = os.path.basename(path.rstrip("/"))
     return name.rsplit(".", 1)[0].lower() if "." in name[1:] else name.lower()
@@ -508,13 +521,14 @@ class KeepPolicy:
         best member (:meth:`rank`) of each capture time; else none. No policy or folder
         rule removes them: a copy keeps its picture's capture time, so members that differ
         in it are not copies of each other."""
-        times = {facts.taken[r.path] for r in records if r.path in facts.taken}
-        if len(times) < 2:
+        moments = _moments({r.path: facts.taken[r.path] for r in records
+                            if r.path in facts.taken})
+        if len(set(moments.values())) < 2:
             return frozenset()
-        best: dict[str, str] = {}
+        best: dict[tuple[str, str], str] = {}
         for rec in self.rank(records, facts):
-            if rec.path in facts.taken:
-                best.setdefault(facts.taken[rec.path], rec.path)
+            if rec.path in moments:
+                best.setdefault(moments[rec.path], rec.path)
         return frozenset(best.values())
 
     def rank(self, records: Sequence[ImageRecord], facts: KeepFacts) -> list[ImageRecord]:
