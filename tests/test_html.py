@@ -1007,3 +1007,38 @@ def test_a_remove_rule_on_the_page_decides_by_every_name_of_a_file(web, tmp_path
     (group,) = dec["groups"]
     assert not any("/Exports/" in p or "/Originals/" in p for p in group["remove"])
     assert web.console == []
+
+
+@pytest.mark.slow
+def test_a_remove_rule_on_the_page_spares_other_shots(web, tmp_path, scene):
+    """A burst's frames hash alike: the page's remove rule marked all but one REMOVE, where
+    apply's folder rules (and keep rules) keep each shot; a copy of a shot still goes."""
+    lib = tmp_path / "lib"
+    (lib / "DCIM").mkdir(parents=True)
+    base = scene(5, (240, 160))
+    for k, sub in enumerate(("10", "45")):
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
+        exif.get_ifd(0x8769).update({0x9003: "2024:06:01 10:00:00", 0x9291: sub})
+        base.save(lib / "DCIM" / f"IMG_{k}.JPG", quality=95 - k, exif=exif.tobytes())
+    base.save(lib / "DCIM" / "IMG_0_copy.png")  # no EXIF: a copy of some shot
+    report = _scan_to_report(lib, tmp_path / "r.json")
+    html = tmp_path / "r.html"
+    write_html(report, html)
+    blob = _blob(html.read_text())
+    (g,) = blob["groups"]
+    assert sorted(m["p"].rsplit("/", 1)[1] for m in g["m"] if m.get("sh")) == [
+        "IMG_0.JPG", "IMG_1.JPG"]
+    web.open(html)
+    pg = web.page
+    pg.click("#rules summary")
+    pg.select_option("#rule-folder", str([f["p"] for f in blob["folders"]].index(
+        str(lib / "DCIM"))))
+    pg.click("#rule-remove")
+    assert "another shot" in pg.inner_text("#groups")
+    dec = web.export(tmp_path / "decisions.json")
+    (group,) = dec["groups"]
+    assert sorted(group["keep"]) == [str(lib / "DCIM" / "IMG_0.JPG"),
+                                     str(lib / "DCIM" / "IMG_1.JPG")]
+    assert group["remove"] == [str(lib / "DCIM" / "IMG_0_copy.png")]
+    assert web.console == []

@@ -95,7 +95,8 @@ from lookalike.model import Group, ImageRecord
 from lookalike.paths import is_under
 
 __all__ = ["CENTRE_MAX", "DEFAULT_KEEP", "KEEP_RULES", "ORIGINAL_SIGNALS", "KeepChoices",
-           "KeepDecision", "KeepFacts", "KeepPolicy", "in_folders", "parse_keep"]
+           "KeepDecision", "KeepFacts", "KeepPolicy", "capture_moments", "in_folders",
+           "kept_shots", "parse_keep"]
 
 DEFAULT_KEEP: tuple[str, ...] = ("original",)
 
@@ -152,7 +153,7 @@ _SIGNAL_WORDS = {  # why a keeper won, per signal (not reason codes: errors.REAS
 }
 
 
-def _moments(taken: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+def capture_moments(taken: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     """Each path's shot, from its capture time (``YYYY-MM-DD HH:MM:SS[.fff]``): its second
     and fraction. An export may drop the fraction (SubsecTimeOriginal) and keep the second:
     within a second that others name fractions for, a time without one could be a copy of
@@ -163,6 +164,17 @@ def _moments(taken: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     fractioned = {sec for sec, frac in split.values() if frac}
     return {p: (sec, frac) for p, (sec, frac) in split.items()
             if frac or sec not in fractioned}
+
+
+def kept_shots(keep: Sequence[str], taken: Mapping[str, str]) -> set[str]:
+    """The members of a keep list that :meth:`KeepPolicy.shots` keeps, for a view that has
+    a report's keep list and every member's capture time (``taken``) but not the policy's
+    ranking: in a group of two or more capture moments, every kept member with one (the
+    policy keeps the best of each moment)."""
+    moments = capture_moments(taken)
+    if len(set(moments.values())) < 2:
+        return set()
+    return {path for path in keep if path in moments}
 
 
 def _stem(path: str) -> str:
@@ -521,7 +533,7 @@ class KeepPolicy:
         best member (:meth:`rank`) of each capture time; else none. No policy or folder
         rule removes them: a copy keeps its picture's capture time, so members that differ
         in it are not copies of each other."""
-        moments = _moments({r.path: facts.taken[r.path] for r in records
+        moments = capture_moments({r.path: facts.taken[r.path] for r in records
                             if r.path in facts.taken})
         if len(set(moments.values())) < 2:
             return frozenset()

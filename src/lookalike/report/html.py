@@ -68,7 +68,7 @@ from urllib.parse import quote
 from lookalike.config import check_writable
 from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
-from lookalike.grouping.keep import in_folders
+from lookalike.grouping.keep import in_folders, kept_shots
 from lookalike.imaging.facts import MULTI_FRAME_FORMATS, read_file_facts
 from lookalike.inputs.walk import CACHEDIR_SIGNATURE, CACHEDIR_TAG, cache_tagged
 from lookalike.paths import is_local_file
@@ -443,6 +443,9 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
         if not isinstance(keep, list):  # no keep policy in the report: keep the representative
             keep = [rep]
         keep_set = set(keep)
+        # Other shots (a burst's frames): no folder rule removes them, as in apply.
+        shots = kept_shots(keep, {p: t for p in paths
+                                  if (t := (facts.get(p) or {}).get("taken"))})
         out_members = []
         for m in members:
             mtime_ns = m.get("mtime_ns")
@@ -473,6 +476,7 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                      # rule removes it.
                      "fr": 1 if (facts.get(m["path"]) or {}).get("frames") and str(
                          m.get("format") or "").upper() in MULTI_FRAME_FORMATS else None,
+                     "sh": 1 if m["path"] in shots else None,
                      "v": preview_url.get(m["path"]),
                      "x": _compact_facts(facts.get(m["path"]))}
             out_members[-1].update((k, v) for k, v in extra.items() if v is not None)

@@ -386,7 +386,9 @@
     const purging = data.lk && g.m.some((m) => m.pr && m.mk !== "embedding");
     const spared = (m) => (m.fr && !purging ? "kept: it holds several pictures, and its hash " +
       "sees the first only: no rule removes it" : m.mk === "embedding" ? "kept: matched by " +
-      "embeddings only (not verified): no rule removes it" : null);
+      "embeddings only (not verified): no rule removes it" : m.sh && !purging ? "kept: " +
+      "another shot (its EXIF says it was taken at another moment), not a copy: no rule " +
+      "removes it" : null);
     const keep = g.m.map((m, mi) => (ruled[mi] === null ? removing || m.k :
       rules.get(ruled[mi]) === "keep" || spared(m) !== null));
     const reason = ruled.map((f, mi) => (f === null ? (removing ? "kept: no remove rule covers it" :
