@@ -407,6 +407,7 @@ def test_facts_an_older_version_stored_are_read_once_more_and_kept(tree, tmp_pat
     old = ["PNG", "RGB", None, True, False, None, None, 0]
     assert FileFacts.from_text(json.dumps(old)) is None
     assert FileFacts.from_text(json.dumps([*old, False])) is None
+    assert FileFacts.from_text(json.dumps([*old, False, None])) is None  # before `exposure`
     db = tmp_path / "c.sqlite"
     first = scan(tree, db)
     with sqlite3.connect(db) as con:
@@ -419,7 +420,7 @@ def test_facts_an_older_version_stored_are_read_once_more_and_kept(tree, tmp_pat
                for r in second.records if r.path in members)
     with sqlite3.connect(db) as con:
         stored = dict(con.execute("SELECT path, facts FROM files WHERE ok = 1").fetchall())
-    assert all(len(json.loads(stored[p])) == 10 for p in members)  # kept: read once
+    assert all(len(json.loads(stored[p])) == 12 for p in members)  # kept: read once
 
 
 def test_an_older_caches_pixel_digest_of_an_animation_is_not_trusted(tmp_path, scene):

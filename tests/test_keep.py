@@ -3,6 +3,7 @@ and the keeper among a photo's real transformed copies (a regression test of the
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import os
@@ -518,3 +519,82 @@ def test_an_editors_export_loses_to_the_camera_file(tmp_path, photo):
     assert read_file_facts(str(export)).software == "Adobe Photoshop 25.0"
     d = decide(export, original)
     assert d.keep == (str(original),) and d.reason == "no editor saved it (EXIF Software)"
+
+
+def _exif_with(taken: str, exposure: tuple[tuple[int, int], tuple[int, int]] | None = None,
+               software: str | None = None, camera: bool = True) -> bytes:
+    from PIL.TiffImagePlugin import IFDRational
+
+    exif = Image.Exif()
+    if camera:
+        exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
+    if software:
+        exif[0x0131] = software
+    sub = exif.get_ifd(0x8769)
+    sub[0x9003] = taken
+    if exposure:
+        sub[0x829A] = IFDRational(*exposure[0])  # ExposureTime
+        sub[0x9204] = IFDRational(*exposure[1])  # ExposureBiasValue
+    return exif.tobytes()
+
+
+def test_a_bracket_in_one_second_without_fractions_keeps_each_exposure(tmp_path, photo):
+    """A camera that writes no SubsecTimeOriginal gives a bracket's frames one capture
+    second: the 0 EV frame was moved. Their exposures differ; a copy keeps its frame's."""
+    from PIL import ImageEnhance
+
+    frames = []
+    for k, (time, bias, ev) in enumerate((((1, 500), (-1, 1), 0.7), ((1, 250), (0, 1), 1.0),
+                                          ((1, 125), (1, 1), 1.3))):
+        path = tmp_path / f"IMG_30{k}.JPG"
+        ImageEnhance.Brightness(photo).enhance(ev).save(
+            path, quality=95, exif=_exif_with("2024:06:01 18:00:05", (time, bias)))
+        frames.append(path)
+    assert read_file_facts(str(frames[0])).exposure == "1/500 s -1 EV"
+    export = tmp_path / "IMG_301_web.jpg"  # the 0 EV frame, resized, its EXIF kept
+    Image.open(frames[1]).resize((photo.width // 2, photo.height // 2)).save(
+        export, quality=80, exif=Image.open(frames[1]).info["exif"])
+    d = decide(*frames, export)
+    assert set(d.keep) == {str(f) for f in frames} and d.remove == (str(export),)
+
+
+def test_a_raw_the_header_reader_cannot_open_takes_its_jpegs_capture_time(tmp_path, photo):
+    """A RAW+JPEG burst: a RAW Pillow cannot read (CR3, RAF...) had no capture time, so its
+    frame's JPEG stood for the shot and the RAW was moved."""
+    recs = []
+    for k, sub in enumerate(("10", "35")):
+        jpeg = tmp_path / f"DSCF{k}.JPG"
+        photo.save(jpeg, quality=95 - k, exif=_camera_exif("2024:06:01 10:00:00", sub))
+        raw = tmp_path / f"DSCF{k}.RAF"
+        raw.write_bytes(b"FUJIFILMCCD-RAW " + bytes(64))  # no header Pillow reads
+        recs.append(record(jpeg))
+        recs.append(dataclasses.replace(recs[-1], path=str(raw), format="RAF",
+                                        size_bytes=raw.stat().st_size))
+    group = Group(id=1, members=tuple(Member(r, 0) for r in recs),
+                  representative=recs[0].path, kind="near")
+    d = KeepPolicy().decide_all([group]).decisions[1]
+    assert sorted(d.keep) == sorted(str(tmp_path / f"DSCF{k}.RAF") for k in (0, 1))
+
+
+def test_xmp_or_a_comment_a_converter_added_does_not_beat_the_heic(tmp_path, photo):
+    """Metadata counted XMP and comments, which converters and photo managers add: the JPEG
+    made from a HEIC (EXIF, ICC and an XMP rating) was kept over it."""
+    pytest.importorskip("pillow_heif").register_heif_opener()
+    exif = _camera_exif("2024:06:01 10:00:00")
+    original, jpeg = tmp_path / "IMG_4700.HEIC", tmp_path / "IMG_4700.jpg"
+    photo.save(original, format="HEIF", quality=80, exif=exif)
+    photo.save(jpeg, quality=92, exif=exif, comment=b"CREATOR: gd-jpeg v1.0",
+               xmp=b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    assert decide(jpeg, original).keep == (str(original),)
+
+
+def test_resolution_comes_before_the_editor_signal(tmp_path, photo):
+    """A thumbnail made by a tool not known as an editor, with the camera EXIF kept, beat
+    the full-size file Photoshop had saved."""
+    full, thumb = tmp_path / "IMG_800.JPG", tmp_path / "web" / "IMG_800.jpg"
+    thumb.parent.mkdir()
+    photo.save(full, quality=92, exif=_exif_with("2024:06:01 10:00:00",
+                                                 software="Adobe Photoshop 25.0"))
+    photo.resize((photo.width // 4, photo.height // 4)).save(
+        thumb, quality=92, exif=_exif_with("2024:06:01 10:00:00", software="SomeTool 1.0"))
+    assert decide(thumb, full).keep == (str(full),)

@@ -189,8 +189,10 @@ class FileFacts:
         taken: when the picture was taken (EXIF ``DateTimeOriginal``, with
             ``SubsecTimeOriginal``) as ``YYYY-MM-DD HH:MM:SS`` or ``YYYY-MM-DD HH:MM:SS.fff``:
             copies keep it, so two files that differ in it are two shots.
-        metadata: how many kinds of metadata the file keeps: EXIF (more than an orientation
-            tag), XMP, ICC profile, comment.
+        metadata: how many kinds of metadata the file keeps that a re-save drops: EXIF (more
+            than an orientation tag), ICC profile.
+        notes: how many kinds of notes it holds: XMP, a comment (kept apart: converters and
+            photo managers add them).
         frames: the file holds more than one picture (an animation, a multi-page TIFF); its
             hash and pixel digest see the first only. Not for an MPO (a JPEG whose extra
             pictures are previews or depth and gain maps of the first). None: unknown (facts
@@ -198,6 +200,8 @@ class FileFacts:
             takes it to hold several.
         software: the EXIF ``Software`` tag: a camera's firmware, or the editor that
             wrote the file (``Adobe Photoshop 25.0``).
+        exposure: EXIF exposure time and bias (``1/250 s -1 EV``): an exposure bracket's
+            frames, taken in one second, differ in it; copies keep it.
     """
 
     format: str | None = None
@@ -210,6 +214,8 @@ class FileFacts:
     metadata: int = 0
     frames: bool | None = False
     software: str | None = None
+    exposure: str | None = None
+    notes: int = 0
 
     def to_text(self) -> str:
         """The facts as compact JSON (a list in field order), how the stores keep them."""
@@ -228,8 +234,9 @@ class FileFacts:
             values = json.loads(text) if text is not None else None
         except ValueError:
             return None
-        # Facts of an older version (fewer fields: before `frames`, `software` and taken's
-        # fraction of a second) are unknown: a scan reads such headers again.
+        # Facts of an older version (fewer fields: before `frames`, `software`, `exposure`,
+        # `notes` and taken's fraction of a second) are unknown: a scan reads such headers
+        # again.
         if not isinstance(values, list) or len(values) != len(_FACT_FIELDS):
             return None
         return cls(**dict(zip(_FACT_FIELDS, values, strict=True)))

@@ -29,28 +29,31 @@ one only breaks the ties of those before it; :data:`ORIGINAL_SIGNALS`):
    ``IMG_1_1.jpg``, ``IMG_1-edited.jpg``) marks a copy; tools name copies, not originals.
 3. **camera metadata**: EXIF camera make/model or original date; editors and web tools
    often strip it, cameras always write it.
-4. **no editor saved it**: among files with camera metadata, one whose EXIF ``Software``
-   tag names an editor (Photoshop, Lightroom, GIMP, Snapseed...) rather than a camera's
-   firmware is an edit or an export that copied the camera's EXIF over.
-5. **resolution at the group's common aspect ratio**: the pixels of the largest picture of
+4. **resolution at the group's common aspect ratio**: the pixels of the largest picture of
    that aspect ratio the file holds, so a squashed or stretched copy never wins by pixel
    count (``935x701`` does not beat ``1024x640``); within 1% counts as equal, and then
    a copy distorted to another aspect ratio loses.
-6. **other metadata**: EXIF (more than an orientation tag), XMP, ICC profile or a comment
-   kept; a re-save by most tools drops them.
+5. **no editor saved it**: among files with camera metadata, one whose EXIF ``Software``
+   tag names an editor (Photoshop, Lightroom, GIMP, a camera maker's RAW developer...)
+   rather than a camera's firmware is an edit or an export that copied the camera's EXIF.
+6. **other metadata**: EXIF (more than an orientation tag) or an ICC profile kept; a
+   re-save by most tools drops them.
 7. **encoding fidelity**: lossless (and RAW) before lossy; among JPEGs the higher quality
    estimated from the quantisation tables, so a re-encode loses (a phone's HEIC or AVIF,
    which has no such table, counts as quality 100: a JPEG made from it is a conversion);
    then colour before grey.
-8. **the centre of the group**: the smallest total hash distance to the other members.
+8. **notes**: XMP or a comment kept (after fidelity: converters and photo managers add
+   them, so a JPEG made from a phone's HEIC with a rating added does not beat it).
+9. **the centre of the group**: the smallest total hash distance to the other members.
    Copies are edits *of* the original, so it lies between them; two edits lie further
    apart. Groups of more than :data:`CENTRE_MAX` members skip this signal. (Measured
    before resolution, it picks a near-identical edit as often as the original: last.)
-9. the oldest modification time.
+10. the oldest modification time.
 
-Whatever the rules: in a group whose members' EXIF names two or more capture times (a
-burst, an exposure bracket: different photos that hash alike), the best member of each
-capture time is kept (:meth:`KeepPolicy.shots`); a copy keeps its picture's capture time.
+Whatever the rules: in a group whose members' EXIF names two or more capture moments (the
+time to the fraction of a second, and the exposure: a burst, an exposure bracket, different
+photos that hash alike), the best member of each moment is kept (:meth:`KeepPolicy.shots`);
+a copy keeps its picture's capture time and exposure.
 
 What no header says: an upscaled copy has more pixels than its original and wins on
 resolution unless its name marks it (``benchmarks/bench_keep.py`` measures this).
@@ -116,8 +119,8 @@ KEEP_RULES: dict[str, str] = {
 }
 
 #: The signals of the ``original`` rule, in the order they are compared (module docs).
-ORIGINAL_SIGNALS: tuple[str, ...] = ("raw", "name", "camera", "editor", "resolution",
-                                     "metadata", "fidelity", "centre", "age")
+ORIGINAL_SIGNALS: tuple[str, ...] = ("raw", "name", "camera", "resolution", "editor",
+                                     "metadata", "fidelity", "notes", "centre", "age")
 
 #: Groups with more members than this skip the centre signal (its cost grows with the square
 #: of the group's size; such groups are exact copies more often than edits).
@@ -133,7 +136,9 @@ _COPY_NAME = re.compile(
 _EDITOR = re.compile(
     r"photoshop|lightroom|adobe|gimp|affinity|capture one|darktable|rawtherapee|snapseed|"
     r"pixelmator|luminar|dxo|acdsee|paint\.net|picasa|lightzone|polarr|vsco|fotor|canva|"
-    r"photoscape|irfanview|xnview|faststone|krita|digikam|shotwell|aperture",
+    r"photoscape|irfanview|xnview|xnconvert|faststone|krita|digikam|shotwell|aperture|"
+    r"digital photo professional|capture nx|nx studio|silkypix|imaging edge|"
+    r"olympus workspace|om workspace|photo editor|photos legacy|microsoft photos",
     re.IGNORECASE)
 
 #: Lossy formats without a quality estimate that cameras and phones write themselves: a
@@ -148,30 +153,40 @@ _SIGNAL_WORDS = {  # why a keeper won, per signal (not reason codes: errors.REAS
     "resolution": "most pixels at the group's aspect ratio",
     "centre": "the group's centre (closest to the other members)",
     "fidelity": "best encoding (lossless, or the highest JPEG quality; colour)",
-    "metadata": "keeps its metadata (EXIF, XMP, ICC profile)",
+    "metadata": "keeps its metadata (EXIF, ICC profile)",
+    "notes": "keeps its notes (XMP, a comment)",
     "age": "oldest modification time",
 }
 
 
-def capture_moments(taken: Mapping[str, str]) -> dict[str, tuple[str, str]]:
-    """Each path's shot, from its capture time (``YYYY-MM-DD HH:MM:SS[.fff]``): its second
-    and fraction. An export may drop the fraction (SubsecTimeOriginal) and keep the second:
-    within a second that others name fractions for, a time without one could be a copy of
-    any of them, so it names no shot (left out); ``.35`` and ``.350`` are one moment."""
-    split = {p: t.partition(".")[::2] for p, t in taken.items()}
-    split = {p: (sec, frac.rstrip("0") or ("0" if frac else "")) for p, (sec, frac)
-             in split.items()}
-    fractioned = {sec for sec, frac in split.values() if frac}
-    return {p: (sec, frac) for p, (sec, frac) in split.items()
-            if frac or sec not in fractioned}
+def capture_moments(taken: Mapping[str, str], exposure: Mapping[str, str] | None = None
+                    ) -> dict[str, tuple[str, str, str]]:
+    """Each path's shot: its capture second, the fraction of it, and its exposure (time and
+    bias: an exposure bracket's frames can share a second), from ``taken``
+    (``YYYY-MM-DD HH:MM:SS[.fff]``) and ``exposure``. An export may drop a part (the
+    fraction, SubsecTimeOriginal) and keep the rest: a path whose known parts match another
+    path's that knows more could be a copy of that shot, so it names no shot of its own
+    (left out); ``.35`` and ``.350`` are one moment."""
+    exposure = exposure or {}
+    keys: dict[str, tuple[str, str, str]] = {}
+    for path, when in taken.items():
+        second, _, frac = when.partition(".")
+        keys[path] = (second, frac.rstrip("0") or ("0" if frac else ""), exposure.get(path, ""))
+
+    def could_copy(a: tuple[str, str, str], b: tuple[str, str, str]) -> bool:
+        return a != b and a[0] == b[0] and all(x in ("", y) for x, y in zip(a[1:], b[1:],
+                                                                           strict=True))
+    specific = set(keys.values())
+    return {p: k for p, k in keys.items() if not any(could_copy(k, o) for o in specific)}
 
 
-def kept_shots(keep: Sequence[str], taken: Mapping[str, str]) -> set[str]:
+def kept_shots(keep: Sequence[str], taken: Mapping[str, str],
+               exposure: Mapping[str, str] | None = None) -> set[str]:
     """The members of a keep list that :meth:`KeepPolicy.shots` keeps, for a view that has
-    a report's keep list and every member's capture time (``taken``) but not the policy's
+    a report's keep list and every member's capture time and exposure but not the policy's
     ranking: in a group of two or more capture moments, every kept member with one (the
     policy keeps the best of each moment)."""
-    moments = capture_moments(taken)
+    moments = capture_moments(taken, exposure)
     if len(set(moments.values())) < 2:
         return set()
     return {path for path in keep if path in moments}
@@ -272,6 +287,7 @@ def _original_key(records: Sequence[ImageRecord], facts: KeepFacts
             # stored as colour (WebP always is), so the mode is weak evidence.
             "fidelity": (-fidelity, f.grey),
             "metadata": -f.metadata,
+            "notes": -f.notes,
             "age": r.mtime_ns,
         }
 
@@ -356,6 +372,9 @@ class KeepFacts:
             TIFFs: :attr:`FileFacts.frames`).
         taken: when each member's picture was taken, where its EXIF says
             (:attr:`FileFacts.taken`): members taken at different times are different shots.
+            A camera RAW whose header says nothing takes the time of the file of the same
+            name beside it (the JPEG the camera wrote with it).
+        exposure: each member's exposure time and bias, where its EXIF says.
     """
 
     lossless: frozenset[str] = frozenset()
@@ -363,6 +382,7 @@ class KeepFacts:
     headers: Mapping[str, FileFacts] = field(default_factory=dict)
     frames: frozenset[str] = frozenset()
     taken: Mapping[str, str] = field(default_factory=dict)
+    exposure: Mapping[str, str] = field(default_factory=dict)
 
 
 def in_folders(path: str, folders: Iterable[str]) -> bool:
@@ -524,8 +544,19 @@ class KeepPolicy:
             p for r in records for p in (r.path, *r.aliases) if self.is_protected(p)
         ) if self.protect else frozenset()
         taken = {r.path: f.taken for r in records if (f := header(r)).taken}
+        exposure = {r.path: f.exposure for r in records if (f := header(r)).exposure}
+        # A RAW Pillow cannot read (CR3, RAF, ORF...) has no time of its own: the JPEG of the
+        # same name beside it, written with it, knows the shot's.
+        named = {(os.path.dirname(p), _stem(p)): p for p in taken}
+        for r in records:
+            twin = named.get((os.path.dirname(r.path), _stem(r.path)))
+            if r.path not in taken and twin is not None and \
+                    os.path.splitext(r.path)[1].lower() in RAW_SUFFIXES:
+                taken[r.path] = taken[twin]
+                if twin in exposure:
+                    exposure[r.path] = exposure[twin]
         return KeepFacts(lossless=lossless, protected=protected, headers=headers,
-                         frames=frames, taken=taken)
+                         frames=frames, taken=taken, exposure=exposure)
 
     def shots(self, records: Sequence[ImageRecord], facts: KeepFacts) -> frozenset[str]:
         """In a group whose members' EXIF names two or more capture times (a burst, an
@@ -534,10 +565,10 @@ class KeepPolicy:
         rule removes them: a copy keeps its picture's capture time, so members that differ
         in it are not copies of each other."""
         moments = capture_moments({r.path: facts.taken[r.path] for r in records
-                            if r.path in facts.taken})
+                                   if r.path in facts.taken}, facts.exposure)
         if len(set(moments.values())) < 2:
             return frozenset()
-        best: dict[tuple[str, str], str] = {}
+        best: dict[tuple[str, str, str], str] = {}
         for rec in self.rank(records, facts):
             if rec.path in moments:
                 best.setdefault(moments[rec.path], rec.path)

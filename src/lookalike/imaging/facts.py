@@ -136,10 +136,13 @@ def image_facts(im: Image, fh: BinaryIO) -> FileFacts:
         taken = _exif_text(sub.get(ExifTags.Base.DateTimeOriginal))
         subsec = _exif_text(sub.get(ExifTags.Base.SubsecTimeOriginal))
         software = _exif_text(exif.get(ExifTags.Base.Software))
-        # An orientation tag alone is what a rotating tool writes, not kept metadata.
-        metadata = sum((bool(set(exif) - {ExifTags.Base.Orientation}),
-                        "xmp" in info or "XML:com.adobe.xmp" in info,
-                        "icc_profile" in info, "comment" in info or "Comment" in info))
+        exposure = _exposure(sub.get(ExifTags.Base.ExposureTime),
+                             sub.get(ExifTags.Base.ExposureBiasValue))
+        # An orientation tag alone is what a rotating tool writes, not kept metadata. XMP
+        # and comments apart: converters and photo managers add them.
+        metadata = sum((bool(set(exif) - {ExifTags.Base.Orientation}), "icc_profile" in info))
+        notes = sum(("xmp" in info or "XML:com.adobe.xmp" in info,
+                     "comment" in info or "Comment" in info))
     except Exception:  # a plugin's error on a damaged header: no facts
         return FileFacts()
     if model and make and model.lower().startswith(make.lower()):
@@ -151,8 +154,22 @@ def image_facts(im: Image, fh: BinaryIO) -> FileFacts:
         taken=taken[:10].replace(":", "-") + taken[10:]
         + (f".{subsec}" if subsec and subsec.isdigit() else "")
         if taken and _EXIF_DATE.fullmatch(taken) else None,
-        software=software,
+        software=software, exposure=exposure, notes=notes,
         metadata=metadata, frames=_frames(im))
+
+
+def _exposure(time: object, bias: object) -> str | None:
+    """EXIF exposure time and bias as ``1/250 s -1 EV`` (either part may be missing):
+    an exposure bracket's frames differ in them, copies keep them."""
+    parts = []
+    with contextlib.suppress(TypeError, ValueError, ZeroDivisionError):
+        t = float(time)  # type: ignore[arg-type]
+        if t > 0:
+            parts.append(f"1/{round(1 / t)} s" if t < 1 else f"{t:g} s")
+    with contextlib.suppress(TypeError, ValueError, ZeroDivisionError):
+        if bias is not None:
+            parts.append(f"{float(bias):+.2g} EV")  # type: ignore[arg-type]
+    return " ".join(parts) or None
 
 
 def _frames(im: Image) -> bool:

@@ -271,8 +271,9 @@ def image_facts(path: str) -> dict[str, Any] | None:
     """What a reviewer compares that the report does not hold, from
     :func:`~lookalike.imaging.facts.read_file_facts` (header and EXIF, no pixels): ``format``
     (Pillow's name), ``mode`` (colour mode), ``quality`` (JPEG quality estimate), ``camera``
-    (EXIF make and model), ``taken`` (EXIF original date, ``YYYY-MM-DD HH:MM:SS``) and
-    ``frames`` (True: the file holds several pictures); absent keys are unknown.
+    (EXIF make and model), ``taken`` (EXIF original date, ``YYYY-MM-DD HH:MM:SS[.fff]``),
+    ``exposure`` (EXIF exposure time and bias) and ``frames`` (True: the file holds several
+    pictures); absent keys are unknown.
 
     Returns None for a path Pillow cannot open (gone, not a local file, not an image).
     """
@@ -281,7 +282,7 @@ def image_facts(path: str) -> dict[str, Any] | None:
         return None
     shown = {"format": facts.format, "mode": facts.mode, "quality": facts.quality,
              "frames": True if facts.frames else None,
-             "camera": facts.camera, "taken": facts.taken}
+             "camera": facts.camera, "taken": facts.taken, "exposure": facts.exposure}
     return {k: v for k, v in shown.items() if v is not None}
 
 
@@ -413,7 +414,7 @@ def _original_url(path: str, facts: Mapping[str, Any] | None) -> str | None:
 def _compact_facts(facts: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not facts:
         return None
-    keys = {"mode": "cm", "quality": "q", "camera": "c", "taken": "dt"}
+    keys = {"mode": "cm", "quality": "q", "camera": "c", "taken": "dt", "exposure": "ex"}
     return {short: facts[k] for k, short in keys.items() if facts.get(k) is not None} or None
 
 
@@ -444,8 +445,8 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
             keep = [rep]
         keep_set = set(keep)
         # Other shots (a burst's frames): no folder rule removes them, as in apply.
-        shots = kept_shots(keep, {p: t for p in paths
-                                  if (t := (facts.get(p) or {}).get("taken"))})
+        shots = kept_shots(keep, *({p: v for p in paths if (v := (facts.get(p) or {}).get(k))}
+                                   for k in ("taken", "exposure")))
         out_members = []
         for m in members:
             mtime_ns = m.get("mtime_ns")

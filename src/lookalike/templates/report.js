@@ -638,6 +638,7 @@
     fact(dl, "JPEG quality", x.q ? "\u2248 " + x.q + " (estimated from its tables)" : null,
       differs(x.q, ox.q));
     fact(dl, "taken", x.dt || null, differs(x.dt, ox.dt));
+    fact(dl, "exposure", x.ex || null, differs(x.ex, ox.ex));
     fact(dl, "modified", formatTime(m.t));
     fact(dl, "camera", x.c || null, differs(x.c, ox.c));
     fact(dl, "distance", cmp.sides[side] === g.rep ? "reference for distances" :
