@@ -814,7 +814,8 @@ def test_the_plan_says_which_sidecar_files_stay_behind(tmp_path, scene):
     img = scene(4, (200, 150))
     img.save(root / "IMG_1.png")
     img.resize((100, 75)).save(root / "album" / "IMG_1_small.png")  # a copy: removed
-    for name in ("IMG_1_small.AAE", "IMG_1_small.MOV", "img_1_small.png.xmp", "other.xmp"):
+    for name in ("IMG_1_small.AAE", "IMG_1_small.MOV", "img_1_small.png.xmp", "other.xmp",
+                 "IMG_1_small.png.supplemental-metadata.json"):
         (root / "album" / name).write_bytes(b"x")
     (root / "IMG_1.xmp").write_bytes(b"x")  # the kept file's own
     report = tmp_path / "r.json"
@@ -823,7 +824,37 @@ def test_the_plan_says_which_sidecar_files_stay_behind(tmp_path, scene):
     (gp,) = p.groups
     assert [op.path for op in gp.operations] == [str(root / "album" / "IMG_1_small.png")]
     (note,) = [n for n in gp.notes if "beside it" in n]
-    assert "IMG_1_small.AAE, IMG_1_small.MOV, img_1_small.png.xmp beside it stay" in note
+    assert ("IMG_1_small.AAE, IMG_1_small.MOV, IMG_1_small.png.supplemental-metadata.json, "
+            "img_1_small.png.xmp beside it stay") in note
     assert "other.xmp" not in note and "IMG_1.xmp" not in note
     assert note in render_plan(p)
     assert not [n for n in plan(report, action="hardlink").groups[0].notes if "beside" in n]
+
+
+def test_a_remove_rule_that_spares_other_shots_says_so(tmp_path, scene):
+    """A burst folder under a remove rule: every frame is another shot, so nothing goes,
+    and the plan printed no line for the group (the rule looked ignored)."""
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    (root / "burst").mkdir(parents=True)
+    img = scene(6, (200, 150))
+    for k, sub in enumerate(("10", "45")):
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
+        exif.get_ifd(0x8769).update({0x9003: "2024:06:01 10:00:00", 0x9291: sub})
+        img.save(root / "burst" / f"IMG_{k}.JPG", quality=95, exif=exif.tobytes())
+    report = tmp_path / "r.json"
+    write_report(lookalike.scan(root, workers=1), report)
+    p = plan(report, action="move", to=tmp_path / "q", remove_in=[root / "burst"])
+    assert p.files == 0
+    (gp,) = p.groups
+    assert len([n for n in gp.notes if "stays, though under the rule" in n]) == 2
+    assert "another shot (taken 2024-06-01 10:00:00.45" in render_plan(p)
+    # A reviewer who removed one anyway decided it, not the rule (which spares shots).
+    frames = [str(root / "burst" / f"IMG_{k}.JPG") for k in (0, 1)]
+    gid = json.loads(report.read_text())["groups"][0]["id"]
+    d = decisions_file(tmp_path, report, [{"id": gid, "keep": frames[:1], "remove": frames[1:]}],
+                       folder_rules=[{"folder": str(root / "burst"), "rule": "remove"}])
+    why = dict(plan(d, action="move", to=tmp_path / "q").groups[0].reasons)
+    assert why[frames[1]] == "decided in review"

@@ -263,7 +263,9 @@ def _sidecar_notes(removed: Sequence[str], kept: Sequence[str],
         if (folder, stem) in shared:
             continue
         found = sorted(n for n in folders[folder] if os.path.splitext(n)[1].lower()
-                       in SIDECAR_SUFFIXES and os.path.splitext(n)[0].lower() in (stem, name))
+                       in SIDECAR_SUFFIXES and (os.path.splitext(n)[0].lower() in (stem, name)
+                                                # Takeout: IMG_1.JPG.supplemental-metadata.json
+                                                or n.lower().startswith(f"{name}.")))
         if found:
             where = "stays where it is" if len(found) == 1 else "stay where they are"
             notes.append(f"{path}: {', '.join(found)} beside it {where} (files that go with "
@@ -908,9 +910,12 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         if decisions.rules:
             # What no rule removes (as on the page): a file of several pictures, a member
             # only unverified embeddings matched; removing one was the reviewer's own choice.
-            several = policy.read_facts(m.record for g, _ in chosen for m in g.members).frames
-            why = {d.group: _review_reasons(d, decisions.rules, by_id[d.group], several)
-                   for d in decisions.groups}
+            read = policy.read_facts(m.record for g, _ in chosen for m in g.members)
+            several = read.frames
+            why = {d.group: _review_reasons(
+                d, decisions.rules, by_id[d.group], several, policy.shots(
+                    [m.record for m in by_id[d.group].members if m.match != "embedding"], read))
+                for d in decisions.groups}
     else:
         facts = policy.read_facts(m.record for g in report.groups for m in g.members)
         several = facts.frames
@@ -958,7 +963,16 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                                             "this group; use keep rule 'none' to remove "
                                             "every copy"))
                 continue
+        # Files a remove rule covers but no rule removes (other shots, animations, members
+        # only embeddings matched): said, or a rule that removes nothing looks ignored.
+        spared = [f"{p} stays, though under the rule '{rule}': {why[g.id][p]}"
+                  for p in decision.keep if g.id in why and "no rule removes it" in
+                  why[g.id].get(p, "") and (rule := _names_rule(rules, recs[p])) is not None
+                  and rule.verdict == "remove"]
         if not decision.remove and not collapse_links:
+            if spared:
+                groups.append(GroupPlan(group=g.id, keep=decision.keep, members=(),
+                                        operations=(), notes=tuple(spared)))
             continue
         pending = [p for p in decision.remove if p not in done]
         already += len(decision.remove) - len(pending)
@@ -986,6 +1000,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             continue
         targets, notes, reason = _targets(pending, decision.keep, recs, done, ids, kept_ids,
                                           untouchable, collapse_links)
+        notes = [*spared, *notes]
         if reason is None and not targets:
             if notes:
                 groups.append(GroupPlan(group=g.id, keep=decision.keep, members=(),
@@ -1080,20 +1095,24 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
 
 
 def _review_reasons(decision: KeepDecision, rules: FolderRules, group: Group,
-                    several: frozenset[str]) -> dict[str, str]:
+                    several: frozenset[str], shots: frozenset[str] = frozenset()
+                    ) -> dict[str, str]:
     """Why each file of a reviewed group is kept or removed: the folder rule that agrees with
     its decision (judged by all the file's names, as the page and ``--remove-in`` judge), else
-    the review. A rule removes no file of ``several`` pictures and no member only unverified
+    the review. A rule removes no file of ``several`` pictures, no other shot (``shots``,
+    :meth:`~lookalike.grouping.keep.KeepPolicy.shots`) and no member only unverified
     embeddings matched: removing one is the review's decision."""
     members = {m.record.path: m for m in group.members}
     why = {}
     for path in (*decision.keep, *decision.remove):
         m, removed = members[path], path in decision.remove
         rule = _names_rule(rules, m.record)
-        spares = path in several or m.match == "embedding"
+        spares = path in several or path in shots or m.match == "embedding"
         if rule is not None and rule.verdict == "remove" and spares and not removed:
-            why[path] = ("no rule removes it: " + ("it holds several pictures"
-                         if path in several else "matched by embeddings only"))
+            why[path] = ("no rule removes it: " + (
+                "it holds several pictures" if path in several else "another shot (its EXIF "
+                "names another capture moment)" if path in shots else
+                "matched by embeddings only"))
         elif rule is not None and (rule.verdict == "remove" and not spares) == removed:
             why[path] = f"rule: {rule}"
         else:
