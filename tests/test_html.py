@@ -1031,6 +1031,7 @@ def test_a_remove_rule_on_the_page_spares_other_shots(web, tmp_path, scene):
         "IMG_0.JPG", "IMG_1.JPG"]
     web.open(html)
     pg = web.page
+    assert "kept: another shot" in pg.inner_text("#groups")  # the keeper's other shot
     pg.click("#rules summary")
     pg.select_option("#rule-folder", str([f["p"] for f in blob["folders"]].index(
         str(lib / "DCIM"))))

@@ -484,6 +484,8 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
         out_groups.append({"id": g.get("id"), "kind": g.get("kind", "near"),
                            "rep": paths.index(rep) if rep in paths else 0,
                            "m": out_members,
+                           # The policy's keeper (keep[0]; its reason is "kr") among them.
+                           "kf": paths.index(keep[0]) if keep and keep[0] in paths else None,
                            # Why the keep policy suggests its keeper ("" when unknown).
                            "kr": str(g.get("keep_reason") or "")})
     return {

@@ -23,13 +23,16 @@
   const state = groups.map((g) => g.m.map((m) => m.k));
   // Why the keep policy suggests a member (the report's keep_reason), else null. A member
   // embeddings joined is kept for the reviewer to choose: no signal says which is the original.
-  const suggestedWhy = (g, m) => (!m.k || !g.kr ? null : m.mk ?
+  // Another shot (a burst's frame) the policy keeps besides its keeper says so.
+  const suggestedWhy = (g, m, mi) => (!m.k || !g.kr ? null : m.mk ?
     "kept: joined by its embedding (a crop, frame or turn of the others, or their original)" :
-    "suggested keeper: " + g.kr);
+    m.sh && mi !== g.kf ? "kept: another shot (its EXIF names another capture moment), " +
+    "not a copy" : "suggested keeper: " + g.kr);
   // A protected member (a leakage scan's reference set, --protect): apply never removes it.
   const protectedWhy = data.lk ? "protected: in the reference set (apply never removes it)" :
     "protected: in a protected folder (apply never removes it)";
-  const why = groups.map((g) => g.m.map((m) => (m.pr ? protectedWhy : suggestedWhy(g, m))));
+  const why = groups.map((g) => g.m.map((m, mi) => (m.pr ? protectedWhy :
+    suggestedWhy(g, m, mi))));
   let visible = groups.map((_, i) => i); // indices of groups that match the filter
   let rendered = 0;
   const shown = new Map(); // group index -> its rendered <article>
@@ -392,7 +395,7 @@
     const keep = g.m.map((m, mi) => (ruled[mi] === null ? removing || m.k :
       rules.get(ruled[mi]) === "keep" || spared(m) !== null));
     const reason = ruled.map((f, mi) => (f === null ? (removing ? "kept: no remove rule covers it" :
-      suggestedWhy(g, g.m[mi])) : rules.get(f) === "keep" ? "kept by rule: everything under " +
+      suggestedWhy(g, g.m[mi], mi)) : rules.get(f) === "keep" ? "kept by rule: everything under " +
       folders[f].p : spared(g.m[mi]) || "removed by rule: duplicates under " + folders[f].p));
     // No rule removes a group's last copy, as apply judges it: a member its hashes matched
     // (or a protected one they did not only look alike to) must stay; members embeddings
