@@ -858,3 +858,16 @@ def test_a_remove_rule_that_spares_other_shots_says_so(tmp_path, scene):
                        folder_rules=[{"folder": str(root / "burst"), "rule": "remove"}])
     why = dict(plan(d, action="move", to=tmp_path / "q").groups[0].reasons)
     assert why[frames[1]] == "decided in review"
+
+
+def test_a_long_plan_on_a_terminal_shows_its_first_groups_and_how_many_more(library, tmp_path):
+    """43k files gave a 15,664-line plan on the terminal (the totals came last)."""
+    _root, report = library
+    p = plan(report, action="move", to=tmp_path / "q")
+    full = render_plan(p)
+    short = render_plan(p, limit=1)
+    assert len(p.groups) == 2 and "not shown here" not in full
+    hidden = p.groups[1]
+    assert f"group {hidden.group}" not in short and f"group {hidden.group}" in full
+    assert (f"... 1 more group ({len(hidden.operations)} file"
+            in short) and "total:" in short and short.rstrip().endswith("SHA-256 before acting)")

@@ -235,6 +235,10 @@ def _quiet_option(help: str = "No progress lines.") -> _Decorator:
     return click.option("--quiet", "-q", is_flag=True, help=help)
 
 
+#: Groups of a plan `apply` prints on a terminal (piped or redirected: all of them).
+PLAN_GROUPS_SHOWN = 50
+
+
 def _report_format(output: str) -> str:
     """The format of the -o file, from its extension (:func:`format_for`)."""
     from lookalike.report.schema import format_for
@@ -551,10 +555,12 @@ def apply_cmd(source: str, action: str, to: str | None, keep: tuple[str, ...],
     if action == "move" and to is None:
         raise ConfigError("--action move needs --to DIR, the quarantine folder that "
                           "receives the duplicates (outside the scanned folders)")
+    # On a terminal the first groups of a long plan; piped or redirected, all of it.
     result = apply_plan(source, action=action, keep=keep,  # type: ignore[arg-type]
                         protect=protect, to=to, journal=journal, yes=yes,
                         collapse_links=collapse_links, keep_in=keep_in, remove_in=remove_in,
-                        reporter=ConsoleReporter(quiet=quiet, problems=True))
+                        reporter=ConsoleReporter(quiet=quiet, problems=True),
+                        shown_groups=PLAN_GROUPS_SHOWN if sys.stdout.isatty() else None)
     if result is not None and not result.ok:
         # Each error line says whether its operation was rolled back or needs `undo`.
         raise PartialFailure(f"{len(result.failed)} file operations failed (see the errors "

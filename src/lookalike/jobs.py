@@ -353,9 +353,10 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
                protect: Sequence[str] = (), to: str | None = None, journal: str | None = None,
                yes: bool = False, collapse_links: bool = False,
                keep_in: Sequence[str] = (), remove_in: Sequence[str] = (),
-               reporter: Reporter | None = None, out: TextIO | None = None
-               ) -> ApplyResult | None:
-    """Plan ``action`` on the duplicates of ``source`` and print the plan; with ``yes``, do it.
+               reporter: Reporter | None = None, out: TextIO | None = None,
+               shown_groups: int | None = None) -> ApplyResult | None:
+    """Plan ``action`` on the duplicates of ``source`` and print the plan (its first
+    ``shown_groups`` groups, when given); with ``yes``, do it.
 
     Without ``yes`` this is a dry run: nothing changes. With it, every change is written to
     ``journal`` first (default: :func:`~lookalike.actions.apply.default_journal_path`); an
@@ -385,6 +386,11 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
         if rolled_back:
             print(f"rolled back {rolled_back} unfinished operations of the interrupted run; "
                   "resuming", file=out)
+    if reporter is not None and len(loaded.groups) >= 2000:
+        # A big report's plan reads many headers (a minute for 2,700 groups on a busy
+        # machine): not a silent wait.
+        reporter.info(f"planning: checking {plural(len(loaded.groups), 'group')} against the "
+                      "files")
     p = plan(loaded, action=action, keep=keep or None, protect=protect, to=to,
              journal=journal if resume else None, collapse_links=collapse_links,
              keep_in=keep_in, remove_in=remove_in)
@@ -392,7 +398,7 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
     if p.operations and not resume:
         # The dry run fails as --yes would, before its plan is printed.
         check_new_journal(p, jpath, named=journal is not None)
-    out.write(render_plan(p, dry_run=not yes))
+    out.write(render_plan(p, dry_run=not yes, limit=shown_groups))
     if not yes:
         return None
     if not p.operations:

@@ -1206,8 +1206,10 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
 # --------------------------------------------------------------------------- rendering
 
 
-def render_plan(p: Plan, *, dry_run: bool = True) -> str:
-    """The plan for humans: one line per operation under its group's keeper, then totals."""
+def render_plan(p: Plan, *, dry_run: bool = True, limit: int | None = None) -> str:
+    """The plan for humans: one line per operation under its group's keeper, then totals.
+    With ``limit``, the first ``limit`` groups (and skipped groups) only, and how many more
+    there are: a plan of 10,000 files is 15,000 lines."""
     verb = {"move": "move", "delete": "delete", "hardlink": "hardlink", "symlink": "symlink"}
     how = (f"as decided in {p.decisions_path}" if p.decisions_path else ", ".join(p.keep))
     lines = [f"plan: {p.action} duplicates from {shown(p.report_path)}"
@@ -1218,9 +1220,8 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
         lines.append(f"folder rules: {'; '.join(shown(str(r)) for r in p.rules.rules)}"
                      + ("" if p.decisions_path else " (only files under a remove folder are "
                         "acted on; every group keeps at least one file)"))
-    for g in p.groups:
-        if not g.operations and not g.notes:
-            continue
+    listed = [g for g in p.groups if g.operations or g.notes]
+    for g in listed[:limit]:
         why = dict(g.reasons)
         if why:  # one line per file kept, saying why where a rule or the policy said
             lines.append(f"group {g.group}:")
@@ -1245,8 +1246,16 @@ def render_plan(p: Plan, *, dry_run: bool = True) -> str:
             lines.append(f"  {verb[op.action]:<8} {shown(op.path)}{target}  ({size})")
         for note in g.notes:
             lines.append(f"  note: {shown(note)}")
-    for s in p.skipped:
+    for s in p.skipped[:limit]:
         lines.append(f"skip group {s.group}: {shown(s.reason)}; nothing in it will be touched")
+    hidden = listed[limit:] if limit is not None else []
+    unsaid = len(p.skipped) - limit if limit is not None and len(p.skipped) > limit else 0
+    if hidden or unsaid:
+        files = sum(len(g.operations) for g in hidden)
+        parts = ([f"{plural(len(hidden), 'more group')} ({plural(files, 'file')})"]
+                 if hidden else []) + ([plural(unsaid, "more skipped group")] if unsaid else [])
+        lines.append(f"... {' and '.join(parts)} not shown here; send the output to a file or "
+                     "a pager to see them all")
     groups = sum(1 for g in p.groups if g.operations)
     total = (f"total: {plural(p.files, 'file')}, {human_bytes(p.bytes)} ({p.bytes} bytes) in "
              f"{plural(groups, 'group')}; {plural(len(p.skipped), 'group')} skipped")
