@@ -621,9 +621,10 @@ def _edited_keep(group: Group, decision: KeepDecision) -> str | None:
         return None
     said = ", ".join(map(str, listed)) or "nothing"
     policy = ", ".join(decision.keep) or "nothing"
-    return (f"the report's keep list was edited (it keeps {said}; its keep policy keeps "
-            f"{policy}): hand edits of a report are not followed. Choose keepers on the "
-            "review page (lookalike report) and apply its decisions file, or re-run the scan")
+    return (f"the report's keep list was edited, or written by another version of lookalike "
+            f"(it keeps {said}; its keep policy keeps {policy} now): the list is not "
+            "followed. Re-run the scan, or choose keepers on the review page (lookalike "
+            "report) and apply its decisions file")
 
 
 def _may_fold_case(folder: str) -> bool:
