@@ -1043,3 +1043,37 @@ def test_a_remove_rule_on_the_page_spares_other_shots(web, tmp_path, scene):
                                      str(lib / "DCIM" / "IMG_1.JPG")]
     assert group["remove"] == [str(lib / "DCIM" / "IMG_0_copy.png")]
     assert web.console == []
+
+
+@pytest.mark.slow
+def test_a_remove_rule_on_the_page_removes_byte_copies_of_a_burst(web, tmp_path, scene):
+    """The page spared every member the policy kept as a shot: byte copies of a burst's
+    frames under a remove rule (sorting first, so the policy had picked them) stayed, next
+    to their twins. Each moment keeps the frame the rules keep, as apply does."""
+    lib = tmp_path / "lib"
+    (lib / "burst").mkdir(parents=True)
+    (lib / "a_dupes").mkdir()
+    base = scene(7, (240, 160))
+    for k, sub in enumerate(("10", "45")):
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
+        exif.get_ifd(0x8769).update({0x9003: "2024:06:01 10:00:00", 0x9291: sub})
+        base.save(lib / "burst" / f"IMG_{k}.JPG", quality=95, exif=exif.tobytes())
+        shutil.copy2(lib / "burst" / f"IMG_{k}.JPG", lib / "a_dupes" / f"IMG_{k}.JPG")
+    report = _scan_to_report(lib, tmp_path / "r.json")
+    html = tmp_path / "r.html"
+    write_html(report, html)
+    blob = _blob(html.read_text())
+    web.open(html)
+    pg = web.page
+    pg.click("#rules summary")
+    pg.select_option("#rule-folder", str([f["p"] for f in blob["folders"]].index(
+        str(lib / "a_dupes"))))
+    pg.click("#rule-remove")
+    dec = web.export(tmp_path / "decisions.json")
+    (group,) = dec["groups"]
+    assert sorted(group["keep"]) == [str(lib / "burst" / "IMG_0.JPG"),
+                                     str(lib / "burst" / "IMG_1.JPG")]
+    assert sorted(group["remove"]) == [str(lib / "a_dupes" / "IMG_0.JPG"),
+                                       str(lib / "a_dupes" / "IMG_1.JPG")]
+    assert web.console == []

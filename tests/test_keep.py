@@ -551,6 +551,10 @@ def test_a_bracket_in_one_second_without_fractions_keeps_each_exposure(tmp_path,
             path, quality=95, exif=_exif_with("2024:06:01 18:00:05", (time, bias)))
         frames.append(path)
     assert read_file_facts(str(frames[0])).exposure == "1/500 s -1 EV"
+    from lookalike.imaging.facts import _exposure  # slow shutter speeds stay apart
+
+    assert [_exposure(t, 0) for t in (0.4, 0.5, 0.6, 2.5)] == [
+        "0.4 s +0 EV", "1/2 s +0 EV", "0.6 s +0 EV", "2.5 s +0 EV"]
     export = tmp_path / "IMG_301_web.jpg"  # the 0 EV frame, resized, its EXIF kept
     Image.open(frames[1]).resize((photo.width // 2, photo.height // 2)).save(
         export, quality=80, exif=Image.open(frames[1]).info["exif"])

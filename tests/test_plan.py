@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from PIL import Image
 import lookalike
 from conftest import snapshot
 from lookalike import ConfigError, ReportError
-from lookalike.actions.plan import load_source, plan, quarantine_path, render_plan
+from lookalike.actions.plan import SkippedGroup, load_source, plan, quarantine_path, render_plan
 from lookalike.cli import cli
 from lookalike.grouping.keep import DEFAULT_KEEP
 from lookalike.paths import root_names
@@ -851,6 +852,19 @@ def test_a_remove_rule_that_spares_other_shots_says_so(tmp_path, scene):
     (gp,) = p.groups
     assert len([n for n in gp.notes if "stays, though under the rule" in n]) == 2
     assert "another shot (taken 2024-06-01 10:00:00.45" in render_plan(p)
+    # Byte copies of the frames under a remove rule go: each moment keeps the frame the
+    # rules keep (the rule spared the copy when it ranked first, and kept both).
+    (root / "a_dupes").mkdir()
+    for k in (0, 1):
+        shutil.copy2(root / "burst" / f"IMG_{k}.JPG", root / "a_dupes" / f"IMG_{k}.JPG")
+    report2 = tmp_path / "r2.json"
+    write_report(lookalike.scan(root, workers=1), report2)
+    p2 = plan(report2, action="move", to=tmp_path / "q2", remove_in=[root / "a_dupes"])
+    assert sorted(op.path for op in p2.operations) == [
+        str(root / "a_dupes" / "IMG_0.JPG"), str(root / "a_dupes" / "IMG_1.JPG")]
+    assert sorted(p2.groups[0].keep) == [str(root / "burst" / "IMG_0.JPG"),
+                                         str(root / "burst" / "IMG_1.JPG")]
+    shutil.rmtree(root / "a_dupes")
     # A reviewer who removed one anyway decided it, not the rule (which spares shots).
     frames = [str(root / "burst" / f"IMG_{k}.JPG") for k in (0, 1)]
     gid = json.loads(report.read_text())["groups"][0]["id"]
@@ -871,3 +885,8 @@ def test_a_long_plan_on_a_terminal_shows_its_first_groups_and_how_many_more(libr
     assert f"group {hidden.group}" not in short and f"group {hidden.group}" in full
     assert (f"... 1 more group ({len(hidden.operations)} file"
             in short) and "total:" in short and short.rstrip().endswith("SHA-256 before acting)")
+    # Skipped groups are always listed: why a group is left alone must not be hidden.
+    skipped = dataclasses.replace(p, skipped=tuple(
+        SkippedGroup(group=90 + k, reason=f"reason {k}") for k in range(3)))
+    assert all(f"skip group {90 + k}: reason {k}" in render_plan(skipped, limit=1)
+               for k in range(3))

@@ -51,7 +51,7 @@ from lookalike.actions.journal import Journal
 from lookalike.config import nearest_folder
 from lookalike.errors import ConfigError, JournalError, ReportError
 from lookalike.grouping.groups import cluster_records
-from lookalike.grouping.keep import KeepDecision, KeepFacts, KeepPolicy
+from lookalike.grouping.keep import KeepDecision, KeepFacts, KeepPolicy, capture_moments
 from lookalike.model import Group, ImageRecord
 from lookalike.paths import is_local_file, is_under, name_key, root_names, shown
 from lookalike.report.schema import (
@@ -192,13 +192,11 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
     base = policy.decide(group, facts)
     protected = set(base.protected)
     how = {m.record.path: m.match for m in group.members}
-    # Other shots the policy kept (not when it purges leaks: then base.keep lacks them).
-    shots = policy.shots([m.record for m in group.members if how[m.record.path] != "embedding"],
-                         facts) & set(base.keep)
     keep: list[tuple[int, str]] = []  # (class: protected, keep rule, no rule; path)
     remove: list[str] = []
     why: dict[str, str] = {}
-    for rec in policy.rank([m.record for m in group.members], facts):
+    ranked = policy.rank([m.record for m in group.members], facts)
+    for rec in ranked:
         rule = None if rec.path in protected else _names_rule(rules, rec)
         if rec.path in protected:
             keep.append((0, rec.path))
@@ -211,10 +209,6 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
             keep.append((2, rec.path))  # the policy spares it: see KeepPolicy.decide
             why[rec.path] = ("it holds several pictures (an animation, pages) and its hash "
                              "sees the first only, so no rule removes it")
-        elif rec.path in shots:
-            keep.append((2, rec.path))  # the policy spares it: see KeepPolicy.shots
-            why[rec.path] = (f"another shot (taken {facts.taken[rec.path]}, by its EXIF), "
-                             "not a copy, so no rule removes it")
         elif rule is not None and rule.verdict == "remove":
             remove.append(rec.path)
             why[rec.path] = f"rule: {rule}"
@@ -222,6 +216,23 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
             keep.append((1 if rule else 2, rec.path))
             why[rec.path] = f"rule: {rule}" if rule else "no remove rule covers it"
     kept = [p for _, p in sorted(keep, key=lambda x: x[0])]  # stable: policy order within
+    # Other shots (KeepPolicy.shots): each capture moment keeps a member, the rules' own if
+    # they keep one (a byte copy under a remove rule still goes), else the policy's best.
+    # Not when the policy purges leaks or removes every copy: then it keeps none itself.
+    if policy.shots([m.record for m in group.members if how[m.record.path] != "embedding"],
+                    facts) <= set(base.keep):
+        moments = capture_moments({r.path: facts.taken[r.path] for r in ranked
+                                   if r.path in facts.taken and how[r.path] != "embedding"},
+                                  facts.exposure)
+        held = {moments[p] for p in kept if p in moments}
+        for rec in ranked:
+            moment = moments.get(rec.path)
+            if len(set(moments.values())) > 1 and moment is not None and moment not in held:
+                held.add(moment)
+                remove.remove(rec.path)
+                kept.append(rec.path)
+                why[rec.path] = (f"another shot (taken {facts.taken[rec.path]}, by its EXIF), "
+                                 "not a copy, so no rule removes it")
     if not any(how[p] == "hash" or (p in protected and how[p] != "embedding") for p in kept):
         # The policy's keeper: protected, or of the hash-matched members.
         last = next(p for p in base.keep if how[p] != "embedding")
@@ -241,11 +252,13 @@ SIDECAR_SUFFIXES = (".xmp", ".aae", ".mov", ".mp4", ".thm", ".json")
 
 
 def _sidecar_notes(removed: Sequence[str], kept: Sequence[str],
-                   folders: dict[str, list[str]]) -> list[str]:
+                   folders: dict[str, dict[str, list[str]]]) -> list[str]:
     """A note for each removed photo whose sidecar files stay behind (``IMG_1.HEIC`` ->
-    ``IMG_1.AAE``, ``IMG_1.MOV``, ``IMG_1.HEIC.xmp``): not images, so no scan saw them and
-    no action moves them. A sidecar that a kept member of the group shares (its name's
-    stem) is not mentioned: it stays with that one. ``folders`` caches folder listings."""
+    ``IMG_1.AAE``, ``IMG_1.MOV``, ``IMG_1.HEIC.xmp``, Takeout's
+    ``IMG_1.HEIC.supplemental-metadata.json``): not images, so no scan saw them and no
+    action moves them. A sidecar that a kept member of the group shares (its name's stem)
+    is not mentioned: it stays with that one. ``folders`` caches each folder's sidecars by
+    the names they go with (a folder of 100k files is listed once, not once per file)."""
     def stems(path: str) -> tuple[str, str]:
         name = os.path.basename(path).lower()
         return name, os.path.splitext(name)[0]
@@ -255,22 +268,37 @@ def _sidecar_notes(removed: Sequence[str], kept: Sequence[str],
     for path in removed:
         folder = os.path.dirname(path)
         if folder not in folders:
-            try:
-                folders[folder] = os.listdir(folder)
-            except OSError:
-                folders[folder] = []
+            folders[folder] = _sidecars_by_name(folder)
         name, stem = stems(path)
         if (folder, stem) in shared:
             continue
-        found = sorted(n for n in folders[folder] if os.path.splitext(n)[1].lower()
-                       in SIDECAR_SUFFIXES and (os.path.splitext(n)[0].lower() in (stem, name)
-                                                # Takeout: IMG_1.JPG.supplemental-metadata.json
-                                                or n.lower().startswith(f"{name}.")))
+        found = sorted({*folders[folder].get(stem, ()), *folders[folder].get(name, ())})
         if found:
             where = "stays where it is" if len(found) == 1 else "stay where they are"
             notes.append(f"{path}: {', '.join(found)} beside it {where} (files that go with "
                          "a photo, not images; move them yourself if they should follow it)")
     return notes
+
+
+def _sidecars_by_name(folder: str) -> dict[str, list[str]]:
+    """The sidecar files of ``folder`` (:data:`SIDECAR_SUFFIXES`) under every lower-case name
+    they may go with: their stem (``img_1`` for ``IMG_1.AAE``) and each name that starts
+    them up to a dot (``img_1.heic`` for ``IMG_1.HEIC.xmp`` and Takeout's
+    ``IMG_1.HEIC.supplemental-metadata.json``)."""
+    by: dict[str, list[str]] = {}
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return by
+    for n in names:
+        low = n.lower()
+        stem, ext = os.path.splitext(low)
+        if ext not in SIDECAR_SUFFIXES:
+            continue
+        parts = low.split(".")
+        for key in {stem, *(".".join(parts[:k]) for k in range(2, len(parts)))}:
+            by.setdefault(key, []).append(n)
+    return by
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -900,7 +928,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         done = journal_of(journal, source).done_paths(action)
 
     by_id = {g.id: g for g in report.groups}
-    folders: dict[str, list[str]] = {}  # folder -> its names, for sidecar notes
+    folders: dict[str, dict[str, list[str]]] = {}  # sidecars by name, for sidecar notes
     # A leakage check may match at another threshold than the scan's (find_leakage's own).
     threshold = (leak.get("threshold") if leak.get("threshold") is not None
                  else report.config.get("threshold"))
@@ -966,9 +994,10 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                 continue
         # Files a remove rule covers but no rule removes (other shots, animations, members
         # only embeddings matched): said, or a rule that removes nothing looks ignored.
+        in_force = decisions.rules if decisions is not None else rules
         spared = [f"{p} stays, though under the rule '{rule}': {why[g.id][p]}"
                   for p in decision.keep if g.id in why and "no rule removes it" in
-                  why[g.id].get(p, "") and (rule := _names_rule(rules, recs[p])) is not None
+                  why[g.id].get(p, "") and (rule := _names_rule(in_force, recs[p])) is not None
                   and rule.verdict == "remove"]
         if not decision.remove and not collapse_links:
             if spared:
@@ -1209,8 +1238,8 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
 
 def render_plan(p: Plan, *, dry_run: bool = True, limit: int | None = None) -> str:
     """The plan for humans: one line per operation under its group's keeper, then totals.
-    With ``limit``, the first ``limit`` groups (and skipped groups) only, and how many more
-    there are: a plan of 10,000 files is 15,000 lines."""
+    With ``limit``, the first ``limit`` groups only, and how many more there are (a plan of
+    10,000 files is 15,000 lines); every skipped group is always listed."""
     verb = {"move": "move", "delete": "delete", "hardlink": "hardlink", "symlink": "symlink"}
     how = (f"as decided in {p.decisions_path}" if p.decisions_path else ", ".join(p.keep))
     lines = [f"plan: {p.action} duplicates from {shown(p.report_path)}"
@@ -1247,16 +1276,14 @@ def render_plan(p: Plan, *, dry_run: bool = True, limit: int | None = None) -> s
             lines.append(f"  {verb[op.action]:<8} {shown(op.path)}{target}  ({size})")
         for note in g.notes:
             lines.append(f"  note: {shown(note)}")
-    for s in p.skipped[:limit]:
-        lines.append(f"skip group {s.group}: {shown(s.reason)}; nothing in it will be touched")
     hidden = listed[limit:] if limit is not None else []
-    unsaid = len(p.skipped) - limit if limit is not None and len(p.skipped) > limit else 0
-    if hidden or unsaid:
+    if hidden:
         files = sum(len(g.operations) for g in hidden)
-        parts = ([f"{plural(len(hidden), 'more group')} ({plural(files, 'file')})"]
-                 if hidden else []) + ([plural(unsaid, "more skipped group")] if unsaid else [])
-        lines.append(f"... {' and '.join(parts)} not shown here; send the output to a file or "
-                     "a pager to see them all")
+        lines.append(f"... {plural(len(hidden), 'more group')} ({plural(files, 'file')}) not "
+                     "shown here; send the output to a file or a pager to see them all")
+    # Every skip, always: why a group is left alone is what a user must not miss.
+    for s in p.skipped:
+        lines.append(f"skip group {s.group}: {shown(s.reason)}; nothing in it will be touched")
     groups = sum(1 for g in p.groups if g.operations)
     total = (f"total: {plural(p.files, 'file')}, {human_bytes(p.bytes)} ({p.bytes} bytes) in "
              f"{plural(groups, 'group')}; {plural(len(p.skipped), 'group')} skipped")

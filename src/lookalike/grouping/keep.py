@@ -39,8 +39,8 @@ one only breaks the ties of those before it; :data:`ORIGINAL_SIGNALS`):
 6. **other metadata**: EXIF (more than an orientation tag) or an ICC profile kept; a
    re-save by most tools drops them.
 7. **encoding fidelity**: lossless (and RAW) before lossy; among JPEGs the higher quality
-   estimated from the quantisation tables, so a re-encode loses (a phone's HEIC or AVIF,
-   which has no such table, counts as quality 100: a JPEG made from it is a conversion);
+   estimated from the quantisation tables, so a re-encode loses (a phone's HEIC, which has
+   no such table, counts as quality 100: a JPEG made from it is a conversion);
    then colour before grey.
 8. **notes**: XMP or a comment kept (after fidelity: converters and photo managers add
    them, so a JPEG made from a phone's HEIC with a rating added does not beat it).
@@ -99,7 +99,7 @@ from lookalike.paths import is_under
 
 __all__ = ["CENTRE_MAX", "DEFAULT_KEEP", "KEEP_RULES", "ORIGINAL_SIGNALS", "KeepChoices",
            "KeepDecision", "KeepFacts", "KeepPolicy", "capture_moments", "in_folders",
-           "kept_shots", "parse_keep"]
+           "kept_shots", "parse_keep", "with_raw_twins"]
 
 DEFAULT_KEEP: tuple[str, ...] = ("original",)
 
@@ -141,9 +141,10 @@ _EDITOR = re.compile(
     r"olympus workspace|om workspace|photo editor|photos legacy|microsoft photos",
     re.IGNORECASE)
 
-#: Lossy formats without a quality estimate that cameras and phones write themselves: a
-#: JPEG made from one is a conversion (it scores as a JPEG of quality 100 would).
-_CAMERA_LOSSY = frozenset(("HEIF", "HEIC", "AVIF"))
+#: Lossy formats without a quality estimate that phones write themselves: a JPEG made from
+#: one is a conversion (it scores as a JPEG of quality 100 would). Not AVIF: cameras and
+#: phones rarely write it, and a conversion from a camera JPEG would win.
+_CAMERA_LOSSY = frozenset(("HEIF", "HEIC"))
 
 _SIGNAL_WORDS = {  # why a keeper won, per signal (not reason codes: errors.REASONS)
     "raw": "camera RAW",
@@ -178,6 +179,23 @@ def capture_moments(taken: Mapping[str, str], exposure: Mapping[str, str] | None
                                                                            strict=True))
     specific = set(keys.values())
     return {p: k for p, k in keys.items() if not any(could_copy(k, o) for o in specific)}
+
+
+def with_raw_twins(paths: Sequence[str], taken: Mapping[str, str],
+                   exposure: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``taken`` and ``exposure`` (by path) with the capture time and exposure of each camera
+    RAW among ``paths`` that has none (CR3, RAF, ORF...: Pillow cannot read their headers)
+    taken from the file of the same name beside it (the JPEG the camera wrote with it)."""
+    taken, exposure = dict(taken), dict(exposure)
+    named = {(os.path.dirname(p), _stem(p)): p for p in taken}
+    for path in paths:
+        twin = named.get((os.path.dirname(path), _stem(path)))
+        if path not in taken and twin is not None and \
+                os.path.splitext(path)[1].lower() in RAW_SUFFIXES:
+            taken[path] = taken[twin]
+            if twin in exposure:
+                exposure[path] = exposure[twin]
+    return taken, exposure
 
 
 def kept_shots(keep: Sequence[str], taken: Mapping[str, str],
@@ -543,18 +561,10 @@ class KeepPolicy:
         protected = frozenset(
             p for r in records for p in (r.path, *r.aliases) if self.is_protected(p)
         ) if self.protect else frozenset()
-        taken = {r.path: f.taken for r in records if (f := header(r)).taken}
-        exposure = {r.path: f.exposure for r in records if (f := header(r)).exposure}
-        # A RAW Pillow cannot read (CR3, RAF, ORF...) has no time of its own: the JPEG of the
-        # same name beside it, written with it, knows the shot's.
-        named = {(os.path.dirname(p), _stem(p)): p for p in taken}
-        for r in records:
-            twin = named.get((os.path.dirname(r.path), _stem(r.path)))
-            if r.path not in taken and twin is not None and \
-                    os.path.splitext(r.path)[1].lower() in RAW_SUFFIXES:
-                taken[r.path] = taken[twin]
-                if twin in exposure:
-                    exposure[r.path] = exposure[twin]
+        taken, exposure = with_raw_twins(
+            [r.path for r in records],
+            {r.path: f.taken for r in records if (f := header(r)).taken},
+            {r.path: f.exposure for r in records if (f := header(r)).exposure})
         return KeepFacts(lossless=lossless, protected=protected, headers=headers,
                          frames=frames, taken=taken, exposure=exposure)
 

@@ -162,11 +162,13 @@ def _exposure(time: object, bias: object) -> str | None:
     """EXIF exposure time and bias as ``1/250 s -1 EV`` (either part may be missing):
     an exposure bracket's frames differ in them, copies keep them."""
     parts = []
-    with contextlib.suppress(TypeError, ValueError, ZeroDivisionError):
+    with contextlib.suppress(TypeError, ValueError, ZeroDivisionError, OverflowError):
         t = float(time)  # type: ignore[arg-type]
-        if t > 0:
-            parts.append(f"1/{round(1 / t)} s" if t < 1 else f"{t:g} s")
-    with contextlib.suppress(TypeError, ValueError, ZeroDivisionError):
+        if 0 < t < 1 and abs(1 / t - round(1 / t)) < 0.01:  # 1/250: as cameras say it
+            parts.append(f"1/{round(1 / t)} s")
+        elif t > 0:  # 0.4 s, 0.5 s, 2.5 s: each its own value (a slow bracket)
+            parts.append(f"{t:.4g} s")
+    with contextlib.suppress(TypeError, ValueError, ZeroDivisionError, OverflowError):
         if bias is not None:
             parts.append(f"{float(bias):+.2g} EV")  # type: ignore[arg-type]
     return " ".join(parts) or None

@@ -68,7 +68,7 @@ from urllib.parse import quote
 from lookalike.config import check_writable
 from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
-from lookalike.grouping.keep import in_folders, kept_shots
+from lookalike.grouping.keep import capture_moments, in_folders, kept_shots, with_raw_twins
 from lookalike.imaging.facts import MULTI_FRAME_FORMATS, read_file_facts
 from lookalike.inputs.walk import CACHEDIR_SIGNATURE, CACHEDIR_TAG, cache_tagged
 from lookalike.paths import is_local_file
@@ -444,9 +444,16 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
         if not isinstance(keep, list):  # no keep policy in the report: keep the representative
             keep = [rep]
         keep_set = set(keep)
-        # Other shots (a burst's frames): no folder rule removes them, as in apply.
-        shots = kept_shots(keep, *({p: v for p in paths if (v := (facts.get(p) or {}).get(k))}
-                                   for k in ("taken", "exposure")))
+        # Other shots (a burst's frames): each capture moment keeps a member under any
+        # folder rule, as in apply ("mo": its moment; "sh": the policy kept it).
+        hashed = [m["path"] for m in members if m.get("match", "hash") != "embedding"]
+        taken, exposure = with_raw_twins(hashed, *(
+            {p: v for p in hashed if (v := (facts.get(p) or {}).get(k))}
+            for k in ("taken", "exposure")))
+        moments = capture_moments(taken, exposure)
+        moment_ids = {mo: k for k, mo in enumerate(dict.fromkeys(moments.values()))} \
+            if len(set(moments.values())) > 1 else {}
+        shots = kept_shots(keep, taken, exposure)
         out_members = []
         for m in members:
             mtime_ns = m.get("mtime_ns")
@@ -478,6 +485,7 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                      "fr": 1 if (facts.get(m["path"]) or {}).get("frames") and str(
                          m.get("format") or "").upper() in MULTI_FRAME_FORMATS else None,
                      "sh": 1 if m["path"] in shots else None,
+                     "mo": moment_ids.get(moments.get(m["path"])),  # type: ignore[arg-type]
                      "v": preview_url.get(m["path"]),
                      "x": _compact_facts(facts.get(m["path"]))}
             out_members[-1].update((k, v) for k, v in extra.items() if v is not None)

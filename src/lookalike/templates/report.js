@@ -389,14 +389,26 @@
     const purging = data.lk && g.m.some((m) => m.pr && m.mk !== "embedding");
     const spared = (m) => (m.fr && !purging ? "kept: it holds several pictures, and its hash " +
       "sees the first only: no rule removes it" : m.mk === "embedding" ? "kept: matched by " +
-      "embeddings only (not verified): no rule removes it" : m.sh && !purging ? "kept: " +
-      "another shot (its EXIF says it was taken at another moment), not a copy: no rule " +
-      "removes it" : null);
+      "embeddings only (not verified): no rule removes it" : null);
     const keep = g.m.map((m, mi) => (ruled[mi] === null ? removing || m.k :
       rules.get(ruled[mi]) === "keep" || spared(m) !== null));
     const reason = ruled.map((f, mi) => (f === null ? (removing ? "kept: no remove rule covers it" :
       suggestedWhy(g, g.m[mi], mi)) : rules.get(f) === "keep" ? "kept by rule: everything under " +
       folders[f].p : spared(g.m[mi]) || "removed by rule: duplicates under " + folders[f].p));
+    // As apply: each capture moment of a burst keeps a member, the rules' own if they keep
+    // one, else the one the keep policy kept (not when the policy purges leaks).
+    if (!purging) {
+      const held = new Set(g.m.filter((m, mi) => keep[mi] && m.mo !== undefined)
+        .map((m) => m.mo));
+      g.m.forEach((m, mi) => {
+        if (m.sh && m.mo !== undefined && !keep[mi] && !held.has(m.mo)) {
+          held.add(m.mo);
+          keep[mi] = true;
+          reason[mi] = "kept: another shot (its EXIF says it was taken at another moment), " +
+            "not a copy: no rule removes it";
+        }
+      });
+    }
     // No rule removes a group's last copy, as apply judges it: a member its hashes matched
     // (or a protected one they did not only look alike to) must stay; members embeddings
     // joined do not count. Then the policy's keeper of the hash-matched stays.
