@@ -142,7 +142,10 @@ def _search(ordered: list[int], nbits: int, radius: int) -> tuple[tuple[int, int
         return ()
     ii, jj, _ = find_pairs(pack_hashes(ordered, nbits), radius)
     at = ordered.__getitem__
-    return tuple(zip(map(at, ii.tolist()), map(at, jj.tolist()), strict=True))
+    # A million at a time: lists of every position would double the pairs' memory.
+    step = 1 << 20
+    return tuple(pair for k in range(0, len(ii), step) for pair in zip(
+        map(at, ii[k:k + step].tolist()), map(at, jj[k:k + step].tolist()), strict=True))
 
 
 def _graph_codes(record: ImageRecord) -> tuple[Any, ...]:
@@ -201,7 +204,8 @@ class _Graph:
                         links_b.append(i)
         self._first, self._shared = first, shared
         self._links_ab = (links_a, links_b)
-        self._pairs = [(a, b) for a, b in edges.pairs if a in first and b in first]
+        # The edges' own tuples (no copies: a group of near-identical pictures has millions).
+        self._pairs = [p for p in edges.pairs if p[0] in first and p[1] in first]
         self._adj: dict[int, list[int]] | None = None
         self._hot: set[int] | None = None
 
@@ -218,26 +222,24 @@ class _Graph:
             self._adj = dict(adj)
         return self._adj
 
-    def _links(self) -> tuple[list[int], list[int]]:
+    def _links(self) -> Iterator[tuple[int, int]]:
         """Record pairs whose union gives the components: each owner of a shared code with
-        its first owner, and the first owners of every pair of near codes."""
+        its first owner, the first owners of every pair of near codes, and the extra links
+        (yielded, not listed: a pair per near code pair would double their memory)."""
         first = self._first
-        a, b = (list(x) for x in self._links_ab)
+        yield from zip(*self._links_ab, strict=True)
         for ca, cb in self._pairs:
             fa, fb = first[ca], first[cb]
             if fa != fb:
-                a.append(fa)
-                b.append(fb)
+                yield fa, fb
         for i, others in self._extra.items():
-            a.extend([i] * len(others))
-            b.extend(others)
-        return a, b
+            for j in others:
+                yield i, j
 
     def components(self) -> list[list[int]]:
         """Connected components of two or more records (records ascending in each, components
         by their first record). Only records with a link are visited: on a warm re-scan of
         20k mostly unique images that is a few thousand, not 20k."""
-        a, b = self._links()
         parent: dict[int, int] = {}
 
         def find(x: int) -> int:
@@ -248,12 +250,15 @@ class _Graph:
                 parent[x], x = root, parent[x]
             return root
 
-        for u, v in zip(a, b, strict=True):
+        linked: set[int] = set()  # records, not pairs: small
+        for u, v in self._links():
+            linked.add(u)
+            linked.add(v)
             ru, rv = find(u), find(v)
             if ru != rv:
                 parent[max(ru, rv)] = min(ru, rv)
         comps: dict[int, list[int]] = defaultdict(list)
-        for x in sorted({*a, *b}):
+        for x in sorted(linked):
             comps[find(x)].append(x)
         return [c for c in comps.values() if len(c) > 1]
 

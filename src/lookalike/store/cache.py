@@ -517,7 +517,8 @@ class HashCache:
         codes = sorted(edges.codes)
         width = (edges.nbits + 7) // 8
         position = {c: k for k, c in enumerate(codes)}
-        index = array("I", [position[c] for pair in edges.pairs for c in pair])
+        # From a generator: a list of every position first doubled the pairs' memory.
+        index = array("I", (position[c] for pair in edges.pairs for c in pair))
         blob = b"".join(c.to_bytes(width, "big") for c in codes)
         with self._writing() as db:
             db.execute("INSERT OR REPLACE INTO edges VALUES (?, ?, ?, ?, ?, ?)",
