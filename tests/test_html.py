@@ -1077,3 +1077,44 @@ def test_a_remove_rule_on_the_page_removes_byte_copies_of_a_burst(web, tmp_path,
     assert sorted(group["remove"]) == [str(lib / "a_dupes" / "IMG_0.JPG"),
                                        str(lib / "a_dupes" / "IMG_1.JPG")]
     assert web.console == []
+    # Planned from the export, the rule removed the copies (it said "decided in review").
+    why = dict(lookalike.plan(tmp_path / "decisions.json", action="delete").groups[0].reasons)
+    assert why[str(lib / "a_dupes" / "IMG_0.JPG")] == f"rule: remove under {lib / 'a_dupes'}"
+    # A report whose keep list names one frame only (written before the shot rule): a remove
+    # rule on the burst still leaves each moment a member (the page removed both frames).
+    data = json.loads(report.read_text())
+    data["groups"][0]["keep"] = [str(lib / "a_dupes" / "IMG_0.JPG")]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    write_html(old, tmp_path / "old.html")
+    web.open(tmp_path / "old.html")
+    pg = web.page
+    pg.click("#rules summary")
+    pg.select_option("#rule-folder", str([f["p"] for f in _blob(
+        (tmp_path / "old.html").read_text())["folders"]].index(str(lib / "burst"))))
+    pg.click("#rule-remove")
+    pg.select_option("#rule-folder", str([f["p"] for f in _blob(
+        (tmp_path / "old.html").read_text())["folders"]].index(str(lib / "a_dupes"))))
+    pg.click("#rule-remove")
+    (group,) = web.export(tmp_path / "old_decisions.json")["groups"]
+    kept = {os.path.basename(p) for p in group["keep"]}
+    assert kept == {"IMG_0.JPG", "IMG_1.JPG"}  # one member of each moment, wherever it is
+
+
+def test_page_moments_find_a_raws_time_beside_it_in_any_group():
+    """The page looked for a RAW's same-name JPEG in the RAW's own group only, the plan in
+    every group: a RAW whose camera JPEG had grouped elsewhere was another shot to apply
+    and removable on the page."""
+    from lookalike.report.html import _page_data
+
+    data = _synthetic(2, per_group=2)
+    g1, g2 = data["groups"]
+    raw, jpeg = "/nowhere/cam/IMG_1.CR3", "/nowhere/cam/IMG_1.JPG"
+    g1["members"][0]["path"], g1["representative"] = jpeg, jpeg  # the JPEG's own group
+    g2["members"] = [_member(raw), _member("/nowhere/cam/IMG_2.JPG", 1)]
+    g2["representative"] = raw
+    facts = {jpeg: {"taken": "2024-06-01 10:00:00.10"},
+             "/nowhere/cam/IMG_2.JPG": {"taken": "2024-06-01 10:00:00.45"}}
+    page = _page_data(data, data["groups"], None, {}, facts=facts)
+    moments = [m.get("mo") for m in page["groups"][1]["m"]]
+    assert None not in moments and len(set(moments)) == 2

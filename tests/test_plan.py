@@ -816,7 +816,7 @@ def test_the_plan_says_which_sidecar_files_stay_behind(tmp_path, scene):
     img.save(root / "IMG_1.png")
     img.resize((100, 75)).save(root / "album" / "IMG_1_small.png")  # a copy: removed
     for name in ("IMG_1_small.AAE", "IMG_1_small.MOV", "img_1_small.png.xmp", "other.xmp",
-                 "IMG_1_small.png.supplemental-metadata.json"):
+                 "IMG_1_small.png.supplemental-metadata.json", "IMG_1_small.x.xmp"):
         (root / "album" / name).write_bytes(b"x")
     (root / "IMG_1.xmp").write_bytes(b"x")  # the kept file's own
     report = tmp_path / "r.json"
@@ -828,6 +828,7 @@ def test_the_plan_says_which_sidecar_files_stay_behind(tmp_path, scene):
     assert ("IMG_1_small.AAE, IMG_1_small.MOV, IMG_1_small.png.supplemental-metadata.json, "
             "img_1_small.png.xmp beside it stay") in note
     assert "other.xmp" not in note and "IMG_1.xmp" not in note
+    assert "IMG_1_small.x.xmp" not in note  # another file's: its name only starts alike
     assert note in render_plan(p)
     assert not [n for n in plan(report, action="hardlink").groups[0].notes if "beside" in n]
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -252,7 +252,8 @@ SIDECAR_SUFFIXES = (".xmp", ".aae", ".mov", ".mp4", ".thm", ".json")
 
 
 def _sidecar_notes(removed: Sequence[str], kept: Sequence[str],
-                   folders: dict[str, dict[str, list[str]]]) -> list[str]:
+                   folders: dict[str, tuple[dict[str, list[str]], dict[str, list[str]]]]
+                   ) -> list[str]:
     """A note for each removed photo whose sidecar files stay behind (``IMG_1.HEIC`` ->
     ``IMG_1.AAE``, ``IMG_1.MOV``, ``IMG_1.HEIC.xmp``, Takeout's
     ``IMG_1.HEIC.supplemental-metadata.json``): not images, so no scan saw them and no
@@ -272,7 +273,8 @@ def _sidecar_notes(removed: Sequence[str], kept: Sequence[str],
         name, stem = stems(path)
         if (folder, stem) in shared:
             continue
-        found = sorted({*folders[folder].get(stem, ()), *folders[folder].get(name, ())})
+        by_stem, by_start = folders[folder]
+        found = sorted({*by_stem.get(stem, ()), *by_stem.get(name, ()), *by_start.get(name, ())})
         if found:
             where = "stays where it is" if len(found) == 1 else "stay where they are"
             notes.append(f"{path}: {', '.join(found)} beside it {where} (files that go with "
@@ -280,25 +282,27 @@ def _sidecar_notes(removed: Sequence[str], kept: Sequence[str],
     return notes
 
 
-def _sidecars_by_name(folder: str) -> dict[str, list[str]]:
-    """The sidecar files of ``folder`` (:data:`SIDECAR_SUFFIXES`) under every lower-case name
-    they may go with: their stem (``img_1`` for ``IMG_1.AAE``) and each name that starts
-    them up to a dot (``img_1.heic`` for ``IMG_1.HEIC.xmp`` and Takeout's
-    ``IMG_1.HEIC.supplemental-metadata.json``)."""
-    by: dict[str, list[str]] = {}
+def _sidecars_by_name(folder: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The sidecar files of ``folder`` (:data:`SIDECAR_SUFFIXES`), by lower-case stem
+    (``img_1`` for ``IMG_1.AAE``, ``img_1.heic`` for ``IMG_1.HEIC.xmp``), and by every name
+    that starts them up to a dot (``img_1.heic`` for Takeout's
+    ``IMG_1.HEIC.supplemental-metadata.json``: looked up by a photo's whole name only)."""
+    by_stem: dict[str, list[str]] = {}
+    by_start: dict[str, list[str]] = {}
     try:
         names = os.listdir(folder)
     except OSError:
-        return by
+        return by_stem, by_start
     for n in names:
         low = n.lower()
         stem, ext = os.path.splitext(low)
         if ext not in SIDECAR_SUFFIXES:
             continue
+        by_stem.setdefault(stem, []).append(n)
         parts = low.split(".")
-        for key in {stem, *(".".join(parts[:k]) for k in range(2, len(parts)))}:
-            by.setdefault(key, []).append(n)
-    return by
+        for k in range(2, len(parts) - 1):
+            by_start.setdefault(".".join(parts[:k]), []).append(n)
+    return by_stem, by_start
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -928,7 +932,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         done = journal_of(journal, source).done_paths(action)
 
     by_id = {g.id: g for g in report.groups}
-    folders: dict[str, dict[str, list[str]]] = {}  # sidecars by name, for sidecar notes
+    # Each folder's sidecars by name, listed once, for the sidecar notes.
+    folders: dict[str, tuple[dict[str, list[str]], dict[str, list[str]]]] = {}
     # A leakage check may match at another threshold than the scan's (find_leakage's own).
     threshold = (leak.get("threshold") if leak.get("threshold") is not None
                  else report.config.get("threshold"))
@@ -942,8 +947,10 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             read = policy.read_facts(m.record for g, _ in chosen for m in g.members)
             several = read.frames
             why = {d.group: _review_reasons(
-                d, decisions.rules, by_id[d.group], several, policy.shots(
-                    [m.record for m in by_id[d.group].members if m.match != "embedding"], read))
+                d, decisions.rules, by_id[d.group], several, capture_moments(
+                    {m.record.path: read.taken[m.record.path] for m in by_id[d.group].members
+                     if m.match != "embedding" and m.record.path in read.taken},
+                    read.exposure))
                 for d in decisions.groups}
     else:
         facts = policy.read_facts(m.record for g in report.groups for m in g.members)
@@ -1125,14 +1132,24 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
 
 
 def _review_reasons(decision: KeepDecision, rules: FolderRules, group: Group,
-                    several: frozenset[str], shots: frozenset[str] = frozenset()
+                    several: frozenset[str],
+                    moments: Mapping[str, tuple[str, str, str]] | None = None
                     ) -> dict[str, str]:
     """Why each file of a reviewed group is kept or removed: the folder rule that agrees with
     its decision (judged by all the file's names, as the page and ``--remove-in`` judge), else
-    the review. A rule removes no file of ``several`` pictures, no other shot (``shots``,
-    :meth:`~lookalike.grouping.keep.KeepPolicy.shots`) and no member only unverified
-    embeddings matched: removing one is the review's decision."""
+    the review. A rule removes no file of ``several`` pictures, no member only unverified
+    embeddings matched, and no other shot whose capture moment (``moments``,
+    :func:`~lookalike.grouping.keep.capture_moments`) no other kept file holds: removing
+    one is the review's decision."""
     members = {m.record.path: m for m in group.members}
+    moments = moments or {}
+    several_moments = len(set(moments.values())) > 1
+
+    def only_one_of_its_moment(path: str) -> bool:
+        return several_moments and path in moments and not any(
+            moments.get(k) == moments[path] for k in decision.keep if k != path)
+
+    shots = {p for p in (*decision.keep, *decision.remove) if only_one_of_its_moment(p)}
     why = {}
     for path in (*decision.keep, *decision.remove):
         m, removed = members[path], path in decision.remove

@@ -435,6 +435,12 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
     folders, folder_of = folder_tree(
         [n for g in groups for m in g.get("members", []) for n in (m["path"], *(
             m.get("aliases") or ()))], [str(r) for r in data.get("roots", []) or []])
+    # Capture moments (other shots), with each RAW's time from the file of its name beside
+    # it, looked for among every member as the plan does (KeepPolicy.read_facts).
+    every = [m["path"] for g in groups for m in g.get("members", [])]
+    taken_all, exposure_all = with_raw_twins(every, *(
+        {p: v for p in every if (v := (facts.get(p) or {}).get(k))}
+        for k in ("taken", "exposure")))
     out_groups = []
     for g in groups:
         members = g.get("members", [])
@@ -447,9 +453,8 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
         # Other shots (a burst's frames): each capture moment keeps a member under any
         # folder rule, as in apply ("mo": its moment; "sh": the policy kept it).
         hashed = [m["path"] for m in members if m.get("match", "hash") != "embedding"]
-        taken, exposure = with_raw_twins(hashed, *(
-            {p: v for p in hashed if (v := (facts.get(p) or {}).get(k))}
-            for k in ("taken", "exposure")))
+        taken = {p: taken_all[p] for p in hashed if p in taken_all}
+        exposure = {p: exposure_all[p] for p in hashed if p in exposure_all}
         moments = capture_moments(taken, exposure)
         moment_ids = {mo: k for k, mo in enumerate(dict.fromkeys(moments.values()))} \
             if len(set(moments.values())) > 1 else {}

@@ -396,17 +396,21 @@
       suggestedWhy(g, g.m[mi], mi)) : rules.get(f) === "keep" ? "kept by rule: everything under " +
       folders[f].p : spared(g.m[mi]) || "removed by rule: duplicates under " + folders[f].p));
     // As apply: each capture moment of a burst keeps a member, the rules' own if they keep
-    // one, else the one the keep policy kept (not when the policy purges leaks).
+    // one, else the one the keep policy kept, else (a report whose keep list predates the
+    // rule) its first (not when the policy purges leaks).
     if (!purging) {
       const held = new Set(g.m.filter((m, mi) => keep[mi] && m.mo !== undefined)
         .map((m) => m.mo));
+      const pick = new Map(); // moment -> the member that keeps it
       g.m.forEach((m, mi) => {
-        if (m.sh && m.mo !== undefined && !keep[mi] && !held.has(m.mo)) {
-          held.add(m.mo);
-          keep[mi] = true;
-          reason[mi] = "kept: another shot (its EXIF says it was taken at another moment), " +
-            "not a copy: no rule removes it";
-        }
+        if (m.mo === undefined || keep[mi] || held.has(m.mo)) return;
+        const cur = pick.get(m.mo);
+        if (cur === undefined || (m.sh && !g.m[cur].sh)) pick.set(m.mo, mi);
+      });
+      pick.forEach((mi) => {
+        keep[mi] = true;
+        reason[mi] = "kept: another shot (its EXIF says it was taken at another moment), " +
+          "not a copy: no rule removes it";
       });
     }
     // No rule removes a group's last copy, as apply judges it: a member its hashes matched
