@@ -294,6 +294,9 @@ def test_shards_and_parquet_files_in_a_folder_scanned_as_files_are_counted_and_n
     assert "--input-format tar" in out
     plain = lookalike.scan(tree, config=CONFIG)
     assert "skipped_containers" not in plain.stats  # a plain folder's stats are as before
+    # Through the API too: 0 records and 0 errors said nothing.
+    with pytest.warns(UserWarning, match="skipped 3 tar or Parquet file.*input_format='tar'"):
+        assert lookalike.scan(tmp_path / "data", config=CONFIG).records == []
 
 
 def test_missing_inputs_and_bad_options_fail_before_any_work(tmp_path):

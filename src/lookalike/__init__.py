@@ -225,11 +225,19 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
             from lookalike.store.cache import HashCache
 
             cache = opened.enter_context(HashCache(cache))  # closed when the scan ends
-        return run(paths, config, files_from=files_from, input_format=input_format,
-                   column=column, name_column=name_column, storage_options=storage_options,
-                   engine=engine, scheduler=scheduler,  # type: ignore[arg-type]
-                   executor=executor, cache=cache, parquet_out=parquet_out, retries=retries,
-                   batch_size=batch_size, reporter=reporter)
+        result = run(paths, config, files_from=files_from, input_format=input_format,
+                     column=column, name_column=name_column, storage_options=storage_options,
+                     engine=engine, scheduler=scheduler,  # type: ignore[arg-type]
+                     executor=executor, cache=cache, parquet_out=parquet_out,
+                     retries=retries, batch_size=batch_size, reporter=reporter)
+    skipped = result.stats.get("skipped_containers")
+    if skipped:  # the command line says so in its summary; a caller would see 0 images
+        import warnings
+
+        warnings.warn(f"skipped {skipped} tar or Parquet file(s) found inside the folders; "
+                      "their images are read with input_format='tar' or 'parquet'",
+                      UserWarning, stacklevel=2)
+    return result
 
 
 def _check_scan_arguments(paths: Any, config: Any, cache: Any, files_from: Any, retries: Any,
