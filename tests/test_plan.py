@@ -891,3 +891,21 @@ def test_a_long_plan_on_a_terminal_shows_its_first_groups_and_how_many_more(libr
         SkippedGroup(group=90 + k, reason=f"reason {k}") for k in range(3)))
     assert all(f"skip group {90 + k}: reason {k}" in render_plan(skipped, limit=1)
                for k in range(3))
+
+
+def test_a_sidecar_named_after_the_whole_name_is_the_removed_files_own(tmp_path, scene):
+    """IMG_8.png kept and IMG_8.jpg removed beside it: IMG_8.jpg.json (Takeout's) belongs to
+    the JPEG by its whole name, and was not named because the kept file shared the stem."""
+    root = tmp_path / "photos"
+    root.mkdir()
+    img = scene(8, (200, 150))
+    img.save(root / "IMG_8.png")
+    img.save(root / "IMG_8.jpg", quality=60)
+    for name in ("IMG_8.jpg.json", "IMG_8.xmp"):
+        (root / name).write_bytes(b"x")
+    report = tmp_path / "r.json"
+    write_report(lookalike.scan(root, workers=1), report)
+    p = plan(report, action="move", to=tmp_path / "q")
+    assert [op.path for op in p.operations] == [str(root / "IMG_8.jpg")]
+    (note,) = [n for n in p.groups[0].notes if "beside it" in n]
+    assert "IMG_8.jpg.json beside it stays" in note and "IMG_8.xmp" not in note

@@ -779,12 +779,13 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
             held: list[int | None] = []  # shared locks on the files kept, while ops run
             try:
                 if reason is None:
-                    try:
-                        for path in gp.keep:
+                    for path in gp.keep:
+                        try:
                             held.append(_lock_file(path, exclusive=False))
-                    except BlockingIOError:
-                        code, reason = ("in-use",
-                                        "another lookalike run is acting on a file it keeps")
+                        except BlockingIOError:
+                            code, reason = ("in-use", "another lookalike run is acting on "
+                                            f"{path}, a file it keeps")
+                            break
                 if reason is None:
                     code, reason, kept = _check_survivors(gp, ops, real_roots)
                 if reason is None:

@@ -257,9 +257,10 @@ def _sidecar_notes(removed: Sequence[str], kept: Sequence[str],
     """A note for each removed photo whose sidecar files stay behind (``IMG_1.HEIC`` ->
     ``IMG_1.AAE``, ``IMG_1.MOV``, ``IMG_1.HEIC.xmp``, Takeout's
     ``IMG_1.HEIC.supplemental-metadata.json``): not images, so no scan saw them and no
-    action moves them. A sidecar that a kept member of the group shares (its name's stem)
-    is not mentioned: it stays with that one. ``folders`` caches each folder's sidecars by
-    the names they go with (a folder of 100k files is listed once, not once per file)."""
+    action moves them. A sidecar that a kept member of the group shares (by its name's stem,
+    ``IMG_1.xmp`` for a kept ``IMG_1.png``) is not mentioned: it stays with that one.
+    ``folders`` caches each folder's sidecars by the names they go with (a folder of 100k
+    files is listed once, not once per file)."""
     def stems(path: str) -> tuple[str, str]:
         name = os.path.basename(path).lower()
         return name, os.path.splitext(name)[0]
@@ -271,10 +272,11 @@ def _sidecar_notes(removed: Sequence[str], kept: Sequence[str],
         if folder not in folders:
             folders[folder] = _sidecars_by_name(folder)
         name, stem = stems(path)
-        if (folder, stem) in shared:
-            continue
         by_stem, by_start = folders[folder]
-        found = sorted({*by_stem.get(stem, ()), *by_stem.get(name, ()), *by_start.get(name, ())})
+        # By its whole name (IMG_1.JPG.json) a sidecar is this file's; by its stem only when
+        # no kept file of the same stem shares it.
+        found = sorted({*by_stem.get(name, ()), *by_start.get(name, ()),
+                        *(by_stem.get(stem, ()) if (folder, stem) not in shared else ())})
         if found:
             where = "stays where it is" if len(found) == 1 else "stay where they are"
             notes.append(f"{path}: {', '.join(found)} beside it {where} (files that go with "
