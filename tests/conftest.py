@@ -84,6 +84,20 @@ def loaded_by_command(argv: list[str], modules: tuple[str, ...]) -> list[str]:
     return loaded_by(code, modules)
 
 
+def save_burst(image: Image.Image, folder: Path, fractions: tuple[str, ...] = ("10", "45"),
+               ) -> list[Path]:
+    """``image`` saved as a burst's frames ``IMG_0.JPG``, ``IMG_1.JPG``... in ``folder``:
+    camera EXIF, one capture second, the given fractions (SubsecTimeOriginal)."""
+    paths = []
+    for k, fraction in enumerate(fractions):
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"  # Make, Model
+        exif.get_ifd(0x8769).update({0x9003: "2024:06:01 10:00:00", 0x9291: fraction})
+        paths.append(folder / f"IMG_{k}.JPG")
+        image.save(paths[-1], quality=95, exif=exif.tobytes())
+    return paths
+
+
 def snapshot(*folders: Path) -> dict[str, tuple]:
     """Every path under ``folders`` with its kind, bytes, mtime, link count and mode."""
     out: dict[str, tuple] = {}

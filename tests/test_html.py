@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 import lookalike
+from conftest import save_burst
 from lookalike.cli import cli
 from lookalike.errors import ConfigError
 from lookalike.report.html import (
@@ -1016,11 +1017,7 @@ def test_a_remove_rule_on_the_page_spares_other_shots(web, tmp_path, scene):
     lib = tmp_path / "lib"
     (lib / "DCIM").mkdir(parents=True)
     base = scene(5, (240, 160))
-    for k, sub in enumerate(("10", "45")):
-        exif = Image.Exif()
-        exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
-        exif.get_ifd(0x8769).update({0x9003: "2024:06:01 10:00:00", 0x9291: sub})
-        base.save(lib / "DCIM" / f"IMG_{k}.JPG", quality=95 - k, exif=exif.tobytes())
+    save_burst(base, lib / "DCIM")
     base.save(lib / "DCIM" / "IMG_0_copy.png")  # no EXIF: a copy of some shot
     report = _scan_to_report(lib, tmp_path / "r.json")
     html = tmp_path / "r.html"
@@ -1053,13 +1050,8 @@ def test_a_remove_rule_on_the_page_removes_byte_copies_of_a_burst(web, tmp_path,
     lib = tmp_path / "lib"
     (lib / "burst").mkdir(parents=True)
     (lib / "a_dupes").mkdir()
-    base = scene(7, (240, 160))
-    for k, sub in enumerate(("10", "45")):
-        exif = Image.Exif()
-        exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
-        exif.get_ifd(0x8769).update({0x9003: "2024:06:01 10:00:00", 0x9291: sub})
-        base.save(lib / "burst" / f"IMG_{k}.JPG", quality=95, exif=exif.tobytes())
-        shutil.copy2(lib / "burst" / f"IMG_{k}.JPG", lib / "a_dupes" / f"IMG_{k}.JPG")
+    for frame in save_burst(scene(7, (240, 160)), lib / "burst"):
+        shutil.copy2(frame, lib / "a_dupes" / frame.name)
     report = _scan_to_report(lib, tmp_path / "r.json")
     html = tmp_path / "r.html"
     write_html(report, html)

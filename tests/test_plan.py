@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import lookalike
-from conftest import snapshot
+from conftest import save_burst, snapshot
 from lookalike import ConfigError, ReportError
 from lookalike.actions.plan import SkippedGroup, load_source, plan, quarantine_path, render_plan
 from lookalike.cli import cli
@@ -836,16 +836,9 @@ def test_the_plan_says_which_sidecar_files_stay_behind(tmp_path, scene):
 def test_a_remove_rule_that_spares_other_shots_says_so(tmp_path, scene):
     """A burst folder under a remove rule: every frame is another shot, so nothing goes,
     and the plan printed no line for the group (the rule looked ignored)."""
-    from PIL import Image
-
     root = tmp_path / "photos"
     (root / "burst").mkdir(parents=True)
-    img = scene(6, (200, 150))
-    for k, sub in enumerate(("10", "45")):
-        exif = Image.Exif()
-        exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
-        exif.get_ifd(0x8769).update({0x9003: "2024:06:01 10:00:00", 0x9291: sub})
-        img.save(root / "burst" / f"IMG_{k}.JPG", quality=95, exif=exif.tobytes())
+    save_burst(scene(6, (200, 150)), root / "burst")
     report = tmp_path / "r.json"
     write_report(lookalike.scan(root, workers=1), report)
     p = plan(report, action="move", to=tmp_path / "q", remove_in=[root / "burst"])
