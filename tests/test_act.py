@@ -266,9 +266,15 @@ def test_an_edited_journal_never_makes_undo_remove_other_files(library, tmp_path
     before = snapshot(root)
     res = undo(journal)
     assert not res.ok and all(os.path.exists(v) for v in victims)
-    assert "not the ones this journal makes" in res.failed[0].message
+    assert "is not where the journal's quarantine puts" in res.failed[0].message
     # Everything the real ops moved came back; the edited op touched nothing.
     assert {k: v for k, v in snapshot(root).items() if k in before} == before
+    # Helper names edited alone are not used: undo derives them (and puts everything back).
+    sub = tmp_path / "helpers"
+    sub.mkdir()
+    _, j1 = _edited_journal(library, sub, part=victims[0], restore_tmp=victims[1])
+    undo(j1)
+    assert all(os.path.exists(v) for v in victims)
     # A quarantined copy outside the quarantine, or a file outside the scanned folders.
     for change in ({"dst": victims[0]}, {"path": "/etc/hostname"}):
         sub = tmp_path / f"c{len(change['dst' if 'dst' in change else 'path'])}"
@@ -1107,3 +1113,63 @@ def test_ctrl_c_during_undo_says_to_run_undo_again(library, tmp_path, capsys):
     assert exc.value.code == 130
     assert f"run `lookalike undo {journal}` again" in capsys.readouterr().err
     assert undo(journal).ok and snapshot(root) == before
+
+
+def test_a_resume_with_another_action_or_quarantine_is_refused(library, tmp_path):
+    """Undo checks each move against the journal's quarantine: moves a resume made into
+    another folder (or after a link run) could never be undone."""
+    _root, report = library
+    journal = tmp_path / "j.jsonl"
+    assert apply(make_plan("move", report, tmp_path), journal=journal).ok
+    other = plan(report, action="move", to=tmp_path / "elsewhere")
+    with pytest.raises(JournalError, match="begun with action 'move' into"):
+        apply(other, journal=journal)
+    with pytest.raises(JournalError, match="begun with action 'move'"):
+        apply(plan(report, action="delete"), journal=journal)
+    (tmp_path / "qlink").symlink_to(tmp_path / "q")  # the same folder by another name
+    assert apply(plan(report, action="move", to=tmp_path / "qlink"), journal=journal).ok
+    assert undo(journal).ok
+
+
+def test_undo_leaves_a_failed_operations_destination_alone(library, tmp_path):
+    """A move that failed because another run had just put the same bytes at its quarantine
+    name was rolled back to nothing by apply, but undo replayed it and deleted the other
+    run's copy (same bytes, same time: taken for its own)."""
+    from lookalike.actions import apply as act
+
+    _root, report = library
+    p = make_plan("move", report, tmp_path)
+    op = p.operations[0]
+
+    def other_run_copies(step: str) -> None:
+        if step == "intent" and not os.path.exists(op.dst):
+            os.makedirs(os.path.dirname(op.dst), exist_ok=True)
+            shutil.copy2(op.path, op.dst)  # the other run's copy: same bytes and mtime
+
+    act._crash_hook = other_run_copies
+    try:
+        res = apply(p, journal=tmp_path / "j.jsonl", reporter=Recorder())
+    finally:
+        act._crash_hook = None
+    assert op.path in {o.path for o, _ in res.failed}
+    undo(tmp_path / "j.jsonl")
+    assert os.path.exists(op.dst) and os.path.exists(op.path)
+
+
+@pytest.mark.parametrize("how", ["moved", "linked"])
+def test_undo_of_a_link_journal_moved_with_its_backups_or_named_by_a_link(library, tmp_path,
+                                                                         how):
+    """Backups were looked for where the intent recorded them: a journal moved with its
+    .backup folder (or named through a symbolic link to the file) could not be undone."""
+    root, report = library
+    before = snapshot(root)
+    (tmp_path / "jd").mkdir()
+    assert apply(make_plan("hardlink", report, tmp_path), journal=tmp_path / "jd" / "j.jsonl").ok
+    if how == "moved":
+        shutil.move(tmp_path / "jd", tmp_path / "jd2")
+        journal = tmp_path / "jd2" / "j.jsonl"
+    else:
+        journal = tmp_path / "jlink.jsonl"
+        journal.symlink_to(tmp_path / "jd" / "j.jsonl")
+    assert undo(journal).ok
+    assert snapshot(root) == before

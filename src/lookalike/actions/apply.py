@@ -52,9 +52,17 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from lookalike.actions.journal import Journal, OpRecord, backup_dir_of, fsync_dir
-from lookalike.actions.plan import FileState, GroupPlan, Operation, Plan, SkippedGroup, entry_key
+from lookalike.actions.plan import (
+    FileState,
+    GroupPlan,
+    Operation,
+    Plan,
+    SkippedGroup,
+    entry_key,
+    quarantine_path,
+)
 from lookalike.config import nearest_folder
-from lookalike.errors import ConfigError, Interrupted, JournalError, Problem
+from lookalike.errors import ConfigError, Interrupted, JournalError, Problem, ReportError
 from lookalike.events import NullReporter, Reporter
 from lookalike.paths import is_under
 from lookalike.version import __version__
@@ -365,32 +373,28 @@ def _paths(j: Journal, seq: int, action: str, path: str, dst: str | None) -> dic
     return out
 
 
-def _trusted(j: Journal, r: OpRecord) -> str | None:
-    """Why replaying op ``r`` of ``j`` could touch files the op never made (a journal
-    edited by hand or damaged), or None. Undo removes an op's helper files and the copy it
-    moved: those must be the names this journal makes, the moved copy inside its quarantine,
-    and the file inside its scanned folders."""
+def _trusted(j: Journal, r: OpRecord) -> tuple[dict[str, Any] | None, str | None]:
+    """Op ``r`` of ``j`` as undo may replay it, or why it may not (a journal edited by hand
+    or damaged). Undo removes an op's helper files and the copy it moved: the helper names
+    are derived again from the journal (never taken from it), the moved copy must lie in the
+    journal's quarantine and the file in its scanned folders."""
     rec = r.intent
-    want = _paths(j, r.seq, rec["action"], rec["path"], rec.get("dst"))
-    for key, path in want.items():
-        got = rec.get(key)
-        if key in ("backup", "backup_part") and isinstance(got, str):
-            # The journal may be named by another path to it now (a symbolic link on the
-            # way, /tmp and /private/tmp): its backup folder is the same folder.
-            same = os.path.basename(got) == os.path.basename(path) and os.path.realpath(
-                os.path.dirname(got)) == os.path.realpath(os.path.dirname(path))
-        else:
-            same = got == path
-        if not same:
-            return "its helper file names are not the ones this journal makes"
     roots = j.header.get("roots")
     if not isinstance(roots, list) or not any(
             isinstance(root, str) and is_under(rec["path"], root) for root in roots):
-        return f"{rec['path']} is not inside the folders the journal's report scanned"
+        return None, f"{rec['path']} is not inside the folders the journal's report scanned"
     top = j.header.get("to")
-    if rec["action"] == "move" and not (isinstance(top, str) and is_under(rec["dst"], top)):
-        return f"its quarantined copy {rec['dst']} is not inside the journal's quarantine"
-    return None
+    if rec["action"] == "move":
+        try:  # where the plan puts this file: a dst edited to another op's copy is not it
+            where = quarantine_path(rec["path"], roots, top) if isinstance(top, str) else None
+        except ReportError:
+            where = None
+        if where != rec["dst"]:
+            return None, (f"its quarantined copy {rec['dst']} is not where the journal's "
+                          f"quarantine puts {rec['path']}")
+    # Derived, so that a journal moved with its backup folder, or named another way, finds
+    # its backups beside it, and an edited one cannot name other files as helpers.
+    return {**rec, **_paths(j, r.seq, rec["action"], rec["path"], rec.get("dst"))}, None
 
 
 def _execute(rec: dict[str, Any]) -> None:
@@ -581,8 +585,8 @@ def _replay(j: Journal, records: list[OpRecord], reporter: Reporter, *, final: s
     failed: list[Problem] = []
     rolled = 0
     for r in records:
-        why = _trusted(j, r)
-        if why:
+        rec, why = _trusted(j, r)
+        if rec is None:
             p = _problem(r.path, "undo-failed", f"op {r.seq} ({r.action}) not replayed: {why}; "
                          "the journal was edited or damaged (restore files from it by hand)",
                          "undo")
@@ -590,7 +594,7 @@ def _replay(j: Journal, records: list[OpRecord], reporter: Reporter, *, final: s
             failed.append(p)
             continue
         try:
-            outcome = _restore(r.intent, top)
+            outcome = _restore(rec, top)
         except OSError as exc:
             msg = str(exc) if isinstance(exc, _Refused) else f"{exc.strerror or exc}"
             p = _problem(r.path, "undo-failed", f"op {r.seq} ({r.action}): {msg}", "undo")
@@ -649,8 +653,10 @@ def undo(journal: str | os.PathLike[str], *, reporter: Reporter | None = None) -
     """
     reporter = reporter or NullReporter()
     with Journal.open(journal) as j:
+        # A failed op was rolled back (or never began) before it was marked: replaying it
+        # could take another run's file for the copy it never made.
         todo = sorted((r for r in j.ops.values()
-                       if r.status not in ("undone", "rolled-back")
+                       if r.status not in ("undone", "rolled-back", "failed")
                        and not (r.status == "done" and r.action == "delete")),
                       key=lambda r: -r.seq)
         deleted = [r.path for r in j.ops.values() if r.status == "done" and r.action == "delete"]
@@ -743,6 +749,16 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
             if j.header.get("report_created") != plan.report_created:
                 raise JournalError(f"journal {jpath} belongs to another report; use a new "
                                    "journal path")
+            begun = (j.header.get("action"), j.header.get("to"))
+            if begun[0] != plan.action or (begun[1] is None) != (plan.to is None) or (
+                    plan.to is not None and isinstance(begun[1], str)
+                    and os.path.realpath(begun[1]) != os.path.realpath(plan.to)):
+                # Undo checks each move against the journal's quarantine: a resume elsewhere
+                # would be work no undo could put back.
+                raise JournalError(
+                    f"journal {jpath} was begun with action {begun[0]!r}"
+                    + (f" into {begun[1]}" if begun[1] else "") + "; resume it with the same "
+                    "action and folder, or use a new journal path")
             if j.unfinished():
                 res = _replay(j, j.unfinished(), reporter, final="rolled-back")
                 recovered = res.rolled_back

@@ -137,8 +137,9 @@ class Journal:
 
     @property
     def backup_dir(self) -> str:
-        """Where replaced files are kept until undo (:func:`backup_dir_of`)."""
-        return backup_dir_of(self.path)
+        """Where replaced files are kept until undo (:func:`backup_dir_of`), beside the
+        journal file itself (named through a symbolic link, the link's target)."""
+        return backup_dir_of(os.path.realpath(self.path))
 
     @property
     def token(self) -> str:
