@@ -1126,8 +1126,42 @@ def test_a_resume_with_another_action_or_quarantine_is_refused(library, tmp_path
         apply(other, journal=journal)
     with pytest.raises(JournalError, match="begun with action 'move'"):
         apply(plan(report, action="delete"), journal=journal)
-    (tmp_path / "qlink").symlink_to(tmp_path / "q")  # the same folder by another name
-    assert apply(plan(report, action="move", to=tmp_path / "qlink"), journal=journal).ok
+    # The same folder through a link: its moves would be recorded under another name.
+    (tmp_path / "qlink").symlink_to(tmp_path / "q")
+    with pytest.raises(JournalError, match="the same path"):
+        apply(plan(report, action="move", to=tmp_path / "qlink"), journal=journal)
+    assert apply(plan(report, action="move", to=f"{tmp_path}/q/"), journal=journal).ok
+    assert undo(journal).ok
+
+
+def test_a_refused_resume_rolls_nothing_back_first(library, tmp_path, capsys):
+    """The command line rolled the interrupted run's operation back, then refused the
+    resume for its other quarantine: a change before the refusal."""
+    from lookalike.actions import apply as act
+    from lookalike.cli import main
+
+    root, report = library
+    journal = tmp_path / "j.jsonl"
+
+    class Crash(Exception):
+        pass
+
+    def crash(step: str) -> None:
+        if step == "move:linked":
+            raise Crash
+
+    act._crash_hook = crash
+    try:
+        with pytest.raises(Crash):
+            apply(make_plan("move", report, tmp_path), journal=journal)
+    finally:
+        act._crash_hook = None
+    before, journal_before = snapshot(root, tmp_path / "q"), journal.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        main(["apply", str(report), "-a", "move", "--to", str(tmp_path / "other"),
+              "--journal", str(journal), "--yes", "-q"])
+    assert exc.value.code == 2 and "begun with action 'move'" in capsys.readouterr().err
+    assert snapshot(root, tmp_path / "q") == before and journal.read_bytes() == journal_before
     assert undo(journal).ok
 
 

@@ -373,7 +373,13 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
             change.
         Interrupted: Ctrl-C during the run; its journal records what was done.
     """
-    from lookalike.actions.apply import apply, check_new_journal, default_journal_path, recover
+    from lookalike.actions.apply import (
+        apply,
+        check_new_journal,
+        check_resume,
+        default_journal_path,
+        recover,
+    )
     from lookalike.actions.plan import journal_of, load_source, plan, render_plan
 
     out = sys.stdout if out is None else out
@@ -381,7 +387,11 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
     loaded = load_source(source)
     if resume and yes:
         assert journal is not None
-        journal_of(journal, loaded).close()  # another report's: refused before any change
+        begun = journal_of(journal, loaded)  # another report's: refused before any change
+        try:  # so is another action or quarantine, before the rollback below
+            check_resume(begun, action, to)
+        finally:
+            begun.close()
         rolled_back = recover(journal, reporter=reporter).rolled_back
         if rolled_back:
             print(f"rolled back {rolled_back} unfinished operations of the interrupted run; "

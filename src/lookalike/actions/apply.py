@@ -67,7 +67,8 @@ from lookalike.events import NullReporter, Reporter
 from lookalike.paths import is_under
 from lookalike.version import __version__
 
-__all__ = ["ApplyResult", "UndoResult", "apply", "default_journal_path", "recover", "undo"]
+__all__ = ["ApplyResult", "UndoResult", "apply", "check_resume", "default_journal_path",
+           "recover", "undo"]
 
 #: Test hook: called with a step name at every point where a crash could leave work half done
 #: (``intent``, ``move:linked``, ``move:unlinked``, ``link:backup``, ``link:tmp``,
@@ -137,7 +138,7 @@ class ApplyResult:
     @property
     def backup_dir(self) -> str:
         """Where ``hardlink``/``symlink`` keep the copies they replaced, until undo."""
-        return backup_dir_of(self.journal)
+        return backup_dir_of(os.path.realpath(self.journal))
 
     @property
     def backups(self) -> tuple[Operation, ...]:
@@ -674,6 +675,24 @@ def undo(journal: str | os.PathLike[str], *, reporter: Reporter | None = None) -
                       failed=res.failed)
 
 
+def check_resume(journal: Journal, action: str, to: str | os.PathLike[str] | None) -> None:
+    """Refuse to resume ``journal`` with another action or quarantine than it was begun with
+    (the same absolute path: undo checks each move against the journal's quarantine, so a
+    resume elsewhere, even through a link to the same folder, would be work no undo could
+    put back). Called before anything is rolled back or done.
+
+    Raises:
+        JournalError: the action or the quarantine differs.
+    """
+    begun, into = journal.header.get("action"), journal.header.get("to")
+    wanted = os.path.abspath(os.fspath(to)) if to is not None else None
+    if begun != action or into != wanted:
+        raise JournalError(
+            f"journal {journal.path} was begun with action {begun!r}"
+            + (f" into {into}" if into else "") + "; resume it with the same action and "
+            "folder (the same path), or use a new journal path")
+
+
 def check_new_journal(plan: Plan, path: str | os.PathLike[str], *, named: bool = True
                       ) -> None:
     """Refuse, before anything changes (a dry run asks too), a new journal at ``path`` that
@@ -749,16 +768,7 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
             if j.header.get("report_created") != plan.report_created:
                 raise JournalError(f"journal {jpath} belongs to another report; use a new "
                                    "journal path")
-            begun = (j.header.get("action"), j.header.get("to"))
-            if begun[0] != plan.action or (begun[1] is None) != (plan.to is None) or (
-                    plan.to is not None and isinstance(begun[1], str)
-                    and os.path.realpath(begun[1]) != os.path.realpath(plan.to)):
-                # Undo checks each move against the journal's quarantine: a resume elsewhere
-                # would be work no undo could put back.
-                raise JournalError(
-                    f"journal {jpath} was begun with action {begun[0]!r}"
-                    + (f" into {begun[1]}" if begun[1] else "") + "; resume it with the same "
-                    "action and folder, or use a new journal path")
+            check_resume(j, plan.action, plan.to)
             if j.unfinished():
                 res = _replay(j, j.unfinished(), reporter, final="rolled-back")
                 recovered = res.rolled_back
