@@ -73,6 +73,11 @@ does not say), each file's header (for ``original``; both from the records' ``fa
 when they were hashed, else from the file) and which paths lie in a protected folder once
 symbolic links are resolved.
 :meth:`KeepPolicy.decide_all` does all of it for a list of groups.
+
+(Over 600 lines: the rules, the signals of ``original``, the facts they read and the
+exceptions no rule overrides (protected files, files of several pictures, members only
+embeddings matched, other shots) are one decision; split, the policy's order and its
+exceptions would live in two places that must agree.)
 """
 
 from __future__ import annotations
