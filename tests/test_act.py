@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,24 @@ def library(tmp_path, scene):
 def make_plan(action: str, report: Path, tmp_path: Path, **kw) -> Plan:
     to = tmp_path / "q" if action == "move" else None
     return plan(report, action=action, to=to, **kw)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def _another_run_at_intent(op, put: Callable[[str, str], object]) -> Iterator[None]:
+    """While applying: another run puts its copy at ``op.dst`` (``put(src, dst)``) right
+    after this run's intent for ``op``, between its checks and its own link."""
+    from lookalike.actions import apply as act
+
+    def hook(step: str) -> None:
+        if step == "intent" and not os.path.exists(op.dst):
+            os.makedirs(os.path.dirname(op.dst), exist_ok=True)
+            put(op.path, op.dst)
+
+    act._crash_hook = hook
+    try:
+        yield
+    finally:
+        act._crash_hook = None
 
 
 class Recorder:
@@ -306,7 +326,6 @@ def test_two_runs_acting_on_the_same_files_never_remove_every_copy(library, tmp_
     locked, and a failed move that made nothing rolls nothing back."""
     import fcntl
 
-    from lookalike.actions import apply as act
 
     root, report = library
     before = snapshot(root)
@@ -328,16 +347,8 @@ def test_two_runs_acting_on_the_same_files_never_remove_every_copy(library, tmp_
     p = make_plan("move", report, tmp_path)
     op = p.operations[0]
 
-    def other_run_links(step: str) -> None:
-        if step == "intent" and not os.path.exists(op.dst):
-            os.makedirs(os.path.dirname(op.dst), exist_ok=True)
-            os.link(op.path, op.dst)
-
-    act._crash_hook = other_run_links
-    try:
+    with _another_run_at_intent(op, os.link):
         res = apply(p, journal=tmp_path / "j2.jsonl", reporter=Recorder())
-    finally:
-        act._crash_hook = None
     assert op.path in {o.path for o, _ in res.failed}
     assert os.path.exists(op.path) and os.path.exists(op.dst)  # the other run's copy stays
 
@@ -1169,22 +1180,14 @@ def test_undo_leaves_a_failed_operations_destination_alone(library, tmp_path):
     """A move that failed because another run had just put the same bytes at its quarantine
     name was rolled back to nothing by apply, but undo replayed it and deleted the other
     run's copy (same bytes, same time: taken for its own)."""
-    from lookalike.actions import apply as act
 
     _root, report = library
     p = make_plan("move", report, tmp_path)
     op = p.operations[0]
 
-    def other_run_copies(step: str) -> None:
-        if step == "intent" and not os.path.exists(op.dst):
-            os.makedirs(os.path.dirname(op.dst), exist_ok=True)
-            shutil.copy2(op.path, op.dst)  # the other run's copy: same bytes and mtime
-
-    act._crash_hook = other_run_copies
-    try:
+    # The other run's copy: same bytes and mtime.
+    with _another_run_at_intent(op, shutil.copy2):
         res = apply(p, journal=tmp_path / "j.jsonl", reporter=Recorder())
-    finally:
-        act._crash_hook = None
     assert op.path in {o.path for o, _ in res.failed}
     undo(tmp_path / "j.jsonl")
     assert os.path.exists(op.dst) and os.path.exists(op.path)

@@ -92,6 +92,16 @@ def _blob(html: str) -> dict[str, Any]:
     return json.loads(m.group(1))
 
 
+def _remove_under(web: Any, html: Path, *folders: str | Path) -> None:
+    """On the open page ``html``: open the folder rules and add a remove rule for each of
+    ``folders``."""
+    listed = [f["p"] for f in _blob(html.read_text())["folders"]]
+    web.page.click("#rules summary")
+    for folder in folders:
+        web.page.select_option("#rule-folder", str(listed.index(str(folder))))
+        web.page.click("#rule-remove")
+
+
 # --------------------------------------------------------------------------- pure rendering
 
 def test_page_has_a_csp_that_forbids_remote_loads_and_hashes_its_inline_code(tmp_path, scene):
@@ -941,10 +951,7 @@ def test_a_remove_rule_on_the_page_spares_a_file_of_several_pictures(web, tmp_pa
     assert [m.get("fr") for m in blob["groups"][0]["m"]].count(1) == 1
     web.open(html)
     pg = web.page
-    pg.click("#rules summary")
-    pg.select_option("#rule-folder", str([f["p"] for f in blob["folders"]].index(
-        str(lib / "Exports"))))
-    pg.click("#rule-remove")
+    _remove_under(web, html, lib / "Exports")
     assert "it holds several pictures" in pg.inner_text("#groups")
     dec = web.export(tmp_path / "decisions.json")
     (group,) = dec["groups"]
@@ -972,11 +979,7 @@ def test_a_remove_rule_on_the_page_keeps_a_hash_matched_copy_not_only_a_joined_o
     html = tmp_path / "r.html"
     write_html(report, html, thumbnails="none")
     web.open(html)
-    pg = web.page
-    pg.click("#rules summary")
-    folders = [f["p"] for f in _blob(html.read_text())["folders"]]
-    pg.select_option("#rule-folder", str(folders.index(exp)))
-    pg.click("#rule-remove")
+    _remove_under(web, html, exp)
     dec = web.export(tmp_path / "decisions.json")
     (group,) = dec["groups"]
     assert p["path"] in group["keep"] and group["remove"] == [copy["path"]]
@@ -1000,10 +1003,7 @@ def test_a_remove_rule_on_the_page_decides_by_every_name_of_a_file(web, tmp_path
     folders = [f["p"] for f in _blob(html.read_text())["folders"]]
     assert str(lib / "Originals") in folders
     web.open(html)
-    pg = web.page
-    pg.click("#rules summary")
-    pg.select_option("#rule-folder", str(folders.index(str(lib / "Exports"))))
-    pg.click("#rule-remove")
+    _remove_under(web, html, lib / "Exports")
     dec = web.export(tmp_path / "decisions.json")
     (group,) = dec["groups"]
     assert not any("/Exports/" in p or "/Originals/" in p for p in group["remove"])
@@ -1029,10 +1029,7 @@ def test_a_remove_rule_on_the_page_spares_other_shots(web, tmp_path, scene):
     web.open(html)
     pg = web.page
     assert "kept: another shot" in pg.inner_text("#groups")  # the keeper's other shot
-    pg.click("#rules summary")
-    pg.select_option("#rule-folder", str([f["p"] for f in blob["folders"]].index(
-        str(lib / "DCIM"))))
-    pg.click("#rule-remove")
+    _remove_under(web, html, lib / "DCIM")
     assert "another shot" in pg.inner_text("#groups")
     dec = web.export(tmp_path / "decisions.json")
     (group,) = dec["groups"]
@@ -1055,13 +1052,8 @@ def test_a_remove_rule_on_the_page_removes_byte_copies_of_a_burst(web, tmp_path,
     report = _scan_to_report(lib, tmp_path / "r.json")
     html = tmp_path / "r.html"
     write_html(report, html)
-    blob = _blob(html.read_text())
     web.open(html)
-    pg = web.page
-    pg.click("#rules summary")
-    pg.select_option("#rule-folder", str([f["p"] for f in blob["folders"]].index(
-        str(lib / "a_dupes"))))
-    pg.click("#rule-remove")
+    _remove_under(web, html, lib / "a_dupes")
     dec = web.export(tmp_path / "decisions.json")
     (group,) = dec["groups"]
     assert sorted(group["keep"]) == [str(lib / "burst" / "IMG_0.JPG"),
@@ -1080,14 +1072,7 @@ def test_a_remove_rule_on_the_page_removes_byte_copies_of_a_burst(web, tmp_path,
     old.write_text(json.dumps(data))
     write_html(old, tmp_path / "old.html")
     web.open(tmp_path / "old.html")
-    pg = web.page
-    pg.click("#rules summary")
-    pg.select_option("#rule-folder", str([f["p"] for f in _blob(
-        (tmp_path / "old.html").read_text())["folders"]].index(str(lib / "burst"))))
-    pg.click("#rule-remove")
-    pg.select_option("#rule-folder", str([f["p"] for f in _blob(
-        (tmp_path / "old.html").read_text())["folders"]].index(str(lib / "a_dupes"))))
-    pg.click("#rule-remove")
+    _remove_under(web, tmp_path / "old.html", lib / "burst", lib / "a_dupes")
     (group,) = web.export(tmp_path / "old_decisions.json")["groups"]
     kept = {os.path.basename(p) for p in group["keep"]}
     assert kept == {"IMG_0.JPG", "IMG_1.JPG"}  # one member of each moment, wherever it is
