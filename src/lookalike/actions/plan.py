@@ -219,8 +219,7 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
     # Other shots (KeepPolicy.shots): each capture moment keeps a member, the rules' own if
     # they keep one (a byte copy under a remove rule still goes), else the policy's best.
     # Not when the policy purges leaks or removes every copy: then it keeps none itself.
-    if policy.shots([m.record for m in group.members if how[m.record.path] != "embedding"],
-                    facts) <= set(base.keep):
+    if not policy.remove_all and not policy.purges(base.protected, how):
         moments = capture_moments({r.path: facts.taken[r.path] for r in ranked
                                    if r.path in facts.taken and how[r.path] != "embedding"},
                                   facts.exposure)

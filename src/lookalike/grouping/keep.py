@@ -528,6 +528,13 @@ class KeepPolicy:
         scanned roots, and the scan's paths lie under them)."""
         return in_folders(path, self.reference)
 
+    def purges(self, protected: Iterable[str], how: Mapping[str, str]) -> bool:
+        """Whether a group whose ``protected`` members matched as ``how`` says (path ->
+        :data:`~lookalike.model.MATCH_KINDS`) is a leak to purge: a leakage check's
+        reference holds a copy its hashes (or verification) matched. Then every other member
+        goes, files of several pictures and other shots too: the purge list is applied."""
+        return any(how[p] != "embedding" and self.in_reference(p) for p in protected)
+
     def read_facts(self, records: Iterable[ImageRecord]) -> KeepFacts:
         """Gather what deciding on ``records`` needs (the policy's only I/O).
 
@@ -670,7 +677,7 @@ class KeepPolicy:
         # never removed for a file that matched that picture, only for one of its bytes.
         # Unless a leakage check's reference holds a copy its hashes (or verification)
         # matched: then it is a leak, and the purge list is what is applied.
-        purging = any(how[p] != "embedding" and self.in_reference(p) for p in protected)
+        purging = self.purges(protected, how)
         kept_bytes = {r.digest for r in ranked if r.path in keep and r.digest}
         frames = []
         for r in ranked:  # best first: of byte-identical copies, the best one stays
