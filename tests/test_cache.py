@@ -376,8 +376,10 @@ def test_names_the_cache_cannot_hold_are_counted_and_said(tmp_path, scene):
 def test_a_locked_or_full_cache_is_not_called_damaged(tmp_path):
     """Every SQLite error was "damaged; delete it", a lock held by another scan and a full
     disk too (whose own error a failed ROLLBACK also hid)."""
+    from array import array
+
     from lookalike.config import ScanConfig
-    from lookalike.grouping.groups import Edges
+    from lookalike.grouping.groups import Edges, find_edges
 
     locked = tmp_path / "locked.sqlite"
     cache = HashCache(locked)
@@ -385,7 +387,7 @@ def test_a_locked_or_full_cache_is_not_called_damaged(tmp_path):
     other = sqlite3.connect(locked, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     with pytest.raises(lookalike.LookalikeError, match="another scan holds it") as info:
-        cache.save_edges(ScanConfig(), ["/x"], Edges(256, 6, frozenset(), ()))
+        cache.save_edges(ScanConfig(), ["/x"], find_edges((), 256, 6))
     assert "delete" not in str(info.value)
     other.execute("ROLLBACK")
     cache.close()
@@ -393,7 +395,9 @@ def test_a_locked_or_full_cache_is_not_called_damaged(tmp_path):
     pages = full._db.execute("PRAGMA page_count").fetchone()[0]
     full._db.execute(f"PRAGMA max_page_count={pages}")  # a full disk, as SQLite meets it
     with pytest.raises(lookalike.LookalikeError, match="the disk is full") as info:
-        full.save_edges(ScanConfig(), ["/x"], Edges(256, 6, frozenset(range(100_000)), ()))
+        codes = range(100_000)  # no pairs needed: a big row is what fills the disk
+        packed = b"".join(c.to_bytes(32, "big") for c in codes)
+        full.save_edges(ScanConfig(), ["/x"], Edges(256, 6, tuple(codes), packed, array("I")))
     assert "delete" not in str(info.value)
     full.close()
 

@@ -15,9 +15,10 @@ Results never depend on input order or worker count: records are sorted by path 
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Literal
 
@@ -98,12 +99,56 @@ class Edges:
 
     A pure function of the codes and the radius, whatever files they came from: so a
     re-scan can start from the edges of the previous one (:func:`find_edges`).
+
+    Held in the form the search reads and the hash cache stores, so that neither converts
+    every code again: ``order``, the distinct codes (each once; the positions below refer
+    to it), ``packed``, the same codes as rows of
+    :func:`~lookalike.search.pack_hashes` (8 big-endian bytes a word), and ``index``, each
+    pair as two positions in ``order``. ``codes`` and ``pairs`` (code pairs, each pair
+    once) are derived from them. A re-scan of 20k small images (296k codes) with 200 new
+    ones took 1.91 s when every code was sorted, packed and positioned anew for the search
+    and again for the save; 1.39 s this way (``benchmarks/bench_scan.py``'s case, medians
+    of 5 interleaved runs).
     """
 
     nbits: int
     radius: int
-    codes: frozenset[int]
-    pairs: tuple[tuple[int, int], ...]  # (smaller code, larger code), sorted
+    order: tuple[int, ...]
+    packed: bytes
+    index: array[int]  # "I": a0, b0, a1, b1, ...
+    codes: frozenset[int] = field(init=False)
+    pairs: tuple[tuple[int, int], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        at = self.order.__getitem__
+        object.__setattr__(self, "codes", frozenset(self.order))
+        object.__setattr__(self, "pairs", tuple(zip(
+            map(at, self.index[0::2]), map(at, self.index[1::2]), strict=True)))
+
+    @classmethod
+    def stored(cls, nbits: int, radius: int, packed: bytes, index: bytes) -> Edges:
+        """The edges that :attr:`packed` and :attr:`index` (as bytes) were written from."""
+        width = 8 * ((nbits + 63) // 64)
+        order = tuple(int.from_bytes(packed[k:k + width], "big")
+                      for k in range(0, len(packed), width))
+        positions = array("I")
+        positions.frombytes(index)
+        return cls(nbits, radius, order, packed, positions)
+
+    def without(self, gone: frozenset[int]) -> Edges:
+        """These edges with the codes ``gone`` (and their pairs) left out: no search, and
+        no NumPy (a re-scan after files were only deleted)."""
+        width = len(self.packed) // len(self.order) if self.order else 0
+        keep = [k for k, c in enumerate(self.order) if c not in gone]
+        moved = {k: p for p, k in enumerate(keep)}
+        ends = iter(self.index)
+        index = array("I")
+        for a, b in zip(ends, ends, strict=True):
+            if a in moved and b in moved:
+                index.append(moved[a])
+                index.append(moved[b])
+        return Edges(self.nbits, self.radius, tuple(self.order[k] for k in keep),
+                     b"".join(self.packed[k * width:(k + 1) * width] for k in keep), index)
 
 
 def find_edges(codes: Iterable[int], nbits: int, radius: int,
@@ -113,39 +158,49 @@ def find_edges(codes: Iterable[int], nbits: int, radius: int,
     With ``known`` (the edges of another set of codes, same bits and radius): ``known``
     itself comes back when the codes are the same, and its pairs of the remaining codes when
     codes were only removed; then nothing is searched (and NumPy is not imported). Any new
-    code means one self-join of all of them. (Querying only the new codes against an index
-    of the others, :class:`~lookalike.search.mih.HammingIndex`, was measured and dropped: at
-    1% new codes it cost the same as the self-join, 0.37 s against 0.38 s for 150k 256-bit
-    codes at radius 26, and at 5% three times as much.)
+    code means one self-join of all of them, whose input reuses ``known``'s packed codes.
+    (Querying only the new codes against an index of the others,
+    :class:`~lookalike.search.mih.HammingIndex`, was measured and dropped: at 1% new codes
+    it cost the same as the self-join, 0.37 s against 0.38 s for 150k 256-bit codes at
+    radius 26, and at 5% three times as much.)
     """
     codes = frozenset(codes)
     if known is not None and (known.nbits, known.radius) == (nbits, radius):
         if codes == known.codes:
             return known
         if codes <= known.codes:
-            return Edges(nbits, radius, codes,
-                         tuple(p for p in known.pairs if p[0] in codes and p[1] in codes))
-    return Edges(nbits, radius, codes, _search(sorted(codes), nbits, radius))
+            return known.without(known.codes - codes)
+        return _search(codes, nbits, radius, known)
+    return _search(codes, nbits, radius, None)
 
 
-def _search(ordered: list[int], nbits: int, radius: int) -> tuple[tuple[int, int], ...]:
-    """Every pair of the distinct codes ``ordered`` (ascending) within ``radius`` bits (a
-    self-join), each once as (smaller, larger), sorted.
+def _search(codes: frozenset[int], nbits: int, radius: int, known: Edges | None) -> Edges:
+    """Every pair of ``codes`` within ``radius`` bits (a self-join): ``known``'s codes that
+    remain keep their place and packed rows, the others follow."""
+    import numpy as np
 
-    :func:`~lookalike.search.find_pairs` gives each pair once, ``i < j``, sorted: on codes in
-    ascending order that is the order of the code pairs themselves, so nothing is
-    deduplicated or sorted again here: a cold scan of 3,000 near-identical logos (7M pairs)
-    took 18.2 s of CPU with a set and a sort of tuples of big integers, 8.9 s without."""
     from lookalike.search import find_pairs, pack_hashes
 
-    if len(ordered) < 2:
-        return ()
-    ii, jj, _ = find_pairs(pack_hashes(ordered, nbits), radius)
-    at = ordered.__getitem__
-    # A million at a time: lists of every position would double the pairs' memory.
-    step = 1 << 20
-    return tuple(pair for k in range(0, len(ii), step) for pair in zip(
-        map(at, ii[k:k + step].tolist()), map(at, jj[k:k + step].tolist()), strict=True))
+    if known is None:
+        # Ascending: pairs come out in code order, which grouping walks faster (a warm
+        # re-scan of 3,000 near-identical logos, 6.4M pairs: 5% less CPU than set order).
+        order = tuple(sorted(codes))
+        rows = pack_hashes(order, nbits)
+    else:
+        added = tuple(codes.difference(known.codes))  # not empty here
+        new_rows = pack_hashes(added, nbits)
+        old = np.frombuffer(known.packed, dtype=">u8").reshape(-1, new_rows.shape[1])
+        kept = known.order
+        if not known.codes <= codes:
+            keep = np.fromiter((c in codes for c in kept), dtype=bool, count=len(kept))
+            kept, old = tuple(c for c in kept if c in codes), old[keep]
+        order = kept + added
+        rows = np.concatenate([old.astype(np.uint64), new_rows])
+    index = array("I")
+    if len(order) > 1:
+        ii, jj, _ = find_pairs(rows, radius)
+        index.frombytes(np.column_stack((ii, jj)).astype(np.uint32).tobytes())
+    return Edges(nbits, radius, order, rows.astype(">u8").tobytes(), index)
 
 
 def _graph_codes(record: ImageRecord) -> tuple[Any, ...]:

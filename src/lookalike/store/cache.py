@@ -23,7 +23,6 @@ import functools
 import os
 import sqlite3
 import time
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -492,7 +491,8 @@ class HashCache:
 
     @staticmethod
     def _edges_key(config: ScanConfig, scope: Sequence[str], radius: int) -> str:
-        return "\0".join([settings_key(config), str(radius), *sorted(scope)])
+        # "edges2": codes packed in 64-bit words (before, in the fewest whole bytes).
+        return "\0".join(["edges2", settings_key(config), str(radius), *sorted(scope)])
 
     @_damage_said
     def load_edges(self, config: ScanConfig, scope: Sequence[str], radius: int
@@ -500,30 +500,15 @@ class HashCache:
         """The edges last stored for ``config``, the inputs ``scope`` and ``radius``."""
         row = self._db.execute("SELECT nbits, codes, pairs FROM edges WHERE key = ?",
                                (self._edges_key(config, scope, radius),)).fetchone()
-        if row is None:
-            return None
-        nbits, blob, pair_blob = row
-        width = (nbits + 7) // 8
-        codes = [int.from_bytes(blob[k:k + width], "big") for k in range(0, len(blob), width)]
-        index = array("I")
-        index.frombytes(pair_blob)
-        pairs = tuple(zip(map(codes.__getitem__, index[0::2]),
-                          map(codes.__getitem__, index[1::2]), strict=True))
-        return Edges(nbits, radius, frozenset(codes), pairs)
+        return None if row is None else Edges.stored(row[0], radius, row[1], row[2])
 
     @_damage_said
     def save_edges(self, config: ScanConfig, scope: Sequence[str], edges: Edges) -> None:
         """Store ``edges`` for :meth:`load_edges`; the 16 most recent are kept."""
-        codes = sorted(edges.codes)
-        width = (edges.nbits + 7) // 8
-        position = {c: k for k, c in enumerate(codes)}
-        # From a generator: a list of every position first doubled the pairs' memory.
-        index = array("I", (position[c] for pair in edges.pairs for c in pair))
-        blob = b"".join(c.to_bytes(width, "big") for c in codes)
         with self._writing() as db:
             db.execute("INSERT OR REPLACE INTO edges VALUES (?, ?, ?, ?, ?, ?)",
                        (self._edges_key(config, scope, edges.radius), edges.nbits,
-                        edges.radius, blob, index.tobytes(), time.time()))
+                        edges.radius, edges.packed, edges.index.tobytes(), time.time()))
             db.execute("DELETE FROM edges WHERE key NOT IN "
                        "(SELECT key FROM edges ORDER BY updated DESC LIMIT 16)")
 
