@@ -477,6 +477,40 @@ def test_edges_stored_for_other_files_never_change_the_groups(copies_tree, tmp_p
         assert got.groups
 
 
+@pytest.mark.parametrize("damage", ["codes cut", "pairs cut", "pair past the end"])
+def test_a_damaged_edges_row_is_searched_afresh(copies_tree, tmp_path, damage):
+    # A stored row that no longer parses (a bit-rotted or hand-edited cache) is as good as
+    # none: no traceback, the groups of a fresh scan, and a good row stored in its place.
+    import sqlite3
+    from array import array
+
+    from lookalike.store.cache import HashCache
+
+    root, _ = copies_tree
+    db = tmp_path / "cache.sqlite"
+    with HashCache(db) as cache:
+        lookalike.scan(root, workers=1, cache=cache)
+    con = sqlite3.connect(db)
+    codes, pairs = con.execute("SELECT codes, pairs FROM edges").fetchone()
+    assert pairs, "the tree's copies make pairs"
+    if damage == "codes cut":
+        codes = codes[:-3]
+    elif damage == "pairs cut":
+        pairs = pairs[:-2]
+    else:
+        pairs = pairs + array("I", [len(codes), 0]).tobytes()
+    con.execute("UPDATE edges SET codes = ?, pairs = ?", (codes, pairs))
+    con.commit()
+    con.close()
+    with HashCache(db) as cache:
+        got = lookalike.scan(root, workers=1, cache=cache)
+        assert got.stats["codes_new"] > 0  # searched again
+    want = lookalike.scan(root, workers=1)
+    assert [g.paths for g in got.groups] == [g.paths for g in want.groups] and want.groups
+    with HashCache(db) as cache:
+        assert lookalike.scan(root, workers=1, cache=cache).stats["codes_new"] == 0
+
+
 def test_star_groups_are_rebuilt_from_every_record_when_a_leader_changed(tmp_path):
     # L-M and M-X are within the threshold, L-X is not: star grouping puts M with L and
     # leaves X alone. If L changed after hashing, M and X must form a group.

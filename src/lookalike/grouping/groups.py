@@ -127,12 +127,20 @@ class Edges:
 
     @classmethod
     def stored(cls, nbits: int, radius: int, packed: bytes, index: bytes) -> Edges:
-        """The edges that :attr:`packed` and :attr:`index` (as bytes) were written from."""
+        """The edges that :attr:`packed` and :attr:`index` (as bytes) were written from.
+
+        Raises:
+            ValueError: they cannot be (a damaged or foreign row).
+        """
         width = 8 * ((nbits + 63) // 64)
         order = tuple(int.from_bytes(packed[k:k + width], "big")
                       for k in range(0, len(packed), width))
         positions = array("I")
+        if len(packed) % width or len(index) % (2 * positions.itemsize):
+            raise ValueError("stored edges of the wrong length")
         positions.frombytes(index)
+        if (positions and max(positions) >= len(order)) or max(order, default=0) >> nbits:
+            raise ValueError("stored edges out of range")
         return cls(nbits, radius, order, packed, positions)
 
     def without(self, gone: frozenset[int]) -> Edges:

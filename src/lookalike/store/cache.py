@@ -500,7 +500,10 @@ class HashCache:
         """The edges last stored for ``config``, the inputs ``scope`` and ``radius``."""
         row = self._db.execute("SELECT nbits, codes, pairs FROM edges WHERE key = ?",
                                (self._edges_key(config, scope, radius),)).fetchone()
-        return None if row is None else Edges.stored(row[0], radius, row[1], row[2])
+        try:
+            return None if row is None else Edges.stored(row[0], radius, row[1], row[2])
+        except (ValueError, TypeError):  # a damaged row: search afresh, and store anew
+            return None
 
     @_damage_said
     def save_edges(self, config: ScanConfig, scope: Sequence[str], edges: Edges) -> None:
