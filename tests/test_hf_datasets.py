@@ -285,3 +285,20 @@ def test_a_dataset_scan_says_where_its_leaks_are_and_what_acts_on_it(dataset, tm
     mixed = datasets.DatasetDict({"train": dataset["train"], "test": other})
     with pytest.raises(ConfigError, match="split 'test': the dataset has no column 'image'"):
         lookalike.dedupe_dataset(mixed, column="image", workers=1)
+
+
+def test_a_saved_dataset_among_other_paths_or_as_a_reference_is_refused(dataset, tmp_path,
+                                                                        capsys, scene):
+    # Read as a folder of images it holds none: the leakage check said "0 of 12 images have
+    # a near duplicate" against it, and a scan of it with a folder scanned no row of it.
+    saved = tmp_path / "saved"
+    dataset.save_to_disk(str(saved))
+    (tmp_path / "photos").mkdir()
+    scene(1).save(tmp_path / "photos" / "a.png")
+    with pytest.raises(ConfigError, match="is a saved dataset, scanned on its own"):
+        lookalike.scan([saved, tmp_path / "photos"], workers=1)
+    capsys.readouterr()
+    assert _exit_code(["scan", "--reference", str(saved), str(tmp_path / "photos"), "-q",
+                       "--no-cache"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "is a saved dataset, not a folder of images: it cannot be a reference set" in line

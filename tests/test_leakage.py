@@ -375,3 +375,24 @@ def test_dataset_splits_that_overlap_are_refused(tmp_path, scene):
                    {"all": tmp_path / "all", "test": tmp_path / "all" / "test"}):
         with pytest.raises(ConfigError, match="overlap"):
             lookalike.dedupe_dataset(splits, workers=1)
+
+
+def test_a_split_that_is_a_folder_of_shards_is_not_silently_empty(tmp_path, scene):
+    # A folder of WebDataset shards given as a split was read as a folder of images: the
+    # split had 0 rows and "leaked 0", without a word.
+    import tarfile
+
+    (tmp_path / "train").mkdir()
+    scene(1).save(tmp_path / "train" / "a.png")
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    scene(1).save(tmp_path / "b.png")
+    with tarfile.open(shards / "test-0.tar", "w") as tar:
+        tar.add(tmp_path / "b.png", arcname="0001.png")
+    with pytest.raises(ConfigError, match="split 'test' has no image files, only tar"):
+        lookalike.dedupe_dataset({"train": tmp_path / "train", "test": shards}, workers=1)
+    scene(2).save(shards / "c.png")  # images beside the shards: read, and the shards named
+    with pytest.warns(UserWarning, match="split 'test': skipped 1 tar or Parquet file"):
+        cleanup = lookalike.dedupe_dataset({"train": tmp_path / "train", "test": shards},
+                                           workers=1)
+    assert cleanup.paths["test"] == (str(shards / "c.png"),)

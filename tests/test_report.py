@@ -311,6 +311,29 @@ def test_write_report_follows_the_extension_and_says_what_is_wrong(result, tmp_p
             write_report(result, out, format=fmt)
 
 
+def test_the_api_writers_never_overwrite_an_image_or_their_input(result, tmp_path):
+    """write_report(result, 'photos/t104.png') and write_html(result, 'victim.png') turned
+    the photos into report text: only the command line checked its outputs."""
+    a = tmp_path / "a.png"
+    before = a.read_bytes()
+    for fmt in (None, "csv", "json"):
+        with pytest.raises(lookalike.ConfigError, match="would overwrite an image file"):
+            write_report(result, a, format=fmt)
+    with pytest.raises(lookalike.ConfigError, match="would overwrite an image file"):
+        lookalike.write_html(result, a)
+    report = tmp_path / "r.json"
+    write_report(result, report)
+    with pytest.raises(lookalike.ConfigError, match="would overwrite the report"):
+        lookalike.write_html(str(report), report)
+    assert a.read_bytes() == before and json.loads(report.read_text())["groups"]
+    listing = tmp_path / "list.txt"  # a scanned file list is an input too
+    listing.write_text(f"{a}\n")
+    listed = lookalike.scan(listing, workers=1)
+    with pytest.raises(lookalike.ConfigError, match="would overwrite the scanned input"):
+        write_report(listed, listing, format="text")
+    assert listing.read_text() == f"{a}\n"
+
+
 def test_read_results_of_a_missing_output_is_an_error_not_an_empty_table(tmp_path):
     pytest.importorskip("pyarrow")
     with pytest.raises(lookalike.ConfigError, match="no Parquet output"):

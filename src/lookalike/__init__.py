@@ -218,6 +218,10 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
         paths = [paths]
     paths = _check_scan_arguments(paths, config, cache, files_from, retries, batch_size,
                                   reporter)
+    for path in paths:
+        if is_saved_dataset(path):  # read as a folder of images it held none
+            raise ConfigError(f"{os.fspath(path)} is a saved dataset, scanned on its own: "
+                              "pass it alone (or use dedupe_dataset)")
     if files_from is not None:
         files_from = os.fspath(files_from)
     with contextlib.ExitStack() as opened:

@@ -39,7 +39,14 @@ from lookalike.inputs.hf import is_saved_dataset
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import ImageRecord
 from lookalike.pipeline import ScanResult, scan
-from lookalike.report.schema import decide_keep, human_bytes, plural, render_text, write_report
+from lookalike.report.schema import (
+    decide_keep,
+    human_bytes,
+    plural,
+    refuse_overwrite,
+    render_text,
+    write_report,
+)
 from lookalike.store.cache import HashCache, default_cache_path
 from lookalike.worker import hash_file
 
@@ -97,20 +104,12 @@ def check_outputs(outputs: Sequence[tuple[str, str | None]],
     Raises:
         ConfigError: the first output that cannot or must not be written.
     """
-    from lookalike.inputs.walk import looks_like_image
-
-    taken = {os.path.realpath(path): what for what, path in inputs if path is not None}
+    taken = [(f"{what} of this command", path) for what, path in inputs if path is not None]
     for what, path in outputs:
         if path is None:
             continue
-        real = os.path.realpath(check_writable(path, what))
-        if real in taken:
-            raise ConfigError(f"the {what} {path} would overwrite the {taken[real]} of this "
-                              "command; name another file")
-        if os.path.isfile(real) and looks_like_image(real):
-            raise ConfigError(f"the {what} {path} would overwrite an image file; name "
-                              "another file")
-        taken[real] = what
+        refuse_overwrite(check_writable(path, what), what, taken)
+        taken.append((f"{what} of this command", path))
 
 
 def _local_folder_output(path: str | None, what: str) -> str | None:
@@ -183,6 +182,11 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         LookalikeError: a report file could not be written.
     """
     out = sys.stdout if out is None else out
+    for path in reference:
+        if is_saved_dataset(path):  # read as a folder of images it held none
+            raise ConfigError(f"{path} is a saved dataset, not a folder of images: it cannot "
+                              "be a reference set; clean it on its own (its splits are the "
+                              "sets)")
     if any(map(is_saved_dataset, paths)):
         return clean_dataset_to_files(paths, config, output=output, format=format, html=html,
                                       reference=reference, keep=keep, reporter=reporter,

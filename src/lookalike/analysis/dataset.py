@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
@@ -238,9 +239,21 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
         where: dict[str, tuple[str, int]] = {}
         rows: dict[str, int] = {}
         for name, paths in inputs.items():
-            items, _, _ = list_inputs(paths, input_format=input_format, column=column,
-                                      name_column=name_column, storage_options=storage_options,
-                                      follow_symlinks=config.follow_symlinks)
+            items, _, counts = list_inputs(paths, input_format=input_format, column=column,
+                                           name_column=name_column,
+                                           storage_options=storage_options,
+                                           follow_symlinks=config.follow_symlinks)
+            if not items and counts.get("skipped_containers"):
+                # A folder of shards read as a folder of images: the split would be empty.
+                raise ConfigError(
+                    f"split {name!r} has no image files, only tar or Parquet files inside "
+                    "its folders; name those files, or pass input_format='tar' or "
+                    "'parquet'")
+            if counts.get("skipped_containers"):
+                warnings.warn(f"split {name!r}: skipped {counts['skipped_containers']} tar or "
+                              "Parquet file(s) found inside its folders; their images are "
+                              "read with input_format='tar' or 'parquet'", UserWarning,
+                              stacklevel=2)
             rows[name] = len(items)
             where.update((e.path, (name, i)) for i, e in enumerate(items))
         result = scan([p for paths in inputs.values() for p in paths], config,

@@ -79,6 +79,7 @@ from lookalike.report.schema import (
     Report,
     human_bytes,
     read_report,
+    refuse_overwrite,
     report_to_dict,
 )
 
@@ -635,6 +636,7 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
     reporter = reporter or NullReporter()
     out = check_writable(out, "HTML page")
     data, abs_report = _load_report(report, report_path)
+    refuse_overwrite(out, "HTML page", [("report", abs_report)] if abs_report else [])
     paths = list(dict.fromkeys(m["path"] for g in data.get("groups", [])
                                for m in g.get("members", [])))
     mode = thumbnails

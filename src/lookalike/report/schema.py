@@ -47,8 +47,9 @@ from lookalike.analysis.leakage import restrict_to_leakage
 from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError, LookalikeError, Problem, ReportError
 from lookalike.grouping.keep import KeepChoices, KeepPolicy
+from lookalike.inputs.walk import looks_like_image
 from lookalike.model import MATCH_KINDS, Group, Hash, ImageRecord, Member
-from lookalike.paths import shown
+from lookalike.paths import is_local_file, shown
 from lookalike.version import __version__
 
 if TYPE_CHECKING:
@@ -198,6 +199,26 @@ def report_to_dict(result: ScanResult, argv: list[str] | None = None, *,
     }
 
 
+def refuse_overwrite(path: str | os.PathLike[str], what: str,
+                     inputs: Sequence[tuple[str, str]] = ()) -> None:
+    """Refuse to write ``what`` to ``path`` where that would destroy something of the
+    user's: an image file (a report named ``photos/cat.jpg`` replaced the photo), or one
+    of ``inputs`` (``(what it is, path)``: the scanned Parquet file, the report a page is
+    made from).
+
+    Raises:
+        ConfigError: ``path`` is one of those.
+    """
+    real = os.path.realpath(path)
+    for name, other in inputs:
+        if os.path.realpath(other) == real:
+            raise ConfigError(f"the {what} {os.fspath(path)} would overwrite the {name}; "
+                              "name another file")
+    if os.path.isfile(real) and looks_like_image(real):
+        raise ConfigError(f"the {what} {os.fspath(path)} would overwrite an image file; "
+                          "name another file")
+
+
 def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
                  format: str | None = None, argv: list[str] | None = None,
                  keep: KeepSpec = None, leakage: Leakage | None = None) -> None:
@@ -215,8 +236,11 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
     """
     if format is None:  # .csv and .txt say so; any other name (r.2024-12-05) gets JSON
         format = format_for(out, "json") if isinstance(out, str | os.PathLike) else "json"
-    if isinstance(out, str | os.PathLike) and os.path.isdir(out):
-        raise ConfigError(f"{os.fspath(out)} is a folder; name the report file to write")
+    if isinstance(out, str | os.PathLike):
+        if os.path.isdir(out):
+            raise ConfigError(f"{os.fspath(out)} is a folder; name the report file to write")
+        refuse_overwrite(out, "report", [("scanned input", root) for root in result.roots
+                                         if is_local_file(root)])
     if format == "json":
         # No indent: json's C encoder only runs without one (10x faster on big reports).
         text = json.dumps(report_to_dict(result, argv, keep=keep, leakage=leakage)) + "\n"
