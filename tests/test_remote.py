@@ -252,6 +252,36 @@ def test_bad_shards_are_problems_and_the_scan_goes_on(tree, tmp_path):
     assert len(result.records) == 16
 
 
+def test_a_shard_cut_short_keeps_the_images_before_the_cut(tree, tmp_path):
+    """A shard missing its end (a copy that stopped) lost all its images, whole ones too."""
+    files = sorted(p for p in tree.rglob("*.png"))[:4]
+    with tarfile.open(tmp_path / "cut.tar", "w") as tf:
+        for i, f in enumerate(files):
+            tf.add(f, arcname=f"{i:04d}.png")
+    data = (tmp_path / "cut.tar").read_bytes()
+    last = len(data) - 2 * 512 - 10_240  # well past the end blocks: inside the last member
+    (tmp_path / "cut.tar").write_bytes(data[:max(last, 2048)])
+    result = scan_inputs([str(tmp_path / "cut.tar")], CONFIG)
+    errors = [(Path(e.path).name, e.stage, e.error) for e in result.errors]
+    assert ("cut.tar", "walk", "truncated-tar") in errors
+    names = sorted(r.path.rsplit("#", 1)[1] for r in result.records)
+    assert names and names == [f"{i:04d}.png" for i in range(len(names))]
+    # What was read equals those files read one by one.
+    for r in result.records:
+        i = int(r.path.rsplit("#", 1)[1][:4])
+        assert r.size_bytes == files[i].stat().st_size
+    # A dataset cleanup says the shard was cut, not that its rows "could not be read".
+    import lookalike
+
+    cleanup = lookalike.dedupe_dataset({"data": str(tmp_path / "cut.tar")}, workers=1)
+    text = cleanup.render_text()
+    cut = [e for e in result.errors if e.stage != "walk"]  # a member cut inside its data
+    assert len(cut) <= 1
+    assert f"data: {len(names) + len(cut)} rows" in text
+    assert ("1 rows could not be read" in text) == bool(cut)
+    assert "the shard ends early" in text and "its rows are not counted" in text
+
+
 def test_a_parquet_file_without_images_among_others_is_its_own_problem(tree, tmp_path):
     """A metadata-only Parquet file in a folder of image Parquet files stopped the whole scan
     (ConfigError); only when no file has the images is it bad usage."""

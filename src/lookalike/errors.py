@@ -67,6 +67,8 @@ REASONS: dict[str, str] = {
     "compressed-tar": "a gzip-compressed tar shard; its members cannot be read by range (use "
     "plain .tar shards)",
     "not-tar": "an input read as a tar shard is not a tar file",
+    "truncated-tar": "a tar shard ends early (a partial download or copy); the images before "
+                     "that point are read",
     "not-parquet": "an input read as Parquet is not a Parquet file (or lacks the column)",
     "null-cell": "a Parquet cell (a dataset's row) that holds no image: it is null",
     # apply: the group is skipped or the file left untouched; nothing is lost

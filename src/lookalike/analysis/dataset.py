@@ -151,8 +151,14 @@ class DatasetCleanup:
                          f"({how}){more}")
         if max_items is not None and len(self.leaks) > max_items:
             lines.append(f"  ... {len(self.leaks) - max_items} more leaks")
-        if self.scan.errors:
-            lines.append(f"  {len(self.scan.errors)} rows could not be read (kept)")
+        # Listing problems are an input's (a shard cut short, a file that is no shard), not
+        # a row's: their rows are not in the split at all.
+        inputs = [e for e in self.scan.errors if e.stage == "walk"]
+        if len(inputs) < len(self.scan.errors):
+            lines.append(f"  {len(self.scan.errors) - len(inputs)} rows could not be read "
+                         "(kept)")
+        for e in inputs:
+            lines.append(f"  {e.path}: {e.message} ({e.error}; its rows are not counted)")
         return "\n".join(lines) + "\n"
 
 

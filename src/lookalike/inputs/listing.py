@@ -267,7 +267,7 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         if not urls:
             continue
         lister = _ContainerLister(fmt, column, name_column, options)  # type: ignore[arg-type]
-        results: dict[str, list[RemoteEntry] | Problem | BaseException] = {}
+        results: dict[str, list[RemoteEntry | Problem] | Problem | BaseException] = {}
         if executor is not None:
             results.update(executor.map_unordered(lister, urls))
         else:
@@ -286,12 +286,14 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
             if isinstance(out, BaseException):
                 out = Problem(path=url, stage="walk", error="list-failed",
                               message=f"listing task failed: {type(out).__name__}: {out}")
-            if isinstance(out, Problem):
-                reporter.problem(out)
-                problems.append(out)
-                continue
-            walk.files_seen += len(out)
-            items.extend(out)
+            # A container's entries, or its problem, or both (a shard cut short).
+            for got in out if isinstance(out, list) else [out]:
+                if isinstance(got, Problem):
+                    reporter.problem(got)
+                    problems.append(got)
+                else:
+                    walk.files_seen += 1
+                    items.append(got)
     # One entry per file: local files by identity (hard links, symlinked folders and
     # overlapping roots are one file; see unique_files), anything else by path.
     local_files = unique_files([e for e in items if isinstance(e, FileEntry)])

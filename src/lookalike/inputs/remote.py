@@ -348,7 +348,7 @@ class _ContainerLister:
     name_column: str | None = None
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
-    def __call__(self, url: str) -> list[RemoteEntry] | Problem:
+    def __call__(self, url: str) -> list[RemoteEntry | Problem] | Problem:
         fs, path = _url_to_fs(url, self.storage_options)
         shown = _display(fs, path)
         try:
@@ -363,7 +363,8 @@ class _ContainerLister:
                            message=f"cannot list {self.fmt} input: {type(exc).__name__}: {exc}")
 
 
-def _list_tar(fs: Any, path: str, shown: str, url: str) -> list[RemoteEntry] | Problem:
+def _list_tar(fs: Any, path: str, shown: str, url: str
+              ) -> list[RemoteEntry | Problem] | Problem:
     import tarfile
     with fs.open(path, "rb") as fh:
         if fh.read(2) == b"\x1f\x8b":
@@ -381,17 +382,26 @@ def _list_tar(fs: Any, path: str, shown: str, url: str) -> list[RemoteEntry] | P
             shard_ns = 0  # then the members' own times, as before
         # mode "r:" (not "r|"): seekable, so tarfile skips member data instead of reading it.
         seen: set[str] = set()
-        with tarfile.open(fileobj=fh, mode="r:") as tf:
-            while (m := tf.next()) is not None:
-                if m.isfile() and _is_image_name(m.name):
-                    # A name the shard holds twice (appended again): each is an image of its
-                    # own; paths must be unique, as a Parquet file's names are made.
-                    name = m.name if m.name not in seen else f"{m.name}@offset={m.offset}"
-                    seen.add(m.name)
-                    out.append(RemoteEntry(
-                        path=f"{shown}#{name}", size_bytes=m.size,
-                        mtime_ns=shard_ns or int(m.mtime) * 1_000_000_000, source=shown,
-                        url=url, kind="tar", offset=m.offset_data, length=m.size))
+        try:
+            with tarfile.open(fileobj=fh, mode="r:") as tf:
+                while (m := tf.next()) is not None:
+                    if m.isfile() and _is_image_name(m.name):
+                        # A name the shard holds twice (appended again): each is an image of
+                        # its own; paths must be unique, as a Parquet file's names are made.
+                        name = m.name if m.name not in seen else f"{m.name}@offset={m.offset}"
+                        seen.add(m.name)
+                        out.append(RemoteEntry(
+                            path=f"{shown}#{name}", size_bytes=m.size,
+                            mtime_ns=shard_ns or int(m.mtime) * 1_000_000_000, source=shown,
+                            url=url, kind="tar", offset=m.offset_data, length=m.size))
+        except (tarfile.TarError, EOFError) as exc:
+            if not out:
+                raise
+            # A shard cut short: the members listed before the cut are whole images (one
+            # cut inside its data fails when read, as a truncated file does).
+            return [*out, Problem(path=shown, stage="walk", error="truncated-tar",
+                                  message=f"the shard ends early ({exc}); the "
+                                  f"{len(out)} images before that point are read")]
     return out
 
 
