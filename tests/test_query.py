@@ -253,3 +253,24 @@ def test_text_and_json_say_whether_an_embedding_match_was_verified():
         matches = matches_to_dict([result], [])["queries"][0]["matches"]
         assert [(m["match"], m["similarity"]) for m in matches] == [
             ("hash", None), (kind, 0.81)]
+
+
+def test_matches_inside_a_tar_shard_are_not_called_gone(tmp_path, scene):
+    # os.path.exists("shard.tar#member") is False: every match in a shard was "(gone since
+    # the scan)" while the shard was right there; it is gone once the shard is.
+    import tarfile
+
+    scene(3, (200, 150)).save(tmp_path / "a.png")
+    with tarfile.open(tmp_path / "s#1.tar", "w") as tf:  # a '#' in the shard's own name
+        tf.add(tmp_path / "a.png", arcname="x#y.png")
+    db = tmp_path / "c.sqlite"
+    config = ScanConfig(method="phash", workers=1)
+    with HashCache(db) as cache:
+        lookalike.scan(tmp_path / "s#1.tar", config=config, cache=cache)
+    scene(3, (200, 150)).save(tmp_path / "q.png")
+    (result,), _ = find_matches([tmp_path / "q.png"], db, ScanConfig(method="phash"))
+    assert [r.path for r, _ in result.matches] == [f"{tmp_path / 's#1.tar'}#x#y.png"]
+    assert result.missing == frozenset()
+    (tmp_path / "s#1.tar").unlink()
+    (result,), _ = find_matches([tmp_path / "q.png"], db, ScanConfig(method="phash"))
+    assert result.missing == {f"{tmp_path / 's#1.tar'}#x#y.png"}

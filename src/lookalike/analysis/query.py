@@ -136,11 +136,21 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
         embedded = _embedding_matches(out, stored, vectors, best, config, hash_matches)
         matches = tuple((stored[i], d) for i, d in ranked) + tuple(
             (stored[i], out.hash - stored[i].hash) for i in embedded)
-        gone = frozenset(rec.path for rec, _ in matches if not os.path.exists(rec.path))
+        gone = frozenset(rec.path for rec, _ in matches if _gone(rec.path))
         results.append(QueryResult(out, matches, gone,
                                    {stored[i].path: sim for i, sim in embedded.items()},
                                    "verified" if config.verify else "embedding"))
     return results, problems
+
+
+def _gone(path: str) -> bool:
+    """Whether a cached ``path`` is gone: a local file that no longer exists, or a tar member
+    or Parquet cell (``CONTAINER#name``) whose container no longer exists. A URL is not
+    asked for (a request per match)."""
+    if "://" in path or os.path.lexists(path):
+        return False
+    # The container is the longest prefix before a '#' that is a file (names may hold '#').
+    return not any(os.path.isfile(path[:k]) for k in range(len(path)) if path[k] == "#")
 
 
 #: Most embedding candidates verified per query image (the most similar first).
