@@ -113,6 +113,11 @@ def test_dedupe_dataset_finds_the_rows_built(dataset, splits):
     assert isinstance(clean, datasets.DatasetDict)
     for split, keep in EXPECTED_KEEP.items():
         assert clean[split]["label"] == list(keep)
+    # Another dataset with the same splits (here: fewer rows) was a bare IndexError, or
+    # the wrong rows when it had as many.
+    fewer = datasets.DatasetDict({k: v.select(range(len(v) - 1)) for k, v in dataset.items()})
+    with pytest.raises(ConfigError, match=r"split '\w+' has \d+ rows, the one cleaned had"):
+        cleanup.select(fewer)
 
 
 def test_a_plain_dict_of_datasets_is_a_dataset_dict(dataset):

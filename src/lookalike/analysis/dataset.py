@@ -114,6 +114,11 @@ class DatasetCleanup:
         if set(splits) != set(self.rows):
             raise ConfigError(f"the dataset's splits ({', '.join(splits)}) are not the ones "
                               f"cleaned ({', '.join(self.rows)})")
+        for name, split in splits.items():
+            if len(split) != self.rows[name]:  # another dataset, or this one changed since
+                raise ConfigError(f"split {name!r} has {len(split)} rows, the one cleaned "
+                                  f"had {self.rows[name]}; select from the dataset that was "
+                                  "cleaned")
         kept = {name: split.select(self.keep[name]) for name, split in splits.items()}
         return type(ds)(kept) if isinstance(ds, dict) else next(iter(kept.values()))
 
