@@ -694,3 +694,37 @@ def test_the_review_page_shows_the_parquet_column_the_scan_read(tree, tmp_path):
         thumb = decode_bytes(base64.b64decode(m["u"].split(",", 1)[1]))[0]
         # The mask's picture (set0's) in its own shape, not the image column's.
         assert abs(thumb.size[0] / thumb.size[1] - want[0] / want[1]) < 0.05
+
+
+def test_parquet_columns_with_dots_in_their_names(tree, tmp_path):
+    """Column names were split on '.' to reach struct fields: a bytes column named 'x.jpg'
+    failed every row, and a name column 'file.name' the whole file."""
+    files = sorted(tree.rglob("*.png"))[:3]
+    blobs = [f.read_bytes() for f in files]
+    pq.write_table(pa.table({"x.jpg": blobs, "file.name": ["a", "b", "c"]}),
+                   tmp_path / "plain.parquet")
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    pq.write_table(pa.table({"my.image": pa.array(
+        [{"bytes": b, "path": f"p{i}.png"} for i, b in enumerate(blobs)], type=struct)}),
+        tmp_path / "nested.parquet")
+    for name, labels in (("plain", "abc"), ("nested", ["p0.png", "p1.png", "p2.png"])):
+        result = scan_inputs([str(tmp_path / f"{name}.parquet")], CONFIG)
+        assert not result.errors
+        assert sorted(r.path.rsplit("#", 1)[1] for r in result.records) == list(labels)
+        assert sorted(r.size_bytes for r in result.records) == sorted(map(len, blobs))
+
+
+def test_parquet_images_stored_as_paths_only_say_so(tree, tmp_path):
+    """Hugging Face's to_parquet of path-only images ({bytes: null, path}) read as rows
+    with "no image", though each names its file."""
+    f = sorted(tree.rglob("*.png"))[0]
+    struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    pq.write_table(pa.table({"image": pa.array(
+        [{"bytes": None, "path": str(f)}, {"bytes": f.read_bytes(), "path": "in.png"},
+         {"bytes": None, "path": None}], type=struct)}), tmp_path / "hf.parquet")
+    result = scan_inputs([str(tmp_path / "hf.parquet")], CONFIG)
+    assert [r.path.rsplit("#", 1)[1] for r in result.records] == ["in.png"]
+    said = sorted((e.error, e.message) for e in result.errors)
+    assert [e for e, _ in said] == ["null-cell", "null-cell"]
+    assert any(f"only the path {str(f)!r}" in m and "pass the Dataset" in m for _, m in said)
+    assert any("the cell is null" in m for _, m in said)

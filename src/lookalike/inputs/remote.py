@@ -293,8 +293,14 @@ class RemoteReader:
                 continue
             for i, e in members:
                 value = values[e.row - starts[g]]
-                out[i] = value if value is not None else _NullCell("the cell is null: this "
-                                                                   "row has no image")
+                if value is None:
+                    value = _NullCell("the cell is null: this row has no image")
+                elif isinstance(value, str):
+                    value = _NullCell(
+                        f"the cell holds no image bytes, only the path {value!r}; scan those "
+                        "files, or load the dataset with datasets and pass the Dataset (its "
+                        "files are read then)")
+                out[i] = value
         return out
 
 
@@ -325,15 +331,21 @@ def _row_starts(url: str, options: tuple[tuple[str, Any], ...]) -> tuple[int, ..
 # then reads its row group once per worker rather than once per row.
 @functools.lru_cache(maxsize=2)
 def _row_group_bytes(url: str, group: int, column: str,
-                     options: tuple[tuple[str, Any], ...]) -> list[bytes | None]:
+                     options: tuple[tuple[str, Any], ...]) -> list[bytes | str | None]:
     fs, path = _url_to_fs(url, dict(options))
-    top, _, sub = column.partition(".")
+    top, _, sub = column.partition(_FIELD)
     with fs.open(path, "rb") as fh:
         table = _pq().ParquetFile(fh).read_row_group(group, columns=[top])
     col = table.column(top).combine_chunks()
-    if sub:
-        col = col.field(sub)
-    return col.to_pylist()
+    if not sub:
+        return col.to_pylist()
+    cells = col.field(sub).to_pylist()
+    if sub == "bytes" and col.type.get_field_index("path") >= 0:
+        # An image stored as a path only (Hugging Face writes {bytes: null, path}): the path,
+        # to say so (the file it names is not read: it is not part of this input).
+        paths = col.field("path").to_pylist()
+        cells = [c if c is not None else p for c, p in zip(cells, paths, strict=True)]
+    return cells
 
 
 # ---------------------------------------------------------------------------- listing
@@ -421,6 +433,11 @@ def _pick(names: Sequence[str], wanted: str | None, preferred: Sequence[str], ok
     return None
 
 
+#: Between a column and a field of its structs in ``RemoteEntry.column`` (``image`` +
+#: ``bytes``, as Hugging Face writes images): not a dot, which column names may hold.
+_FIELD = "\0"
+
+
 def _list_parquet(fs: Any, path: str, shown: str, url: str, column: str | None,
                   name_column: str | None) -> list[RemoteEntry]:
     import pyarrow as pa
@@ -445,20 +462,22 @@ def _list_parquet(fs: Any, path: str, shown: str, url: str, column: str | None,
             raise ConfigError(f"{shown} has no column of image bytes (binary, or a struct with "
                               f"a 'bytes' field); its columns: {', '.join(names)}")
         col_type = schema.field(col).type
-        spec = f"{col}.bytes" if pa.types.is_struct(col_type) else col
+        spec = f"{col}{_FIELD}bytes" if pa.types.is_struct(col_type) else col
         if name_column is None and pa.types.is_struct(col_type) \
                 and col_type.get_field_index("path") >= 0:
-            read = f"{col}.path"
+            read = f"{col}{_FIELD}path"
         else:
             read = _pick(names, name_column, _NAME_COLUMNS, is_name, "names", shown)
         meta = pf.metadata
         if read is None:
             labels: list[Any] = [None] * meta.num_rows
         else:
-            table = pf.read(columns=[read])
-            arr = table.column(read.partition(".")[0]).combine_chunks()
-            if "." in read:
-                arr = arr.field(read.partition(".")[2])
+            # Arrow names a struct's field by a dotted path: only that field is read.
+            table = pf.read(columns=[read.replace(_FIELD, ".")])
+            top, _, sub = read.partition(_FIELD)
+            arr = table.column(top).combine_chunks()
+            if sub:
+                arr = arr.field(sub)
             labels = arr.to_pylist()
     out = []
     seen: set[str] = set()
