@@ -239,8 +239,25 @@ def test_api_arguments_of_the_wrong_type_say_which_and_what_is_wanted(tmp_path, 
     for paths in (5, None, b"/tmp", [tmp_path, 3]):
         with pytest.raises(TypeError, match="path"):
             lookalike.scan(paths)
-    with pytest.raises(TypeError, match="a path or a PIL image, not bytes"):
-        lookalike.hash_image(b"\x89PNG")
+    for fn in (lookalike.hash_image, lookalike.pdq_hash):
+        with pytest.raises(TypeError, match="a path or a PIL image, not bytes"):
+            fn(b"\x89PNG")
+        with pytest.raises(lookalike.ConfigError, match="unknown decode mode 'slow'"):
+            fn(tmp_path / "a.png", decode="slow")  # was silently "full"
+    result = lookalike.scan(tmp_path, workers=1)
+    report = tmp_path / "r.json"
+    lookalike.write_report(result, report)
+    with pytest.raises(TypeError, match=r"apply\(\) takes a Plan"):
+        lookalike.apply(str(report))
+    with pytest.raises(TypeError, match=r"remove_paths\(\) takes a ScanResult"):
+        lookalike.remove_paths(str(report))
+    # One query image as a str was read as its characters ("query image .../n").
+    from lookalike.analysis.query import find_matches
+
+    db = tmp_path / "c.sqlite"
+    lookalike.scan(tmp_path, workers=1, cache=db)
+    (found,), problems = find_matches(str(tmp_path / "a.png"), db)
+    assert not problems and found.query.path == str(tmp_path / "a.png")
     with pytest.raises(lookalike.ConfigError, match="keep rules are a rule name"):
         lookalike.KeepPolicy.from_spec(3)
     # Right types still work: a Path as files_from, a list of Paths.

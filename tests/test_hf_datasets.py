@@ -307,3 +307,11 @@ def test_a_saved_dataset_among_other_paths_or_as_a_reference_is_refused(dataset,
                        "--no-cache"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "is a saved dataset, not a folder of images: it cannot be a reference set" in line
+
+
+def test_a_streaming_dataset_is_refused_before_it_is_read(dataset):
+    # It was iterated row by row, then refused for its rows being dicts.
+    stream = dataset["test"].to_iterable_dataset()
+    with pytest.raises(TypeError, match="a streaming dataset cannot be scanned: load it "
+                                        "without streaming=True"):
+        lookalike.scan(stream)

@@ -255,6 +255,10 @@ def _check_scan_arguments(paths: Any, config: Any, cache: Any, files_from: Any, 
 
     if isinstance(paths, bytes) or not isinstance(paths, Iterable):
         raise wrong("paths", "a path or a list of paths", paths)
+    if any(cls.__module__.startswith("datasets.") for cls in type(paths).__mro__):
+        # An IterableDataset (streaming) was iterated, row by row, before being refused.
+        raise wrong("paths", "a path, a list of paths or a datasets.Dataset (a streaming "
+                    "dataset cannot be scanned: load it without streaming=True)", paths)
     paths = list(paths)
     if not all(isinstance(p, (str, os.PathLike)) for p in paths):
         bad = next(p for p in paths if not isinstance(p, (str, os.PathLike)))
@@ -289,13 +293,10 @@ def hash_image(image: str | os.PathLike[str] | Image, method: str = DEFAULT_METH
         TypeError: ``image`` is neither a path nor a PIL image (bytes: ``io.BytesIO`` them
             and open them with ``PIL.Image.open``).
     """
-    from PIL import Image as PILImage
-
     from lookalike.imaging.decode import Picture, decode_bytes
     from lookalike.imaging.hashes import get_method
 
-    if not isinstance(image, (str, os.PathLike, PILImage.Image)):
-        raise TypeError(f"hash_image() takes a path or a PIL image, not {type(image).__name__}")
+    _check_image_arguments("hash_image", image, decode)
 
     # The sizes a scan accepts, checked where a scan checks them (a ConfigError naming the
     # method's range; phash 33 or hash_size 1 got through, or failed as a ValueError).
@@ -331,10 +332,22 @@ def pdq_hash(image: str | os.PathLike[str] | Image, *, decode: str = "full") -> 
     from lookalike.imaging.hashes import compute_pdq
     from lookalike.imaging.pdq import PdqHash
 
+    _check_image_arguments("pdq_hash", image, decode)
     if isinstance(image, (str, os.PathLike)):
         with open(image, "rb") as fh:
             pic = decode_bytes(fh.read(), mode=decode)[0]  # type: ignore[arg-type]
     else:
         pic = Picture.from_pil(image)
     return PdqHash(*compute_pdq(pic))
+
+
+def _check_image_arguments(name: str, image: Any, decode: Any) -> None:
+    """The one image and decode mode of :func:`hash_image` / :func:`pdq_hash`."""
+    from PIL import Image as PILImage
+
+    if not isinstance(image, (str, os.PathLike, PILImage.Image)):
+        raise TypeError(f"{name}() takes a path or a PIL image, not {type(image).__name__} "
+                        "(bytes: open them with PIL.Image.open(io.BytesIO(data)))")
+    if decode not in ("fast", "full"):
+        raise ConfigError(f"unknown decode mode {decode!r}; use 'fast' or 'full'")
 

@@ -758,6 +758,9 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
 
     Cost: with ``verify="digest"``, every member of every group with work is read once.
     """
+    if not isinstance(plan, Plan):
+        raise TypeError(f"apply() takes a Plan (from lookalike.plan(report, ...)), not "
+                        f"{type(plan).__name__}")
     reporter = reporter or NullReporter()
     jpath = os.path.abspath(os.fspath(journal if journal is not None
                                       else default_journal_path(plan)))

@@ -94,6 +94,8 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
             message lists the settings it has hashes for) or none under ``under``.
     """
     config = config or ScanConfig()
+    if isinstance(images, (str, os.PathLike)):  # one image (a str was read as characters)
+        images = [images]
     paths = [_query_path(image) for image in images]
     if not paths:
         raise ConfigError("no query images given")

@@ -50,11 +50,11 @@ from lookalike.grouping.keep import KeepChoices, KeepPolicy
 from lookalike.inputs.walk import looks_like_image
 from lookalike.model import MATCH_KINDS, Group, Hash, ImageRecord, Member
 from lookalike.paths import is_local_file, shown
+from lookalike.pipeline import ScanResult
 from lookalike.version import __version__
 
 if TYPE_CHECKING:
     from lookalike.analysis.leakage import Leakage
-    from lookalike.pipeline import ScanResult
 
 __all__ = [
     "DECISIONS_KIND",
@@ -302,6 +302,10 @@ def remove_paths(result: ScanResult, keep: KeepSpec = None,
     paths through symbolic links) are not listed, so removing a listed path of a file with
     hard links frees no space; ``lookalike apply`` acts on every name.
     """
+    if not isinstance(result, ScanResult):
+        raise TypeError(f"remove_paths() takes a ScanResult (from lookalike.scan), not "
+                        f"{type(result).__name__}; for a saved report, lookalike.plan(report, "
+                        "...) lists what acting on it removes")
     result = _view(result, leakage)
     choices = decide_keep(result, keep, leakage)
     decisions = [choices.decisions[g.id] for g in result.groups]
