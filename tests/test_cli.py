@@ -363,7 +363,7 @@ def test_undo_of_a_file_that_is_not_a_journal_is_one_line_exit_2(tmp_path, scene
                       ("missing.jsonl", "not found"),
                       ("folder", "is a folder")):
         err = _usage_error(["undo", str(tmp_path / name)], capsys)
-        assert why in err and "lookalike apply --yes" in err, err
+        assert why in err and "the undo journal (.jsonl) that applying the plan wrote" in err, err
     assert (tmp_path / "image.png").exists() and (tmp_path / "folder").is_dir()
 
 

@@ -396,3 +396,24 @@ def test_a_split_that_is_a_folder_of_shards_is_not_silently_empty(tmp_path, scen
         cleanup = lookalike.dedupe_dataset({"train": tmp_path / "train", "test": shards},
                                            workers=1)
     assert cleanup.paths["test"] == (str(shards / "c.png"),)
+
+
+def test_the_purge_line_of_leaks_inside_a_shard_does_not_promise_a_move(tmp_path, scene):
+    # "apply REPORT --action move quarantines them" was said of images inside a tar shard,
+    # which apply refuses to act on.
+    import tarfile
+
+    (tmp_path / "train").mkdir()
+    scene(1).save(tmp_path / "train" / "a.png")
+    scene(1).save(tmp_path / "b.png")
+    with tarfile.open(tmp_path / "test.tar", "w") as tar:
+        tar.add(tmp_path / "b.png", arcname="0001.png")
+    result = lookalike.scan([tmp_path / "train", tmp_path / "test.tar"], workers=1)
+    text = find_leakage(result, tmp_path / "train").render_text()
+    assert "purge list: 1 images, 1 of them inside tar shards" in text
+    assert "quarantine" not in text
+    (tmp_path / "test").mkdir()
+    scene(1).save(tmp_path / "test" / "b.png")
+    result = lookalike.scan([tmp_path / "train", tmp_path / "test"], workers=1)
+    text = find_leakage(result, tmp_path / "train").render_text()
+    assert "purge list: 1 files (moving them to a quarantine folder" in text

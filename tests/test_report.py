@@ -198,7 +198,7 @@ def test_other_lookalike_files_say_what_they_are(tmp_path, data, match):
 
 
 def test_missing_report_says_how_to_make_one(tmp_path):
-    with pytest.raises(lookalike.ReportError, match="lookalike scan"):
+    with pytest.raises(lookalike.ReportError, match="pass the JSON report a scan saved"):
         read_report(tmp_path / "none.json")
 
 

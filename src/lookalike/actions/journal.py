@@ -190,7 +190,7 @@ class Journal:
             JournalError: missing, not a lookalike journal, or corrupt before its last line.
         """
         p = os.path.abspath(os.fspath(path))
-        hint = "name the .jsonl file that `lookalike apply --yes` printed (\"journal: ...\")"
+        hint = "name the undo journal (.jsonl) that applying the plan wrote (it says where)"
         if os.path.isdir(p):
             raise JournalError(f"{p} is a folder, not an undo journal; {hint}")
         fd = -1

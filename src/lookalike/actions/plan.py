@@ -501,8 +501,9 @@ def load_decisions(path: str | os.PathLike[str], data: dict[str, Any] | None = N
 
 
 def _read_json(path: str) -> dict[str, Any]:
-    data = read_json(path, "the JSON report of `lookalike scan ... -o report.json` (CSV and "
-                     "text reports cannot be applied) or an exported decisions file")
+    data = read_json(path, "the JSON report a scan saved (CSV and text reports cannot be "
+                     "applied) or "
+                     "an exported decisions file")
     if not isinstance(data, dict):
         raise ReportError(f"{path} is neither a lookalike report nor a decisions file")
     return data

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from lookalike.errors import ConfigError
 from lookalike.grouping.groups import group_kind, near_pairs
 from lookalike.model import Group, ImageRecord, Member
-from lookalike.paths import is_under, overlap, root_names, shown
+from lookalike.paths import is_local_file, is_under, overlap, root_names, shown
 
 if TYPE_CHECKING:
     from lookalike.pipeline import ScanResult
@@ -137,8 +137,13 @@ class Leakage:
             lines.append(" " * width + "".join(f"{n:>{width}}" for n in names))
             for name, row in zip(names, self.overlap, strict=True):
                 lines.append(f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
-        lines.append(f"purge list: {len(self.purge)} files "
-                     "(`lookalike apply REPORT --action move --to DIR` quarantines them)")
+        sources = {m.record.path: m.record.source for g in self.groups for m in g.members}
+        inside = sum(1 for p in self.purge if not is_local_file(p, sources.get(p)))
+        lines.append(f"purge list: {len(self.purge)} files (moving them to a quarantine "
+                     "folder, undoably, takes them out of the checked sets)" if not inside else
+                     f"purge list: {len(self.purge)} images, {inside} of them inside tar "
+                     "shards, Parquet files or URLs, which are not moved: write those inputs "
+                     "again without them")
         linked = [lk.path for lk in self.leaks if lk.in_reference]
         if linked:
             lines.append(f"not on it: {len(linked)} leak(s) that lead into the reference "

@@ -564,7 +564,7 @@ def read_report(path: str | os.PathLike[str]) -> Report:
             malformed groups (relative paths, missing fields).
     """
     p = os.fspath(path)
-    data = read_json(p, "the JSON report of `lookalike scan ... -o report.json`")
+    data = read_json(p, "the JSON report a scan saved")
     if isinstance(data, dict) and "kind" in data:  # a report has none
         from lookalike.analysis.dataset import CLEANUP_KIND  # heavy: only for such a file
 
