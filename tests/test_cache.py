@@ -177,7 +177,12 @@ def test_files_refused_by_a_limit_are_retried_when_the_limit_is_raised(tmp_path,
         low = lookalike.scan(root, cache=cache, workers=1, max_pixels=1000)
         assert [e.error for e in low.errors] == ["too-large"]
         high = lookalike.scan(root, cache=cache, workers=1)
-    assert high.errors == [] and high.stats["hashed"] == 1
+        assert high.errors == [] and high.stats["hashed"] == 1
+        # ... and a file hashed under a high limit is refused under a lower one, as a scan
+        # without the cache refuses it (the cache answered with its hash).
+        again = lookalike.scan(root, cache=cache, workers=1, max_pixels=1000)
+        assert [e.error for e in again.errors] == ["too-large"] and not again.records
+        assert lookalike.scan(root, cache=cache, workers=1).stats["from_cache"] == 1
 
 
 def _split(cache, entries, config):
@@ -471,3 +476,17 @@ def test_a_cache_another_scan_holds_at_open_is_not_called_damaged(tmp_path, monk
         HashCache(path)
     assert "delete" not in str(info.value)
     connect.holder.close()
+
+
+def test_a_parquet_output_answers_under_the_pixel_limit_of_the_scan(tmp_path, scene):
+    # The Parquet store (the cluster's cache) kept answering with hashes of files the
+    # scan's lower limit refuses.
+    pytest.importorskip("pyarrow")
+    root = tmp_path / "imgs"
+    root.mkdir()
+    scene(1, (300, 200)).save(root / "big.png")
+    out = tmp_path / "out"
+    assert lookalike.scan(root, workers=1, parquet_out=out).records
+    low = lookalike.scan(root, workers=1, parquet_out=out, max_pixels=1000)
+    assert [e.error for e in low.errors] == ["too-large"] and not low.records
+    assert lookalike.scan(root, workers=1, parquet_out=out).records

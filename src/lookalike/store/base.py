@@ -16,7 +16,16 @@ if TYPE_CHECKING:
     from lookalike.errors import Problem
     from lookalike.model import ImageRecord
 
-__all__ = ["HashStore"]
+__all__ = ["HashStore", "outside_pixel_limit"]
+
+
+def outside_pixel_limit(ok: bool, width: int, height: int, error: str | None,
+                        max_pixels: int) -> bool:
+    """Whether a stored result does not answer under the limit ``max_pixels``, which is no
+    part of a store's settings key: a picture stored under a higher limit is refused
+    under a lower one, and one refused as too large may fit a higher one. Such an item is
+    read again; the decoder decides from its header, before any pixel is decoded."""
+    return width * height > max_pixels if ok else error == "too-large"
 
 
 class HashStore(Protocol):

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
 from lookalike.errors import RETRYABLE, ConfigError, LookalikeError, Problem
 from lookalike.grouping.groups import Edges
 from lookalike.model import FileFacts, Hash, ImageRecord, make_record
+from lookalike.store.base import outside_pixel_limit
 
 if TYPE_CHECKING:
     from lookalike.config import ScanConfig
@@ -319,7 +320,7 @@ class HashCache:
         cannot be a key (SQLite text is UTF-8; undecodable names are kept as surrogates).
         """
         key = settings_key(config)
-        method, nbits = config.method, config.nbits
+        method, nbits, max_pixels = config.method, config.nbits, config.max_pixels
         records: list[ImageRecord] = []
         problems: list[Problem] = []
         todo: list[FileEntry] = []
@@ -339,7 +340,8 @@ class HashCache:
                 continue
             (_, size, mtime_ns, ok, width, height, fmt, hx, bits, digest, pdigest, error, stage,
              message, facts, vector) = r
-            if size != e.size_bytes or mtime_ns != e.mtime_ns or (ok and bits != nbits):
+            if (size != e.size_bytes or mtime_ns != e.mtime_ns or (ok and bits != nbits)
+                    or outside_pixel_limit(ok, width, height, error, max_pixels)):
                 todo.append(e)
             elif ok:
                 add_record(new_record(path, size, mtime_ns, width, height, fmt,

@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING, Any
 from lookalike.config import INSTALL_HINTS
 from lookalike.errors import RETRYABLE, ConfigError, Problem
 from lookalike.model import FileFacts, Hash, ImageRecord
+from lookalike.store.base import outside_pixel_limit
 from lookalike.store.cache import settings_key
 
 if TYPE_CHECKING:
@@ -188,7 +189,9 @@ class ParquetStore:
             todo = []
             for e in entries:
                 r = rows.get(e.path)
-                if r is None or _stale(r, e):
+                if r is None or _stale(r, e) or outside_pixel_limit(
+                        r["status"] == "ok", r["width"] or 0, r["height"] or 0, r["error"],
+                        config.max_pixels):
                     todo.append(e)
                 elif r["status"] == "ok":
                     records.append(ImageRecord(
