@@ -782,3 +782,20 @@ def test_file_list_names_keep_their_spaces_and_an_empty_keep_rule_is_refused(tmp
     capsys.readouterr()
     err = _usage_error(["scan", str(tmp_path), "-q", "--no-cache", "--keep", ""], capsys)
     assert "keep rule '' is empty" in err
+
+
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, scene, capsys,
+                                                                 monkeypatch):
+    # `lookalike scan "$DIR"` with DIR unset scanned the current folder (and a report of
+    # it is what apply acts on).
+    monkeypatch.chdir(tmp_path)
+    scene(1).save(tmp_path / "a.png")
+    for argv in (["scan", "", "--no-cache", "-q"], ["scan", " ", "--no-cache", "-q"],
+                 ["calibrate", ""], ["scan", "--reference", "", ".", "--no-cache", "-q"]):
+        err = _usage_error(argv, capsys)
+        assert "a path is empty" in err, (argv, err)
+    with pytest.raises(lookalike.ConfigError, match="a path is empty"):
+        lookalike.scan("")
+    with pytest.raises(lookalike.ConfigError, match="a path is empty"):
+        lookalike.dedupe_dataset({"train": "", "test": "."})
+    assert not list(tmp_path.glob("*.json"))

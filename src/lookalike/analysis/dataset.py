@@ -44,6 +44,7 @@ from lookalike.inputs.hf import (
     load_saved,
 )
 from lookalike.inputs.listing import list_inputs
+from lookalike.inputs.walk import named_paths
 from lookalike.model import Group, ImageRecord, Member
 from lookalike.paths import overlap
 from lookalike.pipeline import CHUNK_SIZE, ScanResult, scan
@@ -292,7 +293,7 @@ def _check_apart(inputs: Mapping[str, Sequence[str]]) -> None:
     """Refuse splits that share inputs (one folder in two splits, or one inside another):
     a row must belong to one split."""
     both = overlap([(name, os.path.abspath(p)) for name, paths in inputs.items()
-                    for p in paths if "://" not in p])
+                    for p in named_paths(paths) if "://" not in p])
     if both:
         (a, pa), (b, pb) = both
         raise ConfigError(f"the splits {a!r} and {b!r} overlap ({pa}, {pb}): give each split "

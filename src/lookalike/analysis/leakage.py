@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from lookalike.errors import ConfigError
 from lookalike.grouping.groups import group_kind, near_pairs
+from lookalike.inputs.walk import named_paths
 from lookalike.model import Group, ImageRecord, Member
 from lookalike.paths import is_local_file, is_under, overlap, root_names, shown
 
@@ -160,8 +161,8 @@ def check_sets(reference: Iterable[str | os.PathLike[str]],
         ConfigError: no reference, no other set, or two sets that overlap (one inside the
             other), which would make "which split is this file in" ambiguous.
     """
-    ref = [os.path.abspath(os.fspath(p)) for p in reference]
-    rest = [os.path.abspath(os.fspath(p)) for p in others]
+    ref = [os.path.abspath(p) for p in named_paths(reference)]
+    rest = [os.path.abspath(p) for p in named_paths(others)]
     if not ref:
         raise ConfigError("leakage mode needs at least one reference set (e.g. train/)")
     if not rest:

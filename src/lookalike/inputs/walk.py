@@ -176,13 +176,28 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool
         yield from _walk_root(root, follow_symlinks, stats)
 
 
+def named_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+    """``paths`` as strings, refusing an empty one: what an unset variable gives
+    (``lookalike scan "$DIR"``), which ``abspath`` would turn into the current folder.
+
+    Raises:
+        ConfigError: a path is empty (or blank).
+    """
+    named = [os.fspath(p) for p in paths]
+    for p in named:
+        if not p.strip():
+            raise ConfigError(f"a path is empty ({p!r}); name a folder or a file (the current "
+                              "folder is '.')")
+    return named
+
+
 def check_roots(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     """The absolute paths of ``paths``; call it before any work (:func:`iter_files` is lazy).
 
     Raises:
         ConfigError: if one does not exist.
     """
-    roots = [os.path.abspath(os.fspath(p)) for p in paths]
+    roots = [os.path.abspath(p) for p in named_paths(paths)]
     for root in roots:
         if not os.path.lexists(root):
             raise ConfigError(f"path does not exist: {root}")
