@@ -127,10 +127,22 @@ def test_a_cache_that_cannot_be_made_or_written_says_why(tmp_path, monkeypatch):
     HashCache(cache).close()
     # A read-only file or mount (root writes through permissions, so it is simulated):
     # SQLite's "unable to open database file" came with advice to delete the cache.
+    for wal in tmp_path.glob("c.sqlite-*"):
+        wal.unlink()
     monkeypatch.setattr(os, "access", lambda *a, **k: False)
+    with pytest.raises(lookalike.ConfigError, match="is read-only"):
+        HashCache(cache)
+    # Refused before SQLite opened it: no -wal or -shm files left beside it.
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("c.sqlite")] == ["c.sqlite"]
     monkeypatch.setattr(sqlite3, "connect", _refusing_connect)
     with pytest.raises(lookalike.ConfigError, match="is read-only"):
         HashCache(cache)
+    monkeypatch.undo()
+    # A folder, or an empty path (the current folder), was "delete it if damaged".
+    with pytest.raises(lookalike.ConfigError, match="is a folder; name a cache file"):
+        HashCache(tmp_path)
+    with pytest.raises(lookalike.ConfigError, match="the hash cache path is empty"):
+        HashCache("")
 
 
 def _refusing_connect(*args, **kwargs):

@@ -799,3 +799,15 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, scene
     with pytest.raises(lookalike.ConfigError, match="a path is empty"):
         lookalike.dedupe_dataset({"train": "", "test": "."})
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_inputs_refused_without_listing_are_refused_before_any_progress_line(tmp_path, scene,
+                                                                              capsys):
+    # "1/3: listing" came first, then the error: not one line before any work.
+    scene(1).save(tmp_path / "a.png")
+    for extra, why in ((["--files-from", str(tmp_path / "missing.txt")], "does not exist"),
+                       (["--files-from", str(tmp_path)], "is a folder"),
+                       (["--column", "x"], "applies only to Parquet inputs"),
+                       (["--name-column", "y"], "applies only to Parquet inputs")):
+        err = _usage_error(["scan", str(tmp_path), "--no-cache", *extra], capsys)
+        assert why in err, (extra, err)

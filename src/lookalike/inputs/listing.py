@@ -159,6 +159,29 @@ def _check_columns(paths: Sequence[str | os.PathLike[str]], input_format: str,
                           "these inputs have none; leave it out")
 
 
+def check_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | None = None,
+                 input_format: InputFormat = "auto", column: str | None = None,
+                 name_column: str | None = None) -> None:
+    """The checks of :func:`list_inputs` that need no listing (an unknown format, a local
+    path or file list that does not exist, a column no input has), for a caller to make
+    before it says that listing began.
+
+    Raises:
+        ConfigError: the first of those.
+    """
+    if input_format not in INPUT_FORMATS:
+        raise ConfigError(f"the input format must be one of {', '.join(INPUT_FORMATS)}")
+    check_paths(paths, input_format)
+    _check_columns(paths, input_format, files_from, column, name_column)
+    local = None if files_from is None else _local_path(files_from)
+    if local is not None:
+        if os.path.isdir(local):
+            raise ConfigError(f"the file list {files_from} is a folder; name a text or Parquet "
+                              "file of paths")
+        if not os.path.exists(local):
+            raise ConfigError(f"file list does not exist: {files_from}")
+
+
 def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | None = None,
                 input_format: InputFormat = "auto", column: str | None = None,
                 name_column: str | None = None,
@@ -197,11 +220,9 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
     Cost: one listing call per prefix; one header pass per tar shard and one name-column
     read per Parquet file (both on the executor); file lists are read, never stat'ed.
     """
-    if input_format not in INPUT_FORMATS:
-        raise ConfigError(f"the input format must be one of {', '.join(INPUT_FORMATS)}")
+    check_inputs(paths, files_from=files_from, input_format=input_format, column=column,
+                 name_column=name_column)
     reporter = reporter or NullReporter()
-    check_paths(paths, input_format)
-    _check_columns(paths, input_format, files_from, column, name_column)
     options = dict(storage_options or {})
     items: list[FileEntry | RemoteEntry] = []
     problems: list[Problem] = []

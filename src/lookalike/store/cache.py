@@ -191,7 +191,12 @@ class HashCache:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  read_only: bool = False) -> None:
+        if path is not None and not os.fspath(path).strip():  # Path("") is the current folder
+            raise ConfigError("the hash cache path is empty; name a cache file")
         self.path = Path(path) if path is not None else default_cache_path()
+        if self.path.is_dir():  # SQLite says "unable to open database file"
+            raise ConfigError(f"the hash cache {self.path} is a folder; name a cache file "
+                              f"(e.g. {self.path / 'hashes.sqlite'})")
         try:
             if read_only:
                 self._db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro",
@@ -211,6 +216,8 @@ class HashCache:
                 except OSError as exc:
                     raise ConfigError(f"cannot create the folder of the hash cache {self.path}: "
                                       f"{exc.strerror or exc}; name another cache file") from None
+                if not _writable(self.path):  # before SQLite leaves -wal/-shm files beside it
+                    raise sqlite3.OperationalError("attempt to write a readonly database")
                 self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
                 self._check_ours()  # before anything is changed in the file
                 self._db.execute("PRAGMA journal_mode=WAL")
