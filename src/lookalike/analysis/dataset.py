@@ -189,7 +189,9 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
         config: hashing and grouping settings; or pass its fields as keyword ``options``
             (``threshold=...``, ``workers=...``), as to :func:`lookalike.scan`.
         keep: the keep policy among duplicates of a split (default
-            :data:`lookalike.grouping.keep.DEFAULT_KEEP`; ties go to the lower index).
+            :data:`lookalike.grouping.keep.DEFAULT_KEEP`; ties go to the path that sorts
+            first: the lower index for a dataset and for files in folders, the name that
+            sorts first for rows of Parquet files and members of tar shards).
         workdir: an existing local folder in which a dataset's image columns are written,
             in a new folder of their own removed afterwards, for the scan (default: the
             system's temporary folder); it needs room for them, and a remote Dask cluster's
