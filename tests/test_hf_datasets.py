@@ -315,3 +315,12 @@ def test_a_streaming_dataset_is_refused_before_it_is_read(dataset):
     with pytest.raises(TypeError, match="a streaming dataset cannot be scanned: load it "
                                         "without streaming=True"):
         lookalike.scan(stream)
+
+
+def test_a_named_cache_with_a_saved_dataset_is_refused_not_ignored(dataset, tmp_path, capsys):
+    saved = tmp_path / "saved"
+    dataset.save_to_disk(str(saved))
+    capsys.readouterr()
+    assert _exit_code(["scan", str(saved), "--cache", str(tmp_path / "c.sqlite"), "-q"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "scanned without a hash cache" in line and not (tmp_path / "c.sqlite").exists()

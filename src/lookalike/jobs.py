@@ -188,6 +188,9 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
                               "be a reference set; clean it on its own (its splits are the "
                               "sets)")
     if any(map(is_saved_dataset, paths)):
+        if cache is not None:  # the default cache is simply not used; a named one was ignored
+            raise ConfigError(f"{paths[0]} is a saved dataset, scanned without a hash cache "
+                              "(its rows are no files); leave the cache out")
         return clean_dataset_to_files(paths, config, output=output, format=format, html=html,
                                       reference=reference, keep=keep, reporter=reporter,
                                       out=out, **options).scan
