@@ -300,8 +300,10 @@ def test_image_facts_read_camera_date_mode_and_jpeg_quality_from_real_photos(tmp
 
 
 def test_folder_tree_names_every_folder_up_to_its_root_with_file_counts():
+    # A file in several groups (a leakage reference file matched by two test images) is
+    # one file: "leak/train (12 files)" counted 8 files once per group.
     paths = ["/lib/Originals/2020/a.jpg", "/lib/Originals/b.jpg", "/lib/Exports/a.jpg",
-             "/elsewhere/deep/c.jpg"]
+             "/elsewhere/deep/c.jpg", "/lib/Originals/b.jpg"]
     folders, index = folder_tree(paths, ["/lib"])
     by_path = {f["p"]: f for f in folders}
     assert list(by_path) == ["/elsewhere", "/elsewhere/deep", "/lib", "/lib/Exports",
@@ -1095,3 +1097,39 @@ def test_page_moments_find_a_raws_time_beside_it_in_any_group():
     page = _page_data(data, data["groups"], None, {}, facts=facts)
     moments = [m.get("mo") for m in page["groups"][1]["m"]]
     assert None not in moments and len(set(moments)) == 2
+
+
+@pytest.mark.slow
+def test_compare_view_fits_the_window_with_long_names_and_c_opens_it_after_a_click(
+        web, tmp_path, scene):
+    # A long file name in a side's menu widened its frame: the right picture, its Keep and
+    # Remove buttons and Close went out of the window. And C did nothing once a toggle or
+    # a thumbnail had the focus (after any click in the list, or after closing the view).
+    name = "2023-07-14 Family reunion at Lake Tahoe, everyone on the dock (final edit for print)"
+    lib = tmp_path / "lib"
+    (lib / "O").mkdir(parents=True)
+    (lib / "E").mkdir()
+    scene(1, (400, 300)).save(lib / "O" / f"{name}.jpg", quality=95)
+    scene(1, (200, 150)).save(lib / "E" / f"  {name} - web.jpg")  # two leading spaces
+    report = _scan_to_report(lib, tmp_path / "r.json")
+    html = tmp_path / "r.html"
+    write_html(report, html)
+    web.open(html)
+    pg = web.page
+    assert f"  {name} - web.jpg" in pg.locator(".path .name").all_inner_texts()
+    pg.locator("article.group .member").first.locator("button").first.click()  # a toggle
+    pg.keyboard.press("c")
+    assert pg.locator("#compare").is_visible()
+    width = pg.evaluate("innerWidth")
+    for sel in (".frame", ".cmp-side", "#compare button"):
+        for box in (pg.locator(sel).nth(i).bounding_box()
+                    for i in range(pg.locator(sel).count())):
+            if box is not None:
+                assert box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (sel, box)
+    frames = [pg.locator(".frame").nth(i).bounding_box()["width"] for i in range(2)]
+    assert abs(frames[0] - frames[1]) <= 1 and frames[0] > width * 0.4
+    pg.keyboard.press("Escape")
+    assert not pg.locator("#compare").is_visible()
+    pg.keyboard.press("c")  # the focus went back to what opened it
+    assert pg.locator("#compare").is_visible()
+    assert not web.console, web.console

@@ -326,7 +326,7 @@ def folder_tree(paths: Sequence[str], roots: Sequence[str] = ()
     top = set(roots)
     parent: dict[str, str | None] = {}
     counts: dict[str, int] = {}
-    for p in paths:
+    for p in dict.fromkeys(paths):  # a file in several groups counts once
         d = os.path.dirname(p)
         while d and os.path.dirname(d) != d:
             counts[d] = counts.get(d, 0) + 1

@@ -883,7 +883,8 @@
   document.addEventListener("keydown", (ev) => {
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return; // the browser's own shortcuts
     if (!cmp.open) {
-      const typing = ev.target.closest("input, select, textarea, button, [role=button]");
+      // Only where keys type text: after a click on a toggle or a thumbnail, C still opens.
+      const typing = ev.target.closest("input, select, textarea, [contenteditable]");
       if (!typing && (ev.key === "c" || ev.key === "C")) openFirstOnScreen();
       return;
     }
