@@ -597,14 +597,19 @@ def test_filter_limits_what_is_shown_and_exported(web, tmp_path, scene):
     _report, html = _small_page(tmp_path, scene)
     web.open(html)
     pg = web.page
+    assert pg.inner_text("#export") == "Export decisions"
     pg.fill("#filter", "b_copy")
     pg.wait_for_function("() => document.querySelectorAll('article.group').length === 1")
+    # The button says that only the filter's groups go (decisions in the others were lost
+    # without a word).
+    assert pg.inner_text("#export") == "Export decisions (1 of 2 groups: the filter's)"
     dec = web.export(tmp_path / "d.json")
     assert len(dec["groups"]) == 1
     assert any(p.endswith("b_copy.png") for p in dec["groups"][0]["keep"] +
                dec["groups"][0]["remove"])
     pg.fill("#filter", "")
     pg.wait_for_function("() => document.querySelectorAll('article.group').length === 2")
+    assert pg.inner_text("#export") == "Export decisions"
 
 
 def test_hostile_file_names_render_as_text_and_run_nothing(web, tmp_path, scene):

@@ -301,6 +301,12 @@
       if (q && !g.m.some((m) => m.p.toLowerCase().includes(q))) continue;
       visible.push(gi);
     }
+    // Only the groups the filter shows are exported: the button says so while it hides some.
+    const button = $("export");
+    button.textContent = visible.length < groups.length
+      ? "Export decisions (" + visible.length.toLocaleString() + " of " +
+        groups.length.toLocaleString() + " groups: the filter's)"
+      : "Export decisions";
     rerender();
   }
 
