@@ -1133,6 +1133,13 @@ def test_compare_view_fits_the_window_with_long_names_and_c_opens_it_after_a_cli
                 assert box["x"] >= 0 and box["x"] + box["width"] <= width + 1, (sel, box)
     frames = [pg.locator(".frame").nth(i).bounding_box()["width"] for i in range(2)]
     assert abs(frames[0] - frames[1]) <= 1 and frames[0] > width * 0.4
+    # I hides the facts under the pictures, which then grow (on a laptop they took ~300 px).
+    tall = pg.locator(".frame").first.bounding_box()["height"]
+    pg.keyboard.press("i")
+    assert not pg.locator(".cmp-facts").first.is_visible()
+    assert pg.locator(".frame").first.bounding_box()["height"] > tall + 50
+    pg.keyboard.press("i")
+    assert pg.locator(".cmp-facts").first.is_visible()
     pg.keyboard.press("Escape")
     assert not pg.locator("#compare").is_visible()
     pg.keyboard.press("c")  # the focus went back to what opened it

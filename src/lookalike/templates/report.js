@@ -877,6 +877,9 @@
     x: () => choose(cmp.gi, cmp.sides[cmp.active], false),
     Delete: () => choose(cmp.gi, cmp.sides[cmp.active], false),
     f: () => setFlicker(!cmp.flicker),
+    // The facts under the pictures take ~300 px of a laptop's screen: I hides them (and
+    // the pictures grow), for as long as the page is open.
+    i: () => { $("compare").classList.toggle("no-facts"); layout(); },
     " ": () => {
       setActive(1 - cmp.active);
       if (cmp.flicker) setFlicker(true, false);
