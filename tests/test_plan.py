@@ -710,6 +710,20 @@ def test_a_deeper_keep_folder_carves_out_of_a_remove_folder(sorted_library):
     assert dict(group_a.reasons)[str(root / "Misc" / "A_copy.png")] == "in a protected folder"
 
 
+def test_a_keep_folder_named_through_a_link_is_as_deep_as_the_folder_it_names(
+        sorted_library, tmp_path):
+    # --keep-in k with k -> Exports/web lost to --remove-in Exports: rules were ranked by
+    # the length of the names as typed ("k" is short), so the file meant to be kept went.
+    root, report = sorted_library
+    link = tmp_path / "k"
+    link.symlink_to(root / "Exports" / "web")
+    p = plan(report, action="delete", remove_in=[root / "Exports"], keep_in=[link])
+    group_a = _group_of(p, root / "Originals" / "A.png")
+    web = str(root / "Exports" / "web" / "A_web.jpg")
+    assert web not in {op.path for op in group_a.operations}
+    assert dict(group_a.reasons)[web] == f"rule: keep under {link}"
+
+
 def test_a_hard_link_outside_the_remove_folders_keeps_its_file(sorted_library):
     root, report = sorted_library
     export = root / "Exports" / "A.jpg"

@@ -152,11 +152,19 @@ class FolderRules:
 
     def rule_for(self, path: str) -> FolderRule | None:
         """The deepest rule whose folder holds ``path`` (lexically or once symbolic links
-        resolve), or None."""
+        resolve), or None; a keep rule wins a tie.
+
+        A rule's depth is that of its folder where it holds the path: a keep rule named
+        through a symbolic link (``--keep-in k``, ``k -> tree/orig``) holds the file by its
+        real path, deeper than a remove rule on ``tree`` (ranked by the names as typed, the
+        shallower ``tree`` won and the files meant to be kept were acted on)."""
         real = os.path.realpath(path)
-        inside = [(len(r.folder), r) for r, rr in zip(self.rules, self._real, strict=True)
-                  if is_under(path, r.folder) or is_under(real, rr)]
-        return max(inside, key=lambda x: x[0])[1] if inside else None
+        inside = []
+        for r, rr in zip(self.rules, self._real, strict=True):
+            depths = [len(f) for f, p in ((r.folder, path), (rr, real)) if is_under(p, f)]
+            if depths:
+                inside.append((max(depths), r.verdict == "keep", r))
+        return max(inside, key=lambda x: x[:2])[2] if inside else None
 
     def removes(self, path: str) -> bool:
         """True if the rules let ``path`` be acted on (its deepest rule is ``remove``)."""
