@@ -545,10 +545,15 @@ def test_a_failed_operation_is_logged_and_the_run_goes_on(library, tmp_path):
     assert snapshot(root) == before
 
 
-def test_a_move_to_a_path_another_op_just_filled_leaves_that_file_alone(library, tmp_path):
+def test_a_move_to_a_path_another_op_just_filled_leaves_that_file_alone(library, tmp_path,
+                                                                        monkeypatch):
     """Two ops of one plan with one destination (two roots of one name, before root names
     were made unique; a drive that ignores case): the second fails before its intent, so its
     rollback cannot take the first one's file (same bytes, same time) for its own copy."""
+    from lookalike.actions import apply as act
+
+    # Both quarantine names are one file, as on a drive that ignores case.
+    monkeypatch.setattr(act, "_quarantined", lambda op, plan: op.dst)
     root, _report = library
     first, second = root / "sub" / "x2.png", root / "sub" / "x3.png"
     st = first.stat()
@@ -565,6 +570,29 @@ def test_a_move_to_a_path_another_op_just_filled_leaves_that_file_alone(library,
     assert "already exists" in res.failed[0][1].message
     assert Path(one).read_bytes() == before[str(first)][1]  # the first op's file is kept
     assert second.read_bytes() == before[str(second)][1]  # untouched
+    assert undo(tmp_path / "j.jsonl").ok and snapshot(root) == before
+
+
+@pytest.mark.parametrize("edit", ["elsewhere", "delete"])
+def test_a_hand_built_op_off_the_plans_action_or_quarantine_is_refused(library, tmp_path,
+                                                                       edit):
+    """A plan edited in Python moved a file outside the quarantine (undo then refused it as
+    an edited journal: the file stayed out of place), or deleted one in a move plan."""
+    root, _report = library
+    p = plan(write_report_again(root, tmp_path), action="move", to=tmp_path / "q")
+    target = p.operations[0].path
+    change = ({"dst": str(tmp_path / "elsewhere" / "moved.png")} if edit == "elsewhere"
+              else {"action": "delete", "dst": None})
+    p = dataclasses.replace(p, groups=tuple(dataclasses.replace(g, operations=tuple(
+        dataclasses.replace(op, **change) if op.path == target else op
+        for op in g.operations)) for g in p.groups))
+    before = snapshot(root)
+    res = apply(p, journal=tmp_path / "j.jsonl")
+    (skip,) = [s for s in res.skipped_groups if target in s.reason]
+    assert ("outside the plan's quarantine" in skip.reason if edit == "elsewhere"
+            else "by 'delete' in a 'move' plan" in skip.reason)
+    assert Path(target).read_bytes() == before[target][1]
+    assert not (tmp_path / "elsewhere").exists()
     assert undo(tmp_path / "j.jsonl").ok and snapshot(root) == before
 
 

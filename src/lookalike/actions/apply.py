@@ -861,6 +861,13 @@ def _group_refusal(plan: Plan, keep: tuple[str, ...], ops: list[Operation],
     for op in ops:
         if op.path in keep:
             return f"{op.path} is both kept and acted on"
+        # An op must be the plan's action, and a move must go where the plan's quarantine
+        # puts its file: undo finds it there only (a hand-built op moved a file elsewhere, or
+        # deleted it in a move plan, and undo could not bring it back).
+        if op.action != plan.action:
+            return f"{op.path} would be acted on by {op.action!r} in a {plan.action!r} plan"
+        if op.action == "move" and (plan.to is None or op.dst != _quarantined(op, plan)):
+            return f"{op.path} would be moved outside the plan's quarantine folder"
         real = os.path.realpath(op.path)
         if any(is_under(op.path, d) for d in plan.protect) or \
                 any(is_under(real, d) for d in real_protect):
@@ -868,6 +875,14 @@ def _group_refusal(plan: Plan, keep: tuple[str, ...], ops: list[Operation],
         if op.action in ("hardlink", "symlink") and op.keeper not in keep:
             return f"the link target {op.keeper} is not a kept file"
     return None
+
+
+def _quarantined(op: Operation, plan: Plan) -> str | None:
+    """Where the plan's quarantine puts ``op``'s file; None outside every scanned root."""
+    try:
+        return quarantine_path(op.path, plan.roots, plan.to or "")
+    except ReportError:
+        return None
 
 
 def _check_survivors(gp: GroupPlan, ops: list[Operation], real_roots: list[str]
