@@ -648,13 +648,15 @@ def test_leakage_over_containers_purges_only_the_checked_set(tree, tmp_path, kin
     assert exc.value.code == 0 and capsys.readouterr().out.splitlines() == purge
 
 
-@pytest.mark.parametrize("kind", ["tar", "parquet"])
+@pytest.mark.parametrize("kind", ["tar", "parquet", "tar under h#1"])
 def test_the_review_page_shows_members_of_shards_and_parquet_files(tree, tmp_path, kind):
-    # Every member of such a scan had a placeholder: the page read local files only.
+    # Every member of such a scan had a placeholder: the page read local files only (and
+    # then, for shards under a folder whose name holds '#', took the folder for the shard).
     import re
 
-    if kind == "tar":
-        inputs = _write_shards(tree, tmp_path / "shards", n=2)
+    if kind.startswith("tar"):
+        folder = tmp_path / ("h#1" if "#" in kind else "shards")
+        inputs = _write_shards(tree, folder, n=2)
     else:
         inputs = [_write_parquet(tree, tmp_path / "images.parquet")]
     report = tmp_path / "r.json"
@@ -728,3 +730,33 @@ def test_parquet_images_stored_as_paths_only_say_so(tree, tmp_path):
     assert [e for e, _ in said] == ["null-cell", "null-cell"]
     assert any(f"only the path {str(f)!r}" in m and "pass the Dataset" in m for _, m in said)
     assert any("the cell is null" in m for _, m in said)
+
+
+def test_reports_never_overwrite_a_scanned_shard(tree, tmp_path, capsys):
+    """-o tdir/s.tar on a folder of shards, or on a shard named as a file:// URL, replaced
+    the shard with the report (only plain top-level paths were compared)."""
+    import lookalike
+    from lookalike.cli import main
+
+    shards = tmp_path / "tdir"
+    shards.mkdir()
+    _write_shards(tree, shards, n=1)
+    (shard,) = sorted(shards.glob("*.tar"))
+    before = shard.read_bytes()
+    for argv in (["scan", str(shards), "--input-format", "tar", "-o", str(shard), "--format",
+                  "json"],
+                 ["scan", f"file://{shard}", "-o", str(shard), "--format", "json"],
+                 ["scan", str(shards), "--input-format", "tar", "--html", str(shard)]):
+        with pytest.raises(SystemExit) as info:
+            main([*argv, "--no-cache", "-q"])
+        assert info.value.code == 2, argv
+        assert "would overwrite" in capsys.readouterr().err
+    assert shard.read_bytes() == before
+    # A shard of any name (read as tar because told so) is a scanned input of the report.
+    blob = tmp_path / "data.bin"
+    blob.write_bytes(before)
+    result = lookalike.scan(blob, input_format="tar", workers=1)
+    assert result.records
+    with pytest.raises(lookalike.ConfigError, match="would overwrite the scanned input"):
+        lookalike.write_report(result, blob)
+    assert blob.read_bytes() == before

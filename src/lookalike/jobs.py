@@ -209,7 +209,7 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
                     if html is not None and (format != "json" or output is None) else None)],
                   inputs=[("file list", options.get("files_from")), ("hash cache", cache_path),
                           ("Parquet output", parquet_out), *(
-                      ("scanned file", p) for p in (*reference, *paths) if os.path.isfile(p))])
+                      ("scanned file", p) for p in (*reference, *paths))])
     if reference:
         from lookalike.analysis.leakage import check_sets, find_leakage, restrict_to_leakage
 

@@ -26,7 +26,7 @@ import numpy as np
 from lookalike.config import DECODER_VERSION, ScanConfig
 from lookalike.errors import ConfigError, Problem
 from lookalike.grouping.groups import segment_rows
-from lookalike.inputs.walk import FileEntry
+from lookalike.inputs.walk import FileEntry, container_of
 from lookalike.model import ImageRecord, embedding_array
 from lookalike.paths import shown
 from lookalike.search import HammingIndex
@@ -149,10 +149,7 @@ def _gone(path: str) -> bool:
     """Whether a cached ``path`` is gone: a local file that no longer exists, or a tar member
     or Parquet cell (``CONTAINER#name``) whose container no longer exists. A URL is not
     asked for (a request per match)."""
-    if "://" in path or os.path.lexists(path):
-        return False
-    # The container is the longest prefix before a '#' that is a file (names may hold '#').
-    return not any(os.path.isfile(path[:k]) for k in range(len(path)) if path[k] == "#")
+    return "://" not in path and not os.path.lexists(path) and container_of(path) is None
 
 
 #: Most embedding candidates verified per query image (the most similar first).

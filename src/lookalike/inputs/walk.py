@@ -176,6 +176,16 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], *, follow_symlinks: bool
         yield from _walk_root(root, follow_symlinks, stats)
 
 
+def container_of(path: str) -> str | None:
+    """The local tar shard or Parquet file that holds ``path`` when it names a member or a
+    cell (``CONTAINER#name``), else None. The container is the first prefix before a '#'
+    that is a file: folder and member names may hold '#' too."""
+    for k, ch in enumerate(path):
+        if ch == "#" and os.path.isfile(path[:k]):
+            return path[:k]
+    return None
+
+
 def named_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     """``paths`` as strings, refusing an empty one: what an unset variable gives
     (``lookalike scan "$DIR"``), which ``abspath`` would turn into the current folder.

@@ -70,7 +70,12 @@ from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
 from lookalike.grouping.keep import capture_moments, in_folders, kept_shots, with_raw_twins
 from lookalike.imaging.facts import MULTI_FRAME_FORMATS, read_file_facts
-from lookalike.inputs.walk import CACHEDIR_SIGNATURE, CACHEDIR_TAG, cache_tagged
+from lookalike.inputs.walk import (
+    CACHEDIR_SIGNATURE,
+    CACHEDIR_TAG,
+    cache_tagged,
+    container_of,
+)
 from lookalike.paths import is_local_file
 from lookalike.pipeline import ScanResult
 from lookalike.report.schema import (
@@ -205,10 +210,9 @@ def _members(paths: Sequence[str], stats: Mapping[str, Any]) -> dict[str, Any]:
     placeholder."""
     from lookalike.inputs.listing import format_of, list_inputs
 
-    containers = {p.split("#", 1)[0] for p in paths if "#" in p}
+    containers = {c for p in paths if "#" in p and (c := container_of(p)) is not None}
     found: dict[str, Any] = {}
-    for container in sorted(c for c in containers if format_of(c, "auto") != "files"
-                            and os.path.isfile(c)):
+    for container in sorted(c for c in containers if format_of(c, "auto") != "files"):
         try:
             items = list_inputs([container], column=stats.get("parquet_column"),
                                 name_column=stats.get("parquet_name_column"))[0]
@@ -636,7 +640,10 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
     reporter = reporter or NullReporter()
     out = check_writable(out, "HTML page")
     data, abs_report = _load_report(report, report_path)
-    refuse_overwrite(out, "HTML page", [("report", abs_report)] if abs_report else [])
+    members = [m["path"] for g in data.get("groups", []) for m in g.get("members", [])]
+    refuse_overwrite(out, "HTML page", [
+        *([("report", abs_report)] if abs_report else []),
+        *(("scanned input", c) for c in {container_of(p) for p in members if "#" in p} if c)])
     paths = list(dict.fromkeys(m["path"] for g in data.get("groups", [])
                                for m in g.get("members", [])))
     mode = thumbnails

@@ -47,7 +47,7 @@ from lookalike.analysis.leakage import restrict_to_leakage
 from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError, LookalikeError, Problem, ReportError
 from lookalike.grouping.keep import KeepChoices, KeepPolicy
-from lookalike.inputs.walk import looks_like_image
+from lookalike.inputs.walk import CONTAINER_SUFFIXES, looks_like_image
 from lookalike.model import MATCH_KINDS, Group, Hash, ImageRecord, Member
 from lookalike.paths import is_local_file, shown
 from lookalike.pipeline import ScanResult
@@ -211,12 +211,18 @@ def refuse_overwrite(path: str | os.PathLike[str], what: str,
     """
     real = os.path.realpath(path)
     for name, other in inputs:
-        if os.path.realpath(other) == real:
+        if other.startswith(("file://", "local://")):  # a local input named as a URL
+            other = other.split("://", 1)[1]
+        if "://" not in other and os.path.realpath(other) == real:
             raise ConfigError(f"the {what} {os.fspath(path)} would overwrite the {name}; "
                               "name another file")
     if os.path.isfile(real) and looks_like_image(real):
         raise ConfigError(f"the {what} {os.fspath(path)} would overwrite an image file; "
                           "name another file")
+    if os.path.isfile(real) and real.lower().endswith(CONTAINER_SUFFIXES):
+        # A shard or Parquet file of images (found inside a scanned folder, too).
+        raise ConfigError(f"the {what} {os.fspath(path)} would overwrite a tar shard or "
+                          "Parquet file; name another file")
 
 
 def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
@@ -239,8 +245,9 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
     if isinstance(out, str | os.PathLike):
         if os.path.isdir(out):
             raise ConfigError(f"{os.fspath(out)} is a folder; name the report file to write")
-        refuse_overwrite(out, "report", [("scanned input", root) for root in result.roots
-                                         if is_local_file(root)])
+        scanned = {*result.roots, *(r.source for r in result.records
+                                    if r.source and not is_local_file(r.path, r.source))}
+        refuse_overwrite(out, "report", [("scanned input", p) for p in sorted(scanned)])
     if format == "json":
         # No indent: json's C encoder only runs without one (10x faster on big reports).
         text = json.dumps(report_to_dict(result, argv, keep=keep, leakage=leakage)) + "\n"
