@@ -722,6 +722,16 @@ def test_a_keep_folder_named_through_a_link_is_as_deep_as_the_folder_it_names(
     web = str(root / "Exports" / "web" / "A_web.jpg")
     assert web not in {op.path for op in group_a.operations}
     assert dict(group_a.reasons)[web] == f"rule: keep under {link}"
+    # A remove folder named through a long link, a keep folder inside it named by its real
+    # path: the longer of a rule's two names ranked it, and the remove rule won.
+    from lookalike.actions.plan import FolderRules
+
+    far = tmp_path / ("a_much_longer_name_of_a_link_to_the_library" * 2)
+    far.symlink_to(root)
+    rules = FolderRules.of([root / "Exports" / "web"], [far / "Exports"])
+    for name in (far / "Exports" / "web" / "A_web.jpg", root / "Exports" / "web" / "A_web.jpg"):
+        assert rules.rule_for(str(name)).verdict == "keep", name
+    assert rules.rule_for(str(far / "Exports" / "A.jpg")).verdict == "remove"
 
 
 def test_a_hard_link_outside_the_remove_folders_keeps_its_file(sorted_library):

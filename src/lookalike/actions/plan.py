@@ -151,19 +151,20 @@ class FolderRules:
         return bool(self.rules)
 
     def rule_for(self, path: str) -> FolderRule | None:
-        """The deepest rule whose folder holds ``path`` (lexically or once symbolic links
-        resolve), or None; a keep rule wins a tie.
+        """The deepest rule whose folder holds ``path``, or None; a keep rule wins a tie.
 
-        A rule's depth is that of its folder where it holds the path: a keep rule named
-        through a symbolic link (``--keep-in k``, ``k -> tree/orig``) holds the file by its
-        real path, deeper than a remove rule on ``tree`` (ranked by the names as typed, the
-        shallower ``tree`` won and the files meant to be kept were acted on)."""
+        Depths are compared in one space: the real one (symbolic links resolved) when some
+        rule holds the file's real path, else the path as given. A keep folder named
+        through a link (``--keep-in k``, ``k -> tree/orig``) then beats a remove rule on
+        ``tree``, and a keep folder inside a remove folder named through a link beats it,
+        whichever name the file was reached by (ranked by the names as typed, or by the
+        longer of the two names, the shallower rule could win and files meant to be kept
+        were acted on)."""
         real = os.path.realpath(path)
-        inside = []
-        for r, rr in zip(self.rules, self._real, strict=True):
-            depths = [len(f) for f, p in ((r.folder, path), (rr, real)) if is_under(p, f)]
-            if depths:
-                inside.append((max(depths), r.verdict == "keep", r))
+        by_real = [(len(rr), r.verdict == "keep", r)
+                   for r, rr in zip(self.rules, self._real, strict=True) if is_under(real, rr)]
+        inside = by_real or [(len(r.folder), r.verdict == "keep", r)
+                             for r in self.rules if is_under(path, r.folder)]
         return max(inside, key=lambda x: x[:2])[2] if inside else None
 
     def removes(self, path: str) -> bool:
