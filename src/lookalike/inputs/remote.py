@@ -383,8 +383,10 @@ def _list_tar(fs: Any, path: str, shown: str, url: str
             return Problem(path=shown, stage="walk", error="compressed-tar",
                            message="gzip-compressed shard: members cannot be read by range; "
                            "use plain .tar shards (WebDataset's usual layout)")
+        end = fh.seek(0, 2)  # the shard's length: a member whose data runs past it was cut
         fh.seek(0)
-        out = []
+        out: list[RemoteEntry | Problem] = []
+        cut = 0
         # A member's version is its shard's: writers stamp members with time 0 (WebDataset,
         # reproducible tars) and re-use their names when re-sharding, so a member's own size
         # and mtime would let a cache hand back the hash of an image it no longer holds.
@@ -397,7 +399,9 @@ def _list_tar(fs: Any, path: str, shown: str, url: str
         try:
             with tarfile.open(fileobj=fh, mode="r:") as tf:
                 while (m := tf.next()) is not None:
-                    if m.isfile() and _is_image_name(m.name):
+                    if m.isfile() and m.offset_data + m.size > end:
+                        cut += 1  # its data ends early: not an image to read
+                    elif m.isfile() and _is_image_name(m.name):
                         # A name the shard holds twice (appended again): each is an image of
                         # its own; paths must be unique, as a Parquet file's names are made.
                         name = m.name if m.name not in seen else f"{m.name}@offset={m.offset}"
@@ -406,15 +410,21 @@ def _list_tar(fs: Any, path: str, shown: str, url: str
                             path=f"{shown}#{name}", size_bytes=m.size,
                             mtime_ns=shard_ns or int(m.mtime) * 1_000_000_000, source=shown,
                             url=url, kind="tar", offset=m.offset_data, length=m.size))
+            stop = tf.offset  # where tarfile saw the end: a header cut short reads as one
+            fh.seek(stop)
+            partial = 0 < end - stop < tarfile.BLOCKSIZE and bool(fh.read(end - stop).strip(b"\0"))
         except (tarfile.TarError, EOFError) as exc:
-            if not out:
+            if not out and not cut:
                 raise
-            # A shard cut short: the members listed before the cut are whole images (one
-            # cut inside its data fails when read, as a truncated file does).
-            return [*out, Problem(path=shown, stage="walk", error="truncated-tar",
-                                  message=f"the shard ends early ({exc}); the "
-                                  f"{len(out)} images before that point are read")]
-    return out
+            why = f"{exc}"
+        else:
+            if not cut and not partial:
+                return out
+            why = "a member's data runs past its end" if cut else "its last header is cut"
+    # A shard cut short (a copy that stopped): the whole members before the cut are read.
+    return [*out, Problem(path=shown, stage="walk", error="truncated-tar",
+                          message=f"the shard ends early ({why}); the {len(out)} whole "
+                          "images before that point are read")]
 
 
 def _pick(names: Sequence[str], wanted: str | None, preferred: Sequence[str], ok: Any,
