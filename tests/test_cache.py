@@ -195,6 +195,18 @@ def test_files_refused_by_a_limit_are_retried_when_the_limit_is_raised(tmp_path,
         again = lookalike.scan(root, cache=cache, workers=1, max_pixels=1000)
         assert [e.error for e in again.errors] == ["too-large"] and not again.records
         assert lookalike.scan(root, cache=cache, workers=1).stats["from_cache"] == 1
+        # The file size the limit allows counts too: a small picture in a 65 MiB file
+        # (sparse: zeros after the JPEG) is refused under a limit whose cap is 64 MiB.
+        (root / "big.png").unlink()
+        small = root / "padded.jpg"
+        scene(2, (64, 48)).save(small, quality=90)
+        with open(small, "r+b") as fh:
+            fh.truncate(65 << 20)
+        assert lookalike.scan(root, cache=cache, workers=1).records
+        fresh = lookalike.scan(root, workers=1, max_pixels=1_000_000)
+        cached = lookalike.scan(root, cache=cache, workers=1, max_pixels=1_000_000)
+        assert [e.error for e in fresh.errors] == ["too-large"] == [
+            e.error for e in cached.errors] and not cached.records
 
 
 def _split(cache, entries, config):

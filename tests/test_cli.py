@@ -791,7 +791,10 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, scene
     monkeypatch.chdir(tmp_path)
     scene(1).save(tmp_path / "a.png")
     for argv in (["scan", "", "--no-cache", "-q"], ["scan", " ", "--no-cache", "-q"],
-                 ["calibrate", ""], ["scan", "--reference", "", ".", "--no-cache", "-q"]):
+                 ["calibrate", ""], ["scan", "--reference", "", ".", "--no-cache", "-q"],
+                 ["scan", "", "--input-format", "tar", "--no-cache", "-q"],
+                 ["scan", "", "--input-format", "parquet", "--no-cache", "-q"],
+                 ["scan", ".", "--files-from", "", "--no-cache", "-q"]):
         err = _usage_error(argv, capsys)
         assert "a path is empty" in err, (argv, err)
     with pytest.raises(lookalike.ConfigError, match="a path is empty"):

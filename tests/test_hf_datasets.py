@@ -324,3 +324,16 @@ def test_a_named_cache_with_a_saved_dataset_is_refused_not_ignored(dataset, tmp_
     assert _exit_code(["scan", str(saved), "--cache", str(tmp_path / "c.sqlite"), "-q"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "scanned without a hash cache" in line and not (tmp_path / "c.sqlite").exists()
+
+
+def test_a_cleanup_is_never_written_inside_the_saved_dataset(dataset, tmp_path, capsys):
+    # -o saved/state.json replaced the dataset's own metadata with the cleanup.
+    saved = tmp_path / "saved"
+    dataset.save_to_disk(str(saved))
+    before = {p: p.read_bytes() for p in saved.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    for name in ("dataset_dict.json", "new.json"):
+        assert _exit_code(["scan", str(saved), "-o", str(saved / name), "-q"]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "would be written inside the saved dataset" in line
+    assert {p: p.read_bytes() for p in saved.rglob("*") if p.is_file()} == before

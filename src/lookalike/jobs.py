@@ -38,6 +38,7 @@ from lookalike.grouping.keep import parse_keep
 from lookalike.inputs.hf import is_saved_dataset
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import ImageRecord
+from lookalike.paths import is_under
 from lookalike.pipeline import ScanResult, scan
 from lookalike.report.schema import (
     decide_keep,
@@ -302,6 +303,9 @@ def clean_dataset_to_files(paths: Sequence[str], config: ScanConfig, *,
     if format not in ("json", "text"):
         raise ConfigError("a dataset cleanup is written as json or text")
     check_outputs([("cleanup", output)])
+    if output is not None and is_under(os.path.realpath(output), os.path.realpath(paths[0])):
+        raise ConfigError(f"the cleanup {output} would be written inside the saved dataset "
+                          f"{paths[0]} (its files are the dataset's); name a file elsewhere")
     cleanup = dedupe_dataset(paths[0], config=config, keep=keep or None, reporter=reporter,
                              **options)
     text = (json.dumps(cleanup.to_dict()) + "\n" if format == "json"

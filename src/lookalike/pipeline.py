@@ -158,11 +158,11 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     reporter = reporter or NullReporter()
     options = dict(storage_options or {})
     check_ready(config)  # with embeddings: a missing model or package, before any work
-    if files_from is not None and not is_url(files_from):
-        files_from = os.path.abspath(files_from)  # a root and its files' source, as reported
     # A missing folder or file list, a column no input has: one error, no progress line.
     check_inputs(paths, files_from=files_from, input_format=input_format, column=column,
                  name_column=name_column)
+    if files_from is not None and not is_url(files_from):
+        files_from = os.path.abspath(files_from)  # a root and its files' source, as reported
     t0 = time.perf_counter()
     with ExitStack() as resources:
         pool = _Pool(config, executor, engine, scheduler)

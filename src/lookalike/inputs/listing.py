@@ -34,6 +34,7 @@ from lookalike.inputs.walk import (
     check_roots,
     iter_files,
     iter_listed,
+    named_paths,
     unique_files,
 )
 
@@ -171,6 +172,7 @@ def check_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | N
     """
     if input_format not in INPUT_FORMATS:
         raise ConfigError(f"the input format must be one of {', '.join(INPUT_FORMATS)}")
+    named_paths([*paths, *([files_from] if files_from is not None else [])])
     check_paths(paths, input_format)
     _check_columns(paths, input_format, files_from, column, name_column)
     local = None if files_from is None else _local_path(files_from)

@@ -50,11 +50,11 @@ from lookalike.grouping.keep import KeepChoices, KeepPolicy
 from lookalike.inputs.walk import CONTAINER_SUFFIXES, looks_like_image
 from lookalike.model import MATCH_KINDS, Group, Hash, ImageRecord, Member
 from lookalike.paths import is_local_file, shown
-from lookalike.pipeline import ScanResult
 from lookalike.version import __version__
 
 if TYPE_CHECKING:
     from lookalike.analysis.leakage import Leakage
+    from lookalike.pipeline import ScanResult
 
 __all__ = [
     "DECISIONS_KIND",
@@ -309,6 +309,8 @@ def remove_paths(result: ScanResult, keep: KeepSpec = None,
     paths through symbolic links) are not listed, so removing a listed path of a file with
     hard links frees no space; ``lookalike apply`` acts on every name.
     """
+    from lookalike.pipeline import ScanResult  # loaded only here: a report reader needs none
+
     if not isinstance(result, ScanResult):
         raise TypeError(f"remove_paths() takes a ScanResult (from lookalike.scan), not "
                         f"{type(result).__name__}; for a saved report, lookalike.plan(report, "

@@ -348,7 +348,7 @@ class HashCache:
             (_, size, mtime_ns, ok, width, height, fmt, hx, bits, digest, pdigest, error, stage,
              message, facts, vector) = r
             if (size != e.size_bytes or mtime_ns != e.mtime_ns or (ok and bits != nbits)
-                    or outside_pixel_limit(ok, width, height, error, max_pixels)):
+                    or outside_pixel_limit(ok, width, height, size, error, max_pixels)):
                 todo.append(e)
             elif ok:
                 add_record(new_record(path, size, mtime_ns, width, height, fmt,

@@ -190,8 +190,8 @@ class ParquetStore:
             for e in entries:
                 r = rows.get(e.path)
                 if r is None or _stale(r, e) or outside_pixel_limit(
-                        r["status"] == "ok", r["width"] or 0, r["height"] or 0, r["error"],
-                        config.max_pixels):
+                        r["status"] == "ok", r["width"] or 0, r["height"] or 0,
+                        r["size_bytes"], r["error"], config.max_pixels):
                     todo.append(e)
                 elif r["status"] == "ok":
                     records.append(ImageRecord(
