@@ -1145,3 +1145,22 @@ def test_compare_view_fits_the_window_with_long_names_and_c_opens_it_after_a_cli
     pg.keyboard.press("c")  # the focus went back to what opened it
     assert pg.locator("#compare").is_visible()
     assert not web.console, web.console
+
+
+@pytest.mark.slow
+def test_a_mirrored_copy_says_so_beside_its_distance_on_the_page(web, tmp_path, scene):
+    from PIL import ImageOps
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    img = scene(3, (320, 240))
+    img.resize((640, 480)).save(lib / "a.png")
+    ImageOps.mirror(img).save(lib / "mirrored.png")
+    report = _scan_to_report(lib, tmp_path / "r.json")
+    html = tmp_path / "r.html"
+    write_html(report, html)
+    web.open(html)
+    texts = web.page.locator(".member .dist").all_inner_texts()
+    assert any(t.startswith("distance 0 bits flipped, turned or trimmed (") and
+               t.endswith(" bits as it is)") for t in texts), texts
+    assert not web.console, web.console

@@ -338,3 +338,35 @@ def test_read_results_of_a_missing_output_is_an_error_not_an_empty_table(tmp_pat
     pytest.importorskip("pyarrow")
     with pytest.raises(lookalike.ConfigError, match="no Parquet output"):
         lookalike.read_results(tmp_path / "nope.parquet")
+
+
+def test_a_flipped_or_turned_copy_says_so_beside_its_distance(tmp_path, scene):
+    """A mirrored copy was "distance 0 bits", as an identical one: nothing said it was
+    flipped. The report gives the distance of the plain hashes when it is larger."""
+    import re
+    from pathlib import Path
+
+    from PIL import ImageOps
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    img = scene(3, (320, 240))
+    img.resize((640, 480)).save(lib / "a.png")  # the most pixels: the reference
+    img.save(lib / "b.png")  # the same picture, smaller: no distance_as_is
+    ImageOps.mirror(img).save(lib / "mirrored.png")
+    img.rotate(90, expand=True).save(lib / "turned.png")
+    result = lookalike.scan(lib, workers=1)
+    report = tmp_path / "r.json"
+    write_report(result, report)
+    (group,) = json.loads(report.read_text())["groups"]
+    assert Path(group["representative"]).name == "a.png"
+    by_name = {Path(m["path"]).name: m for m in group["members"]}
+    flipped = {n for n, m in by_name.items() if "distance_as_is" in m}
+    assert flipped == {"mirrored.png", "turned.png"}
+    for name in flipped:
+        assert by_name[name]["distance_as_is"] > by_name[name]["distance"]
+    lookalike.write_html(report, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    blob = json.loads(re.search(r'id="lookalike-data">(.*?)</script>', page, re.S).group(1))
+    marked = {Path(m["p"]).name for g in blob["groups"] for m in g["m"] if m.get("dt")}
+    assert marked == flipped

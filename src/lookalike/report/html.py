@@ -483,6 +483,8 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                      "afd": [folder_of.get(a) for a in m.get("aliases") or ()] or None,
                      # How an embedding-only member matched, and its similarity.
                      "mk": m.get("match") if m.get("match", "hash") != "hash" else None,
+                     # A flipped, turned or trimmed copy: its distance as it is.
+                     "dt": m.get("distance_as_is"),
                      "sim": m.get("similarity"),
                      # Protected (a leakage scan's reference set, --protect): apply never
                      # removes it, so the page does not offer to.

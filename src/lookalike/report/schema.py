@@ -121,21 +121,39 @@ def format_for(path: str | os.PathLike[str], default: str | None = None) -> str:
     return _BY_EXTENSION[ext]
 
 
-def _member_dict(m: Member) -> dict[str, Any]:
+def _member_dict(m: Member, reference: Hash | None = None) -> dict[str, Any]:
     r = m.record
-    return {
+    d = {
         "path": r.path, "hash": str(r.hash), "distance": m.distance, "match": m.match,
         "similarity": m.similarity, "width": r.width,
         "height": r.height, "bytes": r.size_bytes, "format": r.format, "mtime_ns": r.mtime_ns,
         "digest": r.digest, "pixel_digest": r.pixel_digest, "source": r.source,
         "aliases": list(r.aliases),
     }
+    as_is = _distance_as_is(reference, r.hash, m.distance)
+    if as_is is not None:
+        d["distance_as_is"] = as_is
+    return d
+
+
+def _distance_as_is(reference: Hash | None, other: Hash, distance: int) -> int | None:
+    """The bits between the two plain hashes (each hash's first segment: neither flipped,
+    turned nor trimmed of borders) when that is more than ``distance``, the best match over
+    every orientation: a mirrored or turned copy at ``distance`` 0 said nothing of being
+    one. None otherwise, and for crop-resistant hashes (their segments are regions)."""
+    if (reference is None or other.method == "crop-resistant"
+            or (reference.method, reference.nbits) != (other.method, other.nbits)):
+        return None
+    plain = (reference.segments[0] ^ other.segments[0]).bit_count()
+    return plain if plain > distance else None
 
 
 def group_to_dict(g: Group, keep: Sequence[str] | None = None,
                   keep_reason: str = "") -> dict[str, Any]:
+    reference = next((m.record.hash for m in g.members
+                      if m.record.path == g.representative), None)
     d: dict[str, Any] = {"id": g.id, "kind": g.kind, "representative": g.representative,
-                         "members": [_member_dict(m) for m in g.members]}
+                         "members": [_member_dict(m, reference) for m in g.members]}
     d.update(g.extra)
     if keep is not None:
         d["keep"] = list(keep)  # the keep policy's choice, recomputed at every write

@@ -79,6 +79,13 @@
   }
 
   // How a member matched: by hash, or (scan --embed) by embedding similarity alone.
+  // "distance 0 bits": a mirrored, turned or padded copy said nothing of being one.
+  function distanceText(m) {
+    const bits = (n) => n + " bit" + (n === 1 ? "" : "s");
+    return bits(m.d) + (m.dt === undefined || m.dt === null ? "" :
+      " flipped, turned or trimmed (" + bits(m.dt) + " as it is)");
+  }
+
   function matchText(m) {
     const sim = m.sim !== undefined && m.sim !== null ? "similarity " + m.sim.toFixed(2) : "";
     if (!m.mk) return sim;
@@ -134,7 +141,7 @@
       facts.appendChild(el("div", "dist ref", "reference for distances"));
     } else {
       const far = threshold !== null && m.d > threshold && !m.mk;
-      facts.appendChild(el("div", "dist", "distance " + m.d + " bit" + (m.d === 1 ? "" : "s") +
+      facts.appendChild(el("div", "dist", "distance " + distanceText(m) +
         (far ? " (chained)" : "")));
     }
     if (m.mk || m.sim !== undefined) facts.appendChild(el("div", "dist", matchText(m)));
@@ -667,7 +674,7 @@
     fact(dl, "modified", formatTime(m.t));
     fact(dl, "camera", x.c || null, differs(x.c, ox.c));
     fact(dl, "distance", cmp.sides[side] === g.rep ? "reference for distances" :
-      m.d + " bit" + (m.d === 1 ? "" : "s") + " from the reference");
+      distanceText(m) + " from the reference");
     if (m.mk || m.sim !== undefined) fact(dl, "match", matchText(m));
     if (m.s) fact(dl, "state", m.s === "missing" ? "gone since the scan" : "changed since the scan", true);
     fact(dl, "folder", dir);
