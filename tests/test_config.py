@@ -64,3 +64,8 @@ def test_thresholds_measured_at_other_sizes_win_over_scaling():
     assert ScanConfig(method="phash", hash_size=16).threshold == 6
     assert ScanConfig(method="dhash-z", hash_size=8).threshold == 0
     assert ScanConfig(method="dhash-z", hash_size=32).threshold == 24  # scaled from 6 of 256
+    # Above a measured size, scaled from it: phash 20 from 16's 6 bits (from 8's 0, every
+    # size above 16 gave 0 and phash 20 found no JPEG q50 copy at all).
+    assert [ScanConfig(method="phash", hash_size=s).threshold for s in (20, 24, 32)] == [
+        round(6 * s * s / 256) for s in (20, 24, 32)]
+    assert ScanConfig(method="phash", hash_size=12).threshold == 0  # below 16: from 8's 0

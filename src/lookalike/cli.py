@@ -476,8 +476,9 @@ def methods_cmd() -> None:
         click.echo(f"{m.name:<15} {m.default_size:>4} {m.nbits(m.default_size):>4} "
                    f"{spec.threshold:>3}  {m.summary}{compat}")
     click.echo("-t: the default threshold at the default size (other sizes: measured, as "
-               "phash 16 = 6,\nor the same share of the bits): the largest at which pair "
-               "precision stays >= 0.999\non benchmarks/accuracy (0 where none does).")
+               "phash 16 = 6,\nor the same share of the bits as the default size; above "
+               "it, as the largest measured size\nbelow): the largest at which pair "
+               "precision stays >= 0.999 on benchmarks/accuracy (0 where\nnone does).")
 
 
 @cli.command("report")

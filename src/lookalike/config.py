@@ -123,11 +123,17 @@ class MethodSpec:
 
     def default_threshold(self, size: int) -> int:
         """The default threshold at hash size ``size``: measured, else the same share of the
-        bits as at the default size."""
+        bits as at the default size, or, above it, as at the largest size measured below
+        (phash at 20 takes 16's 6 bits, not 8's 0: scaled from 0, every size above gave 0
+        and found almost nothing)."""
         for measured_size, threshold in self.measured:
             if measured_size == size:
                 return threshold
-        return round(self.threshold * self.nbits(size) / self.nbits(self.default_size))
+        ref_size, ref = self.default_size, self.threshold
+        if size > self.default_size:
+            ref_size, ref = max(((s, t) for s, t in ((self.default_size, self.threshold),
+                                                     *self.measured) if s <= size))
+        return round(ref * self.nbits(size) / self.nbits(ref_size))
 
 
 #: PDQ's fixed grid side (its 256 bits are a 16 x 16 DCT block).
