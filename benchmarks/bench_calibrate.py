@@ -69,29 +69,32 @@ def demo_set() -> tuple[list[str], list[str], list[str | None]]:
     return paths, groups, ["scene:motorcycle" if g in stereo else None for g in groups]
 
 
-def _hash_chunk(args: tuple[list[str], str, int | None, str]) -> list[tuple[int, ...] | None]:
+def _hash_chunk(args: tuple[list[str], str, int | None, str, bool]
+                ) -> list[tuple[int, ...] | None]:
     from lookalike.imaging.decode import decode_bytes
     from lookalike.imaging.hashes import get_method
 
-    paths, method, size, invariant = args
+    paths, method, size, invariant, trim = args
     out: list[tuple[int, ...] | None] = []
     for p in paths:
         try:
             pic = decode_bytes(Path(p).read_bytes(), mode="fast")[0]
-            out.append(get_method(method).hash(pic, size, invariant).segments)
+            out.append(get_method(method).hash(pic, size, invariant, trim).segments)
         except Exception:
             out.append(None)
     return out
 
 
 def true_curve(paths: list[str], groups: list[str], hard: list[str | None], method: str,
-               size: int | None, invariant: str, nbits: int, workers: int) -> dict[str, Any]:
-    """Precision and recall per threshold (0 .. nbits // 4) against the ground truth."""
+               size: int | None, invariant: str, nbits: int, workers: int,
+               trim: bool = True) -> dict[str, Any]:
+    """Precision and recall per threshold (0 .. nbits // 4) against the ground truth, with
+    the scan's border trimming (``trim``), as calibrate hashes."""
     from lookalike.search import find_pairs, pack_hashes
 
     chunks = [paths[i:i + 32] for i in range(0, len(paths), 32)]
     with ProcessPoolExecutor(workers) as pool:
-        segs = [s for part in pool.map(_hash_chunk, [(c, method, size, invariant)
+        segs = [s for part in pool.map(_hash_chunk, [(c, method, size, invariant, trim)
                                                      for c in chunks]) for s in part]
     keep = [k for k, s in enumerate(segs) if s is not None]
     segs = [segs[k] for k in keep]

@@ -241,3 +241,43 @@ def test_files_the_walk_cannot_use_are_said_not_dropped(tmp_path, scene, capsys)
     err = capsys.readouterr().err
     assert exc.value.code == 0 and "error [not-a-regular-file]" in err
     assert "skipped 2 symbolic link(s) found inside" in err  # broken.png, sub/link.png
+
+
+def test_greyscale_and_letterboxed_copies_in_the_folder_are_duplicates_not_false_pairs(
+        tmp_path, scene):
+    # A greyscale copy failed the colour-thumbnail check (18 of 24 counted as false pairs,
+    # and calibrate recommended 0); calibrate hashed without trimming borders, unlike the
+    # scan it recommends for, and then a letterboxed copy the scan matches at 0 bits was
+    # a look-alike at 42.
+    from PIL import Image, ImageOps
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+
+    def two_tone(k):  # red rising where blue falls: grey keeps one of them only
+        x, y = np.meshgrid(np.linspace(0, 1, 240), np.linspace(0, 1, 180))
+        rgb = np.stack([x, y * 0.5 + 0.25 * np.sin(9 * x + k), 1 - x], axis=2) * 255
+        return Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
+
+    for k in range(6):
+        img = scene(200 + k, (240, 180)) if k % 2 else two_tone(k)
+        img.save(folder / f"p{k}.png")
+        ImageOps.grayscale(img).save(folder / f"p{k}__grey.png")
+        pad = Image.new("RGB", (240, 240), "black")
+        pad.paste(img, (0, 30))
+        pad.save(folder / f"p{k}__pad.png")
+    cal = calibrate(folder, sample=50, workers=1)
+    pairs = {(a.rsplit("/", 1)[1], b.rsplit("/", 1)[1]) for a, b, *_ in cal.duplicates_in_sample}
+    for k in range(6):
+        for kind in ("grey", "pad"):
+            assert {(f"p{k}.png", f"p{k}__{kind}.png"),
+                    (f"p{k}__{kind}.png", f"p{k}.png")} & pairs, (k, kind)
+    close = [(a, b, d) for a, b, d in cal.closest_negatives if d <= cal.threshold]
+    assert not close and cal.target_reached and cal.threshold > 0
+    assert cal.precision == 1.0
+    assert all(bits == 0 for a, b, bits, _ in cal.duplicates_in_sample if "__pad" in a + b)
+    # Without trimming (as a --keep-borders scan) a padded copy is far from its original.
+    kept = calibrate(folder, sample=50, workers=1, trim_borders=False)
+    padded = [bits for a, b, bits, _ in kept.duplicates_in_sample if "__pad" in a + b]
+    padded += [bits for a, b, bits in kept.closest_negatives if "__pad" in a + b]
+    assert all(bits > 8 for bits in padded)  # if found at all (within a quarter of the bits)

@@ -651,6 +651,7 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
 @_method_option()
 @_hash_size_option("Hash size. Default: as scan's.")
 @_invariant_option("Calibrate flip/rotation invariance too (adds mirrored/rotated copies).")
+@_trim_option("Border trimming, as for scan.")
 @_decode_option("Decode mode, as for scan.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
 @_workers_option()
@@ -662,8 +663,8 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
               default=None, help="Also write the whole curve and recommendation as JSON.")
 @_quiet_option("No progress or per-file error lines.")
 def calibrate_cmd(paths: tuple[str, ...], target_precision: float, sample: int, method: str,
-                  hash_size: int | None, invariant: str, decode: str, seed: int,
-                  workers: int | None, embed: str | None, json_out: str | None,
+                  hash_size: int | None, invariant: str, trim_borders: bool, decode: str,
+                  seed: int, workers: int | None, embed: str | None, json_out: str | None,
                   quiet: bool) -> None:
     """Recommend a --threshold for your own images: hash a sample of PATHS and edited
     copies of them (resized, re-encoded, brightness, contrast, gamma, blur, noise, slightly
@@ -674,8 +675,8 @@ def calibrate_cmd(paths: tuple[str, ...], target_precision: float, sample: int, 
 
     calibrate_to_file(paths, json_out=json_out, reporter=ConsoleReporter(quiet=quiet),
                       target_precision=target_precision, sample=sample, method=method,
-                      hash_size=hash_size, invariant=invariant, decode=decode, seed=seed,
-                      workers=workers, embed=embed)
+                      hash_size=hash_size, invariant=invariant, trim_borders=trim_borders,
+                      decode=decode, seed=seed, workers=workers, embed=embed)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
