@@ -40,12 +40,23 @@ def test_pdq_method_and_api_match_the_reference_with_full_decoding(photos):
         assert result.hash == h and result.quality == ref_quality
 
 
-def test_dihedral_variants_equal_the_reference_ones(rgb_photos):
-    img = Image.open(rgb_photos[0]).convert("RGB")
-    vectors, _ = pdqhash.compute_dihedral(np.asarray(img))
-    reference = {bits_to_int(v.astype(bool)) for v in vectors}
-    ours = compute_hash(Picture.from_pil(img), "pdq", 16, "dihedral")
-    assert set(ours.segments) == reference
+def test_dihedral_variants_are_the_reference_hashes_of_the_flipped_pictures(rgb_photos):
+    # The reference's dihedral variants flip the DCT, which is exact only where the filter
+    # is symmetric: at 256 x 256 a mirrored copy's hash was 20 bits from its original's
+    # mirrored variant (threshold 6), so no flipped copy matched. Ours are the hashes of the
+    # flipped pictures themselves, as the reference computes them.
+    from lookalike.imaging.hashes import ORIENTATIONS
+
+    base = Image.open(rgb_photos[0]).convert("RGB")
+    for size in (None, (256, 256), (129, 97)):
+        img = base if size is None else base.resize(size)
+        want = {_reference(img if op == "identity" else img.transpose(Image.Transpose(code)))[0]
+                for op, code in ORIENTATIONS.items()}
+        ours = compute_hash(Picture.from_pil(img), "pdq", 16, "dihedral")
+        assert set(ours.segments) == want, size
+        if pdq.flips_exact(img.height, img.width):  # then also the reference's own variants
+            vectors, _ = pdqhash.compute_dihedral(np.asarray(img))
+            assert set(ours.segments) == {bits_to_int(v.astype(bool)) for v in vectors}
 
 
 def test_dct_transforms_match_hashing_the_transformed_image(rgb_photos):
@@ -80,3 +91,26 @@ def test_pdq_has_one_size_only():
     with pytest.raises(ValueError, match="16"):
         compute_hash(Picture.from_pil(Image.new("RGB", (32, 32))), "pdq", 8)
     assert lookalike.ScanConfig(method="pdq").nbits == 256
+
+
+def test_a_pdq_scan_groups_flipped_and_turned_copies_at_every_size(tmp_path, scene):
+    # At 256 x 256 (an even filter window) a pdq scan grouped no flipped or turned copy
+    # with its original; the cache key carries the method's revision, so hashes cached
+    # under the old rule are made again.
+    from PIL import ImageOps
+
+    from lookalike.config import DECODER_VERSION, ScanConfig
+    from lookalike.store.cache import settings_key
+
+    for size in ((256, 256), (320, 240), (640, 480)):
+        folder = tmp_path / f"{size[0]}x{size[1]}"
+        folder.mkdir()
+        img = scene(7, size)
+        img.save(folder / "a.png")
+        ImageOps.mirror(img).save(folder / "mirror.png")
+        img.rotate(90, expand=True).save(folder / "turned.png")
+        img.rotate(180).save(folder / "upside_down.png")
+        result = lookalike.scan(folder, method="pdq", workers=1)
+        assert [len(g.members) for g in result.groups] == [4], size
+    assert settings_key(ScanConfig(method="pdq")).endswith("+r1")
+    assert settings_key(ScanConfig()).endswith(f"dec{DECODER_VERSION}")  # others unchanged

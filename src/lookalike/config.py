@@ -104,6 +104,10 @@ class MethodSpec:
     power_of_two: bool = False  # whash: the Haar transform halves the grid per level
     #: Thresholds measured the same way at sizes other than the default.
     measured: tuple[tuple[int, int], ...] = ()
+    #: Bumped when the method's hash values change (part of the cache key, so that cached
+    #: hashes of the old rule are made again): pdq 1, flipped and turned variants hashed
+    #: from their own pixels where flipping the DCT is not exact.
+    revision: int = 0
 
     def allowed(self) -> str:
         """The sizes allowed, for messages: ``2..32``, ``16`` or ``2, 4, 8, 16 or 32``."""
@@ -152,7 +156,8 @@ METHOD_SPECS: dict[str, MethodSpec] = {
     "whash": MethodSpec(8, 0, power_of_two=True),
     "colorhash": MethodSpec(3, 0, lambda bins: 14 * bins, min_size=1),
     "crop-resistant": MethodSpec(8, 0),
-    "pdq": MethodSpec(PDQ_SIZE, 6, lambda _: 256, min_size=PDQ_SIZE, sizes=(PDQ_SIZE,)),
+    "pdq": MethodSpec(PDQ_SIZE, 6, lambda _: 256, min_size=PDQ_SIZE, sizes=(PDQ_SIZE,),
+                      revision=1),
 }
 
 DEFAULT_THRESHOLD = METHOD_SPECS[DEFAULT_METHOD].threshold

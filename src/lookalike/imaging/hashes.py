@@ -258,13 +258,18 @@ def crop_resistant_segments(pic: Picture, hash_size: int) -> list[np.ndarray]:
 
 
 
-def _pdq_dct(pic: Picture) -> tuple[np.ndarray | None, int]:
-    from lookalike.imaging.pdq import pdq_from_luma, rgb_to_luma
+def _pdq_luma(pic: Picture) -> np.ndarray:
+    from lookalike.imaging.pdq import rgb_to_luma
 
     w, h = pic.size
     # Float luminance from RGB as the reference computes it (Pillow's "L" rounds to integers).
-    rgb = np.frombuffer(pic.rgb_bytes(), dtype=np.uint8).reshape(h, w, 3)
-    return pdq_from_luma(rgb_to_luma(rgb))
+    return rgb_to_luma(np.frombuffer(pic.rgb_bytes(), dtype=np.uint8).reshape(h, w, 3))
+
+
+def _pdq_dct(pic: Picture) -> tuple[np.ndarray | None, int]:
+    from lookalike.imaging.pdq import pdq_from_luma
+
+    return pdq_from_luma(_pdq_luma(pic))
 
 
 def _check_pdq_size(hash_size: int) -> None:
@@ -280,13 +285,19 @@ def pdq_hash_bits(pic: Picture, hash_size: int) -> np.ndarray:
 
 
 def _pdq_variants(pic: Picture, hash_size: int, ops: Sequence[str]) -> list[np.ndarray]:
-    from lookalike.imaging.pdq import pdq_bits, transform_dct
+    from lookalike.imaging.pdq import flips_exact, pdq_bits, pdq_from_luma, transform_dct
 
     _check_pdq_size(hash_size)
-    dct, _ = _pdq_dct(pic)
+    luma = _pdq_luma(pic)
+    dct, _ = pdq_from_luma(luma)
     if dct is None:
         return [pdq_bits(None)]
-    return [pdq_bits(transform_dct(dct, op)) for op in ops]
+    if flips_exact(*luma.shape):
+        return [pdq_bits(transform_dct(dct, op)) for op in ops]
+    # Each orientation from its own pixels (a flipped 256 x 256 copy missed its original
+    # by 20-32 bits when taken from the flipped DCT).
+    return [pdq_bits(dct if op == "identity" else pdq_from_luma(
+        np.ascontiguousarray(_ARRAY_OPS[op](luma)))[0]) for op in ops]
 
 
 def compute_pdq(pic: Picture) -> tuple[Hash, int]:

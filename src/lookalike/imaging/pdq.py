@@ -18,8 +18,12 @@ photos in ``tests/test_pdq.py``):
 Bit ``16 * i + j`` of the integer is DCT coefficient (row frequency ``i``, column frequency
 ``j``), so the 64-digit hex string equals the reference's ``Hash256`` hex.
 
-The eight dihedral variants (mirrors, 90-degree rotations) are exact sign flips and
-transposes of the 16 x 16 DCT, as in the reference: invariance costs no extra pixel work.
+The eight dihedral variants (mirrors, 90-degree rotations) are sign flips and transposes of
+the 16 x 16 DCT, as in the reference, when that is exact: a transpose always is, a flip only
+along an axis whose filter-and-decimate operator is symmetric (:func:`flips_exact`). Along
+others (an even filter window: sides of 129-256, 385-512, ... pixels) the flipped picture's
+hash differs from the flipped DCT's by 14-32 bits, so those variants are hashed from their
+own pixels.
 """
 
 from __future__ import annotations
@@ -121,6 +125,21 @@ def _axis_weights(n: int) -> tuple[np.ndarray, np.ndarray]:
     weights = np.take_along_axis(u, idx, axis=1)
     weights[first[:, None] + np.arange(width)[None, :] > n - 1] = 0.0  # clipped padding
     return idx, weights
+
+
+@lru_cache(maxsize=512)
+def _symmetric(n: int) -> bool:
+    """Whether reversing an axis of ``n`` pixels reverses its 64 filtered samples exactly."""
+    idx, weights = _axis_weights(n)
+    dense = np.zeros((64, n))
+    np.add.at(dense, (np.arange(64)[:, None], idx), weights)
+    return bool(np.allclose(dense, dense[::-1, ::-1], rtol=0, atol=1e-12))
+
+
+def flips_exact(rows: int, cols: int) -> bool:
+    """Whether :func:`transform_dct` gives exactly the DCT of a flipped or turned picture of
+    ``rows`` x ``cols`` pixels (both axes' operators symmetric)."""
+    return _symmetric(rows) and _symmetric(cols)
 
 
 def downsample_64(luma: np.ndarray) -> np.ndarray:

@@ -140,11 +140,12 @@ def default_cache_path() -> Path:
 def settings_key(config: ScanConfig) -> str:
     """Everything that changes a stored value, as one string. With ``config.embed``, the
     model's identity (its file's content and input size) too: rows then hold embeddings."""
-    from lookalike.config import DECODER_VERSION
+    from lookalike.config import DECODER_VERSION, method_spec
 
+    revision = method_spec(config.method).revision
     key = (f"{config.method}/{config.resolved_hash_size}/{config.decode}/"
            f"pd{int(config.pixel_digest)}/inv-{config.invariant}/trim{int(config.trim_borders)}/"
-           f"dec{DECODER_VERSION}")
+           f"dec{DECODER_VERSION}" + (f"+r{revision}" if revision else ""))
     if config.embed is not None:
         from lookalike.imaging.embed import model_identity
 
