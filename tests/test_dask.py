@@ -131,6 +131,42 @@ def test_unreachable_scheduler_is_a_config_error():
         DaskExecutor(address="tcp://127.0.0.1:9", timeout=2)
 
 
+@pytest.mark.parametrize("answer", [None, b"SSH-2.0-OpenSSH_9.2\r\n" * 4])
+def test_a_scheduler_address_that_is_no_scheduler_fails_in_time(answer):
+    # A server that accepts and never answers (an HTTP port) hung for ever; one that sends
+    # other bytes (an SSH banner) was a traceback (numpy tried to allocate 2.8 EiB).
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if answer:
+                conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = server.getsockname()[1]
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(lookalike.ConfigError, match="cannot reach the Dask scheduler"):
+            DaskExecutor(address=f"tcp://127.0.0.1:{port}", timeout=2)
+        assert time.monotonic() - t0 < 15
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
 # ------------------------------------------------------------------------------ same groups
 
 
@@ -277,3 +313,18 @@ def test_a_malformed_scheduler_address_is_one_line_and_exit_2(address, tmp_path,
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.startswith("error: cannot reach the Dask scheduler")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_column_no_parquet_input_has_is_one_error_on_dask_too(tree, dask_executor, tmp_path,
+                                                                capfd):
+    # The listing task raised the ConfigError on a worker: Dask logged "Compute Failed"
+    # and the worker's traceback before the one error line.
+    files = sorted(tree.rglob("*.png"))[:3]
+    pq.write_table(pa.table({"name": [f.name for f in files],
+                             "image": [f.read_bytes() for f in files]}), tmp_path / "p.parquet")
+    capfd.readouterr()
+    with pytest.raises(lookalike.ConfigError, match="no column 'nosuch'"):
+        scan_inputs([str(tmp_path / "p.parquet")], CONFIG, column="nosuch",
+                    executor=dask_executor)
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err and "Compute Failed" not in out + err

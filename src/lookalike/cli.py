@@ -367,9 +367,10 @@ def cli() -> None:
               "column). Local path or URL.")
 @click.option("--input-format", "input_format",
               type=click.Choice(["auto", "files", "tar", "parquet"]), default="auto",
-              show_default=True, help="How to read PATHS: image files (local paths, s3://, "
-              "gs://, file:// URLs or globs), WebDataset tar shards, or Parquet files with "
-              "image bytes. auto: .tar and .parquet by extension, anything else files.")
+              show_default=True, help="How to read PATHS: image files (local paths, s3:// "
+              "or gs:// URLs and globs of them, as s3://bucket/*.jpg; a local glob is the "
+              "shell's to expand), WebDataset tar shards, or Parquet files with image bytes. "
+              "auto: .tar and .parquet by extension, anything else files.")
 @click.option("--column", default=None,
               help="Parquet column of paths (--files-from) or of image bytes (parquet inputs), "
               "or a saved Hugging Face dataset's image column. Default: guessed from names and "

@@ -84,13 +84,7 @@ class DaskExecutor:
         if client is not None:
             self._client = client
         elif address is not None:
-            try:
-                self._client = distributed.Client(address, timeout=timeout)
-            except (OSError, TimeoutError, ValueError) as exc:  # ValueError: no port, a bad host
-                raise ConfigError(
-                    f"cannot reach the Dask scheduler at {address}: {exc}; check the scheduler "
-                    "address (e.g. tcp://host:8786) and that the scheduler is running"
-                ) from None
+            self._client = self._connect(distributed, address, timeout)
         else:
             n = workers or os.cpu_count() or 1
             import dask
@@ -108,6 +102,32 @@ class DaskExecutor:
     #: costs milliseconds of scheduling and transfer (benchmarks/bench_dask.py: 2.2x the
     #: local pool's time at 16 tiny images a task, 1.3x at 64, 1.0x at 256).
     batch_size_hint = 256
+
+    @staticmethod
+    def _connect(distributed: Any, address: str, timeout: float) -> Any:
+        """A client of the scheduler at ``address``, or a ConfigError within ``timeout``
+        seconds (plus a few): the client's own timeout covers connecting, not the handshake
+        (an address answering HTTP hung for ever), and bytes that are not Dask's made it
+        fail with any error (one tried to allocate 2.8 EiB)."""
+        out: dict[str, Any] = {}
+
+        def connect() -> None:
+            try:
+                out["client"] = distributed.Client(address, timeout=timeout)
+            except BaseException as exc:  # handed to the caller below
+                out["error"] = exc
+
+        # A daemon thread: one stuck in a handshake must not keep the process alive.
+        thread = threading.Thread(target=connect, name="lookalike-dask-connect", daemon=True)
+        thread.start()
+        thread.join(timeout + 5)
+        if "client" in out:
+            return out["client"]
+        why = (f"no answer in {timeout:g} s" if thread.is_alive()
+               else f"{type(out['error']).__name__}: {out['error']}")
+        raise ConfigError(f"cannot reach the Dask scheduler at {address}: {why}; check the "
+                          "scheduler address (e.g. tcp://host:8786) and that the scheduler "
+                          "is running")
 
     @staticmethod
     def _local_cluster(distributed: Any, n: int) -> Any:
@@ -130,7 +150,10 @@ class DaskExecutor:
     def _start_local(distributed: Any, n: int) -> Any:
         return distributed.LocalCluster(
             n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-            silence_logs=logging.ERROR,
+            # The scan reports what failed itself (a dead worker's batch is retried file by
+            # file): Dask's own ERROR lines ("marked as failed because 2 workers died")
+            # showed even with -q, for a scan whose results were complete.
+            silence_logs=logging.CRITICAL,
             scheduler_kwargs={
                 # One re-run by Dask, then the pipeline's file-by-file retry isolates a file
                 # that kills its worker (Dask's default 3 costs 4 deaths a batch).

@@ -360,15 +360,17 @@ class _ContainerLister:
     name_column: str | None = None
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
-    def __call__(self, url: str) -> list[RemoteEntry | Problem] | Problem:
+    def __call__(self, url: str) -> list[RemoteEntry | Problem] | Problem | ConfigError:
         fs, path = _url_to_fs(url, self.storage_options)
         shown = _display(fs, path)
         try:
             if self.fmt == "tar":
                 return _list_tar(fs, path, shown, url)
             return _list_parquet(fs, path, shown, url, self.column, self.name_column)
-        except ConfigError:
-            raise
+        except ConfigError as exc:
+            # Returned, not raised: the caller tells bad usage (no input has the column)
+            # from one file's problem, and a task that raises logs a worker's traceback.
+            return exc
         except Exception as exc:
             reason = _read_reason(exc) if isinstance(exc, OSError) else f"not-{self.fmt}"
             return Problem(path=shown, stage="walk", error=reason,
