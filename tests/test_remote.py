@@ -766,3 +766,13 @@ def test_reports_never_overwrite_a_scanned_shard(tree, tmp_path, capsys):
     with pytest.raises(lookalike.ConfigError, match="would overwrite the scanned input"):
         lookalike.write_report(result, blob)
     assert blob.read_bytes() == before
+
+
+def test_a_listing_task_returns_bad_usage_rather_than_raising_it(tree, tmp_path):
+    """On Dask a task that raises logs the worker's traceback ("Compute Failed") before the
+    scan's one error line: the listing task hands the ConfigError back as its result."""
+    from lookalike.inputs.remote import _ContainerLister
+
+    path = _write_parquet(tree, tmp_path / "p.parquet")
+    out = _ContainerLister("parquet", column="nosuch")(str(path))
+    assert isinstance(out, ConfigError) and "no column 'nosuch'" in str(out)
