@@ -814,3 +814,17 @@ def test_inputs_refused_without_listing_are_refused_before_any_progress_line(tmp
                        (["--name-column", "y"], "applies only to Parquet inputs")):
         err = _usage_error(["scan", str(tmp_path), "--no-cache", *extra], capsys)
         assert why in err, (extra, err)
+
+
+def test_engine_local_with_a_scheduler_and_a_report_inside_the_parquet_output_are_refused(
+        tmp_path, scene, capsys):
+    scene(1).save(tmp_path / "a.png")
+    # --engine local with --scheduler ran on the scheduler's cluster without a word.
+    assert _exit_code(["scan", str(tmp_path), "--engine", "local", "--scheduler",
+                       "tcp://127.0.0.1:9", "-q", "--no-cache"]) == 2
+    assert "--engine local and --scheduler contradict" in capsys.readouterr().err
+    # A report inside the Parquet output is read back as a part of it: the folder broke.
+    out = tmp_path / "po"
+    err = _usage_error(["scan", str(tmp_path / "a.png"), "--parquet-out", str(out),
+                        "-o", str(out / "r.json"), "-q", "--no-cache"], capsys)
+    assert "would be written inside the Parquet output" in err and not out.exists()

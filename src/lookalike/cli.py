@@ -409,6 +409,10 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
         raise click.UsageError(f"--exact-decode means --decode full, not --decode {decode}")
     if no_cache and cache_path is not None:
         raise click.UsageError("--no-cache and --cache contradict each other; give one")
+    if scheduler is not None and engine == "local" and given("engine") is \
+            ParameterSource.COMMANDLINE:  # it ran on the scheduler's cluster without a word
+        raise click.UsageError("--engine local and --scheduler contradict each other; a "
+                               "scheduler means --engine dask")
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
                         invariant=invariant,  # type: ignore[arg-type]
                         trim_borders=trim_borders, embed=embed, similarity=similarity,

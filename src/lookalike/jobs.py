@@ -202,6 +202,13 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
     cache_path = (cache if cache is not None else str(default_cache_path())) if use_cache \
         else None
     parquet_out = _local_folder_output(options.get("parquet_out"), "Parquet output")
+    for what, path in (("report", output), ("HTML page", html)):
+        if parquet_out and path and is_under(os.path.realpath(path),
+                                             os.path.realpath(parquet_out)):
+            # Every file there is read back as a part of the output: a report in it broke
+            # the folder ("Parquet magic bytes not found").
+            raise ConfigError(f"the {what} {path} would be written inside the Parquet output "
+                              f"{parquet_out}; name a file elsewhere")
     check_outputs([("report", output),
                    ("error list", errors_csv_path(output) if output and format == "csv"
                     else None),
