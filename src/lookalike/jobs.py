@@ -203,8 +203,9 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         else None
     parquet_out = _local_folder_output(options.get("parquet_out"), "Parquet output")
     for what, path in (("report", output), ("HTML page", html)):
-        if parquet_out and path and is_under(os.path.realpath(path),
-                                             os.path.realpath(parquet_out)):
+        inside = parquet_out and path and os.path.realpath(path) != os.path.realpath(
+            parquet_out) and is_under(os.path.realpath(path), os.path.realpath(parquet_out))
+        if inside:
             # Every file there is read back as a part of the output: a report in it broke
             # the folder ("Parquet magic bytes not found").
             raise ConfigError(f"the {what} {path} would be written inside the Parquet output "
