@@ -514,3 +514,33 @@ def test_a_parquet_output_answers_under_the_pixel_limit_of_the_scan(tmp_path, sc
     low = lookalike.scan(root, workers=1, parquet_out=out, max_pixels=1000)
     assert [e.error for e in low.errors] == ["too-large"] and not low.records
     assert lookalike.scan(root, workers=1, parquet_out=out).records
+
+
+def test_a_problem_stored_without_its_files_version_is_read_again(tmp_path, scene):
+    # A file list on a Dask cluster lists no sizes, so problems were stored with none: a
+    # file repaired since stayed an error in every resumed scan (its row never stale).
+    pytest.importorskip("pyarrow")
+    from lookalike.config import ScanConfig
+    from lookalike.errors import Problem
+    from lookalike.inputs.walk import FileEntry
+    from lookalike.store.parquet import ParquetStore
+
+    path = tmp_path / "t.png"
+    scene(1).save(path)
+    config = ScanConfig()
+    with ParquetStore(tmp_path / "out") as store:
+        store.add([], [Problem(path=str(path), stage="decode", error="truncated",
+                               message="image file is truncated")], config)
+    st = path.stat()
+    entry = FileEntry(str(path), st.st_size, st.st_mtime_ns, str(tmp_path))
+    with ParquetStore(tmp_path / "out") as store:
+        records, problems, todo = store.lookup([entry], config)
+    assert (records, problems) == ([], []) and todo == [entry]
+    # With the version known, the stored problem stands for that version.
+    with ParquetStore(tmp_path / "out2") as store:
+        store.add([], [Problem(path=str(path), stage="decode", error="truncated",
+                               message="image file is truncated")], config,
+                  sizes={str(path): (st.st_size, st.st_mtime_ns)})
+    with ParquetStore(tmp_path / "out2") as store:
+        records, problems, todo = store.lookup([entry], config)
+    assert [p.error for p in problems] == ["truncated"] and todo == []

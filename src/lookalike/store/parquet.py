@@ -287,6 +287,10 @@ class ParquetStore:
 def _stale(row: dict[str, Any], entry: FileEntry) -> bool:
     if row["status"] != "ok" and row["error"] in RETRYABLE:
         return True
+    if row["status"] != "ok" and row["size_bytes"] is None and not row["mtime_ns"]:
+        # A problem stored without the file's version (a file list on a cluster lists no
+        # sizes) cannot tell whether the file was repaired since: read it again.
+        return True
     if entry.size_bytes >= 0 and row["size_bytes"] is not None \
             and row["size_bytes"] != entry.size_bytes:
         return True
