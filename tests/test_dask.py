@@ -314,17 +314,3 @@ def test_a_malformed_scheduler_address_is_one_line_and_exit_2(address, tmp_path,
     assert exc.value.code == 2 and err.startswith("error: cannot reach the Dask scheduler")
     assert len(err.strip().splitlines()) == 1
 
-
-def test_a_column_no_parquet_input_has_is_one_error_on_dask_too(tree, dask_executor, tmp_path,
-                                                                capfd):
-    # The listing task raised the ConfigError on a worker: Dask logged "Compute Failed"
-    # and the worker's traceback before the one error line.
-    files = sorted(tree.rglob("*.png"))[:3]
-    pq.write_table(pa.table({"name": [f.name for f in files],
-                             "image": [f.read_bytes() for f in files]}), tmp_path / "p.parquet")
-    capfd.readouterr()
-    with pytest.raises(lookalike.ConfigError, match="no column 'nosuch'"):
-        scan_inputs([str(tmp_path / "p.parquet")], CONFIG, column="nosuch",
-                    executor=dask_executor)
-    out, err = capfd.readouterr()
-    assert "Traceback" not in out + err and "Compute Failed" not in out + err
