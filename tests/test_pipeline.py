@@ -557,29 +557,3 @@ def test_read_regular_says_what_a_non_file_is(tmp_path):
     os.mkfifo(tmp_path / "pipe.jpg")
     with pytest.raises(Refused, match=r"^a FIFO, socket or device"):
         read_regular(str(tmp_path / "pipe.jpg"), 1 << 20)
-
-
-def test_letterboxed_pictures_are_not_joined_by_their_bars(tmp_path):
-    """With -m ahash, the plain hash of a letterboxed picture whose content averages flat
-    on the 8 x 8 grid is its bars' pattern: 12 different pictures, each with a letterboxed
-    copy, were one group (4,853 false pairs). That segment says where the bars are, so such
-    a picture keeps only its content's; each copy still matches its own picture."""
-    import numpy as np
-
-    rng = np.random.default_rng(5)
-    for k in range(4):
-        texture = Image.fromarray((rng.random((240, 320, 3)) * 255).astype(np.uint8))
-        texture.save(tmp_path / f"t{k}.png")
-        box = Image.new("RGB", (320, 400), (0, 0, 0))
-        box.paste(texture, (0, 80))
-        box.save(tmp_path / f"t{k}__pad.png")
-    for method in ("ahash", "dhash-z"):
-        result = lookalike.scan(tmp_path, method=method, workers=1)
-        assert sorted(sorted(Path(p).name for p in g.paths) for g in result.groups) == [
-            [f"t{k}.png", f"t{k}__pad.png"] for k in range(4)], method
-    # The rule's version is in the cache key: hashes cached under the old rule are made again.
-    from lookalike.config import TRIM_RULE, ScanConfig
-    from lookalike.store.cache import settings_key
-
-    assert f"/trim{TRIM_RULE}/" in settings_key(ScanConfig()) and TRIM_RULE == 2
-    assert "/trim0/" in settings_key(ScanConfig(trim_borders=False))

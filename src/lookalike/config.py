@@ -82,12 +82,6 @@ def import_extra(module: str, needed_for: str, extra: str) -> Any:
 DECODER_VERSION = "5" + ("+heif" if find_spec("pillow_heif") is not None else "") + (
     "+raw" if find_spec("rawpy") is not None else "")
 
-#: Version of the border-trimming rule (lookalike.imaging.hashes, HashMethod.hash), part of
-#: the cache key of trimmed scans: bump when it changes hash values. 2: a picture whose whole
-#: hash is its bars' keeps only its content's segments.
-TRIM_RULE = 2
-
-
 @dataclass(frozen=True, slots=True)
 class MethodSpec:
     """What a hash method's ``hash_size`` means: its default, the sizes allowed and the bits

@@ -272,7 +272,7 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
     for key, n in have.items():
         st = settings_of_key(key)
         text = key if st is None else _describe(st["method"], st["size"], st["decode"],
-                                                st["invariant"], st["trim"] != "0",
+                                                st["invariant"], st["trim"] == "1",
                                                 st["decoder"], st["embed"])
         held[text] = held.get(text, 0) + n
     listing = "; ".join(f"{t} ({n} files)" for t, n in sorted(held.items()))

@@ -171,16 +171,6 @@ class Picture:
         """This picture cut to ``box`` (left, top, right, bottom), e.g. inside its borders."""
         return Picture(self._image.crop(box), full_size=self.full_size, reduced=self.reduced)
 
-    def bars_only(self, box: tuple[int, int, int, int]) -> Picture:
-        """This picture with ``box`` (its content inside flat bars) painted its mean colour:
-        what the bars alone look like to a hash."""
-        from PIL import ImageStat
-
-        img = self._image.copy()
-        mean = tuple(round(v) for v in ImageStat.Stat(img.crop(box)).mean)
-        img.paste(mean[0] if img.mode == "L" else mean, box)
-        return Picture(img, full_size=self.full_size, reduced=self.reduced)
-
     def rgb_bytes(self) -> bytes:
         img = self._image if self._image.mode == "RGB" else self._image.convert("RGB")
         return img.tobytes()

@@ -466,22 +466,7 @@ class HashMethod:
         per_op = self.oriented(pic, size, ops)
         box = content_box(pic.grey_full()) if trim else None
         if box is not None:
-            trimmed = self.oriented(pic.cropped(box), size, ops)
-            # Where the whole picture hashes (nearly) as its bars around a flat middle, the
-            # plain hash says where the bars are, not what is between them: -m ahash put 12
-            # different letterboxed pictures in one group by it. Then only the content's,
-            # if it says something (bands of a flag: the bars are the picture). (One
-            # segment per orientation: crop-resistant regions do not pair up.)
-            nbits = self.nbits(size)
-            content = Hash(self.name, nbits, tuple(v for segs in trimmed for v in segs))
-            bars = self.oriented(pic.bars_only(box), size, ops) \
-                if content.informative_segments else ()
-            if bars and all(len(plain) == 1 == len(flat)
-                            and (plain[0] ^ flat[0]).bit_count() <= nbits // 16
-                            for plain, flat in zip(per_op, bars, strict=True)):
-                per_op = trimmed
-            else:
-                per_op += trimmed
+            per_op += self.oriented(pic.cropped(box), size, ops)
         if len(per_op) == 1:
             segments = per_op[0]  # as computed: crop-resistant repeats stay, as in ImageHash
         else:

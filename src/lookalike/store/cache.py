@@ -140,12 +140,11 @@ def default_cache_path() -> Path:
 def settings_key(config: ScanConfig) -> str:
     """Everything that changes a stored value, as one string. With ``config.embed``, the
     model's identity (its file's content and input size) too: rows then hold embeddings."""
-    from lookalike.config import DECODER_VERSION, TRIM_RULE, method_spec
+    from lookalike.config import DECODER_VERSION, method_spec
 
     revision = method_spec(config.method).revision
-    trim = TRIM_RULE if config.trim_borders else 0
     key = (f"{config.method}/{config.resolved_hash_size}/{config.decode}/"
-           f"pd{int(config.pixel_digest)}/inv-{config.invariant}/trim{trim}/"
+           f"pd{int(config.pixel_digest)}/inv-{config.invariant}/trim{int(config.trim_borders)}/"
            f"dec{DECODER_VERSION}" + (f"+r{revision}" if revision else ""))
     if config.embed is not None:
         from lookalike.imaging.embed import model_identity
@@ -156,9 +155,8 @@ def settings_key(config: ScanConfig) -> str:
 
 def settings_of_key(key: str) -> dict[str, str] | None:
     """The settings a :func:`settings_key` names (``method``, ``size``, ``decode``,
-    ``invariant``, ``trim`` ("0" for none, else the trimming rule's version), ``decoder``,
-    ``embed``: the model identity or ""), or None for a key of another layout (an older
-    version's)."""
+    ``invariant``, ``trim``, ``decoder``, ``embed``: the model identity or ""), or None
+    for a key of another layout (an older version's)."""
     parts = key.split("/")
     if (len(parts) not in (7, 8) or not parts[4].startswith("inv-")
             or not parts[5].startswith("trim")
