@@ -20,17 +20,15 @@ __all__ = ["HashStore", "outside_pixel_limit"]
 
 
 def outside_pixel_limit(ok: bool, width: int, height: int, size: int, error: str | None,
-                        max_pixels: int) -> bool:
-    """Whether a stored result does not answer under the limit ``max_pixels`` (and the file
-    size it allows, :func:`~lookalike.inputs.read.max_file_bytes`), which is no part of a
-    store's settings key: a picture stored under a higher limit is refused under a lower
-    one, and one refused as too large may fit a higher one. Such an item is read again;
-    the reader and the decoder decide, before any pixel is decoded."""
-    from lookalike.inputs.read import max_file_bytes
-
+                        max_pixels: int, max_bytes: int) -> bool:
+    """Whether a stored result does not answer under the limit ``max_pixels`` and the file
+    size it allows (``max_bytes``: :func:`~lookalike.inputs.read.max_file_bytes`), which
+    are no part of a store's settings key: a picture stored under a higher limit is refused
+    under a lower one, and one refused as too large may fit a higher one. Such an item is
+    read again; the reader and the decoder decide, before any pixel is decoded."""
     if not ok:
         return error == "too-large"
-    return width * height > max_pixels or size > max_file_bytes(max_pixels)
+    return width * height > max_pixels or size > max_bytes
 
 
 class HashStore(Protocol):

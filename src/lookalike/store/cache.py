@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
 
 from lookalike.errors import RETRYABLE, ConfigError, LookalikeError, Problem
 from lookalike.grouping.groups import Edges
+from lookalike.inputs.read import max_file_bytes
 from lookalike.model import FileFacts, Hash, ImageRecord, make_record
 from lookalike.store.base import outside_pixel_limit
 
@@ -329,6 +330,7 @@ class HashCache:
         """
         key = settings_key(config)
         method, nbits, max_pixels = config.method, config.nbits, config.max_pixels
+        max_bytes = max_file_bytes(max_pixels)
         records: list[ImageRecord] = []
         problems: list[Problem] = []
         todo: list[FileEntry] = []
@@ -349,7 +351,8 @@ class HashCache:
             (_, size, mtime_ns, ok, width, height, fmt, hx, bits, digest, pdigest, error, stage,
              message, facts, vector) = r
             if (size != e.size_bytes or mtime_ns != e.mtime_ns or (ok and bits != nbits)
-                    or outside_pixel_limit(ok, width, height, size, error, max_pixels)):
+                    or outside_pixel_limit(ok, width, height, size, error, max_pixels,
+                                            max_bytes)):
                 todo.append(e)
             elif ok:
                 add_record(new_record(path, size, mtime_ns, width, height, fmt,

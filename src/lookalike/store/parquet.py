@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Any
 
 from lookalike.config import INSTALL_HINTS
 from lookalike.errors import RETRYABLE, ConfigError, Problem
+from lookalike.inputs.read import max_file_bytes
 from lookalike.model import FileFacts, Hash, ImageRecord
 from lookalike.store.base import outside_pixel_limit
 from lookalike.store.cache import settings_key
@@ -191,7 +192,8 @@ class ParquetStore:
                 r = rows.get(e.path)
                 if r is None or _stale(r, e) or outside_pixel_limit(
                         r["status"] == "ok", r["width"] or 0, r["height"] or 0,
-                        r["size_bytes"], r["error"], config.max_pixels):
+                        r["size_bytes"], r["error"], config.max_pixels,
+                        max_file_bytes(config.max_pixels)):
                     todo.append(e)
                 elif r["status"] == "ok":
                     records.append(ImageRecord(
