@@ -113,6 +113,18 @@ def check_outputs(outputs: Sequence[tuple[str, str | None]],
         taken.append((f"{what} of this command", path))
 
 
+def _refuse_inside(path: str | None, what: str, folder: str | None, name: str) -> None:
+    """Refuse an output ``path`` inside ``folder`` (a folder whose files are read back as
+    its own: a Parquet output's parts, a saved dataset's); the folder itself is left to
+    :func:`check_outputs`."""
+    if path is None or folder is None:
+        return
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    if real != top and is_under(real, top):
+        raise ConfigError(f"the {what} {path} would be written inside the {name} {folder}; "
+                          "name a file elsewhere")
+
+
 def _local_folder_output(path: str | None, what: str) -> str | None:
     """Check, before any work, that a local output folder (``--parquet-out``) can be made
     or written; return it (None for none, or a URL: checked by its store)."""
@@ -203,13 +215,9 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         else None
     parquet_out = _local_folder_output(options.get("parquet_out"), "Parquet output")
     for what, path in (("report", output), ("HTML page", html)):
-        inside = parquet_out and path and os.path.realpath(path) != os.path.realpath(
-            parquet_out) and is_under(os.path.realpath(path), os.path.realpath(parquet_out))
-        if inside:
-            # Every file there is read back as a part of the output: a report in it broke
-            # the folder ("Parquet magic bytes not found").
-            raise ConfigError(f"the {what} {path} would be written inside the Parquet output "
-                              f"{parquet_out}; name a file elsewhere")
+        # Every file there is read back as a part of the output: a report in it broke the
+        # folder ("Parquet magic bytes not found").
+        _refuse_inside(path, what, parquet_out, "Parquet output")
     check_outputs([("report", output),
                    ("error list", errors_csv_path(output) if output and format == "csv"
                     else None),
@@ -311,9 +319,7 @@ def clean_dataset_to_files(paths: Sequence[str], config: ScanConfig, *,
     if format not in ("json", "text"):
         raise ConfigError("a dataset cleanup is written as json or text")
     check_outputs([("cleanup", output)])
-    if output is not None and is_under(os.path.realpath(output), os.path.realpath(paths[0])):
-        raise ConfigError(f"the cleanup {output} would be written inside the saved dataset "
-                          f"{paths[0]} (its files are the dataset's); name a file elsewhere")
+    _refuse_inside(output, "cleanup", paths[0], "saved dataset")
     cleanup = dedupe_dataset(paths[0], config=config, keep=keep or None, reporter=reporter,
                              **options)
     text = (json.dumps(cleanup.to_dict()) + "\n" if format == "json"

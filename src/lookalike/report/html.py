@@ -82,6 +82,7 @@ from lookalike.report.schema import (
     DECISIONS_KIND,
     DECISIONS_SCHEMA_VERSION,
     Report,
+    containers_of,
     human_bytes,
     read_report,
     refuse_overwrite,
@@ -642,10 +643,10 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
     reporter = reporter or NullReporter()
     out = check_writable(out, "HTML page")
     data, abs_report = _load_report(report, report_path)
-    members = [m["path"] for g in data.get("groups", []) for m in g.get("members", [])]
-    refuse_overwrite(out, "HTML page", [
-        *([("report", abs_report)] if abs_report else []),
-        *(("scanned input", c) for c in {container_of(p) for p in members if "#" in p} if c)])
+    scanned = containers_of((m["path"], m.get("source")) for g in data.get("groups", [])
+                            for m in g.get("members", []))
+    refuse_overwrite(out, "HTML page", [*([("report", abs_report)] if abs_report else []),
+                                        *(("scanned input", c) for c in sorted(scanned))])
     paths = list(dict.fromkeys(m["path"] for g in data.get("groups", [])
                                for m in g.get("members", [])))
     mode = thumbnails

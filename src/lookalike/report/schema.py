@@ -38,7 +38,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -217,6 +217,13 @@ def report_to_dict(result: ScanResult, argv: list[str] | None = None, *,
     }
 
 
+def containers_of(members: Iterable[tuple[str, str | None]]) -> set[str]:
+    """The tar shards and Parquet files (or URLs) that ``(path, source)`` members were read
+    from, by their recorded source: no file system access."""
+    return {source for path, source in members
+            if source and not is_local_file(path, source)}
+
+
 def refuse_overwrite(path: str | os.PathLike[str], what: str,
                      inputs: Sequence[tuple[str, str]] = ()) -> None:
     """Refuse to write ``what`` to ``path`` where that would destroy something of the
@@ -263,8 +270,7 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
     if isinstance(out, str | os.PathLike):
         if os.path.isdir(out):
             raise ConfigError(f"{os.fspath(out)} is a folder; name the report file to write")
-        scanned = {*result.roots, *(r.source for r in result.records
-                                    if r.source and not is_local_file(r.path, r.source))}
+        scanned = {*result.roots, *containers_of((r.path, r.source) for r in result.records)}
         refuse_overwrite(out, "report", [("scanned input", p) for p in sorted(scanned)])
     if format == "json":
         # No indent: json's C encoder only runs without one (10x faster on big reports).

@@ -187,13 +187,13 @@ class ParquetStore:
             wanted = pa.array([e.path for e in entries], pa.string())
             table = table.filter(pc.is_in(table["path"], value_set=wanted))
             rows = {r["path"]: r for r in table.to_pylist()}  # later parts win
+            max_bytes = max_file_bytes(config.max_pixels)
             todo = []
             for e in entries:
                 r = rows.get(e.path)
                 if r is None or _stale(r, e) or outside_pixel_limit(
                         r["status"] == "ok", r["width"] or 0, r["height"] or 0,
-                        r["size_bytes"], r["error"], config.max_pixels,
-                        max_file_bytes(config.max_pixels)):
+                        r["size_bytes"], r["error"], config.max_pixels, max_bytes):
                     todo.append(e)
                 elif r["status"] == "ok":
                     records.append(ImageRecord(
