@@ -426,7 +426,8 @@ def test_a_locked_or_full_cache_is_not_called_damaged(tmp_path):
     with pytest.raises(lookalike.LookalikeError, match="the disk is full") as info:
         codes = range(100_000)  # no pairs needed: a big row is what fills the disk
         packed = b"".join(c.to_bytes(32, "big") for c in codes)
-        full.save_edges(ScanConfig(), ["/x"], Edges(256, 6, tuple(codes), packed, array("I")))
+        full.save_edges(ScanConfig(), ["/x"],
+                        Edges.of(256, 6, tuple(codes), packed, array("I")))
     assert "delete" not in str(info.value)
     full.close()
 

@@ -14,6 +14,7 @@ from lookalike.grouping.groups import (
     build_groups,
     cluster_records,
     find_edges,
+    fingerprint,
     link_matches,
     neighbour_mask,
     record_edges,
@@ -225,8 +226,12 @@ def test_edges_kept_from_earlier_code_sets_are_exactly_a_fresh_search(nbits, rad
         assert set(found) == _brute_edges(codes, radius)
         assert len(found) == len(set(found))  # each pair once
         # What the hash cache keeps of them reads back the same.
-        again = Edges.stored(nbits, radius, edges.packed, edges.index.tobytes())
-        assert again.codes == codes and again.pairs == edges.pairs
+        again = Edges.stored(nbits, radius, edges.packed, edges.index.tobytes(),
+                             edges.fingerprint)
+        assert again.pairs == edges.pairs  # read from the rows in some pair only
+        assert again.codes == codes and again.order == edges.order
+        assert find_edges(codes, nbits, radius, again) is again  # known by its fingerprint
+        assert fingerprint(frozenset(codes)) == edges.fingerprint
         known = edges
 
 

@@ -477,10 +477,13 @@ def test_edges_stored_for_other_files_never_change_the_groups(copies_tree, tmp_p
         assert got.groups
 
 
-@pytest.mark.parametrize("damage", ["codes cut", "pairs cut", "pair past the end"])
+@pytest.mark.parametrize("damage", ["codes cut", "pairs cut", "pair past the end",
+                                    "a code changed", "a pair changed"])
 def test_a_damaged_edges_row_is_searched_afresh(copies_tree, tmp_path, damage):
-    # A stored row that no longer parses (a bit-rotted or hand-edited cache) is as good as
-    # none: no traceback, the groups of a fresh scan, and a good row stored in its place.
+    # A stored row that no longer parses or no longer holds what was written (a bit-rotted
+    # or hand-edited cache) is as good as none: no traceback, the groups of a fresh scan,
+    # and a good row stored in its place. An unchanged set of codes is recognised by its
+    # fingerprint, without reading them: a changed code must not pass for it.
     import sqlite3
     from array import array
 
@@ -491,15 +494,21 @@ def test_a_damaged_edges_row_is_searched_afresh(copies_tree, tmp_path, damage):
     with HashCache(db) as cache:
         lookalike.scan(root, workers=1, cache=cache)
     con = sqlite3.connect(db)
-    codes, pairs = con.execute("SELECT codes, pairs FROM edges").fetchone()
+    codes, pairs = con.execute("SELECT codes, pairs FROM edge_sets").fetchone()
     assert pairs, "the tree's copies make pairs"
+    first_pair = array("I", pairs[:8])
     if damage == "codes cut":
         codes = codes[:-3]
     elif damage == "pairs cut":
         pairs = pairs[:-2]
-    else:
+    elif damage == "pair past the end":
         pairs = pairs + array("I", [len(codes), 0]).tobytes()
-    con.execute("UPDATE edges SET codes = ?, pairs = ?", (codes, pairs))
+    elif damage == "a code changed":  # the first code of the first pair, one bit flipped
+        at = first_pair[0] * 32
+        codes = codes[:at] + bytes([codes[at] ^ 1]) + codes[at + 1:]
+    else:  # the first pair's second end moved to its first: a pair no more
+        pairs = array("I", [first_pair[0], first_pair[0]]).tobytes() + pairs[8:]
+    con.execute("UPDATE edge_sets SET codes = ?, pairs = ?", (codes, pairs))
     con.commit()
     con.close()
     with HashCache(db) as cache:

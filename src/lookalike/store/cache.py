@@ -23,6 +23,7 @@ import functools
 import os
 import sqlite3
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -277,11 +278,14 @@ class HashCache:
                 ok INTEGER NOT NULL, updated REAL NOT NULL,
                 PRIMARY KEY (key, a, b)
             ) WITHOUT ROWID;
-            -- The edges of the last scans (see load_edges).
-            CREATE TABLE IF NOT EXISTS edges (
+            -- The edges of the last scans (see load_edges); "edges", without fingerprint
+            -- and checksum, is dropped below (derived data: the next scan searches once).
+            CREATE TABLE IF NOT EXISTS edge_sets (
                 key TEXT PRIMARY KEY, nbits INTEGER NOT NULL, radius INTEGER NOT NULL,
-                codes BLOB NOT NULL, pairs BLOB NOT NULL, updated REAL NOT NULL
+                codes BLOB NOT NULL, pairs BLOB NOT NULL, fingerprint TEXT NOT NULL,
+                checksum INTEGER NOT NULL, updated REAL NOT NULL
             );
+            DROP TABLE IF EXISTS edges;
             -- Caches written by earlier versions kept a grouping memo: gone (issue 14).
             DROP TRIGGER IF EXISTS files_inserted;
             DROP TRIGGER IF EXISTS files_updated;
@@ -504,29 +508,39 @@ class HashCache:
 
     @staticmethod
     def _edges_key(config: ScanConfig, scope: Sequence[str], radius: int) -> str:
-        # "edges2": codes packed in 64-bit words (before, in the fewest whole bytes).
-        return "\0".join(["edges2", settings_key(config), str(radius), *sorted(scope)])
+        return "\0".join(["edges", settings_key(config), str(radius), *sorted(scope)])
 
     @_damage_said
     def load_edges(self, config: ScanConfig, scope: Sequence[str], radius: int
                    ) -> Edges | None:
-        """The edges last stored for ``config``, the inputs ``scope`` and ``radius``."""
-        row = self._db.execute("SELECT nbits, codes, pairs FROM edges WHERE key = ?",
-                               (self._edges_key(config, scope, radius),)).fetchone()
+        """The edges last stored for ``config``, the inputs ``scope`` and ``radius``; None
+        when there are none, or the row is damaged (then the scan searches afresh)."""
+        row = self._db.execute(
+            "SELECT nbits, codes, pairs, fingerprint, checksum FROM edge_sets WHERE key = ?",
+            (self._edges_key(config, scope, radius),)).fetchone()
+        if row is None:
+            return None
+        nbits, codes, pairs, fingerprint, checksum = row
         try:
-            return None if row is None else Edges.stored(row[0], radius, row[1], row[2])
-        except (ValueError, TypeError):  # a damaged row: search afresh, and store anew
+            # The fingerprint recognises an unchanged set of codes without reading them,
+            # so the checksum vouches for what is read instead: a damaged code or pair.
+            if zlib.crc32(pairs, zlib.crc32(codes)) != checksum:
+                return None
+            return Edges.stored(nbits, radius, codes, pairs, fingerprint)
+        except (ValueError, TypeError):  # a row no lookalike wrote
             return None
 
     @_damage_said
     def save_edges(self, config: ScanConfig, scope: Sequence[str], edges: Edges) -> None:
         """Store ``edges`` for :meth:`load_edges`; the 16 most recent are kept."""
+        pairs = edges.index.tobytes()
         with self._writing() as db:
-            db.execute("INSERT OR REPLACE INTO edges VALUES (?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT OR REPLACE INTO edge_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        (self._edges_key(config, scope, edges.radius), edges.nbits,
-                        edges.radius, edges.packed, edges.index.tobytes(), time.time()))
-            db.execute("DELETE FROM edges WHERE key NOT IN "
-                       "(SELECT key FROM edges ORDER BY updated DESC LIMIT 16)")
+                        edges.radius, edges.packed, pairs, edges.fingerprint,
+                        zlib.crc32(pairs, zlib.crc32(edges.packed)), time.time()))
+            db.execute("DELETE FROM edge_sets WHERE key NOT IN "
+                       "(SELECT key FROM edge_sets ORDER BY updated DESC LIMIT 16)")
 
     # -- verdicts ---------------------------------------------------------------------------
     # Whether two files are one picture (lookalike.imaging.align) depends on their bytes and
