@@ -162,12 +162,27 @@ def test_a_cache_of_other_settings_is_an_error_that_lists_what_it_holds(tmp_path
                                                                           capsys):
     lib, db = _scanned(tmp_path, scene, method="phash")
     for config in (ScanConfig(method="dhash"), ScanConfig(method="phash", hash_size=16),
-                   ScanConfig(method="phash", decode="full")):
+                   ScanConfig(method="phash", invariant="none")):
         with pytest.raises(ConfigError, match="has no hashes made with") as info:
             find_matches([lib / "0.png"], db, config)
         assert "phash 8, fast decode, invariant dihedral (4 files)" in str(info.value)
     err = _cli_error(["query", str(lib / "0.png"), "-m", "dhash", "--cache", str(db)], capsys)
     assert "dhash 8" in err and "phash 8, fast decode" in err
+
+
+def test_a_full_decode_query_reads_a_fast_scans_hashes_too(tmp_path, scene):
+    """A fast scan also stores full-decode hashes of the few large JPEGs it decodes again to
+    confirm a match; a `--decode full` query read those few only and said "0 matches" for
+    every other image of the collection."""
+    lib, db = _scanned(tmp_path, scene, method="phash")
+    with HashCache(db) as cache:  # full-decode hashes of one file, as a confirmation leaves
+        lookalike.scan(lib / "0.png", config=ScanConfig(method="phash", decode="full",
+                                                       workers=1), cache=cache)
+    query = tmp_path / "q.png"
+    scene(2, (160, 120)).save(query)
+    for decode in ("fast", "full"):
+        results, _ = find_matches([query], db, ScanConfig(method="phash", decode=decode))
+        assert [m.path for m, _ in results[0].matches] == [str(lib / "2.png")], decode
 
 
 def test_an_empty_or_missing_cache_is_an_error_and_is_not_created(tmp_path, scene, capsys):

@@ -19,6 +19,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -242,6 +243,16 @@ def _cached_settings(cache: HashCache) -> dict[str, int]:
     return {str(k): int(n) for k, n in rows}
 
 
+def _usable_keys(config: ScanConfig, have: Mapping[str, int]) -> list[str]:
+    """The cache keys holding hashes ``config`` makes: its own; without or with pixel
+    digests; and a scan's with embeddings (the same hashes, under its model's key)."""
+    keys = [settings_key(c) for c in (config, dataclasses.replace(
+        config, pixel_digest=not config.pixel_digest))]
+    if config.embed is None:
+        keys += sorted(k for k in have if any(k.startswith(f"{base}/emb-") for base in keys))
+    return [k for k in keys if k in have]
+
+
 def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
                     ) -> tuple[ScanConfig, list[ImageRecord]]:
     """The cached records to match against, and the config they were hashed with.
@@ -252,16 +263,29 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
     embed = settings_of_key(settings_key(config)) or {}
     wanted = _describe(config.method, config.resolved_hash_size, config.decode,
                        config.invariant, config.trim_borders, embed=embed.get("embed", ""))
-    # A cache filled by a scan with embeddings holds the same hashes too, under its model's key.
-    keys = [settings_key(c) for c in (config, dataclasses.replace(
-        config, pixel_digest=not config.pixel_digest))]
-    if config.embed is None:
-        keys += sorted(k for k in have if any(k.startswith(f"{base}/emb-") for base in keys))
-    usable = [k for k in keys if k in have]
+    usable = _usable_keys(config, have)
+    # A fast scan stores full-decode hashes too, of the few large JPEGs it decoded again to
+    # confirm their matches: a full-decode query reads those and the fast scan's hashes of
+    # every other file (decoded alike: only large JPEGs are reduced). Before, it read those
+    # few only and answered "0 matches" for the rest.
+    fill = (_usable_keys(dataclasses.replace(config, decode="fast"), have)
+            if config.decode == "full" else [])
     for key in usable:
         stored = list(cache.records(config, under=under, key=key))
         if stored:
-            return config, stored
+            break
+    else:
+        stored = []
+    for key in fill:
+        more = list(cache.records(config, under=under, key=key))
+        if more:
+            got = {r.path for r in stored}
+            stored = sorted([*stored, *(r for r in more if r.path not in got)],
+                            key=attrgetter("path"))
+            break
+    if stored:
+        return config, stored
+    usable += fill
     if usable:  # hashes with these settings, but none under the folder
         raise ConfigError(f"the hash cache {cache.path} has no hashes of images under {under} "
                           f"({wanted}); scan that folder first, or query without the folder")
