@@ -319,6 +319,28 @@ def test_hash_size_out_of_the_methods_range_fails_before_hashing(tmp_path, scene
     assert not cache.exists()
 
 
+def test_methods_lists_the_sizes_each_method_accepts(runner):
+    """The README sends users to `lookalike methods` for the --hash-size range; it listed
+    only the default size."""
+    from lookalike.config import method_spec
+
+    out = runner.invoke(cli, ["methods"]).output
+    rows = [line.split() for line in out.splitlines()[1:] if line.split()[0] in
+            ("ahash", "phash", "dhash", "dhash-v", "dhash-z", "whash", "colorhash",
+             "crop-resistant", "pdq")]
+    assert len(rows) == 9
+    for name, _, sizes, *_ in rows:
+        spec = method_spec(name)
+        if ".." in sizes:
+            low, high = map(int, sizes.split(".."))
+            listed = range(low, high + 1)
+            assert not spec.accepts(low - 1) and not spec.accepts(high + 1), name
+        else:
+            listed = [int(s) for s in sizes.split(",")]
+        assert all(spec.accepts(s) for s in listed), name
+        assert not any(spec.accepts(s) for s in range(1, 65) if s not in listed), name
+
+
 def test_a_threshold_above_the_bit_count_fails_before_hashing(tmp_path, scene, capsys):
     folder = _folder(tmp_path, scene)
     err = _usage_error(["scan", str(folder), "-m", "dhash", "-t", "120", "-q", "-j", "1"],

@@ -328,7 +328,7 @@ def cli() -> None:
               "line, e.g. `--format paths | xargs -d '\\n' rm`; paths0: the same, "
               "NUL-terminated, for `xargs -0`.")
 @click.option("--output", "-o", type=click.Path(path_type=str), default=None,
-              help="Write the report to this file (and a summary to stdout).")
+              help="Write the report to this file (the groups are printed as text too).")
 @_decode_option("fast: large JPEGs decoded at reduced scale, and hashed again from every "
                 "pixel when they may have a match (same groups as full); full: every pixel of "
                 "every image, bit-exact with ImageHash.")
@@ -474,12 +474,15 @@ def methods_cmd() -> None:
     from lookalike.config import method_spec
     from lookalike.imaging.hashes import METHODS
 
-    click.echo(f"{'method':<15} {'size':>4} {'bits':>4} {'-t':>3}  what it is")
+    click.echo(f"{'method':<15} {'size':>4} {'sizes':<11} {'bits':>4} {'-t':>3}  what it is")
     for m in METHODS.values():
         compat = f" (= imagehash.{m.imagehash})" if m.imagehash else ""
         spec = method_spec(m.name)
-        click.echo(f"{m.name:<15} {m.default_size:>4} {m.nbits(m.default_size):>4} "
-                   f"{spec.threshold:>3}  {m.summary}{compat}")
+        sizes = spec.allowed().removeprefix("a power of two: ")
+        sizes = sizes.replace(" or ", ",").replace(", ", ",")
+        click.echo(f"{m.name:<15} {m.default_size:>4} {sizes:<11} "
+                   f"{m.nbits(m.default_size):>4} {spec.threshold:>3}  {m.summary}{compat}")
+    click.echo("size: the default --hash-size; sizes: those allowed.")
     click.echo("-t: the default threshold at the default size (other sizes: measured, as "
                "phash 16 = 6,\nor the same share of the bits as the default size; above "
                "it, as the largest measured size\nbelow): the largest at which pair "
