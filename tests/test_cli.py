@@ -341,6 +341,34 @@ def test_methods_lists_the_sizes_each_method_accepts(runner):
         assert not any(spec.accepts(s) for s in range(1, 65) if s not in listed), name
 
 
+@pytest.mark.parametrize("command", ["scan", "hash", "query", "calibrate"])
+def test_an_unreadable_file_named_on_the_command_line_is_one_files_problem(
+        tmp_path, scene, capsys, monkeypatch, command):
+    """click's own check ("Path 'x.jpg' is not readable", exit 2) stopped the whole run
+    before any work, where a folder's or a list's unreadable file is one line and the run
+    goes on. The check is os.access, simulated here (tests may run as root)."""
+    import os
+
+    scene(1).save(tmp_path / "locked.png")
+    scene(2).save(tmp_path / "ok.png")
+    locked = str(tmp_path / "locked.png")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if str(p) == locked
+                        else real(p, mode, *a, **k))
+    argv = [command, locked, str(tmp_path / "ok.png")]
+    if command in ("scan", "query"):
+        db = tmp_path / "c.sqlite"
+        if command == "query":
+            with pytest.raises(SystemExit):
+                main(["scan", str(tmp_path / "ok.png"), "-q", "-j", "1", "--cache", str(db)])
+        argv += ["--cache", str(db)]
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert "not readable" not in err
+    assert info.value.code in (0, 1), (out, err)
+
+
 def test_a_threshold_above_the_bit_count_fails_before_hashing(tmp_path, scene, capsys):
     folder = _folder(tmp_path, scene)
     err = _usage_error(["scan", str(folder), "-m", "dhash", "-t", "120", "-q", "-j", "1"],

@@ -309,7 +309,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, type=click.Path(readable=False, path_type=str))
 @_method_option()
 @_hash_size_option()
 @_threshold_option()
@@ -347,7 +347,8 @@ def cli() -> None:
 @click.option("--html", "html_out", type=click.Path(path_type=str), default=None,
               help="Also write an HTML page to review the groups. It needs the JSON report: "
               "-o FILE.json, else it is written beside the page as NAME.json.")
-@click.option("--reference", "reference", multiple=True, type=click.Path(path_type=str),
+@click.option("--reference", "reference", multiple=True,
+              type=click.Path(readable=False, path_type=str),
               help="Leakage mode: a reference set (e.g. train/), repeatable. Reports only the "
               "images of PATHS (test/, val/, ...) with a near duplicate in the reference, a "
               "split-overlap matrix and a purge list. `apply` never touches reference files.")
@@ -443,7 +444,7 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
 
 
 @cli.command("hash")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("files", nargs=-1, required=True, type=click.Path(readable=False, path_type=str))
 @_method_option()
 @_hash_size_option()
 @_decode_option("fast: reduced-scale JPEG decoding; full: bit-exact with ImageHash.",
@@ -599,7 +600,7 @@ def undo_cmd(journal: str, quiet: bool) -> None:
 
 
 @cli.command("query")
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("images", nargs=-1, required=True, type=click.Path(readable=False, path_type=str))
 @_method_option("Hash method of the cached scan.")
 @_hash_size_option("Hash size of the cached scan.")
 @_threshold_option("Max Hamming distance in bits for a match.")
@@ -651,7 +652,7 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
 
 
 @cli.command("calibrate")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False, path_type=str))
 @click.option("--target-precision", type=click.FloatRange(0, 1, min_open=True), default=0.999,
               show_default=True, help="Pair precision the recommended threshold must reach.")
 @click.option("--sample", type=click.IntRange(min=2), default=500, show_default=True,
