@@ -86,16 +86,27 @@ def test_hash_names_what_is_wrong_with_each_path(runner, tmp_path, scene):
 
 def test_a_file_list_with_a_nul_byte_or_a_missing_path_is_one_line_each(tmp_path, scene,
                                                                        capsys):
-    """A binary file given as the list ended in a ValueError traceback."""
+    """A binary file given as the list ended in a ValueError traceback; then an image named
+    as the list gave a hundred "holds a NUL byte" lines, one per line of its bytes. No path
+    holds a NUL byte: such a file is no list (one usage line, exit 2, nothing hashed); a
+    missing path in a list is that path's line."""
     scene(1).save(tmp_path / "ok.png")
     listing = tmp_path / "list.txt"
-    listing.write_bytes(b"\n".join(os.fsencode(tmp_path / n) for n in (
-        "ok.png", "a\0b.jpg", "missing.png")) + b"\n")
+    for names in (("ok.png", "a\0b.jpg", "missing.png"), ("ok.png\0missing.png",)):
+        listing.write_bytes(b"\n".join(os.fsencode(tmp_path / n) for n in names) + b"\n")
+        code = _exit_code(["scan", "--files-from", str(listing), "-q", "-j", "1", "--no-cache"])
+        out, err = capsys.readouterr()
+        assert code == 2 and not out and err.count("\n") == 1, err
+        assert f"the file list {listing} holds NUL bytes" in err
+    for given in (tmp_path / "ok.png", "/dev/zero"):  # an image; a device (read forever)
+        code = _exit_code(["scan", "--files-from", str(given), "-q", "-j", "1", "--no-cache"])
+        out, err = capsys.readouterr()
+        assert code == 2 and not out and err.count("\n") == 1, err
+    listing.write_text(f"{tmp_path / 'ok.png'}\n{tmp_path / 'missing.png'}\n")
     code = _exit_code(["scan", "--files-from", str(listing), "-q", "-j", "1", "--no-cache"])
     out, err = capsys.readouterr()
     assert code == 0 and "Traceback" not in err
-    assert "1 image scanned" in out and "2 errors" in out
-    assert "[bad-path]" in out and "[not-found]" in out
+    assert "1 image scanned" in out and "1 error" in out and "[not-found]" in out
 
 
 def _exit_code(argv):

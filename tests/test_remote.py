@@ -776,3 +776,35 @@ def test_a_listing_task_returns_bad_usage_rather_than_raising_it(tree, tmp_path)
     path = _write_parquet(tree, tmp_path / "p.parquet")
     out = _ContainerLister("parquet", column="nosuch")(str(path))
     assert isinstance(out, ConfigError) and "no column 'nosuch'" in str(out)
+
+
+@pytest.mark.parametrize("url", ["zip://a.png::file:///nonexistent/shards.zip", "dir://x",
+                                 "nosuchprotocol://x/a.png"])
+def test_a_url_whose_filesystem_cannot_open_is_one_usage_line(url, capsys):
+    """Opening the filesystem raised what fsspec's implementation raised (a missing zip,
+    a URL it cannot parse, no server, no host): a traceback, exit 1."""
+    from lookalike.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["scan", url, "--no-cache", "-q"])
+    _, err = capsys.readouterr()
+    assert info.value.code == 2
+    lines = [line for line in err.splitlines() if line.startswith("error")]
+    assert lines == [lines[0]] and lines[0].startswith(f"error: cannot open {url}: "), err
+    assert "Traceback" not in err
+
+
+def test_an_empty_or_cut_parquet_file_list_is_one_usage_line(tree, tmp_path, capsys):
+    """pyarrow's ArrowInvalid came out as a traceback."""
+    from lookalike.cli import main
+
+    whole = tmp_path / "whole.parquet"
+    pq.write_table(pa.table({"path": [str(p) for p in sorted(tree.rglob("*.png"))]}), whole)
+    data = whole.read_bytes()
+    for name, content in (("empty.parquet", b""), ("cut.parquet", data[: len(data) // 2])):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(SystemExit) as info:
+            main(["scan", "--files-from", str(tmp_path / name), "--no-cache", "-q"])
+        out, err = capsys.readouterr()
+        assert info.value.code == 2 and not out and err.count("\n") == 1, err
+        assert f"cannot read the file list {tmp_path / name} as Parquet" in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -77,9 +78,15 @@ def _read_list(list_path: str, column: str | None, options: Mapping[str, Any]) -
     if local is not None and not local.lower().endswith((".parquet", ".pq")):
         # A local text list needs no fsspec (no extra installed).
         try:
+            mode = os.stat(local).st_mode
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISDIR(mode):
+                # /dev/zero was read until memory ran out; a pipe (`<(find ...)`) is fine.
+                raise ConfigError(f"the file list {list_path} is a "
+                                  f"{'folder' if stat.S_ISDIR(mode) else 'device'}, not a "
+                                  "file; name a text file with one path per line")
             # Only line ends are taken off: spaces are legal at either end of a file name.
             with open(local, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-                return _list_lines(fh)
+                return _list_lines(fh, list_path)
         except FileNotFoundError:
             raise ConfigError(f"file list does not exist: {list_path}") from None
         except (OSError, UnicodeError) as exc:
@@ -90,30 +97,44 @@ def _read_list(list_path: str, column: str | None, options: Mapping[str, Any]) -
     if path.lower().endswith((".parquet", ".pq")):
         import pyarrow as pa
 
-        with fs.open(path, "rb") as fh:
-            pf = _pq().ParquetFile(fh)
-            schema = pf.schema_arrow
+        try:
+            with fs.open(path, "rb") as fh:
+                pf = _pq().ParquetFile(fh)
+                schema = pf.schema_arrow
 
-            def is_text(n: str) -> bool:
-                t = schema.field(n).type
-                return pa.types.is_string(t) or pa.types.is_large_string(t)
+                def is_text(n: str) -> bool:
+                    t = schema.field(n).type
+                    return pa.types.is_string(t) or pa.types.is_large_string(t)
 
-            col = _pick(list(schema.names), column, _PATH_COLUMNS, is_text, "paths", list_path)
-            if col is None:
-                raise ConfigError(f"{list_path} has no string column of paths; name the "
-                                  "column that holds them")
-            values = pf.read(columns=[col]).column(col).to_pylist()
+                col = _pick(list(schema.names), column, _PATH_COLUMNS, is_text, "paths",
+                            list_path)
+                if col is None:
+                    raise ConfigError(f"{list_path} has no string column of paths; name the "
+                                      "column that holds them")
+                values = pf.read(columns=[col]).column(col).to_pylist()
+        except (pa.ArrowException, OSError) as exc:  # an empty, cut or damaged file
+            said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"cannot read the file list {list_path} as Parquet: {said}"
+                              ) from None
         return [v for v in values if v]
     with fs.open(path, "rt", encoding="utf-8", newline="") as fh:
-        return _list_lines(fh)
+        return _list_lines(fh, list_path)
 
 
-def _list_lines(lines: Iterable[str]) -> list[str]:
+def _list_lines(lines: Iterable[str], list_path: str) -> list[str]:
     """The paths of a text file list: one per line, only the line end taken off (spaces are
     legal at either end of a name); blank lines and comments (``#`` first, after any
-    spaces) skipped."""
-    return [line for line in (raw.rstrip("\r\n") for raw in lines)
-            if line.strip() and not line.lstrip().startswith("#")]
+    spaces) skipped. A NUL byte (no path holds one) means it is no text list: an image
+    named by mistake gave a hundred "holds a NUL byte" lines of its bytes."""
+    out = []
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if "\0" in line:
+            raise ConfigError(f"the file list {list_path} holds NUL bytes: it is not a text "
+                              "list of paths; name a text file with one path per line")
+        if line.strip() and not line.lstrip().startswith("#"):
+            out.append(line)
+    return out
 
 
 def format_of(target: str, fmt: str) -> str:

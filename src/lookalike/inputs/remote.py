@@ -124,12 +124,15 @@ def _pq() -> Any:
 
 
 def _url_to_fs(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
+    fsspec = _fsspec()
     try:
-        return _fsspec().core.url_to_fs(url, **options)
-    except ImportError as exc:  # e.g. s3fs missing for s3://
-        raise ConfigError(f"cannot open {url}: {exc}") from None
-    except ValueError as exc:  # unknown protocol
-        raise ConfigError(f"cannot open {url}: {exc}") from None
+        return fsspec.core.url_to_fs(url, **options)
+    except Exception as exc:
+        # A missing package (s3fs for s3://), an unknown protocol, and whatever opening the
+        # filesystem raises: no server there, no such host, a damaged zip, a URL it cannot
+        # parse, a missing native library (whose message runs to a hundred lines).
+        said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"cannot open {url}: {said}") from None
 
 
 def is_url(text: str) -> bool:
