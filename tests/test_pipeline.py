@@ -566,3 +566,20 @@ def test_read_regular_says_what_a_non_file_is(tmp_path):
     os.mkfifo(tmp_path / "pipe.jpg")
     with pytest.raises(Refused, match=r"^a FIFO, socket or device"):
         read_regular(str(tmp_path / "pipe.jpg"), 1 << 20)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_bad_file_reached_through_overlapping_roots_is_reported_once(tmp_path, scene):
+    """Images reached twice (a folder and its subfolder, a file and its folder) were listed
+    once, their problems once per root: two or three lines for one FIFO, errors counted
+    twice."""
+    folder = tmp_path / "fs"
+    folder.mkdir()
+    scene(1).save(folder / "ok.png")
+    os.mkfifo(folder / "pipe.jpg")
+    os.symlink("nowhere.jpg", folder / "broken.jpg")
+    for roots in ([folder, f"{folder}/"], [folder / "pipe.jpg", f"{folder}/./pipe.jpg", folder]):
+        result = lookalike.scan(roots, workers=1, follow_symlinks=True)
+        assert sorted((os.path.basename(p.path), p.error) for p in result.errors) == [
+            ("broken.jpg", "broken-symlink"), ("pipe.jpg", "not-a-regular-file")]
+        assert result.stats["errors"] == 2 and len(result.records) == 1

@@ -286,10 +286,16 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         iter_files(local_roots, follow_symlinks=follow_symlinks, stats=walk),
         *(iter_listed(local, str(files_from), follow_symlinks=follow_symlinks, stats=walk)
           for local in listed.values()))
+    said: set[tuple[str, str]] = set()
     for item in walked:
         if isinstance(item, Problem):
-            reporter.problem(item)
-            problems.append(item)
+            # Overlapping roots (a folder and its subfolder, a file and its folder, one
+            # line twice) walk a bad file more than once: it is reported once, as images are
+            # listed once.
+            if (item.path, item.error) not in said:
+                said.add((item.path, item.error))
+                reporter.problem(item)
+                problems.append(item)
         else:
             items.append(item)
     for line in lines:
