@@ -808,3 +808,14 @@ def test_an_empty_or_cut_parquet_file_list_is_one_usage_line(tree, tmp_path, cap
         out, err = capsys.readouterr()
         assert info.value.code == 2 and not out and err.count("\n") == 1, err
         assert f"cannot read the file list {tmp_path / name} as Parquet" in err
+
+
+def test_a_folder_named_like_a_shard_is_scanned_as_a_folder(tree, baseline, tmp_path):
+    """`scan photos.tar/` (a folder) with the default format said "no .tar shards under
+    photos.tar; use input format auto", which it was."""
+    folder = tmp_path / "photos.tar"
+    shutil.copytree(tree, folder)
+    result = scan_inputs([str(folder)], CONFIG)
+    assert _groups(result, str(folder)) == _groups(baseline, str(tree))
+    with pytest.raises(ConfigError, match=r"no \.tar shards under"):  # asked for shards
+        scan_inputs([str(folder)], CONFIG, input_format="tar")

@@ -260,6 +260,12 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
             continue
         fs, found, explicit = _expand(raw, fmt, options)
         if fmt in ("tar", "parquet"):
+            if not found and input_format == "auto" and local is not None:
+                # A folder merely named like a shard ("photos.tar/") holding no shards: its
+                # files, as the default format promises (a Spark-style "t.parquet/" folder of
+                # Parquet files is read as those).
+                local_roots.append(local)
+                continue
             if not found:
                 what = ".tar shards" if fmt == "tar" else "Parquet files"
                 raise ConfigError(f"no {what} under {raw} (input format {fmt}); to scan the "
