@@ -889,3 +889,29 @@ def test_engine_local_with_a_scheduler_and_a_report_inside_the_parquet_output_ar
     err = _usage_error(["scan", str(tmp_path / "a.png"), "--parquet-out", str(out),
                         "-o", str(out / "r.json"), "-q", "--no-cache"], capsys)
     assert "would be written inside the Parquet output" in err and not out.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_hash_prints_odd_names_as_scan_does_and_names_each_kind_of_bad_path(runner, tmp_path,
+                                                                             scene):
+    """`hash` printed a name with a terminal escape as another name once piped (click strips
+    escapes), a newline split its line; a symbolic link loop was "a missing target", a FIFO
+    or socket an unreadable file."""
+    import socket
+
+    scene(1).save(tmp_path / "\x1b[31mred.png")
+    scene(1).save(tmp_path / "new\nline.png")
+    os.symlink(tmp_path / "loop2.png", tmp_path / "loop1.png")
+    os.symlink(tmp_path / "loop1.png", tmp_path / "loop2.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "sock.png"))
+        names = ["\x1b[31mred.png", "new\nline.png", "loop1.png", "pipe.png", "sock.png"]
+        res = runner.invoke(cli, ["hash", *(str(tmp_path / n) for n in names)])
+    assert res.exit_code == 1
+    lines = res.output.splitlines()
+    assert lines[0].endswith(f"  {tmp_path}/\\x1b[31mred.png")
+    assert lines[1].endswith(f"  {tmp_path}/new\\nline.png")
+    assert lines[0].split()[0] == lines[1].split()[0]  # the same picture
+    assert [line.split()[1] for line in lines[2:5]] == [
+        "[symlink-loop]", "[not-a-regular-file]", "[not-a-regular-file]"]

@@ -460,11 +460,13 @@ def hash_cmd(files: tuple[str, ...], method: str, hash_size: int | None, decode:
                         pixel_digest=False, invariant="none", trim_borders=False)
     failed = 0
     for f, out in hash_files(files, config):
+        # Names as scan prints them: a newline or a terminal escape in a name would read
+        # as another file (and click strips escapes from piped output: the name changed).
         if isinstance(out, Problem):
             failed += 1
-            click.echo(f"error [{out.error}] {f}: {out.message}", err=True)
+            click.echo(f"error [{out.error}] {shown(f)}: {out.message}", err=True)
         else:
-            click.echo(f"{out.hash}  {f}")
+            click.echo(f"{out.hash}  {shown(f)}")
     if failed:
         raise PartialFailure(f"{failed} of {len(files)} files could not be hashed")
 

@@ -36,7 +36,7 @@ from lookalike.errors import ConfigError, Interrupted, Problem
 from lookalike.events import Reporter
 from lookalike.grouping.keep import parse_keep
 from lookalike.inputs.hf import is_saved_dataset
-from lookalike.inputs.walk import FileEntry
+from lookalike.inputs.walk import named_file
 from lookalike.model import ImageRecord
 from lookalike.paths import is_under
 from lookalike.pipeline import ScanResult, scan
@@ -342,17 +342,8 @@ def hash_files(files: Iterable[str], config: ScanConfig
     A file that cannot be hashed gives its :class:`~lookalike.errors.Problem`; nothing raises.
     """
     for f in files:
-        path = os.path.abspath(f)
-        if not os.path.lexists(path):
-            yield f, Problem(path=path, stage="read", error="not-found", message="no such file")
-        elif not os.path.exists(path):
-            yield f, Problem(path=path, stage="read", error="broken-symlink",
-                             message="symbolic link to a missing target")
-        elif os.path.isdir(path):
-            yield f, Problem(path=path, stage="read", error="not-a-regular-file",
-                             message="a folder, not a file (scan walks folders)")
-        else:
-            yield f, hash_file(FileEntry(path, 0, 0, path), config)
+        entry = named_file(f)
+        yield f, entry if isinstance(entry, Problem) else hash_file(entry, config)
 
 
 def write_review_page(report: str, html: str, *, thumbnails: ThumbnailMode = "auto",

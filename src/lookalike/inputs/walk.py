@@ -44,6 +44,7 @@ __all__ = [
     "iter_files",
     "iter_listed",
     "looks_like_image",
+    "named_file",
     "os_error_reason",
     "unique_files",
 ]
@@ -224,6 +225,17 @@ def iter_listed(path: str, source: str, *, follow_symlinks: bool = False,
     """
     yield from _walk_root(os.path.abspath(path), follow_symlinks,
                           stats if stats is not None else WalkStats(), source)
+
+
+def named_file(path: str) -> FileEntry | Problem:
+    """The one file a user named (``hash``): followed if a link, or what is wrong with it,
+    in the words a scan uses (a symbolic link loop, a FIFO or socket, a folder)."""
+    root = os.path.abspath(path)
+    if not os.path.lexists(root):
+        return _problem(root, "not-found", "no such file")
+    if os.path.isdir(root):
+        return _problem(root, "not-a-regular-file", "a folder, not a file (scan walks folders)")
+    return next(_walk_root(root, True, WalkStats()))
 
 
 def _walk_root(root: str, follow: bool, stats: WalkStats, source: str | None = None
