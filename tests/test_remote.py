@@ -137,6 +137,31 @@ def test_a_name_a_shard_holds_twice_is_two_images(tree, tmp_path):
     assert not result.groups and not result.errors
 
 
+def test_link_and_folder_members_of_a_shard_are_read_or_reported(tree, tmp_path):
+    """A hard link, symbolic link or folder member named like an image was dropped without
+    a word. A hard link names an earlier member's data (a reader of the shard yields it as
+    a sample of its own): read as that; the others are one problem line each."""
+    shard = tmp_path / "links.tar"
+    with tarfile.open(shard, "w") as tf:
+        tf.add(tree / "set0" / "orig0.png", arcname="a.png")
+        for name, kind, target in (("b.png", tarfile.LNKTYPE, "a.png"),
+                                   ("c.png", tarfile.SYMTYPE, "a.png"),
+                                   ("d.png", tarfile.DIRTYPE, ""),
+                                   ("e.png", tarfile.LNKTYPE, "nowhere.png")):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            tf.addfile(info)
+    result = scan_inputs([str(shard)], CONFIG)
+    assert sorted(_rel(r.path) for r in result.records) == ["a.png", "b.png"]
+    assert [sorted(_rel(p) for p in g.paths) for g in result.groups] == [["a.png", "b.png"]]
+    assert result.groups[0].kind == "exact"
+    problems = {_rel(p.path): (p.error, p.message) for p in result.errors}
+    assert set(problems) == {"c.png", "d.png", "e.png"}
+    assert {e for e, _ in problems.values()} == {"not-a-regular-file"}
+    assert "symbolic link (to a.png)" in problems["c.png"][1]
+    assert "nowhere.png" in problems["e.png"][1]
+
+
 def test_tar_member_sizes_and_digests_match_the_files(tree, baseline, tmp_path):
     _write_shards(tree, tmp_path / "s", n=1)
     result = scan_inputs([str(tmp_path / "s" / "shard-00000.tar")], CONFIG)  # auto: .tar

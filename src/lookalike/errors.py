@@ -39,7 +39,8 @@ REASONS: dict[str, str] = {
     # walk: listing folders (never opens image files)
     "broken-symlink": "a followed symbolic link whose target does not exist",
     "symlink-loop": "a symbolic link loop, or a folder reached twice through links",
-    "not-a-regular-file": "a FIFO, socket or device named like an image; never opened",
+    "not-a-regular-file": "a FIFO, socket or device named like an image; never opened (in a tar "
+    "shard: a symbolic link, folder or device entry)",
     "permission-denied": "the file or folder may not be read (EACCES/EPERM)",
     "vanished": "the file disappeared between listing and reading",
     "not-found": "a path named on the command line or in a file list does not exist",

@@ -401,20 +401,38 @@ def _list_tar(fs: Any, path: str, shown: str, url: str
             shard_ns = 0  # then the members' own times, as before
         # mode "r:" (not "r|"): seekable, so tarfile skips member data instead of reading it.
         seen: set[str] = set()
+        data: dict[str, tuple[int, int]] = {}  # member name -> (offset, length) of its data
         try:
             with tarfile.open(fileobj=fh, mode="r:") as tf:
                 while (m := tf.next()) is not None:
                     if m.isfile() and m.offset_data + m.size > end:
                         cut += 1  # its data ends early: not an image to read
-                    elif m.isfile() and _is_image_name(m.name):
-                        # A name the shard holds twice (appended again): each is an image of
-                        # its own; paths must be unique, as a Parquet file's names are made.
-                        name = m.name if m.name not in seen else f"{m.name}@offset={m.offset}"
-                        seen.add(m.name)
-                        out.append(RemoteEntry(
-                            path=f"{shown}#{name}", size_bytes=m.size,
-                            mtime_ns=shard_ns or int(m.mtime) * 1_000_000_000, source=shown,
-                            url=url, kind="tar", offset=m.offset_data, length=m.size))
+                        continue
+                    if m.isfile():
+                        data[m.name] = (m.offset_data, m.size)
+                    if not _is_image_name(m.name):
+                        continue
+                    # A hard link holds no data: it names an earlier member's, read as its
+                    # own sample (a reader of the shard yields both). Other kinds were
+                    # dropped without a word.
+                    where = data.get(m.linkname if m.islnk() else m.name)
+                    if where is None or not (m.isfile() or m.islnk()):
+                        what = (f"a symbolic link (to {m.linkname}); not followed"
+                                if m.issym() else
+                                f"a hard link to {m.linkname}, which the shard does not hold "
+                                "before it" if m.islnk() else
+                                "a folder, FIFO or device entry, not a file")
+                        out.append(Problem(path=f"{shown}#{m.name}", stage="walk",
+                                           error="not-a-regular-file", message=what))
+                        continue
+                    # A name the shard holds twice (appended again): each is an image of
+                    # its own; paths must be unique, as a Parquet file's names are made.
+                    name = m.name if m.name not in seen else f"{m.name}@offset={m.offset}"
+                    seen.add(m.name)
+                    out.append(RemoteEntry(
+                        path=f"{shown}#{name}", size_bytes=where[1],
+                        mtime_ns=shard_ns or int(m.mtime) * 1_000_000_000, source=shown,
+                        url=url, kind="tar", offset=where[0], length=where[1]))
             stop = tf.offset  # where tarfile saw the end: a header cut short reads as one
             fh.seek(stop)
             partial = 0 < end - stop < tarfile.BLOCKSIZE and bool(fh.read(end - stop).strip(b"\0"))
