@@ -339,6 +339,23 @@ def test_a_compressed_shard_named_directly_is_refused_with_its_hint(tree, tmp_pa
         assert [e.error for e in result.errors] == ["compressed-tar"] and not result.records
 
 
+def test_images_beside_the_shards_asked_for_are_counted_and_named(tree, tmp_path, capsys):
+    """`--input-format tar` on a folder of shards and image files read the shards and left
+    the images out without a word."""
+    from lookalike.cli import main
+
+    _write_shards(tree, tmp_path / "data", n=1)
+    shutil.copy(tree / "set0" / "orig0.png", tmp_path / "data" / "loose.png")
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", str(tmp_path / "data"), "--input-format", "tar", "-q", "--no-cache"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0
+    assert "skipped 1 image file found beside the shards or Parquet files" in out
+    result = scan_inputs([str(tmp_path / "data")], CONFIG, input_format="tar")
+    assert result.stats["skipped_images"] == 1
+    assert "skipped_images" not in scan_inputs([str(tree)], CONFIG).stats
+
+
 def test_shards_and_parquet_files_in_a_folder_scanned_as_files_are_counted_and_named(
         tree, tmp_path, capsys):
     # Scanning a folder of shards in the default input format found 0 images and said only

@@ -50,8 +50,9 @@ INPUT_FORMATS: tuple[str, ...] = ("auto", "files", "tar", "parquet")
 
 
 def _expand(target: str, fmt: str, options: Mapping[str, Any]
-            ) -> tuple[Any, list[tuple[str, dict[str, Any]]], bool]:
-    """A URL/path -> (fs, [(path, info)], explicit); folders and globs are listed."""
+            ) -> tuple[Any, list[tuple[str, dict[str, Any]]], bool, int]:
+    """A URL/path -> (fs, [(path, info)], explicit, images left out); folders and globs
+    are listed. Images are left out where shards or Parquet files are asked for."""
     fs, path = _url_to_fs(target, options)
     # Compressed shards too: each is then reported as one (compressed-tar), not skipped.
     suffixes = {"tar": (".tar", ".tar.gz", ".tgz"), "parquet": (".parquet", ".pq")}.get(fmt)
@@ -59,18 +60,20 @@ def _expand(target: str, fmt: str, options: Mapping[str, Any]
     def keep(p: str) -> bool:
         return p.lower().endswith(suffixes) if suffixes else _is_image_name(p)
 
+    def listed(found: Mapping[str, dict[str, Any]]) -> tuple[Any, list, bool, int]:
+        files = [(p, i) for p, i in found.items() if i.get("type") != "directory"]
+        kept = sorted((p, i) for p, i in files if keep(p))
+        return fs, kept, False, sum(1 for p, _ in files if suffixes and _is_image_name(p))
+
     if _fsspec().core.has_magic(path):
-        found = fs.glob(path, detail=True)
-        return fs, sorted((p, i) for p, i in found.items() if i.get("type") != "directory"
-                          and keep(p)), False
+        return listed(fs.glob(path, detail=True))
     try:
         info = fs.info(path)
     except FileNotFoundError:
         raise ConfigError(f"path does not exist: {target}") from None
     if info.get("type") == "directory":
-        found = fs.find(path, detail=True)
-        return fs, sorted((p, i) for p, i in found.items() if keep(p)), False
-    return fs, [(path, info)], True
+        return listed(fs.find(path, detail=True))
+    return fs, [(path, info)], True, 0
 
 
 def _read_list(list_path: str, column: str | None, options: Mapping[str, Any]) -> list[str]:
@@ -252,14 +255,16 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
     walk = WalkStats()
     containers: dict[str, list[str]] = {"tar": [], "parquet": []}
     local_roots: list[str] = []
+    skipped_images = 0  # beside the shards or Parquet files asked for
     for raw in map(os.fspath, paths):
         fmt = format_of(raw, input_format)
         local = _local_path(raw)
         if fmt == "files" and local is not None:
             local_roots.append(local)
             continue
-        fs, found, explicit = _expand(raw, fmt, options)
+        fs, found, explicit, images = _expand(raw, fmt, options)
         if fmt in ("tar", "parquet"):
+            skipped_images += images if found else 0  # they were left out without a word
             if not found and input_format == "auto" and local is not None:
                 # A folder merely named like a shard ("photos.tar/") holding no shards: its
                 # files, as the default format promises (a Spark-style "t.parquet/" folder of
@@ -363,6 +368,8 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         stats["skipped_containers"] = walk.skipped_containers
     if walk.skipped_cache_dirs:
         stats["skipped_cache_dirs"] = walk.skipped_cache_dirs
+    if skipped_images:
+        stats["skipped_images"] = skipped_images
     if containers["parquet"]:  # which columns were read: the review page reads them again
         stats.update({k: v for k, v in (("parquet_column", column),
                                         ("parquet_name_column", name_column)) if v})

@@ -418,6 +418,9 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
         lines.append(f"skipped {plural(s['skipped_containers'], 'tar or Parquet file')} "
                      "found inside the folders (their images are read with `scan "
                      "--input-format tar` or `parquet`)")
+    if s.get("skipped_images"):
+        lines.append(f"skipped {plural(s['skipped_images'], 'image file')} found beside the "
+                     "shards or Parquet files (the default input format reads image files)")
     if s.get("skipped_symlinks"):
         lines.append(f"skipped {plural(s['skipped_symlinks'], 'symlink')} found inside the "
                      "folders (not followed: `scan --follow-symlinks` follows them)")
