@@ -675,3 +675,27 @@ def test_undecodable_names_scan_with_the_hash_cache(tmp_path, scene):
         assert [p.path for p in result.errors] == [str(d / bad)]
     # Names SQLite cannot store are hashed every time; the others come from the cache.
     assert (again.stats["hashed"], again.stats["from_cache"]) == (2, 1)
+
+
+def test_a_file_named_inside_a_folder_it_may_not_enter_is_permission_denied(tmp_path,
+                                                                            monkeypatch):
+    """`scan locked/inside.jpg ok.jpg` stopped with "path does not exist" (exit 2): it
+    exists, in a folder the user may not enter. Simulated (tests run as root)."""
+    _noise(1).save(tmp_path / "ok.png")
+    inside = str(tmp_path / "locked" / "inside.jpg")
+    real_lstat, real_stat = os.lstat, os.stat
+
+    def denied(real):
+        def call(path, *a, **k):
+            if os.fspath(path) == inside:
+                raise PermissionError(13, "Permission denied", inside)
+            return real(path, *a, **k)
+        return call
+
+    monkeypatch.setattr(os, "lstat", denied(real_lstat))
+    monkeypatch.setattr(os, "stat", denied(real_stat))
+    result = lookalike.scan([inside, tmp_path / "ok.png"], workers=1, **SCAN)
+    assert [(p.path, p.error) for p in result.errors] == [(inside, "permission-denied")]
+    assert len(result.records) == 1
+    with pytest.raises(lookalike.ConfigError, match="path does not exist"):
+        lookalike.scan([tmp_path / "nothere.jpg"], workers=1, **SCAN)

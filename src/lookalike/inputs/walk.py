@@ -210,8 +210,12 @@ def check_roots(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     """
     roots = [os.path.abspath(p) for p in named_paths(paths)]
     for root in roots:
-        if not os.path.lexists(root):
-            raise ConfigError(f"path does not exist: {root}")
+        try:
+            os.lstat(root)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ConfigError(f"path does not exist: {root}") from None
+        except OSError:  # in a folder it may not enter: the walk says so, for that root
+            pass
     return roots
 
 
