@@ -915,3 +915,20 @@ def test_hash_prints_odd_names_as_scan_does_and_names_each_kind_of_bad_path(runn
     assert lines[0].split()[0] == lines[1].split()[0]  # the same picture
     assert [line.split()[1] for line in lines[2:5]] == [
         "[symlink-loop]", "[not-a-regular-file]", "[not-a-regular-file]"]
+
+
+def test_a_folder_with_a_saved_datasets_metadata_is_scanned_as_files_when_asked(tmp_path,
+                                                                                scene, capsys):
+    """A photo folder holding a dataset_dict.json was taken for a damaged saved dataset, and
+    `--input-format files` was refused for a saved dataset: it could not be scanned."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    scene(1).save(folder / "a.png")
+    scene(1).save(folder / "b.png")
+    (folder / "dataset_dict.json").write_text('{"splits": ["train"]}')
+    code = _exit_code(["scan", str(folder), "--input-format", "files", "-q", "--no-cache"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "1 duplicate group" in out, (out, err)
+    result = lookalike.scan(folder, input_format="files", workers=1)
+    assert [sorted(os.path.basename(p) for p in g.paths) for g in result.groups] == [
+        ["a.png", "b.png"]]

@@ -203,7 +203,9 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
         config = ScanConfig(**options)
     elif options:
         raise ConfigError("pass either config= or keyword options, not both")
-    if is_dataset(paths) or (isinstance(paths, (str, os.PathLike))
+    # A folder save_to_disk wrote is read as the dataset unless files were asked for.
+    as_datasets = input_format == "auto"
+    if is_dataset(paths) or (as_datasets and isinstance(paths, (str, os.PathLike))
                              and is_saved_dataset(paths)):
         from lookalike.analysis.dataset import dedupe_dataset
 
@@ -218,7 +220,7 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
         paths = [paths]
     paths = _check_scan_arguments(paths, config, cache, files_from, retries, batch_size,
                                   reporter)
-    for path in paths:
+    for path in paths if as_datasets else ():
         if is_saved_dataset(path):  # read as a folder of images it held none
             raise ConfigError(f"{os.fspath(path)} is a saved dataset, scanned on its own: "
                               "pass it alone (or use dedupe_dataset)")

@@ -195,12 +195,15 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         LookalikeError: a report file could not be written.
     """
     out = sys.stdout if out is None else out
-    for path in reference:
+    # A saved dataset's folder is read as the dataset unless files were asked for (a photo
+    # folder may hold a dataset_dict.json of its own).
+    as_datasets = options.get("input_format", "auto") == "auto"
+    for path in reference if as_datasets else ():
         if is_saved_dataset(path):  # read as a folder of images it held none
             raise ConfigError(f"{path} is a saved dataset, not a folder of images: it cannot "
                               "be a reference set; clean it on its own (its splits are the "
                               "sets)")
-    if any(map(is_saved_dataset, paths)):
+    if as_datasets and any(map(is_saved_dataset, paths)):
         if cache is not None:  # the default cache is simply not used; a named one was ignored
             raise ConfigError(f"{paths[0]} is a saved dataset, scanned without a hash cache "
                               "(its rows are no files); leave the cache out")

@@ -73,7 +73,8 @@ def load_saved(path: str | os.PathLike[str]) -> Any:
         raise ConfigError(f"cannot load the dataset saved at {os.fspath(path)}: "
                           f"{_damage(exc)}, so the folder is not a complete save_to_disk "
                           "folder; save the dataset again (save_to_disk), or scan its "
-                          "Parquet or image files instead") from None
+                          "Parquet or image files instead (input format files reads the "
+                          "folder's image files)") from None
 
 
 def _damage(exc: Exception) -> str:
