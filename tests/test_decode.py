@@ -161,3 +161,20 @@ def test_postscript_is_never_handed_to_ghostscript(tmp_path, monkeypatch):
     assert [(os.path.basename(p.path), p.error) for p in result.errors] == [
         ("named.jpg", "unsupported-format")]  # art.eps: not an image name, not listed
     assert not marker.exists()
+
+
+def test_an_archive_given_as_an_image_says_how_to_read_its_images(tmp_path):
+    """A .zip (or a gzip file) named on the command line was "not an image, or a format
+    lookalike cannot read", with no word of what to do."""
+    import gzip
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("a.png", b"not looked at")
+    for data, said in ((buf.getvalue(), "a zip archive"),
+                       (gzip.compress(b"anything"), "a compressed file")):
+        with pytest.raises(DecodeError) as info:
+            decode_bytes(data)
+        assert info.value.reason == "unsupported-format" and said in str(info.value)
+        assert ".tar" in str(info.value)

@@ -309,6 +309,12 @@ def _unidentified(data: bytes, max_pixels: int) -> tuple[str, str]:
     if head.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")):  # PostScript, DOS EPS binary
         return ("unsupported-format", "PostScript (EPS) is never decoded: Pillow would run "
                 "Ghostscript on the file's program; convert files you trust to an image format")
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip archive (also .cbz)
+        return ("unsupported-format", "a zip archive: its images are not read; extract them, "
+                "or pack them as a .tar shard (read member by member)")
+    if head.startswith((b"\x1f\x8b", b"7z\xbc\xaf", b"Rar!")):
+        return ("unsupported-format", "a compressed file (gzip, 7z or RAR): not read; "
+                "decompress it (a plain .tar inside is read as a shard)")
     if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS and not register_plugins():
         return ("unsupported-format", "a HEIC/HEIF image; decoding it needs the pillow-heif "
                 f"package: {INSTALL_HINTS['heif']}")
