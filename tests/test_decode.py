@@ -167,13 +167,19 @@ def test_an_archive_given_as_an_image_says_how_to_read_its_images(tmp_path):
     """A .zip (or a gzip file) named on the command line was "not an image, or a format
     lookalike cannot read", with no word of what to do."""
     import gzip
+    import tarfile
     import zipfile
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("a.png", b"not looked at")
+    shard = io.BytesIO()
+    with tarfile.open(fileobj=shard, mode="w") as tf:
+        info = tarfile.TarInfo("a.png")
+        tf.addfile(info, io.BytesIO(b""))
     for data, said in ((buf.getvalue(), "a zip archive"),
-                       (gzip.compress(b"anything"), "a compressed file")):
+                       (gzip.compress(b"anything"), "a compressed file"),
+                       (shard.getvalue(), "a tar shard, read as one image")):
         with pytest.raises(DecodeError) as info:
             decode_bytes(data)
         assert info.value.reason == "unsupported-format" and said in str(info.value)
