@@ -179,7 +179,7 @@ def test_an_archive_given_as_an_image_says_how_to_read_its_images(tmp_path):
         tf.addfile(info, io.BytesIO(b""))
     for data, said in ((buf.getvalue(), "a zip archive"),
                        (gzip.compress(b"anything"), "a compressed file"),
-                       (shard.getvalue(), "a tar shard, read as one image")):
+                       (shard.getvalue(), "a .tar shard, read as one image")):
         with pytest.raises(DecodeError) as info:
             decode_bytes(data)
         assert info.value.reason == "unsupported-format" and said in str(info.value)

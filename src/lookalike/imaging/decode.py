@@ -313,7 +313,7 @@ def _unidentified(data: bytes, max_pixels: int) -> tuple[str, str]:
         return ("unsupported-format", "a zip archive: its images are not read; extract them, "
                 "or pack them as a .tar shard (read member by member)")
     if data[257:262] == b"ustar":  # a tar shard read as one image (a file list's line)
-        return ("unsupported-format", "a tar shard, read as one image: shards are read "
+        return ("unsupported-format", "a .tar shard, read as one image: shards are read "
                 "member by member when named as inputs, not in a file list")
     if head.startswith((b"\x1f\x8b", b"7z\xbc\xaf", b"Rar!")):
         return ("unsupported-format", "a compressed file (gzip, 7z or RAR): not read; "
