@@ -340,7 +340,7 @@ def cli() -> None:
 @click.option("--decode-timeout", "decode_timeout", type=click.FloatRange(min=0),
               default=DEFAULT_DECODE_TIMEOUT, show_default=True, metavar="SECONDS",
               help="Stop a worker stuck this long on one file and report the file as "
-              "`timeout`; 0 = no limit. Not enforced with --workers 1 (in-process).")
+              "`timeout`; 0 = no limit. Not enforced with --workers 1 (in-process) or on Dask.")
 @click.option("--follow-symlinks", is_flag=True, help="Follow symbolic links while walking.")
 @_cache_option("Hash cache file. Default: $LOOKALIKE_CACHE or ~/.cache/lookalike/hashes.sqlite.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the hash cache.")
