@@ -177,10 +177,10 @@ class Edges:
 
     @classmethod
     def stored(cls, nbits: int, radius: int, packed: bytes, index: bytes,
-               fingerprint: str | None) -> Edges:
+               fingerprint: str) -> Edges:
         """The edges that :attr:`packed`, :attr:`index` (as bytes) and
-        :attr:`fingerprint` were written from (no fingerprint: a row stored before them;
-        such edges are recognised by their codes).
+        :attr:`fingerprint` were written from (the store vouches for their bytes: the hash
+        cache keeps a checksum).
 
         Raises:
             ValueError: they cannot be (a damaged or foreign row).
@@ -192,9 +192,7 @@ class Edges:
         positions.frombytes(index)
         if positions and max(positions) >= len(packed) // width:
             raise ValueError("stored edges out of range")
-        # A damaged code (too wide, or another value) matches no current one: its pairs
-        # are never used (cluster_records keeps pairs of current codes only).
-        return cls(nbits, radius, packed, positions, fingerprint or "")
+        return cls(nbits, radius, packed, positions, fingerprint)
 
     def without(self, gone: frozenset[int]) -> Edges:
         """These edges with the codes ``gone`` (and their pairs) left out: no search, and
@@ -231,7 +229,7 @@ def find_edges(codes: Iterable[int], nbits: int, radius: int,
     """
     codes = frozenset(codes)
     if known is not None and (known.nbits, known.radius) == (nbits, radius):
-        if known.fingerprint == fingerprint(codes) or codes == known.codes:
+        if known.fingerprint == fingerprint(codes):
             return known
         if codes <= known.codes:
             return known.without(known.codes - codes)
