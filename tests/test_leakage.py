@@ -354,6 +354,34 @@ def test_a_leak_path_that_leads_into_the_reference_is_not_purged(tmp_path, scene
     assert [op.path for op in p.operations] == list(leak.purge)
 
 
+@pytest.mark.parametrize("alone", [False, True])
+def test_a_checked_sets_hard_link_of_a_reference_file_is_purged_as_a_name(tmp_path, scene,
+                                                                          alone):
+    """The purge list named test/linked.png (a hard link of train/a.png), but apply left it
+    ("a hard link of the kept file; not touched"), or skipped its group as one file: the
+    leak stayed in test. Moving that name leaves train's name and bytes as they were."""
+    train, test = tmp_path / "train", tmp_path / "test"
+    train.mkdir()
+    test.mkdir()
+    scene(1).save(train / "a.png")
+    os.link(train / "a.png", test / "linked.png")
+    if not alone:  # another leak of the same picture beside it
+        Image.open(train / "a.png").save(test / "a_copy.jpg", quality=90)
+    result = lookalike.scan([train, test], workers=1)
+    leak = find_leakage(result, [train])
+    assert str(test / "linked.png") in leak.purge
+    report = tmp_path / "leak.json"
+    write_report(result, report, leakage=leak)
+    p = plan(report, action="move", to=tmp_path / "q")
+    assert sorted(op.path for op in p.operations) == sorted(leak.purge)
+    before = snapshot(train)
+    res = apply(p, journal=tmp_path / "j.jsonl")
+    assert res.ok and not any(os.path.exists(x) for x in leak.purge)
+    assert snapshot(train) == before
+    undo(tmp_path / "j.jsonl")
+    assert os.path.samefile(train / "a.png", test / "linked.png")
+
+
 def test_link_actions_are_refused_on_a_leakage_report(scanned, tmp_path):
     # hardlink/symlink "purged" each leak by making it a link to the train file: the test
     # set still held every leaked image.

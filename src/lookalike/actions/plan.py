@@ -1027,7 +1027,10 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         if not pending and not collapse_links:
             continue
         files = {ids[m.record.path] for m in g.members}
-        if None not in files and len(files) == 1 and not (collapse_links and decision.keep):
+        # A leak purged is a name taken out of its set: a checked set's hard link of a
+        # reference file is purged as that name (the reference name keeps the bytes).
+        names = collapse_links or bool(leak)
+        if None not in files and len(files) == 1 and not (names and decision.keep):
             # One file under several paths (a report of an earlier version, or a leakage
             # check's file linked into two sets): not duplicates. Only collapsing links,
             # which keeps the kept name, may act on such a group.
@@ -1047,7 +1050,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                                         "keep policy?)"))
             continue
         targets, notes, reason = _targets(pending, decision.keep, recs, done, ids, kept_ids,
-                                          untouchable, collapse_links)
+                                          untouchable, collapse_links, names)
         notes = [*spared, *notes]
         if reason is None and not targets:
             if notes:
@@ -1181,7 +1184,7 @@ def _review_reasons(decision: KeepDecision, rules: FolderRules, group: Group,
 def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageRecord],
              done: set[str], ids: dict[str, tuple[int, int] | None],
              kept_ids: set[tuple[int, int]], untouchable: Callable[[str], str | None],
-             collapse: bool = False
+             collapse: bool = False, names: bool = False
              ) -> tuple[dict[str, tuple[str, bool, str | None]], list[str], str | None]:
     """Every name to act on for the members ``pending`` of one group.
 
@@ -1190,7 +1193,8 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
     Returns ``(targets, notes, reason)``: ``targets`` maps each path to act on to the member
     it belongs to, whether its op frees the file's bytes, and (collapsing links only) the
     kept file it is another name of; ``reason`` says why the whole group must be skipped. A
-    member that is the same file as a kept one is dropped with a note; a member's other
+    member that is the same file as a kept one is dropped with a note (acted on as a name
+    when ``names``: collapsing links, or purging leaks); a member's other
     names (hard links) are acted on with it, once per directory entry (a path through a
     symbolic link to the same folder names the same entry).
     """
@@ -1218,7 +1222,7 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
             continue
         if ident in own_kept:
             entry = entry_key(path) or path
-            if collapse and entry not in entries:
+            if (collapse or names) and entry not in entries:
                 entries.add(entry)
                 targets[path] = (own_kept[ident], False, own_kept[ident])
             elif entry in entries:
