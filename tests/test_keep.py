@@ -226,6 +226,23 @@ def test_other_rules_say_which_rule_decided():
     assert KeepPolicy(rules=("oldest",)).decide(g).reason.startswith("first by path")
 
 
+def test_the_reason_names_the_rule_that_removed_the_others_and_a_tie_after_it():
+    """Four members, two under the matched folder: the reason compared the keeper with the
+    runner-up alone (both matched) and said "first by path (the rules find no difference)",
+    though the match rule removed two of them."""
+    recs = [ImageRecord(path=p, size_bytes=5, mtime_ns=1, width=10, height=10, format="PNG",
+                        hash=Hash("phash", 64, (0,)), digest=None)
+            for p in ("/r/print/a", "/r/print/b", "/r/web/c", "/r/web/d")]
+    g = Group(id=1, members=tuple(Member(r, 0) for r in recs), representative="/r/print/a",
+              kind="near")
+    d = KeepPolicy(rules=("match:*/print/*",)).decide(g)
+    assert d.keep == ("/r/print/a",)
+    assert d.reason == ("its path matches */print/*; then first by path (the rules find no "
+                        "difference)")
+    d = KeepPolicy(rules=("match:*/print/a",)).decide(g)
+    assert d.reason == "its path matches */print/a"
+
+
 # Copies the header signals must tell from the original even when names say nothing. (A 1.5x
 # upscale is not among them: no header says a picture was upscaled; see bench_keep.py.)
 HIDDEN = ("resize_down_50", "jpeg_q30", "jpeg_q70", "webp_q40", "crop_5", "crop_20",

@@ -608,21 +608,33 @@ class KeepPolicy:
         keyed = [((not _protects(rec, facts), *(k(rec) for k in rules)), rec) for rec in records]
         return sorted(keyed, key=lambda kr: (kr[0], kr[1].path))
 
-    def _why(self, first: tuple[Any, ...], second: tuple[Any, ...] | None) -> str:
-        """Why the member keyed ``first`` beat the one keyed ``second`` (the runner-up)."""
-        if second is None:  # the others were joined by embeddings
+    def _why(self, first: tuple[Any, ...], others: Sequence[tuple[Any, ...]]) -> str:
+        """Why the member keyed ``first`` was kept over the members keyed ``others`` (best
+        first): the first rule (or signal of the ``original`` rule) that tells it from one
+        of them, and whether the best of them then tied it on every rule. Against the
+        runner-up alone, a rule that removed every other member read "first by path"."""
+        if not others:  # the others were joined by embeddings
             return "the only member hashes matched"
-        if first[0] != second[0]:
-            return "in a protected folder"
-        for rule, a, b in zip(self.rules, first[1:], second[1:], strict=True):
-            if a == b:
-                continue
-            if rule != "original":
-                return KEEP_RULES.get(rule, rule) if not rule.startswith("match:") \
-                    else f"its path matches {rule[len('match:'):]}"
-            signal = next(n for n, x, y in zip(ORIGINAL_SIGNALS, a, b, strict=True) if x != y)
-            return _SIGNAL_WORDS[signal]
-        return "first by path (the rules find no difference)"
+
+        def said(key: tuple[Any, ...]) -> list[tuple[str, Any]]:
+            out = [("in a protected folder", key[0])]
+            for rule, value in zip(self.rules, key[1:], strict=True):
+                if rule == "original":
+                    out += [(_SIGNAL_WORDS[n], v)
+                            for n, v in zip(ORIGINAL_SIGNALS, value, strict=True)]
+                else:
+                    out.append((KEEP_RULES.get(rule, rule) if not rule.startswith("match:")
+                                else f"its path matches {rule[len('match:'):]}", value))
+            return out
+
+        mine = said(first)
+        theirs = [said(o) for o in others]
+        why = next((word for k, (word, value) in enumerate(mine)
+                    if any(t[k][1] != value for t in theirs)), None)
+        if why is None or others[0] == first:
+            tie = "first by path (the rules find no difference)"
+            return tie if why is None else f"{why}; then {tie}"
+        return why
 
     def decide(self, group: Group, facts: KeepFacts | None = None) -> KeepDecision:
         """Choose the keepers of ``group``. Never leaves a group empty unless the rule is
@@ -652,8 +664,7 @@ class KeepPolicy:
                     # The policy's pick first: link actions target keep[0], and the reason
                     # below is about it, not about a protected photo that only looks alike.
                     keep = (hashed[0][1].path, *protected)
-                    reason = self._why(hashed[0][0],
-                                       hashed[1][0] if len(hashed) > 1 else None)
+                    reason = self._why(hashed[0][0], [k for k, _ in hashed[1:]])
         else:
             # Members embeddings joined are crops, frames, turns... of the others, or the
             # others of them: which is the original no signal here says (a screenshot has
@@ -667,7 +678,7 @@ class KeepPolicy:
                 keep, reason = (), "no member hashes matched"
             else:
                 keep = (hashed[0][1].path,)
-                reason = self._why(hashed[0][0], hashed[1][0] if len(hashed) > 1 else None)
+                reason = self._why(hashed[0][0], [k for k, _ in hashed[1:]])
         spared = [p for p in spared if p not in keep]
         if spared:
             keep = (*keep, *sorted(spared))
