@@ -18,8 +18,8 @@ Order, low to high, and why:
 
 0. ``errors``, ``version``: the exception types and ``Problem``; the version string. Neither
    imports anything of ours.
-1. ``model``, ``config``, ``events``, ``paths``: plain values, settings, progress protocol,
-   lexical path helpers (no I/O).
+1. ``model``, ``config``, ``events``, ``paths``, ``outputs``: plain values, settings,
+   progress protocol, lexical path helpers (no I/O); writing an output file whole.
 2. ``executors``, ``inputs``, ``imaging``, ``search``: the independent engines (how work runs,
    where bytes come from, bytes to hashes, hashes to pairs).
 3. ``grouping``, ``worker``: pairs to groups (and the edges between hash values a re-scan
@@ -54,7 +54,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / PACKAGE
 #: unit -> rank. The one table of the layering.
 LAYERS: dict[str, int] = {
     "errors": 0, "version": 0,
-    "model": 1, "config": 1, "events": 1, "paths": 1,
+    "model": 1, "config": 1, "events": 1, "paths": 1, "outputs": 1,
     "executors": 2, "inputs": 2, "imaging": 2, "search": 2,
     "grouping": 3, "worker": 3,
     "store": 4, "verify": 4,

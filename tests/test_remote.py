@@ -423,6 +423,33 @@ def test_parquet_output_has_one_row_per_file_with_hashes_and_errors(tree, tmp_pa
     assert all(n.startswith("part-") for n in os.listdir(out))
 
 
+def test_a_parquet_output_that_cannot_be_written_is_one_line_and_no_partial_part(
+        tree, tmp_path, monkeypatch, capsys):
+    """On a full disk --parquet-out ended in two chained OSError tracebacks and left a
+    0-byte .part-*.parquet.tmp (still there after a later resume)."""
+    import errno
+
+    from lookalike.cli import main
+
+    out = tmp_path / "scan.parquet"
+    real = pq.write_table
+
+    def full(table, where, **kw):
+        where.write(b"PAR1")  # a partial write, as a disk fills
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", full)
+    with pytest.raises(SystemExit) as info:
+        main(["scan", str(tree), "--parquet-out", str(out), "--no-cache", "-q", "-j", "1"])
+    _, err = capsys.readouterr()
+    assert info.value.code == 1 and "Traceback" not in err
+    assert err.startswith(f"error: cannot write the Parquet output {out}: No space left")
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+    monkeypatch.setattr(pq, "write_table", real)
+    scan_inputs([str(tree)], CONFIG, parquet_out=str(out))  # the same output: resumes
+    assert all(n.startswith("part-") for n in os.listdir(out))
+
+
 def test_parquet_output_is_readable_by_duckdb(tree, tmp_path):
     duckdb = pytest.importorskip("duckdb")
     out = tmp_path / "scan.parquet"

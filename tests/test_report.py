@@ -370,3 +370,76 @@ def test_a_flipped_or_turned_copy_says_so_beside_its_distance(tmp_path, scene):
     blob = json.loads(re.search(r'id="lookalike-data">(.*?)</script>', page, re.S).group(1))
     marked = {Path(m["p"]).name for g in blob["groups"] for m in g["m"] if m.get("dt")}
     assert marked == flipped
+
+
+def test_an_output_is_written_through_a_new_temporary_file_never_a_link(tmp_path, scene):
+    """The report and page went through the fixed name OUT.tmp, opened as it was: a symbolic
+    link left under that name was followed (the image it pointed to became the report), and
+    the renamed link became the report."""
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    scene(1).save(folder / "a.png")
+    scene(1).save(folder / "b.png")
+    precious = tmp_path / "precious.png"
+    scene(2).save(precious)
+    before = precious.read_bytes()
+    for name in ("rep.json", "page.html"):
+        os.symlink(precious, tmp_path / f"{name}.tmp")
+    result = lookalike.scan(folder, workers=1)
+    write_report(result, tmp_path / "rep.json")
+    from lookalike.report.html import write_html
+
+    write_html(str(tmp_path / "rep.json"), str(tmp_path / "page.html"))
+    assert precious.read_bytes() == before
+    for name in ("rep.json", "page.html"):
+        assert (tmp_path / name).is_file() and not (tmp_path / name).is_symlink()
+    assert json.loads((tmp_path / "rep.json").read_text())["groups"]
+
+
+def test_concurrent_writers_of_one_output_each_write_whole(tmp_path):
+    """Two scans writing one report shared OUT.tmp: one failed ("No such file or directory")
+    or left the other's report under its own name."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lookalike.outputs import write_text
+
+    out = tmp_path / "same.json"
+    texts = [json.dumps({"writer": k, "pad": "x" * 200_000}) for k in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda t: [write_text(out, t, "report") for _ in range(5)], texts))
+    assert out.read_text() in texts
+    assert [p.name for p in tmp_path.iterdir()] == ["same.json"]
+
+
+def test_a_failed_write_leaves_no_temporary_file_and_the_old_output(tmp_path, monkeypatch):
+    """On a full disk the page's partial OUT.tmp stayed (the report's was removed)."""
+    import builtins
+    import errno
+
+    from lookalike.outputs import write_text
+
+    out = tmp_path / "page.html"
+    out.write_text("old page")
+    real_open = builtins.open
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, text):
+            self.fh.write(text[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(builtins, "open", lambda *a, **k: Full(real_open(*a, **k)))
+    with pytest.raises(lookalike.LookalikeError,
+                       match=r"cannot write the HTML page .*No space left on device"):
+        write_text(out, "new page " * 1000, "HTML page")
+    monkeypatch.undo()
+    assert out.read_text() == "old page"
+    assert [p.name for p in tmp_path.iterdir()] == ["page.html"]

@@ -25,6 +25,7 @@ medians of 15 interleaved runs).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -38,6 +39,7 @@ from lookalike.grouping.keep import parse_keep
 from lookalike.inputs.hf import is_saved_dataset
 from lookalike.inputs.walk import named_file
 from lookalike.model import ImageRecord
+from lookalike.outputs import write_text
 from lookalike.paths import is_under
 from lookalike.pipeline import ScanResult, scan
 from lookalike.report.schema import (
@@ -83,11 +85,12 @@ def _page_report_path(html: str) -> str:
 
 def _write_errors_csv(errors: Sequence[Problem], path: str) -> None:
     """Write ``errors`` as CSV: ``path, stage, error, message``."""
-    with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(["path", "stage", "error", "message"])
-        for p in errors:
-            w.writerow([p.path, p.stage, p.error, p.message])
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(["path", "stage", "error", "message"])
+    for p in errors:
+        w.writerow([p.path, p.stage, p.error, p.message])
+    write_text(path, text.getvalue(), "error list")
 
 
 def _page_written(summary: HtmlSummary) -> str:
@@ -330,8 +333,7 @@ def clean_dataset_to_files(paths: Sequence[str], config: ScanConfig, *,
     if output is None:
         out.write(text)
     else:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        write_text(output, text, "cleanup")
         out.write(cleanup.render_text())
         out.write(f"cleanup written to {os.path.abspath(output)}\n")
     out.flush()
@@ -495,8 +497,6 @@ def calibrate_to_file(paths: Sequence[str], *, json_out: str | None = None,
         out.write(render_embedding_calibration(ecal))
         data["embedding"] = ecal.to_dict()
     if json_out is not None:
-        with open(json_out, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
+        write_text(json_out, json.dumps(data, indent=1) + "\n", "calibration")
         print(f"calibration written to {os.path.abspath(json_out)}", file=out)
     return cal

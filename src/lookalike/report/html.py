@@ -76,6 +76,7 @@ from lookalike.inputs.walk import (
     cache_tagged,
     container_of,
 )
+from lookalike.outputs import write_text
 from lookalike.paths import is_local_file
 from lookalike.pipeline import ScanResult
 from lookalike.report.schema import (
@@ -672,14 +673,7 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
         thumb_dir, urls, preview_urls = _write_thumbnail_dir(out, paths, jpegs, previews)
     html = render_html(data, report_path=abs_report, thumbnails=urls, states=file_states(data),
                        facts=facts, previews=preview_urls)
-    tmp = f"{out}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(html)
-        os.replace(tmp, out)  # a page is either complete or absent
-    except OSError as exc:
-        raise LookalikeError(f"cannot write the HTML page {out}: {exc.strerror or exc}; "
-                             "choose another path") from None
+    write_text(out, html, "HTML page", newline="\n")  # complete or absent
     return HtmlSummary(path=out, groups=len(data.get("groups", [])), images=len(paths),
                        thumbnails=len(urls), thumbnail_dir=thumb_dir,
                        previews=len(preview_urls))

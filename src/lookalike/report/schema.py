@@ -33,7 +33,6 @@ the views (:func:`report_to_dict`, :func:`render_text`, :func:`render_csv`,
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -45,10 +44,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from lookalike.analysis.leakage import restrict_to_leakage
 from lookalike.config import ScanConfig
-from lookalike.errors import ConfigError, LookalikeError, Problem, ReportError
+from lookalike.errors import ConfigError, Problem, ReportError
 from lookalike.grouping.keep import KeepChoices, KeepPolicy
 from lookalike.inputs.walk import CONTAINER_SUFFIXES, looks_like_image
 from lookalike.model import MATCH_KINDS, Group, Hash, ImageRecord, Member
+from lookalike.outputs import write_text
 from lookalike.paths import is_local_file, shown
 from lookalike.version import __version__
 
@@ -285,16 +285,7 @@ def write_report(result: ScanResult, out: str | os.PathLike[str] | TextIO, *,
     else:
         raise ConfigError(f"unknown report format {format!r}; use one of {', '.join(FORMATS)}")
     if isinstance(out, (str, os.PathLike)):
-        tmp = f"{os.fspath(out)}.tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
-                fh.write(text)
-            os.replace(tmp, out)  # a report is either complete or absent
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise LookalikeError(f"cannot write the report {os.fspath(out)}: "
-                                 f"{exc.strerror or exc}; choose another path") from None
+        write_text(out, text, "report")  # complete or absent
     else:
         out.write(text)
 

@@ -59,6 +59,7 @@ than mixed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -67,7 +68,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lookalike.config import INSTALL_HINTS
-from lookalike.errors import RETRYABLE, ConfigError, Problem
+from lookalike.errors import RETRYABLE, ConfigError, LookalikeError, Problem
 from lookalike.inputs.read import max_file_bytes
 from lookalike.model import FileFacts, Hash, ImageRecord
 from lookalike.store.base import outside_pixel_limit
@@ -264,9 +265,17 @@ class ParquetStore:
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         final = f"{self._root.rstrip('/')}/{name}"
         tmp = f"{self._root.rstrip('/')}/.{name}.tmp"
-        with self._fs.open(tmp, "wb") as fh:
-            self._pq.write_table(table, fh, compression="zstd")
-        self._fs.mv(tmp, final)  # readers (and resume) only ever see whole parts
+        try:
+            with self._fs.open(tmp, "wb") as fh:
+                self._pq.write_table(table, fh, compression="zstd")
+            self._fs.mv(tmp, final)  # readers (and resume) only ever see whole parts
+        except OSError as exc:  # a full disk, a store that refuses: one line, no partial part
+            with contextlib.suppress(Exception):
+                self._fs.rm(tmp)
+            raise LookalikeError(f"cannot write the Parquet output {self._root}: "
+                                 f"{getattr(exc, 'strerror', None) or exc}; the parts "
+                                 "written so far are kept (a scan with the same output "
+                                 "resumes); free space or choose another folder") from None
         self._last_write = time.monotonic()
         self.parts_written += 1
         self.rows_written += len(rows)

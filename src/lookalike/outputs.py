@@ -1,0 +1,45 @@
+"""Writing an output file (a report, a page, a list) whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+
+from lookalike.errors import LookalikeError
+
+__all__ = ["write_text"]
+
+
+def write_text(path: str | os.PathLike[str], text: str, what: str, *,
+               newline: str = "") -> None:
+    """Write ``text`` to ``path`` in one step: to a new temporary file beside it, then moved
+    over it (``os.replace``), so ``path`` holds either its old content or all of the new.
+
+    The temporary name is new each time and created exclusively, never through a link: a
+    fixed ``NAME.tmp`` followed a symbolic link left under that name (and overwrote the
+    image it pointed to), and two scans writing one report took each other's file. A failed
+    write leaves no temporary file (a full disk kept a partial page).
+
+    Raises:
+        LookalikeError: the file cannot be written (says ``what`` it is and the OS's reason).
+    """
+    out = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(out))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    tmp = None
+    try:
+        while tmp is None:
+            name_tried = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+            with contextlib.suppress(FileExistsError):
+                fd = os.open(name_tried, flags, 0o666)  # the umask applies, as to any file
+                tmp = name_tried
+        with open(fd, "w", encoding="utf-8", errors="surrogateescape", newline=newline) as fh:
+            fh.write(text)
+        os.replace(tmp, out)
+    except OSError as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise LookalikeError(f"cannot write the {what} {out}: {exc.strerror or exc}; "
+                             "choose another path") from None
