@@ -699,3 +699,19 @@ def test_a_file_named_inside_a_folder_it_may_not_enter_is_permission_denied(tmp_
     assert len(result.records) == 1
     with pytest.raises(lookalike.ConfigError, match="path does not exist"):
         lookalike.scan([tmp_path / "nothere.jpg"], workers=1, **SCAN)
+
+
+def test_a_tree_a_thousand_folders_deep_is_walked(tmp_path):
+    """The walk recursed once per folder level: at about 1,000 levels (a 2,000-byte path,
+    legal) Python's RecursionError stopped the scan with a traceback."""
+    deep = tmp_path / "t"
+    deep.mkdir()
+    for _ in range(1200):  # one level at a time: os.makedirs recurses too
+        deep = deep / "d"
+        deep.mkdir()
+    _noise(1).save(deep / "a.png")
+    _noise(1).save(tmp_path / "t" / "d" / "b.png")
+    result = lookalike.scan(tmp_path / "t", workers=1, **SCAN)
+    assert not result.errors and len(result.records) == 2
+    assert [sorted(os.path.basename(p) for p in g.paths) for g in result.groups] == [
+        ["a.png", "b.png"]]

@@ -283,19 +283,43 @@ def _tagged(directory: str, entries: list[os.DirEntry[str]]) -> bool:
     return any(e.name == CACHEDIR_TAG for e in entries) and cache_tagged(directory)
 
 
-def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
-              seen: set[tuple[int, int]]) -> Iterator[FileEntry | Problem]:
+def _listing(directory: str, root: str, stats: WalkStats
+             ) -> list[os.DirEntry[str]] | Problem | None:
+    """The entries of ``directory`` by name; its problem if it cannot be listed; None for a
+    cache folder inside a root (skipped, counted)."""
     try:
         with os.scandir(directory) as it:
             entries = sorted(it, key=_by_name)
     except OSError as exc:
-        yield _problem(directory, os_error_reason(exc),
-                       f"cannot list folder: {exc.strerror or exc}")
-        return
+        return _problem(directory, os_error_reason(exc),
+                        f"cannot list folder: {exc.strerror or exc}")
     if directory != root and _tagged(directory, entries):  # a root named is scanned
         stats.skipped_cache_dirs += 1
+        return None
+    return entries
+
+
+def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
+              seen: set[tuple[int, int]]) -> Iterator[FileEntry | Problem]:
+    """Every file under ``directory`` depth first, by name; ``seen``: the identities of the
+    folders above it (a folder met again among them is a link loop). A loop over a stack of
+    open listings, not a recursion: a tree 1,000 folders deep stopped the scan with
+    Python's RecursionError."""
+    first = _listing(directory, root, stats)
+    if not isinstance(first, list):
+        if first is not None:
+            yield first
         return
-    for entry in entries:
+    ancestors = set(seen)
+    stack: list[tuple[Iterator[os.DirEntry[str]], tuple[int, int] | None]] = [
+        (iter(first), None)]
+    while stack:
+        entries, folder = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            ancestors.discard(folder)  # type: ignore[arg-type]
+            continue
         path = entry.path
         try:
             is_link = entry.is_symlink()
@@ -321,10 +345,15 @@ def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
             yield _new_entry(path, st.st_size, st.st_mtime_ns, root, st.st_dev, st.st_ino, ())
         elif stat.S_ISDIR(mode):
             key = (st.st_dev, st.st_ino)
-            if key in seen:
+            if key in ancestors:
                 yield _problem(path, "symlink-loop", "folder already visited (link loop)")
                 continue
-            yield from _walk_dir(path, root, follow, stats, seen | {key})
+            listed = _listing(path, root, stats)
+            if isinstance(listed, list):
+                ancestors.add(key)
+                stack.append((iter(listed), key))
+            elif listed is not None:
+                yield listed
         else:
             yield from _file_entry(path, root, st, stats, explicit=False)
 
