@@ -250,3 +250,22 @@ def test_unchanged_codes_give_back_the_known_edges_without_a_search(monkeypatch)
     other = find_edges(codes, 64, 3, known)  # another radius: searched afresh
     assert {(min(p), max(p)) for p in other.pairs} == _brute_edges(codes, 3)
     assert len(searches) == 1
+
+
+def test_a_threshold_pairing_most_hash_values_is_refused_before_the_search(monkeypatch):
+    """`-t 128` of 256 bits on 5k random pictures built 402M pairs: a MemoryError
+    traceback at 12 GB, or the machine out of memory. The pairs a radius would make are
+    estimated first; too many for half the memory is one error saying what to do."""
+    import os
+
+    from lookalike.errors import LookalikeError
+
+    rng = random.Random(0)
+    codes = {rng.getrandbits(256) for _ in range(3000)}
+    real = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda name: 16384 if name == "SC_PHYS_PAGES"
+                        else real(name))  # 16384 pages: a 64 MB machine
+    with pytest.raises(LookalikeError, match=r"pairs about 5\d\.\d% of these 3,000 hash "
+                                             r"values.*lower the threshold"):
+        find_edges(codes, 256, 128)
+    assert find_edges(codes, 256, 64).pairs == ()  # random codes: none that close

@@ -704,14 +704,20 @@ def test_a_file_named_inside_a_folder_it_may_not_enter_is_permission_denied(tmp_
 def test_a_tree_a_thousand_folders_deep_is_walked(tmp_path):
     """The walk recursed once per folder level: at about 1,000 levels (a 2,000-byte path,
     legal) Python's RecursionError stopped the scan with a traceback."""
-    deep = tmp_path / "t"
-    deep.mkdir()
+    levels = [tmp_path / "t"]
     for _ in range(1200):  # one level at a time: os.makedirs recurses too
-        deep = deep / "d"
-        deep.mkdir()
-    _noise(1).save(deep / "a.png")
-    _noise(1).save(tmp_path / "t" / "d" / "b.png")
-    result = lookalike.scan(tmp_path / "t", workers=1, **SCAN)
-    assert not result.errors and len(result.records) == 2
-    assert [sorted(os.path.basename(p) for p in g.paths) for g in result.groups] == [
-        ["a.png", "b.png"]]
+        levels.append(levels[-1] / "d")
+    for level in levels:
+        level.mkdir()
+    try:
+        _noise(1).save(levels[-1] / "a.png")
+        _noise(1).save(levels[1] / "b.png")
+        result = lookalike.scan(levels[0], workers=1, **SCAN)
+        assert not result.errors and len(result.records) == 2
+        assert [sorted(os.path.basename(p) for p in g.paths) for g in result.groups] == [
+            ["a.png", "b.png"]]
+    finally:  # bottom up: shutil.rmtree (pytest's clean-up of old runs) recurses too
+        for level in reversed(levels):
+            for f in level.glob("*.png"):
+                f.unlink()
+            level.rmdir()
