@@ -167,16 +167,18 @@ def test_giant_runs_are_joined_on_their_other_bits(nbits: int):
     assert_same_pairs(got, brute_pairs(codes, 6))
 
 
-def test_a_giant_run_of_wide_codes_is_joined_by_narrow_tables():
+def test_a_giant_run_of_wide_codes_is_joined_on_its_other_bits():
     # 72-bit codes, 3000 sharing their top 36 bits: the run is joined on its other bits,
-    # which fit one word, by tables (it is too big for brute force), in table order
+    # which fit one word (there, 21 of its 57 bits are still shared: its own tables would
+    # key on them, so the sampled cost picks brute force, 27 ms against 103 ms)
     rng = random.Random(8)
     values = planted(rng, 200, 72, 4)
     values += [(0xABCDE1234 << 36) | rng.getrandbits(36) for _ in range(3000)]
     codes = pack_hashes(values, 72)
-    with spy("_run_tables") as tables:
+    with spy("_self_join") as joins, spy("_brute_join") as brute:
         got = find_pairs(codes, 4, tuning=SearchTuning(brute_force=False, giant_run=1000))
-    assert tables.call_count >= 2
+    assert joins.call_count >= 2 and brute.call_count >= 1
+    assert joins.call_args_list[-1].args[0].shape[1] == 1  # one word
     assert_same_pairs(got, brute_pairs(codes, 4))
 
 
@@ -201,6 +203,25 @@ def test_small_inputs_use_brute_force_unless_tuned_off():
     assert brute.call_count == 1 and tables.call_count == 0
     with spy("_brute_join") as brute, spy("_run_tables") as tables:
         assert_same_pairs(find_pairs(codes, 5, tuning=TABLES), brute_pairs(codes, 5))
+    assert brute.call_count == 0 and tables.call_count == 1
+
+
+def test_codes_that_share_keys_far_more_than_random_ones_use_brute_force():
+    """The plan's cost counted candidates as random codes make them: 20k codes of
+    near-identical gradients (all within a few dozen bits of one value) took 6.7 s in a
+    7-table plan predicted at 0.01 s; brute force took 0.7 s. The candidates the plan's
+    tables would make are measured on sampled pairs first."""
+    rng = np.random.default_rng(5)
+    centre = rng.integers(0, 2**63, 4, dtype=np.uint64)
+    flips = rng.random((3000, 256)) < 0.03  # ~8 bits off the centre each
+    bits = np.packbits(flips, axis=1).view(">u8").astype(np.uint64)
+    codes = np.unique(centre ^ bits, axis=0)
+    with spy("_brute_join") as brute, spy("_run_tables") as tables:
+        assert_same_pairs(find_pairs(codes, 10), brute_pairs(codes, 10))
+    assert brute.call_count == 1 and tables.call_count == 0
+    spread = pack_hashes(planted(random.Random(3), 3000, 256, 10), 256)  # random-like
+    with spy("_brute_join") as brute, spy("_run_tables") as tables:
+        assert_same_pairs(find_pairs(spread, 10), brute_pairs(spread, 10))
     assert brute.call_count == 0 and tables.call_count == 1
 
 
