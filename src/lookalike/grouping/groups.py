@@ -136,24 +136,24 @@ class Edges:
 
     @classmethod
     def of(cls, nbits: int, radius: int, order: tuple[int, ...], packed: bytes,
-           index: array[int]) -> Edges:
-        """Edges of the codes ``order`` (distinct; ``packed`` holds them in that order)."""
-        codes = frozenset(order)
-        return cls(nbits, radius, packed, index, fingerprint(codes), order, codes)
+           index: array[int], codes: frozenset[int] | None = None,
+           print_: str | None = None) -> Edges:
+        """Edges of the codes ``order`` (distinct; ``packed`` holds them in that order);
+        ``codes`` and ``print_``: their set and its :func:`fingerprint`, if known."""
+        codes = frozenset(order) if codes is None else codes
+        return cls(nbits, radius, packed, index, print_ or fingerprint(codes), order, codes)
 
     @property
     def width(self) -> int:
         """Bytes per packed code."""
         return 8 * ((self.nbits + 63) // 64)
 
-    def _code(self, k: int) -> int:
-        w = self.width
-        return int.from_bytes(self.packed[k * w:(k + 1) * w], "big")
-
     @property
     def order(self) -> tuple[int, ...]:
         if self._order is None:
-            object.__setattr__(self, "_order", tuple(map(self._code, range(len(self)))))
+            w, packed = self.width, self.packed
+            object.__setattr__(self, "_order", tuple(
+                [int.from_bytes(packed[k:k + w], "big") for k in range(0, len(packed), w)]))
         return self._order  # type: ignore[return-value]
 
     @property
@@ -168,7 +168,9 @@ class Edges:
             if self._order is not None:
                 at = self._order.__getitem__
             else:  # the codes of rows in some pair only (most rows are in none)
-                at = {k: self._code(k) for k in set(self.index)}.__getitem__
+                w, packed = self.width, self.packed
+                at = {k: int.from_bytes(packed[k * w:(k + 1) * w], "big")
+                      for k in set(self.index)}.__getitem__
             object.__setattr__(self, "_pairs", tuple(zip(
                 map(at, self.index[0::2]), map(at, self.index[1::2]), strict=True)))
         return self._pairs  # type: ignore[return-value]
@@ -231,15 +233,17 @@ def find_edges(codes: Iterable[int], nbits: int, radius: int,
     """
     codes = frozenset(codes)
     if known is not None and (known.nbits, known.radius) == (nbits, radius):
-        if known.fingerprint == fingerprint(codes):
+        print_ = fingerprint(codes)
+        if known.fingerprint == print_:
             return known
         if codes <= known.codes:
             return known.without(known.codes - codes)
-        return _search(codes, nbits, radius, known)
+        return _search(codes, nbits, radius, known, print_)
     return _search(codes, nbits, radius, None)
 
 
-def _search(codes: frozenset[int], nbits: int, radius: int, known: Edges | None) -> Edges:
+def _search(codes: frozenset[int], nbits: int, radius: int, known: Edges | None,
+            print_: str | None = None) -> Edges:
     """Every pair of ``codes`` within ``radius`` bits (a self-join): ``known``'s codes that
     remain keep their place and packed rows, the others follow."""
     import numpy as np
@@ -266,7 +270,7 @@ def _search(codes: frozenset[int], nbits: int, radius: int, known: Edges | None)
         _check_pairs_fit(rows, radius)
         ii, jj, _ = find_pairs(rows, radius)
         index.frombytes(np.column_stack((ii, jj)).astype(np.uint32).tobytes())
-    return Edges.of(nbits, radius, order, rows.astype(">u8").tobytes(), index)
+    return Edges.of(nbits, radius, order, rows.astype(">u8").tobytes(), index, codes, print_)
 
 
 #: Memory one pair of near hash values holds from the search to the groups (its positions,

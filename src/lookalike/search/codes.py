@@ -51,8 +51,11 @@ class SearchTuning:
     ns_row_probe: float = 10.0  # ... plus gathering each probe word into table order
     ns_pair_probe: float = 8.0  # per candidate pair and probe word, wider codes
     ns_pair_wide: float = 60.0  # per candidate pair passing the probe words (whole rows)
-    ns_brute: float = 2.0  # per pair, brute force ...
-    ns_brute_word: float = 4.0  # ... plus this per word
+    # Brute force, per pair plus per word: 1.9 ns a pair for 20k 64-bit codes, 2.9 for
+    # 256-bit ones (np.bitwise_count; the model said 6 and 18, and kept 20k clustered codes
+    # in tables for 6.7 s where brute force takes 0.6 s).
+    ns_brute: float = 1.5  # per pair, brute force ...
+    ns_brute_word: float = 0.35  # ... plus this per word
     # -- query index (mih.py)
     max_probes: int = 1 << 16  # most keys one chunk of a query may probe
     probe_batch: int = 1 << 20  # keys probed at once
