@@ -165,8 +165,8 @@ class Edges:
     @property
     def pairs(self) -> tuple[tuple[int, int], ...]:
         if self._pairs is None:
-            if self._order is not None:
-                at = self._order.__getitem__
+            if self._order is not None or len(self.index) >= len(self):
+                at = self.order.__getitem__  # (every code, once, is the cheaper read)
             else:  # the codes of rows in some pair only (most rows are in none)
                 w, packed = self.width, self.packed
                 at = {k: int.from_bytes(packed[k * w:(k + 1) * w], "big")
