@@ -185,6 +185,24 @@ def test_a_full_decode_query_reads_a_fast_scans_hashes_too(tmp_path, scene):
         assert [m.path for m, _ in results[0].matches] == [str(lib / "2.png")], decode
 
 
+def test_a_full_decode_query_refuses_a_large_jpegs_fast_hash(tmp_path, scene):
+    """A large JPEG's fast hash comes from a reduced decode (up to 52 bits off its full
+    hash): a full-decode query compared with it missed the file's own byte copy."""
+    from lookalike.config import FAST_REDUCE_FROM_SIDE
+
+    lib, db = _scanned(tmp_path, scene, method="phash")
+    side = FAST_REDUCE_FROM_SIDE
+    scene(7, (side + 200, side)).save(lib / "big.jpg", quality=90)
+    with HashCache(db) as cache:
+        lookalike.scan(lib, config=ScanConfig(method="phash", workers=1), cache=cache)
+    query = tmp_path / "q.jpg"
+    query.write_bytes((lib / "big.jpg").read_bytes())  # its byte copy
+    with pytest.raises(ConfigError, match=r"only fast-decode hashes of 1 large JPEG .*big\.jpg"):
+        find_matches([query], db, ScanConfig(method="phash", decode="full"))
+    results, _ = find_matches([query], db, ScanConfig(method="phash"))
+    assert [m.path for m, d in results[0].matches if d == 0] == [str(lib / "big.jpg")]
+
+
 def test_an_empty_or_missing_cache_is_an_error_and_is_not_created(tmp_path, scene, capsys):
     scene(1).save(tmp_path / "q.png")
     HashCache(tmp_path / "empty.sqlite").close()

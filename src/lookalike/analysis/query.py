@@ -26,6 +26,7 @@ import numpy as np
 
 from lookalike.config import DECODER_VERSION, ScanConfig
 from lookalike.errors import ConfigError, Problem
+from lookalike.grouping.confirm import may_be_reduced
 from lookalike.grouping.groups import segment_rows
 from lookalike.inputs.walk import FileEntry, container_of
 from lookalike.model import ImageRecord, embedding_array
@@ -266,8 +267,9 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
     usable = _usable_keys(config, have)
     # A fast scan stores full-decode hashes too, of the few large JPEGs it decoded again to
     # confirm their matches: a full-decode query reads those and the fast scan's hashes of
-    # every other file (decoded alike: only large JPEGs are reduced). Before, it read those
-    # few only and answered "0 matches" for the rest.
+    # the files fast mode decodes in full (all but large JPEGs). Before, it read those few
+    # only and answered "0 matches" for the rest. A large JPEG with a fast hash only cannot
+    # be compared (its reduced decode moves the hash by up to 52 bits): an error, as before.
     fill = (_usable_keys(dataclasses.replace(config, decode="fast"), have)
             if config.decode == "full" else [])
     for key in usable:
@@ -280,8 +282,16 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
         more = list(cache.records(config, under=under, key=key))
         if more:
             got = {r.path for r in stored}
-            stored = sorted([*stored, *(r for r in more if r.path not in got)],
-                            key=attrgetter("path"))
+            extra = [r for r in more if r.path not in got]
+            reduced = [r.path for r in extra if may_be_reduced(r)]
+            if reduced:
+                raise ConfigError(
+                    f"the hash cache {cache.path} holds only fast-decode hashes of "
+                    f"{len(reduced)} large JPEG{'s' * (len(reduced) != 1)} (e.g. "
+                    f"{shown(reduced[0])}), which fast mode decodes reduced: a full-decode "
+                    "query cannot be compared with them. Query with the scan's decode mode "
+                    "(fast), or scan the collection with full decoding first")
+            stored = sorted([*stored, *extra], key=attrgetter("path"))
             break
     if stored:
         return config, stored
