@@ -200,6 +200,25 @@ def test_large_reports_put_thumbnails_in_a_sibling_folder_and_spare_other_files(
     assert all(u.startswith("my%20report_files/t") for u in urls)
 
 
+def test_a_link_named_like_a_thumbnail_in_the_pages_folder_is_replaced_not_followed(
+        tmp_path, scene):
+    """The page's own (tagged) thumbnail folder held t000000.jpg -> an image elsewhere: the
+    clean-up skipped links, then the write followed it and the image became a JPEG
+    thumbnail. The cache tag is written the same way."""
+    report = _scan_to_report(_folder(tmp_path / "imgs", scene), tmp_path / "r.json")
+    write_html(report, tmp_path / "page.html", thumbnails="files")
+    folder = tmp_path / "page_files"
+    victim = tmp_path / "victim.png"
+    scene(9).save(victim)
+    before = victim.read_bytes()
+    (folder / "t000000.jpg").unlink()
+    (folder / "t000000.jpg").symlink_to(victim)
+    write_html(report, tmp_path / "page.html", thumbnails="files")
+    assert victim.read_bytes() == before
+    assert not (folder / "t000000.jpg").is_symlink()
+    assert (folder / "t000000.jpg").read_bytes()[:2] == b"\xff\xd8"  # a JPEG thumbnail
+
+
 def test_undecodable_file_names_do_not_break_the_page(tmp_path, scene):
     folder = os.fsdecode(os.fsencode(str(tmp_path)) + b"/lib\xff")
     try:

@@ -443,3 +443,13 @@ def test_a_failed_write_leaves_no_temporary_file_and_the_old_output(tmp_path, mo
     monkeypatch.undo()
     assert out.read_text() == "old page"
     assert [p.name for p in tmp_path.iterdir()] == ["page.html"]
+
+
+def test_an_output_name_near_the_file_systems_limit_is_written(tmp_path):
+    """The temporary name was the output's plus 14 bytes: a legal 250-byte report name
+    failed with "File name too long"."""
+    from lookalike.outputs import write_text
+
+    out = tmp_path / ("r" * 245 + ".json")
+    write_text(out, "{}\n", "report")
+    assert out.read_text() == "{}\n" and [p.name for p in tmp_path.iterdir()] == [out.name]

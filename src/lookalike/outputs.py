@@ -8,7 +8,7 @@ import secrets
 
 from lookalike.errors import LookalikeError
 
-__all__ = ["write_text"]
+__all__ = ["write_new", "write_text"]
 
 
 def write_text(path: str | os.PathLike[str], text: str, what: str, *,
@@ -25,12 +25,14 @@ def write_text(path: str | os.PathLike[str], text: str, what: str, *,
         LookalikeError: the file cannot be written (says ``what`` it is and the OS's reason).
     """
     out = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(out))
+    folder = os.path.dirname(os.path.abspath(out))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     tmp = None
     try:
         while tmp is None:
-            name_tried = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+            # A short name of its own: one built on the output's name could pass the
+            # file system's 255-byte limit where the output's name does not.
+            name_tried = os.path.join(folder, f".lookalike-{secrets.token_hex(8)}.tmp")
             with contextlib.suppress(FileExistsError):
                 fd = os.open(name_tried, flags, 0o666)  # the umask applies, as to any file
                 tmp = name_tried
@@ -43,3 +45,19 @@ def write_text(path: str | os.PathLike[str], text: str, what: str, *,
                 os.unlink(tmp)
         raise LookalikeError(f"cannot write the {what} {out}: {exc.strerror or exc}; "
                              "choose another path") from None
+
+
+def write_new(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` as a new file at ``path``, inside a folder of lookalike's own (the
+    review page's thumbnails): whatever is there under that name is removed first, and the
+    file is created exclusively, so a symbolic link left there is never followed (one
+    named like a thumbnail had the image it pointed to overwritten).
+
+    Raises:
+        OSError: as the OS says.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with open(os.open(path, flags, 0o666), "wb") as fh:
+        fh.write(data)

@@ -76,7 +76,7 @@ from lookalike.inputs.walk import (
     cache_tagged,
     container_of,
 )
-from lookalike.outputs import write_text
+from lookalike.outputs import write_new, write_text
 from lookalike.paths import is_local_file
 from lookalike.pipeline import ScanResult
 from lookalike.report.schema import (
@@ -670,7 +670,12 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
     if mode == "inline":
         urls, preview_urls = _data_uris(jpegs), _data_uris(previews)
     elif mode == "files":
-        thumb_dir, urls, preview_urls = _write_thumbnail_dir(out, paths, jpegs, previews)
+        try:
+            thumb_dir, urls, preview_urls = _write_thumbnail_dir(out, paths, jpegs, previews)
+        except OSError as exc:  # a full disk: one line, as for the page itself
+            raise LookalikeError(f"cannot write the thumbnails beside {out}: "
+                                 f"{exc.strerror or exc}; free space, or make them inline"
+                                 ) from None
     html = render_html(data, report_path=abs_report, thumbnails=urls, states=file_states(data),
                        facts=facts, previews=preview_urls)
     write_text(out, html, "HTML page", newline="\n")  # complete or absent
@@ -727,8 +732,8 @@ def _write_thumbnail_dir(out: str, paths: list[str], jpegs: Mapping[str, bytes],
     # Tagged as a cache (bford.info/cachedir): a scan of a folder holding the page skips
     # it, or every thumbnail would be a smaller duplicate of its photo, one that
     # `--keep smallest-file` keeps.
-    with open(os.path.join(folder, CACHEDIR_TAG), "wb") as fh:
-        fh.write(CACHEDIR_SIGNATURE + b"\n# lookalike review page thumbnails\n")
+    write_new(os.path.join(folder, CACHEDIR_TAG),
+              CACHEDIR_SIGNATURE + b"\n# lookalike review page thumbnails\n")
     prefix = quote(os.path.basename(folder))  # the page's own name may hold spaces, '#', '?'
     found: list[dict[str, str]] = []
     for letter, images in (("t", jpegs), ("p", previews)):
@@ -738,8 +743,7 @@ def _write_thumbnail_dir(out: str, paths: list[str], jpegs: Mapping[str, bytes],
             if jpeg is None:
                 continue
             name = f"{letter}{i:06d}.jpg"  # our names, never the image's: nothing to escape
-            with open(os.path.join(folder, name), "wb") as fh:
-                fh.write(jpeg)
+            write_new(os.path.join(folder, name), jpeg)
             urls[p] = f"{prefix}/{name}"
         found.append(urls)
     return folder, found[0], found[1]
