@@ -888,3 +888,19 @@ def test_a_folder_named_like_a_shard_is_scanned_as_a_folder(tree, baseline, tmp_
     assert _groups(result, str(folder)) == _groups(baseline, str(tree))
     with pytest.raises(ConfigError, match=r"no \.tar shards under"):  # asked for shards
         scan_inputs([str(folder)], CONFIG, input_format="tar")
+
+
+def test_a_glob_of_shards_matching_none_says_so(tmp_path):
+    """After a folder named like a shard became a folder to walk, a glob matching no shard
+    was walked as a path: "path does not exist: .../*.tar"."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "data" / "x.tar").mkdir(parents=True)  # a folder, not a shard
+    for pattern in ("empty/*.tar", "data/*.tar"):
+        with pytest.raises(ConfigError, match=r"no \.tar shards under"):
+            scan_inputs([str(tmp_path / pattern)], CONFIG)
+
+
+def test_a_path_with_a_nul_byte_is_a_usage_error():
+    """os.lstat raises ValueError for it (os.path.lexists said False): a traceback."""
+    with pytest.raises(ConfigError, match="NUL byte"):
+        lookalike.scan(["/tmp/x\0y"])

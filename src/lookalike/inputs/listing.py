@@ -265,7 +265,8 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         fs, found, explicit, images = _expand(raw, fmt, options)
         if fmt in ("tar", "parquet"):
             skipped_images += images if found else 0  # they were left out without a word
-            if not found and input_format == "auto" and local is not None:
+            if (not found and input_format == "auto" and local is not None
+                    and os.path.isdir(local)):
                 # A folder merely named like a shard ("photos.tar/") holding no shards: its
                 # files, as the default format promises (a Spark-style "t.parquet/" folder of
                 # Parquet files is read as those).

@@ -214,6 +214,9 @@ def check_roots(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
             os.lstat(root)
         except (FileNotFoundError, NotADirectoryError):
             raise ConfigError(f"path does not exist: {root}") from None
+        except ValueError:  # lexists said "does not exist"; lstat raises
+            raise ConfigError(f"not a path the OS can take (it holds a NUL byte): "
+                              f"{root!r}") from None
         except OSError:  # in a folder it may not enter: the walk says so, for that root
             pass
     return roots
