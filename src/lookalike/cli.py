@@ -481,8 +481,9 @@ def methods_cmd() -> None:
     for m in METHODS.values():
         compat = f" (= imagehash.{m.imagehash})" if m.imagehash else ""
         spec = method_spec(m.name)
-        sizes = spec.allowed().removeprefix("a power of two: ")
-        sizes = sizes.replace(" or ", ",").replace(", ", ",")
+        listed = spec.listed()
+        sizes = (f"{spec.min_size}..{spec.max_size}" if listed is None
+                 else ",".join(map(str, listed)))
         click.echo(f"{m.name:<15} {m.default_size:>4} {sizes:<11} "
                    f"{m.nbits(m.default_size):>4} {spec.threshold:>3}  {m.summary}{compat}")
     click.echo("size: the default --hash-size; sizes: those allowed.")

@@ -109,15 +109,24 @@ class MethodSpec:
     #: from their own pixels where flipping the DCT is not exact.
     revision: int = 0
 
+    def listed(self) -> list[int] | None:
+        """The sizes allowed, each, when not every size of a range is: ``[16]`` or
+        ``[2, 4, 8, 16, 32]``; None for a range (:attr:`min_size` to :attr:`max_size`)."""
+        if self.sizes is not None:
+            return list(self.sizes)
+        if self.power_of_two:
+            return [1 << k for k in range(self.max_size.bit_length())
+                    if self.min_size <= 1 << k <= self.max_size]
+        return None
+
     def allowed(self) -> str:
         """The sizes allowed, for messages: ``2..32``, ``16`` or ``2, 4, 8, 16 or 32``."""
+        listed = self.listed()
+        if listed is None:
+            return f"{self.min_size}..{self.max_size}"
         if self.sizes is not None:
-            return " or ".join(map(str, self.sizes))
-        if self.power_of_two:
-            powers = [str(1 << k) for k in range(self.max_size.bit_length())
-                      if self.min_size <= 1 << k <= self.max_size]
-            return f"a power of two: {', '.join(powers[:-1])} or {powers[-1]}"
-        return f"{self.min_size}..{self.max_size}"
+            return " or ".join(map(str, listed))
+        return f"a power of two: {', '.join(map(str, listed[:-1]))} or {listed[-1]}"
 
     def accepts(self, size: int) -> bool:
         if self.sizes is not None:

@@ -30,6 +30,7 @@ __all__ = [
     "PartialFailure",
     "Problem",
     "ReportError",
+    "first_line",
 ]
 
 #: Every reason code a :class:`Problem` can carry, with what it means. Codes are stable:
@@ -182,3 +183,9 @@ class Problem:
     def to_dict(self) -> dict[str, str]:
         return {"path": self.path, "stage": self.stage, "error": self.error,
                 "message": self.message}
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of what ``exc`` says (its type's name if nothing), for a one-line
+    message: a third party's own message can run to a hundred lines."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -98,8 +98,9 @@ def near_pairs(records: Sequence[ImageRecord], max_distance: int
 def fingerprint(codes: frozenset[int]) -> str:
     """What recognises a set of codes without its members: their number, their sum and
     Python's hash of the set (of ints, the same in every process). A stored set is taken to
-    be the current one when these agree: two different sets of hash values agreeing on all
-    three would be an accident of odds below 2**-61."""
+    be the current one when these agree. Python hashes an int modulo 2**61 - 1, so a set
+    made to collide can (swap a, b for a + M, b - M); sets of hash values that pictures
+    make agree on all three by accident with odds of about 2**-61."""
     return f"{len(codes)}:{sum(codes):x}:{hash(codes):x}"
 
 

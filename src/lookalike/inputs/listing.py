@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from lookalike.errors import ConfigError, Problem
+from lookalike.errors import ConfigError, Problem, first_line
 from lookalike.events import NullReporter
 from lookalike.inputs.remote import (
     _PATH_COLUMNS,
@@ -116,9 +116,8 @@ def _read_list(list_path: str, column: str | None, options: Mapping[str, Any]) -
                                       "column that holds them")
                 values = pf.read(columns=[col]).column(col).to_pylist()
         except (pa.ArrowException, OSError) as exc:  # an empty, cut or damaged file
-            said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ConfigError(f"cannot read the file list {list_path} as Parquet: {said}"
-                              ) from None
+            raise ConfigError(f"cannot read the file list {list_path} as Parquet: "
+                              f"{first_line(exc)}") from None
         return [v for v in values if v]
     with fs.open(path, "rt", encoding="utf-8", newline="") as fh:
         return _list_lines(fh, list_path)

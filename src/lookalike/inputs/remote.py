@@ -46,7 +46,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from lookalike.config import INSTALL_HINTS
-from lookalike.errors import ConfigError, Problem
+from lookalike.errors import ConfigError, Problem, first_line
 from lookalike.inputs.walk import (
     IMAGE_EXTENSIONS,
 )
@@ -131,8 +131,7 @@ def _url_to_fs(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
         # A missing package (s3fs for s3://), an unknown protocol, and whatever opening the
         # filesystem raises: no server there, no such host, a damaged zip, a URL it cannot
         # parse, a missing native library (whose message runs to a hundred lines).
-        said = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"cannot open {url}: {said}") from None
+        raise ConfigError(f"cannot open {url}: {first_line(exc)}") from None
 
 
 def is_url(text: str) -> bool:
