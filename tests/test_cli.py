@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -550,6 +551,30 @@ def test_scan_to_files_writes_every_view_and_prints_only_to_its_stream(tmp_path,
     assert text.startswith("3 images scanned, 1 duplicate group, 1 duplicate "), text
     assert text.rstrip().endswith(f"HTML report written to {page}")
     assert capsys.readouterr() == ("", "")
+
+
+def test_a_csv_reports_error_list_is_always_this_scans_and_named_csv(tmp_path, scene):
+    """A later CSV scan without errors left the earlier scan's NAME.errors.csv beside the
+    new report; `--format csv -o a.json` named its error list a.errors.json."""
+    import csv as csv_module
+
+    from lookalike.jobs import errors_csv_path, scan_to_files
+
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    (folder / "broken.png").write_bytes(b"not a png")
+    config = ScanConfig(method="phash", threshold=6, workers=1)
+    report = tmp_path / "r.csv"
+    scan_to_files([str(folder)], config, output=str(report), format="csv", use_cache=False,
+                  out=io.StringIO())
+    assert "broken.png" in (tmp_path / "r.errors.csv").read_text()
+    (folder / "broken.png").unlink()
+    scan_to_files([str(folder)], config, output=str(report), format="csv", use_cache=False,
+                  out=io.StringIO())
+    rows = list(csv_module.reader((tmp_path / "r.errors.csv").open()))
+    assert rows == [["path", "stage", "error", "message"]]
+    assert errors_csv_path("a.json") == "a.errors.csv"
+    assert errors_csv_path("A.CSV") == "A.errors.CSV"
 
 
 def test_interrupted_apply_exits_130_and_says_how_to_undo_or_finish(tmp_path, scene, capsys,

@@ -157,6 +157,15 @@ def _two(**extra) -> list[dict]:
     (lambda d: d.update(schema_version=True), "schema version 1 (found True)"),
     (lambda d: d.update(schema_version=1.0), "schema version 1 (found 1.0)"),
     (lambda d: d["groups"][0].update(members=_two(match="trust me")), "unknown 'match'"),
+    # From a review of report consumers: each crashed `report` or `apply` (a traceback), or
+    # got past the edited-keep-list check (a string keep planned moving the file to keep).
+    (lambda d: d["groups"][0].update(keep="/a.jpg"), "'keep' that is not a list of paths"),
+    (lambda d: d["groups"][0].update(members=_two(digest=["x"])), "'digest' that is not"),
+    (lambda d: d["groups"][0].update(members=_two(bytes=float("inf"))), "'bytes' of inf"),
+    (lambda d: d["groups"][0].update(members=_two(bytes=1.5)), "'bytes' of 1.5"),
+    (lambda d: d["groups"][0].update(representative=5), "'representative' that is not"),
+    (lambda d: d.update(tool="lookalike 0.1.0"), "'tool' is a str, not an object"),
+    (lambda d: d.update(stats={"images": None}), "'stats.images' is None"),
     # A method or size no scan has was applied as if it were one (42 moves planned).
     (lambda d: d["config"].update(method="nope"), "unknown hash method 'nope'"),
     (lambda d: d["config"].update(hash_size=999), "its config: hash_size 999 is out of range"),

@@ -74,7 +74,9 @@ SUMMARY_MEMBERS = 8
 def errors_csv_path(report: str) -> str:
     """Where a CSV report's list of unusable files goes: ``NAME.errors.csv`` beside it."""
     stem, ext = os.path.splitext(report)
-    return f"{stem}.errors{ext or '.csv'}"
+    # The report's own spelling of .csv (.CSV), else .csv: a CSV report named a.json had
+    # its error list named a.errors.json, which apply then took for a JSON report.
+    return f"{stem}.errors{ext if ext.lower() == '.csv' else '.csv'}"
 
 
 def _page_report_path(html: str) -> str:
@@ -269,11 +271,14 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         written.append(f"report written to {os.path.abspath(output)}")
         if format == "json":
             json_path = output
-        if format == "csv" and result.errors:
+        if format == "csv":
+            # Written also when empty: an earlier scan's error list beside a new report
+            # reads as this scan's.
             errors_csv = errors_csv_path(output)
             _write_errors_csv(result.errors, errors_csv)
-            written.append(f"{plural(len(result.errors), 'error')} written to "
-                           f"{os.path.abspath(errors_csv)}")
+            if result.errors:
+                written.append(f"{plural(len(result.errors), 'error')} written to "
+                               f"{os.path.abspath(errors_csv)}")
     if html is not None:
         if json_path is None:
             # Decisions exported from the page name the JSON report: it must be on disk.

@@ -533,8 +533,10 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
     for name, value in (*((f"config.{k}", cfg.get(k)) for k in ("nbits", "threshold")),
                         *((f"stats.{k}", stats.get(k)) for k in (
                             "images", "duplicates", "bytes_reclaimable"))):
-        if value is not None and not integer(value):
+        if (value is not None or name.removeprefix("stats.") in stats) and not integer(value):
             raise bad(f"{name!r} is {value!r}, not a whole number")
+    if not isinstance(data.get("tool") or {}, dict):
+        raise bad(f"'tool' is a {type(data['tool']).__name__}, not an object")
     if cfg.get("method") is not None:
         # A method and size a scan can have, with the bits they give (the chain checks of
         # apply measure the members' hashes with them).
@@ -570,6 +572,13 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
                 raise bad(f"group {gid}: {m['path']} has a 'source' that is not a path")
             if not isinstance(m.get("hash"), str):
                 raise bad(f"group {gid}: {m['path']} has a 'hash' that is not hex text")
+            for key in ("digest", "pixel_digest"):
+                if not isinstance(m.get(key) or "", str):
+                    raise bad(f"group {gid}: {m['path']} has a {key!r} that is not hex text")
+            for key in ("bytes", "width", "height", "mtime_ns", "distance"):
+                if m.get(key) is not None and not integer(m[key]):
+                    raise bad(f"group {gid}: {m['path']} has a {key!r} of {m[key]!r}, not a "
+                              "whole number")
             if m.get("match", "hash") not in MATCH_KINDS:
                 raise bad(f"group {gid}: {m['path']} has an unknown 'match' "
                           f"{m.get('match')!r} (one of {', '.join(MATCH_KINDS)})")
@@ -578,6 +587,13 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
             for name in names if not data.get("leakage") else ():
                 if seen.setdefault(name, gid) != gid:
                     raise bad(f"{name} is in group {seen[name]} and in group {gid}")
+        for key in ("representative", "kind", "keep_reason"):
+            if not isinstance(g.get(key) or "", str):
+                raise bad(f"group {gid} has a {key!r} that is not text")
+        keep = g.get("keep")
+        if keep is not None and not (isinstance(keep, list)
+                                     and all(isinstance(k, str) for k in keep)):
+            raise bad(f"group {gid} has a 'keep' that is not a list of paths")
         if not any(m.get("match", "hash") == "hash" for m in members):
             raise bad(f"group {gid} has no member matched by its hash (its representative "
                       "always is)")
@@ -640,6 +656,6 @@ def read_report(path: str | os.PathLike[str]) -> Report:
                                 extra=extra))
         errors = [Problem(path=e["path"], stage=e.get("stage", "?"), error=e.get("error", "?"),
                           message=e.get("message", "")) for e in data.get("errors", [])]
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # Infinity: Overflow
         raise ReportError(f"{p}: malformed report ({type(exc).__name__}: {exc})") from None
     return Report(path=p, data=data, groups=groups, errors=errors)
