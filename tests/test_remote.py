@@ -904,3 +904,23 @@ def test_a_path_with_a_nul_byte_is_a_usage_error():
     """os.lstat raises ValueError for it (os.path.lexists said False): a traceback."""
     with pytest.raises(ConfigError, match="NUL byte"):
         lookalike.scan(["/tmp/x\0y"])
+
+
+def test_a_name_that_is_not_utf8_gets_no_parquet_row_and_the_scan_goes_on(tree, tmp_path):
+    """Parquet text is UTF-8: the row of a file named in other bytes raised
+    UnicodeEncodeError while the part was written, and the whole scan was lost. It is left
+    out (hashed again by the next scan), and counted."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(tree / "set0" / "orig0.png", folder / "ok.png")
+    odd = os.fsdecode(os.fsencode(str(folder)) + b"/bad\xff.png")
+    try:
+        shutil.copy(tree / "set0" / "orig0.png", odd)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system only takes valid UTF-8 names")
+    out = tmp_path / "scan.parquet"
+    result = scan_inputs([str(folder)], CONFIG, parquet_out=str(out))
+    assert len(result.records) == 2 and result.stats["uncached_names"] == 1
+    assert pq.read_table(out).column("path").to_pylist() == [str(folder / "ok.png")]
+    again = scan_inputs([str(folder)], CONFIG, parquet_out=str(out))  # resumes: one new
+    assert again.stats["hashed"] == 1 and len(again.groups) == 1

@@ -67,6 +67,7 @@ from lookalike.inputs.read import digest_files
 from lookalike.inputs.remote import is_url
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import FileFacts, Group, Hash, ImageRecord
+from lookalike.store.base import storable
 from lookalike.verify import check_ready, embedding_matches, holding
 from lookalike.worker import ChunkResult, HashWorker
 
@@ -249,10 +250,10 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         # Hash values the last scan of these inputs did not have (all on a first scan). With
         # none, the edges kept from that scan are used and nothing is searched.
         "codes_new": len(edges.new),
-        # Images whose names the hash cache cannot hold as keys (not UTF-8): hashed by every
-        # scan, and not found by queries.
-        **({"uncached_names": n} if cache is not None and (n := sum(
-            1 for r in records if not r.path.isascii() and not cache.can_key(r.path))) else {}),
+        # Images whose names the hash cache or the Parquet output cannot hold (not UTF-8):
+        # hashed by every scan, and not found by queries.
+        **({"uncached_names": n} if (cache is not None or output is not None) and (n := sum(
+            1 for r in records if not storable(r.path))) else {}),
         "seconds": {
             "walk": round(t_walk - t0, 3),
             "hash": round(t_hash - t_walk, 3),

@@ -400,8 +400,9 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
                      "duplicate of itself")
     if s.get("uncached_names"):
         lines.append(f"{plural(s['uncached_names'], 'image')} named in bytes that are not "
-                     "UTF-8 cannot be kept in the hash cache: every scan hashes them again, and "
-                     "`query` does not find them (rename them to keep them)")
+                     "UTF-8 cannot be kept in the hash cache or a Parquet output: every scan "
+                     "hashes them again, and `query` does not find them (rename them to keep "
+                     "them)")
     if s.get("skipped_cache_dirs"):
         lines.append(f"skipped {plural(s['skipped_cache_dirs'], 'folder')} tagged as a cache "
                      "(CACHEDIR.TAG: e.g. a review page's thumbnails) inside the folders")

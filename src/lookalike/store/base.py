@@ -16,7 +16,20 @@ if TYPE_CHECKING:
     from lookalike.errors import Problem
     from lookalike.model import ImageRecord
 
-__all__ = ["HashStore", "outside_pixel_limit"]
+__all__ = ["HashStore", "outside_pixel_limit", "storable"]
+
+
+def storable(text: str) -> bool:
+    """Whether ``text`` (a path) can be stored: SQLite and Parquet text is UTF-8, and a name
+    of other bytes, kept as surrogate escapes, is not. Such a file is hashed by every scan
+    and kept in no store."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def outside_pixel_limit(ok: bool, width: int, height: int, size: int, error: str | None,

@@ -33,7 +33,7 @@ from lookalike.errors import RETRYABLE, ConfigError, LookalikeError, Problem
 from lookalike.grouping.groups import Edges
 from lookalike.inputs.read import max_file_bytes
 from lookalike.model import FileFacts, Hash, ImageRecord, make_record
-from lookalike.store.base import outside_pixel_limit
+from lookalike.store.base import outside_pixel_limit, storable
 
 if TYPE_CHECKING:
     from lookalike.config import ScanConfig
@@ -50,17 +50,6 @@ BATCH = 500  # rows per transaction: cheap commits, little work lost on a kill
 # so that a row and its problem come from one state of the cache (one statement).
 _COLUMNS = ("path, size, mtime_ns, ok, width, height, format, hash, nbits, digest, pixel_digest, "
             "error, stage, message, facts, embedding")
-
-
-def _storable(path: str) -> bool:
-    """Whether ``path`` can be a cache key (SQLite text must be valid UTF-8)."""
-    if path.isascii():
-        return True
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 P = ParamSpec("P")
@@ -320,7 +309,7 @@ class HashCache:
     def can_key(path: str) -> bool:
         """Whether ``path`` can be kept in the cache (SQLite text is UTF-8: a name of other
         bytes, kept as surrogate escapes, cannot); such a file is hashed by every scan."""
-        return _storable(path)
+        return storable(path)
 
     @_damage_said
     def lookup(self, entries: Sequence[FileEntry], config: ScanConfig
@@ -340,7 +329,7 @@ class HashCache:
         todo: list[FileEntry] = []
         known = [e.path for e in entries if e.size_bytes >= 0]
         if not all(map(str.isascii, known)):
-            known = [path for path in known if _storable(path)]
+            known = [path for path in known if storable(path)]
         get = self._rows(key, known).get
         # This loop runs once per file of every warm re-scan: rows are unpacked at once and
         # records rebuilt by the fast constructor (same values and checks as the dataclass).
@@ -432,9 +421,9 @@ class HashCache:
         now = time.time()
         # Without its embedding (the model failed on it) a record is not kept: the next
         # scan tries the model again.
-        records = [r for r in records if r.size_bytes >= 0 and _storable(r.path)
+        records = [r for r in records if r.size_bytes >= 0 and storable(r.path)
                    and (config.embed is None or r.embedding is not None)]
-        problems = [p for p in problems if _storable(p.path)]
+        problems = [p for p in problems if storable(p.path)]
         for r in records:
             self._pending.append((key, r.path, r.size_bytes, r.mtime_ns, 1, r.width, r.height,
                                   r.format, str(r.hash), r.hash.nbits, r.digest, r.pixel_digest,
@@ -468,7 +457,7 @@ class HashCache:
         self.flush()
         keys = [settings_key(c) for c in configs]
         args = [(digest, key, path, size, mtime_ns) for path, size, mtime_ns, digest in rows
-                if _storable(path) for key in keys]
+                if storable(path) for key in keys]
         if not args:
             return
         with self._writing() as db:
@@ -561,7 +550,7 @@ class HashCache:
             return {}
         key = self._verdicts_key(config)
         wanted = {(a.path, b.path): (a, b) for a, b in pairs
-                  if _storable(a.path) and _storable(b.path)}
+                  if storable(a.path) and storable(b.path)}
         db = self._db
         # Only the pairs asked about: a temporary table joined on the key (a cache holds the
         # verdicts of every scan, far more than one scan's pairs).
@@ -591,7 +580,7 @@ class HashCache:
         key, now = self._verdicts_key(config), time.time()
         rows = [(key, a.path, b.path, a.size_bytes, a.mtime_ns, b.size_bytes, b.mtime_ns,
                  int(ok), now) for a, b, ok in verdicts
-                if _storable(a.path) and _storable(b.path)]
+                if storable(a.path) and storable(b.path)]
         with self._writing() as db:
             db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?,?)", rows)
 

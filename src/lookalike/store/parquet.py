@@ -71,7 +71,7 @@ from lookalike.config import INSTALL_HINTS
 from lookalike.errors import RETRYABLE, ConfigError, LookalikeError, Problem
 from lookalike.inputs.read import max_file_bytes
 from lookalike.model import FileFacts, Hash, ImageRecord
-from lookalike.store.base import outside_pixel_limit
+from lookalike.store.base import outside_pixel_limit, storable
 from lookalike.store.cache import settings_key
 
 if TYPE_CHECKING:
@@ -106,6 +106,13 @@ def _schema(pa: Any) -> Any:
         ("source", s), ("stage", s), ("error", s), ("message", s), ("facts", s),
         ("embedding", pa.binary()), ("written_at", pa.timestamp("ms", tz="UTC")),
     ])
+
+
+def _text(text: str | None) -> str | None:
+    """``text`` as UTF-8 can hold it: bytes that are not UTF-8 escaped (``\\xff``)."""
+    if text is None or storable(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class ParquetStore:
@@ -185,7 +192,7 @@ class ParquetStore:
         if parts and entries:
             self._check_settings(parts, config)
             table = self._read(parts)
-            wanted = pa.array([e.path for e in entries], pa.string())
+            wanted = pa.array([e.path for e in entries if storable(e.path)], pa.string())
             table = table.filter(pc.is_in(table["path"], value_set=wanted))
             rows = {r["path"]: r for r in table.to_pylist()}  # later parts win
             max_bytes = max_file_bytes(config.max_pixels)
@@ -233,13 +240,19 @@ class ParquetStore:
             }, default=str).encode()
         now = time.time_ns() // 1_000_000
         method = config.method
+        # A name of bytes that are not UTF-8 cannot be Parquet text: such a file gets no row
+        # (a later scan hashes it again; pipeline counts it in stats.uncached_names). It
+        # was a UnicodeEncodeError that lost the whole scan. A root or message holding one
+        # is written with the bytes escaped (\xff): it only describes.
+        records = [r for r in records if storable(r.path)]
+        problems = [p for p in problems if storable(p.path)]
         for r in records:
             h = r.hash
             as_int = h.value if len(h.segments) == 1 and h.nbits <= 64 else None
             self._rows.append((r.path, "ok", r.size_bytes, r.mtime_ns, r.width, r.height,
                                r.format, method, h.nbits, str(h), as_int, r.digest,
-                               r.pixel_digest, r.source, None, None, None,
-                               r.facts.to_text() if r.facts is not None else None,
+                               r.pixel_digest, _text(r.source), None, None, None,
+                               _text(r.facts.to_text()) if r.facts is not None else None,
                                r.embedding, now))
         for p in problems:
             size, mtime = (sizes or {}).get(p.path, (None, None))
@@ -247,7 +260,7 @@ class ParquetStore:
                 size = None
             self._rows.append((p.path, "error", size, mtime or 0, None, None, None, method,
                                config.nbits, None, None, None, None, None, p.stage, p.error,
-                               p.message, None, None, now))
+                               _text(p.message), None, None, now))
         if len(self._rows) >= self.rows_per_part or (
                 self._rows and time.monotonic() - self._last_write > self.flush_seconds):
             self._write_part()
