@@ -197,10 +197,33 @@ def test_a_full_decode_query_refuses_a_large_jpegs_fast_hash(tmp_path, scene):
         lookalike.scan(lib, config=ScanConfig(method="phash", workers=1), cache=cache)
     query = tmp_path / "q.jpg"
     query.write_bytes((lib / "big.jpg").read_bytes())  # its byte copy
-    with pytest.raises(ConfigError, match=r"only fast-decode hashes of 1 large JPEG .*big\.jpg"):
+    with pytest.raises(ConfigError, match=r"only fast-decode hashes of 1 image .*big\.jpg"):
         find_matches([query], db, ScanConfig(method="phash", decode="full"))
     results, _ = find_matches([query], db, ScanConfig(method="phash"))
     assert [m.path for m, d in results[0].matches if d == 0] == [str(lib / "big.jpg")]
+    # Its file gone, its row (the cache keeps rows) is no reason to refuse (the second
+    # review: refused for ever, even after the full-decode scan the message asks for).
+    (lib / "big.jpg").unlink()
+    results, _ = find_matches([query], db, ScanConfig(method="phash", decode="full"))
+    assert all(m.path != str(lib / "big.jpg") for m, _ in results[0].matches)
+
+
+def test_a_full_decode_query_refuses_a_camera_raws_fast_hash(tmp_path, scene):
+    """A RAW is hashed from its JPEG preview, which fast mode reduces as any JPEG: a
+    full-decode query used its fast hash and missed its own byte copy (d=1 at -t 0)."""
+    pytest.importorskip("rawpy")
+    from lookalike.config import FAST_REDUCE_FROM_SIDE
+    from test_raw import make_dng
+
+    lib, db = _scanned(tmp_path, scene, method="phash")
+    side = FAST_REDUCE_FROM_SIDE + 200  # even, as make_dng needs
+    (lib / "shot.dng").write_bytes(make_dng(scene(7, (side + 400, side))))
+    with HashCache(db) as cache:
+        lookalike.scan(lib, config=ScanConfig(method="phash", workers=1), cache=cache)
+    query = tmp_path / "q.dng"
+    query.write_bytes((lib / "shot.dng").read_bytes())
+    with pytest.raises(ConfigError, match=r"only fast-decode hashes of 1 image .*shot\.dng"):
+        find_matches([query], db, ScanConfig(method="phash", decode="full"))
 
 
 def test_an_empty_or_missing_cache_is_an_error_and_is_not_created(tmp_path, scene, capsys):

@@ -900,10 +900,13 @@ def test_a_glob_of_shards_matching_none_says_so(tmp_path):
             scan_inputs([str(tmp_path / pattern)], CONFIG)
 
 
-def test_a_path_with_a_nul_byte_is_a_usage_error():
-    """os.lstat raises ValueError for it (os.path.lexists said False): a traceback."""
+@pytest.mark.parametrize("path", ["/tmp/x\0y", "/tmp/x\0.tar", "/d\0/a.parquet",
+                                  "/tmp/*\0.tar"])
+def test_a_path_with_a_nul_byte_is_a_usage_error(path):
+    """os.lstat (and fsspec's info, for shards and Parquet files) raise ValueError for it:
+    a traceback."""
     with pytest.raises(ConfigError, match="NUL byte"):
-        lookalike.scan(["/tmp/x\0y"])
+        lookalike.scan([path])
 
 
 def test_a_name_that_is_not_utf8_gets_no_parquet_row_and_the_scan_goes_on(tree, tmp_path):

@@ -30,7 +30,7 @@ from lookalike.grouping.confirm import may_be_reduced
 from lookalike.grouping.groups import segment_rows
 from lookalike.inputs.walk import FileEntry, container_of
 from lookalike.model import ImageRecord, embedding_array
-from lookalike.paths import shown
+from lookalike.paths import is_local_file, shown
 from lookalike.search import HammingIndex
 from lookalike.store.cache import HashCache, settings_key, settings_of_key
 from lookalike.verify import verify_pairs
@@ -265,11 +265,20 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
     wanted = _describe(config.method, config.resolved_hash_size, config.decode,
                        config.invariant, config.trim_borders, embed=embed.get("embed", ""))
     usable = _usable_keys(config, have)
+    def _current(r: ImageRecord) -> bool:
+        """Whether ``r``'s file is there as it was hashed (a URL or a member: assumed)."""
+        try:
+            st = os.stat(r.path)
+        except OSError:
+            return not is_local_file(r.path) or container_of(r.path) is not None
+        return (st.st_size, st.st_mtime_ns) == (r.size_bytes, r.mtime_ns)
+
     # A fast scan stores full-decode hashes too, of the few large JPEGs it decoded again to
     # confirm their matches: a full-decode query reads those and the fast scan's hashes of
     # the files fast mode decodes in full (all but large JPEGs). Before, it read those few
     # only and answered "0 matches" for the rest. A large JPEG with a fast hash only cannot
-    # be compared (its reduced decode moves the hash by up to 52 bits): an error, as before.
+    # be compared (its reduced decode moves the hash by up to 52 bits): an error, as before
+    # (a camera RAW too: its JPEG preview is reduced alike).
     fill = (_usable_keys(dataclasses.replace(config, decode="fast"), have)
             if config.decode == "full" else [])
     for key in usable:
@@ -283,14 +292,18 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
         if more:
             got = {r.path for r in stored}
             extra = [r for r in more if r.path not in got]
+            # A row of a file gone or changed since (the cache keeps them) cannot match
+            # anything: left out, not a reason to refuse (a full-decode scan of the
+            # collection, as the message asks, would not have removed it).
+            extra = [r for r in extra if not may_be_reduced(r) or _current(r)]
             reduced = [r.path for r in extra if may_be_reduced(r)]
             if reduced:
                 raise ConfigError(
                     f"the hash cache {cache.path} holds only fast-decode hashes of "
-                    f"{len(reduced)} large JPEG{'s' * (len(reduced) != 1)} (e.g. "
-                    f"{shown(reduced[0])}), which fast mode decodes reduced: a full-decode "
-                    "query cannot be compared with them. Query with the scan's decode mode "
-                    "(fast), or scan the collection with full decoding first")
+                    f"{len(reduced)} image{'s' * (len(reduced) != 1)} fast mode decodes "
+                    f"reduced (large JPEGs, camera RAW previews; e.g. {shown(reduced[0])}): "
+                    "a full-decode query cannot be compared with them. Query with the scan's "
+                    "decode mode (fast), or scan the collection with full decoding first")
             stored = sorted([*stored, *extra], key=attrgetter("path"))
             break
     if stored:

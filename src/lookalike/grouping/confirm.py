@@ -25,10 +25,12 @@ This module is pure (no I/O): it picks the images; :mod:`lookalike.pipeline` re-
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 
 from lookalike.config import FAST_REDUCE_FROM_SIDE, ScanConfig
 from lookalike.grouping.groups import Edges, neighbour_mask
+from lookalike.inputs.walk import RAW_SUFFIXES
 from lookalike.model import ImageRecord
 
 __all__ = ["REDUCIBLE_FORMATS", "full_config", "margin", "may_be_reduced", "needs_exact_hash"]
@@ -54,8 +56,12 @@ def margin(nbits: int) -> int:
 
 def may_be_reduced(record: ImageRecord) -> bool:
     """Whether fast mode may have decoded this image at reduced scale (a safe over-estimate:
-    a ``True`` for an image decoded in full only costs one needless re-hash)."""
-    return (record.format in REDUCIBLE_FORMATS
+    a ``True`` for an image decoded in full only costs one needless re-hash). A camera RAW
+    is hashed from its JPEG preview, which fast mode reduces as any JPEG (it was left out:
+    a fast scan never confirmed a RAW's hash, and a full-decode query missed its own copy);
+    its size is the sensor's, at least the preview's."""
+    raw = os.path.splitext(record.path)[1].lower() in RAW_SUFFIXES
+    return ((record.format in REDUCIBLE_FORMATS or raw)
             and min(record.width, record.height) >= _MIN_REDUCIBLE_SIDE)
 
 

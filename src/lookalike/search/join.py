@@ -512,9 +512,11 @@ def _observed_cost(codes: np.ndarray, plan: _Plan, nbits: int, t: int,
         row_ns = tuning.ns_row_wide + tuning.ns_row_probe * probes
         pair_ns = tuning.ns_pair_probe * probes + tuning.ns_pair_wide
     tables = list(plan.tables())
-    step = max(1, len(tables) // 16)  # 16 tables tell the rest (64-bit plans have hundreds)
+    # Up to 16 tables, spread over the plan, tell the rest (64-bit plans have hundreds).
+    chosen = [tables[k] for k in np.linspace(0, len(tables) - 1, min(16, len(tables)),
+                                             dtype=int)]
     total = 0.0
-    for j, subset in tables[::step]:
+    for j, subset in chosen:
         key = np.zeros_like(sample)
         for b in subset:
             for w, m in mask_of[(j, b)]:
@@ -526,8 +528,7 @@ def _observed_cost(codes: np.ndarray, plan: _Plan, nbits: int, t: int,
         # 200k random codes look clustered: brute force, 36 s instead of 0.9 s).
         same = float((counts * (counts - 1)).sum()) / 2 * pairs / max(1, size * (size - 1) / 2)
         total += pair_ns * same
-    measured = len(tables[::step])
-    return len(tables) * (tuning.ns_table + n * row_ns + total / measured)
+    return len(tables) * (tuning.ns_table + n * row_ns + total / len(chosen))
 
 
 def _self_join(
