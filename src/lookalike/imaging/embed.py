@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from lookalike.config import import_extra
-from lookalike.errors import ConfigError
+from lookalike.errors import ConfigError, first_line
 from lookalike.imaging.decode import Picture
 
 __all__ = ["DEFAULT_SIDE", "MODEL_NAMES", "Embedder", "load_embedder", "model_identity",
@@ -131,6 +131,9 @@ class Embedder:
         # Idle pool threads sleep instead of spinning: spinning doubled the CPU time per image
         # at 2 threads and bought no speed on shared cores (docs/embeddings.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Fatal only: its warnings and errors went to stderr in colour, beside our own one
+        # line for the same failure.
+        options.log_severity_level = 4
         providers = ["CPUExecutionProvider"]
         if "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
@@ -171,11 +174,22 @@ class Embedder:
         self._float = inputs[0].type == "tensor(float)"
         # A fixed batch size (some exports fix it to 1) is filled up with blank rows.
         self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        dim = outputs[0].shape[1]
-        if not isinstance(dim, int):  # a symbolic dim: ask the model once
-            probe = np.zeros((1, self.side, self.side, 3), dtype=np.uint8)
-            dim = self._run(probe).shape[1]
-        self.dim = dim
+        # One trial run, as a batch would be: a model that fails on it, or whose output is
+        # not one row per input (a fixed [1, D] under a free batch blamed every file of a
+        # batch on a "crashed worker"), is refused now, in one line, before any work.
+        count = self._fixed_batch or 2
+        try:
+            out = self._infer(np.zeros((count, self.side, self.side, 3), dtype=np.uint8))
+        except Exception as exc:
+            raise ConfigError(f"the embedding model {self.path} fails on a trial batch of "
+                              f"{count}: {first_line(exc)}; {_CONTRACT}") from None
+        declared = outputs[0].shape[1]
+        if out.ndim != 2 or out.shape[0] != count or (
+                isinstance(declared, int) and out.shape[1] != declared):
+            raise ConfigError(f"the embedding model {self.path} gives an output of shape "
+                              f"{tuple(out.shape)} for a batch of {count} (one row of "
+                              f"{declared} values per input wanted); {_CONTRACT}")
+        self.dim = int(out.shape[1])
 
     def prepare(self, pic: Picture) -> np.ndarray:
         """The model input for ``pic``: ``side`` x ``side`` x 3 uint8 RGB pixels (grey ones
@@ -207,18 +221,22 @@ class Embedder:
         return (out / norms).astype(np.float32, copy=False)
 
     def _run(self, pixels: np.ndarray) -> np.ndarray:
-        """Run the model on ``pixels`` (n, side, side, 3) uint8."""
+        """Run the model on ``pixels`` (n, side, side, 3) uint8: ``(n, dim)``."""
         n = len(pixels)
         if self._fixed_batch is not None and n < self._fixed_batch:
             pad = np.zeros((self._fixed_batch - n, *pixels.shape[1:]), pixels.dtype)
             pixels = np.concatenate([pixels, pad])
+        return self._infer(pixels)[:n]
+
+    def _infer(self, pixels: np.ndarray) -> np.ndarray:
+        """The model's output for ``pixels`` (a whole batch), as float32."""
         x: np.ndarray = pixels
         if self._float:
             x = (pixels.astype(np.float32) - _MEAN) / _STD
         if self._channels_first:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         out = self._session.run([self._output], {self._input: x})[0]
-        return np.asarray(out, dtype=np.float32)[:n]
+        return np.asarray(out, dtype=np.float32)
 
 
 @functools.cache
