@@ -14,7 +14,7 @@ from PIL import Image
 import lookalike
 from lookalike.cli import cli, main
 from lookalike.config import ScanConfig
-from lookalike.errors import ConfigError
+from lookalike.errors import ConfigError, Problem
 
 
 def _folder(tmp_path, scene):
@@ -637,6 +637,31 @@ def test_interrupted_is_printed_on_a_line_of_its_own(tmp_path, scene, capsys, mo
     assert _bar_lines(err), err  # the bar was shown
     assert not any("interrupted" in ln for ln in _bar_lines(err))
     assert "\ninterrupted\n" in err.replace("\r", "\n")
+
+
+def test_problem_lines_above_a_live_bar_are_printed_together_and_all(capsys, monkeypatch):
+    """Each problem line redrew the bar: 20k unreadable files took 20 s on a terminal, 3 s
+    piped. Lines now wait up to HOLD_S and print together; none is lost, in order."""
+    from lookalike import cli as cli_module
+    from lookalike.cli import ConsoleReporter
+
+    _terminal(monkeypatch, 100)
+    now = [0.0]
+    monkeypatch.setattr(cli_module.time, "monotonic", lambda: now[0])
+    rep = ConsoleReporter()
+    rep.phase(2, 3, "hashing", 1000)
+    printed = []
+    real = rep.console.print
+    monkeypatch.setattr(rep.console, "print", lambda *a, **k: printed.append(a) or real(*a, **k))
+    for i in range(500):
+        rep.problem(Problem(path=f"/x/{i}.jpg", stage="read", error="empty-file",
+                            message="the file has 0 bytes"))
+        now[0] += 0.001  # 500 lines in 0.5 s: a few prints, not 500
+    rep.advance(10)
+    rep.close()
+    assert 2 <= len(printed) <= 5, len(printed)
+    err = capsys.readouterr().err
+    assert [int(n) for n in re.findall(r"/x/(\d+)\.jpg", err)] == list(range(500))
 
 
 @pytest.mark.parametrize("columns", [80, 160])
