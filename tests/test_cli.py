@@ -687,6 +687,37 @@ def test_the_progress_bar_uses_the_terminal_width_and_keeps_the_counts(capsys, m
         assert all(ln.count("━") > 40 for ln in final)  # wider than Rich's fixed 40
 
 
+@pytest.mark.parametrize("columns", [20, 40, 60])
+def test_a_narrow_terminal_keeps_the_counts_and_drops_the_rest(capsys, monkeypatch, columns):
+    """At 40 columns the counts were cut to "1…", at 20 nothing could be read."""
+    from lookalike.cli import ConsoleReporter
+
+    _terminal(monkeypatch, columns)
+    rep = ConsoleReporter()
+    rep.phase(2, 3, "hashing", 20000)
+    rep.advance(9067)
+    rep.close()
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", capsys.readouterr().err).replace("\r", "\n")
+    final = [ln for ln in plain.splitlines() if "9067/20000" in ln]
+    assert final and all(len(ln.rstrip()) <= columns for ln in final), final
+    assert all("45%" in ln for ln in final) or columns < 30
+
+
+def test_a_phase_of_unknown_size_is_one_line_not_a_frozen_spinner(capsys, monkeypatch):
+    """Walking and grouping drew a bar whose counter never moved ("0/?") and whose spinner
+    stayed frozen on screen after the phase."""
+    from lookalike.cli import ConsoleReporter
+
+    _terminal(monkeypatch, 100)
+    rep = ConsoleReporter()
+    rep.phase(1, 3, "walking", None)
+    rep.phase(2, 3, "hashing", 10)
+    rep.advance(10)
+    rep.close()
+    err = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", capsys.readouterr().err)
+    assert "1/3: walking\n" in err and "0/?" not in err
+
+
 def test_a_warm_rescan_does_not_say_it_hashes_the_cached_files(tmp_path, scene, capsys):
     (tmp_path / "imgs").mkdir()
     folder = _folder(tmp_path / "imgs", scene)

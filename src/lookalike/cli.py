@@ -92,7 +92,9 @@ class ConsoleReporter:
     def phase(self, number: int, total: int, name: str, size: int | None) -> None:
         self._stop()
         self._plain = None
-        if not self.show_progress or size == 0:  # nothing to do (a warm re-scan): no bar
+        # No bar either for a phase of unknown size (walking, grouping): its counter never
+        # moved, and its frozen spinner stayed on screen looking stuck.
+        if not self.show_progress or not size:  # nothing to do (a warm re-scan): no bar
             if not self.quiet:
                 suffix = f" ({size} files)" if size else " (nothing to do)" if size == 0 else ""
                 self.console.print(f"{number}/{total}: {name}{suffix}", soft_wrap=True)
@@ -112,17 +114,25 @@ class ConsoleReporter:
         from rich.table import Column
 
         # The bar takes the terminal's width; on a narrow terminal the phase name is cut
-        # (ellipsis), never the counts and times (the other columns need ~50 columns).
-        room = max(10, self.console.width - 2 * len(f"{size or 0:,}") - 50)
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn(f"{number}/{total}: {name}", table_column=Column(
-                no_wrap=True, overflow="ellipsis", max_width=room)),
-            BarColumn(bar_width=None, table_column=Column(ratio=1)),
-            MofNCompleteColumn(), TaskProgressColumn(), TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=self.console, transient=False, expand=True,
-        )
+        # (ellipsis), never the counts: the rate and times (~30 columns) go first, below 70
+        # columns, and the bar below 50 (at 40 columns the counts were cut to "1…").
+        width = self.console.width
+        tiny = width < 40  # the name and the counts only
+        counts = 2 * len(f"{size:,}") + (2 if tiny else 8)  # "n/size" (and " 100%")
+        timing = width >= 70
+        room = max(1, width - counts - (30 if timing else 0) - (14 if width >= 50 else 4))
+        columns: list[Any] = [] if tiny else [SpinnerColumn()]
+        columns.append(TextColumn(f"{number}/{total}: {name}", table_column=Column(
+            no_wrap=True, overflow="ellipsis", max_width=room)))
+        if width >= 50:
+            columns.append(BarColumn(bar_width=None, table_column=Column(ratio=1)))
+        columns += [MofNCompleteColumn()] if tiny else [MofNCompleteColumn(),
+                                                        TaskProgressColumn()]
+        if timing:
+            columns += [TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                        TextColumn("ETA"), TimeRemainingColumn()]
+        self._progress = Progress(*columns, console=self.console, transient=False,
+                                  expand=True)
         self._progress.start()
         self._task = self._progress.add_task(name, total=size, rate="")
 
