@@ -408,7 +408,7 @@ def test_a_locked_or_full_cache_is_not_called_damaged(tmp_path):
     from array import array
 
     from lookalike.config import ScanConfig
-    from lookalike.grouping.groups import Edges, find_edges
+    from lookalike.grouping.edges import Edges, find_edges
 
     locked = tmp_path / "locked.sqlite"
     cache = HashCache(locked)

@@ -92,7 +92,7 @@ def test_needs_exact_hash_picks_reduced_images_with_near_neighbours():
 def test_a_threshold_near_the_hash_size_searches_no_wider_than_the_hash():
     # threshold + margin may exceed the bits; a stored search at that radius must still be
     # usable by the next scan (it once raised "max_distance exceeds nbits" on re-scans).
-    from lookalike.grouping.groups import record_edges
+    from lookalike.grouping.edges import record_edges
 
     # The widest threshold allowed (half the bits) plus the margin passes 4-bit hashes.
     wide = ScanConfig(method="dhash", hash_size=2, threshold=2)

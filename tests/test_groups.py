@@ -9,15 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lookalike.grouping.edges import Edges, find_edges, fingerprint, record_edges
 from lookalike.grouping.groups import (
-    Edges,
     build_groups,
     cluster_records,
-    find_edges,
-    fingerprint,
     link_matches,
     neighbour_mask,
-    record_edges,
 )
 from lookalike.model import Hash, ImageRecord
 
@@ -236,7 +233,7 @@ def test_edges_kept_from_earlier_code_sets_are_exactly_a_fresh_search(nbits, rad
 
 
 def test_unchanged_codes_give_back_the_known_edges_without_a_search(monkeypatch):
-    from lookalike.grouping import groups
+    from lookalike.grouping import edges as groups
 
     codes = {1, 3, 7, 255, 1 << 40}
     known = find_edges(codes, 64, 2)

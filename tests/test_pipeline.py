@@ -527,7 +527,8 @@ def test_star_groups_are_rebuilt_from_every_record_when_a_leader_changed(tmp_pat
 
     from lookalike import pipeline
     from lookalike.config import ScanConfig
-    from lookalike.grouping.groups import assemble_groups, cluster_records, record_edges
+    from lookalike.grouping.edges import record_edges
+    from lookalike.grouping.groups import assemble_groups, cluster_records
     from lookalike.model import Hash, ImageRecord
 
     config = ScanConfig(method="dhash", hash_size=8, threshold=3, grouping="star")

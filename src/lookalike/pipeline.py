@@ -18,7 +18,7 @@ Phases, in order (numbered in progress output):
 
 Grouping is a pure function of the records, the threshold and the mode. The one thing kept
 between scans is its search result: which hash values lie within the radius of each other
-(:class:`~lookalike.grouping.groups.Edges`, a pure function of the values), so a re-scan
+(:class:`~lookalike.grouping.edges.Edges`, a pure function of the values), so a re-scan
 whose files added no new value searches nothing.
 
 Digests of local files are computed for group members only, as fdupes-style tools hash only
@@ -48,13 +48,8 @@ from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError, Problem
 from lookalike.events import NullReporter, Reporter
 from lookalike.grouping.confirm import full_config, needs_exact_hash
-from lookalike.grouping.groups import (
-    Edges,
-    assemble_groups,
-    cluster_records,
-    link_matches,
-    record_edges,
-)
+from lookalike.grouping.edges import Edges, record_edges
+from lookalike.grouping.groups import assemble_groups, cluster_records, link_matches
 from lookalike.imaging.facts import read_file_facts
 from lookalike.inputs.listing import (
     INPUT_FORMATS,
@@ -554,7 +549,7 @@ def _confirm(records: list[ImageRecord], items: Sequence[Any], config: ScanConfi
 
 
 class _EdgeStore:
-    """The scan's near-hash searches (:func:`~lookalike.grouping.groups.record_edges`),
+    """The scan's near-hash searches (:func:`~lookalike.grouping.edges.record_edges`),
     starting from the edges the hash cache kept from the last scan of the same inputs, and
     keeping the new ones there: a re-scan that adds no hash value searches nothing."""
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from lookalike.config import ScanConfig
 from lookalike.errors import Problem
+from lookalike.grouping.edges import Edges
 from lookalike.grouping.embedded import embedding_links, to_verify
-from lookalike.grouping.groups import Edges, cluster_records
+from lookalike.grouping.groups import cluster_records
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import Group, ImageRecord
 

@@ -29,7 +29,8 @@ import os
 from collections.abc import Callable, Sequence
 
 from lookalike.config import FAST_REDUCE_FROM_SIDE, ScanConfig
-from lookalike.grouping.groups import Edges, neighbour_mask
+from lookalike.grouping.edges import Edges
+from lookalike.grouping.groups import neighbour_mask
 from lookalike.inputs.walk import RAW_SUFFIXES
 from lookalike.model import ImageRecord
 
@@ -82,7 +83,7 @@ def needs_exact_hash(records: Sequence[ImageRecord], config: ScanConfig,
 
     Those that may be reduced and have another record within ``threshold + margin`` bits
     (never more than the hash's bits: no two hashes are further apart). ``edges_at(radius)``
-    gives :func:`~lookalike.grouping.groups.record_edges` of ``records`` at that radius
+    gives :func:`~lookalike.grouping.edges.record_edges` of ``records`` at that radius
     (default: searched here); it is called only when some image may be reduced. Nothing
     when the scan already decodes in full, or no image may be reduced.
     """

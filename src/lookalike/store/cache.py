@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
 
 from lookalike.errors import RETRYABLE, ConfigError, LookalikeError, Problem
-from lookalike.grouping.groups import Edges
+from lookalike.grouping.edges import Edges
 from lookalike.inputs.read import max_file_bytes
 from lookalike.model import FileFacts, Hash, ImageRecord, make_record
 from lookalike.store.base import outside_pixel_limit, storable
@@ -491,7 +491,7 @@ class HashCache:
 
     # -- edges ------------------------------------------------------------------------------
     # Which distinct hash values lie within a radius of each other is a pure function of the
-    # values (lookalike.grouping.groups.Edges). A scan stores the edges it used under its
+    # values (lookalike.grouping.edges.Edges). A scan stores the edges it used under its
     # settings, radius and inputs; the next scan of those inputs searches only the values
     # that are new (files added or changed), and one of an unchanged tree searches nothing.
 
