@@ -703,6 +703,25 @@ def test_a_narrow_terminal_keeps_the_counts_and_drops_the_rest(capsys, monkeypat
     assert all("45%" in ln for ln in final) or columns < 30
 
 
+def test_the_rate_and_eta_are_the_phases_average_not_its_last_samples(monkeypatch):
+    """Two workers delivering their first batches together made Rich's windowed speed
+    319/s (ETA 0:00:03) where the scan ran at 6/s."""
+    from lookalike.cli import ConsoleReporter
+
+    _terminal(monkeypatch, 120)
+    now = [100.0]
+    rep = ConsoleReporter()
+    monkeypatch.setattr(rep.console, "get_time", lambda: now[0])
+    rep.phase(2, 3, "hashing", 800)
+    now[0] += 8.0
+    rep.advance(16)
+    now[0] += 0.01
+    rep.advance(16)
+    fields = rep._progress.tasks[0].fields
+    rep.close()
+    assert fields["rate"] == "4/s" and fields["eta"] == "0:03:12", fields
+
+
 def test_a_phase_of_unknown_size_is_one_line_not_a_frozen_spinner(capsys, monkeypatch):
     """Walking and grouping drew a bar whose counter never moved ("0/?") and whose spinner
     stayed frozen on screen after the phase."""
