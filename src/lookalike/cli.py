@@ -146,8 +146,7 @@ class ConsoleReporter:
                 last = now
             self._plain = [label, size, done, last]
         if self._progress is not None:
-            if self._held and time.monotonic() - self._held_since >= self.HOLD_S:
-                self._print_held()
+            self._print_held(due=True)
             self._progress.advance(self._task, n)
             # The phase's average rate, not Rich's over its last samples: two workers
             # finishing their first batches together made that 319/s (ETA 0:00:03) where
@@ -176,11 +175,11 @@ class ConsoleReporter:
             if not self._held:
                 self._held_since = time.monotonic()
             self._held.append(line)
-            if time.monotonic() - self._held_since >= self.HOLD_S:
-                self._print_held()
+            self._print_held(due=True)
 
-    def _print_held(self) -> None:
-        if self._held:
+    def _print_held(self, due: bool = False) -> None:
+        """Print the held problem lines, together; ``due``: only once they waited HOLD_S."""
+        if self._held and not (due and time.monotonic() - self._held_since < self.HOLD_S):
             lines, self._held = self._held, []
             self.console.print("\n".join(lines), soft_wrap=True)
 

@@ -10,6 +10,9 @@ from lookalike.errors import LookalikeError
 
 __all__ = ["write_new", "write_text"]
 
+#: A file made here and nowhere else: never one already there, never through a link.
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
 
 def write_text(path: str | os.PathLike[str], text: str, what: str, *,
                newline: str = "") -> None:
@@ -26,7 +29,6 @@ def write_text(path: str | os.PathLike[str], text: str, what: str, *,
     """
     out = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(out))
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     tmp = None
     try:
         while tmp is None:
@@ -34,7 +36,7 @@ def write_text(path: str | os.PathLike[str], text: str, what: str, *,
             # file system's 255-byte limit where the output's name does not.
             name_tried = os.path.join(folder, f".lookalike-{secrets.token_hex(8)}.tmp")
             with contextlib.suppress(FileExistsError):
-                fd = os.open(name_tried, flags, 0o666)  # the umask applies, as to any file
+                fd = os.open(name_tried, _NEW_FILE, 0o666)  # the umask applies, as to any file
                 tmp = name_tried
         with open(fd, "w", encoding="utf-8", errors="surrogateescape", newline=newline) as fh:
             fh.write(text)
@@ -58,6 +60,5 @@ def write_new(path: str | os.PathLike[str], data: bytes) -> None:
     """
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    with open(os.open(path, flags, 0o666), "wb") as fh:
+    with open(os.open(path, _NEW_FILE, 0o666), "wb") as fh:
         fh.write(data)

@@ -254,6 +254,15 @@ def _usable_keys(config: ScanConfig, have: Mapping[str, int]) -> list[str]:
     return [k for k in keys if k in have]
 
 
+def _unchanged(r: ImageRecord) -> bool:
+    """Whether ``r``'s file is there as it was hashed (a URL or a member: assumed)."""
+    try:
+        st = os.stat(r.path)
+    except OSError:
+        return not is_local_file(r.path) or container_of(r.path) is not None
+    return (st.st_size, st.st_mtime_ns) == (r.size_bytes, r.mtime_ns)
+
+
 def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
                     ) -> tuple[ScanConfig, list[ImageRecord]]:
     """The cached records to match against, and the config they were hashed with.
@@ -265,14 +274,6 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
     wanted = _describe(config.method, config.resolved_hash_size, config.decode,
                        config.invariant, config.trim_borders, embed=embed.get("embed", ""))
     usable = _usable_keys(config, have)
-    def _current(r: ImageRecord) -> bool:
-        """Whether ``r``'s file is there as it was hashed (a URL or a member: assumed)."""
-        try:
-            st = os.stat(r.path)
-        except OSError:
-            return not is_local_file(r.path) or container_of(r.path) is not None
-        return (st.st_size, st.st_mtime_ns) == (r.size_bytes, r.mtime_ns)
-
     # A fast scan stores full-decode hashes too, of the few large JPEGs it decoded again to
     # confirm their matches: a full-decode query reads those and the fast scan's hashes of
     # the files fast mode decodes in full (all but large JPEGs). Before, it read those few
@@ -295,8 +296,7 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
             # A row of a file gone or changed since (the cache keeps them) cannot match
             # anything: left out, not a reason to refuse (a full-decode scan of the
             # collection, as the message asks, would not have removed it).
-            extra = [r for r in extra if not may_be_reduced(r) or _current(r)]
-            reduced = [r.path for r in extra if may_be_reduced(r)]
+            reduced = [r.path for r in extra if may_be_reduced(r) and _unchanged(r)]
             if reduced:
                 raise ConfigError(
                     f"the hash cache {cache.path} holds only fast-decode hashes of "
@@ -304,7 +304,8 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
                     f"reduced (large JPEGs, camera RAW previews; e.g. {shown(reduced[0])}): "
                     "a full-decode query cannot be compared with them. Query with the scan's "
                     "decode mode (fast), or scan the collection with full decoding first")
-            stored = sorted([*stored, *extra], key=attrgetter("path"))
+            stored = sorted([*stored, *(r for r in extra if not may_be_reduced(r))],
+                            key=attrgetter("path"))
             break
     if stored:
         return config, stored

@@ -118,14 +118,14 @@ class Edges:
         Raises:
             ValueError: they cannot be (a damaged or foreign row).
         """
-        width = 8 * ((nbits + 63) // 64)
         positions = array("I")
-        if len(packed) % width or len(index) % (2 * positions.itemsize):
+        edges = cls(nbits, radius, packed, positions, fingerprint)
+        if len(packed) % edges.width or len(index) % (2 * positions.itemsize):
             raise ValueError("stored edges of the wrong length")
         positions.frombytes(index)
-        if positions and max(positions) >= len(packed) // width:
+        if positions and max(positions) >= len(edges):
             raise ValueError("stored edges out of range")
-        return cls(nbits, radius, packed, positions, fingerprint)
+        return edges
 
     def without(self, gone: frozenset[int]) -> Edges:
         """These edges with the codes ``gone`` (and their pairs) left out: no search, and

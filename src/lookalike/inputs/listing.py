@@ -256,8 +256,6 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
     local_roots: list[str] = []
     skipped_images = 0  # beside the shards or Parquet files asked for
     for raw in map(os.fspath, paths):
-        if "\0" in raw:  # the OS takes no such path (fs.info raised a bare ValueError)
-            raise ConfigError(f"not a path the OS can take (it holds a NUL byte): {raw!r}")
         fmt = format_of(raw, input_format)
         local = _local_path(raw)
         if fmt == "files" and local is not None:

@@ -189,16 +189,20 @@ def container_of(path: str) -> str | None:
 
 def named_paths(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     """``paths`` as strings, refusing an empty one: what an unset variable gives
-    (``lookalike scan "$DIR"``), which ``abspath`` would turn into the current folder.
+    (``lookalike scan "$DIR"``), which ``abspath`` would turn into the current folder; and
+    one holding a NUL byte, which no OS takes (``os.lstat`` and fsspec raise a bare
+    ValueError for it).
 
     Raises:
-        ConfigError: a path is empty (or blank).
+        ConfigError: a path is empty (or blank), or holds a NUL byte.
     """
     named = [os.fspath(p) for p in paths]
     for p in named:
         if not p.strip():
             raise ConfigError(f"a path is empty ({p!r}); name a folder or a file (the current "
                               "folder is '.')")
+        if "\0" in p:
+            raise ConfigError(f"not a path the OS can take (it holds a NUL byte): {p!r}")
     return named
 
 
@@ -214,9 +218,6 @@ def check_roots(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
             os.lstat(root)
         except (FileNotFoundError, NotADirectoryError):
             raise ConfigError(f"path does not exist: {root}") from None
-        except ValueError:  # lexists said "does not exist"; lstat raises
-            raise ConfigError(f"not a path the OS can take (it holds a NUL byte): "
-                              f"{root!r}") from None
         except OSError:  # in a folder it may not enter: the walk says so, for that root
             pass
     return roots

@@ -523,9 +523,11 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
              *((f"keep_policy.{k}", (data.get("keep_policy") or {}).get(k))
                for k in ("rules", "protect", "reference")),
              ("leakage.reference", (data.get("leakage") or {}).get("reference"))]
+    def texts(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
     for name, value in lists:
-        if value is not None and not (isinstance(value, list)
-                                      and all(isinstance(v, str) for v in value)):
+        if value is not None and not texts(value):
             raise bad(f"{name!r} is not a list of text")
     def integer(value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
@@ -591,9 +593,7 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
         for key in ("representative", "kind", "keep_reason"):
             if not isinstance(g.get(key) or "", str):
                 raise bad(f"group {gid} has a {key!r} that is not text")
-        keep = g.get("keep")
-        if keep is not None and not (isinstance(keep, list)
-                                     and all(isinstance(k, str) for k in keep)):
+        if g.get("keep") is not None and not texts(g["keep"]):
             raise bad(f"group {gid} has a 'keep' that is not a list of paths")
         if not any(m.get("match", "hash") == "hash" for m in members):
             raise bad(f"group {gid} has no member matched by its hash (its representative "

@@ -105,6 +105,19 @@ def _probe_words(t: int, words: int, tuning: SearchTuning) -> int:
     return probes
 
 
+def _unit_costs(t: int, words: int, tuning: SearchTuning, passing: float | None = None
+                ) -> tuple[float, float]:
+    """Nanoseconds per code per table, and per candidate pair, of a table at radius ``t``.
+    A candidate of a wide table that passes the words compared while scanning is gathered
+    whole: ``passing`` is that share (default: random pairs', which rarely pass)."""
+    if words == 1:
+        return tuning.ns_row_narrow, tuning.ns_pair_narrow
+    probes = _probe_words(t, words, tuning)
+    share = _binom_cdf(64 * probes, t) if passing is None else passing
+    return (tuning.ns_row_wide + tuning.ns_row_probe * probes,
+            tuning.ns_pair_probe * probes + tuning.ns_pair_wide * share)
+
+
 def _plan_join(
     n: int, nbits: int, t: int, words: int, tuning: SearchTuning, brute: bool = True
 ) -> _Plan:
@@ -116,14 +129,9 @@ def _plan_join(
     """
     pairs = n * (n - 1) / 2
     best = _Plan((), _brute_cost(n, words, tuning) if brute else math.inf)
-    if words == 1:
-        keycap, row_ns, pair_ns = 64, tuning.ns_row_narrow, tuning.ns_pair_narrow
-    else:  # the key shares a word with the row index
-        keycap = 64 - max(1, (n - 1).bit_length())
-        probes = _probe_words(t, words, tuning)
-        row_ns = tuning.ns_row_wide + tuning.ns_row_probe * probes
-        pair_ns = (tuning.ns_pair_probe * probes
-                   + tuning.ns_pair_wide * _binom_cdf(64 * probes, t))
+    # A wide table's key shares a word with the row index.
+    keycap = 64 if words == 1 else 64 - max(1, (n - 1).bit_length())
+    row_ns, pair_ns = _unit_costs(t, words, tuning)
     for c in range(1, min(t + 1, nbits) + 1):
         r, a = divmod(t, c)
         chunks: list[_Chunk] = []
@@ -505,12 +513,8 @@ def _observed_cost(codes: np.ndarray, plan: _Plan, nbits: int, t: int,
     scale = n / size
     mask_of = _block_masks(plan, nbits, words, lambda bit: bit)
     pairs = n * (n - 1) / 2
-    if words == 1:
-        row_ns, pair_ns = tuning.ns_row_narrow, tuning.ns_pair_narrow
-    else:
-        probes = _probe_words(t, words, tuning)
-        row_ns = tuning.ns_row_wide + tuning.ns_row_probe * probes
-        pair_ns = tuning.ns_pair_probe * probes + tuning.ns_pair_wide
+    # Candidates of clustered codes are near each other: nearly all pass the scan's words.
+    row_ns, pair_ns = _unit_costs(t, words, tuning, passing=1.0)
     tables = list(plan.tables())
     # Up to 16 tables, spread over the plan, tell the rest (64-bit plans have hundreds).
     chosen = [tables[k] for k in np.linspace(0, len(tables) - 1, min(16, len(tables)),

@@ -305,12 +305,6 @@ class HashCache:
 
     # -- reading ---------------------------------------------------------------------------
 
-    @staticmethod
-    def can_key(path: str) -> bool:
-        """Whether ``path`` can be kept in the cache (SQLite text is UTF-8: a name of other
-        bytes, kept as surrogate escapes, cannot); such a file is hashed by every scan."""
-        return storable(path)
-
     @_damage_said
     def lookup(self, entries: Sequence[FileEntry], config: ScanConfig
                ) -> tuple[list[ImageRecord], list[Problem], list[FileEntry]]:

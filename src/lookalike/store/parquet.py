@@ -286,7 +286,7 @@ class ParquetStore:
             with contextlib.suppress(Exception):
                 self._fs.rm(tmp)
             raise LookalikeError(f"cannot write the Parquet output {self._root}: "
-                                 f"{getattr(exc, 'strerror', None) or exc}; the parts "
+                                 f"{exc.strerror or exc}; the parts "
                                  "written so far are kept (a scan with the same output "
                                  "resumes); free space or choose another folder") from None
         self._last_write = time.monotonic()
