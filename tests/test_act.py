@@ -513,6 +513,36 @@ def test_a_changed_keeper_skips_the_group_too(library, tmp_path):
     assert not os.path.samefile(root / "sub" / "x2.png", root / "x.png")
 
 
+def test_a_keeper_rewritten_in_place_during_the_run_stops_the_rest_of_its_group(
+        library, tmp_path):
+    """Another program writes another picture into the kept file (same file, same inode)
+    after the group's checks: the group's later operations are refused, so its picture
+    keeps a copy (found by a review: the identity alone was checked again)."""
+    from lookalike.actions import apply as act
+
+    root, report = library
+    p = make_plan("delete", report, tmp_path)
+    (group,) = [g for g in p.groups if g.keep == (str(root / "x.png"),)]
+    assert len(group.operations) == 2
+    other = (root / "other.png").read_bytes()
+
+    def hook(step: str) -> None:  # at the intent of x's group's first operation
+        if (step == "intent" and not (root / "sub" / "a_copy.png").exists()
+                and (root / "x.png").read_bytes() != other):
+            with open(root / "x.png", "r+b") as fh:  # in place: the inode stays
+                fh.truncate(0)
+                fh.write(other)
+
+    act._crash_hook = hook
+    try:
+        res = apply(p, journal=tmp_path / "j.jsonl")
+    finally:
+        act._crash_hook = None
+    left = [n for n in ("sub/x2.png", "sub/x3.png") if (root / n).exists()]
+    assert len(left) == 1, "the second copy of x went while x.png held another picture"
+    assert [pr.error for _, pr in res.failed] == ["keeper-changed"]
+
+
 def test_a_duplicate_swapped_for_a_symlink_is_never_followed(library, tmp_path):
     root, report = library
     p = make_plan("delete", report, tmp_path)

@@ -804,7 +804,7 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
             if not ops:
                 continue
             code, reason = "changed", _group_refusal(plan, gp.keep, ops, real_protect)
-            kept: dict[str, tuple[int, int]] = {}
+            kept: dict[str, os.stat_result] = {}
             held: list[int | None] = []  # shared locks on the files kept, while ops run
             try:
                 if reason is None:
@@ -886,17 +886,17 @@ def _quarantined(op: Operation, plan: Plan) -> str | None:
 
 
 def _check_survivors(gp: GroupPlan, ops: list[Operation], real_roots: list[str]
-                     ) -> tuple[str, str | None, dict[str, tuple[int, int]]]:
+                     ) -> tuple[str, str | None, dict[str, os.stat_result]]:
     """Check the files a group keeps before anything in it is touched.
 
     Every kept file must still be the file the scan recorded: there, a regular file inside
     the roots, readable, with the recorded SHA-256 (always read, whatever ``verify`` says),
     and a different file (identity) from each one acted on. Returns ``(code, reason, kept)``:
     a reason code and why the group must be skipped (None if it may go on), and the
-    identity of each kept file, which :func:`_run_op` checks again right before each op.
+    ``lstat`` of each kept file, which :func:`_run_op` checks again right before each op.
     """
     states = {s.path: s for s in gp.members}
-    kept: dict[str, tuple[int, int]] = {}
+    kept: dict[str, os.stat_result] = {}
     for path in gp.keep:
         state = states.get(path)
         if state is None or not state.digest:
@@ -908,7 +908,7 @@ def _check_survivors(gp: GroupPlan, ops: list[Operation], real_roots: list[str]
         st = _lstat(path)
         if st is None:
             return "keeper-changed", f"the file kept, {path}, is gone", kept
-        kept[path] = (st.st_dev, st.st_ino)
+        kept[path] = st
     for op in ops:
         why = _same_file_problem(op, _lstat(op.path), kept)
         if why:
@@ -916,21 +916,26 @@ def _check_survivors(gp: GroupPlan, ops: list[Operation], real_roots: list[str]
     return "changed", None, kept
 
 
+def _ident(st: os.stat_result | None) -> tuple[int, int] | None:
+    """A file's identity (device, inode) from its ``lstat``; None for no file."""
+    return (st.st_dev, st.st_ino) if st is not None else None
+
+
 def _same_file_problem(op: Operation, st: os.stat_result | None,
-                       kept: dict[str, tuple[int, int]]) -> str | None:
+                       kept: dict[str, os.stat_result]) -> str | None:
     """Why acting on ``op`` could remove a kept file, or None.
 
     An op never touches a kept file's identity, except one that collapses links: it then
     must name another directory entry (a hard link) of its kept file, which stays.
     """
-    ident = (st.st_dev, st.st_ino) if st is not None else None
+    ident = _ident(st)
     if op.name_of is not None:
         entry = entry_key(op.path)
-        if kept.get(op.name_of) != ident or entry is None or entry == entry_key(op.name_of):
+        if _ident(kept.get(op.name_of)) != ident or entry is None or entry == entry_key(op.name_of):
             return (f"{op.path} is no longer a separate hard link of the kept {op.name_of}; "
                     "not touched")
         return None
-    same = next((k for k, i in kept.items() if i == ident), None)
+    same = next((k for k, was in kept.items() if _ident(was) == ident), None)
     if same is not None:
         return (f"{op.path} is the same file as the kept {same} (a hard link, or another "
                 "path to it): removing it would remove the kept copy")
@@ -938,7 +943,7 @@ def _same_file_problem(op: Operation, st: os.stat_result | None,
 
 
 def _run_op(j: Journal, op: Operation, real_roots: list[str],
-            kept: dict[str, tuple[int, int]]) -> Problem | None:
+            kept: dict[str, os.stat_result]) -> Problem | None:
     try:
         # Another name of a kept file (collapsing links) is that file: its group's shared
         # lock already holds it, and an exclusive one would conflict with ours.
@@ -953,7 +958,7 @@ def _run_op(j: Journal, op: Operation, real_roots: list[str],
 
 
 def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
-                   kept: dict[str, tuple[int, int]], fd: int | None) -> Problem | None:
+                   kept: dict[str, os.stat_result], fd: int | None) -> Problem | None:
     seq = j.next_seq()
     # Last look right before the intent: same size/mtime as just verified, still inside,
     # and the very file locked (not one put in its place since).
@@ -966,13 +971,15 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
     if not any(is_under(real, r) for r in real_roots):
         return _problem(op.path, "outside-roots", f"resolves to {real}, outside the scanned "
                         "folders; not touched")
-    # The kept files too: still there, still the files checked, and not this one.
+    # The kept files too: still there, still the files checked (not rewritten in place
+    # since: same size and time), and not this one.
     kept_st = {path: _lstat(path) for path in kept}
-    for path, ident in kept.items():
+    for path, was in kept.items():
         kst = kept_st[path]
-        if kst is None or not stat.S_ISREG(kst.st_mode) or (kst.st_dev, kst.st_ino) != ident:
-            return _problem(op.path, "keeper-changed", f"the file kept, {path}, is gone or was "
-                            "replaced while the run was going on; not touched")
+        if kst is None or not stat.S_ISREG(kst.st_mode) or _ident(kst) != _ident(was) or (
+                kst.st_size, kst.st_mtime_ns) != (was.st_size, was.st_mtime_ns):
+            return _problem(op.path, "keeper-changed", f"the file kept, {path}, is gone, was "
+                            "replaced or was changed while the run was going on; not touched")
     why = _same_file_problem(op, st, kept)
     if why:
         return _problem(op.path, "same-file", why)
@@ -988,7 +995,7 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
     }
     if op.action in ("hardlink", "symlink"):
         assert op.keeper is not None  # a kept file (_group_refusal), checked just above
-        dev, ino = kept[op.keeper]
+        dev, ino = _ident(kept[op.keeper])
         kst = kept_st[op.keeper]  # checked to be that file just above
         assert kst is not None
         fields.update(keeper=op.keeper, keeper_dev=dev, keeper_ino=ino,
