@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -202,6 +202,12 @@ class FileFacts:
             wrote the file (``Adobe Photoshop 25.0``).
         exposure: EXIF exposure time and bias (``1/250 s -1 EV``): an exposure bracket's
             frames, taken in one second, differ in it; copies keep it.
+        content: the one fact read from the pixels, not the header: (width, height) of the
+            picture inside flat bars on its sides (padding, letterbox, margins:
+            :func:`lookalike.imaging.borders.content_box`), in the file's pixels after EXIF
+            orientation, found when it was hashed; None when it has no such bars, or when
+            only its header was read. A padded copy shows no more picture than its
+            original: the keep policy counts what it shows.
     """
 
     format: str | None = None
@@ -216,6 +222,7 @@ class FileFacts:
     software: str | None = None
     exposure: str | None = None
     notes: int = 0
+    content: tuple[int, int] | None = None
 
     def to_text(self) -> str:
         """The facts as compact JSON (a list in field order), how the stores keep them."""
@@ -234,15 +241,41 @@ class FileFacts:
             values = json.loads(text) if text is not None else None
         except ValueError:
             return None
-        # Facts of an older version (fewer fields: before `frames`, `software`, `exposure`,
-        # `notes` and taken's fraction of a second) are unknown: a scan reads such headers
-        # again.
-        if not isinstance(values, list) or len(values) != len(_FACT_FIELDS):
+        # Facts of an older version are unknown (before `frames`, `software`, `exposure`,
+        # `notes` and taken's fraction of a second: a scan reads such headers again), but
+        # for `content` alone: the header facts stand, the bars are not known (None).
+        if not isinstance(values, list) or len(values) not in (len(_FACT_FIELDS) - 1,
+                                                               len(_FACT_FIELDS)):
             return None
-        return cls(**dict(zip(_FACT_FIELDS, values, strict=True)))
+        return cls.from_values(dict(zip(_FACT_FIELDS, values, strict=False)))
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> FileFacts | None:
+        """Facts from their field values (:meth:`to_text`'s, or a report's ``facts``);
+        None when a value has the wrong type (a damaged or hand-edited row): unknown."""
+        if set(values) - set(_FACT_TYPES) or not all(
+                v is None or type(v) in _FACT_TYPES[k] for k, v in values.items()):
+            return None
+        content = values.get("content")
+        if content is not None:
+            if not (len(content) == 2 and all(type(v) is int and v > 0 for v in content)):
+                return None
+            values = {**values, "content": (content[0], content[1])}
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The facts by field name (a report's member ``facts``)."""
+        return {name: getattr(self, name) for name in _FACT_FIELDS}
 
 
 _FACT_FIELDS = tuple(FileFacts.__dataclass_fields__)  # in field order
+#: The types each fact may have besides None (JSON gives lists, not tuples).
+_FACT_TYPES: dict[str, tuple[type, ...]] = {
+    "format": (str,), "mode": (str,), "quality": (int,), "lossless": (bool,),
+    "grey": (bool,), "camera": (str,), "taken": (str,), "metadata": (int,),
+    "frames": (bool,), "software": (str,), "exposure": (str,), "notes": (int,),
+    "content": (list, tuple)}
+assert set(_FACT_TYPES) == set(_FACT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -58,6 +58,7 @@ def _hash_picture(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, sou
                   config: ScanConfig, digest: bool) -> tuple[ImageRecord | Problem, Any]:
     """:func:`hash_data` without the embedding: the record (or problem) and, with
     ``config.embed``, the model's input made from the picture (else None)."""
+    from lookalike.imaging.borders import content_box
     from lookalike.imaging.decode import decode_bytes
     from lookalike.imaging.facts import bytes_facts
     from lookalike.imaging.hashes import get_method
@@ -67,8 +68,12 @@ def _hash_picture(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, sou
     except DecodeError as exc:
         return Problem(path=path, stage="decode", error=exc.reason, message=str(exc)), None
     try:
-        h = get_method(config.method).hash(pic, config.resolved_hash_size, config.invariant,
-                                             config.trim_borders)
+        # The bars are looked for whatever the settings: the keep policy counts what a file
+        # shows inside them (FileFacts.content).
+        box = content_box(pic.grey_full())
+        h = get_method(config.method).hash_inside(
+            pic, box if config.trim_borders else None, config.resolved_hash_size,
+            config.invariant)
     except Exception as exc:
         return Problem(path=path, stage="hash", error="hash-failed",
                        message=f"{type(exc).__name__}: {exc}"), None
@@ -79,10 +84,17 @@ def _hash_picture(data: bytes, *, path: str, size_bytes: int, mtime_ns: int, sou
         except Exception:  # this picture gets no embedding: it matches by its hash
             pending = None
     width, height = pic.full_size
+    facts = bytes_facts(data)
+    if box is not None:  # in the file's pixels (the decoded ones may be reduced)
+        left, top, right, bottom = box
+        held_w, held_h = pic.size
+        facts = dataclasses.replace(facts, content=(
+            max(1, round((right - left) * width / held_w)),
+            max(1, round((bottom - top) * height / held_h))))
     return ImageRecord(
         path=path, size_bytes=size_bytes, mtime_ns=mtime_ns, width=width, height=height,
         format=fmt, hash=h, digest=hashlib.sha256(data).hexdigest() if digest else None,
-        source=source, facts=bytes_facts(data),
+        source=source, facts=facts,
     ), pending
 
 

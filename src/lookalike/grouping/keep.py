@@ -32,7 +32,10 @@ one only breaks the ties of those before it; :data:`ORIGINAL_SIGNALS`):
 4. **resolution at the group's common aspect ratio**: the pixels of the largest picture of
    that aspect ratio the file holds, so a squashed or stretched copy never wins by pixel
    count (``935x701`` does not beat ``1024x640``); within 1% counts as equal, and then
-   a copy distorted to another aspect ratio loses.
+   a copy distorted to another aspect ratio loses, then a copy padded with flat bars.
+   A file's picture is what it shows inside such bars (padding, letterbox, margins; found
+   when it was hashed: :attr:`~lookalike.model.FileFacts.content`), so a padded copy
+   counts no more pixels than its original.
 5. **no editor saved it**: among files with camera metadata, one whose EXIF ``Software``
    tag names an editor (Photoshop, Lightroom, GIMP, a camera maker's RAW developer...)
    rather than a camera's firmware is an edit or an export that copied the camera's EXIF.
@@ -156,7 +159,7 @@ _SIGNAL_WORDS = {  # why a keeper won, per signal (not reason codes: errors.REAS
     "name": "its name marks no copy",
     "editor": "no editor saved it (EXIF Software)",
     "camera": "camera EXIF (make, model or date taken)",
-    "resolution": "most pixels at the group's aspect ratio",
+    "resolution": "most pixels at the group's aspect ratio (then: not distorted, no bars added)",
     "centre": "the group's centre (closest to the other members)",
     "fidelity": "best encoding (lossless, or the highest JPEG quality; colour)",
     "metadata": "keeps its metadata (EXIF, ICC profile)",
@@ -230,35 +233,44 @@ def _copy_names(records: Sequence[ImageRecord]) -> set[str]:
                 stem[:i] in names for i in range(1, len(stem)) if not stem[i].isalnum())}
 
 
-def _aspect(rec: ImageRecord) -> float:
+def _shown(rec: ImageRecord, facts: KeepFacts) -> tuple[int, int]:
+    """(width, height) of the picture ``rec`` shows: inside flat bars when its hash found
+    some (:attr:`FileFacts.content`), else the whole file's."""
+    header = facts.headers.get(rec.path)
+    return header.content if header is not None and header.content else (rec.width,
+                                                                          rec.height)
+
+
+def _aspect(size: tuple[int, int]) -> float:
     """Long side over short side (a 90-degree turn keeps it); 0 for an empty image."""
-    short = min(rec.width, rec.height)
-    return max(rec.width, rec.height) / short if short > 0 else 0.0
+    short = min(size)
+    return max(size) / short if short > 0 else 0.0
 
 
-def _pixels_at(rec: ImageRecord, aspect: float) -> int:
-    """Pixels of the largest picture of ``aspect`` (long / short side) that ``rec`` holds:
-    a copy squashed or stretched to another aspect counts only what it can show at the
-    group's, so it never wins by pixel count."""
-    own = _aspect(rec)
+def _pixels_at(size: tuple[int, int], aspect: float) -> int:
+    """Pixels of the largest picture of ``aspect`` (long / short side) that a picture of
+    ``size`` holds: a copy squashed or stretched to another aspect counts only what it can
+    show at the group's, so it never wins by pixel count."""
+    own = _aspect(size)
     if not own or not aspect or abs(own / aspect - 1) <= 0.01:
-        return rec.pixels
-    long, short = max(rec.width, rec.height), min(rec.width, rec.height)
+        return size[0] * size[1]
+    long, short = max(size), min(size)
     return round(short * aspect * short) if own > aspect else round(long * long / aspect)
 
 
-def _common_aspect(records: Sequence[ImageRecord]) -> float:
-    """The aspect ratio most members share (within about 1%); ties: the largest member's."""
+def _common_aspect(sizes: Sequence[tuple[int, int]]) -> float:
+    """The aspect ratio most pictures of ``sizes`` share (within about 1%); ties: the
+    largest picture's."""
     bins: dict[int, int] = {}
-    for r in records:
-        k = round(_aspect(r) * 100)
+    for size in sizes:
+        k = round(_aspect(size) * 100)
         bins[k] = bins.get(k, 0) + 1
 
-    def support(r: ImageRecord) -> tuple[int, int]:
-        k = round(_aspect(r) * 100)
-        return bins.get(k - 1, 0) + bins[k] + bins.get(k + 1, 0), r.pixels
+    def support(size: tuple[int, int]) -> tuple[int, int]:
+        k = round(_aspect(size) * 100)
+        return bins.get(k - 1, 0) + bins[k] + bins.get(k + 1, 0), size[0] * size[1]
 
-    return _aspect(max(records, key=support))
+    return _aspect(max(sizes, key=support))
 
 
 def _centre_distances(records: Sequence[ImageRecord]) -> dict[str, int]:
@@ -283,7 +295,8 @@ def _original_key(records: Sequence[ImageRecord], facts: KeepFacts
     """The ``original`` rule's sort key over one group: one value per signal of
     :data:`ORIGINAL_SIGNALS`, lower is better."""
     copies = _copy_names(records)
-    aspect = _common_aspect(records)
+    shown = {r.path: _shown(r, facts) for r in records}
+    aspect = _common_aspect(list(shown.values()))
     centre = _centre_distances(records)
     empty = FileFacts()
 
@@ -293,7 +306,8 @@ def _original_key(records: Sequence[ImageRecord], facts: KeepFacts
         lossless = raw or f.lossless or _is_lossless(r, facts)
         fidelity = 101 if lossless else f.quality or (
             100 if (f.format or "").upper() in _CAMERA_LOSSY else 0)
-        pixels = _pixels_at(r, aspect)
+        size = shown[r.path]
+        pixels = _pixels_at(size, aspect)
         return {
             "raw": not raw,
             "name": r.path in copies,
@@ -303,8 +317,10 @@ def _original_key(records: Sequence[ImageRecord], facts: KeepFacts
             "editor": bool((f.camera or f.taken) and f.software and _EDITOR.search(f.software)),
             # 1% steps: a few pixels cropped or padded are no better picture; at equal
             # pixels a copy distorted to another aspect ratio loses.
+            # Then, showing as much, a copy padded with bars loses.
             "resolution": (-round(math.log(pixels) / _LOG_STEP) if pixels > 0 else 0,
-                           abs(_aspect(r) / aspect - 1) > 0.01 if aspect else False),
+                           abs(_aspect(size) / aspect - 1) > 0.01 if aspect else False,
+                           size != (r.width, r.height)),
             "centre": centre.get(r.path, 0),
             # Colour from the mode only breaks ties: a lossy copy of a grey picture is
             # stored as colour (WebP always is), so the mode is weak evidence.

@@ -461,10 +461,16 @@ class HashMethod:
         sides (:func:`~lookalike.imaging.borders.content_box`) also gets the segments of its
         content alone: a padded copy then matches its original, and an image without bars
         (most photos) costs one look at its outermost lines."""
+        return self.hash_inside(pic, content_box(pic.grey_full()) if trim else None,
+                                hash_size, invariant)
+
+    def hash_inside(self, pic: Picture, box: tuple[int, int, int, int] | None,
+                    hash_size: int | None = None, invariant: str = "none") -> Hash:
+        """:meth:`hash` with ``trim``, given the content box (``content_box``'s, or None
+        for none) that the caller has found already (a scan's worker also records it)."""
         size = self.default_size if hash_size is None else hash_size
         ops = invariance_ops(invariant)
         per_op = self.oriented(pic, size, ops)
-        box = content_box(pic.grey_full()) if trim else None
         if box is not None:
             per_op += self.oriented(pic.cropped(box), size, ops)
         if len(per_op) == 1:

@@ -47,7 +47,7 @@ from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError, Problem, ReportError
 from lookalike.grouping.keep import KeepChoices, KeepPolicy
 from lookalike.inputs.walk import CONTAINER_SUFFIXES, looks_like_image
-from lookalike.model import MATCH_KINDS, Group, Hash, ImageRecord, Member
+from lookalike.model import MATCH_KINDS, FileFacts, Group, Hash, ImageRecord, Member
 from lookalike.outputs import write_text
 from lookalike.paths import is_local_file, shown
 from lookalike.version import __version__
@@ -130,6 +130,8 @@ def _member_dict(m: Member, reference: Hash | None = None) -> dict[str, Any]:
         "digest": r.digest, "pixel_digest": r.pixel_digest, "source": r.source,
         "aliases": list(r.aliases),
     }
+    if r.facts is not None:  # so that apply decides on what the scan saw
+        d["facts"] = r.facts.as_dict()
     as_is = _distance_as_is(reference, r.hash, m.distance)
     if as_is is not None:
         d["distance_as_is"] = as_is
@@ -473,6 +475,7 @@ def _record_from(m: dict[str, Any], method: str, nbits: int) -> ImageRecord:
         format=m.get("format"), hash=Hash.from_hex(m["hash"], method=method, nbits=nbits),
         digest=m.get("digest") or "", pixel_digest=m.get("pixel_digest"),
         source=m.get("source") or "", aliases=tuple(m.get("aliases") or ()),
+        facts=FileFacts.from_values(m["facts"]) if m.get("facts") is not None else None,
     )
 
 
@@ -582,6 +585,10 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
                 if m.get(key) is not None and not integer(m[key]):
                     raise bad(f"group {gid}: {m['path']} has a {key!r} of {m[key]!r}, not a "
                               "whole number")
+            if m.get("facts") is not None and (not isinstance(m["facts"], dict)
+                                               or FileFacts.from_values(m["facts"]) is None):
+                raise bad(f"group {gid}: {m['path']} has 'facts' that are not what a scan "
+                          "writes")
             if m.get("match", "hash") not in MATCH_KINDS:
                 raise bad(f"group {gid}: {m['path']} has an unknown 'match' "
                           f"{m.get('match')!r} (one of {', '.join(MATCH_KINDS)})")
