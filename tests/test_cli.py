@@ -577,6 +577,30 @@ def test_a_csv_reports_error_list_is_always_this_scans_and_named_csv(tmp_path, s
     assert errors_csv_path("A.CSV") == "A.errors.CSV"
 
 
+def test_names_holding_a_carriage_return_stay_one_csv_field(tmp_path, scene):
+    """A lone CR in a name was written bare (Python's writer quotes only the characters of
+    its line terminator, then \\n): readers split the row in two (names review)."""
+    import csv as csv_module
+
+    from lookalike.jobs import scan_to_files
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    scene(1).save(folder / "car\rriage.png")
+    scene(1).resize((100, 75)).save(folder / "small\rcopy.png")
+    (folder / "bro\rken.png").write_bytes(b"not a png")
+    config = ScanConfig(method="phash", threshold=6, workers=1)
+    scan_to_files([str(folder)], config, output=str(tmp_path / "r.csv"), format="csv",
+                  use_cache=False, out=io.StringIO())
+    with open(tmp_path / "r.csv", newline="") as fh:
+        rows = list(csv_module.DictReader(fh))
+    assert sorted(os.path.basename(r["path"]) for r in rows) == ["car\rriage.png",
+                                                                 "small\rcopy.png"]
+    with open(tmp_path / "r.errors.csv", newline="") as fh:
+        (error,) = csv_module.DictReader(fh)
+    assert os.path.basename(error["path"]) == "bro\rken.png"
+
+
 def test_interrupted_apply_exits_130_and_says_how_to_undo_or_finish(tmp_path, scene, capsys,
                                                                     monkeypatch):
     import lookalike.actions.apply
@@ -943,6 +967,19 @@ def test_file_list_names_keep_their_spaces_and_an_empty_keep_rule_is_refused(tmp
     capsys.readouterr()
     err = _usage_error(["scan", str(tmp_path), "-q", "--no-cache", "--keep", ""], capsys)
     assert "keep rule '' is empty" in err
+
+
+def test_file_list_names_keep_a_carriage_return_and_windows_line_ends_are_taken_off(
+        tmp_path, scene):
+    # A name holding CR (which --format paths writes) was split into two missing paths.
+    scene(1).save(tmp_path / "car\rriage.png", format="PNG")
+    scene(2).save(tmp_path / "b.png")
+    for text, want in ((f"{tmp_path / 'car'}\rriage.png\n", 1),
+                       (f"{tmp_path / 'b.png'}\r\n{tmp_path / 'car'}\rriage.png\r\n", 2)):
+        listing = tmp_path / "list.txt"
+        listing.write_bytes(text.encode())
+        result = lookalike.scan(files_from=str(listing), workers=1)
+        assert (result.stats["images"], result.errors) == (want, []), text
 
 
 def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, scene, capsys,

@@ -24,8 +24,6 @@ medians of 15 interleaved runs).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import sys
@@ -39,7 +37,7 @@ from lookalike.grouping.keep import parse_keep
 from lookalike.inputs.hf import is_saved_dataset
 from lookalike.inputs.walk import named_file
 from lookalike.model import ImageRecord
-from lookalike.outputs import write_text
+from lookalike.outputs import csv_text, write_text
 from lookalike.paths import is_under
 from lookalike.pipeline import ScanResult, scan
 from lookalike.report.schema import (
@@ -87,12 +85,9 @@ def _page_report_path(html: str) -> str:
 
 def _write_errors_csv(errors: Sequence[Problem], path: str) -> None:
     """Write ``errors`` as CSV: ``path, stage, error, message``."""
-    text = io.StringIO()
-    w = csv.writer(text, lineterminator="\n")
-    w.writerow(["path", "stage", "error", "message"])
-    for p in errors:
-        w.writerow([p.path, p.stage, p.error, p.message])
-    write_text(path, text.getvalue(), "error list")
+    write_text(path, csv_text([("path", "stage", "error", "message"),
+                               *((p.path, p.stage, p.error, p.message) for p in errors)]),
+               "error list")
 
 
 def _page_written(summary: HtmlSummary) -> str:

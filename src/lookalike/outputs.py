@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import secrets
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from lookalike.errors import LookalikeError
 
-__all__ = ["write_new", "write_text"]
+__all__ = ["csv_text", "write_new", "write_text"]
 
 #: A file made here and nowhere else: never one already there, never through a link.
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -62,3 +66,12 @@ def write_new(path: str | os.PathLike[str], data: bytes) -> None:
         os.unlink(path)
     with open(os.open(path, _NEW_FILE, 0o666), "wb") as fh:
         fh.write(data)
+
+
+def csv_text(rows: Iterable[Sequence[Any]]) -> str:
+    """``rows`` as CSV text (RFC 4180: CRLF line ends). With them every field holding a line
+    break of either kind is quoted: with ``\n`` ends, Python's writer left a name holding a
+    lone ``\r`` bare, and readers split its row in two."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerows(rows)
+    return buf.getvalue()

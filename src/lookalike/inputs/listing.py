@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from lookalike.errors import ConfigError, Problem, first_line
@@ -89,7 +89,7 @@ def _read_list(list_path: str, column: str | None, options: Mapping[str, Any]) -
                                   "file; name a text file with one path per line")
             # Only line ends are taken off: spaces are legal at either end of a file name.
             with open(local, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-                return _list_lines(fh, list_path)
+                return _list_lines(fh.read(), list_path)
         except FileNotFoundError:
             raise ConfigError(f"file list does not exist: {list_path}") from None
         except (OSError, UnicodeError) as exc:
@@ -120,17 +120,24 @@ def _read_list(list_path: str, column: str | None, options: Mapping[str, Any]) -
                               f"{first_line(exc)}") from None
         return [v for v in values if v]
     with fs.open(path, "rt", encoding="utf-8", newline="") as fh:
-        return _list_lines(fh, list_path)
+        return _list_lines(fh.read(), list_path)
 
 
-def _list_lines(lines: Iterable[str], list_path: str) -> list[str]:
+def _list_lines(text: str, list_path: str) -> list[str]:
     """The paths of a text file list: one per line, only the line end taken off (spaces are
     legal at either end of a name); blank lines and comments (``#`` first, after any
     spaces) skipped. A NUL byte (no path holds one) means it is no text list: an image
-    named by mistake gave a hundred "holds a NUL byte" lines of its bytes."""
+    named by mistake gave a hundred "holds a NUL byte" lines of its bytes.
+
+    Lines end at ``\n`` only, and a list whose every line ends ``\r\n`` (written on
+    Windows) loses that ``\r`` too: a carriage return is legal in a file name (the
+    ``paths`` format writes such names), and reading it as a line end split the name."""
+    lines = text.split("\n")
+    ended = lines[:-1]  # the last piece has no line end (often it is empty)
+    if ended and all(line.endswith("\r") for line in ended):
+        lines = [line[:-1] for line in ended] + lines[-1:]
     out = []
-    for raw in lines:
-        line = raw.rstrip("\r\n")
+    for line in lines:
         if "\0" in line:
             raise ConfigError(f"the file list {list_path} holds NUL bytes: it is not a text "
                               "list of paths; name a text file with one path per line")

@@ -33,8 +33,6 @@ the views (:func:`report_to_dict`, :func:`render_text`, :func:`render_csv`,
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -48,7 +46,7 @@ from lookalike.errors import ConfigError, Problem, ReportError
 from lookalike.grouping.keep import KeepChoices, KeepPolicy
 from lookalike.inputs.walk import CONTAINER_SUFFIXES, looks_like_image
 from lookalike.model import MATCH_KINDS, FileFacts, Group, Hash, ImageRecord, Member
-from lookalike.outputs import write_text
+from lookalike.outputs import csv_text, write_text
 from lookalike.paths import is_local_file, shown
 from lookalike.version import __version__
 
@@ -300,9 +298,7 @@ def render_csv(result: ScanResult, *, keep: KeepSpec = None,
     choices = decide_keep(result, keep, leakage)
     set_names = {s.root: s.name for s in leakage.sets} if leakage is not None else {}
     purge = set(leakage.purge) if leakage is not None else set()
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_FIELDS + (CSV_LEAKAGE_FIELDS if leakage is not None else []))
+    rows: list[list[Any]] = [CSV_FIELDS + (CSV_LEAKAGE_FIELDS if leakage is not None else [])]
     for g in result.groups:
         kept = set(choices.keep(g.id))
         for m in g.members:
@@ -313,8 +309,8 @@ def render_csv(result: ScanResult, *, keep: KeepSpec = None,
                    "" if m.similarity is None else m.similarity]
             if leakage is not None:
                 row += [set_names.get(r.source, ""), int(r.path in purge)]
-            w.writerow(row)
-    return buf.getvalue()
+            rows.append(row)
+    return csv_text(rows)
 
 
 def remove_paths(result: ScanResult, keep: KeepSpec = None,
