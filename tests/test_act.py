@@ -139,6 +139,30 @@ def test_names_at_the_file_system_limit_are_applied_and_undone(tmp_path, scene, 
     assert files_in(tmp_path / "q") == []
 
 
+def test_a_quarantine_path_too_long_for_the_file_system_is_refused_when_planned(
+        tmp_path, scene):
+    # Found by the names review: such a move failed, its rollback took the temporary name it
+    # could not even form for a failure, and every undo of the journal failed after it.
+    deep = tmp_path / "photos"
+    folder = deep
+    while len(os.fsencode(folder)) < 3800:
+        folder = folder / ("d" * 200)
+    folder.mkdir(parents=True)
+    try:
+        scene(3, (160, 120)).save(folder / "a.png")
+        shutil.copyfile(folder / "a.png", folder / "a_copy.png")
+        report = tmp_path / "report.json"
+        write_report(lookalike.scan(deep, workers=1), report)
+        quarantine = tmp_path / ("q" * 200)
+        p = plan(report, action="move", to=quarantine)
+        assert not p.operations and len(p.skipped) == 1
+        assert "quarantine path would be" in p.skipped[0].reason
+        p = plan(report, action="move", to=tmp_path / "q")  # short enough: planned
+        assert [op.path for op in p.operations] == [str(folder / "a_copy.png")]
+    finally:  # pytest's own clean-up walks paths longer than it can take
+        shutil.rmtree(deep)
+
+
 def test_the_reports_reclaimable_bytes_are_what_the_plan_frees(tmp_path, scene):
     # The original (kept) is the smaller file here, so counting every member but the
     # group's first (by hash) would not be what apply frees.

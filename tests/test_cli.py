@@ -1069,3 +1069,24 @@ def test_a_folder_with_a_saved_datasets_metadata_is_scanned_as_files_when_asked(
     result = lookalike.scan(folder, input_format="files", workers=1)
     assert [sorted(os.path.basename(p) for p in g.paths) for g in result.groups] == [
         ["a.png", "b.png"]]
+
+
+def test_error_lines_escape_what_a_name_holds(tmp_path, scene, capsys):
+    # A newline or a terminal escape in a name split the one-line error, or reached the
+    # terminal (the names review): `undo NAME` and query's per-file lines.
+    odd = tmp_path / "new\nline\x1b[31m.jsonl"
+    odd.write_text("{}\n")
+    code = _exit_code(["undo", str(odd)])
+    err = capsys.readouterr().err
+    assert code != 0 and len(err.splitlines()) == 1, err
+    assert "\x1b" not in err and "new\\nline\\x1b[31m" in err
+    scene(1).save(tmp_path / "a.png")
+    cache = tmp_path / "c.sqlite"
+    assert _exit_code(["scan", str(tmp_path / "a.png"), "-q", "--cache", str(cache)]) == 0
+    bad = tmp_path / "bad\nname\x1b]0;x\x07.png"
+    bad.write_bytes(b"not an image")
+    capsys.readouterr()
+    assert _exit_code(["query", str(bad), "--cache", str(cache)]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "bad\\nname" in err
+    assert all(line.startswith("error") for line in err.splitlines()), err

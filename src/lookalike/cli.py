@@ -683,7 +683,7 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
     else:
         click.echo(render_matches(results), nl=False)
         for p in problems:
-            click.echo(f"error [{p.error}] {p.path}: {p.message}", err=True)
+            click.echo(f"error [{p.error}] {shown(p.path)}: {shown(p.message)}", err=True)
     if problems:
         raise PartialFailure(f"{len(problems)} of {len(images)} query images could not be "
                              "read")
@@ -759,7 +759,8 @@ def _run(argv: list[str] | None) -> int:
         exc.show()
         return exc.exit_code
     except LookalikeError as exc:
-        click.echo(f"error: {exc}", err=True)
+        # One line, whatever the names in it hold (a newline, a terminal escape).
+        click.echo(f"error: {shown(str(exc))}", err=True)
         return exc.exit_code
     return 0
 

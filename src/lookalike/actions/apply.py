@@ -191,8 +191,13 @@ def _sha256(path: str) -> str:
 
 
 def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+    try:
         os.unlink(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:  # a name too long for the file system names no file
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
 
 
 def _copy_verified(src: str, dst: str, size: int, digest: str | None) -> None:

@@ -550,6 +550,20 @@ def _owning_root(path: str, roots: Sequence[str]) -> str | None:
     return max(inside, key=len) if inside else None
 
 
+#: Bytes of a quarantine path left for the name of the temporary file beside it
+#: (``apply._paths``: ``.lookalike-<token>-<seq>.part``).
+_HELPER_ROOM = 64
+
+
+def _path_max(folder: str) -> int:
+    """The longest path the file system of ``folder`` takes, in bytes (4096 where it
+    cannot say)."""
+    try:
+        return os.pathconf(nearest_folder(folder), "PC_PATH_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or no answer
+        return 4096
+
+
 def quarantine_path(path: str, roots: Sequence[str], to: str) -> str:
     """Where ``move`` puts ``path``: ``to/<root name>/<path relative to its root>``."""
     root = _owning_root(path, roots)
@@ -996,6 +1010,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     skipped: list[SkippedGroup] = []
     quarantined: dict[str, str] = {}  # the quarantine path (as its drive compares) -> path
     folds = to_dir is not None and _may_fold_case(to_dir)
+    path_max = _path_max(to_dir) if to_dir is not None else 0
     already = 0
     for g, decision in chosen:
         recs = {m.record.path: m.record for m in g.members}
@@ -1078,6 +1093,14 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             if action == "move":
                 assert to_dir is not None
                 dst = quarantine_path(path, roots, to_dir)
+                if len(os.fsencode(dst)) + _HELPER_ROOM >= path_max:
+                    # Refused here: the move (its temporary file beside dst) would fail,
+                    # and a failure that cannot be rolled back leaves undo stuck.
+                    reason = (f"its quarantine path would be {len(os.fsencode(dst)):,} bytes "
+                              f"long, more than the file system takes ({path_max:,} with "
+                              f"room for a temporary name); choose a quarantine folder with "
+                              "a shorter path")
+                    break
                 if os.path.lexists(dst):
                     reason = (f"the quarantine already holds {dst}; choose an empty quarantine "
                               "folder")
