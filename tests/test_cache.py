@@ -315,6 +315,7 @@ def _as_schema_1(path) -> None:
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE files DROP COLUMN facts")
     db.execute("ALTER TABLE files DROP COLUMN embedding")
+    db.execute("ALTER TABLE files DROP COLUMN ctime_ns")
     db.execute("UPDATE meta SET value = '1' WHERE name = 'schema'")
     db.commit()
     db.close()
@@ -337,11 +338,11 @@ def test_a_schema_1_cache_is_migrated_keeping_its_hashes(tree, tmp_path):
     assert [g.paths for g in warm.groups] == [g.paths for g in cold.groups]
     assert _decisions(warm) == _decisions(cold)
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("3",)
-    db.execute("UPDATE meta SET value = '4' WHERE name = 'schema'")  # a newer version's
+    assert db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone() == ("4",)
+    db.execute("UPDATE meta SET value = '5' WHERE name = 'schema'")  # a newer version's
     db.commit()
     db.close()
-    with pytest.raises(lookalike.ConfigError, match="cache schema 4"):
+    with pytest.raises(lookalike.ConfigError, match=r"of a newer lookalike \(cache schema 5"):
         HashCache(path)
 
 
@@ -545,3 +546,48 @@ def test_a_problem_stored_without_its_files_version_is_read_again(tmp_path, scen
     with ParquetStore(tmp_path / "out2") as store:
         records, problems, todo = store.lookup([entry], config)
     assert [p.error for p in problems] == ["truncated"] and todo == []
+
+
+def _same_size_and_time(src, dst) -> None:
+    """Put ``src``'s bytes in place of ``dst`` (a new file renamed over it, as archive tools
+    and editors save) keeping ``dst``'s size and mtime: ``cp -p``, ``rsync -t`` or an
+    archive with fixed times do that to a file of fixed size (BMP, PPM, raw TIFF)."""
+    st = os.stat(dst)
+    with open(src, "rb") as fh:
+        data = fh.read()
+    assert len(data) == st.st_size
+    tmp = f"{dst}.new"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp, dst)
+    assert (os.stat(dst).st_size, os.stat(dst).st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+def test_a_file_replaced_keeping_size_and_mtime_is_hashed_again_never_removed(tmp_path,
+                                                                             scene):
+    # Found by the files-changing review: the cache served the old picture's hash for the
+    # new bytes, and the digest taken of the new bytes then let apply remove them as a copy
+    # of another picture (the only copy of the new one).
+    from lookalike.actions.apply import apply
+    from lookalike.actions.plan import plan
+    from lookalike.report.schema import write_report
+
+    root = tmp_path / "data"
+    root.mkdir()
+    x, y = scene(1, (64, 48)), scene(2, (64, 48))
+    x.save(root / "b.bmp")  # picture X, alone at first
+    y.save(tmp_path / "y.bmp")  # picture Y, the same size in bytes
+    cache = tmp_path / "c.sqlite"
+    with HashCache(cache) as c:
+        assert not scan(root, c).groups
+    x.save(root / "a.bmp")  # a copy of X arrives...
+    _same_size_and_time(tmp_path / "y.bmp", root / "b.bmp")  # ...and b.bmp becomes Y
+    with HashCache(cache) as c:
+        warm = scan(root, c)
+    assert warm.stats["from_cache"] == 0 and not warm.groups, warm.stats
+    write_report(warm, tmp_path / "r.json")
+    apply(plan(tmp_path / "r.json", action="delete"), journal=tmp_path / "j.jsonl")
+    assert (root / "b.bmp").read_bytes() == (tmp_path / "y.bmp").read_bytes()
+    with HashCache(cache) as c:  # and unchanged since: from the cache again
+        assert scan(root, c).stats["from_cache"] == 2

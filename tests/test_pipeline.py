@@ -529,6 +529,7 @@ def test_star_groups_are_rebuilt_from_every_record_when_a_leader_changed(tmp_pat
     from lookalike.config import ScanConfig
     from lookalike.grouping.edges import record_edges
     from lookalike.grouping.groups import assemble_groups, cluster_records
+    from lookalike.inputs.walk import FileEntry
     from lookalike.model import Hash, ImageRecord
 
     config = ScanConfig(method="dhash", hash_size=8, threshold=3, grouping="star")
@@ -548,8 +549,9 @@ def test_star_groups_are_rebuilt_from_every_record_when_a_leader_changed(tmp_pat
     assert [[os.path.basename(p) for p in g.paths] for g in groups] == [["L.png", "M.png"]]
     os.utime(recs[0].path, ns=(recs[0].mtime_ns + 10**9,) * 2)  # L is edited
     edges = record_edges(recs, config.threshold)
+    listed = {r.path: FileEntry(r.path, r.size_bytes, r.mtime_ns, str(tmp_path)) for r in recs}
     groups, kept, problems, _ = pipeline._digest_members(
-        recs, clusters, edges, {}, lambda p: True, config, None)
+        recs, clusters, edges, {}, listed, config, None)
     assert [(os.path.basename(p.path), p.error) for p in problems] == [
         ("L.png", "changed-during-scan")]
     assert [[os.path.basename(p) for p in g.paths] for g in groups] == [["M.png", "X.png"]]
@@ -584,3 +586,49 @@ def test_a_bad_file_reached_through_overlapping_roots_is_reported_once(tmp_path,
         assert sorted((os.path.basename(p.path), p.error) for p in result.errors) == [
             ("broken.jpg", "broken-symlink"), ("pipe.jpg", "not-a-regular-file")]
         assert result.stats["errors"] == 2 and len(result.records) == 1
+
+
+def test_a_file_swapped_between_hashing_and_digesting_is_changed_not_digested(
+        tmp_path, scene, monkeypatch):
+    # Found by the files-changing review: a group member swapped for another picture of the
+    # same size and mtime between hashing and digesting got the old hash and the new bytes'
+    # digest, and apply then removed the new picture as a copy.
+    import lookalike
+    from lookalike import pipeline
+
+    x, y = scene(1, (64, 48)), scene(2, (64, 48))
+    x.save(tmp_path / "a.bmp")
+    x.save(tmp_path / "b.bmp")
+    y.save(tmp_path.parent / "y.bmp")
+    real = pipeline.digest_files
+
+    def swap_first(records, workers, *listed):
+        st = os.stat(tmp_path / "b.bmp")
+        os.replace(tmp_path.parent / "y.bmp", tmp_path / "b.bmp")
+        os.utime(tmp_path / "b.bmp", ns=(st.st_atime_ns, st.st_mtime_ns))
+        monkeypatch.setattr(pipeline, "digest_files", real)
+        return real(records, workers, *listed)
+
+    monkeypatch.setattr(pipeline, "digest_files", swap_first)
+    result = lookalike.scan(tmp_path, workers=1)
+    assert not result.groups
+    assert [(os.path.basename(p.path), p.error) for p in result.errors] == [
+        ("b.bmp", "changed-during-scan")]
+
+
+def test_a_file_swapped_for_a_link_after_the_walk_is_not_hashed_under_its_name(tmp_path,
+                                                                               scene):
+    # Found by the files-changing review: the worker followed a symbolic (or hard) link put
+    # in a file's place after the walk, and two names of one file became an exact group.
+    from lookalike.config import ScanConfig
+    from lookalike.inputs.walk import iter_files
+    from lookalike.worker import hash_file
+
+    scene(1).save(tmp_path / "pic0.png")
+    scene(2).save(tmp_path / "pic1.png")
+    entries = {e.path: e for e in iter_files([str(tmp_path)])}
+    for link in (os.symlink, os.link):
+        os.unlink(tmp_path / "pic1.png")
+        link(tmp_path / "pic0.png", tmp_path / "pic1.png")
+        out = hash_file(entries[str(tmp_path / "pic1.png")], ScanConfig(workers=1))
+        assert getattr(out, "error", None) == "changed-during-scan", out

@@ -89,9 +89,9 @@ def test_fast_extension_test_on_dot_names(name: str):
 
 
 def test_fast_entry_equals_the_dataclass_constructor():
-    e = _new_entry("/x/y.png", 12, 34, "/x", 5, 6, ())
-    assert type(e) is FileEntry and e == FileEntry("/x/y.png", 12, 34, "/x", 5, 6)
-    assert hash(e) == hash(FileEntry("/x/y.png", 12, 34, "/x", 5, 6))
+    e = _new_entry("/x/y.png", 12, 34, "/x", 5, 6, (), 78)
+    assert type(e) is FileEntry and e == FileEntry("/x/y.png", 12, 34, "/x", 5, 6, ctime_ns=78)
+    assert hash(e) == hash(FileEntry("/x/y.png", 12, 34, "/x", 5, 6, ctime_ns=78))
 
 
 def test_walk_of_odd_entries_is_unchanged(tmp_path, scene):

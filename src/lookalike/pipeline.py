@@ -200,8 +200,9 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         edges = _EdgeStore(cache, config, roots)
         confirm_stats = _confirm(records, items, config, worker, pool, cache, edges,
                                  reporter, retries, batch_size)
-        local = {e.path for e in items if type(e) is FileEntry}.__contains__
-        records, blank_problems = _digest_featureless(records, local, config, cache)
+        # Local files as walked: a digest is taken only of the file the walk listed.
+        listed = {e.path: e for e in items if type(e) is FileEntry}
+        records, blank_problems = _digest_featureless(records, listed, config, cache)
         for p in blank_problems:
             reporter.problem(p)
         problems.extend(blank_problems)
@@ -214,7 +215,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         clusters = cluster_records(records, config.threshold, config.grouping, near, links)
         hashed_records = records
         groups, records, digest_problems, digested = _digest_members(
-            records, clusters, near, links, local, config, cache)
+            records, clusters, near, links, listed, config, cache)
         held = holding(hashed_records, proposed, links, groups, config)
         for p in digest_problems:
             reporter.problem(p)
@@ -369,7 +370,7 @@ def _with_digests(records: list[ImageRecord], items: Sequence[Any], config: Scan
     missing = [r for r in records if r.digest is None and r.path in by_path]
     if not missing:
         return records, []
-    digests, problems = digest_files(missing, config.resolved_workers)
+    digests, problems = digest_files(missing, config.resolved_workers, by_path)
     gone = {p.path for p in problems}
     kept = [dataclasses.replace(r, digest=digests[r.path]) if r.path in digests else r
             for r in records if r.path not in gone]
@@ -406,7 +407,8 @@ def _run_batches(entries: Sequence[Any], config: ScanConfig, worker: HashWorker,
     the whole time limit).
     """
     executor = pool.get(len(entries))
-    sizes = {e.path: (e.size_bytes, e.mtime_ns) for e in entries} if stores else {}
+    sizes = {e.path: (e.size_bytes, e.mtime_ns, e.ctime_ns if type(e) is FileEntry else 0)
+             for e in entries} if stores else {}
     records: list[ImageRecord] = []
     problems: list[Problem] = []
 
@@ -569,7 +571,7 @@ class _EdgeStore:
         return edges
 
 
-def _digest_featureless(records: list[ImageRecord], local: Callable[[str], bool],
+def _digest_featureless(records: list[ImageRecord], listed: Mapping[str, FileEntry],
                         config: ScanConfig, cache: HashCache | None
                         ) -> tuple[list[ImageRecord], list[Problem]]:
     """Phase 3a': the file digests of the local records whose hash is featureless (blank or
@@ -577,20 +579,22 @@ def _digest_featureless(records: list[ImageRecord], local: Callable[[str], bool]
     their bytes only (:func:`~lookalike.grouping.groups.cluster_records`). Usually none or
     few; cached, so a re-scan reads none again. Records whose file changed since it was
     hashed are dropped, with their problems."""
-    want = [r for r in records if r.hash.featureless and r.digest is None and local(r.path)]
+    want = [r for r in records if r.hash.featureless and r.digest is None and r.path in listed]
     if not want:
         return records, []
-    records, problems, _ = _with_file_digests(records, want, config, cache)
+    records, problems, _ = _with_file_digests(records, want, config, cache, listed)
     return records, problems
 
 
 def _with_file_digests(records: list[ImageRecord], want: list[ImageRecord],
-                       config: ScanConfig, cache: HashCache | None
+                       config: ScanConfig, cache: HashCache | None,
+                       listed: Mapping[str, FileEntry]
                        ) -> tuple[list[ImageRecord], list[Problem], set[str]]:
     """``records`` with the file digests of ``want`` (some of them), read on threads and
-    kept in the hash cache; a file that changed since it was hashed is dropped. Returns the
-    records, the problems and the paths dropped."""
-    digests, problems = digest_files(want, config.resolved_workers)
+    kept in the hash cache; a file that changed since it was hashed, or is no longer the
+    file the walk ``listed``, is dropped. Returns the records, the problems and the paths
+    dropped."""
+    digests, problems = digest_files(want, config.resolved_workers, listed)
     if digests and cache is not None:
         # Also under the full-decode settings: a confirmed record comes from there.
         configs = [config] if config.decode == "full" else [config, full_config(config)]
@@ -602,10 +606,11 @@ def _with_file_digests(records: list[ImageRecord], want: list[ImageRecord],
 
 
 def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges: Edges,
-                    links: dict[tuple[int, int], str], local: Callable[[str], bool],
+                    links: dict[tuple[int, int], str], listed: Mapping[str, FileEntry],
                     config: ScanConfig, cache: HashCache | None
                     ) -> tuple[list[Group], list[ImageRecord], list[Problem], int]:
-    """Phase 3c: digest the group members (and files with aliases) that are ``local`` files
+    """Phase 3c: digest the group members (and files with aliases) that are local files
+    (``listed``, by the walk)
     and have no digest yet, on threads (items read from elsewhere were digested when read).
 
     Returns the groups (exact-duplicate groups are told by digests), the records, the
@@ -617,9 +622,9 @@ def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges
     # and apply checks a kept file against its digest.
     members = {i for c in clusters for i in c}
     want = [r for i, r in enumerate(records)
-            if (i in members or r.aliases) and r.digest is None and local(r.path)]
+            if (i in members or r.aliases) and r.digest is None and r.path in listed]
     old_records = records
-    records, problems, gone = _with_file_digests(records, want, config, cache)
+    records, problems, gone = _with_file_digests(records, want, config, cache, listed)
     kept = [i for i, r in enumerate(old_records) if r.path not in gone]
     if gone:
         # A member left: its group may split, and in star grouping a record it had taken
@@ -630,14 +635,14 @@ def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges
         edges = record_edges(records, config.threshold, edges)
         clusters = cluster_records(records, config.threshold, config.grouping, edges, links)
     # Otherwise the same records in the same order, now with digests: the same clusters.
-    records = _with_header_facts(records, clusters, local, config, cache)
-    records = _with_pixel_digests(records, clusters, local, config, cache)
+    records = _with_header_facts(records, clusters, listed, config, cache)
+    records = _with_pixel_digests(records, clusters, listed, config, cache)
     return (assemble_groups(records, clusters, link_matches(records, clusters, edges, links)),
             records, problems, len(want))
 
 
 def _with_header_facts(records: list[ImageRecord], clusters: list[list[int]],
-                       local: Callable[[str], bool], config: ScanConfig,
+                       listed: Mapping[str, FileEntry], config: ScanConfig,
                        cache: HashCache | None) -> list[ImageRecord]:
     """``records`` with the header facts of the group members whose cached rows have none,
     or none on :attr:`~lookalike.model.FileFacts.frames` (stored by an older version): read
@@ -645,7 +650,7 @@ def _with_header_facts(records: list[ImageRecord], clusters: list[list[int]],
     file of several pictures is never removed for its first), and so do pixel digests."""
     want = [records[i] for c in clusters for i in c
             if (records[i].facts is None or records[i].facts.frames is None)
-            and local(records[i].path)]
+            and records[i].path in listed]
     if not want:
         return records
     found = {r.path: f for r in want if _unchanged(r) and (f := read_file_facts(r.path)) !=
@@ -669,7 +674,7 @@ def _unchanged(record: ImageRecord) -> bool:
 
 
 def _with_pixel_digests(records: list[ImageRecord], clusters: list[list[int]],
-                        local: Callable[[str], bool], config: ScanConfig,
+                        listed: Mapping[str, FileEntry], config: ScanConfig,
                         cache: HashCache | None) -> list[ImageRecord]:
     """``records`` with the pixel digests of the members of groups that may be
     pixel-identical (:func:`lookalike.worker.pixel_digests`; cached like file digests).
@@ -699,7 +704,7 @@ def _with_pixel_digests(records: list[ImageRecord], clusters: list[list[int]],
     # first picture's, and a still copy of that picture would be "exact".
     want = [records[i] for members in same_hash.values()
             if len({records[i].digest for i in members}) > 1
-            for i in members if records[i].pixel_digest is None and local(records[i].path)
+            for i in members if records[i].pixel_digest is None and records[i].path in listed
             and not (records[i].facts is not None and records[i].facts.frames)]
     decode_for = {r.path: r.digest or r.path for r in want}  # one decode per file digest
     first = {key: path for path, key in reversed(decode_for.items())}

@@ -185,6 +185,12 @@ def _hash_entry(entry: FileEntry, config: ScanConfig, digest: bool
         data, st = read_regular(entry.path, max_file_bytes(config.max_pixels))
     except (OSError, Refused) as exc:
         return read_problem(entry.path, exc), None
+    if entry.ino and (st.st_dev, st.st_ino) != (entry.dev, entry.ino):
+        # Another file has its name now (a symbolic or hard link to another one too): that
+        # one's hash under this name would make two names of one file a duplicate pair.
+        return Problem(path=entry.path, stage="read", error="changed-during-scan",
+                       message="another file took its name after it was listed (replaced, "
+                               "or a link put in its place); scan it again"), None
     return _hash_picture(data, path=entry.path, size_bytes=st.st_size,
                          mtime_ns=st.st_mtime_ns, source=entry.source, config=config,
                          digest=digest)

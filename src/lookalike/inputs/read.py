@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from lookalike.errors import Problem
-from lookalike.inputs.walk import os_error_reason
+from lookalike.inputs.walk import FileEntry, os_error_reason
 
 if TYPE_CHECKING:
     from lookalike.model import ImageRecord
@@ -92,12 +92,16 @@ def read_problem(path: str, exc: OSError | Refused) -> Problem:
                    message=f"cannot read: {exc.strerror or exc}")
 
 
-def file_digest(path: str, size_bytes: int, mtime_ns: int) -> str | Problem:
+def file_digest(path: str, size_bytes: int, mtime_ns: int,
+                listed: FileEntry | None = None) -> str | Problem:
     """The SHA-256 of a local file's bytes, if it still is the file that was hashed.
 
     A file whose size or mtime differs from ``size_bytes``/``mtime_ns`` (the values its
-    hash was made from), or changes while it is read, is reported ``changed-during-scan``:
-    its hash may no longer describe it. Never raises for a bad file. Reading and hashing
+    hash was made from), or that is no longer the file the walk ``listed`` (another file,
+    or this one written again: its identity or change time differ, though size and mtime
+    may have been kept), or changes while it is read, is reported ``changed-during-scan``:
+    its hash may no longer describe it, and a digest of other bytes beside it would let
+    ``apply`` remove them as a copy. Never raises for a bad file. Reading and hashing
     release the GIL, so threads digest in parallel.
     """
     try:
@@ -107,22 +111,32 @@ def file_digest(path: str, size_bytes: int, mtime_ns: int) -> str | Problem:
         if getattr(exc, "reason", None) != "too-large":
             return read_problem(path, exc)
         st = None
-    if st is None or (st.st_size, st.st_mtime_ns) != (size_bytes, mtime_ns):
+    if st is None or (st.st_size, st.st_mtime_ns) != (size_bytes, mtime_ns) or (
+            listed is not None and listed.ino and not same_version(st, listed)):
         return Problem(path=path, stage="read", error="changed-during-scan",
                        message="the file changed after it was hashed; scan it again")
     return hashlib.sha256(data).hexdigest()
 
 
-def digest_files(records: Sequence[ImageRecord], workers: int
+def same_version(st: os.stat_result, listed: FileEntry) -> bool:
+    """Whether ``st`` is the file the walk ``listed``, unchanged since: same identity and
+    change time (set by the system on any write, rename or ``utime``)."""
+    return (st.st_dev, st.st_ino, st.st_ctime_ns) == (listed.dev, listed.ino, listed.ctime_ns)
+
+
+def digest_files(records: Sequence[ImageRecord], workers: int,
+                 listed: Mapping[str, FileEntry] | None = None
                  ) -> tuple[dict[str, str], list[Problem]]:
     """:func:`file_digest` of each record's local file on ``workers`` threads: the digests
-    by path, and the problems of files that could not be digested."""
+    by path, and the problems of files that could not be digested. ``listed``: the walk's
+    entries by path (each file must still be the one listed)."""
     if not records:
         return {}, []
     from concurrent.futures import ThreadPoolExecutor
 
+    listed = listed or {}
     with ThreadPoolExecutor(max(1, min(workers, len(records)))) as pool:
-        outcomes = list(pool.map(lambda r: file_digest(r.path, r.size_bytes, r.mtime_ns),
-                                 records))
+        outcomes = list(pool.map(lambda r: file_digest(r.path, r.size_bytes, r.mtime_ns,
+                                                       listed.get(r.path)), records))
     digests = {r.path: d for r, d in zip(records, outcomes, strict=True) if isinstance(d, str)}
     return digests, [p for p in outcomes if isinstance(p, Problem)]

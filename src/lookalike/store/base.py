@@ -56,9 +56,10 @@ class HashStore(Protocol):
         ...
 
     def add(self, records: Iterable[ImageRecord], problems: Iterable[Problem],
-            config: ScanConfig, sizes: dict[str, tuple[int, int]] | None = None) -> None:
-        """Store results made with ``config``; ``sizes`` (path -> size, mtime_ns) says which
-        version of each file a problem is about. May buffer until :meth:`flush`."""
+            config: ScanConfig, sizes: dict[str, tuple[int, ...]] | None = None) -> None:
+        """Store results made with ``config``; ``sizes`` (path -> size, mtime_ns, ctime_ns:
+        the listed file) says which version of each file a result is about. May buffer
+        until :meth:`flush`."""
         ...
 
     def flush(self) -> None:

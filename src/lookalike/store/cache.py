@@ -41,15 +41,16 @@ if TYPE_CHECKING:
 
 __all__ = ["HashCache", "default_cache_path", "settings_key", "settings_of_key"]
 
-# 2: files.facts; 3: files.embedding (older caches are migrated in place, see _create)
-SCHEMA = 3
+# 2: files.facts; 3: files.embedding; 4: files.ctime_ns (older caches are migrated in
+# place, see _create)
+SCHEMA = 4
 #: Schemas of earlier versions that a (writing) open migrates to :data:`SCHEMA`.
-_MIGRATED = ("1", "2")
+_MIGRATED = ("1", "2", "3")
 BATCH = 500  # rows per transaction: cheap commits, little work lost on a kill
 # Columns read back by lookup(), in the order it unpacks them: failures' details included,
 # so that a row and its problem come from one state of the cache (one statement).
 _COLUMNS = ("path, size, mtime_ns, ok, width, height, format, hash, nbits, digest, pixel_digest, "
-            "error, stage, message, facts, embedding")
+            "error, stage, message, facts, embedding, ctime_ns")
 
 
 P = ParamSpec("P")
@@ -256,7 +257,7 @@ class HashCache:
                 mtime_ns INTEGER NOT NULL, ok INTEGER NOT NULL,
                 width INTEGER, height INTEGER, format TEXT, hash TEXT, nbits INTEGER,
                 digest TEXT, pixel_digest TEXT, error TEXT, stage TEXT, message TEXT,
-                updated REAL NOT NULL, facts TEXT, embedding BLOB,
+                updated REAL NOT NULL, facts TEXT, embedding BLOB, ctime_ns INTEGER,
                 PRIMARY KEY (key, path)
             ) WITHOUT ROWID;
             -- Verification verdicts of embedding matches (see load_verdicts).
@@ -288,17 +289,25 @@ class HashCache:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
         elif str(row[0]) in _MIGRATED:
             self._migrate()
+        elif str(row[0]).isdigit() and int(row[0]) > SCHEMA:
+            # Not damaged: deleting it would lose a newer version's hashes.
+            self._db.close()
+            raise ConfigError(f"{self.path} is a hash cache of a newer lookalike (cache schema "
+                              f"{row[0]}; this version reads {SCHEMA}): use that version, or "
+                              "name another cache file")
         elif str(row[0]) != str(SCHEMA):
             raise sqlite3.DatabaseError(f"cache schema {row[0]} is not {SCHEMA}")
 
     def _migrate(self) -> None:
-        """Schema 1 or 2 -> 3: the ``facts`` and ``embedding`` columns, empty for the rows
-        kept (their facts are read from the files until the files change and are hashed
-        again; no old row was made with embeddings). Hashes stay valid."""
+        """Schema 1, 2 or 3 -> 4: the ``facts``, ``embedding`` and ``ctime_ns`` columns,
+        empty for the rows kept (their facts are read from the files until the files change
+        and are hashed again; no old row was made with embeddings; a row without a change
+        time is trusted by size and mtime, as before). Hashes stay valid."""
         with self._writing() as db:
             # Another process may have migrated since the schema was read.
             columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
-            for name, kind in (("facts", "TEXT"), ("embedding", "BLOB")):
+            for name, kind in (("facts", "TEXT"), ("embedding", "BLOB"),
+                               ("ctime_ns", "INTEGER")):
                 if name not in columns:
                     db.execute(f"ALTER TABLE files ADD COLUMN {name} {kind}")
             db.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA),))
@@ -311,8 +320,10 @@ class HashCache:
         """Split ``entries`` into cached records, cached problems, and files still to hash
         (in their given order).
 
-        Rows are trusted only for the same size and mtime, so an entry listed without a
-        stat (size unknown: a file list on a cluster) is always hashed. So is a path that
+        Rows are trusted only for the same size, mtime and change time
+        (:attr:`~lookalike.inputs.walk.FileEntry.ctime_ns`; a row stored before it was
+        recorded: size and mtime), so an entry listed without a stat (size unknown: a file
+        list on a cluster) is always hashed. So is a path that
         cannot be a key (SQLite text is UTF-8; undecodable names are kept as surrogates).
         """
         key = settings_key(config)
@@ -336,8 +347,9 @@ class HashCache:
                 todo.append(e)
                 continue
             (_, size, mtime_ns, ok, width, height, fmt, hx, bits, digest, pdigest, error, stage,
-             message, facts, vector) = r
+             message, facts, vector, ctime_ns) = r
             if (size != e.size_bytes or mtime_ns != e.mtime_ns or (ok and bits != nbits)
+                    or (ctime_ns and e.ctime_ns and ctime_ns != e.ctime_ns)
                     or outside_pixel_limit(ok, width, height, size, error, max_pixels,
                                             max_bytes)):
                 todo.append(e)
@@ -405,11 +417,14 @@ class HashCache:
 
     @_damage_said
     def add(self, records: Iterable[ImageRecord], problems: Iterable[Problem],
-            config: ScanConfig, sizes: dict[str, tuple[int, int]] | None = None) -> None:
+            config: ScanConfig, sizes: dict[str, tuple[int, ...]] | None = None) -> None:
         """Queue results for storage; committed in batches of :data:`BATCH` rows.
 
-        Problems need the file's (size, mtime_ns) from ``sizes`` to be cached; problems of
-        files that could not even be stat'ed are not cached (they are retried next time).
+        Problems need the file's (size, mtime_ns, ctime_ns) from ``sizes`` to be cached;
+        problems of files that could not even be stat'ed are not cached (they are retried
+        next time). A record's change time is the listed one when the record's size and
+        mtime are the listed ones (else unknown: the file changed between the walk and the
+        read).
         """
         key = settings_key(config)
         now = time.time()
@@ -418,20 +433,25 @@ class HashCache:
         records = [r for r in records if r.size_bytes >= 0 and storable(r.path)
                    and (config.embed is None or r.embedding is not None)]
         problems = [p for p in problems if storable(p.path)]
+        sizes = sizes or {}
         for r in records:
+            listed = sizes.get(r.path)
+            ctime = listed[2] if listed is not None and len(listed) > 2 and (
+                listed[0], listed[1]) == (r.size_bytes, r.mtime_ns) and listed[2] else None
             self._pending.append((key, r.path, r.size_bytes, r.mtime_ns, 1, r.width, r.height,
                                   r.format, str(r.hash), r.hash.nbits, r.digest, r.pixel_digest,
                                   None, None, None, now,
                                   r.facts.to_text() if r.facts is not None else None,
-                                  r.embedding))
+                                  r.embedding, ctime))
         for p in problems:
-            st = (sizes or {}).get(p.path)
+            st = sizes.get(p.path)
             # Only verdicts about the bytes themselves are cached; failures that a retry, a
             # higher --max-pixels or --decode-timeout could change are retried next scan.
             if st is None or st[0] < 0 or p.error in RETRYABLE:
                 continue
             self._pending.append((key, p.path, st[0], st[1], 0, None, None, None, None, None,
-                                  None, None, p.error, p.stage, p.message, now, None, None))
+                                  None, None, p.error, p.stage, p.message, now, None, None,
+                                  st[2] if len(st) > 2 and st[2] else None))
         if len(self._pending) >= BATCH:
             self.flush()
 
@@ -481,7 +501,7 @@ class HashCache:
         rows, self._pending = self._pending, []
         with self._writing() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     # -- edges ------------------------------------------------------------------------------
     # Which distinct hash values lie within a radius of each other is a pure function of the

@@ -229,7 +229,7 @@ class ParquetStore:
     # -- writing -----------------------------------------------------------------------
 
     def add(self, records: Iterable[ImageRecord], problems: Iterable[Problem],
-            config: ScanConfig, sizes: dict[str, tuple[int, int]] | None = None) -> None:
+            config: ScanConfig, sizes: dict[str, tuple[int, ...]] | None = None) -> None:
         """Queue results; a part file is written every ``rows_per_part`` rows or
         ``flush_seconds``. ``sizes`` (path -> size, mtime) fills in errors' file sizes."""
         records, problems = list(records), list(problems)
@@ -255,7 +255,7 @@ class ParquetStore:
                                _text(r.facts.to_text()) if r.facts is not None else None,
                                r.embedding, now))
         for p in problems:
-            size, mtime = (sizes or {}).get(p.path, (None, None))
+            size, mtime = (sizes or {}).get(p.path, (None, None))[:2]
             if size is not None and size < 0:
                 size = None
             self._rows.append((p.path, "error", size, mtime or 0, None, None, None, method,
