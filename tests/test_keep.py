@@ -651,14 +651,15 @@ def test_a_copy_padded_with_bars_loses_to_its_original(tmp_path, photo):
     assert "no bars added" in decision.reason
 
 
-def test_the_report_carries_the_facts_so_apply_keeps_what_the_scan_kept(tmp_path, photo):
+def test_the_report_carries_the_bars_so_apply_keeps_what_the_scan_kept(tmp_path, photo):
     from lookalike.actions.plan import plan
     from lookalike.report.schema import read_report, write_report
 
     original, padded = _padded_pair(tmp_path / "pair", photo)
     write_report(lookalike.scan(tmp_path / "pair", workers=1), tmp_path / "r.json")
     (g,) = read_report(tmp_path / "r.json").groups
-    assert {m.record.path: m.record.facts.content for m in g.members}[str(padded)] is not None
+    shown = {m.record.path: m.record.facts and m.record.facts.content for m in g.members}
+    assert shown == {str(padded): (300, Image.open(original).height), str(original): None}
     p = plan(tmp_path / "r.json", action="move", to=tmp_path / "q")
     assert not p.skipped
     assert [gp.keep for gp in p.groups] == [(str(original),)]
@@ -670,7 +671,7 @@ def test_facts_stored_before_content_was_recorded_still_count():
     older = facts.to_text().rsplit(",[", 1)[0] + "]"  # as the version before wrote it
     assert FileFacts.from_text(older) == dataclasses.replace(facts, content=None)
     assert FileFacts.from_text(facts.to_text()) == facts
-    assert FileFacts.from_values(facts.as_dict()) == facts
+    assert FileFacts.from_values(dataclasses.asdict(facts)) == facts
     for bad in ({"content": [30]}, {"content": [0, 20]}, {"quality": "95"}, {"nope": 1},
                 {"lossless": 1}):
         assert FileFacts.from_values(bad) is None, bad

@@ -251,7 +251,7 @@ class FileFacts:
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> FileFacts | None:
-        """Facts from their field values (:meth:`to_text`'s, or a report's ``facts``);
+        """Facts from their field values (:meth:`to_text`'s, or a report's ``content``);
         None when a value has the wrong type (a damaged or hand-edited row): unknown."""
         if set(values) - set(_FACT_TYPES) or not all(
                 v is None or type(v) in _FACT_TYPES[k] for k, v in values.items()):
@@ -262,10 +262,6 @@ class FileFacts:
                 return None
             values = {**values, "content": (content[0], content[1])}
         return cls(**values)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The facts by field name (a report's member ``facts``)."""
-        return {name: getattr(self, name) for name in _FACT_FIELDS}
 
 
 _FACT_FIELDS = tuple(FileFacts.__dataclass_fields__)  # in field order

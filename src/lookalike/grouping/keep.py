@@ -85,6 +85,7 @@ exceptions would live in two places that must agree.)
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import os
@@ -565,11 +566,14 @@ class KeepPolicy:
         read: dict[str, FileFacts] = {}
 
         def header(r: ImageRecord) -> FileFacts:
-            # Stored facts, unless they predate `frames` (an older cache's): then the file's.
+            # Stored facts, unless they predate `frames` (an older cache's, or a report's,
+            # which holds the bars only): then the file's, with the bars the scan found.
             if r.facts is not None and r.facts.frames is not None:
                 return r.facts
             if r.path not in read:
                 read[r.path] = read_file_facts(r.path)
+                if r.facts is not None and r.facts.content is not None:
+                    read[r.path] = dataclasses.replace(read[r.path], content=r.facts.content)
             return read[r.path]
 
         # Files whose header says nothing (gone, remote, not an image) are left out.

@@ -128,8 +128,9 @@ def _member_dict(m: Member, reference: Hash | None = None) -> dict[str, Any]:
         "digest": r.digest, "pixel_digest": r.pixel_digest, "source": r.source,
         "aliases": list(r.aliases),
     }
-    if r.facts is not None:  # so that apply decides on what the scan saw
-        d["facts"] = r.facts.as_dict()
+    if r.facts is not None and r.facts.content is not None:
+        # What apply cannot read from the file's header again: the picture inside its bars.
+        d["content"] = list(r.facts.content)
     as_is = _distance_as_is(reference, r.hash, m.distance)
     if as_is is not None:
         d["distance_as_is"] = as_is
@@ -471,7 +472,9 @@ def _record_from(m: dict[str, Any], method: str, nbits: int) -> ImageRecord:
         format=m.get("format"), hash=Hash.from_hex(m["hash"], method=method, nbits=nbits),
         digest=m.get("digest") or "", pixel_digest=m.get("pixel_digest"),
         source=m.get("source") or "", aliases=tuple(m.get("aliases") or ()),
-        facts=FileFacts.from_values(m["facts"]) if m.get("facts") is not None else None,
+        # Only the bars are known (frames unknown): the header is read again for the rest.
+        facts=FileFacts.from_values({"content": m["content"], "frames": None})
+        if m.get("content") is not None else None,
     )
 
 
@@ -581,10 +584,10 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
                 if m.get(key) is not None and not integer(m[key]):
                     raise bad(f"group {gid}: {m['path']} has a {key!r} of {m[key]!r}, not a "
                               "whole number")
-            if m.get("facts") is not None and (not isinstance(m["facts"], dict)
-                                               or FileFacts.from_values(m["facts"]) is None):
-                raise bad(f"group {gid}: {m['path']} has 'facts' that are not what a scan "
-                          "writes")
+            if m.get("content") is not None and FileFacts.from_values(
+                    {"content": m["content"]}) is None:
+                raise bad(f"group {gid}: {m['path']} has a 'content' that is not a width "
+                          "and a height")
             if m.get("match", "hash") not in MATCH_KINDS:
                 raise bad(f"group {gid}: {m['path']} has an unknown 'match' "
                           f"{m.get('match')!r} (one of {', '.join(MATCH_KINDS)})")
