@@ -234,6 +234,25 @@ def test_apply_without_a_journal_path_writes_it_where_the_command_line_does(libr
     assert undo(result.journal).ok and snapshot(root) == before
 
 
+def test_a_file_changed_in_the_quarantine_comes_back_with_its_own_mtime(library, tmp_path):
+    # Undo put the old mtime on a quarantined file edited since the move (files-changing
+    # review): a hash cache then took it for the file it had hashed.
+    _, report = library
+    p = make_plan("move", report, tmp_path)
+    journal = tmp_path / "j.jsonl"
+    assert apply(p, journal=journal).ok
+    op = p.operations[0]
+    moved = Path(op.dst)
+    data = bytearray(moved.read_bytes())
+    data[-1] ^= 0xFF  # same size, other bytes
+    moved.write_bytes(bytes(data))
+    others = p.operations[1:]
+    assert undo(journal).ok
+    assert Path(op.path).read_bytes() == bytes(data)
+    assert Path(op.path).stat().st_mtime_ns != op.mtime_ns
+    assert all(Path(o.path).stat().st_mtime_ns == o.mtime_ns for o in others)
+
+
 def test_undo_twice_is_harmless(library, tmp_path):
     root, report = library
     before = snapshot(root)

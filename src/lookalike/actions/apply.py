@@ -486,7 +486,10 @@ def _restore_move(rec: dict[str, Any], st: os.stat_result | None, top: str | Non
         raise _Refused(errno.EINVAL, f"{dst} is no longer a regular file; not restored")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     _link_or_copy(dst, path, rec["restore_tmp"], d.st_size, None)
-    _restore_mtime(path, rec["mtime_ns"])
+    if (d.st_size, d.st_mtime_ns) == (rec["size"], rec["mtime_ns"]):
+        _restore_mtime(path, rec["mtime_ns"])
+    # else it was changed in the quarantine: it comes back as it is, with its own mtime (the
+    # old one would tell a hash cache it is the file scanned before).
     fsync_dir(os.path.dirname(path))
     _crash_point("undo:move:linked")
     os.unlink(dst)
