@@ -939,7 +939,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             raise ConfigError(f"the quarantine folder {to_dir} cannot be made or written: "
                               f"{up} is not writable; choose another folder")
     elif to is not None:
-        raise ConfigError("`to` only applies to action 'move'")
+        raise ConfigError(f"a quarantine folder only applies to action 'move' (the action "
+                          f"is {action!r}): leave it out, or move the files")
     if collapse_links and action == "hardlink":
         raise ConfigError("collapsing links removes extra names of kept files; use it with "
                           "the move, delete or symlink action")
