@@ -639,9 +639,11 @@ def test_hostile_file_names_render_as_text_and_run_nothing(web, tmp_path, scene)
     img.save(folder / HOSTILE, format="JPEG", quality=95)
     img.save(folder / HOSTILE_2, format="PNG")
     img.save(folder / "back\\slash.png")  # a POSIX name may hold a backslash
+    # A right-to-left override read "evilgpj.exe.png" (names review): escaped as in text.
+    img.save(folder / "evil\u202egnp.exe.jpg", format="PNG")
     report = _scan_to_report(folder, tmp_path / "r.json")
     data = json.loads(report.read_text())
-    assert len(data["groups"]) == 1 and len(data["groups"][0]["members"]) == 4
+    assert len(data["groups"]) == 1 and len(data["groups"][0]["members"]) == 5
     # And one name that could only come from a tampered report: it must not end the blob.
     data["groups"].append({"id": 99, "kind": "exact", "representative": "/nowhere/a.jpg",
                            "members": [_member("/nowhere/a.jpg"), _member(SCRIPT_BREAKER)]})
@@ -654,9 +656,10 @@ def test_hostile_file_names_render_as_text_and_run_nothing(web, tmp_path, scene)
     for name in (HOSTILE, HOSTILE_2, "</script><script>alert(2)</script>.jpg"):
         assert name in text
     assert "back\\slash.png" in pg.locator(".path b, .path .name").all_inner_texts()
+    assert "evil\\u202egnp.exe.jpg" in text and "\u202e" not in text
     assert web.dialogs == []
-    assert pg.locator("img.thumb").count() == 4  # the real files' thumbnails, nothing more
-    assert pg.locator("img:not(.cmp-img)").count() == 4
+    assert pg.locator("img.thumb").count() == 5  # the real files' thumbnails, nothing more
+    assert pg.locator("img:not(.cmp-img)").count() == 5
     assert pg.locator(".cmp-img[src]").count() == 0  # the closed compare view loads nothing
     assert pg.locator("img[src=x], script[src]").count() == 0
     assert pg.locator("script").count() == 2

@@ -42,10 +42,24 @@
   const sentinel = $("sentinel");
   const timing = (window.lookalikeTiming = { groups: groups.length });
 
+  // Control and format characters of a name, escaped as the text report escapes them
+  // (lookalike.paths.shown): a right-to-left override made "evil\u202egnp.exe.jpg" read
+  // "evilgpj.exe.png", a zero-width space hid between two names that look alike.
+  const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+  function escaped(text) {
+    return String(text).replace(INVISIBLE, (ch) => {
+      const named = { "\n": "\\n", "\r": "\\r", "\t": "\\t" }[ch];
+      if (named) return named;
+      const code = ch.codePointAt(0);
+      const hex = code.toString(16).padStart(code < 0x100 ? 2 : code < 0x10000 ? 4 : 8, "0");
+      return (code < 0x100 ? "\\x" : code < 0x10000 ? "\\u" : "\\U") + hex;
+    });
+  }
+
   function el(tag, cls, text) {
     const node = document.createElement(tag);
     if (cls) node.className = cls;
-    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (text !== undefined && text !== null) node.textContent = escaped(text);
     return node;
   }
 
@@ -151,10 +165,10 @@
     card.appendChild(facts);
 
     const path = el("div", "path");
-    path.title = m.p;
+    path.title = escaped(m.p);
     const dirNode = el("span", "dir");
     for (const part of dir.split(/(?<=[/\\])/)) { // let long paths wrap after a separator
-      dirNode.appendChild(document.createTextNode(part));
+      dirNode.appendChild(document.createTextNode(escaped(part)));
       dirNode.appendChild(document.createElement("wbr"));
     }
     path.appendChild(dirNode);
@@ -678,7 +692,7 @@
     if (m.mk || m.sim !== undefined) fact(dl, "match", matchText(m));
     if (m.s) fact(dl, "state", m.s === "missing" ? "gone since the scan" : "changed since the scan", true);
     fact(dl, "folder", dir);
-    dl.lastChild.title = m.p;
+    dl.lastChild.title = escaped(m.p);
   }
 
   function showDecisions() {
