@@ -5,9 +5,9 @@ Phases, in order (numbered in progress output):
 1. **list** (:func:`lookalike.inputs.listing.list_inputs`): local folders are walked (stat
    only), URLs, tar shards, Parquet files and file lists are listed; one item per file.
 2. **hash**: items already in the Parquet output or the hash cache with the same size and
-   mtime are not read; the rest are read, decoded once and hashed by
-   :class:`~lookalike.worker.HashWorker` on an executor (local processes or Dask), in
-   batches, and added to the stores as they finish.
+   mtime (and, in the cache, change time) are not read; the rest are read, decoded once
+   and hashed by :class:`~lookalike.worker.HashWorker` on an executor (local processes or
+   Dask), in batches, and added to the stores as they finish.
 3. **group** (on the driver): (a) images that fast mode decoded at reduced scale and that
    may have a match are hashed again with full decoding (:mod:`lookalike.grouping.confirm`);
    (b) the exact Hamming search; with embeddings, the pairs they propose and verify

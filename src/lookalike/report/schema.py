@@ -12,7 +12,8 @@ Schema (``schema_version`` 1)::
      "groups": [{"id", "kind", "representative", "keep": [paths kept], "keep_reason",
                  "members": [
          {"path", "hash", "distance", "match", "similarity", "width", "height", "bytes",
-          "format", "mtime_ns", "digest", "pixel_digest", "source", "aliases"}]}],
+          "format", "mtime_ns", "digest", "pixel_digest", "source", "aliases",
+          "content" (only for a picture with flat bars: [width, height] inside them)}]}],
      "errors": [{"path", "stage", "error", "message"}], "stats": {...},
      "leakage": {...}}  (only from `scan --reference`; see lookalike.analysis.leakage)
 
@@ -29,6 +30,9 @@ Each group's ``keep`` list is decided once, by :func:`decide_keep` (the one step
 report that may touch the disk: see :meth:`~lookalike.grouping.keep.KeepPolicy.read_facts`);
 the views (:func:`report_to_dict`, :func:`render_text`, :func:`render_csv`,
 :func:`render_paths`) are pure functions of the scan result and those decisions.
+
+(Over 600 lines: the contract is written and read here, and the reader's checks of a
+hand-edited report (:func:`_check_shape`) must stay beside the writer they mirror.)
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The hash cache: an embedded SQLite store so re-scans only hash what changed.
 
-Rows are keyed by (settings key, path) and valid while the file's size and mtime (ns) are
-unchanged. The settings key covers everything that changes a hash value: method, hash size,
-decode mode, pixel-digest flag, flip/rotation invariance and
-:data:`~lookalike.config.DECODER_VERSION`, so changing any
-of them simply misses the cache. Unreadable files are cached too (as their problem), so a
+Rows are keyed by (settings key, path) and valid while the file's size, mtime (ns) and
+change time (ctime, ns: set by the system on any write or replacement; rows stored before
+it was recorded go by size and mtime) are unchanged. The settings key covers everything
+that changes a hash value: method, hash size, decode mode, pixel-digest flag, flip/rotation
+invariance and :data:`~lookalike.config.DECODER_VERSION`, so changing any of them simply
+misses the cache. Unreadable files are cached too (as their problem), so a
 re-scan of an unchanged tree decodes nothing at all. Each image's header facts
 (:class:`~lookalike.model.FileFacts`, compact JSON) are kept with its hash, so the keep
 policy of a warm re-scan reads no file either.
@@ -15,6 +16,10 @@ one cache file.
 
 Default location: ``$LOOKALIKE_CACHE``, else ``$XDG_CACHE_HOME/lookalike/hashes.sqlite``,
 else ``~/.cache/lookalike/hashes.sqlite``.
+
+(Over 600 lines: the four things a scan keeps between runs, hashes, digests, verdicts and
+edges, share one file, one connection, one schema and its migration, and one error
+handling; apart, each would repeat the last three.)
 """
 
 from __future__ import annotations
