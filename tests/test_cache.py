@@ -591,3 +591,59 @@ def test_a_file_replaced_keeping_size_and_mtime_is_hashed_again_never_removed(tm
     assert (root / "b.bmp").read_bytes() == (tmp_path / "y.bmp").read_bytes()
     with HashCache(cache) as c:  # and unchanged since: from the cache again
         assert scan(root, c).stats["from_cache"] == 2
+
+
+def test_rows_without_a_change_time_are_dated_once_or_hashed_again(tmp_path, scene):
+    # Incremental review: a row stored without the change time (a file not stat'ed by the
+    # walk, or one that changed between the walk and its read) was trusted by size and mtime
+    # for ever, and so were an older cache's rows.
+    root = tmp_path / "data"
+    root.mkdir()
+    x, y = scene(1, (64, 48)), scene(2, (64, 48))
+    x.save(root / "a.bmp")
+    x.save(root / "b.bmp")
+    y.save(tmp_path / "y.bmp")
+    cache = tmp_path / "c.sqlite"
+
+    def rows(sql: str = "SELECT ctime_ns FROM files") -> list:
+        db = sqlite3.connect(cache)
+        try:
+            out = db.execute(sql).fetchall()
+            db.commit()
+            return out
+        finally:
+            db.close()
+
+    with HashCache(cache) as c:
+        scan(root, c)
+    rows("UPDATE files SET ctime_ns = NULL")  # as an older cache's rows
+    with HashCache(cache) as c:
+        assert scan(root, c).stats["from_cache"] == 2  # trusted this once...
+    assert all(ct for (ct,) in rows())  # ...and dated
+    _same_size_and_time(tmp_path / "y.bmp", root / "b.bmp")
+    with HashCache(cache) as c:
+        again = scan(root, c)
+    assert again.stats["hashed"] == 1 and not again.groups
+    rows("UPDATE files SET ctime_ns = 0")  # stored while the change time was unknown
+    with HashCache(cache) as c:
+        assert scan(root, c).stats["hashed"] == 2
+    with HashCache(cache) as c:
+        assert scan(root, c).stats["from_cache"] == 2
+
+
+def test_a_resumed_parquet_output_hashes_a_replaced_file_again(tmp_path, scene):
+    # Incremental review: a resumed --parquet-out served a file replaced with its size and
+    # mtime kept as the old picture (its rows had no change time).
+    pytest.importorskip("pyarrow")
+    root = tmp_path / "data"
+    root.mkdir()
+    x, y = scene(1, (64, 48)), scene(2, (64, 48))
+    x.save(root / "a.bmp")
+    x.save(root / "b.bmp")
+    y.save(tmp_path / "y.bmp")
+    out = tmp_path / "out"
+    first = lookalike.scan(root, workers=1, parquet_out=str(out))
+    assert len(first.groups) == 1
+    _same_size_and_time(tmp_path / "y.bmp", root / "b.bmp")
+    again = lookalike.scan(root, workers=1, parquet_out=str(out))
+    assert again.stats["hashed"] == 1 and not again.groups, again.stats

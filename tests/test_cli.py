@@ -975,7 +975,10 @@ def test_file_list_names_keep_a_carriage_return_and_windows_line_ends_are_taken_
     scene(1).save(tmp_path / "car\rriage.png", format="PNG")
     scene(2).save(tmp_path / "b.png")
     for text, want in ((f"{tmp_path / 'car'}\rriage.png\n", 1),
-                       (f"{tmp_path / 'b.png'}\r\n{tmp_path / 'car'}\rriage.png\r\n", 2)):
+                       (f"{tmp_path / 'b.png'}\r\n{tmp_path / 'car'}\rriage.png\r\n", 2),
+                       # a blank line or comment added on Linux keeps the CRLF list CRLF
+                       (f"{tmp_path / 'b.png'}\r\n# mine\n{tmp_path / 'car'}\rriage.png\r\n\n",
+                        2)):
         listing = tmp_path / "list.txt"
         listing.write_bytes(text.encode())
         result = lookalike.scan(files_from=str(listing), workers=1)

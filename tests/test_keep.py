@@ -70,8 +70,7 @@ def test_squashed_copy_does_not_win_by_pixel_count(tmp_path, photo):
                   rules=("largest-resolution",)).keep == (str(squashed),)
     d = decide(original, squashed, small)
     assert d.keep == (str(original),)
-    assert d.reason == ("most pixels at the group's aspect ratio (then: not distorted, "
-                        "no bars added)")
+    assert d.reason == "most pixels at the group's aspect ratio (then: not distorted)"
 
 
 def test_stretched_copy_ties_on_pixels_and_loses_on_its_aspect(tmp_path, photo):
@@ -648,7 +647,7 @@ def test_a_copy_padded_with_bars_loses_to_its_original(tmp_path, photo):
     assert facts[str(original)].content is None
     decision = KeepPolicy().decide_all(result.groups).decisions[group.id]
     assert decision.keep == (str(original),)
-    assert "no bars added" in decision.reason
+    assert decision.reason == "no flat bars around the picture (padding, letterbox)"
 
 
 def test_the_report_carries_the_bars_so_apply_keeps_what_the_scan_kept(tmp_path, photo):
@@ -675,3 +674,22 @@ def test_facts_stored_before_content_was_recorded_still_count():
     for bad in ({"content": [30]}, {"content": [0, 20]}, {"quality": "95"}, {"nope": 1},
                 {"lossless": 1}):
         assert FileFacts.from_values(bad) is None, bad
+
+
+def test_prefer_lossless_decides_alike_from_a_report_with_bars(tmp_path, photo):
+    # Code review: a member read from a report carries its bars only, and its unknown
+    # `lossless` was taken for lossy: apply kept the lossy WebP and removed the lossless one.
+    from lookalike.actions.plan import plan
+    from lookalike.report.schema import write_report
+
+    folder = tmp_path / "webp"
+    folder.mkdir()
+    small = photo.resize((300, round(300 * photo.height / photo.width)))
+    canvas = Image.new("RGB", (300, small.height + 80), (0, 0, 0))
+    canvas.paste(small, (0, 40))
+    canvas.save(folder / "z_lossless.webp", lossless=True)
+    canvas.save(folder / "b_lossy.webp", quality=60)
+    write_report(lookalike.scan(folder, workers=1), tmp_path / "r.json", keep="prefer-lossless")
+    p = plan(tmp_path / "r.json", action="move", to=tmp_path / "q")
+    assert not p.skipped, p.skipped
+    assert [gp.keep for gp in p.groups] == [(str(folder / "z_lossless.webp"),)]

@@ -597,20 +597,25 @@ def test_a_file_swapped_between_hashing_and_digesting_is_changed_not_digested(
     from lookalike import pipeline
 
     x, y = scene(1, (64, 48)), scene(2, (64, 48))
-    x.save(tmp_path / "a.bmp")
-    x.save(tmp_path / "b.bmp")
-    y.save(tmp_path.parent / "y.bmp")
+    root = tmp_path / "data"
+    root.mkdir()
+    x.save(root / "a.bmp")
+    x.save(root / "b.bmp")
+    y.save(tmp_path / "y.bmp")
     real = pipeline.digest_files
 
     def swap_first(records, workers, *listed):
-        st = os.stat(tmp_path / "b.bmp")
-        os.replace(tmp_path.parent / "y.bmp", tmp_path / "b.bmp")
-        os.utime(tmp_path / "b.bmp", ns=(st.st_atime_ns, st.st_mtime_ns))
+        # Written in place, the same inode: only the change time tells.
+        st = os.stat(root / "b.bmp")
+        with open(root / "b.bmp", "r+b") as fh:
+            fh.write((tmp_path / "y.bmp").read_bytes())
+        os.utime(root / "b.bmp", ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert os.stat(root / "b.bmp").st_ino == st.st_ino
         monkeypatch.setattr(pipeline, "digest_files", real)
         return real(records, workers, *listed)
 
     monkeypatch.setattr(pipeline, "digest_files", swap_first)
-    result = lookalike.scan(tmp_path, workers=1)
+    result = lookalike.scan(root, workers=1)
     assert not result.groups
     assert [(os.path.basename(p.path), p.error) for p in result.errors] == [
         ("b.bmp", "changed-during-scan")]

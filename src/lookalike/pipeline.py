@@ -407,8 +407,7 @@ def _run_batches(entries: Sequence[Any], config: ScanConfig, worker: HashWorker,
     the whole time limit).
     """
     executor = pool.get(len(entries))
-    sizes = {e.path: (e.size_bytes, e.mtime_ns, e.ctime_ns if type(e) is FileEntry else 0)
-             for e in entries} if stores else {}
+    sizes = {e.path: (e.size_bytes, e.mtime_ns, e.ctime_ns) for e in entries} if stores else {}
     records: list[ImageRecord] = []
     problems: list[Problem] = []
 

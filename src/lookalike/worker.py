@@ -185,12 +185,15 @@ def _hash_entry(entry: FileEntry, config: ScanConfig, digest: bool
         data, st = read_regular(entry.path, max_file_bytes(config.max_pixels))
     except (OSError, Refused) as exc:
         return read_problem(entry.path, exc), None
-    if entry.ino and (st.st_dev, st.st_ino) != (entry.dev, entry.ino):
-        # Another file has its name now (a symbolic or hard link to another one too): that
-        # one's hash under this name would make two names of one file a duplicate pair.
+    if entry.ctime_ns and st.st_ctime_ns != entry.ctime_ns:
+        # Not the file listed: another took its name (a symbolic link to another file has
+        # that file's change time; a hard link put in its place changes its target's), or it
+        # was written since. Its hash under this name could make two names of one file a
+        # duplicate pair. The change time, not (dev, ino): a worker of a cluster reading a
+        # shared mount sees other device numbers than the client that walked it.
         return Problem(path=entry.path, stage="read", error="changed-during-scan",
-                       message="another file took its name after it was listed (replaced, "
-                               "or a link put in its place); scan it again"), None
+                       message="the file changed, or another took its name, after it was "
+                               "listed; scan it again"), None
     return _hash_picture(data, path=entry.path, size_bytes=st.st_size,
                          mtime_ns=st.st_mtime_ns, source=entry.source, config=config,
                          digest=digest)

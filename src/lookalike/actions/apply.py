@@ -980,7 +980,8 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
         return _problem(op.path, "outside-roots", f"resolves to {real}, outside the scanned "
                         "folders; not touched")
     # The kept files too: still there, still the files checked (not rewritten in place
-    # since: same size and time), and not this one.
+    # since: same size and time), and not this one. Not their change time: this run's own
+    # hard links and collapsed links change a kept file's.
     kept_st = {path: _lstat(path) for path in kept}
     for path, was in kept.items():
         kst = kept_st[path]

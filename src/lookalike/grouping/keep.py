@@ -32,10 +32,10 @@ one only breaks the ties of those before it; :data:`ORIGINAL_SIGNALS`):
 4. **resolution at the group's common aspect ratio**: the pixels of the largest picture of
    that aspect ratio the file holds, so a squashed or stretched copy never wins by pixel
    count (``935x701`` does not beat ``1024x640``); within 1% counts as equal, and then
-   a copy distorted to another aspect ratio loses, then a copy padded with flat bars.
-   A file's picture is what it shows inside such bars (padding, letterbox, margins; found
-   when it was hashed: :attr:`~lookalike.model.FileFacts.content`), so a padded copy
-   counts no more pixels than its original.
+   a copy distorted to another aspect ratio loses. A file's picture is what it shows
+   inside flat bars (padding, letterbox, margins; found when it was hashed:
+   :attr:`~lookalike.model.FileFacts.content`), so a padded copy counts no more pixels
+   than its original.
 5. **no editor saved it**: among files with camera metadata, one whose EXIF ``Software``
    tag names an editor (Photoshop, Lightroom, GIMP, a camera maker's RAW developer...)
    rather than a camera's firmware is an edit or an export that copied the camera's EXIF.
@@ -51,7 +51,10 @@ one only breaks the ties of those before it; :data:`ORIGINAL_SIGNALS`):
    Copies are edits *of* the original, so it lies between them; two edits lie further
    apart. Groups of more than :data:`CENTRE_MAX` members skip this signal. (Measured
    before resolution, it picks a near-identical edit as often as the original: last.)
-10. the oldest modification time.
+10. **no flat bars around the picture**: of two that show the same picture, the one
+    without padding (late: a copy cropped to a product shot's picture drops the original's
+    white ground as a padded copy adds bars).
+11. the oldest modification time.
 
 Whatever the rules: in a group whose members' EXIF names two or more capture moments (the
 time to the fraction of a second, and the exposure: a burst, an exposure bracket, different
@@ -100,7 +103,6 @@ from lookalike.imaging.facts import (
     MULTI_FRAME_FORMATS,
     FileFacts,
     read_file_facts,
-    webp_is_lossless,
 )
 from lookalike.inputs.walk import RAW_SUFFIXES
 from lookalike.model import Group, ImageRecord
@@ -129,7 +131,7 @@ KEEP_RULES: dict[str, str] = {
 
 #: The signals of the ``original`` rule, in the order they are compared (module docs).
 ORIGINAL_SIGNALS: tuple[str, ...] = ("raw", "name", "camera", "resolution", "editor",
-                                     "metadata", "fidelity", "notes", "centre", "age")
+                                     "metadata", "fidelity", "notes", "centre", "bars", "age")
 
 #: Groups with more members than this skip the centre signal (its cost grows with the square
 #: of the group's size; such groups are exact copies more often than edits).
@@ -160,8 +162,9 @@ _SIGNAL_WORDS = {  # why a keeper won, per signal (not reason codes: errors.REAS
     "name": "its name marks no copy",
     "editor": "no editor saved it (EXIF Software)",
     "camera": "camera EXIF (make, model or date taken)",
-    "resolution": "most pixels at the group's aspect ratio (then: not distorted, no bars added)",
+    "resolution": "most pixels at the group's aspect ratio (then: not distorted)",
     "centre": "the group's centre (closest to the other members)",
+    "bars": "no flat bars around the picture (padding, letterbox)",
     "fidelity": "best encoding (lossless, or the highest JPEG quality; colour)",
     "metadata": "keeps its metadata (EXIF, ICC profile)",
     "notes": "keeps its notes (XMP, a comment)",
@@ -318,10 +321,11 @@ def _original_key(records: Sequence[ImageRecord], facts: KeepFacts
             "editor": bool((f.camera or f.taken) and f.software and _EDITOR.search(f.software)),
             # 1% steps: a few pixels cropped or padded are no better picture; at equal
             # pixels a copy distorted to another aspect ratio loses.
-            # Then, showing as much, a copy padded with bars loses.
             "resolution": (-round(math.log(pixels) / _LOG_STEP) if pixels > 0 else 0,
-                           abs(_aspect(size) / aspect - 1) > 0.01 if aspect else False,
-                           size != (r.width, r.height)),
+                           abs(_aspect(size) / aspect - 1) > 0.01 if aspect else False),
+            # Late: the same picture with and without bars around it is a padded copy as
+            # often as a copy cropped to the picture (a product shot on a white ground).
+            "bars": size != (r.width, r.height),
             "centre": centre.get(r.path, 0),
             # Colour from the mode only breaks ties: a lossy copy of a grey picture is
             # stored as colour (WebP always is), so the mode is weak evidence.
@@ -587,8 +591,7 @@ class KeepPolicy:
                            and header(r).frames is not False)  # unknown: perhaps several
         lossless = frozenset(
             r.path for r in records
-            if (r.format or "").upper() == "WEBP" and (
-                r.facts.lossless if r.facts is not None else webp_is_lossless(r.path))
+            if (r.format or "").upper() == "WEBP" and header(r).lossless
         ) if "prefer-lossless" in self.rules else frozenset()
         protected = frozenset(
             p for r in records for p in (r.path, *r.aliases) if self.is_protected(p)

@@ -129,13 +129,15 @@ def _list_lines(text: str, list_path: str) -> list[str]:
     spaces) skipped. A NUL byte (no path holds one) means it is no text list: an image
     named by mistake gave a hundred "holds a NUL byte" lines of its bytes.
 
-    Lines end at ``\n`` only, and a list whose every line ends ``\r\n`` (written on
+    Lines end at ``\n`` only, and a list whose every path line ends ``\r\n`` (written on
     Windows) loses that ``\r`` too: a carriage return is legal in a file name (the
     ``paths`` format writes such names), and reading it as a line end split the name."""
     lines = text.split("\n")
-    ended = lines[:-1]  # the last piece has no line end (often it is empty)
+    # The last piece has no line end (often it is empty). Blank lines and comments do not
+    # count: one added on Linux to a list written on Windows must not keep every CR.
+    ended = [line for line in lines[:-1] if line.strip() and not line.lstrip().startswith("#")]
     if ended and all(line.endswith("\r") for line in ended):
-        lines = [line[:-1] for line in ended] + lines[-1:]
+        lines = [line.removesuffix("\r") for line in lines[:-1]] + lines[-1:]
     out = []
     for line in lines:
         if "\0" in line:

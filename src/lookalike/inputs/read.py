@@ -98,8 +98,8 @@ def file_digest(path: str, size_bytes: int, mtime_ns: int,
 
     A file whose size or mtime differs from ``size_bytes``/``mtime_ns`` (the values its
     hash was made from), or that is no longer the file the walk ``listed`` (another file,
-    or this one written again: its identity or change time differ, though size and mtime
-    may have been kept), or changes while it is read, is reported ``changed-during-scan``:
+    or this one written again: its change time differs, though size and mtime may have
+    been kept), or changes while it is read, is reported ``changed-during-scan``:
     its hash may no longer describe it, and a digest of other bytes beside it would let
     ``apply`` remove them as a copy. Never raises for a bad file. Reading and hashing
     release the GIL, so threads digest in parallel.
@@ -112,16 +112,10 @@ def file_digest(path: str, size_bytes: int, mtime_ns: int,
             return read_problem(path, exc)
         st = None
     if st is None or (st.st_size, st.st_mtime_ns) != (size_bytes, mtime_ns) or (
-            listed is not None and listed.ino and not same_version(st, listed)):
+            listed is not None and listed.ctime_ns and st.st_ctime_ns != listed.ctime_ns):
         return Problem(path=path, stage="read", error="changed-during-scan",
                        message="the file changed after it was hashed; scan it again")
     return hashlib.sha256(data).hexdigest()
-
-
-def same_version(st: os.stat_result, listed: FileEntry) -> bool:
-    """Whether ``st`` is the file the walk ``listed``, unchanged since: same identity and
-    change time (set by the system on any write, rename or ``utime``)."""
-    return (st.st_dev, st.st_ino, st.st_ctime_ns) == (listed.dev, listed.ino, listed.ctime_ns)
 
 
 def digest_files(records: Sequence[ImageRecord], workers: int,

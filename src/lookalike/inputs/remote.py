@@ -43,7 +43,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from lookalike.config import INSTALL_HINTS
 from lookalike.errors import ConfigError, Problem, first_line
@@ -97,6 +97,9 @@ class RemoteEntry:
     row: int = -1
     column: str = ""
     batch: str = ""
+
+    #: No change time is known of an object, member or cell (``FileEntry.ctime_ns``'s 0).
+    ctime_ns: ClassVar[int] = 0
 
 
 # ---------------------------------------------------------------------------- optional deps

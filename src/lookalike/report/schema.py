@@ -588,10 +588,14 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
                 if m.get(key) is not None and not integer(m[key]):
                     raise bad(f"group {gid}: {m['path']} has a {key!r} of {m[key]!r}, not a "
                               "whole number")
-            if m.get("content") is not None and FileFacts.from_values(
-                    {"content": m["content"]}) is None:
+            content = m.get("content")
+            if content is not None and (FileFacts.from_values({"content": content}) is None
+                                        or not integer(m.get("width"))
+                                        or not integer(m.get("height"))
+                                        or content[0] > m["width"]
+                                        or content[1] > m["height"]):
                 raise bad(f"group {gid}: {m['path']} has a 'content' that is not a width "
-                          "and a height")
+                          "and a height within the picture's")
             if m.get("match", "hash") not in MATCH_KINDS:
                 raise bad(f"group {gid}: {m['path']} has an unknown 'match' "
                           f"{m.get('match')!r} (one of {', '.join(MATCH_KINDS)})")

@@ -8,7 +8,7 @@ how long and where is its own business (:mod:`lookalike.store.cache`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from lookalike.errors import Problem
     from lookalike.model import ImageRecord
 
-__all__ = ["HashStore", "outside_pixel_limit", "storable"]
+__all__ = ["HashStore", "listed_ctime", "outside_pixel_limit", "storable"]
 
 
 def storable(text: str) -> bool:
@@ -30,6 +30,17 @@ def storable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def listed_ctime(sizes: Mapping[str, tuple[int, ...]] | None, path: str, size: int,
+                 mtime_ns: int) -> int:
+    """The change time the walk listed for ``path`` when the result is about that version
+    of the file (the listed size and mtime), else 0: unknown (not stat'ed, or changed
+    between the walk and the read), and a store hashes such a file again once."""
+    listed = (sizes or {}).get(path)
+    if listed is None or len(listed) < 3 or (listed[0], listed[1]) != (size, mtime_ns):
+        return 0
+    return listed[2]
 
 
 def outside_pixel_limit(ok: bool, width: int, height: int, size: int, error: str | None,

@@ -38,7 +38,7 @@ from lookalike.errors import RETRYABLE, ConfigError, LookalikeError, Problem
 from lookalike.grouping.edges import Edges
 from lookalike.inputs.read import max_file_bytes
 from lookalike.model import FileFacts, Hash, ImageRecord, make_record
-from lookalike.store.base import outside_pixel_limit, storable
+from lookalike.store.base import listed_ctime, outside_pixel_limit, storable
 
 if TYPE_CHECKING:
     from lookalike.config import ScanConfig
@@ -192,6 +192,7 @@ class HashCache:
         if path is not None and not os.fspath(path).strip():  # Path("") is the current folder
             raise ConfigError("the hash cache path is empty; name a cache file")
         self.path = Path(path) if path is not None else default_cache_path()
+        self.read_only = read_only
         if self.path.is_dir():  # SQLite says "unable to open database file"
             raise ConfigError(f"the hash cache {self.path} is a folder; name a cache file "
                               f"(e.g. {self.path / 'hashes.sqlite'})")
@@ -326,10 +327,13 @@ class HashCache:
         (in their given order).
 
         Rows are trusted only for the same size, mtime and change time
-        (:attr:`~lookalike.inputs.walk.FileEntry.ctime_ns`; a row stored before it was
-        recorded: size and mtime), so an entry listed without a stat (size unknown: a file
-        list on a cluster) is always hashed. So is a path that
-        cannot be a key (SQLite text is UTF-8; undecodable names are kept as surrogates).
+        (:attr:`~lookalike.inputs.walk.FileEntry.ctime_ns`), so an entry listed without a
+        stat (size unknown: a file list on a cluster) is always hashed, and a row stored
+        without the change time (0: the file was not stat'ed, or changed between the walk
+        and its read) is hashed again once. A row of an older cache (no change time, NULL)
+        is trusted by size and mtime this once and given the walk's change time. A path
+        that cannot be a key (SQLite text is UTF-8; undecodable names are kept as
+        surrogates) is always hashed.
         """
         key = settings_key(config)
         method, nbits, max_pixels = config.method, config.nbits, config.max_pixels
@@ -345,6 +349,7 @@ class HashCache:
         # records rebuilt by the fast constructor (same values and checks as the dataclass).
         add_record, new_record, parse = records.append, make_record, Hash.from_hex
         facts_of = _FactsTexts()
+        dated: list[tuple[int, str, str, int, int]] = []  # older rows given a change time
         for e in entries:
             path = e.path
             r = get(path)
@@ -354,16 +359,23 @@ class HashCache:
             (_, size, mtime_ns, ok, width, height, fmt, hx, bits, digest, pdigest, error, stage,
              message, facts, vector, ctime_ns) = r
             if (size != e.size_bytes or mtime_ns != e.mtime_ns or (ok and bits != nbits)
-                    or (ctime_ns and e.ctime_ns and ctime_ns != e.ctime_ns)
+                    or (ctime_ns is not None and e.ctime_ns and ctime_ns != e.ctime_ns)
                     or outside_pixel_limit(ok, width, height, size, error, max_pixels,
                                             max_bytes)):
                 todo.append(e)
-            elif ok:
+                continue
+            if ctime_ns is None and e.ctime_ns:
+                dated.append((e.ctime_ns, key, path, size, mtime_ns))
+            if ok:
                 add_record(new_record(path, size, mtime_ns, width, height, fmt,
                                       parse(hx, method=method, nbits=nbits), digest, pdigest,
                                       e.source, (), facts_of[facts], vector))
             else:
                 problems.append(Problem(path=path, stage=stage, error=error, message=message))
+        if dated and not self.read_only:
+            with self._writing() as db:
+                db.executemany("UPDATE files SET ctime_ns = ? WHERE key = ? AND path = ? AND "
+                               "size = ? AND mtime_ns = ? AND ctime_ns IS NULL", dated)
         return records, problems, todo
 
     def _rows(self, key: str, paths: list[str]) -> dict[str, tuple]:
@@ -440,9 +452,9 @@ class HashCache:
         problems = [p for p in problems if storable(p.path)]
         sizes = sizes or {}
         for r in records:
-            listed = sizes.get(r.path)
-            ctime = listed[2] if listed is not None and len(listed) > 2 and (
-                listed[0], listed[1]) == (r.size_bytes, r.mtime_ns) and listed[2] else None
+            # 0, not NULL, when unknown: such a row is hashed again once (NULL is a row of an
+            # older cache, trusted by size and mtime).
+            ctime = listed_ctime(sizes, r.path, r.size_bytes, r.mtime_ns)
             self._pending.append((key, r.path, r.size_bytes, r.mtime_ns, 1, r.width, r.height,
                                   r.format, str(r.hash), r.hash.nbits, r.digest, r.pixel_digest,
                                   None, None, None, now,
@@ -456,7 +468,7 @@ class HashCache:
                 continue
             self._pending.append((key, p.path, st[0], st[1], 0, None, None, None, None, None,
                                   None, None, p.error, p.stage, p.message, now, None, None,
-                                  st[2] if len(st) > 2 and st[2] else None))
+                                  listed_ctime(sizes, p.path, st[0], st[1])))
         if len(self._pending) >= BATCH:
             self.flush()
 

@@ -31,6 +31,9 @@ facts           string        what the header says (:class:`~lookalike.model.Fil
 embedding       binary        the image's embedding (``scan --embed``): L2-normalised,
                               little-endian float16 (``numpy.frombuffer(b, "<f2")``); null
                               without embeddings and in parts before schema version 3
+ctime_ns        int64         the file's change time as the walk listed it (0: not stat'ed,
+                              or changed before it was read; null before schema version 4):
+                              a resumed scan reads a file whose change time differs again
 written_at      timestamp     when the row was written (UTC, ms)
 ==============  ============  ===========================================================
 
@@ -71,7 +74,7 @@ from lookalike.config import INSTALL_HINTS
 from lookalike.errors import RETRYABLE, ConfigError, LookalikeError, Problem
 from lookalike.inputs.read import max_file_bytes
 from lookalike.model import FileFacts, Hash, ImageRecord
-from lookalike.store.base import outside_pixel_limit, storable
+from lookalike.store.base import listed_ctime, outside_pixel_limit, storable
 from lookalike.store.cache import settings_key
 
 if TYPE_CHECKING:
@@ -80,8 +83,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "ParquetStore", "read_results"]
 
-# 2: the facts column, 3: the embedding column (older parts read with nulls there)
-SCHEMA_VERSION = 3
+# 2: the facts column, 3: the embedding column, 4: ctime_ns (older parts read with nulls
+# there)
+SCHEMA_VERSION = 4
 _META_KEY = b"lookalike"
 INSTALL_HINT = INSTALL_HINTS["dask"]
 
@@ -104,7 +108,8 @@ def _schema(pa: Any) -> Any:
         ("width", i32), ("height", i32), ("format", s), ("method", s), ("nbits", i32),
         ("hash", s), ("hash_u64", pa.uint64()), ("digest", s), ("pixel_digest", s),
         ("source", s), ("stage", s), ("error", s), ("message", s), ("facts", s),
-        ("embedding", pa.binary()), ("written_at", pa.timestamp("ms", tz="UTC")),
+        ("embedding", pa.binary()), ("ctime_ns", i64),
+        ("written_at", pa.timestamp("ms", tz="UTC")),
     ])
 
 
@@ -253,14 +258,16 @@ class ParquetStore:
                                r.format, method, h.nbits, str(h), as_int, r.digest,
                                r.pixel_digest, _text(r.source), None, None, None,
                                _text(r.facts.to_text()) if r.facts is not None else None,
-                               r.embedding, now))
+                               r.embedding,
+                               listed_ctime(sizes, r.path, r.size_bytes, r.mtime_ns), now))
         for p in problems:
             size, mtime = (sizes or {}).get(p.path, (None, None))[:2]
+            ctime = listed_ctime(sizes, p.path, size, mtime) if size is not None else 0
             if size is not None and size < 0:
                 size = None
             self._rows.append((p.path, "error", size, mtime or 0, None, None, None, method,
                                config.nbits, None, None, None, None, None, p.stage, p.error,
-                               _text(p.message), None, None, now))
+                               _text(p.message), None, None, ctime, now))
         if len(self._rows) >= self.rows_per_part or (
                 self._rows and time.monotonic() - self._last_write > self.flush_seconds):
             self._write_part()
@@ -318,7 +325,12 @@ def _stale(row: dict[str, Any], entry: FileEntry) -> bool:
     if entry.size_bytes >= 0 and row["size_bytes"] is not None \
             and row["size_bytes"] != entry.size_bytes:
         return True
-    return bool(entry.mtime_ns and row["mtime_ns"] and row["mtime_ns"] != entry.mtime_ns)
+    if entry.mtime_ns and row["mtime_ns"] and row["mtime_ns"] != entry.mtime_ns:
+        return True
+    # The change time, where the walk stat'ed the file: a file replaced or rewritten with its
+    # size and mtime kept is read again (0: stored unknown; null: a part before version 4).
+    ctime = row.get("ctime_ns")
+    return bool(entry.ctime_ns and ctime is not None and ctime != entry.ctime_ns)
 
 
 def read_results(path: str | os.PathLike[str], *, latest: bool = True,
