@@ -647,3 +647,23 @@ def test_a_resumed_parquet_output_hashes_a_replaced_file_again(tmp_path, scene):
     _same_size_and_time(tmp_path / "y.bmp", root / "b.bmp")
     again = lookalike.scan(root, workers=1, parquet_out=str(out))
     assert again.stats["hashed"] == 1 and not again.groups, again.stats
+
+
+def test_resuming_a_parquet_output_over_a_warm_cache_adds_no_rows_again(tmp_path, scene):
+    # Second code review: cache hits went to the output without their change time, so each
+    # resumed scan found them stale, wrote them again and read their files again.
+    pytest.importorskip("pyarrow")
+    from lookalike.store.parquet import read_results
+
+    root = tmp_path / "data"
+    root.mkdir()
+    for k in range(4):
+        scene(k, (64, 48)).save(root / f"{k}.png")
+    scene(0, (64, 48)).save(root / "copy.png")
+    cache, out = tmp_path / "c.sqlite", str(tmp_path / "out")
+    lookalike.scan(root, workers=1, cache=cache)
+    counts = []
+    for _ in range(3):
+        lookalike.scan(root, workers=1, cache=cache, parquet_out=out)
+        counts.append(read_results(out, latest=False).num_rows)
+    assert counts == [5, 5, 5]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -422,6 +423,13 @@ def test_a_warm_rescan_reuses_verdicts_and_a_changed_file_is_judged_again(tree, 
         assert warm.stats["verify_read"] == 0
         assert warm.stats["verify_cached"] == cold.stats["verify_tried"]
         assert [g.paths for g in warm.groups] == [g.paths for g in cold.groups]
+        # Its change time moved (as by bytes written in place, size and mtime kept): read
+        # again, and judged again, not by the verdicts of its old bytes (second code review).
+        st = os.stat(folder / "p0_cropped.png")
+        os.utime(folder / "p0_cropped.png", ns=(st.st_atime_ns, st.st_mtime_ns))
+        touched = lookalike.scan(folder, config=_config(model), cache=cache)
+        assert touched.stats["hashed"] == 1 and touched.stats["verify_read"] >= 1
+        assert touched.stats["verify_cached"] < warm.stats["verify_cached"]
         # A crop replaced by another picture: its verdicts no longer hold.
         Image.open(folder / "p2.png").save(folder / "p0_cropped.png")
         changed = lookalike.scan(folder, config=_config(model), cache=cache)

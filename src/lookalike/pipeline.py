@@ -190,7 +190,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         # Only a Parquet output wants every file's digest now; otherwise local files are
         # digested later, and only if they are in a group.
         worker = HashWorker(config, file_digest=output is not None, storage_options=options)
-        records, hash_problems, hashed = _hash_phase(
+        records, hash_problems, fresh = _hash_phase(
             items, config, worker, pool, cache, output, reporter, retries, batch_size)
         problems.extend(hash_problems)
         t_hash = time.perf_counter()
@@ -208,7 +208,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         problems.extend(blank_problems)
         near = edges.get(records, config.threshold)
         links, proposed, embed_stats = embedding_matches(records, items, config, near, options,
-                                                         cache)
+                                                         cache, fresh)
         if embed_stats.get("embed_failed"):
             reporter.info(f"{embed_stats['embed_failed']} images got no embedding (the model "
                           "failed on them): they match by their hashes only")
@@ -230,8 +230,8 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         "errors_by_reason": dict(sorted(Counter(p.error for p in problems).items())),
         "groups": len(groups),
         "duplicates": sum(len(g) - 1 for g in groups),
-        "hashed": hashed,
-        "from_cache": len(items) - hashed,
+        "hashed": len(fresh),
+        "from_cache": len(items) - len(fresh),
         "skipped_non_image": listing.get("skipped_non_image", 0),
         "skipped_symlinks": listing.get("skipped_symlinks", 0),
         # Other paths of files already listed (hard links, symlinked folders, overlapping
@@ -313,9 +313,9 @@ class _Pool:
 def _hash_phase(items: Sequence[Any], config: ScanConfig, worker: HashWorker, pool: _Pool,
                 cache: HashCache | None, output: HashStore | None, reporter: Reporter,
                 retries: int, batch_size: int | None
-                ) -> tuple[list[ImageRecord], list[Problem], int]:
-    """Phase 2: the records of ``items`` (sorted by path), their problems, and how many
-    items were hashed now (the rest came from the output or the cache)."""
+                ) -> tuple[list[ImageRecord], list[Problem], set[str]]:
+    """Phase 2: the records of ``items`` (sorted by path), their problems, and the paths of
+    the items read now (the rest came from the output or the cache)."""
     records: list[ImageRecord] = []
     problems: list[Problem] = []
     todo: Sequence[Any] = items
@@ -334,7 +334,7 @@ def _hash_phase(items: Sequence[Any], config: ScanConfig, worker: HashWorker, po
             # With the file version each problem is about, so a resumed scan retries the
             # file once it changed.
             output.add(found, bad, config,
-                       {e.path: (e.size_bytes, e.mtime_ns) for e in asked})
+                       {e.path: (e.size_bytes, e.mtime_ns, e.ctime_ns) for e in asked})
         records += found
         problems += bad
     for p in problems:
@@ -358,7 +358,7 @@ def _hash_phase(items: Sequence[Any], config: ScanConfig, worker: HashWorker, po
     if aliases:  # the file's other paths, found by the walk (unique_files)
         records = [dataclasses.replace(r, aliases=aliases[r.path]) if r.path in aliases else r
                    for r in records]
-    return records, problems, len(todo)
+    return records, problems, {e.path for e in todo}
 
 
 def _with_digests(records: list[ImageRecord], items: Sequence[Any], config: ScanConfig

@@ -10,7 +10,7 @@ release the GIL). A file that cannot be read again stays unverified: nothing joi
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ def check_ready(config: ScanConfig) -> None:
 
 def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
                       config: ScanConfig, near: Edges, options: Mapping[str, Any],
-                      cache: HashCache | None = None
+                      cache: HashCache | None = None, fresh: Collection[str] = ()
                       ) -> tuple[dict[tuple[int, int], str], dict[tuple[int, int], float],
                                  dict[str, int]]:
     """With ``config.embed``, the record pairs (i < j) that embeddings join, and
@@ -55,7 +55,9 @@ def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
     it tries once more, on the driver: only pairs joining two different hash groups, the
     best :data:`~lookalike.grouping.embedded.TRIES` of each (:func:`to_verify`). Verdicts
     are kept in the hash ``cache`` for the two files' versions, so a re-scan reads again only
-    the files of pairs it has not judged."""
+    the files of pairs it has not judged; a stored verdict is not used for a file in
+    ``fresh`` (read again by this scan: it may hold new bytes under its old size and
+    mtime)."""
     if config.embed is None:
         return {}, {}, {}
     proposed = embedding_links(records, config.resolved_similarity)
@@ -73,7 +75,9 @@ def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
     by_path = {e.path: e for e in items}
     features = _Features(records, by_path, config, options)
     work = to_verify(proposed, part_of)
-    known = (cache.load_verdicts(config, [(records[i], records[j]) for c in work for i, j in c])
+    known = (cache.load_verdicts(config, [(records[i], records[j]) for c in work for i, j in c
+                                          if records[i].path not in fresh
+                                          and records[j].path not in fresh])
              if cache is not None else {})
     judged: dict[tuple[int, int], bool] = {}
 

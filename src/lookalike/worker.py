@@ -123,7 +123,10 @@ def pixel_digests(records: Sequence[ImageRecord], config: ScanConfig) -> dict[st
             return None  # never a pixel-exact copy of anything: not rendered for nothing
         try:
             data, st = read_regular(rec.path, limit)
-            if (st.st_size, st.st_mtime_ns) != (rec.size_bytes, rec.mtime_ns):
+            # The bytes digested for the group (a file swapped since, its size and mtime
+            # kept, would label a group exact by another picture's pixels).
+            if (st.st_size, st.st_mtime_ns) != (rec.size_bytes, rec.mtime_ns) or (
+                    rec.digest is not None and hashlib.sha256(data).hexdigest() != rec.digest):
                 return None
             return decode_bytes(data, mode="full", max_pixels=config.max_pixels,
                                 want_pixel_digest=True)[2]

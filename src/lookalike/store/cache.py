@@ -331,7 +331,8 @@ class HashCache:
         stat (size unknown: a file list on a cluster) is always hashed, and a row stored
         without the change time (0: the file was not stat'ed, or changed between the walk
         and its read) is hashed again once. A row of an older cache (no change time, NULL)
-        is trusted by size and mtime this once and given the walk's change time. A path
+        is trusted by size and mtime when first met and given the walk's change time then:
+        from that scan on, a change is seen. A path
         that cannot be a key (SQLite text is UTF-8; undecodable names are kept as
         surrogates) is always hashed.
         """
@@ -373,9 +374,18 @@ class HashCache:
             else:
                 problems.append(Problem(path=path, stage=stage, error=error, message=message))
         if dated and not self.read_only:
-            with self._writing() as db:
-                db.executemany("UPDATE files SET ctime_ns = ? WHERE key = ? AND path = ? AND "
-                               "size = ? AND mtime_ns = ? AND ctime_ns IS NULL", dated)
+            # Best effort: another scan holding the cache must not stall this one for it
+            # (the rows are dated next time).
+            self._db.execute("PRAGMA busy_timeout=100")
+            try:
+                with self._writing() as db:
+                    db.executemany("UPDATE files SET ctime_ns = ? WHERE key = ? AND path = ? "
+                                   "AND size = ? AND mtime_ns = ? AND ctime_ns IS NULL", dated)
+            except sqlite3.OperationalError as exc:
+                if not _held(exc):
+                    raise
+            finally:
+                self._db.execute("PRAGMA busy_timeout=60000")
         return records, problems, todo
 
     def _rows(self, key: str, paths: list[str]) -> dict[str, tuple]:
