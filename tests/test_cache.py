@@ -342,8 +342,9 @@ def test_a_schema_1_cache_is_migrated_keeping_its_hashes(tree, tmp_path):
     db.execute("UPDATE meta SET value = '5' WHERE name = 'schema'")  # a newer version's
     db.commit()
     db.close()
-    with pytest.raises(lookalike.ConfigError, match=r"of a newer lookalike \(cache schema 5"):
-        HashCache(path)
+    for read_only in (False, True):  # a scan, and a query (docs review)
+        with pytest.raises(lookalike.ConfigError, match=r"of a newer lookalike \(cache schema 5"):
+            HashCache(path, read_only=read_only)
 
 
 @pytest.mark.slow  # 2 s: a large picture decoded in full

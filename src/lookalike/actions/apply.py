@@ -12,8 +12,10 @@ Each op is then journaled (:mod:`lookalike.actions.journal`) before it changes a
 
 ``move``
     ``link(src, dst)`` then ``unlink(src)`` (a link never overwrites an existing ``dst``); across
-    file systems: copy to ``dst.part``, verify the SHA-256, rename to ``dst``, then unlink ``src``.
-    Undo moves the file back and restores its mtime (``os.utime(ns=...)``).
+    file systems: copy to a ``.part`` file beside ``dst``, verify the SHA-256, rename to
+    ``dst``, then unlink ``src``. Undo moves the file back and restores its mtime
+    (``os.utime(ns=...)``), unless the file was changed in the quarantine since: it comes
+    back as it is.
 ``delete``
     ``unlink`` (never follows a symbolic link). **Not undoable**: the journal records what was
     deleted, but the bytes are gone. Use ``move`` to a quarantine folder for an undo.

@@ -1098,9 +1098,9 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                     # Refused here: the move (its temporary file beside dst) would fail,
                     # and a failure that cannot be rolled back leaves undo stuck.
                     reason = (f"its quarantine path would be {len(os.fsencode(dst)):,} bytes "
-                              f"long, more than the file system takes ({path_max:,} with "
-                              f"room for a temporary name); choose a quarantine folder with "
-                              "a shorter path")
+                              f"long: with the {_HELPER_ROOM} its temporary name needs, that "
+                              f"reaches the file system's limit of {path_max:,}; choose a "
+                              "quarantine folder with a shorter path")
                     break
                 if os.path.lexists(dst):
                     reason = (f"the quarantine already holds {dst}; choose an empty quarantine "

@@ -31,8 +31,9 @@ one only breaks the ties of those before it; :data:`ORIGINAL_SIGNALS`):
    often strip it, cameras always write it.
 4. **resolution at the group's common aspect ratio**: the pixels of the largest picture of
    that aspect ratio the file holds, so a squashed or stretched copy never wins by pixel
-   count (``935x701`` does not beat ``1024x640``); within 1% counts as equal, and then
-   a copy distorted to another aspect ratio loses. A file's picture is what it shows
+   count (``935x701`` does not beat ``1024x640``); pixel counts are compared in 1% steps
+   (two a fraction of a percent apart may still fall on either side of a step), and
+   then a copy distorted to another aspect ratio loses. A file's picture is what it shows
    inside flat bars (padding, letterbox, margins; found when it was hashed:
    :attr:`~lookalike.model.FileFacts.content`), so a padded copy counts no more pixels
    than its original.

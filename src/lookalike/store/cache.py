@@ -125,6 +125,13 @@ def _guarded_rows(rows: Iterator[tuple], path: object) -> Iterator[tuple]:
         raise _damaged(path, exc) from None
 
 
+def _newer(path: object, schema: object) -> str:
+    """Why a cache of a newer lookalike is refused (not damaged: deleting it would lose that
+    version's hashes)."""
+    return (f"{path} is a hash cache of a newer lookalike (cache schema {schema}; this "
+            f"version reads {SCHEMA}): use that version, or name another cache file")
+
+
 def default_cache_path() -> Path:
     """Where the cache lives unless ``--cache`` says otherwise."""
     env = os.environ.get("LOOKALIKE_CACHE")
@@ -206,6 +213,8 @@ class HashCache:
                     raise ConfigError(f"{self.path} is a hash cache of an older lookalike; "
                                       "one scan with this version updates it (keeping its "
                                       "hashes), then query it")
+                if row is not None and str(row[0]).isdigit() and int(row[0]) > SCHEMA:
+                    raise ConfigError(_newer(self.path, row[0]))
                 if row is None or str(row[0]) != str(SCHEMA):
                     raise sqlite3.DatabaseError(
                         f"cache schema {row[0] if row else None} is not {SCHEMA}")
@@ -298,9 +307,7 @@ class HashCache:
         elif str(row[0]).isdigit() and int(row[0]) > SCHEMA:
             # Not damaged: deleting it would lose a newer version's hashes.
             self._db.close()
-            raise ConfigError(f"{self.path} is a hash cache of a newer lookalike (cache schema "
-                              f"{row[0]}; this version reads {SCHEMA}): use that version, or "
-                              "name another cache file")
+            raise ConfigError(_newer(self.path, row[0]))
         elif str(row[0]) != str(SCHEMA):
             raise sqlite3.DatabaseError(f"cache schema {row[0]} is not {SCHEMA}")
 

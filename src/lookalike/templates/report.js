@@ -45,7 +45,7 @@
   // Control and format characters of a name, escaped as the text report escapes them
   // (lookalike.paths.shown): a right-to-left override made "evil\u202egnp.exe.jpg" read
   // "evilgpj.exe.png", a zero-width space hid between two names that look alike.
-  const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+  const INVISIBLE = /[\p{Cc}\p{Cf}\p{Co}\p{Cn}\p{Zl}\p{Zp}]/gu;
   function escaped(text) {
     return String(text).replace(INVISIBLE, (ch) => {
       const named = { "\n": "\\n", "\r": "\\r", "\t": "\\t" }[ch];
