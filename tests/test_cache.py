@@ -565,6 +565,18 @@ def _same_size_and_time(src, dst) -> None:
     assert (os.stat(dst).st_size, os.stat(dst).st_mtime_ns) == (st.st_size, st.st_mtime_ns)
 
 
+def _copies_and_another(tmp_path, scene):
+    """``data/a.bmp`` and ``data/b.bmp``, one picture twice, and ``y.bmp`` beside the
+    folder: another picture of the same size in bytes, to put in b.bmp's place."""
+    root = tmp_path / "data"
+    root.mkdir()
+    x, y = scene(1, (64, 48)), scene(2, (64, 48))
+    x.save(root / "a.bmp")
+    x.save(root / "b.bmp")
+    y.save(tmp_path / "y.bmp")
+    return root
+
+
 def test_a_file_replaced_keeping_size_and_mtime_is_hashed_again_never_removed(tmp_path,
                                                                              scene):
     # Found by the files-changing review: the cache served the old picture's hash for the
@@ -598,12 +610,7 @@ def test_rows_without_a_change_time_are_dated_once_or_hashed_again(tmp_path, sce
     # Incremental review: a row stored without the change time (a file not stat'ed by the
     # walk, or one that changed between the walk and its read) was trusted by size and mtime
     # for ever, and so were an older cache's rows.
-    root = tmp_path / "data"
-    root.mkdir()
-    x, y = scene(1, (64, 48)), scene(2, (64, 48))
-    x.save(root / "a.bmp")
-    x.save(root / "b.bmp")
-    y.save(tmp_path / "y.bmp")
+    root = _copies_and_another(tmp_path, scene)
     cache = tmp_path / "c.sqlite"
 
     def rows(sql: str = "SELECT ctime_ns FROM files") -> list:
@@ -636,12 +643,7 @@ def test_a_resumed_parquet_output_hashes_a_replaced_file_again(tmp_path, scene):
     # Incremental review: a resumed --parquet-out served a file replaced with its size and
     # mtime kept as the old picture (its rows had no change time).
     pytest.importorskip("pyarrow")
-    root = tmp_path / "data"
-    root.mkdir()
-    x, y = scene(1, (64, 48)), scene(2, (64, 48))
-    x.save(root / "a.bmp")
-    x.save(root / "b.bmp")
-    y.save(tmp_path / "y.bmp")
+    root = _copies_and_another(tmp_path, scene)
     out = tmp_path / "out"
     first = lookalike.scan(root, workers=1, parquet_out=str(out))
     assert len(first.groups) == 1

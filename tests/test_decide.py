@@ -15,7 +15,7 @@ from lookalike.grouping.keep import (
     KeepFacts,
     parse_keep,
 )
-from lookalike.imaging.facts import webp_is_lossless
+from lookalike.imaging.facts import read_file_facts
 from lookalike.model import Group, Hash, ImageRecord, Member
 
 
@@ -164,10 +164,10 @@ def test_webp_lossless_is_told_apart_from_lossy(tmp_path, scene):
     img.save(tmp_path / "lossless.webp", lossless=True)
     img.save(tmp_path / "lossy.webp", quality=80)
     img.convert("RGBA").save(tmp_path / "alpha_lossless.webp", lossless=True, exact=True)
-    assert webp_is_lossless(str(tmp_path / "lossless.webp"))
-    assert webp_is_lossless(str(tmp_path / "alpha_lossless.webp"))
-    assert not webp_is_lossless(str(tmp_path / "lossy.webp"))
-    assert not webp_is_lossless(str(tmp_path / "missing.webp"))
+    assert read_file_facts(str(tmp_path / "lossless.webp")).lossless
+    assert read_file_facts(str(tmp_path / "alpha_lossless.webp")).lossless
+    assert not read_file_facts(str(tmp_path / "lossy.webp")).lossless
+    assert not read_file_facts(str(tmp_path / "missing.webp")).lossless
     lossy = rec(str(tmp_path / "lossy.webp"), size=99, fmt="WEBP")
     lossless = rec(str(tmp_path / "lossless.webp"), size=1, fmt="WEBP")
     assert kept(KeepPolicy(rules=("prefer-lossless",)), lossy, lossless) == (lossless.path,)

@@ -7,7 +7,7 @@ from PIL import ExifTags, Image
 
 from lookalike.config import ScanConfig
 from lookalike.grouping.keep import KeepPolicy
-from lookalike.imaging.facts import FileFacts, bytes_facts, read_file_facts, webp_is_lossless
+from lookalike.imaging.facts import FileFacts, bytes_facts, read_file_facts
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import Hash, ImageRecord
 from lookalike.worker import hash_file
@@ -66,8 +66,8 @@ def test_webp_lossless_or_lossy_by_its_bitstream(tmp_path, photo):
     lossless, lossy = tmp_path / "a.webp", tmp_path / "b.webp"
     photo.save(lossless, lossless=True)
     photo.save(lossy, quality=80)
-    assert read_file_facts(str(lossless)).lossless and webp_is_lossless(str(lossless))
-    assert not read_file_facts(str(lossy)).lossless and not webp_is_lossless(str(lossy))
+    assert read_file_facts(str(lossless)).lossless
+    assert not read_file_facts(str(lossy)).lossless
     assert read_file_facts(str(lossy)).format == "WEBP"
 
 
@@ -94,7 +94,7 @@ def test_unreadable_files_give_no_facts(tmp_path):
     for name in ("junk.jpg", "cut.jpg", "gone.jpg"):
         assert read_file_facts(str(tmp_path / name)) == FileFacts()
     assert read_file_facts(str(tmp_path)) == FileFacts()  # a folder
-    assert not webp_is_lossless(str(tmp_path / "gone.webp"))
+    assert not read_file_facts(str(tmp_path / "gone.webp")).lossless
 
 
 @pytest.fixture

@@ -563,7 +563,7 @@ class KeepPolicy:
         Each file's header facts (``original``; whether a WebP is lossless,
         ``prefer-lossless``) come from its record's ``facts``, read when it was hashed; only
         records without them (from an older cache) have their file read
-        (:func:`~lookalike.imaging.facts.read_file_facts`, the first bytes of a WebP). Cost
+        (:func:`~lookalike.imaging.facts.read_file_facts`). Cost
         besides: a ``realpath`` of each name not lexically protected when there are
         protected folders.
         """

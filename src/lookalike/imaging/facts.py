@@ -27,11 +27,11 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 __all__ = ["LOSSLESS_FORMATS", "MULTI_FRAME_FORMATS", "FileFacts", "bytes_facts", "image_facts",
-           "jpeg_quality", "read_file_facts", "webp_is_lossless"]
+           "jpeg_quality", "read_file_facts"]
 
 #: Pillow format names whose pixels are stored exactly (a WebP file may be either:
-#: :func:`webp_is_lossless`). GIF is left out on purpose: it is usually a palette-reduced
-#: (lossy) copy of a photo, so it should not beat a JPEG original.
+#: :attr:`FileFacts.lossless` tells by its bitstream). GIF is left out on purpose: it is
+#: usually a palette-reduced (lossy) copy of a photo, so it should not beat a JPEG original.
 LOSSLESS_FORMATS = frozenset({"PNG", "APNG", "BMP", "DIB", "TIFF", "PPM", "PGM", "PBM", "PNM",
                               "QOI", "TGA", "SGI", "PCX", "IM", "ICO", "ICNS", "PSD"})
 #: Formats whose files may hold more than one picture (:attr:`FileFacts.frames`): animations,
@@ -83,15 +83,6 @@ def _holds_vp8l(fh: BinaryIO) -> bool:
             return False
         fh.seek(size + (size & 1), os.SEEK_CUR)
     return False
-
-
-def webp_is_lossless(path: str) -> bool:
-    """True if the WebP file at ``path`` holds a lossless (VP8L) bitstream; False if unreadable."""
-    try:
-        with open(path, "rb") as fh:
-            return _holds_vp8l(fh)
-    except OSError:
-        return False
 
 
 def _exif_text(value: object) -> str | None:
