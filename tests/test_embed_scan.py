@@ -538,3 +538,32 @@ def test_dataset_cleanup_of_a_hf_dataset_keeps_how_members_matched(tree, model):
     assert {(m.record.path, m.match) for m in group.members} == {
         ("train#0", "hash"), ("test#1", "verified")}
     assert list(cleanup.scan.embedding_matches) == [("test#1", "train#0")]
+
+
+def test_query_reads_the_hashes_of_scans_with_and_without_a_model(tree, model, tmp_path):
+    # Each scan caches its files under its own settings (with a model: under the model's);
+    # a query read the first of those with rows and silently missed the others' files.
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for name in ("p0.png", "p1.png"):
+        (a / name).write_bytes((tree / name).read_bytes())
+    (b / "p2.png").write_bytes((tree / "p2.png").read_bytes())
+    cache_path = tmp_path / "c.sqlite"
+    with HashCache(cache_path) as cache:
+        lookalike.scan(a, config=ScanConfig(workers=1), cache=cache)
+        lookalike.scan(b, config=_config(model), cache=cache)
+    queries = [tmp_path / "q0.png", tmp_path / "q2.png"]
+    for q, src in zip(queries, ("p0.png", "p2.png"), strict=True):
+        q.write_bytes((tree / src).read_bytes())
+    for config in (ScanConfig(), _config(model)):
+        results, problems = find_matches(queries, cache_path, config)
+        assert problems == []
+        assert [[Path(r.path).name for r, _ in res.matches] for res in results] == [
+            ["p0.png"], ["p2.png"]], config.embed
+    # With the model, a crop is found by the embedding of the file its scan embedded.
+    crop = tmp_path / "crop.png"
+    _crop(Image.open(tree / "p2.png"), 0.1).save(crop)
+    (res,), _ = find_matches([crop], cache_path, _config(model))
+    assert [Path(r.path).name for r, _ in res.matches] == ["p2.png"]
+    assert res.match_of(res.matches[0][0]) == "verified"

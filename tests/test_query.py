@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -330,3 +331,37 @@ def test_matches_inside_a_tar_shard_are_not_called_gone(tmp_path, scene):
     (tmp_path / "s#1.tar").unlink()
     (result,), _ = find_matches([tmp_path / "q.png"], db, ScanConfig(method="phash"))
     assert result.missing == {f"{tmp_path / 's#1.tar'}#x#y.png"}
+
+
+def test_a_match_changed_since_the_scan_is_marked(tmp_path, scene, runner):
+    # Its cached hash no longer describes it: the match is marked, not passed off as a copy.
+    from lookalike.analysis.query import render_matches
+    from lookalike.cli import cli
+
+    lib, db = _scanned(tmp_path, scene)
+    scene(2, (160, 120)).save(tmp_path / "q.png")
+    scene(9, (160, 120)).save(lib / "2.png")  # another picture under the cached name
+    (result,), _ = find_matches([tmp_path / "q.png"], db, ScanConfig(method="phash"))
+    assert [r.path for r, _ in result.matches] == [str(lib / "2.png")]
+    assert result.changed == {str(lib / "2.png")} and result.missing == frozenset()
+    assert "(changed since the scan: scan again)" in render_matches([result])
+    res = runner.invoke(cli, ["query", str(tmp_path / "q.png"), "-m", "phash", "--cache",
+                              str(db), "--format", "json"])
+    (match,) = json.loads(res.output)["queries"][0]["matches"]
+    assert (match["changed"], match["missing"]) == (True, False)
+    with HashCache(db) as cache:  # scanned again: no longer a match, nothing marked
+        lookalike.scan(lib, config=ScanConfig(method="phash", workers=1), cache=cache)
+    (again,), _ = find_matches([tmp_path / "q.png"], db, ScanConfig(method="phash"))
+    assert again.matches == () and again.changed == frozenset()
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_the_query_image_is_not_its_own_match_under_another_name(tmp_path, scene, link):
+    lib, db = _scanned(tmp_path, scene)
+    scene(1, (160, 120)).save(lib / "1_copy.png")
+    with HashCache(db) as cache:
+        lookalike.scan(lib, config=ScanConfig(method="phash", workers=1), cache=cache)
+    other = tmp_path / "q.png"
+    (os.symlink if link == "symlink" else os.link)(lib / "1.png", other)
+    (result,), _ = find_matches([other], db, ScanConfig(method="phash"))
+    assert [r.path for r, _ in result.matches] == [str(lib / "1_copy.png")]

@@ -664,7 +664,8 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
     cache without such hashes is an error that lists the settings it has. With --embed,
     images whose embeddings match also count, verified as in a scan, and so do the images
     whose hashes match those (as in a scan's group). Matches whose file is
-    gone since the scan are marked. Exit code 1 if a query image could not be read.
+    gone or changed since the scan are marked. Exit code 1 if a query image could not be
+    read.
     """
     import json
 

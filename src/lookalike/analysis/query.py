@@ -8,8 +8,8 @@ cached rows (about 1 s per million) and building the index once.
 
 A query that cannot be answered is an error, never "0 matches": a query image that is
 missing or a folder, a cache file that does not exist, a cache without hashes of these
-settings (the error lists those it has). Matches whose file is gone since the scan are
-marked (:attr:`QueryResult.missing`).
+settings (the error lists those it has). Matches whose file is gone or changed since the
+scan are marked (:attr:`QueryResult.missing`, :attr:`QueryResult.changed`).
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class QueryResult:
 
     ``missing`` holds the paths of matches whose file is gone since the scan that cached
     them (their hash is still in the cache); :meth:`is_missing` asks for one match.
+    ``changed`` those whose file is there but not as it was hashed (another size or
+    modification time): the cached hash may no longer describe it; scan it again.
     ``distance`` is the hashes' distance in bits, also for embedding matches.
     """
 
@@ -58,6 +60,7 @@ class QueryResult:
     #: How the ``embedded`` matches were accepted: ``verified``, or ``embedding`` (verification
     #: off) (:data:`~lookalike.model.MATCH_KINDS`).
     embedded_kind: str = "verified"
+    changed: frozenset[str] = frozenset()
 
     def is_missing(self, record: ImageRecord | str) -> bool:
         return (record if isinstance(record, str) else record.path) in self.missing
@@ -105,8 +108,7 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
     with _opened(cache) as db:
         config, stored = _stored_records(db, config, folder)
     owners, values = segment_rows(stored)
-    vectors = (embedding_array(stored) if config.embed is not None and stored
-               and all(r.embedding is not None for r in stored) else None)
+    vectors = _vectors(stored) if config.embed is not None else None
     index = HammingIndex(config.nbits)
     with index.bulk():
         index.add(values, ids=range(len(values)))
@@ -121,13 +123,16 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
         for seg in out.hash.informative_segments:  # a flat one would match every blank
             for row, dist in index.query(seg, max_distance=config.threshold):
                 owner = owners[row]
-                if stored[owner].path != path and dist < best.get(owner, dist + 1):
+                if dist < best.get(owner, dist + 1):
                     best[owner] = dist
         if out.hash.featureless:
             # A blank or solid picture matches its byte copies only, as in a scan's groups.
             digest = _digest_of(out)
             best = {i: 0 for i, r in enumerate(stored) if r.hash.featureless
-                    and digest is not None and r.digest == digest and r.path != path}
+                    and digest is not None and r.digest == digest}
+        # The query image is not its own match, under any of its names (a symbolic link to
+        # a cached file, a hard link): asked of the matches only.
+        best = {i: d for i, d in best.items() if not _same_file(stored[i].path, path)}
         ranked = sorted(best.items(), key=lambda kv: (kv[1], stored[kv[0]].path))
 
         def hash_matches(i: int) -> Iterator[int]:
@@ -141,10 +146,35 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
         matches = tuple((stored[i], d) for i, d in ranked) + tuple(
             (stored[i], out.hash - stored[i].hash) for i in embedded)
         gone = frozenset(rec.path for rec, _ in matches if _gone(rec.path))
+        changed = frozenset(rec.path for rec, _ in matches
+                            if rec.path not in gone and not _unchanged(rec))
         results.append(QueryResult(out, matches, gone,
                                    {stored[i].path: sim for i, sim in embedded.items()},
-                                   "verified" if config.verify else "embedding"))
+                                   "verified" if config.verify else "embedding", changed))
     return results, problems
+
+
+def _same_file(path: str, query: str) -> bool:
+    """Whether the cached ``path`` names the query file ``query`` (itself, or a link to it)."""
+    if path == query:
+        return True
+    try:
+        return os.path.samefile(path, query)
+    except (OSError, ValueError):  # gone, a URL, a member of a container
+        return False
+
+
+def _vectors(stored: Sequence[ImageRecord]) -> Any:
+    """The embeddings of ``stored`` as one matrix, a zero row for a record without one (it
+    was cached by a scan without this model: its hash matches, its embedding matches
+    nothing); None when none has one."""
+    have = [i for i, r in enumerate(stored) if r.embedding is not None]
+    if not have:
+        return None
+    found = embedding_array([stored[i] for i in have])
+    vectors = np.zeros((len(stored), found.shape[1]), dtype=np.float32)
+    vectors[have] = found
+    return vectors
 
 
 def _gone(path: str) -> bool:
@@ -170,7 +200,7 @@ def _embedding_matches(query: ImageRecord, stored: Sequence[ImageRecord], vector
     sims = vectors @ embedding_array([query])[0]
     order = [int(i) for i in np.argsort(-sims, kind="stable")
              if sims[i] >= config.resolved_similarity and int(i) not in hashed
-             and stored[int(i)].path != query.path][:EMBED_CANDIDATES]
+             and not _same_file(stored[int(i)].path, query.path)][:EMBED_CANDIDATES]
     if config.verify:
         ok = verify_pairs([query, *(stored[i] for i in order)],
                           [(0, k + 1) for k in range(len(order))], config)
@@ -178,7 +208,7 @@ def _embedding_matches(query: ImageRecord, stored: Sequence[ImageRecord], vector
     found = dict.fromkeys(order)
     for i in order:
         found.update((j, None) for j in hash_matches(i)
-                     if j not in hashed and stored[j].path != query.path)
+                     if j not in hashed and not _same_file(stored[j].path, query.path))
     return {i: round(float(sims[i]), 3) for i in found}
 
 
@@ -245,12 +275,17 @@ def _cached_settings(cache: HashCache) -> dict[str, int]:
 
 
 def _usable_keys(config: ScanConfig, have: Mapping[str, int]) -> list[str]:
-    """The cache keys holding hashes ``config`` makes: its own; without or with pixel
-    digests; and a scan's with embeddings (the same hashes, under its model's key)."""
-    keys = [settings_key(c) for c in (config, dataclasses.replace(
+    """The cache keys holding hashes ``config`` makes, its own first: without or with pixel
+    digests, and with any embedding model or none (the same hashes; only ``config``'s own
+    model's embeddings are read, :func:`_stored_records`)."""
+    own = [settings_key(c) for c in (config, dataclasses.replace(
         config, pixel_digest=not config.pixel_digest))]
-    if config.embed is None:
-        keys += sorted(k for k in have if any(k.startswith(f"{base}/emb-") for base in keys))
+    plain = dataclasses.replace(config, embed=None, similarity=None)
+    bases = [settings_key(c) for c in (plain, dataclasses.replace(
+        plain, pixel_digest=not plain.pixel_digest))]
+    keys = own + [k for k in bases if k not in own]
+    keys += sorted(k for k in have if k not in keys
+                   and any(k.startswith(f"{base}/emb-") for base in bases))
     return [k for k in keys if k in have]
 
 
@@ -282,12 +317,20 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
     # (a camera RAW too: its JPEG preview is reduced alike).
     fill = (_usable_keys(dataclasses.replace(config, decode="fast"), have)
             if config.decode == "full" else [])
+    # Every usable key's rows, a file once (its row under the first key: the query's own
+    # settings first). Scans with and without an embedding model, or with and without pixel
+    # digests, each cache their files under their own key; reading the first key with rows
+    # missed the files of the others. Embeddings of another model than the query's are
+    # left out (another model's vectors cannot be compared).
+    own = frozenset(settings_key(c) for c in (config, dataclasses.replace(
+        config, pixel_digest=not config.pixel_digest))) if config.embed is not None else ()
+    by_path: dict[str, ImageRecord] = {}
     for key in usable:
-        stored = list(cache.records(config, under=under, key=key))
-        if stored:
-            break
-    else:
-        stored = []
+        for r in cache.records(config, under=under, key=key):
+            if r.path not in by_path:
+                by_path[r.path] = (r if r.embedding is None or key in own
+                                   else dataclasses.replace(r, embedding=None))
+    stored = sorted(by_path.values(), key=attrgetter("path"))
     for key in fill:
         more = list(cache.records(config, under=under, key=key))
         if more:
@@ -333,10 +376,12 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
 def matches_to_dict(results: Sequence[QueryResult], problems: Sequence[Problem]
                     ) -> dict[str, Any]:
     """JSON view: each query with its matches (path, distance, hash, how it matched, its
-    similarity for embedding matches, whether its file is gone), and the errors."""
+    similarity for embedding matches, whether its file is gone or changed), and the
+    errors."""
     return {"queries": [{"path": r.query.path, "hash": str(r.query.hash),
                          "matches": [{"path": m.path, "distance": d, "hash": str(m.hash),
-                                      "missing": r.is_missing(m), "match": r.match_of(m),
+                                      "missing": r.is_missing(m),
+                                      "changed": m.path in r.changed, "match": r.match_of(m),
                                       "similarity": r.embedded.get(m.path)}
                                      for m, d in r.matches]} for r in results],
             "errors": [p.to_dict() for p in problems]}
@@ -345,16 +390,20 @@ def matches_to_dict(results: Sequence[QueryResult], problems: Sequence[Problem]
 def render_matches(results: Sequence[QueryResult]) -> str:
     """Text view: each query, then its matches with their distances in bits (``d=-`` for an
     embedding match: bits mean nothing there, as in a scan's summary); a match whose file is
-    gone since the scan is marked ``(gone since the scan)``. Query images that could not be
+    gone since the scan is marked ``(gone since the scan)``, one there but not as it was
+    hashed ``(changed since the scan)``. Query images that could not be
     read are the caller's to show (on stderr, as every command's per-file errors)."""
     lines = []
     for r in results:
         gone = f", {len(r.missing)} gone since the scan" if r.missing else ""
+        gone += f", {len(r.changed)} changed since the scan" if r.changed else ""
         n = len(r.matches)
         lines.append(f"{shown(r.query.path)}: {n} match{'' if n == 1 else 'es'}{gone}")
         lines.extend(f"  d={d if r.match_of(rec) == 'hash' else '-':<3} {shown(rec.path)}"
                      + (f"  ({r.embedded_kind} {r.embedded[rec.path]:.2f})"
                         if rec.path in r.embedded else "")
                      + ("  (gone since the scan)" if rec.path in r.missing else "")
+                     + ("  (changed since the scan: scan again)" if rec.path in r.changed
+                        else "")
                      for rec, d in r.matches)
     return "\n".join(lines) + ("\n" if lines else "")
