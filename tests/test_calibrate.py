@@ -281,3 +281,29 @@ def test_greyscale_and_letterboxed_copies_in_the_folder_are_duplicates_not_false
     padded = [bits for a, b, bits, _ in kept.duplicates_in_sample if "__pad" in a + b]
     padded += [bits for a, b, bits in kept.closest_negatives if "__pad" in a + b]
     assert all(bits > 8 for bits in padded)  # if found at all (within a quarter of the bits)
+
+
+def test_unreadable_files_are_not_counted_as_images_found(tmp_path, scene, capsys):
+    # Every readable image sampled: the sample holds every pair there is. Counting the
+    # unreadable files as images made it "too few to confirm ... sample more images".
+    for k in range(4):
+        scene(k).save(tmp_path / f"{k}.png")
+    for k in range(3):
+        (tmp_path / f"bad{k}.png").write_bytes(b"not a png")
+    result = calibrate(tmp_path, workers=1)
+    assert result.images == 4 and result.images_found == 4 and result.pair_share == 1.0
+    assert sorted(p.error for p in result.problems) == ["unsupported-format"] * 3
+    assert "sample more images" not in render_calibration(result)
+
+
+def test_calibrate_with_fewer_than_two_readable_images_exits_1(tmp_path, scene, capsys):
+    # The files were found and read (each failure listed): not a usage error (exit 2).
+    scene(1).save(tmp_path / "one.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(lookalike.LookalikeError, match="1 of the 2 sampled could be read"):
+        calibrate(tmp_path, workers=1)
+    with pytest.raises(SystemExit) as exc:
+        main(["calibrate", str(tmp_path), "-j", "1"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and "error [unsupported-format]" in err
+    assert "at least 2 readable images" in err

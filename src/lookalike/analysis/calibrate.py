@@ -63,7 +63,7 @@ from itertools import product
 from typing import TYPE_CHECKING, Any
 
 from lookalike.config import DEFAULT_HASH_SIZE, DEFAULT_METHOD, ScanConfig
-from lookalike.errors import ConfigError, DecodeError, Problem
+from lookalike.errors import ConfigError, DecodeError, PartialFailure, Problem
 from lookalike.events import NullReporter, Reporter
 from lookalike.executors import make_executor
 from lookalike.executors.base import Executor
@@ -226,8 +226,9 @@ class Calibration:
     ``curve`` runs from 0 to ``max_threshold`` bits.
 
     ``expected_false_pairs`` projects the measured false-pair rate at ``threshold`` onto a
-    scan of all ``images_found`` images (pairs grow with the square of the count); when no
-    false pair was seen it uses the 95% upper bound 3 / ``negative_pairs`` instead of 0.
+    scan of all ``images_found`` images (the readable ones; pairs grow with the square of
+    the count); when no false pair was seen it uses the 95% upper bound 3 /
+    ``negative_pairs`` instead of 0.
     ``duplicates_in_sample`` lists the pairs taken for duplicates: (path, path, bits, why).
     """
 
@@ -523,7 +524,9 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
         A :class:`Calibration`; ``.threshold`` is the recommendation.
 
     Raises:
-        ConfigError: bad settings, a missing path, or fewer than 2 usable images.
+        ConfigError: bad settings, a missing path, or fewer than 2 images found.
+        PartialFailure: fewer than 2 of the sampled images could be read (each one that
+            could not is in the reporter's problems).
 
     Cost: one decode and hash per sampled image and ``len(TRANSFORMS)`` JPEG encodes,
     decodes and hashes of its copies, plus one exact search for the pairs within a quarter
@@ -581,7 +584,13 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
             executor.close()
     sampled.sort(key=lambda s: s.path)
     if len(sampled) < 2:
-        raise ConfigError(f"calibration needs at least 2 readable images; got {len(sampled)}")
+        raise PartialFailure(
+            f"calibration needs at least 2 readable images; {len(sampled)} of the "
+            f"{len(entries)} sampled could be read")
+    # The images there are: files that cannot be read are none (the sample's share of
+    # them taken as the folder's; exact when the sample is every file). Counting them
+    # made a sample of every readable image look partial ("sample more images").
+    found = max(len(sampled), round(found * len(sampled) / len(entries)))
 
     reporter.phase(3, 3, "counting pairs", None)
     t_hashed = time.perf_counter()
