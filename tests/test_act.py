@@ -556,25 +556,33 @@ def test_a_changed_keeper_skips_the_group_too(library, tmp_path):
     assert not os.path.samefile(root / "sub" / "x2.png", root / "x.png")
 
 
+@pytest.mark.parametrize("same_size_and_time", [False, True])
 def test_a_keeper_rewritten_in_place_during_the_run_stops_the_rest_of_its_group(
-        library, tmp_path):
+        library, tmp_path, same_size_and_time):
     """Another program writes another picture into the kept file (same file, same inode)
     after the group's checks: the group's later operations are refused, so its picture
-    keeps a copy (found by a review: the identity alone was checked again)."""
+    keeps a copy (found by a review: the identity alone was checked again; then one that
+    kept the size and put the modification time back went unseen: its change time tells)."""
     from lookalike.actions import apply as act
 
     root, report = library
     p = make_plan("delete", report, tmp_path)
     (group,) = [g for g in p.groups if g.keep == (str(root / "x.png"),)]
     assert len(group.operations) == 2
+    x = (root / "x.png").read_bytes()
     other = (root / "other.png").read_bytes()
+    if same_size_and_time:  # other bytes, same length
+        other = x[: len(x) // 2] + bytes(b ^ 0xFF for b in x[len(x) // 2:])
 
     def hook(step: str) -> None:  # at the intent of x's group's first operation
         if (step == "intent" and not (root / "sub" / "a_copy.png").exists()
                 and (root / "x.png").read_bytes() != other):
+            st = os.stat(root / "x.png")
             with open(root / "x.png", "r+b") as fh:  # in place: the inode stays
                 fh.truncate(0)
                 fh.write(other)
+            if same_size_and_time:
+                os.utime(root / "x.png", ns=(st.st_atime_ns, st.st_mtime_ns))
 
     act._crash_hook = hook
     try:

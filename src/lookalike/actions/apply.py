@@ -912,18 +912,29 @@ def _check_survivors(gp: GroupPlan, ops: list[Operation], real_roots: list[str]
         if state is None or not state.digest:
             return ("keeper-changed", f"the report recorded no SHA-256 of the file kept, {path},"
                     " so it cannot be checked", kept)
+        before = _lstat(path)
         why = _changed(state, real_roots, "digest")
         if why:
             return "keeper-changed", f"the file kept, {path}, {why} since the scan", kept
         st = _lstat(path)
         if st is None:
             return "keeper-changed", f"the file kept, {path}, is gone", kept
+        # The state each op checks it against is the one whose bytes were just digested.
+        if before is None or _state(before) != _state(st):
+            return ("keeper-changed", f"the file kept, {path}, changed while it was checked",
+                    kept)
         kept[path] = st
     for op in ops:
         why = _same_file_problem(op, _lstat(op.path), kept)
         if why:
             return "same-file", why, kept
     return "changed", None, kept
+
+
+def _state(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What tells a file apart from the one checked: its identity, size, modification and
+    change time."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _ident(st: os.stat_result | None) -> tuple[int, int] | None:
@@ -982,13 +993,12 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
         return _problem(op.path, "outside-roots", f"resolves to {real}, outside the scanned "
                         "folders; not touched")
     # The kept files too: still there, still the files checked (not rewritten in place
-    # since: same size and time), and not this one. Not their change time: this run's own
-    # hard links and collapsed links change a kept file's.
+    # since: same size, modification and change time; a rewrite that keeps the size and
+    # puts the modification time back still sets the change time), and not this one.
     kept_st = {path: _lstat(path) for path in kept}
     for path, was in kept.items():
         kst = kept_st[path]
-        if kst is None or not stat.S_ISREG(kst.st_mode) or _ident(kst) != _ident(was) or (
-                kst.st_size, kst.st_mtime_ns) != (was.st_size, was.st_mtime_ns):
+        if kst is None or not stat.S_ISREG(kst.st_mode) or _state(kst) != _state(was):
             return _problem(op.path, "keeper-changed", f"the file kept, {path}, is gone, was "
                             "replaced or was changed while the run was going on; not touched")
     why = _same_file_problem(op, st, kept)
@@ -1030,4 +1040,14 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
         j.mark(rec, "failed", msg)
         return _problem(op.path, "failed", f"{op.action} failed, nothing changed: {msg}")
     j.mark(rec, "done")
+    if op.action == "hardlink" or op.name_of is not None:
+        # This op set a kept file's change time (a link to it made, or one of its other
+        # names removed): the state the group's next op checks that file against.
+        ref = op.name_of if op.name_of is not None else op.keeper
+        assert ref is not None  # a hard link's keeper, checked above
+        ident = _ident(kept[ref])
+        for path, was in kept.items():
+            now = _lstat(path)
+            if _ident(was) == ident and now is not None and _ident(now) == ident:
+                kept[path] = now
     return None
