@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up a virtualenv with every extra, then run the whole test suite (ruff included).
+# Set up a virtualenv with every extra, then run the whole test suite (ruff and mypy included).
 # Used verbatim by CI (.ci/run). Safe to re-run: it reuses .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +19,5 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     >/dev/null 2>&1 || echo "warning: could not install chromium; browser tests will skip" >&2
 fi
 .venv/bin/ruff check src tests benchmarks scripts docs
+.venv/bin/mypy  # the settings are in pyproject.toml ([tool.mypy])
 exec .venv/bin/python -m pytest -q "$@"

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from lookalike.errors import ConfigError
 
@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_DECODE_TIMEOUT", "DEFAULT_HASH_SIZE", "DEFAULT_MAX_PIXELS", 
 DEFAULT_METHOD = "dhash-z"
 DEFAULT_HASH_SIZE = 16
 #: Mirrors and 90-degree turns match by default: phones, scanners and augmentation make both.
-DEFAULT_INVARIANT = "dihedral"
+DEFAULT_INVARIANT: Final = "dihedral"
 
 #: Cosine similarity of two images' copy-detection embeddings from which a pair is proposed
 #: as a match (``ScanConfig.similarity``): with verification (the default) each proposal is
@@ -348,6 +348,12 @@ class ScanConfig:
         if self.hash_size is not None:
             return self.hash_size
         return method_spec(self.method).default_size
+
+    @property
+    def resolved_threshold(self) -> int:
+        """:attr:`threshold`, which ``__post_init__`` resolved: never None once built."""
+        assert self.threshold is not None
+        return self.threshold
 
     @property
     def resolved_similarity(self) -> float:

@@ -217,10 +217,10 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
     cache_path = (cache if cache is not None else str(default_cache_path())) if use_cache \
         else None
     parquet_out = _local_folder_output(options.get("parquet_out"), "Parquet output")
-    for what, path in (("report", output), ("HTML page", html)):
+    for what, target in (("report", output), ("HTML page", html)):
         # Every file there is read back as a part of the output: a report in it broke the
         # folder ("Parquet magic bytes not found").
-        _refuse_inside(path, what, parquet_out, "Parquet output")
+        _refuse_inside(target, what, parquet_out, "Parquet output")
     check_outputs([("report", output),
                    ("error list", errors_csv_path(output) if output and format == "csv"
                     else None),

@@ -138,8 +138,8 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         ConfigError: bad options, missing inputs, a missing extra, an unreachable
             scheduler, or Parquet output made with other settings (before any work).
     """
-    paths = [os.fspath(p) for p in paths]
-    if not paths and files_from is None:
+    targets = [os.fspath(p) for p in paths]
+    if not targets and files_from is None:
         raise ConfigError("nothing to scan: give paths or a file list")
     engine = "dask" if scheduler is not None else engine
     if engine not in ("local", "dask"):
@@ -155,7 +155,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
     options = dict(storage_options or {})
     check_ready(config)  # with embeddings: a missing model or package, before any work
     # A missing folder or file list, a column no input has: one error, no progress line.
-    check_inputs(paths, files_from=files_from, input_format=input_format, column=column,
+    check_inputs(targets, files_from=files_from, input_format=input_format, column=column,
                  name_column=name_column)
     if files_from is not None and not is_url(files_from):
         files_from = os.path.abspath(files_from)  # a root and its files' source, as reported
@@ -174,14 +174,14 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
 
         # 1. list
         walking = files_from is None and all(
-            format_of(p, input_format) == "files" and not is_url(p) for p in paths)
+            format_of(p, input_format) == "files" and not is_url(p) for p in targets)
         reporter.phase(1, 3, "walking" if walking else "listing", None)
         items, problems, listing = list_inputs(
-            paths, files_from=files_from, input_format=input_format, column=column,
+            targets, files_from=files_from, input_format=input_format, column=column,
             name_column=name_column, storage_options=options,
             follow_symlinks=config.follow_symlinks, stat_listed=engine == "local",
             executor=pool.executor, reporter=reporter)
-        roots = [p if is_url(p) else os.path.abspath(p) for p in paths]
+        roots = [p if is_url(p) else os.path.abspath(p) for p in targets]
         if files_from is not None:
             roots.append(files_from)
         t_walk = time.perf_counter()
@@ -206,13 +206,14 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         for p in blank_problems:
             reporter.problem(p)
         problems.extend(blank_problems)
-        near = edges.get(records, config.threshold)
+        near = edges.get(records, config.resolved_threshold)
         links, proposed, embed_stats = embedding_matches(records, items, config, near, options,
                                                          cache, fresh)
         if embed_stats.get("embed_failed"):
             reporter.info(f"{embed_stats['embed_failed']} images got no embedding (the model "
                           "failed on them): they match by their hashes only")
-        clusters = cluster_records(records, config.threshold, config.grouping, near, links)
+        clusters = cluster_records(records, config.resolved_threshold, config.grouping, near,
+                                   links)
         hashed_records = records
         groups, records, digest_problems, digested = _digest_members(
             records, clusters, near, links, listed, config, cache)
@@ -407,7 +408,8 @@ def _run_batches(entries: Sequence[Any], config: ScanConfig, worker: HashWorker,
     the whole time limit).
     """
     executor = pool.get(len(entries))
-    sizes = {e.path: (e.size_bytes, e.mtime_ns, e.ctime_ns) for e in entries} if stores else {}
+    sizes: dict[str, tuple[int, ...]] = {
+        e.path: (e.size_bytes, e.mtime_ns, e.ctime_ns) for e in entries} if stores else {}
     records: list[ImageRecord] = []
     problems: list[Problem] = []
 
@@ -631,8 +633,9 @@ def _digest_members(records: list[ImageRecord], clusters: list[list[int]], edges
         new_index = {old: new for new, old in enumerate(kept)}
         links = {(new_index[a], new_index[b]): kind for (a, b), kind in links.items()
                  if a in new_index and b in new_index}
-        edges = record_edges(records, config.threshold, edges)
-        clusters = cluster_records(records, config.threshold, config.grouping, edges, links)
+        edges = record_edges(records, config.resolved_threshold, edges)
+        clusters = cluster_records(records, config.resolved_threshold, config.grouping, edges,
+                                   links)
     # Otherwise the same records in the same order, now with digests: the same clusters.
     records = _with_header_facts(records, clusters, listed, config, cache)
     records = _with_pixel_digests(records, clusters, listed, config, cache)
@@ -648,7 +651,7 @@ def _with_header_facts(records: list[ImageRecord], clusters: list[list[int]],
     once (0.05 ms a small PNG) and kept in the hash cache. The keep policy needs them (a
     file of several pictures is never removed for its first), and so do pixel digests."""
     want = [records[i] for c in clusters for i in c
-            if (records[i].facts is None or records[i].facts.frames is None)
+            if ((facts := records[i].facts) is None or facts.frames is None)
             and records[i].path in listed]
     if not want:
         return records
@@ -704,7 +707,7 @@ def _with_pixel_digests(records: list[ImageRecord], clusters: list[list[int]],
     want = [records[i] for members in same_hash.values()
             if len({records[i].digest for i in members}) > 1
             for i in members if records[i].pixel_digest is None and records[i].path in listed
-            and not (records[i].facts is not None and records[i].facts.frames)]
+            and not ((facts := records[i].facts) is not None and facts.frames)]
     decode_for = {r.path: r.digest or r.path for r in want}  # one decode per file digest
     first = {key: path for path, key in reversed(decode_for.items())}
     decoded = pixel_digests([r for r in want if first[decode_for[r.path]] == r.path], config)

@@ -68,8 +68,8 @@ def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
         return dict.fromkeys(proposed, "embedding"), proposed, stats
     n = len(records)
     part_of = list(range(n))
-    for k, cluster in enumerate(cluster_records(records, config.threshold, "components",
-                                                near)):
+    for k, cluster in enumerate(cluster_records(records, config.resolved_threshold,
+                                                "components", near)):
         for i in cluster:
             part_of[i] = n + k
     by_path = {e.path: e for e in items}
@@ -203,6 +203,7 @@ class _Features:
         from lookalike.inputs.read import Refused, max_file_bytes, read_regular
 
         entry = self.by_path.get(record.path)
+        data: bytes | Problem
         try:
             if entry is None or type(entry) is FileEntry:
                 data, st = read_regular(record.path, max_file_bytes(self.config.max_pixels))

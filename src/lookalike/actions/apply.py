@@ -1016,10 +1016,10 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
     }
     if op.action in ("hardlink", "symlink"):
         assert op.keeper is not None  # a kept file (_group_refusal), checked just above
-        dev, ino = _ident(kept[op.keeper])
+        was = kept[op.keeper]
         kst = kept_st[op.keeper]  # checked to be that file just above
         assert kst is not None
-        fields.update(keeper=op.keeper, keeper_dev=dev, keeper_ino=ino,
+        fields.update(keeper=op.keeper, keeper_dev=was.st_dev, keeper_ino=was.st_ino,
                       keeper_size=kst.st_size, keeper_mtime_ns=kst.st_mtime_ns)
     rec = j.intent(seq, fields)
     _crash_point("intent")

@@ -255,6 +255,7 @@ class Journal:
         for ev in events[1:]:
             kind, seq = ev.get("event"), ev.get("op")
             if kind == "intent":
+                assert seq is not None  # an intent is _intact: its "op" is an int
                 ops[int(seq)] = OpRecord(int(seq), ev)
             elif kind in _CLOSED and seq in ops:
                 ops[seq].status = str(kind)

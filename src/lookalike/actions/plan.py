@@ -880,9 +880,9 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         if not os.path.isdir(d):
             raise ConfigError(f"protected folder {d} does not exist; check the path")
     rules = FolderRules.of(keep_in, remove_in)
-    for r in rules.rules:
-        if not os.path.isdir(r.folder):
-            raise ConfigError(f"folder {r.folder} of the rule '{r.verdict}' does not exist; "
+    for fr in rules.rules:
+        if not os.path.isdir(fr.folder):
+            raise ConfigError(f"folder {fr.folder} of the rule '{fr.verdict}' does not exist; "
                               "check the path")
     if rules and not any(r.verdict == "remove" for r in rules.rules):
         raise ConfigError("folder rules act only on files under a remove folder (remove_in); "
@@ -1276,16 +1276,16 @@ def _targets(pending: Sequence[str], keep: Sequence[str], recs: dict[str, ImageR
             entries.add(entry)
             names_of.setdefault(ident, []).append(name)
             targets[name] = (path, False, None)
-    for names in names_of.values():
+    for same in names_of.values():  # the names of one file
         try:
-            links = os.lstat(names[0]).st_nlink
+            links = os.lstat(same[0]).st_nlink
         except OSError:
             continue  # the state check skips the group
-        if links > len(names):
-            notes.append(f"{names[0]} has {links - len(names)} more hard link(s) outside what "
+        if links > len(same):
+            notes.append(f"{same[0]} has {links - len(same)} more hard link(s) outside what "
                          "is acted on: its bytes are not freed")
         else:
-            targets[names[0]] = (targets[names[0]][0], True, None)
+            targets[same[0]] = (targets[same[0]][0], True, None)
     return targets, notes, None
 
 
@@ -1318,8 +1318,10 @@ def render_plan(p: Plan, *, dry_run: bool = True, limit: int | None = None) -> s
             lines.append(f"group {g.group}: keep {kept}")
         for op in g.operations:
             if op.action == "move":
+                assert op.dst is not None  # plan() gives every move its quarantine path
                 target = f" -> {shown(op.dst)}"
             elif op.action in ("hardlink", "symlink"):
+                assert op.keeper is not None  # plan() links to a kept file (never keep none)
                 target = f" -> {shown(op.keeper)}"
             else:
                 target = ""

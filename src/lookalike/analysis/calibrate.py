@@ -132,8 +132,8 @@ def _noise(img: Image) -> Image:
 
     # Sensor-like noise, sigma 6 grey levels; seeded so that a calibration is repeatable.
     arr = np.asarray(img, dtype=np.float32)
-    arr = arr + np.random.default_rng(0).normal(0.0, 6.0, arr.shape)
-    return PILImage.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    noisy = arr + np.random.default_rng(0).normal(0.0, 6.0, arr.shape)
+    return PILImage.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
 
 def _crop(img: Image) -> Image:
@@ -542,8 +542,8 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
         raise ConfigError("sample must be at least 2")
     if invariant is not None and invariant not in INVARIANCES:
         raise ConfigError(f"invariant must be one of {', '.join(INVARIANCES)}")
-    config = ScanConfig(method=method, hash_size=hash_size,
-                        **({} if invariant is None else {"invariant": invariant}),
+    given: dict[str, Any] = {} if invariant is None else {"invariant": invariant}
+    config = ScanConfig(method=method, hash_size=hash_size, **given,
                         decode=decode, workers=workers, pixel_digest=False,  # type: ignore[arg-type]
                         trim_borders=trim_borders)
     invariant = config.invariant
@@ -631,7 +631,7 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     fp_high = fp + (_poisson_upper(fp) - fp) * (1.0 - share)
     lower = np.where(tp + fp_high > 0, tp / np.maximum(tp + fp_high, 1e-12), 1.0)
     confirmed = lower >= target_precision - 1e-12
-    default_t = min(int(config.threshold), top)
+    default_t = min(config.resolved_threshold, top)
     plausible = (precision >= target_precision - 1e-12) & (np.arange(bins) <= default_t)
     ok = np.flatnonzero(confirmed | plausible)
     reached = ok.size > 0

@@ -285,10 +285,10 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
                 for p in scanned.errors])
         return dataclasses.replace(cleanup, scan=scanned)
     # Splits of files, shards or Parquet cells: which item each row index is.
-    paths: dict[str, list[str]] = {name: [""] * n for name, n in rows.items()}
+    row_paths: dict[str, list[str]] = {name: [""] * n for name, n in rows.items()}
     for path, (name, index) in where.items():
-        paths[name][index] = path
-    return dataclasses.replace(cleanup, paths={k: tuple(v) for k, v in paths.items()})
+        row_paths[name][index] = path
+    return dataclasses.replace(cleanup, paths={k: tuple(v) for k, v in row_paths.items()})
 
 
 def _check_apart(inputs: Mapping[str, Sequence[str]]) -> None:
@@ -316,7 +316,8 @@ def _decide(result: ScanResult, where: Mapping[str, tuple[str, int]], rows: Mapp
                 at[r.path].append(len(recs))
                 recs.append(dataclasses.replace(r, path=path, aliases=()))
     pairs: dict[tuple[int, int], tuple[int, str, float | None]] = {
-        pair: (d, "hash", None) for pair, d in near_pairs(recs, result.config.threshold).items()}
+        pair: (d, "hash", None)
+        for pair, d in near_pairs(recs, result.config.resolved_threshold).items()}
     # The scan's embedding matches (verified, or proposed with verification off) too, as in
     # leakage mode.
     for (a, b), (how, sim) in result.embedding_matches.items():
@@ -381,7 +382,9 @@ def _relabel(result: ScanResult, where: Mapping[str, tuple[str, int]], splits: l
         dataclasses.replace(m, record=records[m.record.path]) for m in g.members))
         for g in result.groups]
     errors = [dataclasses.replace(p, path=label(p.path)) for p in result.errors]
-    embedded = {tuple(sorted((label(a), label(b)))): how  # keys stay (smaller, larger)
-                for (a, b), how in result.embedding_matches.items()}
+    embedded: dict[tuple[str, str], tuple[str, float]] = {}
+    for (a, b), how in result.embedding_matches.items():
+        x, y = sorted((label(a), label(b)))  # keys stay (smaller, larger)
+        embedded[(x, y)] = how
     return dataclasses.replace(result, records=list(records.values()), groups=groups,
                                errors=errors, roots=splits, embedding_matches=embedded)

@@ -228,7 +228,7 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
             raise ConfigError("find_leakage(records, ...) needs threshold=")
     else:
         records = list(scan.records)
-        threshold = scan.config.threshold if threshold is None else threshold
+        threshold = scan.config.resolved_threshold if threshold is None else threshold
         embedded = scan.embedding_matches
         roots = roots if roots is not None else scan.roots
     if roots is None:
@@ -278,22 +278,22 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
         pair: (d, "hash", None) for pair, d in near_pairs(recs, threshold).items()}
     if embedded:  # the scan's embedding matches (ScanResult.embedding_matches)
         at = {r.path: k for k, r in enumerate(recs)}
-        for (a, b), (how, sim) in embedded.items():
-            if a in at and b in at:
-                i, j = sorted((at[a], at[b]))
+        for (pa, pb), (how, sim) in embedded.items():
+            if pa in at and pb in at:
+                i, j = sorted((at[pa], at[pb]))
                 pairs.setdefault((i, j), (recs[i].hash - recs[j].hash, how, sim))
 
     hits: dict[tuple[int, int], set[int]] = defaultdict(set)  # (set a, set b) -> images of a
     leak_matches: dict[int, list[tuple[int, tuple[int, str, float | None]]]] = defaultdict(list)
-    for (i, j), found in pairs.items():
+    for (i, j), m in pairs.items():
         a, b = set_of[i], set_of[j]
         hits[(a, b)].add(i)
         hits[(b, a)].add(j)
         ra, rb = roots[a] in ref_set, roots[b] in ref_set
         if rb and not ra:
-            leak_matches[i].append((j, found))
+            leak_matches[i].append((j, m))
         if ra and not rb:
-            leak_matches[j].append((i, found))
+            leak_matches[j].append((i, m))
     n = len(roots)
     overlap = tuple(tuple(len(hits.get((a, b), ())) for b in range(n)) for a in range(n))
     per_set = [0] * n

@@ -359,7 +359,7 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
     if not have:
         raise ConfigError(f"the hash cache {cache.path} holds no hashes; scan the collection "
                           "with it first (a query only reads the cache)")
-    held = {}
+    held: dict[str, int] = {}
     for key, n in have.items():
         st = settings_of_key(key)
         text = key if st is None else _describe(st["method"], st["size"], st["decode"],

@@ -22,9 +22,11 @@ class Executor(Protocol):
     """
 
     workers: int
-    #: The largest batch worth sending as one work item when the caller names none, for
-    #: engines whose per-item cost is high (Dask); ``None``: the scan's default batch.
-    batch_size_hint: int | None
+
+    @property
+    def batch_size_hint(self) -> int | None:
+        """The largest batch worth sending as one work item when the caller names none, for
+        engines whose per-item cost is high (Dask); ``None``: the scan's default batch."""
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]
                       ) -> Iterator[tuple[T, R | BaseException]]: ...

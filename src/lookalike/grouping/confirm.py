@@ -96,7 +96,7 @@ def needs_exact_hash(records: Sequence[ImageRecord], config: ScanConfig,
     if not maybe:
         return []
     nbits = records[maybe[0]].hash.nbits
-    radius = min(nbits, config.threshold + margin(nbits))
+    radius = min(nbits, config.resolved_threshold + margin(nbits))
     near = neighbour_mask(records, radius, edges_at(radius) if edges_at else None)
     # A reduced picture that looks flat may show structure in full (a small mark on a large
     # white page): it joins nothing by its hash, so it is never "near"; hash it in full.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,7 @@ class Edges:
     @property
     def pairs(self) -> tuple[tuple[int, int], ...]:
         if self._pairs is None:
+            at: Callable[[int], int]
             if self._order is not None or len(self.index) >= len(self):
                 at = self.order.__getitem__  # (every code, once, is the cheaper read)
             else:  # the codes of rows in some pair only (most rows are in none)

@@ -16,7 +16,7 @@ Results never depend on input order or worker count: records are sorted by path 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
 from operator import attrgetter
 from typing import Any, Literal
 
@@ -203,7 +203,7 @@ class _Graph:
             comps[find(x)].append(x)
         return [c for c in comps.values() if len(c) > 1]
 
-    def linked(self) -> Iterable[int]:
+    def linked(self) -> KeysView[int]:
         """The records with a link (an embedding match)."""
         return self._extra.keys()
 

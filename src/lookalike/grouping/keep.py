@@ -372,13 +372,13 @@ def parse_keep(spec: str | Iterable[str] | None) -> tuple[str, ...]:
             # Taken whole, so a rule written after a comma would silently become part of the
             # pattern (which then matches nothing): refused instead.
             parts = [p.strip() for p in value.split(",")]
-            rule = next((k for k, p in enumerate(parts) if k and (
+            cut = next((k for k, p in enumerate(parts) if k and (
                 p in KEEP_RULES or p.startswith("match:"))), None)
-            if rule is not None:
+            if cut is not None:
                 raise ConfigError(
                     f"keep rule {value!r}: a match: rule takes the rest of its value as the "
                     "pattern, commas included; give the rules as separate values, e.g. "
-                    f"{','.join(parts[:rule])!r} and {parts[rule]!r}")
+                    f"{','.join(parts[:cut])!r} and {parts[cut]!r}")
             rules.append(value)
         else:
             parts = [part.strip() for part in value.split(",") if part.strip()]

@@ -130,7 +130,7 @@ def features(pic: Picture) -> Features:
         keypoints, descriptors = cv2.ORB_create(nfeatures=FEATURES).detectAndCompute(grey, None)
     except cv2.error:  # OpenCV refuses an odd picture: it cannot be verified
         return none
-    points = np.float32([k.pt for k in keypoints]).reshape(-1, 2)
+    points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
     return Features(np.ascontiguousarray(grey), points, descriptors, side, aspect, thumb)
 
 

@@ -213,7 +213,7 @@ def _scale_to_8bit(image: Image.Image) -> Image.Image:
     arr = np.asarray(image)
     if image.mode.startswith("I;16"):
         # v * 255 / 65535 == v / 257, rounded; integers keep a 16-bit image at 4 bytes/pixel.
-        scaled = (arr.astype(np.uint32) * 255 + 32767) // 65535
+        scaled: np.ndarray = (arr.astype(np.uint32) * 255 + 32767) // 65535
         return Image.fromarray(scaled.astype(np.uint8), "L")
     # 32-bit int and float images have no fixed range: stretch the finite values to 0..255.
     arr = arr.astype(np.float32 if image.mode == "F" else np.float64)
@@ -380,7 +380,7 @@ def _rawpy() -> Any:
     warnings.filterwarnings("ignore", message="rawpy is being used in a process created by",
                             category=RuntimeWarning)
     try:
-        import rawpy  # type: ignore[import-not-found]
+        import rawpy
     except ImportError:
         return None
     return rawpy

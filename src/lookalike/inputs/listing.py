@@ -174,7 +174,7 @@ def check_paths(paths: Sequence[str | os.PathLike[str]],
                 input_format: InputFormat = "auto") -> None:
     """Raise :class:`~lookalike.errors.ConfigError` now, before any work, for a local path
     (file or folder) that does not exist."""
-    check_roots(local for raw in map(os.fspath, paths)
+    check_roots(local for raw in (os.fspath(p) for p in paths)
                 if format_of(raw, input_format) == "files"
                 and (local := _local_path(raw)) is not None)
 
@@ -264,7 +264,7 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
     containers: dict[str, list[str]] = {"tar": [], "parquet": []}
     local_roots: list[str] = []
     skipped_images = 0  # beside the shards or Parquet files asked for
-    for raw in map(os.fspath, paths):
+    for raw in (os.fspath(p) for p in paths):
         fmt = format_of(raw, input_format)
         local = _local_path(raw)
         if fmt == "files" and local is not None:
@@ -331,7 +331,7 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
             items.append(RemoteEntry(path=line, size_bytes=-1, mtime_ns=0,
                                      source=str(files_from), url=line))
     # Only when used, so a plain folder scan's stats are what they always were.
-    listed = {{"tar": "tar_shards", "parquet": "parquet_files"}[fmt]: len(urls)
+    shards = {{"tar": "tar_shards", "parquet": "parquet_files"}[fmt]: len(urls)
               for fmt, urls in containers.items() if urls}
     for fmt, urls in containers.items():
         if not urls:
@@ -371,8 +371,9 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
     for e in items:
         if isinstance(e, RemoteEntry):
             unique.setdefault(e.path, e)
-    stats = {"files_seen": walk.files_seen, "skipped_non_image": walk.skipped_non_image,
-             "skipped_symlinks": walk.skipped_symlinks, **listed}
+    stats: dict[str, Any] = {
+        "files_seen": walk.files_seen, "skipped_non_image": walk.skipped_non_image,
+        "skipped_symlinks": walk.skipped_symlinks, **shards}
     if walk.skipped_containers:  # only then, as above
         stats["skipped_containers"] = walk.skipped_containers
     if walk.skipped_cache_dirs:

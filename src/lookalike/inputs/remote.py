@@ -297,7 +297,7 @@ class RemoteReader:
                 out.update((i, exc) for i, _ in members)
                 continue
             for i, e in members:
-                value = values[e.row - starts[g]]
+                value: bytes | str | _NullCell | None = values[e.row - starts[g]]
                 if value is None:
                     value = _NullCell("the cell is null: this row has no image")
                 elif isinstance(value, str):
@@ -474,7 +474,7 @@ _FIELD = "\0"
 
 
 def _list_parquet(fs: Any, path: str, shown: str, url: str, column: str | None,
-                  name_column: str | None) -> list[RemoteEntry]:
+                  name_column: str | None) -> list[RemoteEntry | Problem]:
     import pyarrow as pa
 
     with fs.open(path, "rb") as fh:
@@ -500,7 +500,7 @@ def _list_parquet(fs: Any, path: str, shown: str, url: str, column: str | None,
         spec = f"{col}{_FIELD}bytes" if pa.types.is_struct(col_type) else col
         if name_column is None and pa.types.is_struct(col_type) \
                 and col_type.get_field_index("path") >= 0:
-            read = f"{col}{_FIELD}path"
+            read: str | None = f"{col}{_FIELD}path"
         else:
             read = _pick(names, name_column, _NAME_COLUMNS, is_name, "names", shown)
         meta = pf.metadata
@@ -514,7 +514,7 @@ def _list_parquet(fs: Any, path: str, shown: str, url: str, column: str | None,
             if sub:
                 arr = arr.field(sub)
             labels = arr.to_pylist()
-    out = []
+    out: list[RemoteEntry | Problem] = []
     seen: set[str] = set()
     row = 0
     for g in range(meta.num_row_groups):

@@ -329,7 +329,7 @@ def _walk_dir(directory: str, root: str, follow: bool, stats: WalkStats,
         entry = next(entries, None)
         if entry is None:
             stack.pop()
-            ancestors.discard(folder)  # type: ignore[arg-type]
+            ancestors.discard(folder)
             continue
         path = entry.path
         try:

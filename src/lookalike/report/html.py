@@ -339,12 +339,13 @@ def folder_tree(paths: Sequence[str], roots: Sequence[str] = ()
             if d not in parent:
                 up = os.path.dirname(d)
                 parent[d] = None if d in top or os.path.dirname(up) == up else up
-            if parent[d] is None:
+            above = parent[d]
+            if above is None:
                 break
-            d = parent[d]  # type: ignore[assignment]
+            d = above
     order = sorted(parent)
     at = {d: i for i, d in enumerate(order)}
-    folders = [{"p": d, "up": at.get(parent[d]) if parent[d] else None, "n": counts[d]}
+    folders = [{"p": d, "up": at.get(above) if (above := parent[d]) else None, "n": counts[d]}
                for d in order]
     index = {p: at[d] for p in paths if (d := os.path.dirname(p)) in at}
     return folders, index
@@ -434,7 +435,9 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
     state = states or {}
     facts = facts or {}
     preview_url = preview_url or {}
-    leakage = data.get("leakage") if isinstance(data.get("leakage"), Mapping) else {}
+    leakage = data.get("leakage")
+    if not isinstance(leakage, Mapping):
+        leakage = {}
     protect = [str(d) for d in (*(leakage.get("reference") or ()),
                                 *((data.get("keep_policy") or {}).get("protect") or ()))]
 

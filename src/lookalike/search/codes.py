@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import repeat
+from typing import Literal
 
 import numpy as np
 
@@ -101,7 +102,8 @@ def pack_hashes(values: Iterable[int], nbits: int) -> np.ndarray:
         raise ValueError(f"hash values must be in [0, 2**{nbits}); got one outside that range")
     if words == 1:
         return np.array(vals, dtype=U64).reshape(-1, 1)
-    raw = b"".join(map(int.to_bytes, vals, repeat(8 * words), repeat("big")))
+    big: Literal["big"] = "big"
+    raw = b"".join(map(int.to_bytes, vals, repeat(8 * words), repeat(big)))
     return np.frombuffer(raw, dtype=">u8").astype(U64).reshape(len(vals), words)
 
 

@@ -471,7 +471,8 @@ def _run_tables(
     else:
         results = [run(js) for js in tables]
     found = [hit for res in results for hit in res]
-    return cat_int64([[h[0] for h in found], [h[1] for h in found], [h[2] for h in found]])
+    a, b, d = cat_int64([[h[0] for h in found], [h[1] for h in found], [h[2] for h in found]])
+    return a, b, d
 
 
 def _brute_join(codes: np.ndarray, t: int, tuning: SearchTuning) -> Pairs:
@@ -495,7 +496,8 @@ def _brute_join(codes: np.ndarray, t: int, tuning: SearchTuning) -> Pairs:
         out_a.append(r + lo)
         out_b.append(c + lo + 1)
         out_d.append(dist[r, c])
-    return cat_int64([out_a, out_b, out_d])
+    a, b, d = cat_int64([out_a, out_b, out_d])
+    return a, b, d
 
 
 def _observed_cost(codes: np.ndarray, plan: _Plan, nbits: int, t: int,

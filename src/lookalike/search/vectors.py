@@ -92,20 +92,22 @@ def _index(base: np.ndarray, tuning: VectorTuning):  # -> faiss.Index
     import faiss  # here, so importing lookalike.search does not load FAISS
 
     n, d = base.shape
+    index: faiss.Index
     if n <= tuning.exact_below:
         index = faiss.IndexFlatIP(d)
     else:
         nlist = max(1, n // tuning.list_size)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.niter = tuning.kmeans_iterations
-        index.cp.seed = tuning.seed
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.cp.niter = tuning.kmeans_iterations
+        ivf.cp.seed = tuning.seed
         # We sample the training rows ourselves (fixed seed); FAISS need not sample or warn.
-        index.cp.max_points_per_centroid = tuning.train_per_list
-        index.cp.min_points_per_centroid = 1
+        ivf.cp.max_points_per_centroid = tuning.train_per_list
+        ivf.cp.min_points_per_centroid = 1
         train = min(n, nlist * tuning.train_per_list)
         rows = np.sort(np.random.default_rng(tuning.seed).choice(n, train, replace=False))
-        index.train(base[rows])
-        index.nprobe = min(nlist, tuning.nprobe)
+        ivf.train(base[rows])
+        ivf.nprobe = min(nlist, tuning.nprobe)
+        index = ivf
     index.add(base)
     return index
 

@@ -262,7 +262,8 @@ class ParquetStore:
                                listed_ctime(sizes, r.path, r.size_bytes, r.mtime_ns), now))
         for p in problems:
             size, mtime = (sizes or {}).get(p.path, (None, None))[:2]
-            ctime = listed_ctime(sizes, p.path, size, mtime) if size is not None else 0
+            ctime = listed_ctime(sizes, p.path, size, mtime) \
+                if size is not None and mtime is not None else 0
             if size is not None and size < 0:
                 size = None
             self._rows.append((p.path, "error", size, mtime or 0, None, None, None, method,
