@@ -639,6 +639,48 @@ def test_rows_without_a_change_time_are_dated_once_or_hashed_again(tmp_path, sce
         assert scan(root, c).stats["from_cache"] == 2
 
 
+def test_an_older_caches_row_of_a_file_replaced_since_is_hashed_again(tmp_path, scene):
+    # Review: a row without a change time (an older cache's) was trusted by size and mtime
+    # when first met and then dated with the walk's change time, so a file replaced (size
+    # and mtime kept) before that scan kept the old picture's hash for good.
+    root = _copies_and_another(tmp_path, scene)
+    cache = tmp_path / "c.sqlite"
+    with HashCache(cache) as c:
+        assert len(scan(root, c).groups) == 1
+    db = sqlite3.connect(cache)
+    db.execute("UPDATE files SET ctime_ns = NULL")  # as an older cache's rows
+    db.commit()
+    db.close()
+    _same_size_and_time(tmp_path / "y.bmp", root / "b.bmp")  # after its row was written
+    with HashCache(cache) as c:
+        again = scan(root, c)
+    assert again.stats["hashed"] == 1 and not again.groups, again.stats
+    with HashCache(cache) as c:
+        assert scan(root, c).stats["from_cache"] == 2
+
+
+def test_an_older_parquet_parts_row_of_a_file_replaced_since_is_read_again(tmp_path, scene):
+    # The same for a resumed --parquet-out whose parts were written before change times
+    # were kept (null ctime_ns): trusted while the file is older than the row.
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    root = _copies_and_another(tmp_path, scene)
+    out = tmp_path / "out"
+    assert len(lookalike.scan(root, workers=1, parquet_out=str(out)).groups) == 1
+    for part in out.glob("*.parquet"):
+        table = pq.read_table(part)
+        at = table.schema.get_field_index("ctime_ns")
+        table = table.set_column(at, table.schema.field(at),
+                                 pa.nulls(len(table), table.schema.field(at).type))
+        pq.write_table(table, part)
+    unchanged = lookalike.scan(root, workers=1, parquet_out=str(out))
+    assert unchanged.stats["hashed"] == 0 and len(unchanged.groups) == 1, unchanged.stats
+    _same_size_and_time(tmp_path / "y.bmp", root / "b.bmp")
+    again = lookalike.scan(root, workers=1, parquet_out=str(out))
+    assert again.stats["hashed"] == 1 and not again.groups, again.stats
+
+
 def test_a_resumed_parquet_output_hashes_a_replaced_file_again(tmp_path, scene):
     # Incremental review: a resumed --parquet-out served a file replaced with its size and
     # mtime kept as the old picture (its rows had no change time).

@@ -55,7 +55,7 @@ BATCH = 500  # rows per transaction: cheap commits, little work lost on a kill
 # Columns read back by lookup(), in the order it unpacks them: failures' details included,
 # so that a row and its problem come from one state of the cache (one statement).
 _COLUMNS = ("path, size, mtime_ns, ok, width, height, format, hash, nbits, digest, pixel_digest, "
-            "error, stage, message, facts, embedding, ctime_ns")
+            "error, stage, message, facts, embedding, ctime_ns, updated")
 
 
 P = ParamSpec("P")
@@ -338,8 +338,9 @@ class HashCache:
         stat (size unknown: a file list on a cluster) is always hashed, and a row stored
         without the change time (0: the file was not stat'ed, or changed between the walk
         and its read) is hashed again once. A row of an older cache (no change time, NULL)
-        is trusted by size and mtime when first met and given the walk's change time then:
-        from that scan on, a change is seen. A path
+        is trusted by size and mtime when the file's change time is older than the row (it
+        has not changed since the row was written; else it is hashed again) and given the
+        walk's change time then: from that scan on, a change is seen. A path
         that cannot be a key (SQLite text is UTF-8; undecodable names are kept as
         surrogates) is always hashed.
         """
@@ -365,9 +366,11 @@ class HashCache:
                 todo.append(e)
                 continue
             (_, size, mtime_ns, ok, width, height, fmt, hx, bits, digest, pdigest, error, stage,
-             message, facts, vector, ctime_ns) = r
+             message, facts, vector, ctime_ns, updated) = r
             if (size != e.size_bytes or mtime_ns != e.mtime_ns or (ok and bits != nbits)
                     or (ctime_ns is not None and e.ctime_ns and ctime_ns != e.ctime_ns)
+                    # an older row (no change time): the file changed after it was written
+                    or (ctime_ns is None and e.ctime_ns > updated * 1e9)
                     or outside_pixel_limit(ok, width, height, size, error, max_pixels,
                                             max_bytes)):
                 todo.append(e)

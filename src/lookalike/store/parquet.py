@@ -329,9 +329,14 @@ def _stale(row: dict[str, Any], entry: FileEntry) -> bool:
     if entry.mtime_ns and row["mtime_ns"] and row["mtime_ns"] != entry.mtime_ns:
         return True
     # The change time, where the walk stat'ed the file: a file replaced or rewritten with its
-    # size and mtime kept is read again (0: stored unknown; null: a part before version 4).
+    # size and mtime kept is read again (0: stored unknown). A part before version 4 has
+    # none (null): the file is read again when it changed after the row was written.
     ctime = row.get("ctime_ns")
-    return bool(entry.ctime_ns and ctime is not None and ctime != entry.ctime_ns)
+    if ctime is None:
+        written = row.get("written_at")
+        return bool(entry.ctime_ns and written is not None
+                    and entry.ctime_ns > written.timestamp() * 1e9)
+    return bool(entry.ctime_ns and ctime != entry.ctime_ns)
 
 
 def read_results(path: str | os.PathLike[str], *, latest: bool = True,
