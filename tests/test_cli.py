@@ -978,7 +978,11 @@ def test_file_list_names_keep_a_carriage_return_and_windows_line_ends_are_taken_
                        (f"{tmp_path / 'b.png'}\r\n{tmp_path / 'car'}\rriage.png\r\n", 2),
                        # a blank line or comment added on Linux keeps the CRLF list CRLF
                        (f"{tmp_path / 'b.png'}\r\n# mine\n{tmp_path / 'car'}\rriage.png\r\n\n",
-                        2)):
+                        2),
+                       # a path added on Linux (echo path >> list) to a list written on
+                       # Windows: every CRLF line was then kept whole, not found (review)
+                       (f"{tmp_path / 'b.png'}\r\n{tmp_path / 'car'}\rriage.png\r\n"
+                        f"{tmp_path / 'b.png'}\n", 2)):
         listing = tmp_path / "list.txt"
         listing.write_bytes(text.encode())
         result = lookalike.scan(files_from=str(listing), workers=1)

@@ -129,14 +129,16 @@ def _list_lines(text: str, list_path: str) -> list[str]:
     spaces) skipped. A NUL byte (no path holds one) means it is no text list: an image
     named by mistake gave a hundred "holds a NUL byte" lines of its bytes.
 
-    Lines end at ``\n`` only, and a list whose every path line ends ``\r\n`` (written on
-    Windows) loses that ``\r`` too: a carriage return is legal in a file name (the
-    ``paths`` format writes such names), and reading it as a line end split the name."""
+    Lines end at ``\n`` only, and a list whose path lines end ``\r\n`` (written on
+    Windows), at least half of them, loses that ``\r`` too: a carriage return is legal in
+    a file name (the ``paths`` format writes such names), and reading it as a line end split
+    the name; a name ending in one is rare, a line or two added on Linux to a list written
+    on Windows (``echo path >> list``) is not."""
     lines = text.split("\n")
     # The last piece has no line end (often it is empty). Blank lines and comments do not
-    # count: one added on Linux to a list written on Windows must not keep every CR.
+    # count.
     ended = [line for line in lines[:-1] if line.strip() and not line.lstrip().startswith("#")]
-    if ended and all(line.endswith("\r") for line in ended):
+    if ended and 2 * sum(line.endswith("\r") for line in ended) >= len(ended):
         lines = [line.removesuffix("\r") for line in lines[:-1]] + lines[-1:]
     out = []
     for line in lines:
