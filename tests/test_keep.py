@@ -693,3 +693,28 @@ def test_prefer_lossless_decides_alike_from_a_report_with_bars(tmp_path, photo):
     p = plan(tmp_path / "r.json", action="move", to=tmp_path / "q")
     assert not p.skipped, p.skipped
     assert [gp.keep for gp in p.groups] == [(str(folder / "z_lossless.webp"),)]
+
+
+def test_a_lossy_copys_smeared_bar_edge_does_not_beat_its_lossless_original(tmp_path, photo):
+    # Review: a JPEG re-encode of a small picture on a white ground, the same size, showed a
+    # column more picture than its PNG original (ringing at the bars' edge: 1.7% more
+    # pixels) and was kept by resolution.
+    small = photo.resize((54, round(54 * photo.height / photo.width)))
+    canvas = Image.new("RGB", (64, 64), (255, 255, 255))
+    canvas.paste(small, (5, (64 - small.height) // 2))
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    canvas.save(folder / "b.png")
+    for quality in (95, 90, 85, 80, 75):  # one whose ringing moves the edge
+        canvas.save(folder / "a.jpg", quality=quality)
+        result = lookalike.scan(folder, workers=1, threshold=16)
+        (group,) = result.groups
+        content = {os.path.basename(m.record.path): m.record.facts.content
+                   for m in group.members}
+        if content["a.jpg"] != content["b.png"]:
+            break
+    else:
+        pytest.skip("no JPEG quality moved the bars' edge of this photo")
+    assert content["b.png"] is not None and content["a.jpg"] is not None
+    decision = KeepPolicy().decide_all(result.groups).decisions[group.id]
+    assert decision.keep == (str(folder / "b.png"),), (content, decision.reason)

@@ -445,3 +445,30 @@ def test_the_purge_line_of_leaks_inside_a_shard_does_not_promise_a_move(tmp_path
     result = lookalike.scan([tmp_path / "train", tmp_path / "test"], workers=1)
     text = find_leakage(result, tmp_path / "train").render_text()
     assert "purge list: 1 files (moving them to a quarantine folder" in text
+
+
+def test_an_empty_set_is_said_not_passed_off_as_no_leakage(runner, splits, tmp_path):
+    # Review: an empty (or mistyped but existing) split read as "0 of 0 images ...": a
+    # check that compared nothing looked like a pass.
+    train, test, _ = splits
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for argv in (["--reference", str(train), str(empty)],
+                 ["--reference", str(empty), str(test)]):
+        res = runner.invoke(cli, ["scan", *argv, *PIN, "-t", str(THRESHOLD), "-j", "1",
+                                  "--no-cache"])
+        assert res.exit_code == 0, res.output
+        assert f"warning: empty ({empty}) holds no images: nothing was compared" in res.output
+    res = runner.invoke(cli, ["scan", "--reference", str(train), str(test), *PIN, "-t",
+                              str(THRESHOLD), "-j", "1", "--no-cache"])
+    assert "warning" not in res.output
+
+
+def test_a_reference_scanned_inside_another_root_says_so(tmp_path, scene):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "test").mkdir()
+    scene(1).save(tmp_path / "train" / "a.png")
+    scene(2).save(tmp_path / "test" / "b.png")
+    result = lookalike.scan([tmp_path], workers=1)
+    with pytest.raises(ConfigError, match=r"scanned inside .*scan each split as its own path"):
+        find_leakage(result, [tmp_path / "train"])

@@ -123,6 +123,10 @@ class Leakage:
             if not s.reference:
                 lines.append(f"  {s.name}: {s.leaked} of {s.images} images have a near "
                              f"duplicate in the reference")
+        # An empty set (a split not filled yet, a mistyped folder) compares nothing: that
+        # is no pass.
+        lines += [f"  warning: {s.name} ({shown(s.root)}) holds no images: nothing was "
+                  "compared with it" for s in self.sets if not s.images]
         for lk in self.leaks if max_items is None else self.leaks[:max_items]:
             best = lk.matches[0]
             more = f" (+{len(lk.matches) - 1} more)" if len(lk.matches) > 1 else ""
@@ -237,6 +241,10 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     ref = [os.path.abspath(os.fspath(p)) for p in reference]
     missing = [r for r in ref if r not in roots]
     if missing:
+        inside = next((root for root in roots if is_under(missing[0], root)), None)
+        if inside is not None:
+            raise ConfigError(f"the reference {missing[0]} was scanned inside {inside}, not "
+                              "as a set of its own; scan each split as its own path")
         raise ConfigError(f"the reference {missing[0]} was not scanned; scan it together with "
                           "the other sets")
     if not ref or len(ref) == len(roots):
