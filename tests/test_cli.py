@@ -1097,3 +1097,16 @@ def test_error_lines_escape_what_a_name_holds(tmp_path, scene, capsys):
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err and "bad\\nname" in err
     assert all(line.startswith("error") for line in err.splitlines()), err
+
+
+def test_python_dash_m_lookalike_runs_the_command(tmp_path):
+    # Where the `lookalike` script is not on PATH (a venv not activated, a notebook).
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "lookalike", "--version"], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0 and out.stdout.startswith("lookalike, version "), out
+    bad = subprocess.run([sys.executable, "-m", "lookalike", "scan", str(tmp_path / "nope")],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad

@@ -38,6 +38,7 @@ Order, low to high, and why:
 10. ``cli`` and the package ``__init__``: the entry points. ``cli`` may not import the
     package (``from lookalike import __version__``): both are entry points, neither builds
     on the other; the version lives in ``version``.
+11. ``__main__``: ``python -m lookalike``, which runs ``cli``.
 
 The test fails with one ``file:line`` per offending import, so the fix is found at once. A
 module that is in no unit of the table fails too: give it a layer here.
@@ -64,6 +65,7 @@ LAYERS: dict[str, int] = {
     "actions": 8,
     "jobs": 9,
     "cli": 10, PACKAGE: 10,
+    "__main__": 11,
 }
 
 
