@@ -1319,3 +1319,72 @@ def test_undo_of_a_link_journal_moved_with_its_backups_or_named_by_a_link(librar
         journal.symlink_to(tmp_path / "jd" / "j.jsonl")
     assert undo(journal).ok
     assert snapshot(root) == before
+
+
+def _one_picture_thrice(tmp_path, scene, names):
+    root = tmp_path / "photos"
+    root.mkdir()
+    scene(1, (200, 150)).save(root / "x.png")
+    for name in names:
+        (root / name).write_bytes((root / "x.png").read_bytes())
+    scene(2, (200, 150)).save(root / "other.png")
+    report = tmp_path / "r.json"
+    write_report(lookalike.scan(root, method="phash", threshold=6, workers=1), report)
+    return root, report
+
+
+def test_a_keeper_rewritten_during_its_own_link_op_still_stops_the_group(tmp_path, scene):
+    # Review: after a collapse (or hard link) op the kept file's state was taken as it was
+    # then, whatever had changed: another picture written into it during that op was
+    # accepted and the group's last copy deleted.
+    from lookalike.actions import apply as act
+
+    root, report = _one_picture_thrice(tmp_path, scene, ["z_copy.png"])
+    os.link(root / "x.png", root / "x_link.png")
+    write_report(lookalike.scan(root, method="phash", threshold=6, workers=1), report)
+    p = plan(report, action="delete", collapse_links=True)
+    (g,) = [g for g in p.groups if str(root / "x.png") in g.keep]
+    first = g.operations[0]
+    assert first.name_of is not None
+    other = (root / "other.png").read_bytes()
+
+    def hook(step: str) -> None:
+        if (step == "intent" and os.path.exists(first.path)
+                and (root / "x.png").read_bytes() != other):
+            with open(root / "x.png", "r+b") as fh:
+                fh.truncate(0)
+                fh.write(other)
+
+    act._crash_hook = hook
+    try:
+        res = apply(p, journal=tmp_path / "j.jsonl")
+    finally:
+        act._crash_hook = None
+    assert (root / "z_copy.png").exists(), "the last copy of picture 1 was deleted"
+    assert [pr.error for _, pr in res.failed] == ["keeper-changed"]
+
+
+def test_a_failed_hard_link_op_does_not_fail_the_rest_of_its_group(tmp_path, scene):
+    # Review: rolling back a hard link op moved the kept file's change time, and every later
+    # op of the group was refused as "the file kept ... was changed".
+    import errno
+
+    from lookalike.actions import apply as act
+
+    _, report = _one_picture_thrice(tmp_path, scene, ["y1.png", "y2.png", "y3.png"])
+    p = plan(report, action="hardlink")
+    assert [len(g.operations) for g in p.groups] == [3]
+    failed = []
+
+    def hook(step: str) -> None:
+        if step == "link:tmp" and not failed:
+            failed.append(step)
+            raise OSError(errno.EIO, "simulated I/O error")
+
+    act._crash_hook = hook
+    try:
+        res = apply(p, journal=tmp_path / "j.jsonl")
+    finally:
+        act._crash_hook = None
+    assert [pr.error for _, pr in res.failed] == ["failed"]
+    assert len(res.done) == 2

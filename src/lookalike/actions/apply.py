@@ -1022,6 +1022,33 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
         fields.update(keeper=op.keeper, keeper_dev=was.st_dev, keeper_ino=was.st_ino,
                       keeper_size=kst.st_size, keeper_mtime_ns=kst.st_mtime_ns)
     rec = j.intent(seq, fields)
+    try:
+        return _carry_out(j, rec, op)
+    finally:
+        if op.action == "hardlink" or op.name_of is not None:
+            _relinked(op, kept)
+
+
+def _relinked(op: Operation, kept: dict[str, os.stat_result]) -> None:
+    """After an op that made or removed a link of a kept file (done, failed or rolled
+    back), that file's change time moved: the group's next op checks it against its state
+    now, but only if nothing else changed (same size and modification time), so a rewrite
+    by another program is still caught (only one that keeps both and falls within this op's
+    microseconds is not)."""
+    ref = op.name_of if op.name_of is not None else op.keeper
+    if ref is None or ref not in kept:
+        return
+    ident = _ident(kept[ref])
+    for path, was in kept.items():
+        now = _lstat(path)
+        if (now is not None and _ident(was) == ident and _ident(now) == ident
+                and (now.st_size, now.st_mtime_ns) == (was.st_size, was.st_mtime_ns)):
+            kept[path] = now
+
+
+def _carry_out(j: Journal, rec: OpRecord, op: Operation) -> Problem | None:
+    """Execute one op whose intent ``rec`` is journaled; mark it done or failed (rolled
+    back)."""
     _crash_point("intent")
     try:
         _execute(rec.intent)
@@ -1040,14 +1067,4 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
         j.mark(rec, "failed", msg)
         return _problem(op.path, "failed", f"{op.action} failed, nothing changed: {msg}")
     j.mark(rec, "done")
-    if op.action == "hardlink" or op.name_of is not None:
-        # This op set a kept file's change time (a link to it made, or one of its other
-        # names removed): the state the group's next op checks that file against.
-        ref = op.name_of if op.name_of is not None else op.keeper
-        assert ref is not None  # a hard link's keeper, checked above
-        ident = _ident(kept[ref])
-        for path, was in kept.items():
-            now = _lstat(path)
-            if _ident(was) == ident and now is not None and _ident(now) == ident:
-                kept[path] = now
     return None
