@@ -567,3 +567,25 @@ def test_query_reads_the_hashes_of_scans_with_and_without_a_model(tree, model, t
     (res,), _ = find_matches([crop], cache_path, _config(model))
     assert [Path(r.path).name for r, _ in res.matches] == ["p2.png"]
     assert res.match_of(res.matches[0][0]) == "verified"
+
+
+def test_query_with_verification_off_and_other_models_in_the_cache(tree, tmp_path):
+    # Review: a query with --no-verify was refused once plain-hash keys were read too, and a
+    # full-decode query kept another model's embeddings from fast-decode rows (a traceback
+    # where their lengths differ).
+    one = layout_model(tmp_path / "m1.onnx", cells=4)
+    other = layout_model(tmp_path / "m2.onnx", cells=3)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "p0.png").write_bytes((tree / "p0.png").read_bytes())
+    (b / "p1.png").write_bytes((tree / "p1.png").read_bytes())
+    db = tmp_path / "c.sqlite"
+    with HashCache(db) as cache:
+        lookalike.scan(a, config=_config(other, decode="fast"), cache=cache)
+        lookalike.scan(b, config=_config(one, decode="full", verify=False), cache=cache)
+    q = tmp_path / "q.png"
+    q.write_bytes((tree / "p0.png").read_bytes())
+    for config in (_config(one, decode="full"), _config(one, decode="full", verify=False)):
+        (res,), problems = find_matches([q], db, config)
+        assert problems == [] and [Path(r.path).name for r, _ in res.matches] == ["p0.png"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -365,3 +366,40 @@ def test_the_query_image_is_not_its_own_match_under_another_name(tmp_path, scene
     (os.symlink if link == "symlink" else os.link)(lib / "1.png", other)
     (result,), _ = find_matches([other], db, ScanConfig(method="phash"))
     assert [r.path for r, _ in result.matches] == [str(lib / "1_copy.png")]
+
+
+def test_every_fast_key_fills_a_full_decode_query(tmp_path, scene):
+    # Review: a full-decode query read the fast-decode rows of the first fast key with any,
+    # and missed the files another fast scan (other pixel-digest setting) had cached.
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    scene(1, (160, 120)).save(a / "1.png")
+    scene(2, (160, 120)).save(b / "2.png")
+    first = ScanConfig(method="phash", workers=1, decode="fast")
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        lookalike.scan(a, config=first, cache=cache)
+        lookalike.scan(b, config=dataclasses.replace(
+            first, pixel_digest=not first.pixel_digest), cache=cache)
+    for i in (1, 2):
+        scene(i, (160, 120)).save(tmp_path / f"q{i}.png")
+    for decode in ("fast", "full"):
+        results, _ = find_matches([tmp_path / "q1.png", tmp_path / "q2.png"],
+                                  tmp_path / "c.sqlite", ScanConfig(method="phash",
+                                                                    decode=decode))
+        assert [[os.path.basename(r.path) for r, _ in res.matches] for res in results] == [
+            ["1.png"], ["2.png"]], decode
+
+
+def test_a_files_row_that_describes_it_now_wins_over_a_stale_one(tmp_path, scene):
+    # Review: of a file's rows under two settings keys, the query's own key's won even when
+    # stale (the file replaced since) and the other key's described the file as it is.
+    lib, db = _scanned(tmp_path, scene)
+    scene(9, (160, 120)).save(lib / "2.png")  # replaced, then scanned with other settings
+    with HashCache(db) as cache:
+        lookalike.scan(lib, config=ScanConfig(method="phash", workers=1, pixel_digest=False),
+                       cache=cache)
+    scene(9, (160, 120)).save(tmp_path / "q.png")
+    (res,), _ = find_matches([tmp_path / "q.png"], db, ScanConfig(method="phash"))
+    assert [r.path for r, _ in res.matches] == [str(lib / "2.png")]
+    assert res.changed == frozenset()

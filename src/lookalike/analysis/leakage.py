@@ -120,7 +120,7 @@ class Leakage:
         ref = ", ".join(s.name for s in self.sets if s.reference)
         lines = [f"leakage against the reference ({ref}), threshold {self.threshold} bits:"]
         for s in self.sets:
-            if not s.reference:
+            if not s.reference and s.images:
                 lines.append(f"  {s.name}: {s.leaked} of {s.images} images have a near "
                              f"duplicate in the reference")
         # An empty set (a split not filled yet, a mistyped folder) compares nothing: that

@@ -280,7 +280,7 @@ def _usable_keys(config: ScanConfig, have: Mapping[str, int]) -> list[str]:
     model's embeddings are read, :func:`_stored_records`)."""
     own = [settings_key(c) for c in (config, dataclasses.replace(
         config, pixel_digest=not config.pixel_digest))]
-    plain = dataclasses.replace(config, embed=None, similarity=None)
+    plain = dataclasses.replace(config, embed=None, similarity=None, verify=True)
     bases = [settings_key(c) for c in (plain, dataclasses.replace(
         plain, pixel_digest=not plain.pixel_digest))]
     keys = own + [k for k in bases if k not in own]
@@ -296,6 +296,28 @@ def _unchanged(r: ImageRecord) -> bool:
     except OSError:
         return not is_local_file(r.path) or container_of(r.path) is not None
     return (st.st_size, st.st_mtime_ns) == (r.size_bytes, r.mtime_ns)
+
+
+def _union(cache: HashCache, config: ScanConfig, keys: Sequence[str], under: str | None
+           ) -> dict[str, ImageRecord]:
+    """Every row under ``keys`` (hashes ``config`` makes), one per file: the first key's
+    (``config``'s own settings first), or, where the rows of a file differ in size or
+    mtime, the one that describes the file as it is now. Scans with and without an
+    embedding model, or with and without pixel digests, each cache their files under their
+    own key: reading the first key with rows missed the others' files. Embeddings of
+    another model than ``config``'s are left out (they cannot be compared)."""
+    own = frozenset(settings_key(c) for c in (config, dataclasses.replace(
+        config, pixel_digest=not config.pixel_digest))) if config.embed is not None else None
+    by_path: dict[str, ImageRecord] = {}
+    for key in keys:
+        for r in cache.records(config, under=under, key=key):
+            if own is not None and key not in own and r.embedding is not None:
+                r = dataclasses.replace(r, embedding=None)
+            held = by_path.get(r.path)
+            if held is None or ((held.size_bytes, held.mtime_ns) != (r.size_bytes, r.mtime_ns)
+                                and not _unchanged(held) and _unchanged(r)):
+                by_path[r.path] = r
+    return by_path
 
 
 def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
@@ -317,39 +339,23 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
     # (a camera RAW too: its JPEG preview is reduced alike).
     fill = (_usable_keys(dataclasses.replace(config, decode="fast"), have)
             if config.decode == "full" else [])
-    # Every usable key's rows, a file once (its row under the first key: the query's own
-    # settings first). Scans with and without an embedding model, or with and without pixel
-    # digests, each cache their files under their own key; reading the first key with rows
-    # missed the files of the others. Embeddings of another model than the query's are
-    # left out (another model's vectors cannot be compared).
-    own = frozenset(settings_key(c) for c in (config, dataclasses.replace(
-        config, pixel_digest=not config.pixel_digest))) if config.embed is not None else ()
-    by_path: dict[str, ImageRecord] = {}
-    for key in usable:
-        for r in cache.records(config, under=under, key=key):
-            if r.path not in by_path:
-                by_path[r.path] = (r if r.embedding is None or key in own
-                                   else dataclasses.replace(r, embedding=None))
+    by_path = _union(cache, config, usable, under)
+    if fill:
+        extra = _union(cache, dataclasses.replace(config, decode="fast"), fill, under)
+        extra = {p: r for p, r in extra.items() if p not in by_path}
+        # A row of a file gone or changed since (the cache keeps them) cannot match
+        # anything: left out, not a reason to refuse (a full-decode scan of the
+        # collection, as the message asks, would not have removed it).
+        reduced = [r.path for r in extra.values() if may_be_reduced(r) and _unchanged(r)]
+        if reduced:
+            raise ConfigError(
+                f"the hash cache {cache.path} holds only fast-decode hashes of "
+                f"{len(reduced)} image{'s' * (len(reduced) != 1)} fast mode decodes "
+                f"reduced (large JPEGs, camera RAW previews; e.g. {shown(reduced[0])}): "
+                "a full-decode query cannot be compared with them. Query with the scan's "
+                "decode mode (fast), or scan the collection with full decoding first")
+        by_path.update((p, r) for p, r in extra.items() if not may_be_reduced(r))
     stored = sorted(by_path.values(), key=attrgetter("path"))
-    for key in fill:
-        more = list(cache.records(config, under=under, key=key))
-        if more:
-            got = {r.path for r in stored}
-            extra = [r for r in more if r.path not in got]
-            # A row of a file gone or changed since (the cache keeps them) cannot match
-            # anything: left out, not a reason to refuse (a full-decode scan of the
-            # collection, as the message asks, would not have removed it).
-            reduced = [r.path for r in extra if may_be_reduced(r) and _unchanged(r)]
-            if reduced:
-                raise ConfigError(
-                    f"the hash cache {cache.path} holds only fast-decode hashes of "
-                    f"{len(reduced)} image{'s' * (len(reduced) != 1)} fast mode decodes "
-                    f"reduced (large JPEGs, camera RAW previews; e.g. {shown(reduced[0])}): "
-                    "a full-decode query cannot be compared with them. Query with the scan's "
-                    "decode mode (fast), or scan the collection with full decoding first")
-            stored = sorted([*stored, *(r for r in extra if not may_be_reduced(r))],
-                            key=attrgetter("path"))
-            break
     if stored:
         return config, stored
     usable += fill

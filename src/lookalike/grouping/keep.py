@@ -268,11 +268,11 @@ def _smear_free(sizes: Mapping[str, tuple[tuple[int, int], tuple[int, int]]]
         size, frame = sizes[path]
         out[path] = size
         for bigger in order[:k]:
-            other, other_frame = sizes[bigger]
+            other, other_frame = out[bigger], sizes[bigger][1]  # as taken: no chains of steps
             if (frame == other_frame and (size != frame or other != other_frame)
                     and abs(size[0] - other[0]) <= BAR_SMEAR
                     and abs(size[1] - other[1]) <= BAR_SMEAR):
-                out[path] = out[bigger]
+                out[path] = other
                 break
     return out
 
