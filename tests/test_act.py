@@ -1388,3 +1388,28 @@ def test_a_failed_hard_link_op_does_not_fail_the_rest_of_its_group(tmp_path, sce
         act._crash_hook = None
     assert [pr.error for _, pr in res.failed] == ["failed"]
     assert len(res.done) == 2
+
+
+def test_a_resume_finishes_each_group_with_the_keeper_the_interrupted_run_chose(
+        library, tmp_path):
+    # Review: the resume decided keepers again, reading the headers of files the first run
+    # had moved (gone, they say nothing): it picked one of those and skipped the group as
+    # "already acted on" for good, half done. The journal now records each group's keepers.
+    root, report = library
+    before = snapshot(root)
+    first = make_plan("move", report, tmp_path)
+    journal = crash_apply("move", report, tmp_path, "intent", 2)  # the first op done
+    moved = first.operations[0].path
+    # Resumed deciding otherwise (here another policy: the newest, which that run moved).
+    assert moved == str(root / "b_small.png")
+    again = make_plan("move", report, tmp_path, keep="newest", journal=journal)
+    assert not again.skipped, again.skipped
+    assert apply(again, journal=journal).ok
+    after = snapshot(root)
+    (g,) = [g for g in first.groups if moved in (op.path for op in g.operations)]
+    for keeper in g.keep:  # the group it started: finished with its keeper
+        assert after[keeper] == before[keeper]
+    for op in g.operations:
+        assert not os.path.lexists(op.path) and Path(op.dst).exists()
+    # A group it had not touched follows the resumed policy.
+    assert str(root / "sub" / "x3.png") in after and str(root / "x.png") not in after

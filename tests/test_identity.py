@@ -263,16 +263,24 @@ def test_keep_none_never_acts_on_an_old_group_that_is_one_file(tmp_path, scene):
         assert p.operations == () and "one file reached by several paths" in render_plan(p)
 
 
-def test_a_resumed_journal_whose_run_moved_the_new_keeper_skips_the_group(tmp_path, scene):
+def test_a_resumed_journal_whose_run_moved_the_new_keeper_keeps_what_it_kept(tmp_path,
+                                                                            scene):
     photos = _tree(tmp_path, scene)
     lookalike.write_report(lookalike.scan([photos], workers=1, cache=None), tmp_path / "r.json")
     j = tmp_path / "j.jsonl"
     first = plan(tmp_path / "r.json", action="move", keep="newest", to=tmp_path / "Q")
     assert apply(first, journal=j).ok  # moved a_copy.png, kept a.png
     again = plan(tmp_path / "r.json", action="move", keep="oldest", to=tmp_path / "Q",
-                 journal=j)  # would keep a_copy.png, which that run moved
-    assert again.operations == ()
-    assert "already acted on by this journal" in render_plan(again)
+                 journal=j)  # would keep a_copy.png, which that run moved: the journal's
+    assert again.operations == () and not again.skipped  # keeper stays, nothing left to do
+    # A journal of an earlier version records no keep lists: such a group is skipped.
+    lines = [json.loads(line) for line in j.read_text().splitlines()]
+    j.write_text("".join(json.dumps({k: v for k, v in e.items() if k != "kept"}) + "\n"
+                         for e in lines))
+    older = plan(tmp_path / "r.json", action="move", keep="oldest", to=tmp_path / "Q",
+                 journal=j)
+    assert older.operations == ()
+    assert "already acted on by this journal" in render_plan(older)
 
 
 def test_a_followed_symlink_to_a_file_is_left_alone_not_acted_on_as_a_name(tmp_path, scene):

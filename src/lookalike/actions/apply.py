@@ -1012,6 +1012,7 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
     fields: dict[str, Any] = {
         "action": op.action, "group": op.group, "path": op.path, "size": op.size_bytes,
         "mtime_ns": op.mtime_ns, "digest": op.digest, "dev": st.st_dev, "ino": st.st_ino,
+        "kept": list(kept),  # the group's keep list: a resumed run keeps the same
         **_paths(j, seq, op.action, op.path, op.dst),
     }
     if op.action in ("hardlink", "symlink"):

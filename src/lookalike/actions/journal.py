@@ -299,6 +299,18 @@ class Journal:
         return {r.path for r in self.ops.values()
                 if r.status == "done" and (action is None or r.action == action)}
 
+    def kept_lists(self, action: str | None = None) -> dict[int, tuple[str, ...]]:
+        """The keep list of each group that a finished op (of ``action``) acted on, as that
+        run decided it (ops journaled before it was recorded have none)."""
+        out: dict[int, tuple[str, ...]] = {}
+        for r in sorted(self.ops.values(), key=lambda r: r.seq):
+            kept, group = r.intent.get("kept"), r.intent.get("group")
+            if (r.status == "done" and (action is None or r.action == action)
+                    and isinstance(group, int) and isinstance(kept, list)
+                    and all(isinstance(k, str) for k in kept)):
+                out.setdefault(group, tuple(kept))
+        return out
+
     def unfinished(self) -> list[OpRecord]:
         return [r for r in sorted(self.ops.values(), key=lambda r: r.seq) if not r.finished]
 

@@ -666,6 +666,18 @@ def _check_recorded(report: Report, recorded: Any, leak: Any) -> None:
                               "no embedding model); re-run the scan")
 
 
+def _as_recorded(group: Group, decision: KeepDecision, kept: tuple[str, ...]) -> KeepDecision:
+    """``decision`` with the keep list a journal recorded for ``group`` (when it names
+    members of the group, and differs)."""
+    paths = set(group.paths)
+    if set(kept) == set(decision.keep) or not kept or not set(kept) <= paths:
+        return decision
+    return KeepDecision(group=group.id, keep=kept,
+                        remove=tuple(sorted(paths.difference(kept))),
+                        protected=tuple(p for p in kept if p in decision.protected),
+                        reason="kept by the run this journal records")
+
+
 def _edited_keep(group: Group, decision: KeepDecision) -> str | None:
     """Why the report's own keep list of ``group`` cannot be followed, or None.
 
@@ -954,8 +966,10 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                           "combined with keep rule 'none'; use 'move' or 'delete'")
 
     done: set[str] = set()
+    journal_keeps: dict[int, tuple[str, ...]] = {}
     if journal is not None and os.path.exists(journal):
-        done = journal_of(journal, source).done_paths(action)
+        record = journal_of(journal, source)
+        done, journal_keeps = record.done_paths(action), record.kept_lists(action)
 
     by_id = {g.id: g for g in report.groups}
     # Each folder's sidecars by name, listed once, for the sidecar notes.
@@ -997,6 +1011,11 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             return "is kept by the folder rules (no remove rule covers it)"
         return None
 
+    # A group the interrupted run already acted on keeps what that run kept: deciding again
+    # reads the headers of files it moved away (gone from their place, they say nothing)
+    # and could pick one of those, and the group was skipped for good.
+    chosen = [(g, _as_recorded(g, d, journal_keeps[g.id]) if g.id in journal_keeps else d)
+              for g, d in chosen]
     for g, _ in chosen:
         for m in g.members:
             _check_member(report, g, m.record, roots, real_roots)
