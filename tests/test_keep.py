@@ -729,3 +729,20 @@ def test_smeared_bar_edges_do_not_chain_into_a_smaller_picture():
     sizes = {k: ((s, s), frame) for k, s in (("a", 100), ("b", 98), ("c", 96), ("d", 94))}
     assert _smear_free(sizes) == {"a": (100, 100), "b": (100, 100), "c": (96, 96),
                                   "d": (96, 96)}
+
+
+def test_the_reason_names_what_beat_the_runner_up(tmp_path, photo):
+    # Review: the reason was the first signal that told the keeper from any member: a
+    # lossless file kept over the camera JPEG by its encoding read "its name marks no copy",
+    # which only set a third member (named _web) apart.
+    exif = _camera_exif("2024:06:01 10:00:00")
+    lossless, jpeg = tmp_path / "IMG_5.png", tmp_path / "IMG_5.jpg"
+    web = tmp_path / "IMG_5_web.jpg"
+    photo.save(lossless, exif=exif)
+    photo.save(jpeg, quality=92, exif=exif)
+    photo.save(web, quality=92, exif=exif)
+    for p in (lossless, jpeg, web):
+        os.utime(p, ns=(10**18, 10**18))
+    decision = decide(jpeg, web, lossless)
+    assert decision.keep == (str(lossless),)
+    assert decision.reason.startswith("best encoding"), decision.reason

@@ -586,6 +586,9 @@ def test_a_bad_file_reached_through_overlapping_roots_is_reported_once(tmp_path,
         assert sorted((os.path.basename(p.path), p.error) for p in result.errors) == [
             ("broken.jpg", "broken-symlink"), ("pipe.jpg", "not-a-regular-file")]
         assert result.stats["errors"] == 2 and len(result.records) == 1
+    # A folder given twice is one root (the report listed it twice, so did the journal).
+    result = lookalike.scan([folder, folder / "pipe.jpg", f"{folder}/", folder], workers=1)
+    assert result.roots == [str(folder), str(folder / "pipe.jpg")]
 
 
 def test_a_file_swapped_between_hashing_and_digesting_is_changed_not_digested(

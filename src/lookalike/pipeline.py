@@ -181,7 +181,8 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
             name_column=name_column, storage_options=options,
             follow_symlinks=config.follow_symlinks, stat_listed=engine == "local",
             executor=pool.executor, reporter=reporter)
-        roots = [p if is_url(p) else os.path.abspath(p) for p in targets]
+        # Each once (a folder given twice is one root: one quarantine folder, one line).
+        roots = list(dict.fromkeys(p if is_url(p) else os.path.abspath(p) for p in targets))
         if files_from is not None:
             roots.append(files_from)
         t_walk = time.perf_counter()

@@ -666,9 +666,12 @@ class KeepPolicy:
 
     def _why(self, first: tuple[Any, ...], others: Sequence[tuple[Any, ...]]) -> str:
         """Why the member keyed ``first`` was kept over the members keyed ``others`` (best
-        first): the first rule (or signal of the ``original`` rule) that tells it from one
-        of them, and whether the best of them then tied it on every rule. Against the
-        runner-up alone, a rule that removed every other member read "first by path"."""
+        first): the first rule (or signal of the ``original`` rule) that tells it from the
+        runner-up; when that one ties it on every rule, the first that tells it from any of
+        them, then "first by path" (else a rule that removed every other member read "first
+        by path"; and the first rule that told it from any member named the wrong one: a
+        HEIC kept over its camera JPEG by encoding read "its name marks no copy", which only
+        set a third member, named ``_web``, apart)."""
         if not others:  # the others were joined by embeddings
             return "the only member hashes matched"
 
@@ -686,11 +689,13 @@ class KeepPolicy:
         mine = said(first)
         theirs = [said(o) for o in others]
         why = next((word for k, (word, value) in enumerate(mine)
+                    if theirs[0][k][1] != value), None)
+        if why is not None:
+            return why
+        why = next((word for k, (word, value) in enumerate(mine)
                     if any(t[k][1] != value for t in theirs)), None)
-        if why is None or others[0] == first:
-            tie = "first by path (the rules find no difference)"
-            return tie if why is None else f"{why}; then {tie}"
-        return why
+        tie = "first by path (the rules find no difference)"
+        return tie if why is None else f"{why}; then {tie}"
 
     def decide(self, group: Group, facts: KeepFacts | None = None) -> KeepDecision:
         """Choose the keepers of ``group``. Never leaves a group empty unless the rule is
