@@ -746,3 +746,16 @@ def test_the_reason_names_what_beat_the_runner_up(tmp_path, photo):
     decision = decide(jpeg, web, lossless)
     assert decision.keep == (str(lossless),)
     assert decision.reason.startswith("best encoding"), decision.reason
+
+
+def test_a_padded_copy_is_not_its_originals_representative(tmp_path, photo):
+    # Without --embed the padded copy, with the most pixels, was the group's first member,
+    # so the report gave the original the distance_as_is of a "padded copy".
+    from lookalike.report.schema import group_to_dict
+
+    original, padded = _padded_pair(tmp_path / "pair", photo)
+    (group,) = lookalike.scan(tmp_path / "pair", workers=1).groups
+    assert group.representative == str(original)
+    members = {m["path"]: m for m in group_to_dict(group)["members"]}
+    assert "distance_as_is" not in members[str(original)]
+    assert members[str(padded)].get("content") is not None

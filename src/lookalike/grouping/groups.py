@@ -31,9 +31,14 @@ __all__ = ["GroupMode", "assemble_groups", "build_groups", "cluster_records", "g
 GroupMode = Literal["components", "star"]
 
 
-def _quality_key(rec: ImageRecord) -> tuple[int, int, str]:
-    # The copy a user most likely wants to keep comes first: most pixels, then largest file.
-    return (-rec.pixels, -rec.size_bytes, rec.path)
+def _quality_key(rec: ImageRecord) -> tuple[int, bool, int, str]:
+    # The copy a user most likely wants to keep comes first: most pixels shown (inside flat
+    # bars, where its hash found some: a padded copy is no larger picture, and as the
+    # representative it made its original read "padded copy" on the review page), then one
+    # without bars, then the largest file.
+    content = rec.facts.content if rec.facts is not None else None
+    shown = content[0] * content[1] if content else rec.pixels
+    return (-shown, content is not None, -rec.size_bytes, rec.path)
 
 
 def segment_rows(records: Sequence[ImageRecord]) -> tuple[list[int], list[int]]:
@@ -272,7 +277,8 @@ def build_groups(records: Sequence[ImageRecord], max_distance: int,
     """Group ``records`` whose hashes are within ``max_distance`` bits.
 
     Returns groups of two or more members, largest first (ties: first path), numbered from 1.
-    In each group the representative comes first (most pixels, then largest file, then path),
+    In each group the representative comes first (most pixels inside any flat bars, then
+    without bars, then largest file, then path),
     then members by distance and path. Records with the same file digest have the same
     hash, so exact duplicates always land in one group.
 
@@ -297,7 +303,7 @@ def cluster_records(recs: Sequence[ImageRecord], max_distance: int,
     if mode == "components":
         clusters = graph.components()
 
-        def quality(i: int) -> tuple[int, int, str]:
+        def quality(i: int) -> tuple[int, bool, int, str]:
             return _quality_key(recs[i])
 
         # With embedding links the representative comes from the cluster's largest hash
