@@ -318,3 +318,64 @@ def test_a_skip_reason_is_reported_even_when_the_decisions_keep_nothing(tmp_path
     assert p.operations == ()
     assert [s.group for s in p.skipped] == [group["id"]]
     assert "protected folder" in p.skipped[0].reason
+
+
+def _burst_and_copy(tmp_path, scene):
+    """Two shots of a burst (different pictures the policy keeps both of) and a byte copy
+    of the first; the report and the four paths."""
+    import shutil
+
+    from conftest import save_burst
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    f0, f1 = save_burst(scene(3, (200, 150)), root)
+    copy = root / "IMG_0_copy.JPG"
+    shutil.copyfile(f0, copy)
+    for k, p in enumerate((f0, f1, copy)):
+        os.utime(p, ns=(1_600_000_000_000_000_000 + k,) * 2)
+    report = tmp_path / "r.json"
+    lookalike.write_report(lookalike.scan(root, method="phash", threshold=6, workers=1),
+                           report)
+    return report, str(f0), str(f1), str(copy)
+
+
+def _decisions_file(path, report, groups):
+    from lookalike.report.schema import DECISIONS_KIND, DECISIONS_SCHEMA_VERSION
+
+    path.write_text(json.dumps({
+        "kind": DECISIONS_KIND, "schema_version": DECISIONS_SCHEMA_VERSION,
+        "report_path": str(report), "report_created": json.loads(report.read_text())["created"],
+        "groups": groups}))
+    return path
+
+
+@pytest.mark.parametrize("resumed_with", ["decisions", "policy", "edited journal"])
+def test_a_resume_never_removes_what_it_is_asked_to_keep(tmp_path, scene, resumed_with):
+    # Review: a resumed group kept only the journal's recorded keepers and removed every
+    # other member: another shot of a burst that new decisions (or the policy) keep was
+    # deleted. Recorded keepers are now added to what the plan keeps, never the reverse.
+    report, f0, f1, copy = _burst_and_copy(tmp_path, scene)
+    (g,) = plan(report, action="delete").groups
+    assert set(g.keep) == {f0, f1} and g.operations[0].path == copy
+    rules = json.loads(report.read_text())["keep_policy"]["rules"]
+    j = tmp_path / "j.jsonl"
+    if resumed_with == "edited journal":
+        assert apply(plan(report, action="delete", keep=rules), journal=j).ok
+        events = [json.loads(line) for line in j.read_text().splitlines()]
+        for e in events:
+            if "kept" in e:
+                e["kept"] = [f0]  # the other shot left out by hand
+        j.write_text("".join(json.dumps(e) + "\n" for e in events))
+    else:  # a first run whose decisions kept one shot only and left the other undecided
+        first = _decisions_file(tmp_path / "d1.json", report,
+                                [{"id": g.group, "keep": [f0], "remove": [copy]}])
+        assert apply(plan(first, action="delete", journal=j), journal=j).ok
+    source = (_decisions_file(tmp_path / "d2.json", report,
+                              [{"id": g.group, "keep": [f0, f1], "remove": [copy]}])
+              if resumed_with == "decisions" else report)
+    again = plan(source, action="delete", keep=None if resumed_with == "decisions" else rules,
+                 journal=j)
+    assert f1 not in [op.path for op in again.operations], render_plan(again)
+    apply(again, journal=j)
+    assert os.path.exists(f0) and os.path.exists(f1)

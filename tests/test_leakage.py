@@ -473,3 +473,13 @@ def test_a_reference_scanned_inside_another_root_says_so(tmp_path, scene):
     result = lookalike.scan([tmp_path], workers=1)
     with pytest.raises(ConfigError, match=r"scanned inside .*scan each split as its own path"):
         find_leakage(result, [tmp_path / "train"])
+
+
+def test_a_set_named_twice_is_one_set_and_one_named_both_ways_is_refused(tmp_path):
+    # Review: `scan A B A --reference A` said "the sets A and A overlap".
+    for name in ("train", "test"):
+        (tmp_path / name).mkdir()
+    train, test = str(tmp_path / "train"), str(tmp_path / "test")
+    assert check_sets([train, train], [test, test, f"{test}/"]) == ([train], [test])
+    with pytest.raises(ConfigError, match="as a reference set and as a set to check"):
+        check_sets([train], [test, train])

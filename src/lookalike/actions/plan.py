@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -666,15 +666,20 @@ def _check_recorded(report: Report, recorded: Any, leak: Any) -> None:
                               "no embedding model); re-run the scan")
 
 
-def _as_recorded(group: Group, decision: KeepDecision, kept: tuple[str, ...]) -> KeepDecision:
-    """``decision`` with the keep list a journal recorded for ``group`` (when it names
-    members of the group, and differs)."""
-    paths = set(group.paths)
-    if set(kept) == set(decision.keep) or not kept or not set(kept) <= paths:
+def _as_recorded(group: Group, decision: KeepDecision, kept: tuple[str, ...],
+                 done: Collection[str]) -> KeepDecision:
+    """``decision`` with the keep list a journal recorded for ``group`` added (when it names
+    members of the group, and differs): what that run kept stays, and so does everything
+    ``decision`` keeps but what that run already acted on (``done``): a decisions file's
+    keepers, other shots, members only embeddings joined. Only the recorded keepers are
+    taken off the remove list; nothing is ever added to it."""
+    kept = tuple(dict.fromkeys(kept))
+    if not kept or set(kept) == set(decision.keep) or not set(kept) <= set(group.paths):
         return decision
-    return KeepDecision(group=group.id, keep=kept,
-                        remove=tuple(sorted(paths.difference(kept))),
-                        protected=tuple(p for p in kept if p in decision.protected),
+    keep = (*kept, *(k for k in decision.keep if k not in kept and k not in done))
+    return KeepDecision(group=group.id, keep=keep,
+                        remove=tuple(p for p in decision.remove if p not in keep),
+                        protected=tuple(p for p in keep if p in decision.protected),
                         reason="kept by the run this journal records")
 
 
@@ -1014,8 +1019,8 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     # A group the interrupted run already acted on keeps what that run kept: deciding again
     # reads the headers of files it moved away (gone from their place, they say nothing)
     # and could pick one of those, and the group was skipped for good.
-    chosen = [(g, _as_recorded(g, d, journal_keeps[g.id]) if g.id in journal_keeps else d)
-              for g, d in chosen]
+    chosen = [(g, _as_recorded(g, d, journal_keeps[g.id], done) if g.id in journal_keeps
+               else d) for g, d in chosen]
     for g, _ in chosen:
         for m in g.members:
             _check_member(report, g, m.record, roots, real_roots)

@@ -165,8 +165,13 @@ def check_sets(reference: Iterable[str | os.PathLike[str]],
         ConfigError: no reference, no other set, or two sets that overlap (one inside the
             other), which would make "which split is this file in" ambiguous.
     """
-    ref = [os.path.abspath(p) for p in named_paths(reference)]
-    rest = [os.path.abspath(p) for p in named_paths(others)]
+    # A folder named twice is one set (as a scan takes it), not two that overlap.
+    ref = list(dict.fromkeys(os.path.abspath(p) for p in named_paths(reference)))
+    rest = list(dict.fromkeys(os.path.abspath(p) for p in named_paths(others)))
+    both_ways = next((p for p in rest if p in ref), None)
+    if both_ways is not None:
+        raise ConfigError(f"{both_ways} is given as a reference set and as a set to check; "
+                          "name it once")
     if not ref:
         raise ConfigError("leakage mode needs at least one reference set (e.g. train/)")
     if not rest:

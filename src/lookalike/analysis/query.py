@@ -342,7 +342,10 @@ def _stored_records(cache: HashCache, config: ScanConfig, under: str | None
     by_path = _union(cache, config, usable, under)
     if fill:
         extra = _union(cache, dataclasses.replace(config, decode="fast"), fill, under)
-        extra = {p: r for p, r in extra.items() if p not in by_path}
+        # A file's full-decode row wins, unless it is stale and the fast one describes the
+        # file as it is now (a fast scan after the file changed).
+        extra = {p: r for p, r in extra.items() if p not in by_path or (
+            not _unchanged(by_path[p]) and _unchanged(r) and not may_be_reduced(r))}
         # A row of a file gone or changed since (the cache keeps them) cannot match
         # anything: left out, not a reason to refuse (a full-decode scan of the
         # collection, as the message asks, would not have removed it).
