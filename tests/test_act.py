@@ -1413,3 +1413,36 @@ def test_a_resume_finishes_each_group_with_the_keeper_the_interrupted_run_chose(
         assert not os.path.lexists(op.path) and Path(op.dst).exists()
     # A group it had not touched follows the resumed policy.
     assert str(root / "sub" / "x3.png") in after and str(root / "x.png") not in after
+
+
+def test_a_resume_without_the_first_runs_keep_option_finishes(library, tmp_path):
+    # Final review: a first run given --keep, resumed without it (the report's policy): the
+    # journal's keepers made the keep list differ from the report's, and the group was
+    # skipped as "the report's keep list was edited".
+    from lookalike.actions import apply as act
+
+    _, report = library
+    journal = tmp_path / "j.jsonl"
+    first = make_plan("move", report, tmp_path, keep="newest")
+    started: list[str] = []
+
+    def hook(step: str) -> None:
+        if step == "intent":
+            started.append(step)
+            if len(started) == 2:
+                raise RuntimeError("stopped")
+
+    act._crash_hook = hook
+    try:
+        with pytest.raises(RuntimeError):
+            apply(first, journal=journal)
+    finally:
+        act._crash_hook = None
+    done = first.operations[0]
+    group = next(g for g in first.groups if done in g.operations)
+    again = make_plan("move", report, tmp_path, journal=journal)
+    assert not again.skipped, again.skipped
+    assert apply(again, journal=journal).ok
+    for keeper in group.keep:
+        assert os.path.exists(keeper)
+    assert not any(os.path.lexists(op.path) for op in group.operations)

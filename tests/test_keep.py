@@ -718,12 +718,14 @@ def test_a_lossy_copys_smeared_bar_edge_does_not_beat_its_lossless_original(tmp_
     assert content["b.png"] is not None and content["a.jpg"] is not None
     decision = KeepPolicy().decide_all(result.groups).decisions[group.id]
     assert decision.keep == (str(folder / "b.png"),), (content, decision.reason)
+    # Nor is it the representative (the original then read "flipped, turned or trimmed").
+    assert group.representative == str(folder / "b.png"), content
 
 
 def test_smeared_bar_edges_do_not_chain_into_a_smaller_picture():
     # Review: each box took a larger one's size within 2 px of that one's own box, so 2 px
     # steps added up (94 px taken as 100). Now within 2 px of a size as taken.
-    from lookalike.grouping.keep import _smear_free
+    from lookalike.imaging.facts import smear_free as _smear_free
 
     frame = (120, 120)
     sizes = {k: ((s, s), frame) for k, s in (("a", 100), ("b", 98), ("c", 96), ("d", 94))}

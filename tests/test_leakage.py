@@ -458,7 +458,8 @@ def test_an_empty_set_is_said_not_passed_off_as_no_leakage(runner, splits, tmp_p
         res = runner.invoke(cli, ["scan", *argv, *PIN, "-t", str(THRESHOLD), "-j", "1",
                                   "--no-cache"])
         assert res.exit_code == 0, res.output
-        assert f"warning: empty ({empty}) holds no images: nothing was compared" in res.output
+        assert f"warning: empty ({empty}) holds no readable images: nothing was compared" in \
+            res.output
         assert "0 of 0 images" not in res.output
     res = runner.invoke(cli, ["scan", "--reference", str(train), str(test), *PIN, "-t",
                               str(THRESHOLD), "-j", "1", "--no-cache"])

@@ -1103,9 +1103,10 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                        for p in sorted(set(involved)))
         reason = reason or next((r for r in map(_state_problem, states) if r), None)
         if reason is None and keep is None and decisions is None and not rules \
-                and not protect_dirs:
+                and not protect_dirs and g.id not in journal_keeps:
             # After the files' states: a kept file changed since the scan (its header read
-            # again) is that, not an edit of the report.
+            # again) is that, not an edit of the report. Not for a group the journal acted
+            # on: it keeps what that run kept too (perhaps given another policy).
             reason = _edited_keep(g, decision)
         if reason:
             skipped.append(SkippedGroup(group=g.id, reason=reason))

@@ -586,7 +586,8 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     if len(sampled) < 2:
         raise PartialFailure(
             f"calibration needs at least 2 readable images; {len(sampled)} of the "
-            f"{len(entries)} sampled could be read")
+            f"{len(entries)} sampled could be read"
+            + (f"; sample more of the {found:,} files found" if found > len(entries) else ""))
     # The images there are: files that cannot be read are none (the sample's share of
     # them taken as the folder's; exact when the sample is every file). Counting them
     # made a sample of every readable image look partial ("sample more images").

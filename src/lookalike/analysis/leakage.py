@@ -125,8 +125,8 @@ class Leakage:
                              f"duplicate in the reference")
         # An empty set (a split not filled yet, a mistyped folder) compares nothing: that
         # is no pass.
-        lines += [f"  warning: {s.name} ({shown(s.root)}) holds no images: nothing was "
-                  "compared with it" for s in self.sets if not s.images]
+        lines += [f"  warning: {s.name} ({shown(s.root)}) holds no readable images: nothing "
+                  "was compared with it" for s in self.sets if not s.images]
         for lk in self.leaks if max_items is None else self.leaks[:max_items]:
             best = lk.matches[0]
             more = f" (+{len(lk.matches) - 1} more)" if len(lk.matches) > 1 else ""

@@ -21,6 +21,7 @@ from operator import attrgetter
 from typing import Any, Literal
 
 from lookalike.grouping.edges import Edges, record_edges
+from lookalike.imaging.facts import smear_free
 from lookalike.model import Group, ImageRecord, Member
 
 # NumPy and the index load only where a search runs (lookalike.grouping.edges).
@@ -31,14 +32,20 @@ __all__ = ["GroupMode", "assemble_groups", "build_groups", "cluster_records", "g
 GroupMode = Literal["components", "star"]
 
 
-def _quality_key(rec: ImageRecord) -> tuple[int, bool, int, str]:
-    # The copy a user most likely wants to keep comes first: most pixels shown (inside flat
-    # bars, where its hash found some: a padded copy is no larger picture, and as the
+def _shown(rec: ImageRecord) -> tuple[int, int]:
+    """The size of the picture ``rec`` shows: inside flat bars, where its hash found some."""
+    content = rec.facts.content if rec.facts is not None else None
+    return content or (rec.width, rec.height)
+
+
+def _quality_key(rec: ImageRecord, shown: tuple[int, int] | None = None
+                 ) -> tuple[int, bool, int, str]:
+    # The copy a user most likely wants to keep comes first: most pixels shown (``shown``,
+    # else inside its flat bars: a padded copy is no larger picture, and as the
     # representative it made its original read "padded copy" on the review page), then one
     # without bars, then the largest file.
-    content = rec.facts.content if rec.facts is not None else None
-    shown = content[0] * content[1] if content else rec.pixels
-    return (-shown, content is not None, -rec.size_bytes, rec.path)
+    w, h = shown or _shown(rec)
+    return (-w * h, _shown(rec) != (rec.width, rec.height), -rec.size_bytes, rec.path)
 
 
 def segment_rows(records: Sequence[ImageRecord]) -> tuple[list[int], list[int]]:
@@ -304,7 +311,7 @@ def cluster_records(recs: Sequence[ImageRecord], max_distance: int,
         clusters = graph.components()
 
         def quality(i: int) -> tuple[int, bool, int, str]:
-            return _quality_key(recs[i])
+            return _quality_key(recs[i], shown[i])
 
         # With embedding links the representative comes from the cluster's largest hash
         # part (the original and its re-encodes, usually; of equal parts the one holding the
@@ -312,6 +319,10 @@ def cluster_records(recs: Sequence[ImageRecord], max_distance: int,
         # the keep policy chooses within the representative's part and keeps the members
         # embeddings joined (lookalike.grouping.keep).
         linked = graph.linked()
+        # Where encoders smeared the bars' edge, as the keep policy takes it (a same-size
+        # JPEG re-encode of a picture on a white ground shows a row more picture).
+        shown = {i: size for c in clusters for i, size in smear_free(
+            {i: (_shown(recs[i]), (recs[i].width, recs[i].height)) for i in c}).items()}
         reps = [min(max(_hash_parts(graph, sorted(c, key=quality)), key=len)
                     if not linked.isdisjoint(c) else c, key=quality) for c in clusters]
     elif mode == "star":

@@ -104,6 +104,7 @@ from lookalike.imaging.facts import (
     MULTI_FRAME_FORMATS,
     FileFacts,
     read_file_facts,
+    smear_free,
 )
 from lookalike.inputs.walk import RAW_SUFFIXES
 from lookalike.model import Group, ImageRecord
@@ -246,37 +247,6 @@ def _shown(rec: ImageRecord, facts: KeepFacts) -> tuple[int, int]:
                                                                           rec.height)
 
 
-#: Pixels per side by which a lossy encoder moves the edge of flat bars (ringing next to
-#: the picture): a JPEG re-encode of a 64 px emoji on a white ground showed one column more
-#: picture than its PNG original, 1.7% more pixels, and won by resolution.
-BAR_SMEAR = 2
-
-
-def _smear_free(sizes: Mapping[str, tuple[tuple[int, int], tuple[int, int]]]
-                ) -> dict[str, tuple[int, int]]:
-    """Each member's shown size (``path -> (shown, frame)``), a picture inside bars taken
-    as large as a larger member's within :data:`BAR_SMEAR` pixels per side of it when both
-    files are the same size (one picture re-encoded: where its bars end is no better or
-    worse picture). Members without bars keep theirs (two pixels fewer there are a crop or
-    a resize), and so do files of other sizes: a copy padded onto a larger canvas shows a
-    row or two less picture where its bars swallowed the picture's dark edge (on the
-    accuracy set's pairs, 19 of 79 padded PNG copies of JPEG originals won when taken as
-    large: the PNG's encoding decides next, before the bars)."""
-    order = sorted(sizes, key=lambda p: -sizes[p][0][0] * sizes[p][0][1])
-    out: dict[str, tuple[int, int]] = {}
-    for k, path in enumerate(order):
-        size, frame = sizes[path]
-        out[path] = size
-        for bigger in order[:k]:
-            other, other_frame = out[bigger], sizes[bigger][1]  # as taken: no chains of steps
-            if (frame == other_frame and (size != frame or other != other_frame)
-                    and abs(size[0] - other[0]) <= BAR_SMEAR
-                    and abs(size[1] - other[1]) <= BAR_SMEAR):
-                out[path] = other
-                break
-    return out
-
-
 def _aspect(size: tuple[int, int]) -> float:
     """Long side over short side (a 90-degree turn keeps it); 0 for an empty image."""
     short = min(size)
@@ -332,7 +302,7 @@ def _original_key(records: Sequence[ImageRecord], facts: KeepFacts
     :data:`ORIGINAL_SIGNALS`, lower is better."""
     copies = _copy_names(records)
     bars = {r.path: _shown(r, facts) != (r.width, r.height) for r in records}
-    shown = _smear_free({r.path: (_shown(r, facts), (r.width, r.height)) for r in records})
+    shown = smear_free({r.path: (_shown(r, facts), (r.width, r.height)) for r in records})
     aspect = _common_aspect(list(shown.values()))
     centre = _centre_distances(records)
     empty = FileFacts()

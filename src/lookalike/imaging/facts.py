@@ -17,17 +17,17 @@ import io
 import os
 import re
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from functools import lru_cache
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from lookalike.model import FileFacts
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["LOSSLESS_FORMATS", "MULTI_FRAME_FORMATS", "FileFacts", "bytes_facts", "image_facts",
-           "jpeg_quality", "read_file_facts"]
+__all__ = ["BAR_SMEAR", "LOSSLESS_FORMATS", "MULTI_FRAME_FORMATS", "FileFacts", "bytes_facts",
+           "image_facts", "jpeg_quality", "read_file_facts", "smear_free"]
 
 #: Pillow format names whose pixels are stored exactly (a WebP file may be either:
 #: :attr:`FileFacts.lossless` tells by its bitstream). GIF is left out on purpose: it is
@@ -251,3 +251,42 @@ def read_file_facts(path: str) -> FileFacts:
             return _stream_facts(fh)
         except OSError:  # a read error
             return FileFacts()
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+#: Pixels per side by which a lossy encoder moves the edge of flat bars (ringing next to
+#: the picture): a JPEG re-encode of a 64 px emoji on a white ground showed one column more
+#: picture than its PNG original, 1.7% more pixels, and won by resolution.
+BAR_SMEAR = 2
+
+
+def smear_free(sizes: Mapping[K, tuple[tuple[int, int], tuple[int, int]]]
+               ) -> dict[K, tuple[int, int]]:
+    """The size each of a group's pictures shows, where its encoder smeared its bars'
+    edge: ``sizes`` maps each to (the size inside its flat bars, its file's size); a
+    picture inside bars is taken as large as a larger one of the same file size within
+    :data:`BAR_SMEAR` pixels per side of that one's size as taken (one picture
+    re-encoded: where its bars end is no better or worse picture; as taken, so steps do
+    not chain). Pictures without bars keep theirs (two pixels fewer there are a crop or a
+    resize), and so do those in files of other sizes: a copy padded onto a larger canvas
+    shows a row or two less picture where its bars swallowed the picture's dark edge (on
+    the accuracy set's pairs, 19 of 79 padded PNG copies of JPEG originals won the keep
+    policy when taken as large). Linear: each looks up the sizes within reach, not every
+    larger picture (a group of 20k one-size copies)."""
+    order = sorted(sizes, key=lambda k: -sizes[k][0][0] * sizes[k][0][1])
+    taken: dict[tuple[tuple[int, int], tuple[int, int]], None] = {}  # (frame, size as taken)
+    out: dict[K, tuple[int, int]] = {}
+    reach = range(-BAR_SMEAR, BAR_SMEAR + 1)
+    for key in order:
+        (w, h), frame = sizes[key]
+        size = (w, h)
+        if size != frame:  # bars: the largest size as taken within reach, if any
+            near = [(w + dw, h + dh) for dw in reach for dh in reach
+                    if (frame, (w + dw, h + dh)) in taken]
+            if near:
+                size = max(near, key=lambda s: (s[0] * s[1], s))
+        out[key] = size
+        taken[(frame, size)] = None
+    return out
