@@ -1446,3 +1446,17 @@ def test_a_resume_without_the_first_runs_keep_option_finishes(library, tmp_path)
     for keeper in group.keep:
         assert os.path.exists(keeper)
     assert not any(os.path.lexists(op.path) for op in group.operations)
+
+
+def test_the_journal_records_each_groups_keep_list_once(library, tmp_path):
+    # Scale review: every op recorded its group's whole keep list (a group of 2,000
+    # keepers and 2,000 ops made a 173 MB journal and a 792 MB resume).
+    journal = tmp_path / "j.jsonl"
+    p = make_plan("move", report=library[1], tmp_path=tmp_path)
+    assert apply(p, journal=journal).ok
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    kept = [e for e in events if "kept" in e]
+    assert sorted(e["group"] for e in kept) == sorted(g.group for g in p.groups)
+    assert all(e["kept"] == list(g.keep) for e in kept for g in p.groups
+               if g.group == e["group"])
+    assert len([e for e in events if e.get("event") == "intent"]) > len(kept)

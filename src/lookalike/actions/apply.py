@@ -1012,9 +1012,10 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
     fields: dict[str, Any] = {
         "action": op.action, "group": op.group, "path": op.path, "size": op.size_bytes,
         "mtime_ns": op.mtime_ns, "digest": op.digest, "dev": st.st_dev, "ino": st.st_ino,
-        "kept": list(kept),  # the group's keep list: a resumed run keeps the same
         **_paths(j, seq, op.action, op.path, op.dst),
     }
+    if op.group not in j.kept_recorded:  # the group's keep list, once: a resume keeps it
+        fields["kept"] = list(kept)
     if op.action in ("hardlink", "symlink"):
         assert op.keeper is not None  # a kept file (_group_refusal), checked just above
         was = kept[op.keeper]
@@ -1041,8 +1042,10 @@ def _relinked(op: Operation, kept: dict[str, os.stat_result]) -> None:
         return
     ident = _ident(kept[ref])
     for path, was in kept.items():
+        if _ident(was) != ident:  # another kept file: its state did not move
+            continue
         now = _lstat(path)
-        if (now is not None and _ident(was) == ident and _ident(now) == ident
+        if (now is not None and _ident(now) == ident
                 and (now.st_size, now.st_mtime_ns) == (was.st_size, was.st_mtime_ns)):
             kept[path] = now
 

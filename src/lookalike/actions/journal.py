@@ -134,6 +134,9 @@ class Journal:
         self.header = header
         self.ops = ops
         self._fd = fd
+        #: Groups whose keep list an op already records (once per group: a group of
+        #: thousands of keepers and operations made a journal of hundreds of megabytes).
+        self.kept_recorded = {r.intent.get("group") for r in ops.values() if "kept" in r.intent}
 
     @property
     def backup_dir(self) -> str:
@@ -277,6 +280,8 @@ class Journal:
         self._write(ev)
         rec = OpRecord(seq, ev)
         self.ops[seq] = rec
+        if "kept" in fields:
+            self.kept_recorded.add(fields.get("group"))
         return rec
 
     def mark(self, rec: OpRecord, status: str, error: str | None = None) -> None:
@@ -300,16 +305,22 @@ class Journal:
                 if r.status == "done" and (action is None or r.action == action)}
 
     def kept_lists(self, action: str | None = None) -> dict[int, tuple[str, ...]]:
-        """The keep list of each group that a finished op (of ``action``) acted on, as that
-        run decided it (ops journaled before it was recorded have none)."""
-        out: dict[int, tuple[str, ...]] = {}
+        """The keep list of each group that a finished op (of ``action``) acted on, as the
+        run decided it (recorded by the group's first op; journals before that have
+        none)."""
+        kept_of: dict[int, tuple[str, ...]] = {}
+        acted: set[int] = set()
         for r in sorted(self.ops.values(), key=lambda r: r.seq):
+            if action is not None and r.action != action:
+                continue
             kept, group = r.intent.get("kept"), r.intent.get("group")
-            if (r.status == "done" and (action is None or r.action == action)
-                    and isinstance(group, int) and isinstance(kept, list)
-                    and all(isinstance(k, str) for k in kept)):
-                out.setdefault(group, tuple(kept))
-        return out
+            if not isinstance(group, int):
+                continue
+            if isinstance(kept, list) and all(isinstance(k, str) for k in kept):
+                kept_of.setdefault(group, tuple(kept))
+            if r.status == "done":
+                acted.add(group)
+        return {g: k for g, k in kept_of.items() if g in acted}
 
     def unfinished(self) -> list[OpRecord]:
         return [r for r in sorted(self.ops.values(), key=lambda r: r.seq) if not r.finished]

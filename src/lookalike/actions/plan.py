@@ -676,10 +676,12 @@ def _as_recorded(group: Group, decision: KeepDecision, kept: tuple[str, ...],
     kept = tuple(dict.fromkeys(kept))
     if not kept or set(kept) == set(decision.keep) or not set(kept) <= set(group.paths):
         return decision
-    keep = (*kept, *(k for k in decision.keep if k not in kept and k not in done))
+    recorded = set(kept)
+    keep = (*kept, *(k for k in decision.keep if k not in recorded and k not in done))
+    kept_now, protected = set(keep), set(decision.protected)
     return KeepDecision(group=group.id, keep=keep,
-                        remove=tuple(p for p in decision.remove if p not in keep),
-                        protected=tuple(p for p in keep if p in decision.protected),
+                        remove=tuple(p for p in decision.remove if p not in kept_now),
+                        protected=tuple(p for p in keep if p in protected),
                         reason="kept by the run this journal records")
 
 
