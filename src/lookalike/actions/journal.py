@@ -134,9 +134,12 @@ class Journal:
         self.header = header
         self.ops = ops
         self._fd = fd
-        #: Groups whose keep list an op already records (once per group: a group of
-        #: thousands of keepers and operations made a journal of hundreds of megabytes).
-        self.kept_recorded = {r.intent.get("group") for r in ops.values() if "kept" in r.intent}
+        #: Groups whose keep list a done op records (recorded until one is done, not by
+        #: every op: a group of thousands of keepers and operations made a journal of
+        #: hundreds of megabytes; not by an op rolled back or undone, whose run did not act).
+        self.kept_recorded = {g for r in ops.values()
+                              if r.status == "done" and "kept" in r.intent
+                              and isinstance(g := r.intent.get("group"), int)}
 
     @property
     def backup_dir(self) -> str:
@@ -280,8 +283,6 @@ class Journal:
         self._write(ev)
         rec = OpRecord(seq, ev)
         self.ops[seq] = rec
-        if "kept" in fields:
-            self.kept_recorded.add(fields.get("group"))
         return rec
 
     def mark(self, rec: OpRecord, status: str, error: str | None = None) -> None:
@@ -293,6 +294,9 @@ class Journal:
             ev["error"] = error
         self._write(ev)
         rec.status = status
+        group = rec.intent.get("group")
+        if status == "done" and "kept" in rec.intent and isinstance(group, int):
+            self.kept_recorded.add(group)
         rec.error = error
 
     def note(self, event: dict[str, Any]) -> None:
@@ -306,21 +310,16 @@ class Journal:
 
     def kept_lists(self, action: str | None = None) -> dict[int, tuple[str, ...]]:
         """The keep list of each group that a finished op (of ``action``) acted on, as the
-        run decided it (recorded by the group's first op; journals before that have
-        none)."""
-        kept_of: dict[int, tuple[str, ...]] = {}
-        acted: set[int] = set()
+        run that acted decided it (recorded by ops until one of the group's is done;
+        journals before that have none)."""
+        out: dict[int, tuple[str, ...]] = {}
         for r in sorted(self.ops.values(), key=lambda r: r.seq):
-            if action is not None and r.action != action:
-                continue
             kept, group = r.intent.get("kept"), r.intent.get("group")
-            if not isinstance(group, int):
-                continue
-            if isinstance(kept, list) and all(isinstance(k, str) for k in kept):
-                kept_of.setdefault(group, tuple(kept))
-            if r.status == "done":
-                acted.add(group)
-        return {g: k for g, k in kept_of.items() if g in acted}
+            if (r.status == "done" and (action is None or r.action == action)
+                    and isinstance(group, int) and isinstance(kept, list)
+                    and all(isinstance(k, str) for k in kept)):
+                out.setdefault(group, tuple(kept))
+        return out
 
     def unfinished(self) -> list[OpRecord]:
         return [r for r in sorted(self.ops.values(), key=lambda r: r.seq) if not r.finished]
