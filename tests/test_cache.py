@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 import lookalike
+from lookalike.config import ScanConfig
 from lookalike.model import FileFacts
 from lookalike.store.cache import HashCache
 
@@ -712,3 +713,18 @@ def test_resuming_a_parquet_output_over_a_warm_cache_adds_no_rows_again(tmp_path
         lookalike.scan(root, workers=1, cache=cache, parquet_out=out)
         counts.append(read_results(out, latest=False).num_rows)
     assert counts == [5, 5, 5]
+
+
+def test_records_leaves_out_rows_already_held(tmp_path, scene):
+    root = _copies_and_another(tmp_path, scene)
+    config = ScanConfig(method="phash", workers=1)  # as scan() below hashes
+    with HashCache(tmp_path / "c.sqlite") as c:
+        scan(root, c)
+        rows = list(c.records(config))
+        assert len(rows) == 2
+        a = next(r for r in rows if r.path.endswith("a.bmp"))
+        held = {a.path: (a.size_bytes, a.mtime_ns)}
+        assert [r.path for r in c.records(config, held=held)] == [
+            r.path for r in rows if r.path != a.path]
+        held[a.path] = (a.size_bytes + 1, a.mtime_ns)  # another version of it: built
+        assert len(list(c.records(config, held=held))) == len(rows)

@@ -309,14 +309,16 @@ def _union(cache: HashCache, config: ScanConfig, keys: Sequence[str], under: str
     own = frozenset(settings_key(c) for c in (config, dataclasses.replace(
         config, pixel_digest=not config.pixel_digest))) if config.embed is not None else None
     by_path: dict[str, ImageRecord] = {}
+    held: dict[str, tuple[int, int]] = {}  # rows already built, not parsed again
     for key in keys:
-        for r in cache.records(config, under=under, key=key):
+        for r in cache.records(config, under=under, key=key, held=held):
             if own is not None and key not in own and r.embedding is not None:
                 r = dataclasses.replace(r, embedding=None)
-            held = by_path.get(r.path)
-            if held is None or ((held.size_bytes, held.mtime_ns) != (r.size_bytes, r.mtime_ns)
-                                and not _unchanged(held) and _unchanged(r)):
+            had = by_path.get(r.path)
+            if had is None or ((had.size_bytes, had.mtime_ns) != (r.size_bytes, r.mtime_ns)
+                               and not _unchanged(had) and _unchanged(r)):
                 by_path[r.path] = r
+                held[r.path] = (r.size_bytes, r.mtime_ns)
     return by_path
 
 

@@ -29,7 +29,7 @@ import os
 import sqlite3
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar
@@ -427,9 +427,11 @@ class HashCache:
         return {r[0]: r for r in rows}
 
     def records(self, config: ScanConfig, under: str | None = None, *,
-                key: str | None = None) -> Iterator[ImageRecord]:
+                key: str | None = None,
+                held: Mapping[str, tuple[int, int]] | None = None) -> Iterator[ImageRecord]:
         """Every cached record for ``config`` (optionally only paths under a folder), or
-        stored under ``key`` (another :func:`settings_key` with ``config``'s hash method)."""
+        stored under ``key`` (another :func:`settings_key` with ``config``'s hash method),
+        but rows of a path ``held`` maps to their (size, mtime): not built again."""
         key = settings_key(config) if key is None else key
         sql = ("SELECT path, size, mtime_ns, width, height, format, hash, digest, pixel_digest, "
                "facts, embedding FROM files WHERE key = ? AND ok = 1")
@@ -444,6 +446,8 @@ class HashCache:
         except sqlite3.DatabaseError as exc:
             raise _damaged(self.path, exc) from None
         for r in _guarded_rows(rows, self.path):
+            if held is not None and held.get(r[0]) == (r[1], r[2]):
+                continue
             yield ImageRecord(path=r[0], size_bytes=r[1], mtime_ns=r[2], width=r[3],
                               height=r[4], format=r[5],
                               hash=Hash.from_hex(r[6], method=config.method, nbits=config.nbits),
