@@ -464,6 +464,20 @@ def test_an_empty_set_is_said_not_passed_off_as_no_leakage(runner, splits, tmp_p
     res = runner.invoke(cli, ["scan", "--reference", str(train), str(test), *PIN, "-t",
                               str(THRESHOLD), "-j", "1", "--no-cache"])
     assert "warning" not in res.output
+    # Machine formats and the page say it too (a script read a mistyped reference as
+    # "no leaks": exit 0, nothing on stderr).
+    res = runner.invoke(cli, ["scan", "--reference", str(empty), str(test), *PIN, "-t",
+                              str(THRESHOLD), "-j", "1", "--no-cache", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert "holds no readable images" in res.stderr
+    data = json.loads(res.stdout)
+    assert data["leakage"]["warnings"] == [
+        f"warning: empty ({empty}) holds no readable images: nothing was compared with it"]
+    assert "holds no readable images" in res.stderr
+    from lookalike.report.html import _leakage_lines
+    lines = _leakage_lines(data["leakage"])
+    assert any("holds no readable images" in line for line in lines)
+    assert not any("0 of 0" in line for line in lines)
 
 
 def test_a_reference_scanned_inside_another_root_says_so(tmp_path, scene):

@@ -250,6 +250,10 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
     if reference:
         leakage = find_leakage(result, reference)
         result = restrict_to_leakage(result, leakage)
+        if reporter is not None and (output is not None or html is not None
+                                     or (format or "text") != "text"):
+            for warning in leakage.warnings:  # else in the text summary on stdout
+                reporter.info(warning)
     # Every view of the scan carries the same keep decisions (made once: the keep policy may
     # read WebP headers) and the leakage section.
     policy = decide_keep(result, keep or None, leakage)

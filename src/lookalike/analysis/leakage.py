@@ -93,6 +93,13 @@ class Leakage:
         return tuple(s.root for s in self.sets if s.reference)
 
     @property
+    def warnings(self) -> tuple[str, ...]:
+        """A line for each set that holds no readable image: nothing was compared with it
+        (a split not filled yet, a mistyped folder), which is no pass."""
+        return tuple(f"warning: {s.name} ({shown(s.root)}) holds no readable images: nothing "
+                     "was compared with it" for s in self.sets if not s.images)
+
+    @property
     def purge(self) -> tuple[str, ...]:
         """Non-reference files to remove: every leaking image, in path order, but a path
         that leads into a reference set (:attr:`Leak.in_reference`)."""
@@ -113,6 +120,7 @@ class Leakage:
                                       "match": m.match, "similarity": m.similarity}
                                      for m in lk.matches]} for lk in self.leaks],
             "purge": list(self.purge),
+            "warnings": list(self.warnings),
         }
 
     def render_text(self, *, max_items: int | None = 20) -> str:
@@ -123,10 +131,7 @@ class Leakage:
             if not s.reference and s.images:
                 lines.append(f"  {s.name}: {s.leaked} of {s.images} images have a near "
                              f"duplicate in the reference")
-        # An empty set (a split not filled yet, a mistyped folder) compares nothing: that
-        # is no pass.
-        lines += [f"  warning: {s.name} ({shown(s.root)}) holds no readable images: nothing "
-                  "was compared with it" for s in self.sets if not s.images]
+        lines += [f"  {w}" for w in self.warnings]
         for lk in self.leaks if max_items is None else self.leaks[:max_items]:
             best = lk.matches[0]
             more = f" (+{len(lk.matches) - 1} more)" if len(lk.matches) > 1 else ""

@@ -602,7 +602,10 @@ def _leakage_lines(leakage: Any) -> list[str]:
              f"threshold {leakage.get('threshold', '?')} bits"]
     lines += [f"{_displayable(str(s.get('name')))}: {s.get('leaked', '?')} of "
               f"{s.get('images', '?')} images have a near duplicate in the reference"
-              for s in sets if not s.get("reference")]
+              for s in sets if not s.get("reference") and s.get("images") != 0]
+    warnings = leakage.get("warnings")
+    if isinstance(warnings, list):
+        lines += [_displayable(str(w)) for w in warnings]
     return lines
 
 
