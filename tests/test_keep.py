@@ -761,3 +761,22 @@ def test_a_padded_copy_is_not_its_originals_representative(tmp_path, photo):
     members = {m["path"]: m for m in group_to_dict(group)["members"]}
     assert "distance_as_is" not in members[str(original)]
     assert members[str(padded)].get("content") is not None
+
+
+def test_a_larger_jpeg_re_encode_is_not_its_pngs_representative(tmp_path):
+    # Review: at one size the larger file came first, and a JPEG of a small flat-coloured
+    # PNG (an icon) is often larger: the kept PNG then read "flipped, turned or trimmed".
+    from PIL import ImageDraw
+
+    icon = Image.new("RGB", (64, 64), (255, 255, 255))
+    draw = ImageDraw.Draw(icon)
+    draw.ellipse((4, 6, 50, 58), fill=(220, 40, 40))
+    draw.rectangle((30, 20, 60, 44), fill=(30, 90, 200))
+    draw.line((0, 63, 63, 0), fill=(20, 20, 20), width=3)
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    icon.save(folder / "b.png")
+    icon.save(folder / "a.jpg", quality=100)
+    assert (folder / "a.jpg").stat().st_size > (folder / "b.png").stat().st_size
+    (group,) = lookalike.scan(folder, workers=1, threshold=16).groups
+    assert group.representative == str(folder / "b.png")

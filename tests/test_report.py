@@ -462,3 +462,34 @@ def test_an_output_name_near_the_file_systems_limit_is_written(tmp_path):
     out = tmp_path / ("r" * 245 + ".json")
     write_text(out, "{}\n", "report")
     assert out.read_text() == "{}\n" and [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_a_plain_re_encode_is_not_called_flipped_turned_or_trimmed(photos):
+    # Review: distance_as_is compared the plain segments only, so a re-encode whose best
+    # match came through another orientation, both turned alike, read "flipped, turned or
+    # trimmed" on the review page. A mirrored copy still does.
+    import io
+
+    from PIL import Image, ImageOps
+
+    from lookalike.imaging.decode import decode_bytes
+    from lookalike.imaging.hashes import get_method
+    from lookalike.report.schema import _distance_as_is
+
+    method = get_method("dhash-z")
+
+    def hashed(img, quality):
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=quality)
+        return method.hash(decode_bytes(buf.getvalue())[0], 16, invariant="dihedral",
+                           trim=True)
+
+    by_name = {p.name: p for p in photos}
+    if "camera.png" not in by_name:
+        pytest.skip("scikit-image's camera.png missing")
+    img = Image.open(by_name["camera.png"]).convert("RGB")
+    a, b = hashed(img, 70), hashed(img, 30)
+    assert (a.segments[0] ^ b.segments[0]).bit_count() > a - b  # the case (plain: 11 vs 1)
+    assert _distance_as_is(a, b, a - b) is None
+    mirrored = hashed(ImageOps.mirror(img), 70)
+    assert _distance_as_is(a, mirrored, a - mirrored) is not None

@@ -21,7 +21,7 @@ from operator import attrgetter
 from typing import Any, Literal
 
 from lookalike.grouping.edges import Edges, record_edges
-from lookalike.imaging.facts import smear_free
+from lookalike.imaging.facts import LOSSLESS_FORMATS, smear_free
 from lookalike.model import Group, ImageRecord, Member
 
 # NumPy and the index load only where a search runs (lookalike.grouping.edges).
@@ -39,13 +39,17 @@ def _shown(rec: ImageRecord) -> tuple[int, int]:
 
 
 def _quality_key(rec: ImageRecord, shown: tuple[int, int] | None = None
-                 ) -> tuple[int, bool, int, str]:
+                 ) -> tuple[int, bool, bool, int, str]:
     # The copy a user most likely wants to keep comes first: most pixels shown (``shown``,
     # else inside its flat bars: a padded copy is no larger picture, and as the
     # representative it made its original read "padded copy" on the review page), then one
-    # without bars, then the largest file.
+    # without bars, then a lossless one (a same-size JPEG re-encode of a PNG can be the
+    # larger file), then the largest file.
     w, h = shown or _shown(rec)
-    return (-w * h, _shown(rec) != (rec.width, rec.height), -rec.size_bytes, rec.path)
+    lossless = (rec.format or "").upper() in LOSSLESS_FORMATS or bool(
+        rec.facts is not None and rec.facts.lossless)
+    return (-w * h, _shown(rec) != (rec.width, rec.height), not lossless, -rec.size_bytes,
+            rec.path)
 
 
 def segment_rows(records: Sequence[ImageRecord]) -> tuple[list[int], list[int]]:
@@ -285,7 +289,7 @@ def build_groups(records: Sequence[ImageRecord], max_distance: int,
 
     Returns groups of two or more members, largest first (ties: first path), numbered from 1.
     In each group the representative comes first (most pixels inside any flat bars, then
-    without bars, then largest file, then path),
+    without bars, then lossless, then largest file, then path),
     then members by distance and path. Records with the same file digest have the same
     hash, so exact duplicates always land in one group.
 
@@ -310,7 +314,7 @@ def cluster_records(recs: Sequence[ImageRecord], max_distance: int,
     if mode == "components":
         clusters = graph.components()
 
-        def quality(i: int) -> tuple[int, bool, int, str]:
+        def quality(i: int) -> tuple[int, bool, bool, int, str]:
             return _quality_key(recs[i], shown[i])
 
         # With embedding links the representative comes from the cluster's largest hash
