@@ -167,6 +167,46 @@ def test_a_scheduler_address_that_is_no_scheduler_fails_in_time(answer):
             conn.close()
 
 
+def test_a_failed_connection_leaves_no_default_client_and_no_hang(client, tree,
+                                                                 monkeypatch):
+    # The suite hung now and then in the next test: a client stuck in its handshake with a
+    # silent server became the process's default, and the scan's as_completed took that
+    # client's dead loop: results unheard, the scan waiting for ever.
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with pytest.raises(lookalike.ConfigError):
+            DaskExecutor(address=f"tcp://127.0.0.1:{server.getsockname()[1]}", timeout=2)
+        assert distributed.default_client() is client
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+    # And the scan listens on its own client's loop, whatever the default client is.
+    def no_default(*args: object, **kw: object) -> object:
+        raise AssertionError("the scan asked for the default client")
+
+    monkeypatch.setattr(distributed.client, "default_client", no_default)
+    with DaskExecutor(client=client) as ex:
+        assert lookalike.scan(tree, config=CONFIG, executor=ex).records
+
+
 # ------------------------------------------------------------------------------ same groups
 
 

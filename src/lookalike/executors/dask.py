@@ -94,7 +94,7 @@ class DaskExecutor:
             # next one it had queued (Dask's default 1.1 queues a second task per thread).
             with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
                 self._cluster = self._local_cluster(distributed, n)
-            self._client = distributed.Client(self._cluster)
+            self._client = distributed.Client(self._cluster, set_as_default=False)
         self.workers = self._threads()
         self._resized = time.monotonic()
 
@@ -113,7 +113,11 @@ class DaskExecutor:
 
         def connect() -> None:
             try:
-                out["client"] = distributed.Client(address, timeout=timeout)
+                # Never the process's default client: one stuck in its handshake stayed the
+                # default, and Dask code that asks for the default (the caller's, or
+                # as_completed) waited on its dead loop for ever.
+                out["client"] = distributed.Client(address, timeout=timeout,
+                                                   set_as_default=False)
             except BaseException as exc:  # handed to the caller below
                 out["error"] = exc
 
@@ -195,7 +199,10 @@ class DaskExecutor:
         client = self._client
         it = iter(items)
         inflight: dict[Any, T] = {}
-        done_q = distributed.as_completed()
+        # This client's loop, not the default client's: another client made default since
+        # (or one stuck connecting) left the results unheard and the scan waiting for ever
+        # (tests/test_dask.py hung now and then after its unreachable-scheduler tests).
+        done_q = distributed.as_completed(loop=client.loop)
         exhausted = False
         try:
             while True:
