@@ -354,3 +354,9 @@ def test_a_malformed_scheduler_address_is_one_line_and_exit_2(address, tmp_path,
     assert exc.value.code == 2 and err.startswith("error: cannot reach the Dask scheduler")
     assert len(err.strip().splitlines()) == 1
 
+
+
+def test_a_dask_client_given_as_the_executor_is_a_clear_type_error(client, tree):
+    # Review: scan(executor=client) failed deep inside (AttributeError: no `workers`).
+    with pytest.raises(TypeError, match=r"DaskExecutor\(client=client\)"):
+        lookalike.scan(tree, config=CONFIG, executor=client)

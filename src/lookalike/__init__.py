@@ -219,7 +219,7 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = _check_scan_arguments(paths, config, cache, files_from, retries, batch_size,
-                                  reporter)
+                                  reporter, executor)
     for path in paths if as_datasets else ():
         if is_saved_dataset(path):  # read as a folder of images it held none
             raise ConfigError(f"{os.fspath(path)} is a saved dataset, scanned on its own: "
@@ -247,7 +247,8 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
 
 
 def _check_scan_arguments(paths: Any, config: Any, cache: Any, files_from: Any, retries: Any,
-                          batch_size: Any, reporter: Any) -> list[str | os.PathLike[str]]:
+                          batch_size: Any, reporter: Any, executor: Any
+                          ) -> list[str | os.PathLike[str]]:
     """The paths of a :func:`scan` as a list; a ``TypeError`` that names the argument for
     one of the wrong type (they failed deep inside as an ``AttributeError``)."""
     from lookalike.store.cache import HashCache
@@ -278,6 +279,12 @@ def _check_scan_arguments(paths: Any, config: Any, cache: Any, files_from: Any, 
     if reporter is not None and not isinstance(reporter, Reporter):
         raise wrong("reporter", "an object with the methods of lookalike.Reporter (phase, "
                     "advance, problem, info, close)", reporter)
+    if executor is not None and not all(
+            hasattr(executor, name) for name in ("workers", "map_unordered", "close")):
+        # A dask.distributed Client given as it is failed deep inside (no `workers`).
+        raise wrong("executor", "a lookalike Executor (ProcessExecutor, DaskExecutor, ...; "
+                    "for a Dask client: lookalike.executors.dask.DaskExecutor(client=client))",
+                    executor)
     return paths
 
 

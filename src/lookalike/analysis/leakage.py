@@ -96,8 +96,7 @@ class Leakage:
     def warnings(self) -> tuple[str, ...]:
         """A line for each set that holds no readable image: nothing was compared with it
         (a split not filled yet, a mistyped folder), which is no pass."""
-        return tuple(f"warning: {s.name} ({shown(s.root)}) holds no readable images: nothing "
-                     "was compared with it" for s in self.sets if not s.images)
+        return tuple(empty_set_warning(s.name, s.root) for s in self.sets if not s.images)
 
     @property
     def purge(self) -> tuple[str, ...]:
@@ -160,6 +159,12 @@ class Leakage:
                          f"through a link (apply leaves them alone; remove the link instead), "
                          f"e.g. {shown(linked[0])}")
         return "\n".join(lines) + "\n"
+
+
+def empty_set_warning(name: str, root: str) -> str:
+    """What a leakage report says of a set that holds no readable image."""
+    return (f"warning: {name} ({shown(root)}) holds no readable images: nothing was compared "
+            "with it")
 
 
 def check_sets(reference: Iterable[str | os.PathLike[str]],

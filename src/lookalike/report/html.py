@@ -65,6 +65,7 @@ from pathlib import PurePath
 from typing import Any, Literal
 from urllib.parse import quote
 
+from lookalike.analysis.leakage import empty_set_warning
 from lookalike.config import check_writable
 from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
@@ -604,8 +605,10 @@ def _leakage_lines(leakage: Any) -> list[str]:
               f"{s.get('images', '?')} images have a near duplicate in the reference"
               for s in sets if not s.get("reference") and s.get("images") != 0]
     warnings = leakage.get("warnings")
-    if isinstance(warnings, list):
-        lines += [_displayable(str(w)) for w in warnings]
+    if not isinstance(warnings, list):  # a report of an earlier version: from its sets
+        warnings = [empty_set_warning(str(s.get("name")), str(s.get("root")))
+                    for s in sets if s.get("images") == 0]
+    lines += [_displayable(str(w)) for w in warnings]
     return lines
 
 
