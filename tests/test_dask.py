@@ -193,6 +193,9 @@ def test_a_failed_connection_leaves_no_default_client_and_no_hang(client, tree,
         with pytest.raises(lookalike.ConfigError):
             DaskExecutor(address=f"tcp://127.0.0.1:{server.getsockname()[1]}", timeout=2)
         assert distributed.default_client() is client
+        # No client is left stuck in the handshake (one on Dask's shared loop made closing
+        # the module's client hang at teardown): the handshake is tried alone first.
+        assert not [t for t in threading.enumerate() if t.name == "lookalike-dask-connect"]
     finally:
         server.close()
         for conn in held:
@@ -360,3 +363,10 @@ def test_a_dask_client_given_as_the_executor_is_a_clear_type_error(client, tree)
     # Review: scan(executor=client) failed deep inside (AttributeError: no `workers`).
     with pytest.raises(TypeError, match=r"DaskExecutor\(client=client\)"):
         lookalike.scan(tree, config=CONFIG, executor=client)
+
+
+def test_a_scheduler_address_that_answers_gives_a_working_executor(client, tree, baseline):
+    with DaskExecutor(address=client.scheduler.address, timeout=10) as ex:
+        result = lookalike.scan(tree, config=CONFIG, executor=ex)
+    assert _view(result, tree) == _view(baseline, tree)
+    assert client.status == "running"

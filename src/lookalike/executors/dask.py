@@ -11,6 +11,7 @@ install.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -111,23 +112,32 @@ class DaskExecutor:
         fail with any error (one tried to allocate 2.8 EiB)."""
         out: dict[str, Any] = {}
 
+        async def handshake() -> None:
+            comm = await distributed.comm.connect(address, timeout=timeout)
+            await comm.close()
+
         def connect() -> None:
             try:
-                # Never the process's default client: one stuck in its handshake stayed the
-                # default, and Dask code that asks for the default (the caller's, or
-                # as_completed) waited on its dead loop for ever.
+                # First Dask's handshake alone, on a loop of its own, given up cleanly when
+                # it does not come: a Client stuck in it stayed on Dask's shared loop, and
+                # closing another client later hung on it.
+                asyncio.run(asyncio.wait_for(handshake(), timeout + 1))
+                # Never the process's default client: Dask code that asks for the default
+                # (the caller's) must get the caller's.
                 out["client"] = distributed.Client(address, timeout=timeout,
                                                    set_as_default=False)
             except BaseException as exc:  # handed to the caller below
                 out["error"] = exc
 
-        # A daemon thread: one stuck in a handshake must not keep the process alive.
+        # A thread (a daemon: one stuck must not keep the process alive), so that asyncio
+        # runs whether or not the caller has an event loop running (a notebook).
         thread = threading.Thread(target=connect, name="lookalike-dask-connect", daemon=True)
         thread.start()
         thread.join(timeout + 5)
         if "client" in out:
             return out["client"]
-        why = (f"no answer in {timeout:g} s" if thread.is_alive()
+        why = (f"no answer in {timeout:g} s"
+               if thread.is_alive() or isinstance(out.get("error"), TimeoutError)
                else f"{type(out['error']).__name__}: {out['error']}")
         raise ConfigError(f"cannot reach the Dask scheduler at {address}: {why}; check the "
                           "scheduler address (e.g. tcp://host:8786) and that the scheduler "
