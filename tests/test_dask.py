@@ -9,11 +9,13 @@ does), so a dying worker takes no innocent batch with it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,47 +133,10 @@ def test_unreachable_scheduler_is_a_config_error():
         DaskExecutor(address="tcp://127.0.0.1:9", timeout=2)
 
 
-@pytest.mark.parametrize("answer", [None, b"SSH-2.0-OpenSSH_9.2\r\n" * 4])
-def test_a_scheduler_address_that_is_no_scheduler_fails_in_time(answer):
-    # A server that accepts and never answers (an HTTP port) hung for ever; one that sends
-    # other bytes (an SSH banner) was a traceback (numpy tried to allocate 2.8 EiB).
-    import socket
-    import threading
-    import time
-
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    held = []
-
-    def serve():
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            held.append(conn)
-            if answer:
-                conn.sendall(answer)
-
-    threading.Thread(target=serve, daemon=True).start()
-    port = server.getsockname()[1]
-    t0 = time.monotonic()
-    try:
-        with pytest.raises(lookalike.ConfigError, match="cannot reach the Dask scheduler"):
-            DaskExecutor(address=f"tcp://127.0.0.1:{port}", timeout=2)
-        assert time.monotonic() - t0 < 15
-    finally:
-        server.close()
-        for conn in held:
-            conn.close()
-
-
-def test_a_failed_connection_leaves_no_default_client_and_no_hang(client, tree,
-                                                                 monkeypatch):
-    # The suite hung now and then in the next test: a client stuck in its handshake with a
-    # silent server became the process's default, and the scan's as_completed took that
-    # client's dead loop: results unheard, the scan waiting for ever.
+@contextlib.contextmanager
+def _no_scheduler(answer: bytes | None = None) -> Iterator[str]:
+    """The address of a server that accepts and then says nothing (``answer`` None, an HTTP
+    port) or says ``answer`` (other bytes), never Dask's."""
     import socket
     import threading
 
@@ -187,19 +152,45 @@ def test_a_failed_connection_leaves_no_default_client_and_no_hang(client, tree,
             except OSError:
                 return
             held.append(conn)
+            if answer:
+                conn.sendall(answer)
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        with pytest.raises(lookalike.ConfigError):
-            DaskExecutor(address=f"tcp://127.0.0.1:{server.getsockname()[1]}", timeout=2)
-        assert distributed.default_client() is client
-        # No client is left stuck in the handshake (one on Dask's shared loop made closing
-        # the module's client hang at teardown): the handshake is tried alone first.
-        assert not [t for t in threading.enumerate() if t.name == "lookalike-dask-connect"]
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
     finally:
         server.close()
         for conn in held:
             conn.close()
+
+
+@pytest.mark.parametrize("answer", [None, b"SSH-2.0-OpenSSH_9.2\r\n" * 4])
+def test_a_scheduler_address_that_is_no_scheduler_fails_in_time(answer):
+    # A server that accepts and never answers (an HTTP port) hung for ever; one that sends
+    # other bytes (an SSH banner) was a traceback (numpy tried to allocate 2.8 EiB).
+    import time
+
+    with _no_scheduler(answer) as address:
+        t0 = time.monotonic()
+        with pytest.raises(lookalike.ConfigError, match="cannot reach the Dask scheduler"):
+            DaskExecutor(address=address, timeout=2)
+        assert time.monotonic() - t0 < 15
+
+
+def test_a_failed_connection_leaves_no_default_client_and_no_hang(client, tree,
+                                                                 monkeypatch):
+    # The suite hung now and then in the next test: a client stuck in its handshake with a
+    # silent server became the process's default, and the scan's as_completed took that
+    # client's dead loop: results unheard, the scan waiting for ever.
+    import threading
+
+    with _no_scheduler() as address:
+        with pytest.raises(lookalike.ConfigError):
+            DaskExecutor(address=address, timeout=2)
+        assert distributed.default_client() is client
+        # No client is left stuck in the handshake (one on Dask's shared loop made closing
+        # the module's client hang at teardown): the handshake is tried alone first.
+        assert not [t for t in threading.enumerate() if t.name == "lookalike-dask-connect"]
 
     # And the scan listens on its own client's loop, whatever the default client is.
     def no_default(*args: object, **kw: object) -> object:

@@ -408,14 +408,8 @@ def test_a_files_row_that_describes_it_now_wins_over_a_stale_one(tmp_path, scene
 def test_a_full_decode_query_reads_a_fast_row_newer_than_a_stale_full_one(tmp_path, scene):
     # Review: a file's full-decode row won even when stale and the fast scan after the file
     # changed described it as it is: "0 matches" for its exact copy.
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    for i in range(3):
-        scene(i, (160, 120)).save(lib / f"{i}.png")
-    db = tmp_path / "c.sqlite"
+    lib, db = _scanned(tmp_path, scene, decode="full")
     with HashCache(db) as cache:
-        lookalike.scan(lib, config=ScanConfig(method="phash", workers=1, decode="full"),
-                       cache=cache)
         scene(9, (160, 120)).save(lib / "2.png")
         lookalike.scan(lib, config=ScanConfig(method="phash", workers=1, decode="fast"),
                        cache=cache)

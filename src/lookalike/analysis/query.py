@@ -274,15 +274,19 @@ def _cached_settings(cache: HashCache) -> dict[str, int]:
     return {str(k): int(n) for k, n in rows}
 
 
+def _digest_keys(config: ScanConfig) -> list[str]:
+    """``config``'s settings key, and the same without (or with) pixel digests: the same
+    hashes."""
+    return [settings_key(c) for c in (config, dataclasses.replace(
+        config, pixel_digest=not config.pixel_digest))]
+
+
 def _usable_keys(config: ScanConfig, have: Mapping[str, int]) -> list[str]:
     """The cache keys holding hashes ``config`` makes, its own first: without or with pixel
     digests, and with any embedding model or none (the same hashes; only ``config``'s own
     model's embeddings are read, :func:`_stored_records`)."""
-    own = [settings_key(c) for c in (config, dataclasses.replace(
-        config, pixel_digest=not config.pixel_digest))]
-    plain = dataclasses.replace(config, embed=None, similarity=None, verify=True)
-    bases = [settings_key(c) for c in (plain, dataclasses.replace(
-        plain, pixel_digest=not plain.pixel_digest))]
+    own = _digest_keys(config)
+    bases = _digest_keys(dataclasses.replace(config, embed=None, similarity=None, verify=True))
     keys = own + [k for k in bases if k not in own]
     keys += sorted(k for k in have if k not in keys
                    and any(k.startswith(f"{base}/emb-") for base in bases))
@@ -306,8 +310,7 @@ def _union(cache: HashCache, config: ScanConfig, keys: Sequence[str], under: str
     embedding model, or with and without pixel digests, each cache their files under their
     own key: reading the first key with rows missed the others' files. Embeddings of
     another model than ``config``'s are left out (they cannot be compared)."""
-    own = frozenset(settings_key(c) for c in (config, dataclasses.replace(
-        config, pixel_digest=not config.pixel_digest))) if config.embed is not None else None
+    own = frozenset(_digest_keys(config)) if config.embed is not None else None
     by_path: dict[str, ImageRecord] = {}
     held: dict[str, tuple[int, int]] = {}  # rows already built, not parsed again
     for key in keys:

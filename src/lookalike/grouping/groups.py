@@ -45,10 +45,11 @@ def _quality_key(rec: ImageRecord, shown: tuple[int, int] | None = None
     # representative it made its original read "padded copy" on the review page), then one
     # without bars, then a lossless one (a same-size JPEG re-encode of a PNG can be the
     # larger file), then the largest file.
-    w, h = shown or _shown(rec)
+    inside = _shown(rec)
+    w, h = shown or inside
     lossless = (rec.format or "").upper() in LOSSLESS_FORMATS or bool(
         rec.facts is not None and rec.facts.lossless)
-    return (-w * h, _shown(rec) != (rec.width, rec.height), not lossless, -rec.size_bytes,
+    return (-w * h, inside != (rec.width, rec.height), not lossless, -rec.size_bytes,
             rec.path)
 
 
