@@ -166,7 +166,8 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
         config: a full :class:`ScanConfig`; or pass its fields as keyword ``options``
             (``method="dhash-z"``, ``hash_size=8``, ``threshold=0``, ``grouping=...``,
             ``decode=...``, ``workers=...``; ``embed=MODEL`` adds copy-detection
-            embeddings, ``similarity=`` and ``verify=`` tune them: docs/embeddings.md).
+            embeddings, ``similarity=`` and ``verify=`` tune them: docs/embeddings.md;
+            ``band=0`` turns the verified hash band off).
             An unknown option is a ``TypeError``.
         reporter: receives progress and per-file problems (default: silent).
         cache: a :class:`lookalike.store.cache.HashCache`, or the path of its SQLite file
@@ -184,9 +185,10 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
     Returns:
         A :class:`ScanResult` with ``.groups`` (largest first), ``.errors`` (one
         :class:`Problem` per unusable file), ``.records`` and ``.stats``. Each group
-        member says how it matched (:attr:`Member.match`: ``hash``, ``verified`` or
-        ``embedding``) and, with embeddings, its :attr:`Member.similarity`; the pairs
-        embeddings joined are in ``.embedding_matches``. To act on the groups, write the
+        member says how it matched (:attr:`Member.match`: ``hash``; ``aligned``, in the
+        verified band beyond the threshold; ``verified`` or ``embedding``) and, with
+        embeddings, its :attr:`Member.similarity`; the pairs the band and embeddings joined
+        are in ``.embedding_matches``. To act on the groups, write the
         report (:func:`write_report`) and :func:`plan` from it.
 
     Raises:

@@ -353,6 +353,11 @@ def cli() -> None:
 @_trim_option("Also hash the content inside flat bars (padding, letterbox, margins), so a "
               "padded copy matches its original.")
 @_embed_options()
+@click.option("--band", type=click.IntRange(min=0), default=None, metavar="BITS",
+              help="Verified hash band: photos whose hashes differ by more than the "
+              "threshold, up to BITS, are grouped when their pictures, aligned, are one "
+              "picture (brightened, contrast or gamma edits). 0 = off. Default: the "
+              "method's (`lookalike methods`).")
 @click.option("--grouping", type=click.Choice(["components", "star"]), default="components",
               show_default=True,
               help="components: chain matches; star: all within threshold of the representative.")
@@ -427,7 +432,7 @@ def cli() -> None:
 @_bulk_gc()
 def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: int | None,
          invariant: str, trim_borders: bool, embed: str | None, similarity: float | None,
-         verify: bool, grouping: str, fmt: str | None,
+         verify: bool, band: int | None, grouping: str, fmt: str | None,
          output: str | None, decode: str, exact_decode: bool, workers: int | None,
          max_pixels: int, decode_timeout: float,
          follow_symlinks: bool, cache_path: str | None, no_cache: bool, html_out: str | None,
@@ -452,7 +457,7 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
     config = ScanConfig(method=method, hash_size=hash_size, threshold=threshold,
                         invariant=invariant,  # type: ignore[arg-type]
                         trim_borders=trim_borders, embed=embed, similarity=similarity,
-                        verify=verify,
+                        verify=verify, band=band,
                         grouping=grouping,  # type: ignore[arg-type]
                         decode="full" if exact_decode else decode,  # type: ignore[arg-type]
                         workers=workers, max_pixels=max_pixels,
@@ -512,7 +517,8 @@ def methods_cmd() -> None:
     from lookalike.config import method_spec
     from lookalike.imaging.hashes import METHODS
 
-    click.echo(f"{'method':<15} {'size':>4} {'sizes':<11} {'bits':>4} {'-t':>3}  what it is")
+    click.echo(f"{'method':<15} {'size':>4} {'sizes':<11} {'bits':>4} {'-t':>3} {'band':>4}  "
+               "what it is")
     for m in METHODS.values():
         compat = f" (= imagehash.{m.imagehash})" if m.imagehash else ""
         spec = method_spec(m.name)
@@ -520,12 +526,15 @@ def methods_cmd() -> None:
         sizes = (f"{spec.min_size}..{spec.max_size}" if listed is None
                  else ",".join(map(str, listed)))
         click.echo(f"{m.name:<15} {m.default_size:>4} {sizes:<11} "
-                   f"{m.nbits(m.default_size):>4} {spec.threshold:>3}  {m.summary}{compat}")
+                   f"{m.nbits(m.default_size):>4} {spec.threshold:>3} {spec.band:>4}  "
+                   f"{m.summary}{compat}")
     click.echo("size: the default --hash-size; sizes: those allowed.")
     click.echo("-t: the default threshold at the default size (other sizes: measured, as "
                "phash 16 = 6,\nor the same share of the bits as the default size; above "
                "it, as the largest measured size\nbelow): the largest at which pair "
                "precision stays >= 0.999 on benchmarks/accuracy (0 where\nnone does).")
+    click.echo("band: the default --band at the default size: hashes up to this many bits "
+               "apart join\nwhen aligning the two pictures confirms them (0: none).")
 
 
 @cli.command("report")

@@ -311,10 +311,12 @@ class ImageRecord:
 
 
 #: How a member came into its group (:attr:`Member.match`): its hash lies within the
-#: threshold of another member's (``hash``, also every exact duplicate), or only its
+#: threshold of another member's (``hash``, also every exact duplicate); or only its
 #: embedding matched: similar enough on its own (``embedding``), or in the uncertain band of
-#: similarity and then confirmed by a second test (``verified``).
-MATCH_KINDS = ("hash", "embedding", "verified")
+#: similarity and then confirmed by aligning the pictures (``verified``); or its hash lies
+#: beyond the threshold, within the verified band, and aligning the pictures confirmed it
+#: (``aligned``: a photometric edit such as brightness; ``ScanConfig.band``).
+MATCH_KINDS = ("hash", "embedding", "verified", "aligned")
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,14 +38,14 @@ import dataclasses
 import os
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from lookalike.config import ScanConfig
-from lookalike.errors import ConfigError, Problem
+from lookalike.errors import ConfigError, LookalikeError, Problem
 from lookalike.events import NullReporter, Reporter
 from lookalike.grouping.confirm import full_config, needs_exact_hash
 from lookalike.grouping.edges import Edges, record_edges
@@ -63,7 +63,13 @@ from lookalike.inputs.remote import is_url
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import FileFacts, Group, Hash, ImageRecord
 from lookalike.store.base import storable
-from lookalike.verify import check_ready, embedding_matches, holding
+from lookalike.verify import (
+    band_matches,
+    band_records,
+    check_ready,
+    embedding_matches,
+    holding,
+)
 from lookalike.worker import ChunkResult, HashWorker
 
 if TYPE_CHECKING:
@@ -87,11 +93,13 @@ class ScanResult:
     config: ScanConfig
     roots: list[str]
     stats: dict[str, Any] = field(default_factory=dict)
-    #: With embeddings: each pair of paths (a < b) that its embeddings joined and that ended
-    #: in one group, with how (``verified``: the pair itself passed verification;
-    #: ``embedding``: verification was off) and its cosine similarity. Leakage reports these
-    #: as matches.
-    embedding_matches: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
+    #: Each pair of paths (a < b) that more than its hashes joined and that ended in one
+    #: group, with how and its embeddings' cosine similarity: with embeddings, ``verified``
+    #: (the pair itself passed verification) or ``embedding`` (verification was off); in
+    #: the verified band (``config.band``), ``aligned``, similarity None. Leakage reports
+    #: these as matches.
+    embedding_matches: dict[tuple[str, str], tuple[str, float | None]] = field(
+        default_factory=dict)
 
     @property
     def duplicates(self) -> int:
@@ -213,6 +221,9 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         if embed_stats.get("embed_failed"):
             reporter.info(f"{embed_stats['embed_failed']} images got no embedding (the model "
                           "failed on them): they match by their hashes only")
+        aligned, band_stats = _band(records, items, config, near, edges, links, options,
+                                    cache, fresh, reporter)
+        links = {**aligned, **links}
         clusters = cluster_records(records, config.resolved_threshold, config.grouping, near,
                                    links)
         hashed_records = records
@@ -244,6 +255,7 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         "workers": pool.workers,
         **confirm_stats,
         **embed_stats,
+        **band_stats,
         "digested": digested,
         # Hash values the last scan of these inputs did not have (all on a first scan). With
         # none, the edges kept from that scan are used and nothing is searched.
@@ -571,6 +583,31 @@ class _EdgeStore:
             if cache is not None:
                 cache.save_edges(self.config, self.roots, edges)
         return edges
+
+
+def _band(records: Sequence[ImageRecord], items: Sequence[Any], config: ScanConfig,
+          near: Edges, edges: _EdgeStore, links: Mapping[tuple[int, int], str],
+          options: Mapping[str, Any], cache: HashCache | None, fresh: Collection[str],
+          reporter: Reporter) -> tuple[dict[tuple[int, int], str], dict[str, Any]]:
+    """Phase 3b': the verified band (:func:`lookalike.verify.band_matches`), when
+    ``config.band`` is on: its search, over the pictures it tries, is kept with the other
+    edges (a re-scan that adds no value searches nothing), its verdicts in the cache. A band
+    whose pairs would not fit in memory is left out, with a line saying so: the groups are
+    then the hashes' alone."""
+    if not config.resolved_band:
+        return {}, {}
+    tried = [records[k] for k in band_records(records)]
+    if len(tried) < 2:
+        return {}, {"band_pairs": 0, "band_joined": 0}
+    try:
+        band = edges.get(tried, config.resolved_band)
+    except LookalikeError:  # the search's memory guard (grouping.edges)
+        why = (f"its search to {config.resolved_band} bits would pair more of these "
+               f"{len(tried):,} pictures' hashes than fit in memory")
+        reporter.info(f"the verified band was left out: {why}; a lower --band searches less "
+                      "(0: off)")
+        return {}, {"band_pairs": 0, "band_joined": 0, "band_skipped": why}
+    return band_matches(records, items, config, near, band, links, options, cache, fresh)
 
 
 def _digest_featureless(records: list[ImageRecord], listed: Mapping[str, FileEntry],

@@ -382,7 +382,7 @@ def _relabel(result: ScanResult, where: Mapping[str, tuple[str, int]], splits: l
         dataclasses.replace(m, record=records[m.record.path]) for m in g.members))
         for g in result.groups]
     errors = [dataclasses.replace(p, path=label(p.path)) for p in result.errors]
-    embedded: dict[tuple[str, str], tuple[str, float]] = {}
+    embedded: dict[tuple[str, str], tuple[str, float | None]] = {}
     for (a, b), how in result.embedding_matches.items():
         x, y = sorted((label(a), label(b)))  # keys stay (smaller, larger)
         embedded[(x, y)] = how

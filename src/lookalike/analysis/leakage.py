@@ -135,6 +135,7 @@ class Leakage:
             best = lk.matches[0]
             more = f" (+{len(lk.matches) - 1} more)" if len(lk.matches) > 1 else ""
             how = (f"d={best.distance}" if best.match == "hash"
+                   else f"d={best.distance} aligned" if best.similarity is None
                    else f"{best.match} {best.similarity:.2f}")
             lines.append(f"  {shown(lk.path)}  ~  {shown(best.path)} ({how}){more}")
         if max_items is not None and len(self.leaks) > max_items:
@@ -221,7 +222,7 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     """
     from lookalike.pipeline import ScanResult
 
-    embedded: dict[tuple[str, str], tuple[str, float]] = {}
+    embedded: dict[tuple[str, str], tuple[str, float | None]] = {}
     if isinstance(reference, str | os.PathLike):
         reference = [reference]  # one set: not the characters of its name
     if not isinstance(scan, ScanResult) and not (

@@ -352,12 +352,13 @@ def _hash_parts(graph: _Graph, cluster: Sequence[int]) -> Iterator[set[int]]:
 
 def link_matches(recs: Sequence[ImageRecord], clusters: Sequence[Sequence[int]],
                  edges: Edges, links: Mapping[tuple[int, int], str]) -> dict[int, str]:
-    """How the members of ``clusters`` came into their group, when embeddings joined it:
+    """How the members of ``clusters`` came into their group, when links joined it:
     ``links`` maps record pairs (i < j) matched by embeddings to ``embedding`` or
-    ``verified``. The members that hash matches tie to the representative are ``hash``
-    matches (left out of the result); every other member gets the kind of the embedding
-    links of its part of the group (the members hashes tie it to): ``embedding`` if any of
-    them is one, else ``verified`` (:data:`~lookalike.model.MATCH_KINDS`)."""
+    ``verified``, and those the verified hash band joined to ``aligned``. The members that
+    hash matches tie to the representative are ``hash`` matches (left out of the result);
+    every other member gets the kind of the links of its part of the group (the members
+    hashes tie it to): ``embedding`` if any of them is one, else ``verified``, else
+    ``aligned`` (:data:`~lookalike.model.MATCH_KINDS`)."""
     if not links:
         return {}
     graph = _Graph(recs, edges)
@@ -373,7 +374,11 @@ def link_matches(recs: Sequence[ImageRecord], clusters: Sequence[Sequence[int]],
             if cluster[0] in part:
                 continue
             kinds = set().union(*(touching.get(i, set()) for i in part))
-            out.update((i, "embedding" if "embedding" in kinds else "verified") for i in part)
+            # The least certain way in names the part.
+            way = next((k for k in ("embedding", "verified", "aligned") if k in kinds),
+                       None)
+            if way is not None:
+                out.update((i, way) for i in part)
     return out
 
 

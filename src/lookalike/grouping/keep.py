@@ -116,6 +116,10 @@ __all__ = ["CENTRE_MAX", "DEFAULT_KEEP", "KEEP_RULES", "ORIGINAL_SIGNALS", "Keep
 
 DEFAULT_KEEP: tuple[str, ...] = ("original",)
 
+#: Members the policy chooses among when embeddings joined a group: those hash matches tie
+#: to it, and the photometric edits the verified band joined (``Member.match``).
+HASHED = ("hash", "aligned")
+
 KEEP_RULES: dict[str, str] = {
     "original": "the file most likely the original: RAW, a name that marks no copy, camera "
                 "EXIF, resolution at the group's aspect ratio, metadata kept, encoding "
@@ -690,7 +694,7 @@ class KeepPolicy:
             if all(how[p] == "embedding" for p in protected) and not self.remove_all:
                 # Only unverified embedding matches are protected, perhaps another photo of
                 # the scene: the policy's pick of the hash-matched members stays too.
-                hashed = [kr for kr in keyed if how[kr[1].path] == "hash"]
+                hashed = [kr for kr in keyed if how[kr[1].path] in HASHED]
                 if hashed:
                     # The policy's pick first: link actions target keep[0], and the reason
                     # below is about it, not about a protected photo that only looks alike.
@@ -702,7 +706,9 @@ class KeepPolicy:
             # more pixels than its photo, a crop fewer). The policy picks among the members
             # hashes tie to the representative and keeps the joined ones.
             spared += [r.path for r in ranked if how[r.path] == "verified"]
-            hashed = [kr for kr in keyed if how[kr[1].path] == "hash"]
+            # Members the verified band joined are photometric edits (brightened, ...):
+            # candidates like hash matches.
+            hashed = [kr for kr in keyed if how[kr[1].path] in HASHED]
             if self.remove_all:
                 keep, reason = (), "keep rule none"
             elif not hashed:  # a part of a group (a dataset split's): embeddings joined all

@@ -358,7 +358,8 @@ def _histogram(groups: Sequence[Mapping[str, Any]], threshold: int) -> dict[str,
     counts: dict[int, int] = {}
     for g in groups:
         for m in g.get("members", []):
-            if m.get("path") == g.get("representative") or m.get("match", "hash") != "hash":
+            if m.get("path") == g.get("representative") or m.get("match", "hash") not in (
+                    "hash", "aligned"):
                 continue
             d = int(m.get("distance") or 0)
             counts[d] = counts.get(d, 0) + 1

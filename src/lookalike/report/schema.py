@@ -18,8 +18,10 @@ Schema (``schema_version`` 1)::
      "leakage": {...}}  (only from `scan --reference`; see lookalike.analysis.leakage)
 
 ``match`` says how the member came into its group: ``hash`` (its hash is within the threshold
-of another member's), ``embedding`` (only its copy-detection embedding matched) or
-``verified`` (its embedding was in the uncertain band and a second test confirmed it);
+of another member's), ``aligned`` (its hash lies beyond the threshold, within the verified
+band, and aligning the pictures confirmed it), ``embedding`` (only its copy-detection
+embedding matched) or ``verified`` (its embedding was in the uncertain band and aligning the
+pictures confirmed it);
 ``similarity`` is its embedding's cosine similarity to the representative's (null without
 ``--embed``). Reports of earlier versions lack both keys (read as ``hash``, null).
 
@@ -435,9 +437,11 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
         for m in members:
             r = m.record
             mark = "*" if r.path in kept else " "
-            how = "" if m.match == "hash" else f"  [{m.match} {m.similarity:.2f}]"
-            # Bits mean something only for hash matches: an embedding match is off the scale.
-            bits = str(m.distance) if m.match == "hash" else "-"
+            how = ("" if m.match == "hash" else f"  [{m.match}]" if m.similarity is None
+                   else f"  [{m.match} {m.similarity:.2f}]")
+            # Bits mean something only for hash matches (the verified band's too): an
+            # embedding match is off the scale.
+            bits = str(m.distance) if m.match in ("hash", "aligned") else "-"
             lines.append(f" {mark} d={bits:<3} {r.width}x{r.height:<6} "
                          f"{human_bytes(r.size_bytes):>9}  {shown(r.path)}{how}")
             lines.extend(f"{'':>28}= {shown(a)}  (same file)" for a in r.aliases)

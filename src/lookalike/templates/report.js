@@ -103,6 +103,7 @@
   function matchText(m) {
     const sim = m.sim !== undefined && m.sim !== null ? "similarity " + m.sim.toFixed(2) : "";
     if (!m.mk) return sim;
+    if (m.mk === "aligned") return "beyond the threshold, verified by aligning the pictures";
     return (m.mk === "verified" ? "embedding match, verified" : "embedding match only") +
       (sim ? ", " + sim : "");
   }

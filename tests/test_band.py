@@ -1,0 +1,197 @@
+"""The verified hash band (ScanConfig.band, lookalike.verify.band_matches): photos whose
+hashes differ by a little more than the threshold join a group once aligning the two
+pictures confirms them, on real photos and their photometric edits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageEnhance
+
+import lookalike
+from lookalike.analysis.leakage import find_leakage
+from lookalike.cli import main as _main
+from lookalike.config import BAND_MIN_SIDE, ScanConfig
+from lookalike.errors import ConfigError
+from lookalike.report.schema import read_report
+
+
+@pytest.fixture(scope="module")
+def brightened(rgb_photos, tmp_path_factory) -> Path:
+    """scikit-image's coffee and a copy brightened by 30%, which moves its dhash-z hash 7
+    bits away (the default threshold is 6); and chelsea, another photo."""
+    chosen = {p.stem: p for p in rgb_photos}
+    folder = tmp_path_factory.mktemp("band")
+    coffee = Image.open(chosen["coffee"]).convert("RGB")
+    coffee.save(folder / "coffee.png")
+    ImageEnhance.Brightness(coffee).enhance(1.3).save(folder / "coffee_bright.png")
+    Image.open(chosen["chelsea"]).convert("RGB").save(folder / "chelsea.png")
+    return folder
+
+
+def main(argv: list[str]) -> int:
+    """The command line's exit code for ``argv``."""
+    with pytest.raises(SystemExit) as exc:
+        _main(argv)
+    return int(exc.value.code or 0)
+
+
+def _by_name(result: lookalike.ScanResult) -> dict[str, lookalike.Member]:
+    return {Path(m.record.path).name: m for g in result.groups for m in g.members}
+
+
+def test_a_brightened_copy_beyond_the_threshold_joins_once_aligned(brightened):
+    plain = lookalike.scan(brightened, band=0, workers=1)
+    records = {Path(r.path).name: r for r in plain.records}
+    bits = records["coffee.png"].hash - records["coffee_bright.png"].hash
+    config = ScanConfig()
+    assert config.resolved_threshold < bits <= config.resolved_band  # the case at hand
+    assert plain.groups == []
+
+    result = lookalike.scan(brightened, workers=1)
+    members = _by_name(result)
+    assert len(result.groups) == 1 and set(members) == {"coffee.png", "coffee_bright.png"}
+    joined = next(m for m in members.values() if m.match == "aligned")
+    assert joined.distance == bits and joined.similarity is None
+    assert result.stats["band_joined"] == 1 and result.stats["band_tried"] >= 1
+    # The pair is in the scan's matches beyond hashes, as leakage reads them.
+    assert list(result.embedding_matches.values()) == [("aligned", None)]
+
+
+def test_the_band_does_not_join_another_photo(brightened, rgb_photos, tmp_path):
+    # Another photo close in hash is verified and refused: astronaut's hair and
+    # background against a copy with a region moved (another moment of the scene).
+    img = Image.open(next(p for p in rgb_photos if p.stem == "astronaut")).convert("RGB")
+    w, h = img.size
+    later = img.copy()
+    later.paste(img.crop((w // 10, h // 10, w // 2, h // 2)), (w // 2, h // 3))
+    img.save(tmp_path / "one.png")
+    later.save(tmp_path / "later.png")
+    result = lookalike.scan(tmp_path, workers=1, band=ScanConfig().nbits // 2)
+    assert result.stats["band_pairs"] >= 1 and result.stats["band_joined"] == 0
+    assert result.groups == []
+
+
+def test_small_pictures_are_not_tried(brightened, tmp_path):
+    for name in ("coffee.png", "coffee_bright.png"):
+        img = Image.open(brightened / name)
+        img.resize((BAND_MIN_SIDE - 1, BAND_MIN_SIDE - 1)).save(tmp_path / name)
+    result = lookalike.scan(tmp_path, workers=1)
+    assert "band_tried" not in result.stats and result.stats.get("band_joined") == 0
+
+
+def test_verdicts_are_cached_and_a_changed_file_is_verified_again(brightened, tmp_path):
+    folder = tmp_path / "photos"
+    shutil.copytree(brightened, folder)
+    cache = tmp_path / "h.sqlite"
+    first = lookalike.scan(folder, cache=cache, workers=1)
+    assert first.stats["band_joined"] == 1 and first.stats["band_read"] == 2
+    again = lookalike.scan(folder, cache=cache, workers=1)
+    assert again.stats["band_joined"] == 1 and again.stats["band_read"] == 0
+    assert again.stats["band_cached"] >= 1
+    assert [g.paths for g in again.groups] == [g.paths for g in first.groups]
+    # The copy replaced by another picture: judged again, and apart.
+    Image.open(folder / "chelsea.png").save(folder / "coffee_bright.png")
+    third = lookalike.scan(folder, cache=cache, workers=1)
+    assert {Path(p).name for g in third.groups for p in g.paths} == {"chelsea.png",
+                                                                     "coffee_bright.png"}
+    assert all(m.match == "hash" for g in third.groups for m in g.members)
+
+
+def test_every_report_format_says_aligned(brightened, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["scan", str(brightened), "-j", "1", "--no-cache", "-q", "-o", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["config"]["band"] == ScanConfig().resolved_band
+    assert sorted(m["match"] for g in data["groups"] for m in g["members"]) == [
+        "aligned", "hash"]
+    # The keep policy chooses between them as between hash matches: one is kept.
+    assert len(data["groups"][0]["keep"]) == 1
+    report = read_report(out)  # and back
+    assert sorted(m.match for g in report.groups for m in g.members) == ["aligned", "hash"]
+    line = next(x for x in capsys.readouterr().out.splitlines() if "[aligned]" in x)
+    assert "coffee" in line and "d=-" not in line
+    csv_out = tmp_path / "r.csv"
+    assert main(["scan", str(brightened), "-j", "1", "--no-cache", "-q", "-o",
+                 str(csv_out)]) == 0
+    assert "aligned" in csv_out.read_text()
+
+
+def test_leakage_reports_a_brightened_test_image(brightened, tmp_path):
+    train, test = tmp_path / "train", tmp_path / "test"
+    train.mkdir()
+    test.mkdir()
+    shutil.copy(brightened / "coffee.png", train)
+    shutil.copy(brightened / "chelsea.png", train)
+    shutil.copy(brightened / "coffee_bright.png", test)
+    result = lookalike.scan([train, test], workers=1)
+    leakage = find_leakage(result, train)
+    assert [Path(lk.path).name for lk in leakage.leaks] == ["coffee_bright.png"]
+    match = leakage.leaks[0].matches[0]
+    assert match.match == "aligned" and match.similarity is None
+    assert "aligned)" in leakage.render_text()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"band": 6}, "beyond the threshold"),
+    ({"band": 200}, "half"),
+    ({"band": -1}, ">= 0"),
+    ({"band": 20, "grouping": "star"}, "components"),
+])
+def test_a_band_that_cannot_work_is_refused(options, message):
+    with pytest.raises(ConfigError, match=message):
+        ScanConfig(**options)
+
+
+def test_defaults_turn_the_band_off_where_it_was_not_measured():
+    assert ScanConfig().resolved_band == 20
+    assert ScanConfig(grouping="star").resolved_band == 0
+    assert ScanConfig(threshold=20).resolved_band == 0
+    assert ScanConfig(hash_size=8).resolved_band == 0
+    assert ScanConfig(method="pdq").resolved_band == 0
+    assert ScanConfig(band=0).resolved_band == 0
+
+
+def test_cli_band_option(brightened, capsys):
+    assert main(["scan", str(brightened), "-j", "1", "--no-cache", "-q", "--band", "0"]) == 0
+    assert "aligned" not in capsys.readouterr().out
+    assert main(["scan", str(brightened), "-j", "1", "--no-cache", "-q", "--band", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "band 3" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_band_too_crowded_for_memory_is_left_out_with_a_line(brightened, monkeypatch):
+    from lookalike.errors import LookalikeError
+    from lookalike.events import NullReporter
+    from lookalike.grouping import edges
+
+    guard = edges._check_pairs_fit
+
+    def crowded(rows, radius):
+        if radius == ScanConfig().resolved_band:
+            raise LookalikeError("too many pairs")
+        guard(rows, radius)
+
+    class Lines(NullReporter):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def info(self, message: str) -> None:
+            self.lines.append(message)
+
+    monkeypatch.setattr(edges, "_check_pairs_fit", crowded)
+    reporter = Lines()
+    result = lookalike.scan(brightened, workers=1, reporter=reporter)
+    assert result.groups == [] and "memory" in result.stats["band_skipped"]
+    assert any("verified band was left out" in line for line in reporter.lines)
+
+
+def test_features_held_are_bounded(brightened, monkeypatch):
+    from lookalike import verify
+
+    monkeypatch.setattr(verify, "HELD", 1)
+    result = lookalike.scan(brightened, workers=1)
+    assert result.stats["band_joined"] == 1 and result.stats["band_read"] >= 2
