@@ -80,7 +80,7 @@ def test_small_pictures_are_not_tried(brightened, tmp_path):
         img = Image.open(brightened / name)
         img.resize((BAND_MIN_SIDE - 1, BAND_MIN_SIDE - 1)).save(tmp_path / name)
     result = lookalike.scan(tmp_path, workers=1)
-    assert "band_tried" not in result.stats and result.stats.get("band_joined") == 0
+    assert result.stats["band_tried"] == 0 and result.stats["band_joined"] == 0
 
 
 def test_verdicts_are_cached_and_a_changed_file_is_verified_again(brightened, tmp_path):
@@ -195,3 +195,73 @@ def test_features_held_are_bounded(brightened, monkeypatch):
     monkeypatch.setattr(verify, "HELD", 1)
     result = lookalike.scan(brightened, workers=1)
     assert result.stats["band_joined"] == 1 and result.stats["band_read"] >= 2
+
+
+def test_a_thumbnail_of_the_original_does_not_block_the_join(brightened, tmp_path):
+    # Small members are compared by colour thumbnails only when the pair joined is small:
+    # the brightened copy's thumbnail differs from the original's.
+    folder = tmp_path / "photos"
+    shutil.copytree(brightened, folder)
+    Image.open(folder / "coffee.png").resize((64, 43)).save(folder / "coffee_icon.png")
+    cache = tmp_path / "h.sqlite"
+    result = lookalike.scan(folder, workers=1, cache=cache)
+    members = _by_name(result)
+    assert {"coffee.png", "coffee_icon.png", "coffee_bright.png"} <= set(members)
+    # A warm re-scan reads no picture again, and searches nothing: the band's edges have a
+    # key of their own (at -t 4 the confirmation pass searches 4 + 16 = 20 bits too).
+    for threshold in (None, 4):
+        lookalike.scan(folder, workers=1, cache=cache, threshold=threshold)
+        again = lookalike.scan(folder, workers=1, cache=cache, threshold=threshold)
+        assert again.stats["band_read"] == 0 and again.stats["codes_new"] == 0
+
+
+def test_apply_acts_on_a_band_group(brightened, tmp_path):
+    from lookalike.actions.plan import render_plan
+
+    folder = tmp_path / "photos"
+    (folder / "edits").mkdir(parents=True)
+    shutil.copy(brightened / "coffee.png", folder)
+    shutil.copy(brightened / "coffee_bright.png", folder / "edits")
+    report = tmp_path / "r.json"
+    assert main(["scan", str(folder), "-j", "1", "--no-cache", "-q", "-o", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert sorted(m["match"] for m in data["groups"][0]["members"]) == ["aligned", "hash"]
+    plan = lookalike.plan(report, action="move", to=tmp_path / "q")
+    assert "embeddings" not in render_plan(plan)
+    # Folder rules: the copy under edits/ goes, whichever member is the aligned one.
+    plan = lookalike.plan(report, action="move", to=tmp_path / "q",
+                          remove_in=[folder / "edits"])
+    assert [op.path for g in plan.groups for op in g.operations] == [
+        str(folder / "edits" / "coffee_bright.png")]
+    # Everything under the remove folder: the group's last copy stays.
+    plan = lookalike.plan(report, action="move", to=tmp_path / "q", remove_in=[folder])
+    assert len([op for g in plan.groups for op in g.operations]) == 1
+    assert main(["apply", str(report), "-a", "move", "--to", str(tmp_path / "q"),
+                 "--yes"]) == 0
+    assert len(list(folder.rglob("*.png"))) == 1
+    # A report whose scan ran without the band cannot say a member came in through it.
+    data["config"]["band"] = 0
+    report.write_text(json.dumps(data))
+    with pytest.raises(lookalike.LookalikeError, match="verified band"):
+        lookalike.plan(report, action="move", to=tmp_path / "q")
+
+
+def test_a_dataset_leak_through_the_band_is_listed(brightened, tmp_path):
+    from lookalike.analysis.dataset import dedupe_dataset
+
+    train, test = tmp_path / "train", tmp_path / "test"
+    train.mkdir()
+    test.mkdir()
+    shutil.copy(brightened / "coffee.png", train)
+    shutil.copy(brightened / "chelsea.png", train)
+    shutil.copy(brightened / "coffee_bright.png", test)
+    cleanup = dedupe_dataset({"train": str(train), "test": str(test)}, workers=1)
+    assert "d=7 aligned" in cleanup.render_text()
+
+
+def test_a_config_replaced_gets_its_own_default_band():
+    import dataclasses
+
+    assert dataclasses.replace(ScanConfig(), threshold=25).resolved_band == 0
+    assert dataclasses.replace(ScanConfig(), grouping="star").resolved_band == 0
+    assert ScanConfig().to_dict()["band"] == 20

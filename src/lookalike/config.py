@@ -297,7 +297,9 @@ class ScanConfig:
             Pictures with a short side of at least :data:`BAND_MIN_SIDE` pixels only (icons
             and thumbnails crowd the band: many near hashes, little to align). ``None`` (the
             default): the method's (:meth:`MethodSpec.default_band`: dhash-z at its default
-            size, 20); 0: off. Components grouping only.
+            size, 20, while the threshold is below it; other methods and sizes have none),
+            0 with star grouping (:attr:`resolved_band`); 0: off. Components grouping only.
+            Any method takes a band given explicitly (measured for dhash-z 16 only).
         workers: worker processes (``None`` = all cores, 1 = in-process).
     """
 
@@ -341,11 +343,9 @@ class ScanConfig:
                 f"threshold {threshold} is more than half the {nbits} bits of "
                 f"{self.method} at hash_size {size}: unrelated pictures would match; use "
                 f"0..{nbits // 2} (its default is {method.default_threshold(size)})")
-        if self.band is None:
-            object.__setattr__(self, "band", 0 if self.grouping == "star"
-                               else method.default_band(size, threshold))
         band = self.band
-        if isinstance(band, bool) or not isinstance(band, int) or band < 0:
+        if band is not None and (isinstance(band, bool) or not isinstance(band, int)
+                                 or band < 0):
             raise ConfigError(f"band {band!r} is not a number of bits >= 0 (0 = off)")
         if band and not threshold < band <= nbits // 2:
             raise ConfigError(
@@ -398,9 +398,15 @@ class ScanConfig:
 
     @property
     def resolved_band(self) -> int:
-        """:attr:`band`, which ``__post_init__`` resolved: never None once built."""
-        assert self.band is not None
-        return self.band
+        """:attr:`band`, or when None the method's default for this hash size and threshold
+        (:meth:`MethodSpec.default_band`), 0 with star grouping. Left unresolved in the
+        field, so that ``dataclasses.replace(config, threshold=25)`` gets its own default."""
+        if self.band is not None:
+            return self.band
+        if self.grouping == "star":
+            return 0
+        return method_spec(self.method).default_band(self.resolved_hash_size,
+                                                     self.resolved_threshold)
 
     @property
     def resolved_similarity(self) -> float:
@@ -422,4 +428,5 @@ class ScanConfig:
         d["hash_size"] = self.resolved_hash_size
         d["nbits"] = self.nbits
         d["similarity"] = self.resolved_similarity
+        d["band"] = self.resolved_band
         return d

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 __all__ = ["MATCH_KINDS", "FileFacts", "Group", "Hash", "ImageRecord", "Member",
-           "embedding_array", "embedding_bytes", "flat_codes", "make_record",
+           "embedding_array", "embedding_bytes", "flat_codes", "make_record", "match_text",
            "positional_constructor", "structureless"]
 
 
@@ -317,6 +317,16 @@ class ImageRecord:
 #: beyond the threshold, within the verified band, and aligning the pictures confirmed it
 #: (``aligned``: a photometric edit such as brightness; ``ScanConfig.band``).
 MATCH_KINDS = ("hash", "embedding", "verified", "aligned")
+
+
+def match_text(match: str, distance: int, similarity: float | None) -> str:
+    """How a pair matched, in a few words for text reports: ``d=5``, ``d=9 aligned`` or
+    ``verified 0.87``."""
+    if match == "hash":
+        return f"d={distance}"
+    if similarity is None:
+        return f"d={distance} {match}"
+    return f"{match} {similarity:.2f}"
 
 
 @dataclass(frozen=True, slots=True)

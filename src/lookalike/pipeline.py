@@ -573,15 +573,22 @@ class _EdgeStore:
         self.cache, self.config, self.roots = cache, config, roots
         self.new: set[int] = set()  # values absent from the stored edges
 
-    def get(self, records: Sequence[ImageRecord], radius: int) -> Edges:
+    def get(self, records: Sequence[ImageRecord], radius: int, subset: str | None = None
+            ) -> Edges:
+        """The edges of ``records`` at ``radius``; ``subset`` names a rule that chose some
+        of the scan's records (the verified band's pictures): their edges are kept apart
+        from those of all records at the same radius (the confirmation pass searches
+        ``threshold + 16``), which would otherwise replace each other at every scan."""
         cache = self.cache
-        known = cache.load_edges(self.config, self.roots, radius) if cache is not None else None
+        scope = self.roots if subset is None else [*self.roots, f"#{subset}"]
+        known = cache.load_edges(self.config, scope, radius) if cache is not None else None
         edges = record_edges(records, radius, known)
         if edges is not known:
-            reused = known.codes if known is not None and known.nbits == edges.nbits else ()
-            self.new |= edges.codes.difference(reused)
+            if subset is None:
+                reused = known.codes if known is not None and known.nbits == edges.nbits else ()
+                self.new |= edges.codes.difference(reused)
             if cache is not None:
-                cache.save_edges(self.config, self.roots, edges)
+                cache.save_edges(self.config, scope, edges)
         return edges
 
 
@@ -596,17 +603,19 @@ def _band(records: Sequence[ImageRecord], items: Sequence[Any], config: ScanConf
     then the hashes' alone."""
     if not config.resolved_band:
         return {}, {}
+    none = {"band_pairs": 0, "band_tried": 0, "band_joined": 0, "band_read": 0,
+            "band_cached": 0}
     tried = [records[k] for k in band_records(records)]
     if len(tried) < 2:
-        return {}, {"band_pairs": 0, "band_joined": 0}
+        return {}, none
     try:
-        band = edges.get(tried, config.resolved_band)
+        band = edges.get(tried, config.resolved_band, subset="band")
     except LookalikeError:  # the search's memory guard (grouping.edges)
         why = (f"its search to {config.resolved_band} bits would pair more of these "
                f"{len(tried):,} pictures' hashes than fit in memory")
         reporter.info(f"the verified band was left out: {why}; a lower --band searches less "
                       "(0: off)")
-        return {}, {"band_pairs": 0, "band_joined": 0, "band_skipped": why}
+        return {}, {**none, "band_skipped": why}
     return band_matches(records, items, config, near, band, links, options, cache, fresh)
 
 

@@ -71,7 +71,7 @@ def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],
     part_of = hash_parts(records, config, near)
     work = to_verify(proposed, part_of)
     links, verify_stats = _verify_joins(records, items, config, options, cache, fresh, work,
-                                        part_of, kind="verified", small_only=True)
+                                        part_of, kind="verified")
     stats.update(verify_stats)
     return links, proposed, stats
 
@@ -109,10 +109,11 @@ def band_matches(records: Sequence[ImageRecord], items: Sequence[Any], config: S
     among the codes of :func:`band_records`.
 
     Tried as embedding matches are (:func:`embedding_matches`: closest first, at most
-    :data:`~lookalike.grouping.embedded.TRIES` pairs between two groups, verdicts cached),
-    and a join is refused when small members of the two groups are not one picture by their
-    thumbnails (:meth:`_Features.parts_agree`: a false hash match already in a group must
-    not chain another).
+    :data:`~lookalike.grouping.embedded.TRIES` pairs between two groups, verdicts cached).
+    Both pictures have a short side of at least
+    :data:`~lookalike.config.BAND_MIN_SIDE`: never a pair of small pictures, whose joins
+    must also agree across their groups' members (:meth:`_Features.parts_agree`; asked of
+    a band pair, a thumbnail of the original refused its brightened copy).
 
     Measured on benchmarks/accuracy (3,679 images, ``--band 20``): 872 pairs verified, true
     pairs 13,340 -> 14,466, false 7 -> 10; brightness +30% found 76% -> 88%."""
@@ -139,7 +140,7 @@ def band_matches(records: Sequence[ImageRecord], items: Sequence[Any], config: S
     # Closest first: to_verify takes the most similar, so similarity is minus the bits.
     work = to_verify({pair: -bits for pair, bits in closest.items()}, part_of)
     joined, stats = _verify_joins(records, items, config, options, cache, fresh, work,
-                                  part_of, kind="aligned", small_only=False)
+                                  part_of, kind="aligned")
     return joined, {"band_pairs": len(closest), "band_tried": stats["verify_tried"],
                     "band_joined": len(joined), "band_read": stats["verify_read"],
                     "band_cached": stats["verify_cached"]}
@@ -148,13 +149,13 @@ def band_matches(records: Sequence[ImageRecord], items: Sequence[Any], config: S
 def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: ScanConfig,
                   options: Mapping[str, Any], cache: HashCache | None,
                   fresh: Collection[str], work: list[list[tuple[int, int]]],
-                  part_of: Sequence[int], kind: str, small_only: bool
+                  part_of: Sequence[int], kind: str
                   ) -> tuple[dict[tuple[int, int], str], dict[str, int]]:
     """For each list of candidate pairs between two parts (:func:`to_verify`), the first
-    pair that verification accepts, as a link of ``kind``. The two parts' members must also
-    be one picture by their thumbnails (:meth:`_Features.parts_agree`): only for a pair of
-    small pictures with ``small_only``, always without. Verdicts come from and go to the
-    hash ``cache`` (not for files in ``fresh``: read again by this scan)."""
+    pair that verification accepts, as a link of ``kind``. A pair of small pictures joins
+    only when the two parts' small members are one picture by their thumbnails too
+    (:meth:`_Features.parts_agree`). Verdicts come from and go to the hash ``cache`` (not
+    for files in ``fresh``: read again by this scan)."""
     by_path = {e.path: e for e in items}
     features = _Features(records, by_path, config, options)
     known = (cache.load_verdicts(config, [(records[i], records[j]) for c in work for i, j in c
@@ -179,9 +180,8 @@ def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: 
     def first_verified(candidates: list[tuple[int, int]]) -> tuple[tuple[int, int] | None, int]:
         for tried, (i, j) in enumerate(candidates, start=1):
             if verdict(i, j):
-                if ((not small_only or _small(records[i], records[j]))
-                        and not features.parts_agree(members[part_of[i]],
-                                                     members[part_of[j]])):
+                if _small(records[i], records[j]) and not features.parts_agree(
+                        members[part_of[i]], members[part_of[j]]):
                     return None, tried
                 return (i, j), tried
         return None, len(candidates)

@@ -51,7 +51,13 @@ from lookalike.actions.journal import Journal
 from lookalike.config import nearest_folder
 from lookalike.errors import ConfigError, JournalError, ReportError
 from lookalike.grouping.groups import cluster_records
-from lookalike.grouping.keep import KeepDecision, KeepFacts, KeepPolicy, capture_moments
+from lookalike.grouping.keep import (
+    HASHED,
+    KeepDecision,
+    KeepFacts,
+    KeepPolicy,
+    capture_moments,
+)
 from lookalike.model import Group, ImageRecord
 from lookalike.paths import is_local_file, is_under, name_key, root_names, shown
 from lookalike.report.schema import (
@@ -241,9 +247,12 @@ def decide_by_folders(group: Group, policy: KeepPolicy, facts: KeepFacts,
                 kept.append(rec.path)
                 why[rec.path] = (f"another shot (taken {facts.taken[rec.path]}, by its EXIF), "
                                  "not a copy, so no rule removes it")
-    if not any(how[p] == "hash" or (p in protected and how[p] != "embedding") for p in kept):
-        # The policy's keeper: protected, or of the hash-matched members.
-        last = next(p for p in base.keep if how[p] != "embedding")
+    # The policy's keeper (of the hash-matched members first) among those the rules remove.
+    last = next((p for p in sorted(base.keep, key=lambda p: how[p] not in HASHED)
+                 if how[p] != "embedding" and p in remove), None)
+    if last is not None and not any(how[p] in HASHED or (p in protected
+                                                         and how[p] != "embedding")
+                                    for p in kept):
         remove.remove(last)
         kept.insert(0, last)
         why[last] = ("the last copy: every copy is under a remove folder (members that "
@@ -660,10 +669,16 @@ def _check_recorded(report: Report, recorded: Any, leak: Any) -> None:
                               "Make it reachable again, or re-run the scan")
     if not report.config.get("embed"):
         odd = next((m.record.path for g in report.groups for m in g.members
-                    if m.match != "hash"), None)
+                    if m.match not in HASHED), None)
         if odd is not None:
             raise ReportError(f"{where} ({odd} says it matched by embeddings, but the scan used "
                               "no embedding model); re-run the scan")
+    if not report.config.get("band"):
+        odd = next((m.record.path for g in report.groups for m in g.members
+                    if m.match == "aligned"), None)
+        if odd is not None:
+            raise ReportError(f"{where} ({odd} says the verified band joined it, but the scan "
+                              "ran without one); re-run the scan")
 
 
 def _as_recorded(group: Group, decision: KeepDecision, kept: tuple[str, ...],
@@ -1162,7 +1177,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             continue
         if action in ("move", "delete"):
             notes.extend(_sidecar_notes([op.path for op in ops], decision.keep, folders))
-        joined = [m.record.path for m in g.members if m.match != "hash"
+        joined = [m.record.path for m in g.members if m.match not in HASHED
                   and m.record.path in decision.keep and m.record.path not in decision.protected]
         if joined and decisions is None:
             notes.append(f"also kept: {plural(len(joined), 'member')} that embeddings joined "
@@ -1179,7 +1194,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             taken = facts.taken if decisions is None else {}
             also = {k: "in a protected folder" if k in decision.protected else
                     "joined by embeddings: no keep rule tells which is the original"
-                    if how.get(k, "hash") != "hash" else
+                    if how.get(k, "hash") not in HASHED else
                     "it holds several pictures, and its hash sees the first only"
                     if k in several else
                     f"another shot (taken {taken[k]}, by its EXIF), not a copy"

@@ -45,7 +45,7 @@ from lookalike.inputs.hf import (
 )
 from lookalike.inputs.listing import list_inputs
 from lookalike.inputs.walk import named_paths
-from lookalike.model import Group, ImageRecord, Member
+from lookalike.model import Group, ImageRecord, Member, match_text
 from lookalike.paths import overlap
 from lookalike.pipeline import CHUNK_SIZE, ScanResult, scan
 
@@ -151,8 +151,7 @@ class DatasetCleanup:
         for lk in shown:
             best = lk.matches[0]
             more = f" (+{len(lk.matches) - 1} more)" if len(lk.matches) > 1 else ""
-            how = (f"d={best.distance}" if best.match == "hash"
-                   else f"{best.match} {best.similarity:.2f}")
+            how = match_text(best.match, best.distance, best.similarity)
             lines.append(f"  {lk.split}[{lk.index}]  ~  {best.split}[{best.index}] "
                          f"({how}){more}")
         if max_items is not None and len(self.leaks) > max_items:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from lookalike.errors import ConfigError
 from lookalike.grouping.groups import group_kind, near_pairs
 from lookalike.inputs.walk import named_paths
-from lookalike.model import Group, ImageRecord, Member
+from lookalike.model import Group, ImageRecord, Member, match_text
 from lookalike.paths import is_local_file, is_under, overlap, root_names, shown
 
 if TYPE_CHECKING:
@@ -134,9 +134,7 @@ class Leakage:
         for lk in self.leaks if max_items is None else self.leaks[:max_items]:
             best = lk.matches[0]
             more = f" (+{len(lk.matches) - 1} more)" if len(lk.matches) > 1 else ""
-            how = (f"d={best.distance}" if best.match == "hash"
-                   else f"d={best.distance} aligned" if best.similarity is None
-                   else f"{best.match} {best.similarity:.2f}")
+            how = match_text(best.match, best.distance, best.similarity)
             lines.append(f"  {shown(lk.path)}  ~  {shown(best.path)} ({how}){more}")
         if max_items is not None and len(self.leaks) > max_items:
             lines.append(f"  ... {len(self.leaks) - max_items} more in the report")

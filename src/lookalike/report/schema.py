@@ -402,7 +402,8 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
         f"{human_bytes(choices.bytes_removed(result.groups))} "
         f"reclaimable), {plural(len(result.errors), 'error')}",
         f"method {cfg.method}, hash size {cfg.resolved_hash_size}, threshold {cfg.threshold} "
-        f"bits, grouping {cfg.grouping}; * = kept by the keep policy, d = bits from the first",
+        f"bits{f' (verified band to {band})' if (band := cfg.resolved_band) else ''}, "
+        f"grouping {cfg.grouping}; * = kept by the keep policy, d = bits from the first",
     ]
     if s.get("aliases"):
         n = s["aliases"]

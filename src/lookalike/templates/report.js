@@ -24,7 +24,9 @@
   // Why the keep policy suggests a member (the report's keep_reason), else null. A member
   // embeddings joined is kept for the reviewer to choose: no signal says which is the original.
   // Another shot (a burst's frame) the policy keeps besides its keeper says so.
-  const suggestedWhy = (g, m, mi) => (!m.k || !g.kr ? null : m.mk ?
+  // Joined by embeddings (not by hashes, nor by the verified band's "aligned" hashes).
+  const byEmbedding = (m) => m.mk === "embedding" || m.mk === "verified";
+  const suggestedWhy = (g, m, mi) => (!m.k || !g.kr ? null : byEmbedding(m) ?
     "kept: joined by its embedding (a crop, frame or turn of the others, or their original)" :
     m.sh && mi !== g.kf ? "kept: another shot (its EXIF names another capture moment), " +
     "not a copy" : "suggested keeper: " + g.kr);
@@ -444,9 +446,9 @@
     // No rule removes a group's last copy, as apply judges it: a member its hashes matched
     // (or a protected one they did not only look alike to) must stay; members embeddings
     // joined do not count. Then the policy's keeper of the hash-matched stays.
-    const counts = (m) => !m.mk || (m.pr && m.mk !== "embedding");
+    const counts = (m) => !byEmbedding(m) || (m.pr && m.mk !== "embedding");
     if (rules.size && !keep.some((k, mi) => k && counts(g.m[mi]))) {
-      let pick = g.m.findIndex((m) => m.k && !m.mk);
+      let pick = g.m.findIndex((m) => m.k && !byEmbedding(m));
       if (pick < 0) pick = g.rep;
       keep[pick] = true;
       reason[pick] = "kept: no rule removes a group's last copy (members embeddings joined " +
