@@ -265,3 +265,36 @@ def test_a_config_replaced_gets_its_own_default_band():
     assert dataclasses.replace(ScanConfig(), threshold=25).resolved_band == 0
     assert dataclasses.replace(ScanConfig(), grouping="star").resolved_band == 0
     assert ScanConfig().to_dict()["band"] == 20
+
+
+def test_parquet_cells_are_read_once_per_row_group_for_verification(rgb_photos, tmp_path):
+    # A Parquet cell is read with its whole row group: verification reads the cells it needs
+    # in storage order, one pass, not one row group per picture.
+    import io
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lookalike.inputs import remote
+
+    rows = []
+    for p in rgb_photos:
+        if p.stem not in ("coffee", "astronaut", "hubble_deep_field", "retina", "ihc"):
+            continue
+        img = Image.open(p).convert("RGB")
+        for tag, edit in (("", img), ("b130", ImageEnhance.Brightness(img).enhance(1.3)),
+                          ("g07", img.point(lambda v: int(255 * (v / 255) ** 0.7))),
+                          ("c60", ImageEnhance.Contrast(img).enhance(0.6))):
+            data = io.BytesIO()
+            edit.save(data, "PNG")
+            rows.append((f"{p.stem}{tag}.png", data.getvalue()))
+    random.Random(0).shuffle(rows)
+    table = pa.table({"path": [r[0] for r in rows], "image": [r[1] for r in rows]})
+    pq.write_table(table, tmp_path / "photos.parquet", row_group_size=2)
+    groups = len(rows) // 2
+    remote._row_group_bytes.cache_clear()
+    result = lookalike.scan(tmp_path / "photos.parquet", workers=1)
+    assert result.stats["band_joined"] >= 1
+    # Hashing reads each row group once, verification at most once more.
+    assert remote._row_group_bytes.cache_info().misses <= 2 * groups

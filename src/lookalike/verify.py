@@ -186,6 +186,7 @@ def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: 
                 return (i, j), tried
         return None, len(candidates)
 
+    features.prefetch(i for candidates in work for pair in candidates for i in pair)
     # OpenCV and the decoders release the GIL: threads verify in parallel (one result per
     # candidate list, in order, so the outcome does not depend on timing).
     with ThreadPoolExecutor(config.resolved_workers) as pool:
@@ -249,6 +250,23 @@ class _Features:
         self.held: OrderedDict[int, Any] = OrderedDict()  # the most recently used first out
         self.reads = 0  # files read and decoded (again, if they had to be let go)
         self._lock = threading.Lock()
+        self.fetched: dict[str, bytes] = {}  # bytes of items that are not local files
+
+    def prefetch(self, indices: Iterable[int]) -> None:
+        """Read the bytes of the records among ``indices`` that are not local files (URLs,
+        tar members, Parquet cells) in one pass, in storage order, and hold them (encoded,
+        ~100 KB an image) while the features are made: one at a time, a Parquet cell cost
+        the read of its whole row group (a scan of 320 photos in row groups of 50: 4.4 s of
+        system time for 103 pictures verified)."""
+        from lookalike.inputs.remote import RemoteEntry, RemoteReader
+
+        entries = sorted((e for i in set(indices)
+                          if isinstance(e := self.by_path.get(self.records[i].path), RemoteEntry)
+                          and e.path not in self.fetched),
+                         key=lambda e: (e.url, e.column, e.row, e.offset, e.path))
+        for entry, data in RemoteReader(self.options).read(entries):
+            if not isinstance(data, Problem):
+                self.fetched[entry.path] = data
 
     def same_picture(self, i: int, j: int) -> bool | None:
         """Whether records ``i`` and ``j``, aligned, hash alike; None when either file
@@ -313,7 +331,8 @@ class _Features:
             else:
                 from lookalike.inputs.remote import RemoteReader
 
-                ((_, data),) = RemoteReader(self.options).read([entry])
+                data = self.fetched.get(record.path) or next(iter(
+                    RemoteReader(self.options).read([entry])))[1]
                 if isinstance(data, Problem):
                     return None
             pic, _, _ = decode_bytes(data, mode="fast", max_pixels=self.config.max_pixels)
