@@ -298,3 +298,27 @@ def test_parquet_cells_are_read_once_per_row_group_for_verification(rgb_photos, 
     assert result.stats["band_joined"] >= 1
     # Hashing reads each row group once, verification at most once more.
     assert remote._row_group_bytes.cache_info().misses <= 2 * groups
+
+
+def test_query_finds_a_brightened_copy_as_a_scan_groups_it(brightened, tmp_path, capsys):
+    from lookalike.analysis.query import find_matches, matches_to_dict
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    shutil.copy(brightened / "coffee.png", folder)
+    shutil.copy(brightened / "chelsea.png", folder)
+    cache = tmp_path / "h.sqlite"
+    lookalike.scan(folder, workers=1, cache=cache)
+    query = brightened / "coffee_bright.png"
+    (result,), problems = find_matches([query], cache)
+    assert problems == []
+    assert [Path(m.path).name for m, _ in result.matches] == ["coffee.png"]
+    match, bits = result.matches[0]
+    assert result.match_of(match) == "aligned" and bits > ScanConfig().resolved_threshold
+    data = matches_to_dict([result], [])
+    assert data["queries"][0]["matches"][0]["match"] == "aligned"
+    (off,), _ = find_matches([query], cache, ScanConfig(band=0))
+    assert off.matches == ()
+    assert main(["query", str(query), "--cache", str(cache)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "coffee.png" in x)
+    assert f"d={bits}" in line and "(aligned)" in line

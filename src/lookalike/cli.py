@@ -256,6 +256,12 @@ def _embed_options() -> _Decorator:
     return lambda f: embed(similarity(verify(f)))
 
 
+def _band_option(help: str) -> _Decorator:
+    return click.option("--band", type=click.IntRange(min=0), default=None, metavar="BITS",
+                        help=help + " 0 = off. Default: the method's (`lookalike methods`), "
+                        "off at or below the threshold and with --grouping star.")
+
+
 def _workers_option() -> _Decorator:
     return click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
                         help="Worker processes. Default: all cores; 1 = no subprocesses.")
@@ -353,11 +359,9 @@ def cli() -> None:
 @_trim_option("Also hash the content inside flat bars (padding, letterbox, margins), so a "
               "padded copy matches its original.")
 @_embed_options()
-@click.option("--band", type=click.IntRange(min=0), default=None, metavar="BITS",
-              help="Verified hash band: photos whose hashes differ by more than the "
-              "threshold, up to BITS, are grouped when their pictures, aligned, are one "
-              "picture (brightened, contrast or gamma edits). 0 = off. Default: the "
-              "method's (`lookalike methods`).")
+@_band_option("Verified hash band: photos whose hashes differ by more than the threshold, up "
+              "to BITS, are grouped when their pictures, aligned, are one picture "
+              "(brightened, contrast or gamma edits).")
 @click.option("--grouping", type=click.Choice(["components", "star"]), default="components",
               show_default=True,
               help="components: chain matches; star: all within threshold of the representative.")
@@ -655,6 +659,8 @@ def undo_cmd(journal: str, quiet: bool) -> None:
 @_invariant_option("Flip/rotation invariance of the cached scan.")
 @_trim_option("Border trimming of the cached scan.")
 @_embed_options()
+@_band_option("Verified hash band: cached photos whose hashes differ by more than the "
+              "threshold, up to BITS, match when their pictures, aligned, are one picture.")
 @_cache_option("Hash cache filled by earlier scans (default as for scan); it must exist.")
 @click.option("--in", "under", type=click.Path(path_type=str), default=None,
               help="Only match cached images under this folder.")
@@ -663,7 +669,7 @@ def undo_cmd(journal: str, quiet: bool) -> None:
 def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
               threshold: int | None, decode: str, invariant: str, trim_borders: bool,
               embed: str | None,
-              similarity: float | None, verify: bool, cache_path: str | None,
+              similarity: float | None, verify: bool, band: int | None, cache_path: str | None,
               under: str | None, fmt: str) -> None:
     """Find matches of IMAGES among everything earlier scans put in the hash cache.
 
@@ -685,7 +691,7 @@ def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
                         decode=decode,  # type: ignore[arg-type]
                         invariant=invariant,  # type: ignore[arg-type]
                         trim_borders=trim_borders, embed=embed, similarity=similarity,
-                        verify=verify)
+                        verify=verify, band=band)
     results, problems = find_matches(images, cache_path or default_cache_path(), config,
                                      under=under)
     if fmt == "json":

@@ -28,12 +28,13 @@ from lookalike.config import DECODER_VERSION, ScanConfig
 from lookalike.errors import ConfigError, Problem
 from lookalike.grouping.confirm import may_be_reduced
 from lookalike.grouping.groups import segment_rows
+from lookalike.grouping.keep import HASHED
 from lookalike.inputs.walk import FileEntry, container_of
 from lookalike.model import ImageRecord, embedding_array
 from lookalike.paths import is_local_file, shown
 from lookalike.search import HammingIndex
 from lookalike.store.cache import HashCache, settings_key, settings_of_key
-from lookalike.verify import verify_pairs
+from lookalike.verify import band_records, verify_pairs
 from lookalike.worker import hash_file
 
 __all__ = ["QueryResult", "find_matches"]
@@ -61,12 +62,19 @@ class QueryResult:
     #: off) (:data:`~lookalike.model.MATCH_KINDS`).
     embedded_kind: str = "verified"
     changed: frozenset[str] = frozenset()
+    #: The paths of matches the verified band found (``config.band``): hashes beyond the
+    #: threshold, pictures that aligning confirms are one (and the cached images whose
+    #: hashes match those); listed after the hash matches, nearest first.
+    aligned: frozenset[str] = frozenset()
 
     def is_missing(self, record: ImageRecord | str) -> bool:
         return (record if isinstance(record, str) else record.path) in self.missing
 
     def match_of(self, record: ImageRecord) -> str:
-        """How ``record`` matched the query: ``hash``, ``verified`` or ``embedding``."""
+        """How ``record`` matched the query: ``hash``, ``aligned``, ``verified`` or
+        ``embedding``."""
+        if record.path in self.aligned:
+            return "aligned"
         return self.embedded_kind if record.path in self.embedded else "hash"
 
 
@@ -142,15 +150,19 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
                 for row, _ in index.query(seg, max_distance=config.threshold):
                     yield owners[row]
 
-        embedded = _embedding_matches(out, stored, vectors, best, config, hash_matches)
+        aligned = _band_matches(out, stored, index, owners, best, config, hash_matches)
+        embedded = _embedding_matches(out, stored, vectors, {**best, **aligned}, config,
+                                      hash_matches)
         matches = tuple((stored[i], d) for i, d in ranked) + tuple(
+            (stored[i], d) for i, d in aligned.items()) + tuple(
             (stored[i], out.hash - stored[i].hash) for i in embedded)
         gone = frozenset(rec.path for rec, _ in matches if _gone(rec.path))
         changed = frozenset(rec.path for rec, _ in matches
                             if rec.path not in gone and not _unchanged(rec))
         results.append(QueryResult(out, matches, gone,
                                    {stored[i].path: sim for i, sim in embedded.items()},
-                                   "verified" if config.verify else "embedding", changed))
+                                   "verified" if config.verify else "embedding", changed,
+                                   frozenset(stored[i].path for i in aligned)))
     return results, problems
 
 
@@ -186,6 +198,40 @@ def _gone(path: str) -> bool:
 
 #: Most embedding candidates verified per query image (the most similar first).
 EMBED_CANDIDATES = 8
+
+
+#: Most verified-band candidates verified per query image (the nearest first).
+BAND_CANDIDATES = 8
+
+
+def _band_matches(query: ImageRecord, stored: Sequence[ImageRecord], index: HammingIndex,
+                  owners: Sequence[int], hashed: Mapping[int, int], config: ScanConfig,
+                  hash_matches: Callable[[int], Iterable[int]]) -> dict[int, int]:
+    """As a scan's verified band (:func:`lookalike.verify.band_matches`): indices of
+    ``stored`` whose hashes lie beyond the threshold, within ``config.band``, that aligning
+    the pictures confirms, with their distance, nearest first; then the records whose hashes
+    match one of those (they would share a scan's group). Pictures with a short side under
+    :data:`~lookalike.config.BAND_MIN_SIDE` are not tried, as in a scan."""
+    if not config.resolved_band or not band_records([query]):
+        return {}
+    near: dict[int, int] = {}
+    for seg in query.hash.informative_segments:
+        for row, dist in index.query(seg, max_distance=config.resolved_band):
+            owner = owners[row]
+            if owner not in hashed and dist < near.get(owner, dist + 1):
+                near[owner] = dist
+    candidates = list(near.items())
+    tried = set(band_records([stored[i] for i, _ in candidates]))
+    order = sorted((d, i) for k, (i, d) in enumerate(candidates)
+                   if k in tried and not _same_file(stored[i].path, query.path))[:BAND_CANDIDATES]
+    ok = verify_pairs([query, *(stored[i] for _, i in order)],
+                      [(0, k + 1) for k in range(len(order))], config)
+    found = {i: d for (d, i), good in zip(order, ok, strict=True) if good}
+    for i in list(found):
+        found.update((j, query.hash - stored[j].hash) for j in hash_matches(i)
+                     if j not in hashed and j not in found
+                     and not _same_file(stored[j].path, query.path))
+    return found
 
 
 def _embedding_matches(query: ImageRecord, stored: Sequence[ImageRecord], vectors: Any,
@@ -413,9 +459,10 @@ def render_matches(results: Sequence[QueryResult]) -> str:
         gone += f", {len(r.changed)} changed since the scan" if r.changed else ""
         n = len(r.matches)
         lines.append(f"{shown(r.query.path)}: {n} match{'' if n == 1 else 'es'}{gone}")
-        lines.extend(f"  d={d if r.match_of(rec) == 'hash' else '-':<3} {shown(rec.path)}"
+        lines.extend(f"  d={d if r.match_of(rec) in HASHED else '-':<3} {shown(rec.path)}"
                      + (f"  ({r.embedded_kind} {r.embedded[rec.path]:.2f})"
                         if rec.path in r.embedded else "")
+                     + ("  (aligned)" if rec.path in r.aligned else "")
                      + ("  (gone since the scan)" if rec.path in r.missing else "")
                      + ("  (changed since the scan: scan again)" if rec.path in r.changed
                         else "")
