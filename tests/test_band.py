@@ -322,3 +322,18 @@ def test_query_finds_a_brightened_copy_as_a_scan_groups_it(brightened, tmp_path,
     assert main(["query", str(query), "--cache", str(cache)]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "coffee.png" in x)
     assert f"d={bits}" in line and "(aligned)" in line
+
+
+def test_a_second_hash_confirms_what_alignment_does_not(rgb_photos, tmp_path, monkeypatch):
+    # Alignment compares dhash-z hashes of the aligned pictures, which a brightened photo's
+    # clipped highlights change; the band also accepts PDQ hashes within BAND_PDQ bits.
+    from lookalike import verify
+
+    img = Image.open(next(p for p in rgb_photos if p.stem == "hubble_deep_field")).convert("RGB")
+    img.save(tmp_path / "hubble.png")
+    ImageEnhance.Brightness(img).enhance(1.45).save(tmp_path / "hubble_bright.png")
+    monkeypatch.setattr(verify._Features, "same_picture", lambda self, i, j: False)
+    result = lookalike.scan(tmp_path, workers=1)
+    assert [sorted(m.match for m in g.members) for g in result.groups] == [["aligned", "hash"]]
+    monkeypatch.setattr(verify, "BAND_PDQ", -1)
+    assert lookalike.scan(tmp_path, workers=1).groups == []

@@ -225,7 +225,7 @@ def _band_matches(query: ImageRecord, stored: Sequence[ImageRecord], index: Hamm
     order = sorted((d, i) for k, (i, d) in enumerate(candidates)
                    if k in tried and not _same_file(stored[i].path, query.path))[:BAND_CANDIDATES]
     ok = verify_pairs([query, *(stored[i] for _, i in order)],
-                      [(0, k + 1) for k in range(len(order))], config)
+                      [(0, k + 1) for k in range(len(order))], config, band=True)
     found = {i: d for (d, i), good in zip(order, ok, strict=True) if good}
     for i in list(found):
         found.update((j, query.hash - stored[j].hash) for j in hash_matches(i)

@@ -592,18 +592,21 @@ class HashCache:
     # aligns only pairs it has not judged.
 
     @staticmethod
-    def _verdicts_key(config: ScanConfig) -> str:
+    def _verdicts_key(config: ScanConfig, rule: str) -> str:
         from lookalike.imaging.align import VERIFY_VERSION
 
-        return f"{settings_key(config)}/verify{VERIFY_VERSION}"
+        key = f"{settings_key(config)}/verify{VERIFY_VERSION}"
+        return key if rule == "verified" else f"{key}/{rule}"
 
     @_damage_said
-    def load_verdicts(self, config: ScanConfig, pairs: Sequence[tuple[ImageRecord, ImageRecord]]
-                      ) -> dict[tuple[str, str], bool]:
-        """Stored verdicts of ``pairs`` whose two files are unchanged, by their paths."""
+    def load_verdicts(self, config: ScanConfig, pairs: Sequence[tuple[ImageRecord, ImageRecord]],
+                      rule: str = "verified") -> dict[tuple[str, str], bool]:
+        """Stored verdicts of ``pairs`` whose two files are unchanged, by their paths;
+        ``rule``: which test judged them (``verified``: embedding matches' alignment;
+        ``aligned``: the verified band's)."""
         if not pairs:
             return {}
-        key = self._verdicts_key(config)
+        key = self._verdicts_key(config, rule)
         wanted = {(a.path, b.path): (a, b) for a, b in pairs
                   if storable(a.path) and storable(b.path)}
         db = self._db
@@ -630,9 +633,10 @@ class HashCache:
 
     @_damage_said
     def save_verdicts(self, config: ScanConfig,
-                      verdicts: Iterable[tuple[ImageRecord, ImageRecord, bool]]) -> None:
+                      verdicts: Iterable[tuple[ImageRecord, ImageRecord, bool]],
+                      rule: str = "verified") -> None:
         """Store verdicts for :meth:`load_verdicts`."""
-        key, now = self._verdicts_key(config), time.time()
+        key, now = self._verdicts_key(config, rule), time.time()
         rows = [(key, a.path, b.path, a.size_bytes, a.mtime_ns, b.size_bytes, b.mtime_ns,
                  int(ok), now) for a, b, ok in verdicts
                 if storable(a.path) and storable(b.path)]
