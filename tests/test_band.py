@@ -337,3 +337,51 @@ def test_a_second_hash_confirms_what_alignment_does_not(rgb_photos, tmp_path, mo
     assert [sorted(m.match for m in g.members) for g in result.groups] == [["aligned", "hash"]]
     monkeypatch.setattr(verify, "BAND_PDQ", -1)
     assert lookalike.scan(tmp_path, workers=1).groups == []
+
+
+def test_slivers_are_not_joined_by_the_blank_pdq_of_their_grey_picture(tmp_path):
+    # A 128 x 20000 strip is 3 px tall in alignment's 512 px grey picture, which PDQ hashes
+    # to its blank code whatever it shows: two different strips 10 bits apart stay apart.
+    import numpy as np
+
+    height, width = 128, 20000
+    rng = np.random.default_rng(3)
+    blocks = rng.integers(30, 220, (4, 40))
+
+    def strip(cells, seed):
+        noise = np.random.default_rng(seed).normal(0, 25, (height, width))
+        base = np.kron(cells, np.ones((height // 4, width // cells.shape[1] + 1)))
+        return Image.fromarray(np.clip(base[:height, :width] + noise, 0, 255).astype(np.uint8))
+
+    other = blocks.copy()
+    other[:, ::40] = 255 - other[:, ::40]
+    strip(blocks, 1).save(tmp_path / "a.png")
+    strip(other, 2).save(tmp_path / "b.png")
+    result = lookalike.scan(tmp_path, workers=1)
+    assert result.stats["band_tried"] == 1  # the case at hand: in the band, verified
+    assert result.groups == []
+
+
+def test_a_warm_rescan_of_a_tar_shard_reads_no_member_again(brightened, tmp_path, monkeypatch):
+    import tarfile
+
+    from lookalike.inputs import remote
+
+    shard = tmp_path / "photos.tar"
+    with tarfile.open(shard, "w") as tar:
+        for name in ("coffee.png", "coffee_bright.png", "chelsea.png"):
+            tar.add(brightened / name, arcname=name)
+    cache = tmp_path / "h.sqlite"
+    first = lookalike.scan(shard, workers=1, cache=cache)
+    assert first.stats["band_joined"] == 1
+    read: list[str] = []
+    reader = remote.RemoteReader.read
+
+    def counted(self, items):
+        read.extend(e.path for e in items)
+        return reader(self, items)
+
+    monkeypatch.setattr(remote.RemoteReader, "read", counted)
+    again = lookalike.scan(shard, workers=1, cache=cache)
+    assert again.stats["band_joined"] == 1 and again.stats["band_cached"] >= 1
+    assert read == []

@@ -331,9 +331,9 @@ def test_query_brings_the_hash_copies_of_what_its_embedding_found(tree, model, t
 
     real = query_module.verify_pairs
 
-    def verify_pairs(records, pairs, config):
+    def verify_pairs(records, pairs, config, **kw):
         return [ok and not records[j].path.endswith("_q85.jpg")
-                for (_, j), ok in zip(pairs, real(records, pairs, config), strict=True)]
+                for (_, j), ok in zip(pairs, real(records, pairs, config, **kw), strict=True)]
 
     monkeypatch.setattr(query_module, "verify_pairs", verify_pairs)
     folder = tmp_path / "set"
@@ -464,8 +464,8 @@ def test_a_file_unreadable_at_verification_gets_no_verdict_and_is_judged_next_sc
     from lookalike import verify
 
     real = verify._Features._load
-    monkeypatch.setattr(verify._Features, "_load", lambda self, record: (
-        None if record.path.endswith("p0_cropped.png") else real(self, record)))
+    monkeypatch.setattr(verify._Features, "_load", lambda self, i: (
+        None if self.records[i].path.endswith("p0_cropped.png") else real(self, i)))
     with HashCache(tmp_path / "c.sqlite") as cache:
         first = lookalike.scan(tree, config=_config(model), cache=cache)
         assert first.stats["verified"] == 1  # only p1's crop

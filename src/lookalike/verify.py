@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -115,8 +115,8 @@ def band_matches(records: Sequence[ImageRecord], items: Sequence[Any], config: S
     must also agree across their groups' members (:meth:`_Features.parts_agree`; asked of
     a band pair, a thumbnail of the original refused its brightened copy).
 
-    Measured on benchmarks/accuracy (3,679 images, ``--band 20``): 872 pairs verified, true
-    pairs 13,340 -> 14,466, false 7 -> 10; brightness +30% found 76% -> 88%."""
+    Measured on benchmarks/accuracy (3,679 images, ``--band 20``): 216 pairs verified, true
+    pairs 13,340 -> 14,885, false 7 -> 11; brightness +30% found 76% -> 92.5%."""
     threshold = config.resolved_threshold
     owners: dict[int, list[int]] = defaultdict(list)
     for k in band_records(records):
@@ -160,9 +160,11 @@ def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: 
     band = kind == "aligned"
     features = _Features(records, by_path, config, options, second_hash=band)
     judge = features.same_photo if band else features.same_picture
+    # The band's verdicts depend on its second hash's limit too.
+    rule = f"aligned-pdq{BAND_PDQ}" if band else "verified"
     known = (cache.load_verdicts(config, [(records[i], records[j]) for c in work for i, j in c
                                           if records[i].path not in fresh
-                                          and records[j].path not in fresh], kind)
+                                          and records[j].path not in fresh], rule)
              if cache is not None else {})
     judged: dict[tuple[int, int], bool] = {}
 
@@ -188,14 +190,22 @@ def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: 
                 return (i, j), tried
         return None, len(candidates)
 
-    features.prefetch(i for candidates in work for pair in candidates for i in pair)
+    def unjudged(candidates: list[tuple[int, int]]) -> set[int]:
+        return {i for a, b in candidates if (records[a].path, records[b].path) not in known
+                for i in (a, b)}
+
     # OpenCV and the decoders release the GIL: threads verify in parallel (one result per
-    # candidate list, in order, so the outcome does not depend on timing).
+    # candidate list, in order, so the outcome does not depend on timing). Pictures that
+    # are not local files are read a window of work at a time, each window in one pass.
+    outcomes: list[tuple[tuple[int, int] | None, int]] = []
     with ThreadPoolExecutor(config.resolved_workers) as pool:
-        outcomes = list(pool.map(first_verified, work))
+        for window in features.windows(work, unjudged):
+            features.prefetch(set().union(*map(unjudged, window)))
+            outcomes += pool.map(first_verified, window)
+            features.fetched.clear()
     if cache is not None and judged:
         cache.save_verdicts(config, [(records[i], records[j], ok)
-                                     for (i, j), ok in judged.items()], kind)
+                                     for (i, j), ok in judged.items()], rule)
     links = {pair: kind for pair, _ in outcomes if pair is not None}
     return links, {"verify_tried": sum(tried for _, tried in outcomes),
                    "verified": len(links), "verify_read": features.reads,
@@ -267,17 +277,42 @@ class _Features:
         self._lock = threading.Lock()
         self.fetched: dict[str, bytes] = {}  # bytes of items that are not local files
 
+    def remote(self, i: int) -> Any:
+        """Record ``i``'s item when it is not a local file (a RemoteEntry), else None."""
+        from lookalike.inputs.remote import RemoteEntry
+
+        entry = self.by_path.get(self.records[i].path)
+        return entry if isinstance(entry, RemoteEntry) else None
+
+    def windows(self, work: list[list[tuple[int, int]]],
+                records_of: Callable[[list[tuple[int, int]]], set[int]]
+                ) -> Iterator[list[list[tuple[int, int]]]]:
+        """``work`` in consecutive windows whose pictures that are not local files (among
+        ``records_of`` each candidate list) number at most :data:`HELD`: what
+        :meth:`prefetch` holds at once."""
+        window: list[list[tuple[int, int]]] = []
+        held: set[int] = set()
+        for candidates in work:
+            new = {i for i in records_of(candidates) if self.remote(i) is not None} - held
+            if window and len(held) + len(new) > HELD:
+                yield window
+                window, held = [], set()
+            window.append(candidates)
+            held |= new
+        if window:
+            yield window
+
     def prefetch(self, indices: Iterable[int]) -> None:
         """Read the bytes of the records among ``indices`` that are not local files (URLs,
         tar members, Parquet cells) in one pass, in storage order, and hold them (encoded,
-        ~100 KB an image) while the features are made: one at a time, a Parquet cell cost
+        ~100 KB an image) until their features are made: one at a time, a Parquet cell cost
         the read of its whole row group (a scan of 320 photos in row groups of 50: 4.4 s of
         system time for 103 pictures verified)."""
-        from lookalike.inputs.remote import RemoteEntry, RemoteReader
+        from lookalike.inputs.remote import RemoteReader
 
         entries = sorted((e for i in set(indices)
-                          if isinstance(e := self.by_path.get(self.records[i].path), RemoteEntry)
-                          and e.path not in self.fetched),
+                          if (e := self.remote(i)) is not None and e.path not in self.fetched
+                          and i not in self.held),
                          key=lambda e: (e.url, e.column, e.row, e.offset, e.path))
         for entry, data in RemoteReader(self.options).read(entries):
             if not isinstance(data, Problem):
@@ -307,7 +342,10 @@ class _Features:
             return None
         assert self.second is not None
         pa, pb = self.second.get(i), self.second.get(j)
-        if pa is not None and pb is not None and pa - pb <= BAND_PDQ:
+        # Only hashes with structure: a sliver's grey picture (a 128 x 20000 strip is 3 px
+        # tall at 512) hashes to PDQ's blank code, alike for any two such pictures.
+        if (pa is not None and pb is not None and pa.informative_segments
+                and pb.informative_segments and pa - pb <= BAND_PDQ):
             return True
         return self.same_picture(i, j)
 
@@ -361,7 +399,7 @@ class _Features:
             else:
                 from lookalike.inputs.remote import RemoteReader
 
-                data = self.fetched.get(record.path) or next(iter(
+                data = self.fetched.pop(record.path, None) or next(iter(
                     RemoteReader(self.options).read([entry])))[1]
                 if isinstance(data, Problem):
                     return None

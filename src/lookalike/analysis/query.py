@@ -30,7 +30,7 @@ from lookalike.grouping.confirm import may_be_reduced
 from lookalike.grouping.groups import segment_rows
 from lookalike.grouping.keep import HASHED
 from lookalike.inputs.walk import FileEntry, container_of
-from lookalike.model import ImageRecord, embedding_array
+from lookalike.model import Hash, ImageRecord, embedding_array
 from lookalike.paths import is_local_file, shown
 from lookalike.search import HammingIndex
 from lookalike.store.cache import HashCache, settings_key, settings_of_key
@@ -222,8 +222,17 @@ def _band_matches(query: ImageRecord, stored: Sequence[ImageRecord], index: Hamm
                 near[owner] = dist
     candidates = list(near.items())
     tried = set(band_records([stored[i] for i, _ in candidates]))
-    order = sorted((d, i) for k, (i, d) in enumerate(candidates)
-                   if k in tried and not _same_file(stored[i].path, query.path))[:BAND_CANDIDATES]
+    # Local files only (verification reads them; a tar member or Parquet cell would only
+    # use up a try), one per hash value (byte copies and re-encodes of one look-alike would
+    # take every try).
+    order: list[tuple[int, int]] = []
+    values: set[Hash] = set()
+    for d, i in sorted((d, i) for k, (i, d) in enumerate(candidates)
+                       if k in tried and is_local_file(stored[i].path, stored[i].source)
+                       and not _same_file(stored[i].path, query.path)):
+        if stored[i].hash not in values and len(order) < BAND_CANDIDATES:
+            values.add(stored[i].hash)
+            order.append((d, i))
     ok = verify_pairs([query, *(stored[i] for _, i in order)],
                       [(0, k + 1) for k in range(len(order))], config, band=True)
     found = {i: d for (d, i), good in zip(order, ok, strict=True) if good}
