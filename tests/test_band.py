@@ -118,6 +118,11 @@ def test_every_report_format_says_aligned(brightened, tmp_path, capsys):
     assert main(["scan", str(brightened), "-j", "1", "--no-cache", "-q", "-o",
                  str(csv_out)]) == 0
     assert "aligned" in csv_out.read_text()
+    page = tmp_path / "r.html"
+    assert main(["scan", str(brightened), "-j", "1", "--no-cache", "-q", "-o", str(out),
+                 "--html", str(page)]) == 0
+    html = page.read_text()
+    assert "(verified band to 20)" in html and '"mk":"aligned"' in html.replace(" ", "")
 
 
 def test_leakage_reports_a_brightened_test_image(brightened, tmp_path):
