@@ -160,8 +160,8 @@ def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: 
     band = kind == "aligned"
     features = _Features(records, by_path, config, options, second_hash=band)
     judge = features.same_photo if band else features.same_picture
-    # The band's verdicts depend on its second hash's limit too.
-    rule = f"aligned-pdq{BAND_PDQ}" if band else "verified"
+    # The band's verdicts depend on its own tests too.
+    rule = f"aligned-pdq{BAND_PDQ}-signs" if band else "verified"
     known = (cache.load_verdicts(config, [(records[i], records[j]) for c in work for i, j in c
                                           if records[i].path not in fresh
                                           and records[j].path not in fresh], rule)
@@ -333,13 +333,23 @@ class _Features:
         return distance is not None and distance <= MAX_DISTANCE
 
     def same_photo(self, i: int, j: int) -> bool | None:
-        """The verified band's test: :meth:`same_picture`, or the two pictures' PDQ hashes
-        (as they stand, borders trimmed) within :data:`BAND_PDQ` bits: a second
-        hash, independent of the dhash-z band that proposed the pair, where alignment's own
-        dhash-z comparison sees a brightened photo's clipped highlights change."""
+        """The verified band's test: the two pictures' PDQ hashes (as they stand, borders
+        trimmed) within :data:`BAND_PDQ` bits, a second hash independent of the dhash-z
+        band that proposed the pair; or, aligned, :meth:`same_picture`'s test, or every
+        order of neighbouring cells the same where neither is clipped
+        (:func:`~lookalike.imaging.align.signs_agree`): a brightened photo's clipped
+        highlights change the dhash-z bits alignment compares."""
         a, b = self.get(i), self.get(j)
         if a is None or b is None:
             return None
+        from lookalike.imaging.align import (
+            MAX_DISTANCE,
+            align,
+            same_small_picture,
+            shared_distance,
+            signs_agree,
+        )
+
         assert self.second is not None
         pa, pb = self.second.get(i), self.second.get(j)
         # Only hashes with structure: a sliver's grey picture (a 128 x 20000 strip is 3 px
@@ -347,7 +357,12 @@ class _Features:
         if (pa is not None and pb is not None and pa.informative_segments
                 and pb.informative_segments and pa - pb <= BAND_PDQ):
             return True
-        return self.same_picture(i, j)
+        small = same_small_picture(a, b)
+        if small is not None:
+            return small
+        shared = align(a, b)
+        return shared is not None and (shared_distance(*shared) <= MAX_DISTANCE
+                                       or signs_agree(*shared))
 
     def parts_agree(self, one: Sequence[int], other: Sequence[int]) -> bool:
         """Whether every pair across the two hash groups whose smaller picture is small

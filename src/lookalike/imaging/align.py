@@ -60,8 +60,8 @@ from PIL import Image
 from lookalike.config import import_extra
 from lookalike.imaging.decode import Picture
 
-__all__ = ["HASH", "MAX_DISTANCE", "SIDE", "SMALL_SIDE", "Features", "aligned_distance",
-           "features", "same_small_picture", "small_pair"]
+__all__ = ["HASH", "MAX_DISTANCE", "SIDE", "SMALL_SIDE", "Features", "align", "aligned_distance",
+           "features", "same_small_picture", "shared_distance", "signs_agree", "small_pair"]
 
 #: Version of the rules below (part of the key verdicts are cached under): bump it when a
 #: verdict could change.
@@ -166,8 +166,14 @@ def same_small_picture(a: Features, b: Features) -> bool | None:
 def aligned_distance(a: Features, b: Features) -> int | None:
     """Bits between the :data:`HASH` of ``a`` and of ``b`` aligned onto ``a`` (over the
     rectangle they share); None when no transform aligns them."""
-    from lookalike.imaging.hashes import get_method
+    shared = align(a, b)
+    return None if shared is None else shared_distance(*shared)
 
+
+def align(a: Features, b: Features) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two pictures' grey pixels over the rectangle they share, the larger picture
+    warped onto the smaller (at least :data:`MIN_SHARED` of each); None when no transform
+    aligns them."""
     cv2 = _cv2()
     if (a.descriptors is None or b.descriptors is None or len(a.points) < MIN_INLIERS
             or len(b.points) < MIN_INLIERS):
@@ -199,18 +205,28 @@ def aligned_distance(a: Features, b: Features) -> int | None:
     area = (box[1] - box[0]) * (box[3] - box[2])
     if area < MIN_SHARED * a.grey.size or area / scale_sq < MIN_SHARED * b.grey.size:
         return None
+    y0, y1, x0, x1 = box
+    return a.grey[y0:y1, x0:x1], warped[y0:y1, x0:x1]
+
+
+def shared_distance(one: np.ndarray, other: np.ndarray) -> int:
+    """Bits between the :data:`HASH` of two aligned grey pictures (:func:`align`): the
+    larger of their middles' distance and their whole rectangles' (or without one side's
+    fifth)."""
+    from lookalike.imaging.hashes import get_method
+
     method, size = get_method(HASH[0]), HASH[1]
 
     def distance(y0: int, y1: int, x0: int, x1: int) -> int:
-        one, other = (Picture(Image.fromarray(np.ascontiguousarray(p[y0:y1, x0:x1])))
-                      for p in (a.grey, warped))
-        return method.hash(one, size, "none", False) - method.hash(other, size, "none", False)
+        a, b = (Picture(Image.fromarray(np.ascontiguousarray(p[y0:y1, x0:x1])))
+                for p in (one, other))
+        return method.hash(a, size, "none", False) - method.hash(b, size, "none", False)
 
     # The middle of the shared rectangle must match: two screenshots of different pictures
     # in one window frame align on the frame, and their whole rectangles hash alike. Then
     # the whole rectangle, or it without one side's strip: a caption bar or a banner covers
     # one edge of a copy.
-    y0, y1, x0, x1 = box
+    y0, y1, x0, x1 = 0, one.shape[0], 0, one.shape[1]
     dy, dx = (y1 - y0) // 4, (x1 - x0) // 4
     middle = distance(y0 + dy, y1 - dy, x0 + dx, x1 - dx)
     if middle > MAX_DISTANCE:
@@ -223,6 +239,37 @@ def aligned_distance(a: Features, b: Features) -> int | None:
             break
         outer = min(outer, distance(*rect))
     return max(middle, outer)
+
+
+#: The grid of :func:`signs_agree`: cells of 8 x 8 pixels, as dhash-z's 16 x 17.
+SIGN_GRID = (16, 17)
+#: Fewest neighbouring cell pairs :func:`signs_agree` must be able to compare.
+MIN_SIGNS = 64
+
+
+def signs_agree(one: np.ndarray, other: np.ndarray) -> bool:
+    """Whether two aligned grey pictures (:func:`align`) agree on which of every two
+    neighbouring cells is brighter, wherever both can tell: a tone change (brightness,
+    contrast, gamma: any increasing map of grey levels) keeps every such order, except where
+    it clips a cell to black or white, or leaves two cells level. So cells more than half
+    clipped (<= 5 or >= 250) and pairs within one level are left out; at least
+    :data:`MIN_SIGNS` pairs must remain, and all of them agree. The verified band's third
+    test (:mod:`lookalike.verify`): a brightened photo's clipped highlights change the bits
+    dhash-z compares, not the order of the cells that remain."""
+    cv2 = _cv2()
+    rows, cols = SIGN_GRID
+
+    def cells(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        small = cv2.resize(grey, (cols * 8, rows * 8), interpolation=cv2.INTER_AREA)
+        blocks = small.astype(np.float64).reshape(rows, 8, cols, 8)
+        clipped = ((blocks >= 250) | (blocks <= 5)).mean(axis=(1, 3))
+        return blocks.mean(axis=(1, 3)), clipped < 0.5
+
+    (m1, ok1), (m2, ok2) = cells(one), cells(other)
+    d1, d2 = np.diff(m1, axis=1), np.diff(m2, axis=1)
+    usable = (ok1[:, 1:] & ok1[:, :-1] & ok2[:, 1:] & ok2[:, :-1]
+              & (np.abs(d1) > 1) & (np.abs(d2) > 1))
+    return int(usable.sum()) >= MIN_SIGNS and not np.any(((d1 > 0) != (d2 > 0)) & usable)
 
 
 def _shared_box(covered: np.ndarray, smallest: int = 32) -> tuple[int, int, int, int] | None:
