@@ -428,3 +428,37 @@ def test_another_moment_of_the_scene_keeps_its_cells_apart(rgb_photos):
         later.paste(img.crop((w // 10, h // 10, w // 2, h // 2)), (w // 2, h // 3))
         shared = align(feats(img), feats(later))
         assert shared is None or not signs_agree(*shared)
+
+
+def test_a_page_with_a_line_added_at_its_foot_stays_apart(tmp_path):
+    # "PAID IN FULL" over the last fifth of an invoice: the band compares whole pages (the
+    # embedding stage's allowance for a caption strip along one side is not the band's).
+    import random
+
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=22)
+    words = ("the of and to in is that for it as was with be by on not he this are or his "
+             "from at which but have an they you were her she there had").split()
+
+    def page(paid: bool) -> Image.Image:
+        rng = random.Random(1)
+        img = Image.new("L", (1050, 1400), 255)
+        draw = ImageDraw.Draw(img)
+        y = 80
+        for lines in (8, 6, 9):
+            for k in range(lines):
+                text = " ".join(rng.choice(words) for _ in range(40))
+                while draw.textlength(text, font=font) > 900:
+                    text = text[:-1]
+                draw.text((75, y + k * 30), text, fill=0, font=font)
+            y += lines * 30 + 40
+        if paid:
+            draw.text((150, 1180), "PAID IN FULL", fill=0, font=ImageFont.load_default(size=90))
+        return img
+
+    page(False).save(tmp_path / "invoice.png")
+    page(True).save(tmp_path / "invoice_paid.png")
+    result = lookalike.scan(tmp_path, workers=1)
+    assert result.stats["band_tried"] == 1  # in the band: verified, and refused
+    assert result.groups == []

@@ -162,7 +162,7 @@ def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: 
     features = _Features(records, by_path, config, options, second_hash=band)
     judge = features.same_photo if band else features.same_picture
     # The band's verdicts depend on its own tests too.
-    rule = f"aligned-pdq{BAND_PDQ}-signs" if band else "verified"
+    rule = f"aligned-pdq{BAND_PDQ}-signs-nostrips" if band else "verified"
     known = (cache.load_verdicts(config, [(records[i], records[j]) for c in work for i, j in c
                                           if records[i].path not in fresh
                                           and records[j].path not in fresh], rule)
@@ -364,7 +364,7 @@ class _Features:
         if small is not None:
             return small
         shared = align(a, b)
-        return shared is not None and (shared_distance(*shared) <= MAX_DISTANCE
+        return shared is not None and (shared_distance(*shared, strips=False) <= MAX_DISTANCE
                                        or signs_agree(*shared))
 
     def parts_agree(self, one: Sequence[int], other: Sequence[int]) -> bool:

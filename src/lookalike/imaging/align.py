@@ -209,10 +209,12 @@ def align(a: Features, b: Features) -> tuple[np.ndarray, np.ndarray] | None:
     return a.grey[y0:y1, x0:x1], warped[y0:y1, x0:x1]
 
 
-def shared_distance(one: np.ndarray, other: np.ndarray) -> int:
+def shared_distance(one: np.ndarray, other: np.ndarray, strips: bool = True) -> int:
     """Bits between the :data:`HASH` of two aligned grey pictures (:func:`align`): the
-    larger of their middles' distance and their whole rectangles' (or without one side's
-    fifth)."""
+    larger of their middles' distance and their whole rectangles' (or, with ``strips``,
+    without one side's fifth: a caption bar or banner over one edge of an embedding match;
+    the verified band does not allow it, so a signature, stamp or total added at a
+    document's foot keeps its pages apart)."""
     from lookalike.imaging.hashes import get_method
 
     method, size = get_method(HASH[0]), HASH[1]
@@ -235,7 +237,7 @@ def shared_distance(one: np.ndarray, other: np.ndarray) -> int:
     outer = distance(y0, y1, x0, x1)
     for rect in ((y0 + sy, y1, x0, x1), (y0, y1 - sy, x0, x1), (y0, y1, x0 + sx, x1),
                  (y0, y1, x0, x1 - sx)):
-        if outer <= MAX_DISTANCE:
+        if outer <= MAX_DISTANCE or not strips:
             break
         outer = min(outer, distance(*rect))
     return max(middle, outer)
