@@ -438,8 +438,9 @@ def test_a_page_with_a_line_added_at_its_foot_stays_apart(tmp_path):
     from PIL import ImageDraw, ImageFont
 
     font = ImageFont.load_default(size=22)
-    words = ("the of and to in is that for it as was with be by on not he this are or his "
-             "from at which but have an they you were her she there had").split()
+    words = ["the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with",
+             "be", "by", "on", "not", "he", "this", "are", "or", "his", "from", "at", "which",
+             "but", "have", "an", "they", "you", "were", "her", "she", "there", "had"]
 
     def page(paid: bool) -> Image.Image:
         rng = random.Random(1)

@@ -116,7 +116,7 @@ def band_matches(records: Sequence[ImageRecord], items: Sequence[Any], config: S
     a band pair, a thumbnail of the original refused its brightened copy).
 
     Measured on benchmarks/accuracy (3,679 images, ``--band 20``): 216 pairs verified, true
-    pairs 13,340 -> 14,999, false 7 -> 12; brightness +30% found 76% -> 97.5% (the tests:
+    pairs 13,340 -> 14,484, false 7 -> 12; brightness +30% found 76% -> 97.5% (the tests:
     :meth:`_Features.same_photo`)."""
     threshold = config.resolved_threshold
     owners: dict[int, list[int]] = defaultdict(list)
