@@ -125,13 +125,20 @@ def test_every_report_format_says_aligned(brightened, tmp_path, capsys):
     assert "(verified band to 20)" in html and '"mk":"aligned"' in html.replace(" ", "")
 
 
-def test_leakage_reports_a_brightened_test_image(brightened, tmp_path):
+@pytest.fixture
+def splits(brightened, tmp_path) -> tuple[Path, Path]:
+    """train/ (coffee, chelsea) and test/ (the brightened coffee): a leak through the band."""
     train, test = tmp_path / "train", tmp_path / "test"
     train.mkdir()
     test.mkdir()
     shutil.copy(brightened / "coffee.png", train)
     shutil.copy(brightened / "chelsea.png", train)
     shutil.copy(brightened / "coffee_bright.png", test)
+    return train, test
+
+
+def test_leakage_reports_a_brightened_test_image(splits):
+    train, test = splits
     result = lookalike.scan([train, test], workers=1)
     leakage = find_leakage(result, train)
     assert [Path(lk.path).name for lk in leakage.leaks] == ["coffee_bright.png"]
@@ -251,15 +258,10 @@ def test_apply_acts_on_a_band_group(brightened, tmp_path):
         lookalike.plan(report, action="move", to=tmp_path / "q")
 
 
-def test_a_dataset_leak_through_the_band_is_listed(brightened, tmp_path):
+def test_a_dataset_leak_through_the_band_is_listed(splits):
     from lookalike.analysis.dataset import dedupe_dataset
 
-    train, test = tmp_path / "train", tmp_path / "test"
-    train.mkdir()
-    test.mkdir()
-    shutil.copy(brightened / "coffee.png", train)
-    shutil.copy(brightened / "chelsea.png", train)
-    shutil.copy(brightened / "coffee_bright.png", test)
+    train, test = splits
     cleanup = dedupe_dataset({"train": str(train), "test": str(test)}, workers=1)
     assert "d=7 aligned" in cleanup.render_text()
 

@@ -605,18 +605,19 @@ def _band(records: Sequence[ImageRecord], items: Sequence[Any], config: ScanConf
         return {}, {}
     none = {"band_pairs": 0, "band_tried": 0, "band_joined": 0, "band_read": 0,
             "band_cached": 0}
-    tried = [records[k] for k in band_records(records)]
+    tried = band_records(records)
     if len(tried) < 2:
         return {}, none
     try:
-        band = edges.get(tried, config.resolved_band, subset="band")
+        band = edges.get([records[k] for k in tried], config.resolved_band, subset="band")
     except LookalikeError:  # the search's memory guard (grouping.edges)
         why = (f"its search to {config.resolved_band} bits would pair more of these "
                f"{len(tried):,} pictures' hashes than fit in memory")
         reporter.info(f"the verified band was left out: {why}; a lower --band searches less "
                       "(0: off)")
         return {}, {**none, "band_skipped": why}
-    return band_matches(records, items, config, near, band, links, options, cache, fresh)
+    return band_matches(records, items, config, near, tried, band, links, options, cache,
+                        fresh)
 
 
 def _digest_featureless(records: list[ImageRecord], listed: Mapping[str, FileEntry],

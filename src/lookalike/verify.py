@@ -98,15 +98,16 @@ def band_records(records: Sequence[ImageRecord]) -> list[int]:
 
 
 def band_matches(records: Sequence[ImageRecord], items: Sequence[Any], config: ScanConfig,
-                 near: Edges, band: Edges, links: Mapping[tuple[int, int], str],
+                 near: Edges, tried: Sequence[int], band: Edges,
+                 links: Mapping[tuple[int, int], str],
                  options: Mapping[str, Any], cache: HashCache | None = None,
                  fresh: Collection[str] = ()) -> tuple[dict[tuple[int, int], str],
                                                        dict[str, int]]:
     """The verified band: the record pairs (i < j) whose hashes differ by more than the
     threshold and at most ``config.band`` bits, that would join two groups (of ``near``'s
     hash matches and ``links``, the embedding stage's), and that aligning the two pictures
-    confirms are one picture; each ``aligned``. ``band``: the edges at ``config.band``
-    among the codes of :func:`band_records`.
+    confirms are one picture; each ``aligned``. ``tried``: :func:`band_records`;
+    ``band``: the edges at ``config.band`` among their codes.
 
     Tried as embedding matches are (:func:`embedding_matches`: closest first, at most
     :data:`~lookalike.grouping.embedded.TRIES` pairs between two groups, verdicts cached).
@@ -117,10 +118,10 @@ def band_matches(records: Sequence[ImageRecord], items: Sequence[Any], config: S
 
     Measured on benchmarks/accuracy (3,679 images, ``--band 20``): 216 pairs verified, true
     pairs 13,340 -> 14,484, false 7 -> 12; brightness +30% found 76% -> 97.5% (the tests:
-    :meth:`_Features.same_photo`)."""
+    :meth:`_Features.same_picture`)."""
     threshold = config.resolved_threshold
     owners: dict[int, list[int]] = defaultdict(list)
-    for k in band_records(records):
+    for k in tried:
         for value in records[k].hash.segments:
             # Records that share a value are in one hash group already: a few of them are
             # all the tries a pair of groups can use.
@@ -159,8 +160,7 @@ def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: 
     for files in ``fresh``: read again by this scan)."""
     by_path = {e.path: e for e in items}
     band = kind == "aligned"
-    features = _Features(records, by_path, config, options, second_hash=band)
-    judge = features.same_photo if band else features.same_picture
+    features = _Features(records, by_path, config, options, band=band)
     # The band's verdicts depend on its own tests too.
     rule = f"aligned-pdq{BAND_PDQ}-signs-nostrips" if band else "verified"
     known = (cache.load_verdicts(config, [(records[i], records[j]) for c in work for i, j in c
@@ -172,7 +172,7 @@ def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: 
     def verdict(i: int, j: int) -> bool:
         ok = known.get((records[i].path, records[j].path))
         if ok is None:
-            ok = judge(i, j)
+            ok = features.same_picture(i, j)
             if ok is None:  # a file could not be read now: judged next time
                 return False
             judged[(i, j)] = ok
@@ -200,8 +200,8 @@ def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: 
     # are not local files are read a window of work at a time, each window in one pass.
     outcomes: list[tuple[tuple[int, int] | None, int]] = []
     with ThreadPoolExecutor(config.resolved_workers) as pool:
-        for window in features.windows(work, unjudged):
-            features.prefetch(set().union(*map(unjudged, window)))
+        for window, needed in features.windows(work, unjudged):
+            features.prefetch(needed)
             outcomes += pool.map(first_verified, window)
             features.fetched.clear()
     if cache is not None and judged:
@@ -217,11 +217,10 @@ def verify_pairs(records: Sequence[ImageRecord], pairs: Sequence[tuple[int, int]
                  config: ScanConfig, *, band: bool = False) -> list[bool]:
     """Whether each pair of indices into ``records`` (local files) passes verification
     (:func:`lookalike.imaging.align.aligned_distance`; with ``band``, the verified band's
-    test, :meth:`_Features.same_photo`), reading each file once, on threads."""
-    features = _Features(records, {}, config, {}, second_hash=band)
-    judge = features.same_photo if band else features.same_picture
+    test, :meth:`_Features.same_picture`), reading each file once, on threads."""
+    features = _Features(records, {}, config, {}, band=band)
     with ThreadPoolExecutor(config.resolved_workers) as pool:
-        return [bool(ok) for ok in pool.map(lambda pair: judge(*pair), pairs)]
+        return [bool(ok) for ok in pool.map(lambda pair: features.same_picture(*pair), pairs)]
 
 
 def holding(records: Sequence[ImageRecord], proposed: Mapping[tuple[int, int], float],
@@ -247,7 +246,7 @@ PART_CHECK = 16
 #: accuracy benchmark's 3,679 images by 80 MB (286 pictures), a million photos by ~20 GB.
 HELD = 256
 #: Most bits of PDQ's 256 two pictures of a band pair may differ by for the second hash to
-#: confirm them (:meth:`_Features.same_photo`). Measured on benchmarks/accuracy's band
+#: confirm them (:meth:`_Features.same_picture`). Measured on benchmarks/accuracy's band
 #: pairs that would join two groups (1,764), simulated joins: alignment alone, 14,526 true
 #: pairs and 10 false; with PDQ <= 4, 14,832 and 11 (brightness +30% found 87.5% -> 90%,
 #: contrast 93.8% -> 97.5%, gamma 92.5% -> 96.3%); <= 8, 14,885 and 12; PDQ of all eight
@@ -271,10 +270,12 @@ class _Features:
 
     def __init__(self, records: Sequence[ImageRecord], by_path: Mapping[str, Any],
                  config: ScanConfig, options: Mapping[str, Any],
-                 second_hash: bool = False) -> None:
+                 band: bool = False) -> None:
         self.records, self.by_path, self.config, self.options = records, by_path, config, options
-        #: With ``second_hash``: each picture read also gets its PDQ hash (:meth:`same_photo`).
-        self.second: dict[int, Hash] | None = {} if second_hash else None
+        #: Judged by the verified band's tests (:meth:`same_picture`): each picture read
+        #: also gets its PDQ hash, here.
+        self.band = band
+        self.second: dict[int, Hash] = {}
         self.held: OrderedDict[int, Any] = OrderedDict()  # the most recently used first out
         self.reads = 0  # files read and decoded (again, if they had to be let go)
         self._lock = threading.Lock()
@@ -289,21 +290,24 @@ class _Features:
 
     def windows(self, work: list[list[tuple[int, int]]],
                 records_of: Callable[[list[tuple[int, int]]], set[int]]
-                ) -> Iterator[list[list[tuple[int, int]]]]:
+                ) -> Iterator[tuple[list[list[tuple[int, int]]], set[int]]]:
         """``work`` in consecutive windows whose pictures that are not local files (among
-        ``records_of`` each candidate list) number at most :data:`HELD`: what
-        :meth:`prefetch` holds at once."""
+        ``records_of`` each candidate list) number at most :data:`HELD`, what
+        :meth:`prefetch` holds at once; each with the records its lists need."""
         window: list[list[tuple[int, int]]] = []
+        needed: set[int] = set()
         held: set[int] = set()
         for candidates in work:
-            new = {i for i in records_of(candidates) if self.remote(i) is not None} - held
+            wanted = records_of(candidates)
+            new = {i for i in wanted if self.remote(i) is not None} - held
             if window and len(held) + len(new) > HELD:
-                yield window
-                window, held = [], set()
+                yield window, needed
+                window, needed, held = [], set(), set()
             window.append(candidates)
+            needed |= wanted
             held |= new
         if window:
-            yield window
+            yield window, needed
 
     def prefetch(self, indices: Iterable[int]) -> None:
         """Read the bytes of the records among ``indices`` that are not local files (URLs,
@@ -322,29 +326,15 @@ class _Features:
                 self.fetched[entry.path] = data
 
     def same_picture(self, i: int, j: int) -> bool | None:
-        """Whether records ``i`` and ``j``, aligned, hash alike; None when either file
-        cannot be read now (no verdict)."""
-        from lookalike.imaging.align import MAX_DISTANCE, aligned_distance, same_small_picture
-
-        a, b = self.get(i), self.get(j)
-        if a is None or b is None:
-            return None
-        small = same_small_picture(a, b)
-        if small is not None:
-            return small
-        distance = aligned_distance(a, b)
-        return distance is not None and distance <= MAX_DISTANCE
-
-    def same_photo(self, i: int, j: int) -> bool | None:
-        """The verified band's test: the two pictures' PDQ hashes (as they stand, borders
-        trimmed) within :data:`BAND_PDQ` bits, a second hash independent of the dhash-z
-        band that proposed the pair; or, aligned, :meth:`same_picture`'s test, or every
-        order of neighbouring cells the same where neither is clipped
+        """Whether records ``i`` and ``j`` are one picture; None when either file cannot
+        be read now (no verdict). Small pictures: by their thumbnails. Else aligned, their
+        dhash-z alike (an embedding match's, over the shared rectangle or it without one
+        side's strip; the band's, over the whole rectangle). The verified band (``band``)
+        first asks its second hash, the two pictures' PDQ hashes (as they stand, borders
+        trimmed) within :data:`BAND_PDQ` bits, and last, aligned, whether every order of
+        neighbouring cells is the same where neither is clipped
         (:func:`~lookalike.imaging.align.signs_agree`): a brightened photo's clipped
         highlights change the dhash-z bits alignment compares."""
-        a, b = self.get(i), self.get(j)
-        if a is None or b is None:
-            return None
         from lookalike.imaging.align import (
             MAX_DISTANCE,
             align,
@@ -353,19 +343,24 @@ class _Features:
             signs_agree,
         )
 
-        assert self.second is not None
-        pa, pb = self.second.get(i), self.second.get(j)
-        # Only hashes with structure: a sliver's grey picture (a 128 x 20000 strip is 3 px
-        # tall at 512) hashes to PDQ's blank code, alike for any two such pictures.
-        if (pa is not None and pb is not None and pa.informative_segments
-                and pb.informative_segments and pa - pb <= BAND_PDQ):
-            return True
+        a, b = self.get(i), self.get(j)
+        if a is None or b is None:
+            return None
+        if self.band:
+            pa, pb = self.second.get(i), self.second.get(j)
+            # Only hashes with structure: a sliver's grey picture (a 128 x 20000 strip is
+            # 3 px tall at 512) hashes to PDQ's blank code, alike for any two such pictures.
+            if (pa is not None and pb is not None and pa.informative_segments
+                    and pb.informative_segments and pa - pb <= BAND_PDQ):
+                return True
         small = same_small_picture(a, b)
         if small is not None:
             return small
         shared = align(a, b)
-        return shared is not None and (shared_distance(*shared, strips=False) <= MAX_DISTANCE
-                                       or signs_agree(*shared))
+        if shared is None:
+            return False
+        return (shared_distance(*shared, strips=not self.band) <= MAX_DISTANCE
+                or (self.band and signs_agree(*shared)))
 
     def parts_agree(self, one: Sequence[int], other: Sequence[int]) -> bool:
         """Whether every pair across the two hash groups whose smaller picture is small
@@ -423,7 +418,7 @@ class _Features:
                     return None
             pic, _, _ = decode_bytes(data, mode="fast", max_pixels=self.config.max_pixels)
             found = features(pic)
-            if self.second is not None and i not in self.second:
+            if self.band and i not in self.second:
                 from PIL import Image
 
                 from lookalike.imaging.decode import Picture
