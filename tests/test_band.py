@@ -342,6 +342,7 @@ def test_a_second_hash_confirms_what_alignment_does_not(rgb_photos, tmp_path, mo
     from lookalike.imaging import align
 
     monkeypatch.setattr(align, "align", lambda a, b: None)  # alignment finds no transform
+    monkeypatch.setattr(align, "as_they_stand", lambda a, b: None)  # nor the fallback
     result = lookalike.scan(tmp_path, workers=1)
     assert [sorted(m.match for m in g.members) for g in result.groups] == [["aligned", "hash"]]
     monkeypatch.setattr(verify, "BAND_PDQ", -1)
@@ -465,3 +466,69 @@ def test_a_page_with_a_line_added_at_its_foot_stays_apart(tmp_path):
     result = lookalike.scan(tmp_path, workers=1)
     assert result.stats["band_tried"] == 1  # in the band: verified, and refused
     assert result.groups == []
+
+
+def test_a_blurred_photo_without_keypoints_joins_its_jpeg_copy_as_it_stands(photos, tmp_path,
+                                                                          monkeypatch):
+    # scikit-image's clock_motion (motion blur: 10 ORB keypoints) and a JPEG q30 copy:
+    # 14 bits apart, PDQ 6 (over BAND_PDQ), and no transform aligns them; compared as they
+    # stand, every order of neighbouring cells agrees.
+    from lookalike.imaging import align
+
+    img = Image.open(next(p for p in photos if p.stem == "clock_motion"))
+    img.save(tmp_path / "clock.png")
+    img.save(tmp_path / "clock_q30.jpg", quality=30)
+    result = lookalike.scan(tmp_path, workers=1)
+    assert [sorted(m.match for m in g.members) for g in result.groups] == [["aligned", "hash"]]
+    monkeypatch.setattr(align, "as_they_stand", lambda a, b: None)
+    assert lookalike.scan(tmp_path, workers=1).groups == []
+
+
+def _features(img: Image.Image):
+    import io
+
+    from lookalike.imaging.align import features
+    from lookalike.imaging.decode import decode_bytes
+
+    data = io.BytesIO()
+    img.save(data, "PNG")
+    return features(decode_bytes(data.getvalue(), mode="fast", max_pixels=10**9)[0])
+
+
+def test_pictures_compared_as_they_stand_need_one_shape_and_one_set_of_colours(rgb_photos):
+    # A texture and its red channel alone keep the order of their cells (a false pair of the
+    # accuracy benchmark); their colours tell them apart. A brightened copy keeps both.
+    from lookalike.imaging.align import as_they_stand
+
+    img = Image.open(next(p for p in rgb_photos if p.stem == "coffee")).convert("RGB")
+    red = Image.merge("RGB", (img.getchannel("R"), *[Image.new("L", img.size, 0)] * 2))
+    wide = img.resize((img.width * 13 // 10, img.height))
+    original = _features(img)
+    shared = as_they_stand(original, _features(ImageEnhance.Brightness(img).enhance(1.3)))
+    assert shared is not None and shared[0].shape == shared[1].shape
+    assert as_they_stand(original, _features(red)) is None
+    assert as_they_stand(original, _features(wide)) is None
+
+
+def test_cells_within_two_levels_are_not_compared():
+    # JPEG noise and resampling swap the order of near-level cells: such pairs are left out
+    # of signs_agree, a swap of cells further apart is a disagreement.
+    import numpy as np
+
+    from lookalike.imaging.align import LEVEL, SIGN_GRID, signs_agree
+
+    rows, cols = SIGN_GRID
+    means = 40.0 + 10.0 * np.add.outer(np.arange(rows), np.arange(cols) % 2 * 3)
+    picture = np.kron(means, np.ones((8, 8))).astype(np.uint8)
+
+    def swapped(step: float) -> np.ndarray:
+        other = means.copy()
+        other[0, 0], other[0, 1] = 100, 100 - step
+        changed = means.copy()
+        changed[0, 0], changed[0, 1] = 100 - step, 100
+        return (np.kron(changed, np.ones((8, 8))).astype(np.uint8),
+                np.kron(other, np.ones((8, 8))).astype(np.uint8))
+
+    assert signs_agree(picture, picture)
+    assert signs_agree(*swapped(LEVEL))
+    assert not signs_agree(*swapped(LEVEL + 2))
