@@ -179,7 +179,7 @@ METHOD_SPECS: dict[str, MethodSpec] = {
     "dhash": MethodSpec(8, 0),
     "dhash-v": MethodSpec(8, 0),
     # Band 20: on benchmarks/accuracy, pairs at 7..20 bits that aligning the pictures
-    # (or PDQ, or the order of cells) confirms add 10.1% more true pairs (brightness +30%
+    # (or PDQ, or the order of cells) confirms add 10.0% more true pairs (brightness +30%
     # found 76% -> 97.5%) at precision 0.9992 (README, "The verified band").
     "dhash-z": MethodSpec(DEFAULT_HASH_SIZE, 6, measured=((8, 0),), band=20),
     "whash": MethodSpec(8, 0, power_of_two=True),

@@ -117,7 +117,7 @@ def band_matches(records: Sequence[ImageRecord], items: Sequence[Any], config: S
     a band pair, a thumbnail of the original refused its brightened copy).
 
     Measured on benchmarks/accuracy (3,679 images, ``--band 20``): 221 pairs verified, true
-    pairs 13,340 -> 14,690, false 7 -> 12; brightness +30% found 76% -> 97.5% (the tests:
+    pairs 13,340 -> 14,672, false 7 -> 12; brightness +30% found 76% -> 97.5% (the tests:
     :meth:`_Features.same_picture`)."""
     threshold = config.resolved_threshold
     owners: dict[int, list[int]] = defaultdict(list)
@@ -335,10 +335,11 @@ class _Features:
         neighbouring cells is the same where neither is clipped
         (:func:`~lookalike.imaging.align.signs_agree`): a brightened photo's clipped
         highlights change the dhash-z bits alignment compares. Band pictures that no
-        transform aligns (too blurred or flat for keypoints) are compared as they stand
-        when their shapes and colours agree (:func:`~lookalike.imaging.align.as_they_stand`:
-        on the accuracy benchmark, a motion-blurred photo's JPEG, WebP and watermarked
-        copies, 14,484 -> 14,535 true pairs, no false one)."""
+        transform aligns because one is too blurred or flat for keypoints are compared
+        unaligned, by the order of their cells alone, when their shapes and colours agree
+        (:func:`~lookalike.imaging.align.as_they_stand`: on the accuracy benchmark a
+        motion-blurred photo's JPEG q30 and WebP q40 copies, 14,484 -> 14,517 true pairs,
+        no false one)."""
         from lookalike.imaging.align import (
             MAX_DISTANCE,
             align,
@@ -362,12 +363,14 @@ class _Features:
         if small is not None:
             return small
         shared = align(a, b)
-        if shared is None and self.band:
-            shared = as_they_stand(a, b)
-        if shared is None:
-            return False
-        return (shared_distance(*shared, strips=not self.band) <= MAX_DISTANCE
-                or (self.band and signs_agree(*shared)))
+        if shared is not None:
+            return (shared_distance(*shared, strips=not self.band) <= MAX_DISTANCE
+                    or (self.band and signs_agree(*shared)))
+        # Unaligned, their whole-picture hashes differ by the band's own bits again: only the
+        # order of their cells can tell (a review's out-of-focus scene with and without a
+        # person, 8 bits apart, joined on that distance).
+        unaligned = as_they_stand(a, b) if self.band else None
+        return unaligned is not None and signs_agree(*unaligned)
 
     def parts_agree(self, one: Sequence[int], other: Sequence[int]) -> bool:
         """Whether every pair across the two hash groups whose smaller picture is small
