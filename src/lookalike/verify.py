@@ -161,8 +161,10 @@ def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: 
     by_path = {e.path: e for e in items}
     band = kind == "aligned"
     features = _Features(records, by_path, config, options, band=band)
-    # The band's verdicts depend on its own tests too.
-    rule = f"aligned-pdq{BAND_PDQ}-signs-nostrips" if band else "verified"
+    # The band's verdicts depend on its own tests too (embedding verdicts do not).
+    from lookalike.imaging.align import LEVEL
+
+    rule = f"aligned-pdq{BAND_PDQ}-signs{LEVEL}-unaligned-nostrips" if band else "verified"
     known = (cache.load_verdicts(config, [(records[i], records[j]) for c in work for i, j in c
                                           if records[i].path not in fresh
                                           and records[j].path not in fresh], rule)
