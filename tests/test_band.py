@@ -144,7 +144,8 @@ def test_leakage_reports_a_brightened_test_image(splits):
     assert [Path(lk.path).name for lk in leakage.leaks] == ["coffee_bright.png"]
     match = leakage.leaks[0].matches[0]
     assert match.match == "aligned" and match.similarity is None
-    assert "aligned)" in leakage.render_text()
+    text = leakage.render_text()
+    assert "aligned)" in text and "threshold 6 bits (verified band to 20):" in text
 
 
 @pytest.mark.parametrize("options, message", [

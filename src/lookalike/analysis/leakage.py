@@ -5,7 +5,8 @@ the *reference* (usually the training set). :func:`find_leakage` keeps only the 
 cross sets:
 
 * ``leaks``: every image outside the reference with a near duplicate (within the scan's
-  threshold, or the same bytes/pixels) in the reference, with those matches;
+  threshold, or the same bytes/pixels; or joined by the scan's verified ``band`` or its
+  verified embeddings) in the reference, with those matches;
 * ``overlap``: the split-overlap matrix, ``overlap[a][b]`` = images of set ``a`` with a match in
   set ``b`` (the diagonal counts images with a duplicate in their own set);
 * ``purge``: the non-reference files to remove so that no evaluation image has a duplicate in
@@ -82,6 +83,7 @@ class Leakage:
     """The cross-set result. See the module docs for the meaning of each field."""
 
     threshold: int
+    band: int = 0  # the scan's verified band (0: none), named by the text summary
     sets: tuple[SplitSet, ...]
     leaks: tuple[Leak, ...]
     overlap: tuple[tuple[int, ...], ...]
@@ -125,7 +127,9 @@ class Leakage:
     def render_text(self, *, max_items: int | None = 20) -> str:
         """A human summary: leaks per set, the worst matches, and the overlap matrix (3+ sets)."""
         ref = ", ".join(s.name for s in self.sets if s.reference)
-        lines = [f"leakage against the reference ({ref}), threshold {self.threshold} bits:"]
+        band = f" (verified band to {self.band})" if self.band else ""
+        lines = [f"leakage against the reference ({ref}), threshold {self.threshold} bits"
+                 f"{band}:"]
         for s in self.sets:
             if not s.reference and s.images:
                 lines.append(f"  {s.name}: {s.leaked} of {s.images} images have a near "
@@ -221,6 +225,7 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
     from lookalike.pipeline import ScanResult
 
     embedded: dict[tuple[str, str], tuple[str, float | None]] = {}
+    band = 0
     if isinstance(reference, str | os.PathLike):
         reference = [reference]  # one set: not the characters of its name
     if not isinstance(scan, ScanResult) and not (
@@ -248,6 +253,7 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
         records = list(scan.records)
         threshold = scan.config.resolved_threshold if threshold is None else threshold
         embedded = scan.embedding_matches
+        band = scan.config.resolved_band
         roots = roots if roots is not None else scan.roots
     if roots is None:
         roots = list(dict.fromkeys(r.source for r in sorted(records, key=lambda r: r.path)))
@@ -343,8 +349,8 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
                                          for j, (d, how, sim) in found))
         groups.append(Group(id=len(groups) + 1, members=members, representative=recs[i].path,
                             kind=group_kind(members)))
-    return Leakage(threshold=threshold, sets=sets, leaks=tuple(leaks), overlap=overlap,
-                   groups=tuple(groups))
+    return Leakage(threshold=threshold, band=band, sets=sets, leaks=tuple(leaks),
+                   overlap=overlap, groups=tuple(groups))
 
 
 def _leads_into(path: str, real_refs: Sequence[str]) -> bool:
