@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["MATCH_KINDS", "FileFacts", "Group", "Hash", "ImageRecord", "Member",
+__all__ = ["HASHED", "MATCH_KINDS", "FileFacts", "Group", "Hash", "ImageRecord", "Member",
            "embedding_array", "embedding_bytes", "flat_codes", "make_record", "match_text",
            "positional_constructor", "structureless"]
 
@@ -317,6 +317,10 @@ class ImageRecord:
 #: beyond the threshold, within the verified band, and aligning the pictures confirmed it
 #: (``aligned``: a photometric edit such as brightness; ``ScanConfig.band``).
 MATCH_KINDS = ("hash", "embedding", "verified", "aligned")
+#: The kinds whose member matched by its hash (within the threshold, or within the verified
+#: band and confirmed): its distance is in bits, and the keep policy chooses among them
+#: when embeddings joined the group.
+HASHED = ("hash", "aligned")
 
 
 def match_text(match: str, distance: int, similarity: float | None) -> str:

@@ -51,14 +51,8 @@ from lookalike.actions.journal import Journal
 from lookalike.config import nearest_folder
 from lookalike.errors import ConfigError, JournalError, ReportError
 from lookalike.grouping.groups import cluster_records
-from lookalike.grouping.keep import (
-    HASHED,
-    KeepDecision,
-    KeepFacts,
-    KeepPolicy,
-    capture_moments,
-)
-from lookalike.model import Group, ImageRecord
+from lookalike.grouping.keep import KeepDecision, KeepFacts, KeepPolicy, capture_moments
+from lookalike.model import HASHED, Group, ImageRecord
 from lookalike.paths import is_local_file, is_under, name_key, root_names, shown
 from lookalike.report.schema import (
     DECISIONS_KIND,

@@ -28,9 +28,8 @@ from lookalike.config import DECODER_VERSION, ScanConfig
 from lookalike.errors import ConfigError, Problem
 from lookalike.grouping.confirm import may_be_reduced
 from lookalike.grouping.groups import segment_rows
-from lookalike.grouping.keep import HASHED
 from lookalike.inputs.walk import FileEntry, container_of
-from lookalike.model import Hash, ImageRecord, embedding_array
+from lookalike.model import HASHED, Hash, ImageRecord, embedding_array
 from lookalike.paths import is_local_file, shown
 from lookalike.search import HammingIndex
 from lookalike.store.cache import HashCache, settings_key, settings_of_key

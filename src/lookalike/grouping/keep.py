@@ -107,7 +107,7 @@ from lookalike.imaging.facts import (
     smear_free,
 )
 from lookalike.inputs.walk import RAW_SUFFIXES
-from lookalike.model import Group, ImageRecord
+from lookalike.model import HASHED, Group, ImageRecord
 from lookalike.paths import is_under
 
 __all__ = ["CENTRE_MAX", "DEFAULT_KEEP", "KEEP_RULES", "ORIGINAL_SIGNALS", "KeepChoices",
@@ -115,10 +115,6 @@ __all__ = ["CENTRE_MAX", "DEFAULT_KEEP", "KEEP_RULES", "ORIGINAL_SIGNALS", "Keep
            "kept_shots", "parse_keep", "with_raw_twins"]
 
 DEFAULT_KEEP: tuple[str, ...] = ("original",)
-
-#: Members the policy chooses among when embeddings joined a group: those hash matches tie
-#: to it, and the photometric edits the verified band joined (``Member.match``).
-HASHED = ("hash", "aligned")
 
 KEEP_RULES: dict[str, str] = {
     "original": "the file most likely the original: RAW, a name that marks no copy, camera "

@@ -77,6 +77,7 @@ from lookalike.inputs.walk import (
     cache_tagged,
     container_of,
 )
+from lookalike.model import HASHED
 from lookalike.outputs import write_new, write_text
 from lookalike.paths import is_local_file
 from lookalike.pipeline import ScanResult
@@ -358,8 +359,7 @@ def _histogram(groups: Sequence[Mapping[str, Any]], threshold: int) -> dict[str,
     counts: dict[int, int] = {}
     for g in groups:
         for m in g.get("members", []):
-            if m.get("path") == g.get("representative") or m.get("match", "hash") not in (
-                    "hash", "aligned"):
+            if m.get("path") == g.get("representative") or m.get("match", "hash") not in HASHED:
                 continue
             d = int(m.get("distance") or 0)
             counts[d] = counts.get(d, 0) + 1

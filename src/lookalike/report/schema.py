@@ -51,7 +51,7 @@ from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError, Problem, ReportError
 from lookalike.grouping.keep import KeepChoices, KeepPolicy
 from lookalike.inputs.walk import CONTAINER_SUFFIXES, looks_like_image
-from lookalike.model import MATCH_KINDS, FileFacts, Group, Hash, ImageRecord, Member
+from lookalike.model import HASHED, MATCH_KINDS, FileFacts, Group, Hash, ImageRecord, Member
 from lookalike.outputs import csv_text, write_text
 from lookalike.paths import is_local_file, shown
 from lookalike.version import __version__
@@ -442,7 +442,7 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
                    else f"  [{m.match} {m.similarity:.2f}]")
             # Bits mean something only for hash matches (the verified band's too): an
             # embedding match is off the scale.
-            bits = str(m.distance) if m.match in ("hash", "aligned") else "-"
+            bits = str(m.distance) if m.match in HASHED else "-"
             lines.append(f" {mark} d={bits:<3} {r.width}x{r.height:<6} "
                          f"{human_bytes(r.size_bytes):>9}  {shown(r.path)}{how}")
             lines.extend(f"{'':>28}= {shown(a)}  (same file)" for a in r.aliases)
