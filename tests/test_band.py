@@ -177,7 +177,7 @@ def test_cli_band_option(brightened, capsys):
 
 
 def test_a_band_too_crowded_for_memory_is_left_out_with_a_line(brightened, monkeypatch):
-    from lookalike.errors import LookalikeError
+    from lookalike.errors import TooManyPairs
     from lookalike.events import NullReporter
     from lookalike.grouping import edges
 
@@ -185,7 +185,7 @@ def test_a_band_too_crowded_for_memory_is_left_out_with_a_line(brightened, monke
 
     def crowded(rows, radius):
         if radius == ScanConfig().resolved_band:
-            raise LookalikeError("too many pairs")
+            raise TooManyPairs("too many pairs")
         guard(rows, radius)
 
     class Lines(NullReporter):
@@ -200,6 +200,28 @@ def test_a_band_too_crowded_for_memory_is_left_out_with_a_line(brightened, monke
     result = lookalike.scan(brightened, workers=1, reporter=reporter)
     assert result.groups == [] and "memory" in result.stats["band_skipped"]
     assert any("verified band was left out" in line for line in reporter.lines)
+
+
+def test_a_cache_that_fails_during_the_band_is_said_not_taken_for_memory(brightened, tmp_path,
+                                                                          monkeypatch):
+    # The band's search keeps its edges in the hash cache; a full disk or a damaged file met
+    # there is the cache's one line, as anywhere else in the scan, not "left out: memory".
+    import sqlite3
+
+    from lookalike.errors import LookalikeError
+    from lookalike.store.cache import HashCache, _damage_said
+
+    save = HashCache.save_edges
+
+    def full(self, config, scope, edges):
+        if scope[-1] == "#band":
+            raise sqlite3.OperationalError("database or disk is full")
+        return save(self, config, scope, edges)
+
+    monkeypatch.setattr(HashCache, "save_edges", _damage_said(full))  # as the cache says it
+    with pytest.raises(LookalikeError, match="hash cache") as caught:
+        lookalike.scan(brightened, workers=1, cache=tmp_path / "h.sqlite")
+    assert "memory" not in str(caught.value)
 
 
 def test_features_held_are_bounded(brightened, monkeypatch):

@@ -8,6 +8,7 @@
      ├── JournalError              an undo journal that cannot be read or replayed (exit 2)
      ├── DecodeError               one file could not be read as an image (``reason`` is a code)
      ├── PartialFailure            a run finished, but some of its items failed (exit 1)
+     ├── TooManyPairs              a hash search would pair more values than fit in memory
      └── Interrupted               Ctrl-C stopped a run that changes files (exit 130)
 
 Per-file failures during a scan never raise out of :func:`lookalike.scan`: they become
@@ -30,6 +31,7 @@ __all__ = [
     "PartialFailure",
     "Problem",
     "ReportError",
+    "TooManyPairs",
     "first_line",
 ]
 
@@ -146,6 +148,11 @@ class PartialFailure(LookalikeError):
     """
 
     exit_code = 1
+
+
+class TooManyPairs(LookalikeError):
+    """A search at this radius would pair more hash values than fit in memory; nothing was
+    searched. The message says which threshold to lower."""
 
 
 class Interrupted(LookalikeError):

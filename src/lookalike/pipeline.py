@@ -45,7 +45,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from lookalike.config import ScanConfig
-from lookalike.errors import ConfigError, LookalikeError, Problem
+from lookalike.errors import ConfigError, Problem, TooManyPairs
 from lookalike.events import NullReporter, Reporter
 from lookalike.grouping.confirm import full_config, needs_exact_hash
 from lookalike.grouping.edges import Edges, record_edges
@@ -610,7 +610,7 @@ def _band(records: Sequence[ImageRecord], items: Sequence[Any], config: ScanConf
         return {}, none
     try:
         band = edges.get([records[k] for k in tried], config.resolved_band, subset="band")
-    except LookalikeError:  # the search's memory guard (grouping.edges)
+    except TooManyPairs:  # the search's memory guard (grouping.edges), not a cache error
         why = (f"its search to {config.resolved_band} bits would pair more of these "
                f"{len(tried):,} pictures' hashes than fit in memory")
         reporter.info(f"the verified band was left out: {why}; a lower --band searches less "

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lookalike.errors import LookalikeError
+from lookalike.errors import TooManyPairs
 from lookalike.model import ImageRecord
 
 # NumPy and the index load only where a search runs: a re-scan of an unchanged tree reuses
@@ -232,7 +232,7 @@ def _check_pairs_fit(rows: Any, radius: int) -> None:
     share = float(np.mean(distances(rows[a], rows[b]) <= radius))
     pairs = share * n * (n - 1) / 2
     if pairs * BYTES_PER_PAIR > memory / 2:
-        raise LookalikeError(
+        raise TooManyPairs(
             f"a threshold of {radius} bits pairs about {share:.1%} of these {n:,} hash values "
             f"with each other: ~{pairs:,.0f} pairs, ~{pairs * BYTES_PER_PAIR / 1e9:,.0f} GB, "
             f"more than half this machine's memory ({memory / 1e9:,.0f} GB); lower the "
