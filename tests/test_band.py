@@ -613,3 +613,23 @@ def test_an_out_of_focus_scene_with_someone_added_stays_apart(tmp_path):
     result = lookalike.scan(tmp_path, workers=1)
     assert result.stats["band_tried"] == 1  # the case at hand: in the band, verified
     assert result.groups == []
+
+
+def test_pictures_no_list_to_come_needs_are_let_go_first(rgb_photos, monkeypatch):
+    # The candidate lists are known before verification starts: a picture that no list to
+    # come needs is let go when its last list is judged, so the ones held are the ones still
+    # to be used. Least recently used alone would read picture 0 twice here.
+    from lookalike import verify
+
+    monkeypatch.setattr(verify, "HELD", 2)
+    records = lookalike.scan(rgb_photos[:4], workers=1).records
+    assert len(records) == 4
+    features = verify._Features(records, {}, ScanConfig(workers=1), {})
+    lists = [[(0, 1)], [(2, 3)], [(0, 2)]]
+    features.expect(i for candidates in lists for pair in candidates for i in pair)
+    for candidates in lists:
+        for i, j in candidates:
+            assert features.get(i) is not None and features.get(j) is not None
+        features.done({i for pair in candidates for i in pair})
+    assert features.reads == 5  # 0, 1, 2, 3 once; 0 again (held 2 at most)
+    assert not features.held  # every list judged: nothing held

@@ -10,7 +10,7 @@ release the GIL). A file that cannot be read again stays unverified: nothing joi
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -184,18 +184,23 @@ def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: 
     for i, part in enumerate(part_of):
         members[part].append(i)
 
-    def first_verified(candidates: list[tuple[int, int]]) -> tuple[tuple[int, int] | None, int]:
-        for tried, (i, j) in enumerate(candidates, start=1):
-            if verdict(i, j):
-                if _small(records[i], records[j]) and not features.parts_agree(
-                        members[part_of[i]], members[part_of[j]]):
-                    return None, tried
-                return (i, j), tried
-        return None, len(candidates)
-
     def unjudged(candidates: list[tuple[int, int]]) -> set[int]:
         return {i for a, b in candidates if (records[a].path, records[b].path) not in known
                 for i in (a, b)}
+
+    def first_verified(candidates: list[tuple[int, int]]) -> tuple[tuple[int, int] | None, int]:
+        try:
+            for tried, (i, j) in enumerate(candidates, start=1):
+                if verdict(i, j):
+                    if _small(records[i], records[j]) and not features.parts_agree(
+                            members[part_of[i]], members[part_of[j]]):
+                        return None, tried
+                    return (i, j), tried
+            return None, len(candidates)
+        finally:
+            features.done(unjudged(candidates))
+
+    features.expect(i for candidates in work for i in unjudged(candidates))
 
     # OpenCV and the decoders release the GIL: threads verify in parallel (one result per
     # candidate list, in order, so the outcome does not depend on timing). Pictures that
@@ -243,10 +248,16 @@ def holding(records: Sequence[ImageRecord], proposed: Mapping[tuple[int, int], f
 
 #: Members of each hash group compared when a join through small pictures is checked.
 PART_CHECK = 16
-#: Verification features held at once. Work comes a pair of groups at a time, so the pictures
-#: of one pair of groups are used together; holding every picture read grew a scan of the
-#: accuracy benchmark's 3,679 images by 80 MB (286 pictures), a million photos by ~20 GB.
-HELD = 256
+#: Verification features held at once (each ~0.3 MB), besides those no candidate list to
+#: come needs, which are let go at once (:meth:`_Features.done`). Work comes a pair of groups
+#: at a time, so the pictures of one pair of groups are used together; holding every picture
+#: read grew a scan of the accuracy benchmark's 3,679 images by 80 MB (286 pictures), a
+#: million photos by ~20 GB. That benchmark with ``--embed sscd-distilled`` (2,923 pictures
+#: to verify): 256 held least recently used first, 4,616 reads, cold scan 50.0 s wall and
+#: 94.9 CPU s; 512 held, let go when no list needs them, 3,110 reads, 47.5 s and 90.3 CPU s
+#: (medians of 3 interleaved runs; peak memory 355 -> 361 MB). At 512 every picture is read
+#: once in a simulation of that work, whatever its order.
+HELD = 512
 #: Most bits of PDQ's 256 two pictures of a band pair may differ by for the second hash to
 #: confirm them (:meth:`_Features.same_picture`). Measured on benchmarks/accuracy's band
 #: pairs that would join two groups (1,764), simulated joins: alignment alone, 14,526 true
@@ -280,6 +291,7 @@ class _Features:
         self.second: dict[int, Hash] = {}
         self.held: OrderedDict[int, Any] = OrderedDict()  # the most recently used first out
         self.reads = 0  # files read and decoded (again, if they had to be let go)
+        self.left: Counter[int] = Counter()  # candidate lists yet to come that need each
         self._lock = threading.Lock()
         self.fetched: dict[str, bytes] = {}  # bytes of items that are not local files
 
@@ -310,6 +322,21 @@ class _Features:
             held |= new
         if window:
             yield window, needed
+
+    def expect(self, indices: Iterable[int]) -> None:
+        """Count the candidate lists to come that need each of ``indices`` (one per list);
+        :meth:`done` counts them down."""
+        self.left.update(indices)
+
+    def done(self, indices: Iterable[int]) -> None:
+        """A candidate list that needed ``indices`` is judged: a picture no list to come
+        needs is let go now, not when it is the least recently used (the work is known
+        ahead, so the pictures held are the ones still to be used)."""
+        with self._lock:
+            for i in indices:
+                self.left[i] -= 1
+                if self.left[i] <= 0:
+                    self.held.pop(i, None)
 
     def prefetch(self, indices: Iterable[int]) -> None:
         """Read the bytes of the records among ``indices`` that are not local files (URLs,
