@@ -232,6 +232,27 @@ def _usage_error(argv, capsys):
     return err
 
 
+@pytest.mark.parametrize(("argv", "said"), [
+    (["scan", "-t", "abc", "."], "'abc' is not a valid integer"),
+    (["scan", "--bogus", "."], "No such option '--bogus'"),
+    (["scan", "-m", "bogus", "."], "'bogus' is not one of"),
+    (["scan", "--similarity", "2", "."], "not in the range"),
+    (["undo"], "Missing argument 'JOURNAL'"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+])
+def test_click_usage_errors_are_one_line_too(argv, said, capsys):
+    # Click's own parse errors printed four lines (usage, a hint, a blank, the error); now
+    # one, as every other error, naming where the help is.
+    err = _usage_error(argv, capsys)
+    assert said in err and "--help`)" in err
+
+
+def test_a_bare_command_still_shows_the_help(capsys):
+    code = _exit_code([])
+    out, err = capsys.readouterr()
+    assert code in (0, 2) and "Commands:" in out + err and "scan" in out + err
+
+
 def test_an_unwritable_output_path_fails_before_the_scan(tmp_path, scene, capsys):
     folder = _folder(tmp_path, scene)
     cache = tmp_path / "c.sqlite"

@@ -751,6 +751,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
     sys.exit(_run(argv))
 
 
+#: What click (>= 8.2) raises for a group called without a command: its help is the message.
+_HELP_ASKED = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def _run(argv: list[str] | None) -> int:
     """Run a command; map its outcome to an exit code and a message. The only such place.
 
@@ -771,8 +775,14 @@ def _run(argv: list[str] | None) -> int:
             click.echo(f"interrupted; `lookalike undo {exc.journal}` puts back what was done, "
                        f"or re-run with --journal {exc.journal} to finish", err=True)
         return exc.exit_code
-    except click.ClickException as exc:  # bad usage: exit 2, with click's usage hint
-        exc.show()
+    except click.ClickException as exc:  # bad usage (exit 2): one line, as every error
+        if isinstance(exc, _HELP_ASKED):  # a bare `lookalike`: the help, as click shows it
+            exc.show()
+            return exc.exit_code
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see `{exc.ctx.command_path} --help`)"
+        click.echo(f"error: {shown(exc.format_message())}{hint}", err=True)
         return exc.exit_code
     except LookalikeError as exc:
         # One line, whatever the names in it hold (a newline, a terminal escape).
