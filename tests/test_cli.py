@@ -238,6 +238,7 @@ def _usage_error(argv, capsys):
     (["scan", "-m", "bogus", "."], "'bogus' is not one of"),
     (["scan", "--similarity", "2", "."], "not in the range"),
     (["undo"], "Missing argument 'JOURNAL'"),
+    (["scan", "-t"], "Option '-t' requires an argument"),
     (["frobnicate"], "No such command 'frobnicate'"),
 ])
 def test_click_usage_errors_are_one_line_too(argv, said, capsys):

@@ -780,8 +780,8 @@ def _run(argv: list[str] | None) -> int:
             exc.show()
             return exc.exit_code
         hint = ""
-        if isinstance(exc, click.UsageError) and exc.ctx is not None:
-            hint = f" (see `{exc.ctx.command_path} --help`)"
+        if isinstance(exc, click.UsageError):  # (the parser's own errors carry no command)
+            hint = f" (see `{exc.ctx.command_path if exc.ctx else 'lookalike'} --help`)"
         click.echo(f"error: {shown(exc.format_message())}{hint}", err=True)
         return exc.exit_code
     except LookalikeError as exc:

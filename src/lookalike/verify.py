@@ -198,9 +198,18 @@ def _verify_joins(records: Sequence[ImageRecord], items: Sequence[Any], config: 
                     return (i, j), tried
             return None, len(candidates)
         finally:
-            features.done(unjudged(candidates))
+            features.done(uses(candidates))
 
-    features.expect(i for candidates in work for i in unjudged(candidates))
+    def uses(candidates: list[tuple[int, int]]) -> set[int]:
+        # What judging the list may read: its unjudged pairs, and with a pair of small
+        # pictures the members parts_agree compares.
+        out = unjudged(candidates)
+        if any(_small(records[i], records[j]) for i, j in candidates):
+            i, j = candidates[0]
+            out.update(members[part_of[i]][:PART_CHECK], members[part_of[j]][:PART_CHECK])
+        return out
+
+    features.expect(i for candidates in work for i in uses(candidates))
 
     # OpenCV and the decoders release the GIL: threads verify in parallel (one result per
     # candidate list, in order, so the outcome does not depend on timing). Pictures that
@@ -255,9 +264,12 @@ PART_CHECK = 16
 #: million photos by ~20 GB. That benchmark with ``--embed sscd-distilled`` (2,923 pictures
 #: to verify): 256 held least recently used first, 4,616 reads, cold scan 50.0 s wall and
 #: 94.9 CPU s; 512 held, let go when no list needs them, 3,110 reads, 47.5 s and 90.3 CPU s
-#: (medians of 3 interleaved runs; peak memory 355 -> 361 MB). At 512 every picture is read
-#: once in a simulation of that work, whatever its order.
+#: (medians of 3 interleaved runs; peak memory 355 -> 361 MB). Reads beyond the 2,923: a
+#: picture let go while more than 512 were still needed, or read by two threads at once.
 HELD = 512
+#: Pictures that are not local files (URLs, tar members, Parquet cells) read ahead at once,
+#: encoded (:meth:`_Features.prefetch`): ~100 KB a small photo, several MB a camera JPEG.
+FETCHED = 256
 #: Most bits of PDQ's 256 two pictures of a band pair may differ by for the second hash to
 #: confirm them (:meth:`_Features.same_picture`). Measured on benchmarks/accuracy's band
 #: pairs that would join two groups (1,764), simulated joins: alignment alone, 14,526 true
@@ -289,7 +301,7 @@ class _Features:
         #: also gets its PDQ hash, here.
         self.band = band
         self.second: dict[int, Hash] = {}
-        self.held: OrderedDict[int, Any] = OrderedDict()  # the most recently used first out
+        self.held: OrderedDict[int, Any] = OrderedDict()  # the least recently used first out
         self.reads = 0  # files read and decoded (again, if they had to be let go)
         self.left: Counter[int] = Counter()  # candidate lists yet to come that need each
         self._lock = threading.Lock()
@@ -306,7 +318,7 @@ class _Features:
                 records_of: Callable[[list[tuple[int, int]]], set[int]]
                 ) -> Iterator[tuple[list[list[tuple[int, int]]], set[int]]]:
         """``work`` in consecutive windows whose pictures that are not local files (among
-        ``records_of`` each candidate list) number at most :data:`HELD`, what
+        ``records_of`` each candidate list) number at most :data:`FETCHED`, what
         :meth:`prefetch` holds at once; each with the records its lists need."""
         window: list[list[tuple[int, int]]] = []
         needed: set[int] = set()
@@ -314,7 +326,7 @@ class _Features:
         for candidates in work:
             wanted = records_of(candidates)
             new = {i for i in wanted if self.remote(i) is not None} - held
-            if window and len(held) + len(new) > HELD:
+            if window and len(held) + len(new) > FETCHED:
                 yield window, needed
                 window, needed, held = [], set(), set()
             window.append(candidates)
