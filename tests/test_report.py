@@ -170,6 +170,11 @@ def _two(**extra) -> list[dict]:
     (lambda d: d["config"].update(method="nope"), "unknown hash method 'nope'"),
     (lambda d: d["config"].update(hash_size=999), "its config: hash_size 999 is out of range"),
     (lambda d: d["config"].update(nbits=8), "'config.nbits' is 8, but dhash of size 8 has 64"),
+    # The review page drew a bar per distance: 10**30 of them ran the machine out of memory.
+    (lambda d: d["groups"][0]["members"][1].update(distance=10**30), "not 0 to 64 bits"),
+    (lambda d: d["groups"][0]["members"][1].update(distance=-1), "not 0 to 64 bits"),
+    (lambda d: (d.pop("config"), d["groups"][0]["members"][1].update(distance=10**30)),
+     "a 'distance' of 10000"),
     (lambda d: [m.update(match="embedding") for m in d["groups"][0]["members"]],
      "no member matched by its hash"),
     (lambda d: d["groups"].append({"id": 2, "representative": "/a.jpg",

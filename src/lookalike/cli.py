@@ -782,7 +782,9 @@ def _run(argv: list[str] | None) -> int:
         hint = ""
         if isinstance(exc, click.UsageError):  # (the parser's own errors carry no command)
             hint = f" (see `{exc.ctx.command_path if exc.ctx else 'lookalike'} --help`)"
-        click.echo(f"error: {shown(exc.format_message())}{hint}", err=True)
+        # Click lays some messages out on lines ("Choose from:\n\tmove,\n\t..."): one line.
+        said = " ".join(exc.format_message().split())
+        click.echo(f"error: {shown(said)}{hint}", err=True)
         return exc.exit_code
     except LookalikeError as exc:
         # One line, whatever the names in it hold (a newline, a terminal escape).

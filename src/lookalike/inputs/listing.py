@@ -133,8 +133,9 @@ def _list_lines(text: str, list_path: str) -> list[str]:
     Windows), at least half of them, loses that ``\r`` too: a carriage return is legal in
     a file name (the ``paths`` format writes such names), and reading it as a line end split
     the name; a name ending in one is rare, a line or two added on Linux to a list written
-    on Windows (``echo path >> list``) is not."""
-    lines = text.split("\n")
+    on Windows (``echo path >> list``) is not. A byte-order mark first (Notepad, PowerShell
+    5's ``Out-File``) is no part of the first path (it made that file "not found")."""
+    lines = text.removeprefix("\ufeff").split("\n")
     # The last piece has no line end (often it is empty). Blank lines and comments do not
     # count.
     ended = [line for line in lines[:-1] if line.strip() and not line.lstrip().startswith("#")]

@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from lookalike.analysis.leakage import restrict_to_leakage
-from lookalike.config import ScanConfig
+from lookalike.config import METHOD_SPECS, ScanConfig
 from lookalike.errors import ConfigError, Problem, ReportError
 from lookalike.grouping.keep import KeepChoices, KeepPolicy
 from lookalike.inputs.walk import CONTAINER_SUFFIXES, looks_like_image
@@ -569,6 +569,7 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
         if cfg.get("nbits") is not None and cfg["nbits"] != spec.nbits:
             raise bad(f"'config.nbits' is {cfg['nbits']}, but {spec.method} of size "
                       f"{spec.resolved_hash_size} has {spec.nbits} bits")
+    most_bits = cfg.get("nbits") or max(m.nbits(m.max_size) for m in METHOD_SPECS.values())
     seen: dict[str, Any] = {}
     ids: set[Any] = set()
     for g in data.get("groups") or ():
@@ -600,6 +601,11 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
                 if m.get(key) is not None and not integer(m[key]):
                     raise bad(f"group {gid}: {m['path']} has a {key!r} of {m[key]!r}, not a "
                               "whole number")
+            # Bits between two hashes: at most all of them (the review page draws a bar per
+            # distance; 10**30 of them ran the machine out of memory).
+            if m.get("distance") is not None and not 0 <= m["distance"] <= most_bits:
+                raise bad(f"group {gid}: {m['path']} has a 'distance' of {m['distance']}, "
+                          f"not 0 to {most_bits} bits")
             content = m.get("content")
             if content is not None and (FileFacts.from_values({"content": content}) is None
                                         or not integer(m.get("width"))
