@@ -28,7 +28,7 @@ Medians of 3 runs (rounds interleave the tools: each round starts one tool later
 other round runs them backwards). Prints the table and the ratios issue 17 sets targets for,
 and writes ``benchmarks/results/peers.json`` (``peers-quick.json`` with ``--quick``).
 
-    python benchmarks/bench_peers.py            # ~15 min on 2 cores
+    python benchmarks/bench_peers.py            # ~20 min on 2 cores
     python benchmarks/bench_peers.py --quick    # 300 small files, 20 camera ones, 1 run
 """
 
