@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -113,6 +114,46 @@ def test_apply_then_undo_restores_the_tree_byte_for_byte(library, tmp_path, acti
     assert snapshot(root) == before
     assert files_in(tmp_path / "q") == []
     assert not Path(f"{journal}.backup").exists()
+
+
+@pytest.mark.parametrize("action", ["move", "hardlink", "symlink"])
+def test_undo_restores_files_of_another_user(library, tmp_path, action, monkeypatch):
+    # In a shared folder only a file's owner may set its times: undo of files of another
+    # user failed on every one ("Operation not permitted") while setting the time of a file
+    # linked back, which has it already (review, run as a user who did not own them).
+    root, report = library
+    before = snapshot(root)
+    p = make_plan(action, report, tmp_path)
+    journal = tmp_path / "j.jsonl"
+    assert apply(p, journal=journal).ok
+
+    def not_owner(*args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "utime", not_owner)
+    u = undo(journal)
+    assert u.ok and sorted(u.restored) == sorted(op.path for op in p.operations)
+    assert snapshot(root) == before
+
+
+def test_a_link_refused_by_its_folder_names_that_folder(library, tmp_path, monkeypatch):
+    # A hard link into a read-only folder failed naming only the kept file (the link's
+    # source): the folder that refused it is the new name's.
+    _, report = library
+    p = make_plan("hardlink", report, tmp_path)
+    link = os.link
+
+    def refused(src, dst, *args, **kwargs):
+        if os.path.dirname(os.fspath(dst)) != os.path.dirname(os.fspath(src)):
+            raise PermissionError(errno.EACCES, "Permission denied", src, None, dst)
+        return link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "link", refused)
+    res = apply(p, journal=tmp_path / "j.jsonl")
+    assert res.failed
+    for op, problem in res.failed:
+        assert "Permission denied" in problem.message
+        assert os.path.dirname(op.path) in problem.message.split(" -> ", 1)[1], problem.message
 
 
 @pytest.mark.parametrize("action", ["move", "hardlink", "symlink"])

@@ -69,3 +69,23 @@ def test_thresholds_measured_at_other_sizes_win_over_scaling():
     assert [ScanConfig(method="phash", hash_size=s).threshold for s in (20, 24, 32)] == [
         round(6 * s * s / 256) for s in (20, 24, 32)]
     assert ScanConfig(method="phash", hash_size=12).threshold == 0  # below 16: from 8's 0
+
+
+def test_an_extra_that_is_missing_or_broken_says_which(tmp_path, monkeypatch):
+    # A pyarrow that was installed but could not load its library was said "missing; install
+    # it", which sends the user to install what they have (review).
+    import re
+    import sys
+
+    from lookalike.config import import_extra
+
+    with pytest.raises(ConfigError, match="needs no_such_module_xyz, which is missing; install"):
+        import_extra("no_such_module_xyz.sub", "doing this", "dask")
+    (tmp_path / "brokenmod.py").write_text(
+        "raise ImportError('libfoo.so: cannot open shared object file', name='_foo')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "brokenmod", raising=False)
+    with pytest.raises(ConfigError, match=re.escape(
+            "needs brokenmod, which is installed but cannot be imported: libfoo.so: cannot "
+            "open shared object file")):
+        import_extra("brokenmod", "doing this", "dask")

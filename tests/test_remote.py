@@ -125,6 +125,24 @@ def test_tar_shards_give_the_same_groups_as_the_files(tree, baseline, tmp_path):
     assert result.stats["tar_shards"] == 2
 
 
+def test_a_shard_that_cannot_be_read_says_why_in_words(tree, tmp_path, monkeypatch):
+    # The line read "cannot list tar input: PermissionError: [Errno 13] Permission denied:
+    # '.../u.tar'" (the path twice); a folder's says "cannot read: Permission denied".
+    from lookalike.inputs import remote
+
+    shard = tmp_path / "u.tar"
+    with tarfile.open(shard, "w") as tf:
+        tf.add(tree / "set0" / "orig0.png", arcname="img.png")
+
+    def denied(fs, path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(remote, "_list_tar", denied)
+    result = scan_inputs([str(shard)], CONFIG)
+    assert [e.message for e in result.errors] == ["cannot list tar input: Permission denied"]
+    assert result.errors[0].error == "permission-denied"
+
+
 def test_a_name_a_shard_holds_twice_is_two_images(tree, tmp_path):
     # The second member of the same name was dropped without a word (paths are unique).
     shard = tmp_path / "twice.tar"

@@ -96,7 +96,8 @@ class ConsoleReporter:
         # moved, and its frozen spinner stayed on screen looking stuck.
         if not self.show_progress or not size:  # nothing to do (a warm re-scan): no bar
             if not self.quiet:
-                suffix = f" ({size} files)" if size else " (nothing to do)" if size == 0 else ""
+                suffix = (f" ({size} file{'' if size == 1 else 's'})" if size
+                          else " (nothing to do)" if size == 0 else "")
                 self.console.print(f"{number}/{total}: {name}{suffix}", soft_wrap=True)
                 if size:  # counts now and then, so a long log shows the run moving
                     self._plain = [f"{number}/{total}: {name}", size, 0, time.monotonic()]

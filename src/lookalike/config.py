@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
 from typing import Any, Final, Literal
 
-from lookalike.errors import ConfigError
+from lookalike.errors import ConfigError, first_line
 
 __all__ = ["BAND_MIN_SIDE", "DEFAULT_DECODE_TIMEOUT", "DEFAULT_HASH_SIZE", "DEFAULT_MAX_PIXELS",
            "DEFAULT_METHOD", "DEFAULT_SIMILARITY", "DEFAULT_SIMILARITY_UNVERIFIED",
@@ -79,8 +79,15 @@ def import_extra(module: str, needed_for: str, extra: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ConfigError(f"{needed_for} needs {exc.name or module}, which is missing; install "
-                          f"it with: {INSTALL_HINTS[extra]}") from None
+        missing = exc.name or module
+        if module == missing or module.startswith(f"{missing}."):
+            raise ConfigError(f"{needed_for} needs {missing}, which is missing; install it "
+                              f"with: {INSTALL_HINTS[extra]}") from None
+        # Installed, but its import fails (a shared library it cannot load, a dependency
+        # of the wrong version): "missing" sent the user to install what they have.
+        raise ConfigError(f"{needed_for} needs {module}, which is installed but cannot be "
+                          f"imported: {first_line(exc)}; reinstall it with: "
+                          f"{INSTALL_HINTS[extra]}") from None
 
 
 #: Version of the decoding rules (lookalike.imaging.decode): bump when decoding changes hash values,

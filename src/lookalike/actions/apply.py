@@ -95,6 +95,16 @@ class _Untouched(_Refused):
     copy, taking it for ours.)"""
 
 
+def _said(exc: OSError) -> str:
+    """What went wrong in an op, as one line: our refusal, or the system's error and the
+    path it names, both for a link or a rename (the folder that refused a hard link is the
+    new name's, the second one: naming only the first blamed the kept file)."""
+    if isinstance(exc, _Refused):
+        return str(exc)
+    names = " -> ".join(os.fsdecode(n) for n in (exc.filename, exc.filename2) if n)
+    return f"{exc.strerror or exc}" + (f": {names}" if names else "")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApplyResult:
     """What :func:`apply` did.
@@ -312,8 +322,15 @@ def _is_original(path: str, st: os.stat_result | None, rec: dict[str, Any]) -> b
 
 
 def _restore_mtime(path: str, mtime_ns: int) -> None:
+    """Give ``path`` back the modification time ``mtime_ns`` if it lost it (a copy).
+    Only a file's owner may set its times: a file of another user (a shared folder) linked
+    back has its time already and is left alone, and one that cannot be set keeps the time
+    it has. Restoring the bytes is what undo is for; setting the time of every file linked
+    back failed undo in a shared folder ("Operation not permitted", review)."""
     st = os.lstat(path)
-    os.utime(path, ns=(st.st_atime_ns, mtime_ns))
+    if st.st_mtime_ns != mtime_ns:
+        with contextlib.suppress(PermissionError):
+            os.utime(path, ns=(st.st_atime_ns, mtime_ns))
 
 
 def _prune_dirs(start: str, stop: str | None) -> None:
@@ -607,8 +624,8 @@ def _replay(j: Journal, records: list[OpRecord], reporter: Reporter, *, final: s
         try:
             outcome = _restore(rec, top)
         except OSError as exc:
-            msg = str(exc) if isinstance(exc, _Refused) else f"{exc.strerror or exc}"
-            p = _problem(r.path, "undo-failed", f"op {r.seq} ({r.action}): {msg}", "undo")
+            p = _problem(r.path, "undo-failed", f"op {r.seq} ({r.action}): {_said(exc)}",
+                         "undo")
             reporter.problem(p)
             failed.append(p)
             continue
@@ -1060,8 +1077,7 @@ def _carry_out(j: Journal, rec: OpRecord, op: Operation) -> Problem | None:
         j.mark(rec, "failed", str(exc))
         return _problem(op.path, "failed", f"{op.action} failed, nothing changed: {exc}")
     except OSError as exc:
-        msg = str(exc) if isinstance(exc, _Refused) else (
-            f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        msg = _said(exc)
         try:
             _restore(rec.intent, j.header.get("to"))
         except OSError as exc2:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from lookalike.config import INSTALL_HINTS
+from lookalike.config import import_extra
 from lookalike.errors import ConfigError, Problem, first_line
 from lookalike.inputs.walk import (
     IMAGE_EXTENSIONS,
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
 __all__ = ["RemoteEntry", "RemoteReader", "is_url"]
 
 
-INSTALL_HINT = INSTALL_HINTS["dask"]
 
 # Tar members closer than this are fetched in one ranged read (one request beats two).
 _MAX_GAP = 1 << 20
@@ -106,24 +105,11 @@ class RemoteEntry:
 
 
 def _fsspec() -> Any:
-    try:
-        import fsspec
-    except ImportError:
-        raise ConfigError(
-            f"reading URLs, file lists, tar shards or Parquet needs fsspec; install it with: "
-            f"{INSTALL_HINT}"
-        ) from None
-    return fsspec
+    return import_extra("fsspec", "reading URLs, file lists, tar shards or Parquet", "dask")
 
 
 def _pq() -> Any:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError(
-            f"reading or writing Parquet needs pyarrow; install it with: {INSTALL_HINT}"
-        ) from None
-    return pq
+    return import_extra("pyarrow.parquet", "reading or writing Parquet", "dask")
 
 
 def _url_to_fs(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
@@ -214,7 +200,7 @@ class RemoteReader:
                     exc = data if data is not None else OSError("no data was read")
                     yield entry, Problem(path=entry.path, stage="read", error=_read_reason(exc),
                                          message=str(exc) if isinstance(exc, _NullCell) else
-                                         f"cannot read: {type(exc).__name__}: {exc}")
+                                         f"cannot read: {_why(exc)}")
                 else:
                     yield entry, bytes(data)  # some stores hand back bytearray or memoryview
 
@@ -379,7 +365,16 @@ class _ContainerLister:
         except Exception as exc:
             reason = _read_reason(exc) if isinstance(exc, OSError) else f"not-{self.fmt}"
             return Problem(path=shown, stage="walk", error=reason,
-                           message=f"cannot list {self.fmt} input: {type(exc).__name__}: {exc}")
+                           message=f"cannot list {self.fmt} input: {_why(exc)}")
+
+
+def _why(exc: BaseException) -> str:
+    """Why an input could not be read or listed: the system's reason for an OS error (the
+    path is named beside it already), else the error's type and first line (a library's
+    ``ArrowInvalid: ...``, a network client's)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _list_tar(fs: Any, path: str, shown: str, url: str

@@ -70,7 +70,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lookalike.config import INSTALL_HINTS
+from lookalike.config import import_extra
 from lookalike.errors import RETRYABLE, ConfigError, LookalikeError, Problem
 from lookalike.inputs.read import max_file_bytes
 from lookalike.model import FileFacts, Hash, ImageRecord
@@ -87,18 +87,11 @@ __all__ = ["SCHEMA_VERSION", "ParquetStore", "read_results"]
 # there)
 SCHEMA_VERSION = 4
 _META_KEY = b"lookalike"
-INSTALL_HINT = INSTALL_HINTS["dask"]
 
 
 def _deps() -> tuple[Any, Any, Any]:
-    try:
-        import fsspec
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise ConfigError(f"Parquet output needs pyarrow and fsspec ({exc.name} is missing); "
-                          f"install them with: {INSTALL_HINT}") from None
-    return fsspec, pa, pq
+    return tuple(import_extra(module, "Parquet output", "dask")
+                 for module in ("fsspec", "pyarrow", "pyarrow.parquet"))
 
 
 def _schema(pa: Any) -> Any:
