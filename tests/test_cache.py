@@ -9,6 +9,7 @@ import pytest
 
 import lookalike
 from lookalike.config import ScanConfig
+from lookalike.errors import ConfigError
 from lookalike.model import FileFacts
 from lookalike.store.cache import HashCache
 
@@ -728,3 +729,10 @@ def test_records_leaves_out_rows_already_held(tmp_path, scene):
             r.path for r in rows if r.path != a.path]
         held[a.path] = (a.size_bytes + 1, a.mtime_ns)  # another version of it: built
         assert len(list(c.records(config, held=held))) == len(rows)
+
+
+def test_a_cache_whose_folder_cannot_be_made_says_what_to_do(tmp_path):
+    # A read-only home made every scan stop here; the line now says both ways on.
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ConfigError, match="name another cache file, or scan without a cache"):
+        HashCache(tmp_path / "a_file" / "sub" / "h.sqlite")

@@ -223,7 +223,8 @@ class HashCache:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
                     raise ConfigError(f"cannot create the folder of the hash cache {self.path}: "
-                                      f"{exc.strerror or exc}; name another cache file") from None
+                                      f"{exc.strerror or exc}; name another cache file, or "
+                                      "scan without a cache") from None
                 if not _writable(self.path):  # before SQLite leaves -wal/-shm files beside it
                     raise sqlite3.OperationalError("attempt to write a readonly database")
                 self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
