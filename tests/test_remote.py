@@ -345,6 +345,14 @@ def test_a_parquet_file_without_images_among_others_is_its_own_problem(tree, tmp
         scan_inputs([str(tmp_path / "pq" / "meta.parquet")], CONFIG)
 
 
+def test_a_column_named_that_holds_no_images_says_what_it_holds(tree, tmp_path):
+    # "--column label" (text) said the file "has no column of image bytes", as if the column
+    # named were not there (review).
+    pq.write_table(pa.table({"label": ["a", "b"], "image": [b"x", b"y"]}), tmp_path / "t.parquet")
+    with pytest.raises(ConfigError, match="column 'label' holds string, not image bytes"):
+        scan_inputs([str(tmp_path / "t.parquet")], CONFIG, column="label")
+
+
 def test_a_compressed_shard_named_directly_is_refused_with_its_hint(tree, tmp_path):
     """A .tar.gz given by name was read as one image ('not an image'); in a folder read as
     shards it was the compressed-tar problem with its hint."""

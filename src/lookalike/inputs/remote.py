@@ -488,7 +488,11 @@ def _list_parquet(fs: Any, path: str, shown: str, url: str, column: str | None,
             return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)
 
         col = _pick(names, column, _BYTES_COLUMNS, is_bytes, "image bytes", shown)
-        if col is None or not is_bytes(col):
+        if col is not None and not is_bytes(col):  # the column named holds something else
+            raise ConfigError(f"{shown}: column {col!r} holds {schema.field(col).type}, not "
+                              "image bytes (binary, or a struct with a 'bytes' field); its "
+                              f"columns: {', '.join(names)}")
+        if col is None:
             raise ConfigError(f"{shown} has no column of image bytes (binary, or a struct with "
                               f"a 'bytes' field); its columns: {', '.join(names)}")
         col_type = schema.field(col).type
