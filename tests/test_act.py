@@ -136,6 +136,29 @@ def test_undo_restores_files_of_another_user(library, tmp_path, action, monkeypa
     assert snapshot(root) == before
 
 
+def test_a_group_skipped_for_a_changed_file_names_that_file(library, tmp_path):
+    # The skip line was put on the group's first planned file, whichever had changed.
+    from collections import defaultdict
+
+    _, report = library
+    p = make_plan("move", report, tmp_path)
+    by_group = defaultdict(list)
+    for op in p.operations:
+        by_group[op.group].append(op.path)
+    paths = next(ps for ps in by_group.values() if len(ps) >= 2)
+    changed = Path(paths[-1])
+    st = changed.stat()
+    data = bytearray(changed.read_bytes())
+    data[-1] ^= 1  # same size and time, other bytes: only the digest tells
+    changed.write_bytes(bytes(data))
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns))
+    rec = Recorder()
+    res = apply(p, journal=tmp_path / "j.jsonl", reporter=rec)
+    (problem,) = [x for x in rec.problems if x.error == "changed"]
+    assert problem.path == str(changed) and str(changed) in problem.message
+    assert set(paths) <= {op.path for op in res.skipped}
+
+
 def test_a_link_refused_by_its_folder_names_that_folder(library, tmp_path, monkeypatch):
     # A hard link into a read-only folder failed naming only the kept file (the link's
     # source): the folder that refused it is the new name's.

@@ -594,7 +594,15 @@ def test_decisions_leave_unlisted_members_alone(library, tmp_path):
     ([{"id": 1.9, "keep": [], "remove": []}], {}, "not a whole number"),  # was group 1
     ([{"id": 1, "keeps": [], "removes": ["{a}"]}], {}, "'keeps', 'removes' where"),  # exit 0
     ([{"id": 1}], {}, "has neither 'keep' nor 'remove'"),
-    ([{"keep": []}], {}, "malformed"),
+    ([{"keep": []}], {}, "a group is not an object with an 'id'"),
+    # Each of these was taken as no groups (exit 0), or said in Python's words (review):
+    (None, {}, "'groups' is not a list"),
+    ({"1": {}}, {}, "'groups' is not a list"),
+    (["{a}"], {}, "a group is not an object with an 'id'"),
+    ([{"id": 1, "keep": [1, 2], "remove": []}], {}, "group 1's 'keep' is not a list of paths"),
+    ([{"id": 1, "keep": [["{a}"]], "remove": []}], {}, "'keep' is not a list of paths"),
+    ([], {"folder_rules": ["/x"]}, "folder rule '/x' is not a rule"),
+    ([], {"folder_rules": [{"folder": "/x"}]}, "is not a rule 'keep' or 'remove'"),
 ])
 def test_bad_decisions_are_rejected(library, tmp_path, groups, over, match):
     root, report = library

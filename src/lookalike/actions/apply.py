@@ -844,6 +844,7 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
                             break
                 if reason is None:
                     code, reason, kept = _check_survivors(gp, ops, real_roots)
+                where = ops[0].path  # the line's file: the one that changed, if one did
                 if reason is None:
                     code = "changed"
                     for state in gp.members:
@@ -851,11 +852,11 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
                             continue
                         why = _changed(state, real_roots, verify)
                         if why:
-                            reason = f"{state.path} {why} since the scan"
+                            reason, where = f"{state.path} {why} since the scan", state.path
                             break
                 if reason:
                     again = "Run again once it has finished" if code == "in-use" else "Rescan"
-                    reporter.problem(_problem(ops[0].path, code, f"group {gp.group} skipped, "
+                    reporter.problem(_problem(where, code, f"group {gp.group} skipped, "
                                               f"nothing in it touched: {reason}. {again} to "
                                               "act on it"))
                     skipped.extend(ops)

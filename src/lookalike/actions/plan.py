@@ -137,10 +137,12 @@ class FolderRules:
     @classmethod
     def from_dicts(cls, items: Iterable[dict[str, Any]]) -> FolderRules:
         """Rules from their :meth:`FolderRule.to_dict` form (a decisions file's
-        ``folder_rules``). Raises ConfigError, KeyError or TypeError when malformed."""
+        ``folder_rules``). Raises ConfigError when malformed."""
         items = list(items)
-        bad = next((i for i in items if i["rule"] not in ("keep", "remove")
-                    or not _clean_abs(i["folder"])), None)
+        bad = next((i for i in items if not isinstance(i, dict)
+                    or i.get("rule") not in ("keep", "remove")
+                    or not isinstance(i.get("folder"), str) or not _clean_abs(i["folder"])),
+                   None)
         if bad is not None:
             raise ConfigError(f"folder rule {bad!r} is not a rule 'keep' or 'remove' with a "
                               "clean absolute folder")
@@ -472,10 +474,17 @@ def load_decisions(path: str | os.PathLike[str], data: dict[str, Any] | None = N
     members = {g.id: {m.record.path for m in g.members} for g in report.groups}
     seen: set[int] = set()
     out: list[KeepDecision] = []
+    groups = data.get("groups")
+    if not isinstance(groups, list):  # missing, or not a list: nothing planned, exit 0
+        raise ReportError(f"{p}: 'groups' is not a list of decided groups; export the "
+                          "decisions again")
     try:
-        for g in data.get("groups", []):
-            odd = set(g) - {"id", "keep", "remove"} if isinstance(g, dict) else set()
-            if odd or (isinstance(g, dict) and not {"keep", "remove"} & set(g)):
+        for g in groups:
+            if not isinstance(g, dict) or "id" not in g:
+                raise ReportError(f"{p}: a group is not an object with an 'id' ({g!r:.60}); "
+                                  "export the decisions again")
+            odd = set(g) - {"id", "keep", "remove"}
+            if odd or not {"keep", "remove"} & set(g):
                 # A misspelt key ("keeps") was read as an empty list: nothing planned, exit 0.
                 raise ReportError(f"{p}: a group has {', '.join(map(repr, sorted(odd)))} "
                                   "where 'keep' and 'remove' lists belong; export the "
@@ -487,11 +496,12 @@ def load_decisions(path: str | os.PathLike[str], data: dict[str, Any] | None = N
                                   "the decisions again")
             gid = g["id"]
             for key in ("keep", "remove"):  # a text would be read letter by letter
-                if not isinstance(g.get(key, []), list):
+                entries = g.get(key, [])
+                if not isinstance(entries, list) or not all(isinstance(x, str) for x in entries):
                     raise ReportError(f"{p}: group {gid}'s {key!r} is not a list of paths; "
                                       "export the decisions again")
-            keep = [str(x) for x in g.get("keep", [])]
-            remove = [str(x) for x in g.get("remove", [])]
+            keep = list(g.get("keep", []))
+            remove = list(g.get("remove", []))
             if gid not in members:
                 raise ReportError(f"{p}: group {gid} is not in {rp} (tampered decisions?)")
             if gid in seen:
