@@ -629,6 +629,11 @@ def test_filter_limits_what_is_shown_and_exported(web, tmp_path, scene):
     pg.fill("#filter", "")
     pg.wait_for_function("() => document.querySelectorAll('article.group').length === 2")
     assert pg.inner_text("#export") == "Export decisions"
+    # Exported at once after typing (within the filter's 150 ms pause), the file held the
+    # previous filter's groups, not what the box said (review).
+    pg.fill("#filter", "b_copy")
+    dec = web.export(tmp_path / "d2.json")
+    assert len(dec["groups"]) == 1
 
 
 def test_hostile_file_names_render_as_text_and_run_nothing(web, tmp_path, scene):

@@ -354,6 +354,11 @@
   }
 
   function exportDecisions() {
+    if (filterTimer) {  // typed just now: export what the box says, not the last filter
+      clearTimeout(filterTimer);
+      filterTimer = 0;
+      applyFilter();
+    }
     const text = JSON.stringify(decisions(), null, 1) + "\n";
     const blob = new Blob([text], { type: "application/json" });
     const url = URL.createObjectURL(blob);
@@ -932,7 +937,7 @@
   let filterTimer = 0;
   $("filter").addEventListener("input", () => {
     clearTimeout(filterTimer);
-    filterTimer = setTimeout(applyFilter, 150);
+    filterTimer = setTimeout(() => { filterTimer = 0; applyFilter(); }, 150);
   });
   $("kind").addEventListener("change", applyFilter);
   $("reset").addEventListener("click", () => {
