@@ -569,7 +569,9 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
         if cfg.get("nbits") is not None and cfg["nbits"] != spec.nbits:
             raise bad(f"'config.nbits' is {cfg['nbits']}, but {spec.method} of size "
                       f"{spec.resolved_hash_size} has {spec.nbits} bits")
-    most_bits = cfg.get("nbits") or max(m.nbits(m.max_size) for m in METHOD_SPECS.values())
+    # A member's distance is at most its hash's bits: the report's method's, else any's.
+    most_bits = (spec.nbits if cfg.get("method") is not None else cfg.get("nbits")
+                 or max(m.nbits(m.max_size) for m in METHOD_SPECS.values()))
     seen: dict[str, Any] = {}
     ids: set[Any] = set()
     for g in data.get("groups") or ():

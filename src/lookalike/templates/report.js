@@ -220,7 +220,8 @@
       if (keep) kept += 1; else freed += Number(g.m[mi].b) || 0;
       // Only cards whose choice or reason changed are written: rewriting all of a
       // 2,500-member group took ~100 ms a click (review), one card ~4 ms.
-      const shown = (keep ? "k:" : "r:") + (why[gi][mi] || "");
+      const reason = why[gi][mi] || "";
+      const shown = (keep ? "k:" : "r:") + reason;
       if (card.dataset.shown === shown) return;
       card.dataset.shown = shown;
       card.classList.toggle("keep", keep);
@@ -233,7 +234,7 @@
       const badge = card.querySelector(".badge");
       badge.className = "badge " + (keep ? "keep" : "remove");
       badge.textContent = keep ? "KEEP" : "REMOVE";
-      card.querySelector(".why").textContent = why[gi][mi] || "";
+      card.querySelector(".why").textContent = reason;
     });
     const skip = skipped(gi);
     art.querySelector(".facts").textContent = g.m.length + " images \u00b7 " +
