@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lookalike.grouping.edges import Edges, find_edges, fingerprint, record_edges
+from lookalike.grouping.edges import NEW_SHARE, Edges, find_edges, fingerprint, record_edges
 from lookalike.grouping.groups import (
     build_groups,
     cluster_records,
@@ -230,6 +230,45 @@ def test_edges_kept_from_earlier_code_sets_are_exactly_a_fresh_search(nbits, rad
         assert find_edges(codes, nbits, radius, again) is again  # known by its fingerprint
         assert fingerprint(frozenset(codes)) == edges.fingerprint
         known = edges
+
+
+@pytest.mark.parametrize("nbits", [64, 256])
+def test_new_codes_are_searched_against_the_known_ones_to_the_same_edges(nbits, monkeypatch):
+    # Issue 14: a re-scan searches only the new hash values (among themselves and against
+    # the rest), never the whole set again; the edges are exactly those one self-join of
+    # the same rows lists, in the same order, so groups and what is stored do not change.
+    import numpy as np
+
+    from lookalike import search
+    from lookalike.search import pack_hashes
+
+    rng = random.Random(nbits)
+    centres = [rng.getrandbits(nbits) for _ in range(30)]
+    blank = rng.getrandbits(nbits // 2) << (nbits - nbits // 2)  # a shared top half
+
+    def near(c):
+        return functools.reduce(lambda v, _: v ^ (1 << rng.randrange(nbits)),
+                                range(rng.randint(0, 8)), c)
+
+    first = {near(rng.choice(centres)) for _ in range(400)}
+    first |= {blank | rng.getrandbits(nbits // 8) for _ in range(200)}
+    known = find_edges(first, nbits, 6)
+    seen = []
+    monkeypatch.setattr(search, "find_pairs", lambda rows, t: seen.append(len(rows)) or
+                        search.join.find_pairs(rows, t))
+    added = {near(rng.choice(centres)) for _ in range(20)}
+    added |= {blank | rng.getrandbits(nbits // 8) for _ in range(5)}
+    gone = set(rng.sample(sorted(first), 50))
+    many = {near(rng.choice(centres)) for _ in range(100)} - first  # > 1 in 20: all joined
+    assert len(many) * NEW_SHARE > len(first | many)
+    for codes in (first | added, (first - gone) | added, first | many):
+        edges = find_edges(codes, nbits, 6, known)
+        new = codes - known.codes
+        # only the new codes were self-joined, unless they are many
+        assert seen.pop() == (len(new) if len(new) * NEW_SHARE <= len(codes) else len(codes))
+        i, j, _ = search.join.find_pairs(pack_hashes(edges.order, nbits), 6)
+        assert np.asarray(edges.index).tolist() == np.column_stack((i, j)).ravel().tolist()
+        assert {(min(p), max(p)) for p in edges.pairs} == _brute_edges(codes, 6)
 
 
 def test_unchanged_codes_give_back_the_known_edges_without_a_search(monkeypatch):

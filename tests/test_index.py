@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from lookalike.search import (
     HammingIndex,
     SearchTuning,
+    between,
     find_pairs,
+    find_pairs_between,
     find_pairs_collapsed,
     join,
     mih,
@@ -262,7 +264,70 @@ def test_dense_and_tail_scans_see_the_same_pairs():
     assert any(map(listed, compare.call_args_list))
 
 
-@pytest.mark.parametrize("module", [packed_codes, join, mih], ids=["codes", "join", "mih"])
+# --------------------------------------------------------------------- find_pairs_between
+
+
+def brute_between(a: np.ndarray, b: np.ndarray, t: int) -> tuple[np.ndarray, ...]:
+    """The reference: every (a row, b row), compared directly, in (i, j) order."""
+    d = np.bitwise_count(a[:, None] ^ b[None]).sum(axis=-1) if a.size and b.size else \
+        np.zeros((len(a), len(b)), np.int64)
+    i, j = np.nonzero(d <= t)
+    return i.astype(np.int64), j.astype(np.int64), d[i, j].astype(np.int64)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    nbits=st.sampled_from(NBITS),
+    t=st.integers(0, 12),
+    split=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**32 - 1),
+    tuning=st.sampled_from(sorted(TUNINGS)),
+)
+def test_pairs_between_two_sets_match_brute_force(nbits, t, split, seed, tuning):
+    # Clustered codes (blank pictures, dense clusters, big buckets) cut into a many side and
+    # a few side at any point; the "tiny" tuning joins even small shared keys again on their
+    # other bits, and compares few pairs at once.
+    values = clustered(random.Random(seed), nbits, t)
+    cut = int(split * len(values))
+    a, b = pack_hashes(values[:cut], nbits), pack_hashes(values[cut:], nbits)
+    got = find_pairs_between(a, b, t, tuning=TUNINGS[tuning])
+    assert_same_pairs(got, brute_between(a, b, t))
+
+
+def test_a_key_many_codes_share_is_joined_again_on_the_other_bits():
+    # 1,000 of 2,000 codes and 40 new ones share their top 64 bits (a blank top row):
+    # comparing all 40k pairs of that key is what the join avoids; it joins them on the
+    # other 192 bits.
+    rng = random.Random(3)
+    top = rng.getrandbits(64) << 192
+    many = [top | rng.getrandbits(192) for _ in range(1000)]
+    many += [rng.getrandbits(256) for _ in range(1000)]
+    # Near copies 6 bits away, one bit in each block but the first: only the shared key
+    # (the first block) finds them.
+    flips = sum(1 << (255 - (start + length // 2))
+                for start, length in (r for block in between._blocks(((0, 256),), 7)[1:]
+                                      for r in block[:1]))
+    few = [v ^ flips for v in many[:40]]
+    few += [rng.getrandbits(256) for _ in range(10)]
+    a, b = pack_hashes(many, 256), pack_hashes(few, 256)
+    with mock.patch.object(between, "_join", autospec=True,
+                           side_effect=between._join) as calls:
+        got = find_pairs_between(a, b, 6, tuning=SearchTuning(brute_cells=1024))
+    assert calls.call_count > 1  # the shared key went down a level
+    assert_same_pairs(got, brute_between(a, b, 6))
+    assert got[0].size >= 40  # (the copies)
+
+
+def test_pairs_between_reject_codes_of_different_widths_and_take_empty_sides():
+    with pytest.raises(ValueError, match="different widths"):
+        find_pairs_between(pack_hashes([1], 64), pack_hashes([1], 128), 2)
+    for a, b in ((pack_hashes([], 64), pack_hashes([1], 64)),
+                 (pack_hashes([1], 64), pack_hashes([], 64))):
+        assert [x.tolist() for x in find_pairs_between(a, b, 3)] == [[], [], []]
+
+
+@pytest.mark.parametrize("module", [packed_codes, join, mih, between],
+                         ids=["codes", "join", "mih", "between"])
 def test_docstring_examples_hold(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0

@@ -20,7 +20,7 @@ from lookalike.model import ImageRecord
 # the previous scan's edges (find_edges) and never imports NumPy (~0.12 s, a fifth of such
 # a scan).
 
-__all__ = ["BYTES_PER_PAIR", "Edges", "find_edges", "fingerprint", "record_edges"]
+__all__ = ["BYTES_PER_PAIR", "NEW_SHARE", "Edges", "find_edges", "fingerprint", "record_edges"]
 
 
 def fingerprint(codes: frozenset[int]) -> str:
@@ -150,14 +150,12 @@ def find_edges(codes: Iterable[int], nbits: int, radius: int,
 
     With ``known`` (the edges of another set of codes, same bits and radius): ``known``
     itself comes back when the codes are the same, and its pairs of the remaining codes when
-    codes were only removed; then nothing is searched (and NumPy is not imported). Any new
-    code means one self-join of all of them, whose input reuses ``known``'s packed codes.
-    (Querying only the new codes against an index of the others,
-    :class:`~lookalike.search.mih.HammingIndex`, was measured and dropped: at 1% new codes
-    it cost the same as the self-join, 0.37 s against 0.38 s for 150k 256-bit codes at
-    radius 26, and at 5% three times as much; the reverse, an index of the new codes
-    probed with every other code on exact blocks, found 1.4M candidates for 3,000 new codes
-    among 296k at radius 6, 1.1 s against 0.2 s: codes of real pictures share blocks.)
+    codes were only removed; then nothing is searched (and NumPy is not imported). New
+    codes are searched, among themselves and against the others
+    (:func:`~lookalike.search.find_pairs_between`), and their pairs added to ``known``'s
+    pairs of the codes that remain; when they are more than 1 in :data:`NEW_SHARE` of all,
+    one self-join of all the codes replaces that. Either way the search's input reuses
+    ``known``'s packed codes.
     An unchanged set is recognised by its :func:`fingerprint`, without reading ``known``'s
     codes.
     """
@@ -174,34 +172,60 @@ def find_edges(codes: Iterable[int], nbits: int, radius: int,
 
 def _search(codes: frozenset[int], nbits: int, radius: int, known: Edges | None,
             print_: str | None = None) -> Edges:
-    """Every pair of ``codes`` within ``radius`` bits (a self-join): ``known``'s codes that
-    remain keep their place and packed rows, the others follow."""
+    """Every pair of ``codes`` within ``radius`` bits. Without ``known``: one self-join.
+    With it: ``known``'s pairs of the codes that remain, and only the new codes searched,
+    among themselves and against the rest (:func:`~lookalike.search.find_pairs_between`);
+    ``known``'s codes that remain keep their place and packed rows, the new ones follow."""
     import numpy as np
 
-    from lookalike.search import find_pairs, pack_hashes
+    from lookalike.search import find_pairs, find_pairs_between, pack_hashes
 
     if known is None:
         # Ascending: what is stored (and the pairs' order) depends on the values only, not
         # on the order the set was built in.
         order = tuple(sorted(codes))
         rows = pack_hashes(order, nbits)
+        _check_pairs_fit(rows, radius)
+        ii, jj, _ = find_pairs(rows, radius)
     else:
         added = tuple(codes.difference(known.codes))  # not empty here
         new_rows = pack_hashes(added, nbits)
         old = np.frombuffer(known.packed, dtype=">u8").reshape(-1, new_rows.shape[1])
         kept = known.order
+        ends = np.frombuffer(known.index, dtype=np.uint32).astype(np.int64).reshape(-1, 2)
         if not known.codes <= codes:
             keep = np.fromiter((c in codes for c in kept), dtype=bool, count=len(kept))
             kept, old = tuple(c for c in kept if c in codes), old[keep]
+            moved = np.cumsum(keep) - 1  # a kept row's place among the kept
+            ends = moved[ends[keep[ends].all(axis=1)]]
         order = kept + added
-        rows = np.concatenate([old.astype(np.uint64), new_rows])
-    index = array("I")
-    if len(order) > 1:
+        old = old.astype(np.uint64)
+        rows = np.concatenate([old, new_rows])
         _check_pairs_fit(rows, radius)
-        ii, jj, _ = find_pairs(rows, radius)
-        index.frombytes(np.column_stack((ii, jj)).astype(np.uint32).tobytes())
+        n = len(kept)
+        if len(added) * NEW_SHARE > len(codes):  # many new: one self-join costs less
+            ii, jj, _ = find_pairs(rows, radius)
+        else:
+            ni, nj, _ = find_pairs(new_rows, radius)  # the new among themselves
+            ci, cj, _ = find_pairs_between(old, new_rows, radius)  # and against the rest
+            ii = np.concatenate([ends[:, 0], ci, ni + n])
+            jj = np.concatenate([ends[:, 1], cj + n, nj + n])
+            # In (i, j) order, as one self-join of ``rows`` lists them.
+            sort = np.lexsort((jj, ii))
+            ii, jj = ii[sort], jj[sort]
+    index = array("I")
+    index.frombytes(np.column_stack((ii, jj)).astype(np.uint32).tobytes())
     return Edges.of(nbits, radius, order, rows.astype(">u8").tobytes(), index, codes, print_)
 
+
+#: New codes up to one in this many of all are searched against the others; more, and one
+#: self-join of all costs less. Measured on the codes of 20k small real pictures (296k of
+#: 256 bits, benchmarks/bench_scan.py's tree), seconds for the new codes against the others
+#: and among themselves vs one self-join of all: 50k + 500 new (1%) at radius 6 / 14 / 20:
+#: 0.016 vs 0.079 / 0.034 vs 0.42 / 0.088 vs 1.37; 150k + 1,500 (1%): 0.051 vs 0.28 /
+#: 0.87 vs 12.2 / 3.0 vs 171; 50k + 2,500 (5%) at 20: 1.24 vs 1.23; 50k + 10k (20%) at 14:
+#: 2.2 vs 0.88 (at radius 6 new codes cost less at any share).
+NEW_SHARE = 20
 
 #: Memory one pair of near hash values holds from the search to the groups (its positions,
 #: its code pair, the graph's links): about 200 bytes, measured on 13M pairs of 20k

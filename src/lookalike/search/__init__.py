@@ -1,18 +1,20 @@
 """Exact Hamming-distance search over packed perceptual hashes.
 
-Two algorithms, both exact (they return precisely what a brute-force scan returns): the
+Three algorithms, all exact (they return precisely what a brute-force scan returns): the
 self-join every scan uses to find all pairs of images within a threshold
 (:func:`find_pairs_collapsed`, :func:`find_pairs`; generalised-pigeonhole block tables, in
-:mod:`~lookalike.search.join`), and :class:`HammingIndex`, the multi-index hashing index that
-answers "which stored hashes are near these new ones" for ``lookalike query``
-(:mod:`~lookalike.search.mih`). Hashes are packed into ``uint64`` words by
-:func:`pack_hashes` (:mod:`~lookalike.search.codes`), where :class:`SearchTuning` holds every
-speed knob of both; no knob changes a result.
+:mod:`~lookalike.search.join`); its two-set form, which a re-scan uses for its few new
+hashes against the others (:func:`find_pairs_between`, :mod:`~lookalike.search.between`);
+and :class:`HammingIndex`, the multi-index hashing index that answers "which stored hashes
+are near these new ones" for ``lookalike query`` (:mod:`~lookalike.search.mih`). Hashes are
+packed into ``uint64`` words by :func:`pack_hashes` (:mod:`~lookalike.search.codes`), where
+:class:`SearchTuning` holds every speed knob of all three; no knob changes a result.
 
 Embeddings are searched by cosine similarity instead (:mod:`~lookalike.search.vectors`:
 :func:`similar_pairs`, with FAISS; :class:`VectorTuning`).
 """
 
+from lookalike.search.between import find_pairs_between as find_pairs_between
 from lookalike.search.codes import SearchTuning as SearchTuning
 from lookalike.search.codes import pack_hashes as pack_hashes
 from lookalike.search.join import CollapsedPairs as CollapsedPairs
@@ -28,6 +30,7 @@ __all__ = [
     "SearchTuning",
     "VectorTuning",
     "find_pairs",
+    "find_pairs_between",
     "find_pairs_collapsed",
     "pack_hashes",
     "similar_pairs",

@@ -1,4 +1,4 @@
-"""Packed Hamming codes and the helpers both searches share; the one :class:`SearchTuning`.
+"""Packed Hamming codes and the helpers the searches share; the one :class:`SearchTuning`.
 
 A code of ``nbits`` bits is ``W = ceil(nbits / 64)`` ``uint64`` words, word 0 holding the most
 significant bits, right-aligned (a 16-bit hash is the low 16 bits of its word). Bit ranges are
@@ -187,6 +187,17 @@ def complement(ranges: list[tuple[int, int]], nbits: int) -> Ranges:
     if pos < nbits:
         out.append((pos, nbits - pos))
     return tuple(out)
+
+
+def varying_bits(*arrays: np.ndarray) -> Ranges:
+    """The bit ranges (of ``64 * W`` bits) not equal in every row of ``arrays`` (``(n, W)``
+    uint64, at least one row in all): bits equal everywhere add nothing to a distance."""
+    words = arrays[0].shape[1]
+    ones = np.bitwise_or.reduce([np.bitwise_or.reduce(x, axis=0) for x in arrays])
+    zeros = np.bitwise_and.reduce([np.bitwise_and.reduce(x, axis=0) for x in arrays])
+    free = ones & ~zeros
+    return merge_ranges((64 * w + (63 - b), 1) for w in range(words) for b in range(64)
+                        if int(free[w]) >> b & 1)
 
 
 def mask_pieces(start: int, length: int, nbits: int, words: int) -> tuple[tuple[int, U64], ...]:

@@ -61,6 +61,7 @@ from lookalike.search.codes import (
     shuffle,
     sort_pairs,
     split_even,
+    varying_bits,
 )
 
 __all__ = ["CollapsedPairs", "find_pairs", "find_pairs_collapsed"]
@@ -691,10 +692,7 @@ def find_pairs_collapsed(
     del order, new, first_row, by_first
     # 2. drop bits that are equal in every code: they never add to a distance
     nbits = 64 * words
-    free = np.bitwise_or.reduce(uniq, axis=0) & ~np.bitwise_and.reduce(uniq, axis=0)
-    free_ranges = merge_ranges(
-        (64 * w + (63 - b), 1) for w in range(words) for b in range(64) if int(free[w]) >> b & 1
-    )
+    free_ranges = varying_bits(uniq)
     nfree = sum(length for _, length in free_ranges)
     if nfree == 0:  # a single distinct code
         return CollapsedPairs(representatives, groups, EMPTY_I64, EMPTY_I64, EMPTY_I64)
