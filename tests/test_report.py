@@ -384,6 +384,11 @@ def test_a_flipped_or_turned_copy_says_so_beside_its_distance(tmp_path, scene):
     blob = json.loads(re.search(r'id="lookalike-data">(.*?)</script>', page, re.S).group(1))
     marked = {Path(m["p"]).name for g in blob["groups"] for m in g["m"] if m.get("dt")}
     assert marked == flipped
+    # The text report says it too, on those lines only.
+    lines = render_text(result).splitlines()
+    said = {Path(line.split()[-5]).name for line in lines
+            if line.endswith("(flipped, turned or trimmed)")}
+    assert said == flipped
 
 
 def test_an_output_is_written_through_a_new_temporary_file_never_a_link(tmp_path, scene):

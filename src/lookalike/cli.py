@@ -638,12 +638,13 @@ def undo_cmd(journal: str, quiet: bool) -> None:
     could not be restored.
     """
     from lookalike.actions.apply import undo
+    from lookalike.report.schema import plural
 
     result = undo(journal, reporter=ConsoleReporter(quiet=quiet, problems=True))
-    click.echo(f"restored {len(result.restored)} files; rolled back {result.rolled_back} "
-               "unfinished or failed operations")
+    click.echo(f"restored {plural(len(result.restored), 'file')}; rolled back "
+               f"{plural(result.rolled_back, 'unfinished or failed operation')}")
     if result.not_undoable:
-        click.echo(f"{len(result.not_undoable)} deleted files cannot be restored "
+        click.echo(f"{plural(len(result.not_undoable), 'deleted file')} cannot be restored "
                    "(--action delete is not undoable)")
     if not result.ok:
         raise PartialFailure(f"{len(result.failed)} operations could not be undone (see the "

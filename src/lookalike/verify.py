@@ -38,10 +38,13 @@ def check_ready(config: ScanConfig) -> None:
 
     if config.embed is None:
         return
-    embedder_for(config)
+    # The packages first: a user without them is told to install the extra before being
+    # told to install the models (which they then cannot use without it).
+    import_extra("onnxruntime", "embeddings", "embed")
     import_extra("faiss", "searching embeddings", "embed")
     if config.verify:
         import_extra("cv2", "verifying embedding matches", "embed")
+    embedder_for(config)
 
 
 def embedding_matches(records: Sequence[ImageRecord], items: Sequence[Any],

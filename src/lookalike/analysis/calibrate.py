@@ -228,7 +228,8 @@ class Calibration:
     ``expected_false_pairs`` projects the measured false-pair rate at ``threshold`` onto a
     scan of all ``images_found`` images (the readable ones; pairs grow with the square of
     the count); when no false pair was seen it uses the 95% upper bound 3 /
-    ``negative_pairs`` instead of 0.
+    ``negative_pairs`` instead of 0. When every image found was sampled it is the count
+    seen, exactly.
     ``duplicates_in_sample`` lists the pairs taken for duplicates: (path, path, bits, why).
     """
 
@@ -641,9 +642,12 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
                     for name, v in by_transform_d.items()}
     # A sample of n images has n^2/2 negative pairs, the whole collection N^2/2: rates that
     # look like zero on the sample can still mean false pairs in the full scan.
-    rate = (3.0 if fp[best] == 0 else float(fp[best])) / max(n_neg, 1)
-    # Never more than the pairs there are (6 images: 15, not "about 45 at most").
-    expected = min(rate, 1.0) * found * (found - 1) / 2
+    if n >= found:  # the sample is the whole folder: its count is the scan's
+        expected = float(fp[best])
+    else:
+        rate = (3.0 if fp[best] == 0 else float(fp[best])) / max(n_neg, 1)
+        # Never more than the pairs there are (6 images: 15, not "about 45 at most").
+        expected = min(rate, 1.0) * found * (found - 1) / 2
     # The closest remaining pairs: look-alikes this method confuses, or missed duplicates.
     path = [s.path for s in sampled]
     neg = np.flatnonzero(~dup)
@@ -711,10 +715,14 @@ def render_calibration(cal: Calibration, *, rows: int = 12) -> str:
         lines.append(f"precision {cal.target_precision} is not reached even at threshold 0 "
                      f"(identical hashes): these images collide; try another method or a "
                      f"larger hash size")
-    bound = " at most (95% bound; none seen)" if cal.point(cal.threshold).false_pairs == 0 \
-        else ""
-    lines.append(f"a scan of all {cal.images_found:,} images found would give about "
-                 f"{cal.expected_false_pairs:,.1f} false pairs{bound} at this threshold")
+    if cal.images >= cal.images_found:
+        lines.append(f"every image found was sampled, so a scan of them gives exactly "
+                     f"{cal.expected_false_pairs:,.0f} false pairs at this threshold")
+    else:
+        bound = " at most (95% bound; none seen)" \
+            if cal.point(cal.threshold).false_pairs == 0 else ""
+        lines.append(f"a scan of all {cal.images_found:,} images found would give about "
+                     f"{cal.expected_false_pairs:,.1f} false pairs{bound} at this threshold")
     size = "" if cal.method == DEFAULT_METHOD and cal.hash_size == DEFAULT_HASH_SIZE \
         else f" --hash-size {cal.hash_size}"
     inv = "" if cal.invariant == "none" else f" --invariant {cal.invariant}"

@@ -162,10 +162,14 @@ def _distance_as_is(reference: Hash | None, other: Hash, distance: int) -> int |
     return alike if alike > distance else None
 
 
+def _reference(g: Group) -> Hash | None:
+    """The hash members' distances are measured from: the representative's."""
+    return next((m.record.hash for m in g.members if m.record.path == g.representative), None)
+
+
 def group_to_dict(g: Group, keep: Sequence[str] | None = None,
                   keep_reason: str = "") -> dict[str, Any]:
-    reference = next((m.record.hash for m in g.members
-                      if m.record.path == g.representative), None)
+    reference = _reference(g)
     d: dict[str, Any] = {"id": g.id, "kind": g.kind, "representative": g.representative,
                          "members": [_member_dict(m, reference) for m in g.members]}
     d.update(g.extra)
@@ -403,7 +407,8 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
         f"reclaimable), {plural(len(result.errors), 'error')}",
         f"method {cfg.method}, hash size {cfg.resolved_hash_size}, threshold {cfg.threshold} "
         f"bits{f' (verified band to {band})' if (band := cfg.resolved_band) else ''}, "
-        f"grouping {cfg.grouping}; * = kept by the keep policy, d = bits from the first",
+        f"grouping {cfg.grouping}; * = kept by the keep policy, d = bits from the group's "
+        "first member (its representative)",
     ]
     if s.get("aliases"):
         n = s["aliases"]
@@ -435,11 +440,14 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
         kept = set(choices.keep(g.id))
         members = [m for k, m in enumerate(g.members)
                    if max_members is None or k < max_members or m.record.path in kept]
+        reference = _reference(g)
         for m in members:
             r = m.record
             mark = "*" if r.path in kept else " "
             how = ("" if m.match == "hash" else f"  [{m.match}]" if m.similarity is None
                    else f"  [{m.match} {m.similarity:.2f}]")
+            if m.match in HASHED and _distance_as_is(reference, r.hash, m.distance):
+                how += "  (flipped, turned or trimmed)"  # as the review page says
             # Bits mean something only for hash matches (the verified band's too): an
             # embedding match is off the scale.
             bits = str(m.distance) if m.match in HASHED else "-"
