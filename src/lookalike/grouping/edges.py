@@ -20,7 +20,8 @@ from lookalike.model import ImageRecord
 # the previous scan's edges (find_edges) and never imports NumPy (~0.12 s, a fifth of such
 # a scan).
 
-__all__ = ["BYTES_PER_PAIR", "NEW_SHARE", "Edges", "find_edges", "fingerprint", "record_edges"]
+__all__ = ["BYTES_PER_PAIR", "MIN_KEY_BITS", "NEW_SHARE", "Edges", "find_edges", "fingerprint",
+           "record_edges"]
 
 
 def fingerprint(codes: frozenset[int]) -> str:
@@ -154,7 +155,8 @@ def find_edges(codes: Iterable[int], nbits: int, radius: int,
     codes are searched, among themselves and against the others
     (:func:`~lookalike.search.find_pairs_between`), and their pairs added to ``known``'s
     pairs of the codes that remain; when they are more than 1 in :data:`NEW_SHARE` of all,
-    one self-join of all the codes replaces that. Either way the search's input reuses
+    or the radius leaves keys shorter than :data:`MIN_KEY_BITS`, one self-join of all the
+    codes replaces that. Either way the search's input reuses
     ``known``'s packed codes.
     An unchanged set is recognised by its :func:`fingerprint`, without reading ``known``'s
     codes.
@@ -203,7 +205,8 @@ def _search(codes: frozenset[int], nbits: int, radius: int, known: Edges | None,
         rows = np.concatenate([old, new_rows])
         _check_pairs_fit(rows, radius)
         n = len(kept)
-        if len(added) * NEW_SHARE > len(codes):  # many new: one self-join costs less
+        if len(added) * NEW_SHARE > len(codes) or nbits // (radius + 1) < MIN_KEY_BITS:
+            # many new, or keys too short to filter: one self-join of all costs less
             ii, jj, _ = find_pairs(rows, radius)
         else:
             ni, nj, _ = find_pairs(new_rows, radius)  # the new among themselves
@@ -218,14 +221,18 @@ def _search(codes: frozenset[int], nbits: int, radius: int, known: Edges | None,
     return Edges.of(nbits, radius, order, rows.astype(">u8").tobytes(), index, codes, print_)
 
 
-#: New codes up to one in this many of all are searched against the others; more, and one
-#: self-join of all costs less. Measured on the codes of 20k small real pictures (296k of
-#: 256 bits, benchmarks/bench_scan.py's tree), seconds for the new codes against the others
-#: and among themselves vs one self-join of all: 50k + 500 new (1%) at radius 6 / 14 / 20:
-#: 0.016 vs 0.079 / 0.034 vs 0.42 / 0.088 vs 1.37; 150k + 1,500 (1%): 0.051 vs 0.28 /
-#: 0.87 vs 12.2 / 3.0 vs 171; 50k + 2,500 (5%) at 20: 1.24 vs 1.23; 50k + 10k (20%) at 14:
-#: 2.2 vs 0.88 (at radius 6 new codes cost less at any share).
+#: New codes up to one in this many of all are searched against the others, if the radius
+#: leaves keys of at least MIN_KEY_BITS bits (``nbits // (radius + 1)``); else one self-join
+#: of all costs less. Seconds for the new codes against the others and among themselves vs
+#: one self-join of all, on the codes of 20k small real pictures (296k of 256 bits,
+#: benchmarks/bench_scan.py's tree): 50k + 500 new (1%) at radius 6 / 14 / 20: 0.014 vs
+#: 0.075 / 0.039 vs 0.34 / 0.093 vs 1.16; 150k + 1,500 (1%): 0.049 vs 0.25 / 0.24 vs 12.6 /
+#: 0.73 vs 182; 50k + 2,500 (5%) at 20: 0.39 vs 1.20; 50k + 10k (20%) at 14: 0.49 vs 0.92.
+#: On random codes, 200k + 2,000: 256 bits at radius 6 / 14 / 20 / 24 (keys of 36 / 17 /
+#: 12 / 10 bits): 0.03 vs 0.13 / 0.06 vs 0.17 / 0.45 vs 0.29 / 1.54 vs 0.38; 64 bits at 4 /
+#: 6 / 8 (12 / 9 / 7 bits): 0.06 vs 0.07 / 0.34 vs 0.13 / 0.81 vs 0.30.
 NEW_SHARE = 20
+MIN_KEY_BITS = 12
 
 #: Memory one pair of near hash values holds from the search to the groups (its positions,
 #: its code pair, the graph's links): about 200 bytes, measured on 13M pairs of 20k

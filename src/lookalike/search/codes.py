@@ -23,6 +23,7 @@ EMPTY_I64 = np.zeros(0, dtype=np.int64)
 
 Ranges = tuple[tuple[int, int], ...]  # (first bit, length) pairs
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # (a, b, distance), int64
+Pieces = tuple[tuple[int, np.uint64], ...]  # a bit range as (word, mask) pieces
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +199,15 @@ def varying_bits(*arrays: np.ndarray) -> Ranges:
     free = ones & ~zeros
     return merge_ranges((64 * w + (63 - b), 1) for w in range(words) for b in range(64)
                         if int(free[w]) >> b & 1)
+
+
+def differs(x: np.ndarray, pieces: Pieces) -> np.ndarray:
+    """Rows of XOR words ``x`` (h, W) with a set bit inside the mask pieces."""
+    w, m = pieces[0]
+    out = (x[:, w] & m) != 0
+    for w, m in pieces[1:]:
+        out |= (x[:, w] & m) != 0
+    return out
 
 
 def mask_pieces(start: int, length: int, nbits: int, words: int) -> tuple[tuple[int, U64], ...]:

@@ -49,12 +49,14 @@ from lookalike.search.codes import (
     EMPTY_I64,
     U64,
     Pairs,
+    Pieces,
     SearchTuning,
     as_code_array,
     cat_int64,
     check_distance,
     check_workers,
     complement,
+    differs,
     expand_ranges,
     mask_pieces,
     merge_ranges,
@@ -164,9 +166,6 @@ def _plan_join(
 
 # ----------------------------------------------------------------------------- ownership
 
-Pieces = tuple[tuple[int, np.uint64], ...]  # a bit range as (word, mask) pieces
-
-
 @dataclass(frozen=True, slots=True)
 class _Owner:
     """Which pairs one table reports, as masks in the layout its XORs are taken in."""
@@ -189,29 +188,20 @@ def _owner_rule(
     return _Owner(differ, must_agree, earlier)
 
 
-def _differs(x: np.ndarray, pieces: Pieces) -> np.ndarray:
-    """Rows of XOR words ``x`` (h, W) with a set bit inside the mask pieces."""
-    w, m = pieces[0]
-    out = (x[:, w] & m) != 0
-    for w, m in pieces[1:]:
-        out |= (x[:, w] & m) != 0
-    return out
-
-
 def _owned(x: np.ndarray, rule: _Owner) -> np.ndarray:
     """Indices of XOR rows ``x`` (h, W) whose owner is ``rule``'s table."""
     idx = np.arange(x.shape[0])
     for pieces in rule.must_differ:
-        idx = idx[_differs(x[idx], pieces)]
+        idx = idx[differs(x[idx], pieces)]
     for pieces in rule.must_agree:
-        idx = idx[~_differs(x[idx], pieces)]
+        idx = idx[~differs(x[idx], pieces)]
     for masks, k in rule.earlier:
         if not idx.size:
             break
         sub = x[idx]
         agree = np.zeros(idx.size, dtype=np.int32)
         for pieces in masks:
-            agree += ~_differs(sub, pieces)
+            agree += ~differs(sub, pieces)
         idx = idx[agree < k]
     return idx
 
