@@ -144,6 +144,12 @@ def test_every_command_has_help(runner):
         res = runner.invoke(cli, args)
         assert res.exit_code == 0 and res.output.strip()
     assert "--threshold" in runner.invoke(cli, ["scan", "--help"]).output
+    # Every option says what it does (`query --format` said nothing).
+    import click
+
+    bare = [(name, p.opts) for name, command in cli.commands.items() for p in command.params
+            if isinstance(p, click.Option) and not p.hidden and not p.help]
+    assert bare == []
 
 
 def test_warm_scan_writes_the_same_report_and_summary_as_the_cold_one(runner, tmp_path, scene):

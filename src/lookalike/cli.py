@@ -667,7 +667,10 @@ def undo_cmd(journal: str, quiet: bool) -> None:
 @click.option("--in", "under", type=click.Path(path_type=str), default=None,
               help="Only match cached images under this folder.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+              show_default=True,
+              help="text: each query image, then its matches a line each with their "
+                   "distance in bits; json: the same as one JSON object (with each hash "
+                   "and how it matched), for scripts.")
 def query_cmd(images: tuple[str, ...], method: str, hash_size: int | None,
               threshold: int | None, decode: str, invariant: str, trim_borders: bool,
               embed: str | None,
