@@ -38,9 +38,8 @@ def check_ready(config: ScanConfig) -> None:
 
     if config.embed is None:
         return
-    # The packages first: a user without them is told to install the extra before being
-    # told to install the models (which they then cannot use without it).
-    import_extra("onnxruntime", "embeddings", "embed")
+    # The packages first, the model (named in the embedder) last: a user without the extra
+    # is told to install it before being told to install the models.
     import_extra("faiss", "searching embeddings", "embed")
     if config.verify:
         import_extra("cv2", "verifying embedding matches", "embed")

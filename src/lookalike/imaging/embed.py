@@ -122,8 +122,10 @@ class Embedder:
             raise ConfigError(f"embedding side {side} is too small; use at least {MIN_SIDE}")
         if threads is not None and threads < 1:
             raise ConfigError(f"embedding threads must be at least 1, got {threads}")
-        self.path = resolve_model(model)
+        # The package first: without the extra, a user told to install the models (first)
+        # then meets a second error about ONNX Runtime.
         ort = _onnxruntime()
+        self.path = resolve_model(model)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default, every core
         options.inter_op_num_threads = 1

@@ -33,10 +33,10 @@ from lookalike.search.codes import (
     as_code_array,
     cat_int64,
     check_distance,
+    complement,
     differs,
     expand_ranges,
     mask_pieces,
-    merge_ranges,
     shuffle,
     split_even,
     varying_bits,
@@ -133,7 +133,8 @@ def _join(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray, free: Ra
     for k, block in enumerate(blocks):
         earlier = apart + tuple(pieces[:k])  # a pair agreeing there was reported there
         if deeper:
-            rest = _without(free, block.ranges)
+            # The bits of ``free`` outside this block (it lies inside them).
+            rest = complement([*complement(list(free), nbits), *block.ranges], nbits)
             for rows, others in block.giants(tuning.giant_run):
                 _join(a, b, ia[rows], ib[others], rest, earlier, t, tuning, found, depth + 1)
         for p, q in block.pairs(run, tuning.pair_batch):
@@ -168,8 +169,7 @@ class _Block:
         first = np.flatnonzero(np.r_[True, lo[1:] != lo[:-1]]) if lo.size else lo
         self.start, self.lo = first, lo[first]
         self.na = np.diff(np.r_[first, lo.size])
-        self.nb = np.searchsorted(kb, kb[np.minimum(self.lo, kb.size - 1)], side="right") \
-            - self.lo if lo.size else lo
+        self.nb = np.searchsorted(kb, kb[self.lo], side="right") - self.lo
 
     def _giant(self, giant_run: int | None) -> np.ndarray:
         if giant_run is None:
@@ -251,19 +251,3 @@ def _blocks(free: Ranges, parts: int) -> list[Ranges]:
             size -= take
         blocks.append(tuple(block))
     return blocks
-
-
-def _without(free: Ranges, block: Ranges) -> Ranges:
-    """The ranges of ``free`` less those of ``block`` (a part of it)."""
-    taken = set(block)
-    out = []
-    for start, length in free:
-        cut = sorted((s, n) for s, n in taken if start <= s < start + length)
-        pos = start
-        for s, n in cut:
-            if s > pos:
-                out.append((pos, s - pos))
-            pos = s + n
-        if pos < start + length:
-            out.append((pos, start + length - pos))
-    return merge_ranges(out)
