@@ -1116,7 +1116,8 @@ def test_cli_default_journal_avoids_scanned_folders(runner, tmp_path, scene, mon
 
 
 @pytest.mark.skipif(_other_filesystem() is None, reason="needs a second file system (/dev/shm)")
-@pytest.mark.parametrize(("action", "step"), [("move", "move:linked"), ("move", "move:unlinked"),
+@pytest.mark.parametrize(("action", "step"), [("move", "move:copied"), ("move", "move:linked"),
+                                              ("move", "move:unlinked"),
                                               ("hardlink", "link:backup"),
                                               ("hardlink", "link:replaced")])
 def test_crash_across_file_systems_then_undo_restores_everything(library, tmp_path, action,

@@ -13,9 +13,13 @@ Each op is then journaled (:mod:`lookalike.actions.journal`) before it changes a
 ``move``
     ``link(src, dst)`` then ``unlink(src)`` (a link never overwrites an existing ``dst``); across
     file systems: copy to a ``.part`` file beside ``dst``, verify the SHA-256, rename to
-    ``dst``, then unlink ``src``. Undo moves the file back and restores its mtime
-    (``os.utime(ns=...)``), unless the file was changed in the quarantine since: it comes
-    back as it is.
+    ``dst``, then unlink ``src``. The journal knows which file the quarantined copy is (the
+    moved file's own inode, or the copy's, recorded before it takes the name ``dst``): undo
+    moves that file back, no other (two scans of folders named alike share ``Q/<name>/``,
+    and another apply may have put its own copy where this one's was), and restores its
+    mtime (``os.utime(ns=...)``), unless the file was changed in the quarantine since: it
+    comes back as it is. A folder in the quarantine that leads elsewhere (a symbolic link
+    into a scanned folder) is refused right before the link, as the plan refuses it.
 ``delete``
     ``unlink`` (never follows a symbolic link). **Not undoable**: the journal records what was
     deleted, but the bytes are gone. Use ``move`` to a quarantine folder for an undo.
@@ -61,6 +65,7 @@ from lookalike.actions.plan import (
     Plan,
     SkippedGroup,
     entry_key,
+    landing_problem,
     quarantine_path,
 )
 from lookalike.config import nearest_folder
@@ -73,8 +78,9 @@ __all__ = ["ApplyResult", "UndoResult", "apply", "check_resume", "default_journa
            "recover", "undo"]
 
 #: Test hook: called with a step name at every point where a crash could leave work half done
-#: (``intent``, ``move:linked``, ``move:unlinked``, ``link:backup``, ``link:tmp``,
-#: ``link:replaced``, ``delete:unlinked``, ``undo:...``). Tests set it to ``os._exit``.
+#: (``intent``, ``move:copied``, ``move:linked``, ``move:unlinked``, ``link:backup``,
+#: ``link:tmp``, ``link:replaced``, ``delete:unlinked``, ``undo:...``). Tests set it to
+#: ``os._exit``.
 _crash_hook: Callable[[str], None] | None = None
 
 _CHUNK = 1 << 20
@@ -241,8 +247,11 @@ def _hardlink(src: str, dst: str) -> None:
         os.link(src, dst)
 
 
-def _link_or_copy(src: str, dst: str, part: str, size: int, digest: str | None) -> None:
-    """Make ``dst`` (which must not exist) hold ``src``'s bytes; ``src`` stays in place."""
+def _link_or_copy(src: str, dst: str, part: str, size: int, digest: str | None,
+                  copied: Callable[[str], None] | None = None) -> None:
+    """Make ``dst`` (which must not exist) hold ``src``'s bytes; ``src`` stays in place.
+    A copy is made at ``part`` and handed to ``copied`` (if given) before it is renamed to
+    ``dst``."""
     try:
         _hardlink(src, dst)
         return
@@ -255,6 +264,8 @@ def _link_or_copy(src: str, dst: str, part: str, size: int, digest: str | None) 
     # No hard link possible (another file system, or links unsupported): verified copy.
     _remove(part)
     _copy_verified(src, part, size, digest)
+    if copied is not None:
+        copied(part)
     if os.path.lexists(dst):
         _remove(part)
         raise FileExistsError(errno.EEXIST, "exists", dst)
@@ -419,10 +430,32 @@ def _trusted(j: Journal, r: OpRecord) -> tuple[dict[str, Any] | None, str | None
                           f"quarantine puts {rec['path']}")
     # Derived, so that a journal moved with its backup folder, or named another way, finds
     # its backups beside it, and an edited one cannot name other files as helpers.
-    return {**rec, **_paths(j, r.seq, rec["action"], rec["path"], rec.get("dst"))}, None
+    return {**_replayed(r), **_paths(j, r.seq, rec["action"], rec["path"], rec.get("dst"))}, None
 
 
-def _execute(rec: dict[str, Any]) -> None:
+def _replayed(r: OpRecord) -> dict[str, Any]:
+    """Op ``r``'s intent with the identity of the copy it made (``copied``), as
+    :func:`_restore` takes it."""
+    return {**r.intent, "copied": r.copied}
+
+
+def _landing(dst: str, top: str | None, real_roots: Sequence[str]) -> None:
+    """Refuse a move whose folder in the quarantine ``top`` leads elsewhere (checked by the
+    plan, and again here: a folder may have become a symbolic link since).
+
+    Raises:
+        _Untouched: it leads into a scanned folder, or out of the quarantine.
+    """
+    why = landing_problem(dst, top, real_roots) if top is not None else None
+    if why is not None:
+        raise _Untouched(errno.EPERM, f"{why}; not moved there")
+
+
+def _execute(rec: dict[str, Any], *, top: str | None = None, real_roots: Sequence[str] = (),
+             copied: Callable[[os.stat_result], None] | None = None) -> None:
+    """Carry out op ``rec`` (its intent journaled). A move checks that its folder lies in
+    the quarantine ``top`` and out of ``real_roots``, and hands the ``lstat`` of a copy it
+    makes (not a hard link) to ``copied`` to journal before the copy takes its name."""
     action, path = rec["action"], rec["path"]
     if action == "delete":
         os.unlink(path)  # unlink never follows a symbolic link
@@ -430,11 +463,19 @@ def _execute(rec: dict[str, Any]) -> None:
         _crash_point("delete:unlinked")
     elif action == "move":
         dst, part = rec["dst"], rec["part"]
+        _landing(dst, top, real_roots)  # before makedirs, which would make folders through it
+
+        def journal_copy(made: str) -> None:
+            if copied is not None:
+                copied(os.lstat(made))  # durable before ``dst`` names it: undo knows it
+            _crash_point("move:copied")
+
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         try:
+            _landing(dst, top, real_roots)  # and right before the link
             if os.path.lexists(dst):
                 raise FileExistsError(errno.EEXIST, "exists", dst)
-            _link_or_copy(path, dst, part, rec["size"], rec.get("digest"))
+            _link_or_copy(path, dst, part, rec["size"], rec.get("digest"), journal_copy)
         except FileExistsError:
             _remove(part)
             raise _Untouched(errno.EEXIST, f"{dst} already exists; not overwritten") from None
@@ -480,15 +521,44 @@ def _restore(rec: dict[str, Any], top: str | None) -> Literal["restored", "untou
     return _restore_link(rec, st)
 
 
+def _copy_ident(rec: dict[str, Any]) -> tuple[Any, Any] | None:
+    """The identity (device, inode) of move ``rec``'s quarantined copy, as its journal says:
+    the copy it made (its ``copied`` event), else the moved file itself, hard-linked there
+    (a copy never takes the quarantine name before its ``copied`` event is durable). None
+    for a journal of an earlier version, which did not record it."""
+    if rec.get("copy_ident") is not True:
+        return None
+    copied = rec.get("copied")
+    if copied is not None:
+        return copied[0], copied[1]
+    return rec.get("dev"), rec.get("ino")
+
+
+def _is_copy(d: os.stat_result, mine: tuple[Any, Any]) -> bool:
+    """Whether ``d`` (an ``lstat`` at the quarantine name) is the copy ``mine`` names. By
+    its inode number: a file system mounted again (a drive plugged in again, NFS, a btrfs
+    subvolume after a reboot) may come back under another device number, and the name is
+    the one the copy was given, so on the file system that holds it now."""
+    return stat.S_ISREG(d.st_mode) and d.st_ino == mine[1]
+
+
 def _restore_move(rec: dict[str, Any], st: os.stat_result | None, top: str | None
                   ) -> Literal["restored", "untouched"]:
     path, dst = rec["path"], rec["dst"]
     _remove(rec["part"])  # an unfinished copy; the source still exists whenever it does
     _remove(rec["restore_tmp"])
     d = _lstat(dst)
+    # Roots named alike share a quarantine folder: the file at ``dst`` may be another
+    # apply's copy, even of the same bytes and time (``cp -a``). Where the journal knows
+    # which file this op's copy is, no other is linked back or removed. (Edited in place in
+    # the quarantine, it keeps its inode.)
+    mine = _copy_ident(rec)
+    foreign = mine is not None and d is not None and not _is_copy(d, mine)
     if _is_original(path, st, rec):
         assert st is not None
-        if d is not None and stat.S_ISREG(d.st_mode) and (
+        # Back in place (put back by hand): nothing of this op is left to undo; another
+        # apply's copy at ``dst`` stays where it is.
+        if not foreign and d is not None and stat.S_ISREG(d.st_mode) and (
                 (d.st_dev, d.st_ino) == (st.st_dev, st.st_ino)
                 or (d.st_size == rec["size"] and _is_original(dst, d, rec))):
             os.unlink(dst)  # a second name or a finished copy of a file that is back in place
@@ -498,6 +568,9 @@ def _restore_move(rec: dict[str, Any], st: os.stat_result | None, top: str | Non
     if st is not None:
         raise _Refused(errno.EEXIST, f"{path} exists again but is another file; the moved "
                        f"file stays at {dst}")
+    if foreign:
+        raise _Refused(errno.EEXIST, f"{path}: the file at {dst} is not the copy this journal "
+                       "moved (another apply put it there?); left alone")
     if d is None:
         raise _Refused(errno.ENOENT, f"neither {path} nor its quarantined copy {dst} exists; "
                        "something else moved or deleted it")
@@ -1032,6 +1105,8 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
         "mtime_ns": op.mtime_ns, "digest": op.digest, "dev": st.st_dev, "ino": st.st_ino,
         **_paths(j, seq, op.action, op.path, op.dst),
     }
+    if op.action == "move":  # its copy's identity is journaled (_copy_ident)
+        fields["copy_ident"] = True
     if op.group not in j.kept_recorded:  # the group's keep list, once: a resume keeps it
         fields["kept"] = list(kept)
     if op.action in ("hardlink", "symlink"):
@@ -1043,7 +1118,7 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
                       keeper_size=kst.st_size, keeper_mtime_ns=kst.st_mtime_ns)
     rec = j.intent(seq, fields)
     try:
-        return _carry_out(j, rec, op)
+        return _carry_out(j, rec, op, real_roots)
     finally:
         if op.action == "hardlink" or op.name_of is not None:
             _relinked(op, kept)
@@ -1068,19 +1143,21 @@ def _relinked(op: Operation, kept: dict[str, os.stat_result]) -> None:
             kept[path] = now
 
 
-def _carry_out(j: Journal, rec: OpRecord, op: Operation) -> Problem | None:
+def _carry_out(j: Journal, rec: OpRecord, op: Operation, real_roots: Sequence[str]
+               ) -> Problem | None:
     """Execute one op whose intent ``rec`` is journaled; mark it done or failed (rolled
     back)."""
     _crash_point("intent")
     try:
-        _execute(rec.intent)
+        _execute(rec.intent, top=j.header.get("to"), real_roots=real_roots,
+                 copied=lambda st: j.copied(rec, st))
     except _Untouched as exc:
         j.mark(rec, "failed", str(exc))
         return _problem(op.path, "failed", f"{op.action} failed, nothing changed: {exc}")
     except OSError as exc:
         msg = _said(exc)
         try:
-            _restore(rec.intent, j.header.get("to"))
+            _restore(_replayed(rec), j.header.get("to"))
         except OSError as exc2:
             # Left unfinished in the journal on purpose: recover/undo will try again.
             return _problem(op.path, "failed", f"{op.action} failed ({msg}) and rolling it back "

@@ -36,7 +36,9 @@ plan records which rule decided each file (:attr:`GroupPlan.reasons`) and prints
 Quarantine layout (``--action move --to Q``): a file found under scan root ``/data/photos`` at
 ``/data/photos/2020/a.jpg`` goes to ``Q/photos/2020/a.jpg``: the root's folder name, then the path
 relative to the root. Roots with the same folder name get ``~2``, ``~3``, ... in the order the
-report lists them; a root that is a single file goes to ``Q/<file name>``.
+report lists them; a root that is a single file goes to ``Q/<file name>``. A move whose folder
+in ``Q`` leads elsewhere (a symbolic link into a scanned folder, or out of ``Q``) is refused
+(:func:`landing_problem`).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ __all__ = [
     "decide_by_folders",
     "entry_key",
     "file_identity",
+    "landing_problem",
     "load_decisions",
     "load_source",
     "plan",
@@ -588,6 +591,26 @@ def quarantine_path(path: str, roots: Sequence[str], to: str) -> str:
     return os.path.join(to, name, os.path.relpath(path, root))
 
 
+def landing_problem(dst: str, to: str, real_roots: Sequence[str]) -> str | None:
+    """Why a file moved to ``dst`` would not land in the quarantine folder ``to``, or None.
+
+    A folder between ``to`` and ``dst`` may be a symbolic link (made by hand, or by another
+    program): one to a scanned folder put the moved copy among the scanned files, where the
+    next scan finds it (and a move could land on one of them). Judged by the real path of
+    ``dst``'s folder, resolved as far as it exists (what ``os.makedirs`` would go through).
+    """
+    folder = os.path.dirname(dst)
+    real = os.path.realpath(folder)
+    inside = next((r for r in real_roots if is_under(real, r)), None)
+    if inside is not None:
+        where = f"inside the scanned folder {inside}"
+    elif not is_under(real, os.path.realpath(to)):
+        where = f"outside the quarantine folder {to}"
+    else:
+        return None
+    return f"the quarantine folder {folder} leads to {real}, {where} (a symbolic link?)"
+
+
 def _clean_abs(path: object) -> bool:
     return (isinstance(path, str) and os.path.isabs(path) and os.path.normpath(path) == path
             and ".." not in path.split(os.sep))
@@ -881,13 +904,14 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
             outside the scanned roots, ``..``, symlinks that point out, unknown members).
         ConfigError: bad options (unknown rule, missing ``--to``, ``--to`` inside a scanned
             folder, ``--keep none`` with a link action or folder rules, a protected or
-            rule folder missing, ``keep_in`` without ``remove_in``).
+            rule folder missing, ``keep_in`` without ``remove_in``, a folder in the
+            quarantine that leads into a scanned folder or out of the quarantine).
         TypeError: ``source`` is something else, e.g. a scan result not written as a report.
 
     Cost: per name of every group member, two ``lstat`` calls (identity, then state) and one
     ``realpath``, plus a ``stat`` of the folder of each name kept or acted on (to tell hard
-    links from one entry reached through a link); no file is read except WebP headers under
-    ``prefer-lossless``.
+    links from one entry reached through a link), and for a move a ``realpath`` of each
+    quarantine folder; no file is read except WebP headers under ``prefer-lossless``.
     """
     if action not in ACTIONS:
         raise ConfigError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
@@ -1057,6 +1081,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     quarantined: dict[str, str] = {}  # the quarantine path (as its drive compares) -> path
     folds = to_dir is not None and _may_fold_case(to_dir)
     path_max = _path_max(to_dir) if to_dir is not None else 0
+    landings: dict[str, str | None] = {}  # a quarantine folder -> why no move may land there
     already = 0
     for g, decision in chosen:
         recs = {m.record.path: m.record for m in g.members}
@@ -1148,6 +1173,12 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                               f"reaches the file system's limit of {path_max:,}; choose a "
                               "quarantine folder with a shorter path")
                     break
+                folder = os.path.dirname(dst)
+                if folder not in landings:
+                    landings[folder] = landing_problem(dst, to_dir, real_roots)
+                if landings[folder] is not None:
+                    raise ConfigError(f"{path} cannot be moved: {landings[folder]}; remove "
+                                      "the link, or choose another quarantine folder")
                 if os.path.lexists(dst):
                     reason = (f"the quarantine already holds {dst}; choose an empty quarantine "
                               "folder")
