@@ -1141,3 +1141,59 @@ def test_python_dash_m_lookalike_runs_the_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "lookalike", "scan", str(tmp_path / "nope")],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad
+
+
+def test_an_output_that_is_a_pipe_or_a_link_is_written_through_not_replaced(tmp_path, scene,
+                                                                             capsys):
+    # os.replace over the output turned `-o /dev/null` (as root) into a regular file for
+    # every program on the machine; a named pipe and a symbolic link were replaced too.
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    # The read end open first (without waiting for a writer): the report (a few KB) fits in
+    # the pipe's buffer, read once the scan is done.
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        base = ["scan", str(folder), "-j", "1", "-q", "--no-cache"]
+        assert _exit_code([*base, "-o", str(fifo)]) == 0
+        got = os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
+    assert fifo.is_fifo() and json.loads(got)["schema_version"] == 1
+    real, link = tmp_path / "real.json", tmp_path / "link.json"
+    real.write_text("old")
+    link.symlink_to(real.name)
+    assert _exit_code([*base, "-o", str(link)]) == 0
+    assert link.is_symlink() and json.loads(real.read_text())["schema_version"] == 1
+    capsys.readouterr()
+
+
+def test_format_with_a_page_and_no_report_file_goes_to_stdout_in_that_format(tmp_path, scene,
+                                                                            capsys):
+    # `--format paths --html PAGE | xargs rm` got the text summary, kept files included.
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    page = tmp_path / "page.html"
+    assert _exit_code(["scan", str(folder), "-m", "phash", "-t", "6", "-j", "1", "-q",
+                       "--no-cache", "--format", "paths", "--html", str(page)]) == 0
+    out, _ = capsys.readouterr()
+    assert out.splitlines() == [str(folder / "one_small.png")]
+    assert page.is_file() and (tmp_path / "page.json").is_file()
+    assert _exit_code(["scan", str(folder), "-m", "phash", "-t", "6", "-j", "1",
+                       "--no-cache", "--format", "json", "--html", str(page)]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)["groups"]) == 1 and "HTML report written to" in err
+
+
+def test_a_closed_stdout_is_one_line_when_the_report_would_go_there(tmp_path, scene, capsys,
+                                                                   monkeypatch):
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    monkeypatch.setattr("sys.stdout", None)  # what Python sets when started with `>&-`
+    assert _exit_code(["scan", str(folder), "-j", "1", "-q", "--no-cache"]) == 2
+    assert "standard output is closed" in capsys.readouterr().err
+    report = tmp_path / "r.json"
+    assert _exit_code(["scan", str(folder), "-j", "1", "-q", "--no-cache", "-o",
+                       str(report)]) == 0
+    assert json.loads(report.read_text())["schema_version"] == 1

@@ -476,7 +476,7 @@ def scan(paths: tuple[str, ...], method: str, hash_size: int | None, threshold: 
         files_from=files_from, input_format=input_format, column=column,
         name_column=name_column, engine=engine, scheduler=scheduler, parquet_out=parquet_out,
         retries=retries, batch_size=batch_size)
-    if fmt == "csv" and output is None and html_out is None and result.errors:
+    if fmt == "csv" and output is None and result.errors:
         click.echo(f"{len(result.errors)} files could not be used (listed above unless -q); "
                    "-o FILE.csv also writes them to FILE.errors.csv", err=True)
     scanned = result if isinstance(result, ScanResult) else result.scan  # a dataset's cleanup

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
@@ -226,12 +228,20 @@ def check_writable(path: str | os.PathLike[str], what: str = "output file") -> s
 
     Checked before any work, so that a typo fails at once rather than after a long scan:
     the folder must exist and be writable (a file is created there and removed again), and
-    ``path`` must not be a folder or a read-only file.
+    ``path`` must not be a folder or a read-only file. A device or a pipe (``/dev/null``,
+    ``/dev/stdout``) needs only to take writes (it is written as it is, not replaced); a
+    symbolic link, the folder of the file it names.
     """
     p = os.path.abspath(os.fspath(path))
-    parent = os.path.dirname(p)
     if os.path.isdir(p):
         raise ConfigError(f"cannot write the {what} {p}: it is a folder; name a file")
+    with contextlib.suppress(OSError):
+        if not stat.S_ISREG(os.stat(p).st_mode):
+            if not os.access(p, os.W_OK):
+                raise ConfigError(f"cannot write the {what} {p}: permission denied; choose "
+                                  "another path")
+            return p
+    parent = os.path.dirname(os.path.realpath(p))
     if not os.path.isdir(parent):
         # The nearest existing ancestor says whether the folder is missing or is a file.
         up = parent

@@ -24,6 +24,7 @@ medians of 15 interleaved runs).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -165,8 +166,10 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         config: hashing and grouping settings.
         output: the report file, in ``format`` (default ``json``); a ``csv`` report puts the
             files that could not be used in :func:`errors_csv_path` beside it. Without
-            ``output`` and ``html`` the report itself goes to ``out`` (default ``text``);
-            otherwise ``out`` gets the text summary and the paths written.
+            ``output`` the report itself goes to ``out`` in ``format`` (default ``text``;
+            with ``html``, the files written are then told to ``reporter``); with
+            ``output``, or with ``html`` and no other ``format``, ``out`` gets the text
+            summary and the paths written.
         format: ``json``, ``csv``, ``text``, or ``paths``/``paths0``: the files the keep
             decisions remove (in leakage mode the purge list), one per line or NUL-terminated
             (:func:`lookalike.report.schema.render_paths`).
@@ -194,7 +197,13 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
             overlap the others, or a bad keep rule; all before any work.
         LookalikeError: a report file could not be written.
     """
-    out = sys.stdout if out is None else out
+    if out is None:
+        out = sys.stdout
+        if out is None:  # started with standard output closed (``>&-``)
+            if output is None and html is None:
+                raise ConfigError("standard output is closed: the report has nowhere to go; "
+                                  "name an output file")
+            out = io.StringIO()  # the summary of the files written: nobody to read it
     # A saved dataset's folder is read as the dataset unless files were asked for (a photo
     # folder may hold a dataset_dict.json of its own).
     as_datasets = options.get("input_format", "auto") == "auto"
@@ -262,6 +271,10 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
                      leakage=leakage)
         out.flush()
         return result
+    # Without a report file the report goes to ``out`` in the format asked for (``--format
+    # paths --html PAGE | xargs rm`` read the text summary's kept files as ones to remove);
+    # what was written is then told to the reporter, not mixed into it.
+    streamed = format if output is None and format not in (None, "text") else None
     written: list[str] = []
     json_path = None
     if output is not None:
@@ -288,9 +301,15 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         from lookalike.report.html import write_html
 
         written.append(_page_written(write_html(json_path, html, reporter=reporter)))
-    out.write(render_text(result, max_groups=SUMMARY_GROUPS, max_members=SUMMARY_MEMBERS,
-                          keep=policy, leakage=leakage))
-    out.write("".join(f"{line}\n" for line in written))
+    if streamed is not None:
+        write_report(result, out, format=streamed, argv=argv, keep=policy, leakage=leakage)
+        if reporter is not None:
+            for line in written:
+                reporter.info(line)
+    else:
+        out.write(render_text(result, max_groups=SUMMARY_GROUPS, max_members=SUMMARY_MEMBERS,
+                              keep=policy, leakage=leakage))
+        out.write("".join(f"{line}\n" for line in written))
     out.flush()
     return result
 

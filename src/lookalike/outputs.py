@@ -7,6 +7,7 @@ import csv
 import io
 import os
 import secrets
+import stat
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -28,11 +29,29 @@ def write_text(path: str | os.PathLike[str], text: str, what: str, *,
     image it pointed to), and two scans writing one report took each other's file. A failed
     write leaves no temporary file (a full disk kept a partial page).
 
+    A ``path`` that is not a regular file (``/dev/null``, ``/dev/stdout``, a named pipe) is
+    written to as it is: moving a file over it replaced the device with a file, for every
+    program on the machine. A symbolic link stays a link: the file it names is replaced.
+
     Raises:
         LookalikeError: the file cannot be written (says ``what`` it is and the OS's reason).
     """
     out = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(out))
+    try:
+        special = not stat.S_ISREG(os.stat(out).st_mode)
+    except OSError:  # not there (yet), or a link to nothing: made as a new file
+        special = False
+    if special:
+        try:
+            with open(out, "w", encoding="utf-8", errors="surrogateescape",
+                      newline=newline) as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise LookalikeError(f"cannot write the {what} {out}: {exc.strerror or exc}; "
+                                 "choose another path") from None
+        return
+    out = os.path.realpath(out)
+    folder = os.path.dirname(out)
     tmp = None
     try:
         while tmp is None:
