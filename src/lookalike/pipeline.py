@@ -183,12 +183,14 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         # 1. list
         walking = files_from is None and all(
             format_of(p, input_format) == "files" and not is_url(p) for p in targets)
-        reporter.phase(1, 3, "walking" if walking else "listing", None)
+        # The phase line once the inputs are found usable: a file list that cannot be read
+        # or a folder without the shards asked for is then the only line.
         items, problems, listing = list_inputs(
             targets, files_from=files_from, input_format=input_format, column=column,
             name_column=name_column, storage_options=options,
             follow_symlinks=config.follow_symlinks, stat_listed=engine == "local",
-            executor=pool.executor, reporter=reporter)
+            executor=pool.executor, reporter=reporter,
+            started=lambda: reporter.phase(1, 3, "walking" if walking else "listing", None))
         # Each once (a folder given twice is one root: one quarantine folder, one line).
         roots = list(dict.fromkeys(p if is_url(p) else os.path.abspath(p) for p in targets))
         if files_from is not None:

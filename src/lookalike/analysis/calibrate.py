@@ -484,15 +484,31 @@ def _sample(paths: Iterable[str | os.PathLike[str]], sample: int, seed: int,
             follow_symlinks: bool, reporter: Reporter
             ) -> tuple[list[FileEntry], int, list[Problem]]:
     """A seeded sample of the images under ``paths``, how many there are, and the files the
-    walk could not list (each told to ``reporter``, as a scan tells them)."""
+    walk could not list (each told to ``reporter``, as a scan tells them).
+
+    The phase line comes once a second image is found: with fewer the caller refuses the
+    run (bad usage, exit 2), and that error must come before any progress line. The walk's
+    problems met before it wait for it (in walk order); later ones are told as they come.
+    """
     stats = WalkStats()
-    entries, problems = [], []
+    entries: list[FileEntry] = []
+    problems: list[Problem] = []
+    started = False
     for e in iter_files(paths, follow_symlinks=follow_symlinks, stats=stats):
         if isinstance(e, Problem):
-            reporter.problem(e)
             problems.append(e)
-        else:
-            entries.append(e)
+            if started:
+                reporter.problem(e)
+            continue
+        entries.append(e)
+        if not started and len(entries) == 2:
+            started = True
+            reporter.phase(1, 3, "sampling", None)
+            for p in problems:
+                reporter.problem(p)
+    if not started:  # refused by the caller: still, no file it could not list goes unsaid
+        for p in problems:
+            reporter.problem(p)
     if stats.skipped_symlinks:
         reporter.info(f"skipped {stats.skipped_symlinks} symbolic link(s) found inside the "
                       "folders (not followed unless asked to)")
@@ -553,7 +569,6 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     t0 = time.perf_counter()
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)  # read twice
     check_roots(paths)  # a missing folder: one error, no progress line
-    reporter.phase(1, 3, "sampling", None)
     entries, found, walk_problems = _sample(paths, sample, seed, follow_symlinks, reporter)
     if len(entries) < 2:
         raise ConfigError(f"calibration needs at least 2 images; found {len(entries)}")
@@ -674,13 +689,17 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     )
 
 
+def _pairs(n: int, kind: str = "") -> str:
+    return f"{n:,} {kind}pair{'' if n == 1 else 's'}"
+
+
 def render_calibration(cal: Calibration, *, rows: int = 12) -> str:
     """What was measured, the curve around the recommendation and the recommendation."""
     lo = max(0, cal.threshold - rows // 2)
     hi = min(cal.max_threshold, lo + rows)
     lines = [f"{cal.images} images sampled, {cal.copies} edited copies "
-             f"({', '.join(cal.transforms)}); {cal.duplicate_pairs:,} pairs of different files "
-             f"taken for duplicates already (true pairs), {cal.negative_pairs:,} other pairs",
+             f"({', '.join(cal.transforms)}); {_pairs(cal.duplicate_pairs)} of different files "
+             f"taken for duplicates already (true pairs), {_pairs(cal.negative_pairs, 'other ')}",
              f"method {cal.method}, hash size {cal.hash_size} ({cal.nbits} bits), "
              f"invariant {cal.invariant}, decode {cal.decode}", "",
              f"{'threshold':>9}  {'precision':>9}  {'recall':>7}  {'true pairs':>10}  "

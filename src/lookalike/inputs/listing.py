@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from lookalike.errors import ConfigError, Problem, first_line
@@ -173,6 +173,15 @@ def _local_path(target: str) -> str | None:
     return None
 
 
+def _folder_named_like_shards(target: str, input_format: str) -> bool:
+    """Whether ``target``, where no shard or Parquet file was found, is read as a folder of
+    image files: with the default format, a local folder merely named like a shard
+    ("photos.tar/") is, as the default format promises (a Spark-style "t.parquet/" folder
+    of Parquet files is read as those)."""
+    local = _local_path(target)
+    return input_format == "auto" and local is not None and os.path.isdir(local)
+
+
 def check_paths(paths: Sequence[str | os.PathLike[str]],
                 input_format: InputFormat = "auto") -> None:
     """Raise :class:`~lookalike.errors.ConfigError` now, before any work, for a local path
@@ -225,6 +234,7 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
                 storage_options: Mapping[str, Any] | None = None,
                 follow_symlinks: bool = False, stat_listed: bool = True,
                 executor: Executor | None = None, reporter: Reporter | None = None,
+                started: Callable[[], None] | None = None,
                 ) -> tuple[list[FileEntry | RemoteEntry], list[Problem], dict[str, Any]]:
     """List every image of ``paths`` (and ``files_from``) as work items, unique by path.
 
@@ -245,6 +255,10 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
         executor: runs the per-container listing tasks (tar headers, Parquet name columns)
             next to the data; default: in this process.
         reporter: receives listing problems.
+        started: called once the inputs are found usable and the listing proper begins
+            (a caller's "listing" progress line): after the file list is read and the shards
+            or Parquet files asked for are found, so that an error in those (a list that
+            cannot be read, a folder without shards) is the only line, before any progress.
 
     Returns:
         ``(items, problems, stats)``: local :class:`~lookalike.inputs.walk.FileEntry` and
@@ -267,26 +281,36 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
     containers: dict[str, list[str]] = {"tar": [], "parquet": []}
     local_roots: list[str] = []
     skipped_images = 0  # beside the shards or Parquet files asked for
-    for raw in (os.fspath(p) for p in paths):
+    # What can refuse the whole run comes first, before `started`: the file list (read
+    # once: it may be a pipe) and the shards or Parquet files asked for. An error in them
+    # came after the "listing" progress line.
+    lines = [] if files_from is None else _read_list(
+        files_from, column if input_format != "parquet" else None, options)
+    targets = [os.fspath(p) for p in paths]
+    expanded = {k: _expand(raw, fmt, options) for k, raw in enumerate(targets)
+                if (fmt := format_of(raw, input_format)) in ("tar", "parquet")}
+    for k, (_fs, found, _explicit, _images) in expanded.items():
+        raw = targets[k]
+        if not found and not _folder_named_like_shards(raw, input_format):
+            fmt = format_of(raw, input_format)
+            what = ".tar shards" if fmt == "tar" else "Parquet files"
+            raise ConfigError(f"no {what} under {raw} (input format {fmt}); to scan the "
+                              "image files there, use input format auto or files")
+    if started is not None:
+        started()
+    for k, raw in enumerate(targets):
         fmt = format_of(raw, input_format)
         local = _local_path(raw)
         if fmt == "files" and local is not None:
             local_roots.append(local)
             continue
-        fs, found, explicit, images = _expand(raw, fmt, options)
+        fs, found, explicit, images = (expanded[k] if k in expanded
+                                       else _expand(raw, fmt, options))
         if fmt in ("tar", "parquet"):
-            skipped_images += images if found else 0  # they were left out without a word
-            if (not found and input_format == "auto" and local is not None
-                    and os.path.isdir(local)):
-                # A folder merely named like a shard ("photos.tar/") holding no shards: its
-                # files, as the default format promises (a Spark-style "t.parquet/" folder of
-                # Parquet files is read as those).
+            if not found and local is not None:  # a folder named like a shard (see above)
                 local_roots.append(local)
                 continue
-            if not found:
-                what = ".tar shards" if fmt == "tar" else "Parquet files"
-                raise ConfigError(f"no {what} under {raw} (input format {fmt}); to scan the "
-                                  "image files there, use input format auto or files")
+            skipped_images += images  # they were left out without a word
             containers[fmt].extend(fs.unstrip_protocol(p) for p, _ in found)
             continue
         shown_root = raw
@@ -299,8 +323,6 @@ def list_inputs(paths: Sequence[str | os.PathLike[str]], *, files_from: str | No
                                      url=fs.unstrip_protocol(p)))
         if not found and not explicit:
             reporter.info(f"no image files under {raw}")
-    lines = [] if files_from is None else _read_list(
-        files_from, column if input_format != "parquet" else None, options)
     # Local paths of the list are stat'ed here, like paths on the command line (followed if a
     # link), but a missing one is that file's problem, not the whole scan's.
     listed = {line: local for line in lines

@@ -1,8 +1,10 @@
 """Sources: turn the user's paths into a deterministic stream of candidate image files.
 
 Walking never opens image files; it only ``lstat``s entries and, for regular files whose
-extension says nothing, sniffs the first bytes for an image signature. Anything it cannot use
-is a :class:`~lookalike.errors.Problem` (stage ``walk``), never an exception, except a missing
+extension says nothing, sniffs the first bytes for an image signature (a file whose first
+bytes cannot be read is a candidate all the same: reading it then says why, in its one
+line, where skipping it said nothing). Anything it cannot use is a
+:class:`~lookalike.errors.Problem` (stage ``walk``), never an exception, except a missing
 root, which is a :class:`~lookalike.errors.ConfigError` raised before any work starts.
 
 What becomes of odd entries (reason codes: :data:`lookalike.errors.REASONS`):
@@ -56,20 +58,31 @@ RAW_SUFFIXES = frozenset(
     ".fff .iiq .mos .mef .mrw .erf .kdc .dcr".split()
 )
 
-#: Extensions treated as images without sniffing (lower case, with dot). Not PostScript
-#: (.eps): it is a program, never decoded (:data:`lookalike.imaging.decode.REFUSED_FORMATS`).
+#: Extensions treated as images without sniffing (lower case, with dot). PostScript
+#: (.eps, .epsf, .epsi) is among them although it is never decoded (it is a program:
+#: :data:`lookalike.imaging.decode.REFUSED_FORMATS`): the reader refuses it by its content as
+#: ``unsupported-format``, as the README says, where the walk skipped it without a word.
 IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .apng .gif .webp .bmp .dib .tif .tiff .ico .cur .ppm .pgm "
-    ".pbm .pnm .tga .psd .mpo .heic .heif .avif .jp2 .j2k .jpx .pcx .sgi .rgb .dds .icns "
-    ".qoi .im .msp .xbm .fits .blp .ftex .gbr .dcx .wmf .emf".split()
+    ".pbm .pnm .pfm .tga .psd .mpo .heic .heif .avif .jp2 .j2k .jpx .pcx .sgi .rgb .dds "
+    ".icns .qoi .im .msp .xbm .fits .blp .ftex .gbr .dcx .wmf .emf .eps .epsf .epsi".split()
 ) | RAW_SUFFIXES
 
-# Leading bytes of the formats we decode; used only for files without an image extension.
+# Leading bytes of the formats we decode (and of EPS, read only to be refused by the reader);
+# used only for files without an image extension. Each is binary or long enough that no
+# text file starts with it: text-headed formats (XBM, IM, plain PostScript) are left to their
+# extensions. Netpbm, PCX and SGI have their own, stricter test (_SNIFFERS).
 _MAGIC = (
     b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00",
     b"MM\x00*", b"II+\x00", b"MM\x00+", b"\x00\x00\x01\x00", b"\x00\x00\x02\x00", b"qoif",
     b"8BPS", b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xffO\xffQ",
+    b"icns", b"DDS |", b"BLP1", b"BLP2", b"FTEX", b"DanM", b"LinS",  # ICNS DDS BLP FTEX MSP
+    b"\xb1\x68\xde\x3a", b"SIMPLE  =",  # DCX, FITS
+    b"\xc5\xd0\xd3\xc6",  # DOS EPS binary: refused by the reader, not skipped unsaid
 )
+#: How many leading bytes the sniff reads: a Netpbm header's number, an EPS first line.
+_SNIFF_BYTES = 64
+_WHITESPACE = b" \t\r\n"
 _FTYP_BRANDS = frozenset((b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1",
                           b"msf1", b"avif", b"avis"))
 
@@ -125,8 +138,9 @@ CONTAINER_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".parquet", ".pq")
 
 
 def looks_like_image(path: str) -> bool:
-    """True if the extension is an image one, or the first bytes are an image signature."""
-    return _image_name(path) or _sniff(path)
+    """True if the extension is an image one, or the first bytes are an image signature
+    (False when they cannot be read: see :func:`_file_entry` for the walk's answer then)."""
+    return _image_name(path) or _sniff(path) is True
 
 
 def _image_name_of(name: str) -> bool:
@@ -141,26 +155,62 @@ def _image_name_of(name: str) -> bool:
     return name[0] != "." or name[:dot].strip(".") != ""
 
 
-def _sniff(path: str) -> bool:
-    """True if the file's first bytes are an image signature (never blocks)."""
+def _netpbm(head: bytes) -> bool:
+    """PBM, PGM or PPM, plain or raw (``P1``..``P6``), or PFM (``Pf``): what Pillow reads
+    (not PAM, ``P7``). The two letters, whitespace, then the width or a comment: "P1" and
+    a space alone begin many a text."""
+    if len(head) < 4 or head[0] != 0x50 or head[1] not in b"123456f":
+        return False
+    if head[2] not in _WHITESPACE:
+        return False
+    rest = head[3:].lstrip(_WHITESPACE)
+    return rest[:1].isdigit() or rest[:1] == b"#"
+
+
+def _pcx(head: bytes) -> bool:
+    """PCX: 0x0A, a version (0 to 5 but 1), RLE encoding (1) and a bit depth; no text holds
+    those bytes. Pillow reads all but version 4, which so gets its ``unsupported-format``
+    line rather than a silent skip."""
+    return (len(head) >= 4 and head[0] == 0x0A and head[1] in (0, 2, 3, 4, 5) and head[2] == 1
+            and head[3] in (1, 2, 4, 8))
+
+
+def _sgi(head: bytes) -> bool:
+    """SGI: its two-byte magic number, then the storage (0 or 1) and bytes per channel (1
+    or 2), for two bytes alone are a weak signature."""
+    return len(head) >= 4 and head[:2] == b"\x01\xda" and head[2] in (0, 1) and head[3] in (1, 2)
+
+
+def _eps(head: bytes) -> bool:
+    """Encapsulated PostScript: its first line says ``EPSF`` (a plain PostScript document,
+    not a picture, does not)."""
+    return head.startswith(b"%!PS-Adobe-") and b" EPSF-" in head.splitlines()[0]
+
+
+_SNIFFERS = (_netpbm, _pcx, _sgi, _eps)
+
+
+def _sniff(path: str) -> bool | None:
+    """True if the file's first bytes are an image signature, False if they are not, None
+    if they cannot be read (never blocks)."""
     try:
         # Non-blocking: this is only ever called for regular files, but one may have been
         # swapped for a FIFO since the stat.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
                      | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0))
     except OSError:
-        return False
+        return None
     try:
-        head = os.read(fd, 16)
+        head = os.read(fd, _SNIFF_BYTES)
     except OSError:
-        return False
+        return None
     finally:
         os.close(fd)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return True
     if head[4:8] == b"ftyp" and head[8:12] in _FTYP_BRANDS:
         return True
-    return head.startswith(_MAGIC)
+    return head.startswith(_MAGIC) or any(test(head) for test in _SNIFFERS)
 
 
 def _problem(path: str, error: str, message: str) -> Problem:
@@ -392,7 +442,9 @@ def _file_entry(path: str, root: str, st: os.stat_result, stats: WalkStats,
         else:
             stats.skipped_non_image += 1
         return
-    if not explicit and not looks_like_image(path):
+    # Skipped only when its first bytes say it is no image: one that cannot be read (no
+    # permission) is a candidate, so the reader gives it its line, as any unreadable image.
+    if not explicit and not _image_name(path) and _sniff(path) is False:
         stats.skipped_non_image += 1
         if path.lower().endswith(CONTAINER_SUFFIXES):
             stats.skipped_containers += 1

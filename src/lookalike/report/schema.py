@@ -404,7 +404,10 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
         f"{plural(len(result.groups), 'duplicate group')}, "
         f"{plural(duplicates, 'duplicate')} ({removable}"
         f"{human_bytes(choices.bytes_removed(result.groups))} "
-        f"reclaimable), {plural(len(result.errors), 'error')}",
+        f"reclaimable), {plural(len(result.errors), 'error')}"
+        # Files the walk passed over as no images: counted here, never dropped unsaid.
+        + (f", {plural(other, 'other file')} skipped (not images)"
+           if (other := s.get("skipped_non_image", 0)) else ""),
         f"method {cfg.method}, hash size {cfg.resolved_hash_size}, threshold {cfg.threshold} "
         f"bits{f' (verified band to {band})' if (band := cfg.resolved_band) else ''}, "
         f"grouping {cfg.grouping}; * = kept by the keep policy, d = bits from the group's "
