@@ -1197,3 +1197,15 @@ def test_a_closed_stdout_is_one_line_when_the_report_would_go_there(tmp_path, sc
     assert _exit_code(["scan", str(folder), "-j", "1", "-q", "--no-cache", "-o",
                        str(report)]) == 0
     assert json.loads(report.read_text())["schema_version"] == 1
+
+
+def test_an_unwritable_parquet_output_names_the_users_folder(tmp_path, monkeypatch):
+    from lookalike import jobs
+
+    def refuse(path, what="output file"):
+        raise ConfigError(f"cannot write the {what} {path}: Permission denied")
+
+    monkeypatch.setattr(jobs, "check_writable", refuse)
+    with pytest.raises(ConfigError) as err:
+        jobs._local_folder_output(str(tmp_path / "pq"), "Parquet output")
+    assert str(tmp_path / "pq") in str(err.value) and ".lookalike-probe" not in str(err.value)

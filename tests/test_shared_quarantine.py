@@ -353,3 +353,42 @@ def test_an_edited_copied_event_is_a_corrupt_journal(two_photos, tmp_path, quara
     journal.write_text(text)
     with pytest.raises(JournalError, match="is corrupt"):
         undo(journal)
+
+
+def test_a_copy_never_replaces_a_file_that_took_its_name_meanwhile(tmp_path, monkeypatch):
+    """Across file systems the copy is made beside its name and then given it: a rename
+    there replaced a file another apply put at that name after the check (simulated: the
+    other file appears just before the name is given, however it is given)."""
+    import errno
+
+    from lookalike.actions import apply as applying
+
+    src, dst, part = tmp_path / "a.png", tmp_path / "q" / "a.png", tmp_path / "q" / "a.part"
+    src.write_bytes(b"ours")
+    dst.parent.mkdir()
+    real_link, real_rename = applying._hardlink, os.rename
+    race = [True]
+
+    def theirs_first(target: str) -> None:
+        if race[0] and target == str(dst):
+            race[0] = False
+            dst.write_bytes(b"theirs")
+
+    def link(a: str, b: str) -> None:
+        if a == str(src):  # src -> dst: as if on another file system
+            raise OSError(errno.EXDEV, "cross-device link")
+        theirs_first(b)
+        real_link(a, b)
+
+    def rename(a, b, *args, **kwargs):
+        theirs_first(os.fspath(b))
+        return real_rename(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(applying, "_hardlink", link)
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(FileExistsError):
+        applying._link_or_copy(str(src), str(dst), str(part), 4, None)
+    assert dst.read_bytes() == b"theirs" and not part.exists() and src.read_bytes() == b"ours"
+    dst.unlink()
+    applying._link_or_copy(str(src), str(dst), str(part), 4, None)
+    assert dst.read_bytes() == b"ours" and not part.exists()

@@ -144,7 +144,12 @@ def _local_folder_output(path: str | None, what: str) -> str | None:
     if up != target and os.path.lexists(step):
         raise ConfigError(f"the {what} {path} cannot be a folder: {step} is a file; name a "
                           "folder (it gets part files)")
-    check_writable(os.path.join(up, ".lookalike-probe"), what)
+    try:
+        check_writable(os.path.join(up, ".lookalike-probe"), what)
+    except ConfigError:  # its message names the probe file, not the user's folder
+        raise ConfigError(f"cannot write the {what} {path}: {up} takes no new files "
+                          "(permission denied, or a read-only file system); choose another "
+                          "folder") from None
     return path
 
 

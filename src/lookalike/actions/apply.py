@@ -247,29 +247,43 @@ def _hardlink(src: str, dst: str) -> None:
         os.link(src, dst)
 
 
+#: Why a hard link could not be made where a copy can: another file system, or none there.
+_NO_LINK = frozenset((errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
+                      errno.EACCES))
+
+
 def _link_or_copy(src: str, dst: str, part: str, size: int, digest: str | None,
                   copied: Callable[[str], None] | None = None) -> None:
     """Make ``dst`` (which must not exist) hold ``src``'s bytes; ``src`` stays in place.
-    A copy is made at ``part`` and handed to ``copied`` (if given) before it is renamed to
-    ``dst``."""
+    A copy is made at ``part`` and handed to ``copied`` (if given) before it takes the name
+    ``dst`` (never over a file there)."""
     try:
         _hardlink(src, dst)
         return
     except FileExistsError:
         raise
     except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
-                             errno.EMLINK, errno.EACCES):
+        if exc.errno not in _NO_LINK:
             raise
     # No hard link possible (another file system, or links unsupported): verified copy.
     _remove(part)
     _copy_verified(src, part, size, digest)
     if copied is not None:
         copied(part)
-    if os.path.lexists(dst):
-        _remove(part)
-        raise FileExistsError(errno.EEXIST, "exists", dst)
-    os.rename(part, dst)
+    try:
+        # A link, not a rename: a rename replaces a file that took the name since it was
+        # checked (another apply into the same quarantine); a link refuses it.
+        _hardlink(part, dst)
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            _remove(part)
+            raise
+        if os.path.lexists(dst):  # no links on that file system: checked, then renamed
+            _remove(part)
+            raise FileExistsError(errno.EEXIST, "exists", dst) from None
+        os.rename(part, dst)
+        return
+    _remove(part)  # dst holds the copy: the helper name goes
 
 
 def _lock_file(path: str, exclusive: bool) -> int | None:
