@@ -1209,3 +1209,40 @@ def test_an_unwritable_parquet_output_names_the_users_folder(tmp_path, monkeypat
     with pytest.raises(ConfigError) as err:
         jobs._local_folder_output(str(tmp_path / "pq"), "Parquet output")
     assert str(tmp_path / "pq") in str(err.value) and ".lookalike-probe" not in str(err.value)
+
+
+def test_a_report_to_stdout_by_name_is_the_report_alone(tmp_path, scene):
+    # `-o /dev/stdout` got the JSON report and then the text summary: no JSON reader took it.
+    import subprocess
+    import sys
+
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    res = subprocess.run([sys.executable, "-m", "lookalike", "scan", str(folder), "-q", "-j",
+                          "1", "--no-cache", "--format", "json", "-o", "/dev/stdout"],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(res.stdout)["schema_version"] == 1
+
+
+def test_nothing_is_written_beside_a_pipe_and_a_page_must_be_a_file(tmp_path, scene, capsys,
+                                                                   monkeypatch):
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # one error for the CSV's list
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert _exit_code(["scan", str(folder), "-j", "1", "-q", "--no-cache", "--format",
+                           "csv", "-o", str(fifo)]) == 0
+        assert os.read(reader, 1 << 16).startswith(b"group,")
+    finally:
+        os.close(reader)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs", "pipe.csv"]
+    assert _exit_code(["scan", str(folder), "-j", "1", "-q", "--no-cache", "--html",
+                       str(fifo)]) == 2
+    assert "must be a file" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdout", None)  # and paths for stdout with stdout closed
+    assert _exit_code(["scan", str(folder), "-j", "1", "-q", "--no-cache", "--format", "paths",
+                       "--html", str(tmp_path / "p.html")]) == 2
+    assert "standard output is closed" in capsys.readouterr().err

@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TextIO
@@ -89,6 +90,24 @@ def _write_errors_csv(errors: Sequence[Problem], path: str) -> None:
     write_text(path, csv_text([("path", "stage", "error", "message"),
                                *((p.path, p.stage, p.error, p.message) for p in errors)]),
                "error list")
+
+
+def _special(path: str) -> bool:
+    """Whether ``path`` is (or links to) something other than a regular file: a device, a
+    pipe, a terminal. Such an output is written as it is, and has nothing beside it."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:  # not there yet (or a link to nothing): it will be a file
+        return False
+
+
+def _same_file(path: str, stream: TextIO) -> bool:
+    """Whether the output ``path`` is ``stream`` itself (``-o /dev/stdout``)."""
+    try:
+        mine, theirs = os.stat(path), os.fstat(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # no such file, or no descriptor
+        return False
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def _page_written(summary: HtmlSummary) -> str:
@@ -205,10 +224,16 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
     if out is None:
         out = sys.stdout
         if out is None:  # started with standard output closed (``>&-``)
-            if output is None and html is None:
+            if output is None and (html is None or format not in (None, "text")):
                 raise ConfigError("standard output is closed: the report has nowhere to go; "
                                   "name an output file")
             out = io.StringIO()  # the summary of the files written: nobody to read it
+    if output is not None and _same_file(output, out):
+        output = None  # ``-o /dev/stdout``: the report alone goes there, as without a file
+        format = format or "json"
+    if html is not None and _special(html):
+        raise ConfigError(f"the HTML page {html} must be a file: its decisions name the JSON "
+                          "report written beside it; name a file")
     # A saved dataset's folder is read as the dataset unless files were asked for (a photo
     # folder may hold a dataset_dict.json of its own).
     as_datasets = options.get("input_format", "auto") == "auto"
@@ -236,11 +261,12 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         # folder ("Parquet magic bytes not found").
         _refuse_inside(target, what, parquet_out, "Parquet output")
     check_outputs([("report", output),
-                   ("error list", errors_csv_path(output) if output and format == "csv"
-                    else None),
+                   ("error list", errors_csv_path(output)
+                    if output and format == "csv" and not _special(output) else None),
                    ("HTML page", html),
                    ("JSON report for the HTML page", _page_report_path(html)
-                    if html is not None and (format != "json" or output is None) else None)],
+                    if html is not None and (format != "json" or output is None
+                                             or _special(output)) else None)],
                   inputs=[("file list", options.get("files_from")), ("hash cache", cache_path),
                           ("Parquet output", parquet_out), *(
                       ("scanned file", p) for p in (*reference, *paths))])
@@ -286,9 +312,9 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         write_report(result, output, format=format or "json", argv=argv, keep=policy,
                      leakage=leakage)
         written.append(f"report written to {os.path.abspath(output)}")
-        if format == "json":
+        if format == "json" and not _special(output):  # the page reads it back
             json_path = output
-        if format == "csv":
+        if format == "csv" and not _special(output):  # nothing goes beside a device
             # Written also when empty: an earlier scan's error list beside a new report
             # reads as this scan's.
             errors_csv = errors_csv_path(output)
