@@ -313,3 +313,18 @@ def test_calibrate_with_fewer_than_two_readable_images_exits_1(tmp_path, scene, 
     err = capsys.readouterr().err
     assert exc.value.code == 1 and "error [unsupported-format]" in err
     assert "at least 2 readable images" in err
+
+
+def test_a_tar_shard_is_refused_with_what_to_do_not_counted_as_one_image(photos, tmp_path,
+                                                                         capsys):
+    import tarfile
+
+    shard = tmp_path / "train-0.tar"
+    with tarfile.open(shard, "w") as tar:
+        for p in photos[:4]:
+            tar.add(p, arcname=p.name)
+    with pytest.raises(SystemExit) as exit_:
+        main(["calibrate", str(shard)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "tar shard or Parquet file" in err and "found 1" not in err

@@ -322,6 +322,20 @@ def test_query_finds_a_crop_by_its_verified_embedding(tree, model, tmp_path, cap
             for q in data["queries"]] == [[], [("p1.png", "hash")]]
 
 
+def test_a_query_with_a_model_the_cache_has_no_embeddings_from_is_refused(tree, model,
+                                                                         tmp_path, capsys):
+    # It answered "0 matches": the embedding half skipped without a word.
+    cache_path = tmp_path / "c.sqlite"
+    with HashCache(cache_path) as cache:
+        lookalike.scan(tree, config=ScanConfig(workers=1), cache=cache)  # hashes only
+    query = tmp_path / "q.png"
+    _crop(Image.open(tree / "p2.png"), 0.1).save(query)
+    with pytest.raises(ConfigError, match="no embeddings from the model"):
+        find_matches([query], cache_path, _config(model))
+    assert main(["query", str(query), "--cache", str(cache_path), "--embed", str(model)]) == 2
+    assert "no embeddings from the model" in capsys.readouterr().err
+
+
 def test_query_brings_the_hash_copies_of_what_its_embedding_found(tree, model, tmp_path,
                                                                    monkeypatch):
     # The photo the crop came from has a re-encoded copy: a scan puts all three in one

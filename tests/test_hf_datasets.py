@@ -337,3 +337,25 @@ def test_a_cleanup_is_never_written_inside_the_saved_dataset(dataset, tmp_path, 
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert "would be written inside the saved dataset" in line
     assert {p: p.read_bytes() for p in saved.rglob("*") if p.is_file()} == before
+
+
+def test_a_broken_row_is_told_live_by_its_row_not_a_temporary_file(splits):
+    """The live problem line named the temporary Parquet file the split was exported to
+    (deleted by the time it was read); the result named the row."""
+    from lookalike.events import NullReporter
+
+    class Told(NullReporter):
+        def __init__(self) -> None:
+            self.paths: list[str] = []
+
+        def problem(self, problem) -> None:
+            self.paths.append(problem.path)
+
+    rows = [{"bytes": data, "path": None} for _, data in splits["test"]]
+    rows[3] = {"bytes": splits["test"][3][1][:200], "path": None}  # a truncated JPEG
+    ds = datasets.Dataset.from_dict({"image": rows}, features=datasets.Features(
+        {"image": datasets.Image()}))
+    told = Told()
+    cleanup = lookalike.dedupe_dataset(ds, keep=KEEP, workers=1, reporter=told)
+    assert [p.path for p in cleanup.scan.errors] == ["data#3"]
+    assert told.paths == ["data#3"]

@@ -69,6 +69,7 @@ from lookalike.executors import make_executor
 from lookalike.executors.base import Executor
 from lookalike.inputs.read import Refused, max_file_bytes, read_regular
 from lookalike.inputs.walk import (
+    CONTAINER_SUFFIXES,
     FileEntry,
     WalkStats,
     check_roots,
@@ -569,6 +570,13 @@ def calibrate(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], 
     t0 = time.perf_counter()
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)  # read twice
     check_roots(paths)  # a missing folder: one error, no progress line
+    for root in paths:
+        name = os.fspath(root)
+        if name.lower().endswith(CONTAINER_SUFFIXES) and os.path.isfile(name):
+            # Walked, a shard is one file: "needs at least 2 images; found 1" misled.
+            raise ConfigError(f"calibration samples image files, and {name} is a tar shard or "
+                              "Parquet file of images; calibrate on a folder of such images "
+                              "(a few hundred extracted from it are enough)")
     entries, found, walk_problems = _sample(paths, sample, seed, follow_symlinks, reporter)
     if len(entries) < 2:
         raise ConfigError(f"calibration needs at least 2 images; found {len(entries)}")

@@ -273,7 +273,7 @@ def dedupe_dataset(data: Any, *, column: str | None = None, config: ScanConfig |
                       input_format=input_format, column=column, name_column=name_column,
                       storage_options=storage_options, engine=engine, scheduler=scheduler,
                       executor=executor, retries=retries, batch_size=batch_size,
-                      reporter=reporter)
+                      reporter=_Rows(reporter, where) if exported and reporter else reporter)
     cleanup = _decide(result, where, rows, policy)
     if exported:
         scanned = _relabel(result, where, list(rows))
@@ -365,6 +365,32 @@ def _decide(result: ScanResult, where: Mapping[str, tuple[str, int]], rows: Mapp
         drop={name: tuple(sorted(drop[name])) for name in rows},
         leaked={name: tuple(sorted(leaked[name])) for name in rows},
         leaks=tuple(leaks), scan=result, policy=policy)
+
+
+class _Rows:
+    """A reporter that names each problem by its dataset row (``split#index``), as the
+    result does (:func:`_relabel`), not by the temporary Parquet file it was exported to
+    (the live line named a file deleted by the time it was read)."""
+
+    def __init__(self, inner: Reporter, where: Mapping[str, tuple[str, int]]) -> None:
+        self.inner, self.where = inner, where
+
+    def phase(self, number: int, total: int, name: str, size: int | None) -> None:
+        self.inner.phase(number, total, name, size)
+
+    def advance(self, n: int = 1) -> None:
+        self.inner.advance(n)
+
+    def problem(self, problem: Problem) -> None:
+        name, index = self.where.get(problem.path, (None, None))
+        self.inner.problem(problem if name is None
+                           else dataclasses.replace(problem, path=f"{name}#{index}"))
+
+    def info(self, message: str) -> None:
+        self.inner.info(message)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def _relabel(result: ScanResult, where: Mapping[str, tuple[str, int]], splits: list[str]

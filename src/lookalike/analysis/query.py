@@ -103,7 +103,8 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
         ConfigError: before any image is decoded, when the query cannot be answered: a query
             image that does not exist or is a folder, ``under`` that is not a folder, a cache
             path that does not exist, or a cache with no hashes for these settings (the
-            message lists the settings it has hashes for) or none under ``under``.
+            message lists the settings it has hashes for) or none under ``under``, or with
+            ``embed``, no embeddings from that model.
     """
     config = config or ScanConfig()
     if isinstance(images, (str, os.PathLike)):  # one image (a str was read as characters)
@@ -116,6 +117,12 @@ def find_matches(images: Iterable[str | os.PathLike[str]],
         config, stored = _stored_records(db, config, folder)
     owners, values = segment_rows(stored)
     vectors = _vectors(stored) if config.embed is not None else None
+    if config.embed is not None and vectors is None:
+        # Else the embedding half of the query was skipped without a word: "0 matches".
+        raise ConfigError(f"the cache holds no embeddings from the model {config.embed} for "
+                          "these settings (its images were scanned without it, or with "
+                          "another model); scan them with this model first, or query without "
+                          "embeddings")
     index = HammingIndex(config.nbits)
     with index.bulk():
         index.add(values, ids=range(len(values)))
