@@ -20,6 +20,7 @@ from lookalike.analysis.query import find_matches
 from lookalike.cli import main as _main
 from lookalike.config import ScanConfig
 from lookalike.errors import ConfigError
+from lookalike.events import NullReporter
 from lookalike.model import embedding_array
 from lookalike.report.schema import read_report, render_text
 from lookalike.store.cache import HashCache
@@ -273,9 +274,17 @@ def test_a_model_failing_on_one_image_costs_only_its_embedding(tree, model, monk
         return real(self, inputs, batch)
 
     monkeypatch.setattr(embed.Embedder, "embed", failing)
+    said: list[str] = []
+
+    class Told(NullReporter):
+        def info(self, message: str) -> None:
+            said.append(message)
+
     with HashCache(tmp_path / "c.sqlite") as cache:
-        result = lookalike.scan(tree, config=_config(model), cache=cache)
+        result = lookalike.scan(tree, config=_config(model), cache=cache, reporter=Told())
         assert result.errors == [] and len(result.records) == 5
+        # The line names the file (it said only how many).
+        assert any("got no embedding" in m and "p1_cropped.png" in m for m in said)
         (failed,) = [r for r in result.records if r.embedding is None]
         assert Path(failed.path).name == "p1_cropped.png"
         assert result.stats["embed_failed"] == 1

@@ -62,6 +62,7 @@ from lookalike.inputs.read import digest_files
 from lookalike.inputs.remote import is_url
 from lookalike.inputs.walk import FileEntry
 from lookalike.model import FileFacts, Group, Hash, ImageRecord
+from lookalike.paths import shown
 from lookalike.store.base import storable
 from lookalike.verify import (
     band_matches,
@@ -221,8 +222,11 @@ def scan(paths: Iterable[str | os.PathLike[str]], config: ScanConfig, *,
         links, proposed, embed_stats = embedding_matches(records, items, config, near, options,
                                                          cache, fresh)
         if embed_stats.get("embed_failed"):
+            failed = sorted(r.path for r in records if r.embedding is None)
+            named = ", ".join(shown(p) for p in failed[:5]) + (
+                f" and {len(failed) - 5} more" if len(failed) > 5 else "")
             reporter.info(f"{embed_stats['embed_failed']} images got no embedding (the model "
-                          "failed on them): they match by their hashes only")
+                          f"failed on them): they match by their hashes only: {named}")
         aligned, band_stats = _band(records, items, config, near, edges, links, options,
                                     cache, fresh, reporter)
         links = {**aligned, **links}
