@@ -96,9 +96,10 @@ def _special(path: str) -> bool:
     """Whether ``path`` is (or links to) something other than a regular file: a device, a
     pipe, a terminal. Such an output is written as it is, and has nothing beside it."""
     try:
-        return not stat.S_ISREG(os.stat(path).st_mode)
+        mode = os.stat(path).st_mode
     except OSError:  # not there yet (or a link to nothing): it will be a file
         return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))  # a folder: check_outputs says so
 
 
 def _same_file(path: str, stream: TextIO) -> bool:

@@ -8,7 +8,11 @@ samples them):
    screenshot-like frame, a caption bar), made in memory and saved as JPEG, read back as a
    scan reads files;
 2. image and copies are embedded with the model, and each copy is verified against its
-   image (:func:`lookalike.imaging.align.aligned_distance`), as a scan verifies a pair;
+   image (:func:`lookalike.imaging.align.aligned_distance`), as a scan verifies a pair; an
+   image the model gives no embedding (it fails on it, or gives a zero or NaN row) is left
+   out with its copies, a copy it gives none counts as not found (a scan would not find it
+   by its embedding either; leaving it out would credit the model with copies it cannot
+   embed);
 3. the *recall* at a similarity floor is the share of copies at least that similar to their
    image and verified; the *load* is how many other sampled images each image finds at least
    that similar (pairs a scan would have to verify: its cost);
@@ -24,7 +28,7 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,13 +38,23 @@ from lookalike.events import NullReporter, Reporter
 from lookalike.inputs.read import Refused, max_file_bytes, read_regular
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL.Image import Image
+
+    from lookalike.imaging.decode import Picture
+    from lookalike.imaging.embed import Embedder
 
 __all__ = ["EDITS", "FLOORS", "EmbeddingCalibration", "calibrate_embedding",
            "render_embedding_calibration"]
 
 #: The similarity floors measured.
 FLOORS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+
+#: Pictures prepared and embedded at a time (their model inputs are held until embedded).
+_CHUNK = 64
+
+#: Files named in the one line about pictures the model gave no embedding.
+_NAMED = 5
 
 
 def _crop(share: float, corner: bool = False) -> Callable[[Image], Image]:
@@ -126,6 +140,10 @@ class EmbeddingCalibration:
     edits: dict[str, dict[str, float]]
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    #: Sampled files the model gave no embedding, left out with their copies.
+    unembedded: list[str] = field(default_factory=list)
+    #: Copies the model gave no embedding, counted as not found ("path (edit)").
+    unembedded_copies: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,7 +171,7 @@ def calibrate_embedding(paths: str | os.PathLike[str] | Iterable[str | os.PathLi
 
     from lookalike.config import ScanConfig
     from lookalike.imaging.align import MAX_DISTANCE, aligned_distance, features
-    from lookalike.imaging.decode import Picture, decode_bytes
+    from lookalike.imaging.decode import decode_bytes
     from lookalike.verify import check_ready
     from lookalike.worker import embedder_for
 
@@ -164,9 +182,12 @@ def calibrate_embedding(paths: str | os.PathLike[str] | Iterable[str | os.PathLi
     embedder = embedder_for(config)
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    entries, _, unlisted = _sample(paths, sample, seed, follow_symlinks, reporter)
-    reporter.phase(1, 1, "embedding and verifying copies", len(entries))
-    originals, copies = [], []
+    entries, _, unlisted = _sample(paths, sample, seed, follow_symlinks,
+                                   _Renumbered(reporter))
+    reporter.phase(2, _PHASES, "embedding and verifying copies", len(entries))
+    sources: list[str] = []
+    originals: list[Picture] = []
+    copies: list[list[tuple[str, Picture]]] = []
     problems = [f"{p.path}: {p.message}" for p in unlisted]
     for entry in entries:
         try:
@@ -185,26 +206,40 @@ def calibrate_embedding(paths: str | os.PathLike[str] | Iterable[str | os.PathLi
             buf = io.BytesIO()
             edit(image).save(buf, "JPEG", quality=90)
             made.append((name, decode_bytes(buf.getvalue(), mode="fast")[0]))
+        sources.append(entry.path)
         originals.append(pic)
         copies.append(made)
         reporter.advance()
     if len(originals) < 2:
         raise ConfigError(f"calibrating embeddings needs at least 2 readable images; found "
                           f"{len(originals)} under the paths given")
-    pictures: list[Picture] = [*originals, *(p for made in copies for _, p in made)]
-    vectors = np.concatenate([embedder.embed([embedder.prepare(p) for p in pictures[a:a + 64]])
-                              for a in range(0, len(pictures), 64)])
+    vectors = _embed_pictures(embedder, [*originals, *(p for made in copies for _, p in made)])
     own, rest = vectors[:len(originals)], vectors[len(originals):]
+    rows = {k: v for k, v in enumerate(own) if v is not None}
+    kept = list(rows)
+    lost = [sources[k] for k, v in enumerate(own) if v is None]
+    lost_copies = [f"{sources[k]} ({name})" for k in kept
+                   for m, (name, _) in enumerate(copies[k])
+                   if rest[k * len(EDITS) + m] is None]
+    if lost or lost_copies:
+        reporter.info(_unembedded_line(lost, lost_copies))
+    if len(kept) < 2:
+        raise ConfigError(f"calibrating embeddings needs at least 2 images the model embeds; "
+                          f"it gave embeddings for {len(kept)} of the {len(originals)} read")
     sims, verified, names = [], [], []
-    for k, made in enumerate(copies):
+    for k in kept:
         base = features(originals[k])
-        for m, (name, pic) in enumerate(made):
-            sims.append(float(own[k] @ rest[k * len(EDITS) + m]))
+        for m, (name, pic) in enumerate(copies[k]):
+            v = rest[k * len(EDITS) + m]
+            # -1, the least cosine: below every floor, so a copy with no embedding is one
+            # the model does not find (and the lowest in its edit's median).
+            sims.append(-1.0 if v is None else float(rows[k] @ v))
             distance = aligned_distance(base, features(pic))
             verified.append(distance is not None and distance <= MAX_DISTANCE)
             names.append(name)
     sim, ok = np.array(sims), np.array(verified)
-    between = own @ own.T
+    matrix = np.stack(list(rows.values()))
+    between = matrix @ matrix.T
     np.fill_diagonal(between, -1)
     points = [FloorPoint(f, round(float(np.mean(ok & (sim >= f))), 4),
                          round(float(np.mean(np.sum(between >= f, axis=1))), 2))
@@ -215,9 +250,73 @@ def calibrate_embedding(paths: str | os.PathLike[str] | Iterable[str | os.PathLi
     edits = {name: {"median_similarity": round(float(np.median(sim[of == name])), 3),
                     "verified": round(float(np.mean(ok[of == name])), 3)} for name, _ in EDITS}
     reporter.close()
-    return EmbeddingCalibration(model=embed, images=len(originals), copies=len(sims),
+    return EmbeddingCalibration(model=embed, images=len(kept), copies=len(sims),
                                 similarity=chosen, points=points, edits=edits,
-                                seconds=round(time.perf_counter() - t0, 1), problems=problems)
+                                seconds=round(time.perf_counter() - t0, 1), problems=problems,
+                                unembedded=lost, unembedded_copies=lost_copies)
+
+
+#: This calibration's phases: sampling (in :func:`~lookalike.analysis.calibrate._sample`),
+#: then embedding and verifying.
+_PHASES = 2
+
+
+class _Renumbered:
+    """``reporter`` with :func:`~lookalike.analysis.calibrate._sample`'s phase, which it
+    numbers as the first of the hash calibration's 3, told as the first of this one's
+    :data:`_PHASES` ("1/3: sampling" then "1/1: embedding" read as a miscount)."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self._reporter = reporter
+
+    def phase(self, number: int, total: int, name: str, size: int | None) -> None:
+        self._reporter.phase(1, _PHASES, name, size)
+
+    def advance(self, n: int = 1) -> None:
+        self._reporter.advance(n)
+
+    def problem(self, problem: Problem) -> None:
+        self._reporter.problem(problem)
+
+    def info(self, message: str) -> None:
+        self._reporter.info(message)
+
+    def close(self) -> None:
+        self._reporter.close()
+
+
+def _embed_pictures(embedder: Embedder, pictures: Sequence[Picture]
+                    ) -> list[np.ndarray | None]:
+    """Each picture's embedding, or None where the model (or the resize for it) fails on it:
+    a failed batch is embedded one picture at a time (:meth:`Embedder.embed_each`), as a
+    scan's worker does, so one bad picture costs only its own embedding."""
+    out: list[np.ndarray | None] = []
+    for start in range(0, len(pictures), _CHUNK):
+        prepared: list[np.ndarray | None] = []
+        for pic in pictures[start:start + _CHUNK]:
+            try:
+                prepared.append(embedder.prepare(pic))
+            except Exception:  # this picture alone gets no embedding
+                prepared.append(None)
+        inputs = [x for x in prepared if x is not None]
+        vectors = iter(embedder.embed_each(inputs, batch=_CHUNK))
+        out.extend(None if x is None else next(vectors) for x in prepared)
+    return out
+
+
+def _unembedded_line(originals: list[str], copies: list[str]) -> str:
+    """The one line about pictures the model gave no embedding: how many, and which."""
+    def named(items: list[str]) -> str:
+        more = f", and {len(items) - _NAMED} more" if len(items) > _NAMED else ""
+        return ", ".join(items[:_NAMED]) + more
+
+    parts = []
+    if originals:
+        parts.append(f"{len(originals)} sampled images, left out with their copies: "
+                     f"{named(originals)}")
+    if copies:
+        parts.append(f"{len(copies)} copies, counted as not found: {named(copies)}")
+    return f"the embedding model gave no embedding for {'; and for '.join(parts)}"
 
 
 def render_embedding_calibration(cal: EmbeddingCalibration) -> str:
@@ -232,4 +331,9 @@ def render_embedding_calibration(cal: EmbeddingCalibration) -> str:
                  f"{KNEE:.0%} of what the lowest does)")
     if cal.problems:
         lines.append(f"({len(cal.problems)} sampled files could not be read; left out)")
+    lost = [f"{n} {what}" for n, what in (
+        (len(cal.unembedded), "sampled files, left out with their copies"),
+        (len(cal.unembedded_copies), "copies, counted as not found")) if n]
+    if lost:
+        lines.append(f"(the model gave no embedding for {' and '.join(lost)})")
     return "\n".join(lines) + "\n"

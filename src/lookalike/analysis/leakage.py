@@ -10,7 +10,10 @@ cross sets:
 * ``overlap``: the split-overlap matrix, ``overlap[a][b]`` = images of set ``a`` with a match in
   set ``b`` (the diagonal counts images with a duplicate in their own set);
 * ``purge``: the non-reference files to remove so that no evaluation image has a duplicate in
-  the reference (exactly the leaking images);
+  the reference (the leaking images, but those only unverified embeddings matched);
+* ``unverified``: the leaking images only unverified embedding matches (``--no-verify``) tie
+  to the reference: suspects to review, perhaps another photo of the scene, so not purged
+  (the keep policy never removes what only they matched);
 * ``groups``: one group per leaking image (that image plus its reference matches), the form
   ``lookalike apply`` acts on. Reference sets are recorded in the report and are protected:
   actions never touch them, so ``lookalike apply report.json --action move --to Q`` moves
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +80,12 @@ class Leak:
     matches: tuple[LeakMatch, ...]
     in_reference: bool = False
 
+    @property
+    def unverified(self) -> bool:
+        """Whether only unverified embedding matches (``--no-verify``) tie it to the reference:
+        a suspect, not on the purge list."""
+        return all(m.match == "embedding" for m in self.matches)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Leakage:
@@ -103,8 +112,20 @@ class Leakage:
     @property
     def purge(self) -> tuple[str, ...]:
         """Non-reference files to remove: every leaking image, in path order, but a path
-        that leads into a reference set (:attr:`Leak.in_reference`)."""
-        return tuple(leak.path for leak in self.leaks if not leak.in_reference)
+        that leads into a reference set (:attr:`Leak.in_reference`) and a suspect
+        (:attr:`unverified`). The keep policy decides the same (it purges a group whose
+        reference member matched otherwise than by an unverified embedding), so ``apply``
+        and ``--format paths`` act on exactly this list."""
+        return tuple(leak.path for leak in self.leaks
+                     if not leak.in_reference and not leak.unverified)
+
+    @property
+    def unverified(self) -> tuple[str, ...]:
+        """The leaking images only unverified embedding matches tie to the reference
+        (:attr:`Leak.unverified`), in path order: suspects to review, never purged (but
+        those that lead into the reference, listed as such)."""
+        return tuple(leak.path for leak in self.leaks
+                     if leak.unverified and not leak.in_reference)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``leakage`` section of the JSON report."""
@@ -121,6 +142,8 @@ class Leakage:
                                       "match": m.match, "similarity": m.similarity}
                                      for m in lk.matches]} for lk in self.leaks],
             "purge": list(self.purge),
+            # Added later: a report of an earlier version lacks the key (read it as []).
+            "unverified": list(self.unverified),
             "warnings": list(self.warnings),
         }
 
@@ -130,10 +153,15 @@ class Leakage:
         band = f" (verified band to {self.band})" if self.band else ""
         lines = [f"leakage against the reference ({ref}), threshold {self.threshold} bits"
                  f"{band}:"]
+        suspects: dict[str, int] = defaultdict(int)
+        for lk in self.leaks:
+            suspects[lk.set] += lk.unverified and not lk.in_reference  # as in .unverified
         for s in self.sets:
             if not s.reference and s.images:
+                some = (f" ({suspects[s.name]} only by unverified embeddings)"
+                        if suspects[s.name] else "")
                 lines.append(f"  {s.name}: {s.leaked} of {s.images} images have a near "
-                             f"duplicate in the reference")
+                             f"duplicate in the reference{some}")
         lines += [f"  {w}" for w in self.warnings]
         for lk in self.leaks if max_items is None else self.leaks[:max_items]:
             best = lk.matches[0]
@@ -161,6 +189,10 @@ class Leakage:
             lines.append(f"not on it: {len(linked)} leak(s) that lead into the reference "
                          f"through a link (apply leaves them alone; remove the link instead), "
                          f"e.g. {shown(linked[0])}")
+        if self.unverified:
+            lines.append(f"not on it: {len(self.unverified)} suspect(s) that only unverified "
+                         "embeddings matched (--no-verify; perhaps another photo of the "
+                         f"scene: review them), e.g. {shown(self.unverified[0])}")
         return "\n".join(lines) + "\n"
 
 
@@ -218,7 +250,9 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
         ConfigError: a reference root that was not scanned, no other set, or no threshold.
 
     A scan with embeddings also reports its :attr:`~lookalike.pipeline.ScanResult.embedding_matches`
-    that cross sets.
+    that cross sets; a verified (or ``aligned``) one also ties the images hashes tie to
+    either end, since the scan verified one pair between their hash groups
+    (:func:`_through_links`).
 
     Cost: one exact Hamming search over all images (:func:`lookalike.grouping.groups.near_pairs`).
     """
@@ -302,14 +336,18 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
         bad = recs[set_of.index(-1)]
         raise ConfigError(f"{bad.path} comes from {bad.source!r}, which is not a scanned set")
     # (i, j) -> (distance, how, similarity); hash matches first, embeddings add the rest.
+    near = near_pairs(recs, threshold)
     pairs: dict[tuple[int, int], tuple[int, str, float | None]] = {
-        pair: (d, "hash", None) for pair, d in near_pairs(recs, threshold).items()}
+        pair: (d, "hash", None) for pair, d in near.items()}
     if embedded:  # the scan's embedding matches (ScanResult.embedding_matches)
         at = {r.path: k for k, r in enumerate(recs)}
+        links = []
         for (pa, pb), (how, sim) in embedded.items():
             if pa in at and pb in at:
                 i, j = sorted((at[pa], at[pb]))
                 pairs.setdefault((i, j), (recs[i].hash - recs[j].hash, how, sim))
+                links.append((i, j, how))
+        pairs.update(_through_links(recs, near, links, pairs))
 
     hits: dict[tuple[int, int], set[int]] = defaultdict(set)  # (set a, set b) -> images of a
     leak_matches: dict[int, list[tuple[int, tuple[int, str, float | None]]]] = defaultdict(list)
@@ -351,6 +389,49 @@ def find_leakage(scan: ScanResult | Sequence[ImageRecord],
                             kind=group_kind(members)))
     return Leakage(threshold=threshold, band=band, sets=sets, leaks=tuple(leaks),
                    overlap=overlap, groups=tuple(groups))
+
+
+def _through_links(recs: Sequence[ImageRecord], near: Mapping[tuple[int, int], int],
+                   links: Iterable[tuple[int, int, str]],
+                   pairs: Mapping[tuple[int, int], tuple[int, str, float | None]]
+                   ) -> dict[tuple[int, int], tuple[int, str, float | None]]:
+    """The pairs a verified (or ``aligned``) link (i, j) joins besides itself: i and each
+    record hashes tie to it directly, with j and each record hashes tie to j directly; each
+    with its own distance, the link's kind and (``verified``) the two embeddings' cosine
+    similarity. Pairs ``pairs`` holds already stay as they are, but an unverified embedding
+    match, which a verified join outranks.
+
+    The scan verifies one pair between two hash groups (the most similar that passes,
+    :func:`lookalike.grouping.embedded.to_verify`): a test crop joined to a val copy of a
+    train photo (the val copy sorting first) would otherwise leak nowhere, though the join
+    ties it to the train photo as firmly."""
+    tied: dict[int, list[int]] = defaultdict(list)
+    for a, b in near:
+        tied[a].append(b)
+        tied[b].append(a)
+    out: dict[tuple[int, int], tuple[int, str, float | None]] = {}
+    for i, j, how in links:
+        if how == "embedding":
+            continue  # unverified: it joins no more than its own pair
+        for a in (i, *tied[i]):
+            for b in (j, *tied[j]):
+                key = (a, b) if a < b else (b, a)
+                old = pairs.get(key)
+                if a != b and key not in out and (old is None or old[1] == "embedding"):
+                    sim = _cosine(recs[a], recs[b]) if how == "verified" else None
+                    out[key] = (recs[a].hash - recs[b].hash, how, sim)
+    return out
+
+
+def _cosine(a: ImageRecord, b: ImageRecord) -> float | None:
+    """The cosine similarity of two records' embeddings, rounded as a group member's is
+    (None when one has none)."""
+    if a.embedding is None or b.embedding is None:
+        return None
+    from lookalike.model import embedding_array
+
+    u, v = embedding_array([a, b])
+    return round(float(u @ v), 3)
 
 
 def _leads_into(path: str, real_refs: Sequence[str]) -> bool:

