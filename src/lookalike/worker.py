@@ -156,18 +156,8 @@ def _embedded(batch: Sequence[tuple[ImageRecord | Problem, Any]], config: ScanCo
     does not keep it, so the next scan tries again)."""
     from lookalike.model import embedding_bytes
 
-    embedder = embedder_for(config)
-    inputs = [x for _, x in batch]
-    try:
-        vectors = list(embedder.embed(inputs))
-    except Exception:
-        vectors = []
-        for x in inputs:
-            try:
-                vectors.append(embedder.embed([x])[0])
-            except Exception as exc:
-                vectors.append(exc)
-    return [rec if isinstance(rec, Problem) or isinstance(v, BaseException)
+    vectors = embedder_for(config).embed_each([x for _, x in batch], batch=max(1, len(batch)))
+    return [rec if isinstance(rec, Problem) or v is None
             else dataclasses.replace(rec, embedding=embedding_bytes(v))
             for (rec, _), v in zip(batch, vectors, strict=True)]
 
