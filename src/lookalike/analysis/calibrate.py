@@ -482,7 +482,7 @@ def _poisson_upper(k: np.ndarray) -> np.ndarray:
 
 
 def _sample(paths: Iterable[str | os.PathLike[str]], sample: int, seed: int,
-            follow_symlinks: bool, reporter: Reporter
+            follow_symlinks: bool, reporter: Reporter, phases: int = 3
             ) -> tuple[list[FileEntry], int, list[Problem]]:
     """A seeded sample of the images under ``paths``, how many there are, and the files the
     walk could not list (each told to ``reporter``, as a scan tells them).
@@ -504,7 +504,7 @@ def _sample(paths: Iterable[str | os.PathLike[str]], sample: int, seed: int,
         entries.append(e)
         if not started and len(entries) == 2:
             started = True
-            reporter.phase(1, 3, "sampling", None)
+            reporter.phase(1, phases, "sampling", None)  # the first of the caller's
             for p in problems:
                 reporter.problem(p)
     if not started:  # refused by the caller: still, no file it could not list goes unsaid

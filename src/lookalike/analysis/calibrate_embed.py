@@ -182,8 +182,8 @@ def calibrate_embedding(paths: str | os.PathLike[str] | Iterable[str | os.PathLi
     embedder = embedder_for(config)
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    entries, _, unlisted = _sample(paths, sample, seed, follow_symlinks,
-                                   _Renumbered(reporter))
+    entries, _, unlisted = _sample(paths, sample, seed, follow_symlinks, reporter,
+                                   phases=_PHASES)
     reporter.phase(2, _PHASES, "embedding and verifying copies", len(entries))
     sources: list[str] = []
     originals: list[Picture] = []
@@ -259,30 +259,6 @@ def calibrate_embedding(paths: str | os.PathLike[str] | Iterable[str | os.PathLi
 #: This calibration's phases: sampling (in :func:`~lookalike.analysis.calibrate._sample`),
 #: then embedding and verifying.
 _PHASES = 2
-
-
-class _Renumbered:
-    """``reporter`` with :func:`~lookalike.analysis.calibrate._sample`'s phase, which it
-    numbers as the first of the hash calibration's 3, told as the first of this one's
-    :data:`_PHASES` ("1/3: sampling" then "1/1: embedding" read as a miscount)."""
-
-    def __init__(self, reporter: Reporter) -> None:
-        self._reporter = reporter
-
-    def phase(self, number: int, total: int, name: str, size: int | None) -> None:
-        self._reporter.phase(1, _PHASES, name, size)
-
-    def advance(self, n: int = 1) -> None:
-        self._reporter.advance(n)
-
-    def problem(self, problem: Problem) -> None:
-        self._reporter.problem(problem)
-
-    def info(self, message: str) -> None:
-        self._reporter.info(message)
-
-    def close(self) -> None:
-        self._reporter.close()
 
 
 def _embed_pictures(embedder: Embedder, pictures: Sequence[Picture]
