@@ -500,3 +500,15 @@ def test_a_set_named_twice_is_one_set_and_one_named_both_ways_is_refused(tmp_pat
     assert check_sets([train, train], [test, test, f"{test}/"]) == ([train], [test])
     with pytest.raises(ConfigError, match="as a reference set and as a set to check"):
         check_sets([train], [test, train])
+
+
+def test_the_page_counts_the_suspects_only_unverified_embeddings_matched():
+    from lookalike.report.html import _leakage_lines
+
+    leakage = {"sets": [{"name": "train", "reference": True, "images": 3},
+                        {"name": "test", "images": 2, "leaked": 2}],
+               "threshold": 6, "warnings": [], "unverified": ["/d/test/b.png"]}
+    lines = _leakage_lines(leakage)
+    assert any(line.startswith("1 suspect(s) only unverified embeddings") for line in lines)
+    del leakage["unverified"]  # a report of an earlier version
+    assert not any("suspect" in line for line in _leakage_lines(leakage))

@@ -610,6 +610,10 @@ def _leakage_lines(leakage: Any) -> list[str]:
         warnings = [empty_set_warning(str(s.get("name")), str(s.get("root")))
                     for s in sets if s.get("images") == 0]
     lines += [_displayable(str(w)) for w in warnings]
+    suspects = leakage.get("unverified")  # absent from a report of an earlier version
+    if isinstance(suspects, list) and suspects:
+        lines.append(f"{len(suspects)} suspect(s) only unverified embeddings matched: not on "
+                     "the purge list (perhaps another photo of the scene: review them)")
     return lines
 
 
