@@ -784,7 +784,7 @@ def test_apply_cli_folder_rules_move_exactly_the_planned_files(runner, sorted_li
     res = runner.invoke(cli, [*args, "--yes", "--journal", str(journal)])
     assert res.exit_code == 0, res.output
     assert sorted(str(p) for p in q.rglob("*") if p.is_file()) == sorted(
-        op.dst for op in planned.operations)
+        [*(op.dst for op in planned.operations), str(q / root.name / ".lookalike-root")])
     assert all(os.path.exists(k) for g in planned.groups for k in g.keep)
     header = json.loads(journal.read_text().splitlines()[0])
     assert header["folder_rules"] == [{"folder": str(root / "Originals"), "rule": "keep"},

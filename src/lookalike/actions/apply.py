@@ -12,14 +12,18 @@ Each op is then journaled (:mod:`lookalike.actions.journal`) before it changes a
 
 ``move``
     ``link(src, dst)`` then ``unlink(src)`` (a link never overwrites an existing ``dst``); across
-    file systems: copy to a ``.part`` file beside ``dst``, verify the SHA-256, rename to
-    ``dst``, then unlink ``src``. The journal knows which file the quarantined copy is (the
-    moved file's own inode, or the copy's, recorded before it takes the name ``dst``): undo
-    moves that file back, no other (two scans of folders named alike share ``Q/<name>/``,
-    and another apply may have put its own copy where this one's was), and restores its
+    file systems: copy to a ``.part`` file beside ``dst``, verify the SHA-256, give it the
+    name ``dst`` (a link, which never replaces a file that took the name meanwhile; a
+    checked rename where the file system has no links), then unlink ``src``. Before the
+    first file lands in ``Q/<name>``, the folder's marker is made
+    (:data:`~lookalike.actions.plan.MARKER`, naming the op's scanned folder); a folder whose
+    marker names another scanned folder (two reports of folders named alike, applied at
+    once) is refused, as the plan refuses it. Undo moves the file back and restores its
     mtime (``os.utime(ns=...)``), unless the file was changed in the quarantine since: it
-    comes back as it is. A folder in the quarantine that leads elsewhere (a symbolic link
-    into a scanned folder) is refused right before the link, as the plan refuses it.
+    comes back as it is. It leaves alone a quarantine folder whose marker names another
+    scanned folder (emptied and taken by another apply since), and removes one left holding
+    only its marker. A folder in the quarantine that leads elsewhere (a symbolic link into a
+    scanned folder) is refused right before the link, as the plan refuses it.
 ``delete``
     ``unlink`` (never follows a symbolic link). **Not undoable**: the journal records what was
     deleted, but the bytes are gone. Use ``move`` to a quarantine folder for an undo.
@@ -51,6 +55,7 @@ import hashlib
 import os
 import shutil
 import stat
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -59,6 +64,7 @@ from typing import Any, Literal
 
 from lookalike.actions.journal import Journal, OpRecord, backup_dir_of, fsync_dir
 from lookalike.actions.plan import (
+    MARKER,
     FileState,
     GroupPlan,
     Operation,
@@ -66,7 +72,10 @@ from lookalike.actions.plan import (
     SkippedGroup,
     entry_key,
     landing_problem,
+    marked_root,
     quarantine_path,
+    quarantine_shelf,
+    same_root,
 )
 from lookalike.config import nearest_folder
 from lookalike.errors import ConfigError, Interrupted, JournalError, Problem, ReportError
@@ -78,9 +87,8 @@ __all__ = ["ApplyResult", "UndoResult", "apply", "check_resume", "default_journa
            "recover", "undo"]
 
 #: Test hook: called with a step name at every point where a crash could leave work half done
-#: (``intent``, ``move:copied``, ``move:linked``, ``move:unlinked``, ``link:backup``,
-#: ``link:tmp``, ``link:replaced``, ``delete:unlinked``, ``undo:...``). Tests set it to
-#: ``os._exit``.
+#: (``intent``, ``move:marked``, ``move:linked``, ``move:unlinked``, ``link:backup``, ``link:tmp``,
+#: ``link:replaced``, ``delete:unlinked``, ``undo:...``). Tests set it to ``os._exit``.
 _crash_hook: Callable[[str], None] | None = None
 
 _CHUNK = 1 << 20
@@ -105,8 +113,8 @@ def _said(exc: OSError) -> str:
     """What went wrong in an op, as one line: our refusal, or the system's error and the
     path it names, both for a link or a rename (the folder that refused a hard link is the
     new name's, the second one: naming only the first blamed the kept file)."""
-    if isinstance(exc, _Refused):
-        return str(exc)
+    if isinstance(exc, _Refused):  # its words alone: str() would start "[Errno 17] "
+        return str(exc.strerror)
     names = " -> ".join(os.fsdecode(n) for n in (exc.filename, exc.filename2) if n)
     return f"{exc.strerror or exc}" + (f": {names}" if names else "")
 
@@ -247,16 +255,20 @@ def _hardlink(src: str, dst: str) -> None:
         os.link(src, dst)
 
 
-#: Why a hard link could not be made where a copy can: another file system, or none there.
+#: More than any marker lookalike writes (a path): a larger file is not one.
+_MARKER_MAX = 1 << 16
+
+#: Why a hard link could not be made where a copy can: another file system, or none there
+#: (Linux vfat says EPERM; FAT/exFAT on Windows EINVAL, "Incorrect function"; FUSE ENOSYS).
 _NO_LINK = frozenset((errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
-                      errno.EACCES))
+                      errno.EACCES, errno.EINVAL, errno.ENOSYS))
 
 
-def _link_or_copy(src: str, dst: str, part: str, size: int, digest: str | None,
-                  copied: Callable[[str], None] | None = None) -> None:
+def _link_or_copy(src: str, dst: str, part: str, size: int, digest: str | None) -> None:
     """Make ``dst`` (which must not exist) hold ``src``'s bytes; ``src`` stays in place.
-    A copy is made at ``part`` and handed to ``copied`` (if given) before it takes the name
-    ``dst`` (never over a file there)."""
+    A copy is made at ``part``, then given the name ``dst``, never over a file there (short
+    of a file system without links, where a file can take the name between the check and
+    the rename)."""
     try:
         _hardlink(src, dst)
         return
@@ -268,17 +280,17 @@ def _link_or_copy(src: str, dst: str, part: str, size: int, digest: str | None,
     # No hard link possible (another file system, or links unsupported): verified copy.
     _remove(part)
     _copy_verified(src, part, size, digest)
-    if copied is not None:
-        copied(part)
     try:
         # A link, not a rename: a rename replaces a file that took the name since it was
         # checked (another apply into the same quarantine); a link refuses it.
         _hardlink(part, dst)
-    except OSError as exc:
-        if exc.errno not in _NO_LINK:
-            _remove(part)
-            raise
-        if os.path.lexists(dst):  # no links on that file system: checked, then renamed
+    except FileExistsError:
+        _remove(part)
+        raise
+    except OSError:
+        # No link there, whatever the error says (EINVAL on FAT/exFAT under Windows, ENOSYS
+        # from FUSE, ...): checked, then renamed; a real fault shows in the rename.
+        if os.path.lexists(dst):
             _remove(part)
             raise FileExistsError(errno.EEXIST, "exists", dst) from None
         os.rename(part, dst)
@@ -358,17 +370,52 @@ def _restore_mtime(path: str, mtime_ns: int) -> None:
             os.utime(path, ns=(st.st_atime_ns, mtime_ns))
 
 
-def _prune_dirs(start: str, stop: str | None) -> None:
-    """Remove now-empty folders from ``start`` up to (not including) ``stop``."""
+def _prune_dirs(start: str, stop: str | None, shelf: str | None = None) -> None:
+    """Remove now-empty folders from ``start`` up to (not including) ``stop``. The
+    quarantine folder ``shelf`` counts as empty when it holds its marker only."""
     if not stop:
         return
     d = start
     while is_under(d, stop) and d != stop:
         try:
-            os.rmdir(d)
+            if d == shelf:
+                _rmdir_marked(d)
+            else:
+                os.rmdir(d)
         except OSError:
             return
         d = os.path.dirname(d)
+
+
+def _rmdir_marked(shelf: str) -> None:
+    """Remove the quarantine folder ``shelf`` if it holds nothing but its marker (or not
+    even that).
+
+    Raises:
+        OSError: it holds something else (then the marker stays, or is put back: another
+            run of the same scanned folder may have moved a file in meanwhile).
+    """
+    marker = os.path.join(shelf, MARKER)
+    if os.listdir(shelf) == [MARKER]:
+        fd = os.open(marker, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > _MARKER_MAX:
+                raise OSError(errno.ENOTEMPTY, "not a marker lookalike wrote", marker)
+            was = os.read(fd, _MARKER_MAX)
+        finally:
+            os.close(fd)
+        os.unlink(marker)
+        try:
+            os.rmdir(shelf)
+        except OSError:
+            with contextlib.suppress(OSError):  # already made again by that run: it stays
+                _write_marker(marker, was)
+            raise
+    else:
+        os.rmdir(shelf)
+    fsync_dir(os.path.dirname(shelf))
 
 
 # --------------------------------------------------------------------------- checks
@@ -444,13 +491,21 @@ def _trusted(j: Journal, r: OpRecord) -> tuple[dict[str, Any] | None, str | None
                           f"quarantine puts {rec['path']}")
     # Derived, so that a journal moved with its backup folder, or named another way, finds
     # its backups beside it, and an edited one cannot name other files as helpers.
-    return {**_replayed(r), **_paths(j, r.seq, rec["action"], rec["path"], rec.get("dst"))}, None
+    return _derived(j, {**rec, **_paths(j, r.seq, rec["action"], rec["path"],
+                                        rec.get("dst"))}), None
 
 
-def _replayed(r: OpRecord) -> dict[str, Any]:
-    """Op ``r``'s intent with the identity of the copy it made (``copied``), as
-    :func:`_restore` takes it."""
-    return {**r.intent, "copied": r.copied}
+def _derived(j: Journal, rec: dict[str, Any]) -> dict[str, Any]:
+    """Intent ``rec`` with, for a move, its quarantine folder ``Q/<name>`` (``shelf``) and
+    the scanned folder it holds (``root``), derived from the journal's header (never taken
+    from a journal line); None for a root that is a single file (no folder of its own)."""
+    if rec["action"] != "move":
+        return rec
+    roots, top = j.header.get("roots"), j.header.get("to")
+    held = (quarantine_shelf(rec["path"], [r for r in roots if isinstance(r, str)], top)
+            if isinstance(roots, list) and isinstance(top, str) else None)
+    shelf, root = held if held is not None else (None, None)
+    return {**rec, "shelf": shelf, "root": root}
 
 
 def _landing(dst: str, top: str | None, real_roots: Sequence[str]) -> None:
@@ -465,11 +520,62 @@ def _landing(dst: str, top: str | None, real_roots: Sequence[str]) -> None:
         raise _Untouched(errno.EPERM, f"{why}; not moved there")
 
 
-def _execute(rec: dict[str, Any], *, top: str | None = None, real_roots: Sequence[str] = (),
-             copied: Callable[[os.stat_result], None] | None = None) -> None:
-    """Carry out op ``rec`` (its intent journaled). A move checks that its folder lies in
-    the quarantine ``top`` and out of ``real_roots``, and hands the ``lstat`` of a copy it
-    makes (not a hard link) to ``copied`` to journal before the copy takes its name."""
+def _write_marker(marker: str, text: bytes) -> None:
+    """Create the marker file ``marker`` holding ``text``, fsync'd with its folder.
+
+    Raises:
+        FileExistsError: there is one (or anything else under that name) already.
+    """
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        try:
+            view = memoryview(text)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        _remove(marker)  # a marker cut short would name no folder, and stay
+        raise
+    fsync_dir(os.path.dirname(marker))
+
+
+def _claim(shelf: str, root: str) -> None:
+    """Make sure the quarantine folder ``shelf`` (made) holds the files of ``root``: make
+    its marker if it has none, then read it back (another apply may have made it first).
+
+    Raises:
+        _Untouched: the marker names another scanned folder, or cannot be read.
+    """
+    marker = os.path.join(shelf, MARKER)
+    for _ in range(50):
+        with contextlib.suppress(FileExistsError):
+            _write_marker(marker, os.fsencode(root) + b"\n")
+            return
+        try:
+            named = marked_root(shelf)
+        except OSError as exc:
+            raise _Untouched(errno.EPERM, f"the marker {marker} of the quarantine folder "
+                             f"cannot be read ({exc.strerror or exc}); not moved there"
+                             ) from None
+        if named is not None:
+            if same_root(named, root):
+                return
+            raise _Untouched(errno.EEXIST, f"the quarantine folder {shelf} holds the files of "
+                             f"another scanned folder, {named}; not moved there")
+        time.sleep(0.01)  # being written by another run (or just removed by an undo)
+    raise _Untouched(errno.EEXIST, f"the marker {marker} names no scanned folder (a run "
+                     f"stopped while writing it?); not moved there. Delete it if {shelf} "
+                     f"holds only files of {root}")
+
+
+def _execute(rec: dict[str, Any], *, top: str | None = None,
+             real_roots: Sequence[str] = ()) -> None:
+    """Carry out op ``rec`` (its intent journaled, with :func:`_derived`'s fields). A move
+    checks that its folder lies in the quarantine ``top`` and out of ``real_roots``, and
+    that its quarantine folder holds its own scanned folder's files (:func:`_claim`)."""
     action, path = rec["action"], rec["path"]
     if action == "delete":
         os.unlink(path)  # unlink never follows a symbolic link
@@ -478,18 +584,15 @@ def _execute(rec: dict[str, Any], *, top: str | None = None, real_roots: Sequenc
     elif action == "move":
         dst, part = rec["dst"], rec["part"]
         _landing(dst, top, real_roots)  # before makedirs, which would make folders through it
-
-        def journal_copy(made: str) -> None:
-            if copied is not None:
-                copied(os.lstat(made))  # durable before ``dst`` names it: undo knows it
-            _crash_point("move:copied")
-
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         try:
             _landing(dst, top, real_roots)  # and right before the link
+            if rec.get("shelf") is not None:
+                _claim(rec["shelf"], rec["root"])
+                _crash_point("move:marked")
             if os.path.lexists(dst):
                 raise FileExistsError(errno.EEXIST, "exists", dst)
-            _link_or_copy(path, dst, part, rec["size"], rec.get("digest"), journal_copy)
+            _link_or_copy(path, dst, part, rec["size"], rec.get("digest"))
         except FileExistsError:
             _remove(part)
             raise _Untouched(errno.EEXIST, f"{dst} already exists; not overwritten") from None
@@ -535,25 +638,21 @@ def _restore(rec: dict[str, Any], top: str | None) -> Literal["restored", "untou
     return _restore_link(rec, st)
 
 
-def _copy_ident(rec: dict[str, Any]) -> tuple[Any, Any] | None:
-    """The identity (device, inode) of move ``rec``'s quarantined copy, as its journal says:
-    the copy it made (its ``copied`` event), else the moved file itself, hard-linked there
-    (a copy never takes the quarantine name before its ``copied`` event is durable). None
-    for a journal of an earlier version, which did not record it."""
-    if rec.get("copy_ident") is not True:
+def _shelf_taken(shelf: str, root: str, dst: str) -> str | None:
+    """Why undo must leave ``dst`` alone: the marker of its quarantine folder ``shelf``
+    names another scanned folder than ``root``, or cannot be read; None where it names
+    ``root`` or there is none."""
+    try:
+        named = marked_root(shelf)
+    except OSError as exc:
+        why = exc.strerror or exc
+        return (f"the marker {os.path.join(shelf, MARKER)} cannot be read ({why}), so {dst} "
+                "cannot be told from another scanned folder's file; left alone")
+    if named is None or same_root(named, root):
         return None
-    copied = rec.get("copied")
-    if copied is not None:
-        return copied[0], copied[1]
-    return rec.get("dev"), rec.get("ino")
-
-
-def _is_copy(d: os.stat_result, mine: tuple[Any, Any]) -> bool:
-    """Whether ``d`` (an ``lstat`` at the quarantine name) is the copy ``mine`` names. By
-    its inode number: a file system mounted again (a drive plugged in again, NFS, a btrfs
-    subvolume after a reboot) may come back under another device number, and the name is
-    the one the copy was given, so on the file system that holds it now."""
-    return stat.S_ISREG(d.st_mode) and d.st_ino == mine[1]
+    return (f"the quarantine folder {shelf} now holds the files of another scanned folder, "
+            f"{named} (emptied and used by another apply since?): {dst} is not this "
+            "journal's copy; left alone")
 
 
 def _restore_move(rec: dict[str, Any], st: os.stat_result | None, top: str | None
@@ -562,32 +661,32 @@ def _restore_move(rec: dict[str, Any], st: os.stat_result | None, top: str | Non
     _remove(rec["part"])  # an unfinished copy; the source still exists whenever it does
     _remove(rec["restore_tmp"])
     d = _lstat(dst)
-    # Roots named alike share a quarantine folder: the file at ``dst`` may be another
-    # apply's copy, even of the same bytes and time (``cp -a``). Where the journal knows
-    # which file this op's copy is, no other is linked back or removed. (Edited in place in
-    # the quarantine, it keeps its inode.)
-    mine = _copy_ident(rec)
-    foreign = mine is not None and d is not None and not _is_copy(d, mine)
+    # The quarantine folder emptied since (its marker too) and taken by another scanned
+    # folder of the same name: the file at ``dst`` is that one's, even of the same bytes and
+    # time (``cp -a``). No marker (an earlier version's quarantine, or removed by hand):
+    # the file there is judged as before, by its bytes.
+    shelf = rec.get("shelf")
+    taken = _shelf_taken(shelf, rec["root"], dst) if shelf is not None else None
     if _is_original(path, st, rec):
         assert st is not None
         # Back in place (put back by hand): nothing of this op is left to undo; another
         # apply's copy at ``dst`` stays where it is.
-        if not foreign and d is not None and stat.S_ISREG(d.st_mode) and (
+        if taken is None and d is not None and stat.S_ISREG(d.st_mode) and (
                 (d.st_dev, d.st_ino) == (st.st_dev, st.st_ino)
                 or (d.st_size == rec["size"] and _is_original(dst, d, rec))):
             os.unlink(dst)  # a second name or a finished copy of a file that is back in place
             fsync_dir(os.path.dirname(dst))
-            _prune_dirs(os.path.dirname(dst), top)
+        if taken is None:  # folders (and the marker) it made before it stopped go too
+            _prune_dirs(os.path.dirname(dst), top, shelf)
         return "untouched"
     if st is not None:
         raise _Refused(errno.EEXIST, f"{path} exists again but is another file; the moved "
                        f"file stays at {dst}")
-    if foreign:
-        raise _Refused(errno.EEXIST, f"{path}: the file at {dst} is not the copy this journal "
-                       "moved (another apply put it there?); left alone")
     if d is None:
         raise _Refused(errno.ENOENT, f"neither {path} nor its quarantined copy {dst} exists; "
                        "something else moved or deleted it")
+    if taken is not None:
+        raise _Refused(errno.EEXIST, taken)
     if not stat.S_ISREG(d.st_mode):
         raise _Refused(errno.EINVAL, f"{dst} is no longer a regular file; not restored")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -600,7 +699,7 @@ def _restore_move(rec: dict[str, Any], st: os.stat_result | None, top: str | Non
     _crash_point("undo:move:linked")
     os.unlink(dst)
     fsync_dir(os.path.dirname(dst))
-    _prune_dirs(os.path.dirname(dst), top)
+    _prune_dirs(os.path.dirname(dst), top, shelf)
     return "restored"
 
 
@@ -1119,8 +1218,6 @@ def _run_locked_op(j: Journal, op: Operation, real_roots: list[str],
         "mtime_ns": op.mtime_ns, "digest": op.digest, "dev": st.st_dev, "ino": st.st_ino,
         **_paths(j, seq, op.action, op.path, op.dst),
     }
-    if op.action == "move":  # its copy's identity is journaled (_copy_ident)
-        fields["copy_ident"] = True
     if op.group not in j.kept_recorded:  # the group's keep list, once: a resume keeps it
         fields["kept"] = list(kept)
     if op.action in ("hardlink", "symlink"):
@@ -1163,15 +1260,14 @@ def _carry_out(j: Journal, rec: OpRecord, op: Operation, real_roots: Sequence[st
     back)."""
     _crash_point("intent")
     try:
-        _execute(rec.intent, top=j.header.get("to"), real_roots=real_roots,
-                 copied=lambda st: j.copied(rec, st))
+        _execute(_derived(j, rec.intent), top=j.header.get("to"), real_roots=real_roots)
     except _Untouched as exc:
-        j.mark(rec, "failed", str(exc))
-        return _problem(op.path, "failed", f"{op.action} failed, nothing changed: {exc}")
+        j.mark(rec, "failed", _said(exc))
+        return _problem(op.path, "failed", f"{op.action} failed, nothing changed: {_said(exc)}")
     except OSError as exc:
         msg = _said(exc)
         try:
-            _restore(_replayed(rec), j.header.get("to"))
+            _restore(_derived(j, rec.intent), j.header.get("to"))
         except OSError as exc2:
             # Left unfinished in the journal on purpose: recover/undo will try again.
             return _problem(op.path, "failed", f"{op.action} failed ({msg}) and rolling it back "

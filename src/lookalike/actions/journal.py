@@ -7,8 +7,6 @@ Line 1 is a header; every later line is one event::
      "folder_rules" (only when the plan had folder rules)}
     {"event": "intent", "op": 7, "action": "move", "path", "size", "mtime_ns", "digest",
      "dev", "ino", ...action fields...}        written and fsync'd BEFORE the change
-    {"event": "copied", "op": 7, "dev", "ino"} a move's copy (not a hard link) is complete
-                                               beside its quarantine name, not yet under it
     {"event": "done", "op": 7}                 after the change is durable
     {"event": "failed", "op": 7, "error"}      the change failed and was rolled back
     {"event": "rolled-back", "op": 7}          an unfinished change was undone by recovery
@@ -20,13 +18,9 @@ changes, every state a ``kill -9`` can leave behind is one the undo code recogni
 at the files (see :mod:`lookalike.actions.apply`); the ``done`` line is a shortcut, not a
 requirement.
 
-A move whose intent has ``"copy_ident": true`` journals which file its quarantined copy is:
-the moved file itself (the intent's ``dev``/``ino``) when it was hard-linked there, else the
-copy's identity, in a ``copied`` event written before the copy takes its quarantine name (so
-no copy of this op ever stands there unrecorded). Undo and recovery then act on no other file
-at that name: two roots of one folder name share a quarantine folder, and another apply's
-copy, even of the same bytes, may stand where this one's was. Older journals lack it; undo
-judges their copies by size, mtime and SHA-256, as those versions did.
+An event of a kind this version does not know (written by another version) is skipped when
+the journal is replayed. Which scanned folder a quarantine folder holds is not journaled: its
+marker says so (:data:`lookalike.actions.plan.MARKER`).
 
 A torn last line (the process died while writing it) is ignored; a broken line anywhere else
 makes the journal unusable (:class:`~lookalike.errors.JournalError`).
@@ -113,12 +107,6 @@ def _intact(ev: dict[str, Any]) -> bool:
     return extra is not None and all(isinstance(ev.get(k), str) for k in extra)
 
 
-def _copied_intact(ev: dict[str, Any]) -> bool:
-    """Whether a ``copied`` event names an identity (an edited one would make undo take
-    another file for the copy, or refuse its own)."""
-    return all(type(ev.get(k)) is int for k in ("op", "dev", "ino"))
-
-
 @dataclass(slots=True)
 class OpRecord:
     """One journaled operation: its intent fields and the last event seen for it."""
@@ -127,8 +115,6 @@ class OpRecord:
     intent: dict[str, Any]
     status: str = "unfinished"  # or done / failed / rolled-back / undone
     error: str | None = None
-    #: The identity (device, inode) of the copy a move made (its ``copied`` event), if any.
-    copied: tuple[int, int] | None = None
 
     @property
     def finished(self) -> bool:
@@ -271,8 +257,7 @@ class Journal:
                     torn = True
                     break
                 ev = None
-            if not isinstance(ev, dict) or (ev.get("event") == "intent" and not _intact(ev)) \
-                    or (ev.get("event") == "copied" and not _copied_intact(ev)):
+            if not isinstance(ev, dict) or (ev.get("event") == "intent" and not _intact(ev)):
                 raise JournalError(f"{p}: line {n + 1} is corrupt; the journal cannot be "
                                    "replayed safely (restore files from it by hand)")
             events.append(ev)
@@ -282,9 +267,9 @@ class Journal:
             if kind == "intent":
                 assert seq is not None  # an intent is _intact: its "op" is an int
                 ops[int(seq)] = OpRecord(int(seq), ev)
-            elif kind == "copied" and seq in ops:
-                ops[seq].copied = (ev["dev"], ev["ino"])
-            elif kind in _CLOSED and seq in ops:
+            elif isinstance(kind, str) and kind in _CLOSED and type(seq) is int and seq in ops:
+                # Any other event is skipped: ``resume``, one of another version, or one
+                # whose fields are of other types (a list is no key to look up).
                 ops[seq].status = str(kind)
                 ops[seq].error = ev.get("error")
         if fd >= 0 and raw and not raw.endswith(b"\n"):
@@ -319,12 +304,6 @@ class Journal:
         if status == "done" and "kept" in rec.intent and isinstance(group, int):
             self.kept_recorded.add(group)
         rec.error = error
-
-    def copied(self, rec: OpRecord, st: os.stat_result) -> None:
-        """Durably record that move ``rec`` made the copy ``st`` (an ``lstat``), BEFORE the
-        copy takes its quarantine name: undo acts on that file only."""
-        self._write({"event": "copied", "op": rec.seq, "dev": st.st_dev, "ino": st.st_ino})
-        rec.copied = (st.st_dev, st.st_ino)
 
     def note(self, event: dict[str, Any]) -> None:
         """Append an informational event (e.g. ``resume``)."""

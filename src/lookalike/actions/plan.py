@@ -4,8 +4,9 @@
 groups, and reads best next to it.)
 
 Planning is pure: it reads the report, ``lstat``s the files and resolves their paths, and may
-read the first bytes of WebP files (``prefer-lossless``) and an existing journal (to resume),
-but it never writes anything. :func:`lookalike.actions.apply.apply` executes a :class:`Plan`.
+read the first bytes of WebP files (``prefer-lossless``), an existing journal (to resume) and
+the markers of the quarantine's folders (``move``), but it never writes anything.
+:func:`lookalike.actions.apply.apply` executes a :class:`Plan`.
 
 Safety checks made here:
 
@@ -39,10 +40,19 @@ relative to the root. Roots with the same folder name get ``~2``, ``~3``, ... in
 report lists them; a root that is a single file goes to ``Q/<file name>``. A move whose folder
 in ``Q`` leads elsewhere (a symbolic link into a scanned folder, or out of ``Q``) is refused
 (:func:`landing_problem`).
+
+Each folder ``Q/<name>`` holds a hidden marker, ``Q/<name>/.lookalike-root`` (:data:`MARKER`),
+naming the scanned folder whose files it holds: the root's path as the report records it,
+UTF-8, newline-terminated (written by ``apply`` before the first file lands there). Two reports
+of folders named alike (``/x/photos``, ``/y/photos``) would otherwise share ``Q/photos/``, and
+an undo of one could put back, or remove, the other's file. A move of another root's files
+into a marked folder is refused (:func:`shelf_problem`); a folder without a marker (empty, or
+made by an earlier version) takes any.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -68,6 +78,7 @@ from lookalike.report.schema import (
 
 __all__ = [
     "ACTIONS",
+    "MARKER",
     "Action",
     "Decisions",
     "FileState",
@@ -83,9 +94,13 @@ __all__ = [
     "landing_problem",
     "load_decisions",
     "load_source",
+    "marked_root",
     "plan",
     "quarantine_path",
+    "quarantine_shelf",
     "render_plan",
+    "same_root",
+    "shelf_problem",
 ]
 
 Action = Literal["move", "delete", "hardlink", "symlink"]
@@ -591,6 +606,71 @@ def quarantine_path(path: str, roots: Sequence[str], to: str) -> str:
     return os.path.join(to, name, os.path.relpath(path, root))
 
 
+#: The marker file in each quarantine folder ``Q/<name>``: it names the scanned folder whose
+#: files that folder holds (see the module docs).
+MARKER = ".lookalike-root"
+
+#: More than any path: a marker larger than this is not one lookalike wrote.
+_MARKER_MAX = 1 << 16
+
+
+def quarantine_shelf(path: str, roots: Sequence[str], to: str) -> tuple[str, str] | None:
+    """The quarantine folder ``to/<root name>`` that ``path`` is moved into, with that root;
+    None for a root that is a single file (it goes to ``to/<name>``, no folder of its own) or
+    a path outside every root."""
+    root = _owning_root(path, roots)
+    if root is None or path == root:
+        return None
+    return os.path.join(to, root_names(roots)[root]), root
+
+
+def marked_root(shelf: str) -> str | None:
+    """The scanned folder the marker of the quarantine folder ``shelf`` names; None where it
+    has no marker, or one cut short (no newline: a run was writing it, or stopped while it
+    did; nothing was moved there after it).
+
+    Raises:
+        OSError: the marker cannot be read, or is not a regular file (a symbolic link, a
+            folder) or not one lookalike wrote (too large).
+    """
+    marker = os.path.join(shelf, MARKER)
+    try:
+        fd = os.open(marker, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MARKER_MAX:
+            raise OSError(errno.EINVAL, "not a marker lookalike wrote", marker)
+        raw = os.read(fd, _MARKER_MAX + 1)
+    finally:
+        os.close(fd)
+    if not raw.endswith(b"\n"):
+        return None
+    return raw[:-1].decode("utf-8", "surrogateescape")
+
+
+def same_root(named: str, root: str) -> bool:
+    """Whether a marker naming ``named`` names the scanned folder ``root`` (as the report
+    records it, or the same folder by another path)."""
+    return named == root or os.path.realpath(named) == os.path.realpath(root)
+
+
+def shelf_problem(shelf: str, root: str) -> str | None:
+    """Why the files of ``root`` may not go into the quarantine folder ``shelf`` (its marker
+    names another scanned folder, or cannot be read), or None."""
+    try:
+        named = marked_root(shelf)
+    except OSError as exc:
+        return (f"the marker {os.path.join(shelf, MARKER)} of the quarantine folder {shelf} "
+                f"cannot be read ({exc.strerror or exc})")
+    if named is None or same_root(named, root):
+        return None
+    return (f"the quarantine folder {shelf} holds the files of another scanned folder, "
+            f"{named}")
+
+
 def landing_problem(dst: str, to: str, real_roots: Sequence[str]) -> str | None:
     """Why a file moved to ``dst`` would not land in the quarantine folder ``to``, or None.
 
@@ -905,13 +985,15 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
         ConfigError: bad options (unknown rule, missing ``--to``, ``--to`` inside a scanned
             folder, ``--keep none`` with a link action or folder rules, a protected or
             rule folder missing, ``keep_in`` without ``remove_in``, a folder in the
-            quarantine that leads into a scanned folder or out of the quarantine).
+            quarantine that leads into a scanned folder or out of the quarantine, or whose
+            marker names another scanned folder).
         TypeError: ``source`` is something else, e.g. a scan result not written as a report.
 
     Cost: per name of every group member, two ``lstat`` calls (identity, then state) and one
     ``realpath``, plus a ``stat`` of the folder of each name kept or acted on (to tell hard
     links from one entry reached through a link), and for a move a ``realpath`` of each
-    quarantine folder; no file is read except WebP headers under ``prefer-lossless``.
+    quarantine folder and a read of each ``Q/<name>`` marker; no other file is read except
+    WebP headers under ``prefer-lossless``.
     """
     if action not in ACTIONS:
         raise ConfigError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
@@ -1082,6 +1164,7 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
     folds = to_dir is not None and _may_fold_case(to_dir)
     path_max = _path_max(to_dir) if to_dir is not None else 0
     landings: dict[str, str | None] = {}  # a quarantine folder -> why no move may land there
+    shelves: dict[str, str | None] = {}  # Q/<root name> -> why its root's files may not go in
     already = 0
     for g, decision in chosen:
         recs = {m.record.path: m.record for m in g.members}
@@ -1179,6 +1262,12 @@ def plan(source: Report | Decisions | str | os.PathLike[str], *, action: Action,
                 if landings[folder] is not None:
                     raise ConfigError(f"{path} cannot be moved: {landings[folder]}; remove "
                                       "the link, or choose another quarantine folder")
+                held = quarantine_shelf(path, roots, to_dir)
+                if held is not None and held[0] not in shelves:
+                    shelves[held[0]] = shelf_problem(*held)
+                    if shelves[held[0]] is not None:
+                        raise ConfigError(f"{shelves[held[0]]}; choose another quarantine "
+                                          "folder")
                 if os.path.lexists(dst):
                     reason = (f"the quarantine already holds {dst}; choose an empty quarantine "
                               "folder")
