@@ -24,6 +24,7 @@ from PIL import Image
 
 import lookalike
 from conftest import save_burst
+from lookalike.actions.plan import MARKER
 from lookalike.cli import cli
 from lookalike.errors import ConfigError
 from lookalike.report.html import (
@@ -884,7 +885,8 @@ def test_compare_view_zoom_flicker_keys_folder_rules_export_and_apply(web, tmp_p
     assert len(removed) == 4 and all(not os.path.exists(p) for p in removed)
     assert all(os.path.exists(p) for p in kept)
     moved = sorted(p.relative_to(quarantine).as_posix() for p in (quarantine / "lib").rglob("*")
-                   if p.is_file())  # (the undo journal lies beside them)
+                   if p.is_file() and p.name != MARKER)  # (the undo journal lies beside them)
+    assert (quarantine / "lib" / MARKER).read_text().strip() == str(lib)
     assert moved == sorted(f"lib/{Path(p).relative_to(lib).as_posix()}" for p in removed)
 
 

@@ -496,3 +496,72 @@ def test_a_move_and_its_undo_work_where_no_link_can_be_made(two_photos, tmp_path
     assert snapshot(x) == {**before, str(x / "b.png"): snapshot(x)[str(x / "b.png")]}
     assert (x / "b.png").read_bytes() == before[str(x / "b.png")][1]
     assert (x / "b.png").stat().st_mtime_ns == before[str(x / "b.png")][2]
+
+
+def test_a_quarantine_folder_of_an_earlier_version_is_not_claimed(two_photos, tmp_path):
+    """Files and no marker: an earlier version's quarantine of x/photos. A later apply of
+    y/photos there wrote its marker into it, and undo of x's journal was then refused
+    ("holds the files of another scanned folder")."""
+    _, y = two_photos
+    q = tmp_path / "q"
+    (q / "photos").mkdir(parents=True)
+    (q / "photos" / "b_from_before.png").write_bytes(b"an earlier version moved this here")
+    y_before = snapshot(y)
+    assert apply(_move_plan(_report(y, tmp_path / "r.json"), q),
+                 journal=tmp_path / "j.jsonl").ok
+    assert not (q / "photos" / MARKER).exists()  # used unmarked, as then
+    assert undo(tmp_path / "j.jsonl").ok and snapshot(y) == y_before
+    assert (q / "photos" / "b_from_before.png").read_bytes().startswith(b"an earlier")
+
+
+def test_undo_of_a_single_file_root_takes_back_only_its_own_file(tmp_path, scene):
+    """A scanned single file lies at Q/<its name>, in no marked folder: after the quarantine
+    was emptied another run's file of that name stood there, and undo restored it."""
+    x, y = tmp_path / "x", tmp_path / "y"
+    _pair(x, scene(1, (200, 150)))
+    _pair(y, scene(2, (200, 150)))
+    q = tmp_path / "q"
+    reports = []
+    for root in (x, y):
+        report = tmp_path / f"r_{root.name}.json"
+        write_report(lookalike.scan([root / "a.png", root / "b.png"], method="phash",
+                                    threshold=6, workers=1), report)
+        reports.append(report)
+    x_before = snapshot(x)
+    assert apply(_move_plan(reports[0], q), journal=tmp_path / "jx.jsonl").ok
+    (moved,) = [p for p in q.iterdir() if p.name != MARKER]
+    moved.unlink()  # the user empties the quarantine
+    assert apply(_move_plan(reports[1], q), journal=tmp_path / "jy.jsonl").ok
+    theirs = moved.read_bytes()
+    result = undo(tmp_path / "jx.jsonl")
+    assert not result.ok and "is not the one this journal moved" in result.failed[0].message
+    assert moved.read_bytes() == theirs  # y's file left alone
+    assert snapshot(x) == {k: v for k, v in x_before.items() if k != str(x / "b.png")}
+    assert undo(tmp_path / "jy.jsonl").ok
+
+
+def test_a_run_refused_a_quarantine_folder_makes_no_folder_in_it(two_photos, tmp_path):
+    """The marker names another folder by the time the moves run (planned before it was
+    written): the run is refused, and leaves no folder inside (it left Q/photos/<sub>,
+    which nothing removed)."""
+    x, y = two_photos
+    (x / "sub").mkdir()
+    for name in ("a.png", "b.png"):
+        os.replace(x / name, x / "sub" / name)
+    q = tmp_path / "q"
+    p = _move_plan(_report(x, tmp_path / "r.json"), q)
+    (q / "photos").mkdir(parents=True)
+    (q / "photos" / MARKER).write_bytes(os.fsencode(str(y)) + b"\n")
+    result = apply(p, journal=tmp_path / "j.jsonl")
+    assert not result.ok
+    assert sorted(os.listdir(q / "photos")) == [MARKER]
+
+
+def test_undo_finishes_pruning_that_an_interrupted_undo_began(tmp_path):
+    q = tmp_path / "q"
+    shelf = q / "photos"
+    shelf.mkdir(parents=True)
+    (shelf / MARKER).write_bytes(b"/somewhere/photos\n")
+    # The folder the file lay in was removed before the kill; its parents were not.
+    applying._prune_dirs(str(shelf / "2020" / "june"), str(q), str(shelf))
+    assert os.listdir(q) == []

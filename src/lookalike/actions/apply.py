@@ -382,6 +382,8 @@ def _prune_dirs(start: str, stop: str | None, shelf: str | None = None) -> None:
                 _rmdir_marked(d)
             else:
                 os.rmdir(d)
+        except FileNotFoundError:
+            pass  # removed by an earlier pass that stopped (kill -9): its parents may remain
         except OSError:
             return
         d = os.path.dirname(d)
@@ -550,6 +552,10 @@ def _claim(shelf: str, root: str) -> None:
         _Untouched: the marker names another scanned folder, or cannot be read.
     """
     marker = os.path.join(shelf, MARKER)
+    if not os.path.lexists(marker) and os.listdir(shelf):
+        # Files and no marker: a quarantine of an earlier version, whose undo must not find
+        # it claimed by another folder. Used as then, unmarked.
+        return
     for _ in range(50):
         with contextlib.suppress(FileExistsError):
             _write_marker(marker, os.fsencode(root) + b"\n")
@@ -584,12 +590,14 @@ def _execute(rec: dict[str, Any], *, top: str | None = None,
     elif action == "move":
         dst, part = rec["dst"], rec["part"]
         _landing(dst, top, real_roots)  # before makedirs, which would make folders through it
+        if rec.get("shelf") is not None:
+            # Claimed before any folder is made inside it: a run refused there leaves none.
+            os.makedirs(rec["shelf"], exist_ok=True)
+            _claim(rec["shelf"], rec["root"])
+            _crash_point("move:marked")
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         try:
             _landing(dst, top, real_roots)  # and right before the link
-            if rec.get("shelf") is not None:
-                _claim(rec["shelf"], rec["root"])
-                _crash_point("move:marked")
             if os.path.lexists(dst):
                 raise FileExistsError(errno.EEXIST, "exists", dst)
             _link_or_copy(path, dst, part, rec["size"], rec.get("digest"))
@@ -689,6 +697,12 @@ def _restore_move(rec: dict[str, Any], st: os.stat_result | None, top: str | Non
         raise _Refused(errno.EEXIST, taken)
     if not stat.S_ISREG(d.st_mode):
         raise _Refused(errno.EINVAL, f"{dst} is no longer a regular file; not restored")
+    if shelf is None and not (_same_inode(d, rec) or _is_original(dst, d, rec)):
+        # A scanned single file lies at Q/<its name>, in no folder whose marker says whose
+        # it is: another run's file of that name may lie there now.
+        raise _Refused(errno.EEXIST, f"the file at {dst} is not the one this journal moved "
+                       f"(changed since, or another run's file of that name); left alone: "
+                       f"if it is {path}, move it back by hand")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     _link_or_copy(dst, path, rec["restore_tmp"], d.st_size, None)
     if (d.st_size, d.st_mtime_ns) == (rec["size"], rec["mtime_ns"]):
