@@ -721,3 +721,20 @@ def test_a_tree_a_thousand_folders_deep_is_walked(tmp_path):
             for f in level.glob("*.png"):
                 f.unlink()
             level.rmdir()
+
+
+def test_a_folder_named_in_bytes_that_are_not_utf8_scans_with_the_hash_cache(tmp_path, scene):
+    """The root keys the edges the cache keeps: SQLite text is UTF-8, and such a root was a
+    UnicodeEncodeError traceback (with --no-cache it worked)."""
+    from lookalike.store.cache import HashCache
+
+    root = tmp_path / os.fsdecode(b"ph\xffotos")
+    root.mkdir()
+    img = scene(4)
+    img.save(root / "a.png")
+    img.resize((150, 100)).save(root / "b.png")
+    with HashCache(tmp_path / "c.sqlite") as cache:
+        first = lookalike.scan(root, workers=1, cache=cache)
+        again = lookalike.scan(root, workers=1, cache=cache)
+    assert [sorted(g.paths) for g in first.groups] == [sorted(g.paths) for g in again.groups]
+    assert len(first.groups) == 1

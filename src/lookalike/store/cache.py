@@ -553,7 +553,10 @@ class HashCache:
 
     @staticmethod
     def _edges_key(config: ScanConfig, scope: Sequence[str], radius: int) -> str:
-        return "\0".join(["edges", settings_key(config), str(radius), *sorted(scope)])
+        # A root named in other bytes than UTF-8 (kept as surrogate escapes) cannot be SQLite
+        # text: it is keyed by its bytes in hex (it was a UnicodeEncodeError traceback).
+        roots = [r if storable(r) else "bytes:" + os.fsencode(r).hex() for r in scope]
+        return "\0".join(["edges", settings_key(config), str(radius), *sorted(roots)])
 
     @_damage_said
     def load_edges(self, config: ScanConfig, scope: Sequence[str], radius: int
