@@ -565,3 +565,31 @@ def test_undo_finishes_pruning_that_an_interrupted_undo_began(tmp_path):
     # The folder the file lay in was removed before the kill; its parents were not.
     applying._prune_dirs(str(shelf / "2020" / "june"), str(q), str(shelf))
     assert os.listdir(q) == []
+
+
+def test_a_journal_whose_run_stopped_before_its_header_is_begun_anew(two_photos, tmp_path):
+    """kill -9 between creating the journal and writing its header left an empty (or torn)
+    file that undo and resume both refused as "not a lookalike journal"."""
+    from lookalike.actions.journal import JOURNAL_KIND, Journal
+    from lookalike.errors import JournalError
+
+    x, _ = two_photos
+    x_before = snapshot(x)
+    p = _move_plan(_report(x, tmp_path / "r.json"), tmp_path / "q")
+    for torn in (b"", b'{"kind": "lookal', f'{{"kind": "{JOURNAL_KIND}", "sch'.encode()):
+        journal = tmp_path / "j.jsonl"
+        journal.write_bytes(torn)
+        assert Journal.unstarted(journal)
+        assert undo(journal).restored == ()  # nothing was done under it
+        assert apply(p, journal=journal).ok and not (x / "b.png").exists()
+        assert undo(journal).ok and snapshot(x) == x_before
+        journal.unlink()
+    # Anything else named as a journal is still no journal (and never replaced).
+    other = tmp_path / "notes.txt"
+    other.write_bytes(b"hello")
+    assert not Journal.unstarted(other)
+    with pytest.raises(JournalError):
+        undo(other)
+    with pytest.raises(JournalError):
+        apply(p, journal=other)
+    assert other.read_bytes() == b"hello"

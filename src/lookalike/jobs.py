@@ -456,10 +456,13 @@ def apply_plan(source: str, *, action: Action, keep: Sequence[str] = (),
         default_journal_path,
         recover,
     )
+    from lookalike.actions.journal import Journal
     from lookalike.actions.plan import journal_of, load_source, plan, render_plan
 
     out = sys.stdout if out is None else out
-    resume = journal is not None and os.path.exists(journal)
+    # A journal whose run stopped before its header is begun anew (apply replaces it).
+    resume = (journal is not None and os.path.exists(journal)
+              and not Journal.unstarted(journal))
     loaded = load_source(source)
     if resume and yes:
         assert journal is not None

@@ -880,6 +880,9 @@ def undo(journal: str | os.PathLike[str], *, reporter: Reporter | None = None) -
     inodes cannot tell (copies across file systems).
     """
     reporter = reporter or NullReporter()
+    if Journal.unstarted(journal):  # its run stopped before its header: nothing to undo
+        reporter.close()
+        return UndoResult(journal=os.path.abspath(os.fspath(journal)))
     with Journal.open(journal) as j:
         # A failed op was rolled back (or never began) before it was marked: replaying it
         # could take another run's file for the copy it never made.
@@ -992,6 +995,8 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
     jpath = os.path.abspath(os.fspath(journal if journal is not None
                                       else default_journal_path(plan)))
     recovered = 0
+    if Journal.unstarted(jpath):
+        os.unlink(jpath)  # a run stopped while creating it: nothing was done, begin anew
     if os.path.exists(jpath):
         j = Journal.open(jpath)
         try:  # closed (and unlocked) on any error: a caller may apply again in this process

@@ -192,6 +192,24 @@ class Journal:
             raise
         return j
 
+    @staticmethod
+    def unstarted(path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` is a journal whose run stopped (``kill -9``) between creating the
+        file and writing its header line: empty, or the header's first bytes without its
+        line's end. No operation is journaled before the header, so nothing was done under
+        it; undo and resume took it for no journal at all. Anything else (a user's file, a
+        journal with a header) is not."""
+        start = json.dumps({"kind": JOURNAL_KIND}, ensure_ascii=False)[:-1].encode()
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 16:
+                return False
+            with open(path, "rb") as fh:
+                data = fh.read(1 << 16)
+        except OSError:
+            return False
+        return b"\n" not in data and (data.startswith(start) or start.startswith(data))
+
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, writable: bool = True) -> Journal:
         """Read an existing journal (and keep it open for appending if ``writable``).
