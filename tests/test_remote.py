@@ -395,7 +395,7 @@ def test_shards_and_parquet_files_in_a_folder_scanned_as_files_are_counted_and_n
     out = capsys.readouterr().out
     assert exc.value.code == 0 and "0 images scanned" in out
     assert "skipped 3 tar or Parquet files found inside the folders" in out
-    assert "--input-format tar" in out
+    assert "read with the input format tar or parquet" in out
     plain = lookalike.scan(tree, config=CONFIG)
     assert "skipped_containers" not in plain.stats  # a plain folder's stats are as before
     # Through the API too: 0 records and 0 errors said nothing.

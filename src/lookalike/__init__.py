@@ -23,10 +23,13 @@ from lookalike.config import DEFAULT_HASH_SIZE, DEFAULT_METHOD, DEFAULT_THRESHOL
 from lookalike.errors import (
     ConfigError,
     DecodeError,
+    Interrupted,
     JournalError,
     LookalikeError,
+    PartialFailure,
     Problem,
     ReportError,
+    TooManyPairs,
 )
 from lookalike.events import NullReporter, Reporter
 from lookalike.model import FileFacts, Group, Hash, ImageRecord, Member
@@ -110,6 +113,7 @@ __all__ = [
     "Hash",
     "HtmlSummary",
     "ImageRecord",
+    "Interrupted",
     "JournalError",
     "KeepPolicy",
     "Leakage",
@@ -118,6 +122,7 @@ __all__ = [
     "NullReporter",
     "Operation",
     "ParquetStore",
+    "PartialFailure",
     "Plan",
     "Problem",
     "Report",
@@ -125,6 +130,7 @@ __all__ = [
     "Reporter",
     "ScanConfig",
     "ScanResult",
+    "TooManyPairs",
     "UndoResult",
     "__version__",
     "apply",

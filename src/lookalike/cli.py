@@ -257,10 +257,10 @@ def _embed_options() -> _Decorator:
     return lambda f: embed(similarity(verify(f)))
 
 
-def _band_option(help: str) -> _Decorator:
+def _band_option(help: str, off: str = "") -> _Decorator:
     return click.option("--band", type=click.IntRange(min=0), default=None, metavar="BITS",
                         help=help + " 0 = off. Default: the method's (`lookalike methods`), "
-                        "off at or below the threshold and with --grouping star.")
+                        f"off at or below the threshold{off}.")
 
 
 def _workers_option() -> _Decorator:
@@ -362,7 +362,7 @@ def cli() -> None:
 @_embed_options()
 @_band_option("Verified hash band: photos whose hashes differ by more than the threshold, up "
               "to BITS, are grouped when their pictures, aligned, are one picture "
-              "(brightened, contrast or gamma edits).")
+              "(brightened, contrast or gamma edits).", off=" and with --grouping star")
 @click.option("--grouping", type=click.Choice(["components", "star"]), default="components",
               show_default=True,
               help="components: chain matches; star: all within threshold of the representative.")

@@ -144,7 +144,9 @@ class PartialFailure(LookalikeError):
     """A run finished, but some of its items failed; each was reported on its own already.
 
     Raised by the command line after a library call whose result says so (unreadable query
-    images, failed file operations); the library itself returns such results.
+    images, failed file operations), and by :func:`lookalike.calibrate` when fewer than 2 of
+    its sampled images could be read (no measurement to return); the library returns the
+    other such results.
     """
 
     exit_code = 1
@@ -177,7 +179,8 @@ class Problem:
 
     Attributes:
         path: absolute path (or URL) of the file.
-        stage: pipeline stage that failed: ``walk``, ``read``, ``decode`` or ``hash``.
+        stage: the stage that failed: ``walk``, ``read``, ``decode`` or ``hash`` in a scan;
+            ``apply`` or ``undo`` for a file operation.
         error: stable reason code, e.g. ``truncated`` or ``permission-denied``.
         message: one human-readable line.
     """

@@ -619,7 +619,7 @@ def _band(records: Sequence[ImageRecord], items: Sequence[Any], config: ScanConf
     except TooManyPairs:  # the search's memory guard (grouping.edges), not a cache error
         why = (f"its search to {config.resolved_band} bits would pair more of these "
                f"{len(tried):,} pictures' hashes than fit in memory")
-        reporter.info(f"the verified band was left out: {why}; a lower --band searches less "
+        reporter.info(f"the verified band was left out: {why}; a lower band searches less "
                       "(0: off)")
         return {}, {**none, "band_skipped": why}
     return band_matches(records, items, config, near, tried, band, links, options, cache,

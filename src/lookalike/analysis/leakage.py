@@ -191,7 +191,7 @@ class Leakage:
                          f"e.g. {shown(linked[0])}")
         if self.unverified:
             lines.append(f"not on it: {len(self.unverified)} suspect(s) that only unverified "
-                         "embeddings matched (--no-verify; perhaps another photo of the "
+                         "embeddings matched (verification off; perhaps another photo of the "
                          f"scene: review them), e.g. {shown(self.unverified[0])}")
         return "\n".join(lines) + "\n"
 

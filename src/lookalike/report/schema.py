@@ -429,14 +429,14 @@ def render_text(result: ScanResult, *, max_groups: int | None = None,
                      "(CACHEDIR.TAG: e.g. a review page's thumbnails) inside the folders")
     if s.get("skipped_containers"):
         lines.append(f"skipped {plural(s['skipped_containers'], 'tar or Parquet file')} "
-                     "found inside the folders (their images are read with `scan "
-                     "--input-format tar` or `parquet`)")
+                     "found inside the folders (their images are read with the input format "
+                     "tar or parquet)")
     if s.get("skipped_images"):
         lines.append(f"skipped {plural(s['skipped_images'], 'image file')} found beside the "
                      "shards or Parquet files (the default input format reads image files)")
     if s.get("skipped_symlinks"):
         lines.append(f"skipped {plural(s['skipped_symlinks'], 'symlink')} found inside the "
-                     "folders (not followed: `scan --follow-symlinks` follows them)")
+                     "folders (not followed unless asked to)")
     for g in result.groups if max_groups is None else result.groups[:max_groups]:
         lines.append("")
         lines.append(f"group {g.id} ({g.kind}, {plural(len(g), 'image')})")
