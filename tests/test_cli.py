@@ -1200,14 +1200,14 @@ def test_a_closed_stdout_is_one_line_when_the_report_would_go_there(tmp_path, sc
 
 
 def test_an_unwritable_parquet_output_names_the_users_folder(tmp_path, monkeypatch):
-    from lookalike import jobs
+    from lookalike.store import parquet
 
     def refuse(path, what="output file"):
         raise ConfigError(f"cannot write the {what} {path}: Permission denied")
 
-    monkeypatch.setattr(jobs, "check_writable", refuse)
+    monkeypatch.setattr(parquet, "check_writable", refuse)
     with pytest.raises(ConfigError) as err:
-        jobs._local_folder_output(str(tmp_path / "pq"), "Parquet output")
+        parquet.check_output_folder(str(tmp_path / "pq"))
     assert str(tmp_path / "pq") in str(err.value) and ".lookalike-probe" not in str(err.value)
 
 
@@ -1246,3 +1246,13 @@ def test_nothing_is_written_beside_a_pipe_and_a_page_must_be_a_file(tmp_path, sc
     assert _exit_code(["scan", str(folder), "-j", "1", "-q", "--no-cache", "--format", "paths",
                        "--html", str(tmp_path / "p.html")]) == 2
     assert "standard output is closed" in capsys.readouterr().err
+
+
+def test_a_library_scan_checks_its_parquet_output_before_any_work(tmp_path, scene):
+    # The check ran on the command line's path only: scan() hashed everything, then raised a
+    # plain NotADirectoryError.
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="is a file"):
+        lookalike.scan(folder, workers=1, parquet_out=str(tmp_path / "a.jpg" / "out"))

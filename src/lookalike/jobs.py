@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from lookalike.config import ScanConfig, check_writable, nearest_folder
+from lookalike.config import ScanConfig, check_writable
 from lookalike.errors import ConfigError, Interrupted, Problem
 from lookalike.events import Reporter
 from lookalike.grouping.keep import parse_keep
@@ -51,6 +51,7 @@ from lookalike.report.schema import (
     write_report,
 )
 from lookalike.store.cache import HashCache, default_cache_path
+from lookalike.store.parquet import check_output_folder
 from lookalike.worker import hash_file
 
 if TYPE_CHECKING:
@@ -146,33 +147,6 @@ def _refuse_inside(path: str | None, what: str, folder: str | None, name: str) -
                           "name a file elsewhere")
 
 
-def _local_folder_output(path: str | None, what: str) -> str | None:
-    """Check, before any work, that a local output folder (``--parquet-out``) can be made
-    or written; return it (None for none, or a URL: checked by its store)."""
-    from lookalike.inputs.remote import is_url
-
-    if path is None or is_url(path):
-        return None
-    if not path.strip():  # an unset variable: it named the current folder
-        raise ConfigError(f"the {what} is an empty path; name a folder")
-    # The store makes the folder and its parents: the nearest that exists must be a folder
-    # that takes files.
-    target = os.path.abspath(path)
-    up = nearest_folder(target)
-    # What lies just below that folder on the way, if anything, is a file in the way.
-    step = os.path.join(up, os.path.relpath(target, up).split(os.sep)[0])
-    if up != target and os.path.lexists(step):
-        raise ConfigError(f"the {what} {path} cannot be a folder: {step} is a file; name a "
-                          "folder (it gets part files)")
-    try:
-        check_writable(os.path.join(up, ".lookalike-probe"), what)
-    except ConfigError:  # its message names the probe file, not the user's folder
-        raise ConfigError(f"cannot write the {what} {path}: {up} takes no new files "
-                          "(permission denied, or a read-only file system); choose another "
-                          "folder") from None
-    return path
-
-
 def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | None = None,
                   format: ReportFormat | None = None, html: str | None = None,
                   reference: Sequence[str] = (), keep: Sequence[str] = (),
@@ -256,7 +230,7 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
     use_cache = use_cache and (cache is not None or not cluster)
     cache_path = (cache if cache is not None else str(default_cache_path())) if use_cache \
         else None
-    parquet_out = _local_folder_output(options.get("parquet_out"), "Parquet output")
+    parquet_out = check_output_folder(options.get("parquet_out"))
     for what, target in (("report", output), ("HTML page", html)):
         # Every file there is read back as a part of the output: a report in it broke the
         # folder ("Parquet magic bytes not found").

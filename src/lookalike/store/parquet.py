@@ -70,7 +70,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from lookalike.config import import_extra
+from lookalike.config import check_writable, import_extra, nearest_folder
 from lookalike.errors import RETRYABLE, ConfigError, LookalikeError, Problem
 from lookalike.inputs.read import max_file_bytes
 from lookalike.model import FileFacts, Hash, ImageRecord
@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     from lookalike.config import ScanConfig
     from lookalike.inputs.walk import FileEntry
 
-__all__ = ["SCHEMA_VERSION", "ParquetStore", "read_results"]
+__all__ = ["SCHEMA_VERSION", "ParquetStore", "check_output_folder", "read_results"]
 
 # 2: the facts column, 3: the embedding column, 4: ctime_ns (older parts read with nulls
 # there)
@@ -111,6 +111,37 @@ def _text(text: str | None) -> str | None:
     if text is None or storable(text):
         return text
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_output_folder(path: str | None, what: str = "Parquet output") -> str | None:
+    """Check, before any work, that a local output folder can be made or written; return it
+    (None for none, or a URL: checked by its store).
+
+    Raises:
+        ConfigError: an empty path, a file in the way, or a folder that takes no files.
+    """
+    from lookalike.inputs.remote import is_url
+
+    if path is None or is_url(path):
+        return None
+    if not path.strip():  # an unset variable: it named the current folder
+        raise ConfigError(f"the {what} is an empty path; name a folder")
+    # The store makes the folder and its parents: the nearest that exists must be a folder
+    # that takes files.
+    target = os.path.abspath(path)
+    up = nearest_folder(target)
+    # What lies just below that folder on the way, if anything, is a file in the way.
+    step = os.path.join(up, os.path.relpath(target, up).split(os.sep)[0])
+    if up != target and os.path.lexists(step):
+        raise ConfigError(f"the {what} {path} cannot be a folder: {step} is a file; name a "
+                          "folder (it gets part files)")
+    try:
+        check_writable(os.path.join(up, ".lookalike-probe"), what)
+    except ConfigError:  # its message names the probe file, not the user's folder
+        raise ConfigError(f"cannot write the {what} {path}: {up} takes no new files "
+                          "(permission denied, or a read-only file system); choose another "
+                          "folder") from None
+    return path
 
 
 class ParquetStore:
@@ -147,6 +178,7 @@ class ParquetStore:
         if self._fs.exists(self._root) and not self._fs.isdir(self._root):
             raise ConfigError(f"Parquet output {self.path} is a file; it must be a folder (a "
                               "Parquet dataset of part files). Pick a new name.")
+        check_output_folder(self.path)  # a library scan is checked before work too
         self.rows_per_part = rows_per_part
         self.flush_seconds = flush_seconds
         self._schema = _schema(pa)
@@ -275,11 +307,11 @@ class ParquetStore:
         table = pa.Table.from_arrays(
             [pa.array(col, type=f.type) for col, f in zip(columns, self._schema, strict=True)],
             schema=self._schema.with_metadata({_META_KEY: self._meta or b"{}"}))
-        self._fs.makedirs(self._root, exist_ok=True)
         name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         final = f"{self._root.rstrip('/')}/{name}"
         tmp = f"{self._root.rstrip('/')}/.{name}.tmp"
         try:
+            self._fs.makedirs(self._root, exist_ok=True)
             with self._fs.open(tmp, "wb") as fh:
                 self._pq.write_table(table, fh, compression="zstd")
             self._fs.mv(tmp, final)  # readers (and resume) only ever see whole parts
