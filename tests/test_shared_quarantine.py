@@ -593,3 +593,18 @@ def test_a_journal_whose_run_stopped_before_its_header_is_begun_anew(two_photos,
     with pytest.raises(JournalError):
         apply(p, journal=other)
     assert other.read_bytes() == b"hello"
+
+
+def test_ctrl_c_in_a_library_apply_says_which_journal_holds_the_changes(two_photos, tmp_path,
+                                                                      monkeypatch):
+    """undo() raised Interrupted with its journal; apply() let a bare KeyboardInterrupt out."""
+    x, _ = two_photos
+    p = _move_plan(_report(x, tmp_path / "r.json"), tmp_path / "q")
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(applying, "_run_op", stop)
+    with pytest.raises(lookalike.Interrupted) as exc:
+        apply(p, journal=tmp_path / "j.jsonl")
+    assert exc.value.journal == str(tmp_path / "j.jsonl")

@@ -1078,6 +1078,9 @@ def apply(plan: Plan, *, journal: str | os.PathLike[str] | None = None,
                     reporter.advance()
             finally:  # on every way out of the group, an error or Ctrl-C too
                 _unlock(held)
+    except KeyboardInterrupt:
+        # Every change is journaled before it is made: the journal undoes or finishes it.
+        raise Interrupted(jpath) from None
     finally:
         j.close()
         reporter.close()
