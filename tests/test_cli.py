@@ -1256,3 +1256,20 @@ def test_a_library_scan_checks_its_parquet_output_before_any_work(tmp_path, scen
     (tmp_path / "a.jpg").write_bytes(b"x")
     with pytest.raises(ConfigError, match="is a file"):
         lookalike.scan(folder, workers=1, parquet_out=str(tmp_path / "a.jpg" / "out"))
+
+
+def test_a_page_named_like_a_json_report_is_refused(tmp_path, scene, capsys):
+    # The page took the name (an earlier report there became HTML), the JSON r.json.json.
+    (tmp_path / "imgs").mkdir()
+    folder = _folder(tmp_path / "imgs", scene)
+    earlier = tmp_path / "r.json"
+    earlier.write_text('{"schema_version": 1}')
+    assert _exit_code(["scan", str(folder), "-q", "--no-cache", "--html", str(earlier)]) == 2
+    assert str(earlier) in capsys.readouterr().err
+    assert earlier.read_text() == '{"schema_version": 1}'
+    report = tmp_path / "real.json"
+    assert _exit_code(["scan", str(folder), "-q", "--no-cache", "-o", str(report)]) == 0
+    capsys.readouterr()
+    assert _exit_code(["report", str(report), "--html", str(earlier)]) == 2
+    assert "named like a JSON report" in capsys.readouterr().err
+    assert earlier.read_text() == '{"schema_version": 1}'

@@ -82,8 +82,7 @@ def errors_csv_path(report: str) -> str:
 
 def _page_report_path(html: str) -> str:
     """The JSON report written beside an HTML page when no JSON report was asked for."""
-    stem, ext = os.path.splitext(html)
-    return f"{html}.json" if ext.lower() == ".json" else f"{stem}.json"
+    return f"{os.path.splitext(html)[0]}.json"  # (a page is never named .json: _check_page_path)
 
 
 def _write_errors_csv(errors: Sequence[Problem], path: str) -> None:
@@ -91,6 +90,14 @@ def _write_errors_csv(errors: Sequence[Problem], path: str) -> None:
     write_text(path, csv_text([("path", "stage", "error", "message"),
                                *((p.path, p.stage, p.error, p.message) for p in errors)]),
                "error list")
+
+
+def _check_page_path(html: str | None) -> None:
+    """Refuse a review page named like a JSON report (``--html r.json``): the page took the
+    report's name, an earlier report there was replaced by HTML, and the JSON went to
+    ``r.json.json``."""
+    if html is not None and html.lower().endswith(".json"):
+        raise ConfigError(f"the HTML page {html} is named like a JSON report; name it .html")
 
 
 def _special(path: str) -> bool:
@@ -245,6 +252,7 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
                   inputs=[("file list", options.get("files_from")), ("hash cache", cache_path),
                           ("Parquet output", parquet_out), *(
                       ("scanned file", p) for p in (*reference, *paths))])
+    _check_page_path(html)  # (after: a page path that overwrites an input says that first)
     if reference:
         from lookalike.analysis.leakage import check_sets, find_leakage, restrict_to_leakage
 
@@ -390,6 +398,7 @@ def write_review_page(report: str, html: str, *, thumbnails: ThumbnailMode = "au
     from lookalike.report.html import write_html
 
     check_outputs([("HTML page", html)], inputs=[("report", report)])
+    _check_page_path(html)
     summary = write_html(report, html, thumbnails=thumbnails, reporter=reporter)
     print(_page_written(summary), file=sys.stdout if out is None else out)
     return summary
