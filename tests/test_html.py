@@ -135,18 +135,116 @@ def test_json_blob_escapes_markup_so_no_name_can_close_the_script_tag():
     assert html.count("</script>") == 2  # the blob's and the page script's own
 
 
-def test_groups_come_largest_first_and_keepers_prefill_from_the_report():
+def test_groups_come_largest_first_and_keepers_prefill_with_what_apply_keeps():
     data = _synthetic(3, per_group=2)
     data["groups"][2]["members"].append(_member("/nowhere/g00003/extra.jpg", 2))
-    # A keep policy decided for group 1: keep the second member, not the representative.
+    # A keep list the policy does not keep (files alike but their names: the first by path):
+    # the page pre-fills the policy's keeper, as apply plans, and says why it differs.
     data["groups"][0]["keep"] = [data["groups"][0]["members"][1]["path"]]
+    data["groups"][1]["keep"] = [data["groups"][1]["members"][0]["path"]]
     blob = _blob(render_html(data, report_path="/r.json"))
     assert [g["id"] for g in blob["groups"]] == [3, 1, 2]
     by_id = {g["id"]: g for g in blob["groups"]}
-    assert [m["k"] for m in by_id[1]["m"]] == [False, True]
-    assert [m["k"] for m in by_id[2]["m"]] == [True, False]  # no "keep": the representative
+    assert [m["k"] for m in by_id[1]["m"]] == [True, False]
+    assert "the report's keep list (/nowhere/g00001/img_1.jpg) differs" in by_id[1]["kw"]
+    assert [m["k"] for m in by_id[2]["m"]] == [True, False]  # the list the policy keeps
+    assert "kw" not in by_id[2] and "kw" not in by_id[3]  # group 3 records no keep list
+    assert by_id[1]["kr"] == by_id[2]["kr"] == "first by path (the rules find no difference)"
     assert blob["report_path"] == os.path.abspath("/r.json")
     assert blob["report_created"] == data["created"]
+
+
+def _camera_and_export(lib: Path, scene) -> tuple[Path, Path, Path]:
+    """A camera original (EXIF make, model, date) under ``lib/Originals`` and its upscaled
+    export without EXIF under ``lib/Exports``, both IMG_0002.jpg, scanned into a report."""
+    original, export = lib / "Originals" / "IMG_0002.jpg", lib / "Exports" / "IMG_0002.jpg"
+    for folder in (original.parent, export.parent):
+        folder.mkdir(parents=True)
+    picture = scene(1, (320, 240))
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"  # Make, Model
+    exif.get_ifd(0x8769)[0x9003] = "2024:06:01 10:00:00"  # DateTimeOriginal
+    picture.save(original, quality=92, exif=exif.tobytes())
+    picture.resize((640, 480)).save(export, quality=92)
+    return original, export, _scan_to_report(lib, lib.parent / "r.json")
+
+
+def _edited(report: Path, out: Path, edit) -> Path:
+    data = json.loads(report.read_text())
+    edit(data)
+    out.write_text(json.dumps(data))
+    return out
+
+
+def test_an_edited_keep_list_is_not_prefilled_nor_paired_with_anothers_reason(
+        tmp_path, scene, monkeypatch):
+    """A report whose keep list names the upscaled export (a hand edit, or an older
+    version's choice) made the page mark the export KEEP with the original's reason ("camera
+    EXIF") and the original REMOVE: exported and applied, the original went. The page
+    pre-fills what apply keeps, with that keeper's own reason, and says the list differs."""
+    original, export, report = _camera_and_export(tmp_path / "lib", scene)
+    data = json.loads(report.read_text())
+    assert data["groups"][0]["keep"] == [str(original)]
+    reason = data["groups"][0]["keep_reason"]
+    assert reason == "camera EXIF (make, model or date taken)"
+
+    def to_export(d: dict[str, Any]) -> None:
+        d["groups"][0]["keep"] = [str(export)]
+
+    edited = _edited(report, tmp_path / "edited.json", to_export)
+    # Each file's header is read once: the facts the page shows are the keep policy's too.
+    import lookalike.grouping.keep as keep_module
+    import lookalike.report.html as html_module
+    reads: list[str] = []
+
+    def counted(path: str) -> Any:
+        reads.append(path)
+        return real(path)
+
+    real = html_module.read_file_facts
+    for module in (html_module, keep_module):
+        monkeypatch.setattr(module, "read_file_facts", counted)
+    write_html(edited, tmp_path / "edited.html", thumbnails="none")
+    assert sorted(reads) == sorted([str(original), str(export)])
+    (group,) = _blob((tmp_path / "edited.html").read_text())["groups"]
+    kept = {m["p"]: m["k"] for m in group["m"]}
+    assert kept == {str(original): True, str(export): False}
+    assert group["m"][group["kf"]]["p"] == str(original) and group["kr"] == reason
+    assert group["kw"].startswith(f"the report's keep list ({export}) differs from what its "
+                                  "keep policy keeps now: edited, or written by another "
+                                  "version of lookalike")
+    assert "apply on the report itself skips this group" in group["kw"]
+    # Which is what apply does with the report: it skips the group, for that reason.
+    (skipped,) = lookalike.plan(edited, action="delete").skipped
+    assert "the report's keep list was edited, or written by another version" in skipped.reason
+    # The report as the scan wrote it: the same keeper and reason, and nothing to warn of.
+    write_html(report, tmp_path / "r.html", thumbnails="none")
+    (group,) = _blob((tmp_path / "r.html").read_text())["groups"]
+    assert {m["p"]: m["k"] for m in group["m"]} == kept
+    assert group["kr"] == reason and "kw" not in group
+
+
+def test_a_report_without_keep_lists_prefills_what_apply_keeps_by_default(tmp_path, scene):
+    """A report of an earlier version records no keep policy nor keep lists: the page kept
+    its representative (the upscaled export), apply the camera original (the default
+    policy, original)."""
+    original, export, report = _camera_and_export(tmp_path / "lib", scene)
+
+    def old(d: dict[str, Any]) -> None:
+        del d["keep_policy"]
+        for g in d["groups"]:
+            del g["keep"], g["keep_reason"]
+
+    old_report = _edited(report, tmp_path / "old.json", old)
+    assert json.loads(old_report.read_text())["groups"][0]["representative"] == str(export)
+    write_html(old_report, tmp_path / "old.html", thumbnails="none")
+    page = (tmp_path / "old.html").read_text()
+    (group,) = _blob(page)["groups"]
+    assert {m["p"]: m["k"] for m in group["m"]} == {str(original): True, str(export): False}
+    assert group["kr"] == "camera EXIF (make, model or date taken)" and "kw" not in group
+    assert "(<span class=\"mono\">original</span>, the default: the report records none)" in page
+    (planned,) = lookalike.plan(old_report, action="delete").groups
+    assert planned.keep == (str(original),)
 
 
 def test_missing_files_get_placeholders_not_a_crash(tmp_path):
@@ -533,6 +631,44 @@ def test_groups_apply_would_skip_say_so_and_leave_the_totals(web, tmp_path, scen
     assert "gone or changed since the scan: apply skips it" in pg.inner_text(
         f"article.group[data-id='{data['groups'][1]['id']}'] .warn")
     assert "1 group apply will skip" in pg.inner_text("#status")
+    assert web.console == []
+
+
+@pytest.mark.slow
+def test_an_edited_keep_list_keeps_the_original_on_the_page_and_in_its_export(
+        web, tmp_path, scene, runner):
+    """One click (Export, then apply) moved the camera original of a report whose keep list
+    was edited to name its upscaled export: the page marked the export KEEP with the
+    original's reason. Now the original is kept, with its reason, and the group says why
+    the report's list is not followed."""
+    original, export, report = _camera_and_export(tmp_path / "lib", scene)
+
+    def to_export(d: dict[str, Any]) -> None:
+        d["groups"][0]["keep"] = [str(export)]
+
+    edited = _edited(report, tmp_path / "edited.json", to_export)
+    html = tmp_path / "edited.html"
+    write_html(edited, html)
+    web.open(html)
+    pg = web.page
+    group = pg.locator("article.group").first
+    cards = {group.locator(".member").nth(i).locator(".path").first.inner_text(): i
+             for i in range(2)}
+    kept = group.locator(".member").nth(cards[str(original)])
+    assert kept.locator(".badge").inner_text() == "KEEP"
+    assert kept.locator(".why").inner_text() == (
+        "suggested keeper: camera EXIF (make, model or date taken)")
+    gone = group.locator(".member").nth(cards[str(export)])
+    assert gone.locator(".badge").inner_text() == "REMOVE"
+    assert gone.locator(".why").inner_text() == ""
+    assert "differs from what its keep policy keeps now" in group.locator(".warn").inner_text()
+    assert "skip" not in pg.inner_text("#status")  # exported decisions act on the group
+    (decided,) = web.export(tmp_path / "decisions.json")["groups"]
+    assert (decided["keep"], decided["remove"]) == ([str(original)], [str(export)])
+    res = runner.invoke(cli, ["apply", str(tmp_path / "decisions.json"), "--action", "move",
+                              "--to", str(tmp_path / "q"), "--yes"])
+    assert res.exit_code == 0, res.output
+    assert original.exists() and not export.exists()
     assert web.console == []
 
 

@@ -25,6 +25,12 @@ beside each image that the report does not hold (camera, date taken, JPEG qualit
 colour mode) are read by :func:`image_facts` (:mod:`lookalike.imaging.facts`) from the file's
 header and EXIF, never its pixels.
 
+Each group is pre-filled with what ``lookalike apply`` on the report keeps
+(:func:`keep_decisions`): the report's recorded keep policy (``original`` when it records
+none) decides again, over the file facts the page reads anyway, and the page shows that
+decision's own reason. A report ``keep`` list that differs (edited, or an earlier version's
+choice) is not followed: the group says so, as ``apply`` skips it.
+
 Folder rules ("keep everything under A, remove duplicates under B") are chosen in the page
 from the folders of the report's members (:func:`folder_tree`) and written into the exported
 decisions as ``"folder_rules": [{"folder": "/abs/A", "rule": "keep"}, ...]`` beside the
@@ -39,8 +45,9 @@ The Export button downloads the user's keep/remove choices as a decisions file t
      "groups": [{"id": 3, "keep": ["/abs/a.jpg"], "remove": ["/abs/b.jpg"]}]}
 
 :func:`render_html` is pure: it renders report data, the thumbnail URLs, each file's state
-(gone or changed since the scan) and its facts that :func:`write_html` gathered first, in its
-I/O steps (:func:`file_states`, the thumbnails, :func:`image_facts`).
+(gone or changed since the scan), its facts and the keep decisions that :func:`write_html`
+gathered first, in its I/O steps (:func:`file_states`, the thumbnails, :func:`image_facts`,
+:func:`keep_decisions`).
 
 Jinja2 and Pillow load on first use (the imports inside functions), so importing this module
 stays light.
@@ -52,6 +59,7 @@ file facts it shows are one writer's steps; the template and script are separate
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -69,17 +77,24 @@ from lookalike.analysis.leakage import empty_set_warning
 from lookalike.config import check_writable
 from lookalike.errors import ConfigError, DecodeError, LookalikeError
 from lookalike.events import NullReporter, Reporter
-from lookalike.grouping.keep import capture_moments, in_folders, kept_shots, with_raw_twins
-from lookalike.imaging.facts import MULTI_FRAME_FORMATS, read_file_facts
+from lookalike.grouping.keep import (
+    KeepDecision,
+    KeepPolicy,
+    capture_moments,
+    in_folders,
+    kept_shots,
+    with_raw_twins,
+)
+from lookalike.imaging.facts import MULTI_FRAME_FORMATS, FileFacts, read_file_facts
 from lookalike.inputs.walk import (
     CACHEDIR_SIGNATURE,
     CACHEDIR_TAG,
     cache_tagged,
     container_of,
 )
-from lookalike.model import HASHED
+from lookalike.model import HASHED, Group, ImageRecord
 from lookalike.outputs import write_new, write_text
-from lookalike.paths import is_local_file
+from lookalike.paths import is_local_file, shown
 from lookalike.pipeline import ScanResult
 from lookalike.report.schema import (
     DECISIONS_KIND,
@@ -89,6 +104,7 @@ from lookalike.report.schema import (
     human_bytes,
     read_report,
     refuse_overwrite,
+    report_groups,
     report_to_dict,
 )
 
@@ -99,6 +115,7 @@ __all__ = [
     "file_states",
     "folder_tree",
     "image_facts",
+    "keep_decisions",
     "render_html",
     "write_html",
 ]
@@ -142,24 +159,87 @@ class HtmlSummary:
 
 def _load_report(report: str | os.PathLike[str] | Report | Mapping[str, Any] | ScanResult,
                  report_path: str | os.PathLike[str] | None
-                 ) -> tuple[dict[str, Any], str | None]:
-    """Normalise the accepted inputs to ``(report dict, absolute report path or None)``.
+                 ) -> tuple[dict[str, Any], str | None, list[Group] | None]:
+    """Normalise the accepted inputs to ``(report dict, absolute report path or None, its
+    groups as read by read_report, or None when only the dict is at hand)``.
 
     Reads the report of a path; decides the keep lists of a ``ScanResult`` (see
     :func:`~lookalike.report.schema.decide_keep`).
     """
     if isinstance(report, (str, os.PathLike)):
         rep = read_report(report)
-        return rep.data, os.path.abspath(rep.path)
+        return rep.data, os.path.abspath(rep.path), rep.groups
     if isinstance(report, Report):
-        return report.data, os.path.abspath(report_path or report.path)
+        return report.data, os.path.abspath(report_path or report.path), report.groups
     if isinstance(report, ScanResult):
         data = report_to_dict(report)
     elif isinstance(report, Mapping):
         data = dict(report)
     else:
         raise TypeError(f"cannot render a report from {type(report).__name__}")
-    return data, os.path.abspath(report_path) if report_path is not None else None
+    return data, os.path.abspath(report_path) if report_path is not None else None, None
+
+
+def _recorded_policy(data: Mapping[str, Any]) -> KeepPolicy:
+    """The keep policy ``lookalike apply`` plans a report with when given no keep rules
+    (:func:`lookalike.actions.plan.plan`): the report's recorded rules (``original``, the
+    default, when it records none), its recorded protected folders and a leakage scan's
+    reference sets."""
+    recorded = data.get("keep_policy") or {}
+    leakage = data.get("leakage") or {}
+    return KeepPolicy.from_spec(
+        recorded.get("rules") or None, protect=recorded.get("protect") or (),
+        reference=[*(leakage.get("reference") or ()), *(recorded.get("reference") or ())])
+
+
+def keep_decisions(data: Mapping[str, Any], groups: Sequence[Group] | None = None,
+                   headers: Mapping[str, FileFacts] | None = None
+                   ) -> dict[int, KeepDecision]:
+    """What ``lookalike apply`` on report ``data`` keeps of each group (by id): the
+    decision of :meth:`KeepPolicy.decide <lookalike.grouping.keep.KeepPolicy.decide>` under
+    the policy it plans with (the recorded one, else ``original``), over facts read as it
+    reads them (:meth:`~lookalike.grouping.keep.KeepPolicy.read_facts`). The review page
+    suggests these, not the report's own ``keep`` lists: a hand-edited list, or one an
+    earlier version's policy chose, is a list apply refuses to follow.
+
+    Args:
+        data: the report.
+        groups: its groups as :func:`~lookalike.report.schema.read_report` read them
+            (default: read from ``data``).
+        headers: each member's header facts (:func:`read_file_facts`) already read, by path:
+            the policy reads those of the other members itself.
+
+    Raises:
+        ReportError: a group of ``data`` cannot be read.
+    """
+    if groups is None:
+        groups = report_groups("the report", data)
+    headers = headers or {}
+
+    def known(rec: ImageRecord) -> ImageRecord:
+        facts = headers.get(rec.path)
+        if facts is None:
+            return rec
+        if rec.facts is not None and rec.facts.content is not None:  # the bars the scan found
+            facts = dataclasses.replace(facts, content=rec.facts.content)
+        return dataclasses.replace(rec, facts=facts)
+
+    groups = [dataclasses.replace(g, members=tuple(
+        dataclasses.replace(m, record=known(m.record)) for m in g.members)) for g in groups]
+    policy = _recorded_policy(data)
+    facts = policy.read_facts(m.record for g in groups for m in g.members)
+    return {g.id: policy.decide(g, facts) for g in groups}
+
+
+def _differs(recorded: Any, decision: KeepDecision) -> str | None:
+    """The warning of a group whose report ``keep`` list is not ``decision``'s, or None."""
+    if not isinstance(recorded, list) or set(recorded) == set(decision.keep):
+        return None
+    said = ", ".join(_displayable(shown(str(p))) for p in recorded) or "nothing"
+    return (f"the report's keep list ({said}) differs from what its keep policy keeps now: "
+            "edited, or written by another version of lookalike. Pre-filled here: the "
+            "policy's choice; apply on the report itself skips this group (unless given "
+            "--keep, --protect or folder rules); exported decisions are applied as chosen")
 
 
 def _groups_largest_first(groups: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -286,7 +366,11 @@ def image_facts(path: str) -> dict[str, Any] | None:
 
     Returns None for a path Pillow cannot open (gone, not a local file, not an image).
     """
-    facts = read_file_facts(path)
+    return _shown_facts(read_file_facts(path))
+
+
+def _shown_facts(facts: FileFacts) -> dict[str, Any] | None:
+    """:func:`image_facts` of a file whose header facts are ``facts``."""
     if facts.format is None:
         return None
     shown = {"format": facts.format, "mode": facts.mode, "quality": facts.quality,
@@ -297,29 +381,34 @@ def image_facts(path: str) -> dict[str, Any] | None:
 
 def _gather(paths: list[str], size: int | None, reporter: Reporter, workers: int | None,
             stats: Mapping[str, Any]
-            ) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, dict[str, Any]]]:
-    """Read the facts of every path and, unless ``size`` is None, make its thumbnail and
-    preview (:func:`_pictures`; ``stats``: the report's, for the columns read), in threads
+            ) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, dict[str, Any]],
+                       dict[str, FileFacts]]:
+    """Read the header facts of every path and, unless ``size`` is None, make its thumbnail
+    and preview (:func:`_pictures`; ``stats``: the report's, for the columns read), in threads
     (Pillow releases the GIL while decoding and resizing). Returns ``(thumbnails, previews,
-    facts)``, each keyed by path."""
+    facts, headers)``, each keyed by path: ``facts`` the page shows (:func:`image_facts`),
+    ``headers`` all that was read (:func:`read_file_facts`, which the keep policy takes)."""
     members = _members(paths, stats) if size else {}
 
-    def one(path: str) -> tuple[bytes | None, bytes | None, dict[str, Any] | None]:
-        fact = image_facts(path)
-        return (*(_pictures(path, size, fact, members.get(path)) if size else (None, None)),
-                fact)
+    def one(path: str) -> tuple[bytes | None, bytes | None, FileFacts]:
+        header = read_file_facts(path)  # once: the page's facts and the keep policy's
+        return (*(_pictures(path, size, _shown_facts(header), members.get(path)) if size
+                  else (None, None)), header)
 
     jpegs: dict[str, bytes] = {}
     previews: dict[str, bytes] = {}
     facts: dict[str, dict[str, Any]] = {}
+    headers: dict[str, FileFacts] = {}
     workers = workers or min(16, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for path, (jpeg, preview, fact) in zip(paths, pool.map(one, paths), strict=True):
+        for path, (jpeg, preview, header) in zip(paths, pool.map(one, paths), strict=True):
+            fact = _shown_facts(header)
             for found, into in ((jpeg, jpegs), (preview, previews), (fact, facts)):
                 if found is not None:
                     into[path] = found  # type: ignore[assignment]
+            headers[path] = header
             reporter.advance(1)
-    return jpegs, previews, facts
+    return jpegs, previews, facts, headers
 
 
 def folder_tree(paths: Sequence[str], roots: Sequence[str] = ()
@@ -432,8 +521,14 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                report_path: str | None, thumb_url: Mapping[str, str],
                states: Mapping[str, str] | None = None,
                facts: Mapping[str, Mapping[str, Any]] | None = None,
-               preview_url: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The compact data the page script reads (short keys: 10,000 groups stay small)."""
+               preview_url: Mapping[str, str] | None = None,
+               decisions: Mapping[int, KeepDecision] | None = None) -> dict[str, Any]:
+    """The compact data the page script reads (short keys: 10,000 groups stay small).
+
+    ``decisions``: :func:`keep_decisions` of ``data`` (made here when not given): the
+    keepers each group is pre-filled with, and why the first one was chosen."""
+    if decisions is None:
+        decisions = keep_decisions(data)
     state = states or {}
     facts = facts or {}
     preview_url = preview_url or {}
@@ -458,9 +553,10 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
         members = g.get("members", [])
         paths = [m["path"] for m in members]
         rep = g.get("representative")
-        keep = g.get("keep")
-        if not isinstance(keep, list):  # no keep policy in the report: keep the representative
-            keep = [rep]
+        # What apply keeps (the report's policy decides again), not the report's keep list:
+        # an edited list, or an earlier version's choice, is one apply does not follow.
+        decision = decisions[int(g["id"])]
+        keep = list(decision.keep)
         keep_set = set(keep)
         # Other shots (a burst's frames): each capture moment keeps a member under any
         # folder rule, as in apply ("mo": its moment; "sh": the policy kept it).
@@ -513,8 +609,10 @@ def _page_data(data: Mapping[str, Any], groups: Sequence[Mapping[str, Any]],
                            "m": out_members,
                            # The policy's keeper (keep[0]; its reason is "kr") among them.
                            "kf": paths.index(keep[0]) if keep and keep[0] in paths else None,
-                           # Why the keep policy suggests its keeper ("" when unknown).
-                           "kr": str(g.get("keep_reason") or "")})
+                           # Why the keep policy suggests its keeper: the decision's own.
+                           "kr": decision.reason,
+                           # The report's keep list is not the decision: said, not followed.
+                           **({"kw": kw} if (kw := _differs(g.get("keep"), decision)) else {})})
     return {
         "kind": DECISIONS_KIND, "schema_version": DECISIONS_SCHEMA_VERSION,
         "report_path": report_path, "report_created": data.get("created"),
@@ -531,9 +629,10 @@ def render_html(report: Report | Mapping[str, Any], *,
                 thumbnails: Mapping[str, str] | None = None,
                 states: Mapping[str, str] | None = None,
                 facts: Mapping[str, Mapping[str, Any]] | None = None,
-                previews: Mapping[str, str] | None = None) -> str:
-    """Render the review page as a string. Pure: no image file is read, made or stat'ed
-    (only the package's own templates are read).
+                previews: Mapping[str, str] | None = None,
+                decisions: Mapping[int, KeepDecision] | None = None) -> str:
+    """Render the review page as a string. Pure given ``decisions``: no image file is read,
+    made or stat'ed (only the package's own templates are read).
 
     Args:
         report: a :class:`~lookalike.report.schema.Report` or a report dict.
@@ -548,13 +647,19 @@ def render_html(report: Report | Mapping[str, Any], *,
             :data:`WEB_FORMATS` is shown full size in the compare view.
         previews: path -> URL of a larger image the compare view shows in place of an
             original in another format (as ``thumbnails``).
+        decisions: :func:`keep_decisions` of the report: each group's keepers as ``apply``
+            keeps them, which the page pre-fills. Without them they are made here (the keep
+            policy reads the members' headers).
     """
     import jinja2
     from markupsafe import Markup
 
-    data, abs_report = _load_report(report, report_path)  # no I/O for these two types
+    data, abs_report, read = _load_report(report, report_path)  # no I/O for these two types
+    if decisions is None:
+        decisions = keep_decisions(data, read)
     groups = _groups_largest_first(data.get("groups", []))
-    page = _page_data(data, groups, abs_report, thumbnails or {}, states, facts, previews)
+    page = _page_data(data, groups, abs_report, thumbnails or {}, states, facts, previews,
+                      decisions)
     script, style = _asset("report.js"), _asset("report.css")
     for name, text, tag in (("report.js", script, "</script"), ("report.css", style, "</style")):
         if tag in text.lower():  # would end the inline element early
@@ -587,7 +692,9 @@ def render_html(report: Report | Mapping[str, Any], *,
         tool=data.get("tool", {}) or {}, created=data.get("created") or "",
         report_path=_displayable(abs_report) if abs_report else None,
         roots=[_displayable(str(r)) for r in data.get("roots", []) or []],
-        keep_policy=data.get("keep_policy") or {},
+        # The rules the page's keepers were chosen by (plan's: the recorded, or the default).
+        keep_rules=list(_recorded_policy(data).rules),
+        keep_recorded=bool((data.get("keep_policy") or {}).get("rules")),
         leakage=_leakage_lines(data.get("leakage")),
     )
 
@@ -647,17 +754,17 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
         ReportError: ``report`` is a path that is not a readable report.
         ConfigError: unknown ``thumbnails`` mode, or ``out``'s folder does not exist.
 
-    Cost: one decode per image (reduced-scale for JPEGs) and one header read for its facts,
-    in parallel threads; for files in formats browsers cannot show, a 1600 px JPEG encode
-    too. Files that cannot be thumbnailed get a placeholder; they never stop
-    the page.
+    Cost: one decode per image (reduced-scale for JPEGs) and one header read for its facts
+    (the page's and the keep policy's: :func:`keep_decisions`), in parallel threads; for
+    files in formats browsers cannot show, a 1600 px JPEG encode too. Files that cannot be
+    thumbnailed get a placeholder; they never stop the page.
     """
     if thumbnails not in ("auto", "inline", "files", "none"):
         raise ConfigError(f"unknown thumbnails mode {thumbnails!r}; use auto, inline, files "
                           "or none")
     reporter = reporter or NullReporter()
     out = check_writable(out, "HTML page")
-    data, abs_report = _load_report(report, report_path)
+    data, abs_report, read = _load_report(report, report_path)
     scanned = containers_of((m["path"], m.get("source")) for g in data.get("groups", [])
                             for m in g.get("members", []))
     refuse_overwrite(out, "HTML page", [*([("report", abs_report)] if abs_report else []),
@@ -673,8 +780,10 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
         raise ConfigError(f"cannot put the thumbnails in a folder beside the page: {unusable}; "
                           "name the page otherwise, or make the thumbnails inline")
     reporter.phase(1, 1, "thumbnails" if mode != "none" else "file facts", len(paths))
-    jpegs, previews, facts = _gather(paths, thumb_size if mode != "none" else None, reporter,
-                                     workers, data.get("stats") or {})
+    # A group that cannot be read stops the page before its thumbnails are made.
+    groups = read if read is not None else report_groups(abs_report or "the report", data)
+    jpegs, previews, facts, headers = _gather(paths, thumb_size if mode != "none" else None,
+                                              reporter, workers, data.get("stats") or {})
     reporter.close()
     if mode == "auto":
         few = len(paths) <= inline_limit and len(previews) <= PREVIEW_INLINE_LIMIT
@@ -691,7 +800,8 @@ def write_html(report: str | os.PathLike[str] | Report | Mapping[str, Any] | Sca
                                  f"{exc.strerror or exc}; free space, or make them inline"
                                  ) from None
     html = render_html(data, report_path=abs_report, thumbnails=urls, states=file_states(data),
-                       facts=facts, previews=preview_urls)
+                       facts=facts, previews=preview_urls,
+                       decisions=keep_decisions(data, groups, headers))
     write_text(out, html, "HTML page", newline="\n")  # complete or absent
     return HtmlSummary(path=out, groups=len(data.get("groups", [])), images=len(paths),
                        thumbnails=len(urls), thumbnail_dir=thumb_dir,

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -74,6 +74,7 @@ __all__ = [
     "render_csv",
     "render_paths",
     "render_text",
+    "report_groups",
     "report_to_dict",
     "write_report",
 ]
@@ -610,10 +611,14 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
             for key in ("digest", "pixel_digest"):
                 if not isinstance(m.get(key) or "", str):
                     raise bad(f"group {gid}: {m['path']} has a {key!r} that is not hex text")
+            if "bytes" not in m:
+                raise bad(f"group {gid}: {m['path']} has no 'bytes' (the file's size)")
             for key in ("bytes", "width", "height", "mtime_ns", "distance"):
-                if m.get(key) is not None and not integer(m[key]):
-                    raise bad(f"group {gid}: {m['path']} has a {key!r} of {m[key]!r}, not a "
-                              "whole number")
+                # Absent is read as unknown (but the size: apply compares it); null is an edit.
+                if key in m and not integer(m[key]):
+                    raise bad(f"group {gid}: {m['path']} has a {key!r} of "
+                              f"{'null' if m[key] is None else repr(m[key])}, not a whole "
+                              "number")
             # Bits between two hashes: at most all of them (the review page draws a bar per
             # distance; 10**30 of them ran the machine out of memory).
             if m.get("distance") is not None and not 0 <= m["distance"] <= most_bits:
@@ -635,7 +640,11 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
             for name in names if not data.get("leakage") else ():
                 if seen.setdefault(name, gid) != gid:
                     raise bad(f"{name} is in group {seen[name]} and in group {gid}")
-        for key in ("representative", "kind", "keep_reason"):
+        if not isinstance(g.get("representative"), str):
+            raise bad(f"group {gid} has no 'representative' (the member its distances are "
+                      "measured to)" if g.get("representative") is None else
+                      f"group {gid} has a 'representative' that is not text")
+        for key in ("kind", "keep_reason"):
             if not isinstance(g.get(key) or "", str):
                 raise bad(f"group {gid} has a {key!r} that is not text")
         if g.get("keep") is not None and not texts(g["keep"]):
@@ -643,6 +652,70 @@ def _check_shape(p: str, data: dict[str, Any]) -> None:
         if not any(m.get("match", "hash") == "hash" for m in members):
             raise bad(f"group {gid} has no member matched by its hash (its representative "
                       "always is)")
+
+
+def _what(exc: Exception) -> str:
+    """What a field's value did wrong, in a few words (a missing key named)."""
+    return f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+
+
+def report_groups(p: str, data: Mapping[str, Any]) -> list[Group]:
+    """The groups of report ``data`` (read from ``p``, for messages) as typed objects: what
+    :func:`read_report` gives, for report data already in memory (the review page's).
+
+    Raises:
+        ReportError: a group or member cannot be read; the message names the group, the
+            member and the field (a relative path, a missing size, a hash of more bits
+            than the report's method has, no method to read the hashes with).
+    """
+    cfg = data.get("config") or {}
+    method, nbits = cfg.get("method", "?"), int(cfg.get("nbits") or 64)
+    groups = []
+    for g in data.get("groups", []):
+        gid = g.get("id") if isinstance(g, Mapping) else None
+        where = f"group {gid}"  # what a message names: the group, then the member read
+        try:
+            members = []
+            for m in g["members"]:
+                where = f"group {gid}: {m.get('path')!r}"
+                if not os.path.isabs(m["path"]):
+                    if "#" in m["path"] and m["path"].split("#")[0] in (data.get("roots") or ()):
+                        raise ReportError(
+                            f"{p} is the report of a dataset's rows ({m['path']!r}: split "
+                            "and row), not of files: nothing acts on it. Drop the rows with "
+                            "lookalike.dedupe_dataset(...).select(dataset)")
+                    raise ReportError(f"{p}: group {gid} has a relative path {m['path']!r}")
+                try:
+                    record = _record_from(m, method, nbits)
+                except ValueError as exc:
+                    if "segment value" in str(exc) and not cfg.get("method"):
+                        # Read as hashes of no method (64 bits unless config.nbits says):
+                        # say what is missing, by name.
+                        raise ReportError(
+                            f"{p}: malformed report: it has no "
+                            + ("'config.method' (the scan's hash method)" if "config" in data else
+                               "'config' (the scan's settings, its hash method among them)")
+                            + f", and the hash of {m['path']} is not a "
+                            f"{nbits}-bit one; it was edited? Re-run the scan") from None
+                    raise
+                similarity = m.get("similarity")
+                members.append(Member(record, int(m.get("distance", 0)),
+                                      str(m.get("match", "hash")),
+                                      None if similarity is None else float(similarity)))
+            where = f"group {gid}"
+            paths = [m.record.path for m in members]
+            if len(set(paths)) < len(paths):  # a hand edit: which entry would be acted on?
+                raise ReportError(f"{p}: group {gid} lists a path twice")
+            extra = {k: v for k, v in g.items()
+                     if k not in ("id", "kind", "representative", "members")}
+            groups.append(Group(id=int(g["id"]), members=tuple(members),
+                                representative=g["representative"], kind=g.get("kind", "near"),
+                                extra=extra))
+        except (KeyError, TypeError, ValueError, OverflowError,  # Infinity: Overflow
+                AttributeError) as exc:  # a member that is no object (data not checked)
+            raise ReportError(f"{p}: malformed report: {where} ({_what(exc)}); it was edited? "
+                              "Re-run the scan") from None
+    return groups
 
 
 def read_report(path: str | os.PathLike[str]) -> Report:
@@ -674,34 +747,11 @@ def read_report(path: str | os.PathLike[str]) -> Report:
             " re-run the scan with this version of lookalike"
         )
     _check_shape(p, data)
-    cfg = data.get("config") or {}
-    method, nbits = cfg.get("method", "?"), int(cfg.get("nbits") or 64)
-    groups = []
+    groups = report_groups(p, data)
     try:
-        for g in data.get("groups", []):
-            members = []
-            for m in g["members"]:
-                if not os.path.isabs(m["path"]):
-                    if "#" in m["path"] and m["path"].split("#")[0] in (data.get("roots") or ()):
-                        raise ReportError(
-                            f"{p} is the report of a dataset's rows ({m['path']!r}: split "
-                            "and row), not of files: nothing acts on it. Drop the rows with "
-                            "lookalike.dedupe_dataset(...).select(dataset)")
-                    raise ReportError(f"{p}: group {g.get('id')} has a relative path {m['path']!r}")
-                similarity = m.get("similarity")
-                members.append(Member(_record_from(m, method, nbits), int(m.get("distance", 0)),
-                                      str(m.get("match", "hash")),
-                                      None if similarity is None else float(similarity)))
-            paths = [m.record.path for m in members]
-            if len(set(paths)) < len(paths):  # a hand edit: which entry would be acted on?
-                raise ReportError(f"{p}: group {g.get('id')} lists a path twice")
-            extra = {k: v for k, v in g.items()
-                     if k not in ("id", "kind", "representative", "members")}
-            groups.append(Group(id=int(g["id"]), members=tuple(members),
-                                representative=g["representative"], kind=g.get("kind", "near"),
-                                extra=extra))
         errors = [Problem(path=e["path"], stage=e.get("stage", "?"), error=e.get("error", "?"),
                           message=e.get("message", "")) for e in data.get("errors", [])]
     except (KeyError, TypeError, ValueError, OverflowError) as exc:  # Infinity: Overflow
-        raise ReportError(f"{p}: malformed report ({type(exc).__name__}: {exc})") from None
+        raise ReportError(f"{p}: malformed report: an entry of 'errors' ({_what(exc)}); it "
+                          "was edited? Re-run the scan") from None
     return Report(path=p, data=data, groups=groups, errors=errors)

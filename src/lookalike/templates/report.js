@@ -21,7 +21,8 @@
   let manual = noChoices(); // the reviewer's own choices: null, true (keep) or false
   const rules = new Map(); // folder index -> "keep" | "remove", in the order they were made
   const state = groups.map((g) => g.m.map((m) => m.k));
-  // Why the keep policy suggests a member (the report's keep_reason), else null. A member
+  // Why the keep policy suggests a member (the reason of its own decision, made again when
+  // the page was written, as apply makes it), else null. A member
   // embeddings joined is kept for the reviewer to choose: no signal says which is the original.
   // Another shot (a burst's frame) the policy keeps besides its keeper says so.
   // Joined by embeddings (not by hashes, nor by the verified band's "aligned" hashes).
@@ -240,7 +241,9 @@
     art.querySelector(".facts").textContent = g.m.length + " images \u00b7 " +
       (skip ? "nothing to remove" : (g.m.length - kept) + " to remove \u00b7 " +
         humanBytes(freed) + " freed");
-    art.querySelector(".warn").textContent = skip || "";
+    // A report keep list the policy no longer keeps (g.kw) is said too: apply on the report
+    // skips such a group; the page pre-filled the policy's choice.
+    art.querySelector(".warn").textContent = [skip, g.kw].filter(Boolean).join(" \u00b7 ");
     art.classList.toggle("nokeep", kept === 0);
   }
 
