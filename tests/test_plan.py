@@ -588,6 +588,8 @@ def test_decisions_leave_unlisted_members_alone(library, tmp_path):
     ([{"id": 1, "keep": ["{a}"], "remove": ["{a}"]}], {}, "lists a path twice"),
     ([{"id": 1, "keep": [], "remove": []}] * 2, {}, "listed twice"),
     ([], {"report_created": "1999-01-01T00:00:00+00:00"}, "export the decisions again"),
+    # No report_created matched a report without 'created' (None == None).
+    ([], {"report_created": None}, "no report_created"),
     ([], {"report_path": "/nonexistent/report.json"}, "not found"),
     ([], {"schema_version": 7}, "schema version"),
     ([], {"schema_version": True}, "schema version"),  # True == 1 in Python

@@ -483,7 +483,11 @@ def load_decisions(path: str | os.PathLike[str], data: dict[str, Any] | None = N
     if not os.path.isabs(rp):
         rp = os.path.join(os.path.dirname(p), rp)
     report = read_report(rp)
-    if report.data.get("created") != data.get("report_created"):
+    made_for = data.get("report_created")
+    if not isinstance(made_for, str) or not made_for:  # None == None matched any such report
+        raise ReportError(f"{p}: no report_created (the report it was made for); export the "
+                          "decisions again from the review page")
+    if report.data.get("created") != made_for:
         raise ReportError(
             f"{p} was made for the report of {data.get('report_created')!r}, but {rp} is from "
             f"{report.data.get('created')!r}; review the new report and export the decisions "
