@@ -359,3 +359,10 @@ def test_a_broken_row_is_told_live_by_its_row_not_a_temporary_file(splits):
     cleanup = lookalike.dedupe_dataset(ds, keep=KEEP, workers=1, reporter=told)
     assert [p.path for p in cleanup.scan.errors] == ["data#3"]
     assert told.paths == ["data#3"]
+
+
+def test_options_a_dataset_has_no_use_for_are_refused_not_dropped(dataset):
+    for option in ({"name_column": "label"}, {"storage_options": {"anon": True}},
+                   {"input_format": "parquet"}):
+        with pytest.raises(ConfigError, match="read from its own rows"):
+            lookalike.scan(dataset, workers=1, **option)

@@ -220,6 +220,10 @@ def scan(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (), 
         if files_from is not None or parquet_out is not None or cache is not None:
             raise ConfigError("a dataset is scanned on its own: no file list, Parquet output "
                               "or hash cache")
+        if input_format != "auto" or name_column is not None or storage_options:
+            # They were dropped without a word: a dataset's rows say where its images are.
+            raise ConfigError("a dataset is read from its own rows: no input format, name "
+                              "column or storage options (pass its image column as column=)")
         return dedupe_dataset(paths, column=column, config=config,
                               engine=engine,  # type: ignore[arg-type]
                               scheduler=scheduler, executor=executor, retries=retries,
