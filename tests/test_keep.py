@@ -133,6 +133,20 @@ def test_camera_exif_beats_a_larger_copy_without_it(tmp_path, photo):
     assert d.keep == (str(original),) and d.reason.startswith("camera EXIF")
 
 
+def test_a_camera_file_imported_twice_beats_an_export_stripped_of_its_exif(tmp_path, photo):
+    # The name "(1)" marked the camera's own file as the copy, and a smaller export without
+    # EXIF was kept (review): camera EXIF is compared before the name.
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Sony", "ILCE-7M3"  # Make, Model
+    (tmp_path / "Originals").mkdir()
+    (tmp_path / "Exports").mkdir()
+    imported, export = tmp_path / "Originals" / "K8 (1).jpg", tmp_path / "Exports" / "K8.jpg"
+    photo.save(imported, quality=92, exif=exif.tobytes())
+    photo.resize((photo.width * 3 // 4, photo.height * 3 // 4)).save(export, quality=80)
+    d = decide(imported, export)
+    assert d.keep == (str(imported),) and d.reason.startswith("camera EXIF")
+
+
 @pytest.mark.parametrize(("rules", "kept_hash"), [(DEFAULT_KEEP, True), (("none",), False)])
 def test_a_protected_member_only_embeddings_matched_does_not_let_every_copy_go(
         tmp_path, photo, rules, kept_hash):

@@ -24,11 +24,14 @@ one only breaks the ties of those before it; :data:`ORIGINAL_SIGNALS`):
 
 1. **camera RAW** (a suffix of :data:`~lookalike.inputs.walk.RAW_SUFFIXES`): the RAW beats
    the JPEG made from it.
-2. **a name that marks no copy**: ``copy``, ``(1)``, `` - Copy``, ``edited``, ``resized``,
+2. **camera metadata**: EXIF camera make/model or original date; editors and web tools
+   often strip it, cameras always write it. Before the name: a camera file imported twice
+   (``K8 (1).jpg``) is still the camera's, where an export stripped of its EXIF
+   (``K8.jpg``) is not (review; on benchmarks/bench_keep.py the order of the two changes
+   nothing: its copies keep no EXIF and their names decide).
+3. **a name that marks no copy**: ``copy``, ``(1)``, `` - Copy``, ``edited``, ``resized``,
    ``thumb``..., or a name that extends another member's (``IMG_1.jpg`` ->
    ``IMG_1_1.jpg``, ``IMG_1-edited.jpg``) marks a copy; tools name copies, not originals.
-3. **camera metadata**: EXIF camera make/model or original date; editors and web tools
-   often strip it, cameras always write it.
 4. **resolution at the group's common aspect ratio**: the pixels of the largest picture of
    that aspect ratio the file holds, so a squashed or stretched copy never wins by pixel
    count (``935x701`` does not beat ``1024x640``); pixel counts are compared in 1% steps
@@ -117,8 +120,8 @@ __all__ = ["CENTRE_MAX", "DEFAULT_KEEP", "KEEP_RULES", "ORIGINAL_SIGNALS", "Keep
 DEFAULT_KEEP: tuple[str, ...] = ("original",)
 
 KEEP_RULES: dict[str, str] = {
-    "original": "the file most likely the original: RAW, a name that marks no copy, camera "
-                "EXIF, resolution at the group's aspect ratio, metadata kept, encoding "
+    "original": "the file most likely the original: RAW, camera EXIF, a name that marks no "
+                "copy, resolution at the group's aspect ratio, metadata kept, encoding "
                 "fidelity, the group's centre, age",
     "largest-resolution": "most pixels",
     "largest-file": "most bytes",
@@ -132,7 +135,7 @@ KEEP_RULES: dict[str, str] = {
 }
 
 #: The signals of the ``original`` rule, in the order they are compared (module docs).
-ORIGINAL_SIGNALS: tuple[str, ...] = ("raw", "name", "camera", "resolution", "editor",
+ORIGINAL_SIGNALS: tuple[str, ...] = ("raw", "camera", "name", "resolution", "editor",
                                      "metadata", "fidelity", "notes", "centre", "bars", "age")
 
 #: Groups with more members than this skip the centre signal (its cost grows with the square
