@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,6 +97,16 @@ def save_burst(image: Image.Image, folder: Path, fractions: tuple[str, ...] = ("
         paths.append(folder / f"IMG_{k}.JPG")
         image.save(paths[-1], quality=95, exif=exif.tobytes())
     return paths
+
+
+def other_filesystem() -> str | None:
+    """A writable folder on another file system than the temporary folder's (``/dev/shm``),
+    where a move copies instead of linking; None where there is none."""
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK) and \
+            os.stat(shm).st_dev != os.stat(tempfile.gettempdir()).st_dev:
+        return shm
+    return None
 
 
 def snapshot(*folders: Path) -> dict[str, tuple]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import lookalike
-from conftest import snapshot
+from conftest import other_filesystem, snapshot
 from lookalike import JournalError
 from lookalike.actions.apply import apply, recover, undo
 from lookalike.actions.plan import Plan, plan
@@ -786,21 +786,13 @@ def test_hand_built_plans_cannot_empty_a_group_or_touch_protected_files(library,
     assert (root / "sub" / "x2.png").exists()
 
 
-def _other_filesystem() -> str | None:
-    shm = "/dev/shm"
-    if os.path.isdir(shm) and os.access(shm, os.W_OK) and \
-            os.stat(shm).st_dev != os.stat(tempfile.gettempdir()).st_dev:
-        return shm
-    return None
-
-
-@pytest.mark.skipif(_other_filesystem() is None, reason="needs a second file system (/dev/shm)")
+@pytest.mark.skipif(other_filesystem() is None, reason="needs a second file system (/dev/shm)")
 @pytest.mark.parametrize("action", ["move", "hardlink"])
 def test_across_file_systems_copies_are_verified_and_undo_still_works(library, tmp_path,
                                                                       action):
     root, report = library
     before = snapshot(root)
-    elsewhere = Path(tempfile.mkdtemp(dir=_other_filesystem()))
+    elsewhere = Path(tempfile.mkdtemp(dir=other_filesystem()))
     try:
         to = elsewhere / "q" if action == "move" else None
         p = plan(report, action=action, to=to)  # type: ignore[arg-type]
@@ -817,13 +809,13 @@ def test_across_file_systems_copies_are_verified_and_undo_still_works(library, t
         shutil.rmtree(elsewhere)
 
 
-@pytest.mark.skipif(_other_filesystem() is None, reason="needs a second file system")
+@pytest.mark.skipif(other_filesystem() is None, reason="needs a second file system")
 def test_no_hard_link_is_planned_across_file_systems(tmp_path, scene):
     """It failed at apply time (EXDEV, rolled back, exit 1); the plan says so instead."""
     here = tmp_path / "here"
     here.mkdir()
     scene(4, (160, 120)).save(here / "a.png")
-    elsewhere = Path(tempfile.mkdtemp(dir=_other_filesystem()))
+    elsewhere = Path(tempfile.mkdtemp(dir=other_filesystem()))
     try:
         shutil.copyfile(here / "a.png", elsewhere / "a_copy.png")
         report = tmp_path / "r.json"
@@ -837,13 +829,13 @@ def test_no_hard_link_is_planned_across_file_systems(tmp_path, scene):
         shutil.rmtree(elsewhere)
 
 
-@pytest.mark.skipif(_other_filesystem() is None or os.geteuid() != 0,
+@pytest.mark.skipif(other_filesystem() is None or os.geteuid() != 0,
                     reason="needs a second file system (/dev/shm) and root (to chown)")
 def test_a_copy_across_file_systems_keeps_the_files_owner(library, tmp_path):
     root, report = library
     for path in root.rglob("*.png"):
         os.chown(path, 1234, 2345)
-    elsewhere = Path(tempfile.mkdtemp(dir=_other_filesystem()))
+    elsewhere = Path(tempfile.mkdtemp(dir=other_filesystem()))
     try:
         p = plan(report, action="move", to=elsewhere / "q")
         assert apply(p, journal=elsewhere / "j.jsonl").ok
@@ -1117,7 +1109,7 @@ def test_cli_default_journal_avoids_scanned_folders(runner, tmp_path, scene, mon
     assert not list(root.glob("lookalike-journal-*"))
 
 
-@pytest.mark.skipif(_other_filesystem() is None, reason="needs a second file system (/dev/shm)")
+@pytest.mark.skipif(other_filesystem() is None, reason="needs a second file system (/dev/shm)")
 @pytest.mark.parametrize(("action", "step"), [("move", "move:marked"), ("move", "move:linked"),
                                               ("move", "move:unlinked"),
                                               ("hardlink", "link:backup"),
@@ -1126,7 +1118,7 @@ def test_crash_across_file_systems_then_undo_restores_everything(library, tmp_pa
                                                                  step):
     root, report = library
     before = snapshot(root)
-    elsewhere = Path(tempfile.mkdtemp(dir=_other_filesystem()))
+    elsewhere = Path(tempfile.mkdtemp(dir=other_filesystem()))
     try:
         journal = elsewhere / "j.jsonl"
         to = str(elsewhere / "q") if action == "move" else ""

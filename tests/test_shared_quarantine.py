@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import lookalike
-from conftest import snapshot
+from conftest import other_filesystem, snapshot
 from lookalike import ConfigError
 from lookalike.actions import apply as applying
 from lookalike.actions.apply import apply, undo
@@ -26,14 +26,6 @@ from lookalike.cli import cli
 from lookalike.report.schema import write_report
 
 BASE_NS = 1_600_000_000_000_000_000
-
-
-def _other_filesystem() -> str | None:
-    shm = "/dev/shm"
-    if os.path.isdir(shm) and os.access(shm, os.W_OK) and \
-            os.stat(shm).st_dev != os.stat(tempfile.gettempdir()).st_dev:
-        return shm
-    return None
 
 
 def _pair(root: Path, picture) -> None:
@@ -72,9 +64,9 @@ def quarantine(tmp_path, request):
     if not getattr(request, "param", False):
         yield tmp_path / "q"
         return
-    if _other_filesystem() is None:
+    if other_filesystem() is None:
         pytest.skip("needs a second file system (/dev/shm)")
-    elsewhere = Path(tempfile.mkdtemp(dir=_other_filesystem()))
+    elsewhere = Path(tempfile.mkdtemp(dir=other_filesystem()))
     try:
         yield elsewhere / "q"
     finally:

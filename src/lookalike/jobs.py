@@ -27,7 +27,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import stat
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TextIO
@@ -39,7 +38,7 @@ from lookalike.grouping.keep import parse_keep
 from lookalike.inputs.hf import is_saved_dataset
 from lookalike.inputs.walk import named_file
 from lookalike.model import ImageRecord
-from lookalike.outputs import csv_text, write_text
+from lookalike.outputs import csv_text, special_file, write_text
 from lookalike.paths import is_under
 from lookalike.pipeline import ScanResult, scan
 from lookalike.report.schema import (
@@ -98,16 +97,6 @@ def _check_page_path(html: str | None) -> None:
     ``r.json.json``."""
     if html is not None and html.lower().endswith(".json"):
         raise ConfigError(f"the HTML page {html} is named like a JSON report; name it .html")
-
-
-def _special(path: str) -> bool:
-    """Whether ``path`` is (or links to) something other than a regular file: a device, a
-    pipe, a terminal. Such an output is written as it is, and has nothing beside it."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:  # not there yet (or a link to nothing): it will be a file
-        return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))  # a folder: check_outputs says so
 
 
 def _same_file(path: str, stream: TextIO) -> bool:
@@ -213,7 +202,7 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
     if output is not None and _same_file(output, out):
         output = None  # ``-o /dev/stdout``: the report alone goes there, as without a file
         format = format or "json"
-    if html is not None and _special(html):
+    if html is not None and special_file(html):
         raise ConfigError(f"the HTML page {html} must be a file: its decisions name the JSON "
                           "report written beside it; name a file")
     # A saved dataset's folder is read as the dataset unless files were asked for (a photo
@@ -244,11 +233,11 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         _refuse_inside(target, what, parquet_out, "Parquet output")
     check_outputs([("report", output),
                    ("error list", errors_csv_path(output)
-                    if output and format == "csv" and not _special(output) else None),
+                    if output and format == "csv" and not special_file(output) else None),
                    ("HTML page", html),
                    ("JSON report for the HTML page", _page_report_path(html)
                     if html is not None and (format != "json" or output is None
-                                             or _special(output)) else None)],
+                                             or special_file(output)) else None)],
                   inputs=[("file list", options.get("files_from")), ("hash cache", cache_path),
                           ("Parquet output", parquet_out), *(
                       ("scanned file", p) for p in (*reference, *paths))])
@@ -295,9 +284,9 @@ def scan_to_files(paths: Sequence[str], config: ScanConfig, *, output: str | Non
         write_report(result, output, format=format or "json", argv=argv, keep=policy,
                      leakage=leakage)
         written.append(f"report written to {os.path.abspath(output)}")
-        if format == "json" and not _special(output):  # the page reads it back
+        if format == "json" and not special_file(output):  # the page reads it back
             json_path = output
-        if format == "csv" and not _special(output):  # nothing goes beside a device
+        if format == "csv" and not special_file(output):  # nothing goes beside a device
             # Written also when empty: an earlier scan's error list beside a new report
             # reads as this scan's.
             errors_csv = errors_csv_path(output)

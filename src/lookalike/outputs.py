@@ -13,7 +13,7 @@ from typing import Any
 
 from lookalike.errors import LookalikeError
 
-__all__ = ["csv_text", "write_new", "write_text"]
+__all__ = ["csv_text", "special_file", "write_new", "write_text"]
 
 #: A file made here and nowhere else: never one already there, never through a link.
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
@@ -37,11 +37,7 @@ def write_text(path: str | os.PathLike[str], text: str, what: str, *,
         LookalikeError: the file cannot be written (says ``what`` it is and the OS's reason).
     """
     out = os.fspath(path)
-    try:
-        special = not stat.S_ISREG(os.stat(out).st_mode)
-    except OSError:  # not there (yet), or a link to nothing: made as a new file
-        special = False
-    if special:
+    if special_file(out):
         try:
             with open(out, "w", encoding="utf-8", errors="surrogateescape",
                       newline=newline) as fh:
@@ -70,6 +66,17 @@ def write_text(path: str | os.PathLike[str], text: str, what: str, *,
                 os.unlink(tmp)
         raise LookalikeError(f"cannot write the {what} {out}: {exc.strerror or exc}; "
                              "choose another path") from None
+
+
+def special_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is (or links to) something other than a regular file or a folder: a
+    device, a pipe, a terminal (``/dev/null``, ``/dev/stdout``). Such an output is written
+    as it is (:func:`write_text`), and nothing is written beside it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # not there yet (or a link to nothing): it will be a file
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def write_new(path: str | os.PathLike[str], data: bytes) -> None:

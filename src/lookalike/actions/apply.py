@@ -75,6 +75,7 @@ from lookalike.actions.plan import (
     marked_root,
     quarantine_path,
     quarantine_shelf,
+    read_marker,
     same_root,
 )
 from lookalike.config import nearest_folder
@@ -255,9 +256,6 @@ def _hardlink(src: str, dst: str) -> None:
         os.link(src, dst)
 
 
-#: More than any marker lookalike writes (a path): a larger file is not one.
-_MARKER_MAX = 1 << 16
-
 #: Why a hard link could not be made where a copy can: another file system, or none there
 #: (Linux vfat says EPERM; FAT/exFAT on Windows EINVAL, "Incorrect function"; FUSE ENOSYS).
 _NO_LINK = frozenset((errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
@@ -398,25 +396,17 @@ def _rmdir_marked(shelf: str) -> None:
             run of the same scanned folder may have moved a file in meanwhile).
     """
     marker = os.path.join(shelf, MARKER)
-    if os.listdir(shelf) == [MARKER]:
-        fd = os.open(marker, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > _MARKER_MAX:
-                raise OSError(errno.ENOTEMPTY, "not a marker lookalike wrote", marker)
-            was = os.read(fd, _MARKER_MAX)
-        finally:
-            os.close(fd)
+    # A marker that is no regular file (a link, a folder) raises here: it is never removed.
+    was = read_marker(marker) if os.listdir(shelf) == [MARKER] else None
+    if was is not None:
         os.unlink(marker)
-        try:
-            os.rmdir(shelf)
-        except OSError:
+    try:
+        os.rmdir(shelf)
+    except OSError:
+        if was is not None:
             with contextlib.suppress(OSError):  # already made again by that run: it stays
                 _write_marker(marker, was)
-            raise
-    else:
-        os.rmdir(shelf)
+        raise
     fsync_dir(os.path.dirname(shelf))
 
 

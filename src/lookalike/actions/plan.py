@@ -98,6 +98,7 @@ __all__ = [
     "plan",
     "quarantine_path",
     "quarantine_shelf",
+    "read_marker",
     "render_plan",
     "same_root",
     "shelf_problem",
@@ -637,7 +638,20 @@ def marked_root(shelf: str) -> str | None:
         OSError: the marker cannot be read, or is not a regular file (a symbolic link, a
             folder) or not one lookalike wrote (too large).
     """
-    marker = os.path.join(shelf, MARKER)
+    raw = read_marker(os.path.join(shelf, MARKER))
+    if raw is None or not raw.endswith(b"\n"):
+        return None
+    return raw[:-1].decode("utf-8", "surrogateescape")
+
+
+def read_marker(marker: str) -> bytes | None:
+    """The bytes of the quarantine marker file ``marker``, never read through a link; None
+    where there is none.
+
+    Raises:
+        OSError: it cannot be read, or is not a regular file (a symbolic link, a folder) or
+            not one lookalike wrote (too large).
+    """
     try:
         fd = os.open(marker, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
                      | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
@@ -647,12 +661,9 @@ def marked_root(shelf: str) -> str | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > _MARKER_MAX:
             raise OSError(errno.EINVAL, "not a marker lookalike wrote", marker)
-        raw = os.read(fd, _MARKER_MAX + 1)
+        return os.read(fd, _MARKER_MAX + 1)
     finally:
         os.close(fd)
-    if not raw.endswith(b"\n"):
-        return None
-    return raw[:-1].decode("utf-8", "surrogateescape")
 
 
 def same_root(named: str, root: str) -> bool:
